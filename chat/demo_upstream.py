@@ -1,0 +1,118 @@
+"""The built-in demo model: an httpx transport that answers like an OpenAI-compatible server.
+
+It is plugged in where a real network transport would be, so a demo reply travels the same
+httpx response and SSE parsing path as a real one; nothing downstream knows the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+DEMO_MODEL = "demo"
+
+DEMO_REPLY = """\
+This is the **demo model** talking: no API key needed. Every word you see was streamed \
+through the same pipeline a real model uses, one token at a time.
+
+You asked about: *{topic}*
+
+Here is what happened when you pressed Enter:
+
+1. The view saved your message and a placeholder for this reply.
+2. A background consumer called an OpenAI-compatible `/chat/completions` endpoint with \
+`stream: true`.
+3. Each delta was pushed to your browser over a WebSocket and appended to the page.
+4. When the stream ended, the whole reply was saved and rendered as markdown.
+
+A small example of a code block:
+
+```python
+def greet(name: str) -> str:
+    return f"Hello, {{name}}!"
+
+print(greet("chatsite"))
+```
+
+To talk to a real model, set `OPENAI_BASE_URL` and `OPENAI_API_KEY` (see `.env.example`) and \
+restart the server.
+"""
+
+
+def demo_reply_for(messages: list[dict[str, Any]]) -> str:
+    last_user = next(
+        (m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""
+    )
+    topic = " ".join(str(last_user or "").split())[:120] or "nothing yet"
+    return DEMO_REPLY.format(topic=topic.replace("*", ""))
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into word-sized tokens that keep their spacing, like a real tokenizer."""
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+class DemoStream(httpx.AsyncByteStream):
+    def __init__(self, text: str, model: str, tokens_per_second: tuple[float, float]) -> None:
+        self._tokens = tokenize(text)
+        self._model = model
+        self._tps = tokens_per_second
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        completion_id = f"chatcmpl-demo-{uuid.uuid4().hex[:12]}"
+        created = int(time.time())
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
+            body = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self._model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+                **extra,
+            }
+            return f"data: {json.dumps(body)}\n\n".encode()
+
+        yield chunk({"role": "assistant", "content": ""})
+        low, high = self._tps
+        for token in self._tokens:
+            await asyncio.sleep(1.0 / random.uniform(low, high))
+            yield chunk({"content": token})
+        yield chunk({}, "stop")
+        usage = {"prompt_tokens": 42, "completion_tokens": len(self._tokens),
+                 "total_tokens": 42 + len(self._tokens)}
+        final = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                 "model": self._model, "choices": [], "usage": usage}
+        yield f"data: {json.dumps(final)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+
+class DemoTransport(httpx.AsyncBaseTransport):
+    """Serves `POST /chat/completions` (streaming) and `GET /models` for the demo model."""
+
+    def __init__(self, tokens_per_second: tuple[float, float] = (30.0, 60.0)) -> None:
+        self._tps = tokens_per_second
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.rstrip("/")
+        if request.method == "GET" and path.endswith("/models"):
+            body = {"object": "list", "data": [{"id": DEMO_MODEL, "object": "model"}]}
+            return httpx.Response(200, json=body, request=request)
+        if request.method == "POST" and path.endswith("/chat/completions"):
+            payload = json.loads(await request.aread() or b"{}")
+            text = demo_reply_for(payload.get("messages") or [])
+            return httpx.Response(
+                200,
+                headers={"content-type": "text/event-stream"},
+                stream=DemoStream(text, payload.get("model") or DEMO_MODEL, self._tps),
+                request=request,
+            )
+        return httpx.Response(404, json={"error": {"message": "Not found"}}, request=request)

@@ -1,0 +1,148 @@
+"""Real-time events: the one place that names groups and sends on the channel layer.
+
+Conversation group (every open WebSocket of a conversation listens):
+    message.started   {message_id}                   a worker took the reply
+    message.delta     {message_id, content_offset, content, reasoning_offset, reasoning,
+                       tool_calls}                   coalesced text, with the offsets it starts at
+    message.status    {message_id, text}             e.g. "Retrying in 2 s"
+    message.finished  {message_id}                   saved; render it from the database
+Generation group (the worker that streams one reply listens):
+    generation.snapshot_request {message_id, reply_channel}  send the text so far there
+    generation.cancel {message_id}                   stop now and save what there is
+Sent to one WebSocket:
+    message.snapshot  {message_id, content, reasoning, tool_calls}
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+
+def conversation_group(conversation_id: uuid.UUID | str) -> str:
+    return f"conversation.{uuid.UUID(str(conversation_id)).hex}"
+
+
+def generation_group(message_id: int) -> str:
+    return f"generation.{message_id}"
+
+
+def _layer() -> Any:
+    return get_channel_layer()
+
+
+# --- From synchronous code (views and services) ---------------------------------------------
+
+
+def request_generation(message_id: int) -> None:
+    """Hand a pending reply to the streaming consumer. Call after the reply is committed."""
+    async_to_sync(_layer().send)(
+        settings.CHAT_STREAM_CHANNEL, {"type": "generate", "message_id": message_id}
+    )
+
+
+def request_cancel(message_id: int) -> None:
+    async_to_sync(_layer().group_send)(
+        generation_group(message_id), {"type": "generation.cancel", "message_id": message_id}
+    )
+
+
+def message_finished_sync(conversation_id: uuid.UUID, message_id: int) -> None:
+    async_to_sync(message_finished)(conversation_id, message_id)
+
+
+# --- From the streaming consumer and the WebSocket consumer ---------------------------------
+
+
+async def message_started(conversation_id: uuid.UUID, message_id: int) -> None:
+    await _layer().group_send(
+        conversation_group(conversation_id), {"type": "message.started", "message_id": message_id}
+    )
+
+
+async def message_delta(
+    conversation_id: uuid.UUID,
+    message_id: int,
+    *,
+    content_offset: int,
+    content: str,
+    reasoning_offset: int,
+    reasoning: str,
+    tool_calls: list[dict[str, str]] | None,
+) -> None:
+    await _layer().group_send(
+        conversation_group(conversation_id),
+        {
+            "type": "message.delta",
+            "message_id": message_id,
+            "content_offset": content_offset,
+            "content": content,
+            "reasoning_offset": reasoning_offset,
+            "reasoning": reasoning,
+            "tool_calls": tool_calls,
+        },
+    )
+
+
+async def message_status(conversation_id: uuid.UUID, message_id: int, text: str) -> None:
+    await _layer().group_send(
+        conversation_group(conversation_id),
+        {"type": "message.status", "message_id": message_id, "text": text},
+    )
+
+
+async def message_finished(conversation_id: uuid.UUID, message_id: int) -> None:
+    await _layer().group_send(
+        conversation_group(conversation_id), {"type": "message.finished", "message_id": message_id}
+    )
+
+
+async def snapshot_request(message_id: int, reply_channel: str) -> None:
+    await _layer().group_send(
+        generation_group(message_id),
+        {
+            "type": "generation.snapshot_request",
+            "message_id": message_id,
+            "reply_channel": reply_channel,
+        },
+    )
+
+
+async def snapshot_send(
+    reply_channel: str,
+    message_id: int,
+    *,
+    content: str,
+    reasoning: str,
+    tool_calls: list[dict[str, str]],
+) -> None:
+    await _layer().send(
+        reply_channel,
+        {
+            "type": "message.snapshot",
+            "message_id": message_id,
+            "content": content,
+            "reasoning": reasoning,
+            "tool_calls": tool_calls,
+        },
+    )
+
+
+async def join_generation(message_id: int, channel_name: str) -> None:
+    await _layer().group_add(generation_group(message_id), channel_name)
+
+
+async def leave_generation(message_id: int, channel_name: str) -> None:
+    await _layer().group_discard(generation_group(message_id), channel_name)
+
+
+async def join_conversation(conversation_id: uuid.UUID | str, channel_name: str) -> None:
+    await _layer().group_add(conversation_group(conversation_id), channel_name)
+
+
+async def leave_conversation(conversation_id: uuid.UUID | str, channel_name: str) -> None:
+    await _layer().group_discard(conversation_group(conversation_id), channel_name)

@@ -1,0 +1,273 @@
+"""One reply, from request to saved message: calls the model through the stream client, sends
+coalesced deltas to the conversation, checkpoints partial text, and saves the result once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from . import events, selectors, services
+from .models import Message
+from .stream_client import (
+    Completion,
+    CompletionStream,
+    Retrying,
+    StreamUpdate,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamStreamError,
+)
+from .upstream import chat_completions_client
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Frame:
+    """Text to append, with the offsets in the reply where it starts."""
+
+    content_offset: int
+    content: str
+    reasoning_offset: int
+    reasoning: str
+    tool_calls: list[dict[str, str]] | None
+
+
+class FrameCoalescer:
+    """Turns many small deltas into few frames: the first goes at once, then at most one per
+    `window` seconds. It concatenates, never drops, and keeps the offsets right."""
+
+    def __init__(self, send: Callable[[Frame], Awaitable[None]], window: float) -> None:
+        self._send = send
+        self._window = window
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self._content_offset = 0
+        self._reasoning_offset = 0
+        self._tool_calls: list[dict[str, str]] | None = None
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task = asyncio.create_task(self._run())
+
+    def push(self, content: str, reasoning: str, tool_calls: list[dict[str, str]] | None) -> None:
+        if content:
+            self._content.append(content)
+        if reasoning:
+            self._reasoning.append(reasoning)
+        if tool_calls is not None:
+            self._tool_calls = tool_calls
+        self._wakeup.set()
+
+    async def aclose(self) -> None:
+        """Send whatever is pending now, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        await self._task
+
+    def _take(self) -> Frame | None:
+        if not (self._content or self._reasoning or self._tool_calls is not None):
+            return None
+        content, reasoning = "".join(self._content), "".join(self._reasoning)
+        frame = Frame(
+            self._content_offset, content, self._reasoning_offset, reasoning, self._tool_calls
+        )
+        self._content_offset += len(content)
+        self._reasoning_offset += len(reasoning)
+        self._content, self._reasoning, self._tool_calls = [], [], None
+        return frame
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_sent = -self._window
+        while True:
+            await self._wakeup.wait()
+            delay = last_sent + self._window - loop.time()
+            if delay > 0 and not self._closing:
+                await asyncio.sleep(delay)
+            self._wakeup.clear()
+            frame = self._take()
+            if frame is not None:
+                try:
+                    await self._send(frame)
+                except Exception:
+                    logger.exception("could not send a frame; clients will resynchronise")
+                last_sent = loop.time()
+            if self._closing and not self._wakeup.is_set():
+                return
+
+
+@dataclass
+class Generation:
+    """Streams one claimed reply. `snapshot()` may be called at any time while it runs."""
+
+    reply: Message
+    worker_id: str
+    prefix: str = ""  # text already in the reply (a continuation appends to it)
+    cancelled_by_user: bool = False
+    stream: CompletionStream | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    _saved_content: str = ""
+
+    @property
+    def completion(self) -> Completion:
+        return self.stream.completion if self.stream else Completion()
+
+    def snapshot(self) -> dict[str, Any]:
+        completion = self.completion
+        return {
+            "content": self.prefix + completion.content,
+            "reasoning": completion.reasoning,
+            "tool_calls": completion.tool_call_list(),
+        }
+
+    async def run(self) -> None:
+        reply = self.reply
+        conversation = reply.conversation
+        messages = await sync_to_async(selectors.model_messages)(
+            conversation=conversation, before=reply
+        )
+        body: dict[str, Any] = {
+            "model": conversation.model or settings.CHAT_MODEL,
+            "messages": messages,
+            "stream_options": {"include_usage": True},
+        }
+        if settings.CHAT_MAX_TOKENS:
+            body["max_tokens"] = settings.CHAT_MAX_TOKENS
+        self.stream = chat_completions_client().stream(body)
+
+        async def send_frame(frame: Frame) -> None:
+            await events.message_delta(
+                conversation.id,
+                reply.pk,
+                content_offset=len(self.prefix) + frame.content_offset,
+                content=frame.content,
+                reasoning_offset=frame.reasoning_offset,
+                reasoning=frame.reasoning,
+                tool_calls=frame.tool_calls,
+            )
+
+        await events.message_started(conversation.id, reply.pk)
+        coalescer = FrameCoalescer(send_frame, settings.CHAT_COALESCE_SECONDS)
+        heartbeat = asyncio.create_task(self._heartbeat())
+        outcome: dict[str, Any]
+        try:
+            async with asyncio.timeout(settings.CHAT_TOTAL_TIMEOUT):
+                async for update in self.stream:
+                    if isinstance(update, Retrying):
+                        await events.message_status(
+                            conversation.id,
+                            reply.pk,
+                            f"{update.reason} Retrying in {update.delay:.1f} s "
+                            f"(attempt {update.attempt + 1}).",
+                        )
+                        continue
+                    self._on_update(update, coalescer)
+            outcome = self._outcome_of_stream()
+        except asyncio.CancelledError:
+            outcome = self._outcome(
+                Message.Status.CANCELLED if self.cancelled_by_user else Message.Status.INTERRUPTED,
+                error="" if self.cancelled_by_user else "The server stopped while replying.",
+            )
+            await self._finish(outcome, coalescer, heartbeat)
+            raise
+        except TimeoutError:
+            outcome = self._outcome_of_error(
+                f"The reply took longer than {settings.CHAT_TOTAL_TIMEOUT:g} seconds.",
+                interrupted=True,
+            )
+        except UpstreamError as exc:
+            fatal = isinstance(exc, UpstreamStreamError | UpstreamHTTPError)
+            outcome = self._outcome_of_error(exc.message, interrupted=not fatal)
+        except Exception:
+            logger.exception("generation of message %s failed", reply.pk)
+            outcome = self._outcome_of_error("Something went wrong on our side.", interrupted=True)
+        await self._finish(outcome, coalescer, heartbeat)
+
+    def _on_update(self, update: StreamUpdate, coalescer: FrameCoalescer) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        tool_calls = self.completion.tool_call_list() if update.tool_calls_changed else None
+        coalescer.push(update.content + update.refusal, update.reasoning, tool_calls)
+
+    def _outcome(self, status: str, *, error: str = "") -> dict[str, Any]:
+        completion = self.completion
+        now = time.monotonic()
+        fields: dict[str, Any] = {
+            "status": status,
+            "content": self.prefix + completion.content + completion.refusal,
+            "reasoning": completion.reasoning,
+            "tool_calls": completion.tool_call_list(),
+            "finish_reason": completion.finish_reason or "",
+            "model": completion.model or self.reply.model,
+            "error": error,
+            "duration": timedelta(seconds=now - self.started_at),
+            "time_to_first_token": (
+                timedelta(seconds=self.first_token_at - self.started_at)
+                if self.first_token_at is not None
+                else None
+            ),
+        }
+        if completion.usage is not None:
+            fields["prompt_tokens"] = completion.usage.prompt_tokens
+            fields["completion_tokens"] = completion.usage.completion_tokens
+        return fields
+
+    def _outcome_of_stream(self) -> dict[str, Any]:
+        if self.completion.ended:
+            return self._outcome(Message.Status.COMPLETE)
+        return self._outcome_of_error(
+            "The connection to the model ended before the reply was complete.", interrupted=True
+        )
+
+    def _outcome_of_error(self, message: str, *, interrupted: bool) -> dict[str, Any]:
+        """Text already streamed is kept; a cut stream is `interrupted`, a failure `error`."""
+        has_text = bool(self.completion.content or self.completion.reasoning)
+        status = (
+            Message.Status.INTERRUPTED if interrupted and has_text else Message.Status.ERROR
+        )
+        return self._outcome(status, error=message)
+
+    async def _finish(
+        self, outcome: dict[str, Any], coalescer: FrameCoalescer, heartbeat: asyncio.Task[None]
+    ) -> None:
+        heartbeat.cancel()
+        # Shielded: a cancelled generation (Stop, shutdown) must still save what it has.
+        await asyncio.shield(self._save(outcome, coalescer))
+
+    async def _save(self, outcome: dict[str, Any], coalescer: FrameCoalescer) -> None:
+        await coalescer.aclose()
+        saved = await services.reply_finish(
+            message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome
+        )
+        if not saved:
+            logger.warning("message %s was taken from this worker; not saved", self.reply.pk)
+        await events.message_finished(self.reply.conversation_id, self.reply.pk)
+
+    async def _heartbeat(self) -> None:
+        """Checkpoint partial text and renew the lease while the reply streams."""
+        interval = min(settings.CHAT_CHECKPOINT_SECONDS, settings.CHAT_LEASE_SECONDS / 3)
+        while True:
+            await asyncio.sleep(interval)
+            snapshot = self.snapshot()
+            fields: dict[str, Any] = {}
+            if snapshot["content"] != self._saved_content:
+                fields = {"content": snapshot["content"], "reasoning": snapshot["reasoning"]}
+            try:
+                owned = await services.reply_checkpoint(
+                    message_id=self.reply.pk, worker_id=self.worker_id, fields=fields
+                )
+            except Exception:
+                logger.exception("checkpoint of message %s failed", self.reply.pk)
+                continue
+            if not owned:
+                return
+            self._saved_content = snapshot["content"]

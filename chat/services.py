@@ -1,0 +1,146 @@
+"""Writes: every change to conversations and messages, with its events sent after commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import events
+from .models import Conversation, Message
+
+MAX_MESSAGE_LENGTH = 100_000
+TITLE_WORDS = 8
+
+
+class ConversationBusy(Exception):
+    """A reply is still being generated in this conversation."""
+
+
+def conversation_create(
+    *, owner: AbstractBaseUser, model: str = "", system_prompt: str = ""
+) -> Conversation:
+    return Conversation.objects.create(
+        owner=owner, model=model or settings.CHAT_MODEL, system_prompt=system_prompt
+    )
+
+
+def title_from(content: str) -> str:
+    words = content.split()
+    title = " ".join(words[:TITLE_WORDS])
+    return title[:80] + ("…" if len(words) > TITLE_WORDS or len(title) > 80 else "")
+
+
+def message_submit(
+    *, conversation: Conversation, content: str, idempotency_key: uuid.UUID | None = None
+) -> tuple[Message, Message]:
+    """Save the user's message and a pending reply, and start the reply after commit.
+
+    Submitting the same idempotency key again returns the first submission's pair.
+    Raises ConversationBusy while an earlier reply is still pending or streaming.
+    """
+    if idempotency_key is not None:
+        existing = _submission(conversation, idempotency_key)
+        if existing is not None:
+            return existing
+    try:
+        with transaction.atomic():
+            # Lock the conversation so two submissions cannot both pass the busy check.
+            Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+            busy = conversation.messages.filter(
+                role=Message.Role.ASSISTANT,
+                status__in=[Message.Status.PENDING, Message.Status.STREAMING],
+            ).exists()
+            if busy:
+                raise ConversationBusy
+            user_message = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.USER,
+                content=content,
+                status=Message.Status.COMPLETE,
+                idempotency_key=idempotency_key,
+                completed=timezone.now(),
+            )
+            reply = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.PENDING,
+                model=conversation.model,
+            )
+            update_fields = ["updated"]
+            if not conversation.title:
+                conversation.title = title_from(content)
+                update_fields.append("title")
+            conversation.save(update_fields=update_fields)
+            transaction.on_commit(lambda: events.request_generation(reply.pk))
+    except IntegrityError:
+        # The same submission raced us and won; answer with its pair.
+        if idempotency_key is not None and (found := _submission(conversation, idempotency_key)):
+            return found
+        raise
+    return user_message, reply
+
+
+def _submission(conversation: Conversation, key: uuid.UUID) -> tuple[Message, Message] | None:
+    user_message = conversation.messages.filter(idempotency_key=key).first()
+    if user_message is None:
+        return None
+    reply = (
+        conversation.messages.filter(role=Message.Role.ASSISTANT, id__gt=user_message.id)
+        .order_by("id")
+        .first()
+    )
+    return (user_message, reply) if reply is not None else None
+
+
+def reply_stop(*, reply: Message) -> None:
+    """Stop a reply: a queued one is cancelled here, a streaming one by its worker."""
+    cancelled = Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).update(
+        status=Message.Status.CANCELLED, completed=timezone.now()
+    )
+    if cancelled:
+        transaction.on_commit(
+            lambda: events.message_finished_sync(reply.conversation_id, reply.pk)
+        )
+    else:
+        events.request_cancel(reply.pk)
+
+
+# --- Called by the streaming consumer --------------------------------------------------------
+
+
+async def reply_claim(*, message_id: int, worker_id: str) -> Message | None:
+    """Take a pending reply for this worker; None if it is not pending (taken, cancelled)."""
+    now = timezone.now()
+    claimed = await Message.objects.filter(
+        pk=message_id, role=Message.Role.ASSISTANT, status=Message.Status.PENDING
+    ).aupdate(
+        status=Message.Status.STREAMING,
+        lease_owner=worker_id,
+        lease_expires=now + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
+    )
+    if not claimed:
+        return None
+    return await Message.objects.select_related("conversation").aget(pk=message_id)
+
+
+async def reply_checkpoint(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
+    """Save partial text and renew the lease; False if this worker no longer owns the reply."""
+    lease_expires = timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+    updated = await Message.objects.filter(
+        pk=message_id, lease_owner=worker_id, status=Message.Status.STREAMING
+    ).aupdate(lease_expires=lease_expires, **fields)
+    return bool(updated)
+
+
+async def reply_finish(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
+    """Save the finished reply once; False if this worker no longer owns it."""
+    updated = await Message.objects.filter(
+        pk=message_id, lease_owner=worker_id, status=Message.Status.STREAMING
+    ).aupdate(lease_owner="", lease_expires=None, completed=timezone.now(), **fields)
+    return bool(updated)

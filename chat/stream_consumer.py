@@ -1,0 +1,114 @@
+"""The background streaming consumer on the `chat-stream` channel.
+
+A Channels consumer handles its messages one at a time, so each `generate` message starts its
+own task; a semaphore bounds how many stream at once. The consumer also joins each reply's
+generation group, so Stop and snapshot requests reach whichever worker streams that reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+from django.conf import settings
+
+from . import events, services
+from .generation import Generation
+
+logger = logging.getLogger(__name__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class StreamingConsumer(AsyncConsumer):
+    """Starts, cancels and snapshots generations; the work itself is in `Generation`."""
+
+    async def generate(self, message: dict[str, Any]) -> None:
+        runner = GenerationRunner.current()
+        runner.start(message["message_id"], self.channel_name)
+
+    async def generation_cancel(self, message: dict[str, Any]) -> None:
+        # Sent to a reply's generation group; find which of our generations it is for.
+        GenerationRunner.current().cancel_for_channel_event(message)
+
+    async def generation_snapshot_request(self, message: dict[str, Any]) -> None:
+        await GenerationRunner.current().answer_snapshot(message)
+
+
+class GenerationRunner:
+    """The generations running in this process, one task each."""
+
+    _instances: dict[int, GenerationRunner] = {}
+
+    def __init__(self) -> None:
+        self.worker_id = new_worker_id()
+        self.semaphore = asyncio.Semaphore(settings.CHAT_MAX_CONCURRENT_GENERATIONS)
+        self.generations: dict[int, Generation] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.accepting = True
+
+    @classmethod
+    def current(cls) -> GenerationRunner:
+        loop_id = id(asyncio.get_running_loop())
+        if loop_id not in cls._instances:
+            cls._instances[loop_id] = cls()
+        return cls._instances[loop_id]
+
+    def start(self, message_id: int, channel_name: str) -> None:
+        if not self.accepting:
+            logger.warning("shutting down: message %s left pending for another worker", message_id)
+            return
+        if message_id in self.tasks:
+            return
+        task = asyncio.create_task(self._run(message_id, channel_name))
+        self.tasks[message_id] = task
+
+    async def _run(self, message_id: int, channel_name: str) -> None:
+        try:
+            async with self.semaphore:
+                reply = await services.reply_claim(message_id=message_id, worker_id=self.worker_id)
+                if reply is None:
+                    return  # cancelled while queued, or another worker has it
+                generation = Generation(reply=reply, worker_id=self.worker_id)
+                self.generations[message_id] = generation
+                await events.join_generation(message_id, channel_name)
+                try:
+                    await generation.run()
+                finally:
+                    await events.leave_generation(message_id, channel_name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("generation task for message %s failed", message_id)
+        finally:
+            self.tasks.pop(message_id, None)
+            self.generations.pop(message_id, None)
+
+    def cancel(self, message_id: int, *, by_user: bool) -> bool:
+        task = self.tasks.get(message_id)
+        generation = self.generations.get(message_id)
+        if task is None:
+            return False
+        if generation is not None:
+            generation.cancelled_by_user = by_user
+        task.cancel()
+        return True
+
+    def cancel_for_channel_event(self, message: dict[str, Any]) -> None:
+        message_id = message.get("message_id")
+        if isinstance(message_id, int):
+            self.cancel(message_id, by_user=True)
+
+    async def answer_snapshot(self, message: dict[str, Any]) -> None:
+        message_id = message.get("message_id")
+        generation = self.generations.get(message_id) if isinstance(message_id, int) else None
+        if generation is None:
+            return
+        await events.snapshot_send(message["reply_channel"], generation.reply.pk, **generation.snapshot())

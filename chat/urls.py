@@ -1,0 +1,17 @@
+from django.urls import path
+
+from . import views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.conversation_list, name="conversation_list"),
+    path("c/", views.conversation_create, name="conversation_create"),
+    path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation_detail"),
+    path("c/<uuid:conversation_id>/messages/", views.message_create, name="message_create"),
+    path(
+        "c/<uuid:conversation_id>/messages/<int:message_id>/stop/",
+        views.message_stop,
+        name="message_stop",
+    ),
+]

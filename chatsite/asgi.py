@@ -1,0 +1,30 @@
+"""ASGI entry point: HTTP, WebSockets and the `chat-stream` channel."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from chat.routing import channel_routes, websocket_urlpatterns  # noqa: E402
+from chat.worker import EmbeddedWorkerMiddleware  # noqa: E402
+
+websocket_application = AllowedHostsOriginValidator(
+    AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+)
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": websocket_application,
+        "channel": channel_routes(),
+    }
+)
+if settings.CHAT_EMBEDDED_WORKER:
+    application = EmbeddedWorkerMiddleware(application)

@@ -1,0 +1,104 @@
+// chatsite page behaviour: the composer keys, autoscroll that respects the reader, and a
+// polite announcement when a reply finishes. htmx and its WebSocket extension do the rest.
+(function () {
+  "use strict";
+
+  function messages() { return document.getElementById("messages"); }
+  var followEnd = true;
+
+  function nearBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 40; }
+
+  function scrollToEnd() {
+    var el = messages();
+    if (el) { el.scrollTop = el.scrollHeight; }
+  }
+
+  function afterContentChange() {
+    var el = messages();
+    if (!el) { return; }
+    var jump = document.getElementById("jump-to-latest");
+    if (followEnd) {
+      scrollToEnd();
+      if (jump) { jump.hidden = true; }
+    } else if (jump) {
+      jump.hidden = false;
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var el = messages();
+    if (el) {
+      scrollToEnd();
+      el.addEventListener("scroll", function () {
+        followEnd = nearBottom(el);
+        var jump = document.getElementById("jump-to-latest");
+        if (jump && followEnd) { jump.hidden = true; }
+      }, { passive: true });
+    }
+    var jump = document.getElementById("jump-to-latest");
+    if (jump) {
+      jump.addEventListener("click", function () {
+        followEnd = true;
+        scrollToEnd();
+        jump.hidden = true;
+      });
+    }
+    var text = document.getElementById("composer-text");
+    if (text) {
+      text.addEventListener("keydown", function (event) {
+        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+          event.preventDefault();
+          if (text.value.trim()) { text.form.requestSubmit(); }
+        }
+      });
+    }
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") {
+      var stop = document.querySelector(".message.status-streaming .stop-button, .message.status-pending .stop-button");
+      if (stop) { event.preventDefault(); stop.click(); }
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    if (!form || form.id !== "composer") { return; }
+    var error = document.getElementById("composer-error");
+    if (event.detail.successful) {
+      form.querySelector("textarea").value = "";
+      if (error) { error.hidden = true; error.textContent = ""; }
+      followEnd = true;
+      afterContentChange();
+    } else if (error) {
+      // Keep what the user typed; say what went wrong.
+      var xhr = event.detail.xhr;
+      error.textContent = (xhr && xhr.status && xhr.responseText) ? xhr.responseText
+        : "Could not reach the server. Your message is still here; try again.";
+      error.hidden = false;
+    }
+  });
+
+  document.addEventListener("htmx:sendError", function (event) {
+    var error = document.getElementById("composer-error");
+    if (error && event.detail.elt && event.detail.elt.id === "composer") {
+      error.textContent = "Could not reach the server. Your message is still here; try again.";
+      error.hidden = false;
+    }
+  });
+
+  document.addEventListener("htmx:wsAfterMessage", afterContentChange);
+  document.addEventListener("htmx:afterSettle", afterContentChange);
+
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.matches && target.matches("article.message.assistant") &&
+        !target.matches(".status-pending, .status-streaming")) {
+      var announcer = document.getElementById("announcer");
+      if (announcer) {
+        var status = target.getAttribute("data-status");
+        announcer.textContent = status === "complete" ? "Reply finished." : "Reply " + status + ".";
+      }
+    }
+  });
+})();
