@@ -89,7 +89,8 @@ class SSEDecoder:
     Follows the WHATWG rules (UTF-8 with a leading BOM dropped; LF, CRLF or CR line ends;
     comment lines; `field:value` with one optional space; multi-line data joined by LF), with
     one leniency real servers need: an event left without its blank line when the stream ends
-    is still dispatched (many servers omit the newline after `data: [DONE]`).
+    is still dispatched (many servers omit the newline after `data: [DONE]`), and one for old
+    llama.cpp servers: a non-standard `error:` field line is taken as an `error` event.
     """
 
     def __init__(self) -> None:
@@ -123,6 +124,8 @@ class SSEDecoder:
             self._at_start = False
             if text.startswith("\ufeff"):
                 text = text[1:]
+        if not text:
+            return []  # e.g. an empty piece: it must not forget a pending CR
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]
         self._pending_cr = False
@@ -157,6 +160,10 @@ class SSEDecoder:
         elif name == "retry":
             if value.isascii() and value.isdigit():
                 self._retry = int(value)
+        elif name == "error":
+            # llama.cpp servers of 2025 sent `error: {...}` instead of `data:` lines.
+            self._event = "error"
+            self._data.append(value)
         return None
 
     def _dispatch(self) -> ServerSentEvent | None:
@@ -250,11 +257,16 @@ class Completion:
             logger.debug("ignoring a non-JSON event of %d bytes", len(data))
             return StreamUpdate()
         if not isinstance(payload, dict):
+            if event.event == "error":
+                text = payload if isinstance(payload, str) and payload else data
+                raise UpstreamStreamError(text or "The model server reported an error.")
             return StreamUpdate()
         message = error_message_from(payload)
         if event.event == "error" or message is not None:
             error = payload.get("error")
             code = error.get("code") if isinstance(error, dict) else payload.get("code")
+            if message is None and isinstance(payload.get("message"), str) and payload["message"]:
+                message = payload["message"]  # an error event's own {code, message, type}
             raise UpstreamStreamError(message or data, code=code)
         return self._feed_chunk(payload)
 
@@ -276,12 +288,16 @@ class Completion:
             if not isinstance(delta, dict):
                 # Legacy completion-style chunks carry the text directly.
                 delta = {"content": choice["text"]} if isinstance(choice.get("text"), str) else {}
-            update.content += self._text(delta.get("content"), self.content_parts)
-            update.refusal += self._text(delta.get("refusal"), self.refusal_parts)
-            reasoning = delta.get("reasoning_content")
-            if not isinstance(reasoning, str) or not reasoning:
-                reasoning = delta.get("reasoning")
-            update.reasoning += self._text(reasoning, self.reasoning_parts)
+            # Content is a string, or (Mistral's Magistral) a list of text and thinking parts.
+            text, thinking = _text_parts(delta.get("content"))
+            update.content += self._text(text, self.content_parts)
+            update.refusal += self._text(
+                "".join(_text_parts(delta.get("refusal"))), self.refusal_parts
+            )
+            reasoning = "".join(_text_parts(delta.get("reasoning_content")))
+            if not reasoning:
+                reasoning = "".join(_text_parts(delta.get("reasoning")))
+            update.reasoning += self._text(thinking + reasoning, self.reasoning_parts)
             fragments = delta.get("tool_calls")
             if isinstance(fragments, list) and fragments:
                 update.tool_calls_changed = self._take_tool_calls(fragments)
@@ -289,7 +305,8 @@ class Completion:
             if isinstance(finish_reason, str) and finish_reason:
                 if finish_reason == "error":
                     raise UpstreamStreamError(
-                        error_message_from(choice) or "The model server ended the reply with an error."
+                        error_message_from(choice)
+                        or "The model server ended the reply with an error."
                     )
                 self.finish_reason = finish_reason
             self._take_usage(choice)
@@ -325,23 +342,14 @@ class Completion:
         for fragment in fragments:
             if not isinstance(fragment, dict):
                 continue
-            function = fragment.get("function") if isinstance(fragment.get("function"), dict) else {}
-            call_id = fragment.get("id") if isinstance(fragment.get("id"), str) else ""
-            index = fragment.get("index")
-            if not isinstance(index, int):
-                # Calls without an index: a new id starts a new call, anything else continues
-                # the call with that id, or the latest one.
-                known = [i for i, c in self.tool_calls.items() if call_id and c.id == call_id]
-                if known:
-                    index = known[0]
-                elif call_id or not self.tool_calls:
-                    index = max(self.tool_calls, default=-1) + 1
-                else:
-                    index = max(self.tool_calls)
-            call = self.tool_calls.setdefault(index, ToolCall(index=index))
+            raw_function, raw_id = fragment.get("function"), fragment.get("id")
+            function: dict[str, Any] = raw_function if isinstance(raw_function, dict) else {}
+            call_id = raw_id if isinstance(raw_id, str) else ""
+            name = function.get("name")
+            named = isinstance(name, str) and bool(name)
+            call = self._tool_call_for(fragment.get("index"), call_id, named)
             if call_id and not call.id:
                 call.id = call_id
-            name = function.get("name")
             if isinstance(name, str) and name and not call.name:
                 call.name = name
             arguments = function.get("arguments")
@@ -353,6 +361,44 @@ class Completion:
                 call.type = fragment["type"]
             changed = True
         return changed
+
+    def _tool_call_for(self, index: Any, call_id: str, named: bool) -> ToolCall:
+        """The call a fragment belongs to. `tool_calls` is keyed by arrival slot; each call keeps
+        the upstream index it was announced with."""
+        known = [call for call in self.tool_calls.values() if call_id and call.id == call_id]
+        if known:
+            return known[0]
+        if isinstance(index, int) and not isinstance(index, bool):
+            same = [c for _, c in sorted(self.tool_calls.items()) if c.index == index]
+            # A fragment naming a function under a different id reuses an index that is taken
+            # (Ollama sends every call with index 0); other id changes continue the call.
+            if same and not (named and call_id and same[-1].id and same[-1].id != call_id):
+                return same[-1]
+            slot = index if index not in self.tool_calls else max(self.tool_calls) + 1
+            return self.tool_calls.setdefault(slot, ToolCall(index=index))
+        # No index: a new id, or a second name without one, starts a new call; anything else
+        # continues the latest call.
+        latest = self.tool_calls[max(self.tool_calls)] if self.tool_calls else None
+        if latest is None or call_id or (named and latest.name):
+            slot = max(self.tool_calls, default=-1) + 1
+            return self.tool_calls.setdefault(slot, ToolCall(index=slot))
+        return latest
+
+
+def _text_parts(value: Any) -> tuple[str, str]:
+    """(text, thinking) of a content value: a string, a `{"text": ...}` object, or a list of
+    parts such as `{"type": "text", "text": ...}` and `{"type": "thinking", "thinking": [...]}`."""
+    if isinstance(value, str):
+        return value, ""
+    if isinstance(value, dict):
+        if value.get("type") == "thinking":
+            return "", "".join(_text_parts(value.get("thinking")))
+        text = value.get("text")
+        return (text, "") if isinstance(text, str) else ("", "")
+    if isinstance(value, list):
+        parts = [_text_parts(item) for item in value]
+        return "".join(p[0] for p in parts), "".join(p[1] for p in parts)
+    return "", ""
 
 
 def error_message_from(payload: dict[str, Any]) -> str | None:
@@ -370,7 +416,11 @@ def error_message_from(payload: dict[str, Any]) -> str | None:
         return error
     if payload.get("object") == "error" or payload.get("type") == "error":
         message = payload.get("message") or payload.get("detail")
-        return message if isinstance(message, str) and message else "The model server reported an error."
+        return (
+            message
+            if isinstance(message, str) and message
+            else "The model server reported an error."
+        )
     if "choices" not in payload and isinstance(payload.get("detail"), str):
         return payload["detail"]
     return None
@@ -451,6 +501,15 @@ class ChatCompletionsClient:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 
+    def _redact(self, error: UpstreamError) -> UpstreamError:
+        """Servers sometimes echo the key in an error; it must never reach a page or a log."""
+        if self._api_key and len(self._api_key) >= 8:
+            for name in ("message", "upstream_message"):
+                if isinstance(getattr(error, name, None), str):
+                    setattr(error, name, getattr(error, name).replace(self._api_key, "[redacted]"))
+            error.args = (error.message,)
+        return error
+
     def _timeout(self) -> httpx.Timeout:
         t = self._timeouts
         return httpx.Timeout(connect=t.connect, read=t.idle, write=t.connect, pool=t.connect)
@@ -484,7 +543,7 @@ class CompletionStream:
                     yield update
                 return
             except UpstreamError as exc:
-                error = exc
+                error = client._redact(exc)
             if delivered or not error.retryable or attempt >= client._retry.max_retries:
                 raise error
             retry_after = error.retry_after if isinstance(error, UpstreamHTTPError) else None

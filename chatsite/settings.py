@@ -105,9 +105,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-    if os.environ.get("CHATSITE_TEST_SQLITE_NAME"):
-        # The end-to-end tests share one database file with the server process they start.
-        DATABASES["default"]["TEST"] = {"NAME": os.environ["CHATSITE_TEST_SQLITE_NAME"]}
+    # A file, not memory: the end-to-end tests share the test database with the server
+    # process they start.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("CHATSITE_TEST_SQLITE_NAME") or str(BASE_DIR / "test-db.sqlite3")
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,0 +1,174 @@
+"""End to end: a real daphne process, real WebSockets, a fake upstream on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from chat.models import Message
+from tests.db_writes import install_write_counter, writes_to
+from tests.fake_upstream import FakeRequest, reply_events
+from tests.live import TEST_API_KEY, ChatClient, PageModel, read_until_finished, reply_id_from, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+TOKENS = ["Hello", " <b>world</b>", " & friends", ", here", " is", " a", " list:\n\n", "- one\n",
+          "- two 🎉\n", "\n```python\n", "print('hi')\n", "```\n"] + [f" w{i}" for i in range(48)]
+
+
+async def test_reply_streams_to_the_socket_in_order_and_is_saved_once(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server()
+    await sync_to_async(install_write_counter)()
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(TOKENS, usage=(17, len(TOKENS))), delay=0.005)
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        response = await client.send(conversation_id, "Say hello")
+        assert response.status_code == 200
+        assert "Say hello" in response.text
+        reply_id = reply_id_from(response)
+        page = await read_until_finished(ws, PageModel(), reply_id)
+    await client.aclose()
+
+    expected = "".join(TOKENS)
+    # Every character arrived, in order, and the frames were coalesced (fewer than deltas).
+    assert page.content(reply_id) == expected
+    delta_frames = [f for f in page.frames if f'id="c{reply_id}" hx-swap-oob="beforeend"' in f]
+    assert 1 <= len(delta_frames) < len(TOKENS)
+    # The saved reply is exactly what was streamed, with its metadata.
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.content == expected
+    assert reply.status == Message.Status.COMPLETE
+    assert reply.finish_reason == "stop"
+    assert (reply.prompt_tokens, reply.completion_tokens) == (17, len(TOKENS))
+    assert reply.model == "fake-model"
+    assert reply.time_to_first_token is not None and reply.duration is not None
+    assert reply.duration >= reply.time_to_first_token
+    # Created once, claimed once, saved once: no write per delta.
+    assert await sync_to_async(writes_to)(reply_id) <= 3
+    # The finished reply was swapped for rendered markdown, escaped and highlighted.
+    final = page.finished[reply_id]
+    assert "&lt;b&gt;world&lt;/b&gt;" in final and "<b>world</b>" not in final
+    assert "<li>two 🎉</li>" in final
+    assert '<code class="language-python">' in final and 'class="nb">print</span>' in final
+    # The upstream got the conversation, streaming with usage, and the key.
+    sent = fake_upstream.requests[0]
+    assert sent.body["stream"] is True
+    assert sent.body["stream_options"] == {"include_usage": True}
+    assert sent.body["model"] == "fake-model"
+    assert sent.body["messages"] == [{"role": "user", "content": "Say hello"}]
+    assert sent.headers["Authorization"] == f"Bearer {TEST_API_KEY}"
+
+
+async def test_each_turn_sends_the_system_prompt_and_the_whole_conversation(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server()
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    from chat.models import Conversation
+
+    await Conversation.objects.filter(pk=conversation_id).aupdate(system_prompt="Be brief.")
+    async with client.socket(conversation_id) as ws:
+        page = PageModel()
+        first = reply_id_from(await client.send(conversation_id, "First question"))
+        await read_until_finished(ws, page, first)
+        second = reply_id_from(await client.send(conversation_id, "Second question"))
+        await read_until_finished(ws, page, second)
+    await client.aclose()
+    assert fake_upstream.requests[1].body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": "Hello, world!"},
+        {"role": "user", "content": "Second question"},
+    ]
+
+
+async def test_twenty_conversations_stream_at_the_same_time(start_server, fake_upstream, alice_session):
+    server = start_server()
+    expected_streams = 20
+    all_arrived: dict[str, asyncio.Event] = {}
+
+    async def plan(request: FakeRequest):
+        # Hold every stream open until all 20 requests have arrived: a consumer that streams
+        # one generation at a time never gets past the first.
+        arrived = all_arrived.setdefault("event", asyncio.Event())
+        if len(fake_upstream.requests) >= expected_streams:
+            arrived.set()
+        pieces = reply_events([f"reply {request.index}", " done"])
+
+        async def hold(i: int) -> None:
+            if i == 1:
+                await asyncio.wait_for(arrived.wait(), 60)
+
+        return await request.stream(pieces, before_piece=hold)
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversations = [await client.create_conversation() for _ in range(expected_streams)]
+    replies = await asyncio.gather(
+        *(client.send(c, f"question {i}") for i, c in enumerate(conversations))
+    )
+    reply_ids = [reply_id_from(r) for r in replies]
+
+    async def all_complete() -> bool:
+        count = await Message.objects.filter(
+            pk__in=reply_ids, status=Message.Status.COMPLETE
+        ).acount()
+        return count == expected_streams
+
+    await wait_for(all_complete, timeout=60)
+    await client.aclose()
+    assert len(fake_upstream.requests) == expected_streams
+    contents = [m.content async for m in Message.objects.filter(pk__in=reply_ids)]
+    assert all(c.startswith("reply ") and c.endswith(" done") for c in contents)
+
+
+async def test_the_api_key_never_reaches_the_page_or_the_logs(start_server, fake_upstream, alice_session):
+    server = start_server(CHAT_LOG_LEVEL="DEBUG")
+
+    async def plan(request: FakeRequest):
+        # A hostile or careless upstream that echoes the key in its error message.
+        return await request.error(401, f"Incorrect API key provided: {TEST_API_KEY}")
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "hi"))
+        page = await read_until_finished(ws, PageModel(), reply_id)
+    page_source = (await client.http.get(f"/c/{conversation_id}/")).text
+    await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.status == Message.Status.ERROR
+    assert "Incorrect API key provided" in reply.error
+    for text in (page_source, "".join(page.frames), reply.error, server.log_text()):
+        assert TEST_API_KEY not in html.unescape(text)
+    assert len(fake_upstream.requests) == 1  # a 401 is not retried
+
+
+async def test_demo_model_streams_without_any_configuration(start_server, alice_session):
+    server = start_server(OPENAI_BASE_URL="", OPENAI_API_KEY="", CHAT_MODEL="",
+                          CHAT_DEMO_MIN_TPS="400", CHAT_DEMO_MAX_TPS="800")
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    page_source = (await client.http.get(f"/c/{conversation_id}/")).text
+    assert "demo model" in page_source and "OPENAI_BASE_URL" in page_source
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "What is this?"))
+        page = await read_until_finished(ws, PageModel(), reply_id)
+    await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.status == Message.Status.COMPLETE
+    assert page.content(reply_id) == reply.content
+    assert "demo model" in reply.content and "```python" in reply.content
+    assert '<code class="language-python">' in page.finished[reply_id]

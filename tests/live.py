@@ -1,0 +1,210 @@
+"""A real chatsite server process for end-to-end tests, and a client that talks to it the way
+a browser does: session cookie, CSRF token, htmx form posts and the WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_API_KEY = "sk-test-NEVER-SHOW-THIS-KEY-1234567890"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_url() -> str:
+    """The URL of the test database this process uses, for the server process to share."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+class ServerProcess:
+    """`daphne chatsite.asgi:application` (or `manage.py runworker chat-stream`) as a child."""
+
+    def __init__(self, env: dict[str, str], *, worker: bool = False) -> None:
+        self.port = free_port()
+        self.worker = worker
+        self.log = tempfile.NamedTemporaryFile(prefix="chatsite-server-", suffix=".log", delete=False)
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "OPENAI_"))},
+            "DATABASE_URL": database_url(),
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+            "PYTHONUNBUFFERED": "1",
+            "CHAT_LOG_LEVEL": "INFO",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerProcess:
+        if self.worker:
+            command = [sys.executable, "manage.py", "runworker", "chat-stream"]
+        else:
+            command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                       "chatsite.asgi:application"]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        if not self.worker:
+            self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_text()}")
+            try:
+                if httpx.get(self.url + "/accounts/login/", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log_text()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def log_text(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+
+def session_cookie_for(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+FRAGMENT = re.compile(
+    r'<(span|div) id="([crsk])(\d+)" hx-swap-oob="(beforeend|innerHTML)">(.*?)</\1>', re.S
+)
+ARTICLE = re.compile(r'<article id="m(\d+)"[^>]*hx-swap-oob="true"')
+
+
+@dataclass
+class PageModel:
+    """What a tab shows, built by applying socket frames the way htmx does."""
+
+    text: dict[str, str] = field(default_factory=dict)  # "c12" -> text
+    finished: dict[int, str] = field(default_factory=dict)  # message id -> final article HTML
+    frames: list[str] = field(default_factory=list)
+
+    def apply(self, frame: str) -> None:
+        self.frames.append(frame)
+        for _tag, kind, message_id, swap, body in FRAGMENT.findall(frame):
+            key = f"{kind}{message_id}"
+            value = html.unescape(body)
+            self.text[key] = self.text.get(key, "") + value if swap == "beforeend" else value
+        for message_id in ARTICLE.findall(frame):
+            self.finished[int(message_id)] = frame
+
+    def content(self, message_id: int) -> str:
+        return self.text.get(f"c{message_id}", "")
+
+
+class ChatClient:
+    """A logged-in user talking to the server over HTTP and WebSockets."""
+
+    def __init__(self, server: ServerProcess, session: str) -> None:
+        self.server = server
+        self.session = session
+        self.http = httpx.AsyncClient(
+            base_url=server.url, cookies={settings.SESSION_COOKIE_NAME: self.session}, timeout=30
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def csrf(self) -> str:
+        if "csrftoken" not in self.http.cookies:
+            await self.http.get("/")
+        return self.http.cookies["csrftoken"]
+
+    async def create_conversation(self) -> uuid.UUID:
+        response = await self.http.post("/c/", headers={"X-CSRFToken": await self.csrf()})
+        assert response.status_code == 302, response.text
+        return uuid.UUID(response.headers["location"].strip("/").split("/")[-1])
+
+    async def send(self, conversation_id: uuid.UUID, content: str,
+                   idempotency_key: uuid.UUID | None = None) -> httpx.Response:
+        data = {"content": content}
+        if idempotency_key:
+            data["idempotency_key"] = str(idempotency_key)
+        return await self.http.post(
+            f"/c/{conversation_id}/messages/", data=data,
+            headers={"X-CSRFToken": await self.csrf(), "HX-Request": "true"},
+        )
+
+    async def stop(self, conversation_id: uuid.UUID, message_id: int) -> httpx.Response:
+        return await self.http.post(
+            f"/c/{conversation_id}/messages/{message_id}/stop/",
+            headers={"X-CSRFToken": await self.csrf(), "HX-Request": "true"},
+        )
+
+    def socket(self, conversation_id: uuid.UUID) -> Any:
+        return websockets.connect(
+            f"ws://127.0.0.1:{self.server.port}/ws/c/{conversation_id}/",
+            additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={self.session}",
+                                "Origin": self.server.url},
+            max_size=None,
+        )
+
+
+async def read_until_finished(ws: Any, page: PageModel, message_id: int,
+                              timeout: float = 30.0) -> PageModel:
+    async with asyncio.timeout(timeout):
+        while message_id not in page.finished:
+            page.apply(await ws.recv())
+    return page
+
+
+def reply_id_from(response: httpx.Response) -> int:
+    ids = [int(i) for i in re.findall(r'<article id="m(\d+)"', response.text)]
+    assert len(ids) == 2, response.text
+    return ids[1]
+
+
+async def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
