@@ -16,7 +16,9 @@ class MessageStatusFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return list(Message.Status.choices)
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> QuerySet[Conversation]:
         if self.value():
             return queryset.filter(messages__status=self.value()).distinct()
         return queryset
@@ -27,10 +29,19 @@ class MessageInline(admin.TabularInline):
     extra = 0
     can_delete = False
     ordering = ["created", "id"]
-    fields = [
-        "created", "role", "status", "content", "finish_reason", "model", "prompt_tokens",
-        "completion_tokens", "time_to_first_token", "duration", "error",
-    ]
+    fields = (
+        "created",
+        "role",
+        "status",
+        "content",
+        "finish_reason",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "time_to_first_token",
+        "duration",
+        "error",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -52,7 +63,9 @@ class ConversationAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
-        return super().get_queryset(request).annotate(message_count=Count("messages", distinct=True))
+        return (
+            super().get_queryset(request).annotate(message_count=Count("messages", distinct=True))
+        )
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str

@@ -48,9 +48,7 @@ restart the server.
 
 
 def demo_reply_for(messages: list[dict[str, Any]]) -> str:
-    last_user = next(
-        (m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""
-    )
+    last_user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
     topic = " ".join(str(last_user or "").split())[:120] or "nothing yet"
     return DEMO_REPLY.format(topic=topic.replace("*", ""))
 
@@ -87,10 +85,19 @@ class DemoStream(httpx.AsyncByteStream):
             await asyncio.sleep(1.0 / random.uniform(low, high))
             yield chunk({"content": token})
         yield chunk({}, "stop")
-        usage = {"prompt_tokens": 42, "completion_tokens": len(self._tokens),
-                 "total_tokens": 42 + len(self._tokens)}
-        final = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                 "model": self._model, "choices": [], "usage": usage}
+        usage = {
+            "prompt_tokens": 42,
+            "completion_tokens": len(self._tokens),
+            "total_tokens": 42 + len(self._tokens),
+        }
+        final = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": self._model,
+            "choices": [],
+            "usage": usage,
+        }
         yield f"data: {json.dumps(final)}\n\n".encode()
         yield b"data: [DONE]\n\n"
 

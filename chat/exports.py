@@ -13,9 +13,22 @@ from .models import Conversation, Message
 
 CONVERSATION_FIELDS = ["id", "title", "model", "system_prompt", "created", "updated"]
 MESSAGE_FIELDS = [
-    "id", "role", "content", "reasoning", "tool_calls", "tool_call_id", "status",
-    "finish_reason", "model", "prompt_tokens", "completion_tokens", "time_to_first_token",
-    "duration", "error", "created", "completed",
+    "id",
+    "role",
+    "content",
+    "reasoning",
+    "tool_calls",
+    "tool_call_id",
+    "status",
+    "finish_reason",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "time_to_first_token",
+    "duration",
+    "error",
+    "created",
+    "completed",
 ]
 
 

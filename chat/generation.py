@@ -231,9 +231,7 @@ class Generation:
     def _outcome_of_error(self, message: str, *, interrupted: bool) -> dict[str, Any]:
         """Text already streamed is kept; a cut stream is `interrupted`, a failure `error`."""
         has_text = bool(self.completion.content or self.completion.reasoning)
-        status = (
-            Message.Status.INTERRUPTED if interrupted and has_text else Message.Status.ERROR
-        )
+        status = Message.Status.INTERRUPTED if interrupted and has_text else Message.Status.ERROR
         return self._outcome(status, error=message)
 
     async def _finish(

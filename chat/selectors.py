@@ -55,7 +55,9 @@ async def active_reply_ids(*, conversation_id: uuid.UUID) -> list[int]:
     ]
 
 
-async def amessage_in_conversation(*, conversation_id: uuid.UUID, message_id: int) -> Message | None:
+async def amessage_in_conversation(
+    *, conversation_id: uuid.UUID, message_id: int
+) -> Message | None:
     return await Message.objects.filter(conversation_id=conversation_id, pk=message_id).afirst()
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -23,7 +23,7 @@ class ConversationBusy(Exception):
 
 
 def conversation_create(
-    *, owner: AbstractBaseUser, model: str = "", system_prompt: str = ""
+    *, owner: User, model: str = "", system_prompt: str = ""
 ) -> Conversation:
     return Conversation.objects.create(
         owner=owner, model=model or settings.CHAT_MODEL, system_prompt=system_prompt
@@ -104,9 +104,7 @@ def reply_stop(*, reply: Message) -> None:
         status=Message.Status.CANCELLED, completed=timezone.now()
     )
     if cancelled:
-        transaction.on_commit(
-            lambda: events.message_finished_sync(reply.conversation_id, reply.pk)
-        )
+        transaction.on_commit(lambda: events.message_finished_sync(reply.conversation_id, reply.pk))
     else:
         events.request_cancel(reply.pk)
 

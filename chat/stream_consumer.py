@@ -111,4 +111,6 @@ class GenerationRunner:
         generation = self.generations.get(message_id) if isinstance(message_id, int) else None
         if generation is None:
             return
-        await events.snapshot_send(message["reply_channel"], generation.reply.pk, **generation.snapshot())
+        await events.snapshot_send(
+            message["reply_channel"], generation.reply.pk, **generation.snapshot()
+        )

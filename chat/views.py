@@ -17,7 +17,9 @@ PAGE = "chat/conversation.html"
 
 
 def _conversation_or_404(request: HttpRequest, conversation_id: uuid.UUID) -> Conversation:
-    conversation = selectors.conversation_for_user(user=request.user, conversation_id=conversation_id)
+    conversation = selectors.conversation_for_user(
+        user=request.user, conversation_id=conversation_id
+    )
     if conversation is None:
         raise Http404("No such conversation.")
     return conversation
@@ -69,7 +71,7 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
     conversation = _conversation_or_404(request, conversation_id)
     form = MessageForm(request.POST)
     if not form.is_valid():
-        errors = "; ".join(e for field in form.errors.values() for e in field)
+        errors = "; ".join(str(e) for field in form.errors.values() for e in field)
         return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
     try:
         user_message, reply = services.message_submit(
@@ -88,8 +90,11 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
     return render(
         request,
         PAGE + "#new-messages",
-        {"conversation": conversation, "new_messages": [user_message, reply],
-         "idempotency_key": uuid.uuid4()},
+        {
+            "conversation": conversation,
+            "new_messages": [user_message, reply],
+            "idempotency_key": uuid.uuid4(),
+        },
     )
 
 

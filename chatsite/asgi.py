@@ -19,9 +19,16 @@ websocket_application = AllowedHostsOriginValidator(
     AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
 )
 
+http_application = django_asgi_app
+if settings.DEBUG or settings.CHAT_SERVE_STATIC:
+    # Development and tests: daphne serves /static/ itself (production puts nginx in front).
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    http_application = ASGIStaticFilesHandler(django_asgi_app)
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_application,
         "websocket": websocket_application,
         "channel": channel_routes(),
     }

@@ -220,6 +220,8 @@ CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 0.0)
 # The streaming consumer runs inside the web process unless a separate worker is used.
 CHAT_EMBEDDED_WORKER = env_bool("CHAT_EMBEDDED_WORKER", default=not REDIS_URL)
 CHAT_STREAM_CHANNEL = "chat-stream"
+# Serve /static/ from the ASGI server itself (development and tests; DEBUG implies it).
+CHAT_SERVE_STATIC = env_bool("CHAT_SERVE_STATIC", default=False)
 CHAT_TOOLS_ENABLED = env_bool("CHAT_TOOLS_ENABLED", default=False)
 CHAT_MAX_TOOL_ROUNDS = env_int("CHAT_MAX_TOOL_ROUNDS", 4)
 
@@ -230,8 +232,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "chat": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO"),
-                 "propagate": False},
+        "chat": {
+            "handlers": ["console"],
+            "level": os.environ.get("CHAT_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
         # httpx logs every request URL at INFO; keep it quiet so nothing sensitive leaks.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},

@@ -29,8 +29,12 @@ def start_server(transactional_db: None, fake_upstream: FakeUpstream) -> Iterato
     started: list[ServerProcess] = []
 
     def start(*, worker: bool = False, **env: str) -> ServerProcess:
-        base = {"OPENAI_BASE_URL": fake_upstream.base_url, "OPENAI_API_KEY": TEST_API_KEY,
-                "CHAT_MODEL": "fake-model", "CHAT_RETRY_BASE_DELAY": "0.05"}
+        base = {
+            "OPENAI_BASE_URL": fake_upstream.base_url,
+            "OPENAI_API_KEY": TEST_API_KEY,
+            "CHAT_MODEL": "fake-model",
+            "CHAT_RETRY_BASE_DELAY": "0.05",
+        }
         server = ServerProcess({**base, **env}, worker=worker).start()
         started.append(server)
         return server

@@ -45,5 +45,7 @@ def install_write_counter() -> None:
 
 def writes_to(message_id: int) -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM test_message_writes WHERE message_id = %s", [message_id])
+        cursor.execute(
+            "SELECT COUNT(*) FROM test_message_writes WHERE message_id = %s", [message_id]
+        )
         return int(cursor.fetchone()[0])

@@ -20,8 +20,13 @@ from aiohttp import web
 Plan = Callable[["FakeRequest"], Awaitable[web.StreamResponse]]
 
 
-def chunk(content: str | None = None, *, finish_reason: str | None = None, role: str | None = None,
-          **delta_fields: Any) -> dict[str, Any]:
+def chunk(
+    content: str | None = None,
+    *,
+    finish_reason: str | None = None,
+    role: str | None = None,
+    **delta_fields: Any,
+) -> dict[str, Any]:
     delta: dict[str, Any] = dict(delta_fields)
     if role:
         delta["role"] = role
@@ -42,8 +47,11 @@ def usage_chunk(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
         "object": "chat.completion.chunk",
         "model": "fake-model",
         "choices": [],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
@@ -52,8 +60,13 @@ def sse(payload: dict[str, Any] | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
-def reply_events(tokens: Sequence[str], *, finish_reason: str | None = "stop",
-                 usage: tuple[int, int] | None = (11, None), done: bool = True) -> list[bytes]:
+def reply_events(
+    tokens: Sequence[str],
+    *,
+    finish_reason: str | None = "stop",
+    usage: tuple[int, int] | None = (11, None),
+    done: bool = True,
+) -> list[bytes]:
     """The SSE pieces of a normal reply: role, one chunk per token, finish, usage, [DONE]."""
     pieces = [sse(chunk("", role="assistant"))]
     pieces += [sse(chunk(token)) for token in tokens]
@@ -61,7 +74,9 @@ def reply_events(tokens: Sequence[str], *, finish_reason: str | None = "stop",
         pieces.append(sse(chunk(finish_reason=finish_reason)))
     if usage is not None:
         prompt, completion = usage
-        pieces.append(sse(usage_chunk(prompt, completion if completion is not None else len(tokens))))
+        pieces.append(
+            sse(usage_chunk(prompt, completion if completion is not None else len(tokens)))
+        )
     if done:
         pieces.append(b"data: [DONE]\n\n")
     return pieces
@@ -78,16 +93,25 @@ class FakeRequest:
     disconnected: bool = False
     finished: bool = False
 
-    async def stream(self, pieces: Sequence[bytes], *, delay: float = 0.0,
-                     status: int = 200, headers: dict[str, str] | None = None,
-                     before_piece: Callable[[int], Awaitable[None]] | None = None,
-                     cut_after: int | None = None) -> web.StreamResponse:
+    async def stream(
+        self,
+        pieces: Sequence[bytes],
+        *,
+        delay: float = 0.0,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        before_piece: Callable[[int], Awaitable[None]] | None = None,
+        cut_after: int | None = None,
+    ) -> web.StreamResponse:
         """Send `pieces`, `delay` seconds apart. `cut_after=N`: drop the connection after N
         pieces without ending the response (a dead server)."""
         response = web.StreamResponse(
             status=status,
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                     **(headers or {})},
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **(headers or {}),
+            },
         )
         await response.prepare(self.http)
         try:
@@ -110,8 +134,9 @@ class FakeRequest:
             raise
         return response
 
-    async def error(self, status: int, message: str, headers: dict[str, str] | None = None
-                    ) -> web.Response:
+    async def error(
+        self, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
         body = {"error": {"message": message, "type": "invalid_request_error", "code": status}}
         return web.json_response(body, status=status, headers=headers)
 

@@ -49,7 +49,9 @@ class ServerProcess:
     def __init__(self, env: dict[str, str], *, worker: bool = False) -> None:
         self.port = free_port()
         self.worker = worker
-        self.log = tempfile.NamedTemporaryFile(prefix="chatsite-server-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(
+            prefix="chatsite-server-", suffix=".log", delete=False
+        )
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "OPENAI_"))},
             "DATABASE_URL": database_url(),
@@ -57,6 +59,7 @@ class ServerProcess:
             "DJANGO_SECRET_KEY": settings.SECRET_KEY,
             "PYTHONUNBUFFERED": "1",
             "CHAT_LOG_LEVEL": "INFO",
+            "CHAT_SERVE_STATIC": "true",
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None
@@ -69,10 +72,19 @@ class ServerProcess:
         if self.worker:
             command = [sys.executable, "manage.py", "runworker", "chat-stream"]
         else:
-            command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                       "chatsite.asgi:application"]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.log,
-                                        stderr=subprocess.STDOUT)
+            command = [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "chatsite.asgi:application",
+            ]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         if not self.worker:
             self._wait_ready()
         return self
@@ -160,13 +172,15 @@ class ChatClient:
         assert response.status_code == 302, response.text
         return uuid.UUID(response.headers["location"].strip("/").split("/")[-1])
 
-    async def send(self, conversation_id: uuid.UUID, content: str,
-                   idempotency_key: uuid.UUID | None = None) -> httpx.Response:
+    async def send(
+        self, conversation_id: uuid.UUID, content: str, idempotency_key: uuid.UUID | None = None
+    ) -> httpx.Response:
         data = {"content": content}
         if idempotency_key:
             data["idempotency_key"] = str(idempotency_key)
         return await self.http.post(
-            f"/c/{conversation_id}/messages/", data=data,
+            f"/c/{conversation_id}/messages/",
+            data=data,
             headers={"X-CSRFToken": await self.csrf(), "HX-Request": "true"},
         )
 
@@ -179,14 +193,17 @@ class ChatClient:
     def socket(self, conversation_id: uuid.UUID) -> Any:
         return websockets.connect(
             f"ws://127.0.0.1:{self.server.port}/ws/c/{conversation_id}/",
-            additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={self.session}",
-                                "Origin": self.server.url},
+            additional_headers={
+                "Cookie": f"{settings.SESSION_COOKIE_NAME}={self.session}",
+                "Origin": self.server.url,
+            },
             max_size=None,
         )
 
 
-async def read_until_finished(ws: Any, page: PageModel, message_id: int,
-                              timeout: float = 30.0) -> PageModel:
+async def read_until_finished(
+    ws: Any, page: PageModel, message_id: int, timeout: float = 30.0
+) -> PageModel:
     async with asyncio.timeout(timeout):
         while message_id not in page.finished:
             page.apply(await ws.recv())

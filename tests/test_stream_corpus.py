@@ -112,7 +112,9 @@ def test_case_byte_by_byte_with_empty_pieces(case: dict[str, Any]) -> None:
     _check(case, _outcome(pieces))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.data())
 def test_any_split_gives_the_one_piece_result(data: st.DataObject) -> None:
     case = data.draw(st.sampled_from(CASES), label="case")

@@ -11,7 +11,7 @@ register = template.Library()
 
 @register.filter
 def markdown(text: str) -> SafeString:
-    return mark_safe(render_markdown(text or ""))  # noqa: S308 - sanitized by nh3
+    return mark_safe(render_markdown(text or ""))
 
 
 @register.filter

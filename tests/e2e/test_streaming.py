@@ -11,12 +11,31 @@ from asgiref.sync import sync_to_async
 from chat.models import Message
 from tests.db_writes import install_write_counter, writes_to
 from tests.fake_upstream import FakeRequest, reply_events
-from tests.live import TEST_API_KEY, ChatClient, PageModel, read_until_finished, reply_id_from, wait_for
+from tests.live import (
+    TEST_API_KEY,
+    ChatClient,
+    PageModel,
+    read_until_finished,
+    reply_id_from,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
-TOKENS = ["Hello", " <b>world</b>", " & friends", ", here", " is", " a", " list:\n\n", "- one\n",
-          "- two 🎉\n", "\n```python\n", "print('hi')\n", "```\n"] + [f" w{i}" for i in range(48)]
+TOKENS = [
+    "Hello",
+    " <b>world</b>",
+    " & friends",
+    ", here",
+    " is",
+    " a",
+    " list:\n\n",
+    "- one\n",
+    "- two 🎉\n",
+    "\n```python\n",
+    "print('hi')\n",
+    "```\n",
+] + [f" w{i}" for i in range(48)]
 
 
 async def test_reply_streams_to_the_socket_in_order_and_is_saved_once(
@@ -93,7 +112,9 @@ async def test_each_turn_sends_the_system_prompt_and_the_whole_conversation(
     ]
 
 
-async def test_twenty_conversations_stream_at_the_same_time(start_server, fake_upstream, alice_session):
+async def test_twenty_conversations_stream_at_the_same_time(
+    start_server, fake_upstream, alice_session
+):
     server = start_server()
     expected_streams = 20
     all_arrived: dict[str, asyncio.Event] = {}
@@ -133,7 +154,9 @@ async def test_twenty_conversations_stream_at_the_same_time(start_server, fake_u
     assert all(c.startswith("reply ") and c.endswith(" done") for c in contents)
 
 
-async def test_the_api_key_never_reaches_the_page_or_the_logs(start_server, fake_upstream, alice_session):
+async def test_the_api_key_never_reaches_the_page_or_the_logs(
+    start_server, fake_upstream, alice_session
+):
     server = start_server(CHAT_LOG_LEVEL="DEBUG")
 
     async def plan(request: FakeRequest):
@@ -157,8 +180,13 @@ async def test_the_api_key_never_reaches_the_page_or_the_logs(start_server, fake
 
 
 async def test_demo_model_streams_without_any_configuration(start_server, alice_session):
-    server = start_server(OPENAI_BASE_URL="", OPENAI_API_KEY="", CHAT_MODEL="",
-                          CHAT_DEMO_MIN_TPS="400", CHAT_DEMO_MAX_TPS="800")
+    server = start_server(
+        OPENAI_BASE_URL="",
+        OPENAI_API_KEY="",
+        CHAT_MODEL="",
+        CHAT_DEMO_MIN_TPS="400",
+        CHAT_DEMO_MAX_TPS="800",
+    )
     client = ChatClient(server, alice_session)
     conversation_id = await client.create_conversation()
     page_source = (await client.http.get(f"/c/{conversation_id}/")).text

@@ -1,0 +1,16 @@
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Create the local demo account (demo / demo, staff) if no user exists yet."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        users = get_user_model()
+        if users.objects.exists():
+            self.stdout.write("Users exist already; no demo account created.")
+            return
+        users.objects.create_superuser("demo", "demo@example.com", "demo")
+        self.stdout.write("Created the demo account: username demo, password demo (admin too).")
