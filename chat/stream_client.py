@@ -569,7 +569,7 @@ class CompletionStream:
                 if response.status_code >= 400:
                     raise await _http_error(response)
                 decoder = SSEDecoder()
-                async for piece in response.aiter_raw():
+                async for piece in response.aiter_bytes():
                     for event in decoder.feed(piece):
                         update = completion.feed(event)
                         if update:
@@ -584,7 +584,7 @@ class CompletionStream:
                         return
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(_timeout_message(exc, client._timeouts)) from None
-        except (httpx.TransportError, httpx.StreamError) as exc:
+        except httpx.TransportError as exc:
             if completion.ended:
                 return  # the reply was over; a connection closed untidily after it loses nothing
             raise UpstreamConnectionError(

@@ -1,0 +1,26 @@
+"""Markdown from the model is rendered without any way to run script or reach another host."""
+
+from chat.markdown import render_markdown
+
+
+def test_raw_html_is_shown_as_text():
+    html = render_markdown("<script>alert(1)</script><img src=x onerror=alert(1)>")
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_javascript_links_are_not_links():
+    html = render_markdown("[x](javascript:alert(1)) [y](vbscript:msgbox) [z](data:text/html,hi)")
+    assert "href" not in html
+
+
+def test_images_from_other_hosts_lose_their_source():
+    html = render_markdown("![a](https://evil.example/p.png) ![b](//evil.example/q.png) ![c](/static/ok.png)")
+    assert "evil.example" not in html
+    assert 'src="/static/ok.png"' in html
+
+
+def test_links_open_safely_and_code_is_highlighted():
+    html = render_markdown("[docs](https://example.com)\n\n```python\nprint('x')\n```")
+    assert 'rel="noopener noreferrer nofollow"' in html
+    assert '<code class="language-python">' in html and '<span class="nb">print</span>' in html

@@ -1,0 +1,160 @@
+"""Views: login, CSRF, ownership, validation, and the message pipeline's first step."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from chat import services
+from chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def conversation(user) -> Conversation:
+    return services.conversation_create(owner=user)
+
+
+@pytest.fixture
+def alice(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def sent_to_worker(monkeypatch) -> list[int]:
+    sent: list[int] = []
+    monkeypatch.setattr("chat.events.request_generation", sent.append)
+    return sent
+
+
+def test_pages_require_login(client: Client, conversation: Conversation):
+    for url in [reverse("chat:conversation_list"), conversation.get_absolute_url()]:
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+
+
+def test_another_users_conversation_is_not_found(conversation: Conversation, other_user):
+    mallory = Client()
+    mallory.force_login(other_user)
+    assert mallory.get(conversation.get_absolute_url()).status_code == 404
+    url = reverse("chat:message_create", args=[conversation.pk])
+    assert mallory.post(url, {"content": "hi"}).status_code == 404
+    assert not conversation.messages.exists()
+
+
+def test_another_users_reply_cannot_be_stopped(conversation: Conversation, other_user, sent_to_worker):
+    _, reply = services.message_submit(conversation=conversation, content="hi")
+    mallory = Client()
+    mallory.force_login(other_user)
+    url = reverse("chat:message_stop", args=[conversation.pk, reply.pk])
+    assert mallory.post(url).status_code == 404
+    reply.refresh_from_db()
+    assert reply.status == Message.Status.PENDING
+
+
+def test_conversation_list_shows_only_my_conversations_newest_first(alice, user, other_user):
+    older = services.conversation_create(owner=user)
+    older.title = "Older one"
+    older.save()
+    newer = services.conversation_create(owner=user)
+    newer.title = "Newer one"
+    newer.save()
+    theirs = services.conversation_create(owner=other_user)
+    theirs.title = "Not mine"
+    theirs.save()
+    body = alice.get(reverse("chat:conversation_list")).content.decode()
+    assert body.index("Newer one") < body.index("Older one")
+    assert "Not mine" not in body
+
+
+def test_new_conversation_redirects_to_its_page(alice, user):
+    response = alice.post(reverse("chat:conversation_create"))
+    conversation = Conversation.objects.get(owner=user)
+    assert response.status_code == 302
+    assert response["Location"] == conversation.get_absolute_url()
+
+
+def test_posting_a_message_requires_the_csrf_token(user, conversation: Conversation):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    url = reverse("chat:message_create", args=[conversation.pk])
+    assert client.post(url, {"content": "hi"}).status_code == 403
+    assert not conversation.messages.exists()
+
+
+def test_posting_a_message_saves_it_and_a_pending_reply_and_starts_it_after_commit(
+    alice, conversation: Conversation, sent_to_worker, django_capture_on_commit_callbacks
+):
+    url = reverse("chat:message_create", args=[conversation.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice.post(url, {"content": "Hello <there>"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    user_message, reply = conversation.messages.order_by("id")
+    assert (user_message.role, user_message.content) == ("user", "Hello <there>")
+    assert (reply.role, reply.status) == ("assistant", "pending")
+    assert sent_to_worker == [reply.pk]
+    body = response.content.decode()
+    assert "Hello &lt;there&gt;" in body and f'id="m{reply.pk}"' in body
+    assert 'id="composer-key"' in body and 'hx-swap-oob="true"' in body
+    conversation.refresh_from_db()
+    assert conversation.title == "Hello <there>"
+
+
+def test_empty_message_is_rejected_with_a_reason(alice, conversation: Conversation, sent_to_worker):
+    url = reverse("chat:message_create", args=[conversation.pk])
+    response = alice.post(url, {"content": "   "}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert "Type a message" in response.content.decode()
+    assert not conversation.messages.exists()
+
+
+def test_sending_while_a_reply_streams_is_refused_and_nothing_is_saved(
+    alice, conversation: Conversation, sent_to_worker
+):
+    services.message_submit(conversation=conversation, content="first")
+    url = reverse("chat:message_create", args=[conversation.pk])
+    response = alice.post(url, {"content": "second"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 409
+    assert "still replying" in response.content.decode()
+    assert conversation.messages.count() == 2
+
+
+def test_the_same_submission_twice_creates_one_message_and_one_reply(
+    alice, conversation: Conversation, sent_to_worker, django_capture_on_commit_callbacks
+):
+    url = reverse("chat:message_create", args=[conversation.pk])
+    key = str(uuid.uuid4())
+    with django_capture_on_commit_callbacks(execute=True):
+        first = alice.post(url, {"content": "once", "idempotency_key": key}, HTTP_HX_REQUEST="true")
+        second = alice.post(url, {"content": "once", "idempotency_key": key}, HTTP_HX_REQUEST="true")
+    assert first.status_code == second.status_code == 200
+    assert conversation.messages.count() == 2
+    assert len(sent_to_worker) == 1
+
+
+def test_stopping_a_queued_reply_cancels_it(alice, conversation: Conversation, sent_to_worker):
+    _, reply = services.message_submit(conversation=conversation, content="hi")
+    url = reverse("chat:message_stop", args=[conversation.pk, reply.pk])
+    assert alice.post(url).status_code == 204
+    reply.refresh_from_db()
+    assert reply.status == Message.Status.CANCELLED
+
+
+def test_the_page_says_when_the_demo_model_answers(alice, conversation: Conversation, settings):
+    settings.CHAT_DEMO_MODE = True
+    assert "demo model" in alice.get(conversation.get_absolute_url()).content.decode()
+    settings.CHAT_DEMO_MODE = False
+    assert "demo model" not in alice.get(conversation.get_absolute_url()).content.decode()
+
+
+def test_page_sends_a_strict_content_security_policy(alice, conversation: Conversation):
+    policy = alice.get(conversation.get_absolute_url())["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "img-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
