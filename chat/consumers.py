@@ -110,6 +110,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.replies.pop(event["message_id"], None)
         await self._send_message(event["message_id"])
 
+    async def messages_appended(self, event: dict[str, Any]) -> None:
+        html = await _render_appended(self.conversation_id, event["message_ids"])
+        if html:
+            await self.send(text_data=html)
+
     # --- Helpers -------------------------------------------------------------------------------
 
     async def _resync(self, message_id: int) -> None:
@@ -134,3 +139,9 @@ def _unseen(text: str, offset: int, have: int) -> str | None:
 def _render_message(conversation_id: uuid.UUID, message_id: int) -> str:
     message = Message.objects.filter(conversation_id=conversation_id, pk=message_id).first()
     return fragments.message(message) if message is not None else ""
+
+
+@database_sync_to_async
+def _render_appended(conversation_id: uuid.UUID, message_ids: list[int]) -> str:
+    messages = Message.objects.filter(conversation_id=conversation_id, pk__in=message_ids)
+    return fragments.appended(list(messages.order_by("id")))

@@ -6,6 +6,7 @@ Conversation group (every open WebSocket of a conversation listens):
                        tool_calls}                   coalesced text, with the offsets it starts at
     message.status    {message_id, text}             e.g. "Retrying in 2 s"
     message.finished  {message_id}                   saved; render it from the database
+    messages.appended {message_ids}                  new messages (tool results, a follow-up)
 Generation group (the worker that streams one reply listens):
     generation.snapshot_request {message_id, reply_channel}  send the text so far there
     generation.cancel {message_id}                   stop now and save what there is
@@ -98,6 +99,13 @@ async def message_status(conversation_id: uuid.UUID, message_id: int, text: str)
 async def message_finished(conversation_id: uuid.UUID, message_id: int) -> None:
     await _layer().group_send(
         conversation_group(conversation_id), {"type": "message.finished", "message_id": message_id}
+    )
+
+
+async def messages_appended(conversation_id: uuid.UUID, message_ids: list[int]) -> None:
+    await _layer().group_send(
+        conversation_group(conversation_id),
+        {"type": "messages.appended", "message_ids": message_ids},
     )
 
 

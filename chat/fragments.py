@@ -52,3 +52,11 @@ def _tool_calls(message_id: int, tool_calls: list[dict[str, str]]) -> str:
 def message(message: Message) -> str:
     """The whole message, replacing the one on the page (used when a reply finishes)."""
     return render_to_string(MESSAGE_TEMPLATE, {"message": message, "oob": True})
+
+
+def appended(messages: list[Message]) -> str:
+    """New messages added at the end of the conversation."""
+    if not messages:
+        return ""
+    body = "".join(render_to_string(MESSAGE_TEMPLATE, {"message": m}) for m in messages)
+    return f'<div hx-swap-oob="beforeend:#messages">{body}</div>'

@@ -14,7 +14,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import events, selectors, services
+from . import events, selectors, services, tools
 from .models import Message
 from .stream_client import (
     Completion,
@@ -28,6 +28,11 @@ from .stream_client import (
 from .upstream import chat_completions_client
 
 logger = logging.getLogger(__name__)
+
+CONTINUE_PROMPT = (
+    "Continue exactly where your previous message stopped. Do not repeat anything, "
+    "do not add any preamble."
+)
 
 
 @dataclass
@@ -110,12 +115,18 @@ class Generation:
 
     reply: Message
     worker_id: str
-    prefix: str = ""  # text already in the reply (a continuation appends to it)
+    tool_round: int = 0  # how many tool rounds came before this reply in the same turn
     cancelled_by_user: bool = False
+    next_reply: Message | None = None  # the follow-up reply after a tool round
     stream: CompletionStream | None = None
     started_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     _saved_content: str = ""
+
+    def __post_init__(self) -> None:
+        # A continuation (Continue after the token limit) appends to the text already saved.
+        self.prefix = self.reply.content
+        self._saved_content = self.prefix
 
     @property
     def completion(self) -> Completion:
@@ -135,11 +146,18 @@ class Generation:
         messages = await sync_to_async(selectors.model_messages)(
             conversation=conversation, before=reply
         )
+        if self.prefix:
+            messages += [
+                {"role": "assistant", "content": self.prefix},
+                {"role": "user", "content": CONTINUE_PROMPT},
+            ]
         body: dict[str, Any] = {
             "model": conversation.model or settings.CHAT_MODEL,
             "messages": messages,
             "stream_options": {"include_usage": True},
         }
+        if self._offers_tools():
+            body["tools"] = tools.tool_schemas()
         if settings.CHAT_MAX_TOKENS:
             body["max_tokens"] = settings.CHAT_MAX_TOKENS
         self.stream = chat_completions_client().stream(body)
@@ -219,7 +237,13 @@ class Generation:
         if completion.usage is not None:
             fields["prompt_tokens"] = completion.usage.prompt_tokens
             fields["completion_tokens"] = completion.usage.completion_tokens
+            if self.prefix and completion.usage.completion_tokens is not None:
+                fields["completion_tokens"] += self.reply.completion_tokens or 0
         return fields
+
+    def _offers_tools(self) -> bool:
+        # The last allowed round offers no tools, so the model has to answer in words.
+        return settings.CHAT_TOOLS_ENABLED and self.tool_round < settings.CHAT_MAX_TOOL_ROUNDS
 
     def _outcome_of_stream(self) -> dict[str, Any]:
         if self.completion.ended:
@@ -243,12 +267,24 @@ class Generation:
 
     async def _save(self, outcome: dict[str, Any], coalescer: FrameCoalescer) -> None:
         await coalescer.aclose()
-        saved = await services.reply_finish(
-            message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome
-        )
+        calls = outcome["tool_calls"]
+        if outcome["status"] == Message.Status.COMPLETE and calls and self._offers_tools():
+            results = [(call, tools.run_tool(call["name"], call["arguments"])) for call in calls]
+            created = await services.reply_finish_with_tool_round(
+                message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome, results=results
+            )
+            saved = bool(created)
+            if created:
+                self.next_reply = created[-1]
+        else:
+            saved = await services.reply_finish(
+                message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome
+            )
         if not saved:
             logger.warning("message %s was taken from this worker; not saved", self.reply.pk)
         await events.message_finished(self.reply.conversation_id, self.reply.pk)
+        if self.next_reply is not None:
+            await events.messages_appended(self.reply.conversation_id, [m.pk for m in created])
 
     async def _heartbeat(self) -> None:
         """Checkpoint partial text and renew the lease while the reply streams."""

@@ -22,9 +22,7 @@ class ConversationBusy(Exception):
     """A reply is still being generated in this conversation."""
 
 
-def conversation_create(
-    *, owner: User, model: str = "", system_prompt: str = ""
-) -> Conversation:
+def conversation_create(*, owner: User, model: str = "", system_prompt: str = "") -> Conversation:
     return Conversation.objects.create(
         owner=owner, model=model or settings.CHAT_MODEL, system_prompt=system_prompt
     )
@@ -142,3 +140,102 @@ async def reply_finish(*, message_id: int, worker_id: str, fields: dict[str, Any
         pk=message_id, lease_owner=worker_id, status=Message.Status.STREAMING
     ).aupdate(lease_owner="", lease_expires=None, completed=timezone.now(), **fields)
     return bool(updated)
+
+
+class ReplyNotRetryable(Exception):
+    """Only the latest reply, once it has ended, can be retried or continued."""
+
+
+def _latest_ended_reply(reply: Message, allowed: set[str]) -> None:
+    latest = reply.conversation.messages.order_by("-id").first()
+    if latest is None or latest.pk != reply.pk or reply.status not in allowed:
+        raise ReplyNotRetryable
+
+
+def reply_retry(*, reply: Message) -> Message:
+    """Generate the latest reply again, replacing what it had."""
+    with transaction.atomic():
+        _latest_ended_reply(
+            reply,
+            {
+                Message.Status.ERROR,
+                Message.Status.INTERRUPTED,
+                Message.Status.CANCELLED,
+                Message.Status.COMPLETE,
+            },
+        )
+        _reset_for_generation(reply, keep_content=False)
+        transaction.on_commit(lambda: events.request_generation(reply.pk))
+    return reply
+
+
+def reply_continue(*, reply: Message) -> Message:
+    """Ask the model to go on with a reply cut at the token limit; the text joins the reply."""
+    with transaction.atomic():
+        _latest_ended_reply(reply, {Message.Status.COMPLETE, Message.Status.INTERRUPTED})
+        if reply.finish_reason != "length" and reply.status != Message.Status.INTERRUPTED:
+            raise ReplyNotRetryable
+        _reset_for_generation(reply, keep_content=True)
+        transaction.on_commit(lambda: events.request_generation(reply.pk))
+    return reply
+
+
+def _reset_for_generation(reply: Message, *, keep_content: bool) -> None:
+    reply.status = Message.Status.PENDING
+    reply.finish_reason = ""
+    reply.error = ""
+    reply.completed = None
+    if not keep_content:
+        reply.content = ""
+        reply.reasoning = ""
+        reply.tool_calls = []
+        reply.prompt_tokens = reply.completion_tokens = None
+        reply.time_to_first_token = reply.duration = None
+    reply.save()
+
+
+async def reply_finish_with_tool_round(
+    *,
+    message_id: int,
+    worker_id: str,
+    fields: dict[str, Any],
+    results: list[tuple[dict[str, str], str]],
+) -> list[Message]:
+    """Save a reply that called tools, the tools' results, and a new reply (already claimed by
+    this worker) in one transaction. Returns the new messages, the new reply last; empty if
+    this worker no longer owns the reply."""
+    from asgiref.sync import sync_to_async
+
+    def record() -> list[Message]:
+        with transaction.atomic():
+            owned = Message.objects.filter(
+                pk=message_id, lease_owner=worker_id, status=Message.Status.STREAMING
+            ).update(lease_owner="", lease_expires=None, completed=timezone.now(), **fields)
+            if not owned:
+                return []
+            reply = Message.objects.select_related("conversation").get(pk=message_id)
+            created = [
+                Message.objects.create(
+                    conversation=reply.conversation,
+                    role=Message.Role.TOOL,
+                    content=result,
+                    tool_calls=[call],
+                    tool_call_id=call["id"],
+                    status=Message.Status.COMPLETE,
+                    completed=timezone.now(),
+                )
+                for call, result in results
+            ]
+            created.append(
+                Message.objects.create(
+                    conversation=reply.conversation,
+                    role=Message.Role.ASSISTANT,
+                    status=Message.Status.STREAMING,
+                    model=reply.model,
+                    lease_owner=worker_id,
+                    lease_expires=timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
+                )
+            )
+            return created
+
+    return await sync_to_async(record)()

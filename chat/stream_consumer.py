@@ -65,31 +65,42 @@ class GenerationRunner:
         if not self.accepting:
             logger.warning("shutting down: message %s left pending for another worker", message_id)
             return
-        if message_id in self.tasks:
-            return
-        task = asyncio.create_task(self._run(message_id, channel_name))
-        self.tasks[message_id] = task
+        if message_id not in self.tasks:
+            self.tasks[message_id] = asyncio.create_task(self._run_turn(message_id, channel_name))
 
-    async def _run(self, message_id: int, channel_name: str) -> None:
+    async def _run_turn(self, message_id: int, channel_name: str) -> None:
+        """Stream a reply and, after each tool round, the follow-up reply, in this one task."""
         try:
             async with self.semaphore:
                 reply = await services.reply_claim(message_id=message_id, worker_id=self.worker_id)
-                if reply is None:
-                    return  # cancelled while queued, or another worker has it
-                generation = Generation(reply=reply, worker_id=self.worker_id)
-                self.generations[message_id] = generation
-                await events.join_generation(message_id, channel_name)
-                try:
-                    await generation.run()
-                finally:
-                    await events.leave_generation(message_id, channel_name)
+                tool_round = 0
+                while reply is not None:  # None: cancelled while queued, or another worker has it
+                    generation = Generation(
+                        reply=reply, worker_id=self.worker_id, tool_round=tool_round
+                    )
+                    await self._run_generation(generation, channel_name)
+                    reply = generation.next_reply
+                    tool_round += 1
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("generation task for message %s failed", message_id)
         finally:
             self.tasks.pop(message_id, None)
+
+    async def _run_generation(self, generation: Generation, channel_name: str) -> None:
+        message_id = generation.reply.pk
+        task = asyncio.current_task()
+        assert task is not None
+        self.generations[message_id] = generation
+        self.tasks[message_id] = task
+        await events.join_generation(message_id, channel_name)
+        try:
+            await generation.run()
+        finally:
             self.generations.pop(message_id, None)
+            self.tasks.pop(message_id, None)
+            await events.leave_generation(message_id, channel_name)
 
     def cancel(self, message_id: int, *, by_user: bool) -> bool:
         task = self.tasks.get(message_id)

@@ -14,4 +14,14 @@ urlpatterns = [
         views.message_stop,
         name="message_stop",
     ),
+    path(
+        "c/<uuid:conversation_id>/messages/<int:message_id>/retry/",
+        views.message_retry,
+        name="message_retry",
+    ),
+    path(
+        "c/<uuid:conversation_id>/messages/<int:message_id>/continue/",
+        views.message_continue,
+        name="message_continue",
+    ),
 ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -106,3 +108,44 @@ def message_stop(request: HttpRequest, conversation_id: uuid.UUID, message_id: i
     if reply.is_active:
         services.reply_stop(reply=reply)
     return HttpResponse(status=204)
+
+
+def _rerun_reply(
+    request: HttpRequest,
+    conversation_id: uuid.UUID,
+    message_id: int,
+    action: Callable[..., Message],
+) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    reply = _reply_or_404(conversation, message_id)
+    try:
+        with transaction.atomic():
+            Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+            if selectors.active_reply(conversation=conversation) is not None:
+                raise services.ReplyNotRetryable
+            action(reply=reply)
+    except services.ReplyNotRetryable:
+        return HttpResponse(
+            "Only the latest reply can be retried or continued, once it has ended.",
+            status=409,
+            content_type="text/plain; charset=utf-8",
+        )
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    return render(request, PAGE + "#message", {"message": reply})
+
+
+@login_required
+@require_POST
+def message_retry(
+    request: HttpRequest, conversation_id: uuid.UUID, message_id: int
+) -> HttpResponse:
+    return _rerun_reply(request, conversation_id, message_id, services.reply_retry)
+
+
+@login_required
+@require_POST
+def message_continue(
+    request: HttpRequest, conversation_id: uuid.UUID, message_id: int
+) -> HttpResponse:
+    return _rerun_reply(request, conversation_id, message_id, services.reply_continue)

@@ -39,7 +39,7 @@ async def test_owner_connects(conversation, user):
 
 async def test_anonymous_user_is_refused(conversation):
     comm = communicator(conversation.pk, AnonymousUser())
-    connected, code = await comm.connect()
+    connected, _code = await comm.connect()
     assert not connected
     await comm.disconnect()
 
@@ -53,7 +53,8 @@ async def test_another_users_conversation_is_refused(conversation, other_user):
 
 async def test_a_foreign_origin_is_refused(conversation):
     comm = WebsocketCommunicator(
-        websocket_application, f"/ws/c/{conversation.pk}/",
+        websocket_application,
+        f"/ws/c/{conversation.pk}/",
         headers=[(b"origin", b"http://evil.example"), (b"host", b"127.0.0.1")],
     )
     connected, _ = await comm.connect()
@@ -66,12 +67,26 @@ async def test_deltas_are_relayed_escaped_and_trimmed_by_offset(conversation, us
     await comm.connect()
     await events.message_started(conversation.pk, 7)
     assert 'id="s7"' in await comm.receive_from()
-    await events.message_delta(conversation.pk, 7, content_offset=0, content="<i>Hi",
-                               reasoning_offset=0, reasoning="", tool_calls=None)
+    await events.message_delta(
+        conversation.pk,
+        7,
+        content_offset=0,
+        content="<i>Hi",
+        reasoning_offset=0,
+        reasoning="",
+        tool_calls=None,
+    )
     assert await comm.receive_from() == '<span id="c7" hx-swap-oob="beforeend">&lt;i&gt;Hi</span>'
     # A frame that overlaps what the tab has (a resent frame) only adds the new part.
-    await events.message_delta(conversation.pk, 7, content_offset=3, content="Hi&there",
-                               reasoning_offset=0, reasoning="", tool_calls=None)
+    await events.message_delta(
+        conversation.pk,
+        7,
+        content_offset=3,
+        content="Hi&there",
+        reasoning_offset=0,
+        reasoning="",
+        tool_calls=None,
+    )
     assert await comm.receive_from() == '<span id="c7" hx-swap-oob="beforeend">&amp;there</span>'
     await comm.disconnect()
 
@@ -82,19 +97,41 @@ async def test_a_gap_in_offsets_asks_the_worker_for_a_snapshot(conversation, use
     await events.join_generation(7, worker_channel)
     comm = communicator(conversation.pk, user)
     await comm.connect()
-    await events.message_delta(conversation.pk, 7, content_offset=5, content="later",
-                               reasoning_offset=0, reasoning="", tool_calls=None)
+    await events.message_delta(
+        conversation.pk,
+        7,
+        content_offset=5,
+        content="later",
+        reasoning_offset=0,
+        reasoning="",
+        tool_calls=None,
+    )
     request = await layer.receive(worker_channel)
     assert request["type"] == "generation.snapshot_request" and request["message_id"] == 7
     # Frames that arrive before the snapshot are covered by it, so they are held back.
-    await events.message_delta(conversation.pk, 7, content_offset=10, content=" more",
-                               reasoning_offset=0, reasoning="", tool_calls=None)
-    await events.snapshot_send(request["reply_channel"], 7, content="early later more",
-                               reasoning="", tool_calls=[])
+    await events.message_delta(
+        conversation.pk,
+        7,
+        content_offset=10,
+        content=" more",
+        reasoning_offset=0,
+        reasoning="",
+        tool_calls=None,
+    )
+    await events.snapshot_send(
+        request["reply_channel"], 7, content="early later more", reasoning="", tool_calls=[]
+    )
     snapshot = await comm.receive_from()
     assert '<div id="c7" hx-swap-oob="innerHTML">early later more</div>' in snapshot
-    await events.message_delta(conversation.pk, 7, content_offset=16, content="!",
-                               reasoning_offset=0, reasoning="", tool_calls=None)
+    await events.message_delta(
+        conversation.pk,
+        7,
+        content_offset=16,
+        content="!",
+        reasoning_offset=0,
+        reasoning="",
+        tool_calls=None,
+    )
     assert await comm.receive_from() == '<span id="c7" hx-swap-oob="beforeend">!</span>'
     assert await comm.receive_nothing()
     await comm.disconnect()
@@ -120,7 +157,9 @@ async def test_a_tab_that_asks_for_a_finished_reply_gets_it(conversation, user, 
     finished (a fast upstream beat the HTTP response), the tab gets the final version."""
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
     _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="hi")
-    await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.COMPLETE, content="done")
+    await Message.objects.filter(pk=reply.pk).aupdate(
+        status=Message.Status.COMPLETE, content="done"
+    )
     comm = communicator(conversation.pk, user)
     await comm.connect()
     await comm.send_json_to({"resync": reply.pk, "HEADERS": {}})
@@ -128,12 +167,15 @@ async def test_a_tab_that_asks_for_a_finished_reply_gets_it(conversation, user, 
     await comm.disconnect()
 
 
-async def test_a_tab_cannot_ask_for_another_conversations_message(conversation, user, other_user,
-                                                                  monkeypatch):
+async def test_a_tab_cannot_ask_for_another_conversations_message(
+    conversation, user, other_user, monkeypatch
+):
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
     theirs = await sync_to_async(services.conversation_create)(owner=other_user)
     _, reply = await sync_to_async(services.message_submit)(conversation=theirs, content="secret")
-    await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.COMPLETE, content="secret")
+    await Message.objects.filter(pk=reply.pk).aupdate(
+        status=Message.Status.COMPLETE, content="secret"
+    )
     comm = communicator(conversation.pk, user)
     await comm.connect()
     await comm.send_json_to({"resync": reply.pk})

@@ -9,7 +9,9 @@ from chat.models import Message
 pytestmark = pytest.mark.django_db
 
 
-def test_export_writes_one_conversation_per_line_with_all_messages(tmp_path, user, other_user, monkeypatch):
+def test_export_writes_one_conversation_per_line_with_all_messages(
+    tmp_path, user, other_user, monkeypatch
+):
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
     mine = services.conversation_create(owner=user, system_prompt="Be nice")
     _, reply = services.message_submit(conversation=mine, content="hello")
@@ -22,8 +24,14 @@ def test_export_writes_one_conversation_per_line_with_all_messages(tmp_path, use
     record = json.loads(lines[0])
     assert record["id"] == str(mine.pk) and record["owner"] == "alice"
     assert record["system_prompt"] == "Be nice"
-    assert [(m["role"], m["content"]) for m in record["messages"]] == [("user", "hello"), ("assistant", "hi!")]
-    assert record["messages"][1]["prompt_tokens"] == 3 and record["messages"][1]["status"] == "complete"
+    assert [(m["role"], m["content"]) for m in record["messages"]] == [
+        ("user", "hello"),
+        ("assistant", "hi!"),
+    ]
+    assert (
+        record["messages"][1]["prompt_tokens"] == 3
+        and record["messages"][1]["status"] == "complete"
+    )
 
 
 def test_export_since_filters_by_date(tmp_path, user):

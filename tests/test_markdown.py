@@ -15,7 +15,9 @@ def test_javascript_links_are_not_links():
 
 
 def test_images_from_other_hosts_lose_their_source():
-    html = render_markdown("![a](https://evil.example/p.png) ![b](//evil.example/q.png) ![c](/static/ok.png)")
+    html = render_markdown(
+        "![a](https://evil.example/p.png) ![b](//evil.example/q.png) ![c](/static/ok.png)"
+    )
     assert "evil.example" not in html
     assert 'src="/static/ok.png"' in html
 

@@ -49,7 +49,9 @@ def test_another_users_conversation_is_not_found(conversation: Conversation, oth
     assert not conversation.messages.exists()
 
 
-def test_another_users_reply_cannot_be_stopped(conversation: Conversation, other_user, sent_to_worker):
+def test_another_users_reply_cannot_be_stopped(
+    conversation: Conversation, other_user, sent_to_worker
+):
     _, reply = services.message_submit(conversation=conversation, content="hi")
     mallory = Client()
     mallory.force_login(other_user)
@@ -133,7 +135,9 @@ def test_the_same_submission_twice_creates_one_message_and_one_reply(
     key = str(uuid.uuid4())
     with django_capture_on_commit_callbacks(execute=True):
         first = alice.post(url, {"content": "once", "idempotency_key": key}, HTTP_HX_REQUEST="true")
-        second = alice.post(url, {"content": "once", "idempotency_key": key}, HTTP_HX_REQUEST="true")
+        second = alice.post(
+            url, {"content": "once", "idempotency_key": key}, HTTP_HX_REQUEST="true"
+        )
     assert first.status_code == second.status_code == 200
     assert conversation.messages.count() == 2
     assert len(sent_to_worker) == 1
