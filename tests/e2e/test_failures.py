@@ -1,0 +1,324 @@
+"""End to end: every way a stream can end, as the user sees it and as it is saved."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from chat.models import Message
+from tests.fake_upstream import FakeRequest, chunk, reply_events, sse, usage_chunk
+from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+
+async def converse(server, session, content="hi"):
+    """Open a conversation with a socket, send one message; returns what is needed to go on."""
+    client = ChatClient(server, session)
+    conversation_id = await client.create_conversation()
+    ws = await client.socket(conversation_id).__aenter__()
+    response = await client.send(conversation_id, content)
+    assert response.status_code == 200, response.text
+    return client, conversation_id, ws, reply_id_from(response)
+
+
+async def finish(client, ws):
+    await ws.close()
+    await client.aclose()
+
+
+async def test_429_is_retried_and_the_page_says_so(start_server, fake_upstream, alice_session):
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            return await request.error(429, "Rate limit reached", headers={"retry-after-ms": "200"})
+        return await request.stream(reply_events(["after ", "retry"]))
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    await finish(client, ws)
+    status_frames = [f for f in page.frames if f'id="s{reply_id}"' in f]
+    assert any("Rate limit reached" in f and "Retrying in 0.2 s" in f for f in status_frames)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("complete", "after retry")
+    assert len(fake_upstream.requests) == 2
+
+
+async def test_an_error_after_three_deltas_keeps_the_text_and_shows_the_error(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        pieces = [
+            sse(chunk("", role="assistant")),
+            sse(chunk("one ")),
+            sse(chunk("two ")),
+            sse(chunk("three")),
+            sse({"error": {"message": "Service Unavailable: overloaded", "code": 503}}),
+        ]
+        return await request.stream(pieces)
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("error", "one two three")
+    assert "overloaded" in reply.error
+    final = page.finished[reply_id]
+    assert "one two three" in final and "Service Unavailable: overloaded" in final
+    assert len(fake_upstream.requests) == 1  # nothing after the first delta is retried
+
+
+async def test_a_cut_stream_is_saved_interrupted_and_retry_generates_it_again(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            return await request.stream(reply_events(["kept ", "text ", "lost"]), cut_after=3)
+        return await request.stream(reply_events(["second ", "try"]))
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("interrupted", "kept text ")
+    assert "Retry" in page.finished[reply_id] and "kept text" in page.finished[reply_id]
+
+    page.finished.clear()
+    response = await client.http.post(
+        f"/c/{conversation_id}/messages/{reply_id}/retry/",
+        headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    await read_until_finished(ws, page, reply_id)
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("complete", "second try")
+
+
+async def test_a_stalled_stream_hits_the_idle_timeout_and_keeps_its_text(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server(CHAT_IDLE_TIMEOUT="0.5")
+
+    async def plan(request: FakeRequest):
+        async def stall(i: int) -> None:
+            if i == 3:
+                await asyncio.sleep(30)
+
+        return await request.stream(reply_events(["before ", "the stall"]), before_piece=stall)
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id, timeout=20)
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("interrupted", "before the stall")
+    assert "sent nothing for 0.5 seconds" in reply.error
+    assert "sent nothing for 0.5 seconds" in page.finished[reply_id]
+
+
+async def test_length_offers_continue_which_joins_the_rest_to_the_same_reply(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            return await request.stream(
+                reply_events(["The first", " half"], finish_reason="length", usage=(5, 2))
+            )
+        return await request.stream(reply_events([" and the", " second."], usage=(9, 2)))
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    assert "cut at the token limit" in page.finished[reply_id]
+    assert "Continue" in page.finished[reply_id]
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.finish_reason) == ("complete", "length")
+
+    page.finished.clear()
+    response = await client.http.post(
+        f"/c/{conversation_id}/messages/{reply_id}/continue/",
+        headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    await read_until_finished(ws, page, reply_id)
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.content == "The first half and the second."
+    assert (reply.status, reply.finish_reason, reply.completion_tokens) == ("complete", "stop", 4)
+    continuation = fake_upstream.requests[1].body["messages"]
+    assert continuation[-2] == {"role": "assistant", "content": "The first half"}
+    assert continuation[-1]["role"] == "user" and "Continue" in continuation[-1]["content"]
+    assert "The first half and the second." in page.finished[reply_id]
+
+
+async def test_stop_cancels_within_a_second_and_closes_the_upstream_connection(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server()
+    tokens = [f"t{i} " for i in range(200)]
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(tokens), delay=0.05)
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = PageModel()
+    while len(page.content(reply_id)) < 9:
+        page.apply(await asyncio.wait_for(ws.recv(), 10))
+    stopped_at = asyncio.get_running_loop().time()
+    assert (await client.stop(conversation_id, reply_id)).status_code == 204
+    await read_until_finished(ws, page, reply_id, timeout=5)
+    took = asyncio.get_running_loop().time() - stopped_at
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.status == "cancelled"
+    assert took < 1.0
+    assert 9 <= len(reply.content) < len("".join(tokens))
+    assert "".join(tokens).startswith(reply.content)
+    # The upstream saw the client go away instead of streaming all 200 tokens.
+    for _ in range(50):
+        if fake_upstream.requests[0].disconnected:
+            break
+        await asyncio.sleep(0.05)
+    assert fake_upstream.requests[0].disconnected
+    assert not fake_upstream.requests[0].finished
+
+
+async def test_a_tool_call_runs_on_the_server_and_the_follow_up_reply_streams(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server(CHAT_TOOLS_ENABLED="true")
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            call = {
+                "index": 0,
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "calculate", "arguments": ""},
+            }
+            pieces = [sse(chunk(role="assistant", tool_calls=[call]))]
+            for part in ['{"expr', 'ession": ', '"6 * 7"}']:
+                pieces.append(
+                    sse(chunk(tool_calls=[{"index": 0, "function": {"arguments": part}}]))
+                )
+            pieces += [sse(chunk(finish_reason="tool_calls")), b"data: [DONE]\n\n"]
+            return await request.stream(pieces)
+        return await request.stream(reply_events(["The answer ", "is 42."]))
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session, "What is 6*7?")
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    messages = [
+        m async for m in Message.objects.filter(conversation_id=conversation_id).order_by("id")
+    ]
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant"]
+    tool_reply, tool_result, answer = messages[1:]
+    assert tool_reply.tool_calls == [
+        {"id": "call_1", "name": "calculate", "arguments": '{"expression": "6 * 7"}'}
+    ]
+    assert tool_reply.finish_reason == "tool_calls"
+    assert json.loads(tool_result.content) == {"result": 42}
+    assert tool_result.tool_call_id == "call_1"
+    await read_until_finished(ws, page, answer.pk)
+    await finish(client, ws)
+    answer = await Message.objects.aget(pk=answer.pk)
+    assert (answer.status, answer.content) == ("complete", "The answer is 42.")
+    assert "calculate" in page.finished[reply_id]  # the tool card
+    assert any(f'id="m{tool_result.pk}"' in f and "beforeend:#messages" in f for f in page.frames)
+    first, second = fake_upstream.requests
+    assert {t["function"]["name"] for t in first.body["tools"]} >= {"calculate", "current_datetime"}
+    assert second.body["messages"][-2]["tool_calls"][0]["function"]["name"] == "calculate"
+    assert second.body["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": tool_result.content,
+    }
+
+
+async def test_reasoning_streams_into_thinking_and_usage_is_shown(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        pieces = [
+            sse(chunk(role="assistant", reasoning_content="Let me think.")),
+            sse(chunk(reasoning_content=" Done thinking.")),
+            sse(chunk("The answer.")),
+            sse(chunk(finish_reason="stop")),
+            sse(usage_chunk(120, 30)),
+            b"data: [DONE]\n\n",
+        ]
+        return await request.stream(pieces, delay=0.01)
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    await finish(client, ws)
+    assert page.text[f"r{reply_id}"] == "Let me think. Done thinking."
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.reasoning, reply.content) == ("Let me think. Done thinking.", "The answer.")
+    final = page.finished[reply_id]
+    assert "Thinking" in final and "Let me think. Done thinking." in final
+    assert "120 / 30 tokens" in final and "first token" in final
+
+
+async def test_tool_rounds_are_bounded_and_an_unknown_tool_gets_an_error_result(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server(CHAT_TOOLS_ENABLED="true", CHAT_MAX_TOOL_ROUNDS="2")
+
+    async def plan(request: FakeRequest):
+        if "tools" not in request.body:
+            return await request.stream(reply_events(["Giving up on tools."]))
+        call = {
+            "index": 0,
+            "id": f"call_{request.index}",
+            "type": "function",
+            "function": {"name": "launch_rockets", "arguments": "{}"},
+        }
+        pieces = [
+            sse(chunk(role="assistant", tool_calls=[call])),
+            sse(chunk(finish_reason="tool_calls")),
+            b"data: [DONE]\n\n",
+        ]
+        return await request.stream(pieces)
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+
+    async def answered() -> bool:
+        last = (
+            await Message.objects.filter(conversation_id=conversation_id).order_by("-id").afirst()
+        )
+        return (
+            last is not None and last.status == "complete" and last.content == "Giving up on tools."
+        )
+
+    from tests.live import wait_for
+
+    await wait_for(answered, timeout=20)
+    await finish(client, ws)
+    roles = [
+        m.role async for m in Message.objects.filter(conversation_id=conversation_id).order_by("id")
+    ]
+    assert roles == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+    results = [
+        m.content
+        async for m in Message.objects.filter(conversation_id=conversation_id, role="tool")
+    ]
+    assert all("Unknown tool 'launch_rockets'" in r for r in results)
+    assert ["tools" in r.body for r in fake_upstream.requests] == [True, True, False]
