@@ -41,7 +41,11 @@ def _layer() -> Any:
 
 def request_generation(message_id: int) -> None:
     """Hand a pending reply to the streaming consumer. Call after the reply is committed."""
-    async_to_sync(_layer().send)(
+    async_to_sync(request_generation_async)(message_id)
+
+
+async def request_generation_async(message_id: int) -> None:
+    await _layer().send(
         settings.CHAT_STREAM_CHANNEL, {"type": "generate", "message_id": message_id}
     )
 

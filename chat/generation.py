@@ -122,6 +122,7 @@ class Generation:
     started_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     _saved_content: str = ""
+    _task: asyncio.Task[Any] | None = None
 
     def __post_init__(self) -> None:
         # A continuation (Continue after the token limit) appends to the text already saved.
@@ -141,6 +142,7 @@ class Generation:
         }
 
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         reply = self.reply
         conversation = reply.conversation
         messages = await sync_to_async(selectors.model_messages)(
@@ -303,5 +305,10 @@ class Generation:
                 logger.exception("checkpoint of message %s failed", self.reply.pk)
                 continue
             if not owned:
+                # The lease expired and recovery gave the reply up: stop, so that it never
+                # has two writers. The saved state (interrupted) is what the page shows.
+                logger.warning("message %s: lease lost; stopping its generation", self.reply.pk)
+                if self._task is not None:
+                    self._task.cancel()
                 return
             self._saved_content = snapshot["content"]

@@ -135,10 +135,11 @@ async def reply_checkpoint(*, message_id: int, worker_id: str, fields: dict[str,
 
 
 async def reply_finish(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
-    """Save the finished reply once; False if this worker no longer owns it."""
+    """Save the finished reply once; False if this worker no longer owns it. `lease_owner`
+    stays as the record of which worker generated the reply."""
     updated = await Message.objects.filter(
         pk=message_id, lease_owner=worker_id, status=Message.Status.STREAMING
-    ).aupdate(lease_owner="", lease_expires=None, completed=timezone.now(), **fields)
+    ).aupdate(lease_expires=None, completed=timezone.now(), **fields)
     return bool(updated)
 
 
@@ -210,7 +211,7 @@ async def reply_finish_with_tool_round(
         with transaction.atomic():
             owned = Message.objects.filter(
                 pk=message_id, lease_owner=worker_id, status=Message.Status.STREAMING
-            ).update(lease_owner="", lease_expires=None, completed=timezone.now(), **fields)
+            ).update(lease_expires=None, completed=timezone.now(), **fields)
             if not owned:
                 return []
             reply = Message.objects.select_related("conversation").get(pk=message_id)
@@ -239,3 +240,53 @@ async def reply_finish_with_tool_round(
             return created
 
     return await sync_to_async(record)()
+
+
+# --- Recovery: replies whose worker died, and replies nobody took ----------------------------
+
+WORKER_DIED = "The server streaming this reply stopped; the text received until then is kept."
+
+
+def replies_interrupt_expired() -> list[Message]:
+    """Mark `interrupted` every streaming reply whose worker stopped renewing its lease. The
+    text kept is the last checkpoint."""
+    now = timezone.now()
+    expired = list(
+        Message.objects.filter(status=Message.Status.STREAMING, lease_expires__lt=now).only(
+            "pk", "conversation_id", "lease_owner"
+        )
+    )
+    interrupted = []
+    for message in expired:
+        # Conditional on the same lease: a worker that renewed meanwhile keeps its reply.
+        updated = Message.objects.filter(
+            pk=message.pk,
+            status=Message.Status.STREAMING,
+            lease_owner=message.lease_owner,
+            lease_expires__lt=now,
+        ).update(
+            status=Message.Status.INTERRUPTED,
+            error=WORKER_DIED,
+            lease_expires=None,
+            completed=now,
+        )
+        if updated:
+            interrupted.append(message)
+    return interrupted
+
+
+def replies_requeue_unclaimed(*, older_than: float) -> list[int]:
+    """Send `generate` again for pending replies that no worker claimed (a lost channel
+    message, a worker that stopped before claiming). Claims are atomic, so a duplicate is
+    harmless; `lease_expires` spaces the retries out."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=older_than)
+    stale = Message.objects.filter(
+        status=Message.Status.PENDING, role=Message.Role.ASSISTANT, created__lte=cutoff
+    ).exclude(lease_expires__gt=now)
+    ids = list(stale.values_list("pk", flat=True)[:500])
+    if ids:
+        Message.objects.filter(pk__in=ids, status=Message.Status.PENDING).update(
+            lease_expires=now + timedelta(seconds=max(older_than, 5.0))
+        )
+    return ids

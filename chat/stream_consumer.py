@@ -43,13 +43,19 @@ class StreamingConsumer(AsyncConsumer):
 
 
 class GenerationRunner:
-    """The generations running in this process, one task each."""
+    """The generations running in this process, one task each.
+
+    Capacity is reserved before a `generate` message is taken off the shared channel, so a
+    full worker leaves work to the others instead of queueing it behind its own.
+    """
 
     _instances: dict[int, GenerationRunner] = {}
 
     def __init__(self) -> None:
         self.worker_id = new_worker_id()
-        self.semaphore = asyncio.Semaphore(settings.CHAT_MAX_CONCURRENT_GENERATIONS)
+        self.capacity = settings.CHAT_MAX_CONCURRENT_GENERATIONS
+        self.reserved = 0
+        self._capacity_freed = asyncio.Event()
         self.generations: dict[int, Generation] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.accepting = True
@@ -61,32 +67,45 @@ class GenerationRunner:
             cls._instances[loop_id] = cls()
         return cls._instances[loop_id]
 
+    async def reserve(self) -> None:
+        """Wait for a free slot and take it (the worker calls this before each receive)."""
+        while self.reserved >= self.capacity:
+            self._capacity_freed.clear()
+            await self._capacity_freed.wait()
+        self.reserved += 1
+
+    def release(self) -> None:
+        self.reserved -= 1
+        self._capacity_freed.set()
+
     def start(self, message_id: int, channel_name: str) -> None:
-        if not self.accepting:
-            logger.warning("shutting down: message %s left pending for another worker", message_id)
+        """Start a turn in the slot reserved for this message."""
+        if not self.accepting or message_id in self.tasks:
+            self.release()
+            if not self.accepting:
+                logger.warning("shutting down: message %s left for another worker", message_id)
             return
-        if message_id not in self.tasks:
-            self.tasks[message_id] = asyncio.create_task(self._run_turn(message_id, channel_name))
+        self.tasks[message_id] = asyncio.create_task(self._run_turn(message_id, channel_name))
 
     async def _run_turn(self, message_id: int, channel_name: str) -> None:
         """Stream a reply and, after each tool round, the follow-up reply, in this one task."""
         try:
-            async with self.semaphore:
-                reply = await services.reply_claim(message_id=message_id, worker_id=self.worker_id)
-                tool_round = 0
-                while reply is not None:  # None: cancelled while queued, or another worker has it
-                    generation = Generation(
-                        reply=reply, worker_id=self.worker_id, tool_round=tool_round
-                    )
-                    await self._run_generation(generation, channel_name)
-                    reply = generation.next_reply
-                    tool_round += 1
+            reply = await services.reply_claim(message_id=message_id, worker_id=self.worker_id)
+            tool_round = 0
+            while reply is not None:  # None: cancelled while queued, or another worker has it
+                generation = Generation(
+                    reply=reply, worker_id=self.worker_id, tool_round=tool_round
+                )
+                await self._run_generation(generation, channel_name)
+                reply = generation.next_reply
+                tool_round += 1
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("generation task for message %s failed", message_id)
         finally:
             self.tasks.pop(message_id, None)
+            self.release()
 
     async def _run_generation(self, generation: Generation, channel_name: str) -> None:
         message_id = generation.reply.pk
@@ -104,9 +123,9 @@ class GenerationRunner:
 
     def cancel(self, message_id: int, *, by_user: bool) -> bool:
         task = self.tasks.get(message_id)
-        generation = self.generations.get(message_id)
         if task is None:
             return False
+        generation = self.generations.get(message_id)
         if generation is not None:
             generation.cancelled_by_user = by_user
         task.cancel()
@@ -125,3 +144,15 @@ class GenerationRunner:
         await events.snapshot_send(
             message["reply_channel"], generation.reply.pk, **generation.snapshot()
         )
+
+    async def shutdown(self, *, grace: float) -> None:
+        """Stop: wait up to `grace` seconds, then cancel what still runs; each generation saves
+        itself as `interrupted` with all its text."""
+        self.accepting = False
+        tasks = set(self.tasks.values())
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
+        for message_id in list(self.tasks):
+            self.cancel(message_id, by_user=False)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,20 +1,96 @@
-"""Running the streaming consumer: inside the web process (no Redis), or as `runworker`."""
+"""Running the streaming consumer: inside the web process (no Redis), or as `runworker`.
+
+Either way the process also runs recovery: at start and then every third of the lease time it
+marks `interrupted` the replies whose worker died, and offers unclaimed replies again.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.worker import Worker
 from django.conf import settings
 
+from . import events, services
+from .stream_consumer import GenerationRunner
+
 logger = logging.getLogger(__name__)
 
 
+async def recover_once(*, requeue_older_than: float) -> None:
+    for message in await sync_to_async(services.replies_interrupt_expired)():
+        logger.warning("message %s: its worker stopped; marked interrupted", message.pk)
+        await events.message_finished(message.conversation_id, message.pk)
+    for message_id in await sync_to_async(services.replies_requeue_unclaimed)(
+        older_than=requeue_older_than
+    ):
+        logger.info("message %s was never claimed; offering it again", message_id)
+        await events.request_generation_async(message_id)
+
+
+async def recovery_loop() -> None:
+    """At start every pending reply is offered again (an in-memory queue died with its
+    process); after that only those left unclaimed for CHAT_REQUEUE_SECONDS."""
+    requeue_older_than = 0.0
+    while True:
+        try:
+            await recover_once(requeue_older_than=requeue_older_than)
+        except Exception:
+            logger.exception("recovery pass failed")
+        requeue_older_than = settings.CHAT_REQUEUE_SECONDS
+        await asyncio.sleep(max(settings.CHAT_LEASE_SECONDS / 3, 0.2))
+
+
 class StreamWorker(Worker):
-    """The Channels worker for the `chat-stream` channel."""
+    """The Channels worker for `chat-stream`, with recovery and a graceful SIGTERM: it stops
+    taking generations, lets those in flight finish for CHAT_SHUTDOWN_GRACE_SECONDS, then saves
+    each remaining one as `interrupted` with all its text, and exits."""
+
+    async def listener(self, channel: str) -> None:
+        """Like Channels' listener, but takes a message only when a generation slot is free."""
+        runner = GenerationRunner.current()
+        while True:
+            await runner.reserve()
+            try:
+                message = await self.channel_layer.receive(channel)
+            except BaseException:
+                runner.release()
+                raise
+            if message.get("type") != "generate":
+                runner.release()  # only `generate` takes a slot
+            scope = {"type": "channel", "channel": channel}
+            await self.get_or_create_application_instance(channel, scope).put(message)
+
+    def run(self) -> None:
+        asyncio.run(self.serve_until_signalled())
+
+    async def serve_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        serving = asyncio.create_task(self.arun())
+        recovery = asyncio.create_task(recovery_loop())
+        stopped = asyncio.create_task(stop.wait())
+        logger.info(
+            "worker %s listening on %s", GenerationRunner.current().worker_id, self.channels
+        )
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        logger.info("worker stopping: no new generations")
+        runner = GenerationRunner.current()
+        runner.accepting = False
+        for task in (serving, recovery):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(serving, recovery, return_exceptions=True)
+        await runner.shutdown(grace=settings.CHAT_SHUTDOWN_GRACE_SECONDS)
+        logger.info("worker stopped")
 
 
 class EmbeddedWorkerMiddleware:
@@ -27,7 +103,7 @@ class EmbeddedWorkerMiddleware:
     def __init__(self, application: Any) -> None:
         self.application = application
         self._started_on: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -38,6 +114,6 @@ class EmbeddedWorkerMiddleware:
                 channels=[settings.CHAT_STREAM_CHANNEL],
                 channel_layer=get_channel_layer(),
             )
-            self._task = loop.create_task(worker.arun())
+            self._tasks = {loop.create_task(worker.arun()), loop.create_task(recovery_loop())}
             logger.info("streaming consumer running inside the web process")
         return await self.application(scope, receive, send)

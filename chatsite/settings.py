@@ -215,6 +215,8 @@ CHAT_COALESCE_SECONDS = env_float("CHAT_COALESCE_MS", 30.0) / 1000.0
 CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 2.0)
 # A streaming reply whose worker has not renewed its lease for this long is interrupted.
 CHAT_LEASE_SECONDS = env_float("CHAT_LEASE_SECONDS", 15.0)
+# A pending reply no worker has claimed after this long is offered to the workers again.
+CHAT_REQUEUE_SECONDS = env_float("CHAT_REQUEUE_SECONDS", 60.0)
 # On SIGTERM a worker waits this long for replies in flight before saving them interrupted.
 CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 0.0)
 # The streaming consumer runs inside the web process unless a separate worker is used.

@@ -63,3 +63,52 @@ def alice_session(user: object) -> str:
     from tests.live import session_cookie_for
 
     return session_cookie_for(user)
+
+
+def services_missing() -> str | None:
+    """Why the Redis + PostgreSQL tests cannot run here, or None."""
+    from django.conf import settings
+
+    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        return (
+            "needs DATABASE_URL=postgres://... (scripts/test runs them with the local PostgreSQL)"
+        )
+    if not settings.REDIS_URL:
+        return "needs REDIS_URL=redis://... (scripts/test runs them with the local Redis)"
+    import psycopg
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        return f"Redis at {settings.REDIS_URL} is not reachable: {exc}"
+    db = settings.DATABASES["default"]
+    try:
+        psycopg.connect(
+            host=db.get("HOST") or "127.0.0.1",
+            port=db.get("PORT") or 5432,
+            user=db.get("USER") or "postgres",
+            password=db.get("PASSWORD") or None,
+            dbname="postgres",
+            connect_timeout=3,
+        ).close()
+    except psycopg.Error as exc:
+        return f"PostgreSQL is not reachable: {exc}"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("services"):
+        reason = services_missing()
+        if reason:
+            if os.environ.get("REQUIRE_SERVICES") == "1":
+                pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+            pytest.skip(reason)
+
+
+@pytest.fixture
+def flushed_redis() -> None:
+    import redis
+    from django.conf import settings
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()

@@ -85,9 +85,32 @@ class ServerProcess:
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
-        if not self.worker:
+        if self.worker:
+            self._wait_for_log("listening on")
+        else:
             self._wait_ready()
         return self
+
+    def _wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log_text()}")
+            if text in self.log_text():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"worker did not start:\n{self.log_text()}")
+
+    @property
+    def worker_id(self) -> str:
+        match = re.search(r"worker (\S+) listening on", self.log_text())
+        assert match, self.log_text()
+        return match.group(1)
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

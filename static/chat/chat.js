@@ -87,6 +87,16 @@
     }
   });
 
+  // After a (re)connect, ask for every reply this page still shows as streaming: the socket
+  // answers with a snapshot (still streaming) or the saved reply (finished meanwhile).
+  document.addEventListener("htmx:wsOpen", function (event) {
+    var socket = event.detail.socketWrapper;
+    document.querySelectorAll("article.status-pending, article.status-streaming").forEach(function (article) {
+      var id = parseInt(article.id.slice(1), 10);
+      if (id) { socket.send(JSON.stringify({ resync: id })); }
+    });
+  });
+
   document.addEventListener("htmx:wsAfterMessage", afterContentChange);
   document.addEventListener("htmx:afterSettle", afterContentChange);
 

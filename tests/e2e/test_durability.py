@@ -1,0 +1,115 @@
+"""Durable, resumable streams on one process (SQLite, in-memory channel layer)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import pytest
+
+from chat.models import Message
+from tests.e2e import scenarios
+from tests.fake_upstream import FakeRequest, reply_events
+from tests.live import ChatClient, reply_id_from, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+
+@pytest.mark.parametrize("pause", [0.0, 3.0])
+async def test_reconnecting_mid_stream_shows_every_character_once(
+    start_server, fake_upstream, alice_session, pause
+):
+    await scenarios.reconnect_mid_stream(
+        [start_server()], alice_session, fake_upstream, pause=pause, seed=int(pause * 10) + 1
+    )
+
+
+async def test_a_second_tab_sees_the_same_live_stream(start_server, fake_upstream, alice_session):
+    await scenarios.watched_from_two_tabs([start_server()], alice_session, fake_upstream)
+
+
+async def test_closing_the_tab_does_not_stop_the_reply(start_server, fake_upstream, alice_session):
+    await scenarios.closing_the_tab_keeps_generating([start_server()], alice_session, fake_upstream)
+
+
+async def test_a_finished_conversation_opens_with_its_replies_rendered(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(["Some ", "**bold** ", "text"]))
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    reply_id = reply_id_from(await client.send(conversation_id, "hi"))
+
+    async def complete() -> bool:
+        return (await Message.objects.aget(pk=reply_id)).status == "complete"
+
+    await wait_for(complete)
+    page = (await client.http.get(f"/c/{conversation_id}/")).text
+    await client.aclose()
+    assert "<strong>bold</strong>" in page and 'class="content markdown"' in page
+
+
+async def test_a_killed_server_leaves_the_reply_interrupted_with_its_checkpoint(
+    start_server, fake_upstream, alice_session
+):
+    settings = {"CHAT_CHECKPOINT_SECONDS": "0.3", "CHAT_LEASE_SECONDS": "1.5"}
+    server = start_server(**settings)
+    expected = scenarios.slow_plan(fake_upstream, delay=0.05)  # 4 s of streaming
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    reply_id = reply_id_from(await client.send(conversation_id, "long one"))
+
+    async def checkpointed() -> bool:
+        return bool((await Message.objects.aget(pk=reply_id)).content)
+
+    await wait_for(checkpointed, timeout=10)
+    server.signal(signal.SIGKILL)
+    server.process.wait(5)
+    await client.aclose()
+    # A new server process finds the reply whose worker died and gives it up.
+    start_server(**settings)
+
+    async def interrupted() -> bool:
+        return (await Message.objects.aget(pk=reply_id)).status == "interrupted"
+
+    await wait_for(interrupted, timeout=15)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.content and expected.startswith(reply.content) and reply.content != expected
+    assert "stopped" in reply.error
+
+
+async def test_a_reply_left_pending_by_a_dead_server_is_generated_by_the_next(
+    start_server, fake_upstream, alice_session
+):
+    """The in-memory channel layer dies with its process; the next server picks the reply up."""
+    server = start_server()
+    arrived = asyncio.Event()
+
+    async def never_answer(request: FakeRequest):
+        fake_upstream.loop.call_soon_threadsafe(arrived.set)
+        await asyncio.sleep(3600)
+
+    fake_upstream.plan = never_answer
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    reply_id = reply_id_from(await client.send(conversation_id, "stuck"))
+    await asyncio.wait_for(arrived.wait(), 10)
+    # Put the reply back to how it is when its `generate` message dies with the process before
+    # any worker claimed it: pending, with nothing in any queue after the kill below.
+    await Message.objects.filter(pk=reply_id).aupdate(status="pending", lease_expires=None)
+    server.signal(signal.SIGKILL)
+    server.process.wait(5)
+    await client.aclose()
+    fake_upstream.plan = fake_upstream.default_plan
+    start_server()
+
+    async def complete() -> bool:
+        return (await Message.objects.aget(pk=reply_id)).status == "complete"
+
+    await wait_for(complete, timeout=15)
+    assert (await Message.objects.aget(pk=reply_id)).content == "Hello, world!"
