@@ -82,6 +82,9 @@ class StreamWorker(Worker):
             "worker %s listening on %s", GenerationRunner.current().worker_id, self.channels
         )
         await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        failure = serving.exception() if serving.done() and not serving.cancelled() else None
+        if failure is not None:
+            logger.error("worker failed; saving replies in flight and exiting", exc_info=failure)
         logger.info("worker stopping: no new generations")
         runner = GenerationRunner.current()
         runner.accepting = False
@@ -91,6 +94,8 @@ class StreamWorker(Worker):
             await asyncio.gather(serving, recovery, return_exceptions=True)
         await runner.shutdown(grace=settings.CHAT_SHUTDOWN_GRACE_SECONDS)
         logger.info("worker stopped")
+        if failure is not None:
+            raise SystemExit(1)  # let the process supervisor restart it
 
 
 class EmbeddedWorkerMiddleware:

@@ -119,7 +119,11 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 made socket_timeout default to 5 s, which breaks channels-redis's
+                # blocking 5 s BZPOPMIN (channels_redis issue #422): set it above that.
+                "hosts": [
+                    {"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}
+                ],
                 # Deltas are coalesced to ~33 frames/s per stream, so a browser that stops
                 # reading for a few seconds still fits; one that falls further behind is
                 # resynchronised from a snapshot instead of losing text silently.

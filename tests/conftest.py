@@ -5,8 +5,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fake_upstream import FakeUpstream
-from tests.live import TEST_API_KEY, ServerProcess
+pytest.register_assert_rewrite("tests.e2e.scenarios", "tests.live", "tests.db_writes")
+
+from tests.fake_upstream import FakeUpstream  # noqa: E402
+from tests.live import TEST_API_KEY, ServerProcess  # noqa: E402
 
 
 @pytest.fixture(scope="session")

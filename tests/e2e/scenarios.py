@@ -54,7 +54,7 @@ async def reconnect_mid_stream(
     await first.aclose()
     await second.aclose()
     reply = await Message.objects.aget(pk=reply_id)
-    assert reply.status == "complete"
+    assert (reply.status, reply.error) == ("complete", "")
     assert reply.content == expected
     assert expected.startswith(seen_before)
     # Snapshot plus live deltas: every character exactly once, in order.

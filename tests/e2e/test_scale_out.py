@@ -1,0 +1,176 @@
+"""Two daphne processes and two `runworker chat-stream` processes on Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+
+import pytest
+
+from chat.models import Message
+from tests.e2e import scenarios
+from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, wait_for
+
+pytestmark = [
+    pytest.mark.services,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(180),
+    pytest.mark.usefixtures("flushed_redis"),
+]
+
+
+@pytest.fixture
+def cluster(start_server):
+    """`cluster(**env)` -> (web processes, worker processes)."""
+
+    def start(**env):
+        workers = [start_server(worker=True, **env) for _ in range(2)]
+        web = [start_server(**env) for _ in range(2)]
+        return web, workers
+
+    return start
+
+
+async def test_a_conversation_watched_from_both_web_processes_gets_identical_text(
+    cluster, fake_upstream, alice_session
+):
+    web, _ = cluster()
+    await scenarios.watched_from_two_tabs(web, alice_session, fake_upstream)
+
+
+@pytest.mark.parametrize("pause", [0.0, 3.0])
+async def test_reconnecting_to_the_other_web_process_loses_and_repeats_nothing(
+    cluster, fake_upstream, alice_session, pause
+):
+    web, _ = cluster()
+    await scenarios.reconnect_mid_stream(
+        web, alice_session, fake_upstream, pause=pause, seed=int(pause * 10) + 7
+    )
+
+
+async def test_closing_the_tab_does_not_stop_the_reply(cluster, fake_upstream, alice_session):
+    web, _ = cluster()
+    await scenarios.closing_the_tab_keeps_generating(web, alice_session, fake_upstream)
+
+
+async def test_ten_conversations_at_once_are_spread_over_both_workers(
+    cluster, fake_upstream, alice_session
+):
+    web, workers = cluster(CHAT_MAX_CONCURRENT_GENERATIONS="5")
+    expected = scenarios.slow_plan(fake_upstream, tokens=[f"t{i} " for i in range(20)], delay=0.05)
+    client = ChatClient(web[0], alice_session)
+    conversations = [await client.create_conversation() for _ in range(10)]
+    responses = await asyncio.gather(*(client.send(c, "go") for c in conversations))
+    reply_ids = [reply_id_from(r) for r in responses]
+
+    async def all_complete() -> bool:
+        done = await Message.objects.filter(pk__in=reply_ids, status="complete").acount()
+        return done == len(reply_ids)
+
+    await wait_for(all_complete, timeout=60)
+    await client.aclose()
+    owners = {m.lease_owner async for m in Message.objects.filter(pk__in=reply_ids)}
+    assert owners == {w.worker_id for w in workers}
+    assert {m.content async for m in Message.objects.filter(pk__in=reply_ids)} == {expected}
+
+
+async def test_a_worker_killed_mid_stream_leaves_the_reply_interrupted_with_its_checkpoint(
+    cluster, fake_upstream, alice_session
+):
+    web, workers = cluster(CHAT_CHECKPOINT_SECONDS="0.3", CHAT_LEASE_SECONDS="2")
+    expected = scenarios.slow_plan(fake_upstream, delay=0.1)  # 8 s of streaming
+    client = ChatClient(web[0], alice_session)
+    conversation_id = await client.create_conversation()
+    page = PageModel()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "long one"))
+
+        async def checkpointed() -> bool:
+            return bool((await Message.objects.aget(pk=reply_id)).content)
+
+        await wait_for(checkpointed, timeout=10)
+        owner = (await Message.objects.aget(pk=reply_id)).lease_owner
+        victim = next(w for w in workers if w.worker_id == owner)
+        victim.signal(signal.SIGKILL)
+        killed_at = asyncio.get_running_loop().time()
+        # The surviving worker's recovery gives the reply up, and the tab is told.
+        await read_until_finished(ws, page, reply_id, timeout=20)
+        took = asyncio.get_running_loop().time() - killed_at
+    await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.status == "interrupted"
+    assert reply.content and expected.startswith(reply.content) and reply.content != expected
+    assert took < 2 + 2 / 3 + 2  # lease, a recovery interval, and slack for a busy machine
+    assert "Retry" in page.finished[reply_id]
+
+
+async def test_a_worker_stopped_with_sigterm_saves_all_text_received(
+    cluster, fake_upstream, alice_session
+):
+    web, workers = cluster(CHAT_CHECKPOINT_SECONDS="30")  # no checkpoint: all must come at exit
+    expected = scenarios.slow_plan(fake_upstream, delay=0.1)
+    client = ChatClient(web[0], alice_session)
+    conversation_id = await client.create_conversation()
+    page = PageModel()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "long one"))
+        while len(page.content(reply_id)) < 40:
+            page.apply(await asyncio.wait_for(ws.recv(), 10))
+        owner = (await Message.objects.aget(pk=reply_id)).lease_owner
+        victim = next(w for w in workers if w.worker_id == owner)
+        victim.signal(signal.SIGTERM)
+        seen_at_sigterm = page.content(reply_id)
+        await read_until_finished(ws, page, reply_id, timeout=20)
+    await client.aclose()
+    assert victim.process.wait(10) == 0
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.status == "interrupted"
+    assert reply.content.startswith(seen_at_sigterm) and expected.startswith(reply.content)
+    # All text received: everything the tab was sent is saved, and nothing more was streamed.
+    assert page.content(reply_id) == reply.content
+    assert fake_upstream.requests[0].disconnected
+
+
+async def test_double_submit_with_one_key_creates_one_message_and_one_reply(
+    cluster, fake_upstream, alice_session
+):
+    web, _ = cluster()
+    client = ChatClient(web[0], alice_session)
+    other = ChatClient(web[1], alice_session)
+    conversation_id = await client.create_conversation()
+    key = uuid.uuid4()
+    first, second = await asyncio.gather(
+        client.send(conversation_id, "only once", idempotency_key=key),
+        other.send(conversation_id, "only once", idempotency_key=key),
+    )
+    assert first.status_code == second.status_code == 200
+    assert reply_id_from(first) == reply_id_from(second)
+    reply_id = reply_id_from(first)
+
+    async def complete() -> bool:
+        return (await Message.objects.aget(pk=reply_id)).status == "complete"
+
+    await wait_for(complete)
+    await client.aclose()
+    await other.aclose()
+    roles = [m.role async for m in Message.objects.filter(conversation_id=conversation_id)]
+    assert roles == ["user", "assistant"]
+    assert len(fake_upstream.requests) == 1
+
+
+async def test_idle_workers_and_sockets_keep_listening_past_the_redis_socket_timeout(
+    cluster, fake_upstream, alice_session
+):
+    """redis-py 8 defaults socket_timeout to 5 s, which broke channels-redis's blocking reads
+    (channels_redis issue #422): an idle worker died and idle sockets were dropped."""
+    web, workers = cluster()
+    client = ChatClient(web[0], alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        await asyncio.sleep(6.5)
+        assert all(w.process.poll() is None for w in workers)
+        reply_id = reply_id_from(await client.send(conversation_id, "still there?"))
+        page = await read_until_finished(ws, PageModel(), reply_id)
+    await client.aclose()
+    assert page.content(reply_id) == "Hello, world!"
