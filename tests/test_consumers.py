@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -180,4 +181,58 @@ async def test_a_tab_cannot_ask_for_another_conversations_message(
     await comm.connect()
     await comm.send_json_to({"resync": reply.pk})
     assert await comm.receive_nothing()
+    await comm.disconnect()
+
+
+async def test_frames_dropped_by_a_full_channel_are_recovered_from_a_snapshot(
+    conversation, user, settings
+):
+    """The channel layer drops messages for a full channel; the next frame's offset shows
+    the gap, and the tab asks for a snapshot instead of showing text with a hole in it."""
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1}}
+    }
+    layer = get_channel_layer()
+    worker_channel = await layer.new_channel()
+    await events.join_generation(7, worker_channel)
+    comm = communicator(conversation.pk, user)
+    await comm.connect()
+    await events.message_started(conversation.pk, 7)
+    await comm.receive_from()
+    # A burst of frames faster than the consumer reads: the full channel drops some.
+    text = "aaabbbcccdddeee"
+
+    async def frame(i: int) -> None:
+        await events.message_delta(
+            conversation.pk,
+            7,
+            content_offset=3 * i,
+            content=text[3 * i : 3 * i + 3],
+            reasoning_offset=0,
+            reasoning="",
+            tool_calls=None,
+        )
+
+    for i in range(4):
+        await frame(i)
+    delivered = []
+    while not await comm.receive_nothing(timeout=0.2):
+        delivered.append(await comm.receive_from())
+    assert len(delivered) < 4  # something was dropped
+    # The next frame of the stream shows the gap; the tab asks the worker for a snapshot.
+    await frame(4)
+    request = await asyncio.wait_for(layer.receive(worker_channel), 2)
+    assert request["type"] == "generation.snapshot_request"
+    await events.snapshot_send(
+        request["reply_channel"], 7, content=text, reasoning="", tool_calls=[]
+    )
+    from tests.live import PageModel
+
+    page = PageModel()
+    for earlier in delivered:
+        page.apply(earlier)
+    while not any('hx-swap-oob="innerHTML"' in f for f in page.frames):
+        page.apply(await comm.receive_from())
+    assert await comm.receive_nothing()
+    assert page.content(7) == text
     await comm.disconnect()
