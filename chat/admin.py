@@ -1,11 +1,22 @@
-"""Admin built for review: conversations with their messages, read-only where it matters."""
+"""Admin built for review: filters, token totals, a transcript page rendered like the chat, and
+exports. Staff with only the view permission get all of it read-only."""
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+import csv
+import io
+import uuid
 
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet, Sum
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from .exports import MESSAGE_FIELDS, jsonl_lines, with_messages
 from .models import Conversation, Message
 
 
@@ -21,6 +32,23 @@ class MessageStatusFilter(admin.SimpleListFilter):
     ) -> QuerySet[Conversation]:
         if self.value():
             return queryset.filter(messages__status=self.value()).distinct()
+        return queryset
+
+
+class FeedbackFilter(admin.SimpleListFilter):
+    title = "feedback"
+    parameter_name = "feedback"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("up", "has thumbs up"), ("down", "has thumbs down"), ("any", "has any feedback")]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> QuerySet[Conversation]:
+        if self.value() in {"up", "down"}:
+            return queryset.filter(messages__feedback=self.value()).distinct()
+        if self.value() == "any":
+            return queryset.exclude(messages__feedback="").filter(messages__isnull=False).distinct()
         return queryset
 
 
@@ -41,6 +69,8 @@ class MessageInline(admin.TabularInline):
         "time_to_first_token",
         "duration",
         "error",
+        "feedback",
+        "feedback_comment",
     )
     readonly_fields = fields
 
@@ -51,20 +81,88 @@ class MessageInline(admin.TabularInline):
         return False
 
 
+@admin.action(description="Export selected as JSON Lines", permissions=["view"])
+def export_jsonl(
+    modeladmin: ConversationAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
+) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        jsonl_lines(with_messages(queryset.order_by("created"))),
+        content_type="application/x-ndjson; charset=utf-8",
+    )
+    response["Content-Disposition"] = 'attachment; filename="conversations.jsonl"'
+    return response
+
+
+@admin.action(description="Export selected as CSV (one row per message)", permissions=["view"])
+def export_csv(
+    modeladmin: ConversationAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
+) -> HttpResponse:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "conversation_id",
+            "conversation_title",
+            "owner",
+            *[f"message_{name}" if name == "id" else name for name in MESSAGE_FIELDS],
+        ]
+    )
+    for conversation in with_messages(queryset.order_by("created")):
+        for message in conversation.messages.all():
+            row = [getattr(message, name) for name in MESSAGE_FIELDS]
+            writer.writerow(
+                [
+                    conversation.pk,
+                    conversation.title,
+                    conversation.owner.get_username(),
+                    *["" if v is None else v for v in row],
+                ]
+            )
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="messages.csv"'
+    return response
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["title_or_id", "owner", "model", "message_count", "created", "updated"]
-    list_filter = ["model", MessageStatusFilter, "created", "updated"]
+    list_display = [
+        "title_or_id",
+        "owner",
+        "model",
+        "message_count",
+        "total_tokens",
+        "created",
+        "updated",
+        "transcript_link",
+    ]
+    list_filter = ["owner", "model", MessageStatusFilter, FeedbackFilter, "created", "updated"]
     search_fields = ["title", "messages__content", "owner__username"]
     date_hierarchy = "created"
-    readonly_fields = ["id", "owner", "created", "updated"]
-    fields = ["id", "owner", "title", "model", "system_prompt", "created", "updated"]
+    readonly_fields = ["id", "owner", "created", "updated", "transcript_link"]
+    fields = [
+        "id",
+        "owner",
+        "title",
+        "title_source",
+        "model",
+        "system_prompt",
+        "created",
+        "updated",
+        "transcript_link",
+    ]
     inlines = [MessageInline]
     list_select_related = ["owner"]
+    actions = [export_jsonl, export_csv]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return (
-            super().get_queryset(request).annotate(message_count=Count("messages", distinct=True))
+            super()
+            .get_queryset(request)
+            .annotate(
+                message_count=Count("messages", distinct=True),
+                prompt_token_total=Sum("messages__prompt_tokens"),
+                completion_token_total=Sum("messages__completion_tokens"),
+            )
         )
 
     def get_search_results(
@@ -72,6 +170,36 @@ class ConversationAdmin(admin.ModelAdmin):
     ) -> tuple[QuerySet[Conversation], bool]:
         results, _ = super().get_search_results(request, queryset, search_term)
         return results.distinct(), False
+
+    def get_urls(self) -> list:  # type: ignore[type-arg]
+        transcript = self.admin_site.admin_view(self.transcript_view)
+        return [
+            path(
+                "<uuid:conversation_id>/transcript/",
+                transcript,
+                name="chat_conversation_transcript",
+            ),
+            *super().get_urls(),
+        ]
+
+    def transcript_view(self, request: HttpRequest, conversation_id: uuid.UUID) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        conversation = get_object_or_404(self.get_queryset(request), pk=conversation_id)
+        messages = conversation.messages.order_by("created", "id")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Transcript: {conversation}",
+            "conversation": conversation,
+            "messages": messages,
+            "totals": messages.aggregate(
+                prompt=Sum("prompt_tokens"),
+                completion=Sum("completion_tokens"),
+                replies=Count("id", filter=Q(role=Message.Role.ASSISTANT)),
+            ),
+        }
+        return TemplateResponse(request, "admin/chat/conversation/transcript.html", context)
 
     @admin.display(description="title", ordering="title")
     def title_or_id(self, obj: Conversation) -> str:
@@ -81,12 +209,32 @@ class ConversationAdmin(admin.ModelAdmin):
     def message_count(self, obj: Conversation) -> int:
         return obj.message_count  # type: ignore[attr-defined]
 
+    @admin.display(description="tokens (prompt / completion)", ordering="completion_token_total")
+    def total_tokens(self, obj: Conversation) -> str:
+        prompt = getattr(obj, "prompt_token_total", None) or 0
+        completion = getattr(obj, "completion_token_total", None) or 0
+        return f"{prompt} / {completion}"
+
+    @admin.display(description="transcript")
+    def transcript_link(self, obj: Conversation) -> str:
+        url = reverse("admin:chat_conversation_transcript", args=[obj.pk])
+        return format_html('<a href="{}">Read the transcript</a>', url)
+
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "conversation", "role", "status", "finish_reason", "model", "created"]
-    list_filter = ["role", "status", "model", "created"]
-    search_fields = ["content"]
+    list_display = [
+        "id",
+        "conversation",
+        "role",
+        "status",
+        "finish_reason",
+        "model",
+        "feedback",
+        "created",
+    ]
+    list_filter = ["role", "status", "finish_reason", "feedback", "model", "created"]
+    search_fields = ["content", "feedback_comment"]
     list_select_related = ["conversation"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import events, fragments, selectors
-from .models import Message
+from .models import Conversation, Message
 
 
 @dataclass
@@ -115,6 +115,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if html:
             await self.send(text_data=html)
 
+    async def conversation_updated(self, event: dict[str, Any]) -> None:
+        html = await _render_title(self.conversation_id)
+        if html:
+            await self.send(text_data=html)
+
     # --- Helpers -------------------------------------------------------------------------------
 
     async def _resync(self, message_id: int) -> None:
@@ -145,3 +150,9 @@ def _render_message(conversation_id: uuid.UUID, message_id: int) -> str:
 def _render_appended(conversation_id: uuid.UUID, message_ids: list[int]) -> str:
     messages = Message.objects.filter(conversation_id=conversation_id, pk__in=message_ids)
     return fragments.appended(list(messages.order_by("id")))
+
+
+@database_sync_to_async
+def _render_title(conversation_id: uuid.UUID) -> str:
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    return fragments.conversation_title(conversation) if conversation is not None else ""

@@ -102,20 +102,40 @@ class DemoStream(httpx.AsyncByteStream):
         yield b"data: [DONE]\n\n"
 
 
-class DemoTransport(httpx.AsyncBaseTransport):
+def demo_title_for(messages: list[dict[str, Any]]) -> str:
+    """The demo's answer to a title request: the first words of the conversation."""
+    text = " ".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
+    words = text.replace("User:", "").split("Assistant:")[0].split()[:5]
+    return " ".join(words).strip(" .,:;!?").capitalize() or "Demo conversation"
+
+
+class DemoTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
     """Serves `POST /chat/completions` (streaming) and `GET /models` for the demo model."""
 
     def __init__(self, tokens_per_second: tuple[float, float] = (30.0, 60.0)) -> None:
         self._tps = tokens_per_second
 
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.rstrip("/").endswith("/models"):
+            body = {"object": "list", "data": [{"id": DEMO_MODEL, "object": "model"}]}
+            return httpx.Response(200, json=body, request=request)
+        return httpx.Response(404, json={"error": {"message": "Not found"}}, request=request)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.rstrip("/")
         if request.method == "GET" and path.endswith("/models"):
-            body = {"object": "list", "data": [{"id": DEMO_MODEL, "object": "model"}]}
-            return httpx.Response(200, json=body, request=request)
+            return self.handle_request(request)
         if request.method == "POST" and path.endswith("/chat/completions"):
             payload = json.loads(await request.aread() or b"{}")
-            text = demo_reply_for(payload.get("messages") or [])
+            messages = payload.get("messages") or []
+            asks_for_title = (
+                any(
+                    m.get("role") == "system" and "title" in str(m.get("content")).lower()
+                    for m in messages
+                )
+                and (payload.get("max_tokens") or 999) <= 64
+            )
+            text = demo_title_for(messages) if asks_for_title else demo_reply_for(messages)
             return httpx.Response(
                 200,
                 headers={"content-type": "text/event-stream"},

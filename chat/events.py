@@ -7,6 +7,7 @@ Conversation group (every open WebSocket of a conversation listens):
     message.status    {message_id, text}             e.g. "Retrying in 2 s"
     message.finished  {message_id}                   saved; render it from the database
     messages.appended {message_ids}                  new messages (tool results, a follow-up)
+    conversation.updated {}                          title or settings changed
 Generation group (the worker that streams one reply listens):
     generation.snapshot_request {message_id, reply_channel}  send the text so far there
     generation.cancel {message_id}                   stop now and save what there is
@@ -111,6 +112,10 @@ async def messages_appended(conversation_id: uuid.UUID, message_ids: list[int]) 
         conversation_group(conversation_id),
         {"type": "messages.appended", "message_ids": message_ids},
     )
+
+
+async def conversation_updated(conversation_id: uuid.UUID) -> None:
+    await _layer().group_send(conversation_group(conversation_id), {"type": "conversation.updated"})
 
 
 async def snapshot_request(message_id: int, reply_channel: str) -> None:

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django import forms
 
 from .services import MAX_MESSAGE_LENGTH
@@ -12,3 +14,33 @@ class MessageForm(forms.Form):
         if not content.strip():
             raise forms.ValidationError("Type a message first.")
         return content
+
+
+class RenameForm(forms.Form):
+    title = forms.CharField(max_length=200)
+
+
+class ConversationSettingsForm(forms.Form):
+    model = forms.ChoiceField()
+    system_prompt = forms.CharField(required=False, max_length=20_000, strip=False)
+
+    def __init__(self, *args: Any, models: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [(m, m) for m in models]  # type: ignore[attr-defined]
+
+
+class EditForm(forms.Form):
+    content = forms.CharField(max_length=MAX_MESSAGE_LENGTH, strip=False)
+
+    def clean_content(self) -> str:
+        content: str = self.cleaned_data["content"]
+        if not content.strip():
+            raise forms.ValidationError("Type a message first.")
+        return content
+
+
+class FeedbackForm(forms.Form):
+    rating = forms.ChoiceField(
+        choices=[("up", "up"), ("down", "down"), ("", "none")], required=False
+    )
+    comment = forms.CharField(required=False, max_length=5000)

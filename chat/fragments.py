@@ -10,10 +10,11 @@ from __future__ import annotations
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
-from .models import Message
+from .models import Conversation, Message
 
 MESSAGE_TEMPLATE = "chat/conversation.html#message"
 TOOL_CALLS_TEMPLATE = "chat/conversation.html#tool-calls"
+TITLE_TEMPLATE = "chat/conversation.html#title"
 
 
 def delta(
@@ -60,3 +61,10 @@ def appended(messages: list[Message]) -> str:
         return ""
     body = "".join(render_to_string(MESSAGE_TEMPLATE, {"message": m}) for m in messages)
     return f'<div hx-swap-oob="beforeend:#messages">{body}</div>'
+
+
+def conversation_title(conversation: Conversation) -> str:
+    """The page header and the sidebar entry, after a rename or a generated title."""
+    return render_to_string(
+        TITLE_TEMPLATE, {"conversation": conversation, "oob": True, "oob_sidebar": True}
+    )

@@ -14,7 +14,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import events, selectors, services, tools
+from . import events, selectors, services, titles, tools
 from .models import Message
 from .stream_client import (
     Completion,
@@ -285,6 +285,14 @@ class Generation:
         if not saved:
             logger.warning("message %s was taken from this worker; not saved", self.reply.pk)
         await events.message_finished(self.reply.conversation_id, self.reply.pk)
+        if (
+            saved
+            and outcome["status"] == Message.Status.COMPLETE
+            and settings.CHAT_GENERATE_TITLES
+            and self.reply.conversation.title_source == "words"
+            and self.tool_round == 0
+        ):
+            titles.title_generate_soon(self.reply.conversation_id)
         if self.next_reply is not None:
             await events.messages_appended(self.reply.conversation_id, [m.pk for m in created])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,10 @@ TITLE_WORDS = 8
 
 class ConversationBusy(Exception):
     """A reply is still being generated in this conversation."""
+
+
+class MessageNotEditable(Exception):
+    """Only the latest user message can be edited and sent again."""
 
 
 def conversation_create(*, owner: User, model: str = "", system_prompt: str = "") -> Conversation:
@@ -73,7 +78,8 @@ def message_submit(
             update_fields = ["updated"]
             if not conversation.title:
                 conversation.title = title_from(content)
-                update_fields.append("title")
+                conversation.title_source = Conversation.TitleSource.WORDS
+                update_fields += ["title", "title_source"]
             conversation.save(update_fields=update_fields)
             transaction.on_commit(lambda: events.request_generation(reply.pk))
     except IntegrityError:
@@ -141,6 +147,65 @@ async def reply_finish(*, message_id: int, worker_id: str, fields: dict[str, Any
         pk=message_id, lease_owner=worker_id, status=Message.Status.STREAMING
     ).aupdate(lease_expires=None, completed=timezone.now(), **fields)
     return bool(updated)
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    conversation.title = title.strip()[:200]
+    conversation.title_source = Conversation.TitleSource.USER
+    conversation.save(update_fields=["title", "title_source", "updated"])
+    return conversation
+
+
+def conversation_configure(*, conversation: Conversation, model: str, system_prompt: str) -> None:
+    """Set the model and system prompt used from the next reply on."""
+    conversation.model = model
+    conversation.system_prompt = system_prompt
+    conversation.save(update_fields=["model", "system_prompt", "updated"])
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a conversation and its messages; a reply still streaming is stopped first."""
+    active = list(
+        conversation.messages.filter(
+            status__in=[Message.Status.PENDING, Message.Status.STREAMING]
+        ).values_list("pk", flat=True)
+    )
+    conversation.delete()
+    for message_id in active:
+        transaction.on_commit(functools.partial(events.request_cancel, message_id))
+
+
+def message_edit_and_resend(*, message: Message, content: str) -> tuple[Message, Message]:
+    """Replace the latest user message's text and generate its reply again; the old reply
+    (and anything after it, such as tool results) is removed."""
+    with transaction.atomic():
+        conversation = message.conversation
+        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        latest_user = conversation.messages.filter(role=Message.Role.USER).order_by("-id").first()
+        if latest_user is None or latest_user.pk != message.pk:
+            raise MessageNotEditable
+        later = conversation.messages.filter(id__gt=message.pk)
+        if later.filter(status__in=[Message.Status.PENDING, Message.Status.STREAMING]).exists():
+            raise ConversationBusy
+        later.delete()
+        message.content = content
+        message.save(update_fields=["content"])
+        reply = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.PENDING,
+            model=conversation.model,
+        )
+        conversation.save(update_fields=["updated"])
+        transaction.on_commit(lambda: events.request_generation(reply.pk))
+    return message, reply
+
+
+def reply_feedback(*, reply: Message, rating: str, comment: str) -> Message:
+    reply.feedback = rating
+    reply.feedback_comment = comment.strip()[:5000]
+    reply.save(update_fields=["feedback", "feedback_comment"])
+    return reply
 
 
 class ReplyNotRetryable(Exception):

@@ -8,7 +8,24 @@ urlpatterns = [
     path("", views.conversation_list, name="conversation_list"),
     path("c/", views.conversation_create, name="conversation_create"),
     path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation_detail"),
+    path("c/<uuid:conversation_id>/rename/", views.conversation_rename, name="conversation_rename"),
+    path(
+        "c/<uuid:conversation_id>/settings/",
+        views.conversation_configure,
+        name="conversation_configure",
+    ),
+    path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="conversation_delete"),
     path("c/<uuid:conversation_id>/messages/", views.message_create, name="message_create"),
+    path(
+        "c/<uuid:conversation_id>/messages/<int:message_id>/edit/",
+        views.message_edit,
+        name="message_edit",
+    ),
+    path(
+        "c/<uuid:conversation_id>/messages/<int:message_id>/feedback/",
+        views.message_feedback,
+        name="message_feedback",
+    ),
     path(
         "c/<uuid:conversation_id>/messages/<int:message_id>/stop/",
         views.message_stop,

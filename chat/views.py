@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
-from .forms import MessageForm
+from .forms import ConversationSettingsForm, EditForm, FeedbackForm, MessageForm, RenameForm
+from .model_catalog import available_models
 from .models import Conversation, Message
 
 PAGE = "chat/conversation.html"
@@ -51,6 +54,14 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     return redirect(conversation)
 
 
+def _plain(text: str, status: int) -> HttpResponse:
+    return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+
+
+def _form_errors(form: Any) -> str:
+    return "; ".join(str(e) for field in form.errors.values() for e in field)
+
+
 @login_required
 @require_GET
 def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
@@ -60,11 +71,103 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
         PAGE,
         {
             "conversation": conversation,
-            "conversations": selectors.conversation_list_for_user(user=request.user)[:50],
+            "conversations": selectors.conversation_list_for_user(user=request.user)[:100],
             "messages": selectors.message_list(conversation=conversation),
             "idempotency_key": uuid.uuid4(),
+            "models": available_models(),
         },
     )
+
+
+@login_required
+@require_POST
+def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    form = RenameForm(request.POST)
+    if not form.is_valid():
+        return _plain(_form_errors(form), 400)
+    services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    return render(request, PAGE + "#title", {"conversation": conversation, "oob_sidebar": True})
+
+
+@login_required
+@require_POST
+def conversation_configure(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    models = available_models()
+    if conversation.model not in models:
+        models = [conversation.model, *models]
+    form = ConversationSettingsForm(request.POST, models=models)
+    if not form.is_valid():
+        return _plain(_form_errors(form), 400)
+    services.conversation_configure(
+        conversation=conversation,
+        model=form.cleaned_data["model"],
+        system_prompt=form.cleaned_data["system_prompt"],
+    )
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    return render(
+        request, PAGE + "#settings", {"conversation": conversation, "models": models, "saved": True}
+    )
+
+
+@login_required
+@require_POST
+def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    services.conversation_delete(conversation=conversation)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("chat:conversation_list")
+    return HttpResponse(status=204, headers={"HX-Redirect": reverse("chat:conversation_list")})
+
+
+@login_required
+@require_POST
+def message_edit(request: HttpRequest, conversation_id: uuid.UUID, message_id: int) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    message = conversation.messages.filter(pk=message_id, role=Message.Role.USER).first()
+    if message is None:
+        raise Http404("No such message.")
+    form = EditForm(request.POST)
+    if not form.is_valid():
+        return _plain(_form_errors(form), 400)
+    try:
+        services.message_edit_and_resend(message=message, content=form.cleaned_data["content"])
+    except services.MessageNotEditable:
+        return _plain("Only your latest message can be edited.", 409)
+    except services.ConversationBusy:
+        return _plain("The assistant is still replying. Stop it first.", 409)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    return render(
+        request,
+        PAGE + "#message-list",
+        {
+            "conversation": conversation,
+            "messages": selectors.message_list(conversation=conversation),
+        },
+    )
+
+
+@login_required
+@require_POST
+def message_feedback(
+    request: HttpRequest, conversation_id: uuid.UUID, message_id: int
+) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    reply = _reply_or_404(conversation, message_id)
+    form = FeedbackForm(request.POST)
+    if not form.is_valid():
+        return _plain(_form_errors(form), 400)
+    services.reply_feedback(
+        reply=reply, rating=form.cleaned_data["rating"], comment=form.cleaned_data["comment"]
+    )
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    return render(request, PAGE + "#feedback", {"message": reply, "saved": True})
 
 
 @login_required
@@ -73,8 +176,7 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
     conversation = _conversation_or_404(request, conversation_id)
     form = MessageForm(request.POST)
     if not form.is_valid():
-        errors = "; ".join(str(e) for field in form.errors.values() for e in field)
-        return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
+        return _plain(_form_errors(form), 400)
     try:
         user_message, reply = services.message_submit(
             conversation=conversation,

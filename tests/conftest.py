@@ -36,6 +36,9 @@ def start_server(transactional_db: None, fake_upstream: FakeUpstream) -> Iterato
             "OPENAI_API_KEY": TEST_API_KEY,
             "CHAT_MODEL": "fake-model",
             "CHAT_RETRY_BASE_DELAY": "0.05",
+            # Title requests would add upstream calls to every test; tests/e2e/test_page
+            # switches them on where titles are under test.
+            "CHAT_GENERATE_TITLES": "false",
         }
         server = ServerProcess({**base, **env}, worker=worker).start()
         started.append(server)

@@ -46,3 +46,104 @@ def test_finish_reasons_other_than_stop_are_shown_on_the_page(client: Client, us
     )
     body = client.get(conversation.get_absolute_url()).content.decode()
     assert "content filter stopped this reply" in body and "finish: content_filter" in body
+
+
+def test_transcript_renders_like_the_chat_sanitized_with_status_and_feedback(
+    admin_client, user, monkeypatch
+):
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    _, reply = services.message_submit(conversation=conversation, content="hello")
+    Message.objects.filter(pk=reply.pk).update(
+        status="complete",
+        finish_reason="length",
+        content="**Bold** <script>alert(1)</script>",
+        prompt_tokens=7,
+        completion_tokens=9,
+        feedback="down",
+        feedback_comment="too short",
+    )
+    url = reverse("admin:chat_conversation_transcript", args=[conversation.pk])
+    body = admin_client.get(url).content.decode()
+    assert "<strong>Bold</strong>" in body and "<script>alert(1)</script>" not in body
+    for text in [
+        "finish reason <strong>length</strong>",
+        "tokens 7 / 9",
+        "thumbs down",
+        "too short",
+    ]:
+        assert text in body
+
+
+def test_export_actions_write_jsonl_and_csv(admin_client, user, monkeypatch):
+    import csv
+    import io
+    import json
+
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    services.message_submit(conversation=conversation, content='hello, "world"')
+    changelist = reverse("admin:chat_conversation_changelist")
+    data = {"action": "export_jsonl", "_selected_action": [str(conversation.pk)]}
+    response = admin_client.post(changelist, data)
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert json.loads(lines[0])["messages"][0]["content"] == 'hello, "world"'
+    data["action"] = "export_csv"
+    rows = list(csv.DictReader(io.StringIO(admin_client.post(changelist, data).content.decode())))
+    assert [(r["role"], r["content"]) for r in rows] == [
+        ("user", 'hello, "world"'),
+        ("assistant", ""),
+    ]
+    assert rows[0]["conversation_id"] == str(conversation.pk)
+
+
+def test_staff_with_view_permission_only_get_a_read_only_admin(
+    client, user, django_user_model, monkeypatch
+):
+    from django.contrib.auth.models import Permission
+
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    reviewer = django_user_model.objects.create_user("reviewer", password="pw", is_staff=True)
+    reviewer.user_permissions.add(Permission.objects.get(codename="view_conversation"))
+    client.force_login(reviewer)
+    conversation = services.conversation_create(owner=user)
+    change = client.get(reverse("admin:chat_conversation_change", args=[conversation.pk]))
+    assert change.status_code == 200
+    assert 'name="_save"' not in change.content.decode()
+    assert (
+        client.post(
+            reverse("admin:chat_conversation_change", args=[conversation.pk]), {"title": "hacked"}
+        ).status_code
+        == 403
+    )
+    assert (
+        client.get(
+            reverse("admin:chat_conversation_transcript", args=[conversation.pk])
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            reverse("admin:chat_conversation_delete", args=[conversation.pk]), {"post": "yes"}
+        ).status_code
+        == 403
+    )
+
+
+def test_conversations_filter_by_feedback_and_show_token_totals(admin_client, user, monkeypatch):
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    liked = services.conversation_create(owner=user)
+    _, reply = services.message_submit(conversation=liked, content="liked one")
+    Message.objects.filter(pk=reply.pk).update(
+        status="complete", feedback="up", prompt_tokens=10, completion_tokens=5
+    )
+    other = services.conversation_create(owner=user)
+    services.message_submit(conversation=other, content="plain one")
+    changelist = reverse("admin:chat_conversation_changelist")
+    body = admin_client.get(changelist + "?feedback=up").content.decode()
+    assert "liked one" in body and "plain one" not in body
+    assert "10 / 5" in body
+    assert (
+        "plain one"
+        in admin_client.get(changelist + f"?owner__id__exact={user.pk}").content.decode()
+    )

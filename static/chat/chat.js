@@ -97,6 +97,51 @@
     });
   });
 
+  // Copy buttons: one per reply (server-rendered), one per code block (added here).
+  function copyText(text, button) {
+    function done() {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () {});
+    } else {
+      var area = document.createElement("textarea");
+      area.value = text;
+      document.body.appendChild(area);
+      area.select();
+      try { document.execCommand("copy"); done(); } finally { area.remove(); }
+    }
+  }
+
+  function addCodeCopyButtons(root) {
+    root.querySelectorAll(".markdown pre").forEach(function (pre) {
+      if (pre.parentElement.classList.contains("code-block")) { return; }
+      var wrapper = document.createElement("div");
+      wrapper.className = "code-block";
+      pre.parentNode.insertBefore(wrapper, pre);
+      wrapper.appendChild(pre);
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "code-copy";
+      button.textContent = "Copy code";
+      wrapper.appendChild(button);
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest(".copy-button, .code-copy") : null;
+    if (!button) { return; }
+    var source = button.classList.contains("code-copy")
+      ? button.parentElement.querySelector("pre")
+      : document.querySelector(button.getAttribute("data-copy"));
+    if (source) { copyText(source.innerText, button); }
+  });
+
+  document.addEventListener("htmx:load", function (event) { addCodeCopyButtons(event.detail.elt); });
+  document.addEventListener("DOMContentLoaded", function () { addCodeCopyButtons(document); });
+
   document.addEventListener("htmx:wsAfterMessage", afterContentChange);
   document.addEventListener("htmx:afterSettle", afterContentChange);
 

@@ -1,0 +1,54 @@
+"""Which models a conversation may use: CHAT_MODELS if set, else the upstream's `/models`
+(cached). The default model is always offered."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+from django.conf import settings
+from django.core.cache import cache
+
+from .demo_upstream import DemoTransport
+from .upstream import base_url
+
+logger = logging.getLogger(__name__)
+
+CACHE_KEY = "chat:available-models"
+CACHE_SECONDS = 600
+FAILURE_CACHE_SECONDS = 30
+
+
+def available_models() -> list[str]:
+    if settings.CHAT_MODELS:
+        return _with_default(settings.CHAT_MODELS)
+    models = cache.get(CACHE_KEY)
+    if models is None:
+        try:
+            models = _fetch_models()
+            cache.set(CACHE_KEY, models, CACHE_SECONDS)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("could not list the upstream's models: %s", type(exc).__name__)
+            models = []
+            cache.set(CACHE_KEY, models, FAILURE_CACHE_SECONDS)
+    return _with_default(models)
+
+
+def _with_default(models: list[str]) -> list[str]:
+    return models if settings.CHAT_MODEL in models else [settings.CHAT_MODEL, *models]
+
+
+def _fetch_models() -> list[str]:
+    transport = DemoTransport() if settings.CHAT_DEMO_MODE else httpx.HTTPTransport(retries=0)
+    headers = (
+        {"Authorization": f"Bearer {settings.OPENAI_API_KEY}"} if settings.OPENAI_API_KEY else {}
+    )
+    with httpx.Client(
+        base_url=base_url() + "/", transport=transport, timeout=5.0, headers=headers
+    ) as client:
+        response = client.get("models")
+        response.raise_for_status()
+        data = response.json()["data"]
+    return sorted(
+        {str(entry["id"]) for entry in data if isinstance(entry, dict) and entry.get("id")}
+    )
