@@ -54,7 +54,22 @@
     }
   });
 
+  // Phones: the conversation list slides over the chat.
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest ? event.target.closest(".sidebar-toggle") : null;
+    if (toggle) {
+      var open = document.body.classList.toggle("sidebar-open");
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    } else if (document.body.classList.contains("sidebar-open") && !event.target.closest(".sidebar")) {
+      document.body.classList.remove("sidebar-open");
+    }
+  });
+
   document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
+      document.body.classList.remove("sidebar-open");
+      return;
+    }
     if (event.key === "Escape") {
       var stop = document.querySelector(".message.status-streaming .stop-button, .message.status-pending .stop-button");
       if (stop) { event.preventDefault(); stop.click(); }
