@@ -117,3 +117,22 @@ def flushed_redis() -> None:
     from django.conf import settings
 
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def alice_client(user: object) -> object:
+    """A Django test client logged in as `user`."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def sent_to_worker(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Replies handed to the streaming consumer, recorded instead of sent (no worker runs)."""
+    sent: list[int] = []
+    monkeypatch.setattr("chat.events.request_generation", sent.append)
+    monkeypatch.setattr("chat.events.request_cancel", lambda message_id: None)
+    return sent

@@ -13,18 +13,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def no_worker(monkeypatch):
-    sent: list[int] = []
-    monkeypatch.setattr("chat.events.request_generation", sent.append)
-    monkeypatch.setattr("chat.events.request_cancel", lambda message_id: None)
-    return sent
+def no_worker(sent_to_worker) -> list[int]:
+    return sent_to_worker
 
 
 @pytest.fixture
-def alice(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+def alice(alice_client) -> Client:
+    return alice_client
 
 
 @pytest.fixture

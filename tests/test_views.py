@@ -20,17 +20,8 @@ def conversation(user) -> Conversation:
 
 
 @pytest.fixture
-def alice(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def sent_to_worker(monkeypatch) -> list[int]:
-    sent: list[int] = []
-    monkeypatch.setattr("chat.events.request_generation", sent.append)
-    return sent
+def alice(alice_client) -> Client:
+    return alice_client
 
 
 def test_pages_require_login(client: Client, conversation: Conversation):
