@@ -36,6 +36,7 @@ def snapshot(
     return (
         f'<div id="r{message_id}" hx-swap-oob="innerHTML">{escape(reasoning)}</div>'
         f'<div id="c{message_id}" hx-swap-oob="innerHTML">{escape(content)}</div>'
+        f'<div id="s{message_id}" hx-swap-oob="innerHTML"></div>'
         + _tool_calls(message_id, tool_calls)
     )
 

@@ -3,6 +3,25 @@
 (function () {
   "use strict";
 
+  // A frame can outrun the HTTP response that adds its reply to the page. Such fragments have
+  // no target yet: drop them (and only them); the reply's element asks the socket for a
+  // snapshot (`resync`) as soon as it is on the page.
+  htmx.defineExtension("chat-frames", {
+    transformResponse: function (text) {
+      var template = document.createElement("template");
+      template.innerHTML = text;
+      var dropped = false;
+      Array.prototype.slice.call(template.content.children).forEach(function (element) {
+        var swap = element.getAttribute("hx-swap-oob");
+        if (swap && swap.indexOf(":") < 0 && element.id && !document.getElementById(element.id)) {
+          element.remove();
+          dropped = true;
+        }
+      });
+      return dropped ? template.innerHTML : text;
+    }
+  });
+
   function messages() { return document.getElementById("messages"); }
   var followEnd = true;
 

@@ -1,0 +1,258 @@
+"""Helpers for the browser tests: the marks every module uses, the page watcher, and a small
+page object for the chat page."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.fake_upstream import FakeRequest, FakeUpstream, reply_events
+from tests.live import ServerProcess
+
+LOOP = "package"
+
+# Every browser test module: `pytestmark = BROWSER_MARKS`.
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.asyncio(loop_scope=LOOP),
+    pytest.mark.timeout(90),
+]
+
+# Added to every page before its own scripts run (init scripts are not subject to its CSP):
+# report CSP violations to Python at once, and count WebSocket connections that opened.
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__chatsiteCspViolation(
+    e.violatedDirective + " blocked " + (e.blockedURI || "(inline)") + " at " +
+    (e.sourceFile || "?") + ":" + e.lineNumber + " sample=" + (e.sample || ""));
+});
+window.__chatsiteWsOpen = 0;
+document.addEventListener("htmx:wsOpen", function () { window.__chatsiteWsOpen += 1; });
+"""
+LOCAL_URL = re.compile(r"^(https?|wss?)://127\.0\.0\.1:\d+/")
+
+# Console errors from known app bugs, each shown by a strict-xfail test named here. They are
+# recorded but do not fail every other test; delete an entry once its bug is fixed.
+KNOWN_CONSOLE_ERRORS: dict[str, re.Pattern[str]] = {}
+
+
+@dataclass
+class PageWatch:
+    """What a page did that a test may want to know, or that should fail it."""
+
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # every request URL, in order
+    posts: list[str] = field(default_factory=list)  # the URL of every POST
+    websockets: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)  # every console message
+
+    def attach(self, page: Page) -> None:
+        def on_console(message: Any) -> None:
+            text = f"{message.type}: {message.text} ({message.location.get('url', '')})"
+            self.console.append(text)
+            if message.type == "error":
+                self.console_errors.append(text)
+                if "Content Security Policy" in message.text:
+                    self.csp_violations.append(text)
+
+        async def on_dialog(dialog: Any) -> None:
+            self.dialogs.append(f"{dialog.type}: {dialog.message}")
+            await dialog.dismiss()
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        page.on("request", self._on_request)
+        page.on(
+            "requestfailed",
+            lambda request: self.failed_requests.append(
+                f"{request.method} {request.url}: {request.failure}"
+            ),
+        )
+        page.on("websocket", lambda ws: self.websockets.append(ws.url))
+        page.on("dialog", on_dialog)
+
+    def _on_request(self, request: Any) -> None:
+        self.requests.append(request.url)
+        if request.method == "POST":
+            self.posts.append(request.url)
+
+    def foreign_requests(self, origin: str | None = None) -> list[str]:
+        """Requests to anything but the local server (`origin`, or any 127.0.0.1 port)."""
+        urls = self.requests + self.websockets
+        if origin is None:
+            return [u for u in urls if not LOCAL_URL.match(u)]
+        ws_origin = origin.replace("http://", "ws://", 1)
+        return [u for u in urls if not u.startswith((origin + "/", ws_origin + "/"))]
+
+    def unexpected_console_errors(self, *, tolerate_known: bool = True) -> list[str]:
+        known = KNOWN_CONSOLE_ERRORS.values() if tolerate_known else ()
+        return [e for e in self.console_errors if not any(p.search(e) for p in known)]
+
+    def problems(self) -> list[str]:
+        found = [f"JS error: {e}" for e in self.page_errors]
+        found += [f"CSP violation: {v}" for v in self.csp_violations]
+        found += [f"console error: {e}" for e in self.unexpected_console_errors()]
+        found += [f"request to another host: {u}" for u in self.foreign_requests()]
+        found += [f"dialog opened: {d}" for d in self.dialogs]
+        return found
+
+    def log(self) -> str:
+        sections = {
+            "page errors": self.page_errors,
+            "CSP violations": self.csp_violations,
+            "console": self.console,
+            "failed requests": self.failed_requests,
+            "dialogs": self.dialogs,
+            "websockets": self.websockets,
+            "requests": self.requests,
+        }
+        return "\n".join(f"== {name} ==\n" + "\n".join(lines) for name, lines in sections.items())
+
+
+def streamed(tokens: Sequence[str], delay: float = 0.04, **kwargs: Any) -> Any:
+    """A fake upstream plan: a normal reply of `tokens`, `delay` seconds apart."""
+
+    async def plan(request: FakeRequest) -> Any:
+        return await request.stream(reply_events(tokens), delay=delay, **kwargs)
+
+    return plan
+
+
+class Gate:
+    """Holds a fake upstream stream before a given piece until the test opens it."""
+
+    def __init__(self, upstream: FakeUpstream) -> None:
+        self.upstream = upstream
+        self.event = asyncio.Event()  # waited on (and so bound to) the upstream's loop
+
+    def open(self) -> None:
+        self.upstream.loop.call_soon_threadsafe(self.event.set)
+
+    def before(self, index: int) -> Callable[[int], Awaitable[None]]:
+        async def before_piece(i: int) -> None:
+            if i == index:
+                await asyncio.wait_for(self.event.wait(), 60)
+
+        return before_piece
+
+
+# What a reply shows: its status, and its text (the live text while it streams, else the
+# rendered content). `streaming` is None once the live element is gone.
+REPLY_STATE_JS = """
+(id) => {
+  const article = document.getElementById("m" + id);
+  const live = document.getElementById("c" + id);
+  const content = article && article.querySelector(".content");
+  return {
+    status: article ? article.dataset.status : null,
+    streaming: live ? live.textContent : null,
+    text: content ? content.textContent : null,
+  };
+}
+"""
+
+
+class ChatPage:
+    """The chat page as a user sees it."""
+
+    def __init__(self, page: Page, server: ServerProcess) -> None:
+        self.page = page
+        self.server = server
+
+    @property
+    def composer(self) -> Any:
+        return self.page.locator("#composer-text")
+
+    def reply(self, reply_id: int) -> Any:
+        return self.page.locator(f"#m{reply_id}")
+
+    async def new_conversation(self) -> str:
+        """From the conversation list, press "+ New conversation"; returns the page URL."""
+        await self.page.goto(self.server.url + "/")
+        await self.page.get_by_role("button", name="+ New conversation").click()
+        await self.page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+        await self.wait_for_socket()
+        return self.page.url
+
+    async def wait_for_socket(self, count: int = 1) -> None:
+        """Wait until the page's WebSocket has opened `count` times (htmx:wsOpen)."""
+
+        async def opened() -> bool:
+            return await self.page.evaluate("() => window.__chatsiteWsOpen") >= count
+
+        await eventually(opened, message="the WebSocket did not open")
+
+    async def send(self, text: str) -> int:
+        """Type `text` and press Enter; returns the id of the reply that appears."""
+        before = await self.page.locator("#messages article.assistant").count()
+        await self.composer.fill(text)
+        await self.composer.press("Enter")
+        replies = self.page.locator("#messages article.assistant")
+        await expect(replies).to_have_count(before + 1)
+        return int((await replies.last.get_attribute("id") or "")[1:])
+
+    async def state(self, reply_id: int) -> dict[str, Any]:
+        return await self.page.evaluate(REPLY_STATE_JS, reply_id)
+
+    async def wait_for_text(self, reply_id: int, min_length: int, timeout: float = 10) -> str:
+        """Wait until the live text of a streaming reply has at least `min_length` chars."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self.state(reply_id)
+            live = state["streaming"]
+            if live is not None and len(live) >= min_length:
+                return live
+            assert state["status"] in ("pending", "streaming"), f"reply ended early: {state}"
+            assert time.monotonic() < deadline, f"reply did not reach {min_length} chars: {state}"
+            await asyncio.sleep(0.01)
+
+    async def sample_until_finished(self, reply_id: int, timeout: float = 20) -> list[str]:
+        """The live text of a reply, sampled as often as possible until it is swapped for the
+        finished message."""
+        samples: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self.state(reply_id)
+            if state["streaming"] is None and state["status"] not in ("pending", "streaming"):
+                return samples
+            if state["streaming"] is not None:
+                samples.append(state["streaming"])
+            assert time.monotonic() < deadline, f"reply did not finish: {state}"
+            await asyncio.sleep(0.005)
+
+    async def wait_finished(self, reply_id: int, status: str = "complete") -> None:
+        await expect(self.reply(reply_id)).to_have_attribute("data-status", status)
+        await expect(self.reply(reply_id).locator(".content.markdown")).to_be_attached()
+
+
+def normalize(text: str) -> str:
+    return " ".join(text.split())
+
+
+async def eventually(
+    predicate: Callable[[], Awaitable[Any]] | Callable[[], Any],
+    timeout: float = 10,
+    message: str = "condition not met in time",
+) -> Any:
+    """Poll `predicate` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(0.01)

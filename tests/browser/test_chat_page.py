@@ -1,0 +1,220 @@
+"""The chat page in a real browser: sending, streaming, the finished markdown, the composer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+from playwright.async_api import expect
+
+from chat.models import Message
+from tests.browser.support import BROWSER_MARKS, ChatPage, eventually, streamed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = BROWSER_MARKS
+
+# A paragraph, a list and a python code block, a word or so per token.
+REPLY_TOKENS = [
+    "Here",
+    " is",
+    " a",
+    " **short**",
+    " answer.",
+    "\n\n",
+    "- first",
+    " item\n",
+    "- second",
+    " item\n",
+    "\n```python\n",
+    "def ",
+    "greet(name):\n",
+    "    return ",
+    'f"Hello, {name}!"\n',
+    "```\n",
+    "\nDone",
+    ".",
+]
+REPLY_TEXT = "".join(REPLY_TOKENS)
+
+
+async def test_a_sent_message_streams_a_reply_that_becomes_highlighted_markdown(
+    page, server, fake_upstream
+):
+    fake_upstream.plan = streamed(REPLY_TOKENS, delay=0.04)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+
+    await chat.composer.fill("Show me some code")
+    await chat.composer.press("Enter")
+
+    user = page.locator("#messages article.user")
+    await expect(user).to_have_count(1)
+    await expect(user.locator(".content")).to_have_text("Show me some code")
+    await expect(chat.composer).to_have_value("")
+    reply = page.locator("#messages article.assistant")
+    await expect(reply).to_have_count(1)
+    reply_id = int((await reply.get_attribute("id") or "")[1:])
+
+    samples = await chat.sample_until_finished(reply_id)
+    lengths = sorted({len(s) for s in samples if 0 < len(s) < len(REPLY_TEXT)})
+    assert len(lengths) >= 3, f"the reply did not grow visibly: {lengths}"
+    assert all(REPLY_TEXT.startswith(s) for s in samples), "live text is not a prefix"
+
+    await chat.wait_finished(reply_id)
+    content = chat.reply(reply_id).locator(".content.markdown")
+    await expect(content.locator("p").first).to_have_text("Here is a short answer.")
+    await expect(content.locator("p strong")).to_have_text("short")
+    await expect(content.locator("ul > li")).to_have_text(["first item", "second item"])
+    code = content.locator("pre code.language-python")
+    await expect(code).to_contain_text('return f"Hello, {name}!"')
+    # Pygments spans: `def` is a keyword, `greet` a function name, the f-string a string.
+    await expect(code.locator("span.k", has_text="def")).to_have_count(1)
+    await expect(code.locator("span.nf", has_text="greet")).to_have_count(1)
+    assert await code.locator("span").count() >= 5
+    # No live-text element or Stop button is left behind.
+    await expect(page.locator(f"#c{reply_id}")).to_have_count(0)
+    await expect(chat.reply(reply_id).locator(".stop-button")).to_have_count(0)
+    saved = await Message.objects.aget(pk=reply_id)
+    assert (saved.status, saved.content) == ("complete", REPLY_TEXT)
+
+
+async def test_shift_enter_adds_a_new_line_and_does_not_send(page, watch, server, fake_upstream):
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+
+    await chat.composer.click()
+    await page.keyboard.type("line one")
+    await page.keyboard.press("Shift+Enter")
+    await page.keyboard.type("line two")
+
+    await expect(chat.composer).to_have_value("line one\nline two")
+    await expect(page.locator("#messages article")).to_have_count(0)
+    # Now Enter sends: exactly one message, holding both lines (a send on Shift+Enter would
+    # have made a first message with "line one" alone).
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#messages article.user")).to_have_count(1)
+    sent = page.locator("#messages article.user .content")
+    assert await sent.inner_text() == "line one\nline two"
+    await expect(sent.locator("br")).to_have_count(1)
+    await expect(chat.composer).to_have_value("")
+    message_posts = [u for u in watch.posts if u.endswith("/messages/")]
+    assert len(message_posts) == 1, message_posts
+    saved = [m async for m in Message.objects.filter(role="user")]
+    assert [m.content.replace("\r\n", "\n") for m in saved] == ["line one\nline two"]
+
+
+async def test_a_normal_exchange_has_no_csp_violation_or_js_error(
+    page, watch, server, fake_upstream
+):
+    fake_upstream.plan = streamed(REPLY_TOKENS, delay=0.01)
+    response = await page.goto(server.url + "/")
+    assert response is not None
+    csp = response.headers.get("content-security-policy", "")
+    assert "script-src 'self'" in csp and "img-src 'self' data:" in csp, csp
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("hello")
+    await chat.wait_finished(reply_id)
+    await page.reload()
+    await expect(chat.reply(reply_id).locator("pre code.language-python")).to_be_visible()
+    await chat.wait_for_socket()
+
+    assert watch.page_errors == []
+    assert watch.csp_violations == []
+    assert watch.unexpected_console_errors() == []
+    # The watch is live: an inline script injected now is refused by the CSP and reported.
+    await page.evaluate(
+        """() => { const s = document.createElement("script");
+                   s.textContent = "window.__inline = 1"; document.body.append(s); }"""
+    )
+    await eventually(lambda: watch.csp_violations, message="CSP violation not reported")
+    assert await page.evaluate("window.__inline") is None
+    watch.csp_violations.clear()
+    watch.console_errors.clear()
+
+
+async def test_frames_that_outrun_the_reply_element_log_no_error_and_clear_the_wait_note(
+    page, watch, server, fake_upstream
+):
+    fake_upstream.plan = streamed([f"w{i:02d} " for i in range(40)], delay=0.03)
+    first_delta = asyncio.Event()
+
+    def on_socket(ws):
+        ws.on(
+            "framereceived",
+            lambda payload: 'hx-swap-oob="beforeend"' in str(payload) and first_delta.set(),
+        )
+
+    page.on("websocket", on_socket)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+
+    async def hold_until_streaming(route):
+        # Deterministic version of a race seen in ~40% of normal sends: the socket delivers
+        # the first frames of the reply before the POST response that adds its element.
+        response = await route.fetch()
+        await asyncio.wait_for(first_delta.wait(), 10)
+        await route.fulfill(response=response)
+
+    await page.route("**/messages/", hold_until_streaming)
+    reply_id = await chat.send("hello")
+    await chat.wait_for_text(reply_id, 20)
+
+    assert await page.locator(f"#s{reply_id}").text_content() == ""
+    oob_errors = [e for e in watch.console_errors if "oobErrorNoTarget" in e]
+    assert oob_errors == []
+    await chat.wait_finished(reply_id)
+
+
+async def test_the_page_loads_no_missing_resource(page, watch, server):
+    failed: list[str] = []
+    page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.status} {r.url}"))
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await page.wait_for_load_state("networkidle")
+    assert failed == []
+    assert watch.unexpected_console_errors(tolerate_known=False) == []
+
+
+DEMO_QUESTION = "How does the streaming work?"
+
+
+async def test_the_demo_model_answers_and_titles_the_conversation_live(page, server_factory):
+    """Also the README screenshot: CHATSITE_UPDATE_SCREENSHOT=1 writes docs/screenshot-chat.png."""
+    server = server_factory(
+        OPENAI_BASE_URL="",
+        OPENAI_API_KEY="",
+        CHAT_MODEL="",
+        CHAT_DEMO_MIN_TPS="400",
+        CHAT_DEMO_MAX_TPS="500",
+        CHAT_GENERATE_TITLES="true",
+    )
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await expect(page.locator(".demo-notice")).to_be_visible()
+    await expect(page.locator("#settings-model")).to_have_value("demo")
+    reply_id = await chat.send(DEMO_QUESTION)
+    await chat.wait_finished(reply_id)
+    content = chat.reply(reply_id).locator(".content.markdown")
+    await expect(content).to_contain_text(f"You asked about: {DEMO_QUESTION}")
+    await expect(content.locator("ol > li")).to_have_count(4)
+    await expect(content.locator("pre code.language-python span.k").first).to_have_text("def")
+    # The model-written title replaces "New conversation" in the header and the sidebar,
+    # over the socket, without a reload.
+    title = "How does the streaming work"
+    await expect(page.locator("#conversation-title")).to_have_text(title)
+    await expect(page.locator(".conversation-list a[aria-current=page]")).to_have_text(title)
+
+    # Show the question and the start of the answer, with the pointer out of the way.
+    await page.mouse.move(0, 0)
+    await page.locator("#composer-text").blur()
+    await page.locator("#messages").evaluate("el => { el.scrollTop = 0; }")
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "screenshot-chat.png"
+    await page.screenshot(path=str(shot), animations="disabled", caret="hide")
+    if os.environ.get("CHATSITE_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, ROOT / "docs" / "screenshot-chat.png")

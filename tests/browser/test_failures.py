@@ -1,0 +1,68 @@
+"""A reply that fails shows why, and Retry streams a new one in its place."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from chat.models import Message
+from tests.browser.support import BROWSER_MARKS, ChatPage, streamed
+from tests.fake_upstream import reply_events
+
+pytestmark = BROWSER_MARKS
+
+RETRY_TOKENS = ["Second", " time", " lucky", "."] + [f" w{i}" for i in range(16)]
+
+
+async def http_500(request):
+    return await request.error(500, "The upstream fell over")
+
+
+async def cut_stream(request):
+    return await request.stream(reply_events(["kept ", "text ", "lost"]), cut_after=3)
+
+
+@pytest.mark.parametrize(
+    ("plan", "status", "shown"),
+    [
+        (http_500, "error", ".reply-error"),
+        (cut_stream, "interrupted", ".reply-warning"),
+    ],
+    ids=["http-500", "cut-stream"],
+)
+async def test_a_failed_reply_shows_the_error_and_retry_streams_a_new_one(
+    page, server_factory, fake_upstream, plan, status, shown
+):
+    server = server_factory(CHAT_MAX_RETRIES="0")
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Try this")
+    reply = chat.reply(reply_id)
+
+    await chat.wait_finished(reply_id, status=status)
+    saved = await Message.objects.aget(pk=reply_id)
+    assert saved.status == status and saved.error
+    if status == "error":
+        await expect(reply.locator(".reply-error")).to_contain_text("Error:")
+        await expect(reply.locator(".reply-error")).to_contain_text("The upstream fell over")
+    else:
+        await expect(reply.locator(".reply-warning")).to_contain_text("The reply was interrupted")
+        await expect(reply.locator(".content.markdown")).to_have_text("kept text")
+    await expect(reply.locator(shown)).to_be_visible()
+    assert len(fake_upstream.requests) == 1
+
+    fake_upstream.plan = streamed(RETRY_TOKENS, delay=0.03)
+    await reply.get_by_role("button", name="Retry").click()
+
+    # The same reply streams again, live, and ends complete with no trace of the failure.
+    await expect(page.locator(f"#c{reply_id}")).to_be_attached()
+    await chat.wait_for_text(reply_id, 1)
+    await chat.wait_finished(reply_id)
+    await expect(reply.locator(".content.markdown")).to_have_text("".join(RETRY_TOKENS))
+    await expect(reply.locator(".reply-error, .reply-warning")).to_have_count(0)
+    await expect(reply.get_by_role("button", name="Regenerate")).to_be_visible()
+    await expect(page.locator("#messages article.assistant")).to_have_count(1)
+    saved = await Message.objects.aget(pk=reply_id)
+    assert (saved.status, saved.content, saved.error) == ("complete", "".join(RETRY_TOKENS), "")
+    assert len(fake_upstream.requests) == 2

@@ -1,0 +1,86 @@
+"""Autoscroll follows a streaming reply until the reader scrolls up, then waits for them."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser.support import BROWSER_MARKS, ChatPage, eventually, streamed
+
+pytestmark = BROWSER_MARKS
+
+LINES = [f"line {i:03d}\n" for i in range(150)]
+
+SCROLL_STATE_JS = """
+() => {
+  const el = document.getElementById("messages");
+  return { top: el.scrollTop, height: el.scrollHeight, client: el.clientHeight,
+           fromBottom: el.scrollHeight - el.scrollTop - el.clientHeight };
+}
+"""
+
+
+@pytest.fixture
+def viewport() -> dict[str, int]:
+    return {"width": 900, "height": 500}
+
+
+async def test_scrolling_up_stops_autoscroll_and_jump_to_latest_returns_to_the_end(
+    page, server, fake_upstream
+):
+    fake_upstream.plan = streamed(LINES, delay=0.03)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    jump = page.locator("#jump-to-latest")
+    messages = page.locator("#messages")
+    reply_id = await chat.send("Give me many lines")
+
+    async def scroll() -> dict[str, float]:
+        return await page.evaluate(SCROLL_STATE_JS)
+
+    async def overflows() -> bool:
+        state = await scroll()
+        return state["height"] - state["client"] > 400
+
+    async def far_from_bottom() -> bool:
+        return (await scroll())["fromBottom"] > 150
+
+    tops: list[float] = []
+
+    async def settled() -> bool:
+        """scrollTop is the same in two polls in a row (any smooth scrolling has ended)."""
+        tops.append((await scroll())["top"])
+        return len(tops) >= 2 and tops[-1] == tops[-2]
+
+    # While nobody scrolls, the view follows the text and the button stays hidden.
+    await eventually(overflows, message="the reply never overflowed the view")
+    assert (await scroll())["fromBottom"] < 40
+    await expect(jump).to_be_hidden()
+
+    # The reader scrolls up with the mouse wheel.
+    await messages.hover()
+    await page.mouse.wheel(0, -300)
+    await eventually(far_from_bottom, message="the wheel did not scroll up")
+    await expect(jump).to_be_visible()
+    await eventually(settled, message="the scroll did not settle")
+    held = (await scroll())["top"]
+
+    # Text keeps arriving, and the view stays where the reader put it.
+    grown_from = len(await chat.wait_for_text(reply_id, 0))
+    await chat.wait_for_text(reply_id, grown_from + len(LINES[0]) * 10)
+    state = await scroll()
+    assert abs(state["top"] - held) <= 1, f"autoscroll moved the view: {held} -> {state}"
+    assert state["fromBottom"] > 100
+    await expect(jump).to_be_visible()
+
+    # "Jump to latest" goes to the end, hides itself, and following resumes.
+    await jump.click()
+    await expect(jump).to_be_hidden()
+    assert (await scroll())["fromBottom"] < 40
+    live = await chat.wait_for_text(reply_id, 0)
+    assert live != "".join(LINES), "the reply ended too soon to see autoscroll resume"
+    await chat.wait_for_text(reply_id, len(live) + len(LINES[0]) * 5)
+    assert (await scroll())["fromBottom"] < 40
+    await expect(jump).to_be_hidden()
+    await chat.wait_finished(reply_id)
+    await expect(jump).to_be_hidden()

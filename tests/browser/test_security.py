@@ -1,0 +1,104 @@
+"""A hostile model reply runs no script and makes the browser call no other host, while it
+streams and after it is rendered as markdown."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+
+from tests.browser.support import BROWSER_MARKS, ChatPage, Gate
+from tests.fake_upstream import reply_events
+
+pytestmark = BROWSER_MARKS
+
+PAYLOADS = [
+    "<script>window.__pwned=1</script>",
+    '<img src=x onerror="window.__pwned=2">',
+    "[x](javascript:window.__pwned=3)",
+    "![t](http://evil.example/pixel.png)",
+    "![t](//evil.example/p2.png)",
+]
+# Split inside the payloads, as a model's tokens would be.
+TOKENS = [
+    "Look: <scr",
+    "ipt>window.__pwned=1</sc",
+    "ript> and <img src=x one",
+    'rror="window.__pwned=2">',
+]
+TOKENS += ["\n\n[x](java", "script:window.__pwned=3) then ![t](http://evil", ".example/pixel.png)"]
+TOKENS += [" and ![t](//evil.example/p2.png) end."]
+TEXT = "".join(TOKENS)
+
+# Anything in the reply's text (not the app's own buttons) that could run script or fetch.
+ACTIVE_ELEMENTS_JS = """
+(id) => {
+  const article = document.getElementById("m" + id);
+  const found = [];
+  for (const el of article.querySelectorAll(".content *, .reasoning-text *, .tool-calls *")) {
+    const tag = el.tagName.toLowerCase();
+    if (["script", "iframe", "object", "embed", "link", "style", "form"].includes(tag)) {
+      found.push(tag);
+    }
+    for (const attr of el.attributes) {
+      const value = attr.value.trim().toLowerCase();
+      if (attr.name.startsWith("on") || value.startsWith("javascript:")) {
+        found.push(tag + "[" + attr.name + "=" + attr.value + "]");
+      }
+      if (["src", "href", "srcset", "action", "formaction", "poster"].includes(attr.name) &&
+          !value.startsWith("/") && !value.startsWith("#")) {
+        found.push(tag + "[" + attr.name + "=" + attr.value + "]");
+      }
+    }
+  }
+  return found;
+}
+"""
+
+
+async def test_a_hostile_reply_runs_no_script_and_calls_no_other_host(
+    page, watch, server, fake_upstream
+):
+    for payload in PAYLOADS:
+        assert payload in TEXT
+    gate = Gate(fake_upstream)
+    pieces = reply_events(TOKENS)
+
+    async def plan(request):
+        # Hold the stream before its finish chunk, to look at the page while it streams.
+        return await request.stream(pieces, delay=0.02, before_piece=gate.before(len(TOKENS) + 1))
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Say something nasty")
+    reply = chat.reply(reply_id)
+
+    # While streaming: the text is shown as it is, as text.
+    live = await chat.wait_for_text(reply_id, len(TEXT))
+    assert live == TEXT
+    assert await page.evaluate(ACTIVE_ELEMENTS_JS, reply_id) == []
+    await expect(reply.locator("img, a, script")).to_have_count(0)
+    assert await page.evaluate("() => window.__pwned") is None
+
+    # Finished: rendered as markdown, the HTML still escaped, the images without a source.
+    gate.open()
+    await chat.wait_finished(reply_id)
+    content = reply.locator(".content.markdown")
+    await expect(content).to_contain_text("Look: <script>window.__pwned=1</script> and <img")
+    await expect(content).to_contain_text('onerror="window.__pwned=2">')
+    await expect(content).to_contain_text("[x](javascript:window.__pwned=3)")
+    assert await page.evaluate(ACTIVE_ELEMENTS_JS, reply_id) == []
+    images = content.locator("img")
+    for i in range(await images.count()):
+        assert await images.nth(i).get_attribute("src") is None
+    await expect(content.locator("a[href]")).to_have_count(0)
+
+    # Clicking the would-be link does nothing.
+    url = page.url
+    await content.get_by_text("javascript:window.__pwned=3", exact=False).click()
+    assert page.url == url
+    assert await page.evaluate("() => window.__pwned") is None
+    assert watch.dialogs == []
+    # Every request went to the app's own origin: no pixel, no relative `x` image.
+    assert watch.foreign_requests(server.url) == []
+    assert not [u for u in watch.requests if "evil" in u or u.endswith("/x")]
+    assert watch.csp_violations == []  # nothing even tried

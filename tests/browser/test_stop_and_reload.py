@@ -1,0 +1,85 @@
+"""Stopping a reply, and reloading the page while it streams."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from playwright.async_api import expect
+
+from chat.models import Message
+from tests.browser.support import BROWSER_MARKS, ChatPage, eventually, normalize, streamed
+
+pytestmark = BROWSER_MARKS
+
+# Distinct numbered tokens: a repeated or missing piece of text is visible in the result.
+LONG_TOKENS = [f"t{i:03d} " for i in range(200)]
+LONG_TEXT = "".join(LONG_TOKENS)
+
+
+@pytest.mark.parametrize("how", ["button", "escape"])
+async def test_stop_ends_the_reply_within_a_second_and_keeps_the_text(
+    page, server, fake_upstream, how
+):
+    fake_upstream.plan = streamed(LONG_TOKENS, delay=0.04)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Count for me")
+    shown = await chat.wait_for_text(reply_id, len("t000 ") * 8)
+
+    started = time.monotonic()
+    if how == "button":
+        await chat.reply(reply_id).get_by_role("button", name="Stop").click()
+    else:
+        await expect(chat.composer).to_be_focused()
+        await page.keyboard.press("Escape")
+    stopped_note = chat.reply(reply_id).locator(".reply-note")
+    await expect(stopped_note).to_have_text("Stopped.", timeout=3000)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, f"Stop took {elapsed:.2f} s"
+
+    await expect(chat.reply(reply_id)).to_have_attribute("data-status", "cancelled")
+    saved = await Message.objects.aget(pk=reply_id)
+    assert saved.status == "cancelled"
+    # The text so far is kept: what was on screen at the click, perhaps a few words more.
+    assert saved.content.startswith(shown), (shown, saved.content)
+    assert LONG_TEXT.startswith(saved.content) and len(saved.content) < len(LONG_TEXT)
+    shown_after = await chat.reply(reply_id).locator(".content.markdown").inner_text()
+    assert normalize(shown_after) == normalize(saved.content)
+    await expect(chat.reply(reply_id).get_by_role("button", name="Stop")).to_have_count(0)
+    await expect(chat.reply(reply_id).get_by_role("button", name="Retry")).to_be_visible()
+    # The worker let go of the upstream stream.
+    await eventually(lambda: fake_upstream.disconnects == 1, message="upstream not closed")
+
+
+async def test_reload_during_a_reply_shows_the_text_so_far_and_continues_without_repeats(
+    page, server, fake_upstream
+):
+    tokens = LONG_TOKENS[:100]
+    full = "".join(tokens)
+    fake_upstream.plan = streamed(tokens, delay=0.04)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Count for me")
+    before = await chat.wait_for_text(reply_id, len("t000 ") * 15)
+
+    await page.reload()
+    reloaded = time.monotonic()
+    # At once: the page (or the snapshot its socket asks for) shows everything seen before.
+    at_once = await chat.wait_for_text(reply_id, len(before), timeout=2)
+    assert time.monotonic() - reloaded < 1.0
+    assert full.startswith(at_once)
+
+    samples = await chat.sample_until_finished(reply_id)
+    bad = [s for s in samples if not full.startswith(s)]
+    assert not bad, f"text repeated or missing while streaming: {bad[0]!r}"
+    lengths = [len(s) for s in samples]
+    assert lengths == sorted(lengths), "the text shrank"
+    partial = {n for n in lengths if n < len(full)}
+    assert len(partial) >= 3, "the reply did not continue live after the reload"
+
+    await chat.wait_finished(reply_id)
+    final = await chat.reply(reply_id).locator(".content.markdown").inner_text()
+    assert final.strip() == full.strip()
+    saved = await Message.objects.aget(pk=reply_id)
+    assert (saved.status, saved.content) == ("complete", full)
