@@ -167,7 +167,8 @@ def message_feedback(
     )
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
-    return render(request, PAGE + "#feedback", {"message": reply, "saved": True})
+    saved = "comment" if form.cleaned_data["comment"] and reply.feedback else "rating"
+    return render(request, PAGE + "#feedback", {"message": reply, "saved": saved})
 
 
 @login_required

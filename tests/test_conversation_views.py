@@ -132,3 +132,15 @@ def test_another_user_can_change_nothing(conversation, other_user):
     ]:
         assert mallory.post(reverse(name, args=args), data).status_code == 404, name
     assert Conversation.objects.filter(pk=conversation.pk, title="q").exists()
+
+
+def test_feedback_can_change_its_mind_and_be_withdrawn(alice, conversation):
+    _, reply = finished_exchange(conversation)
+    url = reverse("chat:message_feedback", args=[conversation.pk, reply.pk])
+    alice.post(url, {"rating": "down", "comment": "meh"})
+    alice.post(url, {"rating": "up", "comment": "meh"})
+    reply.refresh_from_db()
+    assert (reply.feedback, reply.feedback_comment) == ("up", "meh")
+    alice.post(url, {"rating": ""})
+    reply.refresh_from_db()
+    assert reply.feedback == ""

@@ -55,7 +55,9 @@ class PageWatch:
     requests: list[str] = field(default_factory=list)  # every request URL, in order
     posts: list[str] = field(default_factory=list)  # the URL of every POST
     websockets: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)  # unexpected: each one fails the test
+    accept_dialogs: bool = False  # a test that expects confirm() dialogs sets this
+    accepted_dialogs: list[str] = field(default_factory=list)
     console: list[str] = field(default_factory=list)  # every console message
 
     def attach(self, page: Page) -> None:
@@ -68,6 +70,10 @@ class PageWatch:
                     self.csp_violations.append(text)
 
         async def on_dialog(dialog: Any) -> None:
+            if self.accept_dialogs:
+                self.accepted_dialogs.append(f"{dialog.type}: {dialog.message}")
+                await dialog.accept()
+                return
             self.dialogs.append(f"{dialog.type}: {dialog.message}")
             await dialog.dismiss()
 

@@ -1,0 +1,156 @@
+"""Conversation features in a real browser: titles, rename, delete, regenerate, edit and
+resend, and feedback that reviewers see in the admin transcript."""
+
+from __future__ import annotations
+
+import re
+
+from asgiref.sync import sync_to_async
+from playwright.async_api import expect
+
+from chat.models import Conversation, Message
+from chat.titles import TITLE_PROMPT
+from tests.browser.support import BROWSER_MARKS, ChatPage
+from tests.fake_upstream import FakeRequest, reply_events
+
+pytestmark = BROWSER_MARKS
+
+
+def conversation_id_of(url: str) -> str:
+    match = re.search(r"/c/([0-9a-f-]{36})/", url)
+    assert match, url
+    return match.group(1)
+
+
+def answers(*texts: str, delay: float = 0.02):
+    """A plan answering request N with texts[N] (the last one for any later request)."""
+
+    async def plan(request: FakeRequest):
+        if request.body["messages"][0] == {"role": "system", "content": TITLE_PROMPT}:
+            return await request.stream(reply_events(["Packing for ", "Lisbon"]))
+        text = texts[min(request.index, len(texts) - 1)]
+        return await request.stream(reply_events(re.findall(r"\S+\s*", text)), delay=delay)
+
+    return plan
+
+
+async def test_the_sidebar_shows_the_first_words_then_the_title_the_model_wrote(
+    page, server_factory, fake_upstream
+):
+    server = server_factory(CHAT_GENERATE_TITLES="true")
+    fake_upstream.plan = answers("Light layers and an umbrella.", delay=0.2)
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    link = page.locator(f"#conv-link-{conversation_id_of(url)}")
+    await expect(link).to_have_text("New conversation")
+    reply_id = await chat.send("what should I pack for lisbon in march")
+    await expect(link).to_have_text(re.compile("what should I pack"))
+    await chat.wait_finished(reply_id)
+    await expect(link).to_have_text("Packing for Lisbon")
+    await expect(page.locator("#conversation-title")).to_have_text("Packing for Lisbon")
+
+
+async def test_rename_and_delete_a_conversation(page, watch, server, fake_upstream):
+    fake_upstream.plan = answers("Fine.")
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    conversation_id = conversation_id_of(url)
+    await chat.wait_finished(await chat.send("hello"))
+
+    await page.get_by_text("Conversation", exact=True).click()
+    await page.get_by_label("Title").fill("Holiday plans")
+    await page.get_by_role("button", name="Rename").click()
+    await expect(page.locator("#conversation-title")).to_have_text("Holiday plans")
+    await expect(page.locator(f"#conv-link-{conversation_id}")).to_have_text("Holiday plans")
+    await page.reload()
+    await expect(page.locator("#conversation-title")).to_have_text("Holiday plans")
+
+    watch.accept_dialogs = True
+    await page.get_by_text("Conversation", exact=True).click()
+    await page.get_by_role("button", name="Delete conversation").click()
+    await page.wait_for_url(server.url + "/")
+    assert watch.accepted_dialogs and "cannot be undone" in watch.accepted_dialogs[0]
+    await expect(page.get_by_text("Holiday plans")).to_have_count(0)
+    assert not await Conversation.objects.filter(pk=conversation_id).aexists()
+    assert not await Message.objects.filter(conversation_id=conversation_id).aexists()
+
+
+async def test_regenerate_streams_a_new_reply_in_place_of_the_last(page, server, fake_upstream):
+    fake_upstream.plan = answers("The first answer.", "A better second answer.")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("question")
+    await chat.wait_finished(reply_id)
+    await expect(chat.reply(reply_id).locator(".content")).to_have_text("The first answer.")
+
+    await chat.reply(reply_id).get_by_role("button", name="Regenerate").click()
+    await expect(chat.reply(reply_id)).to_have_attribute("data-status", "pending")
+    await chat.wait_finished(reply_id)
+    await expect(chat.reply(reply_id).locator(".content")).to_have_text("A better second answer.")
+    await expect(page.locator("#messages article.assistant")).to_have_count(1)
+    assert (await Message.objects.aget(pk=reply_id)).content == "A better second answer."
+
+
+async def test_edit_the_last_message_and_resend_replaces_the_reply(page, server, fake_upstream):
+    fake_upstream.plan = answers("Answer to the typo.", "Answer to the fixed question.")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    old_reply = await chat.send("waht is 2+2")
+    await chat.wait_finished(old_reply)
+
+    user = page.locator("#messages article.user")
+    await user.get_by_text("Edit", exact=True).click()
+    await user.get_by_label("Edit your message").fill("what is 2+2")
+    await user.get_by_role("button", name="Save and send").click()
+
+    await expect(page.locator(f"#m{old_reply}")).to_have_count(0)
+    replies = page.locator("#messages article.assistant")
+    await expect(replies).to_have_count(1)
+    new_reply = int((await replies.get_attribute("id") or "")[1:])
+    await chat.wait_finished(new_reply)
+    await expect(user.locator(".content")).to_have_text("what is 2+2")
+    await expect(chat.reply(new_reply).locator(".content")).to_have_text(
+        "Answer to the fixed question."
+    )
+    assert fake_upstream.requests[-1].body["messages"][-1]["content"] == "what is 2+2"
+
+
+async def test_feedback_is_saved_and_shown_in_the_admin_transcript(
+    page, server, fake_upstream, user
+):
+    fake_upstream.plan = answers("An answer worth judging.")
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    reply_id = await chat.send("judge me")
+    await chat.wait_finished(reply_id)
+
+    reply = chat.reply(reply_id)
+    await reply.get_by_role("button", name="Bad reply").click()
+    await expect(reply.get_by_role("button", name="Bad reply")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await reply.get_by_label("Comment").fill("It missed the point.")
+    await reply.get_by_role("button", name="Save comment").click()
+    await expect(reply.get_by_text("Comment saved.")).to_be_visible()
+    saved = await Message.objects.aget(pk=reply_id)
+    assert (saved.feedback, saved.feedback_comment) == ("down", "It missed the point.")
+
+    def make_staff() -> None:
+        user.is_staff = user.is_superuser = True
+        user.save()
+
+    await sync_to_async(make_staff)()
+    await page.goto(f"{server.url}/admin/chat/conversation/{conversation_id_of(url)}/transcript/")
+    transcript = page.locator(f"#t{reply_id}")
+    await expect(transcript).to_contain_text("An answer worth judging.")
+    await expect(transcript).to_contain_text("thumbs down")
+    await expect(transcript).to_contain_text("It missed the point.")
+
+    # Changing your mind: thumbs up replaces thumbs down and keeps the comment.
+    await page.goto(url)
+    await chat.reply(reply_id).get_by_role("button", name="Good reply").click()
+    await expect(chat.reply(reply_id).get_by_role("button", name="Good reply")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    saved = await Message.objects.aget(pk=reply_id)
+    assert (saved.feedback, saved.feedback_comment) == ("up", "It missed the point.")
