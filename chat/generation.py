@@ -133,10 +133,16 @@ class Generation:
     def completion(self) -> Completion:
         return self.stream.completion if self.stream else Completion()
 
+    @property
+    def text(self) -> str:
+        """The reply's visible text: what was there before, then the answer (or refusal)."""
+        completion = self.completion
+        return self.prefix + completion.content + completion.refusal
+
     def snapshot(self) -> dict[str, Any]:
         completion = self.completion
         return {
-            "content": self.prefix + completion.content,
+            "content": self.text,
             "reasoning": completion.reasoning,
             "tool_calls": completion.tool_call_list(),
         }
@@ -180,6 +186,7 @@ class Generation:
         heartbeat = asyncio.create_task(self._heartbeat())
         outcome: dict[str, Any]
         try:
+            retry_notice_shown = False
             async with asyncio.timeout(settings.CHAT_TOTAL_TIMEOUT):
                 async for update in self.stream:
                     if isinstance(update, Retrying):
@@ -189,7 +196,11 @@ class Generation:
                             f"{update.reason} Retrying in {update.delay:.1f} s "
                             f"(attempt {update.attempt + 1}).",
                         )
+                        retry_notice_shown = True
                         continue
+                    if retry_notice_shown:  # the retry worked: clear the notice
+                        await events.message_status(conversation.id, reply.pk, "")
+                        retry_notice_shown = False
                     self._on_update(update, coalescer)
             outcome = self._outcome_of_stream()
         except asyncio.CancelledError:
@@ -223,7 +234,7 @@ class Generation:
         now = time.monotonic()
         fields: dict[str, Any] = {
             "status": status,
-            "content": self.prefix + completion.content + completion.refusal,
+            "content": self.text,
             "reasoning": completion.reasoning,
             "tool_calls": completion.tool_call_list(),
             "finish_reason": completion.finish_reason or "",
@@ -256,7 +267,7 @@ class Generation:
 
     def _outcome_of_error(self, message: str, *, interrupted: bool) -> dict[str, Any]:
         """Text already streamed is kept; a cut stream is `interrupted`, a failure `error`."""
-        has_text = bool(self.completion.content or self.completion.reasoning)
+        has_text = bool(self.text or self.completion.reasoning)
         status = Message.Status.INTERRUPTED if interrupted and has_text else Message.Status.ERROR
         return self._outcome(status, error=message)
 
@@ -301,10 +312,10 @@ class Generation:
         interval = min(settings.CHAT_CHECKPOINT_SECONDS, settings.CHAT_LEASE_SECONDS / 3)
         while True:
             await asyncio.sleep(interval)
-            snapshot = self.snapshot()
+            text = self.text
             fields: dict[str, Any] = {}
-            if snapshot["content"] != self._saved_content:
-                fields = {"content": snapshot["content"], "reasoning": snapshot["reasoning"]}
+            if text != self._saved_content:
+                fields = {"content": text, "reasoning": self.completion.reasoning}
             try:
                 owned = await services.reply_checkpoint(
                     message_id=self.reply.pk, worker_id=self.worker_id, fields=fields
@@ -319,4 +330,4 @@ class Generation:
                 if self._task is not None:
                     self._task.cancel()
                 return
-            self._saved_content = snapshot["content"]
+            self._saved_content = text

@@ -43,6 +43,7 @@ async def test_429_is_retried_and_the_page_says_so(start_server, fake_upstream, 
     await finish(client, ws)
     status_frames = [f for f in page.frames if f'id="s{reply_id}"' in f]
     assert any("Rate limit reached" in f and "Retrying in 0.2 s" in f for f in status_frames)
+    assert page.text[f"s{reply_id}"] == ""  # the notice is cleared once the retry streams
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("complete", "after retry")
     assert len(fake_upstream.requests) == 2
@@ -322,3 +323,27 @@ async def test_tool_rounds_are_bounded_and_an_unknown_tool_gets_an_error_result(
     ]
     assert all("Unknown tool 'launch_rockets'" in r for r in results)
     assert ["tools" in r.body for r in fake_upstream.requests] == [True, True, False]
+
+
+async def test_a_refusal_streams_and_is_saved_like_any_answer(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        pieces = [
+            sse(chunk(role="assistant", refusal="")),
+            sse(chunk(refusal="I can't ")),
+            sse(chunk(refusal="help with that.")),
+            sse(chunk(finish_reason="stop")),
+            b"data: [DONE]\n\n",
+        ]
+        return await request.stream(pieces)
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("complete", "I can't help with that.")
+    assert page.content(reply_id) == reply.content
