@@ -91,12 +91,15 @@ class FrameCoalescer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_sent = -self._window
+        # Frames follow a schedule: the next may go one window after the last one was due,
+        # not after its send returned, so slow sends and timer overshoot do not add up.
+        next_due = -self._window
         while True:
             await self._wakeup.wait()
-            delay = last_sent + self._window - loop.time()
-            if delay > 0 and not self._closing:
-                await asyncio.sleep(delay)
+            now = loop.time()
+            if next_due > now and not self._closing:
+                await asyncio.sleep(next_due - now)
+            due = max(now, next_due)
             self._wakeup.clear()
             frame = self._take()
             if frame is not None:
@@ -104,7 +107,7 @@ class FrameCoalescer:
                     await self._send(frame)
                 except Exception:
                     logger.exception("could not send a frame; clients will resynchronise")
-                last_sent = loop.time()
+                next_due = due + self._window
             if self._closing and not self._wakeup.is_set():
                 return
 

@@ -18,6 +18,7 @@ from channels.consumer import AsyncConsumer
 from django.conf import settings
 
 from . import events, services
+from .consumers import DirectEventDispatch
 from .generation import Generation
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class StreamingConsumer(AsyncConsumer):
+class StreamingConsumer(DirectEventDispatch, AsyncConsumer):
     """Starts, cancels and snapshots generations; the work itself is in `Generation`."""
 
     async def generate(self, message: dict[str, Any]) -> None:

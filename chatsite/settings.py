@@ -111,6 +111,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": os.environ.get("CHATSITE_TEST_SQLITE_NAME") or str(BASE_DIR / "test-db.sqlite3")
     }
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A pool: under ASGI each request's sync code runs in its own thread, and 200 at once
+    # would exceed PostgreSQL's connection limit.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env_int("DATABASE_POOL_SIZE", 20),
+        "timeout": 30,
+    }
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -136,7 +145,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "chat.channel_layers.InProcessChannelLayer",
             "CONFIG": {"capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000), "expiry": 60},
         }
     }

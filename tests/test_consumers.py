@@ -190,7 +190,10 @@ async def test_frames_dropped_by_a_full_channel_are_recovered_from_a_snapshot(
     """The channel layer drops messages for a full channel; the next frame's offset shows
     the gap, and the tab asks for a snapshot instead of showing text with a hole in it."""
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1}}
+        "default": {
+            "BACKEND": "chat.channel_layers.InProcessChannelLayer",
+            "CONFIG": {"capacity": 1},
+        }
     }
     layer = get_channel_layer()
     worker_channel = await layer.new_channel()
