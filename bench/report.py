@@ -1,0 +1,592 @@
+"""Targets, the markdown report, the latency plot, and py-spy profile summaries."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+SETUP_ORDER = ("single", "single0", "patched", "cluster", "baseline")
+
+
+def _find(raw: dict[str, Any], setup: str, scenario: str) -> dict[str, Any] | None:
+    for result in raw["results"]:
+        if result["setup"] == setup and result["scenario"] == scenario:
+            return dict(result)
+    return None
+
+
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _target(name: str, value: str, met: bool | None, note: str = "") -> dict[str, Any]:
+    return {"target": name, "value": value, "met": met, "note": note}
+
+
+def capacity(raw: dict[str, Any], setup: str, bound_ms: float) -> tuple[float, int] | None:
+    """The most tokens/s delivered on the ladder with p99 (window excluded) within bound."""
+    best: tuple[float, int] | None = None
+    for r in raw["results"]:
+        if r["setup"] != setup or not r["scenario"].startswith("ladder-"):
+            continue
+        if r["ok"] < r["streams"] or not r["latency_ex_ms"]["p99"] <= bound_ms:
+            continue
+        if best is None or r["tokens_per_s"] > best[0]:
+            best = (r["tokens_per_s"], r["streams"])
+    return best
+
+
+def evaluate(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    plan = raw["plan"]
+    rate = f"{plan['rate']:g}"
+    big, one = max(plan["concurrency"]), min(plan["concurrency"])
+    mid = sorted(plan["concurrency"])[-2]
+    fast = f"1x{plan['fast_rate']:g}"
+    small_fast, large_fast = min(plan["fast_tokens"]), max(plan["fast_tokens"])
+    out = []
+
+    r = _find(raw, "single", f"{big}x{rate}")
+    if r:
+        p50, p99 = r["latency_ex_ms"]["p50"], r["latency_ex_ms"]["p99"]
+        zero = _find(raw, "single0", f"{big}x{rate}")
+        note = (
+            f"with the window: p50 {_f(r['latency_ms']['p50'])}, p99 {_f(r['latency_ms']['p99'])}"
+            " ms"
+        )
+        if zero:
+            note += (
+                f"; run with CHAT_COALESCE_MS=0: p50 {_f(zero['latency_ms']['p50'])}, "
+                f"p99 {_f(zero['latency_ms']['p99'])} ms"
+            )
+        out.append(
+            _target(
+                f"Added latency per delta, {big} streams x {rate} tokens/s, one process, "
+                "window excluded: p50 <= 5 ms",
+                f"{_f(p50)} ms",
+                p50 <= 5,
+                note,
+            )
+        )
+        out.append(_target("... and p99 <= 25 ms", f"{_f(p99)} ms", p99 <= 25))
+    for setup in ("single", "cluster"):
+        rows = [_find(raw, setup, f"{fast}-{n}") for n in plan["fast_tokens"]]
+        rows = [x for x in rows if x and x.get("done_to_last_text_ms") is not None]
+        if not rows:
+            continue
+        worst = max(x["done_to_last_text_ms"] for x in rows)
+        final = max(x["done_to_final_ms"] for x in rows)
+        out.append(
+            _target(
+                f"One stream at {plan['fast_rate']:g} tokens/s ({setup}): all text on the client "
+                "within 100 ms of the upstream's [DONE]",
+                f"{_f(worst)} ms",
+                worst <= 100,
+                f"the final rendered message {_f(final)} ms after [DONE]",
+            )
+        )
+        fps = [(x["delta_frames_per_reply"], x["stream_seconds"], x["coalesce_ms"]) for x in rows]
+        ok = all(frames <= seconds * 1000 / window + 2 for frames, seconds, window in fps)
+        worst_fps = max(frames / max(seconds, 1e-9) for frames, seconds, _ in fps)
+        out.append(
+            _target(
+                f"... ({setup}) frames per second bounded by the coalescing window "
+                f"(1 / {rows[0]['coalesce_ms']:g} ms = {1000 / rows[0]['coalesce_ms']:.1f}/s; "
+                "allowed: streaming time / window + 2 frames)",
+                f"{worst_fps:.1f} frames/s",
+                ok,
+            )
+        )
+    streaming = [
+        r
+        for r in raw["results"]
+        if r["setup"] in ("single", "single0", "cluster") and "framing_per_delta_max" in r
+    ]
+    if streaming:
+        worst = max(streaming, key=lambda x: x["framing_per_delta_max"])
+        out.append(
+            _target(
+                "Framing per delta frame <= 64 bytes on top of the text",
+                f"max {worst['framing_per_delta_max']} B, mean "
+                f"{_f(worst['framing_per_delta_mean'])} B",
+                worst["framing_per_delta_max"] <= 64,
+                f"worst in {worst['setup']} / {worst['scenario']}",
+            )
+        )
+        over = sum(x["final_over_limit"] for x in streaming)
+        ratio = max(x["final_bytes_max"] / x["final_limit_min"] for x in streaming)
+        chrome = max(x.get("final_overhead_max", 0) for x in streaming)
+        out.append(
+            _target(
+                "One final rendered swap <= 2 x the text + 1 KB",
+                f"{over} of {sum(x['ok'] for x in streaming)} replies over the limit; largest "
+                f"at {ratio:.2f} of its limit",
+                over == 0,
+                f"the rendered message adds up to {chrome:,} bytes to the text",
+            )
+        )
+    for setup in ("single", "cluster"):
+        a = _find(raw, setup, f"{fast}-{small_fast}")
+        b = _find(raw, setup, f"{fast}-{large_fast}")
+        if a and b and "wire_bytes_per_reply" in a and "wire_bytes_per_reply" in b:
+            ratio = b["wire_bytes_per_reply"] / a["wire_bytes_per_reply"]
+            limit = 10.5 * large_fast / 10000
+            out.append(
+                _target(
+                    f"Bytes on the wire ({setup}): a {large_fast:,}-token reply <= "
+                    f"{limit:g} x a {small_fast:,}-token one",
+                    f"{ratio:.2f} x ({_f(b['wire_bytes_per_reply'], 0)} / "
+                    f"{_f(a['wire_bytes_per_reply'], 0)} B)",
+                    ratio <= limit,
+                )
+            )
+    if streaming:
+        over = sum(x["db_writes_over"] for x in streaming)
+        worst = max(streaming, key=lambda x: x["db_writes_max"])
+        out.append(
+            _target(
+                "Database writes per reply <= 3 + one per checkpoint interval "
+                f"({raw.get('checkpoint_seconds', 2):g} s), none per delta",
+                f"max {_f(worst['db_writes_max'], 0)} (allowed {worst['db_writes_allowed']}, "
+                f"{worst['tokens']} deltas)",
+                over == 0,
+                f"{over} replies over" if over else "",
+            )
+        )
+    for setup in ("single", "cluster"):
+        r = _find(raw, setup, "idle")
+        if r:
+            out.append(
+                _target(
+                    f"Resident memory per idle WebSocket ({setup}) <= 64 KiB",
+                    f"{_f(r['rss_per_connection_kib'])} KiB",
+                    r["rss_per_connection_kib"] <= 64,
+                    f"{r['alive']} connections",
+                )
+            )
+    for setup in ("single", "cluster"):
+        a = _find(raw, setup, f"{one}x{rate}")
+        b = _find(raw, setup, f"{mid}x{rate}")
+        if a and b and "finish_s" in a and "finish_s" in b:
+            ratio = b["finish_s"]["max"] / a["finish_s"]["max"]
+            out.append(
+                _target(
+                    f"{mid} concurrent streams ({setup}) finish in <= 1.2 x the time of one",
+                    f"{ratio:.2f} x (slowest {b['finish_s']['max']:.2f} s, median "
+                    f"{b['finish_s']['p50']:.2f} s / {a['finish_s']['max']:.2f} s)",
+                    ratio <= 1.2,
+                    f"each from its own submit to its saved reply on the client; submits spread "
+                    f"over {b.get('ramp_s', 0):g} s",
+                )
+            )
+    for bound in (plan["p99_bound_ms"], plan["p99_relaxed_ms"]):
+        _capacity_target(raw, out, bound)
+    return out
+
+
+def _capacity_target(raw: dict[str, Any], out: list[dict[str, Any]], bound: float) -> None:
+    single, cluster = capacity(raw, "single", bound), capacity(raw, "cluster", bound)
+    if any(r["scenario"].startswith("ladder-") for r in raw["results"]):
+        met = None if not single else bool(cluster and cluster[0] >= 1.6 * single[0])
+        value = (f"{cluster[0] / single[0]:.2f} x" if single and cluster else "cannot compare") + (
+            f" (single {_f(single[0], 0) if single else 'none'} tokens/s"
+            f"{f' at {single[1]} streams' if single else ''}; "
+            f"cluster {_f(cluster[0], 0) if cluster else 'none'} tokens/s"
+            f"{f' at {cluster[1]} streams' if cluster else ''})"
+        )
+        out.append(
+            _target(
+                "2 web + 2 workers on Redis deliver >= 1.6 x the single-process throughput at "
+                f"the same p99 (most tokens/s with p99 <= {bound:g} ms, window excluded)",
+                value,
+                met,
+            )
+        )
+
+
+def targets_text(targets: list[dict[str, Any]]) -> str:
+    lines = ["", "Targets:"]
+    for t in targets:
+        mark = {True: "MET    ", False: "NOT MET", None: "n/a    "}[t["met"]]
+        lines.append(
+            f"  {mark} {t['target']}: {t['value']}" + (f" ({t['note']})" if t["note"] else "")
+        )
+    return "\n".join(lines)
+
+
+# --- Plot -------------------------------------------------------------------------------
+
+
+def plot(samples: dict[tuple[str, str], dict[str, list[float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    scenarios = []
+    for _setup, scenario in samples:
+        if scenario not in scenarios and not scenario.startswith("ladder-"):
+            scenarios.append(scenario)
+    if not scenarios:
+        return
+    cols = min(3, len(scenarios))
+    rows = math.ceil(len(scenarios) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    styles = {
+        ("single", "latency"): ("one process, with window", "tab:blue", "--"),
+        ("single", "latency_ex"): ("one process, window excluded", "tab:blue", "-"),
+        ("single0", "latency"): ("one process, CHAT_COALESCE_MS=0", "tab:green", "-"),
+        ("patched", "latency_ex"): ("one process, patched, window excluded", "tab:purple", "-"),
+        ("cluster", "latency"): ("Redis cluster, with window", "tab:red", "--"),
+        ("cluster", "latency_ex"): ("Redis cluster, window excluded", "tab:red", "-"),
+        ("baseline", "latency"): ("baseline: upstream read directly", "black", ":"),
+    }
+    for ax, scenario in zip(axes.flat, scenarios, strict=False):
+        for (setup, key), (label, color, line) in styles.items():
+            values = samples.get((setup, scenario), {}).get(key)
+            if not values:
+                continue
+            ms = np.sort(np.clip(np.asarray(values) * 1000, 0.01, None))
+            y = np.arange(1, len(ms) + 1) / len(ms)
+            ax.plot(ms, y, line, color=color, label=label, linewidth=1.4)
+        ax.set_xscale("log")
+        ax.set_xlim(0.05, 30000)
+        ax.set_ylim(0, 1.0)
+        ax.axvline(5, color="grey", linewidth=0.6)
+        ax.axvline(25, color="grey", linewidth=0.6)
+        ax.set_title(_scenario_title(scenario), fontsize=10)
+        ax.set_xlabel("added latency per delta (ms, log)")
+        ax.set_ylabel("fraction of deltas")
+        ax.grid(True, which="both", alpha=0.25)
+    for ax in list(axes.flat)[len(scenarios) :]:
+        ax.axis("off")
+    handles, labels = [], []
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9)
+    fig.suptitle("chatsite: added latency per delta (CDF; grey lines at 5 and 25 ms)")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- Markdown ---------------------------------------------------------------------------
+
+
+def _lat(d: dict[str, float]) -> str:
+    return f"{_f(d['p50'])} / {_f(d['p90'])} / {_f(d['p99'])} / {_f(d['max'])}"
+
+
+STREAM_ROWS: list[tuple[str, Any]] = [
+    (
+        "replies complete on the client / saved",
+        lambda r: f"{r['ok']}/{r['streams']}" + (f" / {r['saved_ok']}" if "saved_ok" in r else ""),
+    ),
+    (
+        "added latency per delta, with window: p50 / p90 / p99 / max (ms)",
+        lambda r: _lat(r["latency_ms"]),
+    ),
+    (
+        "added latency per delta, window excluded: p50 / p90 / p99 / max (ms)",
+        lambda r: _lat(r["latency_ex_ms"]),
+    ),
+    (
+        "added time to first token: p50 / p99 (ms)",
+        lambda r: f"{_f(r['added_ttft_ms']['p50'])} / {_f(r['added_ttft_ms']['p99'])}",
+    ),
+    (
+        "tokens/s delivered: all streams / one stream (median)",
+        lambda r: f"{_f(r.get('tokens_per_s'), 0)} / {_f(r.get('tokens_per_s_stream'))}",
+    ),
+    (
+        "WebSocket frames/s: all streams / one stream (median)",
+        lambda r: f"{_f(r.get('frames_per_s'), 0)} / {_f(r.get('frames_per_s_stream'))}",
+    ),
+    (
+        "frames per reply: text deltas / all",
+        lambda r: f"{_f(r.get('delta_frames_per_reply'))} / {_f(r.get('frames_per_reply'))}",
+    ),
+    (
+        "bytes on the wire per reply / reply text (bytes)",
+        lambda r: (
+            f"{_f(r.get('wire_bytes_per_reply'), 0)} / {_f(r.get('text_bytes_per_reply'), 0)}"
+        ),
+    ),
+    (
+        "framing per delta frame: mean / max (bytes)",
+        lambda r: f"{_f(r.get('framing_per_delta_mean'))} / {_f(r.get('framing_per_delta_max'))}",
+    ),
+    (
+        "final rendered swap: largest / its limit 2 x text + 1 KB / beyond the text (bytes)",
+        lambda r: (
+            f"{_f(r.get('final_bytes_max'))} / {_f(r.get('final_limit_min'))} / "
+            f"{_f(r.get('final_overhead_max'))}"
+        ),
+    ),
+    (
+        "database writes per reply: max / allowed",
+        lambda r: f"{_f(r.get('db_writes_max'), 0)} / {_f(r.get('db_writes_allowed'))}",
+    ),
+    (
+        "submit to saved reply on the client: p50 / max (s); all done (s)",
+        lambda r: (
+            f"{_f(r['finish_s']['p50'], 2)} / {_f(r['finish_s']['max'], 2)}; "
+            f"{_f(r.get('makespan_s'), 2)}"
+            if "finish_s" in r
+            else "–"
+        ),
+    ),
+    (
+        "upstream [DONE] to last text / to final swap (ms, worst)",
+        lambda r: f"{_f(r.get('done_to_last_text_ms'))} / {_f(r.get('done_to_final_ms'))}",
+    ),
+    (
+        "server CPU: seconds (% of one core) / µs per token",
+        lambda r: (
+            f"{_f(r.get('cpu_s'), 2)} ({_f(r.get('cpu_percent'), 0)}%) / "
+            f"{_f(r.get('cpu_us_per_token'), 0)}"
+            if "cpu_s" in r
+            else "–"
+        ),
+    ),
+    ("server resident memory, peak (MiB)", lambda r: _f(r.get("rss_peak_mib"))),
+    (
+        "client event-loop lag: p99 / max (ms)",
+        lambda r: f"{_f(r['client_lag_ms']['p99'])} / {_f(r['client_lag_ms']['max'])}",
+    ),
+]
+
+
+def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) -> str:
+    m = raw["machine"]
+    plan = raw["plan"]
+    v = m.get("versions", {})
+    lines = [
+        "# Benchmarks",
+        "",
+        "How fast chatsite relays a model's reply to the browser, and what it costs. Written by "
+        "the benchmark harness in `bench/`; do not edit by hand.",
+        "",
+        f"- **Command:** `.venv/bin/{raw['command']}` ({raw['elapsed_s'] / 60:.0f} min)",
+        f"- **Date:** {raw['date']}",
+        f"- **Machine:** {m['cores']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, "
+        f"{m['os']}, Python {m['python']}",
+        "- **Versions:** "
+        + ", ".join(f"{k} {val}" for k, val in v.items() if k not in ("redis", "postgresql"))
+        + (f"; {v['redis'].split(' sha')[0]}" if "redis" in v else "")
+        + (f"; {v['postgresql']}" if "postgresql" in v else ""),
+        f"- **Load average** (1, 5, 15 min) before the run: {m.get('load_before')}, after: "
+        f"{m.get('load_after')}",
+        "",
+        "Everything runs on this one machine: the fake upstream (its own process), the server "
+        "processes, Redis and PostgreSQL, and all clients (one asyncio process). They share "
+        f"{m['cores']} cores, so the clients and the upstream take CPU from the server, and the "
+        "numbers are noisy: other work on the machine (the test suite, for one) moves them. "
+        "Compare runs made on a quiet machine, and look at the client event-loop lag row: a "
+        "client that lags reports its lag as latency.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | result |",
+        "| --- | --- | --- |",
+    ]
+    for t in targets:
+        mark = {True: "met", False: "**not met**", None: "n/a"}[t["met"]]
+        note = f" ({t['note']})" if t["note"] else ""
+        lines.append(f"| {t['target']} | {t['value']}{note} | {mark} |")
+    floor = [
+        r
+        for r in raw["results"]
+        if r["setup"] == "baseline" and not r["latency_ms"]["p99"] <= plan["p99_bound_ms"]
+    ]
+    for r in floor:
+        lines += [
+            "",
+            f"Caveat: at {_scenario_title(r['scenario']).lower()} the baseline itself (the fake "
+            "upstream read by a plain httpx client, no relay) has a p99 of "
+            f"{_f(r['latency_ms']['p99'])} ms: the load generators saturate this machine there, "
+            "so that scenario's latency cannot show whether the relay alone meets the target.",
+        ]
+    lines += [
+        "",
+        f"![Added latency per delta, per scenario]({png_name})",
+        "",
+        "## Setups",
+        "",
+        "- **single**: one `daphne` process, the in-memory channel layer, SQLite, the streaming "
+        "consumer embedded in the web process; `CHAT_COALESCE_MS=30` (the default).",
+        "- **single0**: the same with `CHAT_COALESCE_MS=0`: every upstream delta is sent as soon "
+        "as the relay gets to it (measures the pipeline without the coalescing window).",
+        "- **cluster**: two `daphne` and two `manage.py runworker chat-stream` processes, Redis "
+        "(`channels-redis`) and PostgreSQL; clients alternate between the two web processes.",
+        "- **baseline**: a plain `httpx` client reads the fake upstream directly: the floor no "
+        "relay can beat.",
+        "",
+        f"Replies are {plan['tokens']} tokens at {plan['rate']:g} tokens/s (one token, about 5 "
+        f"characters, per SSE event), after {plan['upstream_ttft_ms']:g} ms of the upstream's "
+        "own time to first token; the fast stream is one reply at "
+        f"{plan['fast_rate']:g} tokens/s. `CHAT_CHECKPOINT_SECONDS=2`.",
+        "",
+        "## Scenarios",
+    ]
+    scenario_names: list[str] = []
+    for r in raw["results"]:
+        if r["scenario"] not in scenario_names and not r["scenario"].startswith("ladder-"):
+            scenario_names.append(r["scenario"])
+    for name in scenario_names:
+        rows = [r for r in raw["results"] if r["scenario"] == name]
+        rows.sort(key=lambda r: SETUP_ORDER.index(r["setup"]))
+        lines += ["", f"### {_scenario_title(name)}", ""]
+        if name == "idle":
+            lines += _idle_table(rows)
+            continue
+        lines.append("| | " + " | ".join(r["setup"] for r in rows) + " |")
+        lines.append("| --- |" + " --- |" * len(rows))
+        for label, fn in STREAM_ROWS:
+            cells = []
+            for r in rows:
+                try:
+                    cells.append(fn(r))
+                except (KeyError, TypeError, ZeroDivisionError):
+                    cells.append("–")
+            if all(c in ("–", "– / –", "– / –; –") for c in cells):
+                continue
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        errors = Counter(f"{r['setup']}: {_one_line(e)}" for r in rows for e in r.get("errors", []))
+        failed = {r["setup"]: r["streams"] - r["ok"] for r in rows if r["ok"] < r["streams"]}
+        if failed:
+            lines += [
+                "",
+                "Failed replies: "
+                + ", ".join(f"{setup} {n}" for setup, n in failed.items())
+                + ". First errors: "
+                + "; ".join(f"{e} (x{n})" for e, n in errors.most_common(4)),
+            ]
+    ladder = [r for r in raw["results"] if r["scenario"].startswith("ladder-")]
+    if ladder:
+        lines += [
+            "",
+            "### Throughput ladder",
+            "",
+            f"Streams at {plan['rate']:g} tokens/s, {plan['ladder_tokens']} tokens each, more "
+            "each step until the p99 (window excluded) passes "
+            f"{plan['ladder_stop_ms']:g} ms or a reply fails. Capacity is the most tokens/s "
+            f"delivered with p99 <= {plan['p99_bound_ms']:g} ms (and, second, "
+            f"{plan['p99_relaxed_ms']:g} ms).",
+            "",
+            "| setup | streams | tokens/s delivered | p50 / p99 window excluded (ms) | "
+            "p99 with window (ms) | added TTFT p99 (ms) | server CPU (% of one core) | "
+            "client lag p99 (ms) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in ladder:
+            lines.append(
+                f"| {r['setup']} | {r['streams']} | {_f(r.get('tokens_per_s'), 0)} | "
+                f"{_f(r['latency_ex_ms']['p50'])} / {_f(r['latency_ex_ms']['p99'])} | "
+                f"{_f(r['latency_ms']['p99'])} | {_f(r.get('added_ttft_ms', {}).get('p99'))} | "
+                f"{_f(r.get('cpu_percent'), 0)} | {_f(r['client_lag_ms']['p99'])} |"
+            )
+    lines += ["", "## How it is measured", "", *METHOD, ""]
+    return "\n".join(lines)
+
+
+def _one_line(error: str) -> str:
+    if "Server Error (500)" in error:
+        return error.split(":", 1)[0] + ": Server Error (500)"
+    return " ".join(error.split())[:160].replace("|", "/")
+
+
+def _scenario_title(name: str) -> str:
+    if name == "idle":
+        return "Idle WebSocket connections"
+    head, _, tokens = name.partition("-")
+    streams, _, rate = head.partition("x")
+    title = f"{streams} stream{'s' if streams != '1' else ''} at {rate} tokens/s"
+    return title + (f", {int(tokens):,}-token reply" if tokens else "")
+
+
+def _idle_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| | " + " | ".join(r["setup"] for r in rows) + " |",
+        "| --- |" + " --- |" * len(rows),
+    ]
+    for label, key, digits in (
+        ("connections open (failed)", None, 0),
+        ("web process RSS before (MiB)", "rss_before_mib", 1),
+        ("web process RSS with all open (MiB)", "rss_open_mib", 1),
+        ("web process RSS after closing them (MiB)", "rss_after_close_mib", 1),
+        ("resident memory per idle connection (KiB)", "rss_per_connection_kib", 1),
+        ("server CPU while idle (% of one core)", "idle_cpu_percent", 1),
+    ):
+        if key is None:
+            cells = [f"{r['alive']} ({r['failures']})" for r in rows]
+        else:
+            cells = [_f(r[key], digits) for r in rows]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+METHOD = [
+    "- **Fake upstream** (`bench/upstream.py`, its own process): an OpenAI-compatible "
+    "`/v1/chat/completions` that streams the reply named in the user's message at its token "
+    "rate and records `time.time()` right after writing each chunk to the socket.",
+    "- **Clients** (`bench/clients.py`, one asyncio process): each logs in with a session made "
+    "through Django's ORM, opens the conversation's WebSocket, waits until all clients are "
+    "connected, then posts its message with the CSRF token and `HX-Request: true`, and "
+    "timestamps every WebSocket message. Token texts are known in advance, so the text length "
+    "received tells which upstream chunks each frame completed.",
+    "- **Added latency per delta** = arrival of the frame that completed the chunk minus the "
+    "upstream's send time. **Window excluded** subtracts the wait the coalescing window "
+    "imposes: an ideal, zero-cost coalescer would send frame k at max(send time of its newest "
+    "chunk, frame k-1 + window), the first at once; the excluded latency is the arrival minus "
+    "that. Anything the server adds beyond that (event-loop lag, a late timer) still counts. "
+    "The `single0` run (`CHAT_COALESCE_MS=0`) measures the same without any window.",
+    "- **Added time to first token** = submit to first text on the client, minus the "
+    "upstream's own (request received to first chunk written).",
+    "- **Bytes on the wire** = WebSocket payloads plus their frame headers (2-10 bytes; daphne "
+    "does not negotiate compression), for every frame of the reply: the status line, the "
+    "deltas and the final rendered message. Framing per delta frame = its wire bytes minus "
+    "its text's UTF-8 bytes.",
+    "- **Database writes** are counted by a trigger on `chat_message` (every INSERT and "
+    "UPDATE of the reply row), whichever process wrote. The allowance is 3 + one per "
+    "started checkpoint interval of the reply's duration.",
+    "- **Server CPU and memory**: psutil on the server processes (daphne, workers; not Redis "
+    "or PostgreSQL) from submit to the last reply. Memory per idle connection: the web "
+    "processes' RSS with N idle sockets open minus before (after a warm-up), over N.",
+    "- **Capacity** for the throughput comparison: the ladder's highest delivered tokens/s "
+    "whose p99 (window excluded) stays within the bound.",
+]
+
+
+# --- Profiles ---------------------------------------------------------------------------
+
+
+def summarise_profile(path: Path, top: int = 40) -> None:
+    """py-spy's raw (collapsed) stacks -> the functions with the most samples, self and total."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        samples += n
+        frames = stack.split(";")
+        own[frames[-1]] += n
+        for frame in set(frames):
+            total[frame] += n
+    out = [f"{samples} samples", "", "self:"]
+    out += [f"{100 * n / samples:5.1f}%  {f}" for f, n in own.most_common(top)]
+    out += ["", "total (inclusive):"]
+    out += [f"{100 * n / samples:5.1f}%  {f}" for f, n in total.most_common(top)]
+    path.with_suffix(".top.txt").write_text("\n".join(out) + "\n")

@@ -1,0 +1,897 @@
+"""The benchmark: `.venv/bin/python -m bench [--quick] [--only NAMES] [--profile]`.
+
+Starts the fake upstream, then each setup (one daphne on SQLite with the in-memory layer and
+the embedded worker; the same with CHAT_COALESCE_MS=0; two daphne and two `runworker
+chat-stream` on Redis and PostgreSQL), runs the scenarios against it with clients in this
+process, and writes docs/benchmarks.md and docs/benchmark-latency.png (raw numbers in
+bench/results/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench import report
+from bench.clients import (
+    IdleSockets,
+    LoopLag,
+    StreamResult,
+    Target,
+    run_baseline_stream,
+    run_stream,
+)
+from bench.metrics import analyse_baseline, analyse_stream, pct, summary
+from bench.servers import (
+    ROOT,
+    Meter,
+    Process,
+    clean_env,
+    start_upstream,
+    start_web,
+    start_worker,
+)
+from bench.tokens import Shape
+
+REDIS_URL = "redis://127.0.0.1:6379/14"
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_DB = "chatsite_bench"
+SECRET = "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
+CHECKPOINT_SECONDS = 2.0
+
+
+@dataclass
+class Plan:
+    """What to run: the full benchmark or `--quick`."""
+
+    quick: bool
+    rate: float = 50.0
+    tokens: int = 300  # at 50 tokens/s: 6 s per reply
+    concurrency: tuple[int, ...] = (1, 50, 200)
+    fast_rate: float = 3000.0
+    fast_tokens: tuple[int, ...] = (1000, 10000)
+    idle: int = 1000
+    ladder: tuple[int, ...] = (10, 25, 50, 100, 200)
+    ladder_tokens: int = 200
+    p99_bound_ms: float = 25.0
+    p99_relaxed_ms: float = 250.0  # a second comparison, for when neither meets the first
+    ladder_stop_ms: float = 1000.0  # the ladder stops past this p99, or at a failed reply
+    upstream_ttft_ms: float = 50.0
+    ramp_s: float = 2.0  # submissions spread over this long
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if not quick:
+            return cls(quick=False)
+        return cls(
+            quick=True,
+            tokens=100,
+            concurrency=(1, 10, 40),
+            fast_tokens=(1000, 3000),
+            idle=200,
+            ladder=(10, 20, 40),
+            ladder_tokens=100,
+        )
+
+    @property
+    def big(self) -> int:
+        return max(self.concurrency)
+
+    @property
+    def mid(self) -> int:
+        return sorted(self.concurrency)[-2]
+
+
+class _Self:
+    """This process, for the meter."""
+
+    name = "clients"
+    pid = os.getpid()
+
+
+SELF = _Self()
+
+
+def timeline(stats: list[Any], step: float = 0.5) -> list[list[float]]:
+    """[seconds since the first submit, p50, p99, deltas] of the window-excluded latency."""
+    good = [s for s in stats if s.ok]
+    if not good:
+        return []
+    start = min(s.submitted for s in good)
+    points: dict[int, list[float]] = {}
+    for s in good:
+        for when, value in zip(s.sent_at, s.latency_ex, strict=True):
+            points.setdefault(int((when - start) / step), []).append(value)
+    return [
+        [k * step, pct(v, 50) * 1000, pct(v, 99) * 1000, len(v)] for k, v in sorted(points.items())
+    ]
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+# --- Setups ------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    name: str
+    label: str
+    env: dict[str, str]
+    web_count: int
+    worker_count: int
+    log_dir: Path
+    coalesce_ms: float
+    web: list[Process] = field(default_factory=list)
+    workers: list[Process] = field(default_factory=list)
+    pool: list[tuple[str, str]] = field(default_factory=list)  # (session, conversation)
+    csrf: str = ""
+    app: str = "chatsite.asgi:application"
+
+    @property
+    def processes(self) -> list[Process]:
+        return self.web + self.workers
+
+    def prepare(self, conversations: int) -> None:
+        log(f"{self.name}: migrating and creating users, sessions, {conversations} conversations")
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.dbtool", "prepare", "50", str(conversations)],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if out.returncode:
+            raise RuntimeError(f"dbtool prepare failed:\n{out.stderr[-3000:]}")
+        data = json.loads(out.stdout)
+        self.csrf = data["csrf"]
+        self.pool = [tuple(pair) for pair in data["clients"]]  # type: ignore[misc]
+
+    def start(self) -> None:
+        log(f"{self.name}: starting {self.web_count} web and {self.worker_count} worker processes")
+        # Each one is listed as soon as it runs, so that stop() ends it even if a later one
+        # fails to start.
+        for i in range(self.worker_count):
+            start_worker(f"{self.name}-worker{i}", self.env, self.log_dir, self.workers)
+        for i in range(self.web_count):
+            start_web(f"{self.name}-web{i}", self.env, self.log_dir, self.app, self.web)
+
+    def stop(self) -> None:
+        for process in self.web + self.workers:
+            process.stop()
+        self.web, self.workers = [], []
+
+    def take(self, n: int) -> list[Target]:
+        if len(self.pool) < n:
+            raise RuntimeError(f"{self.name}: out of conversations")
+        taken, self.pool = self.pool[:n], self.pool[n:]
+        return [
+            Target(self.web[i % len(self.web)].port, session, self.csrf, conversation)
+            for i, (session, conversation) in enumerate(taken)
+        ]
+
+    def replies(self, ids: list[int]) -> dict[str, dict[str, Any]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.dbtool", "replies"],
+            cwd=ROOT,
+            env=self.env,
+            input=json.dumps(ids),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if out.returncode:
+            raise RuntimeError(f"dbtool replies failed:\n{out.stderr[-3000:]}")
+        result: dict[str, dict[str, Any]] = json.loads(out.stdout)
+        return result
+
+
+def server_env(upstream: Process, coalesce_ms: float, **extra: str) -> dict[str, str]:
+    return clean_env(
+        OPENAI_BASE_URL=f"http://127.0.0.1:{upstream.port}/v1",
+        OPENAI_API_KEY="sk-bench-not-a-real-key",
+        CHAT_MODEL="bench-model",
+        CHAT_MAX_CONCURRENT_GENERATIONS="600",
+        CHAT_COALESCE_MS=f"{coalesce_ms:g}",
+        CHAT_CHECKPOINT_SECONDS=f"{CHECKPOINT_SECONDS:g}",
+        CHAT_LOG_LEVEL="INFO",  # nothing per reply; workers log when they listen
+        DJANGO_SECRET_KEY=SECRET,
+        DJANGO_DEBUG="false",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        **extra,
+    )
+
+
+def reset_postgres() -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {PG_DB}")
+
+
+def drop_postgres() -> None:
+    import psycopg
+
+    with (
+        contextlib.suppress(Exception),
+        psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn,
+    ):
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    with open(path, "a") as f:
+        f.writelines(line + "\n" for line in lines)
+
+
+def fresh_sqlite(path: Path) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+def flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+# --- Running scenarios -------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(
+        self, plan: Plan, run_dir: Path, profile: bool, scenarios: tuple[str, ...] = ()
+    ) -> None:
+        self.scenarios = scenarios
+        self.plan = plan
+        self.run_dir = run_dir
+        self.profile = profile
+        self.run_id = uuid.uuid4().hex[:6]
+        self.upstream: Process | None = None
+        self.results: list[dict[str, Any]] = []
+        self.samples: dict[tuple[str, str], dict[str, list[float]]] = {}
+
+    def wanted(self, name: str) -> bool:
+        return not self.scenarios or name.startswith(self.scenarios)
+
+    # Upstream records ------------------------------------------------------------------
+
+    async def records(self, tags: list[str]) -> dict[str, Any]:
+        assert self.upstream is not None
+        async with httpx.AsyncClient(timeout=60) as http:
+            response = await http.post(
+                f"http://127.0.0.1:{self.upstream.port}/bench/records", json=tags
+            )
+        found: dict[str, Any] = response.json()
+        return found
+
+    # Streams through the app -----------------------------------------------------------
+
+    async def streams(
+        self,
+        setup: Setup,
+        name: str,
+        n: int,
+        tokens: int,
+        rate: float,
+        *,
+        keep: bool = True,
+    ) -> dict[str, Any]:
+        plan = self.plan
+        shapes = [
+            Shape(f"{self.run_id}-{setup.name}-{name}-{i}", tokens, rate, 1, plan.upstream_ttft_ms)
+            for i in range(n)
+        ]
+        results = [StreamResult(s, t) for s, t in zip(shapes, setup.take(n), strict=True)]
+        expected = plan.upstream_ttft_ms / 1000 + tokens / rate
+        timeout = 60 + 4 * expected
+        go = asyncio.Event()
+        connected: list[int] = []
+        # Submissions are spread evenly over the ramp: a real crowd does not click Send within
+        # the same millisecond (the burst is what `ramp_s=0` measures).
+        ramp = min(plan.ramp_s, tokens / rate / 3) if n > 1 else 0.0
+        tasks = [
+            asyncio.create_task(run_stream(r, go, connected, timeout, ramp * i / n))
+            for i, r in enumerate(results)
+        ]
+        log(f"{setup.name} / {name}: opening {n} sockets")
+        deadline = time.monotonic() + 120
+        while len(connected) < n and time.monotonic() < deadline:
+            if all(t.done() for t in tasks):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        profilers = self._start_profilers(setup, name, expected + 5)
+        meter = Meter(setup.processes).start()
+        load = Meter([self.upstream, SELF]).start()  # type: ignore[list-item]
+        gc.collect()
+        gc.disable()  # a collection in the client would show up as latency
+        lag = LoopLag().start()
+        started = time.monotonic()
+        go.set()
+        log(f"{setup.name} / {name}: {n} x {tokens} tokens at {rate:g} tokens/s ...")
+        last_note = started
+        while not all(t.done() for t in tasks) and time.monotonic() - started < timeout + 30:
+            await asyncio.sleep(0.1)
+            if time.monotonic() - last_note >= 2:
+                last_note = time.monotonic()
+                done = sum(t.done() for t in tasks)
+                frames = sum(len(r.frames) for r in results)
+                log(
+                    f"  {done}/{n} replies finished, {frames} frames, "
+                    f"{last_note - started:.0f} s (expected ~{expected:.0f} s)"
+                )
+        await asyncio.gather(*tasks, return_exceptions=True)
+        gc.enable()
+        usage = await meter.stop()
+        load_usage = await load.stop()
+        lags = await lag.stop()
+        self._stop_profilers(profilers)
+        records = await self.records([s.tag for s in shapes])
+        stats = [
+            analyse_stream(r, records.get(r.shape.tag), setup.coalesce_ms / 1000) for r in results
+        ]
+        failed = [
+            {
+                "tag": r.shape.tag,
+                "error": st.error,
+                "reply_id": r.reply_id,
+                "submitted": r.submitted,
+                "frames": [[t, f[:300]] for t, f in r.frames[:3] + r.frames[-2:]],
+            }
+            for r, st in zip(results, stats, strict=True)
+            if not st.ok
+        ]
+        if failed:
+            append_lines(self.run_dir / "failures.jsonl", [json.dumps(x) for x in failed])
+        ids = [s.reply_id for s in stats if s.reply_id is not None]
+        saved = setup.replies(ids) if ids else {}
+        out = self._aggregate(setup, name, n, tokens, rate, stats, saved, usage, lags)
+        out["load_cpu_percent"] = {
+            k: 100 * v / (out.get("makespan_s") or 1) for k, v in load_usage.cpu_seconds.items()
+        }
+        out["timeline"] = timeline(stats)
+        log(
+            f"  -> ok {out['ok']}/{n}, latency p50/p99 {out['latency_ms']['p50']:.1f}/"
+            f"{out['latency_ms']['p99']:.1f} ms, without window {out['latency_ex_ms']['p50']:.1f}/"
+            f"{out['latency_ex_ms']['p99']:.1f} ms, {out['tokens_per_s']:.0f} tokens/s, "
+            f"server CPU {out['cpu_percent']:.0f}%"
+        )
+        if out["errors"]:
+            log(f"  !! errors: {out['errors'][:3]}")
+        if keep:
+            self.results.append(out)
+            self.samples[(setup.name, name)] = {
+                "latency": [x for s in stats for x in s.latency],
+                "latency_ex": [x for s in stats for x in s.latency_ex],
+            }
+        await asyncio.sleep(1.0)  # let the server settle before the next scenario
+        return out
+
+    def _aggregate(
+        self,
+        setup: Setup,
+        name: str,
+        n: int,
+        tokens: int,
+        rate: float,
+        stats: list[Any],
+        saved: dict[str, dict[str, Any]],
+        usage: Any,
+        lags: list[float],
+    ) -> dict[str, Any]:
+        good = [s for s in stats if s.ok]
+        errors = [s.error for s in stats if not s.ok]
+        saved_ok = sum(
+            1
+            for s in good
+            if (row := saved.get(str(s.reply_id)))
+            and row["status"] == "complete"
+            and row["content"] == Shape("x", s.tokens, 1).text()
+        )
+        lat = [x for s in good for x in s.latency]
+        lat_ex = [x for s in good for x in s.latency_ex]
+        out: dict[str, Any] = {
+            "setup": setup.name,
+            "setup_label": setup.label,
+            "scenario": name,
+            "streams": n,
+            "tokens": tokens,
+            "rate": rate,
+            "coalesce_ms": setup.coalesce_ms,
+            "ramp_s": min(self.plan.ramp_s, tokens / rate / 3) if n > 1 else 0.0,
+            "ok": len(good),
+            "saved_ok": saved_ok,
+            "errors": errors[:10],
+            "latency_ms": summary(lat),
+            "latency_ex_ms": summary(lat_ex),
+            "deltas": len(lat),
+            "client_lag_ms": summary(lags),
+        }
+        if good:
+            first_submit = min(s.submitted for s in good)
+            last_text = max(s.last_text for s in good)
+            first_text = min(s.first_text for s in good)
+            delta_frames = sum(s.delta_frames for s in good)
+            span = max(last_text - first_text, 1e-9)
+            per_stream_span = [max(s.last_text - s.first_text, 1e-9) for s in good]
+            writes = []
+            allowed = []
+            for s in good:
+                row = saved.get(str(s.reply_id)) or {}
+                writes.append(row.get("writes", math.nan))
+                duration = row.get("duration") or (s.last_text - s.submitted)
+                allowed.append(3 + math.ceil(duration / CHECKPOINT_SECONDS))
+            framing = [f for s in good for f in s.framing_per_delta]
+            out.update(
+                {
+                    "added_ttft_ms": summary([s.added_ttft for s in good]),
+                    "upstream_ttft_ms": summary([s.ttft_upstream for s in good]),
+                    "tokens_per_s": sum(s.tokens for s in good) / span,
+                    "tokens_per_s_stream": float(
+                        np.median(
+                            [s.tokens / t for s, t in zip(good, per_stream_span, strict=True)]
+                        )
+                    ),
+                    "frames_per_s": delta_frames / span,
+                    "frames_per_s_stream": float(
+                        np.median(
+                            [s.delta_frames / t for s, t in zip(good, per_stream_span, strict=True)]
+                        )
+                    ),
+                    "delta_frames_per_reply": delta_frames / len(good),
+                    "frames_per_reply": sum(s.frames for s in good) / len(good),
+                    "wire_bytes_per_reply": sum(s.wire_bytes for s in good) / len(good),
+                    "text_bytes_per_reply": sum(s.text_bytes for s in good) / len(good),
+                    "framing_per_delta_mean": float(np.mean(framing)) if framing else math.nan,
+                    "framing_per_delta_max": max(framing) if framing else math.nan,
+                    "final_bytes_max": max(s.final_bytes for s in good),
+                    "final_overhead_max": max(s.final_bytes - s.text_bytes for s in good),
+                    "final_limit_min": min(2 * s.text_bytes + 1024 for s in good),
+                    "final_over_limit": sum(s.final_bytes > 2 * s.text_bytes + 1024 for s in good),
+                    "other_bytes_per_reply": sum(s.other_bytes for s in good) / len(good),
+                    "snapshots": sum(s.snapshots for s in good),
+                    "db_writes_max": max(writes),
+                    "db_writes_mean": float(np.mean(writes)),
+                    "db_writes_over": sum(w > a for w, a in zip(writes, allowed, strict=True)),
+                    "db_writes_allowed": max(allowed),
+                    "makespan_s": max(s.finished for s in good) - first_submit,
+                    "finish_s": summary([s.finished - s.submitted for s in good], scale=1.0),
+                    "done_to_last_text_ms": max(
+                        (s.last_text - s.upstream_done) * 1000 for s in good
+                    ),
+                    "done_to_final_ms": max((s.finished - s.upstream_done) * 1000 for s in good),
+                    "stream_seconds": float(np.median(per_stream_span)),
+                }
+            )
+        phase = out.get("makespan_s") or 1.0
+        out.update(
+            {
+                "cpu_s": usage.cpu_total,
+                "cpu_by_process": usage.cpu_seconds,
+                "cpu_percent": 100 * usage.cpu_total / phase,
+                "cpu_us_per_token": (1e6 * usage.cpu_total / max(sum(s.tokens for s in good), 1)),
+                "rss_peak_mib": usage.rss_peak_total / 2**20,
+                "rss_by_process_mib": {k: v / 2**20 for k, v in usage.rss_peak.items()},
+            }
+        )
+        return out
+
+    # Idle connections ------------------------------------------------------------------
+
+    async def idle(self, setup: Setup, n: int) -> dict[str, Any]:
+        web = [p for p in setup.web]
+        meter = Meter(web)
+        log(f"{setup.name} / idle: warming up with 20 connections")
+        warm = IdleSockets()
+        await warm.open(setup.take(20))
+        await warm.close()
+        await asyncio.sleep(2)
+        before = sum(meter.rss().values())
+        sockets = IdleSockets()
+        targets = setup.take(n)
+        log(f"{setup.name} / idle: opening {n} idle WebSockets")
+        opening = asyncio.create_task(sockets.open(targets))
+        for _ in range(100):  # at most 300 s
+            await asyncio.wait({opening}, timeout=3)
+            if opening.done():
+                break
+            log(f"  {len(sockets.sockets)}/{n} open")
+        opening.cancel()
+        await asyncio.gather(opening, return_exceptions=True)
+        await asyncio.sleep(3)
+        meter.start()
+        await asyncio.sleep(5)  # CPU while they idle
+        usage = await meter.stop()
+        after = sum(usage.rss_end.values())
+        alive = sockets.alive()
+        await sockets.close()
+        await asyncio.sleep(2)
+        closed = sum(meter.rss().values())
+        per = (after - before) / max(alive, 1)
+        out = {
+            "setup": setup.name,
+            "setup_label": setup.label,
+            "scenario": "idle",
+            "connections": n,
+            "alive": alive,
+            "failures": sockets.failures,
+            "rss_before_mib": before / 2**20,
+            "rss_open_mib": after / 2**20,
+            "rss_after_close_mib": closed / 2**20,
+            "rss_per_connection_kib": per / 1024,
+            "idle_cpu_percent": 100 * usage.cpu_total / 5,
+        }
+        log(
+            f"  -> {alive} open, RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MiB: "
+            f"{per / 1024:.1f} KiB per idle connection"
+        )
+        self.results.append(out)
+        return out
+
+    # The baseline: the fake upstream read directly ----------------------------------------
+
+    async def baseline(self, name: str, n: int, tokens: int, rate: float) -> dict[str, Any]:
+        assert self.upstream is not None
+        shapes = [
+            Shape(f"{self.run_id}-baseline-{name}-{i}", tokens, rate, 1, self.plan.upstream_ttft_ms)
+            for i in range(n)
+        ]
+        timeout = 60 + 4 * (tokens / rate)
+        go = asyncio.Event()
+        log(f"baseline / {name}: {n} x {tokens} tokens at {rate:g} tokens/s, read directly")
+        lag = LoopLag().start()
+        limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.upstream.port}", limits=limits, timeout=60
+        ) as http:
+            tasks = [asyncio.create_task(run_baseline_stream(http, s, go, timeout)) for s in shapes]
+            await asyncio.sleep(0.2)
+            go.set()
+            results = await asyncio.gather(*tasks)
+        lags = await lag.stop()
+        records = await self.records([s.tag for s in shapes])
+        stats = [analyse_baseline(r, records.get(r.shape.tag)) for r in results]
+        good = [s for s in stats if s.ok]
+        lat = [x for s in good for x in s.latency]
+        out: dict[str, Any] = {
+            "setup": "baseline",
+            "setup_label": "baseline: httpx reads the upstream",
+            "scenario": name,
+            "streams": n,
+            "tokens": tokens,
+            "rate": rate,
+            "ok": len(good),
+            "errors": [s.error for s in stats if not s.ok][:10],
+            "latency_ms": summary(lat),
+            "latency_ex_ms": summary(lat),
+            "added_ttft_ms": summary([s.added_ttft for s in good]),
+            "client_lag_ms": summary(lags),
+        }
+        if good:
+            span = max(s.last_text for s in good) - min(s.first_text for s in good)
+            out["tokens_per_s"] = sum(s.tokens for s in good) / max(span, 1e-9)
+        log(
+            f"  -> ok {len(good)}/{n}, latency p50/p99 {out['latency_ms']['p50']:.2f}/"
+            f"{out['latency_ms']['p99']:.2f} ms"
+        )
+        self.results.append(out)
+        self.samples[("baseline", name)] = {"latency": lat, "latency_ex": lat}
+        return out
+
+    # Profiling ---------------------------------------------------------------------------
+
+    def _start_profilers(self, setup: Setup, name: str, seconds: float) -> list[Any]:
+        if not self.profile:
+            return []
+        started = []
+        for process in setup.processes:
+            path = self.run_dir / f"profile-{setup.name}-{name}-{process.name}.txt"
+            command = [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(process.pid),
+                "--rate",
+                "200",
+                "--duration",
+                str(math.ceil(seconds)),
+                "--format",
+                "raw",
+                "--nonblocking",
+                "-o",
+                str(path),
+            ]
+            started.append(
+                (
+                    subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                    path,
+                )
+            )
+        return started
+
+    def _stop_profilers(self, profilers: list[Any]) -> None:
+        for popen, path in profilers:
+            try:
+                popen.wait(120)
+            except subprocess.TimeoutExpired:
+                popen.terminate()
+            if path.exists():
+                report.summarise_profile(path)
+                log(f"  profile: {path} (+ .top.txt)")
+
+
+# --- The whole run -----------------------------------------------------------------------
+
+
+SCENARIOS = ("baseline", "single", "single0", "cluster")
+EXPERIMENTS = ("patched",)
+
+
+async def run(
+    plan: Plan,
+    only: set[str],
+    profile: bool,
+    write_docs: bool,
+    patches: str,
+    scenarios: tuple[str, ...] = (),
+) -> None:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_dir = ROOT / "bench" / "results" / stamp
+    run_dir.mkdir(parents=True, exist_ok=True)
+    bench = Bench(plan, run_dir, profile, scenarios)
+    load_before = os.getloadavg()
+    started = time.monotonic()
+    log(f"results in {run_dir.relative_to(ROOT)}")
+    bench.upstream = start_upstream(run_dir)
+    setups: list[Setup] = []
+    need = 60 + 3 * (sum(plan.concurrency) + len(plan.fast_tokens) + sum(plan.ladder) + plan.idle)
+    try:
+        if "baseline" in only:
+            for n in plan.concurrency:
+                if bench.wanted(f"{n}x{plan.rate:g}"):
+                    await bench.baseline(f"{n}x{plan.rate:g}", n, plan.tokens, plan.rate)
+            for tokens in plan.fast_tokens:
+                name = f"1x{plan.fast_rate:g}-{tokens}"
+                if bench.wanted(name):
+                    await bench.baseline(name, 1, tokens, plan.fast_rate)
+        if only & {"single", "single0", "patched"}:
+            sqlite = fresh_sqlite(run_dir / "bench.sqlite3")
+            env = server_env(bench.upstream, 30, DATABASE_URL=f"sqlite:///{sqlite}")
+            single = Setup(
+                "single",
+                "1 daphne, in-memory layer, SQLite",
+                env,
+                1,
+                0,
+                run_dir,
+                30,
+            )
+            single.prepare(need)
+            if "single" in only:
+                setups.append(single)
+                await run_setup(bench, single)
+            if "single0" in only:
+                zero = Setup(
+                    "single0",
+                    "same, CHAT_COALESCE_MS=0",
+                    {**env, "CHAT_COALESCE_MS": "0"},
+                    1,
+                    0,
+                    run_dir,
+                    0,
+                )
+                zero.pool, zero.csrf = single.pool, single.csrf
+                setups.append(zero)
+                await run_setup(bench, zero, light=True)
+            if "patched" in only:
+                patched = Setup(
+                    "patched",
+                    f"one process with experimental patches: {patches}",
+                    {**env, "BENCH_PATCHES": patches},
+                    1,
+                    0,
+                    run_dir,
+                    30,
+                    app="bench.patched_asgi:application",
+                )
+                patched.pool, patched.csrf = single.pool, single.csrf
+                setups.append(patched)
+                await run_setup(bench, patched)
+        if "cluster" in only:
+            reset_postgres()
+            flush_redis()
+            env = server_env(
+                bench.upstream,
+                30,
+                DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{PG_DB}",
+                REDIS_URL=REDIS_URL,
+            )
+            cluster = Setup(
+                "cluster",
+                "2 daphne + 2 workers, Redis, PostgreSQL",
+                env,
+                2,
+                2,
+                run_dir,
+                30,
+            )
+            cluster.prepare(need)
+            setups.append(cluster)
+            await run_setup(bench, cluster)
+    finally:
+        for setup in setups:
+            setup.stop()
+        bench.upstream.stop()
+        if "cluster" in only:
+            drop_postgres()
+            with contextlib.suppress(Exception):
+                flush_redis()
+    elapsed = time.monotonic() - started
+    machine = machine_info()
+    machine["load_before"] = [round(x, 2) for x in load_before]
+    machine["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    command = " ".join(["python -m bench", *map(shlex.quote, sys.argv[1:])])
+    raw = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "elapsed_s": elapsed,
+        "machine": machine,
+        "plan": plan.__dict__,
+        "results": bench.results,
+    }
+    (run_dir / "results.json").write_text(json.dumps(raw, indent=1, default=str))
+    targets = report.evaluate(raw)
+    raw["targets"] = targets
+    (run_dir / "results.json").write_text(json.dumps(raw, indent=1, default=str))
+    (run_dir / "samples.json").write_text(
+        json.dumps({f"{k[0]}/{k[1]}": v for k, v in bench.samples.items()})
+    )
+    png = run_dir / "benchmark-latency.png"
+    report.plot(bench.samples, png)
+    markdown = report.markdown(raw, targets, png_name="benchmark-latency.png")
+    (run_dir / "benchmarks.md").write_text(markdown)
+    if write_docs:
+        docs = ROOT / "docs"
+        docs.mkdir(exist_ok=True)
+        (docs / "benchmarks.md").write_text(markdown)
+        (docs / "benchmark-latency.png").write_bytes(png.read_bytes())
+        log("wrote docs/benchmarks.md and docs/benchmark-latency.png")
+    print(report.targets_text(targets))
+    log(f"done in {elapsed / 60:.1f} min; raw results in {run_dir.relative_to(ROOT)}")
+
+
+async def run_setup(bench: Bench, setup: Setup, light: bool = False) -> None:
+    plan = bench.plan
+    setup.start()
+    try:
+        # Warm up: the first request of each process imports and compiles templates.
+        await bench.streams(setup, "warmup", 2 * len(setup.web), 20, 200.0, keep=False)
+        if not light and bench.wanted("idle"):
+            await bench.idle(setup, plan.idle)
+        for n in plan.concurrency if not light else (1, plan.big):
+            if bench.wanted(f"{n}x{plan.rate:g}"):
+                await bench.streams(setup, f"{n}x{plan.rate:g}", n, plan.tokens, plan.rate)
+        if light:
+            return
+        for tokens in plan.fast_tokens:
+            name = f"1x{plan.fast_rate:g}-{tokens}"
+            if bench.wanted(name):
+                await bench.streams(setup, name, 1, tokens, plan.fast_rate)
+        for n in plan.ladder if bench.wanted("ladder") else ():
+            out = await bench.streams(setup, f"ladder-{n}", n, plan.ladder_tokens, plan.rate)
+            p99 = out["latency_ex_ms"]["p99"]
+            if out["ok"] < n or not p99 <= plan.ladder_stop_ms:
+                log(f"  ladder stops at {n} streams (p99 {p99:.0f} ms, ok {out['ok']}/{n})")
+                break
+    finally:
+        setup.stop()
+
+
+def machine_info() -> dict[str, Any]:
+    import psutil
+
+    model = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for package in ("django", "channels", "daphne", "channels_redis", "twisted", "httpx"):
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version
+
+            versions[package] = version(package)
+    for name, command in (
+        ("redis", ["redis-server", "--version"]),
+        ("postgresql", ["psql", "--version"]),
+    ):
+        with contextlib.suppress(Exception):
+            versions[name] = subprocess.run(
+                command, capture_output=True, text=True, timeout=10, check=False
+            ).stdout.strip()
+    return {
+        "cores": os.cpu_count(),
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "versions": versions,
+    }
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="few streams, short replies")
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated setups to run (default: all of {','.join(SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="attach py-spy to the server processes in each scenario (slows them down)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default="",
+        help="comma-separated scenario name prefixes to run, e.g. 200x50,idle,ladder "
+        "(default: all)",
+    )
+    parser.add_argument(
+        "--patches",
+        default="dispatch,clean,coalescer",
+        help="experimental patches for `--only patched` (see bench/patched_asgi.py)",
+    )
+    parser.add_argument(
+        "--no-docs",
+        action="store_true",
+        help="leave docs/ alone (the report still goes to bench/results/)",
+    )
+    args = parser.parse_args()
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = only - set(SCENARIOS) - set(EXPERIMENTS)
+    if unknown:
+        parser.error(f"unknown setups: {', '.join(sorted(unknown))}")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the servers on the way out, as on ^C
+    plan = Plan.make(args.quick)
+    scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+    partial = args.quick or args.profile or bool(scenarios) or only != set(SCENARIOS)
+    write_docs = not (args.no_docs or partial)
+    asyncio.run(run(plan, only, args.profile, write_docs, args.patches, scenarios))

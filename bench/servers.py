@@ -1,0 +1,217 @@
+"""The processes under test (daphne, `runworker chat-stream`), the fake upstream process, and
+psutil readings of their CPU time and resident memory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the app's own settings, plus `extra`."""
+    drop = ("CHAT_", "OPENAI_", "DJANGO_", "DATABASE_URL", "REDIS_URL", "CHANNEL_LAYER")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update({"PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "chatsite.settings"})
+    env.update(extra)
+    return env
+
+
+class Process:
+    """One child process with its log in `log_dir`."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.command = command
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def start(self) -> Process:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _check_alive(self) -> None:
+        assert self.popen is not None
+        if self.popen.poll() is not None:
+            tail = "\n".join(self.log_text().splitlines()[-30:])
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
+
+    def wait_for_url(self, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer {url} in {timeout:g} s")
+
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if text in self.log_text():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not log {text!r} in {timeout:g} s")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+
+
+def start_upstream(log_dir: Path) -> Process:
+    port = free_port()
+    process = Process(
+        "upstream",
+        [sys.executable, "-m", "bench.upstream", "--port", str(port)],
+        clean_env(),
+        log_dir,
+    ).start()
+    process.port = port
+    try:
+        process.wait_for_url(f"http://127.0.0.1:{port}/health")
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
+def start_web(
+    name: str,
+    env: dict[str, str],
+    log_dir: Path,
+    app: str = "chatsite.asgi:application",
+    started: list[Process] | None = None,
+) -> Process:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        app,
+    ]
+    process = Process(name, command, env, log_dir).start()
+    if started is not None:
+        started.append(process)
+    process.port = port
+    process.wait_for_url(f"http://127.0.0.1:{port}/accounts/login/")
+    return process
+
+
+def start_worker(
+    name: str, env: dict[str, str], log_dir: Path, started: list[Process] | None = None
+) -> Process:
+    command = [sys.executable, "manage.py", "runworker", "chat-stream"]
+    process = Process(name, command, env, log_dir).start()
+    if started is not None:
+        started.append(process)
+    process.wait_for_log("listening on")
+    return process
+
+
+@dataclass
+class Usage:
+    """CPU seconds and peak resident memory of some processes over one measured phase."""
+
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    rss_peak: dict[str, int] = field(default_factory=dict)
+    rss_end: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cpu_total(self) -> float:
+        return sum(self.cpu_seconds.values())
+
+    @property
+    def rss_peak_total(self) -> int:
+        return sum(self.rss_peak.values())
+
+
+class Meter:
+    """Samples the processes' RSS every `interval` s while a phase runs; CPU time from the
+    difference of psutil's cpu_times at both ends."""
+
+    def __init__(self, processes: list[Process], interval: float = 0.25) -> None:
+        self.procs = {p.name: psutil.Process(p.pid) for p in processes}
+        self.interval = interval
+        self._cpu0: dict[str, float] = {}
+        self.usage = Usage()
+        self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _cpu(proc: psutil.Process) -> float:
+        times = proc.cpu_times()
+        return float(times.user + times.system)
+
+    def rss(self) -> dict[str, int]:
+        return {name: int(proc.memory_info().rss) for name, proc in self.procs.items()}
+
+    def start(self) -> Meter:
+        self._cpu0 = {name: self._cpu(proc) for name, proc in self.procs.items()}
+        self.usage.rss_peak = self.rss()
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def _sample(self) -> None:
+        for _ in range(100_000):
+            await asyncio.sleep(self.interval)
+            for name, value in self.rss().items():
+                self.usage.rss_peak[name] = max(self.usage.rss_peak.get(name, 0), value)
+
+    async def stop(self) -> Usage:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.usage.cpu_seconds = {
+            name: self._cpu(proc) - self._cpu0[name] for name, proc in self.procs.items()
+        }
+        self.usage.rss_end = self.rss()
+        for name, value in self.usage.rss_end.items():
+            self.usage.rss_peak[name] = max(self.usage.rss_peak.get(name, 0), value)
+        return self.usage
