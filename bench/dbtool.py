@@ -3,6 +3,7 @@ harness itself talks to two databases in one run, and Django reads its settings 
 
     python -m bench.dbtool prepare USERS CONVERSATIONS   -> JSON {csrf, clients: [[session, id]]}
     python -m bench.dbtool replies < [ids]               -> JSON {id: {writes, status, ...}}
+    python -m bench.dbtool settings                      -> JSON of the settings under test
 
 `prepare` migrates, installs a trigger that counts every write to chat_message (the database
 counts, whichever process wrote), and creates users, their sessions and empty conversations.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any
 
 
 def _setup() -> None:
@@ -115,6 +117,26 @@ def replies(ids: list[int]) -> dict[str, dict[str, object]]:
     return found
 
 
+def settings() -> dict[str, object]:
+    """What the server processes, started with the same environment, will run with."""
+    from django.conf import settings as s
+
+    database = s.DATABASES["default"]
+    layer: dict[str, Any] = s.CHANNEL_LAYERS["default"]
+    return {
+        "channel_layer": layer["BACKEND"],
+        "channel_layer_config": {k: v for k, v in layer.get("CONFIG", {}).items() if k != "hosts"},
+        "database": database["ENGINE"],
+        "database_pool": database.get("OPTIONS", {}).get("pool"),
+        "embedded_worker": s.CHAT_EMBEDDED_WORKER,
+        "generate_titles": s.CHAT_GENERATE_TITLES,
+        "coalesce_ms": s.CHAT_COALESCE_SECONDS * 1000,
+        "checkpoint_seconds": s.CHAT_CHECKPOINT_SECONDS,
+        "max_concurrent_generations": s.CHAT_MAX_CONCURRENT_GENERATIONS,
+        "debug": s.DEBUG,
+    }
+
+
 def main() -> None:
     _setup()
     command = sys.argv[1]
@@ -122,6 +144,8 @@ def main() -> None:
         result: object = prepare(int(sys.argv[2]), int(sys.argv[3]))
     elif command == "replies":
         result = replies([int(i) for i in json.load(sys.stdin)])
+    elif command == "settings":
+        result = settings()
     else:
         raise SystemExit(f"unknown command {command!r}")
     json.dump(result, sys.stdout)

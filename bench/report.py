@@ -7,7 +7,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-SETUP_ORDER = ("single", "single0", "patched", "cluster", "baseline")
+NOTES = Path(__file__).with_name("notes.md")
+
+SETUP_ORDER = ("single", "single0", "cluster", "baseline")
 
 
 def _find(raw: dict[str, Any], setup: str, scenario: str) -> dict[str, Any] | None:
@@ -75,8 +77,8 @@ def evaluate(raw: dict[str, Any]) -> list[dict[str, Any]]:
         )
         out.append(_target("... and p99 <= 25 ms", f"{_f(p99)} ms", p99 <= 25))
     for setup in ("single", "cluster"):
-        rows = [_find(raw, setup, f"{fast}-{n}") for n in plan["fast_tokens"]]
-        rows = [x for x in rows if x and x.get("done_to_last_text_ms") is not None]
+        found = [_find(raw, setup, f"{fast}-{n}") for n in plan["fast_tokens"]]
+        rows = [x for x in found if x and x.get("done_to_last_text_ms") is not None]
         if not rows:
             continue
         worst = max(x["done_to_last_text_ms"] for x in rows)
@@ -181,7 +183,7 @@ def evaluate(raw: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{b['finish_s']['p50']:.2f} s / {a['finish_s']['max']:.2f} s)",
                     ratio <= 1.2,
                     f"each from its own submit to its saved reply on the client; submits spread "
-                    f"over {b.get('ramp_s', 0):g} s",
+                    f"over {b.get('ramp_s', 0):.3g} s",
                 )
             )
     for bound in (plan["p99_bound_ms"], plan["p99_relaxed_ms"]):
@@ -242,7 +244,6 @@ def plot(samples: dict[tuple[str, str], dict[str, list[float]]], path: Path) -> 
         ("single", "latency"): ("one process, with window", "tab:blue", "--"),
         ("single", "latency_ex"): ("one process, window excluded", "tab:blue", "-"),
         ("single0", "latency"): ("one process, CHAT_COALESCE_MS=0", "tab:green", "-"),
-        ("patched", "latency_ex"): ("one process, patched, window excluded", "tab:purple", "-"),
         ("cluster", "latency"): ("Redis cluster, with window", "tab:red", "--"),
         ("cluster", "latency_ex"): ("Redis cluster, window excluded", "tab:red", "-"),
         ("baseline", "latency"): ("baseline: upstream read directly", "black", ":"),
@@ -374,7 +375,8 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
         "# Benchmarks",
         "",
         "How fast chatsite relays a model's reply to the browser, and what it costs. Written by "
-        "the benchmark harness in `bench/`; do not edit by hand.",
+        "the benchmark harness in `bench/`; do not edit by hand (the notes come from "
+        "`bench/notes.md`).",
         "",
         f"- **Command:** `.venv/bin/{raw['command']}` ({raw['elapsed_s'] / 60:.0f} min)",
         f"- **Date:** {raw['date']}",
@@ -416,25 +418,41 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
             f"{_f(r['latency_ms']['p99'])} ms: the load generators saturate this machine there, "
             "so that scenario's latency cannot show whether the relay alone meets the target.",
         ]
+    lines += _notes(raw)
     lines += [
         "",
         f"![Added latency per delta, per scenario]({png_name})",
         "",
         "## Setups",
         "",
-        "- **single**: one `daphne` process, the in-memory channel layer, SQLite, the streaming "
-        "consumer embedded in the web process; `CHAT_COALESCE_MS=30` (the default).",
+        "- **single**: one `daphne` process, SQLite, the app's in-process channel layer "
+        f"({_layer(raw, 'single', 'chat.channel_layers.InProcessChannelLayer')}: what the "
+        "settings pick when `REDIS_URL` is unset), the streaming consumer embedded in the web "
+        "process; `CHAT_COALESCE_MS=30` (the default).",
         "- **single0**: the same with `CHAT_COALESCE_MS=0`: every upstream delta is sent as soon "
         "as the relay gets to it (measures the pipeline without the coalescing window).",
         "- **cluster**: two `daphne` and two `manage.py runworker chat-stream` processes, Redis "
-        "(`channels-redis`) and PostgreSQL; clients alternate between the two web processes.",
+        f"({_layer(raw, 'cluster', 'channels_redis.core.RedisChannelLayer')}) and PostgreSQL "
+        f"through the app's connection pool ({_pool(raw)} per process); clients alternate "
+        "between the two web processes.",
         "- **baseline**: a plain `httpx` client reads the fake upstream directly: the floor no "
         "relay can beat.",
         "",
         f"Replies are {plan['tokens']} tokens at {plan['rate']:g} tokens/s (one token, about 5 "
         f"characters, per SSE event), after {plan['upstream_ttft_ms']:g} ms of the upstream's "
         "own time to first token; the fast stream is one reply at "
-        f"{plan['fast_rate']:g} tokens/s. `CHAT_CHECKPOINT_SECONDS=2`.",
+        f"{plan['fast_rate']:g} tokens/s. Server environment: `CHAT_CHECKPOINT_SECONDS=2`, "
+        "`CHAT_MAX_CONCURRENT_GENERATIONS=600`, `DJANGO_DEBUG=false`, and "
+        "`CHAT_GENERATE_TITLES=false`: a conversation's title is one more upstream request "
+        "after its first reply, not part of the relay measured here. The harness reads the "
+        "settings with each setup's environment before starting it and stops if the channel "
+        "layer, the window, the embedded worker or titles are not as described."
+        + (
+            f" The fake upstream got {raw['upstream_other_requests']} requests that were not "
+            "benchmark streams (titles would be)."
+            if raw.get("upstream_other_requests") is not None
+            else ""
+        ),
         "",
         "## Scenarios",
     ]
@@ -497,6 +515,35 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
             )
     lines += ["", "## How it is measured", "", *METHOD, ""]
     return "\n".join(lines)
+
+
+def _layer(raw: dict[str, Any], setup: str, default: str) -> str:
+    found = raw.get("setups", {}).get(setup, {}).get("settings", {}).get("channel_layer")
+    return f"`{found or default}`"
+
+
+def _pool(raw: dict[str, Any]) -> str:
+    pool = raw.get("setups", {}).get("cluster", {}).get("settings", {}).get("database_pool")
+    if not pool:
+        return "`DATABASE_POOL_SIZE`, 20 by default,"
+    return f"{pool.get('min_size')} to {pool.get('max_size')} connections"
+
+
+def _notes(raw: dict[str, Any]) -> list[str]:
+    """bench/notes.md, written by hand after a run; its first line names that run's date."""
+    if not NOTES.exists():
+        return []
+    text = NOTES.read_text().strip()
+    first, _, body = text.partition("\n")
+    written_for = first.removeprefix("<!-- run:").removesuffix("-->").strip()
+    lines = ["", "## Notes", ""]
+    if written_for != raw["date"]:
+        lines += [
+            f"*Written for the run of {written_for}, not this one: the numbers below may not "
+            "match the tables.*",
+            "",
+        ]
+    return [*lines, body.strip()]
 
 
 def _one_line(error: str) -> str:
@@ -570,10 +617,49 @@ METHOD = [
 # --- Profiles ---------------------------------------------------------------------------
 
 
+# Where a sample's time goes: the first match from the innermost frame outwards decides.
+PROFILE_AREAS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "reading the upstream (httpx, httpcore, h11, anyio, the SSE parser)",
+        ("httpx/", "httpcore/", "h11/", "anyio/", "chat/stream_client.py"),
+    ),
+    ("Redis client (channels-redis, redis-py, msgpack)", ("channels_redis/", "redis/", "msgpack")),
+    ("channel layer (in process)", ("channels/layers.py", "chat/channel_layers.py")),
+    (
+        "consumers' handlers and fragments",
+        ("chat/consumers.py", "chat/fragments.py", "chat/markdown.py", "django/template"),
+    ),
+    ("WebSocket and HTTP out (daphne, autobahn, twisted)", ("daphne/", "autobahn/", "twisted/")),
+    (
+        "generation and coalescer",
+        ("chat/generation.py", "chat/stream_consumer.py", "chat/events.py", "chat/worker.py"),
+    ),
+    ("Channels dispatch", ("channels/",)),
+    ("database (Django ORM, sqlite3, psycopg)", ("django/db/", "sqlite3", "psycopg")),
+    ("thread hops (asgiref, executor)", ("asgiref/", "concurrent/futures")),
+]
+IDLE_FRAMES = ("_worker (concurrent/futures/thread.py:81)", "Condition.wait (", "_wait_for_tstate")
+
+
+def _area(frames: list[str], main: bool) -> str:
+    if not main and frames and frames[-1].startswith(IDLE_FRAMES):
+        return "waiting for work (thread pool)"
+    if frames and frames[-1].startswith("EpollSelector.select ("):
+        return "event loop waiting in select"
+    for frame in reversed(frames):
+        for name, keys in PROFILE_AREAS:
+            if any(k in frame for k in keys):
+                return name
+    return "event loop, selectors, other"
+
+
 def summarise_profile(path: Path, top: int = 40) -> None:
     """py-spy's raw (collapsed) stacks -> the functions with the most samples, self and total."""
     own: Counter[str] = Counter()
+    own_function: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    areas: Counter[tuple[str, str]] = Counter()
     samples = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
@@ -582,11 +668,40 @@ def summarise_profile(path: Path, top: int = 40) -> None:
         n = int(count)
         samples += n
         frames = stack.split(";")
+        thread = "MainThread (the event loop)"
+        if frames[0].startswith("thread ("):  # py-spy --threads: "thread (id): name"
+            if frames.pop(0).partition(": ")[2] != "MainThread":
+                thread = "other threads"
+            threads[thread] += n
+        if not frames:
+            continue
+        areas[(thread, _area(frames, thread.startswith("Main")))] += n
         own[frames[-1]] += n
+        own_function[_function(frames[-1])] += n
         for frame in set(frames):
             total[frame] += n
-    out = [f"{samples} samples", "", "self:"]
+    samples = max(samples, 1)
+    out = [f"{samples} samples", ""]
+    if threads:
+        out += ["by thread, and within each by area (the innermost frame that names one):"]
+        for thread, n in threads.most_common():
+            out += [f"{100 * n / samples:5.1f}%  {thread}"]
+            out += [
+                f"    {100 * m / samples:5.1f}%  {area}"
+                for (t, area), m in areas.most_common()
+                if t == thread
+            ]
+        out += [""]
+    out += ["self, by function (all its lines):"]
+    out += [f"{100 * n / samples:5.1f}%  {f}" for f, n in own_function.most_common(top)]
+    out += ["", "self, by line:"]
     out += [f"{100 * n / samples:5.1f}%  {f}" for f, n in own.most_common(top)]
     out += ["", "total (inclusive):"]
     out += [f"{100 * n / samples:5.1f}%  {f}" for f, n in total.most_common(top)]
     path.with_suffix(".top.txt").write_text("\n".join(out) + "\n")
+
+
+def _function(frame: str) -> str:
+    """`name (path/file.py:123)` -> `name (path/file.py)`."""
+    head, sep, line = frame.rpartition(":")
+    return f"{head})" if sep and line.rstrip(")").isdigit() else frame

@@ -1,10 +1,10 @@
 """The benchmark: `.venv/bin/python -m bench [--quick] [--only NAMES] [--profile]`.
 
-Starts the fake upstream, then each setup (one daphne on SQLite with the in-memory layer and
-the embedded worker; the same with CHAT_COALESCE_MS=0; two daphne and two `runworker
-chat-stream` on Redis and PostgreSQL), runs the scenarios against it with clients in this
-process, and writes docs/benchmarks.md and docs/benchmark-latency.png (raw numbers in
-bench/results/).
+Starts the fake upstream, then each setup (one daphne on SQLite with the app's in-process
+channel layer and the embedded worker; the same with CHAT_COALESCE_MS=0; two daphne and two
+`runworker chat-stream` on Redis and PostgreSQL), runs the scenarios against it with clients in
+this process, and writes docs/benchmarks.md and docs/benchmark-latency.png (raw numbers in
+bench/results/; hand-written notes on the run from bench/notes.md).
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DB = "chatsite_bench"
 SECRET = "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 CHECKPOINT_SECONDS = 2.0
+IN_PROCESS_LAYER = "chat.channel_layers.InProcessChannelLayer"  # settings.py without REDIS_URL
+REDIS_LAYER = "channels_redis.core.RedisChannelLayer"
 
 
 @dataclass
@@ -143,11 +145,12 @@ class Setup:
     worker_count: int
     log_dir: Path
     coalesce_ms: float
+    layer: str  # the channel layer the app's settings must pick with this environment
     web: list[Process] = field(default_factory=list)
     workers: list[Process] = field(default_factory=list)
     pool: list[tuple[str, str]] = field(default_factory=list)  # (session, conversation)
     csrf: str = ""
-    app: str = "chatsite.asgi:application"
+    settings: dict[str, Any] = field(default_factory=dict)  # as the server processes see them
 
     @property
     def processes(self) -> list[Process]:
@@ -170,14 +173,43 @@ class Setup:
         self.csrf = data["csrf"]
         self.pool = [tuple(pair) for pair in data["clients"]]  # type: ignore[misc]
 
+    def check_settings(self) -> None:
+        """Read the settings with the servers' environment: the channel layer, the coalescing
+        window and titles must be what this setup claims to measure."""
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.dbtool", "settings"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if out.returncode:
+            raise RuntimeError(f"dbtool settings failed:\n{out.stderr[-3000:]}")
+        self.settings = json.loads(out.stdout)
+        wrong = []
+        if self.settings["channel_layer"] != self.layer:
+            wrong.append(f"channel layer {self.settings['channel_layer']}, expected {self.layer}")
+        if self.settings["coalesce_ms"] != self.coalesce_ms:
+            wrong.append(f"CHAT_COALESCE_MS {self.settings['coalesce_ms']:g}")
+        if self.settings["generate_titles"]:
+            wrong.append("CHAT_GENERATE_TITLES is on")
+        if self.settings["embedded_worker"] != (self.worker_count == 0):
+            wrong.append(f"CHAT_EMBEDDED_WORKER {self.settings['embedded_worker']}")
+        if wrong:
+            raise RuntimeError(f"{self.name}: the server settings are not the setup's: {wrong}")
+        log(f"{self.name}: {self.settings['channel_layer']}, {self.settings['database']}")
+
     def start(self) -> None:
+        self.check_settings()
         log(f"{self.name}: starting {self.web_count} web and {self.worker_count} worker processes")
         # Each one is listed as soon as it runs, so that stop() ends it even if a later one
         # fails to start.
         for i in range(self.worker_count):
             start_worker(f"{self.name}-worker{i}", self.env, self.log_dir, self.workers)
         for i in range(self.web_count):
-            start_web(f"{self.name}-web{i}", self.env, self.log_dir, self.app, self.web)
+            start_web(f"{self.name}-web{i}", self.env, self.log_dir, self.web)
 
     def stop(self) -> None:
         for process in self.web + self.workers:
@@ -218,6 +250,8 @@ def server_env(upstream: Process, coalesce_ms: float, **extra: str) -> dict[str,
         CHAT_MAX_CONCURRENT_GENERATIONS="600",
         CHAT_COALESCE_MS=f"{coalesce_ms:g}",
         CHAT_CHECKPOINT_SECONDS=f"{CHECKPOINT_SECONDS:g}",
+        # Titles are one more upstream request per conversation, not part of the relay measured.
+        CHAT_GENERATE_TITLES="false",
         CHAT_LOG_LEVEL="INFO",  # nothing per reply; workers log when they listen
         DJANGO_SECRET_KEY=SECRET,
         DJANGO_DEBUG="false",
@@ -363,7 +397,8 @@ class Bench:
                 "error": st.error,
                 "reply_id": r.reply_id,
                 "submitted": r.submitted,
-                "frames": [[t, f[:300]] for t, f in r.frames[:3] + r.frames[-2:]],
+                # Every frame (cut short): enough to see where the text went wrong.
+                "frames": [[t, f[:300]] for t, f in r.frames],
             }
             for r, st in zip(results, stats, strict=True)
             if not st.ok
@@ -624,6 +659,7 @@ class Bench:
                 str(math.ceil(seconds)),
                 "--format",
                 "raw",
+                "--threads",  # the event loop's thread apart from the sync threads
                 "--nonblocking",
                 "-o",
                 str(path),
@@ -651,7 +687,6 @@ class Bench:
 
 
 SCENARIOS = ("baseline", "single", "single0", "cluster")
-EXPERIMENTS = ("patched",)
 
 
 async def run(
@@ -659,7 +694,6 @@ async def run(
     only: set[str],
     profile: bool,
     write_docs: bool,
-    patches: str,
     scenarios: tuple[str, ...] = (),
 ) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -671,6 +705,7 @@ async def run(
     log(f"results in {run_dir.relative_to(ROOT)}")
     bench.upstream = start_upstream(run_dir)
     setups: list[Setup] = []
+    other_requests = None
     need = 60 + 3 * (sum(plan.concurrency) + len(plan.fast_tokens) + sum(plan.ladder) + plan.idle)
     try:
         if "baseline" in only:
@@ -681,17 +716,18 @@ async def run(
                 name = f"1x{plan.fast_rate:g}-{tokens}"
                 if bench.wanted(name):
                     await bench.baseline(name, 1, tokens, plan.fast_rate)
-        if only & {"single", "single0", "patched"}:
+        if only & {"single", "single0"}:
             sqlite = fresh_sqlite(run_dir / "bench.sqlite3")
             env = server_env(bench.upstream, 30, DATABASE_URL=f"sqlite:///{sqlite}")
             single = Setup(
                 "single",
-                "1 daphne, in-memory layer, SQLite",
+                "1 daphne, in-process layer, SQLite",
                 env,
                 1,
                 0,
                 run_dir,
                 30,
+                IN_PROCESS_LAYER,
             )
             single.prepare(need)
             if "single" in only:
@@ -706,24 +742,11 @@ async def run(
                     0,
                     run_dir,
                     0,
+                    IN_PROCESS_LAYER,
                 )
                 zero.pool, zero.csrf = single.pool, single.csrf
                 setups.append(zero)
                 await run_setup(bench, zero, light=True)
-            if "patched" in only:
-                patched = Setup(
-                    "patched",
-                    f"one process with experimental patches: {patches}",
-                    {**env, "BENCH_PATCHES": patches},
-                    1,
-                    0,
-                    run_dir,
-                    30,
-                    app="bench.patched_asgi:application",
-                )
-                patched.pool, patched.csrf = single.pool, single.csrf
-                setups.append(patched)
-                await run_setup(bench, patched)
         if "cluster" in only:
             reset_postgres()
             flush_redis()
@@ -741,6 +764,7 @@ async def run(
                 2,
                 run_dir,
                 30,
+                REDIS_LAYER,
             )
             cluster.prepare(need)
             setups.append(cluster)
@@ -748,6 +772,10 @@ async def run(
     finally:
         for setup in setups:
             setup.stop()
+        with contextlib.suppress(Exception):  # requests that were not a benchmark stream
+            async with httpx.AsyncClient(timeout=5) as http:
+                health = await http.get(f"http://127.0.0.1:{bench.upstream.port}/health")
+            other_requests = int(health.json()["others"])
         bench.upstream.stop()
         if "cluster" in only:
             drop_postgres()
@@ -764,6 +792,10 @@ async def run(
         "elapsed_s": elapsed,
         "machine": machine,
         "plan": plan.__dict__,
+        "upstream_other_requests": other_requests,
+        "setups": {
+            s.name: {"label": s.label, "settings": s.settings} for s in setups if s.settings
+        },
         "results": bench.results,
     }
     (run_dir / "results.json").write_text(json.dumps(raw, indent=1, default=str))
@@ -773,8 +805,17 @@ async def run(
     (run_dir / "samples.json").write_text(
         json.dumps({f"{k[0]}/{k[1]}": v for k, v in bench.samples.items()})
     )
+    report.plot(bench.samples, run_dir / "benchmark-latency.png")
+    publish(raw, targets, run_dir, write_docs)
+    print(report.targets_text(targets))
+    log(f"done in {elapsed / 60:.1f} min; raw results in {run_dir.relative_to(ROOT)}")
+
+
+def publish(
+    raw: dict[str, Any], targets: list[dict[str, Any]], run_dir: Path, write_docs: bool
+) -> None:
+    """The report of one run (with bench/notes.md) into its directory and, if asked, docs/."""
     png = run_dir / "benchmark-latency.png"
-    report.plot(bench.samples, png)
     markdown = report.markdown(raw, targets, png_name="benchmark-latency.png")
     (run_dir / "benchmarks.md").write_text(markdown)
     if write_docs:
@@ -783,8 +824,17 @@ async def run(
         (docs / "benchmarks.md").write_text(markdown)
         (docs / "benchmark-latency.png").write_bytes(png.read_bytes())
         log("wrote docs/benchmarks.md and docs/benchmark-latency.png")
-    print(report.targets_text(targets))
-    log(f"done in {elapsed / 60:.1f} min; raw results in {run_dir.relative_to(ROOT)}")
+
+
+def rewrite_report(run_dir: Path, write_docs: bool) -> None:
+    """`--report DIR`: the report of a finished run again (after editing bench/notes.md, say),
+    from its results.json and plot; docs/ only for a full run."""
+    raw = json.loads((run_dir / "results.json").read_text())
+    full = raw["command"] == "python -m bench"
+    if write_docs and not full:
+        log(f"{raw['command']!r} was not a full run: docs/ left alone")
+    targets = report.evaluate(raw)
+    publish(raw, targets, run_dir, write_docs and full)
 
 
 async def run_setup(bench: Bench, setup: Setup, light: bool = False) -> None:
@@ -871,9 +921,10 @@ def main() -> None:
         "(default: all)",
     )
     parser.add_argument(
-        "--patches",
-        default="dispatch,clean,coalescer",
-        help="experimental patches for `--only patched` (see bench/patched_asgi.py)",
+        "--report",
+        metavar="DIR",
+        help="run nothing: write the report of the run in DIR (bench/results/...) again, with "
+        "bench/notes.md, and update docs/ if that run was a full one",
     )
     parser.add_argument(
         "--no-docs",
@@ -881,8 +932,11 @@ def main() -> None:
         help="leave docs/ alone (the report still goes to bench/results/)",
     )
     args = parser.parse_args()
+    if args.report:
+        rewrite_report(Path(args.report).resolve(), not args.no_docs)
+        return
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = only - set(SCENARIOS) - set(EXPERIMENTS)
+    unknown = only - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown setups: {', '.join(sorted(unknown))}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -894,4 +948,4 @@ def main() -> None:
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
     partial = args.quick or args.profile or bool(scenarios) or only != set(SCENARIOS)
     write_docs = not (args.no_docs or partial)
-    asyncio.run(run(plan, only, args.profile, write_docs, args.patches, scenarios))
+    asyncio.run(run(plan, only, args.profile, write_docs, scenarios))

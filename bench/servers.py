@@ -27,7 +27,7 @@ def free_port() -> int:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without the app's own settings, plus `extra`."""
-    drop = ("CHAT_", "OPENAI_", "DJANGO_", "DATABASE_URL", "REDIS_URL", "CHANNEL_LAYER")
+    drop = ("CHAT_", "CHATSITE_", "OPENAI_", "DJANGO_", "DATABASE_", "REDIS_URL", "CHANNEL_LAYER")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update({"PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "chatsite.settings"})
     env.update(extra)
@@ -123,7 +123,6 @@ def start_web(
     name: str,
     env: dict[str, str],
     log_dir: Path,
-    app: str = "chatsite.asgi:application",
     started: list[Process] | None = None,
 ) -> Process:
     port = free_port()
@@ -135,7 +134,7 @@ def start_web(
         "127.0.0.1",
         "-p",
         str(port),
-        app,
+        "chatsite.asgi:application",
     ]
     process = Process(name, command, env, log_dir).start()
     if started is not None:

@@ -4,6 +4,7 @@ coalesced deltas to the conversation, checkpoints partial text, and saves the re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,7 @@ class FrameCoalescer:
         self._tool_calls: list[dict[str, str]] | None = None
         self._wakeup = asyncio.Event()
         self._closing = False
+        self._closed = asyncio.Event()
         self._task = asyncio.create_task(self._run())
 
     def push(self, content: str, reasoning: str, tool_calls: list[dict[str, str]] | None) -> None:
@@ -74,6 +76,7 @@ class FrameCoalescer:
     async def aclose(self) -> None:
         """Send whatever is pending now, then stop."""
         self._closing = True
+        self._closed.set()
         self._wakeup.set()
         await self._task
 
@@ -98,7 +101,11 @@ class FrameCoalescer:
             await self._wakeup.wait()
             now = loop.time()
             if next_due > now and not self._closing:
-                await asyncio.sleep(next_due - now)
+                # Wait out the window, unless the stream ends meanwhile: then flush at once.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(next_due - now):
+                        await self._closed.wait()
+                now = loop.time()
             due = max(now, next_due)
             self._wakeup.clear()
             frame = self._take()

@@ -144,3 +144,21 @@ def test_feedback_can_change_its_mind_and_be_withdrawn(alice, conversation):
     alice.post(url, {"rating": ""})
     reply.refresh_from_db()
     assert reply.feedback == ""
+
+
+def test_models_are_listed_from_the_upstream_and_cached(
+    alice, conversation, settings, fake_upstream
+):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.CHAT_MODELS = []
+    settings.CHAT_DEMO_MODE = False
+    settings.OPENAI_BASE_URL = fake_upstream.base_url
+    settings.CHAT_MODEL = "default-model"
+    page = alice.get(conversation.get_absolute_url()).content.decode()
+    assert '<option value="fake-model"' in page and '<option value="default-model"' in page
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # unreachable: the cached list is used
+    assert (
+        '<option value="fake-model"' in alice.get(conversation.get_absolute_url()).content.decode()
+    )

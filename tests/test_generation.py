@@ -43,3 +43,19 @@ async def test_offsets_count_content_and_reasoning_separately():
     assert "".join(f.reasoning for f in frames) == "think more"
     last = frames[-1]
     assert (last.content_offset, last.reasoning_offset) == (0, 5)
+
+
+async def test_closing_flushes_at_once_instead_of_waiting_out_the_window():
+    frames: list[Frame] = []
+
+    async def send(frame: Frame) -> None:
+        frames.append(frame)
+
+    coalescer = FrameCoalescer(send, window=30.0)
+    coalescer.push("first", "", None)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    coalescer.push(" last", "", None)
+    await asyncio.sleep(0.01)  # the coalescer is now waiting out its 30 s window
+    await asyncio.wait_for(coalescer.aclose(), 1)
+    assert "".join(f.content for f in frames) == "first last"

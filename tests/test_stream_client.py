@@ -233,3 +233,18 @@ async def test_an_idle_upstream_times_out():
                 pass
         assert stream.completion.content == "a"
     server.close()
+
+
+async def test_a_connect_timeout_is_retried_then_reported_with_the_setting():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectTimeout("timed out")
+
+    client = client_for(
+        handler, timeouts=StreamTimeouts(connect=2.5), retry=RetryPolicy(max_retries=2)
+    )
+    with pytest.raises(UpstreamTimeout, match=r"connect to the model server within 2\.5 seconds"):
+        await collect(client)
+    assert len(calls) == 3

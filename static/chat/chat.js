@@ -180,14 +180,20 @@
   document.addEventListener("htmx:afterSettle", afterContentChange);
 
   document.addEventListener("htmx:oobAfterSwap", function (event) {
-    var target = event.detail.target;
-    if (target && target.matches && target.matches("article.message.assistant") &&
-        !target.matches(".status-pending, .status-streaming")) {
+    // After an outerHTML swap `target` is the element that was replaced, and until htmx
+    // settles the new one still wears the old attributes: read it once the swap settled.
+    var id = event.detail.target && event.detail.target.id;
+    if (!id || id.charAt(0) !== "m") { return; }
+    setTimeout(function () {
+      var target = document.getElementById(id);
+      if (!target || !target.matches("article.message.assistant") ||
+          target.matches(".status-pending, .status-streaming")) { return; }
       var announcer = document.getElementById("announcer");
-      if (announcer) {
-        var status = target.getAttribute("data-status");
+      var status = target.getAttribute("data-status");
+      if (announcer && announcer.getAttribute("data-announced") !== id + status) {
+        announcer.setAttribute("data-announced", id + status);
         announcer.textContent = status === "complete" ? "Reply finished." : "Reply " + status + ".";
       }
-    }
+    }, 0);
   });
 })();
