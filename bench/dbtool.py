@@ -24,42 +24,6 @@ def _setup() -> None:
     django.setup()
 
 
-def install_write_counter() -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(
-                "CREATE TABLE IF NOT EXISTS bench_message_writes "
-                "(id INTEGER PRIMARY KEY AUTOINCREMENT, message_id INTEGER, op TEXT)"
-            )
-            for op in ("UPDATE", "INSERT"):
-                cursor.execute(
-                    f"CREATE TRIGGER IF NOT EXISTS bench_message_{op.lower()} AFTER {op} "
-                    "ON chat_message BEGIN INSERT INTO bench_message_writes (message_id, op) "
-                    f"VALUES (NEW.id, '{op.lower()}'); END"
-                )
-        else:
-            cursor.execute(
-                "CREATE TABLE IF NOT EXISTS bench_message_writes "
-                "(id SERIAL PRIMARY KEY, message_id BIGINT, op TEXT)"
-            )
-            cursor.execute(
-                """
-                CREATE OR REPLACE FUNCTION bench_count_message_write() RETURNS trigger AS $$
-                BEGIN
-                  INSERT INTO bench_message_writes (message_id, op) VALUES (NEW.id, lower(TG_OP));
-                  RETURN NEW;
-                END $$ LANGUAGE plpgsql
-                """
-            )
-            cursor.execute("DROP TRIGGER IF EXISTS bench_message_write ON chat_message")
-            cursor.execute(
-                "CREATE TRIGGER bench_message_write AFTER INSERT OR UPDATE ON chat_message "
-                "FOR EACH ROW EXECUTE FUNCTION bench_count_message_write()"
-            )
-
-
 def prepare(users: int, conversations: int) -> dict[str, object]:
     from django.contrib.auth.models import User
     from django.core.management import call_command
@@ -67,6 +31,7 @@ def prepare(users: int, conversations: int) -> dict[str, object]:
     from django.test import Client
 
     from chat.models import Conversation
+    from tests.db_writes import install_write_counter
 
     call_command("migrate", verbosity=0, interactive=False)
     install_write_counter()
@@ -90,21 +55,11 @@ def prepare(users: int, conversations: int) -> dict[str, object]:
 
 
 def replies(ids: list[int]) -> dict[str, dict[str, object]]:
-    from django.db import connection
 
     from chat.models import Message
+    from tests.db_writes import writes_by_message
 
-    counts: dict[int, int] = {}
-    with connection.cursor() as cursor:
-        for start in range(0, len(ids), 500):
-            batch = ids[start : start + 500]
-            marks = ",".join(["%s"] * len(batch))
-            cursor.execute(
-                "SELECT message_id, COUNT(*) FROM bench_message_writes "
-                f"WHERE message_id IN ({marks}) GROUP BY message_id",
-                batch,
-            )
-            counts.update({int(m): int(n) for m, n in cursor.fetchall()})
+    counts = writes_by_message(ids)
     found = {}
     for message in Message.objects.filter(pk__in=ids):
         found[str(message.pk)] = {
