@@ -93,6 +93,13 @@ def export_jsonl(
     return response
 
 
+def _csv_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula is prefixed with a quote."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 @admin.action(description="Export selected as CSV (one row per message)", permissions=["view"])
 def export_csv(
     modeladmin: ConversationAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
@@ -109,7 +116,7 @@ def export_csv(
     )
     for conversation in with_messages(queryset.order_by("created")):
         for message in conversation.messages.all():
-            row = [getattr(message, name) for name in MESSAGE_FIELDS]
+            row = [_csv_cell(getattr(message, name)) for name in MESSAGE_FIELDS]
             writer.writerow(
                 [
                     conversation.pk,

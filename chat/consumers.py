@@ -76,7 +76,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         """The page asks `{"resync": <message id>}` when a reply's element appears in it."""
         try:
             message_id = int(json.loads(text_data or "")["resync"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             return
         message = await selectors.amessage_in_conversation(
             conversation_id=self.conversation_id, message_id=message_id

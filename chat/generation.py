@@ -137,6 +137,7 @@ class Generation:
     def __post_init__(self) -> None:
         # A continuation (Continue after the token limit) appends to the text already saved.
         self.prefix = self.reply.content
+        self.reasoning_prefix = self.reply.reasoning if self.prefix else ""
         self._saved_content = self.prefix
 
     @property
@@ -149,11 +150,15 @@ class Generation:
         completion = self.completion
         return self.prefix + completion.content + completion.refusal
 
+    @property
+    def reasoning(self) -> str:
+        return self.reasoning_prefix + self.completion.reasoning
+
     def snapshot(self) -> dict[str, Any]:
         completion = self.completion
         return {
             "content": self.text,
-            "reasoning": completion.reasoning,
+            "reasoning": self.reasoning,
             "tool_calls": completion.tool_call_list(),
         }
 
@@ -161,41 +166,14 @@ class Generation:
         self._task = asyncio.current_task()
         reply = self.reply
         conversation = reply.conversation
-        messages = await sync_to_async(selectors.model_messages)(
-            conversation=conversation, before=reply
-        )
-        if self.prefix:
-            messages += [
-                {"role": "assistant", "content": self.prefix},
-                {"role": "user", "content": CONTINUE_PROMPT},
-            ]
-        body: dict[str, Any] = {
-            "model": conversation.model or settings.CHAT_MODEL,
-            "messages": messages,
-            "stream_options": {"include_usage": True},
-        }
-        if self._offers_tools():
-            body["tools"] = tools.tool_schemas()
-        if settings.CHAT_MAX_TOKENS:
-            body["max_tokens"] = settings.CHAT_MAX_TOKENS
-        self.stream = chat_completions_client().stream(body)
-
-        async def send_frame(frame: Frame) -> None:
-            await events.message_delta(
-                conversation.id,
-                reply.pk,
-                content_offset=len(self.prefix) + frame.content_offset,
-                content=frame.content,
-                reasoning_offset=frame.reasoning_offset,
-                reasoning=frame.reasoning,
-                tool_calls=frame.tool_calls,
-            )
-
-        await events.message_started(conversation.id, reply.pk)
-        coalescer = FrameCoalescer(send_frame, settings.CHAT_COALESCE_SECONDS)
+        coalescer = FrameCoalescer(self._send_frame, settings.CHAT_COALESCE_SECONDS)
         heartbeat = asyncio.create_task(self._heartbeat())
         outcome: dict[str, Any]
         try:
+            if self.cancelled_by_user:  # Stop arrived while the reply was being claimed
+                raise asyncio.CancelledError
+            await events.message_started(conversation.id, reply.pk)
+            self.stream = chat_completions_client().stream(await self._request_body())
             retry_notice_shown = False
             async with asyncio.timeout(settings.CHAT_TOTAL_TIMEOUT):
                 async for update in self.stream:
@@ -233,6 +211,38 @@ class Generation:
             outcome = self._outcome_of_error("Something went wrong on our side.", interrupted=True)
         await self._finish(outcome, coalescer, heartbeat)
 
+    async def _request_body(self) -> dict[str, Any]:
+        conversation = self.reply.conversation
+        messages = await sync_to_async(selectors.model_messages)(
+            conversation=conversation, before=self.reply
+        )
+        if self.prefix:
+            messages += [
+                {"role": "assistant", "content": self.prefix},
+                {"role": "user", "content": CONTINUE_PROMPT},
+            ]
+        body: dict[str, Any] = {
+            "model": conversation.model or settings.CHAT_MODEL,
+            "messages": messages,
+            "stream_options": {"include_usage": True},
+        }
+        if self._offers_tools():
+            body["tools"] = tools.tool_schemas()
+        if settings.CHAT_MAX_TOKENS:
+            body["max_tokens"] = settings.CHAT_MAX_TOKENS
+        return body
+
+    async def _send_frame(self, frame: Frame) -> None:
+        await events.message_delta(
+            self.reply.conversation_id,
+            self.reply.pk,
+            content_offset=len(self.prefix) + frame.content_offset,
+            content=frame.content,
+            reasoning_offset=len(self.reasoning_prefix) + frame.reasoning_offset,
+            reasoning=frame.reasoning,
+            tool_calls=frame.tool_calls,
+        )
+
     def _on_update(self, update: StreamUpdate, coalescer: FrameCoalescer) -> None:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
@@ -245,7 +255,7 @@ class Generation:
         fields: dict[str, Any] = {
             "status": status,
             "content": self.text,
-            "reasoning": completion.reasoning,
+            "reasoning": self.reasoning,
             "tool_calls": completion.tool_call_list(),
             "finish_reason": completion.finish_reason or "",
             "model": completion.model or self.reply.model,
@@ -285,14 +295,26 @@ class Generation:
         self, outcome: dict[str, Any], coalescer: FrameCoalescer, heartbeat: asyncio.Task[None]
     ) -> None:
         heartbeat.cancel()
-        # Shielded: a cancelled generation (Stop, shutdown) must still save what it has.
-        await asyncio.shield(self._save(outcome, coalescer))
+        # A cancelled generation (Stop, shutdown) must still save what it has, and a second
+        # cancel must not leave the save running on its own: wait for it either way.
+        save = asyncio.ensure_future(self._save(outcome, coalescer))
+        cancelled = False
+        while not save.done():
+            try:
+                await asyncio.shield(save)
+            except asyncio.CancelledError:
+                cancelled = True
+        save.result()
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _save(self, outcome: dict[str, Any], coalescer: FrameCoalescer) -> None:
         await coalescer.aclose()
         calls = outcome["tool_calls"]
         if outcome["status"] == Message.Status.COMPLETE and calls and self._offers_tools():
-            results = [(call, tools.run_tool(call["name"], call["arguments"])) for call in calls]
+            results = [
+                (call, await tools.arun_tool(call["name"], call["arguments"])) for call in calls
+            ]
             created = await services.reply_finish_with_tool_round(
                 message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome, results=results
             )
@@ -325,7 +347,7 @@ class Generation:
             text = self.text
             fields: dict[str, Any] = {}
             if text != self._saved_content:
-                fields = {"content": text, "reasoning": self.completion.reasoning}
+                fields = {"content": text, "reasoning": self.reasoning}
             try:
                 owned = await services.reply_checkpoint(
                     message_id=self.reply.pk, worker_id=self.worker_id, fields=fields

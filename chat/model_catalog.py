@@ -8,6 +8,7 @@ import logging
 import httpx
 from django.conf import settings
 from django.core.cache import cache
+from django.views.decorators.debug import sensitive_variables
 
 from .demo_upstream import DemoTransport
 from .upstream import base_url
@@ -38,6 +39,7 @@ def _with_default(models: list[str]) -> list[str]:
     return models if settings.CHAT_MODEL in models else [settings.CHAT_MODEL, *models]
 
 
+@sensitive_variables("headers")
 def _fetch_models() -> list[str]:
     transport = DemoTransport() if settings.CHAT_DEMO_MODE else httpx.HTTPTransport(retries=0)
     headers = (

@@ -55,6 +55,11 @@ def message_submit(
         with transaction.atomic():
             # Lock the conversation so two submissions cannot both pass the busy check.
             Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+            if idempotency_key is not None:
+                # The same submission may have committed while this one waited for the lock.
+                existing = _submission(conversation, idempotency_key)
+                if existing is not None:
+                    return existing
             busy = conversation.messages.filter(
                 role=Message.Role.ASSISTANT,
                 status__in=[Message.Status.PENDING, Message.Status.STREAMING],
@@ -252,6 +257,9 @@ def _reset_for_generation(reply: Message, *, keep_content: bool) -> None:
     reply.error = ""
     reply.completed = None
     if not keep_content:
+        # A new answer: the old one's feedback does not apply to it.
+        reply.feedback = ""
+        reply.feedback_comment = ""
         reply.content = ""
         reply.reasoning = ""
         reply.tool_calls = []

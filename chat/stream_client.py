@@ -34,6 +34,7 @@ DEFAULT_RETRY_BASE_DELAY = 0.5
 DEFAULT_RETRY_MAX_DELAY = 20.0
 RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
 MAX_ERROR_BODY_BYTES = 64 * 1024
+MAX_ERROR_MESSAGE_LENGTH = 1000
 
 
 # --- Errors --------------------------------------------------------------------------------
@@ -508,6 +509,9 @@ class ChatCompletionsClient:
                 if isinstance(getattr(error, name, None), str):
                     setattr(error, name, getattr(error, name).replace(self._api_key, "[redacted]"))
             error.args = (error.message,)
+        if len(error.message) > MAX_ERROR_MESSAGE_LENGTH:
+            error.message = error.message[:MAX_ERROR_MESSAGE_LENGTH] + "…"
+            error.args = (error.message,)
         return error
 
     def _timeout(self) -> httpx.Timeout:
@@ -614,7 +618,8 @@ async def _http_error(response: httpx.Response) -> UpstreamHTTPError:
         if not message and isinstance(payload, list) and payload and isinstance(payload[0], dict):
             message = error_message_from(payload[0]) or ""  # Google-style [{"error": ...}]
     except ValueError:
-        message = body.decode("utf-8", "replace").strip()[:500]
+        # Not truncated here: the key is redacted first (a cut could split it), then shortened.
+        message = body.decode("utf-8", "replace").strip()
     return UpstreamHTTPError(
         response.status_code,
         message or response.reason_phrase or "error",

@@ -40,7 +40,12 @@ class StreamingConsumer(DirectEventDispatch, AsyncConsumer):
         GenerationRunner.current().cancel_for_channel_event(message)
 
     async def generation_snapshot_request(self, message: dict[str, Any]) -> None:
-        await GenerationRunner.current().answer_snapshot(message)
+        # A failed snapshot (a full or unreachable channel) must not end this consumer: the
+        # groups of every reply in flight point at its channel.
+        try:
+            await GenerationRunner.current().answer_snapshot(message)
+        except Exception:
+            logger.exception("could not answer a snapshot request")
 
 
 class GenerationRunner:
@@ -59,6 +64,8 @@ class GenerationRunner:
         self._capacity_freed = asyncio.Event()
         self.generations: dict[int, Generation] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.cancel_requested: set[int] = set()
+        self._keep: set[asyncio.Task[Any]] = set()
         self.accepting = True
 
     @classmethod
@@ -81,23 +88,51 @@ class GenerationRunner:
 
     def start(self, message_id: int, channel_name: str) -> None:
         """Start a turn in the slot reserved for this message."""
-        if not self.accepting or message_id in self.tasks:
+        if not self.accepting:
+            # Taken off the channel while stopping: hand it back for another worker.
             self.release()
-            if not self.accepting:
-                logger.warning("shutting down: message %s left for another worker", message_id)
+            self._background(events.request_generation_async(message_id))
+            return
+        if message_id in self.tasks:
+            self.release()
             return
         self.tasks[message_id] = asyncio.create_task(self._run_turn(message_id, channel_name))
 
+    def _background(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._keep.add(task)
+        task.add_done_callback(self._keep.discard)
+
     async def _run_turn(self, message_id: int, channel_name: str) -> None:
-        """Stream a reply and, after each tool round, the follow-up reply, in this one task."""
+        """Stream a reply and, after each tool round, the follow-up reply, in this one task.
+
+        The worker joins a reply's generation group before claiming it, so a Stop sent once
+        the reply is claimed reaches it; a Stop that comes before its Generation exists is
+        remembered and honoured as the Generation starts."""
+        joined: list[int] = []
+        turn_task = self.tasks[message_id]
         try:
+            await events.join_generation(message_id, channel_name)
+            joined.append(message_id)
             reply = await services.reply_claim(message_id=message_id, worker_id=self.worker_id)
             tool_round = 0
             while reply is not None:  # None: cancelled while queued, or another worker has it
+                if reply.pk not in joined:
+                    await events.join_generation(reply.pk, channel_name)
+                    joined.append(reply.pk)
                 generation = Generation(
                     reply=reply, worker_id=self.worker_id, tool_round=tool_round
                 )
-                await self._run_generation(generation, channel_name)
+                generation.cancelled_by_user = reply.pk in self.cancel_requested
+                self.generations[reply.pk] = generation
+                self.tasks[reply.pk] = turn_task
+                try:
+                    await generation.run()
+                finally:
+                    self.generations.pop(reply.pk, None)
+                    self.cancel_requested.discard(reply.pk)
+                    if reply.pk != message_id:
+                        self.tasks.pop(reply.pk, None)
                 reply = generation.next_reply
                 tool_round += 1
         except asyncio.CancelledError:
@@ -106,27 +141,20 @@ class GenerationRunner:
             logger.exception("generation task for message %s failed", message_id)
         finally:
             self.tasks.pop(message_id, None)
+            self.cancel_requested.discard(message_id)
             self.release()
-
-    async def _run_generation(self, generation: Generation, channel_name: str) -> None:
-        message_id = generation.reply.pk
-        task = asyncio.current_task()
-        assert task is not None
-        self.generations[message_id] = generation
-        self.tasks[message_id] = task
-        await events.join_generation(message_id, channel_name)
-        try:
-            await generation.run()
-        finally:
-            self.generations.pop(message_id, None)
-            self.tasks.pop(message_id, None)
-            await events.leave_generation(message_id, channel_name)
+            for joined_id in joined:
+                self._background(events.leave_generation(joined_id, channel_name))
 
     def cancel(self, message_id: int, *, by_user: bool) -> bool:
         task = self.tasks.get(message_id)
         if task is None:
             return False
         generation = self.generations.get(message_id)
+        if generation is None and by_user:
+            # Claimed (or being claimed) but not started: it stops as it starts.
+            self.cancel_requested.add(message_id)
+            return True
         if generation is not None:
             generation.cancelled_by_user = by_user
         task.cancel()

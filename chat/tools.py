@@ -7,6 +7,7 @@ error result instead of breaking the reply.
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import math
 import operator
@@ -40,6 +41,7 @@ class Tool:
 
 
 REGISTRY: dict[str, Tool] = {}
+TOOL_TIMEOUT = 10.0
 
 
 def tool(name: str, description: str, parameters: dict[str, Any]) -> Callable[..., Any]:
@@ -63,7 +65,7 @@ def run_tool(name: str, arguments: str) -> str:
         parsed = json.loads(arguments) if arguments.strip() else {}
         if not isinstance(parsed, dict):
             raise ToolError("Arguments must be a JSON object.")
-        result = registered.function(**parsed)
+        return json.dumps({"result": registered.function(**parsed)}, ensure_ascii=False)
     except json.JSONDecodeError as exc:
         return json.dumps({"error": f"Arguments are not valid JSON: {exc.msg}."})
     except TypeError as exc:
@@ -72,7 +74,14 @@ def run_tool(name: str, arguments: str) -> str:
         return json.dumps({"error": str(exc)})
     except Exception as exc:  # a broken tool must not break the reply
         return json.dumps({"error": f"The tool failed: {type(exc).__name__}."})
-    return json.dumps({"result": result}, ensure_ascii=False)
+
+
+async def arun_tool(name: str, arguments: str) -> str:
+    """`run_tool` in a thread, so a slow tool never stalls the streams on this worker."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(run_tool, name, arguments), TOOL_TIMEOUT)
+    except TimeoutError:
+        return json.dumps({"error": f"The tool took longer than {TOOL_TIMEOUT:g} seconds."})
 
 
 # --- Tools -----------------------------------------------------------------------------------
@@ -131,6 +140,7 @@ _FUNCTIONS.update({"abs": abs, "round": round, "min": min, "max": max})
 _CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 MAX_EXPRESSION_LENGTH = 500
 MAX_EXPONENT = 1000
+MAX_RESULT_BITS = 10_000  # about 3,000 digits: exact, and quick to compute and print
 MAX_FACTORIAL = 500
 
 
@@ -143,9 +153,15 @@ def _evaluate(node: ast.AST) -> Any:
         return _CONSTANTS[node.id]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-            raise ToolError("Exponent too large.")
-        return _BINARY[type(node.op)](left, right)
+        if isinstance(node.op, ast.Pow) and (
+            abs(right) > MAX_EXPONENT
+            or abs(right) * max(1, abs(int(left)).bit_length()) > MAX_RESULT_BITS
+        ):
+            raise ToolError("Result too large.")
+        result = _BINARY[type(node.op)](left, right)
+        if isinstance(result, int) and result.bit_length() > MAX_RESULT_BITS:
+            raise ToolError("Result too large.")
+        return result
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_evaluate(node.operand))
     if (

@@ -52,10 +52,20 @@ class StreamWorker(Worker):
     taking generations, lets those in flight finish for CHAT_SHUTDOWN_GRACE_SECONDS, then saves
     each remaining one as `interrupted` with all its text, and exits."""
 
+    async def handle(self) -> None:
+        """Like Channels' handle, but its listeners stop with it (on shutdown they must stop
+        taking messages off the shared channel)."""
+        listeners = [asyncio.ensure_future(self.listener(channel)) for channel in self.channels]
+        try:
+            await asyncio.gather(*listeners)
+        finally:
+            for listener in listeners:
+                listener.cancel()
+
     async def listener(self, channel: str) -> None:
         """Like Channels' listener, but takes a message only when a generation slot is free."""
         runner = GenerationRunner.current()
-        while True:
+        while runner.accepting:
             await runner.reserve()
             try:
                 message = await self.channel_layer.receive(channel)

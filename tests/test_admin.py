@@ -83,8 +83,15 @@ def test_export_actions_write_jsonl_and_csv(admin_client, user, monkeypatch):
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
     conversation = services.conversation_create(owner=user)
     services.message_submit(conversation=conversation, content='hello, "world"')
+    formula = services.conversation_create(owner=user)
+    services.message_submit(conversation=formula, content='=HYPERLINK("http://evil")')
     changelist = reverse("admin:chat_conversation_changelist")
     data = {"action": "export_jsonl", "_selected_action": [str(conversation.pk)]}
+    formula_data = {"action": "export_csv", "_selected_action": [str(formula.pk)]}
+    formula_rows = list(
+        csv.DictReader(io.StringIO(admin_client.post(changelist, formula_data).content.decode()))
+    )
+    assert formula_rows[0]["content"] == '\'=HYPERLINK("http://evil")'  # not run as a formula
     response = admin_client.post(changelist, data)
     lines = b"".join(response.streaming_content).decode().splitlines()
     assert json.loads(lines[0])["messages"][0]["content"] == 'hello, "world"'

@@ -162,3 +162,14 @@ def test_models_are_listed_from_the_upstream_and_cached(
     assert (
         '<option value="fake-model"' in alice.get(conversation.get_absolute_url()).content.decode()
     )
+
+
+def test_regenerate_clears_the_old_answers_feedback(alice, conversation):
+    _, reply = finished_exchange(conversation)
+    services.reply_feedback(reply=reply, rating="down", comment="wrong")
+    assert (
+        alice.post(reverse("chat:message_retry", args=[conversation.pk, reply.pk])).status_code
+        == 302
+    )
+    reply.refresh_from_db()
+    assert (reply.status, reply.feedback, reply.feedback_comment) == ("pending", "", "")

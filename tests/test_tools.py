@@ -61,3 +61,25 @@ def test_unknown_tools_and_bad_arguments_become_error_results():
 def test_schemas_describe_every_tool():
     names = {schema["function"]["name"] for schema in tool_schemas()}
     assert names == {"calculate", "current_datetime"}
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "((10**1000)**1000)**8",
+        "(10**1000)**5",
+        "2**999 * 2**999 * 2**999 * 2**999 * 2**999 * 2**999 * 2**999 * 2**999 * 2**999 * 2**999 * 2**999",
+    ],
+)
+def test_calculate_refuses_results_too_large_to_compute_or_print_quickly(expression: str):
+    import time
+
+    started = time.monotonic()
+    assert result("calculate", {"expression": expression}) == {"error": "Result too large."}
+    assert time.monotonic() - started < 1
+
+
+async def test_a_tool_runs_off_the_event_loop():
+    from chat.tools import arun_tool
+
+    assert json.loads(await arun_tool("calculate", '{"expression": "2 + 2"}')) == {"result": 4}

@@ -97,8 +97,16 @@
 
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
-    if (!form || form.id !== "composer") { return; }
     var error = document.getElementById("composer-error");
+    if (!form || form.id !== "composer") {
+      // Any other action that failed (an edit refused, a retry too late): say why.
+      var xhr = event.detail.xhr;
+      if (!event.detail.successful && error && xhr && xhr.status >= 400 && xhr.responseText) {
+        error.textContent = xhr.responseText;
+        error.hidden = false;
+      }
+      return;
+    }
     if (event.detail.successful) {
       form.querySelector("textarea").value = "";
       if (error) { error.hidden = true; error.textContent = ""; }
