@@ -57,6 +57,10 @@ def request_cancel(message_id: int) -> None:
     )
 
 
+def messages_appended_sync(conversation_id: uuid.UUID, message_ids: list[int]) -> None:
+    async_to_sync(messages_appended)(conversation_id, message_ids)
+
+
 def message_finished_sync(conversation_id: uuid.UUID, message_id: int) -> None:
     async_to_sync(message_finished)(conversation_id, message_id)
 

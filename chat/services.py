@@ -87,6 +87,10 @@ def message_submit(
                 update_fields += ["title", "title_source"]
             conversation.save(update_fields=update_fields)
             transaction.on_commit(lambda: events.request_generation(reply.pk))
+            # Other tabs open on this conversation show the new turn too.
+            transaction.on_commit(
+                lambda: events.messages_appended_sync(conversation.pk, [user_message.pk, reply.pk])
+            )
     except IntegrityError:
         # The same submission raced us and won; answer with its pair.
         if idempotency_key is not None and (found := _submission(conversation, idempotency_key)):

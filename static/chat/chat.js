@@ -6,16 +6,25 @@
   // A frame can outrun the HTTP response that adds its reply to the page. Such fragments have
   // no target yet: drop them (and only them); the reply's element asks the socket for a
   // snapshot (`resync`) as soon as it is on the page.
+  // New messages reach a tab twice when it sent them (its own HTTP response, and the socket
+  // event that tells every tab): whichever comes second is dropped.
   htmx.defineExtension("chat-frames", {
-    transformResponse: function (text) {
+    transformResponse: function (text, xhr, elt) {
       var template = document.createElement("template");
       template.innerHTML = text;
       var dropped = false;
+      function drop(element) { element.remove(); dropped = true; }
+      function shown(element) { return element.id && document.getElementById(element.id); }
       Array.prototype.slice.call(template.content.children).forEach(function (element) {
         var swap = element.getAttribute("hx-swap-oob");
-        if (swap && swap.indexOf(":") < 0 && element.id && !document.getElementById(element.id)) {
-          element.remove();
-          dropped = true;
+        if (swap && swap.indexOf(":") < 0 && element.id && !shown(element)) {
+          drop(element);  // a fragment whose target is not on the page yet
+        } else if (swap && swap.indexOf("beforeend:") === 0) {
+          Array.prototype.slice.call(element.children).forEach(function (child) {
+            if (shown(child)) { drop(child); }  // appended messages this tab already shows
+          });
+        } else if (!swap && xhr && elt && elt.id === "composer" && shown(element)) {
+          drop(element);  // the socket already brought this message
         }
       });
       return dropped ? template.innerHTML : text;

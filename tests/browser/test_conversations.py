@@ -154,3 +154,27 @@ async def test_feedback_is_saved_and_shown_in_the_admin_transcript(
     )
     saved = await Message.objects.aget(pk=reply_id)
     assert (saved.feedback, saved.feedback_comment) == ("up", "It missed the point.")
+
+
+async def test_a_message_sent_in_one_tab_streams_in_the_other(page, context, server, fake_upstream):
+    fake_upstream.plan = answers("Seen in both tabs.", delay=0.05)
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    other = await context.new_page()
+    await other.add_init_script(
+        "window.__chatsiteWsOpen = 0;"
+        "document.addEventListener('htmx:wsOpen', function () { window.__chatsiteWsOpen += 1; });"
+    )
+    await other.goto(url)
+    await ChatPage(other, server).wait_for_socket()
+    reply_id = await chat.send("hello from the first tab")
+    await expect(other.locator("#messages article.user .content")).to_have_text(
+        "hello from the first tab"
+    )
+    await expect(other.locator(f"#m{reply_id}")).to_have_attribute("data-status", "complete")
+    await expect(other.locator(f"#m{reply_id} .content")).to_have_text("Seen in both tabs.")
+    # The sending tab shows each message once, whichever of its response and the socket won.
+    await chat.wait_finished(reply_id)
+    await expect(page.locator("#messages article.user")).to_have_count(1)
+    await expect(page.locator("#messages article.assistant")).to_have_count(1)
+    await other.close()

@@ -113,3 +113,21 @@ async def test_a_reply_left_pending_by_a_dead_server_is_generated_by_the_next(
 
     await wait_for(complete, timeout=15)
     assert (await Message.objects.aget(pk=reply_id)).content == "Hello, world!"
+
+
+async def test_a_turn_sent_from_one_tab_appears_in_the_other(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server()
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as other_tab:
+        reply_id = reply_id_from(await client.send(conversation_id, "sent from tab one"))
+        from tests.live import PageModel, read_until_finished
+
+        page = await read_until_finished(other_tab, PageModel(), reply_id)
+    await client.aclose()
+    appended = next(f for f in page.frames if "beforeend:#messages" in f)
+    assert "sent from tab one" in appended
+    assert f'id="m{reply_id}"' in appended and f'id="m{reply_id - 1}"' in appended
+    assert page.content(reply_id) == "Hello, world!"
