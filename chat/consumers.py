@@ -1,16 +1,17 @@
 """The WebSocket consumer: relays a conversation's events to one browser tab as htmx fragments.
 
-Every delta carries the offset where its text starts. The consumer remembers how much of each
-reply this tab has, so a frame that repeats text is trimmed and a gap (a missed frame, a
-reconnect, a page that rendered before the reply existed) is mended by asking the worker for a
-snapshot of the reply so far.
+The worker renders each frame once, for every tab, and says where a tab must stand for it to
+apply (a cursor: how much of each text the tab shows, and where its open tail starts). The
+consumer remembers where this tab stands in each reply: a frame it already has (a snapshot
+overtook it) is dropped, and a gap (a missed frame, a reconnect, a page that rendered before
+the reply existed) is mended by asking the worker for a snapshot of the reply so far.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -41,17 +42,23 @@ class DirectEventDispatch:
         await handler(message)
 
 
-@dataclass
-class ReplyCursor:
-    """How much of a streaming reply this tab shows; None while a snapshot is awaited."""
+Cursor = dict[str, list[int]]  # {"content": [length, settled], "reasoning": [...]}
+START: Cursor = {"content": [0, 0], "reasoning": [0, 0]}
+RESYNC_INTERVAL = 1.0  # seconds: a tab gets at most one snapshot of a reply this often
 
-    content: int | None = 0
-    reasoning: int = 0
+
+def _covers(have: Cursor, wanted: Cursor) -> bool:
+    """Whether a tab at `have` already shows everything a tab at `wanted` shows."""
+    return all(
+        have[text][0] >= wanted[text][0] and have[text][1] >= wanted[text][1] for text in wanted
+    )
 
 
 class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     conversation_id: uuid.UUID
-    replies: dict[int, ReplyCursor]
+    # Where this tab stands in each reply that streams; None while a snapshot is awaited.
+    replies: dict[int, Cursor | None]
+    last_requested: dict[int, float]
 
     async def connect(self) -> None:
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
@@ -63,6 +70,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             return
         self.conversation_id = conversation.id
         self.replies = {}
+        self.last_requested = {}
         await events.join_conversation(self.conversation_id, self.channel_name)
         await self.accept()
         for message_id in await selectors.active_reply_ids(conversation_id=self.conversation_id):
@@ -78,6 +86,12 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             message_id = int(json.loads(text_data or "")["resync"])
         except (ValueError, KeyError, TypeError, OverflowError):
             return
+        # Requests beyond one a second per reply are dropped, not queued: the one before is
+        # still being answered, and it brings the reply as it stands.
+        now = time.monotonic()
+        if now - self.last_requested.get(message_id, -RESYNC_INTERVAL) < RESYNC_INTERVAL:
+            return
+        self.last_requested[message_id] = now
         message = await selectors.amessage_in_conversation(
             conversation_id=self.conversation_id, message_id=message_id
         )
@@ -91,45 +105,40 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     # --- Conversation events ---------------------------------------------------------------
 
     async def message_started(self, event: dict[str, Any]) -> None:
-        self.replies[event["message_id"]] = ReplyCursor()
-        await self.send(text_data=fragments.status(event["message_id"], ""))
+        self.replies[event["message_id"]] = event["cursor"]
+        await self.send(text_data=event["html"] + fragments.status(event["message_id"], ""))
 
     async def message_delta(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
-        cursor = self.replies.get(message_id)
-        if cursor is None:
-            if event["content_offset"] or event["reasoning_offset"]:
+        if message_id not in self.replies:
+            if event["cursor"] != START:
                 await self._resync(message_id)  # joined mid-stream without a snapshot
                 return
-            cursor = self.replies[message_id] = ReplyCursor()
-        if cursor.content is None:
-            return  # the awaited snapshot includes this text
-        content = _unseen(event["content"], event["content_offset"], cursor.content)
-        reasoning = _unseen(event["reasoning"], event["reasoning_offset"], cursor.reasoning)
-        if content is None or reasoning is None:
+            self.replies[message_id] = START
+        have = self.replies[message_id]
+        if have is None:
+            return  # the awaited snapshot includes this frame
+        if have == event["cursor"]:
+            self.replies[message_id] = event["next"]
+            if event["html"]:
+                await self.send(text_data=event["html"])
+        elif not _covers(have, event["next"]):
             await self._resync(message_id)  # a frame went missing
-            return
-        cursor.content += len(content)
-        cursor.reasoning += len(reasoning)
-        frame = fragments.delta(message_id, content, reasoning, event["tool_calls"])
-        if frame:
-            await self.send(text_data=frame)
 
     async def message_snapshot(self, event: dict[str, Any]) -> None:
-        message_id = event["message_id"]
-        self.replies[message_id] = ReplyCursor(len(event["content"]), len(event["reasoning"]))
-        await self.send(
-            text_data=fragments.snapshot(
-                message_id, event["content"], event["reasoning"], event["tool_calls"]
-            )
-        )
+        self.replies[event["message_id"]] = event["cursor"]
+        await self.send(text_data=event["html"])
 
     async def message_status(self, event: dict[str, Any]) -> None:
         await self.send(text_data=fragments.status(event["message_id"], event["text"]))
 
     async def message_finished(self, event: dict[str, Any]) -> None:
-        self.replies.pop(event["message_id"], None)
-        await self._send_message(event["message_id"])
+        have = self.replies.pop(event["message_id"], None)
+        final = event.get("final")
+        if final is not None and have == final["cursor"]:
+            await self.send(text_data=final["html"])  # only what changes at the end
+        else:
+            await self._send_message(event["message_id"])
 
     async def messages_appended(self, event: dict[str, Any]) -> None:
         html = await _render_appended(self.conversation_id, event["message_ids"])
@@ -144,21 +153,13 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     # --- Helpers -------------------------------------------------------------------------------
 
     async def _resync(self, message_id: int) -> None:
-        self.replies[message_id] = ReplyCursor(content=None)
+        self.replies[message_id] = None
         await events.snapshot_request(message_id, self.channel_name)
 
     async def _send_message(self, message_id: int) -> None:
         html = await _render_message(self.conversation_id, message_id)
         if html:
             await self.send(text_data=html)
-
-
-def _unseen(text: str, offset: int, have: int) -> str | None:
-    """The part of `text` (starting at `offset`) past the `have` characters already shown;
-    None if there is a gap before it."""
-    if offset > have:
-        return None
-    return text[have - offset :]
 
 
 @database_sync_to_async

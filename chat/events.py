@@ -1,18 +1,25 @@
 """Real-time events: the one place that names groups and sends on the channel layer.
 
 Conversation group (every open WebSocket of a conversation listens):
-    message.started   {message_id}                   a worker took the reply
-    message.delta     {message_id, content_offset, content, reasoning_offset, reasoning,
-                       tool_calls}                   coalesced text, with the offsets it starts at
+    message.started   {message_id, cursor, html}     a worker took the reply; html draws the
+                                                     text it starts from (a continuation's)
+    message.delta     {message_id, cursor, next, html}  one coalesced frame, rendered once by
+                                                     the worker; it applies on a tab that stands
+                                                     at `cursor` and leaves it at `next`
     message.status    {message_id, text}             e.g. "Retrying in 2 s"
-    message.finished  {message_id}                   saved; render it from the database
+    message.finished  {message_id, final}            saved. `final` {cursor, html} ends the reply
+                                                     on a tab at `cursor`; any other tab (or no
+                                                     `final`) renders it from the database
     messages.appended {message_ids}                  new messages (tool results, a follow-up)
     conversation.updated {}                          title or settings changed
 Generation group (the worker that streams one reply listens):
     generation.snapshot_request {message_id, reply_channel}  send the text so far there
     generation.cancel {message_id}                   stop now and save what there is
 Sent to one WebSocket:
-    message.snapshot  {message_id, content, reasoning, tool_calls}
+    message.snapshot  {message_id, cursor, html}     the reply as it stands, and where it stands
+
+A cursor is {"content": [length, settled], "reasoning": [length, settled]}: how much text a tab
+shows and where its open tail starts (offsets in the progressive renderer's text).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+
+Cursor = dict[str, list[int]]
 
 
 def conversation_group(conversation_id: uuid.UUID | str) -> str:
@@ -68,32 +77,26 @@ def message_finished_sync(conversation_id: uuid.UUID, message_id: int) -> None:
 # --- From the streaming consumer and the WebSocket consumer ---------------------------------
 
 
-async def message_started(conversation_id: uuid.UUID, message_id: int) -> None:
+async def message_started(
+    conversation_id: uuid.UUID, message_id: int, *, cursor: Cursor, html: str
+) -> None:
     await _layer().group_send(
-        conversation_group(conversation_id), {"type": "message.started", "message_id": message_id}
+        conversation_group(conversation_id),
+        {"type": "message.started", "message_id": message_id, "cursor": cursor, "html": html},
     )
 
 
 async def message_delta(
-    conversation_id: uuid.UUID,
-    message_id: int,
-    *,
-    content_offset: int,
-    content: str,
-    reasoning_offset: int,
-    reasoning: str,
-    tool_calls: list[dict[str, str]] | None,
+    conversation_id: uuid.UUID, message_id: int, *, cursor: Cursor, next: Cursor, html: str
 ) -> None:
     await _layer().group_send(
         conversation_group(conversation_id),
         {
             "type": "message.delta",
             "message_id": message_id,
-            "content_offset": content_offset,
-            "content": content,
-            "reasoning_offset": reasoning_offset,
-            "reasoning": reasoning,
-            "tool_calls": tool_calls,
+            "cursor": cursor,
+            "next": next,
+            "html": html,
         },
     )
 
@@ -105,9 +108,12 @@ async def message_status(conversation_id: uuid.UUID, message_id: int, text: str)
     )
 
 
-async def message_finished(conversation_id: uuid.UUID, message_id: int) -> None:
+async def message_finished(
+    conversation_id: uuid.UUID, message_id: int, final: dict[str, Any] | None = None
+) -> None:
     await _layer().group_send(
-        conversation_group(conversation_id), {"type": "message.finished", "message_id": message_id}
+        conversation_group(conversation_id),
+        {"type": "message.finished", "message_id": message_id, "final": final},
     )
 
 
@@ -133,23 +139,10 @@ async def snapshot_request(message_id: int, reply_channel: str) -> None:
     )
 
 
-async def snapshot_send(
-    reply_channel: str,
-    message_id: int,
-    *,
-    content: str,
-    reasoning: str,
-    tool_calls: list[dict[str, str]],
-) -> None:
+async def snapshot_send(reply_channel: str, message_id: int, *, cursor: Cursor, html: str) -> None:
     await _layer().send(
         reply_channel,
-        {
-            "type": "message.snapshot",
-            "message_id": message_id,
-            "content": content,
-            "reasoning": reasoning,
-            "tool_calls": tool_calls,
-        },
+        {"type": "message.snapshot", "message_id": message_id, "cursor": cursor, "html": html},
     )
 
 

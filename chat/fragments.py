@@ -1,44 +1,117 @@
 """HTML fragments that the WebSocket sends: htmx out-of-band swaps keyed by element id.
 
-Element ids of a reply with primary key N: `mN` the whole message, `cN` its text, `rN` its
-reasoning, `kN` its tool calls, `sN` its status line. Deltas are tiny (`beforeend` appends of
-escaped text), so the framing costs a few dozen bytes per frame.
+Element ids of a reply with primary key N: `mN` the whole message; `cN` its rendered blocks,
+`tN` the open tail after them and `xN` the code element of a code block still streaming there;
+`rN`, `uN`, `yN` the same for its reasoning, inside `dN`, the collapsed thinking section with
+summary `gN`; `kN` its tool calls; `sN` its status line; `eN` its end (footer, actions, stats).
+Most frames are tiny (`beforeend` appends of escaped text), so framing costs a few dozen
+bytes per frame; a settled block is sent once, as HTML rendered once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.template.loader import render_to_string
 from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
+from .markdown import CODE_FRAME_CLOSE, code_frame_open
 from .models import Conversation, Message
+from .progressive import ProgressiveRenderer, RenderStep, Tail
 
 MESSAGE_TEMPLATE = "chat/conversation.html#message"
 TOOL_CALLS_TEMPLATE = "chat/conversation.html#tool-calls"
 TITLE_TEMPLATE = "chat/conversation.html#title"
+REPLY_END_TEMPLATE = "chat/conversation.html#reply-finished"
 
 
-def delta(
-    message_id: int, content: str, reasoning: str, tool_calls: list[dict[str, str]] | None
-) -> str:
+@dataclass(frozen=True)
+class TextField:
+    """The element ids of one progressively rendered text of reply N: its settled blocks,
+    its open tail, and the code element inside the tail while a code block streams."""
+
+    blocks: str
+    tail: str
+    code: str
+
+    def ids(self, message_id: int) -> tuple[str, str, str]:
+        return f"{self.blocks}{message_id}", f"{self.tail}{message_id}", f"{self.code}{message_id}"
+
+
+CONTENT = TextField("c", "t", "x")
+REASONING = TextField("r", "u", "y")
+
+
+def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
+    """The open tail: escaped text, or a code block still streaming (unhighlighted, in the
+    same frame and with the same language label it keeps once it is highlighted)."""
+    if tail.kind == "text":
+        return escape(tail.text)
+    _, _, code_id = field.ids(message_id)
+    return (
+        f'{code_frame_open(tail.language)}<pre class="streaming-code"><code id="{code_id}">'
+        f"{escape(tail.text)}</code></pre>{CODE_FRAME_CLOSE}"
+    )
+
+
+def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -> str:
+    """What one render step changes on the page: settled blocks appended once, then the tail
+    redrawn (a block settled, a code block opened) or, most often, a few characters appended."""
+    blocks_id, tail_id, code_id = field.ids(message_id)
     parts = []
-    if reasoning:
-        parts.append(f'<span id="r{message_id}" hx-swap-oob="beforeend">{escape(reasoning)}</span>')
-    if content:
-        parts.append(f'<span id="c{message_id}" hx-swap-oob="beforeend">{escape(content)}</span>')
-    if tool_calls is not None:
-        parts.append(_tool_calls(message_id, tool_calls))
+    if step.blocks_html:
+        parts.append(f'<div id="{blocks_id}" hx-swap-oob="beforeend">{step.blocks_html}</div>')
+    if step.tail_replaced:
+        html = tail_html(field, message_id, tail)
+        parts.append(f'<div id="{tail_id}" hx-swap-oob="innerHTML">{html}</div>')
+    elif step.appended:
+        target = code_id if tail.kind == "code" else tail_id
+        parts.append(f'<span id="{target}" hx-swap-oob="beforeend">{escape(step.appended)}</span>')
     return "".join(parts)
 
 
-def snapshot(
-    message_id: int, content: str, reasoning: str, tool_calls: list[dict[str, str]]
-) -> str:
+def text_state(field: TextField, message_id: int, blocks_html: str, tail: Tail) -> str:
+    """The whole text as it stands (a snapshot after a reconnect, a reload, a gap)."""
+    blocks_id, tail_id, _ = field.ids(message_id)
     return (
-        f'<div id="r{message_id}" hx-swap-oob="innerHTML">{escape(reasoning)}</div>'
-        f'<div id="c{message_id}" hx-swap-oob="innerHTML">{escape(content)}</div>'
-        f'<div id="s{message_id}" hx-swap-oob="innerHTML"></div>'
-        + _tool_calls(message_id, tool_calls)
+        f'<div id="{blocks_id}" hx-swap-oob="innerHTML">{blocks_html}</div>'
+        f'<div id="{tail_id}" hx-swap-oob="innerHTML">{tail_html(field, message_id, tail)}</div>'
     )
+
+
+def text_end(field: TextField, message_id: int, rest_html: str) -> str:
+    """The end of a text: the last blocks join the settled ones and the tail goes."""
+    blocks_id, tail_id, _ = field.ids(message_id)
+    appended = (
+        f'<div id="{blocks_id}" hx-swap-oob="beforeend">{rest_html}</div>' if rest_html else ""
+    )
+    return appended + f'<div id="{tail_id}" hx-swap-oob="delete"></div>'
+
+
+def streaming_view(message: Message) -> dict[str, SafeString]:
+    """A streaming reply drawn from its last checkpoint, as its generation would draw it."""
+    view: dict[str, SafeString] = {}
+    for name, field, text in (
+        ("content", CONTENT, message.content),
+        ("reasoning", REASONING, message.reasoning),
+    ):
+        renderer = ProgressiveRenderer()
+        renderer.feed(text)
+        view[f"{name}_blocks"] = mark_safe(renderer.blocks_html)
+        view[f"{name}_tail"] = mark_safe(tail_html(field, message.pk, renderer.tail))
+    return view
+
+
+def tool_calls(message_id: int, calls: list[dict[str, str]] | None) -> str:
+    return "" if calls is None else _tool_calls(message_id, calls)
+
+
+def reply_finished(message: Message) -> str:
+    """A finished reply's last parts, swapped in place of the streaming ones: the reasoning
+    summary, tool calls and the footer (notices, actions, stats). The text is appended by
+    `text_end`; what is already on the page stays."""
+    return render_to_string(REPLY_END_TEMPLATE, {"message": message})
 
 
 def status(message_id: int, text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,8 +16,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import events, selectors, services, titles, tools
+from . import events, fragments, selectors, services, titles, tools
 from .models import Message
+from .progressive import ProgressiveRenderer
 from .stream_client import (
     Completion,
     CompletionStream,
@@ -119,6 +121,67 @@ class FrameCoalescer:
                 return
 
 
+def _normalised(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "\ufffd")
+
+
+class ReplyRenderer:
+    """A streaming reply as the page shows it, rendered progressively in this process: each
+    frame's text is fed to a renderer per text (answer, reasoning), which settles blocks once.
+    `cursor` values say where a tab must stand for a frame to apply: the text's length and
+    where its tail starts."""
+
+    def __init__(self, message_id: int, content: str, reasoning: str) -> None:
+        self.message_id = message_id
+        self.content = ProgressiveRenderer()
+        self.reasoning = ProgressiveRenderer()
+        self.content.feed(content)  # a continuation starts from the text already there
+        self.reasoning.feed(reasoning)
+
+    def cursor(self) -> dict[str, list[int]]:
+        return {
+            "content": [len(self.content.text), self.content.settled],
+            "reasoning": [len(self.reasoning.text), self.reasoning.settled],
+        }
+
+    def frame(self, frame: Frame) -> tuple[dict[str, list[int]], str]:
+        """Feed one frame; returns where a tab must stand before it, and its fragment."""
+        before = self.cursor()
+        parts = []
+        for ids, renderer, text in (
+            (fragments.REASONING, self.reasoning, frame.reasoning),
+            (fragments.CONTENT, self.content, frame.content),
+        ):
+            if text:
+                step = renderer.feed(text)
+                parts.append(fragments.text_step(ids, self.message_id, step, renderer.tail))
+        parts.append(fragments.tool_calls(self.message_id, frame.tool_calls))
+        return before, "".join(parts)
+
+    def snapshot(self) -> str:
+        return fragments.text_state(
+            fragments.REASONING, self.message_id, self.reasoning.blocks_html, self.reasoning.tail
+        ) + fragments.text_state(
+            fragments.CONTENT, self.message_id, self.content.blocks_html, self.content.tail
+        )
+
+    def finish(self) -> tuple[dict[str, str], str | None]:
+        """The reply's stored HTML, and the fragment that ends its text on a page that has
+        every frame (None when the final render changed a block already shown)."""
+        content_rest, content_html = self.content.finish()
+        reasoning_rest, reasoning_html = self.reasoning.finish()
+        stored = {"content_html": content_html, "reasoning_html": reasoning_html}
+        if not (
+            content_html == self.content.blocks_html + content_rest
+            and reasoning_html == self.reasoning.blocks_html + reasoning_rest
+        ):
+            return stored, None
+        ending = fragments.text_end(fragments.CONTENT, self.message_id, content_rest)
+        if reasoning_html:
+            ending += fragments.text_end(fragments.REASONING, self.message_id, reasoning_rest)
+        return stored, ending
+
+
 @dataclass
 class Generation:
     """Streams one claimed reply. `snapshot()` may be called at any time while it runs."""
@@ -139,6 +202,7 @@ class Generation:
         self.prefix = self.reply.content
         self.reasoning_prefix = self.reply.reasoning if self.prefix else ""
         self._saved_content = self.prefix
+        self.view = ReplyRenderer(self.reply.pk, self.prefix, self.reasoning_prefix)
 
     @property
     def completion(self) -> Completion:
@@ -155,12 +219,14 @@ class Generation:
         return self.reasoning_prefix + self.completion.reasoning
 
     def snapshot(self) -> dict[str, Any]:
-        completion = self.completion
-        return {
-            "content": self.text,
-            "reasoning": self.reasoning,
-            "tool_calls": completion.tool_call_list(),
-        }
+        """The reply as its frames so far drew it (text still in the coalescer is not in it:
+        it comes in the next frame), with the cursor a tab stands at after it."""
+        html = (
+            self.view.snapshot()
+            + fragments.tool_calls(self.reply.pk, self.completion.tool_call_list())
+            + fragments.status(self.reply.pk, "")
+        )
+        return {"cursor": self.view.cursor(), "html": html}
 
     async def run(self) -> None:
         self._task = asyncio.current_task()
@@ -172,7 +238,12 @@ class Generation:
         try:
             if self.cancelled_by_user:  # Stop arrived while the reply was being claimed
                 raise asyncio.CancelledError
-            await events.message_started(conversation.id, reply.pk)
+            await events.message_started(
+                conversation.id,
+                reply.pk,
+                cursor=self.view.cursor(),
+                html=self.view.snapshot() if self.prefix else "",
+            )
             self.stream = chat_completions_client().stream(await self._request_body())
             retry_notice_shown = False
             async with asyncio.timeout(settings.CHAT_TOTAL_TIMEOUT):
@@ -233,14 +304,15 @@ class Generation:
         return body
 
     async def _send_frame(self, frame: Frame) -> None:
+        # Rendering happens here, on the coalescer's schedule: a burst of tokens costs one
+        # render, and every tab gets the same fragment.
+        cursor, html = self.view.frame(frame)
         await events.message_delta(
             self.reply.conversation_id,
             self.reply.pk,
-            content_offset=len(self.prefix) + frame.content_offset,
-            content=frame.content,
-            reasoning_offset=len(self.reasoning_prefix) + frame.reasoning_offset,
-            reasoning=frame.reasoning,
-            tool_calls=frame.tool_calls,
+            cursor=cursor,
+            next=self.view.cursor(),
+            html=html,
         )
 
     def _on_update(self, update: StreamUpdate, coalescer: FrameCoalescer) -> None:
@@ -310,6 +382,14 @@ class Generation:
 
     async def _save(self, outcome: dict[str, Any], coalescer: FrameCoalescer) -> None:
         await coalescer.aclose()
+        stored, ending = self.view.finish()
+        if self.view.content.text != _normalised(outcome["content"]):
+            # A frame was lost before it was rendered: store the one-shot render instead.
+            stored = services.rendered_fields(
+                content=outcome["content"], reasoning=outcome["reasoning"]
+            )
+            ending = None
+        outcome.update(stored)
         calls = outcome["tool_calls"]
         if outcome["status"] == Message.Status.COMPLETE and calls and self._offers_tools():
             results = [
@@ -325,9 +405,18 @@ class Generation:
             saved = await services.reply_finish(
                 message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome
             )
+        final = None
         if not saved:
             logger.warning("message %s was taken from this worker; not saved", self.reply.pk)
-        await events.message_finished(self.reply.conversation_id, self.reply.pk)
+        elif ending is not None:
+            # Tabs that have every frame get only what changes: the last blocks and the
+            # footer. Nothing already on their page is sent again.
+            finished = copy.copy(self.reply)
+            for name, value in outcome.items():
+                setattr(finished, name, value)
+            ending += fragments.reply_finished(finished)
+            final = {"cursor": self.view.cursor(), "html": ending}
+        await events.message_finished(self.reply.conversation_id, self.reply.pk, final)
         if (
             saved
             and outcome["status"] == Message.Status.COMPLETE

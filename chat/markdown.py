@@ -1,12 +1,23 @@
-"""Safe markdown: markdown-it-py without raw HTML, highlighted by Pygments, cleaned by nh3."""
+"""Safe markdown: markdown-it-py without raw HTML, highlighted by Pygments, cleaned by nh3.
+
+`render_markdown` renders a whole text; `render_blocks` renders a run of complete top-level
+blocks with the link references seen so far, which is how `chat.progressive` renders a reply
+while it streams. Both give the same HTML for the same blocks.
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from html import escape
+from typing import Any
 from urllib.parse import urlsplit
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import unescapeAll
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
@@ -76,13 +87,51 @@ def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
+def code_frame_open(language: str) -> str:
+    """The frame around a fenced code block, with its language label: the same while the
+    block streams (unhighlighted) and once it is rendered, so nothing moves when it closes."""
+    label = f'<div class="code-lang">{escape(language)}</div>' if language else ""
+    return f'<div class="code-block">{label}'
+
+
+CODE_FRAME_CLOSE = "</div>"
+
+
+def fence_language(info: str) -> str:
+    """The language named by a code fence's info string ("python" in ```` ```python x=1 ````)."""
+    words = unescapeAll(info).split()
+    return words[0] if words else ""
+
+
+def _fence(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    code = RendererHTML.fence(self, tokens, idx, options, env)
+    return code_frame_open(fence_language(tokens[idx].info)) + code + CODE_FRAME_CLOSE
+
+
 @functools.cache
 def _parser() -> MarkdownIt:
-    return MarkdownIt("js-default", {"html": False, "highlight": _highlight})
+    md = MarkdownIt("js-default", {"html": False, "highlight": _highlight})
+    md.add_render_rule("fence", _fence)
+    return md
+
+
+@functools.cache
+def block_parser() -> MarkdownIt:
+    """Finds the top-level blocks of a text without parsing their inline content."""
+    return MarkdownIt("js-default", {"html": False}).disable("inline")
 
 
 def render_markdown(text: str) -> str:
-    html = _parser().render(text)
+    return render_blocks(text, {})
+
+
+def render_blocks(text: str, env: dict[str, Any]) -> str:
+    """Render `text`; link reference definitions found in it are added to `env`."""
+    html = _parser().render(text, env)
+    return _clean(html)
+
+
+def _clean(html: str) -> str:
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

@@ -63,6 +63,10 @@ class Message(models.Model):
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     reasoning = models.TextField(blank=True)
+    # A finished reply's markdown rendered once, when it finished (`chat.rendering`), and
+    # served from here on every page load, resync, export and admin view.
+    content_html = models.TextField(blank=True, editable=False)
+    reasoning_html = models.TextField(blank=True, editable=False)
     # Tool calls the model asked for ([{"id", "name", "arguments"}]), or for a tool message
     # the call it answers ({"tool_call_id", "name"}).
     tool_calls = models.JSONField(default=list, blank=True)

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import events
+from .markdown import render_markdown
 from .models import Conversation, Message
 
 MAX_MESSAGE_LENGTH = 100_000
@@ -25,6 +26,15 @@ class ConversationBusy(Exception):
 
 class MessageNotEditable(Exception):
     """Only the latest user message can be edited and sent again."""
+
+
+def rendered_fields(*, content: str, reasoning: str) -> dict[str, str]:
+    """The stored HTML of a reply that ends with this text. (A streamed reply's comes from
+    its progressive renderer, which gives the same HTML.)"""
+    return {
+        "content_html": render_markdown(content),
+        "reasoning_html": render_markdown(reasoning) if reasoning else "",
+    }
 
 
 def conversation_create(*, owner: User, model: str = "", system_prompt: str = "") -> Conversation:
@@ -264,8 +274,8 @@ def _reset_for_generation(reply: Message, *, keep_content: bool) -> None:
         # A new answer: the old one's feedback does not apply to it.
         reply.feedback = ""
         reply.feedback_comment = ""
-        reply.content = ""
-        reply.reasoning = ""
+        reply.content = reply.content_html = ""
+        reply.reasoning = reply.reasoning_html = ""
         reply.tool_calls = []
         reply.prompt_tokens = reply.completion_tokens = None
         reply.time_to_first_token = reply.duration = None
@@ -330,7 +340,7 @@ def replies_interrupt_expired() -> list[Message]:
     now = timezone.now()
     expired = list(
         Message.objects.filter(status=Message.Status.STREAMING, lease_expires__lt=now).only(
-            "pk", "conversation_id", "lease_owner"
+            "pk", "conversation_id", "lease_owner", "content", "reasoning"
         )
     )
     interrupted = []
@@ -346,6 +356,7 @@ def replies_interrupt_expired() -> list[Message]:
             error=WORKER_DIED,
             lease_expires=None,
             completed=now,
+            **rendered_fields(content=message.content, reasoning=message.reasoning),
         )
         if updated:
             interrupted.append(message)

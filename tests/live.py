@@ -145,31 +145,99 @@ def session_cookie_for(user: Any) -> str:
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-FRAGMENT = re.compile(
-    r'<(span|div) id="([crsk])(\d+)" hx-swap-oob="(beforeend|innerHTML)">(.*?)</\1>', re.S
-)
-ARTICLE = re.compile(r'<article id="m(\d+)"[^>]*hx-swap-oob="true"')
+OOB_OPEN = re.compile(r'<(\w+) id="([a-z])(\d+)"([^>]*?) ?hx-swap-oob="([^"]+)"[^>]*>')
+ELEMENT_OPEN = re.compile(r'<(\w+) id="([a-z])(\d+)"[^>]*>')
+TAG = re.compile(r"<[^>]+>")
+
+
+def _element_end(html_text: str, tag: str, start: int) -> tuple[int, int]:
+    """Where the element whose opening tag ends at `start` has its closing tag."""
+    depth = 1
+    for match in re.finditer(rf"<(/?){tag}\b[^>]*>", html_text[start:]):
+        depth += -1 if match.group(1) else 1
+        if depth == 0:
+            return start + match.start(), start + match.end()
+    raise AssertionError(f"unclosed <{tag}> in {html_text[start - 80 : start + 80]!r}")
+
+
+def text_of(html_text: str) -> str:
+    """The text a browser shows for some HTML (tags dropped, entities decoded)."""
+    return html.unescape(TAG.sub("", html_text))
+
+
+def shown(markdown_text: str) -> str:
+    """The text a finished reply shows: its markdown rendered."""
+    from chat.markdown import render_markdown
+
+    return text_of(render_markdown(markdown_text))
 
 
 @dataclass
 class PageModel:
-    """What a tab shows, built by applying socket frames the way htmx does."""
+    """What a tab shows, built by applying socket frames the way htmx applies them: each
+    out-of-band fragment appends to, replaces or deletes the element with its id."""
 
-    text: dict[str, str] = field(default_factory=dict)  # "c12" -> text
-    finished: dict[int, str] = field(default_factory=dict)  # message id -> final article HTML
+    elements: dict[str, str] = field(default_factory=dict)  # "c12" -> inner HTML
+    finished: dict[int, str] = field(default_factory=dict)  # message id -> the finishing frame
     frames: list[str] = field(default_factory=list)
 
     def apply(self, frame: str) -> None:
         self.frames.append(frame)
-        for _tag, kind, message_id, swap, body in FRAGMENT.findall(frame):
-            key = f"{kind}{message_id}"
-            value = html.unescape(body)
-            self.text[key] = self.text.get(key, "") + value if swap == "beforeend" else value
-        for message_id in ARTICLE.findall(frame):
-            self.finished[int(message_id)] = frame
+        position = 0
+        while match := OOB_OPEN.search(frame, position):
+            tag, kind, number, _, swap = match.groups()
+            inner_end, position = _element_end(frame, tag, match.end())
+            inner = frame[match.end() : inner_end]
+            key = f"{kind}{number}"
+            if swap == "beforeend":
+                self._append(key, inner)
+            elif swap == "innerHTML":
+                self.elements[key] = inner
+            elif swap == "delete":
+                self.elements.pop(key, None)
+            else:  # outerHTML: the element and the elements with ids inside it
+                self.elements[key] = inner
+                self._index(inner)
+                if kind in "me":
+                    self._end_streaming(int(number))
+                    self.finished[int(number)] = self.elements.get(f"c{number}", "") + frame
+
+    def _append(self, key: str, inner: str) -> None:
+        if key in self.elements or key[0] not in "xy":
+            self.elements[key] = self.elements.get(key, "") + inner
+            return
+        # A code block still streaming lives inside the tail's HTML.
+        tail = ("t" if key[0] == "x" else "u") + key[1:]
+        html_text = self.elements.get(tail, "")
+        opening = html_text.index(f'<code id="{key}">') + len(f'<code id="{key}">')
+        close, _ = _element_end(html_text, "code", opening)
+        self.elements[tail] = html_text[:close] + inner + html_text[close:]
+
+    def _index(self, html_text: str) -> None:
+        position = 0
+        while match := ELEMENT_OPEN.search(html_text, position):
+            inner_end, _ = _element_end(html_text, match.group(1), match.end())
+            self.elements[f"{match.group(2)}{match.group(3)}"] = html_text[match.end() : inner_end]
+            position = match.end()
+
+    def _end_streaming(self, message_id: int) -> None:
+        if f"e{message_id}" in self.elements and "ws-send" not in self.elements[f"e{message_id}"]:
+            self.elements.pop(f"t{message_id}", None)
+            self.elements.pop(f"u{message_id}", None)
 
     def content(self, message_id: int) -> str:
-        return self.text.get(f"c{message_id}", "")
+        """The reply's text as the tab shows it: its rendered blocks, then its open tail."""
+        return text_of(
+            self.elements.get(f"c{message_id}", "") + self.elements.get(f"t{message_id}", "")
+        )
+
+    def reasoning(self, message_id: int) -> str:
+        return text_of(
+            self.elements.get(f"r{message_id}", "") + self.elements.get(f"u{message_id}", "")
+        )
+
+    def text(self, key: str) -> str:
+        return text_of(self.elements.get(key, ""))
 
 
 class ChatClient:

@@ -13,6 +13,8 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from chat import events, services
+from chat.consumers import START
+from chat.generation import Frame, ReplyRenderer
 from chat.models import Conversation, Message
 from chat.routing import websocket_urlpatterns
 from chatsite.asgi import websocket_application
@@ -63,78 +65,76 @@ async def test_a_foreign_origin_is_refused(conversation):
     await comm.disconnect()
 
 
-async def test_deltas_are_relayed_escaped_and_trimmed_by_offset(conversation, user):
+def frames_of(*pieces: str, message_id: int = 7) -> tuple[ReplyRenderer, list[dict[str, Any]]]:
+    """The frames a worker sends for a reply streamed in these pieces."""
+    view = ReplyRenderer(message_id, "", "")
+    frames = []
+    for piece in pieces:
+        cursor, html = view.frame(Frame(0, piece, 0, "", None))
+        frames.append({"cursor": cursor, "next": view.cursor(), "html": html})
+    return view, frames
+
+
+async def test_frames_are_relayed_in_order_and_a_frame_the_tab_has_is_dropped(conversation, user):
     comm = communicator(conversation.pk, user)
     await comm.connect()
-    await events.message_started(conversation.pk, 7)
+    view, frames = frames_of("<i>Hi", "&there\n\nNext")
+    await events.message_started(conversation.pk, 7, cursor=START, html="")
     assert 'id="s7"' in await comm.receive_from()
-    await events.message_delta(
-        conversation.pk,
-        7,
-        content_offset=0,
-        content="<i>Hi",
-        reasoning_offset=0,
-        reasoning="",
-        tool_calls=None,
-    )
-    assert await comm.receive_from() == '<span id="c7" hx-swap-oob="beforeend">&lt;i&gt;Hi</span>'
-    # A frame that overlaps what the tab has (a resent frame) only adds the new part.
-    await events.message_delta(
-        conversation.pk,
-        7,
-        content_offset=3,
-        content="Hi&there",
-        reasoning_offset=0,
-        reasoning="",
-        tool_calls=None,
-    )
-    assert await comm.receive_from() == '<span id="c7" hx-swap-oob="beforeend">&amp;there</span>'
+    await events.message_delta(conversation.pk, 7, **frames[0])
+    assert await comm.receive_from() == '<span id="t7" hx-swap-oob="beforeend">&lt;i&gt;Hi</span>'
+    await events.message_delta(conversation.pk, 7, **frames[1])
+    second = await comm.receive_from()
+    assert '<div id="c7" hx-swap-oob="beforeend"><p>&lt;i&gt;Hi&amp;there</p>' in second
+    assert '<div id="t7" hx-swap-oob="innerHTML">Next</div>' in second
+    # The same frame again (a snapshot overtook it): the tab has it already.
+    await events.message_delta(conversation.pk, 7, **frames[1])
+    assert await comm.receive_nothing()
     await comm.disconnect()
 
 
-async def test_a_gap_in_offsets_asks_the_worker_for_a_snapshot(conversation, user):
+async def test_a_gap_asks_the_worker_for_a_snapshot(conversation, user):
     layer = get_channel_layer()
     worker_channel = await layer.new_channel()
     await events.join_generation(7, worker_channel)
     comm = communicator(conversation.pk, user)
     await comm.connect()
-    await events.message_delta(
-        conversation.pk,
-        7,
-        content_offset=5,
-        content="later",
-        reasoning_offset=0,
-        reasoning="",
-        tool_calls=None,
-    )
+    view, frames = frames_of("early ", "later", " more", "!")
+    await events.message_delta(conversation.pk, 7, **frames[1])  # the first one never came
     request = await layer.receive(worker_channel)
     assert request["type"] == "generation.snapshot_request" and request["message_id"] == 7
     # Frames that arrive before the snapshot are covered by it, so they are held back.
-    await events.message_delta(
-        conversation.pk,
-        7,
-        content_offset=10,
-        content=" more",
-        reasoning_offset=0,
-        reasoning="",
-        tool_calls=None,
-    )
+    await events.message_delta(conversation.pk, 7, **frames[2])
+    snapshot_view, _ = frames_of("early ", "later", " more")
     await events.snapshot_send(
-        request["reply_channel"], 7, content="early later more", reasoning="", tool_calls=[]
+        request["reply_channel"], 7, cursor=snapshot_view.cursor(), html=snapshot_view.snapshot()
     )
     snapshot = await comm.receive_from()
-    assert '<div id="c7" hx-swap-oob="innerHTML">early later more</div>' in snapshot
-    await events.message_delta(
-        conversation.pk,
-        7,
-        content_offset=16,
-        content="!",
-        reasoning_offset=0,
-        reasoning="",
-        tool_calls=None,
-    )
-    assert await comm.receive_from() == '<span id="c7" hx-swap-oob="beforeend">!</span>'
+    assert '<div id="t7" hx-swap-oob="innerHTML">early later more</div>' in snapshot
+    await events.message_delta(conversation.pk, 7, **frames[3])
+    assert await comm.receive_from() == '<span id="t7" hx-swap-oob="beforeend">!</span>'
     assert await comm.receive_nothing()
+    await comm.disconnect()
+
+
+async def test_a_tab_with_every_frame_gets_only_the_end_of_a_finished_reply(conversation, user):
+    comm = communicator(conversation.pk, user)
+    await comm.connect()
+    view, frames = frames_of("# Title\n", "\nSome *text*")
+    await events.message_started(conversation.pk, 7, cursor=START, html="")
+    await comm.receive_from()
+    for frame in frames:
+        await events.message_delta(conversation.pk, 7, **frame)
+        await comm.receive_from()
+    _, ending = view.finish()
+    assert ending is not None
+    await events.message_finished(
+        conversation.pk, 7, {"cursor": view.cursor(), "html": ending + "<footer/>"}
+    )
+    end = await comm.receive_from()
+    assert "<h1>" not in end  # already on the page
+    assert '<div id="c7" hx-swap-oob="beforeend"><p>Some <em>text</em></p>' in end
+    assert '<div id="t7" hx-swap-oob="delete">' in end
     await comm.disconnect()
 
 
@@ -142,7 +142,9 @@ async def test_a_finished_reply_is_sent_rendered_from_the_database(conversation,
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
     _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="hi")
     await Message.objects.filter(pk=reply.pk).aupdate(
-        status=Message.Status.COMPLETE, content="**bold** <script>x</script>"
+        status=Message.Status.COMPLETE,
+        content="**bold** <script>x</script>",
+        **services.rendered_fields(content="**bold** <script>x</script>", reasoning=""),
     )
     comm = communicator(conversation.pk, user)
     await comm.connect()
@@ -200,21 +202,14 @@ async def test_frames_dropped_by_a_full_channel_are_recovered_from_a_snapshot(
     await events.join_generation(7, worker_channel)
     comm = communicator(conversation.pk, user)
     await comm.connect()
-    await events.message_started(conversation.pk, 7)
+    await events.message_started(conversation.pk, 7, cursor=START, html="")
     await comm.receive_from()
     # A burst of frames faster than the consumer reads: the full channel drops some.
     text = "aaabbbcccdddeee"
+    view, frames = frames_of(*(text[i : i + 3] for i in range(0, 15, 3)))
 
     async def frame(i: int) -> None:
-        await events.message_delta(
-            conversation.pk,
-            7,
-            content_offset=3 * i,
-            content=text[3 * i : 3 * i + 3],
-            reasoning_offset=0,
-            reasoning="",
-            tool_calls=None,
-        )
+        await events.message_delta(conversation.pk, 7, **frames[i])
 
     for i in range(4):
         await frame(i)
@@ -227,14 +222,14 @@ async def test_frames_dropped_by_a_full_channel_are_recovered_from_a_snapshot(
     request = await asyncio.wait_for(layer.receive(worker_channel), 2)
     assert request["type"] == "generation.snapshot_request"
     await events.snapshot_send(
-        request["reply_channel"], 7, content=text, reasoning="", tool_calls=[]
+        request["reply_channel"], 7, cursor=view.cursor(), html=view.snapshot()
     )
     from tests.live import PageModel
 
     page = PageModel()
     for earlier in delivered:
         page.apply(earlier)
-    while not any('hx-swap-oob="innerHTML"' in f for f in page.frames):
+    while not any('id="t7" hx-swap-oob="innerHTML"' in f for f in page.frames):
         page.apply(await comm.receive_from())
     assert await comm.receive_nothing()
     assert page.content(7) == text

@@ -29,7 +29,9 @@ def conversation(user) -> Conversation:
 
 def finished_exchange(conversation: Conversation, question: str = "q", answer: str = "a"):
     user_message, reply = services.message_submit(conversation=conversation, content=question)
-    Message.objects.filter(pk=reply.pk).update(status="complete", content=answer)
+    Message.objects.filter(pk=reply.pk).update(
+        status="complete", content=answer, **services.rendered_fields(content=answer, reasoning="")
+    )
     reply.refresh_from_db()
     return user_message, reply
 

@@ -1,9 +1,11 @@
 import json
 from datetime import timedelta
+from typing import Any
 
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
+from .. import fragments
 from ..markdown import render_markdown
 
 register = template.Library()
@@ -28,3 +30,9 @@ def pretty_json(text: str) -> str:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except (TypeError, ValueError):
         return text
+
+
+@register.simple_tag
+def streaming_view(message: Any) -> dict[str, SafeString]:
+    """A streaming reply's text as the page shows it: settled blocks and the open tail."""
+    return fragments.streaming_view(message)

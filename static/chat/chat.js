@@ -99,7 +99,7 @@
       return;
     }
     if (event.key === "Escape") {
-      var stop = document.querySelector(".message.status-streaming .stop-button, .message.status-pending .stop-button");
+      var stop = document.querySelector(".message .stop-button");
       if (stop) { event.preventDefault(); stop.click(); }
     }
   });
@@ -166,18 +166,24 @@
     }
   }
 
+  // Code blocks come in a frame (`div.code-block`, with the language label) from the server;
+  // a block still streaming has no copy button until it is highlighted.
   function addCodeCopyButtons(root) {
-    root.querySelectorAll(".markdown pre").forEach(function (pre) {
-      if (pre.parentElement.classList.contains("code-block")) { return; }
-      var wrapper = document.createElement("div");
-      wrapper.className = "code-block";
-      pre.parentNode.insertBefore(wrapper, pre);
-      wrapper.appendChild(pre);
+    var blocks = root.querySelectorAll ? root.querySelectorAll(".markdown pre:not(.streaming-code)") : [];
+    Array.prototype.forEach.call(blocks, function (pre) {
+      var frame = pre.parentElement;
+      if (!frame.classList.contains("code-block")) {
+        frame = document.createElement("div");
+        frame.className = "code-block";
+        pre.parentNode.insertBefore(frame, pre);
+        frame.appendChild(pre);
+      }
+      if (frame.querySelector(".code-copy")) { return; }
       var button = document.createElement("button");
       button.type = "button";
       button.className = "code-copy";
       button.textContent = "Copy code";
-      wrapper.appendChild(button);
+      frame.appendChild(button);
     });
   }
 
@@ -196,19 +202,29 @@
   document.addEventListener("htmx:wsAfterMessage", afterContentChange);
   document.addEventListener("htmx:afterSettle", afterContentChange);
 
+  // A finished reply's end (`eN`: notices, actions, stats) replaces its streaming end; the
+  // rest of the reply stays as it is on the page. The reply takes the status the end carries,
+  // and the finish is announced once.
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     // After an outerHTML swap `target` is the element that was replaced, and until htmx
     // settles the new one still wears the old attributes: read it once the swap settled.
     var id = event.detail.target && event.detail.target.id;
-    if (!id || id.charAt(0) !== "m") { return; }
+    if (!id || (id.charAt(0) !== "m" && id.charAt(0) !== "e")) { return; }
+    var replyId = "m" + id.slice(1);
     setTimeout(function () {
-      var target = document.getElementById(id);
-      if (!target || !target.matches("article.message.assistant") ||
-          target.matches(".status-pending, .status-streaming")) { return; }
+      var reply = document.getElementById(replyId);
+      var end = document.getElementById("e" + id.slice(1));
+      if (!reply || !reply.matches("article.message.assistant")) { return; }
+      var status = end ? end.getAttribute("data-status") : reply.getAttribute("data-status");
+      if (status && reply.getAttribute("data-status") !== status) {
+        reply.classList.remove("status-" + reply.getAttribute("data-status"));
+        reply.classList.add("status-" + status);
+        reply.setAttribute("data-status", status);
+      }
+      if (status === "pending" || status === "streaming") { return; }
       var announcer = document.getElementById("announcer");
-      var status = target.getAttribute("data-status");
-      if (announcer && announcer.getAttribute("data-announced") !== id + status) {
-        announcer.setAttribute("data-announced", id + status);
+      if (announcer && announcer.getAttribute("data-announced") !== replyId + status) {
+        announcer.setAttribute("data-announced", replyId + status);
         announcer.textContent = status === "complete" ? "Reply finished." : "Reply " + status + ".";
       }
     }, 0);

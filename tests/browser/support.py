@@ -159,12 +159,16 @@ class Gate:
 REPLY_STATE_JS = """
 (id) => {
   const article = document.getElementById("m" + id);
-  const live = document.getElementById("c" + id);
-  const content = article && article.querySelector(".content");
+  const blocks = document.getElementById("c" + id);
+  const tail = document.getElementById("t" + id);
+  const text = (el) => el ? el.textContent.replace(/Copy code/g, "") : "";
   return {
     status: article ? article.dataset.status : null,
-    streaming: live ? live.textContent : null,
-    text: content ? content.textContent : null,
+    // While it streams: the rendered blocks, then the open tail as it arrived.
+    streaming: tail ? text(blocks) + tail.textContent : null,
+    blocks: text(blocks),
+    tail: tail ? tail.textContent : null,
+    text: text(blocks),
   };
 }
 """
@@ -225,16 +229,20 @@ class ChatPage:
             await asyncio.sleep(0.01)
 
     async def sample_until_finished(self, reply_id: int, timeout: float = 20) -> list[str]:
-        """The live text of a reply, sampled as often as possible until it is swapped for the
-        finished message."""
-        samples: list[str] = []
+        """The live text of a reply, sampled as often as possible until it finishes."""
+        return [s["streaming"] for s in await self.sample_states(reply_id, timeout)]
+
+    async def sample_states(self, reply_id: int, timeout: float = 20) -> list[dict[str, Any]]:
+        """The states of a streaming reply (see REPLY_STATE_JS), sampled as often as possible
+        until its open tail is gone and it has a finished status."""
+        samples: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while True:
             state = await self.state(reply_id)
             if state["streaming"] is None and state["status"] not in ("pending", "streaming"):
                 return samples
             if state["streaming"] is not None:
-                samples.append(state["streaming"])
+                samples.append(state)
             assert time.monotonic() < deadline, f"reply did not finish: {state}"
             await asyncio.sleep(0.005)
 

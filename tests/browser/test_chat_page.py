@@ -58,12 +58,17 @@ async def test_a_sent_message_streams_a_reply_that_becomes_highlighted_markdown(
     await expect(reply).to_have_count(1)
     reply_id = int((await reply.get_attribute("id") or "")[1:])
 
-    samples = await chat.sample_until_finished(reply_id)
-    lengths = sorted({len(s) for s in samples if 0 < len(s) < len(REPLY_TEXT)})
+    samples = await chat.sample_states(reply_id)
+    lengths = sorted({len(s["streaming"]) for s in samples if s["streaming"]})
     assert len(lengths) >= 3, f"the reply did not grow visibly: {lengths}"
-    assert all(REPLY_TEXT.startswith(s) for s in samples), "live text is not a prefix"
-
     await chat.wait_finished(reply_id)
+    # Rendered blocks only ever grow, and are what the finished reply shows; the open tail
+    # is the raw text that followed them.
+    final = (await chat.state(reply_id))["text"]
+    assert all(final.startswith(s["blocks"]) for s in samples), "a settled block changed"
+    # (or, for the code block still streaming, its language label and its code so far).
+    assert all(s["tail"] in REPLY_TEXT or s["tail"].startswith("python") for s in samples)
+
     content = chat.reply(reply_id).locator(".content.markdown")
     await expect(content.locator("p").first).to_have_text("Here is a short answer.")
     await expect(content.locator("p strong")).to_have_text("short")
@@ -75,7 +80,7 @@ async def test_a_sent_message_streams_a_reply_that_becomes_highlighted_markdown(
     await expect(code.locator("span.nf", has_text="greet")).to_have_count(1)
     assert await code.locator("span").count() >= 5
     # No live-text element or Stop button is left behind.
-    await expect(page.locator(f"#c{reply_id}")).to_have_count(0)
+    await expect(page.locator(f"#t{reply_id}")).to_have_count(0)
     await expect(chat.reply(reply_id).locator(".stop-button")).to_have_count(0)
     saved = await Message.objects.aget(pk=reply_id)
     assert (saved.status, saved.content) == ("complete", REPLY_TEXT)

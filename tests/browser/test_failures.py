@@ -56,7 +56,7 @@ async def test_a_failed_reply_shows_the_error_and_retry_streams_a_new_one(
     await reply.get_by_role("button", name="Retry").click()
 
     # The same reply streams again, live, and ends complete with no trace of the failure.
-    await expect(page.locator(f"#c{reply_id}")).to_be_attached()
+    await expect(page.locator(f"#t{reply_id}")).to_be_attached()
     await chat.wait_for_text(reply_id, 1)
     await chat.wait_finished(reply_id)
     await expect(reply.locator(".content.markdown")).to_have_text("".join(RETRY_TOKENS))

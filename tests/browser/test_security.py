@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from tests.browser.support import BROWSER_MARKS, ChatPage, Gate
+from tests.browser.support import BROWSER_MARKS, ChatPage, Gate, eventually
 from tests.fake_upstream import reply_events
 
 pytestmark = BROWSER_MARKS
@@ -25,7 +25,7 @@ TOKENS = [
     'rror="window.__pwned=2">',
 ]
 TOKENS += ["\n\n[x](java", "script:window.__pwned=3) then ![t](http://evil", ".example/pixel.png)"]
-TOKENS += [" and ![t](//evil.example/p2.png) end."]
+TOKENS += [" and ![t](//evil.example/p2.png) end.", "\n\nThe end."]
 TEXT = "".join(TOKENS)
 
 # Anything in the reply's text (not the app's own buttons) that could run script or fetch.
@@ -54,6 +54,11 @@ ACTIVE_ELEMENTS_JS = """
 """
 
 
+async def _settled(chat: ChatPage, reply_id: int, text: str) -> bool:
+    state = await chat.state(reply_id)
+    return text in state["blocks"] and state["tail"] == "The end."
+
+
 async def test_a_hostile_reply_runs_no_script_and_calls_no_other_host(
     page, watch, server, fake_upstream
 ):
@@ -72,11 +77,19 @@ async def test_a_hostile_reply_runs_no_script_and_calls_no_other_host(
     reply_id = await chat.send("Say something nasty")
     reply = chat.reply(reply_id)
 
-    # While streaming: the text is shown as it is, as text.
-    live = await chat.wait_for_text(reply_id, len(TEXT))
-    assert live == TEXT
+    # While streaming: settled blocks are rendered and cleaned (the HTML escaped, the images
+    # without a source, no link to javascript:), and the open tail is shown as text.
+    await eventually(
+        lambda: _settled(chat, reply_id, "then"),
+        message="the paragraph with the links did not settle while streaming",
+    )
+    live = await chat.state(reply_id)
+    assert live["tail"] == "The end."
+    assert "Look: <script>window.__pwned=1</script>" in live["blocks"]
     assert await page.evaluate(ACTIVE_ELEMENTS_JS, reply_id) == []
-    await expect(reply.locator("img, a, script")).to_have_count(0)
+    await expect(reply.locator("script, a[href]")).to_have_count(0)
+    for i in range(await reply.locator("img").count()):
+        assert await reply.locator("img").nth(i).get_attribute("src") is None
     assert await page.evaluate("() => window.__pwned") is None
 
     # Finished: rendered as markdown, the HTML still escaped, the images without a source.

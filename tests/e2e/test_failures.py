@@ -9,7 +9,7 @@ import pytest
 
 from chat.models import Message
 from tests.fake_upstream import FakeRequest, chunk, reply_events, sse, usage_chunk
-from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from
+from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, shown
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -43,7 +43,7 @@ async def test_429_is_retried_and_the_page_says_so(start_server, fake_upstream, 
     await finish(client, ws)
     status_frames = [f for f in page.frames if f'id="s{reply_id}"' in f]
     assert any("Rate limit reached" in f and "Retrying in 0.2 s" in f for f in status_frames)
-    assert page.text[f"s{reply_id}"] == ""  # the notice is cleared once the retry streams
+    assert page.text(f"s{reply_id}") == ""  # the notice is cleared once the retry streams
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("complete", "after retry")
     assert len(fake_upstream.requests) == 2
@@ -269,7 +269,7 @@ async def test_reasoning_streams_into_thinking_and_usage_is_shown(
     client, conversation_id, ws, reply_id = await converse(server, alice_session)
     page = await read_until_finished(ws, PageModel(), reply_id)
     await finish(client, ws)
-    assert page.text[f"r{reply_id}"] == "Let me think. Done thinking."
+    assert page.reasoning(reply_id) == shown("Let me think. Done thinking.")
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.reasoning, reply.content) == ("Let me think. Done thinking.", "The answer.")
     final = page.finished[reply_id]
@@ -346,4 +346,4 @@ async def test_a_refusal_streams_and_is_saved_like_any_answer(
     await finish(client, ws)
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("complete", "I can't help with that.")
-    assert page.content(reply_id) == reply.content
+    assert page.content(reply_id) == shown(reply.content)

@@ -10,7 +10,7 @@ import pytest
 
 from chat.models import Message
 from tests.e2e import scenarios
-from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, wait_for
+from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, shown, wait_for
 
 pytestmark = [
     pytest.mark.services,
@@ -128,7 +128,7 @@ async def test_a_worker_stopped_with_sigterm_saves_all_text_received(
     assert reply.status == "interrupted"
     assert reply.content.startswith(seen_at_sigterm) and expected.startswith(reply.content)
     # All text received: everything the tab was sent is saved, and nothing more was streamed.
-    assert page.content(reply_id) == reply.content
+    assert page.content(reply_id) == shown(reply.content)
     assert fake_upstream.requests[0].disconnected
 
 
@@ -173,4 +173,4 @@ async def test_idle_workers_and_sockets_keep_listening_past_the_redis_socket_tim
         reply_id = reply_id_from(await client.send(conversation_id, "still there?"))
         page = await read_until_finished(ws, PageModel(), reply_id)
     await client.aclose()
-    assert page.content(reply_id) == "Hello, world!"
+    assert page.content(reply_id) == shown("Hello, world!")

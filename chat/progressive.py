@@ -1,0 +1,263 @@
+"""Progressive markdown: a streaming text split into settled blocks and an open tail.
+
+A top-level block that another block follows (or that cannot grow any more: a heading, a rule,
+a closed code fence, a paragraph, table or quote after a blank line) renders the same whatever
+comes after it, so it is rendered and sanitised once, when it settles, and sent once. The open
+block after it, the tail, is shown as escaped text, or as an unhighlighted code frame when it
+is a fenced code block, until it settles too.
+
+The settled blocks followed by the render of the final tail equal the one-shot render of the
+whole text (`chat.markdown.render_markdown`), except where a link reference definition comes
+after a block that uses it: the final render fixes those (`ProgressiveRenderer.finish`).
+
+Work per update is bounded by the tail, not the whole text: only the tail is parsed, only when
+a line completes, and an open code fence is scanned line by line for its closing fence.
+No Django here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from markdown_it.token import Token
+
+from .markdown import block_parser, fence_language, render_blocks, render_markdown
+
+# Blocks that end at a blank line; lists and indented code may go on after one.
+_END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
+# Blocks complete as soon as their last line is.
+_COMPLETE_WHEN_LINE_ENDS = {"heading_open", "hr"}
+
+
+@dataclass
+class _OpenFence:
+    """A top-level fenced code block whose closing fence has not come yet."""
+
+    marker: str  # the fence characters, e.g. "```"
+    language: str
+    body_start: int  # offset in the text where the code starts (after the opening line)
+    scan_from: int  # offset of the first line not yet checked for the closing fence
+
+    def closing_line(self) -> re.Pattern[str]:
+        char = re.escape(self.marker[0])
+        return re.compile(rf" {{0,3}}{char}{{{len(self.marker)},}}[ \t]*")
+
+
+@dataclass
+class Tail:
+    """What the open part of the text looks like: text, or a code block still streaming."""
+
+    kind: Literal["text", "code"]
+    text: str  # the tail's text, or the code so far for a code block
+    language: str = ""
+
+
+@dataclass
+class RenderStep:
+    """The change one `feed` made. `offset`/`length` are the text's length before and after
+    (in the renderer's normalised text), `settled_from`/`settled_to` the offset where the tail
+    started before and starts now."""
+
+    offset: int
+    length: int
+    settled_from: int
+    settled_to: int
+    blocks_html: str  # newly settled blocks, to append after the earlier ones
+    tail_replaced: bool  # the tail must be drawn again from `ProgressiveRenderer.tail`
+    appended: str  # otherwise: text to append to the tail as it is
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.blocks_html or self.tail_replaced or self.appended)
+
+
+class ProgressiveRenderer:
+    """Renders one streaming text block by block. Feed it deltas; read `blocks_html` and
+    `tail` for the whole state (a snapshot), and each `RenderStep` for the change."""
+
+    def __init__(self) -> None:
+        self.text = ""  # normalised: line ends are "\n", as markdown-it sees them
+        self.settled = 0  # the tail starts here
+        self._blocks: list[str] = []
+        self._references: dict[str, Any] = {}  # markdown-it's env: references seen so far
+        self._pending_cr = False
+        self._fence: _OpenFence | None = None
+
+    @property
+    def blocks_html(self) -> str:
+        if len(self._blocks) > 1:
+            self._blocks = ["".join(self._blocks)]
+        return self._blocks[0] if self._blocks else ""
+
+    @property
+    def tail(self) -> Tail:
+        if self._fence is not None:
+            return Tail("code", self.text[self._fence.body_start :], self._fence.language)
+        return Tail("text", self.text[self.settled :])
+
+    def feed(self, delta: str) -> RenderStep:
+        offset, settled_from = len(self.text), self.settled
+        delta = self._normalise(delta)
+        self.text += delta
+        html: list[str] = []
+        replaced = False
+        if "\n" in delta:  # blocks settle and fences open only when a line is complete
+            replaced = self._advance(html)
+        blocks_html = "".join(html)
+        if blocks_html:
+            self._blocks.append(blocks_html)
+        return RenderStep(
+            offset=offset,
+            length=len(self.text),
+            settled_from=settled_from,
+            settled_to=self.settled,
+            blocks_html=blocks_html,
+            tail_replaced=replaced,
+            appended="" if replaced else delta,
+        )
+
+    def finish(self) -> tuple[str, str]:
+        """End the text. Returns the HTML of the rest (to append after the settled blocks)
+        and the whole reply's HTML, which equals `render_markdown(text)`."""
+        if self._pending_cr:
+            self._pending_cr = False
+            self.text += "\n"
+        rest = render_blocks(self.text[self.settled :], dict(self._references))
+        whole = self.blocks_html + rest
+        if self._references.get("references") or "]:" in self.text[self.settled :]:
+            # A reference defined after a block that uses it changes that block: render
+            # the whole text again (the page then swaps the whole reply).
+            whole = render_markdown(self.text)
+        return rest, whole
+
+    # --- Internals ---------------------------------------------------------------------------
+
+    def _normalise(self, delta: str) -> str:
+        # A CR at the end of one delta may be the first half of a CRLF: hold it back.
+        if self._pending_cr:
+            delta = "\r" + delta
+            self._pending_cr = False
+        if delta.endswith("\r"):
+            delta = delta[:-1]
+            self._pending_cr = True
+        if "\r" in delta:
+            delta = delta.replace("\r\n", "\n").replace("\r", "\n")
+        return delta.replace("\0", "\ufffd")
+
+    def _advance(self, html: list[str]) -> bool:
+        """Settle what can be settled; True if the tail changed shape (not only grew)."""
+        replaced = False
+        while True:
+            if self._fence is not None:
+                end = self._fence_end(self._fence)
+                if end is None:
+                    return replaced
+                self._settle(end, html)
+                self._fence = None
+                replaced = True
+                continue
+            if self._skip_blank_lines():
+                replaced = True
+            complete = self.text.rfind("\n") + 1  # the end of the last complete line
+            if complete <= self.settled:
+                return replaced
+            base = self.settled
+            source = self.text[base:complete]
+            blocks = _top_level_blocks(block_parser().parse(source))
+            if not blocks:
+                return replaced
+            line_starts = _line_starts(source)
+            n_lines = len(line_starts) - 1
+            settled = len(blocks) - 1
+            last = blocks[-1]
+            if _is_complete(last, source, line_starts, n_lines):
+                settled += 1
+            if settled:
+                end_line = _lines(blocks[settled])[0] if settled < len(blocks) else _lines(last)[1]
+                self._settle(base + line_starts[end_line], html)
+                replaced = True
+                if settled == len(blocks):
+                    continue  # the tail is blank or a partial line: nothing more to settle
+            if last.type == "fence" and settled < len(blocks):
+                # An open code fence: from now on, scan its lines for the closing fence.
+                body_start = base + line_starts[_lines(last)[0] + 1]
+                self._fence = _OpenFence(
+                    marker=last.markup,
+                    language=fence_language(last.info),
+                    body_start=body_start,
+                    scan_from=body_start,
+                )
+                return True
+            return replaced
+
+    def _skip_blank_lines(self) -> bool:
+        """Blank lines between blocks render as nothing: keep them out of the tail, so that
+        it never shows an empty line that vanishes when its block settles."""
+        position = self.settled
+        while (newline := self.text.find("\n", position)) >= 0:
+            if self.text[position:newline].strip(" \t"):
+                break
+            position = newline + 1
+        moved = position != self.settled
+        self.settled = position
+        return moved
+
+    def _settle(self, end: int, html: list[str]) -> None:
+        html.append(render_blocks(self.text[self.settled : end], self._references))
+        self.settled = end
+
+    def _fence_end(self, fence: _OpenFence) -> int | None:
+        """The offset after the fence's closing line, once that line is complete."""
+        closing = fence.closing_line()
+        position = fence.scan_from
+        while True:
+            newline = self.text.find("\n", position)
+            if newline < 0:
+                fence.scan_from = position
+                return None
+            if closing.fullmatch(self.text, position, newline):
+                return newline + 1
+            position = newline + 1
+
+
+def _top_level_blocks(tokens: list[Token]) -> list[Token]:
+    return [t for t in tokens if t.level == 0 and t.nesting >= 0 and t.map is not None]
+
+
+def _line_starts(source: str) -> list[int]:
+    starts = [0]
+    position = source.find("\n")
+    while position >= 0:
+        starts.append(position + 1)
+        position = source.find("\n", position + 1)
+    return starts
+
+
+def _lines(block: Token) -> tuple[int, int]:
+    """The lines a block spans: the first, and the one after its last."""
+    assert block.map is not None
+    return block.map[0], block.map[1]
+
+
+def _is_complete(block: Token, source: str, line_starts: list[int], n_lines: int) -> bool:
+    """Whether the last block can no longer change, whatever text comes next."""
+    start, end = _lines(block)
+    if block.type in _COMPLETE_WHEN_LINE_ENDS:
+        return True
+    if block.type == "fence":
+        if end - 1 <= start:
+            return False
+        line = source[line_starts[end - 1] : line_starts[end] - 1]
+        char = block.markup[0]
+        stripped = line.strip(" \t")
+        return (
+            len(line) - len(line.lstrip(" ")) <= 3
+            and len(stripped) >= len(block.markup)
+            and stripped == char * len(stripped)
+        )
+    if block.type in _END_AT_BLANK_LINE:
+        # A complete blank line after it ends it.
+        return end < n_lines and not source[line_starts[end] : line_starts[end + 1]].strip()
+    return False

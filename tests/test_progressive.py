@@ -1,0 +1,208 @@
+"""Progressive rendering: settled blocks never change, and with the final tail they equal the
+one-shot render, however the text is split into deltas."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chat.markdown import render_markdown
+from chat.progressive import ProgressiveRenderer
+
+WORDS = st.sampled_from(
+    ["word", "**bold**", "*em*", "`code`", "[link](https://example.com)", "<b>x</b>", "a_b", "1."]
+)
+
+
+def _line(words: list[str]) -> str:
+    return " ".join(words)
+
+
+INLINE = st.lists(WORDS, min_size=1, max_size=5).map(_line)
+LANG = st.sampled_from(["", "python", "js", "nosuchlanguage"])
+FENCE = st.sampled_from(["```", "~~~", "````"])
+
+BLOCKS = st.one_of(
+    INLINE,  # a paragraph
+    st.lists(INLINE, min_size=2, max_size=3).map("\n".join),  # a paragraph of lines
+    st.tuples(st.integers(1, 4), INLINE).map(lambda t: "#" * t[0] + " " + t[1]),
+    INLINE.map(lambda s: s + "\n---"),  # setext heading
+    st.just("***"),
+    st.lists(INLINE, min_size=1, max_size=3).map(lambda xs: "\n".join("- " + x for x in xs)),
+    st.lists(INLINE, min_size=1, max_size=3).map(
+        lambda xs: "\n".join(f"{i}. {x}" for i, x in enumerate(xs, 1))
+    ),
+    st.lists(INLINE, min_size=1, max_size=3).map(lambda xs: "\n\n".join("- " + x for x in xs)),
+    INLINE.map(lambda s: f"- {s}\n  - nested {s}\n\n  continued"),
+    st.lists(INLINE, min_size=1, max_size=3).map(
+        lambda xs: "| a | b |\n|---|---|\n" + "\n".join(f"| {x} | y |" for x in xs)
+    ),
+    st.lists(INLINE, min_size=1, max_size=3).map(lambda xs: "\n".join("> " + x for x in xs)),
+    st.tuples(FENCE, LANG, st.lists(INLINE, max_size=3)).map(
+        lambda t: f"{t[0]}{t[1]}\n" + "\n\n".join(t[2]) + f"\n{t[0]}"
+    ),
+    st.tuples(FENCE, st.lists(INLINE, max_size=2)).map(
+        lambda t: (
+            f"{t[0]}\n# not a heading\n\n- not a list\n{t[0][0] * 2}\n"
+            + "\n".join(t[1])
+            + f"\n{t[0]}"
+        )
+    ),
+    st.lists(INLINE, min_size=1, max_size=2).map(lambda xs: "\n\n".join("    " + x for x in xs)),
+)
+SEPARATORS = st.sampled_from(["\n\n", "\n", "\n\n\n", "\r\n\r\n", "\n \n"])
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> str:
+    blocks = draw(st.lists(BLOCKS, min_size=1, max_size=7))
+    text = blocks[0]
+    for block in blocks[1:]:
+        text += draw(SEPARATORS) + block
+    if draw(st.booleans()):
+        text += "\n"
+    if draw(st.booleans()):  # cut off, as an interrupted reply is
+        text = text[: draw(st.integers(1, len(text)))]
+    return text
+
+
+@st.composite
+def split(draw: st.DrawFn, text: str) -> list[str]:
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=40)))
+    pieces, start = [], 0
+    for cut in [*cuts, len(text)]:
+        if cut > start:
+            pieces.append(text[start:cut])
+            start = cut
+    return pieces
+
+
+def stream(pieces: list[str]) -> tuple[list[str], str, str, ProgressiveRenderer]:
+    renderer = ProgressiveRenderer()
+    settled = []
+    for piece in pieces:
+        step = renderer.feed(piece)
+        if step.blocks_html:
+            settled.append(step.blocks_html)
+    rest, whole = renderer.finish()
+    return settled, rest, whole, renderer
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_settled_blocks_and_the_final_tail_equal_the_one_shot_render(data: st.DataObject) -> None:
+    text = data.draw(documents())
+    pieces = data.draw(split(text))
+    settled, rest, whole, _ = stream(pieces)
+    one_shot = render_markdown(text)
+    assert whole == one_shot
+    assert "".join(settled) + rest == one_shot
+    # Each block was sent once: every settled piece stands once, in order, in the result.
+    position = 0
+    for block in settled:
+        assert one_shot.startswith(block, position)
+        position += len(block)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_the_state_at_any_point_shows_every_character_once(data: st.DataObject) -> None:
+    text = data.draw(documents())
+    renderer = ProgressiveRenderer()
+    for piece in data.draw(split(text)):
+        renderer.feed(piece)
+        tail = renderer.tail
+        if tail.kind == "text":
+            assert renderer.text[renderer.settled :] == tail.text
+        else:
+            assert renderer.text.endswith(tail.text)
+        assert (
+            renderer.text.replace("\r", "")
+            == text[: len(renderer.text)].replace("\r\n", "\n").replace("\r", "\n")
+            or "\r" in text
+        )
+
+
+def test_blocks_settle_while_the_text_streams() -> None:
+    renderer = ProgressiveRenderer()
+    steps = [
+        renderer.feed(piece)
+        for piece in ["## Plan\n", "\n- one\n- two\n", "\nSome text", " here.\n\n| a |\n|---|\n"]
+    ]
+    assert "<h2>Plan</h2>" in steps[0].blocks_html  # a heading settles when its line ends
+    assert steps[1].blocks_html == ""  # a list may go on after a blank line
+    assert steps[2].blocks_html == ""  # a line still being written decides nothing
+    assert "<li>one</li>" in steps[3].blocks_html  # a paragraph started: the list is done
+    assert "<p>Some text here.</p>" in steps[3].blocks_html  # a blank line ends a paragraph
+    assert renderer.tail.text == "| a |\n|---|\n"
+
+
+def test_an_open_code_fence_is_a_code_block_from_its_first_line() -> None:
+    renderer = ProgressiveRenderer()
+    assert "<p>Intro.</p>" in renderer.feed("Intro.\n\n```py").blocks_html
+    assert renderer.tail.kind == "text"
+    step = renderer.feed("thon\nprint(1)\n")
+    assert step.tail_replaced
+    assert renderer.tail.kind == "code" and renderer.tail.language == "python"
+    assert renderer.tail.text == "print(1)\n"
+    step = renderer.feed("\n# not a heading\n")
+    assert not step.tail_replaced and step.appended == "\n# not a heading\n"
+    step = renderer.feed("```\nafter")
+    assert step.tail_replaced
+    assert '<div class="code-lang">python</div>' in step.blocks_html
+    assert '<span class="nb">print</span>' in step.blocks_html  # highlighted once closed
+    assert renderer.tail.kind == "text" and renderer.tail.text == "after"
+
+
+def test_a_reply_cut_inside_a_fence_saves_a_closed_code_block() -> None:
+    renderer = ProgressiveRenderer()
+    renderer.feed("```python\nx = 1\n")
+    rest, whole = renderer.finish()
+    assert whole == render_markdown("```python\nx = 1\n")
+    assert whole.count("<pre>") == 1 and "</pre>" in rest
+
+
+def test_a_reference_defined_later_is_fixed_by_the_final_render() -> None:
+    renderer = ProgressiveRenderer()
+    settled = renderer.feed("See [the docs][d].\n\nMore.\n").blocks_html
+    assert "[the docs][d]" in settled  # unknown while streaming
+    renderer.feed("\n[d]: https://example.com\n")
+    _, whole = renderer.finish()
+    assert whole == render_markdown("See [the docs][d].\n\nMore.\n\n[d]: https://example.com\n")
+    assert 'href="https://example.com"' in whole
+
+
+def test_crlf_split_between_deltas_is_one_line_end() -> None:
+    renderer = ProgressiveRenderer()
+    for piece in ["# A\r", "\nb\r", "\r", "\nc"]:
+        renderer.feed(piece)
+    assert renderer.text == "# A\nb\n\nc"
+    assert renderer.blocks_html == "<h1>A</h1>\n<p>b</p>\n"
+
+
+def test_hostile_html_is_escaped_in_settled_blocks() -> None:
+    renderer = ProgressiveRenderer()
+    step = renderer.feed(
+        '<script>alert(1)</script>\n\n![x](https://evil.example/x.png)\n\n<a hx-get="/x">y</a>\n\nz'
+    )
+    assert "<script" not in step.blocks_html
+    assert not re.search(r"<[^>]*hx-get", step.blocks_html)  # escaped text, not an attribute
+    assert "<img" not in step.blocks_html or "evil.example" not in step.blocks_html
+
+
+def test_a_giant_code_block_costs_time_linear_in_its_size() -> None:
+    """An open fence is scanned line by line, not parsed again on every delta."""
+
+    def feed_code(lines: int) -> float:
+        renderer = ProgressiveRenderer()
+        renderer.feed("```python\n")
+        started = time.perf_counter()
+        for i in range(lines):
+            renderer.feed(f"value_{i} = {i} * 2\n")
+        return time.perf_counter() - started
+
+    small, large = feed_code(2_000), feed_code(8_000)
+    assert large / small < 8  # quadratic would be about 16
