@@ -97,7 +97,9 @@ class SSEDecoder:
     def __init__(self) -> None:
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._at_start = True
-        self._pending = ""  # text after the last line end
+        # Text after the last line end, as the pieces it came in: joined once, when its line
+        # ends, so a long line arriving in small reads costs time in proportion to its length.
+        self._pending: list[str] = []
         self._pending_cr = False  # the last chunk ended with CR: a following LF belongs to it
         self._data: list[str] = []
         self._event = ""
@@ -111,7 +113,7 @@ class SSEDecoder:
         """End of stream: a last line without a line end, and an undispatched event, count."""
         events = self._feed_text(self._text.decode(b"", final=True))
         if self._pending:
-            line, self._pending = self._pending, ""
+            line, self._pending = "".join(self._pending), []
             event = self._process_line(line)
             if event:
                 events.append(event)
@@ -123,24 +125,34 @@ class SSEDecoder:
     def _feed_text(self, text: str) -> list[ServerSentEvent]:
         if self._at_start and text:
             self._at_start = False
-            if text.startswith("\ufeff"):
+            if text[0] == "\ufeff":
                 text = text[1:]
         if not text:
             return []  # e.g. an empty piece: it must not forget a pending CR
-        if self._pending_cr and text.startswith("\n"):
+        if self._pending_cr and text[0] == "\n":
             text = text[1:]
         self._pending_cr = False
         if not text:
             return []
-        events = []
-        lines = (self._pending + text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        self._pending = lines.pop()
-        if text.endswith("\r"):
-            self._pending_cr = True
-        for line in lines:
-            event = self._process_line(line)
-            if event:
-                events.append(event)
+        if "\r" in text:
+            self._pending_cr = text[-1] == "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
+        tail = lines.pop()
+        if lines:
+            if self._pending:
+                self._pending.append(lines[0])
+                lines[0] = "".join(self._pending)
+                self._pending = []
+            events = []
+            for line in lines:
+                event = self._process_line(line)
+                if event:
+                    events.append(event)
+        else:
+            events = []
+        if tail:
+            self._pending.append(tail)
         return events
 
     def _process_line(self, line: str) -> ServerSentEvent | None:
