@@ -301,19 +301,8 @@ class Completion:
             if not isinstance(delta, dict):
                 # Legacy completion-style chunks carry the text directly.
                 delta = {"content": choice["text"]} if isinstance(choice.get("text"), str) else {}
-            # Content is a string, or (Mistral's Magistral) a list of text and thinking parts.
-            text, thinking = _text_parts(delta.get("content"))
-            update.content += self._text(text, self.content_parts)
-            update.refusal += self._text(
-                "".join(_text_parts(delta.get("refusal"))), self.refusal_parts
-            )
-            reasoning = "".join(_text_parts(delta.get("reasoning_content")))
-            if not reasoning:
-                reasoning = "".join(_text_parts(delta.get("reasoning")))
-            update.reasoning += self._text(thinking + reasoning, self.reasoning_parts)
-            fragments = delta.get("tool_calls")
-            if isinstance(fragments, list) and fragments:
-                update.tool_calls_changed = self._take_tool_calls(fragments)
+            if delta:  # most chunks carry one short string; an empty delta carries nothing
+                self._take_delta(delta, update)
             finish_reason = choice.get("finish_reason")
             if isinstance(finish_reason, str) and finish_reason:
                 if finish_reason == "error":
@@ -324,6 +313,23 @@ class Completion:
                 self.finish_reason = finish_reason
             self._take_usage(choice)
         return update
+
+    def _take_delta(self, delta: dict[str, Any], update: StreamUpdate) -> None:
+        # Content is a string, or (Mistral's Magistral) a list of text and thinking parts.
+        content = delta.get("content")
+        text, thinking = (content, "") if isinstance(content, str) else _text_parts(content)
+        if text:
+            update.content += self._text(text, self.content_parts)
+        if "refusal" in delta:
+            update.refusal += self._text(_joined_text(delta["refusal"]), self.refusal_parts)
+        reasoning = _joined_text(delta.get("reasoning_content")) or _joined_text(
+            delta.get("reasoning")
+        )
+        if thinking or reasoning:
+            update.reasoning += self._text(thinking + reasoning, self.reasoning_parts)
+        fragments = delta.get("tool_calls")
+        if isinstance(fragments, list) and fragments:
+            update.tool_calls_changed = self._take_tool_calls(fragments)
 
     @staticmethod
     def _text(value: Any, parts: list[str]) -> str:
@@ -396,6 +402,13 @@ class Completion:
             slot = max(self.tool_calls, default=-1) + 1
             return self.tool_calls.setdefault(slot, ToolCall(index=slot))
         return latest
+
+
+def _joined_text(value: Any) -> str:
+    """Text and thinking of a content value run together (None, the usual case, is "")."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else "".join(_text_parts(value))
 
 
 def _text_parts(value: Any) -> tuple[str, str]:
