@@ -97,7 +97,9 @@ class SSEDecoder:
     def __init__(self) -> None:
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._at_start = True
-        self._pending = ""  # text after the last line end
+        # Text after the last line end, as the pieces it came in: joined once, when its line
+        # ends, so a long line arriving in small reads costs time in proportion to its length.
+        self._pending: list[str] = []
         self._pending_cr = False  # the last chunk ended with CR: a following LF belongs to it
         self._data: list[str] = []
         self._event = ""
@@ -111,7 +113,7 @@ class SSEDecoder:
         """End of stream: a last line without a line end, and an undispatched event, count."""
         events = self._feed_text(self._text.decode(b"", final=True))
         if self._pending:
-            line, self._pending = self._pending, ""
+            line, self._pending = "".join(self._pending), []
             event = self._process_line(line)
             if event:
                 events.append(event)
@@ -123,24 +125,34 @@ class SSEDecoder:
     def _feed_text(self, text: str) -> list[ServerSentEvent]:
         if self._at_start and text:
             self._at_start = False
-            if text.startswith("\ufeff"):
+            if text[0] == "\ufeff":
                 text = text[1:]
         if not text:
             return []  # e.g. an empty piece: it must not forget a pending CR
-        if self._pending_cr and text.startswith("\n"):
+        if self._pending_cr and text[0] == "\n":
             text = text[1:]
         self._pending_cr = False
         if not text:
             return []
-        events = []
-        lines = (self._pending + text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        self._pending = lines.pop()
-        if text.endswith("\r"):
-            self._pending_cr = True
-        for line in lines:
-            event = self._process_line(line)
-            if event:
-                events.append(event)
+        if "\r" in text:
+            self._pending_cr = text[-1] == "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
+        tail = lines.pop()
+        if lines:
+            if self._pending:
+                self._pending.append(lines[0])
+                lines[0] = "".join(self._pending)
+                self._pending = []
+            events = []
+            for line in lines:
+                event = self._process_line(line)
+                if event:
+                    events.append(event)
+        else:
+            events = []
+        if tail:
+            self._pending.append(tail)
         return events
 
     def _process_line(self, line: str) -> ServerSentEvent | None:
@@ -289,19 +301,8 @@ class Completion:
             if not isinstance(delta, dict):
                 # Legacy completion-style chunks carry the text directly.
                 delta = {"content": choice["text"]} if isinstance(choice.get("text"), str) else {}
-            # Content is a string, or (Mistral's Magistral) a list of text and thinking parts.
-            text, thinking = _text_parts(delta.get("content"))
-            update.content += self._text(text, self.content_parts)
-            update.refusal += self._text(
-                "".join(_text_parts(delta.get("refusal"))), self.refusal_parts
-            )
-            reasoning = "".join(_text_parts(delta.get("reasoning_content")))
-            if not reasoning:
-                reasoning = "".join(_text_parts(delta.get("reasoning")))
-            update.reasoning += self._text(thinking + reasoning, self.reasoning_parts)
-            fragments = delta.get("tool_calls")
-            if isinstance(fragments, list) and fragments:
-                update.tool_calls_changed = self._take_tool_calls(fragments)
+            if delta:  # most chunks carry one short string; an empty delta carries nothing
+                self._take_delta(delta, update)
             finish_reason = choice.get("finish_reason")
             if isinstance(finish_reason, str) and finish_reason:
                 if finish_reason == "error":
@@ -312,6 +313,23 @@ class Completion:
                 self.finish_reason = finish_reason
             self._take_usage(choice)
         return update
+
+    def _take_delta(self, delta: dict[str, Any], update: StreamUpdate) -> None:
+        # Content is a string, or (Mistral's Magistral) a list of text and thinking parts.
+        content = delta.get("content")
+        text, thinking = (content, "") if isinstance(content, str) else _text_parts(content)
+        if text:
+            update.content += self._text(text, self.content_parts)
+        if "refusal" in delta:
+            update.refusal += self._text(_joined_text(delta["refusal"]), self.refusal_parts)
+        reasoning = _joined_text(delta.get("reasoning_content")) or _joined_text(
+            delta.get("reasoning")
+        )
+        if thinking or reasoning:
+            update.reasoning += self._text(thinking + reasoning, self.reasoning_parts)
+        fragments = delta.get("tool_calls")
+        if isinstance(fragments, list) and fragments:
+            update.tool_calls_changed = self._take_tool_calls(fragments)
 
     @staticmethod
     def _text(value: Any, parts: list[str]) -> str:
@@ -384,6 +402,13 @@ class Completion:
             slot = max(self.tool_calls, default=-1) + 1
             return self.tool_calls.setdefault(slot, ToolCall(index=slot))
         return latest
+
+
+def _joined_text(value: Any) -> str:
+    """Text and thinking of a content value run together (None, the usual case, is "")."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else "".join(_text_parts(value))
 
 
 def _text_parts(value: Any) -> tuple[str, str]:

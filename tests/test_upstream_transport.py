@@ -1,0 +1,264 @@
+"""The network transport chosen in chat/upstream.py, against a real loopback server.
+
+Each test builds the stream client exactly as a generation does (`chat_completions_client()` from
+settings) and checks what the transport must honour: connect and idle timeouts, the caller's total
+deadline, closing the upstream connection when the reply is abandoned, Retry-After, broken
+connections reported as connection errors (not timeouts), and the demo transport in demo mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from aiohttp import web
+
+from chat.stream_client import (
+    ChatCompletionsClient,
+    Retrying,
+    StreamUpdate,
+    UpstreamConnectionError,
+    UpstreamTimeout,
+)
+from chat.upstream import chat_completions_client, close_http_clients
+from tests.fake_upstream import FakeRequest, FakeUpstream, reply_events
+
+BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+async def upstream_client(
+    settings, fake_upstream: FakeUpstream
+) -> AsyncIterator[Callable[..., ChatCompletionsClient]]:
+    """`upstream_client(**settings)`: the app's stream client aimed at the fake upstream."""
+
+    def make(**overrides: object) -> ChatCompletionsClient:
+        settings.CHAT_DEMO_MODE = False
+        settings.OPENAI_BASE_URL = fake_upstream.base_url
+        settings.OPENAI_API_KEY = "sk-transport-test"
+        settings.CHAT_CONNECT_TIMEOUT = 5.0
+        settings.CHAT_IDLE_TIMEOUT = 5.0
+        settings.CHAT_MAX_RETRIES = 0
+        for name, value in overrides.items():
+            setattr(settings, name, value)
+        return chat_completions_client()
+
+    yield make
+    await close_http_clients()
+
+
+@pytest.fixture
+def unaccepting_port() -> Iterator[int]:
+    """A loopback port whose accept queue is full, so a new connection attempt just hangs."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(2):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.05)
+    yield port
+    for sock in [*fillers, server]:
+        sock.close()
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def slow_reply(
+    request: FakeRequest, *, pause_before: int, pause: float
+) -> web.StreamResponse:
+    """A normal reply that stops for `pause` seconds before piece `pause_before`."""
+
+    async def before_piece(i: int) -> None:
+        if i == pause_before:
+            await asyncio.sleep(pause)
+
+    return await request.stream(reply_events(["Hello", ",", " world"]), before_piece=before_piece)
+
+
+async def test_a_reply_streams_through_the_transport(upstream_client, fake_upstream):
+    stream = upstream_client().stream(BODY)
+    updates = [u async for u in stream]
+    assert stream.completion.content == "Hello, world!"
+    texts = [u.content for u in updates if isinstance(u, StreamUpdate)]
+    assert texts == ["Hello", ",", " world", "!"]
+    assert fake_upstream.requests[0].headers["Authorization"] == "Bearer sk-transport-test"
+    assert fake_upstream.requests[0].body["stream"] is True
+
+
+async def test_demo_mode_still_answers_through_the_demo_transport(upstream_client, settings):
+    settings.CHAT_DEMO_TOKENS_PER_SECOND = (5000.0, 5000.0)
+    stream = upstream_client(CHAT_DEMO_MODE=True, OPENAI_BASE_URL="").stream(BODY)
+    updates = [u async for u in stream]
+    assert "demo model" in stream.completion.content
+    assert stream.completion.done and len(updates) > 10
+
+
+async def test_a_server_that_never_accepts_times_out_after_the_connect_timeout(
+    upstream_client, unaccepting_port
+):
+    client = upstream_client(
+        CHAT_CONNECT_TIMEOUT=0.3, OPENAI_BASE_URL=f"http://127.0.0.1:{unaccepting_port}/v1"
+    )
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout, match=r"connect to the model server within 0\.3 seconds"):
+        async for _ in client.stream(BODY):
+            pass
+    assert time.monotonic() - started < 3
+
+
+async def test_a_refused_connection_is_a_connection_error_not_a_timeout(upstream_client):
+    client = upstream_client(OPENAI_BASE_URL=f"http://127.0.0.1:{closed_port()}/v1")
+    with pytest.raises(UpstreamConnectionError):
+        async for _ in client.stream(BODY):
+            pass
+
+
+async def test_a_connection_closed_before_the_response_is_a_connection_error(
+    upstream_client, fake_upstream
+):
+    async def plan(request: FakeRequest) -> web.StreamResponse:
+        assert request.http.transport is not None
+        request.http.transport.close()
+        await asyncio.sleep(5)  # cancelled when aiohttp sees the connection go
+        raise AssertionError("unreachable")
+
+    fake_upstream.plan = plan
+    with pytest.raises(UpstreamConnectionError, match="Lost the connection"):
+        async for _ in upstream_client().stream(BODY):
+            pass
+
+
+async def test_a_reply_that_is_not_http_is_a_connection_error(upstream_client, fake_upstream):
+    async def plan(request: FakeRequest) -> web.StreamResponse:
+        assert request.http.transport is not None
+        request.http.transport.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        request.http.transport.close()
+        await asyncio.sleep(5)
+        raise AssertionError("unreachable")
+
+    fake_upstream.plan = plan
+    with pytest.raises(UpstreamConnectionError, match="Lost the connection"):
+        async for _ in upstream_client().stream(BODY):
+            pass
+
+
+async def test_a_pause_mid_stream_longer_than_the_idle_timeout_times_out(
+    upstream_client, fake_upstream
+):
+    async def plan(request: FakeRequest) -> web.StreamResponse:
+        return await slow_reply(request, pause_before=2, pause=5)
+
+    fake_upstream.plan = plan
+    stream = upstream_client(CHAT_IDLE_TIMEOUT=0.3).stream(BODY)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout, match=r"sent nothing for 0\.3 seconds"):
+        async for _ in stream:
+            pass
+    assert time.monotonic() - started < 3
+    assert stream.completion.content == "Hello"
+    assert await wait_until(lambda: fake_upstream.requests[0].disconnected)
+
+
+async def test_the_callers_total_deadline_stops_a_reply_that_keeps_coming(
+    upstream_client, fake_upstream
+):
+    async def plan(request: FakeRequest) -> web.StreamResponse:
+        return await request.stream(reply_events(["tick"] * 200), delay=0.05)
+
+    fake_upstream.plan = plan
+    stream = upstream_client(CHAT_IDLE_TIMEOUT=0.3).stream(BODY)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.6):  # as chat/generation.py bounds a reply
+            async for _ in stream:
+                pass
+    assert "tick" in stream.completion.content
+    assert await wait_until(lambda: fake_upstream.requests[0].disconnected)
+    assert not fake_upstream.requests[0].finished
+
+
+async def test_cancelling_the_task_closes_the_upstream_connection(upstream_client, fake_upstream):
+    async def plan(request: FakeRequest) -> web.StreamResponse:
+        return await slow_reply(request, pause_before=2, pause=30)
+
+    fake_upstream.plan = plan
+    stream = upstream_client().stream(BODY)
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for update in stream:
+            if isinstance(update, StreamUpdate) and update.content:
+                first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await wait_until(lambda: fake_upstream.requests[0].disconnected)
+
+
+async def test_leaving_the_iteration_early_closes_the_upstream_connection(
+    upstream_client, fake_upstream
+):
+    async def plan(request: FakeRequest) -> web.StreamResponse:
+        return await slow_reply(request, pause_before=2, pause=30)
+
+    fake_upstream.plan = plan
+    updates = upstream_client().stream(BODY).__aiter__()
+    update = await anext(updates)
+    assert isinstance(update, StreamUpdate) and update.content == "Hello"
+    await updates.aclose()  # type: ignore[attr-defined]
+    assert await wait_until(lambda: fake_upstream.requests[0].disconnected)
+
+
+async def test_a_connection_cut_mid_reply_is_a_connection_error(upstream_client, fake_upstream):
+    async def plan(request: FakeRequest) -> web.StreamResponse:
+        return await request.stream(reply_events(["Hello", " world"]), cut_after=2)
+
+    fake_upstream.plan = plan
+    stream = upstream_client().stream(BODY)
+    with pytest.raises(UpstreamConnectionError, match="Lost the connection"):
+        async for _ in stream:
+            pass
+    assert stream.completion.content == "Hello"
+
+
+async def test_a_429_is_retried_after_its_retry_after_delay(upstream_client, fake_upstream):
+    arrived: list[float] = []
+
+    async def plan(request: FakeRequest) -> web.StreamResponse:
+        arrived.append(time.monotonic())
+        if request.index == 0:
+            return await request.error(429, "Slow down", headers={"Retry-After": "1"})
+        return await request.stream(reply_events(["ok"]))
+
+    fake_upstream.plan = plan
+    stream = upstream_client(CHAT_MAX_RETRIES=2, CHAT_RETRY_MAX_DELAY=20.0).stream(BODY)
+    updates = [u async for u in stream]
+    retries = [u for u in updates if isinstance(u, Retrying)]
+    assert len(retries) == 1 and retries[0].delay == 1.0 and "Slow down" in retries[0].reason
+    assert stream.completion.content == "ok"
+    assert len(arrived) == 2 and arrived[1] - arrived[0] >= 0.95
