@@ -193,14 +193,16 @@ class ConversationAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         conversation = get_object_or_404(self.get_queryset(request), pk=conversation_id)
-        messages = conversation.messages.order_by("created", "id")
+        # Not "messages": that name belongs to the messages framework, whose banners the admin
+        # base template renders from it.
+        transcript = conversation.messages.order_by("created", "id")
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": f"Transcript: {conversation}",
             "conversation": conversation,
-            "messages": messages,
-            "totals": messages.aggregate(
+            "transcript": transcript,
+            "totals": transcript.aggregate(
                 prompt=Sum("prompt_tokens"),
                 completion=Sum("completion_tokens"),
                 replies=Count("id", filter=Q(role=Message.Role.ASSISTANT)),

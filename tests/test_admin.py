@@ -154,3 +154,18 @@ def test_conversations_filter_by_feedback_and_show_token_totals(admin_client, us
         "plain one"
         in admin_client.get(changelist + f"?owner__id__exact={user.pk}").content.decode()
     )
+
+
+def test_transcript_shows_messages_in_the_transcript_not_as_admin_banners(
+    admin_client, user, monkeypatch
+):
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    _, reply = services.message_submit(conversation=conversation, content="first question")
+    Message.objects.filter(pk=reply.pk).update(status="complete", content="first answer")
+    url = reverse("admin:chat_conversation_transcript", args=[conversation.pk])
+    body = admin_client.get(url).content.decode()
+    assert "messagelist" not in body and 'class="success"' not in body
+    transcript = body.split('<div class="transcript">', 1)[1]
+    assert "first question" in transcript and "first answer" in transcript
+    assert f'id="t{reply.pk}"' in transcript
