@@ -9,7 +9,8 @@ import uuid
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -18,6 +19,19 @@ from django.utils.html import format_html
 
 from .exports import MESSAGE_FIELDS, jsonl_lines, with_messages
 from .models import Conversation, Message
+
+
+def _per_conversation(aggregate: Count | Sum) -> Coalesce:
+    """An aggregate over a conversation's messages as a subquery: unlike an aggregate over a
+    join, it is not multiplied when a search or a filter joins the messages again."""
+    rows = (
+        Message.objects.filter(conversation=OuterRef("pk"))
+        .order_by()
+        .values("conversation")
+        .annotate(value=aggregate)
+        .values("value")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
 
 
 class MessageStatusFilter(admin.SimpleListFilter):
@@ -166,9 +180,9 @@ class ConversationAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                message_count=Count("messages", distinct=True),
-                prompt_token_total=Sum("messages__prompt_tokens"),
-                completion_token_total=Sum("messages__completion_tokens"),
+                message_count=_per_conversation(Count("id")),
+                prompt_token_total=_per_conversation(Sum("prompt_tokens")),
+                completion_token_total=_per_conversation(Sum("completion_tokens")),
             )
         )
 

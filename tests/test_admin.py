@@ -169,3 +169,23 @@ def test_transcript_shows_messages_in_the_transcript_not_as_admin_banners(
     transcript = body.split('<div class="transcript">', 1)[1]
     assert "first question" in transcript and "first answer" in transcript
     assert f'id="t{reply.pk}"' in transcript
+
+
+def test_token_totals_stay_the_same_when_a_search_or_filter_matches_several_messages(
+    admin_client, user, monkeypatch
+):
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    for question, answer, prompt, completion in [
+        ("what to see in Lisbon", "Lisbon has trams", 100, 400),
+        ("and Lisbon food", "Lisbon has pastries", 194, 567),
+    ]:
+        _, reply = services.message_submit(conversation=conversation, content=question)
+        Message.objects.filter(pk=reply.pk).update(
+            status="complete", content=answer, prompt_tokens=prompt, completion_tokens=completion
+        )
+    changelist = reverse("admin:chat_conversation_changelist")
+    for query in ["", "?q=lisbon", "?q=Lisbon+has", "?message_status=complete", "?q=lisbon&o=5"]:
+        body = admin_client.get(changelist + query).content.decode()
+        assert "294 / 967" in body, query
+        assert ">4<" in body, query  # the message count
