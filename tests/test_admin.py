@@ -188,4 +188,26 @@ def test_token_totals_stay_the_same_when_a_search_or_filter_matches_several_mess
     for query in ["", "?q=lisbon", "?q=Lisbon+has", "?message_status=complete", "?q=lisbon&o=5"]:
         body = admin_client.get(changelist + query).content.decode()
         assert "294 / 967" in body, query
-        assert ">4<" in body, query  # the message count
+        assert "4 messages<" in body, query
+
+
+def test_the_changelist_shows_compact_dates_and_short_titles_with_the_full_ones_on_hover(
+    admin_client, user
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat.models import Conversation
+
+    title = "A rather long conversation title that goes on and on about trains in Portugal"
+    conversation = Conversation.objects.create(owner=user, title=title, model="m")
+    long_ago = timezone.localtime() - timedelta(days=800)
+    Conversation.objects.filter(pk=conversation.pk).update(updated=long_ago)
+    body = admin_client.get(reverse("admin:chat_conversation_changelist")).content.decode()
+    assert (
+        f'<span title="{title}">A rather long conversation title that goes on and on about…</span>'
+        in body
+    )
+    assert f'title="{long_ago:%Y-%m-%d %H:%M:%S}">{long_ago:%Y-%m-%d}</time>' in body
+    assert "0 messages</a>" in body
