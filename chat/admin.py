@@ -6,18 +6,57 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from datetime import datetime
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import dateformat, timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from .exports import MESSAGE_FIELDS, jsonl_lines, with_messages
 from .models import Conversation, Message
+
+
+def _per_conversation(aggregate: Count | Sum) -> Coalesce:
+    """An aggregate over a conversation's messages as a subquery: unlike an aggregate over a
+    join, it is not multiplied when a search or a filter joins the messages again."""
+    rows = (
+        Message.objects.filter(conversation=OuterRef("pk"))
+        .order_by()
+        .values("conversation")
+        .annotate(value=aggregate)
+        .values("value")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+
+LIST_TITLE_CHARS = 60
+
+
+def _compact_time(value: datetime) -> SafeString:
+    """A list-column date: the time if today, the day if this year, else the date; the full
+    timestamp in a tooltip."""
+    local = timezone.localtime(value)
+    now = timezone.localtime()
+    if local.date() == now.date():
+        short = dateformat.format(local, "H:i")
+    elif local.year == now.year:
+        short = dateformat.format(local, "M j")
+    else:
+        short = dateformat.format(local, "Y-m-d")
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        local.isoformat(),
+        dateformat.format(local, "Y-m-d H:i:s"),
+        short,
+    )
 
 
 class MessageStatusFilter(admin.SimpleListFilter):
@@ -132,15 +171,15 @@ def export_csv(
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
+    # Sized to fit a laptop window beside the admin's sidebars (see changelist.css); the
+    # created date is in the date hierarchy, the filters and the change page.
     list_display = [
         "title_or_id",
         "owner",
         "model",
-        "message_count",
         "total_tokens",
-        "created",
-        "updated",
-        "transcript_link",
+        "updated_short",
+        "transcript_short",
     ]
     list_filter = ["owner", "model", MessageStatusFilter, FeedbackFilter, "created", "updated"]
     search_fields = ["title", "messages__content", "owner__username"]
@@ -161,14 +200,17 @@ class ConversationAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     actions = [export_jsonl, export_csv]
 
+    class Media:
+        css = {"all": ["admin/chat/changelist.css"]}
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return (
             super()
             .get_queryset(request)
             .annotate(
-                message_count=Count("messages", distinct=True),
-                prompt_token_total=Sum("messages__prompt_tokens"),
-                completion_token_total=Sum("messages__completion_tokens"),
+                message_count=_per_conversation(Count("id")),
+                prompt_token_total=_per_conversation(Sum("prompt_tokens")),
+                completion_token_total=_per_conversation(Sum("completion_tokens")),
             )
         )
 
@@ -193,14 +235,16 @@ class ConversationAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         conversation = get_object_or_404(self.get_queryset(request), pk=conversation_id)
-        messages = conversation.messages.order_by("created", "id")
+        # Not "messages": that name belongs to the messages framework, whose banners the admin
+        # base template renders from it.
+        transcript = conversation.messages.order_by("created", "id")
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": f"Transcript: {conversation}",
             "conversation": conversation,
-            "messages": messages,
-            "totals": messages.aggregate(
+            "transcript": transcript,
+            "totals": transcript.aggregate(
                 prompt=Sum("prompt_tokens"),
                 completion=Sum("completion_tokens"),
                 replies=Count("id", filter=Q(role=Message.Role.ASSISTANT)),
@@ -209,23 +253,34 @@ class ConversationAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/chat/conversation/transcript.html", context)
 
     @admin.display(description="title", ordering="title")
-    def title_or_id(self, obj: Conversation) -> str:
-        return str(obj)
+    def title_or_id(self, obj: Conversation) -> SafeString:
+        title = str(obj)
+        short = title
+        if len(title) > LIST_TITLE_CHARS:
+            short = title[: LIST_TITLE_CHARS - 1].rsplit(" ", 1)[0].rstrip(" ,.;:-") + "…"
+        return format_html('<span title="{}">{}</span>', title, short)
 
-    @admin.display(description="messages", ordering="message_count")
-    def message_count(self, obj: Conversation) -> int:
-        return obj.message_count  # type: ignore[attr-defined]
+    @admin.display(description="updated", ordering="updated")
+    def updated_short(self, obj: Conversation) -> SafeString:
+        return _compact_time(obj.updated)
 
-    @admin.display(description="tokens (prompt / completion)", ordering="completion_token_total")
+    @admin.display(description="tokens in / out", ordering="completion_token_total")
     def total_tokens(self, obj: Conversation) -> str:
         prompt = getattr(obj, "prompt_token_total", None) or 0
         completion = getattr(obj, "completion_token_total", None) or 0
         return f"{prompt} / {completion}"
 
     @admin.display(description="transcript")
-    def transcript_link(self, obj: Conversation) -> str:
+    def transcript_link(self, obj: Conversation) -> SafeString:
         url = reverse("admin:chat_conversation_transcript", args=[obj.pk])
         return format_html('<a href="{}">Read the transcript</a>', url)
+
+    @admin.display(description="transcript", ordering="message_count")
+    def transcript_short(self, obj: Conversation) -> SafeString:
+        """The transcript link, counting the messages it holds (one narrow column for both)."""
+        url = reverse("admin:chat_conversation_transcript", args=[obj.pk])
+        count = obj.message_count  # type: ignore[attr-defined]
+        return format_html('<a href="{}">{} message{}</a>', url, count, "" if count == 1 else "s")
 
 
 @admin.register(Message)

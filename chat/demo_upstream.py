@@ -103,10 +103,47 @@ class DemoStream(httpx.AsyncByteStream):
 
 
 def demo_title_for(messages: list[dict[str, Any]]) -> str:
-    """The demo's answer to a title request: the first words of the conversation."""
+    """The demo's answer to a title request: a short phrase from the user's first message,
+    in the user's own capitals (a greeting and a "can you ..." are skipped, the phrase is cut
+    at a clause or before a dangling word, at most six words)."""
+    greeting = r"(?:hi|hello|hey|hiya|greetings|good (?:morning|afternoon|evening))(?: there| all)?"
+    preamble = (
+        r"^(?:(?:can|could|would|will) you(?: please)?|please|i(?:'d| would) like(?: to)?"
+        r"|i (?:want|need)(?: to)?|help me(?: to)?|tell me about)\s+"
+    )
+    # Words a cut-short title should not end on: articles, determiners, numbers, prepositions,
+    # conjunctions, pronouns and helper verbs.
+    dangling = set(
+        """a an the this that these those my your his her its our their some any many few each
+        every all no one two three four five six seven eight nine ten of to in on at for from
+        with about by into onto over under between through as than and or but so if because
+        while which who whom whose what when where how i me you we they he she it can could
+        would will should shall may might must do does did is are was were be been am has have
+        had""".split()
+    )
     text = " ".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
-    words = text.replace("User:", "").split("Assistant:")[0].split()[:5]
-    return " ".join(words).strip(" .,:;!?").capitalize() or "Demo conversation"
+    first = re.sub(r"[*`#]+", " ", text.split("Assistant:")[0].replace("User:", ""))
+    sentences = [s for s in re.split(r"[.!?\n]+", first) if s.strip()]
+    while len(sentences) > 1 and re.fullmatch(greeting, sentences[0].strip(" ,"), re.IGNORECASE):
+        sentences.pop(0)
+    sentence = " ".join(sentences[0].split()) if sentences else ""
+    request = re.sub(rf"^{greeting}\s*[,!.]?\s+", "", sentence, flags=re.IGNORECASE)
+    if len(request.split()) >= 4:  # a request after the greeting, not small talk
+        sentence = request
+    words = next((c for c in re.split(r"[,;:()]", sentence) if c.strip()), "").split()
+    rest = re.sub(preamble, "", " ".join(words), flags=re.IGNORECASE).split()
+    if len(rest) >= 2:  # "Can you help" stays as it is
+        words = rest
+    title_words = words[:6]
+    while (
+        len(words) > len(title_words) > 1  # cut short: end on a word that ends a phrase
+        and title_words[-1].lower().strip(",'\"") in dangling
+    ):
+        title_words.pop()
+    title = " ".join(title_words).strip(" .,:;!?-\"'")
+    if title[:1].islower() and title.split()[0].islower():  # "iOS" keeps its small i
+        title = title[0].upper() + title[1:]
+    return title or "Demo conversation"
 
 
 class DemoTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):

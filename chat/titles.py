@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 
 from . import events
@@ -29,16 +30,44 @@ def title_generate_soon(conversation_id: uuid.UUID) -> None:
     task.add_done_callback(_background.discard)
 
 
+QUOTES = "\"'“”‘’«»„"
+_HEADING_OR_BULLET = re.compile(r"^(?:#+\s+|[-•>]\s+)")
+_TITLE_LABEL = re.compile(r"^title\s*:\s*", re.IGNORECASE)
+
+
 def clean_title(text: str) -> str:
-    line = next((line for line in text.strip().splitlines() if line.strip()), "")
-    line = line.strip().strip("\"'`*#").strip().rstrip(".")
-    if line.lower().startswith("title:"):
-        line = line[6:].strip()
-    return line[:MAX_TITLE_LENGTH]
+    """The title in a model's answer: its first line without quotes, markdown markers, a
+    "Title:" label or a final period, whitespace collapsed, at most MAX_TITLE_LENGTH chars."""
+    line = next((line for line in text.splitlines() if line.strip()), "")
+    line = " ".join(line.replace("*", "").replace("`", "").split())
+    line = _TITLE_LABEL.sub("", _HEADING_OR_BULLET.sub("", line))
+    while True:  # quotes and periods can wrap each other: "Title." or "Title".
+        stripped = line.strip(QUOTES + " ").rstrip(".…").strip()
+        if stripped == line:
+            break
+        line = stripped
+    if len(line) > MAX_TITLE_LENGTH:
+        cut = line[: MAX_TITLE_LENGTH + 1]
+        line = (cut.rsplit(" ", 1)[0] if " " in cut else cut[:MAX_TITLE_LENGTH]).rstrip(" ,;:-.")
+    return line
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.casefold())
+
+
+def title_improves(*, generated: str, current: str) -> bool:
+    """Whether a generated title is worth replacing the current one (the first words of the
+    conversation): not if it is those words again, or their start, in other capitals."""
+    new = _words(generated)
+    if not new:
+        return False
+    return _words(current)[: len(new)] != new
 
 
 async def title_generate(conversation_id: uuid.UUID) -> None:
-    """Ask the model for a title; keep the first words if it fails or the user renamed."""
+    """Ask the model for a title; keep the first words if it fails, if its title is no better,
+    or if the user renamed the conversation meanwhile."""
     try:
         conversation = await Conversation.objects.aget(pk=conversation_id)
         if conversation.title_source != Conversation.TitleSource.WORDS:
@@ -64,10 +93,12 @@ async def title_generate(conversation_id: uuid.UUID) -> None:
             async for _ in stream:
                 pass
         title = clean_title(stream.completion.content)
-        if not title:
+        if not title_improves(generated=title, current=conversation.title):
             return
         updated = await Conversation.objects.filter(
-            pk=conversation_id, title_source=Conversation.TitleSource.WORDS
+            pk=conversation_id,
+            title_source=Conversation.TitleSource.WORDS,
+            title=conversation.title,
         ).aupdate(title=title, title_source=Conversation.TitleSource.MODEL)
         if updated:
             await events.conversation_updated(conversation_id)

@@ -154,3 +154,60 @@ def test_conversations_filter_by_feedback_and_show_token_totals(admin_client, us
         "plain one"
         in admin_client.get(changelist + f"?owner__id__exact={user.pk}").content.decode()
     )
+
+
+def test_transcript_shows_messages_in_the_transcript_not_as_admin_banners(
+    admin_client, user, monkeypatch
+):
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    _, reply = services.message_submit(conversation=conversation, content="first question")
+    Message.objects.filter(pk=reply.pk).update(status="complete", content="first answer")
+    url = reverse("admin:chat_conversation_transcript", args=[conversation.pk])
+    body = admin_client.get(url).content.decode()
+    assert "messagelist" not in body and 'class="success"' not in body
+    transcript = body.split('<div class="transcript">', 1)[1]
+    assert "first question" in transcript and "first answer" in transcript
+    assert f'id="t{reply.pk}"' in transcript
+
+
+def test_token_totals_stay_the_same_when_a_search_or_filter_matches_several_messages(
+    admin_client, user, monkeypatch
+):
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    for question, answer, prompt, completion in [
+        ("what to see in Lisbon", "Lisbon has trams", 100, 400),
+        ("and Lisbon food", "Lisbon has pastries", 194, 567),
+    ]:
+        _, reply = services.message_submit(conversation=conversation, content=question)
+        Message.objects.filter(pk=reply.pk).update(
+            status="complete", content=answer, prompt_tokens=prompt, completion_tokens=completion
+        )
+    changelist = reverse("admin:chat_conversation_changelist")
+    for query in ["", "?q=lisbon", "?q=Lisbon+has", "?message_status=complete", "?q=lisbon&o=5"]:
+        body = admin_client.get(changelist + query).content.decode()
+        assert "294 / 967" in body, query
+        assert "4 messages<" in body, query
+
+
+def test_the_changelist_shows_compact_dates_and_short_titles_with_the_full_ones_on_hover(
+    admin_client, user
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat.models import Conversation
+
+    title = "A rather long conversation title that goes on and on about trains in Portugal"
+    conversation = Conversation.objects.create(owner=user, title=title, model="m")
+    long_ago = timezone.localtime() - timedelta(days=800)
+    Conversation.objects.filter(pk=conversation.pk).update(updated=long_ago)
+    body = admin_client.get(reverse("admin:chat_conversation_changelist")).content.decode()
+    assert (
+        f'<span title="{title}">A rather long conversation title that goes on and on about…</span>'
+        in body
+    )
+    assert f'title="{long_ago:%Y-%m-%d %H:%M:%S}">{long_ago:%Y-%m-%d}</time>' in body
+    assert "0 messages</a>" in body

@@ -1,0 +1,126 @@
+"""The admin pages staff review conversations on: the changelist fits the window, and the
+transcript reads like the chat, in light and dark."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from chat.models import Conversation, Message
+from tests.browser.support import BROWSER_MARKS
+
+pytestmark = BROWSER_MARKS
+
+LONG_TITLES = [
+    "Planning a two week rail trip through Portugal and Spain with a tight budget and kids",
+    "Why does my Django admin changelist need horizontal scrolling on a laptop screen",
+    "Explain the difference between optimistic and pessimistic locking in PostgreSQL",
+    "Recipe ideas for a vegetarian dinner party of eight with one gluten free guest",
+]
+# Set to a folder to save screenshots of every page and theme there (for looking at them).
+SCREENSHOTS = os.environ.get("CHATSITE_ADMIN_SCREENSHOTS", "")
+
+
+@pytest.fixture
+def user(django_user_model: type) -> Any:
+    """The logged-in browser user is staff here: these are admin pages."""
+    return django_user_model.objects.create_superuser(
+        "alice", email="alice@example.com", password="alice-password"
+    )
+
+
+@pytest.fixture
+def conversations(user: Any) -> list[Conversation]:
+    made = []
+    for i, title in enumerate(LONG_TITLES):
+        conversation = Conversation.objects.create(
+            owner=user, title=title, model="gpt-4o-mini-2024-07-18", system_prompt="Be brief."
+        )
+        Message.objects.create(
+            conversation=conversation, role="user", content=f"Question {i}: {title}?"
+        )
+        Message.objects.create(
+            conversation=conversation,
+            role="assistant",
+            status="complete",
+            finish_reason="stop",
+            model="gpt-4o-mini-2024-07-18",
+            content="Here is **an answer** with a list:\n\n- one\n- two\n\n```python\n"
+            "print('a code block that is rather long so that it might overflow the page')\n```",
+            prompt_tokens=12345,
+            completion_tokens=67890,
+            feedback="up" if i % 2 else "",
+        )
+        made.append(conversation)
+    return made
+
+
+# The page does not scroll sideways, nor does the box the admin puts the results table in.
+OVERFLOW_JS = """
+() => {
+  const results = document.querySelector("#changelist-form .results");
+  return {
+    page: [document.documentElement.scrollWidth, window.innerWidth],
+    results: results ? [results.scrollWidth, results.clientWidth] : null,
+  };
+}
+"""
+
+
+async def _overflow(page: Any) -> dict[str, Any]:
+    return await page.evaluate(OVERFLOW_JS)
+
+
+async def _screenshot(page: Any, name: str) -> None:
+    if SCREENSHOTS:
+        await page.screenshot(path=f"{SCREENSHOTS}/admin-{name}.png", full_page=True)
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1400, "height": 900}, {"width": 1280, "height": 900}]
+)
+async def test_the_conversation_changelist_fits_the_window_without_scrolling_sideways(
+    page, server, conversations
+):
+    await page.goto(server.url + "/admin/chat/conversation/")
+    assert await page.locator("#result_list tbody tr").count() == len(conversations)
+    widths = await _overflow(page)
+    assert widths["page"][0] <= widths["page"][1], widths
+    assert widths["results"][0] <= widths["results"][1], widths
+    # A shortened title keeps the whole one in its title attribute, and ends on a whole word.
+    title = page.locator(f'#result_list [title="{LONG_TITLES[0]}"]')
+    shown = await title.inner_text()
+    assert shown.endswith("…") and LONG_TITLES[0].startswith(shown[:-1] + " ")
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1280, "height": 900}, {"width": 390, "height": 844}]
+)
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_the_list_and_transcript_read_well_on_laptop_and_phone_in_both_themes(
+    page, server, conversations, viewport, scheme
+):
+    await page.emulate_media(color_scheme=scheme)
+    name = f"{viewport['width']}-{scheme}"
+    await page.goto(server.url + "/admin/chat/conversation/?q=answer")
+    assert await page.locator("#result_list tbody tr").count() == len(conversations)
+    await _screenshot(page, f"list-{name}")
+    widths = await _overflow(page)
+    assert widths["page"][0] <= widths["page"][1], widths
+    assert widths["results"][0] <= widths["results"][1], widths
+    assert await page.locator("#result_list .field-transcript_short a").first.is_visible()
+
+    await page.goto(server.url + f"/admin/chat/conversation/{conversations[1].pk}/transcript/")
+    await _screenshot(page, f"transcript-{name}")
+    assert await page.locator(".messagelist").count() == 0
+    assert await page.locator(".t-message").count() == 3  # system prompt, question, answer
+    assert "1 reply ·" in await page.locator(".transcript-meta").inner_text()
+    widths = await _overflow(page)
+    assert widths["page"][0] <= widths["page"][1], widths
+    # The code block follows the theme like the admin around it does.
+    code = await page.evaluate(
+        "() => getComputedStyle(document.querySelector('.markdown pre')).backgroundColor"
+    )
+    assert (code == "rgb(248, 248, 248)") == (scheme == "light"), code

@@ -1,0 +1,119 @@
+"""Titles the model writes: cleaned of quotes and markup, and kept only when they improve on
+the first words of the conversation."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from chat import titles
+from chat.demo_upstream import DemoStream, DemoTransport
+from chat.models import Conversation
+from chat.stream_client import ChatCompletionsClient
+
+
+@pytest.mark.parametrize(
+    ("answer", "title"),
+    [
+        ('"Weekend in Lisbon"', "Weekend in Lisbon"),
+        ("“Weekend in Lisbon.”", "Weekend in Lisbon"),
+        ("'Packing list'", "Packing list"),
+        ("**Weekend in Lisbon**", "Weekend in Lisbon"),
+        ("# Weekend in Lisbon", "Weekend in Lisbon"),
+        ("Title: `asyncio` basics.", "asyncio basics"),
+        ('Title: "Cat *poems* in space"', "Cat poems in space"),
+        ("  Trip   planning\tfor\u00a0two  \nA second line", "Trip planning for two"),
+        ("\n\nLisbon on a budget...", "Lisbon on a budget"),
+        ("Why is the sky blue?", "Why is the sky blue?"),
+        ("C# tips for beginners", "C# tips for beginners"),
+    ],
+)
+def test_a_model_title_is_cleaned_of_quotes_markup_and_the_final_period(answer, title):
+    assert titles.clean_title(answer) == title
+
+
+def test_a_long_model_title_is_cut_to_80_characters_at_a_word():
+    title = titles.clean_title("Lisbon " * 30)
+    assert len(title) <= titles.MAX_TITLE_LENGTH
+    assert title.endswith("Lisbon") and "  " not in title
+
+
+@pytest.mark.parametrize(
+    ("generated", "current", "improves"),
+    [
+        ("Hello! can you write a", "Hello! Can you write a poem about cats in…", False),
+        ("hello there", "hello there", False),
+        ("Hello there", "hello there", False),
+        ("what should I pack", "what should I pack for two days in…", False),
+        ("", "hello there", False),
+        ("Weekend in Lisbon", "what should I pack for two days in…", True),
+        ("Write a poem about cats", "Hello! Can you write a poem about cats in…", True),
+        ("Anything", "", True),
+    ],
+)
+def test_a_generated_title_improves_only_if_it_is_not_the_first_words_again(
+    generated, current, improves
+):
+    assert titles.title_improves(generated=generated, current=current) is improves
+
+
+def _answering(text: str) -> ChatCompletionsClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            stream=DemoStream(text, "m", (5000.0, 10000.0)),
+        )
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://up/v1/")
+    return ChatCompletionsClient(http)
+
+
+def _demo() -> ChatCompletionsClient:
+    http = httpx.AsyncClient(transport=DemoTransport((5000.0, 10000.0)), base_url="http://up/v1/")
+    return ChatCompletionsClient(http)
+
+
+async def _conversation_titled(user, first_message: str) -> Conversation:
+    conversation = await Conversation.objects.acreate(
+        owner=user, model="demo", title=first_message, title_source="words"
+    )
+    await conversation.messages.acreate(role="user", content=first_message)
+    await conversation.messages.acreate(role="assistant", content="Sure.", status="complete")
+    return conversation
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_first_words_stay_when_the_model_answers_with_them_again(user, monkeypatch):
+    monkeypatch.setattr(titles, "chat_completions_client", lambda: _answering("hello there."))
+    monkeypatch.setattr(titles.events, "conversation_updated", _no_event)
+    conversation = await _conversation_titled(user, "Hello there")
+    await titles.title_generate(conversation.pk)
+    await conversation.arefresh_from_db()
+    assert (conversation.title, conversation.title_source) == ("Hello there", "words")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_better_model_title_replaces_the_first_words_cleaned(user, monkeypatch):
+    monkeypatch.setattr(
+        titles, "chat_completions_client", lambda: _answering('**"Weekend in Lisbon."**')
+    )
+    monkeypatch.setattr(titles.events, "conversation_updated", _no_event)
+    conversation = await _conversation_titled(user, "what should I pack for two days in…")
+    await titles.title_generate(conversation.pk)
+    await conversation.arefresh_from_db()
+    assert (conversation.title, conversation.title_source) == ("Weekend in Lisbon", "model")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_in_demo_mode_a_greeting_keeps_its_first_words_title(user, monkeypatch):
+    monkeypatch.setattr(titles, "chat_completions_client", _demo)
+    monkeypatch.setattr(titles.events, "conversation_updated", _no_event)
+    conversation = await _conversation_titled(user, "hello there, how are you")
+    await titles.title_generate(conversation.pk)  # the demo answers "Hello there"
+    await conversation.arefresh_from_db()
+    assert (conversation.title, conversation.title_source) == ("hello there, how are you", "words")
+
+
+async def _no_event(conversation_id: object) -> None:
+    return None
