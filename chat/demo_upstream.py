@@ -20,20 +20,33 @@ import httpx
 DEMO_MODEL = "demo"
 
 DEMO_REPLY = """\
+## The demo model
+
 This is the **demo model** talking: no API key needed. Every word you see was streamed \
-through the same pipeline a real model uses, one token at a time.
+through the same pipeline a real model uses, one token at a time, and each part of this \
+answer takes its *formatted* shape as soon as it is complete.
 
 You asked about: *{topic}*
 
-Here is what happened when you pressed Enter:
+### What happened when you pressed Enter
 
 1. The view saved your message and a placeholder for this reply.
 2. A background consumer called an OpenAI-compatible `/chat/completions` endpoint with \
 `stream: true`.
-3. Each delta was pushed to your browser over a WebSocket and appended to the page.
-4. When the stream ended, the whole reply was saved and rendered as markdown.
+3. Each delta was pushed to your browser over a WebSocket, and every finished block \
+(a heading, a list, a table) was rendered once on the server and sent once.
+4. When the stream ended, the whole reply was saved with its rendered HTML.
 
-A small example of a code block:
+### Where each part runs
+
+| Stage | Runs in | Writes to the database |
+|---|---|---|
+| Saving your message | the web request | once |
+| Streaming the reply | a background consumer | a checkpoint every few seconds |
+| Rendering markdown | the same consumer | no |
+| Showing the reply | your browser, over a WebSocket | no |
+
+A small example of a code block, highlighted once its closing fence arrives:
 
 ```python
 def greet(name: str) -> str:
@@ -42,8 +55,11 @@ def greet(name: str) -> str:
 print(greet("chatsite"))
 ```
 
-To talk to a real model, set `OPENAI_BASE_URL` and `OPENAI_API_KEY` (see `.env.example`) and \
-restart the server.
+To talk to a real model:
+
+- set `OPENAI_BASE_URL` and `OPENAI_API_KEY` (see `.env.example`),
+- pick a model with `CHAT_MODEL`,
+- and restart the server.
 """
 
 

@@ -58,6 +58,7 @@ def test_transcript_renders_like_the_chat_sanitized_with_status_and_feedback(
         status="complete",
         finish_reason="length",
         content="**Bold** <script>alert(1)</script>",
+        **services.rendered_fields(content="**Bold** <script>alert(1)</script>", reasoning=""),
         prompt_tokens=7,
         completion_tokens=9,
         feedback="down",
@@ -162,7 +163,11 @@ def test_transcript_shows_messages_in_the_transcript_not_as_admin_banners(
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
     conversation = services.conversation_create(owner=user)
     _, reply = services.message_submit(conversation=conversation, content="first question")
-    Message.objects.filter(pk=reply.pk).update(status="complete", content="first answer")
+    Message.objects.filter(pk=reply.pk).update(
+        status="complete",
+        content="first answer",
+        **services.rendered_fields(content="first answer", reasoning=""),
+    )
     url = reverse("admin:chat_conversation_transcript", args=[conversation.pk])
     body = admin_client.get(url).content.decode()
     assert "messagelist" not in body and 'class="success"' not in body

@@ -1,0 +1,179 @@
+"""Progressive rendering in a real browser: headings, lists, tables and code take their shape
+while the reply streams, nothing moves or repeats when it finishes, and a reload mid-stream
+shows the same blocks once."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import expect
+
+from chat.markdown import render_markdown
+from tests.browser.support import BROWSER_MARKS, ChatPage, Gate, eventually
+from tests.fake_upstream import reply_events
+
+pytestmark = BROWSER_MARKS
+
+REPLY = """\
+## Plan
+
+Here is **the plan**, step by step:
+
+- read the *question*
+- think
+  - carefully
+- answer
+
+| step | time |
+|---|---|
+| read | 1 s |
+| think | 2 s |
+
+```python
+def answer() -> int:
+    return 42
+```
+
+And a last paragraph that is still being written"""
+# Word-sized tokens; the stream is held before the last one.
+TOKENS = re.findall(r"\s*\S+|\s+", REPLY)
+
+# The reply's HTML as the page has it, without what scripts add (copy buttons).
+REPLY_HTML_JS = """
+(id) => {
+  const reply = document.getElementById("m" + id).cloneNode(true);
+  reply.querySelectorAll(".code-copy").forEach((b) => b.remove());
+  return reply.outerHTML;
+}
+"""
+
+
+def layout_html(html: str) -> str:
+    """HTML without the white space between tags, which the page does not show."""
+    return re.sub(r">\s+<", "><", html).strip()
+
+
+def gated_plan(fake_upstream, gate: Gate, delay: float):
+    pieces = reply_events(TOKENS)
+
+    async def plan(request):
+        # Piece 0 is the role chunk; hold the stream before the last token's piece.
+        return await request.stream(pieces, delay=delay, before_piece=gate.before(len(TOKENS)))
+
+    return plan
+
+
+async def blocks_are_formatted(chat: ChatPage, reply_id: int) -> None:
+    content = chat.page.locator(f"#c{reply_id}")
+    await expect(content.locator("h2")).to_have_text("Plan")
+    await expect(content.locator("p strong")).to_have_text("the plan")
+    await expect(content.locator(":scope > ul > li")).to_have_count(3)
+    await expect(content.locator("ul ul > li")).to_have_text("carefully")
+    await expect(content.locator("table td")).to_have_count(4)
+    code = content.locator(".code-block pre code.language-python")
+    await expect(code.locator("span.k", has_text="def")).to_have_count(1)
+    await expect(content.locator(".code-lang")).to_have_text("python")
+    # The open paragraph is the tail, as text.
+    await expect(chat.page.locator(f"#t{reply_id}")).to_have_text(
+        re.compile(r"^And a last paragraph that is still being")
+    )
+
+
+async def offset_in_reply(chat: ChatPage, reply_id: int, selector: str) -> dict[str, float]:
+    """Where an element stands inside its reply (the page may scroll meanwhile)."""
+    box = await chat.page.locator(f"#c{reply_id} {selector}").bounding_box()
+    reply = await chat.reply(reply_id).bounding_box()
+    assert box and reply
+    return {"x": box["x"] - reply["x"], "y": box["y"] - reply["y"], "width": box["width"]}
+
+
+async def test_blocks_are_formatted_while_the_reply_streams_and_nothing_moves_at_the_end(
+    page, server, fake_upstream, watch
+):
+    gate = Gate(fake_upstream)
+    fake_upstream.plan = gated_plan(fake_upstream, gate, delay=0.02)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("What is the plan?")
+
+    # Before the upstream sends its last token, every finished block is on the page, formatted,
+    # and the code block is highlighted with a working copy button.
+    await blocks_are_formatted(chat, reply_id)
+    assert (await chat.state(reply_id))["status"] in ("pending", "streaming")
+    copy = page.locator(f"#c{reply_id} .code-copy")
+    await expect(copy).to_have_count(1)
+    box_before = await offset_in_reply(chat, reply_id, "table")
+
+    gate.open()
+    await chat.wait_finished(reply_id)
+    await expect(page.locator(f"#t{reply_id}")).to_have_count(0)
+    # What was on screen stayed where it was; the last paragraph joined it.
+    assert await offset_in_reply(chat, reply_id, "table") == box_before
+    await expect(page.locator(f"#c{reply_id} > p").last).to_have_text(
+        "And a last paragraph that is still being written"
+    )
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(REPLY) in live  # the one-shot render, not a look-alike
+
+    # A fresh load of the page shows exactly the same reply.
+    await page.reload()
+    await chat.wait_for_socket()
+    await expect(page.locator(f"#m{reply_id} .code-copy")).to_have_count(1)
+    assert layout_html(await page.evaluate(REPLY_HTML_JS, reply_id)) == layout_html(live)
+    assert watch.console_errors == []
+
+
+async def test_a_reload_mid_stream_shows_the_same_blocks_once_then_continues(
+    page, server, fake_upstream
+):
+    gate = Gate(fake_upstream)
+    fake_upstream.plan = gated_plan(fake_upstream, gate, delay=0.02)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("What is the plan?")
+    await blocks_are_formatted(chat, reply_id)
+
+    await page.reload()
+    await chat.wait_for_socket()
+    await blocks_are_formatted(chat, reply_id)
+    await expect(page.locator(f"#c{reply_id} h2")).to_have_count(1)
+    await expect(page.locator(f"#c{reply_id} table")).to_have_count(1)
+    await expect(page.locator(f"#c{reply_id} pre")).to_have_count(1)
+
+    gate.open()
+    await chat.wait_finished(reply_id)
+    content = page.locator(f"#c{reply_id}")
+    await expect(content.locator("h2")).to_have_count(1)
+    await expect(content.locator(":scope > ul > li")).to_have_count(3)
+    await expect(content.locator("pre")).to_have_count(1)
+    text = await content.inner_text()
+    assert text.count("And a last paragraph") == 1
+
+
+async def test_a_code_block_shows_as_code_from_its_first_line(page, server, fake_upstream):
+    tokens = ["Code:\n\n", "```js\n", "const a", " = 1;\n", "const b = 2;\n", "```\n", "\nDone."]
+    gate = Gate(fake_upstream)
+    pieces = reply_events(tokens)
+
+    async def plan(request):
+        return await request.stream(
+            pieces, delay=0.02, before_piece=gate.before(6)
+        )  # hold the closing fence
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Some code")
+    streaming_code = page.locator(f"#t{reply_id} pre.streaming-code code")
+    await expect(streaming_code).to_contain_text("const a = 1;")
+    await expect(page.locator(f"#t{reply_id} .code-lang")).to_have_text("js")
+
+    async def tail_has_both_lines() -> bool:
+        return "const b = 2;" in (await streaming_code.text_content() or "")
+
+    await eventually(tail_has_both_lines, message="the second code line was not appended")
+    gate.open()
+    await chat.wait_finished(reply_id)
+    code = page.locator(f"#c{reply_id} pre code.language-js")
+    await expect(code).to_have_text("const a = 1;\nconst b = 2;\n")
+    await expect(code.locator("span.kd").first).to_have_text("const")
