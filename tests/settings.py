@@ -9,3 +9,6 @@ import os
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-secret-" + "k" * 40)
 
 from chatsite.settings import *  # noqa: F403
+
+# Every test that logs in hashes a password; the default hasher is slow on purpose.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
