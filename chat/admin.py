@@ -3,8 +3,6 @@ exports. Staff with only the view permission get all of it read-only."""
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from datetime import datetime
 
@@ -20,7 +18,7 @@ from django.utils import dateformat, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from .exports import MESSAGE_FIELDS, jsonl_lines, with_messages
+from .exports import csv_lines, jsonl_lines, with_messages
 from .models import Conversation, Message
 
 
@@ -132,39 +130,12 @@ def export_jsonl(
     return response
 
 
-def _csv_cell(value: object) -> object:
-    """A text cell a spreadsheet would run as a formula is prefixed with a quote."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 @admin.action(description="Export selected as CSV (one row per message)", permissions=["view"])
 def export_csv(
     modeladmin: ConversationAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
 ) -> HttpResponse:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "conversation_id",
-            "conversation_title",
-            "owner",
-            *[f"message_{name}" if name == "id" else name for name in MESSAGE_FIELDS],
-        ]
-    )
-    for conversation in with_messages(queryset.order_by("created")):
-        for message in conversation.messages.all():
-            row = [_csv_cell(getattr(message, name)) for name in MESSAGE_FIELDS]
-            writer.writerow(
-                [
-                    conversation.pk,
-                    conversation.title,
-                    conversation.owner.get_username(),
-                    *["" if v is None else v for v in row],
-                ]
-            )
-    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    body = "".join(csv_lines(with_messages(queryset.order_by("created"))))
+    response = HttpResponse(body, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="messages.csv"'
     return response
 

@@ -10,6 +10,7 @@ the reply existed) is mended by asking the worker for a snapshot of the reply so
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -42,9 +43,16 @@ class DirectEventDispatch:
         await handler(message)
 
 
+logger = logging.getLogger(__name__)
+
 Cursor = dict[str, list[int]]  # {"content": [length, settled], "reasoning": [...]}
 START: Cursor = {"content": [0, 0], "reasoning": [0, 0]}
 RESYNC_INTERVAL = 1.0  # seconds: a tab gets at most one snapshot of a reply this often
+
+
+def _is_closed_socket(exc: Exception) -> bool:
+    # Daphne passes on autobahn's `Disconnected` ("Attempt to send on a closed protocol").
+    return type(exc).__name__ == "Disconnected"
 
 
 def _covers(have: Cursor, wanted: Cursor) -> bool:
@@ -75,6 +83,18 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         await self.accept()
         for message_id in await selectors.active_reply_ids(conversation_id=self.conversation_id):
             await self._resync(message_id)
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        """Send, unless the tab has just gone: a frame that meets a socket closing under it is
+        normal (a closed tab, a reload), not an error; the disconnect follows."""
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Exception as exc:
+            if not _is_closed_socket(exc):
+                raise
+            logger.debug("conversation %s: socket closed before a frame", self.conversation_id)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "replies"):

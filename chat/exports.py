@@ -1,8 +1,11 @@
-"""Conversations as JSON Lines: one conversation per line, with all its messages."""
+"""Conversations as JSON Lines (one conversation per line, with all its messages) and as CSV
+(one row per message), with every CSV cell safe to open in a spreadsheet."""
 
 from __future__ import annotations
 
+import csv
 import json
+import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,7 +40,7 @@ def _plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
-    if hasattr(value, "hex") and not isinstance(value, (bytes, str)):
+    if isinstance(value, uuid.UUID):
         return str(value)
     return value
 
@@ -61,3 +64,47 @@ def with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversatio
 def jsonl_lines(conversations: Iterable[Conversation]) -> Iterator[str]:
     for conversation in conversations:
         yield json.dumps(conversation_record(conversation), ensure_ascii=False) + "\n"
+
+
+CSV_COLUMNS = [
+    "conversation_id",
+    "conversation_title",
+    "owner",
+    *[f"message_{name}" if name == "id" else name for name in MESSAGE_FIELDS],
+]
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP's list, plus the
+# full-width forms some spreadsheets also accept), even after leading spaces; a tab or carriage
+# return as the first character can start one too. The text comes from users and the model.
+FORMULA_STARTS = ("=", "+", "-", "@", "＝", "＋", "－", "＠")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell; text a spreadsheet would run as a formula gets a leading quote."""
+    value = _plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and (
+        value[:1] in ("\t", "\r") or value.lstrip().startswith(FORMULA_STARTS)
+    ):
+        return "'" + value
+    return value
+
+
+class _Echo:
+    """A file-like whose write hands the text back, so csv.writer can feed a streaming response."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_lines(conversations: Iterable[Conversation]) -> Iterator[str]:
+    """A header, then one row per message; every cell, titles and usernames too, made safe."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for conversation in conversations:
+        head = [conversation.pk, conversation.title, conversation.owner.get_username()]
+        for message in conversation.messages.all():
+            values = [*head, *(getattr(message, name) for name in MESSAGE_FIELDS)]
+            yield writer.writerow([csv_cell(value) for value in values])

@@ -437,7 +437,7 @@ def error_message_from(payload: dict[str, Any]) -> str | None:
         metadata = error.get("metadata")
         if isinstance(metadata, dict) and isinstance(metadata.get("raw"), str):
             return metadata["raw"]
-        return json.dumps(error)[:500]
+        return json.dumps(error)  # the client redacts the key, then shortens it
     if isinstance(error, str) and error:
         return error
     if payload.get("object") == "error" or payload.get("type") == "error":

@@ -142,26 +142,70 @@ MAX_EXPRESSION_LENGTH = 500
 MAX_EXPONENT = 1000
 MAX_RESULT_BITS = 10_000  # about 3,000 digits: exact, and quick to compute and print
 MAX_FACTORIAL = 500
+# int.__round__ with ndigits=-n computes 10**n first: unbounded, round(1, -20000000) held the
+# GIL for 26 s. MAX_RESULT_BITS is about 3,010 digits, so this still rounds any number away.
+MAX_ROUND_DIGITS = 3100
+
+# A tool runs in a thread that its timeout cannot stop, and one big-integer operation holds the
+# GIL until it ends, freezing every stream on the worker. So each operation's cost is bounded
+# from its operands *before* it runs: every integer stays under MAX_RESULT_BITS (an operation on
+# such numbers takes microseconds), and the few operations whose cost is not set by the size of
+# their operands (exponents, factorials, round's ndigits) get a bound of their own.
+
+
+def _bits(value: Any) -> int:
+    """The size that sets an integer operation's cost; floats cost the same whatever they hold."""
+    return abs(value).bit_length() if isinstance(value, int) else 0
+
+
+def _check_binary(op: ast.operator, left: Any, right: Any) -> None:
+    """Refuse a binary operation whose result could exceed MAX_RESULT_BITS, before running it."""
+    if isinstance(op, ast.Pow):
+        if abs(right) > MAX_EXPONENT:
+            raise ToolError("Result too large.")
+        if isinstance(right, int) and right * max(1, _bits(left)) > MAX_RESULT_BITS:
+            raise ToolError("Result too large.")
+    elif isinstance(op, ast.Mult) and _bits(left) + _bits(right) > MAX_RESULT_BITS:
+        raise ToolError("Result too large.")
+    elif isinstance(op, (ast.Add, ast.Sub)) and max(_bits(left), _bits(right)) >= MAX_RESULT_BITS:
+        raise ToolError("Result too large.")
+    # Division and modulo give results no larger than their left operand.
+
+
+def _check_call(name: str, args: list[Any]) -> None:
+    """Refuse a function call whose cost is not bounded by the size of its arguments."""
+    if name == "factorial" and args:
+        if not isinstance(args[0], int):
+            raise ToolError("factorial() needs a whole number.")
+        if args[0] > MAX_FACTORIAL:
+            raise ToolError("Number too large for factorial.")
+    if name == "round" and len(args) == 2:
+        if not isinstance(args[1], int):
+            raise ToolError("round() needs a whole number of digits.")
+        if abs(args[1]) > MAX_ROUND_DIGITS:
+            raise ToolError(f"round() takes at most {MAX_ROUND_DIGITS} digits either way.")
+
+
+def _checked(value: Any) -> Any:
+    """Every value the evaluator produces is a real number of bounded size."""
+    if isinstance(value, complex):
+        raise ToolError("The result is not a real number.")
+    if _bits(value) > MAX_RESULT_BITS:
+        raise ToolError("Result too large.")
+    return value
 
 
 def _evaluate(node: ast.AST) -> Any:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
+        return _checked(node.value)
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
         return _CONSTANTS[node.id]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and (
-            abs(right) > MAX_EXPONENT
-            or abs(right) * max(1, abs(int(left)).bit_length()) > MAX_RESULT_BITS
-        ):
-            raise ToolError("Result too large.")
-        result = _BINARY[type(node.op)](left, right)
-        if isinstance(result, int) and result.bit_length() > MAX_RESULT_BITS:
-            raise ToolError("Result too large.")
-        return result
+        _check_binary(node.op, left, right)
+        return _checked(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_evaluate(node.operand))
     if (
@@ -171,9 +215,8 @@ def _evaluate(node: ast.AST) -> Any:
         and not node.keywords
     ):
         args = [_evaluate(arg) for arg in node.args]
-        if node.func.id == "factorial" and args and args[0] > MAX_FACTORIAL:
-            raise ToolError("Number too large for factorial.")
-        return _FUNCTIONS[node.func.id](*args)
+        _check_call(node.func.id, args)
+        return _checked(_FUNCTIONS[node.func.id](*args))
     raise ToolError(f"Not allowed in an expression: {type(node).__name__}.")
 
 
@@ -198,5 +241,7 @@ def calculate(expression: str) -> int | float:
         return _evaluate(tree)  # type: ignore[no-any-return]
     except ZeroDivisionError:
         raise ToolError("Division by zero.") from None
-    except (OverflowError, ValueError) as exc:
+    except OverflowError:
+        raise ToolError("Result too large.") from None
+    except (ValueError, TypeError) as exc:
         raise ToolError(f"Cannot compute: {exc}.") from None

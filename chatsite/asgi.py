@@ -9,15 +9,15 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.routing import channel_routes, websocket_urlpatterns  # noqa: E402
 from chat.worker import EmbeddedWorkerMiddleware  # noqa: E402
+from chatsite.websocket_origin import SiteOriginValidator  # noqa: E402
 
-websocket_application = AllowedHostsOriginValidator(
-    AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-)
+# Channels' AllowedHostsOriginValidator would check the Origin's host name only; ours also checks
+# its scheme and port, as CSRF does.
+websocket_application = SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 
 http_application = django_asgi_app
 if settings.DEBUG or settings.CHAT_SERVE_STATIC:

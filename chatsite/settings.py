@@ -4,9 +4,11 @@ Each variable read here is listed, with its default, in `.env.example`.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -28,15 +30,25 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value.strip() else default
 
 
+def env_list(name: str, default: str = "") -> list[str]:
+    value = os.environ.get(name, "")
+    return [
+        item.strip() for item in (value if value.strip() else default).split(",") if item.strip()
+    ]
+
+
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
-# A development-only fallback: fine on a laptop, never for a deployment (where
-# `manage.py check --deploy` flags it).
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "django-insecure-dev-only-set-DJANGO_SECRET_KEY"
-ALLOWED_HOSTS = [
-    host.strip()
-    for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
-    if host.strip()
-]
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        # No fallback: a key anyone can read in this file would let them forge sessions.
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it to a long random value, e.g. the output of "
+            "`python -c 'from django.core.management.utils import get_random_secret_key; "
+            "print(get_random_secret_key())'`, or set DJANGO_DEBUG=true for development."
+        )
+    SECRET_KEY = "django-insecure-dev-only-set-DJANGO_SECRET_KEY"  # DEBUG on: a laptop
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
 
 INSTALLED_APPS = [
     "daphne",
@@ -51,6 +63,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "csp",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -63,6 +76,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a refused login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -147,6 +162,41 @@ else:
         }
     }
 
+# One process keeps its cache in memory; several (with Redis) share it through Redis, so
+# what one counts (failed logins, the model list) all see.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "chatsite",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Login throttling (django-axes) on every login form, the admin's included: after
+# DJANGO_LOGIN_FAILURE_LIMIT failures for one username, or from one address, logins for it
+# are refused, even with the right password, for DJANGO_LOGIN_COOLOFF_MINUTES. The address
+# is REMOTE_ADDR, which daphne --proxy-headers takes from nginx's X-Forwarded-For.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env_int("DJANGO_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("DJANGO_LOGIN_COOLOFF_MINUTES", 15.0))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+# A success does not reset the counts: an attacker with an account of their own could otherwise
+# clear their address's count between guesses at other accounts. Counts expire with the cool-off.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The cache handler keeps no rows, so the admin's attempt pages would stay empty.
+AXES_ENABLE_ADMIN = False
+# axes.W001 warns that a local-memory cache is not shared between processes: without Redis
+# chatsite runs as one process, which sees every attempt.
+SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["axes.W001"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -172,9 +222,34 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if not DEBUG and env_bool("DJANGO_SECURE_COOKIES", default=False):
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+
+# HTTPS, as served by deploy/nginx.conf: TLS ends at nginx, which tells daphne the scheme in
+# X-Forwarded-Proto. DJANGO_HTTPS switches on everything below; each has its own override.
+# (DJANGO_SECURE_COOKIES alone, the older switch, still means HTTPS.)
+HTTPS = not DEBUG and env_bool("DJANGO_HTTPS", default=env_bool("DJANGO_SECURE_COOKIES"))
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=HTTPS)
+# Trust X-Forwarded-Proto only behind a proxy that always sets it (nginx's proxy_set_header
+# replaces a client's own); otherwise any client could claim HTTPS.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=HTTPS)
+    else None
+)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", default=HTTPS)
+# Pages (and sockets, chatsite/websocket_origin.py) posted from these origins are trusted besides
+# the request's own scheme and host: by default each allowed host over HTTPS, so a form still
+# works if a proxy in front forgets X-Forwarded-Proto. A leading dot allows subdomains.
+CSRF_TRUSTED_ORIGINS = env_list(
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
+    ",".join(
+        f"https://{'*' if host.startswith('.') else ''}{host}"
+        for host in ALLOWED_HOSTS
+        if host != "*"
+    ),
+)
 
 # Content Security Policy: our own scripts and styles only, no inline code, no images or
 # connections to other origins (a model reply can never load a tracking pixel).

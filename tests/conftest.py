@@ -52,6 +52,20 @@ def start_server(transactional_db: None, fake_upstream: FakeUpstream) -> Iterato
             print(server.log_text())
 
 
+@pytest.fixture(autouse=True)
+def fresh_local_cache() -> Iterator[None]:
+    """The local-memory cache lives as long as the test process: one test's failed logins
+    (counted there by django-axes) must not lock out the next. A Redis cache is left alone, as
+    the channel layer shares its database; tests/test_login_throttle.py resets its own counters.
+    """
+    yield
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
+
+
 @pytest.fixture
 def user(django_user_model: type) -> object:
     return django_user_model.objects.create_user("alice", password="alice-password")

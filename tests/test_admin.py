@@ -5,7 +5,7 @@ from django.test import Client
 from django.urls import reverse
 
 from chat import services
-from chat.models import Message
+from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
 
@@ -216,3 +216,19 @@ def test_the_changelist_shows_compact_dates_and_short_titles_with_the_full_ones_
     )
     assert f'title="{long_ago:%Y-%m-%d %H:%M:%S}">{long_ago:%Y-%m-%d}</time>' in body
     assert "0 messages</a>" in body
+
+
+def test_csv_export_action_neutralises_formulas_in_titles_too(admin_client, user, monkeypatch):
+    import csv
+    import io
+
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    services.message_submit(conversation=conversation, content=' =HYPERLINK("http://evil")')
+    Conversation.objects.filter(pk=conversation.pk).update(title='=HYPERLINK("http://evil")')
+    changelist = reverse("admin:chat_conversation_changelist")
+    data = {"action": "export_csv", "_selected_action": [str(conversation.pk)]}
+    body = admin_client.post(changelist, data).content.decode()
+    row = next(csv.DictReader(io.StringIO(body)))
+    assert row["conversation_title"] == '\'=HYPERLINK("http://evil")'
+    assert row["content"] == '\' =HYPERLINK("http://evil")'

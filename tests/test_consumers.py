@@ -234,3 +234,28 @@ async def test_frames_dropped_by_a_full_channel_are_recovered_from_a_snapshot(
     assert await comm.receive_nothing()
     assert page.content(7) == text
     await comm.disconnect()
+
+
+async def test_a_frame_sent_to_a_socket_that_just_closed_is_not_an_error(conversation, caplog):
+    """Daphne raises autobahn's Disconnected when a frame meets a closed tab: normal, so it
+    is logged at DEBUG and the consumer carries on."""
+    from autobahn.exception import Disconnected
+
+    from chat.consumers import ConversationConsumer
+
+    async def closed(message: dict[str, Any]) -> None:
+        raise Disconnected("Attempt to send on a closed protocol")
+
+    consumer = ConversationConsumer()
+    consumer.conversation_id = conversation.pk
+    consumer.base_send = closed
+    with caplog.at_level("DEBUG", logger="chat.consumers"):
+        await consumer.send(text_data="<span>late frame</span>")
+    assert [r.levelname for r in caplog.records] == ["DEBUG"]
+
+    async def broken(message: dict[str, Any]) -> None:
+        raise RuntimeError("something else")
+
+    consumer.base_send = broken
+    with pytest.raises(RuntimeError):
+        await consumer.send(text_data="x")

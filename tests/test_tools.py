@@ -1,3 +1,4 @@
+import asyncio
 import json
 from datetime import datetime
 
@@ -83,3 +84,83 @@ async def test_a_tool_runs_off_the_event_loop():
     from chat.tools import arun_tool
 
     assert json.loads(await arun_tool("calculate", '{"expression": "2 + 2"}')) == {"result": 4}
+
+
+# Each costs at most a few milliseconds once bounded; unbounded, the first ran 26 s holding the GIL
+# (a tool thread cannot be stopped, so its timeout did not help).
+WORST_EXPRESSIONS = [
+    "round(1, -20000000)",
+    "round(10**999, -10**9)",
+    "round(factorial(500), -3000)",
+    "round(1.5, 10**100)",
+    "round(1.5, 2.5)",
+    "9**999 * 9**999",
+    "9**999 * 9**999 * 9**999 * 9**999",
+    "factorial(500) * factorial(500) * factorial(500)",
+    "factorial(500) ** 2 // 7 % factorial(499)",
+    "factorial(500) + factorial(500) - factorial(499)",
+    "factorial(500.5)",
+    "factorial(10**100)",
+    "2**2**2**2**2",
+    "(-8) ** 0.5",
+    "1e308 ** 1000",
+    "1e400 ** 2",
+    "sqrt(9**999 * 9**999)",
+    "log(9**999 * 9**999)",
+    "floor(1e308) * floor(1e308) * floor(1e308) * floor(1e308) * floor(1e308)",
+    "max(" + "9**999, " * 60 + "1)",
+    "-" * 480 + "1",
+    "(" * 150 + "1" + ")" * 150,
+    "1" + " + 1" * 120,
+    "9" * 499,
+    "9" * 240 + " * " + "9" * 240,
+]
+
+
+@pytest.mark.parametrize("expression", WORST_EXPRESSIONS)
+def test_calculate_bounds_the_cost_of_every_operation(expression: str):
+    import time
+
+    started = time.thread_time()
+    outcome = result("calculate", {"expression": expression})
+    assert time.thread_time() - started < 0.05, outcome
+    assert set(outcome) <= {"result", "error"}
+
+
+def test_calculate_refuses_with_a_clear_message():
+    assert result("calculate", {"expression": "round(1, -20000000)"}) == {
+        "error": "round() takes at most 3100 digits either way."
+    }
+    assert result("calculate", {"expression": "(-8) ** 0.5"}) == {
+        "error": "The result is not a real number."
+    }
+    assert "whole number" in result("calculate", {"expression": "factorial(5.5)"})["error"]
+    assert result("calculate", {"expression": "round(123456, -3)"}) == {"result": 123000}
+
+
+async def test_worst_expressions_in_a_loop_do_not_stall_the_event_loop():
+    """A tool thread cannot be stopped; each of its steps must release the GIL quickly."""
+    import threading
+    import time
+
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            for expression in WORST_EXPRESSIONS:
+                run_tool("calculate", json.dumps({"expression": expression}))
+
+    thread = threading.Thread(target=hammer, daemon=True)
+    thread.start()
+    try:
+        worst_gap = 0.0
+        last = time.monotonic()
+        deadline = last + 1.5
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            worst_gap, last = max(worst_gap, now - last), now
+    finally:
+        stop.set()
+        thread.join(60)
+    assert worst_gap < 0.5

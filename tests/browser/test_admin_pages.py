@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from chat import services
 from chat.models import Conversation, Message
 from tests.browser.support import BROWSER_MARKS
 
@@ -41,14 +42,18 @@ def conversations(user: Any) -> list[Conversation]:
         Message.objects.create(
             conversation=conversation, role="user", content=f"Question {i}: {title}?"
         )
+        answer = (
+            "Here is **an answer** with a list:\n\n- one\n- two\n\n```python\n"
+            "print('a code block that is rather long so that it might overflow the page')\n```"
+        )
         Message.objects.create(
             conversation=conversation,
             role="assistant",
             status="complete",
             finish_reason="stop",
             model="gpt-4o-mini-2024-07-18",
-            content="Here is **an answer** with a list:\n\n- one\n- two\n\n```python\n"
-            "print('a code block that is rather long so that it might overflow the page')\n```",
+            content=answer,
+            **services.rendered_fields(content=answer, reasoning=""),
             prompt_tokens=12345,
             completion_tokens=67890,
             feedback="up" if i % 2 else "",
