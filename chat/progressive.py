@@ -25,6 +25,9 @@ from markdown_it.token import Token
 
 from .markdown import block_parser, fence_language, render_blocks, render_markdown
 
+# A line that can only continue an open paragraph: it starts no block (no heading, quote, list,
+# fence, rule, table row, setext underline, indented code) and is not blank. Conservative.
+_PLAIN_LINE = re.compile(r" {0,3}(?![#>*+\-=_|`~:\d\s])\S[^\n]*\n")
 # Blocks that end at a blank line; lists and indented code may go on after one.
 _END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
 # Blocks complete as soon as their last line is.
@@ -84,6 +87,9 @@ class ProgressiveRenderer:
         self._references: dict[str, Any] = {}  # markdown-it's env: references seen so far
         self._pending_cr = False
         self._fence: _OpenFence | None = None
+        # The tail is one open paragraph up to here: lines after it that only continue a
+        # paragraph need no new parse (a giant paragraph stays linear).
+        self._paragraph_to: int | None = None
 
     @property
     def blocks_html(self) -> str:
@@ -163,6 +169,8 @@ class ProgressiveRenderer:
             complete = self.text.rfind("\n") + 1  # the end of the last complete line
             if complete <= self.settled:
                 return replaced
+            if self._continues_paragraph(complete):
+                return replaced
             base = self.settled
             source = self.text[base:complete]
             blocks = _top_level_blocks(block_parser().parse(source))
@@ -180,6 +188,8 @@ class ProgressiveRenderer:
                 replaced = True
                 if settled == len(blocks):
                     continue  # the tail is blank or a partial line: nothing more to settle
+            if last.type == "paragraph_open" and settled == len(blocks) - 1:
+                self._paragraph_to = complete
             if last.type == "fence" and settled < len(blocks):
                 # An open code fence: from now on, scan its lines for the closing fence.
                 body_start = base + line_starts[_lines(last)[0] + 1]
@@ -191,6 +201,19 @@ class ProgressiveRenderer:
                 )
                 return True
             return replaced
+
+    def _continues_paragraph(self, complete: int) -> bool:
+        if self._paragraph_to is None or self._paragraph_to < self.settled:
+            return False
+        position = self._paragraph_to
+        while position < complete:
+            match = _PLAIN_LINE.match(self.text, position, complete)
+            if match is None:
+                self._paragraph_to = None
+                return False
+            position = match.end()
+        self._paragraph_to = complete
+        return True
 
     def _skip_blank_lines(self) -> bool:
         """Blank lines between blocks render as nothing: keep them out of the tail, so that

@@ -206,3 +206,18 @@ def test_a_giant_code_block_costs_time_linear_in_its_size() -> None:
 
     small, large = feed_code(2_000), feed_code(8_000)
     assert large / small < 8  # quadratic would be about 16
+
+
+def test_a_giant_paragraph_costs_time_linear_in_its_size() -> None:
+    """Lines that only continue the open paragraph are not parsed again."""
+
+    def feed_lines(lines: int) -> float:
+        renderer = ProgressiveRenderer()
+        renderer.feed("# Heading\n\n")
+        started = time.perf_counter()
+        for i in range(lines):
+            renderer.feed(f"word{i} goes on, and on, in one long paragraph\n")
+        return time.perf_counter() - started
+
+    small, large = feed_lines(1_000), feed_lines(4_000)
+    assert large / small < 8  # quadratic would be about 16

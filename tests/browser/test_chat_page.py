@@ -184,7 +184,7 @@ async def test_the_page_loads_no_missing_resource(page, watch, server):
     assert watch.unexpected_console_errors(tolerate_known=False) == []
 
 
-DEMO_QUESTION = "How does the streaming work?"
+DEMO_QUESTION = "Can you explain how the streaming works?"
 
 
 async def test_the_demo_model_answers_and_titles_the_conversation_live(page, server_factory):
@@ -206,10 +206,12 @@ async def test_the_demo_model_answers_and_titles_the_conversation_live(page, ser
     content = chat.reply(reply_id).locator(".content.markdown")
     await expect(content).to_contain_text(f"You asked about: {DEMO_QUESTION}")
     await expect(content.locator("ol > li")).to_have_count(4)
+    await expect(content.locator("h2")).to_have_text("The demo model")
+    await expect(content.locator("table tbody tr")).to_have_count(4)
     await expect(content.locator("pre code.language-python span.k").first).to_have_text("def")
     # The model-written title replaces "New conversation" in the header and the sidebar,
     # over the socket, without a reload.
-    title = "How does the streaming work"
+    title = "Explain how the streaming works"
     await expect(page.locator("#conversation-title")).to_have_text(title)
     await expect(page.locator(".conversation-list a[aria-current=page]")).to_have_text(title)
 
