@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.page import final_of
 from bench.tokens import Shape
 
 REPLY_ID = re.compile(r'<article id="m(\d+)"')
@@ -63,7 +64,7 @@ async def _read_reply(ws: ClientConnection, result: StreamResult) -> None:
     frames = result.frames
     async for message in ws:
         frames.append((time.time(), str(message)))
-        if '<article id="m' in message and 'hx-swap-oob="true"' in message:
+        if 'hx-swap-oob="true"' in message and final_of(str(message)) is not None:
             return
 
 

@@ -66,6 +66,7 @@ def replies(ids: list[int]) -> dict[str, dict[str, object]]:
             "writes": counts.get(message.pk, 0),
             "status": message.status,
             "content": message.content,
+            "content_html": message.content_html,
             "error": message.error,
             "duration": message.duration.total_seconds() if message.duration else None,
         }

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import html
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from bench.clients import BaselineResult, StreamResult
-
-DELTA = re.compile(r'<span id="c(\d+)" hx-swap-oob="beforeend">(.*?)</span>', re.S)
-SNAPSHOT = re.compile(r'<div id="c(\d+)" hx-swap-oob="innerHTML">(.*?)</div>', re.S)
+from bench.page import ReplyView, reference
 
 
 def ws_wire_bytes(payload: str) -> int:
@@ -31,6 +27,7 @@ class StreamStats:
     ok: bool
     error: str = ""
     tokens: int = 0
+    kind: str = "plain"
     chunks: int = 0
     latency: list[float] = field(default_factory=list)  # per chunk, s, window included
     latency_ex: list[float] = field(default_factory=list)  # window's waiting subtracted
@@ -42,7 +39,8 @@ class StreamStats:
     last_text: float = 0.0
     finished: float = 0.0  # the final article arrived
     upstream_done: float = 0.0  # the upstream wrote [DONE]
-    delta_frames: int = 0
+    delta_frames: int = 0  # frames that changed the reply's text
+    block_frames: int = 0  # ... of them, frames that settled blocks or drew the tail again
     frames: int = 0
     wire_bytes: int = 0
     text_bytes: int = 0
@@ -61,7 +59,7 @@ def analyse_stream(
     result: StreamResult, record: dict[str, Any] | None, window: float
 ) -> StreamStats:
     shape = result.shape
-    stats = StreamStats(ok=False, tokens=shape.tokens, chunks=shape.chunks)
+    stats = StreamStats(ok=False, tokens=shape.tokens, kind=shape.kind, chunks=shape.chunks)
     stats.reply_id = result.reply_id
     stats.submitted = result.submitted
     if result.error or result.reply_id is None:
@@ -72,44 +70,49 @@ def analyse_stream(
         return stats
     sent: list[float] = record["sent"]
     stats.upstream_done = record.get("done") or 0.0
-    rid = str(result.reply_id)
-    article = f'<article id="m{rid}"'
-    have = 0
+    ref = reference(shape.tokens, shape.kind, shape.chunk)
+    view = ReplyView(result.reply_id)
     arrivals: list[tuple[float, int, int]] = []  # (time, text length so far, frame index)
-    content: list[str] = []
     for index, (t, frame) in enumerate(result.frames):
         wire = ws_wire_bytes(frame)
         stats.frames += 1
         stats.wire_bytes += wire
-        if article in frame:
+        change = view.apply(frame)
+        if change.final:
             stats.final_bytes += wire
             stats.finished = t
             continue
-        pieces = [html.unescape(body) for mid, body in DELTA.findall(frame) if mid == rid]
-        snaps = [html.unescape(body) for mid, body in SNAPSHOT.findall(frame) if mid == rid]
-        if snaps:  # a resync: the whole text so far
-            stats.snapshots += 1
-            content = [snaps[-1]]
-            have = len(snaps[-1])
-            arrivals.append((t, have, index))
-            continue
-        if not pieces:
+        if not change.text:
             stats.other_bytes += wire
             continue
-        text = "".join(pieces)
-        content.append(text)
-        have += len(text)
-        stats.delta_frames += 1
-        stats.framing_per_delta.append(wire - len(text.encode()))
+        have = ref.states.get(view.state())
+        if have is None:
+            stats.error = (
+                f"frame {index} leaves the reply in a state the app's renderer never reaches "
+                f"with this text: {frame[:200]!r}"
+            )
+            return stats
+        if change.snapshot:  # a resync: the whole text so far
+            stats.snapshots += 1
+        else:
+            stats.delta_frames += 1
+            if change.appended_only:
+                stats.framing_per_delta.append(wire - change.appended_wire)
+            else:
+                stats.block_frames += 1
         arrivals.append((t, have, index))
-    received_text = "".join(content)
-    stats.text_bytes = len(received_text.encode())
-    expected = shape.text()
-    if received_text != expected:
+    expected = ref.text
+    stats.text_bytes = len(expected.encode())
+    if view.blocks != ref.final_html:
         stats.error = (
-            f"text differs: got {len(received_text)} chars, expected {len(expected)}"
-            f" (first difference at {_first_difference(received_text, expected)})"
+            f"the reply's final HTML on the client differs from render_markdown(text): "
+            f"{len(view.blocks)} chars, expected {len(ref.final_html)} (first difference at "
+            f"{_first_difference(view.blocks, ref.final_html)})"
         )
+        return stats
+    if not arrivals or arrivals[-1][1] != len(expected):
+        got = arrivals[-1][1] if arrivals else 0
+        stats.error = f"the text streamed to {got} of {len(expected)} chars"
         return stats
     if len(sent) != shape.chunks:
         stats.error = f"upstream sent {len(sent)} of {shape.chunks} chunks"

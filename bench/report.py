@@ -9,7 +9,7 @@ from typing import Any
 
 NOTES = Path(__file__).with_name("notes.md")
 
-SETUP_ORDER = ("single", "single0", "cluster", "baseline")
+SETUP_ORDER = ("single", "single0", "cluster", "browser", "baseline")
 
 
 def _find(raw: dict[str, Any], setup: str, scenario: str) -> dict[str, Any] | None:
@@ -188,7 +188,79 @@ def evaluate(raw: dict[str, Any]) -> list[dict[str, Any]]:
             )
     for bound in (plan["p99_bound_ms"], plan["p99_relaxed_ms"]):
         _capacity_target(raw, out, bound)
+    _markdown_targets(raw, out)
     return out
+
+
+def _markdown_targets(raw: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    """Progressive rendering: bytes, server CPU and the browser with markdown-heavy text."""
+    plan = raw["plan"]
+    fast = f"1x{plan['fast_rate']:g}"
+    sizes = plan.get("md_tokens") or (1000, 10000)
+    small, large = min(sizes), max(sizes)
+    b = _find(raw, "single", f"md-{fast}-{large}")
+    if b and "wire_bytes_per_reply" in b:
+        out.append(
+            _target(
+                f"Bytes on the wire, a markdown-heavy {large:,}-token reply (single) <= 2 x its "
+                "text + its rendered markup (`content_html`) + 64 B per frame",
+                f"{_f(b['wire_bytes_per_reply'], 0)} B, limit {_f(b['wire_limit_per_reply'], 0)}"
+                f" B ({b['wire_vs_limit_max']:.2f} of it)",
+                b["wire_over_limit"] == 0,
+                f"text {_f(b['text_bytes_per_reply'], 0)} B, markup "
+                f"{_f(b['markup_bytes_per_reply'], 0)} B, {_f(b['frames_per_reply'], 0)} frames",
+            )
+        )
+    a = _find(raw, "single", f"md-{fast}-{small}")
+    if a and b and "wire_bytes_per_reply" in a and "wire_bytes_per_reply" in b:
+        ratio = b["wire_bytes_per_reply"] / a["wire_bytes_per_reply"]
+        limit = 10.5 * large / 10000
+        out.append(
+            _target(
+                f"Bytes on the wire, markdown-heavy (single): a {large:,}-token reply <= "
+                f"{limit:g} x a {small:,}-token one",
+                f"{ratio:.2f} x ({_f(b['wire_bytes_per_reply'], 0)} / "
+                f"{_f(a['wire_bytes_per_reply'], 0)} B)",
+                ratio <= limit,
+            )
+        )
+    n, rate, tokens = plan.get("cpu_pair") or (10, 100.0, 1000)
+    plain = _find(raw, "single", f"cpu-text-{n}x{rate:g}-{tokens}")
+    heavy = _find(raw, "single", f"cpu-md-{n}x{rate:g}-{tokens}")
+    if plain and heavy and plain.get("ok") and heavy.get("ok"):
+        ratio = heavy["cpu_us_per_token"] / plain["cpu_us_per_token"]
+        out.append(
+            _target(
+                f"Server CPU per token, markdown-heavy <= 1.3 x plain text ({n} streams x "
+                f"{rate:g} tokens/s x {tokens:,} tokens, single)",
+                f"{ratio:.2f} x ({_f(heavy['cpu_us_per_token'], 0)} / "
+                f"{_f(plain['cpu_us_per_token'], 0)} µs per token)",
+                ratio <= 1.3,
+                f"characters per token: markdown {_f(heavy.get('chars_per_token'), 2)}, plain "
+                f"{_f(plain.get('chars_per_token'), 2)}",
+            )
+        )
+    for r in raw["results"]:
+        if not r["scenario"].startswith("browser-"):
+            continue
+        name = (
+            f"Browser: longest long task while a markdown-heavy {r['tokens']:,}-token reply "
+            f"streams at {r['rate']:g} tokens/s <= 50 ms"
+        )
+        if r.get("skipped"):
+            out.append(_target(name, f"skipped: {r['skipped']}", None))
+        elif not r.get("ok"):
+            out.append(_target(name, "failed", False, "; ".join(r.get("errors", []))[:300]))
+        else:
+            out.append(
+                _target(
+                    name,
+                    f"{_f(r['long_task_max_ms'], 0)} ms",
+                    r["long_task_max_ms"] <= 50,
+                    f"{r['long_task_count']} long tasks, total blocking time "
+                    f"{_f(r['blocking_ms'], 0)} ms; chromium {r.get('chromium', '')}".rstrip("; "),
+                )
+            )
 
 
 def _capacity_target(raw: dict[str, Any], out: list[dict[str, Any]], bound: float) -> None:
@@ -323,6 +395,22 @@ STREAM_ROWS: list[tuple[str, Any]] = [
         ),
     ),
     (
+        "bytes on the wire per reply / limit 2 x text + rendered markup + 64 B per frame",
+        lambda r: f"{_f(r['wire_bytes_per_reply'], 0)} / {_f(r['wire_limit_per_reply'], 0)}",
+    ),
+    (
+        "reply text: characters per token / stored rendered markup (bytes)",
+        lambda r: f"{_f(r['chars_per_token'], 2)} / {_f(r['markup_bytes_per_reply'], 0)}",
+    ),
+    (
+        "frames per reply that settle blocks or draw the tail again",
+        lambda r: _f(r["block_frames_per_reply"]),
+    ),
+    (
+        "stored rendering equals render_markdown(text)",
+        lambda r: f"{r['rendered_ok']}/{r['ok']}",
+    ),
+    (
         "framing per delta frame: mean / max (bytes)",
         lambda r: f"{_f(r.get('framing_per_delta_mean'))} / {_f(r.get('framing_per_delta_max'))}",
     ),
@@ -435,6 +523,8 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
         f"({_layer(raw, 'cluster', 'channels_redis.core.RedisChannelLayer')}) and PostgreSQL "
         f"through the app's connection pool ({_pool(raw)} per process); clients alternate "
         "between the two web processes.",
+        "- **browser**: the same as `single`, also serving `/static/` "
+        "(`CHAT_SERVE_STATIC=true`) for the page's scripts; its client is chromium.",
         "- **baseline**: a plain `httpx` client reads the fake upstream directly: the floor no "
         "relay can beat.",
         "",
@@ -466,6 +556,9 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
         lines += ["", f"### {_scenario_title(name)}", ""]
         if name == "idle":
             lines += _idle_table(rows)
+            continue
+        if name.startswith("browser-"):
+            lines += _browser_table(rows)
             continue
         lines.append("| | " + " | ".join(r["setup"] for r in rows) + " |")
         lines.append("| --- |" + " --- |" * len(rows))
@@ -552,9 +645,20 @@ def _one_line(error: str) -> str:
     return " ".join(error.split())[:160].replace("|", "/")
 
 
+SCENARIO_KINDS = (
+    ("md-", "Markdown-heavy text: "),
+    ("cpu-text-", "CPU pair, plain text: "),
+    ("cpu-md-", "CPU pair, markdown-heavy text: "),
+    ("browser-md-", "Chromium, markdown-heavy text: "),
+)
+
+
 def _scenario_title(name: str) -> str:
     if name == "idle":
         return "Idle WebSocket connections"
+    for prefix, title in SCENARIO_KINDS:
+        if name.startswith(prefix):
+            return title + _scenario_title(name.removeprefix(prefix)).lower()
     head, _, tokens = name.partition("-")
     streams, _, rate = head.partition("x")
     title = f"{streams} stream{'s' if streams != '1' else ''} at {rate} tokens/s"
@@ -579,6 +683,54 @@ def _idle_table(rows: list[dict[str, Any]]) -> list[str]:
         else:
             cells = [_f(r[key], digits) for r in rows]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _browser_table(rows: list[dict[str, Any]]) -> list[str]:
+    if all(r.get("skipped") for r in rows):
+        return ["Skipped: " + "; ".join(f"{r['setup']}: {r['skipped']}" for r in rows) + "."]
+    lines = [
+        "| | " + " | ".join(r["setup"] for r in rows) + " |",
+        "| --- |" + " --- |" * len(rows),
+    ]
+    cells: list[tuple[str, Any]] = [
+        ("reply finished and shown / stored as rendered", lambda r: "yes" if r["ok"] else "no"),
+        ("longest long task while the reply streams (ms)", lambda r: _f(r["long_task_max_ms"])),
+        (
+            "long tasks while it streams / total blocking time beyond 50 ms each (ms)",
+            lambda r: f"{r['long_task_count']} / {_f(r['blocking_ms'])}",
+        ),
+        (
+            "longest long task while the page loaded, before the send (ms)",
+            lambda r: _f(r["load_long_task_max_ms"]),
+        ),
+        (
+            "Enter to the finished reply on the page / the upstream's streaming time (s)",
+            lambda r: f"{_f(r['submit_to_finished_s'], 2)} / {_f(r['upstream_stream_s'], 2)}",
+        ),
+        (
+            "reply text / rendered markup (bytes)",
+            lambda r: f"{_f(r['text_bytes'])} / {_f(r['markup_bytes'])}",
+        ),
+        (
+            "the page shows: code blocks / tables",
+            lambda r: f"{r['shown'].get('code_blocks')} / {r['shown'].get('tables')}",
+        ),
+    ]
+    for label, fn in cells:
+        values = []
+        for r in rows:
+            if r.get("skipped"):
+                values.append("skipped")
+                continue
+            try:
+                values.append(fn(r))
+            except (KeyError, TypeError):
+                values.append("–")
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    errors = [f"{r['setup']}: {_one_line(e)}" for r in rows for e in r.get("errors", [])]
+    if errors:
+        lines += ["", "Errors: " + "; ".join(errors[:4])]
     return lines
 
 
@@ -611,6 +763,35 @@ METHOD = [
     "processes' RSS with N idle sockets open minus before (after a warm-up), over N.",
     "- **Capacity** for the throughput comparison: the ladder's highest delivered tokens/s "
     "whose p99 (window excluded) stays within the bound.",
+    "- **What the client has of a reply** (`bench/page.py`): replies are rendered "
+    "progressively, so a frame appends rendered blocks to `cN` once they settle, or escaped "
+    'text to the open tail `tN` (or to the `<code id="xN">` of a code block still '
+    "streaming), or draws the tail again. The client rebuilds the blocks and the tail from the "
+    "frames; the app's own `ProgressiveRenderer`, fed the known text chunk by chunk, says which "
+    "offset in the text each such state shows. Every frame must leave a state the renderer "
+    "passes through, and the blocks at the end must equal `render_markdown(text)`. Framing per "
+    "delta frame is measured on frames that only append text (wire bytes minus the text as "
+    "sent); frames that settle blocks carry rendered HTML and are counted apart.",
+    "- **Markdown-heavy text** (`bench/tokens.py`, `text=markdown`): sections with a heading, "
+    "a paragraph with bold, emphasis, inline code and a link, a bullet and a numbered list, a "
+    "table, a python and a js code block and another paragraph, split into word-sized tokens "
+    "(a word or a run of punctuation with the white space before it, about 4.6 characters). "
+    "**Bytes on the wire** for one such reply at the fast rate are compared with 2 x its "
+    "text + its stored rendering (`Message.content_html`, read from the database after the "
+    "run) + 64 B per WebSocket frame of the reply, and the 10,000-token reply with the "
+    "1,000-token one.",
+    "- **CPU pair**: the same number of streams, tokens/s and tokens, once with plain text and "
+    "once with markdown-heavy text, one after the other on the same server process; server "
+    "CPU (psutil, as above) per token of each, and their ratio.",
+    "- **Browser long tasks** (`bench/browser.py`): Debian's chromium, headless, driven by "
+    "Playwright, logged in with a session cookie made like the clients', opens the "
+    "conversation page of a daphne like `single` that also serves `/static/` "
+    '(`CHAT_SERVE_STATIC=true`), installs `PerformanceObserver({type: "longtask", '
+    "buffered: true})` before sending, types the message and presses Enter, and waits until "
+    "the reply's tail is gone and it shows as complete (then 0.5 s for the last entries). "
+    "Reported: the longest long task that started after Enter (0 if none), their count and "
+    "total blocking time; long tasks of the page load are reported apart. Skipped, with the "
+    "reason, without chromium or Playwright.",
 ]
 
 
@@ -626,8 +807,12 @@ PROFILE_AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("Redis client (channels-redis, redis-py, msgpack)", ("channels_redis/", "redis/", "msgpack")),
     ("channel layer (in process)", ("channels/layers.py", "chat/channel_layers.py")),
     (
+        "progressive rendering (chat.progressive, chat.markdown: markdown-it, Pygments, nh3)",
+        ("chat/progressive.py", "chat/markdown.py", "markdown_it/", "pygments/"),
+    ),
+    (
         "consumers' handlers and fragments",
-        ("chat/consumers.py", "chat/fragments.py", "chat/markdown.py", "django/template"),
+        ("chat/consumers.py", "chat/fragments.py", "django/template"),
     ),
     ("WebSocket and HTTP out (daphne, autobahn, twisted)", ("daphne/", "autobahn/", "twisted/")),
     (

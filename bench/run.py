@@ -1,10 +1,11 @@
 """The benchmark: `.venv/bin/python -m bench [--quick] [--only NAMES] [--profile]`.
 
 Starts the fake upstream, then each setup (one daphne on SQLite with the app's in-process
-channel layer and the embedded worker; the same with CHAT_COALESCE_MS=0; two daphne and two
-`runworker chat-stream` on Redis and PostgreSQL), runs the scenarios against it with clients in
-this process, and writes docs/benchmarks.md and docs/benchmark-latency.png (raw numbers in
-bench/results/; hand-written notes on the run from bench/notes.md).
+channel layer and the embedded worker; the same with CHAT_COALESCE_MS=0; the same serving its
+static files, for a chromium client; two daphne and two `runworker chat-stream` on Redis and
+PostgreSQL), runs the scenarios against it with clients in this process, and writes
+docs/benchmarks.md and docs/benchmark-latency.png (raw numbers in bench/results/; hand-written
+notes on the run from bench/notes.md).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench import report
+from bench import browser, report
 from bench.clients import (
     IdleSockets,
     LoopLag,
@@ -42,6 +43,7 @@ from bench.clients import (
     run_stream,
 )
 from bench.metrics import analyse_baseline, analyse_stream, pct, summary
+from bench.page import reference
 from bench.servers import (
     ROOT,
     Meter,
@@ -75,6 +77,12 @@ class Plan:
     idle: int = 1000
     ladder: tuple[int, ...] = (10, 25, 50, 100, 200)
     ladder_tokens: int = 200
+    # Markdown-heavy text (bench.tokens): one stream at fast_rate, these lengths (bytes on the
+    # wire); a CPU pair, plain and markdown at the same (streams, tokens/s, tokens); and one
+    # reply streamed into a real browser (its long tasks).
+    md_tokens: tuple[int, ...] = (1000, 10000)
+    cpu_pair: tuple[int, float, int] = (10, 100.0, 1000)
+    browser_tokens: int = 10000
     p99_bound_ms: float = 25.0
     p99_relaxed_ms: float = 250.0  # a second comparison, for when neither meets the first
     ladder_stop_ms: float = 1000.0  # the ladder stops past this p99, or at a failed reply
@@ -93,6 +101,9 @@ class Plan:
             idle=200,
             ladder=(10, 20, 40),
             ladder_tokens=100,
+            md_tokens=(1000, 3000),
+            cpu_pair=(5, 100.0, 300),
+            browser_tokens=3000,
         )
 
     @property
@@ -336,10 +347,18 @@ class Bench:
         rate: float,
         *,
         keep: bool = True,
+        kind: str = "plain",
     ) -> dict[str, Any]:
         plan = self.plan
         shapes = [
-            Shape(f"{self.run_id}-{setup.name}-{name}-{i}", tokens, rate, 1, plan.upstream_ttft_ms)
+            Shape(
+                f"{self.run_id}-{setup.name}-{name}-{i}",
+                tokens,
+                rate,
+                1,
+                plan.upstream_ttft_ms,
+                kind,
+            )
             for i in range(n)
         ]
         results = [StreamResult(s, t) for s, t in zip(shapes, setup.take(n), strict=True)]
@@ -369,7 +388,7 @@ class Bench:
         lag = LoopLag().start()
         started = time.monotonic()
         go.set()
-        log(f"{setup.name} / {name}: {n} x {tokens} tokens at {rate:g} tokens/s ...")
+        log(f"{setup.name} / {name}: {n} x {tokens} {kind} tokens at {rate:g} tokens/s ...")
         last_note = started
         while not all(t.done() for t in tasks) and time.monotonic() - started < timeout + 30:
             await asyncio.sleep(0.1)
@@ -408,6 +427,7 @@ class Bench:
         ids = [s.reply_id for s in stats if s.reply_id is not None]
         saved = setup.replies(ids) if ids else {}
         out = self._aggregate(setup, name, n, tokens, rate, stats, saved, usage, lags)
+        out["kind"] = kind
         out["load_cpu_percent"] = {
             k: 100 * v / (out.get("makespan_s") or 1) for k, v in load_usage.cpu_seconds.items()
         }
@@ -448,7 +468,14 @@ class Bench:
             for s in good
             if (row := saved.get(str(s.reply_id)))
             and row["status"] == "complete"
-            and row["content"] == Shape("x", s.tokens, 1).text()
+            and row["content"] == reference(s.tokens, s.kind).text
+        )
+        # The stored rendering must be what render_markdown makes of the text.
+        rendered_ok = sum(
+            1
+            for s in good
+            if (row := saved.get(str(s.reply_id)))
+            and row.get("content_html") == reference(s.tokens, s.kind).final_html
         )
         lat = [x for s in good for x in s.latency]
         lat_ex = [x for s in good for x in s.latency_ex]
@@ -463,6 +490,7 @@ class Bench:
             "ramp_s": min(self.plan.ramp_s, tokens / rate / 3) if n > 1 else 0.0,
             "ok": len(good),
             "saved_ok": saved_ok,
+            "rendered_ok": rendered_ok,
             "errors": errors[:10],
             "latency_ms": summary(lat),
             "latency_ex_ms": summary(lat_ex),
@@ -484,6 +512,19 @@ class Bench:
                 duration = row.get("duration") or (s.last_text - s.submitted)
                 allowed.append(3 + math.ceil(duration / CHECKPOINT_SECONDS))
             framing = [f for s in good for f in s.framing_per_delta]
+            # Bytes on the wire against 2 x the text + the stored rendering + 64 B per frame.
+            markup = [
+                len(
+                    (
+                        (saved.get(str(s.reply_id)) or {}).get("content_html")
+                        or reference(s.tokens, s.kind).final_html
+                    ).encode()
+                )
+                for s in good
+            ]
+            limits = [
+                2 * s.text_bytes + m + 64 * s.frames for s, m in zip(good, markup, strict=True)
+            ]
             out.update(
                 {
                     "added_ttft_ms": summary([s.added_ttft for s in good]),
@@ -501,9 +542,20 @@ class Bench:
                         )
                     ),
                     "delta_frames_per_reply": delta_frames / len(good),
+                    "block_frames_per_reply": sum(s.block_frames for s in good) / len(good),
                     "frames_per_reply": sum(s.frames for s in good) / len(good),
                     "wire_bytes_per_reply": sum(s.wire_bytes for s in good) / len(good),
                     "text_bytes_per_reply": sum(s.text_bytes for s in good) / len(good),
+                    "chars_per_token": sum(s.text_bytes for s in good)
+                    / max(sum(s.tokens for s in good), 1),
+                    "markup_bytes_per_reply": sum(markup) / len(good),
+                    "wire_limit_per_reply": sum(limits) / len(good),
+                    "wire_vs_limit_max": max(
+                        s.wire_bytes / lim for s, lim in zip(good, limits, strict=True)
+                    ),
+                    "wire_over_limit": sum(
+                        s.wire_bytes > lim for s, lim in zip(good, limits, strict=True)
+                    ),
                     "framing_per_delta_mean": float(np.mean(framing)) if framing else math.nan,
                     "framing_per_delta_max": max(framing) if framing else math.nan,
                     "final_bytes_max": max(s.final_bytes for s in good),
@@ -586,6 +638,80 @@ class Bench:
         log(
             f"  -> {alive} open, RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MiB: "
             f"{per / 1024:.1f} KiB per idle connection"
+        )
+        self.results.append(out)
+        return out
+
+    # A real browser --------------------------------------------------------------------
+
+    async def browser(self, setup: Setup, name: str, tokens: int, rate: float) -> dict[str, Any]:
+        """One markdown-heavy reply streamed into chromium: the page's long tasks."""
+        out: dict[str, Any] = {
+            "setup": setup.name,
+            "setup_label": setup.label,
+            "scenario": name,
+            "streams": 1,
+            "tokens": tokens,
+            "rate": rate,
+            "kind": "markdown",
+        }
+        reason = browser.missing()
+        if reason:
+            print(f"browser scenario {name} skipped: {reason}", flush=True)
+            log(f"{setup.name} / {name}: skipped: {reason}")
+            out["skipped"] = reason
+            self.results.append(out)
+            return out
+        shape = Shape(
+            f"{self.run_id}-{setup.name}-{name}",
+            tokens,
+            rate,
+            1,
+            self.plan.upstream_ttft_ms,
+            "markdown",
+        )
+        log(f"{setup.name} / {name}: chromium, {tokens} markdown tokens at {rate:g} tokens/s")
+        result = browser.BrowserResult(shape, setup.take(1)[0])
+        timeout = 60 + 4 * tokens / rate
+        await browser.stream_into_page(result, timeout)
+        record = (await self.records([shape.tag])).get(shape.tag) or {}
+        saved = setup.replies([result.reply_id]) if result.reply_id else {}
+        row = saved.get(str(result.reply_id)) or {}
+        ref = reference(tokens, "markdown")
+        during = [t for t in result.long_tasks if t["start"] >= result.sent_at_ms]
+        before = [t for t in result.long_tasks if t["start"] < result.sent_at_ms]
+        errors = [result.error] if result.error else []
+        if not errors and row.get("content_html") != ref.final_html:
+            errors.append("the stored reply is not the shape's rendered text")
+        if not errors and result.shown.get("status") != "complete":
+            errors.append(f"the page shows the reply as {result.shown.get('status')}")
+        out.update(
+            {
+                "ok": 0 if errors else 1,
+                "errors": errors + [f"console: {e}" for e in result.console_errors[:5]],
+                "long_tasks": during,
+                "long_task_max_ms": max((t["duration"] for t in during), default=0.0),
+                "long_task_count": len(during),
+                # Total blocking time: each long task's time beyond 50 ms.
+                "blocking_ms": sum(t["duration"] - 50 for t in during),
+                "load_long_task_max_ms": max((t["duration"] for t in before), default=0.0),
+                "submit_to_finished_s": result.finished - result.submitted
+                if result.finished
+                else math.nan,
+                "upstream_stream_s": (record["done"] - record["sent"][0])
+                if record.get("done") and record.get("sent")
+                else math.nan,
+                "text_bytes": len(ref.text.encode()),
+                "markup_bytes": len(ref.final_html.encode()),
+                "shown": result.shown,
+                "chromium": result.chromium,
+            }
+        )
+        log(
+            f"  -> longest long task while streaming {out['long_task_max_ms']:.0f} ms "
+            f"({out['long_task_count']} long tasks, blocking {out['blocking_ms']:.0f} ms); "
+            f"page load {out['load_long_task_max_ms']:.0f} ms"
+            + (f"; errors: {out['errors'][:3]}" if out["errors"] else "")
         )
         self.results.append(out)
         return out
@@ -686,7 +812,7 @@ class Bench:
 # --- The whole run -----------------------------------------------------------------------
 
 
-SCENARIOS = ("baseline", "single", "single0", "cluster")
+SCENARIOS = ("baseline", "single", "single0", "cluster", "browser")
 
 
 async def run(
@@ -706,7 +832,15 @@ async def run(
     bench.upstream = start_upstream(run_dir)
     setups: list[Setup] = []
     other_requests = None
-    need = 60 + 3 * (sum(plan.concurrency) + len(plan.fast_tokens) + sum(plan.ladder) + plan.idle)
+    need = 60 + 3 * (
+        sum(plan.concurrency)
+        + len(plan.fast_tokens)
+        + sum(plan.ladder)
+        + plan.idle
+        + len(plan.md_tokens)
+        + 2 * plan.cpu_pair[0]
+        + 10  # warm-ups and the browser
+    )
     try:
         if "baseline" in only:
             for n in plan.concurrency:
@@ -716,7 +850,7 @@ async def run(
                 name = f"1x{plan.fast_rate:g}-{tokens}"
                 if bench.wanted(name):
                     await bench.baseline(name, 1, tokens, plan.fast_rate)
-        if only & {"single", "single0"}:
+        if only & {"single", "single0", "browser"}:
             sqlite = fresh_sqlite(run_dir / "bench.sqlite3")
             env = server_env(bench.upstream, 30, DATABASE_URL=f"sqlite:///{sqlite}")
             single = Setup(
@@ -730,6 +864,7 @@ async def run(
                 IN_PROCESS_LAYER,
             )
             single.prepare(need)
+            previous = single  # the setups share the conversations: each takes unused ones
             if "single" in only:
                 setups.append(single)
                 await run_setup(bench, single)
@@ -747,6 +882,22 @@ async def run(
                 zero.pool, zero.csrf = single.pool, single.csrf
                 setups.append(zero)
                 await run_setup(bench, zero, light=True)
+                previous = zero
+            if "browser" in only:
+                # The page needs its scripts: this daphne serves /static/ itself.
+                page = Setup(
+                    "browser",
+                    "same as single, serving /static/ (CHAT_SERVE_STATIC=true), chromium client",
+                    {**env, "CHAT_SERVE_STATIC": "true"},
+                    1,
+                    0,
+                    run_dir,
+                    30,
+                    IN_PROCESS_LAYER,
+                )
+                page.pool, page.csrf = previous.pool, single.csrf
+                setups.append(page)
+                await run_browser_setup(bench, page)
         if "cluster" in only:
             reset_postgres()
             flush_redis()
@@ -854,6 +1005,8 @@ async def run_setup(bench: Bench, setup: Setup, light: bool = False) -> None:
             name = f"1x{plan.fast_rate:g}-{tokens}"
             if bench.wanted(name):
                 await bench.streams(setup, name, 1, tokens, plan.fast_rate)
+        if setup.name == "single":  # markdown-heavy text and the CPU pair: one process only
+            await markdown_scenarios(bench, setup)
         for n in plan.ladder if bench.wanted("ladder") else ():
             out = await bench.streams(setup, f"ladder-{n}", n, plan.ladder_tokens, plan.rate)
             p99 = out["latency_ex_ms"]["p99"]
@@ -862,6 +1015,40 @@ async def run_setup(bench: Bench, setup: Setup, light: bool = False) -> None:
                 break
     finally:
         setup.stop()
+
+
+async def run_browser_setup(bench: Bench, setup: Setup) -> None:
+    plan = bench.plan
+    name = f"browser-md-1x{plan.fast_rate:g}-{plan.browser_tokens}"
+    if not bench.wanted(name):
+        return
+    setup.start()
+    try:
+        await bench.streams(setup, "warmup", 2, 20, 200.0, keep=False)
+        await bench.streams(setup, "warmup-md", 1, 700, 2000.0, keep=False, kind="markdown")
+        await bench.browser(setup, name, plan.browser_tokens, plan.fast_rate)
+    finally:
+        setup.stop()
+
+
+async def markdown_scenarios(bench: Bench, setup: Setup) -> None:
+    plan = bench.plan
+    names = [f"md-1x{plan.fast_rate:g}-{tokens}" for tokens in plan.md_tokens]
+    n, rate, tokens = plan.cpu_pair
+    pair = [(f"cpu-{label}-{n}x{rate:g}-{tokens}", kind) for label, kind in CPU_PAIR]
+    if not any(bench.wanted(name) for name in names + [name for name, _ in pair]):
+        return
+    # The first markdown reply imports the code lexers: not in a measured one.
+    await bench.streams(setup, "warmup-md", 1, 700, 2000.0, keep=False, kind="markdown")
+    for name, size in zip(names, plan.md_tokens, strict=True):
+        if bench.wanted(name):
+            await bench.streams(setup, name, 1, size, plan.fast_rate, kind="markdown")
+    for name, kind in pair:
+        if bench.wanted(name):
+            await bench.streams(setup, name, n, tokens, rate, kind=kind)
+
+
+CPU_PAIR = (("text", "plain"), ("md", "markdown"))
 
 
 def machine_info() -> dict[str, Any]:

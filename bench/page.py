@@ -1,0 +1,154 @@
+"""One reply's text as a tab shows it, rebuilt from the WebSocket frames, and where in the
+reply's text each frame leaves it.
+
+A streaming reply N is its settled blocks (`cN`, rendered HTML appended once per block) and
+its open tail (`tN`: escaped text, or a code block still streaming whose `<code id="xN">` gets
+the text). The tail is the reply's source text after the settled blocks, so the blocks and the
+tail together say how much of the text a tab has: `Reference` maps each such state to the
+offset in the text, found by feeding the known text chunk by chunk to the app's own
+`chat.progressive.ProgressiveRenderer` (it has no Django in it).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from dataclasses import dataclass, field
+
+from bench.tokens import Shape
+
+OOB = re.compile(r'<(\w+) id="([a-z])(\d+)"[^>]*?hx-swap-oob="([^"]+)"[^>]*>')
+# The end of a reply: its footer swapped in (`message.finished` with only what changes), or
+# the whole message rendered from the database (a tab that missed a frame).
+FINAL = re.compile(
+    r'<div id="e(\d+)" class="reply-end"[^>]*hx-swap-oob="true"'
+    r'|<article id="m(\d+)"[^>]*hx-swap-oob="true"'
+)
+CODE = re.compile(r'<code id="[xy]\d+">')
+LANGUAGE = re.compile(r'<div class="code-lang">(.*?)</div>')
+
+State = tuple[int, str, str, str]  # blocks' length, tail kind, code language, tail text
+
+
+def final_of(frame: str) -> int | None:
+    """The id of the reply this frame ends, if it ends one."""
+    match = FINAL.search(frame)
+    return int(match.group(1) or match.group(2)) if match else None
+
+
+def _element_end(text: str, tag: str, start: int) -> tuple[int, int]:
+    """Where the element whose opening tag ends at `start` closes: (inner end, outer end)."""
+    depth = 1
+    for match in re.finditer(rf"<(/?){tag}\b[^>]*>", text[start:]):
+        depth += -1 if match.group(1) else 1
+        if depth == 0:
+            return start + match.start(), start + match.end()
+    raise ValueError(f"unclosed <{tag}> in {text[start - 80 : start + 80]!r}")
+
+
+@dataclass
+class Change:
+    """What one frame did to the reply's text."""
+
+    text: bool = False  # it changed the blocks or the tail
+    blocks: bool = False  # blocks were appended (settled) or set (a snapshot)
+    snapshot: bool = False  # the whole text was set again
+    appended_only: bool = True  # nothing but text appended to the tail
+    appended_wire: int = 0  # bytes of the appended text as sent (escaped)
+    final: bool = False
+
+
+@dataclass
+class ReplyView:
+    """Reply N on a tab: `apply` each frame in order."""
+
+    message_id: int
+    blocks: str = ""
+    tail_kind: str = "text"
+    language: str = ""
+    tail: str = ""  # the tail's text, or the code so far (unescaped)
+
+    def state(self) -> State:
+        return (len(self.blocks), self.tail_kind, self.language, self.tail)
+
+    def apply(self, frame: str) -> Change:
+        change = Change()
+        rid = str(self.message_id)
+        position = 0
+        while match := OOB.search(frame, position):
+            tag, kind, number, swap = match.groups()
+            inner_end, position = _element_end(frame, tag, match.end())
+            if number != rid or kind not in "ctx":
+                continue
+            inner = frame[match.end() : inner_end]
+            change.text = True
+            if kind == "c":
+                change.blocks = True
+                change.appended_only = False
+                if swap == "innerHTML":
+                    change.snapshot = True
+                    self.blocks = inner
+                else:
+                    self.blocks += inner
+            elif swap == "beforeend":  # text appended to the tail or its code
+                self.tail += html.unescape(inner)
+                change.appended_wire += len(inner.encode())
+            elif swap == "innerHTML":  # the tail drawn again
+                change.appended_only = False
+                self._set_tail(inner)
+            elif swap == "delete":
+                change.appended_only = False
+                self.tail_kind, self.language, self.tail = "text", "", ""
+        final = final_of(frame)
+        if final == self.message_id:
+            change.final = True
+            article = re.search(rf'<div id="c{rid}"[^>]*>', frame)
+            if article and "<article" in frame[: article.start()]:
+                # The whole message from the database: its content is the final text.
+                self.blocks = frame[article.end() : _element_end(frame, "div", article.end())[0]]
+                self.tail_kind, self.language, self.tail = "text", "", ""
+        return change
+
+    def _set_tail(self, inner: str) -> None:
+        code = CODE.search(inner)
+        if code is None:
+            self.tail_kind, self.language, self.tail = "text", "", html.unescape(inner)
+            return
+        language = LANGUAGE.search(inner[: code.start()])
+        self.tail_kind = "code"
+        self.language = html.unescape(language.group(1)) if language else ""
+        self.tail = html.unescape(inner[code.end() : _element_end(inner, "code", code.end())[0]])
+
+
+@dataclass
+class Reference:
+    """Every state the app's renderer passes through while a shape's text streams, with the
+    offset in the text each one shows, and the final rendered HTML."""
+
+    text: str
+    states: dict[State, int] = field(default_factory=dict)
+    final_html: str = ""
+
+
+@functools.lru_cache(maxsize=16)
+def reference(tokens: int, kind: str, chunk: int = 1) -> Reference:
+    from chat.markdown import render_markdown
+    from chat.progressive import ProgressiveRenderer
+
+    shape = Shape("reference", tokens, 1.0, chunk, kind=kind)
+    found = Reference(shape.text())
+    renderer = ProgressiveRenderer()
+    found.states[(0, "text", "", "")] = 0
+    end = 0
+    for piece in shape.chunk_texts():
+        renderer.feed(piece)
+        end += len(piece)
+        tail = renderer.tail
+        # The first offset with this state: text that changes nothing on the page counts as
+        # arrived with the next frame that does.
+        found.states.setdefault(
+            (len(renderer.blocks_html), tail.kind, tail.language, tail.text), end
+        )
+    found.final_html = render_markdown(found.text)
+    return found
