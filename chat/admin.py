@@ -18,6 +18,7 @@ from django.utils import dateformat, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from . import selectors
 from .exports import csv_lines, jsonl_lines, with_messages
 from .models import Conversation, Message
 
@@ -208,14 +209,14 @@ class ConversationAdmin(admin.ModelAdmin):
         conversation = get_object_or_404(self.get_queryset(request), pk=conversation_id)
         # Not "messages": that name belongs to the messages framework, whose banners the admin
         # base template renders from it.
-        transcript = conversation.messages.order_by("created", "id")
+        transcript = selectors.reading_order(conversation=conversation)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": f"Transcript: {conversation}",
             "conversation": conversation,
             "transcript": transcript,
-            "totals": transcript.aggregate(
+            "totals": conversation.messages.aggregate(
                 prompt=Sum("prompt_tokens"),
                 completion=Sum("completion_tokens"),
                 replies=Count("id", filter=Q(role=Message.Role.ASSISTANT)),

@@ -15,33 +15,12 @@ import time
 import uuid
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import events, fragments, selectors
+from .dispatch import DirectEventDispatch
 from .models import Conversation, Message
-
-
-class DirectEventDispatch:
-    """Handle channel-layer events without Channels' per-event connection cleanup.
-
-    `AsyncConsumer.dispatch` runs `aclose_old_connections()` (a hop to Django's one shared
-    sync thread) before every handler. For a delta that touches no database it only queues
-    the delta behind other database work; measured at 200 streams it was the largest cost
-    in the relay. Handlers here that do use the database go through `database_sync_to_async`,
-    which closes old connections itself. WebSocket protocol events keep the default.
-    """
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        if message["type"].startswith("websocket."):
-            await super().dispatch(message)  # type: ignore[misc]
-            return
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +140,8 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             await self._send_message(event["message_id"])
 
     async def messages_appended(self, event: dict[str, Any]) -> None:
-        html = await _render_appended(self.conversation_id, event["message_ids"])
+        html, active = await _render_appended(self.conversation_id, event["message_ids"])
+        await self._sent_whole(event["message_ids"], active)
         if html:
             await self.send(text_data=html)
 
@@ -177,21 +157,38 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         await events.snapshot_request(message_id, self.channel_name)
 
     async def _send_message(self, message_id: int) -> None:
-        html = await _render_message(self.conversation_id, message_id)
+        html, active = await _render_message(self.conversation_id, message_id)
+        await self._sent_whole([message_id], active)
         if html:
             await self.send(text_data=html)
 
+    async def _sent_whole(self, message_ids: list[int], active: list[int]) -> None:
+        """Whole messages go to the tab as they stand in the database: frames sent before no
+        longer say where the tab stands (a finished one needs no more; the end of a reply
+        that finished meanwhile must not be appended to it again). A reply still streaming
+        is drawn from its last checkpoint: ask for a snapshot to go on from."""
+        for message_id in message_ids:
+            self.replies.pop(message_id, None)
+        for message_id in active:
+            await self._resync(message_id)
+
 
 @database_sync_to_async
-def _render_message(conversation_id: uuid.UUID, message_id: int) -> str:
+def _render_message(conversation_id: uuid.UUID, message_id: int) -> tuple[str, list[int]]:
+    """The message's HTML, and its id if it is a reply still being generated."""
     message = Message.objects.filter(conversation_id=conversation_id, pk=message_id).first()
-    return fragments.message(message) if message is not None else ""
+    if message is None:
+        return "", []
+    html = fragments.message(selectors.with_versions(message=message))
+    return html, [message.pk] if message.is_active else []
 
 
 @database_sync_to_async
-def _render_appended(conversation_id: uuid.UUID, message_ids: list[int]) -> str:
-    messages = Message.objects.filter(conversation_id=conversation_id, pk__in=message_ids)
-    return fragments.appended(list(messages.order_by("id")))
+def _render_appended(conversation_id: uuid.UUID, message_ids: list[int]) -> tuple[str, list[int]]:
+    messages = list(
+        Message.objects.filter(conversation_id=conversation_id, pk__in=message_ids).order_by("id")
+    )
+    return fragments.appended(messages), [m.pk for m in messages if m.is_active]
 
 
 @database_sync_to_async

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
+from . import selectors
 from .models import Conversation, Message
 
 CONVERSATION_FIELDS = ["id", "title", "model", "system_prompt", "created", "updated"]
@@ -32,6 +33,15 @@ MESSAGE_FIELDS = [
     "error",
     "created",
     "completed",
+    # The tree: which message this one follows, which version of its turn it is, and
+    # whether it is the chosen version and on the path the user last had open.
+    "parent_id",
+    "version_number",
+    "version_count",
+    "selected",
+    "on_active_path",
+    "feedback",
+    "feedback_comment",
 ]
 
 
@@ -50,9 +60,16 @@ def conversation_record(conversation: Conversation) -> dict[str, Any]:
     record["owner"] = conversation.owner.get_username()
     record["messages"] = [
         {name: _plain(getattr(message, name)) for name in MESSAGE_FIELDS}
-        for message in conversation.messages.all()
+        for message in _messages(conversation)
     ]
     return record
+
+
+def _messages(conversation: Conversation) -> list[Message]:
+    """Every message, every version and branch, in the order they were made."""
+    messages = list(conversation.messages.all())
+    selectors.annotate_versions(messages)
+    return messages
 
 
 def with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
@@ -105,6 +122,6 @@ def csv_lines(conversations: Iterable[Conversation]) -> Iterator[str]:
     yield writer.writerow(CSV_COLUMNS)
     for conversation in conversations:
         head = [conversation.pk, conversation.title, conversation.owner.get_username()]
-        for message in conversation.messages.all():
+        for message in _messages(conversation):
             values = [*head, *(getattr(message, name) for name in MESSAGE_FIELDS)]
             yield writer.writerow([csv_cell(value) for value in values])

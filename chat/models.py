@@ -1,5 +1,7 @@
 """Conversations and their messages: everything a user typed and everything the model streamed."""
 
+from __future__ import annotations
+
 import uuid
 
 from django.conf import settings
@@ -37,7 +39,21 @@ class Conversation(models.Model):
         return reverse("chat:conversation_detail", args=[self.id])
 
 
+class MessageQuerySet(models.QuerySet["Message"]):
+    def active(self) -> MessageQuerySet:
+        """Replies still being generated: waiting for a worker, or streaming."""
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def replies(self) -> MessageQuerySet:
+        return self.filter(role=Message.Role.ASSISTANT)
+
+
 class Message(models.Model):
+    """One message of a conversation. Messages form a tree: each follows its `parent` (the
+    message before it), and the messages that share a parent are versions of one turn (a
+    regenerated reply, an edited question). `selected` marks the version the user last chose;
+    the conversation shows the path of selected versions (`chat.selectors.active_path`)."""
+
     class Role(models.TextChoices):
         SYSTEM = "system"
         USER = "user"
@@ -60,6 +76,10 @@ class Message(models.Model):
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
+    selected = models.BooleanField(default=True)
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     reasoning = models.TextField(blank=True)
@@ -89,6 +109,13 @@ class Message(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     completed = models.DateTimeField(null=True, blank=True)
 
+    objects = MessageQuerySet.as_manager()
+
+    # Set by `chat.selectors.active_path` for the page's version switcher (not stored).
+    version_number: int = 1
+    version_ids: tuple[int, ...] = ()
+    on_active_path: bool = True
+
     class Meta:
         ordering = ["created", "id"]
         constraints = [
@@ -104,7 +131,23 @@ class Message(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.status in {self.Status.PENDING, self.Status.STREAMING}
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def version_count(self) -> int:
+        return max(len(self.version_ids), 1)
+
+    @property
+    def previous_version_id(self) -> int | None:
+        return self.version_ids[self.version_number - 2] if self.version_number > 1 else None
+
+    @property
+    def next_version_id(self) -> int | None:
+        return (
+            self.version_ids[self.version_number]
+            if self.version_number < len(self.version_ids)
+            else None
+        )
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -112,3 +155,6 @@ class Message(models.Model):
             return None
         generating = (self.duration - self.time_to_first_token).total_seconds()
         return self.completion_tokens / generating if generating > 0 else None
+
+
+ACTIVE_STATUSES = (Message.Status.PENDING, Message.Status.STREAMING)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -29,29 +31,85 @@ async def aconversation_for_user(
     return await conversation_list_for_user(user=user).filter(pk=conversation_id).afirst()
 
 
-def message_list(*, conversation: Conversation) -> QuerySet[Message]:
-    return conversation.messages.exclude(role=Message.Role.SYSTEM).order_by("created", "id")
+def annotate_versions(messages: Iterable[Message]) -> list[Message]:
+    """Set on every message its place among the versions of its turn (`version_number`,
+    `version_ids`) and whether it is on the active path; return the active path: from the
+    first turn on, the version the user chose of each (the last made, if none is chosen)."""
+    children: dict[int | None, list[Message]] = defaultdict(list)
+    for message in sorted(messages, key=lambda m: (m.created, m.pk)):
+        message.on_active_path = False
+        children[message.parent_id].append(message)
+    for versions in children.values():
+        ids = tuple(m.pk for m in versions)
+        for number, message in enumerate(versions, 1):
+            message.version_ids, message.version_number = ids, number
+    path: list[Message] = []
+    parent: int | None = None
+    while choices := children.get(parent):
+        chosen = next((m for m in reversed(choices) if m.selected), choices[-1])
+        chosen.on_active_path = True
+        path.append(chosen)
+        parent = chosen.pk
+    return path
+
+
+def reading_order(*, conversation: Conversation) -> list[Message]:
+    """Every message, every version and branch, for review: each version of a turn followed
+    by what came after it, the versions of a turn in the order they were made."""
+    messages = list(conversation.messages.exclude(role=Message.Role.SYSTEM))
+    annotate_versions(messages)
+    children: dict[int | None, list[Message]] = defaultdict(list)
+    for message in sorted(messages, key=lambda m: (m.created, m.pk)):
+        children[message.parent_id].append(message)
+    ordered: list[Message] = []
+    pending = list(reversed(children.get(None, [])))
+    while pending:  # depth first, without recursion (a conversation can be long)
+        message = pending.pop()
+        ordered.append(message)
+        pending.extend(reversed(children.get(message.pk, [])))
+    return ordered
+
+
+def with_versions(*, message: Message) -> Message:
+    """One message with its place among the versions of its turn, for its switcher."""
+    ids = tuple(
+        Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id)
+        .order_by("created", "id")
+        .values_list("pk", flat=True)
+    )
+    message.version_ids = ids
+    message.version_number = ids.index(message.pk) + 1 if message.pk in ids else 1
+    return message
+
+
+def active_path(*, conversation: Conversation) -> list[Message]:
+    """The messages the conversation shows, with their places among their versions."""
+    return annotate_versions(conversation.messages.exclude(role=Message.Role.SYSTEM))
+
+
+def path_to(*, message: Message) -> list[Message]:
+    """The messages before `message` on its branch, the first turn first."""
+    by_id = {m.pk: m for m in message.conversation.messages.all()}
+    path: list[Message] = []
+    parent_id = message.parent_id
+    while parent_id is not None and parent_id in by_id:
+        path.append(by_id[parent_id])
+        parent_id = by_id[parent_id].parent_id
+    path.reverse()
+    return path
 
 
 def active_reply(*, conversation: Conversation) -> Message | None:
-    return (
-        conversation.messages.filter(
-            role=Message.Role.ASSISTANT,
-            status__in=[Message.Status.PENDING, Message.Status.STREAMING],
-        )
-        .order_by("id")
-        .first()
-    )
+    return conversation.messages.replies().active().order_by("id").first()
 
 
 async def active_reply_ids(*, conversation_id: uuid.UUID) -> list[int]:
     return [
         pk
-        async for pk in Message.objects.filter(
-            conversation_id=conversation_id,
-            role=Message.Role.ASSISTANT,
-            status__in=[Message.Status.PENDING, Message.Status.STREAMING],
-        ).values_list("pk", flat=True)
+        async for pk in Message.objects.filter(conversation_id=conversation_id)
+        .replies()
+        .active()
+        .values_list("pk", flat=True)
     ]
 
 
@@ -62,11 +120,12 @@ async def amessage_in_conversation(
 
 
 def model_messages(*, conversation: Conversation, before: Message) -> list[dict[str, Any]]:
-    """The system prompt and every earlier turn, in the shape the chat completions API takes."""
+    """The system prompt and the turns on the branch that leads to `before` (never another
+    branch's), in the shape the chat completions API takes."""
     messages: list[dict[str, Any]] = []
     if conversation.system_prompt.strip():
         messages.append({"role": "system", "content": conversation.system_prompt})
-    for message in conversation.messages.filter(id__lt=before.id).order_by("created", "id"):
+    for message in path_to(message=before):
         if message.role == Message.Role.USER:
             messages.append({"role": "user", "content": message.content})
         elif message.role == Message.Role.ASSISTANT:

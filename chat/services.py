@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +14,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import events
+from . import events, selectors
 from .markdown import render_markdown
 from .models import Conversation, Message
 
@@ -24,8 +26,47 @@ class ConversationBusy(Exception):
     """A reply is still being generated in this conversation."""
 
 
-class MessageNotEditable(Exception):
-    """Only the latest user message can be edited and sent again."""
+class ReplyNotRetryable(Exception):
+    """The reply cannot be generated again or continued (it is still being generated, or
+    Continue was asked of a reply that did not stop early or is not the latest)."""
+
+
+@contextlib.contextmanager
+def conversation_lock(conversation: Conversation) -> Iterator[None]:
+    """One turn at a time per conversation: a transaction that holds the conversation's row
+    lock, so two submissions, edits or retries cannot both see it idle."""
+    with transaction.atomic():
+        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        yield
+
+
+def _ensure_idle(conversation: Conversation) -> None:
+    """Who may take a turn: nobody while a reply of this conversation is still generated."""
+    if conversation.messages.active().exists():
+        raise ConversationBusy
+
+
+def _select(message: Message) -> None:
+    """Make `message` the chosen version of its turn (its siblings are unchosen)."""
+    siblings = Message.objects.filter(
+        conversation_id=message.conversation_id, parent_id=message.parent_id
+    )
+    siblings.exclude(pk=message.pk).update(selected=False)
+    siblings.filter(pk=message.pk).update(selected=True)
+    message.selected = True
+
+
+def _new_reply(conversation: Conversation, *, parent: Message) -> Message:
+    """A pending reply after `parent`, generated once the transaction commits."""
+    reply = Message.objects.create(
+        conversation=conversation,
+        parent=parent,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+        model=conversation.model,
+    )
+    transaction.on_commit(lambda: events.request_generation(reply.pk))
+    return reply
 
 
 def rendered_fields(*, content: str, reasoning: str) -> dict[str, str]:
@@ -52,7 +93,8 @@ def title_from(content: str) -> str:
 def message_submit(
     *, conversation: Conversation, content: str, idempotency_key: uuid.UUID | None = None
 ) -> tuple[Message, Message]:
-    """Save the user's message and a pending reply, and start the reply after commit.
+    """Save the user's message after the last one shown and a pending reply, and start the
+    reply after commit.
 
     Submitting the same idempotency key again returns the first submission's pair.
     Raises ConversationBusy while an earlier reply is still pending or streaming.
@@ -62,41 +104,30 @@ def message_submit(
         if existing is not None:
             return existing
     try:
-        with transaction.atomic():
-            # Lock the conversation so two submissions cannot both pass the busy check.
-            Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        with conversation_lock(conversation):
             if idempotency_key is not None:
                 # The same submission may have committed while this one waited for the lock.
                 existing = _submission(conversation, idempotency_key)
                 if existing is not None:
                     return existing
-            busy = conversation.messages.filter(
-                role=Message.Role.ASSISTANT,
-                status__in=[Message.Status.PENDING, Message.Status.STREAMING],
-            ).exists()
-            if busy:
-                raise ConversationBusy
+            _ensure_idle(conversation)
+            path = selectors.active_path(conversation=conversation)
             user_message = Message.objects.create(
                 conversation=conversation,
+                parent=path[-1] if path else None,
                 role=Message.Role.USER,
                 content=content,
                 status=Message.Status.COMPLETE,
                 idempotency_key=idempotency_key,
                 completed=timezone.now(),
             )
-            reply = Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.PENDING,
-                model=conversation.model,
-            )
+            reply = _new_reply(conversation, parent=user_message)
             update_fields = ["updated"]
             if not conversation.title:
                 conversation.title = title_from(content)
                 conversation.title_source = Conversation.TitleSource.WORDS
                 update_fields += ["title", "title_source"]
             conversation.save(update_fields=update_fields)
-            transaction.on_commit(lambda: events.request_generation(reply.pk))
             # Other tabs open on this conversation show the new turn too.
             transaction.on_commit(
                 lambda: events.messages_appended_sync(conversation.pk, [user_message.pk, reply.pk])
@@ -113,11 +144,7 @@ def _submission(conversation: Conversation, key: uuid.UUID) -> tuple[Message, Me
     user_message = conversation.messages.filter(idempotency_key=key).first()
     if user_message is None:
         return None
-    reply = (
-        conversation.messages.filter(role=Message.Role.ASSISTANT, id__gt=user_message.id)
-        .order_by("id")
-        .first()
-    )
+    reply = user_message.children.replies().order_by("id").first()
     return (user_message, reply) if reply is not None else None
 
 
@@ -184,40 +211,37 @@ def conversation_configure(*, conversation: Conversation, model: str, system_pro
 
 def conversation_delete(*, conversation: Conversation) -> None:
     """Delete a conversation and its messages; a reply still streaming is stopped first."""
-    active = list(
-        conversation.messages.filter(
-            status__in=[Message.Status.PENDING, Message.Status.STREAMING]
-        ).values_list("pk", flat=True)
-    )
+    active = list(conversation.messages.active().values_list("pk", flat=True))
     conversation.delete()
     for message_id in active:
         transaction.on_commit(functools.partial(events.request_cancel, message_id))
 
 
-def message_edit_and_resend(*, message: Message, content: str) -> tuple[Message, Message]:
-    """Replace the latest user message's text and generate its reply again; the old reply
-    (and anything after it, such as tool results) is removed."""
-    with transaction.atomic():
-        conversation = message.conversation
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        latest_user = conversation.messages.filter(role=Message.Role.USER).order_by("-id").first()
-        if latest_user is None or latest_user.pk != message.pk:
-            raise MessageNotEditable
-        later = conversation.messages.filter(id__gt=message.pk)
-        if later.filter(status__in=[Message.Status.PENDING, Message.Status.STREAMING]).exists():
-            raise ConversationBusy
-        later.delete()
-        message.content = content
-        message.save(update_fields=["content"])
-        reply = Message.objects.create(
+def message_edit(*, message: Message, content: str) -> tuple[Message, Message]:
+    """Send an edited version of a user message: a new branch from that point, with a new
+    reply. The old message and everything after it stay, one switch away."""
+    conversation = message.conversation
+    with conversation_lock(conversation):
+        _ensure_idle(conversation)
+        edited = Message.objects.create(
             conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.PENDING,
-            model=conversation.model,
+            parent_id=message.parent_id,
+            role=Message.Role.USER,
+            content=content,
+            status=Message.Status.COMPLETE,
+            completed=timezone.now(),
         )
+        _select(edited)
+        reply = _new_reply(conversation, parent=edited)
         conversation.save(update_fields=["updated"])
-        transaction.on_commit(lambda: events.request_generation(reply.pk))
-    return message, reply
+    return edited, reply
+
+
+def message_select(*, message: Message) -> Message:
+    """Show this version of its turn, and below it the versions chosen there before."""
+    with transaction.atomic():
+        _select(message)
+    return message
 
 
 def reply_feedback(*, reply: Message, rating: str, comment: str) -> Message:
@@ -227,59 +251,42 @@ def reply_feedback(*, reply: Message, rating: str, comment: str) -> Message:
     return reply
 
 
-class ReplyNotRetryable(Exception):
-    """Only the latest reply, once it has ended, can be retried or continued."""
-
-
-def _latest_ended_reply(reply: Message, allowed: set[str]) -> None:
-    latest = reply.conversation.messages.order_by("-id").first()
-    if latest is None or latest.pk != reply.pk or reply.status not in allowed:
-        raise ReplyNotRetryable
-
-
-def reply_retry(*, reply: Message) -> Message:
-    """Generate the latest reply again, replacing what it had."""
-    with transaction.atomic():
-        _latest_ended_reply(
-            reply,
-            {
-                Message.Status.ERROR,
-                Message.Status.INTERRUPTED,
-                Message.Status.CANCELLED,
-                Message.Status.COMPLETE,
-            },
-        )
-        _reset_for_generation(reply, keep_content=False)
-        transaction.on_commit(lambda: events.request_generation(reply.pk))
-    return reply
+def reply_regenerate(*, reply: Message) -> Message:
+    """Generate a new version of a reply (Regenerate, or Retry after a failure). The old
+    version stays as it was, with its feedback; the new one is shown."""
+    conversation = reply.conversation
+    with conversation_lock(conversation):
+        _ensure_idle(conversation)
+        if reply.parent is None:
+            raise ReplyNotRetryable
+        new = _new_reply(conversation, parent=reply.parent)
+        _select(new)
+        conversation.save(update_fields=["updated"])
+    return new
 
 
 def reply_continue(*, reply: Message) -> Message:
-    """Ask the model to go on with a reply cut at the token limit; the text joins the reply."""
-    with transaction.atomic():
-        _latest_ended_reply(reply, {Message.Status.COMPLETE, Message.Status.INTERRUPTED})
-        if reply.finish_reason != "length" and reply.status != Message.Status.INTERRUPTED:
+    """Ask the model to go on with a reply cut at the token limit (or interrupted): the text
+    joins the same version of the reply."""
+    with conversation_lock(reply.conversation):
+        _ensure_idle(reply.conversation)
+        reply.refresh_from_db()
+        stopped_early = reply.finish_reason == "length" or (
+            reply.status == Message.Status.INTERRUPTED and reply.content
+        )
+        if (
+            reply.status not in {Message.Status.COMPLETE, Message.Status.INTERRUPTED}
+            or not stopped_early
+            or reply.children.exists()
+        ):
             raise ReplyNotRetryable
-        _reset_for_generation(reply, keep_content=True)
+        reply.status = Message.Status.PENDING
+        reply.finish_reason = ""
+        reply.error = ""
+        reply.completed = None
+        reply.save()
         transaction.on_commit(lambda: events.request_generation(reply.pk))
     return reply
-
-
-def _reset_for_generation(reply: Message, *, keep_content: bool) -> None:
-    reply.status = Message.Status.PENDING
-    reply.finish_reason = ""
-    reply.error = ""
-    reply.completed = None
-    if not keep_content:
-        # A new answer: the old one's feedback does not apply to it.
-        reply.feedback = ""
-        reply.feedback_comment = ""
-        reply.content = reply.content_html = ""
-        reply.reasoning = reply.reasoning_html = ""
-        reply.tool_calls = []
-        reply.prompt_tokens = reply.completion_tokens = None
-        reply.time_to_first_token = reply.duration = None
-    reply.save()
 
 
 async def reply_finish_with_tool_round(
@@ -302,9 +309,12 @@ async def reply_finish_with_tool_round(
             if not owned:
                 return []
             reply = Message.objects.select_related("conversation").get(pk=message_id)
-            created = [
-                Message.objects.create(
+            created: list[Message] = []
+            parent = reply
+            for call, result in results:
+                parent = Message.objects.create(
                     conversation=reply.conversation,
+                    parent=parent,
                     role=Message.Role.TOOL,
                     content=result,
                     tool_calls=[call],
@@ -312,11 +322,11 @@ async def reply_finish_with_tool_round(
                     status=Message.Status.COMPLETE,
                     completed=timezone.now(),
                 )
-                for call, result in results
-            ]
+                created.append(parent)
             created.append(
                 Message.objects.create(
                     conversation=reply.conversation,
+                    parent=parent,
                     role=Message.Role.ASSISTANT,
                     status=Message.Status.STREAMING,
                     model=reply.model,

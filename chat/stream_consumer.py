@@ -18,7 +18,7 @@ from channels.consumer import AsyncConsumer
 from django.conf import settings
 
 from . import events, services
-from .consumers import DirectEventDispatch
+from .dispatch import DirectEventDispatch
 from .generation import Generation
 
 logger = logging.getLogger(__name__)

@@ -32,6 +32,11 @@ urlpatterns = [
         name="message_stop",
     ),
     path(
+        "c/<uuid:conversation_id>/messages/<int:message_id>/select/",
+        views.message_select,
+        name="message_select",
+    ),
+    path(
         "c/<uuid:conversation_id>/messages/<int:message_id>/retry/",
         views.message_retry,
         name="message_retry",

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -31,10 +29,7 @@ def _conversation_or_404(request: HttpRequest, conversation_id: uuid.UUID) -> Co
 
 
 def _reply_or_404(conversation: Conversation, message_id: int) -> Message:
-    reply = conversation.messages.filter(pk=message_id, role=Message.Role.ASSISTANT).first()
-    if reply is None:
-        raise Http404("No such reply.")
-    return reply
+    return _message_or_404(conversation, message_id, Message.Role.ASSISTANT)
 
 
 @login_required
@@ -72,7 +67,7 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
         {
             "conversation": conversation,
             "conversations": selectors.conversation_list_for_user(user=request.user)[:100],
-            "messages": selectors.message_list(conversation=conversation),
+            "messages": selectors.active_path(conversation=conversation),
             "idempotency_key": uuid.uuid4(),
             "models": available_models(),
         },
@@ -124,31 +119,70 @@ def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
     return HttpResponse(status=204, headers={"HX-Redirect": reverse("chat:conversation_list")})
 
 
-@login_required
-@require_POST
-def message_edit(request: HttpRequest, conversation_id: uuid.UUID, message_id: int) -> HttpResponse:
-    conversation = _conversation_or_404(request, conversation_id)
-    message = conversation.messages.filter(pk=message_id, role=Message.Role.USER).first()
-    if message is None:
-        raise Http404("No such message.")
-    form = EditForm(request.POST)
-    if not form.is_valid():
-        return _plain(_form_errors(form), 400)
-    try:
-        services.message_edit_and_resend(message=message, content=form.cleaned_data["content"])
-    except services.MessageNotEditable:
-        return _plain("Only your latest message can be edited.", 409)
-    except services.ConversationBusy:
-        return _plain("The assistant is still replying. Stop it first.", 409)
-    if not request.htmx:  # type: ignore[attr-defined]
-        return redirect(conversation)
-    return render(
+def _message_list(
+    request: HttpRequest, conversation: Conversation, *, announce: str = ""
+) -> HttpResponse:
+    """The conversation's messages from the top, on the path now chosen: the answer to any
+    action that changes which versions are shown. It replaces the whole list, wherever the
+    action came from."""
+    response = render(
         request,
         PAGE + "#message-list",
         {
             "conversation": conversation,
-            "messages": selectors.message_list(conversation=conversation),
+            "messages": selectors.active_path(conversation=conversation),
+            "announce": announce,
         },
+    )
+    response["HX-Retarget"] = "#messages"
+    response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+def _message_or_404(conversation: Conversation, message_id: int, role: str) -> Message:
+    message = conversation.messages.filter(pk=message_id, role=role).first()
+    if message is None:
+        raise Http404("No such message.")
+    return message
+
+
+BUSY = "The assistant is still replying. Wait for it to finish, or press Stop."
+
+
+@login_required
+@require_POST
+def message_edit(request: HttpRequest, conversation_id: uuid.UUID, message_id: int) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    message = _message_or_404(conversation, message_id, Message.Role.USER)
+    form = EditForm(request.POST)
+    if not form.is_valid():
+        return _plain(_form_errors(form), 400)
+    try:
+        services.message_edit(message=message, content=form.cleaned_data["content"])
+    except services.ConversationBusy:
+        return _plain(BUSY, 409)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    return _message_list(request, conversation)
+
+
+@login_required
+@require_POST
+def message_select(
+    request: HttpRequest, conversation_id: uuid.UUID, message_id: int
+) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    message = conversation.messages.exclude(role=Message.Role.SYSTEM).filter(pk=message_id).first()
+    if message is None:
+        raise Http404("No such message.")
+    services.message_select(message=message)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    shown = next(m for m in selectors.active_path(conversation=conversation) if m.pk == message.pk)
+    return _message_list(
+        request,
+        conversation,
+        announce=f"Version {shown.version_number} of {shown.version_count}.",
     )
 
 
@@ -185,11 +219,7 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
             idempotency_key=form.cleaned_data["idempotency_key"],
         )
     except services.ConversationBusy:
-        return HttpResponse(
-            "The assistant is still replying. Wait for it to finish, or press Stop.",
-            status=409,
-            content_type="text/plain; charset=utf-8",
-        )
+        return _plain(BUSY, 409)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
     return render(
@@ -213,37 +243,23 @@ def message_stop(request: HttpRequest, conversation_id: uuid.UUID, message_id: i
     return HttpResponse(status=204)
 
 
-def _rerun_reply(
-    request: HttpRequest,
-    conversation_id: uuid.UUID,
-    message_id: int,
-    action: Callable[..., Message],
-) -> HttpResponse:
-    conversation = _conversation_or_404(request, conversation_id)
-    reply = _reply_or_404(conversation, message_id)
-    try:
-        with transaction.atomic():
-            Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-            if selectors.active_reply(conversation=conversation) is not None:
-                raise services.ReplyNotRetryable
-            action(reply=reply)
-    except services.ReplyNotRetryable:
-        return HttpResponse(
-            "Only the latest reply can be retried or continued, once it has ended.",
-            status=409,
-            content_type="text/plain; charset=utf-8",
-        )
-    if not request.htmx:  # type: ignore[attr-defined]
-        return redirect(conversation)
-    return render(request, PAGE + "#message", {"message": reply})
-
-
 @login_required
 @require_POST
 def message_retry(
     request: HttpRequest, conversation_id: uuid.UUID, message_id: int
 ) -> HttpResponse:
-    return _rerun_reply(request, conversation_id, message_id, services.reply_retry)
+    """Regenerate (or retry) a reply as a new version of it."""
+    conversation = _conversation_or_404(request, conversation_id)
+    reply = _reply_or_404(conversation, message_id)
+    try:
+        services.reply_regenerate(reply=reply)
+    except services.ConversationBusy:
+        return _plain(BUSY, 409)
+    except services.ReplyNotRetryable:
+        return _plain("This reply cannot be generated again.", 409)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    return _message_list(request, conversation)
 
 
 @login_required
@@ -251,4 +267,14 @@ def message_retry(
 def message_continue(
     request: HttpRequest, conversation_id: uuid.UUID, message_id: int
 ) -> HttpResponse:
-    return _rerun_reply(request, conversation_id, message_id, services.reply_continue)
+    conversation = _conversation_or_404(request, conversation_id)
+    reply = _reply_or_404(conversation, message_id)
+    try:
+        services.reply_continue(reply=reply)
+    except services.ConversationBusy:
+        return _plain(BUSY, 409)
+    except services.ReplyNotRetryable:
+        return _plain("Only the latest reply, cut short, can be continued.", 409)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    return _message_list(request, conversation)

@@ -232,3 +232,34 @@ def test_csv_export_action_neutralises_formulas_in_titles_too(admin_client, user
     row = next(csv.DictReader(io.StringIO(body)))
     assert row["conversation_title"] == '\'=HYPERLINK("http://evil")'
     assert row["content"] == '\' =HYPERLINK("http://evil")'
+
+
+def test_the_transcript_shows_every_version_labelled_and_the_users_path(
+    admin_client, user, monkeypatch
+):
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    question, reply = services.message_submit(conversation=conversation, content="q")
+    Message.objects.filter(pk=reply.pk).update(
+        status="complete",
+        content="old answer",
+        feedback="down",
+        feedback_comment="bad",
+        **services.rendered_fields(content="old answer", reasoning=""),
+    )
+    reply.refresh_from_db()
+    new = services.reply_regenerate(reply=reply)
+    Message.objects.filter(pk=new.pk).update(
+        status="complete",
+        content="new answer",
+        **services.rendered_fields(content="new answer", reasoning=""),
+    )
+    url = reverse("admin:chat_conversation_transcript", args=[conversation.pk])
+    body = admin_client.get(url).content.decode()
+    transcript = body.split('<div class="transcript">', 1)[1]
+    assert transcript.index("old answer") < transcript.index("new answer")
+    assert f"version 1 of 2, branch from message #{question.pk}" in transcript
+    assert f"version 2 of 2, branch from message #{question.pk}" in transcript
+    assert "feedback <strong>thumbs down</strong>: “bad”" in transcript
+    off_path = transcript.split(f'id="t{reply.pk}"', 1)[0].rsplit("<section", 1)[1]
+    assert "t-off-path" in off_path

@@ -259,3 +259,33 @@ async def test_a_frame_sent_to_a_socket_that_just_closed_is_not_an_error(convers
     consumer.base_send = broken
     with pytest.raises(RuntimeError):
         await consumer.send(text_data="x")
+
+
+async def test_a_reply_sent_whole_is_not_ended_again_by_its_frames(conversation, user, monkeypatch):
+    """A fast reply can finish before the tab is sent the new turn: the tab gets the finished
+    message whole, so the end the worker sends for tabs that had every frame must not be
+    appended to it too (the text would show twice)."""
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="q")
+    comm = communicator(conversation.pk, user)
+    await comm.connect()
+    view = ReplyRenderer(reply.pk, "", "")
+    await events.message_started(conversation.pk, reply.pk, cursor=START, html="")
+    await comm.receive_from()
+    cursor, html = view.frame(Frame(0, "kept text", 0, "", None))
+    await events.message_delta(
+        conversation.pk, reply.pk, cursor=cursor, next=view.cursor(), html=html
+    )
+    await comm.receive_from()
+    stored, ending = view.finish()
+    await Message.objects.filter(pk=reply.pk).aupdate(
+        status=Message.Status.INTERRUPTED, content="kept text", **stored
+    )
+    await events.messages_appended(conversation.pk, [reply.pk])
+    assert "<p>kept text</p>" in await comm.receive_from()
+    await events.message_finished(
+        conversation.pk, reply.pk, {"cursor": view.cursor(), "html": ending}
+    )
+    end = await comm.receive_from()
+    assert end.lstrip().startswith(f'<article id="m{reply.pk}"') and end.count("kept text") == 1
+    await comm.disconnect()

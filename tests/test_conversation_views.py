@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from chat import services
+from chat import selectors, services
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -81,33 +81,70 @@ def test_delete_removes_the_conversation_and_its_messages(alice, conversation):
     assert not Message.objects.exists()
 
 
-def test_edit_replaces_the_latest_message_and_its_reply(
+def shown(conversation: Conversation) -> list[tuple[str, str, str]]:
+    return [(m.role, m.content, m.status) for m in selectors.active_path(conversation=conversation)]
+
+
+def test_editing_an_earlier_message_starts_a_branch_and_keeps_the_old_one(
     alice, conversation, no_worker, django_capture_on_commit_callbacks
 ):
-    finished_exchange(conversation, "first", "first answer")
-    user_message, reply = finished_exchange(conversation, "secnod", "answer to a typo")
-    url = reverse("chat:message_edit", args=[conversation.pk, user_message.pk])
-    with django_capture_on_commit_callbacks(execute=True):
-        response = alice.post(url, {"content": "second"}, HTTP_HX_REQUEST="true")
-    assert response.status_code == 200
-    messages = list(conversation.messages.order_by("id"))
-    assert [(m.role, m.content, m.status) for m in messages] == [
-        ("user", "first", "complete"),
-        ("assistant", "first answer", "complete"),
-        ("user", "second", "complete"),
-        ("assistant", "", "pending"),
-    ]
-    assert no_worker[-1] == messages[-1].pk
-    assert not Message.objects.filter(pk=reply.pk).exists()
-
-
-def test_only_the_latest_message_can_be_edited(alice, conversation):
-    first, _ = finished_exchange(conversation, "first")
-    finished_exchange(conversation, "second")
+    first, first_answer = finished_exchange(conversation, "frist", "answer to a typo")
+    finished_exchange(conversation, "second", "second answer")
     url = reverse("chat:message_edit", args=[conversation.pk, first.pk])
-    assert alice.post(url, {"content": "changed"}).status_code == 409
-    first.refresh_from_db()
-    assert first.content == "first"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice.post(url, {"content": "first"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and response["HX-Retarget"] == "#messages"
+    assert shown(conversation) == [("user", "first", "complete"), ("assistant", "", "pending")]
+    new_reply = selectors.active_path(conversation=conversation)[-1]
+    assert no_worker[-1] == new_reply.pk
+    body = response.content.decode()
+    assert "version 2 of 2" in body and "answer to a typo" not in body
+    # The old branch is all there, one switch away.
+    Message.objects.filter(pk=new_reply.pk).update(status="complete")
+    select = reverse("chat:message_select", args=[conversation.pk, first.pk])
+    response = alice.post(select, HTTP_HX_REQUEST="true")
+    assert "Version 1 of 2." in response.content.decode()
+    assert shown(conversation) == [
+        ("user", "frist", "complete"),
+        ("assistant", "answer to a typo", "complete"),
+        ("user", "second", "complete"),
+        ("assistant", "second answer", "complete"),
+    ]
+    first_answer.refresh_from_db()
+    assert first_answer.content == "answer to a typo"
+
+
+def test_regenerate_adds_a_version_and_keeps_the_old_one_with_its_feedback(alice, conversation):
+    _, reply = finished_exchange(conversation)
+    services.reply_feedback(reply=reply, rating="down", comment="wrong")
+    url = reverse("chat:message_retry", args=[conversation.pk, reply.pk])
+    assert alice.post(url).status_code == 302
+    reply.refresh_from_db()
+    assert (reply.status, reply.content, reply.feedback, reply.feedback_comment) == (
+        "complete",
+        "a",
+        "down",
+        "wrong",
+    )
+    path = selectors.active_path(conversation=conversation)
+    new = path[-1]
+    assert (new.status, new.parent_id, new.version_number, new.version_count) == (
+        "pending",
+        reply.parent_id,
+        2,
+        2,
+    )
+    assert not reply.selected
+
+
+def test_nothing_can_be_edited_or_regenerated_while_a_reply_streams(alice, conversation):
+    first, reply = finished_exchange(conversation, "first")
+    services.message_submit(conversation=conversation, content="second")
+    edit = reverse("chat:message_edit", args=[conversation.pk, first.pk])
+    retry = reverse("chat:message_retry", args=[conversation.pk, reply.pk])
+    assert alice.post(edit, {"content": "changed"}).status_code == 409
+    assert alice.post(retry).status_code == 409
+    assert conversation.messages.count() == 4
 
 
 def test_feedback_is_saved_with_the_reply(alice, conversation):
@@ -131,9 +168,13 @@ def test_another_user_can_change_nothing(conversation, other_user):
         ("chat:message_edit", [conversation.pk, reply.pk - 1], {"content": "x"}),
         ("chat:message_feedback", [conversation.pk, reply.pk], {"rating": "up"}),
         ("chat:message_retry", [conversation.pk, reply.pk], {}),
+        ("chat:message_continue", [conversation.pk, reply.pk], {}),
+        ("chat:message_select", [conversation.pk, reply.pk], {}),
+        ("chat:message_select", [conversation.pk, reply.pk - 1], {}),
     ]:
         assert mallory.post(reverse(name, args=args), data).status_code == 404, name
     assert Conversation.objects.filter(pk=conversation.pk, title="q").exists()
+    assert conversation.messages.count() == 2
 
 
 def test_feedback_can_change_its_mind_and_be_withdrawn(alice, conversation):
@@ -164,14 +205,3 @@ def test_models_are_listed_from_the_upstream_and_cached(
     assert (
         '<option value="fake-model"' in alice.get(conversation.get_absolute_url()).content.decode()
     )
-
-
-def test_regenerate_clears_the_old_answers_feedback(alice, conversation):
-    _, reply = finished_exchange(conversation)
-    services.reply_feedback(reply=reply, rating="down", comment="wrong")
-    assert (
-        alice.post(reverse("chat:message_retry", args=[conversation.pk, reply.pk])).status_code
-        == 302
-    )
-    reply.refresh_from_db()
-    assert (reply.status, reply.feedback, reply.feedback_comment) == ("pending", "", "")

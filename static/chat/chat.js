@@ -148,6 +148,24 @@
     });
   });
 
+  // The version switcher re-renders the message list: keep the focus on the switcher that was
+  // used (or its other button, once this one is disabled at the end of the versions).
+  var focusAfterSwap = null;
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt;
+    focusAfterSwap = elt && elt.getAttribute ? elt.getAttribute("data-focus-key") : null;
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (!focusAfterSwap || !event.detail.target || event.detail.target.id !== "messages") { return; }
+    var key = focusAfterSwap;
+    focusAfterSwap = null;
+    var button = document.querySelector('[data-focus-key="' + key + '"]');
+    if (button && button.disabled) {
+      button = button.parentElement.querySelector(".version-button:not([disabled])");
+    }
+    if (button) { button.focus(); }
+  });
+
   // Copy buttons: one per reply (server-rendered), one per code block (added here).
   function copyText(text, button) {
     function done() {

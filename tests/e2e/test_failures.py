@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 
@@ -93,16 +94,20 @@ async def test_a_cut_stream_is_saved_interrupted_and_retry_generates_it_again(
     assert (reply.status, reply.content) == ("interrupted", "kept text ")
     assert "Retry" in page.finished[reply_id] and "kept text" in page.finished[reply_id]
 
-    page.finished.clear()
     response = await client.http.post(
         f"/c/{conversation_id}/messages/{reply_id}/retry/",
         headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
     )
     assert response.status_code == 200
-    await read_until_finished(ws, page, reply_id)
+    # The retry is a new version of the reply; the interrupted one is kept as it was.
+    retried = int(re.findall(r'<article id="m(\d+)"', response.text)[-1])
+    assert retried != reply_id
+    await read_until_finished(ws, page, retried)
     await finish(client, ws)
-    reply = await Message.objects.aget(pk=reply_id)
+    reply = await Message.objects.aget(pk=retried)
     assert (reply.status, reply.content) == ("complete", "second try")
+    kept = await Message.objects.aget(pk=reply_id)
+    assert (kept.status, kept.content, kept.selected) == ("interrupted", "kept text ", False)
 
 
 async def test_a_stalled_stream_hits_the_idle_timeout_and_keeps_its_text(

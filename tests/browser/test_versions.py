@@ -1,0 +1,65 @@
+"""Reply versions in a real browser: the switcher by mouse and keyboard, what screen readers
+hear, and a reload that keeps the chosen version."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+
+from tests.browser.support import BROWSER_MARKS, ChatPage
+from tests.fake_upstream import FakeRequest, reply_events
+
+pytestmark = BROWSER_MARKS
+
+
+async def test_the_version_switcher_works_by_mouse_and_keyboard_and_survives_a_reload(
+    page, server, fake_upstream, watch
+):
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events([f"Answer number {request.index + 1}."]))
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Tell me something")
+    await chat.wait_finished(reply_id)
+    for _ in range(2):
+        await chat.reply(reply_id).get_by_role("button", name="Regenerate").click()
+        replies = page.locator("#messages article.assistant")
+        await expect(replies.last).not_to_have_attribute("id", f"m{reply_id}")
+        reply_id = int((await replies.last.get_attribute("id") or "")[1:])
+        await chat.wait_finished(reply_id)
+    reply = page.locator("#messages article.assistant")
+    await expect(reply).to_have_count(1)
+    await expect(reply.locator(".content")).to_have_text("Answer number 3.")
+    switcher = reply.get_by_role("navigation", name="Versions of this reply")
+    await expect(switcher).to_contain_text("version 3 of 3")
+    await expect(switcher.get_by_role("button", name="Next version")).to_be_disabled()
+
+    # Mouse: back one version; screen readers hear which one.
+    await switcher.get_by_role("button", name="Previous version").click()
+    await expect(reply.locator(".content")).to_have_text("Answer number 2.")
+    await expect(page.locator("#announcer")).to_have_text("Version 2 of 3.")
+
+    # Keyboard: the focus stays on the switcher, Enter goes back once more.
+    previous = page.locator("#messages article.assistant").get_by_role(
+        "button", name="Previous version"
+    )
+    await expect(previous).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#messages article.assistant .content")).to_have_text(
+        "Answer number 1."
+    )
+    await expect(page.locator("#announcer")).to_have_text("Version 1 of 3.")
+    # At the first version that button is disabled: the focus moved to "Next version".
+    await expect(
+        page.locator("#messages article.assistant").get_by_role("button", name="Next version")
+    ).to_be_focused()
+
+    await page.reload()
+    await expect(page.locator("#messages article.assistant .content")).to_have_text(
+        "Answer number 1."
+    )
+    await expect(page.locator("#messages article.assistant .versions")).to_contain_text(
+        "version 1 of 3"
+    )
+    assert watch.console_errors == [] and watch.csp_violations == []

@@ -1,0 +1,146 @@
+"""The message tree: versions of a turn, the chosen path, switching, and what the model is sent."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from chat import selectors, services
+from chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def no_worker(sent_to_worker) -> list[int]:
+    return sent_to_worker
+
+
+@pytest.fixture
+def conversation(user) -> Conversation:
+    return services.conversation_create(owner=user, system_prompt="Be brief.")
+
+
+def answer(reply: Message, text: str) -> Message:
+    Message.objects.filter(pk=reply.pk).update(status="complete", content=text)
+    reply.refresh_from_db()
+    return reply
+
+
+def turn(conversation: Conversation, question: str, text: str) -> tuple[Message, Message]:
+    user_message, reply = services.message_submit(conversation=conversation, content=question)
+    return user_message, answer(reply, text)
+
+
+def contents(messages: list[Message]) -> list[str]:
+    return [m.content for m in messages]
+
+
+def test_a_new_turn_follows_the_last_message_shown(conversation):
+    first, first_reply = turn(conversation, "one", "1")
+    second, _ = turn(conversation, "two", "2")
+    assert (first.parent_id, first_reply.parent_id, second.parent_id) == (
+        None,
+        first.pk,
+        first_reply.pk,
+    )
+    assert contents(selectors.active_path(conversation=conversation)) == ["one", "1", "two", "2"]
+
+
+def test_versions_are_numbered_in_order_and_the_chosen_one_is_shown(conversation):
+    question, v1 = turn(conversation, "q", "first")
+    v2 = answer(services.reply_regenerate(reply=v1), "second")
+    v3 = answer(services.reply_regenerate(reply=v2), "third")
+    path = selectors.active_path(conversation=conversation)
+    assert contents(path) == ["q", "third"]
+    assert (path[1].version_number, path[1].version_count) == (3, 3)
+    assert (path[1].previous_version_id, path[1].next_version_id) == (v2.pk, None)
+    services.message_select(message=Message.objects.get(pk=v1.pk))
+    path = selectors.active_path(conversation=conversation)
+    assert contents(path) == ["q", "first"]
+    assert (path[1].version_number, path[1].previous_version_id, path[1].next_version_id) == (
+        1,
+        None,
+        v2.pk,
+    )
+    assert list(Message.objects.filter(parent=question).values_list("selected", flat=True)) == [
+        True,
+        False,
+        False,
+    ]
+    assert v3.pk != v2.pk != v1.pk
+
+
+def test_switching_an_earlier_turn_shows_the_versions_chosen_below_it(conversation):
+    q1, a1 = turn(conversation, "q1", "a1")
+    turn(conversation, "q2", "a2")
+    edited, reply = services.message_edit(message=q1, content="q1 edited")
+    answer(reply, "a1 edited")
+    turn(conversation, "q2 on the new branch", "a2 new")
+    assert contents(selectors.active_path(conversation=conversation)) == [
+        "q1 edited",
+        "a1 edited",
+        "q2 on the new branch",
+        "a2 new",
+    ]
+    services.message_select(message=q1)
+    assert contents(selectors.active_path(conversation=conversation)) == ["q1", "a1", "q2", "a2"]
+    services.message_select(message=edited)
+    assert contents(selectors.active_path(conversation=conversation))[-1] == "a2 new"
+
+
+def test_the_model_is_sent_the_branch_of_the_reply_only(conversation):
+    q1, a1 = turn(conversation, "q1", "a1")
+    turn(conversation, "q2", "a2")
+    _, reply = services.message_edit(message=q1, content="q1 edited")
+    sent = selectors.model_messages(conversation=conversation, before=reply)
+    assert sent == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "q1 edited"},
+    ]
+    answer(reply, "a1 edited")
+    services.message_select(message=q1)
+    _, later = services.message_submit(conversation=conversation, content="q3")
+    sent = selectors.model_messages(conversation=conversation, before=later)
+    assert [m["content"] for m in sent] == ["Be brief.", "q1", "a1", "q2", "a2", "q3"]
+
+
+def test_continue_needs_the_latest_reply_cut_short(conversation):
+    _, reply = turn(conversation, "q", "cut")
+    with pytest.raises(services.ReplyNotRetryable):
+        services.reply_continue(reply=reply)  # it ended normally
+    Message.objects.filter(pk=reply.pk).update(finish_reason="length")
+    services.reply_continue(reply=reply)
+    reply.refresh_from_db()
+    assert (reply.status, reply.content) == ("pending", "cut")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_existing_conversations_become_one_path_of_single_versions(user):
+    """Rows saved before messages had parents: each follows the one before it."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("chat", "0003_rendered_html")])
+    old = executor.loader.project_state([("chat", "0003_rendered_html")]).apps
+    OldConversation = old.get_model("chat", "Conversation")
+    OldMessage = old.get_model("chat", "Message")
+    conversations = [
+        OldConversation.objects.create(owner_id=user.pk, model="m", title=f"c{i}") for i in range(2)
+    ]
+    for conversation in conversations:
+        for role, content in [("user", "q1"), ("assistant", "a1"), ("user", "q2")]:
+            OldMessage.objects.create(
+                conversation_id=conversation.pk,
+                role=role,
+                content=f"{conversation.title} {content}",
+                status="complete",
+            )
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    for old_conversation in conversations:
+        conversation = Conversation.objects.get(pk=old_conversation.pk)
+        path = selectors.active_path(conversation=conversation)
+        title = conversation.title
+        assert contents(path) == [f"{title} q1", f"{title} a1", f"{title} q2"]
+        assert all(m.selected and m.version_count == 1 for m in path)
+        assert path[0].parent_id is None and path[2].parent_id == path[1].pk
