@@ -128,7 +128,9 @@ def message_submit(
                 conversation.title_source = Conversation.TitleSource.WORDS
                 update_fields += ["title", "title_source"]
             conversation.save(update_fields=update_fields)
-            # Other tabs open on this conversation show the new turn too.
+            # Other tabs open on this conversation show the new turn too. The sender's tab also
+            # gets it in the HTTP response (it must not depend on its socket being up); the page
+            # drops whichever copy comes second (`chat-frames` in static/chat/chat.js).
             transaction.on_commit(
                 lambda: events.messages_appended_sync(conversation.pk, [user_message.pk, reply.pk])
             )

@@ -7,7 +7,9 @@
   // no target yet: drop them (and only them); the reply's element asks the socket for a
   // snapshot (`resync`) as soon as it is on the page.
   // New messages reach a tab twice when it sent them (its own HTTP response, and the socket
-  // event that tells every tab): whichever comes second is dropped.
+  // event that tells every tab): whichever comes second is dropped. Two paths on purpose: the
+  // response shows the sender's turn even while its socket is reconnecting (the moment a
+  // user is most likely to resend), and the socket is the only way other tabs learn of it.
   htmx.defineExtension("chat-frames", {
     transformResponse: function (text, xhr, elt) {
       var template = document.createElement("template");
