@@ -26,7 +26,8 @@ async def test_the_model_titles_the_conversation_and_every_tab_is_told(
     async def plan(request: FakeRequest):
         if asks_for_title(request):
             return await request.stream(reply_events(['"Weekend in ', 'Lisbon"']))
-        return await request.stream(reply_events(["Pack light."]))
+        # Slow enough that the first-words title can be read before the model's replaces it.
+        return await request.stream(reply_events(["Pack ", "light."]), delay=0.3)
 
     fake_upstream.plan = plan
     client = ChatClient(server, alice_session)
