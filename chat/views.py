@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -243,23 +244,39 @@ def message_stop(request: HttpRequest, conversation_id: uuid.UUID, message_id: i
     return HttpResponse(status=204)
 
 
+def _rerun_reply(
+    request: HttpRequest,
+    conversation_id: uuid.UUID,
+    message_id: int,
+    action: Callable[..., Message],
+    refused: str,
+) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    reply = _reply_or_404(conversation, message_id)
+    try:
+        action(reply=reply)
+    except services.ConversationBusy:
+        return _plain(BUSY, 409)
+    except services.ReplyNotRetryable:
+        return _plain(refused, 409)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    return _message_list(request, conversation)
+
+
 @login_required
 @require_POST
 def message_retry(
     request: HttpRequest, conversation_id: uuid.UUID, message_id: int
 ) -> HttpResponse:
     """Regenerate (or retry) a reply as a new version of it."""
-    conversation = _conversation_or_404(request, conversation_id)
-    reply = _reply_or_404(conversation, message_id)
-    try:
-        services.reply_regenerate(reply=reply)
-    except services.ConversationBusy:
-        return _plain(BUSY, 409)
-    except services.ReplyNotRetryable:
-        return _plain("This reply cannot be generated again.", 409)
-    if not request.htmx:  # type: ignore[attr-defined]
-        return redirect(conversation)
-    return _message_list(request, conversation)
+    return _rerun_reply(
+        request,
+        conversation_id,
+        message_id,
+        services.reply_regenerate,
+        "This reply cannot be generated again.",
+    )
 
 
 @login_required
@@ -267,14 +284,11 @@ def message_retry(
 def message_continue(
     request: HttpRequest, conversation_id: uuid.UUID, message_id: int
 ) -> HttpResponse:
-    conversation = _conversation_or_404(request, conversation_id)
-    reply = _reply_or_404(conversation, message_id)
-    try:
-        services.reply_continue(reply=reply)
-    except services.ConversationBusy:
-        return _plain(BUSY, 409)
-    except services.ReplyNotRetryable:
-        return _plain("Only the latest reply, cut short, can be continued.", 409)
-    if not request.htmx:  # type: ignore[attr-defined]
-        return redirect(conversation)
-    return _message_list(request, conversation)
+    """Go on with a reply cut short; the text joins the same version."""
+    return _rerun_reply(
+        request,
+        conversation_id,
+        message_id,
+        services.reply_continue,
+        "Only the latest reply, cut short, can be continued.",
+    )
