@@ -70,6 +70,15 @@ def reading_order(*, conversation: Conversation) -> list[Message]:
     return ordered
 
 
+def active_leaf(*, conversation: Conversation) -> Message | None:
+    """The last message shown: where the next turn goes (loads the tree, not the texts)."""
+    tree = conversation.messages.exclude(role=Message.Role.SYSTEM).only(
+        "pk", "parent_id", "selected", "created"
+    )
+    path = annotate_versions(tree)
+    return path[-1] if path else None
+
+
 def with_versions(*, message: Message) -> Message:
     """One message with its place among the versions of its turn, for its switcher."""
     ids = tuple(

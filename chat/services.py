@@ -111,10 +111,9 @@ def message_submit(
                 if existing is not None:
                     return existing
             _ensure_idle(conversation)
-            path = selectors.active_path(conversation=conversation)
             user_message = Message.objects.create(
                 conversation=conversation,
-                parent=path[-1] if path else None,
+                parent=selectors.active_leaf(conversation=conversation),
                 role=Message.Role.USER,
                 content=content,
                 status=Message.Status.COMPLETE,

@@ -121,7 +121,11 @@ def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
 
 
 def _message_list(
-    request: HttpRequest, conversation: Conversation, *, announce: str = ""
+    request: HttpRequest,
+    conversation: Conversation,
+    *,
+    path: list[Message] | None = None,
+    announce: str = "",
 ) -> HttpResponse:
     """The conversation's messages from the top, on the path now chosen: the answer to any
     action that changes which versions are shown. It replaces the whole list, wherever the
@@ -131,7 +135,9 @@ def _message_list(
         PAGE + "#message-list",
         {
             "conversation": conversation,
-            "messages": selectors.active_path(conversation=conversation),
+            "messages": path
+            if path is not None
+            else selectors.active_path(conversation=conversation),
             "announce": announce,
         },
     )
@@ -179,10 +185,12 @@ def message_select(
     services.message_select(message=message)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
-    shown = next(m for m in selectors.active_path(conversation=conversation) if m.pk == message.pk)
+    path = selectors.active_path(conversation=conversation)
+    shown = next(m for m in path if m.pk == message.pk)
     return _message_list(
         request,
         conversation,
+        path=path,
         announce=f"Version {shown.version_number} of {shown.version_count}.",
     )
 
