@@ -239,8 +239,12 @@ def message_edit(*, message: Message, content: str) -> tuple[Message, Message]:
 
 
 def message_select(*, message: Message) -> Message:
-    """Show this version of its turn, and below it the versions chosen there before."""
+    """Show this version of its turn (and the branch that leads to it), and below it the
+    versions chosen there before."""
     with transaction.atomic():
+        for earlier in selectors.path_to(message=message):
+            if not earlier.selected:
+                _select(earlier)
         _select(message)
     return message
 

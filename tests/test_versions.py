@@ -144,3 +144,14 @@ def test_existing_conversations_become_one_path_of_single_versions(user):
         assert contents(path) == [f"{title} q1", f"{title} a1", f"{title} q2"]
         assert all(m.selected and m.version_count == 1 for m in path)
         assert path[0].parent_id is None and path[2].parent_id == path[1].pk
+
+
+def test_selecting_a_message_on_a_hidden_branch_shows_that_branch(conversation):
+    q1, _ = turn(conversation, "q1", "a1")
+    _, old_a2 = turn(conversation, "q2", "a2")
+    edited, reply = services.message_edit(message=q1, content="q1 edited")
+    answer(reply, "a1 edited")
+    # The old branch is hidden; its second answer is chosen directly (e.g. from a link).
+    services.message_select(message=Message.objects.get(pk=old_a2.pk))
+    assert contents(selectors.active_path(conversation=conversation)) == ["q1", "a1", "q2", "a2"]
+    assert not Message.objects.get(pk=edited.pk).selected
