@@ -20,11 +20,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import events, fragments, selectors
 from .dispatch import DirectEventDispatch
+from .events import Cursor
 from .models import Conversation, Message
 
 logger = logging.getLogger(__name__)
 
-Cursor = dict[str, list[int]]  # {"content": [length, settled], "reasoning": [...]}
 START: Cursor = {"content": [0, 0], "reasoning": [0, 0]}
 RESYNC_INTERVAL = 1.0  # seconds: a tab gets at most one snapshot of a reply this often
 

@@ -18,7 +18,7 @@ from django.conf import settings
 
 from . import events, fragments, selectors, services, titles, tools
 from .models import Message
-from .progressive import ProgressiveRenderer
+from .progressive import ProgressiveRenderer, normalise
 from .stream_client import (
     Completion,
     CompletionStream,
@@ -121,10 +121,6 @@ class FrameCoalescer:
                 return
 
 
-def _normalised(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "\ufffd")
-
-
 class ReplyRenderer:
     """A streaming reply as the page shows it, rendered progressively in this process: each
     frame's text is fed to a renderer per text (answer, reasoning), which settles blocks once.
@@ -177,7 +173,7 @@ class ReplyRenderer:
         ):
             return stored, None
         ending = fragments.text_end(fragments.CONTENT, self.message_id, content_rest)
-        if reasoning_html:
+        if self.reasoning.text:  # the page keeps the thinking section when there is any
             ending += fragments.text_end(fragments.REASONING, self.message_id, reasoning_rest)
         return stored, ending
 
@@ -383,7 +379,7 @@ class Generation:
     async def _save(self, outcome: dict[str, Any], coalescer: FrameCoalescer) -> None:
         await coalescer.aclose()
         stored, ending = self.view.finish()
-        if self.view.content.text != _normalised(outcome["content"]):
+        if self.view.content.text != normalise(outcome["content"]):
             # A frame was lost before it was rendered: store the one-shot render instead.
             stored = services.rendered_fields(
                 content=outcome["content"], reasoning=outcome["reasoning"]

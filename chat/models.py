@@ -83,7 +83,7 @@ class Message(models.Model):
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     reasoning = models.TextField(blank=True)
-    # A finished reply's markdown rendered once, when it finished (`chat.rendering`), and
+    # A finished reply's markdown rendered once, when it finished (`chat.markdown`), and
     # served from here on every page load, resync, export and admin view.
     content_html = models.TextField(blank=True, editable=False)
     reasoning_html = models.TextField(blank=True, editable=False)

@@ -25,9 +25,18 @@ from markdown_it.token import Token
 
 from .markdown import block_parser, fence_language, render_blocks, render_markdown
 
-# A line that can only continue an open paragraph: it starts no block (no heading, quote, list,
-# fence, rule, table row, setext underline, indented code) and is not blank. Conservative.
-_PLAIN_LINE = re.compile(r" {0,3}(?![#>*+\-=_|`~:\d\s])\S[^\n]*\n")
+# Lines that can only continue the open block, so that nothing can settle before them and no
+# new parse is needed (a long paragraph, table, quote or list stays linear). Conservative: any
+# other line (a blank one above all) is parsed. After a non-blank line:
+# - a paragraph goes on with a line that starts no block (no heading, quote, list, fence, rule,
+#   table row, setext underline, indented code);
+_PARAGRAPH_LINE = re.compile(r" {0,3}(?![#>*+\-=_|`~:\d\s])\S[^\n]*\n")
+# - a table with a row that starts with a pipe; a quote with a line that starts with ">";
+_TABLE_LINE = re.compile(r" {0,3}\|[^\n]*\n")
+_QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
+# - a list with an indented line (inside an item) or an item with the same marker (not a rule).
+_BULLET_LINE = r"(?: {{2,}}|\t)\S[^\n]*\n| {{0,3}}{marker} +(?![-*_ ]*\n)\S[^\n]*\n"
+_ORDERED_LINE = r"(?: {{2,}}|\t)\S[^\n]*\n| {{0,3}}\d{{1,9}}{marker} +\S[^\n]*\n"
 # Blocks that end at a blank line; lists and indented code may go on after one.
 _END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
 # Blocks complete as soon as their last line is.
@@ -59,21 +68,18 @@ class Tail:
 
 @dataclass
 class RenderStep:
-    """The change one `feed` made. `offset`/`length` are the text's length before and after
-    (in the renderer's normalised text), `settled_from`/`settled_to` the offset where the tail
-    started before and starts now."""
+    """The change one `feed` made to what the page shows."""
 
-    offset: int
-    length: int
-    settled_from: int
-    settled_to: int
     blocks_html: str  # newly settled blocks, to append after the earlier ones
     tail_replaced: bool  # the tail must be drawn again from `ProgressiveRenderer.tail`
     appended: str  # otherwise: text to append to the tail as it is
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.blocks_html or self.tail_replaced or self.appended)
+
+def normalise(text: str) -> str:
+    """Line ends and NULs as markdown-it sees them (the renderer's text is in these terms)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\0", "\ufffd")
 
 
 class ProgressiveRenderer:
@@ -87,9 +93,10 @@ class ProgressiveRenderer:
         self._references: dict[str, Any] = {}  # markdown-it's env: references seen so far
         self._pending_cr = False
         self._fence: _OpenFence | None = None
-        # The tail is one open paragraph up to here: lines after it that only continue a
-        # paragraph need no new parse (a giant paragraph stays linear).
-        self._paragraph_to: int | None = None
+        # The tail is one open block up to `_open_to`; lines after it that match `_open_line`
+        # can only continue it, so they need no new parse.
+        self._open_to: int | None = None
+        self._open_line: re.Pattern[str] | None = None
 
     @property
     def blocks_html(self) -> str:
@@ -104,7 +111,6 @@ class ProgressiveRenderer:
         return Tail("text", self.text[self.settled :])
 
     def feed(self, delta: str) -> RenderStep:
-        offset, settled_from = len(self.text), self.settled
         delta = self._normalise(delta)
         self.text += delta
         html: list[str] = []
@@ -115,10 +121,6 @@ class ProgressiveRenderer:
         if blocks_html:
             self._blocks.append(blocks_html)
         return RenderStep(
-            offset=offset,
-            length=len(self.text),
-            settled_from=settled_from,
-            settled_to=self.settled,
             blocks_html=blocks_html,
             tail_replaced=replaced,
             appended="" if replaced else delta,
@@ -148,9 +150,7 @@ class ProgressiveRenderer:
         if delta.endswith("\r"):
             delta = delta[:-1]
             self._pending_cr = True
-        if "\r" in delta:
-            delta = delta.replace("\r\n", "\n").replace("\r", "\n")
-        return delta.replace("\0", "\ufffd")
+        return normalise(delta)
 
     def _advance(self, html: list[str]) -> bool:
         """Settle what can be settled; True if the tail changed shape (not only grew)."""
@@ -169,7 +169,7 @@ class ProgressiveRenderer:
             complete = self.text.rfind("\n") + 1  # the end of the last complete line
             if complete <= self.settled:
                 return replaced
-            if self._continues_paragraph(complete):
+            if self._continues_open_block(complete):
                 return replaced
             base = self.settled
             source = self.text[base:complete]
@@ -188,8 +188,8 @@ class ProgressiveRenderer:
                 replaced = True
                 if settled == len(blocks):
                     continue  # the tail is blank or a partial line: nothing more to settle
-            if last.type == "paragraph_open" and settled == len(blocks) - 1:
-                self._paragraph_to = complete
+            self._open_line = _continuation(last, source) if settled == len(blocks) - 1 else None
+            self._open_to = complete if self._open_line is not None else None
             if last.type == "fence" and settled < len(blocks):
                 # An open code fence: from now on, scan its lines for the closing fence.
                 body_start = base + line_starts[_lines(last)[0] + 1]
@@ -202,17 +202,17 @@ class ProgressiveRenderer:
                 return True
             return replaced
 
-    def _continues_paragraph(self, complete: int) -> bool:
-        if self._paragraph_to is None or self._paragraph_to < self.settled:
+    def _continues_open_block(self, complete: int) -> bool:
+        if self._open_to is None or self._open_line is None or self._open_to < self.settled:
             return False
-        position = self._paragraph_to
+        position = self._open_to
         while position < complete:
-            match = _PLAIN_LINE.match(self.text, position, complete)
+            match = self._open_line.match(self.text, position, complete)
             if match is None:
-                self._paragraph_to = None
+                self._open_to = None
                 return False
             position = match.end()
-        self._paragraph_to = complete
+        self._open_to = complete
         return True
 
     def _skip_blank_lines(self) -> bool:
@@ -243,6 +243,22 @@ class ProgressiveRenderer:
             if closing.fullmatch(self.text, position, newline):
                 return newline + 1
             position = newline + 1
+
+
+def _continuation(block: Token, source: str) -> re.Pattern[str] | None:
+    """The lines that can only continue this open block (see `_PARAGRAPH_LINE`)."""
+    if not source.endswith("\n") or source.endswith("\n\n"):
+        return None  # only after a non-blank line
+    if block.type == "paragraph_open":
+        return _PARAGRAPH_LINE
+    if block.type == "table_open":
+        return _TABLE_LINE
+    if block.type == "blockquote_open":
+        return _QUOTE_LINE
+    if block.type in ("bullet_list_open", "ordered_list_open") and block.markup:
+        pattern = _BULLET_LINE if block.type == "bullet_list_open" else _ORDERED_LINE
+        return re.compile(pattern.format(marker=re.escape(block.markup)))
+    return None
 
 
 def _top_level_blocks(tokens: list[Token]) -> list[Token]:

@@ -97,19 +97,20 @@ def active_path(*, conversation: Conversation) -> list[Message]:
 
 
 def path_to(*, message: Message) -> list[Message]:
-    """The messages before `message` on its branch, the first turn first."""
-    by_id = {m.pk: m for m in message.conversation.messages.all()}
-    path: list[Message] = []
+    """The messages before `message` on its branch, the first turn first. (The tree is read
+    without the texts; only the path's messages are read whole.)"""
+    parents = dict(
+        Message.objects.filter(conversation_id=message.conversation_id).values_list(
+            "pk", "parent_id"
+        )
+    )
+    ids: list[int] = []
     parent_id = message.parent_id
-    while parent_id is not None and parent_id in by_id:
-        path.append(by_id[parent_id])
-        parent_id = by_id[parent_id].parent_id
-    path.reverse()
-    return path
-
-
-def active_reply(*, conversation: Conversation) -> Message | None:
-    return conversation.messages.replies().active().order_by("id").first()
+    while parent_id is not None and parent_id in parents:
+        ids.append(parent_id)
+        parent_id = parents[parent_id]
+    by_id = Message.objects.in_bulk(ids)
+    return [by_id[pk] for pk in reversed(ids) if pk in by_id]
 
 
 async def active_reply_ids(*, conversation_id: uuid.UUID) -> list[int]:

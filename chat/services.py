@@ -47,13 +47,16 @@ def _ensure_idle(conversation: Conversation) -> None:
 
 
 def _select(message: Message) -> None:
-    """Make `message` the chosen version of its turn (its siblings are unchosen)."""
-    siblings = Message.objects.filter(
-        conversation_id=message.conversation_id, parent_id=message.parent_id
-    )
-    siblings.exclude(pk=message.pk).update(selected=False)
-    siblings.filter(pk=message.pk).update(selected=True)
-    message.selected = True
+    """Make `message` the chosen version of its turn (its siblings are unchosen), and the
+    branch that leads to it the one shown."""
+    for version in [*selectors.path_to(message=message), message]:
+        if version is message or not version.selected:
+            siblings = Message.objects.filter(
+                conversation_id=version.conversation_id, parent_id=version.parent_id
+            )
+            siblings.exclude(pk=version.pk).update(selected=False)
+            siblings.filter(pk=version.pk).update(selected=True)
+            version.selected = True
 
 
 def _new_reply(conversation: Conversation, *, parent: Message) -> Message:
@@ -240,11 +243,10 @@ def message_edit(*, message: Message, content: str) -> tuple[Message, Message]:
 
 def message_select(*, message: Message) -> Message:
     """Show this version of its turn (and the branch that leads to it), and below it the
-    versions chosen there before."""
-    with transaction.atomic():
-        for earlier in selectors.path_to(message=message):
-            if not earlier.selected:
-                _select(earlier)
+    versions chosen there before. Not while a reply is generated: its tool results and
+    follow-up would land on a branch the user no longer sees."""
+    with conversation_lock(message.conversation):
+        _ensure_idle(message.conversation)
         _select(message)
     return message
 

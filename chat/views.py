@@ -182,17 +182,16 @@ def message_select(
     message = conversation.messages.exclude(role=Message.Role.SYSTEM).filter(pk=message_id).first()
     if message is None:
         raise Http404("No such message.")
-    services.message_select(message=message)
+    try:
+        services.message_select(message=message)
+    except services.ConversationBusy:
+        return _plain(BUSY, 409)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
     path = selectors.active_path(conversation=conversation)
-    shown = next(m for m in path if m.pk == message.pk)
-    return _message_list(
-        request,
-        conversation,
-        path=path,
-        announce=f"Version {shown.version_number} of {shown.version_count}.",
-    )
+    shown = next((m for m in path if m.pk == message.pk), None)
+    announce = f"Version {shown.version_number} of {shown.version_count}." if shown else ""
+    return _message_list(request, conversation, path=path, announce=announce)
 
 
 @login_required

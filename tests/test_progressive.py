@@ -221,3 +221,26 @@ def test_a_giant_paragraph_costs_time_linear_in_its_size() -> None:
 
     small, large = feed_lines(1_000), feed_lines(4_000)
     assert large / small < 8  # quadratic would be about 16
+
+
+def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
+    """Rows, items and quoted lines that can only continue the open block are not parsed
+    again on every line."""
+    shapes = {
+        "table": ("| a | b |\n|---|---|\n", "| row {i} | value {i} |\n"),
+        "list": ("", "- item {i} with **some** words\n  and a second line\n"),
+        "numbered": ("", "{i}. item with words\n"),
+        "quote": ("", "> quoted line {i} goes on\n"),
+    }
+    for name, (head, line) in shapes.items():
+
+        def feed(lines: int, head: str = head, line: str = line) -> float:
+            renderer = ProgressiveRenderer()
+            renderer.feed(head)
+            started = time.perf_counter()
+            for i in range(1, lines + 1):
+                renderer.feed(line.format(i=i))
+            return time.perf_counter() - started
+
+        small, large = feed(300), feed(1_200)
+        assert large / small < 8, name  # quadratic would be about 16
