@@ -9,7 +9,6 @@ the reply existed) is mended by asking the worker for a snapshot of the reply so
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -19,7 +18,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import events, fragments, selectors
+from . import events, fragments, selectors, socket_protocol
 from .models import Conversation, Message
 
 
@@ -101,11 +100,17 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             await events.leave_conversation(self.conversation_id, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """The page asks `{"resync": <message id>}` when a reply's element appears in it."""
+        """The page asks `{"resync": <message id>}` when a reply's element appears in it;
+        anything else closes the socket (`chat.socket_protocol` says with which code)."""
         try:
-            message_id = int(json.loads(text_data or "")["resync"])
-        except (ValueError, KeyError, TypeError, OverflowError):
+            request = socket_protocol.parse(text_data=text_data, bytes_data=bytes_data)
+        except socket_protocol.Refused as refused:
+            logger.info(
+                "conversation %s: closing a socket that sent %s", self.conversation_id, refused
+            )
+            await self.close(code=refused.code)
             return
+        message_id = request.message_id
         # Requests beyond one a second per reply are dropped, not queued: the one before is
         # still being answered, and it brings the reply as it stands.
         now = time.monotonic()
