@@ -18,7 +18,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import events, fragments, selectors, socket_protocol
+from . import events, fragments, selectors, socket_auth, socket_protocol
 from .models import Conversation, Message
 
 
@@ -63,6 +63,8 @@ def _covers(have: Cursor, wanted: Cursor) -> bool:
 
 class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     conversation_id: uuid.UUID
+    user_id: int
+    session_key: str | None  # the session the socket was opened with
     # Where this tab stands in each reply that streams; None while a snapshot is awaited.
     replies: dict[int, Cursor | None]
     last_requested: dict[int, float]
@@ -76,9 +78,13 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused with 403
             return
         self.conversation_id = conversation.id
+        self.user_id = conversation.owner_id
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
         self.replies = {}
         self.last_requested = {}
         await events.join_conversation(self.conversation_id, self.channel_name)
+        await events.join_user(self.user_id, self.channel_name)
         await self.accept()
         for message_id in await selectors.active_reply_ids(conversation_id=self.conversation_id):
             await self._resync(message_id)
@@ -98,6 +104,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "replies"):
             await events.leave_conversation(self.conversation_id, self.channel_name)
+            await events.leave_user(self.user_id, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The page asks `{"resync": <message id>}` when a reply's element appears in it;
@@ -117,6 +124,11 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         if now - self.last_requested.get(message_id, -RESYNC_INTERVAL) < RESYNC_INTERVAL:
             return
         self.last_requested[message_id] = now
+        if not await socket_auth.session_is_current(
+            session_key=self.session_key, user=self.scope["user"]
+        ):
+            await self._session_ended()
+            return
         message = await selectors.amessage_in_conversation(
             conversation_id=self.conversation_id, message_id=message_id
         )
@@ -175,7 +187,20 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         if html:
             await self.send(text_data=html)
 
+    # --- User events ---------------------------------------------------------------------------
+
+    async def session_closed(self, event: dict[str, Any]) -> None:
+        if event["session_key"] == self.session_key:
+            await self._session_ended()
+
+    async def user_closed(self, event: dict[str, Any]) -> None:
+        await self._session_ended()
+
     # --- Helpers -------------------------------------------------------------------------------
+
+    async def _session_ended(self) -> None:
+        logger.info("conversation %s: closing a socket whose session ended", self.conversation_id)
+        await self.close(code=socket_protocol.CLOSE_SESSION_ENDED)
 
     async def _resync(self, message_id: int) -> None:
         self.replies[message_id] = None

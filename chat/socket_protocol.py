@@ -27,6 +27,9 @@ MAX_MESSAGE_ID = 2**63 - 1  # a BigAutoField
 CLOSE_TOO_BIG = 1009
 CLOSE_NOT_TEXT = 1003
 CLOSE_MALFORMED = 4400
+# Not a message rule: the socket's session ended (a logout, a deactivation, an expiry). The
+# page does not reconnect on it, as it does on 1006/1011/1012/1013.
+CLOSE_SESSION_ENDED = 4401
 
 
 class Refused(Exception):

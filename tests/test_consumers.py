@@ -18,6 +18,7 @@ from chat.generation import Frame, ReplyRenderer
 from chat.models import Conversation, Message
 from chat.routing import websocket_urlpatterns
 from chatsite.asgi import websocket_application
+from tests.sockets import socket_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -155,7 +156,9 @@ async def test_a_finished_reply_is_sent_rendered_from_the_database(conversation,
     await comm.disconnect()
 
 
-async def test_a_tab_that_asks_for_a_finished_reply_gets_it(conversation, user, monkeypatch):
+async def test_a_tab_that_asks_for_a_finished_reply_gets_it(
+    conversation, alice_session, monkeypatch
+):
     """The page asks for a resync when a reply's element appears; if the reply already
     finished (a fast upstream beat the HTTP response), the tab gets the final version."""
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
@@ -163,7 +166,7 @@ async def test_a_tab_that_asks_for_a_finished_reply_gets_it(conversation, user, 
     await Message.objects.filter(pk=reply.pk).aupdate(
         status=Message.Status.COMPLETE, content="done"
     )
-    comm = communicator(conversation.pk, user)
+    comm = socket_for(conversation.pk, alice_session)
     await comm.connect()
     await comm.send_json_to({"resync": reply.pk, "HEADERS": {}})
     assert f'<article id="m{reply.pk}"' in await comm.receive_from()
@@ -171,7 +174,7 @@ async def test_a_tab_that_asks_for_a_finished_reply_gets_it(conversation, user, 
 
 
 async def test_a_tab_cannot_ask_for_another_conversations_message(
-    conversation, user, other_user, monkeypatch
+    conversation, alice_session, other_user, monkeypatch
 ):
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
     theirs = await sync_to_async(services.conversation_create)(owner=other_user)
@@ -179,7 +182,7 @@ async def test_a_tab_cannot_ask_for_another_conversations_message(
     await Message.objects.filter(pk=reply.pk).aupdate(
         status=Message.Status.COMPLETE, content="secret"
     )
-    comm = communicator(conversation.pk, user)
+    comm = socket_for(conversation.pk, alice_session)
     await comm.connect()
     await comm.send_json_to({"resync": reply.pk})
     assert await comm.receive_nothing()
