@@ -47,11 +47,20 @@ logger = logging.getLogger(__name__)
 Cursor = dict[str, list[int]]  # {"content": [length, settled], "reasoning": [...]}
 START: Cursor = {"content": [0, 0], "reasoning": [0, 0]}
 RESYNC_INTERVAL = 1.0  # seconds: a tab gets at most one snapshot of a reply this often
+# daphne will not send a WebSocket message over 1 MiB: it closes the socket with 1011, and the
+# page reconnects and asks again, forever. A frame over this limit (a huge reply finishing, its
+# snapshot, one enormous delta) is replaced by one that makes the tab fetch it over HTTP.
+MAX_FRAME_BYTES = 512 * 1024
 
 
 def _is_closed_socket(exc: Exception) -> bool:
     # Daphne passes on autobahn's `Disconnected` ("Attempt to send on a closed protocol").
     return type(exc).__name__ == "Disconnected"
+
+
+def _fits(html: str) -> bool:
+    # UTF-8 takes at most 4 bytes a character: almost every frame is measured without encoding.
+    return len(html) * 4 <= MAX_FRAME_BYTES or len(html.encode()) <= MAX_FRAME_BYTES
 
 
 def _covers(have: Cursor, wanted: Cursor) -> bool:
@@ -67,6 +76,9 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     session_key: str | None  # the session the socket was opened with
     # Where this tab stands in each reply that streams; None while a snapshot is awaited.
     replies: dict[int, Cursor | None]
+    # Replies this tab fetched over HTTP while they stream, their frames being too large: the
+    # rest of their frames are dropped, and the tab fetches them again when they end.
+    fetched: set[int]
     last_requested: dict[int, float]
 
     async def connect(self) -> None:
@@ -82,6 +94,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         session = self.scope.get("session")
         self.session_key = session.session_key if session is not None else None
         self.replies = {}
+        self.fetched = set()
         self.last_requested = {}
         await events.join_conversation(self.conversation_id, self.channel_name)
         await events.join_user(self.user_id, self.channel_name)
@@ -118,6 +131,8 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             await self.close(code=refused.code)
             return
         message_id = request.message_id
+        if message_id in self.fetched:
+            return  # it comes over HTTP when it ends; a snapshot would be too large again
         # Requests beyond one a second per reply are dropped, not queued: the one before is
         # still being answered, and it brings the reply as it stands.
         now = time.monotonic()
@@ -142,11 +157,15 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     # --- Conversation events ---------------------------------------------------------------
 
     async def message_started(self, event: dict[str, Any]) -> None:
-        self.replies[event["message_id"]] = event["cursor"]
-        await self.send(text_data=event["html"] + fragments.status(event["message_id"], ""))
+        message_id = event["message_id"]
+        self.fetched.discard(message_id)  # a new generation (Continue) starts from its text
+        self.replies[message_id] = event["cursor"]
+        await self._relay(message_id, event["html"] + fragments.status(message_id, ""))
 
     async def message_delta(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
+        if message_id in self.fetched:
+            return
         if message_id not in self.replies:
             if event["cursor"] != START:
                 await self._resync(message_id)  # joined mid-stream without a snapshot
@@ -158,29 +177,40 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         if have == event["cursor"]:
             self.replies[message_id] = event["next"]
             if event["html"]:
-                await self.send(text_data=event["html"])
+                await self._relay(message_id, event["html"])
         elif not _covers(have, event["next"]):
             await self._resync(message_id)  # a frame went missing
 
     async def message_snapshot(self, event: dict[str, Any]) -> None:
-        self.replies[event["message_id"]] = event["cursor"]
-        await self.send(text_data=event["html"])
+        message_id = event["message_id"]
+        if message_id in self.fetched:
+            return
+        self.replies[message_id] = event["cursor"]
+        await self._relay(message_id, event["html"])
 
     async def message_status(self, event: dict[str, Any]) -> None:
         await self.send(text_data=fragments.status(event["message_id"], event["text"]))
 
     async def message_finished(self, event: dict[str, Any]) -> None:
-        have = self.replies.pop(event["message_id"], None)
+        message_id = event["message_id"]
+        self.fetched.discard(message_id)
+        have = self.replies.pop(message_id, None)
         final = event.get("final")
         if final is not None and have == final["cursor"]:
-            await self.send(text_data=final["html"])  # only what changes at the end
+            # Only what changes at the end.
+            await self._relay(message_id, final["html"], streaming=False)
         else:
-            await self._send_message(event["message_id"])
+            await self._send_message(message_id)
 
     async def messages_appended(self, event: dict[str, Any]) -> None:
-        html = await _render_appended(self.conversation_id, event["message_ids"])
-        if html:
-            await self.send(text_data=html)
+        message_ids = event["message_ids"]
+        html = await _render_appended(self.conversation_id, message_ids)
+        if not html:
+            return
+        if not _fits(html):
+            logger.info("conversation %s: new messages fetched over HTTP", self.conversation_id)
+            html = fragments.appended_fetch(self.conversation_id, message_ids)
+        await self.send(text_data=html)
 
     async def conversation_updated(self, event: dict[str, Any]) -> None:
         html = await _render_title(self.conversation_id)
@@ -209,7 +239,25 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     async def _send_message(self, message_id: int) -> None:
         html = await _render_message(self.conversation_id, message_id)
         if html:
+            await self._relay(message_id, html, streaming=False)
+
+    async def _relay(self, message_id: int, html: str, *, streaming: bool = True) -> None:
+        """Send a frame about one message, or, if it is too large for the socket, a frame that
+        makes the tab fetch the message over HTTP. A reply still streaming is then left to
+        HTTP until it ends: its later frames would apply to text the tab does not have."""
+        if _fits(html):
             await self.send(text_data=html)
+            return
+        logger.info(
+            "conversation %s: message %s is fetched over HTTP (a %d-character frame)",
+            self.conversation_id,
+            message_id,
+            len(html),
+        )
+        if streaming:
+            self.replies.pop(message_id, None)
+            self.fetched.add(message_id)
+        await self.send(text_data=fragments.message_fetch(self.conversation_id, message_id))
 
 
 @database_sync_to_async

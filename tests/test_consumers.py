@@ -262,3 +262,52 @@ async def test_a_frame_sent_to_a_socket_that_just_closed_is_not_an_error(convers
     consumer.base_send = broken
     with pytest.raises(RuntimeError):
         await consumer.send(text_data="x")
+
+
+async def test_a_frame_too_large_for_the_socket_makes_the_tab_fetch_the_reply(
+    conversation, user, monkeypatch
+):
+    """A snapshot over the frame limit becomes a fetch of the message over HTTP; the reply's
+    later frames are dropped (they would apply to text the tab does not have) until it ends.
+    (tests/e2e/test_large_replies.py follows a large reply to its end.)"""
+    monkeypatch.setattr("chat.consumers.MAX_FRAME_BYTES", 200)
+    layer = get_channel_layer()
+    worker_channel = await layer.new_channel()
+    await events.join_generation(7, worker_channel)
+    comm = communicator(conversation.pk, user)
+    await comm.connect()
+    view, frames = frames_of("x" * 300, " more")
+    await events.message_delta(conversation.pk, 7, **frames[1])  # a gap: ask for a snapshot
+    request = await layer.receive(worker_channel)
+    await events.snapshot_send(
+        request["reply_channel"], 7, cursor=view.cursor(), html=view.snapshot()
+    )
+    fetch = await comm.receive_from()
+    url = f"/c/{conversation.pk}/messages/7/"
+    assert f'hx-get="{url}" hx-trigger="load" hx-target="#m7" hx-swap="outerHTML"' in fetch
+    assert fetch.startswith('<div hx-swap-oob="beforeend:#m7">')
+    await events.message_delta(conversation.pk, 7, **frames[1])
+    await events.message_status(conversation.pk, 7, "")
+    assert 'id="s7"' in await comm.receive_from()  # a status line still applies
+    assert await comm.receive_nothing()
+    await comm.disconnect()
+
+
+async def test_new_messages_too_large_for_a_frame_are_fetched_one_by_one(
+    conversation, user, sent_to_worker, monkeypatch
+):
+    monkeypatch.setattr("chat.consumers.MAX_FRAME_BYTES", 200)
+    mine, reply = await sync_to_async(services.message_submit)(
+        conversation=conversation, content="long " * 100
+    )
+    comm = communicator(conversation.pk, user)
+    await comm.connect()
+    await events.messages_appended(conversation.pk, [mine.pk, reply.pk])
+    frame = await comm.receive_from()
+    assert frame.startswith('<div hx-swap-oob="beforeend:#messages">')
+    for message in (mine, reply):
+        assert (
+            f'<article id="m{message.pk}" class="message loading" hx-get="/c/{conversation.pk}/messages/{message.pk}/"'
+            in frame
+        )
+    await comm.disconnect()
