@@ -56,6 +56,17 @@ class Resync:
 
     message_id: int
 
+    @classmethod
+    def from_value(cls, value: Any) -> Resync:
+        # bool is an int in Python; a float or a string is not what the page sends.
+        if type(value) is not int or not 0 < value <= MAX_MESSAGE_ID:
+            raise Malformed("resync without a message id")
+        return cls(value)
+
+
+# Every message a tab may send, by its one key (besides htmx's HEADERS).
+REQUESTS: dict[str, type[Resync]] = {"resync": Resync}
+
 
 def parse(*, text_data: str | None, bytes_data: bytes | None) -> Resync:
     """The request in one client frame. Raises a `Refused` subclass for anything else."""
@@ -71,16 +82,13 @@ def parse(*, text_data: str | None, bytes_data: bytes | None) -> Resync:
         raise Malformed("JSON nested too deep") from None
     except ValueError:
         raise Malformed("not JSON") from None
-    return _resync(content)
+    return _request(content)
 
 
-def _resync(content: Any) -> Resync:
-    if not isinstance(content, dict) or not set(content) <= {"resync", "HEADERS"}:
-        raise Malformed("not a resync request")
-    message_id = content.get("resync")
-    # bool is an int in Python; a float or a string is not what the page sends.
-    if type(message_id) is not int or not 0 < message_id <= MAX_MESSAGE_ID:
-        raise Malformed("resync without a message id")
-    if not isinstance(content.get("HEADERS", {}), dict):
-        raise Malformed("HEADERS is not an object")
-    return Resync(message_id)
+def _request(content: Any) -> Resync:
+    if not isinstance(content, dict) or not isinstance(content.get("HEADERS", {}), dict):
+        raise Malformed("not a JSON object")
+    keys = set(content) - {"HEADERS"}
+    if len(keys) != 1 or (key := keys.pop()) not in REQUESTS:
+        raise Malformed("not a request the page sends")
+    return REQUESTS[key].from_value(content[key])
