@@ -9,6 +9,7 @@ the reply existed) is mended by asking the worker for a snapshot of the reply so
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,7 +19,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import events, fragments, selectors
+from . import events, fragments, selectors, socket_auth, socket_protocol
 from .dispatch import DirectEventDispatch
 from .events import Cursor
 from .models import Conversation, Message
@@ -27,11 +28,20 @@ logger = logging.getLogger(__name__)
 
 START: Cursor = {"content": [0, 0], "reasoning": [0, 0]}
 RESYNC_INTERVAL = 1.0  # seconds: a tab gets at most one snapshot of a reply this often
+# daphne will not send a WebSocket message over 1 MiB: it closes the socket with 1011, and the
+# page reconnects and asks again, forever. A frame over this limit (a huge reply finishing, its
+# snapshot, one enormous delta) is replaced by one that makes the tab fetch it over HTTP.
+MAX_FRAME_BYTES = 512 * 1024
 
 
 def _is_closed_socket(exc: Exception) -> bool:
     # Daphne passes on autobahn's `Disconnected` ("Attempt to send on a closed protocol").
     return type(exc).__name__ == "Disconnected"
+
+
+def _fits(html: str) -> bool:
+    # UTF-8 takes at most 4 bytes a character: almost every frame is measured without encoding.
+    return len(html) * 4 <= MAX_FRAME_BYTES or len(html.encode()) <= MAX_FRAME_BYTES
 
 
 def _covers(have: Cursor, wanted: Cursor) -> bool:
@@ -43,9 +53,16 @@ def _covers(have: Cursor, wanted: Cursor) -> bool:
 
 class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     conversation_id: uuid.UUID
+    user_id: int
+    session_key: str | None  # the session the socket was opened with
     # Where this tab stands in each reply that streams; None while a snapshot is awaited.
     replies: dict[int, Cursor | None]
+    # Replies this tab fetched over HTTP while they stream, their frames being too large: the
+    # rest of their frames are dropped, and the tab fetches them again when they end.
+    fetched: set[int]
     last_requested: dict[int, float]
+    deferred: set[int]  # replies with a request waiting for its second
+    _later: set[asyncio.Task[None]]
 
     async def connect(self) -> None:
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
@@ -56,9 +73,16 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused with 403
             return
         self.conversation_id = conversation.id
+        self.user_id = conversation.owner_id
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
         self.replies = {}
+        self.fetched = set()
         self.last_requested = {}
+        self.deferred = set()
+        self._later = set()
         await events.join_conversation(self.conversation_id, self.channel_name)
+        await events.join_user(self.user_id, self.channel_name)
         await self.accept()
         for message_id in await selectors.active_reply_ids(conversation_id=self.conversation_id):
             await self._resync(message_id)
@@ -75,22 +99,48 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
                 raise
             logger.debug("conversation %s: socket closed before a frame", self.conversation_id)
 
+    async def _answer_later(self, message_id: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.deferred.discard(message_id)
+        await self.receive(text_data=json.dumps({"resync": message_id}))
+
     async def disconnect(self, code: int) -> None:
+        for task in getattr(self, "_later", ()):
+            task.cancel()
         if hasattr(self, "replies"):
             await events.leave_conversation(self.conversation_id, self.channel_name)
+            await events.leave_user(self.user_id, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """The page asks `{"resync": <message id>}` when a reply's element appears in it."""
+        """The page asks `{"resync": <message id>}` when a reply's element appears in it;
+        anything else closes the socket (`chat.socket_protocol` says with which code)."""
         try:
-            message_id = int(json.loads(text_data or "")["resync"])
-        except (ValueError, KeyError, TypeError, OverflowError):
+            request = socket_protocol.parse(text_data=text_data, bytes_data=bytes_data)
+        except socket_protocol.Refused as refused:
+            logger.info(
+                "conversation %s: closing a socket that sent %s", self.conversation_id, refused
+            )
+            await self.close(code=refused.code)
             return
-        # Requests beyond one a second per reply are dropped, not queued: the one before is
-        # still being answered, and it brings the reply as it stands.
+        message_id = request.message_id
+        if message_id in self.fetched:
+            return  # it comes over HTTP when it ends; a snapshot would be too large again
+        # At most one request a second per reply is answered. One more that comes sooner is
+        # answered when the second is up (the page asks when it has drawn the reply anew, and
+        # frames must not be applied to that drawing); any others are dropped, not queued.
+        wait = self.last_requested.get(message_id, -RESYNC_INTERVAL) + RESYNC_INTERVAL
         now = time.monotonic()
-        if now - self.last_requested.get(message_id, -RESYNC_INTERVAL) < RESYNC_INTERVAL:
+        if now < wait:
+            if message_id not in self.deferred:
+                self.deferred.add(message_id)
+                self._later.add(asyncio.ensure_future(self._answer_later(message_id, wait - now)))
             return
         self.last_requested[message_id] = now
+        if not await socket_auth.session_is_current(
+            session_key=self.session_key, user=self.scope["user"]
+        ):
+            await self._session_ended()
+            return
         message = await selectors.amessage_in_conversation(
             conversation_id=self.conversation_id, message_id=message_id
         )
@@ -104,11 +154,15 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     # --- Conversation events ---------------------------------------------------------------
 
     async def message_started(self, event: dict[str, Any]) -> None:
-        self.replies[event["message_id"]] = event["cursor"]
-        await self.send(text_data=event["html"] + fragments.status(event["message_id"], ""))
+        message_id = event["message_id"]
+        self.fetched.discard(message_id)  # a new generation (Continue) starts from its text
+        self.replies[message_id] = event["cursor"]
+        await self._relay(message_id, event["html"] + fragments.status(message_id, ""))
 
     async def message_delta(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
+        if message_id in self.fetched:
+            return
         if message_id not in self.replies:
             if event["cursor"] != START:
                 await self._resync(message_id)  # joined mid-stream without a snapshot
@@ -120,37 +174,65 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         if have == event["cursor"]:
             self.replies[message_id] = event["next"]
             if event["html"]:
-                await self.send(text_data=event["html"])
+                await self._relay(message_id, event["html"])
         elif not _covers(have, event["next"]):
             await self._resync(message_id)  # a frame went missing
 
     async def message_snapshot(self, event: dict[str, Any]) -> None:
-        self.replies[event["message_id"]] = event["cursor"]
-        await self.send(text_data=event["html"])
+        message_id = event["message_id"]
+        if message_id in self.fetched or message_id not in self.replies:
+            return
+        if self.replies[message_id] is not None:
+            # Not awaited (a late answer: the reply finished and was sent whole, or frames
+            # went on meanwhile): drawing it would take the tab back in time.
+            return
+        self.replies[message_id] = event["cursor"]
+        await self._relay(message_id, event["html"])
 
     async def message_status(self, event: dict[str, Any]) -> None:
         await self.send(text_data=fragments.status(event["message_id"], event["text"]))
 
     async def message_finished(self, event: dict[str, Any]) -> None:
-        have = self.replies.pop(event["message_id"], None)
+        message_id = event["message_id"]
+        self.fetched.discard(message_id)
+        have = self.replies.pop(message_id, None)
         final = event.get("final")
         if final is not None and have == final["cursor"]:
-            await self.send(text_data=final["html"])  # only what changes at the end
+            # Only what changes at the end.
+            await self._relay(message_id, final["html"], streaming=False)
         else:
-            await self._send_message(event["message_id"])
+            await self._send_message(message_id)
 
     async def messages_appended(self, event: dict[str, Any]) -> None:
-        html, active = await _render_appended(self.conversation_id, event["message_ids"])
-        await self._sent_whole(event["message_ids"], active)
-        if html:
-            await self.send(text_data=html)
+        message_ids = event["message_ids"]
+        html, active = await _render_appended(self.conversation_id, message_ids)
+        await self._sent_whole(message_ids, active)
+        if not html:
+            return
+        if not _fits(html):
+            logger.info("conversation %s: new messages fetched over HTTP", self.conversation_id)
+            html = fragments.appended_fetch(self.conversation_id, message_ids)
+        await self.send(text_data=html)
 
     async def conversation_updated(self, event: dict[str, Any]) -> None:
         html = await _render_title(self.conversation_id)
         if html:
             await self.send(text_data=html)
 
+    # --- User events ---------------------------------------------------------------------------
+
+    async def session_closed(self, event: dict[str, Any]) -> None:
+        if event["session_key"] == self.session_key:
+            await self._session_ended()
+
+    async def user_closed(self, event: dict[str, Any]) -> None:
+        await self._session_ended()
+
     # --- Helpers -------------------------------------------------------------------------------
+
+    async def _session_ended(self) -> None:
+        logger.info("conversation %s: closing a socket whose session ended", self.conversation_id)
+        await self.close(code=socket_protocol.CLOSE_SESSION_ENDED)
 
     async def _resync(self, message_id: int) -> None:
         self.replies[message_id] = None
@@ -160,7 +242,25 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         html, active = await _render_message(self.conversation_id, message_id)
         await self._sent_whole([message_id], active)
         if html:
+            await self._relay(message_id, html, streaming=False)
+
+    async def _relay(self, message_id: int, html: str, *, streaming: bool = True) -> None:
+        """Send a frame about one message, or, if it is too large for the socket, a frame that
+        makes the tab fetch the message over HTTP. A reply still streaming is then left to
+        HTTP until it ends: its later frames would apply to text the tab does not have."""
+        if _fits(html):
             await self.send(text_data=html)
+            return
+        logger.info(
+            "conversation %s: message %s is fetched over HTTP (a %d-character frame)",
+            self.conversation_id,
+            message_id,
+            len(html),
+        )
+        if streaming:
+            self.replies.pop(message_id, None)
+            self.fetched.add(message_id)
+        await self.send(text_data=fragments.message_fetch(self.conversation_id, message_id))
 
     async def _sent_whole(self, message_ids: list[int], active: list[int]) -> None:
         """Whole messages go to the tab as they stand in the database: frames sent before no

@@ -15,6 +15,10 @@ Conversation group (every open WebSocket of a conversation listens):
 Generation group (the worker that streams one reply listens):
     generation.snapshot_request {message_id, reply_channel}  send the text so far there
     generation.cancel {message_id}                   stop now and save what there is
+User group (every open WebSocket of a user listens):
+    session.closed    {session_key}                  a logout ended this session: its sockets
+                                                     close
+    user.closed       {}                             the user was deactivated: all close
 Sent to one WebSocket:
     message.snapshot  {message_id, cursor, html}     the reply as it stands, and where it stands
 
@@ -40,6 +44,10 @@ def conversation_group(conversation_id: uuid.UUID | str) -> str:
 
 def generation_group(message_id: int) -> str:
     return f"generation.{message_id}"
+
+
+def user_group(user_id: int | str) -> str:
+    return f"user.{int(user_id)}"
 
 
 def _layer() -> Any:
@@ -72,6 +80,16 @@ def messages_appended_sync(conversation_id: uuid.UUID, message_ids: list[int]) -
 
 def message_finished_sync(conversation_id: uuid.UUID, message_id: int) -> None:
     async_to_sync(message_finished)(conversation_id, message_id)
+
+
+def session_closed_sync(user_id: int, session_key: str) -> None:
+    async_to_sync(_layer().group_send)(
+        user_group(user_id), {"type": "session.closed", "session_key": session_key}
+    )
+
+
+def user_closed_sync(user_id: int) -> None:
+    async_to_sync(_layer().group_send)(user_group(user_id), {"type": "user.closed"})
 
 
 # --- From the streaming consumer and the WebSocket consumer ---------------------------------
@@ -160,3 +178,11 @@ async def join_conversation(conversation_id: uuid.UUID | str, channel_name: str)
 
 async def leave_conversation(conversation_id: uuid.UUID | str, channel_name: str) -> None:
     await _layer().group_discard(conversation_group(conversation_id), channel_name)
+
+
+async def join_user(user_id: int, channel_name: str) -> None:
+    await _layer().group_add(user_group(user_id), channel_name)
+
+
+async def leave_user(user_id: int, channel_name: str) -> None:
+    await _layer().group_discard(user_group(user_id), channel_name)

@@ -10,9 +10,11 @@ bytes per frame; a settled block is sent once, as HTML rendered once.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -135,6 +137,30 @@ def appended(messages: list[Message]) -> str:
         return ""
     body = "".join(render_to_string(MESSAGE_TEMPLATE, {"message": m}) for m in messages)
     return f'<div hx-swap-oob="beforeend:#messages">{body}</div>'
+
+
+def message_fetch(conversation_id: uuid.UUID, message_id: int) -> str:
+    """Instead of a frame too large for the socket: an element that makes the tab fetch the
+    message over HTTP and swap it in place of the one it shows (which stays until then)."""
+    return (
+        f'<div hx-swap-oob="beforeend:#m{message_id}">'
+        f"{_fetcher(conversation_id, message_id, 'div', hidden=True)}</div>"
+    )
+
+
+def appended_fetch(conversation_id: uuid.UUID, message_ids: list[int]) -> str:
+    """New messages too large for one frame: placeholders that fetch themselves."""
+    body = "".join(_fetcher(conversation_id, m, "article", hidden=False) for m in message_ids)
+    return f'<div hx-swap-oob="beforeend:#messages">{body}</div>'
+
+
+def _fetcher(conversation_id: uuid.UUID, message_id: int, tag: str, *, hidden: bool) -> str:
+    url = reverse("chat:message_detail", args=[conversation_id, message_id])
+    own_id = "" if hidden else f' id="m{message_id}" class="message loading"'
+    return (
+        f'<{tag}{own_id}{" hidden" if hidden else ""} hx-get="{url}" hx-trigger="load" '
+        f'hx-target="#m{message_id}" hx-swap="outerHTML"></{tag}>'
+    )
 
 
 def conversation_title(conversation: Conversation) -> str:

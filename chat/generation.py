@@ -186,6 +186,7 @@ class Generation:
     worker_id: str
     tool_round: int = 0  # how many tool rounds came before this reply in the same turn
     cancelled_by_user: bool = False
+    reached_size_limit: bool = False  # CHAT_MAX_REPLY_CHARS: the rest was not read
     next_reply: Message | None = None  # the follow-up reply after a tool round
     stream: CompletionStream | None = None
     started_at: float = field(default_factory=time.monotonic)
@@ -257,7 +258,13 @@ class Generation:
                         await events.message_status(conversation.id, reply.pk, "")
                         retry_notice_shown = False
                     self._on_update(update, coalescer)
-            outcome = self._outcome_of_stream()
+                    if len(self.text) + len(self.reasoning) >= settings.CHAT_MAX_REPLY_CHARS:
+                        self.reached_size_limit = True
+                        break  # leaving the iteration closes the upstream connection
+            if self.reached_size_limit:
+                outcome = self._outcome(Message.Status.COMPLETE)
+            else:
+                outcome = self._outcome_of_stream()
         except asyncio.CancelledError:
             outcome = self._outcome(
                 Message.Status.CANCELLED if self.cancelled_by_user else Message.Status.INTERRUPTED,
@@ -335,6 +342,14 @@ class Generation:
                 else None
             ),
         }
+        if self.reached_size_limit:
+            # Cut to the limit: what arrived with the last chunk beyond it is not kept.
+            limit = settings.CHAT_MAX_REPLY_CHARS
+            fields["reasoning"] = fields["reasoning"][:limit]
+            fields["content"] = fields["content"][: max(limit - len(fields["reasoning"]), 0)]
+            fields["tool_calls"] = []  # calls cut mid-stream are not run
+            fields["finish_reason"] = "size_limit"
+            fields["error"] = error or f"The reply reached the size limit ({limit:,} characters)."
         if completion.usage is not None:
             fields["prompt_tokens"] = completion.usage.prompt_tokens
             fields["completion_tokens"] = completion.usage.completion_tokens

@@ -17,6 +17,11 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="conversation_delete"),
     path("c/<uuid:conversation_id>/messages/", views.message_create, name="message_create"),
     path(
+        "c/<uuid:conversation_id>/messages/<int:message_id>/",
+        views.message_detail,
+        name="message_detail",
+    ),
+    path(
         "c/<uuid:conversation_id>/messages/<int:message_id>/edit/",
         views.message_edit,
         name="message_edit",

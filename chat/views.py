@@ -242,6 +242,20 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
 
 
 @login_required
+@require_GET
+def message_detail(
+    request: HttpRequest, conversation_id: uuid.UUID, message_id: int
+) -> HttpResponse:
+    """One message as the page draws it. A tab fetches it here when the socket frame that
+    would carry it is too large (`chat.consumers.MAX_FRAME_BYTES`)."""
+    conversation = _conversation_or_404(request, conversation_id)
+    message = conversation.messages.exclude(role=Message.Role.SYSTEM).filter(pk=message_id).first()
+    if message is None:
+        raise Http404("No such message.")
+    return render(request, PAGE + "#message", {"message": selectors.with_versions(message=message)})
+
+
+@login_required
 @require_POST
 def message_stop(request: HttpRequest, conversation_id: uuid.UUID, message_id: int) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)

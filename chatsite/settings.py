@@ -295,6 +295,10 @@ CHAT_MAX_RETRIES = env_int("CHAT_MAX_RETRIES", 3)
 CHAT_RETRY_BASE_DELAY = env_float("CHAT_RETRY_BASE_DELAY", 0.5)
 CHAT_RETRY_MAX_DELAY = env_float("CHAT_RETRY_MAX_DELAY", 20.0)
 CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 0) or None
+# A reply (answer and reasoning together) stops at this many characters: the upstream is no
+# longer read, and the reply is saved complete with a notice. Its HTML must stay something a
+# page can load; max_tokens is the upstream's to honour, this is ours.
+CHAT_MAX_REPLY_CHARS = env_int("CHAT_MAX_REPLY_CHARS", 200_000)
 
 # How many generations one streaming consumer process runs at the same time.
 CHAT_MAX_CONCURRENT_GENERATIONS = env_int("CHAT_MAX_CONCURRENT_GENERATIONS", 100)

@@ -18,6 +18,7 @@ from chat.generation import Frame, ReplyRenderer
 from chat.models import Conversation, Message
 from chat.routing import websocket_urlpatterns
 from chatsite.asgi import websocket_application
+from tests.sockets import socket_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -155,7 +156,9 @@ async def test_a_finished_reply_is_sent_rendered_from_the_database(conversation,
     await comm.disconnect()
 
 
-async def test_a_tab_that_asks_for_a_finished_reply_gets_it(conversation, user, monkeypatch):
+async def test_a_tab_that_asks_for_a_finished_reply_gets_it(
+    conversation, alice_session, monkeypatch
+):
     """The page asks for a resync when a reply's element appears; if the reply already
     finished (a fast upstream beat the HTTP response), the tab gets the final version."""
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
@@ -163,7 +166,7 @@ async def test_a_tab_that_asks_for_a_finished_reply_gets_it(conversation, user, 
     await Message.objects.filter(pk=reply.pk).aupdate(
         status=Message.Status.COMPLETE, content="done"
     )
-    comm = communicator(conversation.pk, user)
+    comm = socket_for(conversation.pk, alice_session)
     await comm.connect()
     await comm.send_json_to({"resync": reply.pk, "HEADERS": {}})
     assert f'<article id="m{reply.pk}"' in await comm.receive_from()
@@ -171,7 +174,7 @@ async def test_a_tab_that_asks_for_a_finished_reply_gets_it(conversation, user, 
 
 
 async def test_a_tab_cannot_ask_for_another_conversations_message(
-    conversation, user, other_user, monkeypatch
+    conversation, alice_session, other_user, monkeypatch
 ):
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
     theirs = await sync_to_async(services.conversation_create)(owner=other_user)
@@ -179,7 +182,7 @@ async def test_a_tab_cannot_ask_for_another_conversations_message(
     await Message.objects.filter(pk=reply.pk).aupdate(
         status=Message.Status.COMPLETE, content="secret"
     )
-    comm = communicator(conversation.pk, user)
+    comm = socket_for(conversation.pk, alice_session)
     await comm.connect()
     await comm.send_json_to({"resync": reply.pk})
     assert await comm.receive_nothing()
@@ -288,4 +291,95 @@ async def test_a_reply_sent_whole_is_not_ended_again_by_its_frames(conversation,
     )
     end = await comm.receive_from()
     assert end.lstrip().startswith(f'<article id="m{reply.pk}"') and end.count("kept text") == 1
+    await comm.disconnect()
+
+
+async def test_a_frame_too_large_for_the_socket_makes_the_tab_fetch_the_reply(
+    conversation, user, monkeypatch
+):
+    """A snapshot over the frame limit becomes a fetch of the message over HTTP; the reply's
+    later frames are dropped (they would apply to text the tab does not have) until it ends.
+    (tests/e2e/test_large_replies.py follows a large reply to its end.)"""
+    monkeypatch.setattr("chat.consumers.MAX_FRAME_BYTES", 200)
+    layer = get_channel_layer()
+    worker_channel = await layer.new_channel()
+    await events.join_generation(7, worker_channel)
+    comm = communicator(conversation.pk, user)
+    await comm.connect()
+    view, frames = frames_of("x" * 300, " more")
+    await events.message_delta(conversation.pk, 7, **frames[1])  # a gap: ask for a snapshot
+    request = await layer.receive(worker_channel)
+    await events.snapshot_send(
+        request["reply_channel"], 7, cursor=view.cursor(), html=view.snapshot()
+    )
+    fetch = await comm.receive_from()
+    url = f"/c/{conversation.pk}/messages/7/"
+    assert f'hx-get="{url}" hx-trigger="load" hx-target="#m7" hx-swap="outerHTML"' in fetch
+    assert fetch.startswith('<div hx-swap-oob="beforeend:#m7">')
+    await events.message_delta(conversation.pk, 7, **frames[1])
+    await events.message_status(conversation.pk, 7, "")
+    assert 'id="s7"' in await comm.receive_from()  # a status line still applies
+    assert await comm.receive_nothing()
+    await comm.disconnect()
+
+
+async def test_new_messages_too_large_for_a_frame_are_fetched_one_by_one(
+    conversation, user, sent_to_worker, monkeypatch
+):
+    monkeypatch.setattr("chat.consumers.MAX_FRAME_BYTES", 200)
+    mine, reply = await sync_to_async(services.message_submit)(
+        conversation=conversation, content="long " * 100
+    )
+    comm = communicator(conversation.pk, user)
+    await comm.connect()
+    await events.messages_appended(conversation.pk, [mine.pk, reply.pk])
+    frame = await comm.receive_from()
+    assert frame.startswith('<div hx-swap-oob="beforeend:#messages">')
+    for message in (mine, reply):
+        assert (
+            f'<article id="m{message.pk}" class="message loading" hx-get="/c/{conversation.pk}/messages/{message.pk}/"'
+            in frame
+        )
+    await comm.disconnect()
+
+
+async def test_a_second_resync_within_a_second_is_answered_when_the_second_is_up(
+    conversation, alice_session, monkeypatch
+):
+    """The page asks again when it has drawn a reply anew (a version switched back): that
+    request is answered a little later, not dropped, and more than one waiting is not kept."""
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    monkeypatch.setattr("chat.consumers.RESYNC_INTERVAL", 0.3)
+    _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="q")
+    await Message.objects.filter(pk=reply.pk).aupdate(
+        status=Message.Status.COMPLETE, **services.rendered_fields(content="done", reasoning="")
+    )
+    comm = socket_for(conversation.pk, alice_session)
+    await comm.connect()
+    for _ in range(5):
+        await comm.send_json_to({"resync": reply.pk})
+    assert f'<article id="m{reply.pk}"' in await comm.receive_from()
+    assert await comm.receive_nothing(timeout=0.1)
+    assert f'<article id="m{reply.pk}"' in await comm.receive_from(timeout=1)
+    assert await comm.receive_nothing(timeout=0.5)
+    await comm.disconnect()
+
+
+async def test_a_snapshot_nobody_waits_for_is_not_drawn(conversation, user):
+    """A late snapshot (the reply ended and was sent whole meanwhile) would take the tab back."""
+    layer = get_channel_layer()
+    worker_channel = await layer.new_channel()
+    await events.join_generation(7, worker_channel)
+    comm = communicator(conversation.pk, user)
+    await comm.connect()
+    view, frames = frames_of("some ", "text")
+    await events.message_delta(conversation.pk, 7, **frames[1])  # a gap: a snapshot is awaited
+    request = await layer.receive(worker_channel)
+    await events.snapshot_send(
+        request["reply_channel"], 7, cursor=view.cursor(), html=view.snapshot()
+    )
+    assert "some text" in await comm.receive_from()
+    # The same answer again, late: nobody waits for it any more.
+    await events.snapshot_send(request["reply_channel"], 7, cursor=START, html="<div>old</div>")
+    assert await comm.receive_nothing()
     await comm.disconnect()

@@ -1,0 +1,58 @@
+"""Signal receivers: a logout or a deactivation closes the user's open WebSockets.
+
+Connected in `ChatConfig.ready`. Who receives the event is decided here (the user's sockets,
+or one session's); `chat.events` delivers it, after the change is committed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.signals import user_logged_out
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+from django.http import HttpRequest
+
+from . import events
+
+logger = logging.getLogger(__name__)
+
+
+@receiver(user_logged_out, dispatch_uid="chat.close_sockets_on_logout")
+def close_sockets_on_logout(
+    sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
+) -> None:
+    """Only the sockets opened with this session close: the user's other devices stay."""
+    session = getattr(request, "session", None)
+    session_key = getattr(session, "session_key", None)
+    if user is None or not session_key:
+        return
+    transaction.on_commit(
+        functools.partial(_send, events.session_closed_sync, user.pk, session_key)
+    )
+
+
+@receiver(
+    post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="chat.close_sockets_on_deactivation"
+)
+def close_sockets_on_deactivation(
+    sender: Any, instance: Any, created: bool, update_fields: Any = None, **kwargs: Any
+) -> None:
+    if created or instance.is_active:
+        return
+    if update_fields is not None and "is_active" not in update_fields:
+        return  # e.g. last_login: not a deactivation
+    transaction.on_commit(functools.partial(_send, events.user_closed_sync, instance.pk))
+
+
+def _send(send: Any, *args: Any) -> None:
+    # The logout or the deactivation has happened; a channel layer that is down must not turn
+    # it into an error page. A socket left open fails its next session check.
+    try:
+        send(*args)
+    except Exception:
+        logger.exception("could not close the sockets of user %s", args[0])

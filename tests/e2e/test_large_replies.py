@@ -1,0 +1,115 @@
+"""End to end: a reply too large for one WebSocket frame reaches the page over HTTP, whole; and
+a reply stops at CHAT_MAX_REPLY_CHARS."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+
+import pytest
+
+from chat.consumers import MAX_FRAME_BYTES
+from chat.models import Message
+from tests.fake_upstream import FakeRequest, reply_events
+from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, text_of
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(150)]
+
+FETCH = re.compile(r'hx-get="([^"]+)" hx-trigger="load" hx-target="#m(\d+)" hx-swap="outerHTML"')
+
+
+def paragraphs(first: int, count: int) -> str:
+    return "".join(
+        f"Paragraph {i}: the quick brown fox jumps over the lazy dog, **again** and again.\n\n"
+        for i in range(first, first + count)
+    )
+
+
+async def fetched_article(client: ChatClient, frame: str, reply_id: int) -> str:
+    """Do what the fetch fragment makes the page do: GET the message; returns its article."""
+    (url, target), *_ = FETCH.findall(frame)
+    assert int(target) == reply_id
+    response = await client.http.get(url, headers={"HX-Request": "true"})
+    assert response.status_code == 200, response.text
+    assert response.text.strip().startswith(f'<article id="m{reply_id}"')
+    return response.text
+
+
+def status_of(article: str) -> str:
+    return re.search(r'data-status="(\w+)"', article).group(1)
+
+
+async def test_a_reply_too_large_for_a_frame_reaches_the_page_over_http(
+    start_server, fake_upstream, alice_session
+):
+    # Two pieces of ~650 KB: each delta alone is over the frame limit, and the finished reply
+    # (~1.3 MB of markdown) is over daphne's 1 MiB, which used to close the socket with 1011.
+    pieces = [paragraphs(0, 8000), paragraphs(8000, 8000)]
+    expected = "".join(pieces)
+    assert len(expected.encode()) > 1.2 * 2**20
+    server = start_server(CHAT_MAX_REPLY_CHARS=str(2 * len(expected)))
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(pieces), delay=0.5)
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "write a lot"))
+        article = ""
+        async with asyncio.timeout(90):
+            while status_of(article or 'data-status="streaming"') != "complete":
+                frame = await ws.recv()
+                assert len(frame.encode()) <= MAX_FRAME_BYTES
+                if FETCH.search(frame):
+                    article = await fetched_article(client, frame, reply_id)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("complete", expected)
+    shown = text_of(article)
+    assert "Paragraph 0: the quick" in shown and "Paragraph 15999: the quick" in shown
+    assert shown.count("Paragraph ") == 16000
+
+    # A tab opened now (a reload) asks for the finished reply: it gets a fetch fragment, not a
+    # 1011, and the fetch brings the whole reply.
+    async with client.socket(conversation_id) as ws:
+        await ws.send(f'{{"resync": {reply_id}}}')
+        frame = await asyncio.wait_for(ws.recv(), 20)
+        assert len(frame) < 1000 and FETCH.search(frame)
+        assert (await fetched_article(client, frame, reply_id)) == article
+    await client.aclose()
+
+
+async def test_a_reply_stops_at_the_size_limit_with_a_notice(
+    start_server, fake_upstream, alice_session
+):
+    server = start_server(CHAT_MAX_REPLY_CHARS="1000")
+    tokens = [f"word{i:04d} " for i in range(2000)]  # 18,000 characters, ~10 s
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(tokens), delay=0.005)
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "go on forever"))
+        page = await read_until_finished(ws, PageModel(), reply_id, timeout=60)
+    await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.status == Message.Status.COMPLETE
+    assert reply.finish_reason == "size_limit"
+    assert reply.content == "".join(tokens)[:1000]
+    assert reply.error == "The reply reached the size limit (1,000 characters)."
+    assert "The reply reached the size limit (1,000 characters)." in html.unescape(
+        page.finished[reply_id]
+    )
+    # The upstream was not read to the end: the connection was closed early.
+    request = fake_upstream.requests[0]
+    for _ in range(50):
+        if request.disconnected:
+            break
+        await asyncio.sleep(0.1)
+    assert request.disconnected and not request.finished
+    assert len(request.sent_at) < len(tokens)

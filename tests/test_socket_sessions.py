@@ -1,0 +1,121 @@
+"""A socket lives no longer than its session: logout and deactivation close it at once, and
+every message it accepts checks the session again."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.test import Client
+
+from chat import services
+from chat.models import Message
+from chat.socket_protocol import CLOSE_SESSION_ENDED
+from tests.sockets import closed_with, socket_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def conversation(user):
+    return services.conversation_create(owner=user)
+
+
+@pytest.fixture
+def finished_reply(conversation, sent_to_worker) -> Message:
+    _, reply = services.message_submit(conversation=conversation, content="hi")
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.COMPLETE, content="done")
+    return reply
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def session_of(client: Client) -> str:
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+async def test_logging_out_closes_the_sockets_of_that_session(conversation, user):
+    client, other_device = (
+        await sync_to_async(logged_in)(user),
+        await sync_to_async(logged_in)(user),
+    )
+    comm = socket_for(conversation.pk, session_of(client))
+    elsewhere = socket_for(conversation.pk, session_of(other_device))
+    assert (await comm.connect())[0] and (await elsewhere.connect())[0]
+    await sync_to_async(client.logout)()
+    assert await closed_with(comm) == CLOSE_SESSION_ENDED
+    # The user's other session is still logged in: its socket stays.
+    assert await elsewhere.receive_nothing()
+    await comm.disconnect()
+    await elsewhere.disconnect()
+
+
+async def test_logging_out_through_the_logout_page_closes_the_socket(conversation, user):
+    client = await sync_to_async(logged_in)(user)
+    comm = socket_for(conversation.pk, session_of(client))
+    assert (await comm.connect())[0]
+    response = await sync_to_async(client.post)("/accounts/logout/")
+    assert response.status_code == 302
+    assert await closed_with(comm) == CLOSE_SESSION_ENDED
+    await comm.disconnect()
+
+
+async def test_deactivating_the_user_closes_all_their_sockets(conversation, user):
+    sessions = [session_of(await sync_to_async(logged_in)(user)) for _ in range(2)]
+    comms = [socket_for(conversation.pk, key) for key in sessions]
+    for comm in comms:
+        assert (await comm.connect())[0]
+    user.is_active = False
+    await user.asave()
+    for comm in comms:
+        assert await closed_with(comm) == CLOSE_SESSION_ENDED
+        await comm.disconnect()
+
+
+async def test_saving_an_active_user_closes_nothing(conversation, user, alice_session):
+    comm = socket_for(conversation.pk, alice_session)
+    assert (await comm.connect())[0]
+    user.first_name = "Alice"
+    await user.asave()
+    assert await comm.receive_nothing()
+    await comm.disconnect()
+
+
+async def test_a_message_on_a_socket_whose_session_was_deleted_closes_it(
+    conversation, alice_session, finished_reply
+):
+    comm = socket_for(conversation.pk, alice_session)
+    assert (await comm.connect())[0]
+    await Session.objects.filter(session_key=alice_session).adelete()  # expired, flushed
+    await comm.send_to(text_data=json.dumps({"resync": finished_reply.pk}))
+    assert await closed_with(comm) == CLOSE_SESSION_ENDED
+    await comm.disconnect()
+
+
+async def test_a_message_after_a_password_change_elsewhere_closes_the_socket(
+    conversation, user, alice_session, finished_reply
+):
+    comm = socket_for(conversation.pk, alice_session)
+    assert (await comm.connect())[0]
+    await sync_to_async(user.set_password)("a-new-password-123")
+    await user.asave()
+    await comm.send_to(text_data=json.dumps({"resync": finished_reply.pk}))
+    assert await closed_with(comm) == CLOSE_SESSION_ENDED
+    await comm.disconnect()
+
+
+async def test_a_message_on_a_current_session_is_answered(
+    conversation, alice_session, finished_reply
+):
+    comm = socket_for(conversation.pk, alice_session)
+    assert (await comm.connect())[0]
+    await comm.send_to(text_data=json.dumps({"resync": finished_reply.pk}))
+    assert f'<article id="m{finished_reply.pk}"' in await comm.receive_from()
+    await comm.disconnect()
