@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -39,6 +39,10 @@ def start_server(transactional_db: None, fake_upstream: FakeUpstream) -> Iterato
             # Title requests would add upstream calls to every test; tests/e2e/test_page
             # switches them on where titles are under test.
             "CHAT_GENERATE_TITLES": "false",
+            # One server process streams replies itself, on Redis too (where a separate
+            # worker is the default); tests that start workers turn it off for their web
+            # processes.
+            "CHAT_EMBEDDED_WORKER": "false" if worker else "true",
         }
         server = ServerProcess({**base, **env}, worker=worker).start()
         started.append(server)
@@ -50,6 +54,17 @@ def start_server(transactional_db: None, fake_upstream: FakeUpstream) -> Iterato
     if os.environ.get("CHATSITE_SHOW_SERVER_LOGS"):
         for server in started:
             print(server.log_text())
+
+
+@pytest.fixture(autouse=True)
+async def close_thread_connections() -> AsyncIterator[None]:
+    """Async tests reach the ORM on asgiref's executor thread; close its connections after
+    each test so the test database can be dropped (PostgreSQL refuses while sessions remain)."""
+    yield
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture(autouse=True)

@@ -181,7 +181,7 @@ def test_a_socket_answers_any_message_with_a_frame_nothing_or_a_close_code(
             SOCKET_TEXT.filter(bool).map(
                 lambda text: (text, None)
             ),  # (the test client sends no empty frame)
-            st.binary(max_size=64).map(lambda data: (None, data)),
+            st.binary(min_size=1, max_size=64).map(lambda data: (None, data)),
         )
     )
     def send(message):

@@ -26,7 +26,7 @@ def cluster(start_server):
 
     def start(**env):
         workers = [start_server(worker=True, **env) for _ in range(2)]
-        web = [start_server(**env) for _ in range(2)]
+        web = [start_server(CHAT_EMBEDDED_WORKER="false", **env) for _ in range(2)]
         return web, workers
 
     return start
