@@ -264,6 +264,11 @@ def server_env(upstream: Process, coalesce_ms: float, **extra: str) -> dict[str,
         # Titles are one more upstream request per conversation, not part of the relay measured.
         CHAT_GENERATE_TITLES="false",
         CHAT_LOG_LEVEL="INFO",  # nothing per reply; workers log when they listen
+        # Simulated users start many replies at once: no per-user limits.
+        CHAT_LIMIT_CONCURRENT_REPLIES="0",
+        CHAT_LIMIT_MESSAGES_PER_MINUTE="0",
+        CHAT_LIMIT_TOKENS_PER_DAY="0",
+        CHAT_LIMIT_CONVERSATIONS_PER_MINUTE="0",
         DJANGO_SECRET_KEY=SECRET,
         DJANGO_DEBUG="false",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",

@@ -20,7 +20,8 @@ from django.utils.safestring import SafeString
 
 from . import selectors
 from .exports import csv_lines, jsonl_lines, with_messages
-from .models import Conversation, Message
+from .limits import FIELDS
+from .models import Conversation, Message, UsageLimit
 
 
 def _per_conversation(aggregate: Count | Sum) -> Coalesce:
@@ -253,6 +254,15 @@ class ConversationAdmin(admin.ModelAdmin):
         url = reverse("admin:chat_conversation_transcript", args=[obj.pk])
         count = obj.message_count  # type: ignore[attr-defined]
         return format_html('<a href="{}">{} message{}</a>', url, count, "" if count == 1 else "s")
+
+
+@admin.register(UsageLimit)
+class UsageLimitAdmin(admin.ModelAdmin):
+    """Other limits for a user or a group than the defaults in settings (`chat.limits`)."""
+
+    list_display = ["__str__", *FIELDS]
+    autocomplete_fields = ["user", "group"]
+    search_fields = ["user__username", "group__name"]
 
 
 @admin.register(Message)

@@ -158,3 +158,28 @@ class Message(models.Model):
 
 
 ACTIVE_STATUSES = (Message.Status.PENDING, Message.Status.STREAMING)
+
+
+class UsageLimit(models.Model):
+    """Limits for one user or one group, in place of the defaults in settings (an empty field
+    keeps the default; 0 means no limit). A user's own row wins over their groups'."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True
+    )
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, null=True, blank=True)
+    concurrent_replies = models.PositiveIntegerField(null=True, blank=True)
+    messages_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveIntegerField(null=True, blank=True)
+    conversations_per_minute = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False) ^ models.Q(group__isnull=False),
+                name="usage_limit_for_a_user_or_a_group",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Limits for {self.user or self.group}"

@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import events, selectors
+from . import events, limits, selectors
 from .markdown import render_markdown
 from .models import Conversation, Message
 
@@ -37,6 +37,8 @@ def conversation_lock(conversation: Conversation) -> Iterator[None]:
     lock, so two submissions, edits or retries cannot both see it idle."""
     with transaction.atomic():
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        # The owner's row too: their limits count replies across all their conversations.
+        User.objects.select_for_update().filter(pk=conversation.owner_id).first()
         yield
 
 
@@ -60,7 +62,9 @@ def _select(message: Message) -> None:
 
 
 def _new_reply(conversation: Conversation, *, parent: Message) -> Message:
-    """A pending reply after `parent`, generated once the transaction commits."""
+    """A pending reply after `parent`, generated once the transaction commits. Raises
+    LimitReached if the owner may not start one now."""
+    limits.check_reply(conversation.owner)
     reply = Message.objects.create(
         conversation=conversation,
         parent=parent,
@@ -82,6 +86,8 @@ def rendered_fields(*, content: str, reasoning: str) -> dict[str, str]:
 
 
 def conversation_create(*, owner: User, model: str = "", system_prompt: str = "") -> Conversation:
+    """A new conversation; raises LimitReached past the owner's conversations a minute."""
+    limits.check_conversation(owner)
     return Conversation.objects.create(
         owner=owner, model=model or settings.CHAT_MODEL, system_prompt=system_prompt
     )
@@ -287,6 +293,7 @@ def reply_continue(*, reply: Message) -> Message:
             or reply.children.exists()
         ):
             raise ReplyNotRetryable
+        limits.check_reply(reply.conversation.owner)
         reply.status = Message.Status.PENDING
         reply.finish_reason = ""
         reply.error = ""

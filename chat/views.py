@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, services
+from . import limits, selectors, services
 from .forms import ConversationSettingsForm, EditForm, FeedbackForm, MessageForm, RenameForm
 from .model_catalog import available_models
 from .models import Conversation, Message
@@ -46,7 +46,10 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def conversation_create(request: HttpRequest) -> HttpResponse:
-    conversation = services.conversation_create(owner=request.user)  # type: ignore[arg-type]
+    try:
+        conversation = services.conversation_create(owner=request.user)  # type: ignore[arg-type]
+    except limits.LimitReached as reached:
+        return _plain(reached.message, 429)
     return redirect(conversation)
 
 
@@ -168,6 +171,8 @@ def message_edit(request: HttpRequest, conversation_id: uuid.UUID, message_id: i
         services.message_edit(message=message, content=form.cleaned_data["content"])
     except services.ConversationBusy:
         return _plain(BUSY, 409)
+    except limits.LimitReached as reached:
+        return _plain(reached.message, 429)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
     return _message_list(request, conversation)
@@ -228,6 +233,8 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
         )
     except services.ConversationBusy:
         return _plain(BUSY, 409)
+    except limits.LimitReached as reached:
+        return _plain(reached.message, 429)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
     return render(
@@ -278,6 +285,8 @@ def _rerun_reply(
         action(reply=reply)
     except services.ConversationBusy:
         return _plain(BUSY, 409)
+    except limits.LimitReached as reached:
+        return _plain(reached.message, 429)
     except services.ReplyNotRetryable:
         return _plain(refused, 409)
     if not request.htmx:  # type: ignore[attr-defined]

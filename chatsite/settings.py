@@ -300,6 +300,22 @@ CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 0) or None
 # page can load; max_tokens is the upstream's to honour, this is ours.
 CHAT_MAX_REPLY_CHARS = env_int("CHAT_MAX_REPLY_CHARS", 200_000)
 
+# Mail, for password reset only: without a mail server the reset pages are not served.
+EMAIL_HOST = os.environ.get("DJANGO_EMAIL_HOST", "")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 587)
+EMAIL_HOST_USER = os.environ.get("DJANGO_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", default=True)
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "chatsite@localhost")
+PASSWORD_RESET_ENABLED = bool(EMAIL_HOST)
+
+# Fair limits per user (0: none). A user or group can be given other limits in the admin
+# (Usage limits). Counters live in the cache: per process without Redis, shared with it.
+CHAT_LIMIT_CONCURRENT_REPLIES = env_int("CHAT_LIMIT_CONCURRENT_REPLIES", 3)
+CHAT_LIMIT_MESSAGES_PER_MINUTE = env_int("CHAT_LIMIT_MESSAGES_PER_MINUTE", 20)
+CHAT_LIMIT_TOKENS_PER_DAY = env_int("CHAT_LIMIT_TOKENS_PER_DAY", 500_000)
+CHAT_LIMIT_CONVERSATIONS_PER_MINUTE = env_int("CHAT_LIMIT_CONVERSATIONS_PER_MINUTE", 10)
+
 # How many generations one streaming consumer process runs at the same time.
 CHAT_MAX_CONCURRENT_GENERATIONS = env_int("CHAT_MAX_CONCURRENT_GENERATIONS", 100)
 # Deltas are coalesced: the first goes at once, then at most one frame per window.

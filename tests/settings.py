@@ -12,3 +12,12 @@ from chatsite.settings import *  # noqa: F403
 
 # Every test that logs in hashes a password; the default hasher is slow on purpose.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# No per-user limits unless a test sets them (tests/test_limits.py, or the environment of a
+# server process it starts): many tests start many replies and conversations for one user.
+CHAT_LIMIT_CONCURRENT_REPLIES = int(os.environ.get("CHAT_LIMIT_CONCURRENT_REPLIES", "0"))
+CHAT_LIMIT_MESSAGES_PER_MINUTE = int(os.environ.get("CHAT_LIMIT_MESSAGES_PER_MINUTE", "0"))
+CHAT_LIMIT_TOKENS_PER_DAY = int(os.environ.get("CHAT_LIMIT_TOKENS_PER_DAY", "0"))
+CHAT_LIMIT_CONVERSATIONS_PER_MINUTE = int(
+    os.environ.get("CHAT_LIMIT_CONVERSATIONS_PER_MINUTE", "0")
+)

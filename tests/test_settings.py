@@ -141,3 +141,11 @@ def test_a_login_through_the_https_proxy_passes_the_origin_check(settings, user,
     )
     assert response.status_code == 302, response.content.decode()[:500]
     assert client.session.get("_auth_user_id") == str(user.pk)
+
+
+def test_password_reset_is_off_without_a_mail_server(client):
+    from django.conf import settings
+
+    assert not settings.PASSWORD_RESET_ENABLED
+    assert client.get("/accounts/password_reset/").status_code == 404
+    assert client.get("/accounts/login/").status_code == 200

@@ -1,0 +1,111 @@
+"""Fair limits per user: what one user may start, so that no user can hold up the others or
+spend without bound. Checked by the services that start a reply or a conversation.
+
+- concurrent replies: replies of the user's that are pending or streaming;
+- messages a minute and conversations a minute: counters in the cache (shared through Redis
+  when REDIS_URL is set, so they hold across processes);
+- tokens a day: prompt and completion tokens of the user's replies since midnight.
+
+Defaults come from settings (`CHAT_LIMIT_*`); a `UsageLimit` row for the user, or else for one
+of their groups (the most generous), replaces any of them. 0 means no limit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from .models import Message, UsageLimit
+
+
+class LimitReached(Exception):
+    """The user reached one of their limits; the message says which and until when."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    concurrent_replies: int
+    messages_per_minute: int
+    tokens_per_day: int
+    conversations_per_minute: int
+
+
+FIELDS = ("concurrent_replies", "messages_per_minute", "tokens_per_day", "conversations_per_minute")
+
+
+def limits_for(user: AbstractBaseUser) -> Limits:
+    values = {
+        "concurrent_replies": settings.CHAT_LIMIT_CONCURRENT_REPLIES,
+        "messages_per_minute": settings.CHAT_LIMIT_MESSAGES_PER_MINUTE,
+        "tokens_per_day": settings.CHAT_LIMIT_TOKENS_PER_DAY,
+        "conversations_per_minute": settings.CHAT_LIMIT_CONVERSATIONS_PER_MINUTE,
+    }
+    rows = list(UsageLimit.objects.filter(Q(user_id=user.pk) | Q(group__user=user.pk)))
+    own = [row for row in rows if row.user_id == user.pk]
+    for name in FIELDS:
+        mine = [getattr(row, name) for row in own if getattr(row, name) is not None]
+        groups = [getattr(row, name) for row in rows if getattr(row, name) is not None]
+        if mine:
+            values[name] = mine[0]
+        elif groups:  # the most generous of the user's groups (0 is no limit)
+            values[name] = 0 if 0 in groups else max(groups)
+    return Limits(**values)
+
+
+def check_reply(user: AbstractBaseUser) -> None:
+    """Before a new reply (a message, an edit, a regeneration, a continuation) is started.
+    Call inside the transaction that starts it, with the user's row locked."""
+    limits = limits_for(user)
+    if limits.concurrent_replies:
+        running = Message.objects.active().replies().filter(conversation__owner=user.pk).count()
+        if running >= limits.concurrent_replies:
+            raise LimitReached(
+                f"You have {running} replies being written at once, the most you can. "
+                "Wait for one to finish, or stop one."
+            )
+    if limits.tokens_per_day:
+        midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+        used = (
+            Message.objects.replies()
+            .filter(conversation__owner=user.pk, created__gte=midnight)
+            .aggregate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+        )
+        spent = (used["prompt"] or 0) + (used["completion"] or 0)
+        if spent >= limits.tokens_per_day:
+            raise LimitReached(
+                f"You have used your {limits.tokens_per_day:,} tokens for today. "
+                "The limit starts again at midnight."
+            )
+    _count(user, "messages", limits.messages_per_minute, "messages")
+
+
+def check_conversation(user: AbstractBaseUser) -> None:
+    """Before a new conversation is created."""
+    _count(user, "conversations", limits_for(user).conversations_per_minute, "new conversations")
+
+
+def _count(user: AbstractBaseUser, kind: str, limit: int, what: str) -> None:
+    """Count one more `kind` in this minute; refuse it past `limit`."""
+    if not limit:
+        return
+    minute = int(time.time() // 60)
+    key = f"limits:{kind}:{user.pk}:{minute}"
+    cache.add(key, 0, timeout=120)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=120)
+        count = 1
+    if count > limit:
+        wait = 60 - int(time.time() % 60)
+        raise LimitReached(f"You can send {limit} {what} a minute. Try again in {wait} seconds.")

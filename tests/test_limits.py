@@ -1,0 +1,134 @@
+"""Fair limits per user: refused with a clear reason, nothing saved, and a user or group can be
+given other limits in the admin."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.cache import cache
+from django.test import Client
+from django.urls import reverse
+
+from chat import services
+from chat.models import Conversation, Message, UsageLimit
+from tests.fake_upstream import FakeRequest, reply_events
+from tests.live import ChatClient, wait_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def no_worker(sent_to_worker) -> list[int]:
+    cache.clear()
+    return sent_to_worker
+
+
+def send(client: Client, conversation: Conversation, text: str = "hi"):
+    url = reverse("chat:message_create", args=[conversation.pk])
+    return client.post(url, {"content": text}, HTTP_HX_REQUEST="true")
+
+
+def test_concurrent_replies_are_limited_and_the_reason_is_shown(alice_client, user, settings):
+    settings.CHAT_LIMIT_CONCURRENT_REPLIES = 3
+    conversations = [services.conversation_create(owner=user) for _ in range(4)]
+    for conversation in conversations[:3]:
+        assert send(alice_client, conversation).status_code == 200
+    refused = send(alice_client, conversations[3])
+    assert refused.status_code == 429
+    assert "3 replies being written at once" in refused.content.decode()
+    assert not conversations[3].messages.exists()  # nothing half-saved
+    # One reply ends: there is room again.
+    Message.objects.filter(conversation=conversations[0], role="assistant").update(
+        status="complete"
+    )
+    assert send(alice_client, conversations[3]).status_code == 200
+
+
+def test_messages_a_minute_are_limited(alice_client, user, settings):
+    settings.CHAT_LIMIT_MESSAGES_PER_MINUTE = 2
+    conversation = services.conversation_create(owner=user)
+    for _ in range(2):
+        assert send(alice_client, conversation).status_code == 200
+        Message.objects.filter(conversation=conversation).update(status="complete")
+    refused = send(alice_client, conversation)
+    assert refused.status_code == 429 and "2 messages a minute" in refused.content.decode()
+    assert conversation.messages.count() == 4
+
+
+def test_tokens_a_day_are_limited(alice_client, user, settings):
+    settings.CHAT_LIMIT_TOKENS_PER_DAY = 100
+    conversation = services.conversation_create(owner=user)
+    assert send(alice_client, conversation).status_code == 200
+    Message.objects.filter(conversation=conversation, role="assistant").update(
+        status="complete", prompt_tokens=60, completion_tokens=50
+    )
+    refused = send(alice_client, conversation)
+    assert refused.status_code == 429 and "100 tokens for today" in refused.content.decode()
+    # Regenerating is a new reply too.
+    reply = conversation.messages.get(role="assistant")
+    retry = reverse("chat:message_retry", args=[conversation.pk, reply.pk])
+    assert alice_client.post(retry).status_code == 429
+
+
+def test_new_conversations_a_minute_are_limited(alice_client, settings):
+    settings.CHAT_LIMIT_CONVERSATIONS_PER_MINUTE = 2
+    for _ in range(2):
+        assert alice_client.post(reverse("chat:conversation_create")).status_code == 302
+    refused = alice_client.post(reverse("chat:conversation_create"))
+    assert refused.status_code == 429 and "2 new conversations a minute" in refused.content.decode()
+    assert Conversation.objects.count() == 2
+
+
+def test_a_user_or_their_group_can_have_other_limits(alice_client, user, settings):
+    settings.CHAT_LIMIT_CONCURRENT_REPLIES = 1
+    team = Group.objects.create(name="team")
+    user.groups.add(team)
+    UsageLimit.objects.create(group=team, concurrent_replies=2)
+    conversations = [services.conversation_create(owner=user) for _ in range(4)]
+    assert [send(alice_client, c).status_code for c in conversations[:3]] == [200, 200, 429]
+    UsageLimit.objects.create(user=user, concurrent_replies=0)  # the user's own: no limit
+    assert send(alice_client, conversations[3]).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+async def test_one_user_starting_105_replies_does_not_delay_another(
+    start_server, fake_upstream, alice_session, other_user
+):
+    """Today's worker runs 100 replies at once: without a per-user limit, one user's 105
+    would make the next user wait for a slot."""
+    from tests.live import session_cookie_for
+
+    server = start_server(CHAT_LIMIT_CONCURRENT_REPLIES="3", CHAT_MAX_CONCURRENT_GENERATIONS="100")
+    held = asyncio.Event()
+
+    async def plan(request: FakeRequest):
+        if "from bob" in str(request.body["messages"]):
+            return await request.stream(reply_events(["Right away."]))
+        await held.wait()
+        return await request.stream(reply_events(["Late."]))
+
+    fake_upstream.plan = plan
+    alice = ChatClient(server, alice_session)
+    statuses = []
+    for _ in range(105):
+        conversation_id = await alice.create_conversation()
+        statuses.append((await alice.send(conversation_id, "from alice")).status_code)
+    assert statuses.count(200) == 3 and statuses.count(429) == 102
+
+    bob = ChatClient(server, await asyncio.to_thread(session_cookie_for, other_user))
+    conversation_id = await bob.create_conversation()
+    response = await bob.send(conversation_id, "from bob")
+    reply_id = [int(i) for i in re.findall(r'<article id="m(\d+)"', response.text)][-1]
+
+    async def answered():
+        reply = await Message.objects.aget(pk=reply_id)
+        return reply.status == "complete" and reply.content == "Right away."
+
+    await wait_for(answered, timeout=10)
+    fake_upstream.loop.call_soon_threadsafe(held.set)
+    await alice.aclose()
+    await bob.aclose()
