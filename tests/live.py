@@ -85,10 +85,14 @@ class ServerProcess:
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
-        if self.worker:
-            self._wait_for_log("listening on")
-        else:
-            self._wait_ready()
+        try:
+            if self.worker:
+                self._wait_for_log("listening on")
+            else:
+                self._wait_ready()
+        except BaseException:
+            self.stop()  # a server that did not come up must not outlive the test
+            raise
         return self
 
     def _wait_for_log(self, text: str, timeout: float = 30.0) -> None:
@@ -119,7 +123,8 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_text()}")
             try:
-                if httpx.get(self.url + "/accounts/login/", timeout=1).status_code == 200:
+                # Any answer will do (behind a TLS proxy, plain HTTP is redirected).
+                if httpx.get(self.url + "/accounts/login/", timeout=1).status_code < 500:
                     return
             except httpx.HTTPError:
                 pass
