@@ -62,6 +62,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     fetched: set[int]
     last_requested: dict[int, float]
     deferred: set[int]  # replies with a request waiting for its second
+    whole: set[int]  # replies sent whole as saved at their end
     _later: set[asyncio.Task[None]]
 
     async def connect(self) -> None:
@@ -81,6 +82,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         self.last_requested = {}
         self.deferred = set()
         self._later = set()
+        self.whole = set()
         await events.join_conversation(self.conversation_id, self.channel_name)
         await events.join_user(self.user_id, self.channel_name)
         await self.accept()
@@ -155,13 +157,15 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
 
     async def message_started(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
+        if message_id in self.whole:
+            return  # events of a generation whose saved end this tab already has
         self.fetched.discard(message_id)  # a new generation (Continue) starts from its text
         self.replies[message_id] = event["cursor"]
         await self._relay(message_id, event["html"] + fragments.status(message_id, ""))
 
     async def message_delta(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
-        if message_id in self.fetched:
+        if message_id in self.fetched or message_id in self.whole:
             return
         if message_id not in self.replies:
             if event["cursor"] != START:
@@ -197,7 +201,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         self.fetched.discard(message_id)
         have = self.replies.pop(message_id, None)
         final = event.get("final")
-        if final is not None and have == final["cursor"]:
+        if final is not None and have == final["cursor"] and message_id not in self.whole:
             # Only what changes at the end.
             await self._relay(message_id, final["html"], streaming=False)
         else:
@@ -269,7 +273,13 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         is drawn from its last checkpoint: ask for a snapshot to go on from."""
         for message_id in message_ids:
             self.replies.pop(message_id, None)
+            if message_id not in active:
+                # The socket's own messages can overtake the channel layer's: events of the
+                # generation that ended this reply may still be on their way, and must not be
+                # drawn on top of its saved end (until it is seen streaming again: Continue).
+                self.whole.add(message_id)
         for message_id in active:
+            self.whole.discard(message_id)
             await self._resync(message_id)
 
 

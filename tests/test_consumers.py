@@ -383,3 +383,35 @@ async def test_a_snapshot_nobody_waits_for_is_not_drawn(conversation, user):
     await events.snapshot_send(request["reply_channel"], 7, cursor=START, html="<div>old</div>")
     assert await comm.receive_nothing()
     await comm.disconnect()
+
+
+async def test_events_of_a_generation_are_not_drawn_over_its_saved_end(
+    conversation, alice_session, monkeypatch
+):
+    """The socket's own messages overtake the channel layer's: a tab can ask for a fast reply,
+    get it whole as saved, and only then receive the events that streamed it. They must not
+    be drawn on top of it (its text would show twice)."""
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="q")
+    view = ReplyRenderer(reply.pk, "", "")
+    cursor, html = view.frame(Frame(0, "kept text", 0, "", None))
+    stored, ending = view.finish()
+    await Message.objects.filter(pk=reply.pk).aupdate(
+        status=Message.Status.INTERRUPTED, content="kept text", **stored
+    )
+    comm = socket_for(conversation.pk, alice_session)
+    await comm.connect()
+    await comm.send_json_to({"resync": reply.pk})
+    assert "<p>kept text</p>" in await comm.receive_from()
+    await events.message_started(conversation.pk, reply.pk, cursor=START, html="")
+    await events.message_delta(
+        conversation.pk, reply.pk, cursor=cursor, next=view.cursor(), html=html
+    )
+    await events.message_finished(
+        conversation.pk, reply.pk, {"cursor": view.cursor(), "html": ending}
+    )
+    again = await comm.receive_from()
+    assert again.lstrip().startswith(f'<article id="m{reply.pk}"')  # whole, not appended
+    assert again.count("kept text") == 1
+    assert await comm.receive_nothing()
+    await comm.disconnect()
