@@ -21,6 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from . import events, fragments, selectors
 from .dispatch import DirectEventDispatch
 from .models import Conversation, Message
+from .outages import SERVICE_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,16 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     # Where this tab stands in each reply that streams; None while a snapshot is awaited.
     replies: dict[int, Cursor | None]
     last_requested: dict[int, float]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SERVICE_ERRORS:
+            # Redis or the database went away under this socket: chat.middleware closes it
+            # (the page retries). Leave the group now, as `disconnect` will not run.
+            if hasattr(self, "replies"):
+                await events.leave_conversation(self.conversation_id, self.channel_name)
+            raise
 
     async def connect(self) -> None:
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
