@@ -450,16 +450,15 @@ class Generation:
         up to CHAT_DATABASE_OUTAGE_SECONDS."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.CHAT_DATABASE_OUTAGE_SECONDS
-        attempt = 0
         while True:
-            try:
-                return await save()
-            except outages.DATABASE_ERRORS as error:
-                await sync_to_async(outages.database_failed)(error)
-                if loop.time() >= deadline:
-                    raise
-            await asyncio.sleep(outages.retry_delay(attempt))
-            attempt += 1
+            if await outages.database_answers() or loop.time() >= deadline:
+                try:
+                    return await save()
+                except outages.DATABASE_ERRORS as error:
+                    await sync_to_async(outages.database_failed)(error)
+                    if loop.time() >= deadline:
+                        raise
+            await asyncio.sleep(outages.FIRST_RETRY_DELAY)
 
     def _interrupt(self, reason: str) -> None:
         """Stop streaming and save the reply as `interrupted` with all its text."""
@@ -477,6 +476,8 @@ class Generation:
             if outages.redis.away_for() > limit:
                 self._interrupt(f"Our servers lost touch with each other for over {limit:g} s.")
                 return
+            if not await outages.database_answers():
+                continue  # the text stays in memory for the next checkpoint, or the final save
             text = self.text
             fields: dict[str, Any] = {}
             if text != self._saved_content:

@@ -13,6 +13,7 @@ logs one WARNING when it goes and one INFO when it is back, however many calls f
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -96,6 +97,52 @@ def _summary(error: BaseException) -> str:
 
 redis = Outage("Redis")
 database = Outage("the database")
+
+
+_next_database_probe = 0.0
+_database_probes = 0
+
+
+async def database_answers() -> bool:
+    """Whether background work (checkpoints, saves, recovery) should go to the database now:
+    yes while it is there. While it is away, only once a probe finds it back, at most one per
+    retry delay: each ORM call would hold the ORM's one thread for the pool's whole timeout,
+    while the probe is a plain connection in a thread of its own, refused at once."""
+    global _next_database_probe, _database_probes
+    if not database.away:
+        return True
+    now = time.monotonic()
+    if now < _next_database_probe:
+        return False
+    _next_database_probe = now + retry_delay(_database_probes)
+    _database_probes += 1
+    if not await asyncio.to_thread(_database_accepts_connections):
+        return False
+    _database_probes = 0
+    return True
+
+
+def _database_accepts_connections() -> bool:
+    from django.db import connections
+
+    db = connections["default"]
+    if db.vendor != "postgresql":
+        return True
+    import psycopg
+
+    config = db.settings_dict
+    try:
+        psycopg.connect(
+            dbname=config["NAME"],
+            user=config["USER"] or None,
+            password=config["PASSWORD"] or None,
+            host=config["HOST"] or None,
+            port=config["PORT"] or None,
+            connect_timeout=config["OPTIONS"].get("connect_timeout", 2),
+        ).close()
+    except psycopg.Error:
+        return False
+    return True
 
 
 def database_failed(error: BaseException) -> None:

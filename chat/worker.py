@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -50,7 +50,8 @@ async def recovery_loop() -> None:
     redis_returns = outages.redis.returns
     while True:
         try:
-            await recover_once(requeue_older_than=requeue_older_than)
+            if await outages.database_answers():
+                await recover_once(requeue_older_than=requeue_older_than)
         except outages.DATABASE_ERRORS as error:
             await sync_to_async(outages.database_failed)(error)
         except Exception:
@@ -151,5 +152,21 @@ class EmbeddedWorkerMiddleware:
                 channel_layer=get_channel_layer(),
             )
             self._tasks = {loop.create_task(worker.arun()), loop.create_task(recovery_loop())}
+            _close_http_clients_at_shutdown(loop)
             logger.info("streaming consumer running inside the web process")
         return await self.application(scope, receive, send)
+
+
+def _close_http_clients_at_shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    """Daphne stops without telling the application: close the upstream client as its reactor
+    shuts down, or aiohttp logs an unclosed session as an error at exit."""
+    try:
+        from twisted.internet import reactor
+        from twisted.internet.defer import Deferred
+    except ImportError:  # not under daphne
+        return
+
+    def close() -> Deferred[None]:
+        return Deferred.fromFuture(loop.create_task(close_http_clients()))
+
+    cast(Any, reactor).addSystemEventTrigger("before", "shutdown", close)
