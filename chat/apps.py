@@ -6,4 +6,9 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
         from . import receivers  # noqa: F401  (connects the signal receivers)
+        from .outages import database_connected
+
+        connection_created.connect(database_connected, dispatch_uid="chat.database_connected")

@@ -1,19 +1,33 @@
-"""The in-process channel layer: Channels' in-memory layer, made cheaper per frame.
+"""The channel layers chatsite picks in its settings: one per topology.
 
-Measured at 200 streams, two costs of `InMemoryChannelLayer` stood out: it walks every channel
-and group for expired messages on every send and receive (a tenth of the relay's CPU), and its
-`group_send` starts an asyncio task per member for every message. Expiry is measured in
-seconds (60 by default), so sweeping once a second loses nothing; and an in-memory `send`
+`InProcessChannelLayer` (one process, no Redis): Channels' in-memory layer, made cheaper per
+frame. Measured at 200 streams, two costs of `InMemoryChannelLayer` stood out: it walks every
+channel and group for expired messages on every send and receive (a tenth of the relay's CPU),
+and its `group_send` starts an asyncio task per member for every message. Expiry is measured
+in seconds (60 by default), so sweeping once a second loses nothing; and an in-memory `send`
 never waits, so sending to each member in turn keeps the order and drops the task.
+
+`RedisChannelLayer` (several processes): channels-redis, riding out a Redis restart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
+import channels_redis.core
+import redis.exceptions
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
+from channels_redis.utils import create_pool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from . import outages
+from .outages import ChannelLayerAway
 
 SWEEP_INTERVAL_SECONDS = 1.0
 
@@ -36,3 +50,162 @@ class InProcessChannelLayer(InMemoryChannelLayer):
                 await self.send(channel, message)
             except ChannelFull:
                 pass  # as Channels does: a full channel misses the message (clients resync)
+
+
+REDIS_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,  # also BusyLoadingError: a restarted Redis loading its data
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,  # a replica during a failover
+    ConnectionError,
+)
+
+
+class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
+    """channels-redis, riding out a Redis restart.
+
+    - A call that finds Redis away raises `ChannelLayerAway` (chat.outages logs the outage once).
+      Until Redis answers again, calls fail at once without touching the network, except one
+      that probes it (a PING per host) each retry delay; calls that come while it probes wait
+      for its answer. So an outage costs no connect timeouts and no flood of reconnects.
+      `reachable()` waits for Redis.
+    - The group memberships made through this layer are remembered, and a Redis restarted
+      without its data gets them back when it answers again (the streaming consumer's groups
+      must survive, or Stop and snapshot requests would reach nobody). Discards that could not
+      reach Redis are done then too.
+    - A pooled connection that Redis closed (say it restarted while idle) is retried once on a
+      new one, so a restart nobody was using Redis for costs nothing.
+    - A cancelled `receive` returns at once (see `receive`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._members: dict[str, set[str]] = {}
+        self._missed_discards: set[tuple[str, str]] = set()
+        self._next_probe = 0.0
+        self._failed_probes = 0
+        self._probing: asyncio.Future[None] | None = None
+
+    def create_pool(self, index: int) -> Any:
+        retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+        return create_pool({"retry": retry, **self.hosts[index]})
+
+    @contextlib.asynccontextmanager
+    async def _redis(self) -> AsyncIterator[None]:
+        """Around every call that talks to Redis: fail fast while it is away, and turn its
+        connection errors into `ChannelLayerAway`."""
+        if outages.redis.away:
+            await self._probe()
+        try:
+            yield
+        except REDIS_ERRORS as error:
+            if not outages.redis.away:
+                self._failed_probes = 0
+                self._next_probe = time.monotonic()  # the next call tries again at once
+                outages.redis.went_away(error)
+            raise ChannelLayerAway(str(error)) from error
+
+    async def _probe(self) -> None:
+        """Return if Redis answers (restoring the groups first), else raise `ChannelLayerAway`.
+        One probe at a time: a call that comes meanwhile waits for its answer."""
+        loop = asyncio.get_running_loop()
+        probing = self._probing
+        if probing is not None and not probing.done() and probing.get_loop() is loop:
+            await asyncio.shield(probing)
+            return
+        now = time.monotonic()
+        if now < self._next_probe:
+            raise ChannelLayerAway("Redis is away")
+        self._next_probe = now + outages.retry_delay(self._failed_probes)
+        self._failed_probes += 1
+        self._probing = probing = loop.create_future()
+        try:
+            await self._restore()
+        except REDIS_ERRORS as error:
+            probing.set_exception(ChannelLayerAway(str(error)))
+        except BaseException as error:  # cancelled: those waiting try again themselves
+            probing.set_exception(ChannelLayerAway(f"probe interrupted: {error!r}"))
+            probing.exception()  # read, so asyncio does not log it as never retrieved
+            raise
+        else:
+            self._failed_probes = 0
+            outages.redis.came_back()
+            probing.set_result(None)
+        finally:
+            self._probing = None
+        probing.result()  # raises ChannelLayerAway if Redis did not answer
+
+    async def _restore(self) -> None:
+        for index in range(self.ring_size):
+            await self.connection(index).ping()
+        for group, channels in list(self._members.items()):
+            for channel in list(channels):
+                await super().group_add(group, channel)
+        for group, channel in list(self._missed_discards):
+            await super().group_discard(group, channel)
+            self._missed_discards.discard((group, channel))
+
+    async def reachable(self) -> None:
+        """Return once Redis answers, probing it with backoff (at once if it is there)."""
+        while outages.redis.away:
+            try:
+                await self._probe()
+            except ChannelLayerAway:
+                await asyncio.sleep(max(self._next_probe - time.monotonic(), 0.01))
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        async with self._redis():
+            await super().send(channel, message)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        """As channels-redis's, in a task of its own that a cancelled caller does not wait
+        for: redis-py connects under `asyncio.wait_for`, which on Python 3.11 can swallow a
+        cancellation (fixed in 3.12), and then the receive would go on blocking its caller (a
+        consumer that is closing) until a message comes. Left alone, it ends with the next
+        message this process receives."""
+        async with self._redis():
+            receiving = asyncio.ensure_future(super().receive(channel))
+            try:
+                return cast(dict[str, Any], await asyncio.shield(receiving))
+            except asyncio.CancelledError:
+                receiving.cancel()
+                receiving.add_done_callback(_retrieve_outcome)
+                raise
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self._members.setdefault(group, set()).add(channel)
+        self._missed_discards.discard((group, channel))
+        async with self._redis():
+            await super().group_add(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        members = self._members.get(group)
+        if members is not None:
+            members.discard(channel)
+            if not members:
+                del self._members[group]
+        try:
+            async with self._redis():
+                await super().group_discard(group, channel)
+        except ChannelLayerAway:
+            self._missed_discards.add((group, channel))
+            raise
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        async with self._redis():
+            await super().group_send(group, message)
+
+    async def flush(self) -> None:
+        async with self._redis():
+            await super().flush()
+
+    async def _clean_receive_backup(self, index: int, channel: str) -> None:
+        # A detached task in channels-redis, whose error nobody would read. Left undone, the
+        # message comes again from its backup queue: a duplicate, which every receiver here
+        # tolerates (claims are atomic, frames carry cursors).
+        with contextlib.suppress(*REDIS_ERRORS):
+            await super()._clean_receive_backup(index, channel)
+
+
+def _retrieve_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # read, so asyncio does not log it as never retrieved

@@ -23,6 +23,7 @@ from . import events, fragments, selectors, socket_auth, socket_protocol
 from .dispatch import DirectEventDispatch
 from .events import Cursor
 from .models import Conversation, Message
+from .outages import SERVICE_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,16 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     deferred: set[int]  # replies with a request waiting for its second
     whole: set[int]  # replies sent whole as saved at their end
     _later: set[asyncio.Task[None]]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SERVICE_ERRORS:
+            # Redis or the database went away under this socket: chat.middleware closes it
+            # (the page retries). Leave the group now, as `disconnect` will not run.
+            if hasattr(self, "replies"):
+                await events.leave_conversation(self.conversation_id, self.channel_name)
+            raise
 
     async def connect(self) -> None:
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]

@@ -24,16 +24,32 @@ Sent to one WebSocket:
 
 A cursor is {"content": [length, settled], "reasoning": [length, settled]}: how much text a tab
 shows and where its open tail starts (offsets in the progressive renderer's text).
+
+While Redis is away the channel layer raises `ChannelLayerAway` (chat.outages). Every tab's
+socket closes then, and the page catches up from a snapshot or the database when it is back,
+so what tabs would have been sent meanwhile is not needed: frames and notices are skipped, and
+the events that end or add something are retried until Redis has been away for
+CHAT_REDIS_OUTAGE_SECONDS. Only what a WebSocket consumer or a view must know failed raises:
+joining a conversation, asking for a snapshot, Stop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+
+from . import outages
+from .outages import ChannelLayerAway
+
+logger = logging.getLogger(__name__)
 
 Cursor = dict[str, list[int]]
 
@@ -54,32 +70,68 @@ def _layer() -> Any:
     return get_channel_layer()
 
 
+async def channel_layer_reachable() -> None:
+    """Return once the channel layer answers (at once unless Redis is away)."""
+    reachable = getattr(_layer(), "reachable", None)
+    if reachable is not None:
+        await reachable()
+
+
+async def _skipped_while_away(send: Awaitable[None]) -> None:
+    try:
+        await send
+    except ChannelLayerAway:
+        pass
+
+
+async def _retried_while_away(send: Callable[[], Awaitable[None]]) -> None:
+    """Send, retrying while Redis is away, until it has been away for the outage limit; then
+    drop the event (tabs read the database when their socket is back)."""
+    while True:
+        try:
+            return await send()
+        except ChannelLayerAway:
+            remaining = settings.CHAT_REDIS_OUTAGE_SECONDS - outages.redis.away_for()
+            if remaining <= 0:
+                logger.debug("an event was dropped while Redis was away")
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await channel_layer_reachable()
+
+
 # --- From synchronous code (views and services) ---------------------------------------------
 
 
 def request_generation(message_id: int) -> None:
-    """Hand a pending reply to the streaming consumer. Call after the reply is committed."""
+    """Hand a pending reply to the streaming consumer. Call after the reply is committed.
+    (While Redis is away it stays pending: recovery offers it again once Redis is back.)"""
     async_to_sync(request_generation_async)(message_id)
 
 
 async def request_generation_async(message_id: int) -> None:
-    await _layer().send(
-        settings.CHAT_STREAM_CHANNEL, {"type": "generate", "message_id": message_id}
+    await _skipped_while_away(
+        _layer().send(settings.CHAT_STREAM_CHANNEL, {"type": "generate", "message_id": message_id})
     )
 
 
 def request_cancel(message_id: int) -> None:
+    """Stop a streaming reply. Raises ChannelLayerAway while Redis is away (the Stop is lost:
+    the user must hear so)."""
     async_to_sync(_layer().group_send)(
         generation_group(message_id), {"type": "generation.cancel", "message_id": message_id}
     )
 
 
+# A view does not wait for Redis: these are skipped while it is away.
+
+
 def messages_appended_sync(conversation_id: uuid.UUID, message_ids: list[int]) -> None:
-    async_to_sync(messages_appended)(conversation_id, message_ids)
+    async_to_sync(_skipped_while_away)(_messages_appended(conversation_id, message_ids))
 
 
 def message_finished_sync(conversation_id: uuid.UUID, message_id: int) -> None:
-    async_to_sync(message_finished)(conversation_id, message_id)
+    async_to_sync(_skipped_while_away)(_message_finished(conversation_id, message_id))
 
 
 def session_closed_sync(user_id: int, session_key: str) -> None:
@@ -98,35 +150,47 @@ def user_closed_sync(user_id: int) -> None:
 async def message_started(
     conversation_id: uuid.UUID, message_id: int, *, cursor: Cursor, html: str
 ) -> None:
-    await _layer().group_send(
-        conversation_group(conversation_id),
-        {"type": "message.started", "message_id": message_id, "cursor": cursor, "html": html},
+    await _skipped_while_away(
+        _layer().group_send(
+            conversation_group(conversation_id),
+            {"type": "message.started", "message_id": message_id, "cursor": cursor, "html": html},
+        )
     )
 
 
 async def message_delta(
     conversation_id: uuid.UUID, message_id: int, *, cursor: Cursor, next: Cursor, html: str
 ) -> None:
-    await _layer().group_send(
-        conversation_group(conversation_id),
-        {
-            "type": "message.delta",
-            "message_id": message_id,
-            "cursor": cursor,
-            "next": next,
-            "html": html,
-        },
+    await _skipped_while_away(
+        _layer().group_send(
+            conversation_group(conversation_id),
+            {
+                "type": "message.delta",
+                "message_id": message_id,
+                "cursor": cursor,
+                "next": next,
+                "html": html,
+            },
+        )
     )
 
 
 async def message_status(conversation_id: uuid.UUID, message_id: int, text: str) -> None:
-    await _layer().group_send(
-        conversation_group(conversation_id),
-        {"type": "message.status", "message_id": message_id, "text": text},
+    await _skipped_while_away(
+        _layer().group_send(
+            conversation_group(conversation_id),
+            {"type": "message.status", "message_id": message_id, "text": text},
+        )
     )
 
 
 async def message_finished(
+    conversation_id: uuid.UUID, message_id: int, final: dict[str, Any] | None = None
+) -> None:
+    await _retried_while_away(lambda: _message_finished(conversation_id, message_id, final))
+
+
+async def _message_finished(
     conversation_id: uuid.UUID, message_id: int, final: dict[str, Any] | None = None
 ) -> None:
     await _layer().group_send(
@@ -136,6 +200,10 @@ async def message_finished(
 
 
 async def messages_appended(conversation_id: uuid.UUID, message_ids: list[int]) -> None:
+    await _retried_while_away(lambda: _messages_appended(conversation_id, message_ids))
+
+
+async def _messages_appended(conversation_id: uuid.UUID, message_ids: list[int]) -> None:
     await _layer().group_send(
         conversation_group(conversation_id),
         {"type": "messages.appended", "message_ids": message_ids},
@@ -143,10 +211,15 @@ async def messages_appended(conversation_id: uuid.UUID, message_ids: list[int]) 
 
 
 async def conversation_updated(conversation_id: uuid.UUID) -> None:
-    await _layer().group_send(conversation_group(conversation_id), {"type": "conversation.updated"})
+    await _retried_while_away(
+        lambda: _layer().group_send(
+            conversation_group(conversation_id), {"type": "conversation.updated"}
+        )
+    )
 
 
 async def snapshot_request(message_id: int, reply_channel: str) -> None:
+    """Raises ChannelLayerAway while Redis is away."""
     await _layer().group_send(
         generation_group(message_id),
         {
@@ -158,26 +231,36 @@ async def snapshot_request(message_id: int, reply_channel: str) -> None:
 
 
 async def snapshot_send(reply_channel: str, message_id: int, *, cursor: Cursor, html: str) -> None:
-    await _layer().send(
-        reply_channel,
-        {"type": "message.snapshot", "message_id": message_id, "cursor": cursor, "html": html},
+    await _skipped_while_away(
+        _layer().send(
+            reply_channel,
+            {"type": "message.snapshot", "message_id": message_id, "cursor": cursor, "html": html},
+        )
     )
 
 
+# Joining and leaving: the Redis layer remembers memberships, and makes those it could not
+# make (or undo) once Redis is back, so only joining a conversation (a socket that must close
+# if it hears nothing) raises.
+
+
 async def join_generation(message_id: int, channel_name: str) -> None:
-    await _layer().group_add(generation_group(message_id), channel_name)
+    await _skipped_while_away(_layer().group_add(generation_group(message_id), channel_name))
 
 
 async def leave_generation(message_id: int, channel_name: str) -> None:
-    await _layer().group_discard(generation_group(message_id), channel_name)
+    await _skipped_while_away(_layer().group_discard(generation_group(message_id), channel_name))
 
 
 async def join_conversation(conversation_id: uuid.UUID | str, channel_name: str) -> None:
+    """Raises ChannelLayerAway while Redis is away."""
     await _layer().group_add(conversation_group(conversation_id), channel_name)
 
 
 async def leave_conversation(conversation_id: uuid.UUID | str, channel_name: str) -> None:
-    await _layer().group_discard(conversation_group(conversation_id), channel_name)
+    await _skipped_while_away(
+        _layer().group_discard(conversation_group(conversation_id), channel_name)
+    )
 
 
 async def join_user(user_id: int, channel_name: str) -> None:
@@ -185,4 +268,4 @@ async def join_user(user_id: int, channel_name: str) -> None:
 
 
 async def leave_user(user_id: int, channel_name: str) -> None:
-    await _layer().group_discard(user_group(user_id), channel_name)
+    await _skipped_while_away(_layer().group_discard(user_group(user_id), channel_name))

@@ -1,5 +1,10 @@
 """One reply, from request to saved message: calls the model through the stream client, sends
-coalesced deltas to the conversation, checkpoints partial text, and saves the result once."""
+coalesced deltas to the conversation, checkpoints partial text, and saves the result once.
+
+A reply rides out a service that goes away for a while: frames Redis cannot take are skipped
+(tabs catch up from a snapshot), checkpoints the database cannot take wait for the next, and
+the final save is retried until the database is back (CHAT_DATABASE_OUTAGE_SECONDS at most).
+A Redis outage longer than CHAT_REDIS_OUTAGE_SECONDS ends the reply interrupted."""
 
 from __future__ import annotations
 
@@ -11,12 +16,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import events, fragments, selectors, services, titles, tools
+from . import events, fragments, outages, selectors, services, titles, tools
 from .models import Message
 from .progressive import ProgressiveRenderer, normalise
 from .stream_client import (
@@ -31,6 +36,8 @@ from .stream_client import (
 from .upstream import chat_completions_client
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CONTINUE_PROMPT = (
     "Continue exactly where your previous message stopped. Do not repeat anything, "
@@ -189,6 +196,7 @@ class Generation:
     reached_size_limit: bool = False  # CHAT_MAX_REPLY_CHARS: the rest was not read
     next_reply: Message | None = None  # the follow-up reply after a tool round
     stream: CompletionStream | None = None
+    interruption: str = ""  # why the generation stopped itself, if it did
     started_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     _saved_content: str = ""
@@ -268,7 +276,9 @@ class Generation:
         except asyncio.CancelledError:
             outcome = self._outcome(
                 Message.Status.CANCELLED if self.cancelled_by_user else Message.Status.INTERRUPTED,
-                error="" if self.cancelled_by_user else "The server stopped while replying.",
+                error=""
+                if self.cancelled_by_user
+                else self.interruption or "The server stopped while replying.",
             )
             await self._finish(outcome, coalescer, heartbeat)
             raise
@@ -406,15 +416,22 @@ class Generation:
             results = [
                 (call, await tools.arun_tool(call["name"], call["arguments"])) for call in calls
             ]
-            created = await services.reply_finish_with_tool_round(
-                message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome, results=results
+            created = await self._saved(
+                lambda: services.reply_finish_with_tool_round(
+                    message_id=self.reply.pk,
+                    worker_id=self.worker_id,
+                    fields=outcome,
+                    results=results,
+                )
             )
             saved = bool(created)
             if created:
                 self.next_reply = created[-1]
         else:
-            saved = await services.reply_finish(
-                message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome
+            saved = await self._saved(
+                lambda: services.reply_finish(
+                    message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome
+                )
             )
         final = None
         if not saved:
@@ -439,11 +456,39 @@ class Generation:
         if self.next_reply is not None:
             await events.messages_appended(self.reply.conversation_id, [m.pk for m in created])
 
+    async def _saved(self, save: Callable[[], Awaitable[T]]) -> T:
+        """The final save, retried while the database is away: the reply waits in memory, for
+        up to CHAT_DATABASE_OUTAGE_SECONDS."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.CHAT_DATABASE_OUTAGE_SECONDS
+        while True:
+            if await outages.database_answers() or loop.time() >= deadline:
+                try:
+                    return await save()
+                except outages.DATABASE_ERRORS as error:
+                    await sync_to_async(outages.database_failed)(error)
+                    if loop.time() >= deadline:
+                        raise
+            await asyncio.sleep(outages.FIRST_RETRY_DELAY)
+
+    def _interrupt(self, reason: str) -> None:
+        """Stop streaming and save the reply as `interrupted` with all its text."""
+        self.interruption = reason
+        if self._task is not None:
+            self._task.cancel()
+
     async def _heartbeat(self) -> None:
-        """Checkpoint partial text and renew the lease while the reply streams."""
+        """Checkpoint partial text and renew the lease while the reply streams; end the reply
+        if Redis stays away too long (tabs cannot follow it, nor Stop reach it)."""
         interval = min(settings.CHAT_CHECKPOINT_SECONDS, settings.CHAT_LEASE_SECONDS / 3)
         while True:
             await asyncio.sleep(interval)
+            limit = settings.CHAT_REDIS_OUTAGE_SECONDS
+            if outages.redis.away_for() > limit:
+                self._interrupt(f"Our servers lost touch with each other for over {limit:g} s.")
+                return
+            if not await outages.database_answers():
+                continue  # the text stays in memory for the next checkpoint, or the final save
             text = self.text
             fields: dict[str, Any] = {}
             if text != self._saved_content:
@@ -452,6 +497,10 @@ class Generation:
                 owned = await services.reply_checkpoint(
                     message_id=self.reply.pk, worker_id=self.worker_id, fields=fields
                 )
+            except outages.DATABASE_ERRORS as error:
+                # The text stays in memory; the next checkpoint, or the final save, takes it.
+                await sync_to_async(outages.database_failed)(error)
+                continue
             except Exception:
                 logger.exception("checkpoint of message %s failed", self.reply.pk)
                 continue
@@ -459,7 +508,6 @@ class Generation:
                 # The lease expired and recovery gave the reply up: stop, so that it never
                 # has two writers. The saved state (interrupted) is what the page shows.
                 logger.warning("message %s: lease lost; stopping its generation", self.reply.pk)
-                if self._task is not None:
-                    self._task.cancel()
+                self._interrupt("")
                 return
             self._saved_content = text

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import httpx
+import redis.exceptions
 from django.conf import settings
 from django.core.cache import cache
 from django.views.decorators.debug import sensitive_variables
 
+from . import outages
 from .demo_upstream import DemoTransport
 from .upstream import base_url
 
@@ -18,21 +21,41 @@ logger = logging.getLogger(__name__)
 CACHE_KEY = "chat:available-models"
 CACHE_SECONDS = 600
 FAILURE_CACHE_SECONDS = 30
+CACHE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def available_models() -> list[str]:
     if settings.CHAT_MODELS:
         return _with_default(settings.CHAT_MODELS)
-    models = cache.get(CACHE_KEY)
+    models = _cached()
     if models is None:
         try:
             models = _fetch_models()
-            cache.set(CACHE_KEY, models, CACHE_SECONDS)
+            _cache(models, CACHE_SECONDS)
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             logger.warning("could not list the upstream's models: %s", type(exc).__name__)
             models = []
-            cache.set(CACHE_KEY, models, FAILURE_CACHE_SECONDS)
+            _cache(models, FAILURE_CACHE_SECONDS)
     return _with_default(models)
+
+
+# The cache is Redis when several processes share it: while Redis is away the page still
+# shows, with the list asked of the upstream.
+
+
+def _cached() -> list[str] | None:
+    try:
+        return cast(list[str] | None, cache.get(CACHE_KEY))
+    except CACHE_ERRORS as error:
+        outages.redis.went_away(error)
+        return None
+
+
+def _cache(models: list[str], seconds: int) -> None:
+    try:
+        cache.set(CACHE_KEY, models, seconds)
+    except CACHE_ERRORS as error:
+        outages.redis.went_away(error)
 
 
 def _with_default(models: list[str]) -> list[str]:

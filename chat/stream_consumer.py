@@ -2,12 +2,14 @@
 
 A Channels consumer handles its messages one at a time, so each `generate` message starts its
 own task; a semaphore bounds how many stream at once. The consumer also joins each reply's
-generation group, so Stop and snapshot requests reach whichever worker streams that reply.
+generation group, so Stop and snapshot requests reach whichever worker streams that reply; it
+outlives a Redis outage, as those groups name its channel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -15,11 +17,15 @@ import uuid
 from typing import Any
 
 from channels.consumer import AsyncConsumer
+from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from . import events, services
 from .dispatch import DirectEventDispatch
 from .generation import Generation
+from .outages import ChannelLayerAway
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +36,25 @@ def new_worker_id() -> str:
 
 class StreamingConsumer(DirectEventDispatch, AsyncConsumer):
     """Starts, cancels and snapshots generations; the work itself is in `Generation`."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """As Channels' own, except that reading its channel waits out a Redis outage instead
+        of ending the consumer: the generation groups of the replies in flight name this
+        channel, so a new consumer would never hear their Stop or snapshot requests."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch([receive, self._receive_event], self.dispatch)
+
+    async def _receive_event(self) -> dict[str, Any]:
+        while True:
+            try:
+                message: dict[str, Any] = await self.channel_layer.receive(self.channel_name)
+                return message
+            except ChannelLayerAway:
+                await events.channel_layer_reachable()
 
     async def generate(self, message: dict[str, Any]) -> None:
         runner = GenerationRunner.current()

@@ -2,6 +2,9 @@
 
 Either way the process also runs recovery: at start and then every third of the lease time it
 marks `interrupted` the replies whose worker died, and offers unclaimed replies again.
+
+A worker outlives Redis and database outages: its listener waits for Redis to come back, and
+recovery skips a pass the database cannot take.
 """
 
 from __future__ import annotations
@@ -10,23 +13,28 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.worker import Worker
 from django.conf import settings
 
-from . import events, services
+from . import events, outages, services
+from .outages import ChannelLayerAway
 from .stream_consumer import GenerationRunner
+from .upstream import close_http_clients
 
 logger = logging.getLogger(__name__)
 
 
 async def recover_once(*, requeue_older_than: float) -> None:
-    for message in await sync_to_async(services.replies_interrupt_expired)():
-        logger.warning("message %s: its worker stopped; marked interrupted", message.pk)
-        await events.message_finished(message.conversation_id, message.pk)
+    # After a database outage no worker could renew its leases: give them a lease's time to
+    # do so before taking a lapsed lease for a dead worker.
+    if outages.database.back_for() >= settings.CHAT_LEASE_SECONDS:
+        for message in await sync_to_async(services.replies_interrupt_expired)():
+            logger.warning("message %s: its worker stopped; marked interrupted", message.pk)
+            await events.message_finished(message.conversation_id, message.pk)
     for message_id in await sync_to_async(services.replies_requeue_unclaimed)(
         older_than=requeue_older_than
     ):
@@ -36,15 +44,23 @@ async def recover_once(*, requeue_older_than: float) -> None:
 
 async def recovery_loop() -> None:
     """At start every pending reply is offered again (an in-memory queue died with its
-    process); after that only those left unclaimed for CHAT_REQUEUE_SECONDS."""
+    process), and so after Redis comes back (a restarted Redis lost its queue); otherwise only
+    those left unclaimed for CHAT_REQUEUE_SECONDS."""
     requeue_older_than = 0.0
+    redis_returns = outages.redis.returns
     while True:
         try:
-            await recover_once(requeue_older_than=requeue_older_than)
+            if await outages.database_answers():
+                await recover_once(requeue_older_than=requeue_older_than)
+        except outages.DATABASE_ERRORS as error:
+            await sync_to_async(outages.database_failed)(error)
         except Exception:
             logger.exception("recovery pass failed")
         requeue_older_than = settings.CHAT_REQUEUE_SECONDS
         await asyncio.sleep(max(settings.CHAT_LEASE_SECONDS / 3, 0.2))
+        if outages.redis.returns != redis_returns:
+            redis_returns = outages.redis.returns
+            requeue_older_than = 0.0
 
 
 class StreamWorker(Worker):
@@ -63,12 +79,17 @@ class StreamWorker(Worker):
                 listener.cancel()
 
     async def listener(self, channel: str) -> None:
-        """Like Channels' listener, but takes a message only when a generation slot is free."""
+        """Like Channels' listener, but takes a message only when a generation slot is free,
+        and waits out a Redis outage (the channel layer logs it) instead of failing."""
         runner = GenerationRunner.current()
         while runner.accepting:
             await runner.reserve()
             try:
                 message = await self.channel_layer.receive(channel)
+            except ChannelLayerAway:
+                runner.release()
+                await events.channel_layer_reachable()
+                continue
             except BaseException:
                 runner.release()
                 raise
@@ -103,6 +124,7 @@ class StreamWorker(Worker):
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(serving, recovery, return_exceptions=True)
         await runner.shutdown(grace=settings.CHAT_SHUTDOWN_GRACE_SECONDS)
+        await close_http_clients()  # else aiohttp logs an unclosed session as an error at exit
         logger.info("worker stopped")
         if failure is not None:
             raise SystemExit(1)  # let the process supervisor restart it
@@ -130,5 +152,21 @@ class EmbeddedWorkerMiddleware:
                 channel_layer=get_channel_layer(),
             )
             self._tasks = {loop.create_task(worker.arun()), loop.create_task(recovery_loop())}
+            _close_http_clients_at_shutdown(loop)
             logger.info("streaming consumer running inside the web process")
         return await self.application(scope, receive, send)
+
+
+def _close_http_clients_at_shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    """Daphne stops without telling the application: close the upstream client as its reactor
+    shuts down, or aiohttp logs an unclosed session as an error at exit."""
+    try:
+        from twisted.internet import reactor
+        from twisted.internet.defer import Deferred
+    except ImportError:  # not under daphne
+        return
+
+    def close() -> Deferred[None]:
+        return Deferred.fromFuture(loop.create_task(close_http_clients()))
+
+    cast(Any, reactor).addSystemEventTrigger("before", "shutdown", close)

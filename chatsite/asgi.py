@@ -11,13 +11,17 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from chat.middleware import WebSocketServiceMiddleware  # noqa: E402
 from chat.routing import channel_routes, websocket_urlpatterns  # noqa: E402
 from chat.worker import EmbeddedWorkerMiddleware  # noqa: E402
 from chatsite.websocket_origin import SiteOriginValidator  # noqa: E402
 
 # Channels' AllowedHostsOriginValidator would check the Origin's host name only; ours also checks
-# its scheme and port, as CSRF does.
-websocket_application = SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+# its scheme and port, as CSRF does. A socket that meets Redis or the database away closes with
+# 4013 (Try Again Later), and the page reconnects.
+websocket_application = WebSocketServiceMiddleware(
+    SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+)
 
 http_application = django_asgi_app
 if settings.DEBUG or settings.CHAT_SERVE_STATIC:

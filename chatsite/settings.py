@@ -68,6 +68,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A page that meets the database or Redis away answers 503 at once (chat/middleware.py).
+    "chat.middleware.ServiceUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -105,6 +107,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=0,
+        # Each connection is checked as it is taken (from the pool): one that broke while the
+        # database restarted is replaced before any query fails on it.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -126,11 +131,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A pool: under ASGI each request's sync code runs in its own thread, and 200 at once
     # would exceed PostgreSQL's connection limit.
+    # While the database is away a request waits DATABASE_POOL_TIMEOUT seconds for a
+    # connection, then answers 503 (chat/middleware.py); a connection attempt gives up after
+    # DATABASE_CONNECT_TIMEOUT (2 at least: libpq's minimum).
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,
         "max_size": env_int("DATABASE_POOL_SIZE", 20),
-        "timeout": 30,
+        "timeout": env_float("DATABASE_POOL_TIMEOUT", 1.0),
     }
+    DATABASES["default"]["OPTIONS"]["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 2)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -138,7 +147,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis, riding out a Redis restart (chat/channel_layers.py).
+            "BACKEND": "chat.channel_layers.RedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 made socket_timeout default to 5 s, which breaks channels-redis's
                 # blocking 5 s BZPOPMIN (channels_redis issue #422): set it above that.
@@ -328,6 +338,11 @@ CHAT_LEASE_SECONDS = env_float("CHAT_LEASE_SECONDS", 15.0)
 CHAT_REQUEUE_SECONDS = env_float("CHAT_REQUEUE_SECONDS", 60.0)
 # On SIGTERM a worker waits this long for replies in flight before saving them interrupted.
 CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 0.0)
+# A reply rides out Redis being away this long (its frames are skipped, tabs catch up when
+# their socket is back); past it, the reply ends interrupted with all its text.
+CHAT_REDIS_OUTAGE_SECONDS = env_float("CHAT_REDIS_OUTAGE_SECONDS", 10.0)
+# A finished reply waits this long in memory for the database to come back and save it.
+CHAT_DATABASE_OUTAGE_SECONDS = env_float("CHAT_DATABASE_OUTAGE_SECONDS", 60.0)
 # The streaming consumer runs inside the web process unless a separate worker is used.
 CHAT_EMBEDDED_WORKER = env_bool("CHAT_EMBEDDED_WORKER", default=not REDIS_URL)
 CHAT_STREAM_CHANNEL = "chat-stream"
@@ -350,6 +365,9 @@ LOGGING = {
         },
         # httpx logs every request URL at INFO; keep it quiet so nothing sensitive leaks.
         "httpx": {"level": "WARNING"},
+        # The pool logs each failed connection attempt while the database is away; chat.outages
+        # logs the outage once.
+        "psycopg.pool": {"level": "ERROR"},
         "httpcore": {"level": "WARNING"},
     },
 }

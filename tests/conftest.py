@@ -141,6 +141,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture
+def redis_server() -> Iterator[object]:
+    """A `redis-server` of the test's own on a free port, to kill and start again
+    (tests.faults.RedisServer); never the machine's shared one."""
+    from tests.faults import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
 def flushed_redis() -> None:
     import redis
     from django.conf import settings

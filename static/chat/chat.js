@@ -140,9 +140,55 @@
     }
   });
 
+  // While the socket is down the page says "Reconnecting…" (a status line under the header,
+  // announced politely). The WebSocket extension reconnects by itself after an abnormal close;
+  // the server closes with 4013 ("try again later", chat/middleware.py) while Redis or the
+  // database is away, and that one is reconnected here, with a growing, jittered delay.
+  var TRY_AGAIN_LATER = 4013;
+  var retries = 0;
+  var openedAt = 0;
+  var settled = null;
+
+  function connectionStatus() {
+    var status = document.getElementById("connection-status");
+    var header = document.querySelector("main.chat > .chat-header");
+    if (!status && header) {
+      // Present (and empty) from the start: a live region announces changes to its text.
+      status = document.createElement("p");
+      status.id = "connection-status";
+      status.className = "connection-status";
+      status.setAttribute("role", "status");
+      header.insertAdjacentElement("afterend", status);
+    }
+    return status;
+  }
+  document.addEventListener("DOMContentLoaded", connectionStatus);
+
+  document.addEventListener("htmx:wsClose", function (event) {
+    clearTimeout(settled);
+    var status = connectionStatus();
+    if (status) { status.textContent = "Reconnecting…"; }
+    var close = event.detail.event;
+    var wrapper = event.detail.socketWrapper;
+    if (close && close.code === TRY_AGAIN_LATER && wrapper && document.body.contains(event.target)) {
+      if (Date.now() - openedAt > 5000) { retries = 0; }  // it had worked: start over
+      var delay = 250 + Math.random() * Math.min(500 * Math.pow(2, retries), 8000);
+      retries += 1;
+      setTimeout(function () { wrapper.reconnect(); }, delay);
+    }
+  });
+
   // After a (re)connect, ask for every reply this page still shows as streaming: the socket
   // answers with a snapshot (still streaming) or the saved reply (finished meanwhile).
   document.addEventListener("htmx:wsOpen", function (event) {
+    openedAt = Date.now();
+    // Say it is back only once the socket stays up: during an outage the server accepts and
+    // closes at once.
+    clearTimeout(settled);
+    settled = setTimeout(function () {
+      var status = connectionStatus();
+      if (status) { status.textContent = ""; }
+    }, 1000);
     var socket = event.detail.socketWrapper;
     document.querySelectorAll("article.status-pending, article.status-streaming").forEach(function (article) {
       var id = parseInt(article.id.slice(1), 10);

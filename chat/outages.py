@@ -1,0 +1,160 @@
+"""Riding out the services chatsite runs on: Redis (the channel layer) and the database.
+
+Errors that mean "the service is away, try again later", never a bug:
+
+    ServiceAway                         (SERVICE_ERRORS: any of these)
+     └─ ChannelLayerAway                Redis, as the channel layer found it (chat.channel_layers)
+    django.db.OperationalError,         the database (DATABASE_ERRORS); psycopg's errors and
+    django.db.InterfaceError            the pool's timeout reach Django code as these
+
+One `Outage` per service and process says whether the service is away and since when, and
+logs one WARNING when it goes and one INFO when it is back, however many calls failed between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+from django.db import InterfaceError, OperationalError, close_old_connections
+
+logger = logging.getLogger(__name__)
+
+# Waits between attempts while a service is away: doubling from the first to the last.
+FIRST_RETRY_DELAY = 0.1
+LAST_RETRY_DELAY = 1.0
+
+
+class ServiceAway(Exception):
+    """A service chatsite needs cannot be reached just now."""
+
+
+class ChannelLayerAway(ServiceAway):
+    """The channel layer's Redis cannot be reached just now."""
+
+
+DATABASE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+SERVICE_ERRORS: tuple[type[Exception], ...] = (ServiceAway, *DATABASE_ERRORS)
+
+
+def retry_delay(attempt: int) -> float:
+    """The wait before retry number `attempt` (0, 1, ...)."""
+    return min(FIRST_RETRY_DELAY * 2**attempt, LAST_RETRY_DELAY)
+
+
+class Outage:
+    """Whether `service` is away, as this process last found it. Safe from any thread."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._lock = threading.Lock()
+        self._away_since: float | None = None
+        self._back_since: float | None = None
+        self.returns = 0  # how many times it came back
+
+    @property
+    def away(self) -> bool:
+        return self._away_since is not None
+
+    def away_for(self) -> float:
+        """Seconds since the service went away; 0 while it is there."""
+        since = self._away_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def back_for(self) -> float:
+        """Seconds since the service came back; 0 while it is away, infinity if it never was."""
+        if self._away_since is not None:
+            return 0.0
+        since = self._back_since
+        return math.inf if since is None else time.monotonic() - since
+
+    def went_away(self, error: BaseException) -> None:
+        with self._lock:
+            if self._away_since is not None:
+                return
+            self._away_since = time.monotonic()
+        # The error's text, not its traceback: an outage is expected, not a bug.
+        logger.warning("%s is unreachable (%s); riding it out", self.service, _summary(error))
+
+    def came_back(self) -> None:
+        with self._lock:
+            since, self._away_since = self._away_since, None
+            if since is None:
+                return
+            self._back_since = time.monotonic()
+            self.returns += 1
+        logger.info("%s is back after %.1f s", self.service, self._back_since - since)
+
+
+def _summary(error: BaseException) -> str:
+    text = " ".join(str(error).split())[:200]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+redis = Outage("Redis")
+database = Outage("the database")
+
+
+_next_database_probe = 0.0
+_database_probes = 0
+
+
+async def database_answers() -> bool:
+    """Whether background work (checkpoints, saves, recovery) should go to the database now:
+    yes while it is there. While it is away, only once a probe finds it back, at most one per
+    retry delay: each ORM call would hold the ORM's one thread for the pool's whole timeout,
+    while the probe is a plain connection in a thread of its own, refused at once."""
+    global _next_database_probe, _database_probes
+    if not database.away:
+        return True
+    now = time.monotonic()
+    if now < _next_database_probe:
+        return False
+    _next_database_probe = now + retry_delay(_database_probes)
+    _database_probes += 1
+    if not await asyncio.to_thread(_database_accepts_connections):
+        return False
+    _database_probes = 0
+    return True
+
+
+def _database_accepts_connections() -> bool:
+    from django.db import connections
+
+    db = connections["default"]
+    if db.vendor != "postgresql":
+        return True
+    import psycopg
+
+    config = db.settings_dict
+    try:
+        psycopg.connect(
+            dbname=config["NAME"],
+            user=config["USER"] or None,
+            password=config["PASSWORD"] or None,
+            host=config["HOST"] or None,
+            port=config["PORT"] or None,
+            connect_timeout=config["OPTIONS"].get("connect_timeout", 2),
+        ).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+def database_failed(error: BaseException) -> None:
+    """Note the database away and drop this thread's connections, which may be broken: the
+    next query takes a fresh one (the pool checks it first). Call it from the thread that ran
+    the query (in async code: through `sync_to_async`, as the ORM's `a*` methods run)."""
+    database.went_away(error)
+    close_old_connections()
+
+
+def database_connected(sender: Any, **kwargs: Any) -> None:
+    """`connection_created` receiver: a connection was made (or taken from the pool, which
+    checks it), so the database is there."""
+    if database.away:
+        database.came_back()

@@ -1,0 +1,117 @@
+"""PostgreSQL stopped while replies stream on one process (its own cluster, `initdb` and
+`pg_ctl` in a temporary directory; the in-process channel layer)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+from django.conf import settings
+
+from tests.fake_upstream import FakeRequest, reply_events
+from tests.faults import PostgresCluster, Tab, assert_outage_logged_once, close_code_of_a_new_socket
+from tests.live import ROOT, ChatClient, reply_id_from, shown, wait_for
+
+pytestmark = [
+    pytest.mark.services,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(180),
+]
+
+TOKENS = [f"word{i} " for i in range(60)]
+# Seconds between tokens, per reply: the first two end while the database is away (their final
+# save waits for it), the last two after it is back (their checkpoints failed meanwhile).
+DELAYS = [0.04, 0.05, 0.1, 0.15]
+
+
+@pytest.fixture
+def postgres():
+    cluster = PostgresCluster().init()
+    yield cluster
+    cluster.cleanup()
+
+
+def prepare(database_url: str, conversations: int) -> tuple[str, list[str]]:
+    """Migrate the cluster's database, and make a user, a session and conversations."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_URL"))},
+        "DATABASE_URL": database_url,
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+    }
+    command = [sys.executable, "-m", "bench.dbtool", "prepare", "1", str(conversations)]
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    clients = json.loads(out.stdout)["clients"]
+    return clients[0][0], [conversation for _, conversation in clients]
+
+
+async def test_replies_ride_out_a_database_restart_and_pages_answer_503_meanwhile(
+    postgres, start_server, fake_upstream
+):
+    session, conversations = prepare(postgres.url, len(DELAYS))
+    server = start_server(DATABASE_URL=postgres.url, REDIS_URL="", CHAT_CHECKPOINT_SECONDS="0.5")
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(TOKENS), delay=DELAYS[request.index])
+
+    fake_upstream.plan = plan
+    expected = "".join(TOKENS)
+    client = ChatClient(server, session)
+    tabs = [Tab(client, conversation) for conversation in conversations]
+    reply_ids = []
+    for tab in tabs:  # one at a time: request i streams at DELAYS[i]
+        reply_ids.append(reply_id_from(await client.send(tab.conversation_id, "go")))
+        count = len(reply_ids)
+
+        async def arrived() -> bool:
+            return len(fake_upstream.requests) >= count  # noqa: B023 (awaited at once)
+
+        await wait_for(arrived)
+    following = [
+        asyncio.create_task(tab.follow(reply_id, timeout=60))
+        for tab, reply_id in zip(tabs, reply_ids, strict=True)
+    ]
+
+    async def all_streaming() -> bool:
+        return all(
+            len(tab.page.content(reply_id)) > 20
+            for tab, reply_id in zip(tabs, reply_ids, strict=True)
+        )
+
+    await wait_for(all_streaming, timeout=20)
+    await asyncio.to_thread(postgres.stop)
+    stopped_at = time.time()
+    started = time.monotonic()
+    page = await client.http.get(f"/c/{conversations[0]}/", timeout=10)
+    answered_in = time.monotonic() - started
+    during = await close_code_of_a_new_socket(client, conversations[0])
+    await asyncio.sleep(max(3.0 - (time.time() - stopped_at), 0))
+    await asyncio.to_thread(postgres.start)
+    restarted_at = time.time()
+    await asyncio.gather(*following)
+    await client.aclose()
+
+    assert page.status_code == 503 and page.headers["Retry-After"]
+    assert answered_in < 2.0, f"the page took {answered_in:.2f} s to answer"
+    assert during == 4013  # a socket opened meanwhile is closed cleanly, to try again
+    # Two replies ended upstream while the database was away: their saves waited for it.
+    ended = [max(r.sent_at) for r in fake_upstream.requests]
+    assert sum(stopped_at < t < restarted_at for t in ended) >= 2, (stopped_at, ended)
+    with psycopg.connect(postgres.url.replace("postgres://", "postgresql://")) as db:
+        rows = db.execute(
+            "SELECT id, status, error, content FROM chat_message WHERE id = ANY(%s) ORDER BY id",
+            (reply_ids,),
+        ).fetchall()
+    assert [(status, error, content) for _, status, error, content in rows] == [
+        ("complete", "", expected)
+    ] * len(DELAYS)
+    for tab, reply_id in zip(tabs, reply_ids, strict=True):
+        assert tab.page.content(reply_id) == shown(expected)
+    assert len(fake_upstream.requests) == len(DELAYS)
+    assert_outage_logged_once(server.log_text(), "the database")
