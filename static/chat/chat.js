@@ -95,7 +95,36 @@
     }
   });
 
+  // Editing one of your messages: its text gives way to a box holding it, until it is sent or
+  // cancelled (the Cancel button, or Escape in the box).
+  function setEditing(article, editing) {
+    var button = article.querySelector(".edit-button");
+    var form = article.querySelector(".edit-form");
+    if (!button || !form) { return; }
+    article.classList.toggle("editing", editing);
+    form.hidden = !editing;
+    button.setAttribute("aria-expanded", editing ? "true" : "false");
+    var area = form.querySelector("textarea");
+    if (editing) {
+      area.focus();
+      area.setSelectionRange(area.value.length, area.value.length);
+    } else {
+      area.value = area.defaultValue;
+      button.focus();
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest(".edit-button, .edit-cancel") : null;
+    if (button) { setEditing(button.closest("article"), button.classList.contains("edit-button")); }
+  });
+
   document.addEventListener("keydown", function (event) {
+    var editing = event.target.closest ? event.target.closest(".edit-form") : null;
+    if (event.key === "Escape" && editing) {
+      setEditing(editing.closest("article"), false);
+      return;
+    }
     if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
       document.body.classList.remove("sidebar-open");
       return;
@@ -171,6 +200,15 @@
   // Copy buttons: one per reply (server-rendered), one per code block (added here).
   function copyText(text, button) {
     function done() {
+      if (button.hasAttribute("aria-label")) {  // an icon button: a tick, and its name says so
+        button.setAttribute("aria-label", "Copied");
+        button.classList.add("done");
+        setTimeout(function () {
+          button.setAttribute("aria-label", "Copy");
+          button.classList.remove("done");
+        }, 1500);
+        return;
+      }
       var label = button.textContent;
       button.textContent = "Copied";
       setTimeout(function () { button.textContent = label; }, 1500);

@@ -191,7 +191,10 @@ class ChatPage:
     async def new_conversation(self) -> str:
         """From the conversation list, press "+ New conversation"; returns the page URL."""
         await self.page.goto(self.server.url + "/")
-        await self.page.get_by_role("button", name="+ New conversation").click()
+        button = self.page.get_by_role("button", name="+ New conversation")
+        if not await button.is_visible():  # a phone: the list is a drawer
+            await self.page.get_by_role("button", name="Conversations").click()
+        await button.click()
         await self.page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
         await self.wait_for_socket()
         return self.page.url

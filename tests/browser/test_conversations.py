@@ -99,7 +99,7 @@ async def test_edit_the_last_message_and_resend_replaces_the_reply(page, server,
     await chat.wait_finished(old_reply)
 
     user = page.locator("#messages article.user")
-    await user.get_by_text("Edit", exact=True).click()
+    await user.get_by_role("button", name="Edit").click()
     await user.get_by_label("Edit your message").fill("what is 2+2")
     await user.get_by_role("button", name="Save and send").click()
 
