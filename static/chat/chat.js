@@ -84,14 +84,45 @@
     }
   });
 
-  // Phones: the conversation list slides over the chat.
+  // Phones: the conversation list slides over the chat. Its toggle says whether it is open,
+  // however it was closed.
+  function setSidebar(open) {
+    document.body.classList.toggle("sidebar-open", open);
+    document.querySelectorAll(".sidebar-toggle").forEach(function (toggle) {
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+    if (open) {
+      var link = document.querySelector('#sidebar [aria-current="page"], #sidebar a, #sidebar button');
+      if (link) { link.focus(); }
+    }
+  }
+
+  function visibleToggle() {
+    return Array.prototype.find.call(document.querySelectorAll(".sidebar-toggle"), function (t) {
+      return t.offsetParent !== null;
+    });
+  }
+
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest ? event.target.closest(".sidebar-toggle") : null;
     if (toggle) {
-      var open = document.body.classList.toggle("sidebar-open");
-      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+      setSidebar(!document.body.classList.contains("sidebar-open"));
     } else if (document.body.classList.contains("sidebar-open") && !event.target.closest(".sidebar")) {
-      document.body.classList.remove("sidebar-open");
+      setSidebar(false);
+    }
+    // A menu open in the header closes when you click elsewhere.
+    document.querySelectorAll("details.conversation-menu[open]").forEach(function (menu) {
+      if (!menu.contains(event.target)) { menu.removeAttribute("open"); }
+    });
+  });
+
+  // The skip link moves the focus, not only the scroll position.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest ? event.target.closest(".skip-link") : null;
+    var target = link && document.querySelector(link.getAttribute("href"));
+    if (target) {
+      event.preventDefault();
+      target.focus();
     }
   });
 
@@ -125,8 +156,16 @@
       setEditing(editing.closest("article"), false);
       return;
     }
+    var menu = event.key === "Escape" && document.querySelector("details.conversation-menu[open]");
+    if (menu) {
+      menu.removeAttribute("open");
+      menu.querySelector("summary").focus();
+      return;
+    }
     if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
-      document.body.classList.remove("sidebar-open");
+      setSidebar(false);
+      var toggle = visibleToggle();
+      if (toggle) { toggle.focus(); }
       return;
     }
     if (event.key === "Escape") {
@@ -179,23 +218,44 @@
     });
   });
 
-  // The version switcher re-renders the message list: keep the focus on the switcher that was
-  // used (or its other button, once this one is disabled at the end of the versions).
+  // Actions that re-render the message list take the focused button away with the old list.
+  // The version switcher keeps the focus on the switcher that was used (or its other button,
+  // once this one is disabled at the end of the versions); Regenerate, Retry, Continue and an
+  // edit put it on the new reply's Stop button, or on the reply.
   var focusAfterSwap = null;
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail.elt;
-    focusAfterSwap = elt && elt.getAttribute ? elt.getAttribute("data-focus-key") : null;
+    if (!elt || !elt.matches) { return; }
+    if (elt.hasAttribute("data-focus-key")) {
+      focusAfterSwap = elt.getAttribute("data-focus-key");
+    } else if (elt.matches(".retry-button, .continue-button, .edit-form")) {
+      focusAfterSwap = "reply";
+    } else {
+      focusAfterSwap = null;
+    }
   });
   document.addEventListener("htmx:afterSettle", function (event) {
     if (!focusAfterSwap || !event.detail.target || event.detail.target.id !== "messages") { return; }
     var key = focusAfterSwap;
     focusAfterSwap = null;
+    if (key === "reply") {
+      var replies = document.querySelectorAll("#messages article.assistant");
+      if (replies.length) { focusReply(replies[replies.length - 1]); }
+      return;
+    }
     var button = document.querySelector('[data-focus-key="' + key + '"]');
     if (button && button.disabled) {
       button = button.parentElement.querySelector(".version-button:not([disabled])");
     }
     if (button) { button.focus(); }
   });
+
+  function focusReply(article) {
+    var stop = article.querySelector(".stop-button");
+    if (stop) { stop.focus(); return; }
+    article.setAttribute("tabindex", "-1");
+    article.focus({ preventScroll: true });
+  }
 
   // Copy buttons: one per reply (server-rendered), one per code block (added here).
   function copyText(text, button) {
@@ -280,6 +340,8 @@
         reply.setAttribute("data-status", status);
       }
       if (status === "pending" || status === "streaming") { return; }
+      // The focus was on its Stop button, now gone: it stays on the reply.
+      if (!document.activeElement || document.activeElement === document.body) { focusReply(reply); }
       var announcer = document.getElementById("announcer");
       if (announcer && announcer.getAttribute("data-announced") !== replyId + status) {
         announcer.setAttribute("data-announced", replyId + status);
