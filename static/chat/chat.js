@@ -320,6 +320,27 @@
   document.addEventListener("htmx:wsAfterMessage", afterContentChange);
   document.addEventListener("htmx:afterSettle", afterContentChange);
 
+  // The title changes in the header (a rename, the first words, a title the model wrote,
+  // from this tab or another): the browser tab and the rename box follow it.
+  var shownTitle = null;
+  function followTitle() {
+    var heading = document.getElementById("conversation-title");
+    if (!heading) { return; }
+    var title = heading.textContent.trim();
+    if (title === shownTitle) { return; }
+    shownTitle = title;
+    document.title = title + " · chatsite";
+    var input = document.getElementById("rename-title");
+    if (input && document.activeElement !== input) { input.value = title; }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var heading = document.getElementById("conversation-title");
+    shownTitle = heading ? heading.textContent.trim() : null;
+  });
+  ["htmx:afterSettle", "htmx:oobAfterSwap", "htmx:wsAfterMessage"].forEach(function (name) {
+    document.addEventListener(name, followTitle);
+  });
+
   // A finished reply's end (`eN`: notices, actions, stats) replaces its streaming end; the
   // rest of the reply stays as it is on the page. The reply takes the status the end carries,
   // and the finish is announced once.

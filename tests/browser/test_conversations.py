@@ -182,3 +182,23 @@ async def test_a_message_sent_in_one_tab_streams_in_the_other(page, context, ser
     await expect(page.locator("#messages article.user")).to_have_count(1)
     await expect(page.locator("#messages article.assistant")).to_have_count(1)
     await other.close()
+
+
+async def test_a_title_that_changes_on_the_page_reaches_the_rename_box_and_the_tab(
+    page, server_factory, fake_upstream
+):
+    server = server_factory(CHAT_GENERATE_TITLES="true")
+    fake_upstream.plan = answers("Light layers and an umbrella.")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("what should I pack for lisbon in march")
+    await chat.wait_finished(reply_id)
+    await expect(page.locator("#conversation-title")).to_have_text("Packing for Lisbon")
+    await expect(page).to_have_title("Packing for Lisbon · chatsite")
+    await page.get_by_text("Conversation", exact=True).click()
+    await expect(page.get_by_label("Title")).to_have_value("Packing for Lisbon")
+
+    await page.get_by_label("Title").fill("Holiday plans")
+    await page.get_by_role("button", name="Rename").click()
+    await expect(page.locator("#conversation-title")).to_have_text("Holiday plans")
+    await expect(page).to_have_title("Holiday plans · chatsite")
