@@ -84,6 +84,35 @@ def conversation_create(*, owner: User, model: str = "", system_prompt: str = ""
     )
 
 
+def conversation_start(
+    *,
+    owner: User,
+    content: str,
+    idempotency_key: uuid.UUID | None = None,
+    model: str = "",
+) -> tuple[Message, Message]:
+    """Start a conversation with its first message: the conversation, the message and a
+    pending reply are saved together, so no conversation is ever left empty.
+
+    Submitting the same idempotency key again returns the first submission's pair.
+    """
+    if idempotency_key is not None:
+        first = (
+            Message.objects.filter(
+                conversation__owner=owner, role=Message.Role.USER, idempotency_key=idempotency_key
+            )
+            .select_related("conversation")
+            .first()
+        )
+        if first is not None and (found := _submission(first.conversation, idempotency_key)):
+            return found
+    with transaction.atomic():
+        conversation = conversation_create(owner=owner, model=model)
+        return message_submit(
+            conversation=conversation, content=content, idempotency_key=idempotency_key
+        )
+
+
 def title_from(content: str) -> str:
     words = content.split()
     title = " ".join(words[:TITLE_WORDS])

@@ -5,7 +5,8 @@ from . import views
 app_name = "chat"
 
 urlpatterns = [
-    path("", views.conversation_list, name="conversation_list"),
+    path("", views.start, name="start"),
+    path("new/", views.conversation_start, name="conversation_start"),
     path("c/", views.conversation_create, name="conversation_create"),
     path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation_detail"),
     path("c/<uuid:conversation_id>/rename/", views.conversation_rename, name="conversation_rename"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -12,7 +13,14 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
-from .forms import ConversationSettingsForm, EditForm, FeedbackForm, MessageForm, RenameForm
+from .forms import (
+    ConversationSettingsForm,
+    EditForm,
+    FeedbackForm,
+    MessageForm,
+    RenameForm,
+    StartForm,
+)
 from .model_catalog import available_models
 from .models import Conversation, Message
 
@@ -34,17 +42,44 @@ def _reply_or_404(conversation: Conversation, message_id: int) -> Message:
 
 @login_required
 @require_GET
-def conversation_list(request: HttpRequest) -> HttpResponse:
+def start(request: HttpRequest) -> HttpResponse:
+    """The start page: a message box whose first message starts a conversation."""
     return render(
         request,
-        "chat/conversation_list.html",
-        {"conversations": selectors.conversation_list_for_user(user=request.user)},
+        "chat/start.html",
+        {
+            "conversations": selectors.conversation_list_for_user(user=request.user)[:100],
+            "idempotency_key": uuid.uuid4(),
+            "models": available_models(),
+            "default_model": settings.CHAT_MODEL,
+        },
     )
 
 
 @login_required
 @require_POST
+def conversation_start(request: HttpRequest) -> HttpResponse:
+    """The start page's first message: the conversation is made with it, then its page opens
+    and shows the reply streaming."""
+    form = StartForm(request.POST, models=available_models())
+    if not form.is_valid():
+        return _plain(_form_errors(form), 400)
+    user_message, _ = services.conversation_start(
+        owner=request.user,  # type: ignore[arg-type]
+        content=form.cleaned_data["content"],
+        idempotency_key=form.cleaned_data["idempotency_key"],
+        model=form.cleaned_data["model"],
+    )
+    url = user_message.conversation.get_absolute_url()
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(url)
+    return HttpResponse(status=204, headers={"HX-Redirect": url})
+
+
+@login_required
+@require_POST
 def conversation_create(request: HttpRequest) -> HttpResponse:
+    """An empty conversation (for clients made before the start page)."""
     conversation = services.conversation_create(owner=request.user)  # type: ignore[arg-type]
     return redirect(conversation)
 
@@ -115,8 +150,8 @@ def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
     conversation = _conversation_or_404(request, conversation_id)
     services.conversation_delete(conversation=conversation)
     if not request.htmx:  # type: ignore[attr-defined]
-        return redirect("chat:conversation_list")
-    return HttpResponse(status=204, headers={"HX-Redirect": reverse("chat:conversation_list")})
+        return redirect("chat:start")
+    return HttpResponse(status=204, headers={"HX-Redirect": reverse("chat:start")})
 
 
 def _message_list(

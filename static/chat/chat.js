@@ -116,6 +116,16 @@
     });
   });
 
+  // The start page's suggested prompts: one click sends one as the first message.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest(".suggestions [data-prompt]") : null;
+    var text = document.getElementById("composer-text");
+    if (button && text) {
+      text.value = button.getAttribute("data-prompt");
+      text.form.requestSubmit();
+    }
+  });
+
   // The skip link moves the focus, not only the scroll position.
   document.addEventListener("click", function (event) {
     var link = event.target.closest ? event.target.closest(".skip-link") : null;
