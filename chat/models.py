@@ -94,6 +94,9 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     finish_reason = models.CharField(max_length=64, blank=True)
     model = models.CharField(max_length=200, blank=True)
+    # A reply's system prompt: the conversation's when the reply was made, which it is
+    # generated with (a later change of the conversation's applies to later replies only).
+    system_prompt = models.TextField(blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     time_to_first_token = models.DurationField(null=True, blank=True)

@@ -121,10 +121,16 @@ async def amessage_in_conversation(
 
 def model_messages(*, conversation: Conversation, before: Message) -> list[dict[str, Any]]:
     """The system prompt and the turns on the branch that leads to `before` (never another
-    branch's), in the shape the chat completions API takes."""
+    branch's), in the shape the chat completions API takes. A reply is generated with the
+    system prompt it was made with."""
     messages: list[dict[str, Any]] = []
-    if conversation.system_prompt.strip():
-        messages.append({"role": "system", "content": conversation.system_prompt})
+    system_prompt = (
+        before.system_prompt
+        if before.role == Message.Role.ASSISTANT
+        else conversation.system_prompt
+    )
+    if system_prompt.strip():
+        messages.append({"role": "system", "content": system_prompt})
     for message in path_to(message=before):
         if message.role == Message.Role.USER:
             messages.append({"role": "user", "content": message.content})

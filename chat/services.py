@@ -64,6 +64,7 @@ def _new_reply(conversation: Conversation, *, parent: Message) -> Message:
         role=Message.Role.ASSISTANT,
         status=Message.Status.PENDING,
         model=conversation.model,
+        system_prompt=conversation.system_prompt,
     )
     transaction.on_commit(lambda: events.request_generation(reply.pk))
     return reply
@@ -361,6 +362,7 @@ async def reply_finish_with_tool_round(
                     role=Message.Role.ASSISTANT,
                     status=Message.Status.STREAMING,
                     model=reply.model,
+                    system_prompt=reply.system_prompt,
                     lease_owner=worker_id,
                     lease_expires=timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
                 )

@@ -129,7 +129,14 @@ def conversation_configure(request: HttpRequest, conversation_id: uuid.UUID) -> 
     models = available_models()
     if conversation.model not in models:
         models = [conversation.model, *models]
-    form = ConversationSettingsForm(request.POST, models=models)
+    # The header's model picker sends the model alone, the system prompt box the prompt alone.
+    form = ConversationSettingsForm(
+        {
+            "model": request.POST.get("model", conversation.model),
+            "system_prompt": request.POST.get("system_prompt", conversation.system_prompt),
+        },
+        models=models,
+    )
     if not form.is_valid():
         return _plain(_form_errors(form), 400)
     services.conversation_configure(

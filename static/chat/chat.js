@@ -111,7 +111,7 @@
       setSidebar(false);
     }
     // A menu open in the header closes when you click elsewhere.
-    document.querySelectorAll("details.conversation-menu[open]").forEach(function (menu) {
+    document.querySelectorAll("details.menu[open]").forEach(function (menu) {
       if (!menu.contains(event.target)) { menu.removeAttribute("open"); }
     });
   });
@@ -166,7 +166,7 @@
       setEditing(editing.closest("article"), false);
       return;
     }
-    var menu = event.key === "Escape" && document.querySelector("details.conversation-menu[open]");
+    var menu = event.key === "Escape" && document.querySelector("details.menu[open]");
     if (menu) {
       menu.removeAttribute("open");
       menu.querySelector("summary").focus();

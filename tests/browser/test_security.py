@@ -122,7 +122,7 @@ async def test_a_text_box_the_user_resized_does_not_make_a_later_swap_break_the_
 ):
     chat = ChatPage(page, server)
     await chat.new_conversation()
-    await page.get_by_text("Conversation", exact=True).click()
+    await page.locator(".prompt-menu summary").click()
     prompt = page.get_by_label("System prompt")
     box = await prompt.bounding_box()
     assert box is not None
@@ -134,6 +134,6 @@ async def test_a_text_box_the_user_resized_does_not_make_a_later_swap_break_the_
     assert "height" in (await prompt.get_attribute("style") or "")
 
     await prompt.fill("Be brief.")
-    await page.get_by_role("button", name="Save settings").click()
+    await page.get_by_role("button", name="Save system prompt").click()
     await expect(page.get_by_text("Saved.")).to_be_visible()
     assert watch.csp_violations == []
