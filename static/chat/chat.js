@@ -178,10 +178,7 @@
       if (toggle) { toggle.focus(); }
       return;
     }
-    if (event.key === "Escape") {
-      var stop = document.querySelector(".message .stop-button");
-      if (stop) { event.preventDefault(); stop.click(); }
-    }
+    if (event.key === "Escape" && stopActiveReply()) { event.preventDefault(); }
   });
 
   document.addEventListener("htmx:afterRequest", function (event) {
@@ -261,11 +258,36 @@
   });
 
   function focusReply(article) {
-    var stop = article.querySelector(".stop-button");
-    if (stop) { stop.focus(); return; }
+    syncComposer();
+    var stop = document.querySelector("#composer.busy .composer-stop");
+    if (stop && article.querySelector(".stop-form")) { stop.focus(); return; }
     article.setAttribute("tabindex", "-1");
     article.focus({ preventScroll: true });
   }
+
+  // A reply still being generated has a (hidden) stop form; while there is one, the message
+  // box's Stop button stands in the Send button's place and sends it.
+  function activeStopForm() { return document.querySelector("#messages .stop-form"); }
+
+  function syncComposer() {
+    var composer = document.getElementById("composer");
+    if (composer && composer.querySelector(".composer-stop")) {
+      composer.classList.toggle("busy", !!activeStopForm());
+    }
+  }
+
+  function stopActiveReply() {
+    var form = activeStopForm();
+    if (form) { form.requestSubmit(); }
+    return !!form;
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest(".composer-stop")) { stopActiveReply(); }
+  });
+  document.addEventListener("DOMContentLoaded", syncComposer);
+  document.addEventListener("htmx:afterSettle", syncComposer);
+  document.addEventListener("htmx:oobAfterSwap", function () { setTimeout(syncComposer, 0); });
 
   // Copy buttons: one per reply (server-rendered), one per code block (added here).
   function copyText(text, button) {
@@ -370,9 +392,14 @@
         reply.classList.add("status-" + status);
         reply.setAttribute("data-status", status);
       }
+      var stop = document.querySelector(".composer-stop");
+      var hadStop = stop && document.activeElement === stop;
+      syncComposer();
       if (status === "pending" || status === "streaming") { return; }
-      // The focus was on its Stop button, now gone: it stays on the reply.
-      if (!document.activeElement || document.activeElement === document.body) { focusReply(reply); }
+      // The focus was on the Stop button, now gone: it stays on the reply.
+      if (hadStop || !document.activeElement || document.activeElement === document.body) {
+        focusReply(reply);
+      }
       var announcer = document.getElementById("announcer");
       if (announcer && announcer.getAttribute("data-announced") !== replyId + status) {
         announcer.setAttribute("data-announced", replyId + status);

@@ -38,8 +38,8 @@ async def test_after_regenerate_the_focus_is_on_the_new_reply(page, server, fake
     replies = page.locator("#messages article.assistant")
     await expect(replies.last).not_to_have_attribute("id", f"m{first}")
     second = int((await replies.last.get_attribute("id") or "")[1:])
-    # While it streams, on its Stop button (Enter stops it); once it ends, on the reply.
-    await expect(page.locator(f"#m{second} .stop-button")).to_be_focused()
+    # While it streams, on the Stop button (Enter stops it); once it ends, on the reply.
+    await expect(page.locator("#composer").get_by_role("button", name="Stop")).to_be_focused()
     await chat.wait_finished(second)
     focus = await page.evaluate(FOCUS_JS)
     assert focus["tag"] != "body" and focus["article"] == f"m{second}", focus
