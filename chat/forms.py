@@ -30,6 +30,11 @@ class RenameForm(forms.Form):
     title = forms.CharField(max_length=200)
 
 
+class OrganizeForm(forms.Form):
+    pinned = forms.NullBooleanField(required=False)
+    archived = forms.NullBooleanField(required=False)
+
+
 class ConversationSettingsForm(forms.Form):
     model = forms.ChoiceField()
     system_prompt = forms.CharField(required=False, max_length=20_000, strip=False)

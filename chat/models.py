@@ -25,12 +25,18 @@ class Conversation(models.Model):
     )
     model = models.CharField(max_length=200)
     system_prompt = models.TextField(blank=True)
+    # Pinned conversations head the sidebar; archived ones leave it (search still finds them).
+    pinned = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-updated"]
-        indexes = [models.Index(fields=["owner", "-updated"])]
+        indexes = [
+            models.Index(fields=["owner", "-updated"]),
+            models.Index(fields=["owner", "archived", "pinned", "-updated"]),
+        ]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.id}"

@@ -234,6 +234,23 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
     return conversation
 
 
+def conversation_organize(
+    *, conversation: Conversation, pinned: bool | None = None, archived: bool | None = None
+) -> Conversation:
+    """Pin or unpin, archive or unarchive. Neither counts as activity: the conversation keeps
+    its place in time (`updated`)."""
+    changes = {
+        name: value
+        for name, value in (("pinned", pinned), ("archived", archived))
+        if value is not None
+    }
+    if changes:
+        Conversation.objects.filter(pk=conversation.pk).update(**changes)
+        for name, value in changes.items():
+            setattr(conversation, name, value)
+    return conversation
+
+
 def conversation_configure(*, conversation: Conversation, model: str, system_prompt: str) -> None:
     """Set the model and system prompt used from the next reply on."""
     conversation.model = model

@@ -18,6 +18,7 @@ from .forms import (
     EditForm,
     FeedbackForm,
     MessageForm,
+    OrganizeForm,
     RenameForm,
     StartForm,
 )
@@ -25,6 +26,7 @@ from .model_catalog import available_models
 from .models import Conversation, Message
 
 PAGE = "chat/conversation.html"
+SIDEBAR = "chat/_sidebar.html"
 
 
 def _conversation_or_404(request: HttpRequest, conversation_id: uuid.UUID) -> Conversation:
@@ -48,7 +50,9 @@ def start(request: HttpRequest) -> HttpResponse:
         request,
         "chat/start.html",
         {
-            "conversations": selectors.conversation_list_for_user(user=request.user)[:100],
+            "sidebar": selectors.conversation_sidebar_page(
+                user=request.user, query=request.GET.get("q", "")
+            ),
             "idempotency_key": uuid.uuid4(),
             "models": available_models(),
             "default_model": settings.CHAT_MODEL,
@@ -77,6 +81,26 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_GET
+def conversation_sidebar(request: HttpRequest) -> HttpResponse:
+    """A page of the sidebar's list: search results, archived conversations, or the page after
+    `cursor`."""
+    try:
+        current = uuid.UUID(request.GET.get("current", ""))
+    except ValueError:
+        current = None
+    page = selectors.conversation_sidebar_page(
+        user=request.user,
+        query=request.GET.get("q", "")[:200],
+        archived=request.GET.get("archived") == "1",
+        cursor=request.GET.get("cursor", ""),
+        last_group=request.GET.get("group", ""),
+        current=current,
+    )
+    return render(request, SIDEBAR + "#items", {"sidebar": page})
+
+
+@login_required
 @require_POST
 def conversation_create(request: HttpRequest) -> HttpResponse:
     """An empty conversation (for clients made before the start page)."""
@@ -101,7 +125,9 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
         PAGE,
         {
             "conversation": conversation,
-            "conversations": selectors.conversation_list_for_user(user=request.user)[:100],
+            "sidebar": selectors.conversation_sidebar_page(
+                user=request.user, current=conversation.pk
+            ),
             "messages": selectors.active_path(conversation=conversation),
             "idempotency_key": uuid.uuid4(),
             "models": available_models(),
@@ -148,6 +174,29 @@ def conversation_configure(request: HttpRequest, conversation_id: uuid.UUID) -> 
         return redirect(conversation)
     return render(
         request, PAGE + "#settings", {"conversation": conversation, "models": models, "saved": True}
+    )
+
+
+@login_required
+@require_POST
+def conversation_organize(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """Pin or unpin, archive or unarchive."""
+    conversation = _conversation_or_404(request, conversation_id)
+    form = OrganizeForm(request.POST)
+    if not form.is_valid():
+        return _plain(_form_errors(form), 400)
+    services.conversation_organize(
+        conversation=conversation,
+        pinned=form.cleaned_data["pinned"],
+        archived=form.cleaned_data["archived"],
+    )
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    sidebar = selectors.conversation_sidebar_page(user=request.user, current=conversation.pk)
+    return render(
+        request,
+        PAGE + "#organize",
+        {"conversation": conversation, "sidebar": sidebar, "oob": True},
     )
 
 
