@@ -11,7 +11,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.conf import settings
+from django.contrib.auth.hashers import check_password
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -19,6 +21,9 @@ from django.utils import timezone
 from .models import Conversation, Message
 
 SIDEBAR_PAGE_SIZE = 50
+# The account `manage.py ensure_demo_user` makes for a local demo (`scripts/run`).
+DEMO_USERNAME = DEMO_PASSWORD = "demo"
+_demo_password_checked: dict[str, bool] = {}
 
 
 def conversation_list_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Conversation]:
@@ -278,3 +283,17 @@ def model_messages(*, conversation: Conversation, before: Message) -> list[dict[
                 {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
             )
     return messages
+
+
+def demo_account_open() -> bool:
+    """Whether the demo setup's account still logs in with its well-known password, so the
+    login page may say so. Only with DEBUG on (a laptop): a production server never says it.
+    The password hash is checked once per stored hash, not on every page view."""
+    if not settings.DEBUG:
+        return False
+    user = User.objects.filter(username=DEMO_USERNAME, is_active=True).only("password").first()
+    if user is None:
+        return False
+    if user.password not in _demo_password_checked:
+        _demo_password_checked[user.password] = check_password(DEMO_PASSWORD, user.password)
+    return _demo_password_checked[user.password]

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -40,6 +41,13 @@ def _conversation_or_404(request: HttpRequest, conversation_id: uuid.UUID) -> Co
 
 def _reply_or_404(conversation: Conversation, message_id: int) -> Message:
     return _message_or_404(conversation, message_id, Message.Role.ASSISTANT)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page, which names the demo account on a local demo setup."""
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), "demo_account": selectors.demo_account_open()}
 
 
 @login_required

@@ -328,6 +328,8 @@ LOGGING = {
             "level": os.environ.get("CHAT_LOG_LEVEL", "INFO"),
             "propagate": False,
         },
+        # The development server's request log, once (not again through Django's handler).
+        "django.channels.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # httpx logs every request URL at INFO; keep it quiet so nothing sensitive leaks.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},

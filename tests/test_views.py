@@ -196,3 +196,22 @@ def test_page_sends_a_strict_content_security_policy(alice, conversation: Conver
     policy = alice.get(conversation.get_absolute_url())["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "img-src 'self'" in policy
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+
+
+def test_the_login_page_names_the_demo_account_only_while_it_is_the_demo_setups(
+    client: Client, django_user_model, settings
+):
+    import io
+
+    from django.core.management import call_command
+
+    call_command("ensure_demo_user", stdout=io.StringIO())
+    settings.DEBUG = True
+    assert "demo / demo" in client.get(reverse("login")).content.decode()
+    settings.DEBUG = False  # a production server never says it
+    assert "demo / demo" not in client.get(reverse("login")).content.decode()
+    settings.DEBUG = True
+    demo = django_user_model.objects.get(username="demo")
+    demo.set_password("changed")
+    demo.save()
+    assert "demo / demo" not in client.get(reverse("login")).content.decode()
