@@ -26,6 +26,7 @@ MESSAGE_FIELDS = [
     "status",
     "finish_reason",
     "model",
+    "system_prompt",
     "prompt_tokens",
     "completion_tokens",
     "time_to_first_token",

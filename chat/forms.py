@@ -16,8 +16,23 @@ class MessageForm(forms.Form):
         return content
 
 
+class StartForm(MessageForm):
+    """The first message of a conversation, and the model it is for (the default if none)."""
+
+    model = forms.ChoiceField(required=False)
+
+    def __init__(self, *args: Any, models: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [(m, m) for m in models]  # type: ignore[attr-defined]
+
+
 class RenameForm(forms.Form):
     title = forms.CharField(max_length=200)
+
+
+class OrganizeForm(forms.Form):
+    pinned = forms.NullBooleanField(required=False)
+    archived = forms.NullBooleanField(required=False)
 
 
 class ConversationSettingsForm(forms.Form):

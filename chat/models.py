@@ -25,12 +25,18 @@ class Conversation(models.Model):
     )
     model = models.CharField(max_length=200)
     system_prompt = models.TextField(blank=True)
+    # Pinned conversations head the sidebar; archived ones leave it (search still finds them).
+    pinned = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-updated"]
-        indexes = [models.Index(fields=["owner", "-updated"])]
+        indexes = [
+            models.Index(fields=["owner", "-updated"]),
+            models.Index(fields=["owner", "archived", "pinned", "-updated"]),
+        ]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.id}"
@@ -94,6 +100,9 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     finish_reason = models.CharField(max_length=64, blank=True)
     model = models.CharField(max_length=200, blank=True)
+    # A reply's system prompt: the conversation's when the reply was made, which it is
+    # generated with (a later change of the conversation's applies to later replies only).
+    system_prompt = models.TextField(blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     time_to_first_token = models.DurationField(null=True, blank=True)

@@ -2,19 +2,149 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.conf import settings
+from django.contrib.auth.hashers import check_password
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from .models import Conversation, Message
+
+SIDEBAR_PAGE_SIZE = 50
+# The account `manage.py ensure_demo_user` makes for a local demo (`scripts/run`).
+DEMO_USERNAME = DEMO_PASSWORD = "demo"
+_demo_password_checked: dict[str, bool] = {}
 
 
 def conversation_list_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Conversation]:
     return Conversation.objects.filter(owner_id=user.pk).order_by("-updated")
+
+
+@dataclass
+class SidebarPage:
+    """A page of the sidebar's conversation list: each conversation with the heading of the
+    group it starts ("" when it continues the group above it), and where the next page starts.
+    """
+
+    entries: list[tuple[str, Conversation]] = field(default_factory=list)
+    query: str = ""
+    archived: bool = False
+    current: uuid.UUID | None = None
+    first: bool = True
+    next_cursor: str = ""
+    last_group: str = ""
+
+    @property
+    def next_params(self) -> str:
+        """The query string of the next page."""
+        params = {"cursor": self.next_cursor, "group": self.last_group, "q": self.query}
+        if self.archived:
+            params["archived"] = "1"
+        if self.current:
+            params["current"] = str(self.current)
+        return urlencode({k: v for k, v in params.items() if v})
+
+
+def date_group(day: date, *, today: date) -> str:
+    if day >= today:
+        return "Today"
+    if day == today - timedelta(days=1):
+        return "Yesterday"
+    if day >= today - timedelta(days=7):
+        return "Previous 7 days"
+    return "Older"
+
+
+def conversation_search(
+    conversations: QuerySet[Conversation], *, query: str
+) -> QuerySet[Conversation]:
+    """The conversations whose title or messages match `query`: on PostgreSQL a full-text
+    search (every word, as a prefix of a word, so it finds as you type), elsewhere a
+    case-insensitive contains."""
+    said = Message.objects.filter(
+        conversation=OuterRef("pk"), role__in=[Message.Role.USER, Message.Role.ASSISTANT]
+    )
+    if connection.vendor != "postgresql":
+        return conversations.filter(
+            Q(title__icontains=query) | Exists(said.filter(content__icontains=query))
+        )
+    from django.contrib.postgres.search import SearchQuery, SearchVector
+
+    words = re.findall(r"\w+", query)
+    if not words:
+        return conversations.none()
+    # Each word is only letters and digits, so this tsquery cannot be malformed.
+    search = SearchQuery(
+        " & ".join(f"{word}:*" for word in words), search_type="raw", config="simple"
+    )
+    return conversations.annotate(title_document=SearchVector("title", config="simple")).filter(
+        Q(title_document=search)
+        | Exists(
+            said.annotate(document=SearchVector("content", config="simple")).filter(document=search)
+        )
+    )
+
+
+def _after_cursor(conversations: QuerySet[Conversation], cursor: str) -> QuerySet[Conversation]:
+    updated, _, pk = cursor.partition("~")
+    try:
+        when, after = datetime.fromisoformat(updated), uuid.UUID(pk)
+    except ValueError:
+        return conversations.none()
+    return conversations.filter(Q(updated__lt=when) | Q(updated=when, pk__lt=after))
+
+
+def conversation_sidebar_page(
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    query: str = "",
+    archived: bool = False,
+    cursor: str = "",
+    last_group: str = "",
+    current: uuid.UUID | None = None,
+    today: date | None = None,
+) -> SidebarPage:
+    """A page of the user's conversations for the sidebar, newest first: pinned ones first (on
+    the first page), then by the day they were last active (Today, Yesterday, Previous 7 days,
+    Older). Archived conversations are listed only when `archived`; a search finds every
+    conversation, archived or not."""
+    today = today or timezone.localdate()
+    conversations = conversation_list_for_user(user=user)
+    page = SidebarPage(query=query.strip(), archived=archived, current=current, first=not cursor)
+    pinned: list[Conversation] = []
+    if page.query:
+        conversations = conversation_search(conversations, query=page.query)
+    else:
+        conversations = conversations.filter(archived=archived)
+        if not archived:
+            if page.first:
+                pinned = list(conversations.filter(pinned=True)[:SIDEBAR_PAGE_SIZE])
+            conversations = conversations.filter(pinned=False)
+    conversations = conversations.order_by("-updated", "-pk")
+    if cursor:
+        conversations = _after_cursor(conversations, cursor)
+    found = list(conversations[: SIDEBAR_PAGE_SIZE + 1])
+    page.entries = [("Pinned" if i == 0 else "", c) for i, c in enumerate(pinned)]
+    group = last_group
+    for conversation in found[:SIDEBAR_PAGE_SIZE]:
+        this = date_group(timezone.localdate(conversation.updated), today=today)
+        page.entries.append((this if this != group else "", conversation))
+        group = this
+    page.last_group = group
+    if len(found) > SIDEBAR_PAGE_SIZE:
+        last = found[SIDEBAR_PAGE_SIZE - 1]
+        page.next_cursor = f"{last.updated.isoformat()}~{last.pk}"
+    return page
 
 
 def conversation_for_user(
@@ -131,10 +261,16 @@ async def amessage_in_conversation(
 
 def model_messages(*, conversation: Conversation, before: Message) -> list[dict[str, Any]]:
     """The system prompt and the turns on the branch that leads to `before` (never another
-    branch's), in the shape the chat completions API takes."""
+    branch's), in the shape the chat completions API takes. A reply is generated with the
+    system prompt it was made with."""
     messages: list[dict[str, Any]] = []
-    if conversation.system_prompt.strip():
-        messages.append({"role": "system", "content": conversation.system_prompt})
+    system_prompt = (
+        before.system_prompt
+        if before.role == Message.Role.ASSISTANT
+        else conversation.system_prompt
+    )
+    if system_prompt.strip():
+        messages.append({"role": "system", "content": system_prompt})
     for message in path_to(message=before):
         if message.role == Message.Role.USER:
             messages.append({"role": "user", "content": message.content})
@@ -157,3 +293,17 @@ def model_messages(*, conversation: Conversation, before: Message) -> list[dict[
                 {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
             )
     return messages
+
+
+def demo_account_open() -> bool:
+    """Whether the demo setup's account still logs in with its well-known password, so the
+    login page may say so. Only with DEBUG on (a laptop): a production server never says it.
+    The password hash is checked once per stored hash, not on every page view."""
+    if not settings.DEBUG:
+        return False
+    user = User.objects.filter(username=DEMO_USERNAME, is_active=True).only("password").first()
+    if user is None:
+        return False
+    if user.password not in _demo_password_checked:
+        _demo_password_checked[user.password] = check_password(DEMO_PASSWORD, user.password)
+    return _demo_password_checked[user.password]

@@ -71,6 +71,7 @@ def _new_reply(conversation: Conversation, *, parent: Message) -> Message:
         role=Message.Role.ASSISTANT,
         status=Message.Status.PENDING,
         model=conversation.model,
+        system_prompt=conversation.system_prompt,
     )
     transaction.on_commit(lambda: events.request_generation(reply.pk))
     return reply
@@ -91,6 +92,35 @@ def conversation_create(*, owner: User, model: str = "", system_prompt: str = ""
     return Conversation.objects.create(
         owner=owner, model=model or settings.CHAT_MODEL, system_prompt=system_prompt
     )
+
+
+def conversation_start(
+    *,
+    owner: User,
+    content: str,
+    idempotency_key: uuid.UUID | None = None,
+    model: str = "",
+) -> tuple[Message, Message]:
+    """Start a conversation with its first message: the conversation, the message and a
+    pending reply are saved together, so no conversation is ever left empty.
+
+    Submitting the same idempotency key again returns the first submission's pair.
+    """
+    if idempotency_key is not None:
+        first = (
+            Message.objects.filter(
+                conversation__owner=owner, role=Message.Role.USER, idempotency_key=idempotency_key
+            )
+            .select_related("conversation")
+            .first()
+        )
+        if first is not None and (found := _submission(first.conversation, idempotency_key)):
+            return found
+    with transaction.atomic():
+        conversation = conversation_create(owner=owner, model=model)
+        return message_submit(
+            conversation=conversation, content=content, idempotency_key=idempotency_key
+        )
 
 
 def title_from(content: str) -> str:
@@ -209,6 +239,23 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
     conversation.title = title.strip()[:200]
     conversation.title_source = Conversation.TitleSource.USER
     conversation.save(update_fields=["title", "title_source", "updated"])
+    return conversation
+
+
+def conversation_organize(
+    *, conversation: Conversation, pinned: bool | None = None, archived: bool | None = None
+) -> Conversation:
+    """Pin or unpin, archive or unarchive. Neither counts as activity: the conversation keeps
+    its place in time (`updated`)."""
+    changes = {
+        name: value
+        for name, value in (("pinned", pinned), ("archived", archived))
+        if value is not None
+    }
+    if changes:
+        Conversation.objects.filter(pk=conversation.pk).update(**changes)
+        for name, value in changes.items():
+            setattr(conversation, name, value)
     return conversation
 
 
@@ -344,6 +391,7 @@ async def reply_finish_with_tool_round(
                     role=Message.Role.ASSISTANT,
                     status=Message.Status.STREAMING,
                     model=reply.model,
+                    system_prompt=reply.system_prompt,
                     lease_owner=worker_id,
                     lease_expires=timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
                 )

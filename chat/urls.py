@@ -5,7 +5,9 @@ from . import views
 app_name = "chat"
 
 urlpatterns = [
-    path("", views.conversation_list, name="conversation_list"),
+    path("", views.start, name="start"),
+    path("new/", views.conversation_start, name="conversation_start"),
+    path("conversations/", views.conversation_sidebar, name="conversation_sidebar"),
     path("c/", views.conversation_create, name="conversation_create"),
     path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation_detail"),
     path("c/<uuid:conversation_id>/rename/", views.conversation_rename, name="conversation_rename"),
@@ -13,6 +15,11 @@ urlpatterns = [
         "c/<uuid:conversation_id>/settings/",
         views.conversation_configure,
         name="conversation_configure",
+    ),
+    path(
+        "c/<uuid:conversation_id>/organize/",
+        views.conversation_organize,
+        name="conversation_organize",
     ),
     path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="conversation_delete"),
     path("c/<uuid:conversation_id>/messages/", views.message_create, name="message_create"),

@@ -6,6 +6,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -13,11 +15,20 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import limits, selectors, services
-from .forms import ConversationSettingsForm, EditForm, FeedbackForm, MessageForm, RenameForm
+from .forms import (
+    ConversationSettingsForm,
+    EditForm,
+    FeedbackForm,
+    MessageForm,
+    OrganizeForm,
+    RenameForm,
+    StartForm,
+)
 from .model_catalog import available_models
 from .models import Conversation, Message
 
 PAGE = "chat/conversation.html"
+SIDEBAR = "chat/_sidebar.html"
 
 
 def _conversation_or_404(request: HttpRequest, conversation_id: uuid.UUID) -> Conversation:
@@ -33,19 +44,75 @@ def _reply_or_404(conversation: Conversation, message_id: int) -> Message:
     return _message_or_404(conversation, message_id, Message.Role.ASSISTANT)
 
 
+class LoginView(auth_views.LoginView):
+    """Django's login page, which names the demo account on a local demo setup."""
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), "demo_account": selectors.demo_account_open()}
+
+
 @login_required
 @require_GET
-def conversation_list(request: HttpRequest) -> HttpResponse:
+def start(request: HttpRequest) -> HttpResponse:
+    """The start page: a message box whose first message starts a conversation."""
     return render(
         request,
-        "chat/conversation_list.html",
-        {"conversations": selectors.conversation_list_for_user(user=request.user)},
+        "chat/start.html",
+        {
+            "sidebar": selectors.conversation_sidebar_page(
+                user=request.user, query=request.GET.get("q", "")
+            ),
+            "idempotency_key": uuid.uuid4(),
+            "models": available_models(),
+            "default_model": settings.CHAT_MODEL,
+        },
     )
 
 
 @login_required
 @require_POST
+def conversation_start(request: HttpRequest) -> HttpResponse:
+    """The start page's first message: the conversation is made with it, then its page opens
+    and shows the reply streaming."""
+    form = StartForm(request.POST, models=available_models())
+    if not form.is_valid():
+        return _plain(_form_errors(form), 400)
+    user_message, _ = services.conversation_start(
+        owner=request.user,  # type: ignore[arg-type]
+        content=form.cleaned_data["content"],
+        idempotency_key=form.cleaned_data["idempotency_key"],
+        model=form.cleaned_data["model"],
+    )
+    url = user_message.conversation.get_absolute_url()
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(url)
+    return HttpResponse(status=204, headers={"HX-Redirect": url})
+
+
+@login_required
+@require_GET
+def conversation_sidebar(request: HttpRequest) -> HttpResponse:
+    """A page of the sidebar's list: search results, archived conversations, or the page after
+    `cursor`."""
+    try:
+        current = uuid.UUID(request.GET.get("current", ""))
+    except ValueError:
+        current = None
+    page = selectors.conversation_sidebar_page(
+        user=request.user,
+        query=request.GET.get("q", "")[:200],
+        archived=request.GET.get("archived") == "1",
+        cursor=request.GET.get("cursor", ""),
+        last_group=request.GET.get("group", ""),
+        current=current,
+    )
+    return render(request, SIDEBAR + "#items", {"sidebar": page})
+
+
+@login_required
+@require_POST
 def conversation_create(request: HttpRequest) -> HttpResponse:
+    """An empty conversation (for clients made before the start page)."""
     try:
         conversation = services.conversation_create(owner=request.user)  # type: ignore[arg-type]
     except limits.LimitReached as reached:
@@ -70,7 +137,9 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
         PAGE,
         {
             "conversation": conversation,
-            "conversations": selectors.conversation_list_for_user(user=request.user)[:100],
+            "sidebar": selectors.conversation_sidebar_page(
+                user=request.user, current=conversation.pk
+            ),
             "messages": selectors.active_path(conversation=conversation),
             "idempotency_key": uuid.uuid4(),
             "models": available_models(),
@@ -98,7 +167,14 @@ def conversation_configure(request: HttpRequest, conversation_id: uuid.UUID) -> 
     models = available_models()
     if conversation.model not in models:
         models = [conversation.model, *models]
-    form = ConversationSettingsForm(request.POST, models=models)
+    # The header's model picker sends the model alone, the system prompt box the prompt alone.
+    form = ConversationSettingsForm(
+        {
+            "model": request.POST.get("model", conversation.model),
+            "system_prompt": request.POST.get("system_prompt", conversation.system_prompt),
+        },
+        models=models,
+    )
     if not form.is_valid():
         return _plain(_form_errors(form), 400)
     services.conversation_configure(
@@ -115,12 +191,35 @@ def conversation_configure(request: HttpRequest, conversation_id: uuid.UUID) -> 
 
 @login_required
 @require_POST
+def conversation_organize(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """Pin or unpin, archive or unarchive."""
+    conversation = _conversation_or_404(request, conversation_id)
+    form = OrganizeForm(request.POST)
+    if not form.is_valid():
+        return _plain(_form_errors(form), 400)
+    services.conversation_organize(
+        conversation=conversation,
+        pinned=form.cleaned_data["pinned"],
+        archived=form.cleaned_data["archived"],
+    )
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(conversation)
+    sidebar = selectors.conversation_sidebar_page(user=request.user, current=conversation.pk)
+    return render(
+        request,
+        PAGE + "#organize",
+        {"conversation": conversation, "sidebar": sidebar, "oob": True},
+    )
+
+
+@login_required
+@require_POST
 def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
     services.conversation_delete(conversation=conversation)
     if not request.htmx:  # type: ignore[attr-defined]
-        return redirect("chat:conversation_list")
-    return HttpResponse(status=204, headers={"HX-Redirect": reverse("chat:conversation_list")})
+        return redirect("chat:start")
+    return HttpResponse(status=204, headers={"HX-Redirect": reverse("chat:start")})
 
 
 def _message_list(

@@ -215,7 +215,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "chat:conversation_list"
+LOGIN_REDIRECT_URL = "chat:start"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -363,6 +363,8 @@ LOGGING = {
             "level": os.environ.get("CHAT_LOG_LEVEL", "INFO"),
             "propagate": False,
         },
+        # The development server's request log, once (not again through Django's handler).
+        "django.channels.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # httpx logs every request URL at INFO; keep it quiet so nothing sensitive leaks.
         "httpx": {"level": "WARNING"},
         # The pool logs each failed connection attempt while the database is away; chat.outages

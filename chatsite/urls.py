@@ -5,6 +5,8 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from chat.views import LoginView
+
 # Password reset sends an email: without a mail server its pages would promise a message that
 # never comes, so they exist only when DJANGO_EMAIL_HOST is set.
 account_urls = [
@@ -15,6 +17,7 @@ account_urls = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/", include(account_urls)),
     # Pages that do not link the icon (the admin) still get one.
     path("favicon.ico", RedirectView.as_view(url=static("chat/favicon.svg"), permanent=True)),

@@ -263,3 +263,22 @@ def test_the_transcript_shows_every_version_labelled_and_the_users_path(
     assert "feedback <strong>thumbs down</strong>: “bad”" in transcript
     off_path = transcript.split(f'id="t{reply.pk}"', 1)[0].rsplit("<section", 1)[1]
     assert "t-off-path" in off_path
+
+
+def test_the_transcript_shows_each_reply_with_the_system_prompt_it_was_made_with(
+    admin_client, user, monkeypatch
+):
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user, system_prompt="Be brief.")
+    _, first = services.message_submit(conversation=conversation, content="q1")
+    Message.objects.filter(pk=first.pk).update(status="complete", content="a1")
+    services.conversation_configure(
+        conversation=conversation, model=conversation.model, system_prompt="Answer in French."
+    )
+    _, second = services.message_submit(conversation=conversation, content="q2")
+    url = reverse("admin:chat_conversation_transcript", args=[conversation.pk])
+    body = admin_client.get(url).content.decode()
+    first_section = body[body.index(f'id="t{first.pk}"') : body.index(f'id="t{second.pk - 1}"')]
+    second_section = body[body.index(f'id="t{second.pk}"') :]
+    assert "Be brief." in first_section and "Answer in French." not in first_section
+    assert "Answer in French." in second_section and "Be brief." not in second_section

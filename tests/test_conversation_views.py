@@ -205,3 +205,12 @@ def test_models_are_listed_from_the_upstream_and_cached(
     assert (
         '<option value="fake-model"' in alice.get(conversation.get_absolute_url()).content.decode()
     )
+
+
+def test_the_header_marks_a_conversation_with_a_system_prompt(alice, conversation):
+    assert 'class="prompt-mark"' not in alice.get(conversation.get_absolute_url()).content.decode()
+    services.conversation_configure(
+        conversation=conversation, model=conversation.model, system_prompt="Be brief."
+    )
+    header = alice.get(conversation.get_absolute_url()).content.decode().split("</header>")[0]
+    assert 'class="prompt-mark"' in header

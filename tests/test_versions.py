@@ -155,3 +155,43 @@ def test_selecting_a_message_on_a_hidden_branch_shows_that_branch(conversation):
     services.message_select(message=Message.objects.get(pk=old_a2.pk))
     assert contents(selectors.active_path(conversation=conversation)) == ["q1", "a1", "q2", "a2"]
     assert not Message.objects.get(pk=edited.pk).selected
+
+
+def test_each_reply_keeps_the_system_prompt_it_was_made_with_and_is_sent_it(conversation):
+    _, first = turn(conversation, "q1", "a1")
+    services.conversation_configure(
+        conversation=conversation, model=conversation.model, system_prompt="Answer in French."
+    )
+    _, second = services.message_submit(conversation=conversation, content="q2")
+    assert (first.system_prompt, second.system_prompt) == ("Be brief.", "Answer in French.")
+    # Changed again before the reply is generated: it is generated with the one it was made with.
+    services.conversation_configure(
+        conversation=conversation, model=conversation.model, system_prompt=""
+    )
+    sent = selectors.model_messages(conversation=conversation, before=second)
+    assert sent[0] == {"role": "system", "content": "Answer in French."}
+    answer(second, "a2")
+    regenerated = services.reply_regenerate(reply=second)
+    assert regenerated.system_prompt == ""
+    assert (
+        selectors.model_messages(conversation=conversation, before=regenerated)[0]["role"] == "user"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replies_made_before_prompts_were_kept_get_their_conversations(user):
+    executor = MigrationExecutor(connection)
+    executor.migrate([("chat", "0004_message_tree")])
+    old = executor.loader.project_state([("chat", "0004_message_tree")]).apps
+    conversation = old.get_model("chat", "Conversation").objects.create(
+        owner_id=user.pk, model="m", system_prompt="Be brief."
+    )
+    OldMessage = old.get_model("chat", "Message")
+    question = OldMessage.objects.create(conversation_id=conversation.pk, role="user", content="q")
+    reply = OldMessage.objects.create(
+        conversation_id=conversation.pk, role="assistant", content="a", parent_id=question.pk
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert Message.objects.get(pk=reply.pk).system_prompt == "Be brief."
+    assert Message.objects.get(pk=question.pk).system_prompt == ""

@@ -25,7 +25,7 @@ def alice(alice_client) -> Client:
 
 
 def test_pages_require_login(client: Client, conversation: Conversation):
-    for url in [reverse("chat:conversation_list"), conversation.get_absolute_url()]:
+    for url in [reverse("chat:start"), conversation.get_absolute_url()]:
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login"))
@@ -62,9 +62,52 @@ def test_conversation_list_shows_only_my_conversations_newest_first(alice, user,
     theirs = services.conversation_create(owner=other_user)
     theirs.title = "Not mine"
     theirs.save()
-    body = alice.get(reverse("chat:conversation_list")).content.decode()
+    body = alice.get(reverse("chat:start")).content.decode()
     assert body.index("Newer one") < body.index("Older one")
     assert "Not mine" not in body
+
+
+def test_the_first_message_starts_the_conversation_and_opens_its_page(
+    alice, user, sent_to_worker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice.post(
+            reverse("chat:conversation_start"), {"content": "Hello"}, HTTP_HX_REQUEST="true"
+        )
+    conversation = Conversation.objects.get(owner=user)
+    assert response.status_code == 204
+    assert response["HX-Redirect"] == conversation.get_absolute_url()
+    user_message, reply = conversation.messages.order_by("id")
+    assert (user_message.content, reply.status) == ("Hello", "pending")
+    assert sent_to_worker == [reply.pk]
+    assert conversation.title == "Hello"
+    plain = alice.post(reverse("chat:conversation_start"), {"content": "Again"})
+    assert plain.status_code == 302
+
+
+def test_the_start_page_saves_nothing_and_an_empty_first_message_starts_nothing(alice, user):
+    page = alice.get(reverse("chat:start")).content.decode()
+    assert 'id="composer-text"' in page and "data-prompt=" in page
+    response = alice.post(reverse("chat:conversation_start"), {"content": "  "})
+    assert response.status_code == 400 and "Type a message" in response.content.decode()
+    assert not Conversation.objects.exists()
+
+
+def test_the_same_first_message_sent_twice_starts_one_conversation(alice, user, sent_to_worker):
+    data = {"content": "once", "idempotency_key": str(uuid.uuid4())}
+    first = alice.post(reverse("chat:conversation_start"), data, HTTP_HX_REQUEST="true")
+    second = alice.post(reverse("chat:conversation_start"), data, HTTP_HX_REQUEST="true")
+    assert first["HX-Redirect"] == second["HX-Redirect"]
+    assert Conversation.objects.count() == 1 and Message.objects.count() == 2
+
+
+def test_a_conversation_starts_with_an_offered_model_only(alice, user, settings, sent_to_worker):
+    settings.CHAT_MODELS = ["small-model", "big-model"]
+    settings.CHAT_MODEL = "small-model"
+    url = reverse("chat:conversation_start")
+    assert alice.post(url, {"content": "hi", "model": "not-offered"}).status_code == 400
+    alice.post(url, {"content": "hi", "model": "big-model"})
+    assert Conversation.objects.get().model == "big-model"
 
 
 def test_new_conversation_redirects_to_its_page(alice, user):
@@ -153,3 +196,22 @@ def test_page_sends_a_strict_content_security_policy(alice, conversation: Conver
     policy = alice.get(conversation.get_absolute_url())["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "img-src 'self'" in policy
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+
+
+def test_the_login_page_names_the_demo_account_only_while_it_is_the_demo_setups(
+    client: Client, django_user_model, settings
+):
+    import io
+
+    from django.core.management import call_command
+
+    call_command("ensure_demo_user", stdout=io.StringIO())
+    settings.DEBUG = True
+    assert "demo / demo" in client.get(reverse("login")).content.decode()
+    settings.DEBUG = False  # a production server never says it
+    assert "demo / demo" not in client.get(reverse("login")).content.decode()
+    settings.DEBUG = True
+    demo = django_user_model.objects.get(username="demo")
+    demo.set_password("changed")
+    demo.save()
+    assert "demo / demo" not in client.get(reverse("login")).content.decode()

@@ -84,26 +84,101 @@
     }
   });
 
-  // Phones: the conversation list slides over the chat.
+  // Phones: the conversation list slides over the chat. Its toggle says whether it is open,
+  // however it was closed.
+  function setSidebar(open) {
+    document.body.classList.toggle("sidebar-open", open);
+    document.querySelectorAll(".sidebar-toggle").forEach(function (toggle) {
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+    if (open) {
+      var link = document.querySelector('#sidebar [aria-current="page"], #sidebar a, #sidebar button');
+      if (link) { link.focus(); }
+    }
+  }
+
+  function visibleToggle() {
+    return Array.prototype.find.call(document.querySelectorAll(".sidebar-toggle"), function (t) {
+      return t.offsetParent !== null;
+    });
+  }
+
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest ? event.target.closest(".sidebar-toggle") : null;
     if (toggle) {
-      var open = document.body.classList.toggle("sidebar-open");
-      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+      setSidebar(!document.body.classList.contains("sidebar-open"));
     } else if (document.body.classList.contains("sidebar-open") && !event.target.closest(".sidebar")) {
-      document.body.classList.remove("sidebar-open");
+      setSidebar(false);
+    }
+    // A menu open in the header closes when you click elsewhere.
+    document.querySelectorAll("details.menu[open]").forEach(function (menu) {
+      if (!menu.contains(event.target)) { menu.removeAttribute("open"); }
+    });
+  });
+
+  // The start page's suggested prompts: one click sends one as the first message.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest(".suggestions [data-prompt]") : null;
+    var text = document.getElementById("composer-text");
+    if (button && text) {
+      text.value = button.getAttribute("data-prompt");
+      text.form.requestSubmit();
     }
   });
 
+  // The skip link moves the focus, not only the scroll position.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest ? event.target.closest(".skip-link") : null;
+    var target = link && document.querySelector(link.getAttribute("href"));
+    if (target) {
+      event.preventDefault();
+      target.focus();
+    }
+  });
+
+  // Editing one of your messages: its text gives way to a box holding it, until it is sent or
+  // cancelled (the Cancel button, or Escape in the box).
+  function setEditing(article, editing) {
+    var button = article.querySelector(".edit-button");
+    var form = article.querySelector(".edit-form");
+    if (!button || !form) { return; }
+    article.classList.toggle("editing", editing);
+    form.hidden = !editing;
+    button.setAttribute("aria-expanded", editing ? "true" : "false");
+    var area = form.querySelector("textarea");
+    if (editing) {
+      area.focus();
+      area.setSelectionRange(area.value.length, area.value.length);
+    } else {
+      area.value = area.defaultValue;
+      button.focus();
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest(".edit-button, .edit-cancel") : null;
+    if (button) { setEditing(button.closest("article"), button.classList.contains("edit-button")); }
+  });
+
   document.addEventListener("keydown", function (event) {
-    if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
-      document.body.classList.remove("sidebar-open");
+    var editing = event.target.closest ? event.target.closest(".edit-form") : null;
+    if (event.key === "Escape" && editing) {
+      setEditing(editing.closest("article"), false);
       return;
     }
-    if (event.key === "Escape") {
-      var stop = document.querySelector(".message .stop-button");
-      if (stop) { event.preventDefault(); stop.click(); }
+    var menu = event.key === "Escape" && document.querySelector("details.menu[open]");
+    if (menu) {
+      menu.removeAttribute("open");
+      menu.querySelector("summary").focus();
+      return;
     }
+    if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
+      setSidebar(false);
+      var toggle = visibleToggle();
+      if (toggle) { toggle.focus(); }
+      return;
+    }
+    if (event.key === "Escape" && stopActiveReply()) { event.preventDefault(); }
   });
 
   document.addEventListener("htmx:afterRequest", function (event) {
@@ -196,17 +271,31 @@
     });
   });
 
-  // The version switcher re-renders the message list: keep the focus on the switcher that was
-  // used (or its other button, once this one is disabled at the end of the versions).
+  // Actions that re-render the message list take the focused button away with the old list.
+  // The version switcher keeps the focus on the switcher that was used (or its other button,
+  // once this one is disabled at the end of the versions); Regenerate, Retry, Continue and an
+  // edit put it on the new reply's Stop button, or on the reply.
   var focusAfterSwap = null;
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail.elt;
-    focusAfterSwap = elt && elt.getAttribute ? elt.getAttribute("data-focus-key") : null;
+    if (!elt || !elt.matches) { return; }
+    if (elt.hasAttribute("data-focus-key")) {
+      focusAfterSwap = elt.getAttribute("data-focus-key");
+    } else if (elt.matches(".retry-button, .continue-button, .edit-form")) {
+      focusAfterSwap = "reply";
+    } else {
+      focusAfterSwap = null;
+    }
   });
   document.addEventListener("htmx:afterSettle", function (event) {
     if (!focusAfterSwap || !event.detail.target || event.detail.target.id !== "messages") { return; }
     var key = focusAfterSwap;
     focusAfterSwap = null;
+    if (key === "reply") {
+      var replies = document.querySelectorAll("#messages article.assistant");
+      if (replies.length) { focusReply(replies[replies.length - 1]); }
+      return;
+    }
     var button = document.querySelector('[data-focus-key="' + key + '"]');
     if (button && button.disabled) {
       button = button.parentElement.querySelector(".version-button:not([disabled])");
@@ -214,9 +303,50 @@
     if (button) { button.focus(); }
   });
 
+  function focusReply(article) {
+    syncComposer();
+    var stop = document.querySelector("#composer.busy .composer-stop");
+    if (stop && article.querySelector(".stop-form")) { stop.focus(); return; }
+    article.setAttribute("tabindex", "-1");
+    article.focus({ preventScroll: true });
+  }
+
+  // A reply still being generated has a (hidden) stop form; while there is one, the message
+  // box's Stop button stands in the Send button's place and sends it.
+  function activeStopForm() { return document.querySelector("#messages .stop-form"); }
+
+  function syncComposer() {
+    var composer = document.getElementById("composer");
+    if (composer && composer.querySelector(".composer-stop")) {
+      composer.classList.toggle("busy", !!activeStopForm());
+    }
+  }
+
+  function stopActiveReply() {
+    var form = activeStopForm();
+    if (form) { form.requestSubmit(); }
+    return !!form;
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest(".composer-stop")) { stopActiveReply(); }
+  });
+  document.addEventListener("DOMContentLoaded", syncComposer);
+  document.addEventListener("htmx:afterSettle", syncComposer);
+  document.addEventListener("htmx:oobAfterSwap", function () { setTimeout(syncComposer, 0); });
+
   // Copy buttons: one per reply (server-rendered), one per code block (added here).
   function copyText(text, button) {
     function done() {
+      if (button.hasAttribute("aria-label")) {  // an icon button: a tick, and its name says so
+        button.setAttribute("aria-label", "Copied");
+        button.classList.add("done");
+        setTimeout(function () {
+          button.setAttribute("aria-label", "Copy");
+          button.classList.remove("done");
+        }, 1500);
+        return;
+      }
       var label = button.textContent;
       button.textContent = "Copied";
       setTimeout(function () { button.textContent = label; }, 1500);
@@ -268,6 +398,27 @@
   document.addEventListener("htmx:wsAfterMessage", afterContentChange);
   document.addEventListener("htmx:afterSettle", afterContentChange);
 
+  // The title changes in the header (a rename, the first words, a title the model wrote,
+  // from this tab or another): the browser tab and the rename box follow it.
+  var shownTitle = null;
+  function followTitle() {
+    var heading = document.getElementById("conversation-title");
+    if (!heading) { return; }
+    var title = heading.textContent.trim();
+    if (title === shownTitle) { return; }
+    shownTitle = title;
+    document.title = title + " · chatsite";
+    var input = document.getElementById("rename-title");
+    if (input && document.activeElement !== input) { input.value = title; }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var heading = document.getElementById("conversation-title");
+    shownTitle = heading ? heading.textContent.trim() : null;
+  });
+  ["htmx:afterSettle", "htmx:oobAfterSwap", "htmx:wsAfterMessage"].forEach(function (name) {
+    document.addEventListener(name, followTitle);
+  });
+
   // A finished reply's end (`eN`: notices, actions, stats) replaces its streaming end; the
   // rest of the reply stays as it is on the page. The reply takes the status the end carries,
   // and the finish is announced once.
@@ -287,7 +438,14 @@
         reply.classList.add("status-" + status);
         reply.setAttribute("data-status", status);
       }
+      var stop = document.querySelector(".composer-stop");
+      var hadStop = stop && document.activeElement === stop;
+      syncComposer();
       if (status === "pending" || status === "streaming") { return; }
+      // The focus was on the Stop button, now gone: it stays on the reply.
+      if (hadStop || !document.activeElement || document.activeElement === document.body) {
+        focusReply(reply);
+      }
       var announcer = document.getElementById("announcer");
       if (announcer && announcer.getAttribute("data-announced") !== replyId + status) {
         announcer.setAttribute("data-announced", replyId + status);

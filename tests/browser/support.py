@@ -189,12 +189,31 @@ class ChatPage:
         return self.page.locator(f"#m{reply_id}")
 
     async def new_conversation(self) -> str:
-        """From the conversation list, press "+ New conversation"; returns the page URL."""
+        """Open a new, empty conversation's page (made the way clients before the start page
+        made them, `POST /c/`); returns the page URL. The start page's own way, a conversation
+        made with its first message, is `start`."""
         await self.page.goto(self.server.url + "/")
-        await self.page.get_by_role("button", name="+ New conversation").click()
-        await self.page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+        token = next(
+            c["value"] for c in await self.page.context.cookies() if c["name"] == "csrftoken"
+        )
+        response = await self.page.request.post(
+            self.server.url + "/c/", headers={"X-CSRFToken": token}, max_redirects=0
+        )
+        assert response.status == 302, await response.text()
+        await self.page.goto(self.server.url + response.headers["location"])
         await self.wait_for_socket()
         return self.page.url
+
+    async def start(self, text: str) -> int:
+        """From the start page, send `text` as the first message of a new conversation;
+        returns the id of the reply streaming on the conversation's page."""
+        await self.page.goto(self.server.url + "/")
+        await self.composer.fill(text)
+        await self.composer.press("Enter")
+        await self.page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+        reply = self.page.locator("#messages article.assistant")
+        await expect(reply).to_have_count(1)
+        return int((await reply.get_attribute("id") or "")[1:])
 
     async def wait_for_socket(self, count: int = 1) -> None:
         """Wait until the page's WebSocket has opened `count` times (htmx:wsOpen)."""

@@ -40,8 +40,15 @@ async def test_the_keyboard_reaches_the_composer_and_sends(page, server, fake_up
             break
     else:
         pytest.fail("Tab never reached the message box")
-    outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
-    assert outline != "none"  # the focus is visible
+    # The focus is visible: on the message box's rounded frame, which holds the text field.
+    ring = await page.evaluate(
+        "getComputedStyle(document.activeElement.closest('.composer')).boxShadow"
+    )
+    unfocused = await page.evaluate(
+        "document.activeElement.blur(), getComputedStyle(document.querySelector('.composer')).boxShadow"
+    )
+    assert ring != unfocused, (ring, unfocused)
+    await page.locator("#composer-text").focus()
     await page.keyboard.type("typed with the keyboard")
     await page.keyboard.press("Enter")
     await expect(page.locator("#messages article.user .content")).to_have_text(

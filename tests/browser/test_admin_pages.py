@@ -52,6 +52,7 @@ def conversations(user: Any) -> list[Conversation]:
             status="complete",
             finish_reason="stop",
             model="gpt-4o-mini-2024-07-18",
+            system_prompt="Be brief.",
             content=answer,
             **services.rendered_fields(content=answer, reasoning=""),
             prompt_tokens=12345,
@@ -120,7 +121,9 @@ async def test_the_list_and_transcript_read_well_on_laptop_and_phone_in_both_the
     await page.goto(server.url + f"/admin/chat/conversation/{conversations[1].pk}/transcript/")
     await _screenshot(page, f"transcript-{name}")
     assert await page.locator(".messagelist").count() == 0
-    assert await page.locator(".t-message").count() == 3  # system prompt, question, answer
+    assert await page.locator(".t-message").count() == 2  # question, answer
+    # The answer shows the system prompt it was generated with.
+    assert "Be brief." in await page.locator(".t-message.assistant .t-system-prompt").inner_text()
     assert "1 reply ·" in await page.locator(".transcript-meta").inner_text()
     widths = await _overflow(page)
     assert widths["page"][0] <= widths["page"][1], widths

@@ -225,3 +225,27 @@ async def test_the_demo_model_answers_and_titles_the_conversation_live(page, ser
     await page.screenshot(path=str(shot), animations="disabled", caret="hide")
     if os.environ.get("CHATSITE_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, ROOT / "docs" / "screenshot-chat.png")
+
+
+async def test_stop_takes_the_send_buttons_place_while_a_reply_streams(page, server, fake_upstream):
+    fake_upstream.plan = streamed([f"w{i} " for i in range(40)], delay=0.04)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    composer = page.locator("#composer")
+    send = composer.get_by_role("button", name="Send")
+    stop = composer.get_by_role("button", name="Stop")
+    await expect(send).to_be_visible()
+    await expect(stop).to_have_count(0)
+    send_box = await send.bounding_box()
+
+    reply_id = await chat.send("count")
+    await expect(stop).to_be_visible()
+    await expect(send).to_have_count(0)
+    stop_box = await stop.bounding_box()
+    assert send_box and stop_box
+    assert abs(stop_box["x"] - send_box["x"]) <= 1 and abs(stop_box["y"] - send_box["y"]) <= 1
+    await chat.wait_for_text(reply_id, 10)
+    await stop.click()
+    await chat.wait_finished(reply_id, status="cancelled")
+    await expect(send).to_be_visible()
+    await expect(stop).to_have_count(0)

@@ -10,7 +10,7 @@ from playwright.async_api import expect
 
 from chat.models import Conversation, Message
 from chat.titles import TITLE_PROMPT
-from tests.browser.support import BROWSER_MARKS, ChatPage
+from tests.browser.support import BROWSER_MARKS, ChatPage, eventually
 from tests.fake_upstream import FakeRequest, reply_events
 
 pytestmark = BROWSER_MARKS
@@ -57,7 +57,7 @@ async def test_rename_and_delete_a_conversation(page, watch, server, fake_upstre
     conversation_id = conversation_id_of(url)
     await chat.wait_finished(await chat.send("hello"))
 
-    await page.get_by_text("Conversation", exact=True).click()
+    await page.locator(".conversation-menu summary").click()
     await page.get_by_label("Title").fill("Holiday plans")
     await page.get_by_role("button", name="Rename").click()
     await expect(page.locator("#conversation-title")).to_have_text("Holiday plans")
@@ -66,7 +66,7 @@ async def test_rename_and_delete_a_conversation(page, watch, server, fake_upstre
     await expect(page.locator("#conversation-title")).to_have_text("Holiday plans")
 
     watch.accept_dialogs = True
-    await page.get_by_text("Conversation", exact=True).click()
+    await page.locator(".conversation-menu summary").click()
     await page.get_by_role("button", name="Delete conversation").click()
     await page.wait_for_url(server.url + "/")
     assert watch.accepted_dialogs and "cannot be undone" in watch.accepted_dialogs[0]
@@ -103,7 +103,7 @@ async def test_edit_the_last_message_and_resend_shows_the_new_branch(page, serve
     await chat.wait_finished(old_reply)
 
     user = page.locator("#messages article.user")
-    await user.get_by_text("Edit", exact=True).click()
+    await user.get_by_role("button", name="Edit").click()
     await user.get_by_label("Edit your message").fill("what is 2+2")
     await user.get_by_role("button", name="Save and send").click()
 
@@ -182,3 +182,53 @@ async def test_a_message_sent_in_one_tab_streams_in_the_other(page, context, ser
     await expect(page.locator("#messages article.user")).to_have_count(1)
     await expect(page.locator("#messages article.assistant")).to_have_count(1)
     await other.close()
+
+
+async def test_a_title_that_changes_on_the_page_reaches_the_rename_box_and_the_tab(
+    page, server_factory, fake_upstream
+):
+    server = server_factory(CHAT_GENERATE_TITLES="true")
+    fake_upstream.plan = answers("Light layers and an umbrella.")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("what should I pack for lisbon in march")
+    await chat.wait_finished(reply_id)
+    await expect(page.locator("#conversation-title")).to_have_text("Packing for Lisbon")
+    await expect(page).to_have_title("Packing for Lisbon · chatsite")
+    await page.locator(".conversation-menu summary").click()
+    await expect(page.get_by_label("Title")).to_have_value("Packing for Lisbon")
+
+    await page.get_by_label("Title").fill("Holiday plans")
+    await page.get_by_role("button", name="Rename").click()
+    await expect(page.locator("#conversation-title")).to_have_text("Holiday plans")
+    await expect(page).to_have_title("Holiday plans · chatsite")
+
+
+async def test_the_header_switches_the_model_and_sets_a_system_prompt_with_a_mark(
+    page, server_factory, fake_upstream
+):
+    server = server_factory(CHAT_MODELS="fake-model,other-model")
+    fake_upstream.plan = answers("Bien sûr.")
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    header = page.locator("header.chat-header")
+    await expect(header.locator(".prompt-mark")).to_have_count(0)
+    await header.get_by_label("Model").select_option("other-model")
+    conversation = Conversation.objects.filter(pk=conversation_id_of(url))
+
+    async def switched() -> bool:
+        return (await conversation.aget()).model == "other-model"
+
+    await eventually(switched, message="the model was not switched")
+
+    await header.locator(".prompt-menu summary").click()
+    await page.get_by_label("System prompt").fill("Answer in French.")
+    await page.get_by_role("button", name="Save system prompt").click()
+    await expect(header.locator(".prompt-mark")).to_be_visible()
+    await chat.wait_finished(await chat.send("hello"))
+    sent = fake_upstream.requests[-1].body
+    assert sent["model"] == "other-model"
+    assert sent["messages"][0] == {"role": "system", "content": "Answer in French."}
+    await page.reload()
+    await expect(header.locator(".prompt-mark")).to_be_visible()
+    await expect(header.get_by_label("Model")).to_have_value("other-model")

@@ -54,21 +54,20 @@ async def test_a_failed_reply_shows_the_error_and_retry_streams_a_new_one(
 
     fake_upstream.plan = streamed(RETRY_TOKENS, delay=0.03)
     await reply.get_by_role("button", name="Retry").click()
-    # A new version of the reply streams in its place; the failed one is kept.
-    replies = page.locator("#messages article.assistant")
-    await expect(replies).not_to_have_attribute("id", f"m{reply_id}")
-    failed_id, reply_id = reply_id, int((await replies.get_attribute("id") or "")[1:])
-    reply = chat.reply(reply_id)
 
-    # The new version streams live and ends complete with no trace of the failure.
-    await expect(page.locator(f"#t{reply_id}")).to_be_attached()
-    await chat.wait_for_text(reply_id, 1)
-    await chat.wait_finished(reply_id)
+    # A new version of the reply streams in its place, live, and ends complete with no trace
+    # of the failure; the failed version is kept.
+    replies = page.locator("#messages article.assistant")
+    await expect(replies.last).not_to_have_attribute("id", f"m{reply_id}")
+    await expect(replies).to_have_count(1)
+    retry_id = int((await replies.get_attribute("id") or "")[1:])
+    reply = chat.reply(retry_id)
+    await chat.wait_for_text(retry_id, 1)
+    await chat.wait_finished(retry_id)
     await expect(reply.locator(".content.markdown")).to_have_text("".join(RETRY_TOKENS))
     await expect(reply.locator(".reply-error, .reply-warning")).to_have_count(0)
     await expect(reply.get_by_role("button", name="Regenerate")).to_be_visible()
-    await expect(page.locator("#messages article.assistant")).to_have_count(1)
-    saved = await Message.objects.aget(pk=reply_id)
+    saved = await Message.objects.aget(pk=retry_id)
     assert (saved.status, saved.content, saved.error) == ("complete", "".join(RETRY_TOKENS), "")
+    assert (await Message.objects.aget(pk=reply_id)).status == status
     assert len(fake_upstream.requests) == 2
-    assert (await Message.objects.aget(pk=failed_id)).status == status

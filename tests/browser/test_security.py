@@ -115,3 +115,25 @@ async def test_a_hostile_reply_runs_no_script_and_calls_no_other_host(
     assert watch.foreign_requests(server.url) == []
     assert not [u for u in watch.requests if "evil" in u or u.endswith("/x")]
     assert watch.csp_violations == []  # nothing even tried
+
+
+async def test_a_text_box_the_user_resized_does_not_make_a_later_swap_break_the_csp(
+    page, watch, server
+):
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await page.locator(".prompt-menu summary").click()
+    prompt = page.get_by_label("System prompt")
+    box = await prompt.bounding_box()
+    assert box is not None
+    # Drag the box's resize corner, as a user would: the browser sets its height inline.
+    await page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] - 3)
+    await page.mouse.down()
+    await page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] + 60, steps=5)
+    await page.mouse.up()
+    assert "height" in (await prompt.get_attribute("style") or "")
+
+    await prompt.fill("Be brief.")
+    await page.get_by_role("button", name="Save system prompt").click()
+    await expect(page.get_by_text("Saved.")).to_be_visible()
+    assert watch.csp_violations == []

@@ -29,7 +29,7 @@ async def test_stop_ends_the_reply_within_a_second_and_keeps_the_text(
 
     started = time.monotonic()
     if how == "button":
-        await chat.reply(reply_id).get_by_role("button", name="Stop").click()
+        await page.locator("#composer").get_by_role("button", name="Stop").click()
     else:
         await expect(chat.composer).to_be_focused()
         await page.keyboard.press("Escape")
@@ -46,7 +46,7 @@ async def test_stop_ends_the_reply_within_a_second_and_keeps_the_text(
     assert LONG_TEXT.startswith(saved.content) and len(saved.content) < len(LONG_TEXT)
     shown_after = await chat.reply(reply_id).locator(".content.markdown").inner_text()
     assert normalize(shown_after) == normalize(saved.content)
-    await expect(chat.reply(reply_id).get_by_role("button", name="Stop")).to_have_count(0)
+    await expect(page.locator("#composer").get_by_role("button", name="Stop")).to_have_count(0)
     await expect(chat.reply(reply_id).get_by_role("button", name="Retry")).to_be_visible()
     # The worker let go of the upstream stream.
     await eventually(lambda: fake_upstream.disconnects == 1, message="upstream not closed")

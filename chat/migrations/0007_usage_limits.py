@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('chat', '0004_message_tree'),
+        ('chat', '0006_conversation_pinned_archived'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,73 @@
+"""The sidebar in a real browser: groups by day, the next page as you scroll, search as you
+type, pin and archive from the conversation's menu."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+from playwright.async_api import expect
+
+from chat.models import Conversation, Message
+from chat.selectors import SIDEBAR_PAGE_SIZE
+from tests.browser.support import BROWSER_MARKS
+
+pytestmark = BROWSER_MARKS
+
+
+@sync_to_async
+def seed(user, count: int) -> list[Conversation]:
+    made = []
+    for i in range(count):
+        conversation = Conversation.objects.create(owner=user, title=f"Topic {i:03d}", model="m")
+        Conversation.objects.filter(pk=conversation.pk).update(
+            updated=timezone.now() - timedelta(hours=6 * i)
+        )
+        made.append(conversation)
+    Message.objects.create(conversation=made[-1], role="user", content="about quokkas")
+    return made
+
+
+async def test_the_list_is_grouped_by_day_loads_more_as_you_scroll_and_searches(page, server, user):
+    await seed(user, SIDEBAR_PAGE_SIZE + 20)
+    await page.goto(server.url + "/")
+    sidebar = page.locator("#sidebar")
+    links = sidebar.locator(".conversation-list a")
+    await expect(links).to_have_count(SIDEBAR_PAGE_SIZE)
+    await expect(sidebar.locator(".group-heading")).to_have_text(
+        ["Today", "Yesterday", "Previous 7 days", "Older"]
+    )
+    await sidebar.get_by_role("button", name="Show more").scroll_into_view_if_needed()
+    await expect(links).to_have_count(SIDEBAR_PAGE_SIZE + 20)
+    await expect(sidebar.locator(".group-heading")).to_have_count(4)
+
+    await sidebar.get_by_label("Search conversations").fill("quokka")
+    await expect(links).to_have_text([f"Topic {SIDEBAR_PAGE_SIZE + 19:03d}"])
+    await sidebar.get_by_label("Search conversations").fill("topic 00")
+    await expect(links).to_have_count(10)
+    await sidebar.get_by_label("Search conversations").fill("")
+    await expect(links).to_have_count(SIDEBAR_PAGE_SIZE)
+
+
+async def test_pin_and_archive_from_the_conversation_menu(page, server, user):
+    conversations = await seed(user, 3)
+    await page.goto(server.url + conversations[2].get_absolute_url())
+    sidebar = page.locator("#sidebar")
+    await page.locator(".conversation-menu summary").click()
+    await page.get_by_role("button", name="Pin to the top").click()
+    await expect(page.get_by_role("button", name="Unpin")).to_be_visible()
+    first = sidebar.locator(".conversation-list li").first
+    await expect(first).to_have_text("Pinned")
+    await expect(sidebar.locator(".conversation-list a").first).to_have_text("Topic 002")
+    await expect(sidebar.locator(".conversation-list a").first).to_have_attribute(
+        "aria-current", "page"
+    )
+
+    await page.get_by_role("button", name="Archive", exact=True).click()
+    await expect(page.get_by_role("button", name="Unarchive")).to_be_visible()
+    await expect(sidebar.locator(".conversation-list a")).to_have_text(["Topic 000", "Topic 001"])
+    await sidebar.get_by_role("button", name="Archived conversations").click()
+    await expect(sidebar.locator(".conversation-list a")).to_have_text(["Topic 002"])
+    await sidebar.get_by_role("button", name="Back to all").click()
+    await expect(sidebar.locator(".conversation-list a")).to_have_count(2)

@@ -1,0 +1,124 @@
+"""The sidebar's conversation list: pinned first, then grouped by day, a page at a time; search
+over titles and messages; pin and archive."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from chat import selectors, services
+from chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+def made(owner, title: str, *, days_ago: float = 0, **fields) -> Conversation:
+    conversation = Conversation.objects.create(owner=owner, title=title, model="m", **fields)
+    updated = timezone.now() - timedelta(days=days_ago)
+    Conversation.objects.filter(pk=conversation.pk).update(updated=updated)
+    conversation.updated = updated
+    return conversation
+
+
+def listed(page: selectors.SidebarPage) -> list[tuple[str, str]]:
+    return [(heading, conversation.title) for heading, conversation in page.entries]
+
+
+def test_pinned_first_then_grouped_by_day_and_archived_left_out(user, other_user):
+    made(user, "old", days_ago=30)
+    made(user, "last week", days_ago=5)
+    made(user, "yesterday", days_ago=1)
+    made(user, "today")
+    made(user, "pinned long ago", days_ago=90, pinned=True)
+    made(user, "archived", archived=True)
+    made(other_user, "not mine")
+    page = selectors.conversation_sidebar_page(user=user)
+    assert listed(page) == [
+        ("Pinned", "pinned long ago"),
+        ("Today", "today"),
+        ("Yesterday", "yesterday"),
+        ("Previous 7 days", "last week"),
+        ("Older", "old"),
+    ]
+    archived = selectors.conversation_sidebar_page(user=user, archived=True)
+    assert listed(archived) == [("Today", "archived")]
+
+
+def test_pages_follow_on_without_gaps_repeats_or_a_repeated_heading(user):
+    for i in range(120):
+        made(user, f"c{i:03d}", days_ago=i / 10)
+    seen: list[tuple[str, str]] = []
+    cursor, group = "", ""
+    for _ in range(5):
+        page = selectors.conversation_sidebar_page(user=user, cursor=cursor, last_group=group)
+        seen += listed(page)
+        cursor, group = page.next_cursor, page.last_group
+        if not cursor:
+            break
+    assert [title for _, title in seen] == [f"c{i:03d}" for i in range(120)]
+    headings = [heading for heading, _ in seen if heading]
+    assert headings == ["Today", "Yesterday", "Previous 7 days", "Older"]
+    assert (
+        len(selectors.conversation_sidebar_page(user=user).entries) == selectors.SIDEBAR_PAGE_SIZE
+    )
+
+
+def test_search_finds_titles_and_message_text_of_mine_only(user, other_user):
+    trip = made(user, "Trip to Lisbon")
+    recipe = made(user, "Dinner")
+    Message.objects.create(conversation=recipe, role="user", content="A recipe with LENTILS")
+    made(user, "Archived lisbon notes", archived=True)
+    made(other_user, "Lisbon too")
+    found = selectors.conversation_sidebar_page(user=user, query="lisbon")
+    assert {c.title for _, c in found.entries} == {trip.title, "Archived lisbon notes"}
+    found = selectors.conversation_sidebar_page(user=user, query="lentils")
+    assert [c.title for _, c in found.entries] == ["Dinner"]
+    assert selectors.conversation_sidebar_page(user=user, query="paris").entries == []
+
+
+@pytest.mark.services
+def test_search_on_postgresql_is_full_text_by_word_prefix(user):
+    made(user, "Packing for Lisbon")
+    talk = made(user, "Dinner")
+    Message.objects.create(conversation=talk, role="assistant", content="Cook the lentils slowly.")
+    found = selectors.conversation_sidebar_page(user=user, query="lisb")
+    assert [c.title for _, c in found.entries] == ["Packing for Lisbon"]
+    found = selectors.conversation_sidebar_page(user=user, query="lentil slow")
+    assert [c.title for _, c in found.entries] == ["Dinner"]
+    # A tsquery's operators are only words to it.
+    assert selectors.conversation_sidebar_page(user=user, query="!:* & |").entries == []
+
+
+def test_pin_and_archive_keep_the_conversation_in_its_place_in_time(alice_client, user):
+    conversation = made(user, "keep", days_ago=3)
+    url = reverse("chat:conversation_organize", args=[conversation.pk])
+    response = alice_client.post(url, {"pinned": "true"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and "Unpin" in response.content.decode()
+    assert 'id="conversation-list" hx-swap-oob="innerHTML"' in response.content.decode()
+    alice_client.post(url, {"archived": "true"}, HTTP_HX_REQUEST="true")
+    saved = Conversation.objects.get(pk=conversation.pk)
+    assert (saved.pinned, saved.archived) == (True, True)
+    assert saved.updated == conversation.updated
+
+
+def test_the_list_pages_and_search_are_mine_only(alice_client, user, other_user):
+    made(user, "Mine about lisbon")
+    theirs = made(other_user, "Theirs about lisbon")
+    body = alice_client.get(reverse("chat:conversation_sidebar") + "?q=lisbon").content.decode()
+    assert "Mine about lisbon" in body and "Theirs" not in body
+    url = reverse("chat:conversation_organize", args=[theirs.pk])
+    assert alice_client.post(url, {"pinned": "true"}).status_code == 404
+
+
+def test_a_long_list_is_sent_a_page_at_a_time(alice_client, user):
+    for i in range(3 * selectors.SIDEBAR_PAGE_SIZE):
+        made(user, f"conversation number {i}", days_ago=i)
+    body = alice_client.get(reverse("chat:start")).content.decode()
+    assert body.count('id="conv-link-') == selectors.SIDEBAR_PAGE_SIZE
+    assert "Show more" in body
+    services.conversation_organize(conversation=Conversation.objects.last(), pinned=True)
+    body = alice_client.get(reverse("chat:start")).content.decode()
+    assert body.count('id="conv-link-') == selectors.SIDEBAR_PAGE_SIZE + 1
