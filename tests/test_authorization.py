@@ -26,6 +26,9 @@ from tests.sockets import socket_for
 EXPECTED = {
     "": "200/405 200/405 200/405 302/302",
     "c/": "405/302 405/302 405/302 302/302",
+    "new/": "405/400 405/400 405/400 302/302",
+    "conversations/": "200/405 200/405 200/405 302/302",
+    "c/<uuid:conversation_id>/organize/": "405/302 405/404 405/404 302/302",
     "c/<uuid:conversation_id>/": "200/405 404/405 404/405 302/302",
     "c/<uuid:conversation_id>/delete/": "405/302 405/404 405/404 302/302",
     "c/<uuid:conversation_id>/messages/": "405/400 405/404 405/404 302/302",
@@ -38,7 +41,7 @@ EXPECTED = {
     "c/<uuid:conversation_id>/messages/<int:message_id>/select/": "405/302 405/404 405/404 302/302",
     "c/<uuid:conversation_id>/messages/<int:message_id>/stop/": "405/204 405/404 405/404 302/302",
     "c/<uuid:conversation_id>/rename/": "405/400 405/404 405/404 302/302",
-    "c/<uuid:conversation_id>/settings/": "405/400 405/404 405/404 302/302",
+    "c/<uuid:conversation_id>/settings/": "405/302 405/404 405/404 302/302",
     "favicon.ico": "301/301 301/301 301/301 301/301",
     # Django's own pages: an empty POST is an invalid form (200), never a change.
     "accounts/login/": "200/200 200/200 200/200 200/200",

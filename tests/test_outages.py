@@ -45,10 +45,10 @@ def test_a_page_that_meets_the_database_away_answers_503_and_logs_only_the_outag
     def away(**kwargs: Any) -> None:
         raise OperationalError("connection failed: Connection refused")
 
-    monkeypatch.setattr("chat.views.selectors.conversation_list_for_user", away)
+    monkeypatch.setattr("chat.views.selectors.conversation_sidebar_page", away)
     headers = {"HX-Request": "true"} if htmx else {}
     with caplog.at_level(logging.INFO):
-        response = alice_client.get(reverse("chat:conversation_list"), headers=headers)
+        response = alice_client.get(reverse("chat:start"), headers=headers)
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     body = response.content.decode()
