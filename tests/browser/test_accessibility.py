@@ -78,7 +78,7 @@ async def test_on_a_phone_the_conversations_open_as_a_drawer(page, server, fake_
     await expect(sidebar).to_be_hidden()
     reply_id = await chat.send("phone test")
     await chat.wait_finished(reply_id)
-    toggle = page.get_by_role("button", name="Conversations")
+    toggle = page.get_by_role("button", name="Conversations", exact=True)
     await toggle.click()
     await expect(sidebar).to_be_visible()
     await expect(toggle).to_have_attribute("aria-expanded", "true")

@@ -79,7 +79,7 @@ async def test_the_skip_link_leads_somewhere_and_takes_the_focus(page, server, w
 async def test_escape_closes_the_phone_drawer_and_its_toggle_says_so(page, server):
     chat = ChatPage(page, server)
     await chat.new_conversation()
-    toggle = page.get_by_role("button", name="Conversations")
+    toggle = page.get_by_role("button", name="Conversations", exact=True)
     await toggle.focus()
     await page.keyboard.press("Enter")
     await expect(page.locator("#sidebar")).to_be_visible()

@@ -24,7 +24,7 @@ async def test_on_a_phone_the_home_page_has_the_whole_width_and_a_drawer_toggle(
     assert heading is not None and heading["x"] + heading["width"] <= PHONE["width"], heading
     assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
-    toggle = page.get_by_role("button", name="Conversations")
+    toggle = page.get_by_role("button", name="Conversations", exact=True)
     await expect(toggle).to_have_attribute("aria-expanded", "false")
     await toggle.click()
     await expect(sidebar).to_be_visible()
