@@ -303,6 +303,10 @@
     if (button) { button.focus(); }
   });
 
+  // The element that last had the focus: a button hidden while focused leaves none.
+  var lastFocus = null;
+  document.addEventListener("focusin", function (event) { lastFocus = event.target; });
+
   function focusReply(article) {
     syncComposer();
     var stop = document.querySelector("#composer.busy .composer-stop");
@@ -439,13 +443,12 @@
         reply.setAttribute("data-status", status);
       }
       var stop = document.querySelector(".composer-stop");
-      var hadStop = stop && document.activeElement === stop;
+      var onStop = stop && (document.activeElement === stop || lastFocus === stop);
       syncComposer();
       if (status === "pending" || status === "streaming") { return; }
       // The focus was on the Stop button, now gone: it stays on the reply.
-      if (hadStop || !document.activeElement || document.activeElement === document.body) {
-        focusReply(reply);
-      }
+      var lost = !document.activeElement || document.activeElement === document.body;
+      if (onStop && (lost || document.activeElement === stop)) { focusReply(reply); }
       var announcer = document.getElementById("announcer");
       if (announcer && announcer.getAttribute("data-announced") !== replyId + status) {
         announcer.setAttribute("data-announced", replyId + status);

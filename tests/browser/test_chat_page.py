@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from pathlib import Path
 
 from playwright.async_api import expect
@@ -188,7 +186,7 @@ DEMO_QUESTION = "Can you explain how the streaming works?"
 
 
 async def test_the_demo_model_answers_and_titles_the_conversation_live(page, server_factory):
-    """Also the README screenshot: CHATSITE_UPDATE_SCREENSHOT=1 writes docs/screenshot-chat.png."""
+    """Its screenshot goes to test-artifacts/ (the README's are made by scripts/screenshots)."""
     server = server_factory(
         OPENAI_BASE_URL="",
         OPENAI_API_KEY="",
@@ -223,8 +221,6 @@ async def test_the_demo_model_answers_and_titles_the_conversation_live(page, ser
     artifacts.mkdir(exist_ok=True)
     shot = artifacts / "screenshot-chat.png"
     await page.screenshot(path=str(shot), animations="disabled", caret="hide")
-    if os.environ.get("CHATSITE_UPDATE_SCREENSHOT") == "1":
-        shutil.copyfile(shot, ROOT / "docs" / "screenshot-chat.png")
 
 
 async def test_stop_takes_the_send_buttons_place_while_a_reply_streams(page, server, fake_upstream):

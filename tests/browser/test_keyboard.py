@@ -3,6 +3,8 @@ open and says so, and the skip link leads somewhere."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.async_api import expect
 
@@ -88,3 +90,84 @@ async def test_escape_closes_the_phone_drawer_and_its_toggle_says_so(page, serve
     await expect(page.locator("#sidebar")).to_be_hidden()
     await expect(toggle).to_have_attribute("aria-expanded", "false")
     await expect(toggle).to_be_focused()
+
+
+# What the focused element is called, and whether its focus can be seen.
+FOCUSED_JS = """
+() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) { return null; }
+  const style = getComputedStyle(el);
+  const frame = el.closest(".composer");
+  return {
+    name: (el.getAttribute("aria-label") || el.textContent || el.value || "").trim(),
+    id: el.id,
+    visible: style.outlineStyle !== "none" ||
+      (frame !== null && getComputedStyle(frame).boxShadow !== "none"),
+  };
+}
+"""
+
+
+async def tab_to(page, name: str, *, limit: int = 120) -> None:
+    """Press Tab until the element named `name` has the focus, and check that it shows."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate(FOCUSED_JS)
+        if focused and (focused["name"] == name or focused["id"] == name):
+            assert focused["visible"], f"the focus on {name} cannot be seen"
+            return
+    pytest.fail(f"Tab never reached {name}")
+
+
+async def test_a_whole_conversation_by_keyboard_alone(page, watch, server, fake_upstream):
+    fake_upstream.plan = streamed([f"w{i} " for i in range(60)], delay=0.05)
+    chat = ChatPage(page, server)
+    await page.goto(server.url + "/")
+    await expect(chat.composer).to_be_focused()
+    await page.keyboard.type("Count for me")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+    first = page.locator("#messages article.assistant")
+    await expect(first).to_have_count(1)
+    first_id = int((await first.get_attribute("id") or "")[1:])
+    await chat.wait_for_text(first_id, 10)
+
+    # Stop, from the message box: the Stop button is the next stop after it.
+    await expect(chat.composer).to_be_focused()
+    await tab_to(page, "Stop")
+    await page.keyboard.press("Enter")
+    await chat.wait_finished(first_id, status="cancelled")
+
+    # Regenerate: a new version streams, with the focus on its Stop button, then on it.
+    fake_upstream.plan = streamed(["A ", "second ", "answer."], delay=0.05)
+    await tab_to(page, "Retry")
+    await page.keyboard.press("Enter")
+    replies = page.locator("#messages article.assistant")
+    await expect(replies.last).not_to_have_attribute("id", f"m{first_id}")
+    second_id = int((await replies.last.get_attribute("id") or "")[1:])
+    await chat.wait_finished(second_id)
+    await expect(chat.reply(second_id)).to_be_focused()
+
+    # Back to the first version, and the switcher keeps the focus.
+    await tab_to(page, "Previous version")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#announcer")).to_have_text("Version 1 of 2.")
+    await expect(page.get_by_role("button", name="Next version")).to_be_focused()
+
+    # Rename from the conversation menu.
+    await tab_to(page, "Conversation menu")
+    await page.keyboard.press("Enter")
+    await tab_to(page, "rename-title")
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("Counting by keyboard")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#conversation-title")).to_have_text("Counting by keyboard")
+
+    # Delete it.
+    watch.accept_dialogs = True
+    await tab_to(page, "Delete conversation")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(server.url + "/")
+    assert watch.accepted_dialogs and "cannot be undone" in watch.accepted_dialogs[0]
+    await expect(page.locator("#sidebar").get_by_text("Counting by keyboard")).to_have_count(0)

@@ -67,7 +67,7 @@ async def test_pin_and_archive_from_the_conversation_menu(page, server, user):
     await page.get_by_role("button", name="Archive", exact=True).click()
     await expect(page.get_by_role("button", name="Unarchive")).to_be_visible()
     await expect(sidebar.locator(".conversation-list a")).to_have_text(["Topic 000", "Topic 001"])
-    await sidebar.get_by_role("button", name="Archived conversations").click()
+    await sidebar.get_by_role("button", name="Archived", exact=True).click()
     await expect(sidebar.locator(".conversation-list a")).to_have_text(["Topic 002"])
     await sidebar.get_by_role("button", name="Back to all").click()
     await expect(sidebar.locator(".conversation-list a")).to_have_count(2)
