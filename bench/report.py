@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 NOTES = Path(__file__).with_name("notes.md")
+SOAK = Path(__file__).with_name("soak.md")
 
 SETUP_ORDER = ("single", "single0", "cluster", "browser", "baseline")
 
@@ -606,8 +607,31 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
                 f"{_f(r['latency_ms']['p99'])} | {_f(r.get('added_ttft_ms', {}).get('p99'))} | "
                 f"{_f(r.get('cpu_percent'), 0)} | {_f(r['client_lag_ms']['p99'])} |"
             )
+    lines += _soak()
     lines += ["", "## How it is measured", "", *METHOD, ""]
     return "\n".join(lines)
+
+
+def _soak() -> list[str]:
+    """bench/soak.md: the summary of the last `python -m bench.soak --write`."""
+    if not SOAK.exists():
+        return []
+    return ["", "## Soak", "", SOAK.read_text().strip()]
+
+
+def write_soak_section(path: Path) -> None:
+    """Put bench/soak.md into a written report as its "Soak" section (in place of the one it
+    has, else before "How it is measured")."""
+    text = path.read_text()
+    section = "\n".join(_soak()).strip() + "\n"
+    start = text.find("\n## Soak\n")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[: start + 1] + section + text[end:]
+    else:
+        anchor = text.find("\n## How it is measured")
+        text = text[:anchor].rstrip("\n") + "\n\n" + section + text[anchor:]
+    path.write_text(text)
 
 
 def _layer(raw: dict[str, Any], setup: str, default: str) -> str:
