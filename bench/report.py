@@ -521,7 +521,7 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
         "- **single0**: the same with `CHAT_COALESCE_MS=0`: every upstream delta is sent as soon "
         "as the relay gets to it (measures the pipeline without the coalescing window).",
         "- **cluster**: two `daphne` and two `manage.py runworker chat-stream` processes, Redis "
-        f"({_layer(raw, 'cluster', 'channels_redis.core.RedisChannelLayer')}) and PostgreSQL "
+        f"({_layer(raw, 'cluster', 'chat.channel_layers.RedisChannelLayer')}) and PostgreSQL "
         f"through the app's connection pool ({_pool(raw)} per process); clients alternate "
         "between the two web processes.",
         "- **browser**: the same as `single`, also serving `/static/` "
