@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 NOTES = Path(__file__).with_name("notes.md")
+SOAK = Path(__file__).with_name("soak.md")
 
 SETUP_ORDER = ("single", "single0", "cluster", "browser", "baseline")
 
@@ -520,7 +521,7 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
         "- **single0**: the same with `CHAT_COALESCE_MS=0`: every upstream delta is sent as soon "
         "as the relay gets to it (measures the pipeline without the coalescing window).",
         "- **cluster**: two `daphne` and two `manage.py runworker chat-stream` processes, Redis "
-        f"({_layer(raw, 'cluster', 'channels_redis.core.RedisChannelLayer')}) and PostgreSQL "
+        f"({_layer(raw, 'cluster', 'chat.channel_layers.RedisChannelLayer')}) and PostgreSQL "
         f"through the app's connection pool ({_pool(raw)} per process); clients alternate "
         "between the two web processes.",
         "- **browser**: the same as `single`, also serving `/static/` "
@@ -606,8 +607,31 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
                 f"{_f(r['latency_ms']['p99'])} | {_f(r.get('added_ttft_ms', {}).get('p99'))} | "
                 f"{_f(r.get('cpu_percent'), 0)} | {_f(r['client_lag_ms']['p99'])} |"
             )
+    lines += _soak()
     lines += ["", "## How it is measured", "", *METHOD, ""]
     return "\n".join(lines)
+
+
+def _soak() -> list[str]:
+    """bench/soak.md: the summary of the last `python -m bench.soak --write`."""
+    if not SOAK.exists():
+        return []
+    return ["", "## Soak", "", SOAK.read_text().strip()]
+
+
+def write_soak_section(path: Path) -> None:
+    """Put bench/soak.md into a written report as its "Soak" section (in place of the one it
+    has, else before "How it is measured")."""
+    text = path.read_text()
+    section = "\n".join(_soak()).strip() + "\n"
+    start = text.find("\n## Soak\n")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[: start + 1] + section + text[end:]
+    else:
+        anchor = text.find("\n## How it is measured")
+        text = text[:anchor].rstrip("\n") + "\n\n" + section + text[anchor:]
+    path.write_text(text)
 
 
 def _layer(raw: dict[str, Any], setup: str, default: str) -> str:

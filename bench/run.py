@@ -61,7 +61,7 @@ PG_DB = "chatsite_bench"
 SECRET = "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 CHECKPOINT_SECONDS = 2.0
 IN_PROCESS_LAYER = "chat.channel_layers.InProcessChannelLayer"  # settings.py without REDIS_URL
-REDIS_LAYER = "channels_redis.core.RedisChannelLayer"
+REDIS_LAYER = "chat.channel_layers.RedisChannelLayer"  # channels-redis, riding out restarts
 
 
 @dataclass

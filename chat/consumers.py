@@ -185,7 +185,11 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             self.replies[message_id] = START
         have = self.replies[message_id]
         if have is None:
-            return  # the awaited snapshot includes this frame
+            # The awaited snapshot includes this frame. Ask again if it is overdue: a request
+            # can be lost (Redis restarted, and the worker has not rejoined its groups yet).
+            if time.monotonic() - self.last_requested.get(message_id, 0) > RESYNC_INTERVAL:
+                await self._resync(message_id)
+            return
         if have == event["cursor"]:
             self.replies[message_id] = event["next"]
             if event["html"]:
@@ -251,6 +255,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
 
     async def _resync(self, message_id: int) -> None:
         self.replies[message_id] = None
+        self.last_requested[message_id] = time.monotonic()
         await events.snapshot_request(message_id, self.channel_name)
 
     async def _send_message(self, message_id: int) -> None:

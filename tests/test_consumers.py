@@ -118,6 +118,29 @@ async def test_a_gap_asks_the_worker_for_a_snapshot(conversation, user):
     await comm.disconnect()
 
 
+async def test_a_snapshot_request_left_unanswered_is_made_again(conversation, user, monkeypatch):
+    """A request can be lost (Redis restarted before the worker joined its groups again):
+    while frames keep coming, the tab asks again, at most once per RESYNC_INTERVAL."""
+    monkeypatch.setattr("chat.consumers.RESYNC_INTERVAL", 0.2)
+    layer = get_channel_layer()
+    worker_channel = await layer.new_channel()
+    await events.join_generation(7, worker_channel)
+    comm = communicator(conversation.pk, user)
+    await comm.connect()
+    _, frames = frames_of("early ", "later", " more", "!")
+    await events.message_delta(conversation.pk, 7, **frames[1])  # a gap: a snapshot is asked
+    assert (await layer.receive(worker_channel))["message_id"] == 7  # and never answered
+    await events.message_delta(conversation.pk, 7, **frames[2])
+    with pytest.raises(TimeoutError):  # not overdue yet
+        await asyncio.wait_for(layer.receive(worker_channel), 0.1)
+    await asyncio.sleep(0.2)
+    await events.message_delta(conversation.pk, 7, **frames[3])
+    again = await asyncio.wait_for(layer.receive(worker_channel), 1)
+    assert again["type"] == "generation.snapshot_request" and again["message_id"] == 7
+    assert await comm.receive_nothing()
+    await comm.disconnect()
+
+
 async def test_a_tab_with_every_frame_gets_only_the_end_of_a_finished_reply(conversation, user):
     comm = communicator(conversation.pk, user)
     await comm.connect()
