@@ -22,6 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from . import events, fragments, selectors, socket_auth, socket_protocol
 from .dispatch import DirectEventDispatch
 from .events import Cursor
+from .middleware import TRY_AGAIN_LATER
 from .models import Conversation, Message
 from .outages import SERVICE_ERRORS
 
@@ -115,7 +116,11 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     async def _answer_later(self, message_id: int, delay: float) -> None:
         await asyncio.sleep(delay)
         self.deferred.discard(message_id)
-        await self.receive(text_data=json.dumps({"resync": message_id}))
+        try:
+            await self.receive(text_data=json.dumps({"resync": message_id}))
+        except SERVICE_ERRORS:
+            # As a handler's would (chat.middleware): the page reconnects and asks again.
+            await self.close(code=TRY_AGAIN_LATER)
 
     async def disconnect(self, code: int) -> None:
         for task in getattr(self, "_later", ()):
