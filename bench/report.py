@@ -515,15 +515,15 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
         "## Setups",
         "",
         "- **single**: one `daphne` process, SQLite, the app's in-process channel layer "
-        f"({_layer(raw, 'single', 'chat.channel_layers.InProcessChannelLayer')}: what the "
-        "settings pick when `REDIS_URL` is unset), the streaming consumer embedded in the web "
-        "process; `CHAT_COALESCE_MS=30` (the default).",
+        f"({_layer(raw, 'single', 'chat.streaming.channel_layers.InProcessChannelLayer')}: "
+        "what the settings pick when `REDIS_URL` is unset), the streaming consumer embedded in "
+        "the web process; `CHAT_COALESCE_MS=30` (the default).",
         "- **single0**: the same with `CHAT_COALESCE_MS=0`: every upstream delta is sent as soon "
         "as the relay gets to it (measures the pipeline without the coalescing window).",
         "- **cluster**: two `daphne` and two `manage.py runworker chat-stream` processes, Redis "
-        f"({_layer(raw, 'cluster', 'chat.channel_layers.RedisChannelLayer')}) and PostgreSQL "
-        f"through the app's connection pool ({_pool(raw)} per process); clients alternate "
-        "between the two web processes.",
+        f"({_layer(raw, 'cluster', 'chat.streaming.channel_layers.RedisChannelLayer')}) "
+        f"and PostgreSQL through the app's connection pool ({_pool(raw)} per process); clients "
+        "alternate between the two web processes.",
         "- **browser**: the same as `single`, also serving `/static/` "
         "(`CHAT_SERVE_STATIC=true`) for the page's scripts; its client is chromium.",
         "- **baseline**: a plain `httpx` client reads the fake upstream directly: the floor no "
@@ -826,10 +826,10 @@ METHOD = [
 PROFILE_AREAS: list[tuple[str, tuple[str, ...]]] = [
     (
         "reading the upstream (httpx, httpcore, h11, anyio, the SSE parser)",
-        ("httpx/", "httpcore/", "h11/", "anyio/", "chat/stream_client.py"),
+        ("httpx/", "httpcore/", "h11/", "anyio/", "chat/streaming/client.py"),
     ),
     ("Redis client (channels-redis, redis-py, msgpack)", ("channels_redis/", "redis/", "msgpack")),
-    ("channel layer (in process)", ("channels/layers.py", "chat/channel_layers.py")),
+    ("channel layer (in process)", ("channels/layers.py", "chat/streaming/channel_layers.py")),
     (
         "progressive rendering (chat.progressive, chat.markdown: markdown-it, Pygments, nh3)",
         ("chat/progressive.py", "chat/markdown.py", "markdown_it/", "pygments/"),
@@ -841,7 +841,12 @@ PROFILE_AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("WebSocket and HTTP out (daphne, autobahn, twisted)", ("daphne/", "autobahn/", "twisted/")),
     (
         "generation and coalescer",
-        ("chat/generation.py", "chat/stream_consumer.py", "chat/events.py", "chat/worker.py"),
+        (
+            "chat/streaming/generation.py",
+            "chat/streaming/consumer.py",
+            "chat/events.py",
+            "chat/streaming/worker.py",
+        ),
     ),
     ("Channels dispatch", ("channels/",)),
     ("database (Django ORM, sqlite3, psycopg)", ("django/db/", "sqlite3", "psycopg")),

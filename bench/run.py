@@ -60,8 +60,9 @@ PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DB = "chatsite_bench"
 SECRET = "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 CHECKPOINT_SECONDS = 2.0
-IN_PROCESS_LAYER = "chat.channel_layers.InProcessChannelLayer"  # settings.py without REDIS_URL
-REDIS_LAYER = "chat.channel_layers.RedisChannelLayer"  # channels-redis, riding out restarts
+# What settings.py picks without REDIS_URL, and with it (channels-redis, riding out restarts).
+IN_PROCESS_LAYER = "chat.streaming.channel_layers.InProcessChannelLayer"
+REDIS_LAYER = "chat.streaming.channel_layers.RedisChannelLayer"
 
 
 @dataclass

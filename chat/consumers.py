@@ -20,11 +20,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import events, fragments, selectors, socket_auth, socket_protocol
-from .dispatch import DirectEventDispatch
 from .events import Cursor
 from .middleware import TRY_AGAIN_LATER
 from .models import Conversation, Message
 from .outages import SERVICE_ERRORS
+from .streaming.dispatch import DirectEventDispatch
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from django.core.cache import cache
 from django.views.decorators.debug import sensitive_variables
 
 from . import outages
-from .demo_upstream import DemoTransport
-from .upstream import base_url
+from .streaming.demo import DemoTransport
+from .streaming.upstream import base_url
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Errors that mean "the service is away, try again later", never a bug:
 
     ServiceAway                         (SERVICE_ERRORS: any of these)
-     └─ ChannelLayerAway                Redis, as the channel layer found it (chat.channel_layers)
+     └─ ChannelLayerAway                Redis, as chat.streaming.channel_layers found it
     django.db.OperationalError,         the database (DATABASE_ERRORS); psycopg's errors and
     django.db.InterfaceError            the pool's timeout reach Django code as these
 

@@ -3,7 +3,7 @@ from django.conf import settings
 from django.urls import path
 
 from .consumers import ConversationConsumer
-from .stream_consumer import StreamingConsumer
+from .streaming.consumer import StreamingConsumer
 
 websocket_urlpatterns = [
     path("ws/c/<uuid:conversation_id>/", ConversationConsumer.as_asgi()),

@@ -9,7 +9,7 @@ import uuid
 
 from . import events
 from .models import Conversation, Message
-from .upstream import chat_completions_client
+from .streaming.upstream import chat_completions_client
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from django.conf import settings  # noqa: E402
 
 from chat.middleware import WebSocketServiceMiddleware  # noqa: E402
 from chat.routing import channel_routes, websocket_urlpatterns  # noqa: E402
-from chat.worker import EmbeddedWorkerMiddleware  # noqa: E402
+from chat.streaming.worker import EmbeddedWorkerMiddleware  # noqa: E402
 from chatsite.websocket_origin import SiteOriginValidator  # noqa: E402
 
 # Channels' AllowedHostsOriginValidator would check the Origin's host name only; ours also checks

@@ -147,8 +147,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            # channels-redis, riding out a Redis restart (chat/channel_layers.py).
-            "BACKEND": "chat.channel_layers.RedisChannelLayer",
+            # channels-redis, riding out a Redis restart (chat/streaming/channel_layers.py).
+            "BACKEND": "chat.streaming.channel_layers.RedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 made socket_timeout default to 5 s, which breaks channels-redis's
                 # blocking 5 s BZPOPMIN (channels_redis issue #422): set it above that.
@@ -167,7 +167,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "chat.channel_layers.InProcessChannelLayer",
+            "BACKEND": "chat.streaming.channel_layers.InProcessChannelLayer",
             "CONFIG": {"capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000), "expiry": 60},
         }
     }

@@ -14,9 +14,9 @@ from django.contrib.auth.models import AnonymousUser
 
 from chat import events, services
 from chat.consumers import START
-from chat.generation import Frame, ReplyRenderer
 from chat.models import Conversation, Message
 from chat.routing import websocket_urlpatterns
+from chat.streaming.generation import Frame, ReplyRenderer
 from chatsite.asgi import websocket_application
 from tests.sockets import socket_for
 
@@ -219,7 +219,7 @@ async def test_frames_dropped_by_a_full_channel_are_recovered_from_a_snapshot(
     the gap, and the tab asks for a snapshot instead of showing text with a hole in it."""
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "chat.channel_layers.InProcessChannelLayer",
+            "BACKEND": "chat.streaming.channel_layers.InProcessChannelLayer",
             "CONFIG": {"capacity": 1},
         }
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.demo_upstream import demo_title_for
+from chat.streaming.demo import demo_title_for
 from chat.titles import TITLE_PROMPT
 
 

@@ -7,9 +7,9 @@ import httpx
 import pytest
 
 from chat import titles
-from chat.demo_upstream import DemoStream, DemoTransport
 from chat.models import Conversation
-from chat.stream_client import ChatCompletionsClient
+from chat.streaming.client import ChatCompletionsClient
+from chat.streaming.demo import DemoStream, DemoTransport
 
 
 @pytest.mark.parametrize(

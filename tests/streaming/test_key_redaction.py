@@ -12,7 +12,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from chat.stream_client import (
+from chat.streaming.client import (
     MAX_ERROR_MESSAGE_LENGTH,
     ChatCompletionsClient,
     Retrying,

@@ -13,8 +13,8 @@ import httpx
 from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
 
-from .demo_upstream import DemoTransport
-from .stream_client import ChatCompletionsClient, RetryPolicy, StreamTimeouts
+from .client import ChatCompletionsClient, RetryPolicy, StreamTimeouts
+from .demo import DemoTransport
 
 DEMO_BASE_URL = "http://demo.invalid/v1"
 

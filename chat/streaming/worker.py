@@ -20,9 +20,9 @@ from channels.layers import get_channel_layer
 from channels.worker import Worker
 from django.conf import settings
 
-from . import events, outages, services
-from .outages import ChannelLayerAway
-from .stream_consumer import GenerationRunner
+from .. import events, outages, services
+from ..outages import ChannelLayerAway
+from .consumer import GenerationRunner
 from .upstream import close_http_clients
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chat.stream_client import (
+from chat.streaming.client import (
     ChatCompletionsClient,
     Retrying,
     RetryPolicy,
@@ -26,7 +26,7 @@ from chat.stream_client import (
     parse_stream,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "streaming-api.txt"
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "streaming-api.txt"
 REFERENCE_STREAM = "".join(
     line + "\n\n"
     for line in [

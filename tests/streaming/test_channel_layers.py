@@ -9,8 +9,8 @@ import time
 import pytest
 
 from chat import outages
-from chat.channel_layers import RedisChannelLayer
 from chat.outages import ChannelLayerAway
+from chat.streaming.channel_layers import RedisChannelLayer
 
 pytestmark = pytest.mark.services
 

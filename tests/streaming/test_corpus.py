@@ -1,6 +1,6 @@
 """The stream parser against a corpus of real-world `/v1/chat/completions` stream shapes.
 
-Each file in tests/stream_corpus/ is a JSON list of cases: the raw SSE text of a stream and what
+Each file in tests/streaming/corpus/ is a JSON list of cases: the raw SSE text of a stream and what
 `parse_stream` must make of it. The same stream must parse the same however its bytes are split.
 """
 
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat.stream_client import UpstreamStreamError, parse_stream
+from chat.streaming.client import UpstreamStreamError, parse_stream
 
-CORPUS_DIR = Path(__file__).parent / "stream_corpus"
+CORPUS_DIR = Path(__file__).parent / "corpus"
 EXPECTED_KEYS = {
     "content",
     "reasoning",

@@ -26,8 +26,8 @@ from channels_redis.utils import create_pool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from . import outages
-from .outages import ChannelLayerAway
+from .. import outages
+from ..outages import ChannelLayerAway
 
 SWEEP_INTERVAL_SECONDS = 1.0
 

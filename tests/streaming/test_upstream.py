@@ -1,4 +1,4 @@
-"""The network transport chosen in chat/upstream.py, against a real loopback server.
+"""The network transport chosen in chat/streaming/upstream.py, against a real loopback server.
 
 Each test builds the stream client exactly as a generation does (`chat_completions_client()` from
 settings) and checks what the transport must honour: connect and idle timeouts, the caller's total
@@ -16,14 +16,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 from aiohttp import web
 
-from chat.stream_client import (
+from chat.streaming.client import (
     ChatCompletionsClient,
     Retrying,
     StreamUpdate,
     UpstreamConnectionError,
     UpstreamTimeout,
 )
-from chat.upstream import chat_completions_client, close_http_clients
+from chat.streaming.upstream import chat_completions_client, close_http_clients
 from tests.fake_upstream import FakeRequest, FakeUpstream, reply_events
 
 BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
@@ -191,7 +191,7 @@ async def test_the_callers_total_deadline_stops_a_reply_that_keeps_coming(
     fake_upstream.plan = plan
     stream = upstream_client(CHAT_IDLE_TIMEOUT=0.3).stream(BODY)
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.6):  # as chat/generation.py bounds a reply
+        async with asyncio.timeout(0.6):  # as chat/streaming/generation.py bounds a reply
             async for _ in stream:
                 pass
     assert "tick" in stream.completion.content

@@ -1,6 +1,6 @@
 """The SSE decoder on its own: WHATWG line and field rules at chunk edges, and its cost.
 
-tests/test_stream_corpus.py checks whole vendor streams under random splits; these pin the edges
+tests/streaming/test_corpus.py checks whole vendor streams under random splits; these pin the edges
 one behaviour at a time, and that a long line costs time in proportion to its length.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from chat.stream_client import ServerSentEvent, SSEDecoder
+from chat.streaming.client import ServerSentEvent, SSEDecoder
 
 READ_SIZE = 1024
 MiB = 1024 * 1024

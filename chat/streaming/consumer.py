@@ -22,10 +22,10 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from . import events, services
+from .. import events, services
+from ..outages import ChannelLayerAway
 from .dispatch import DirectEventDispatch
 from .generation import Generation
-from .outages import ChannelLayerAway
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import events, fragments, outages, selectors, services, titles, tools
-from .models import Message
-from .progressive import ProgressiveRenderer, normalise
-from .stream_client import (
+from .. import events, fragments, outages, selectors, services, titles, tools
+from ..models import Message
+from ..progressive import ProgressiveRenderer, normalise
+from .client import (
     Completion,
     CompletionStream,
     Retrying,
