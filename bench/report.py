@@ -826,7 +826,15 @@ METHOD = [
 PROFILE_AREAS: list[tuple[str, tuple[str, ...]]] = [
     (
         "reading the upstream (httpx, httpcore, h11, anyio, the SSE parser)",
-        ("httpx/", "httpcore/", "h11/", "anyio/", "chat/streaming/client.py"),
+        (
+            "httpx/",
+            "httpcore/",
+            "h11/",
+            "anyio/",
+            "chat/streaming/sse.py",
+            "chat/streaming/completion.py",
+            "chat/streaming/client.py",
+        ),
     ),
     ("Redis client (channels-redis, redis-py, msgpack)", ("channels_redis/", "redis/", "msgpack")),
     ("channel layer (in process)", ("channels/layers.py", "chat/streaming/channel_layers.py")),
@@ -843,6 +851,7 @@ PROFILE_AREAS: list[tuple[str, tuple[str, ...]]] = [
         "generation and coalescer",
         (
             "chat/streaming/generation.py",
+            "chat/streaming/coalescer.py",
             "chat/streaming/consumer.py",
             "chat/events.py",
             "chat/streaming/worker.py",

@@ -16,7 +16,8 @@ from chat import events, services
 from chat.consumers import START
 from chat.models import Conversation, Message
 from chat.routing import websocket_urlpatterns
-from chat.streaming.generation import Frame, ReplyRenderer
+from chat.streaming.coalescer import Frame
+from chat.streaming.generation import ReplyRenderer
 from chatsite.asgi import websocket_application
 from tests.sockets import socket_for
 

@@ -13,17 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chat.streaming.client import (
-    ChatCompletionsClient,
-    Retrying,
-    RetryPolicy,
-    StreamTimeouts,
-    StreamUpdate,
+from chat.streaming.client import ChatCompletionsClient, Retrying, RetryPolicy, StreamTimeouts
+from chat.streaming.completion import StreamUpdate, parse_stream
+from chat.streaming.errors import (
     UpstreamConnectionError,
     UpstreamHTTPError,
     UpstreamStreamError,
     UpstreamTimeout,
-    parse_stream,
 )
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "streaming-api.txt"

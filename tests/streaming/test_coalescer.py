@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from chat.streaming.generation import Frame, FrameCoalescer
+from chat.streaming.coalescer import Frame, FrameCoalescer
 
 
 async def test_first_delta_goes_at_once_and_the_rest_are_joined_into_one_frame():

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat.streaming.client import UpstreamStreamError, parse_stream
+from chat.streaming.completion import parse_stream
+from chat.streaming.errors import UpstreamStreamError
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
 EXPECTED_KEYS = {

@@ -17,8 +17,8 @@ from chat.streaming.client import (
     ChatCompletionsClient,
     Retrying,
     RetryPolicy,
-    UpstreamError,
 )
+from chat.streaming.errors import UpstreamError
 
 KEY = "sk-proj-Q7vLm2XcR9tKpZ4wYb8NhJd3Fs6GaE1u"
 FILLER = "."  # no piece of the key can come from it

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from chat.streaming.client import ServerSentEvent, SSEDecoder
+from chat.streaming.sse import ServerSentEvent, SSEDecoder
 
 READ_SIZE = 1024
 MiB = 1024 * 1024

@@ -16,13 +16,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 from aiohttp import web
 
-from chat.streaming.client import (
-    ChatCompletionsClient,
-    Retrying,
-    StreamUpdate,
-    UpstreamConnectionError,
-    UpstreamTimeout,
-)
+from chat.streaming.client import ChatCompletionsClient, Retrying
+from chat.streaming.completion import StreamUpdate
+from chat.streaming.errors import UpstreamConnectionError, UpstreamTimeout
 from chat.streaming.upstream import chat_completions_client, close_http_clients
 from tests.fake_upstream import FakeRequest, FakeUpstream, reply_events
 

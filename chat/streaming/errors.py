@@ -1,0 +1,76 @@
+"""What can keep the upstream from finishing a reply, and the message of an error object in
+whichever shape a server sends it. No Django here.
+
+    UpstreamError                   anything that kept the upstream from finishing a reply
+    ├── UpstreamHTTPError           the upstream answered with an HTTP error status
+    ├── UpstreamConnectionError     could not connect, or the connection broke
+    ├── UpstreamTimeout             connect timeout, idle gap between chunks, or total deadline
+    └── UpstreamStreamError         the stream itself carried an error event
+
+Each carries `retryable`; the client retries only those, and only before the first delta.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
+
+
+class UpstreamError(Exception):
+    """The upstream did not finish a reply. `message` is safe to show to the user."""
+
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UpstreamHTTPError(UpstreamError):
+    def __init__(self, status_code: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.upstream_message = message
+        self.retry_after = retry_after
+        self.retryable = status_code in RETRYABLE_STATUS_CODES or status_code >= 500
+
+
+class UpstreamConnectionError(UpstreamError):
+    retryable = True
+
+
+class UpstreamTimeout(UpstreamError):
+    retryable = True
+
+
+class UpstreamStreamError(UpstreamError):
+    def __init__(self, message: str, code: str | int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def error_message_from(payload: dict[str, Any]) -> str | None:
+    """The human-readable message of an error object in any of the shapes servers send."""
+    error = payload.get("error")
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("msg") or error.get("detail")
+        if isinstance(message, str) and message:
+            return message
+        metadata = error.get("metadata")
+        if isinstance(metadata, dict) and isinstance(metadata.get("raw"), str):
+            return metadata["raw"]
+        return json.dumps(error)  # the client redacts the key, then shortens it
+    if isinstance(error, str) and error:
+        return error
+    if payload.get("object") == "error" or payload.get("type") == "error":
+        message = payload.get("message") or payload.get("detail")
+        return (
+            message
+            if isinstance(message, str) and message
+            else "The model server reported an error."
+        )
+    if "choices" not in payload and isinstance(payload.get("detail"), str):
+        return payload["detail"]
+    return None
