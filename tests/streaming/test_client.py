@@ -1,17 +1,18 @@
 """The stream client over HTTP: the reference example, retries, errors and timeouts.
 
-httpx's MockTransport stands in for the network here; the end-to-end tests use a real server.
+httpx's MockTransport stands in for the network here, and the shared fake upstream where only a
+real socket will do; the end-to-end tests run the whole server against it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp import web
 
 from chat.streaming.client import ChatCompletionsClient, Retrying, RetryPolicy, StreamTimeouts
 from chat.streaming.completion import StreamUpdate, parse_stream
@@ -21,6 +22,7 @@ from chat.streaming.errors import (
     UpstreamStreamError,
     UpstreamTimeout,
 )
+from tests.fake_upstream import FakeRequest, FakeUpstream, chunk, sse
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "streaming-api.txt"
 REFERENCE_STREAM = "".join(
@@ -201,25 +203,13 @@ async def test_an_error_event_mid_stream_raises_with_its_message():
     assert stream.completion.content == "some"
 
 
-async def test_an_idle_upstream_times_out():
-    async def slow_body():
-        yield b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
-        await asyncio.sleep(5)
-        yield b"data: [DONE]\n\n"
+async def test_an_idle_upstream_times_out(fake_upstream: FakeUpstream):
+    # A real socket: MockTransport cannot make httpx's read timeout fire.
+    async def plan(request: FakeRequest) -> web.StreamResponse:
+        return await request.stream([sse(chunk("a")), b"data: [DONE]\n\n"], delay=5)
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\n\r\n"
-        )
-        async for piece in slow_body():
-            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            await writer.drain()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1/") as http:
+    fake_upstream.plan = plan
+    async with httpx.AsyncClient(base_url=fake_upstream.base_url + "/") as http:
         client = ChatCompletionsClient(
             http, timeouts=StreamTimeouts(idle=0.3), retry=RetryPolicy(max_retries=0)
         )
@@ -228,7 +218,6 @@ async def test_an_idle_upstream_times_out():
             async for _ in stream:
                 pass
         assert stream.completion.content == "a"
-    server.close()
 
 
 async def test_a_connect_timeout_is_retried_then_reported_with_the_setting():
