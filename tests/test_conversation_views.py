@@ -230,7 +230,7 @@ def test_the_page_takes_as_many_queries_for_twenty_messages_and_versions_as_for_
     for i in range(9):
         _, reply = finished_exchange(conversation, f"question {i}", f"**answer** {i}\n\n- a\n- b")
     services.reply_regenerate(reply=reply)  # a second version: the page shows a switcher
-    for i in range(3):
+    for _ in range(3):
         services.conversation_create(owner=conversation.owner)
     with django_assert_num_queries(len(few)):
         body = alice.get(url).content.decode()
