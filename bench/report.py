@@ -10,7 +10,7 @@ from typing import Any
 NOTES = Path(__file__).with_name("notes.md")
 SOAK = Path(__file__).with_name("soak.md")
 
-SETUP_ORDER = ("single", "single0", "cluster", "browser", "baseline")
+SETUP_ORDER = ("single", "single0", "cluster", "browser", "pages", "baseline")
 
 
 def _find(raw: dict[str, Any], setup: str, scenario: str) -> dict[str, Any] | None:
@@ -190,7 +190,39 @@ def evaluate(raw: dict[str, Any]) -> list[dict[str, Any]]:
     for bound in (plan["p99_bound_ms"], plan["p99_relaxed_ms"]):
         _capacity_target(raw, out, bound)
     _markdown_targets(raw, out)
+    _page_targets(raw, out)
     return out
+
+
+def _page_targets(raw: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    """Server CPU per request and per turn (bench.turns)."""
+    for r in raw["results"]:
+        if r["setup"] != "pages":
+            continue
+        out.append(
+            _target(
+                f"Server CPU per request: {r['label']} <= {r['target_ms']:g} ms",
+                f"{r['cpu_ms_per']:.1f} ms",
+                r["cpu_ms_per"] <= r["target_ms"],
+                f"{r['n']} in a row, one at a time; wall p50 {r['wall_ms_p50']:.1f} ms",
+            )
+        )
+
+
+def _pages_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| request | repeated | server CPU each (ms) | target (ms) | wall time p50 / max (ms) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {r['n']} | {r['cpu_ms_per']:.2f} | {r['target_ms']:g} | "
+            f"{r['wall_ms_p50']:.1f} / {r['wall_ms_max']:.1f} |"
+        )
+    idle = rows[0].get("idle_ms_per_s") if rows else None
+    if idle is not None:
+        lines += ["", f"The server process idle, before these: {idle:.2f} ms of CPU per second."]
+    return lines
 
 
 def _markdown_targets(raw: dict[str, Any], out: list[dict[str, Any]]) -> None:
@@ -549,7 +581,9 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
     ]
     scenario_names: list[str] = []
     for r in raw["results"]:
-        if r["scenario"] not in scenario_names and not r["scenario"].startswith("ladder-"):
+        if r["scenario"] not in scenario_names and not r["scenario"].startswith(
+            ("ladder-", "req-")
+        ):
             scenario_names.append(r["scenario"])
     for name in scenario_names:
         rows = [r for r in raw["results"] if r["scenario"] == name]
@@ -583,6 +617,9 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
                 + ". First errors: "
                 + "; ".join(f"{e} (x{n})" for e, n in errors.most_common(4)),
             ]
+    pages = [r for r in raw["results"] if r["setup"] == "pages"]
+    if pages:
+        lines += ["", "### Server CPU per request and per turn", "", *_pages_table(pages)]
     ladder = [r for r in raw["results"] if r["scenario"].startswith("ladder-")]
     if ladder:
         lines += [
@@ -759,6 +796,15 @@ def _browser_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 METHOD = [
+    "- **Server CPU per request and per turn** (`bench/turns.py`, setup `pages`: one daphne "
+    "with `DJANGO_DEBUG=false`, SQLite, titles on): one user with 1,000 conversations, one of "
+    "them 20 messages long (markdown-heavy answers with code, stored rendered). Each phase "
+    "repeats one action back to back, one at a time, after three unmeasured warm-ups, and "
+    "divides the server process's CPU time (psutil, user + system, all threads) over the "
+    "phase by the count: the conversation page, the list page and the start page (plain "
+    "GETs); a new conversation (`POST /c/`, its redirect, the page, the WebSocket it opens); "
+    "and a turn in each of those (the htmx POST, a one-token reply streamed until its saved "
+    "footer arrives, then the model's title until its frame arrives).",
     "- **Fake upstream** (`bench/upstream.py`, its own process): an OpenAI-compatible "
     "`/v1/chat/completions` that streams the reply named in the user's message at its token "
     "rate and records `time.time()` right after writing each chunk to the socket.",

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench import browser, report
+from bench import browser, report, turns
 from bench.clients import (
     IdleSockets,
     LoopLag,
@@ -88,6 +88,12 @@ class Plan:
     p99_relaxed_ms: float = 250.0  # a second comparison, for when neither meets the first
     ladder_stop_ms: float = 1000.0  # the ladder stops past this p99, or at a failed reply
     upstream_ttft_ms: float = 50.0
+    # Server CPU per request and per turn (bench.turns): one user's conversations, the
+    # messages of the long one, requests per page and turns.
+    page_conversations: int = 1000
+    page_messages: int = 20
+    page_requests: int = 100
+    page_turns: int = 40
     ramp_s: float = 2.0  # submissions spread over this long
 
     @classmethod
@@ -105,6 +111,8 @@ class Plan:
             md_tokens=(1000, 3000),
             cpu_pair=(5, 100.0, 300),
             browser_tokens=3000,
+            page_requests=30,
+            page_turns=10,
         )
 
     @property
@@ -163,6 +171,7 @@ class Setup:
     pool: list[tuple[str, str]] = field(default_factory=list)  # (session, conversation)
     csrf: str = ""
     settings: dict[str, Any] = field(default_factory=dict)  # as the server processes see them
+    titles: bool = False  # CHAT_GENERATE_TITLES, off but where a turn's cost is measured
 
     @property
     def processes(self) -> list[Process]:
@@ -205,8 +214,8 @@ class Setup:
             wrong.append(f"channel layer {self.settings['channel_layer']}, expected {self.layer}")
         if self.settings["coalesce_ms"] != self.coalesce_ms:
             wrong.append(f"CHAT_COALESCE_MS {self.settings['coalesce_ms']:g}")
-        if self.settings["generate_titles"]:
-            wrong.append("CHAT_GENERATE_TITLES is on")
+        if self.settings["generate_titles"] != self.titles:
+            wrong.append(f"CHAT_GENERATE_TITLES {self.settings['generate_titles']}")
         if self.settings["embedded_worker"] != (self.worker_count == 0):
             wrong.append(f"CHAT_EMBEDDED_WORKER {self.settings['embedded_worker']}")
         if wrong:
@@ -255,7 +264,7 @@ class Setup:
 
 
 def server_env(upstream: Process, coalesce_ms: float, **extra: str) -> dict[str, str]:
-    return clean_env(
+    env = clean_env(
         OPENAI_BASE_URL=f"http://127.0.0.1:{upstream.port}/v1",
         OPENAI_API_KEY="sk-bench-not-a-real-key",
         CHAT_MODEL="bench-model",
@@ -273,8 +282,9 @@ def server_env(upstream: Process, coalesce_ms: float, **extra: str) -> dict[str,
         DJANGO_SECRET_KEY=SECRET,
         DJANGO_DEBUG="false",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        **extra,
     )
+    env.update(extra)
+    return env
 
 
 def reset_postgres() -> None:
@@ -818,7 +828,7 @@ class Bench:
 # --- The whole run -----------------------------------------------------------------------
 
 
-SCENARIOS = ("baseline", "single", "single0", "cluster", "browser")
+SCENARIOS = ("baseline", "single", "single0", "cluster", "browser", "pages")
 
 
 async def run(
@@ -904,6 +914,26 @@ async def run(
                 page.pool, page.csrf = previous.pool, single.csrf
                 setups.append(page)
                 await run_browser_setup(bench, page)
+        if "pages" in only:
+            sqlite = fresh_sqlite(run_dir / "pages.sqlite3")
+            pages = Setup(
+                "pages",
+                "1 daphne, in-process layer, SQLite, titles on; one user, one request at a time",
+                server_env(
+                    bench.upstream,
+                    30,
+                    DATABASE_URL=f"sqlite:///{sqlite}",
+                    CHAT_GENERATE_TITLES="true",
+                ),
+                1,
+                0,
+                run_dir,
+                30,
+                IN_PROCESS_LAYER,
+                titles=True,
+            )
+            setups.append(pages)
+            await run_pages(bench, pages)
         if "cluster" in only:
             reset_postgres()
             flush_redis()
@@ -1019,6 +1049,54 @@ async def run_setup(bench: Bench, setup: Setup, light: bool = False) -> None:
             if out["ok"] < n or not p99 <= plan.ladder_stop_ms:
                 log(f"  ladder stops at {n} streams (p99 {p99:.0f} ms, ok {out['ok']}/{n})")
                 break
+    finally:
+        setup.stop()
+
+
+def prepare_pages(setup: Setup, plan: Plan) -> dict[str, str]:
+    """Migrate and seed the `pages` setup's database (bench.dbtool pages)."""
+    log(f"pages: {plan.page_conversations} conversations, one of {plan.page_messages} messages")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.dbtool",
+            "pages",
+            str(plan.page_conversations),
+            str(plan.page_messages),
+        ],
+        cwd=ROOT,
+        env=setup.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if out.returncode:
+        raise RuntimeError(f"dbtool pages failed:\n{out.stderr[-3000:]}")
+    data: dict[str, str] = json.loads(out.stdout)
+    return data
+
+
+async def run_pages(bench: Bench, setup: Setup) -> None:
+    """Server CPU per request and per turn (bench.turns)."""
+    plan = bench.plan
+    data = prepare_pages(setup, plan)
+    setup.start()
+    try:
+        site = turns.Site(
+            setup.web[0].port, setup.web[0].pid, data["session"], data["csrf"], data["conversation"]
+        )
+        bench.results += await turns.measure(
+            site,
+            n_requests=plan.page_requests,
+            n_turns=plan.page_turns,
+            conversations=plan.page_conversations,
+            messages=plan.page_messages,
+            run_id=bench.run_id,
+            profile_dir=bench.run_dir if bench.profile else None,
+            log=log,
+        )
     finally:
         setup.stop()
 

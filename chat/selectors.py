@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -30,13 +30,22 @@ def conversation_list_for_user(*, user: AbstractBaseUser | AnonymousUser) -> Que
     return Conversation.objects.filter(owner_id=user.pk).order_by("-updated")
 
 
+class ConversationLink(NamedTuple):
+    """What the sidebar shows of a conversation (read without making a model instance, which
+    costs more than the row)."""
+
+    pk: uuid.UUID
+    title: str
+    updated: datetime
+
+
 @dataclass
 class SidebarPage:
     """A page of the sidebar's conversation list: each conversation with the heading of the
     group it starts ("" when it continues the group above it), and where the next page starts.
     """
 
-    entries: list[tuple[str, Conversation]] = field(default_factory=list)
+    entries: list[tuple[str, ConversationLink]] = field(default_factory=list)
     query: str = ""
     archived: bool = False
     current: uuid.UUID | None = None
@@ -121,19 +130,19 @@ def conversation_sidebar_page(
     today = today or timezone.localdate()
     conversations = conversation_list_for_user(user=user)
     page = SidebarPage(query=query.strip(), archived=archived, current=current, first=not cursor)
-    pinned: list[Conversation] = []
+    pinned: list[ConversationLink] = []
     if page.query:
         conversations = conversation_search(conversations, query=page.query)
     else:
         conversations = conversations.filter(archived=archived)
         if not archived:
             if page.first:
-                pinned = list(conversations.filter(pinned=True)[:SIDEBAR_PAGE_SIZE])
+                pinned = _links(conversations.filter(pinned=True)[:SIDEBAR_PAGE_SIZE])
             conversations = conversations.filter(pinned=False)
     conversations = conversations.order_by("-updated", "-pk")
     if cursor:
         conversations = _after_cursor(conversations, cursor)
-    found = list(conversations[: SIDEBAR_PAGE_SIZE + 1])
+    found = _links(conversations[: SIDEBAR_PAGE_SIZE + 1])
     page.entries = [("Pinned" if i == 0 else "", c) for i, c in enumerate(pinned)]
     group = last_group
     for conversation in found[:SIDEBAR_PAGE_SIZE]:
@@ -145,6 +154,10 @@ def conversation_sidebar_page(
         last = found[SIDEBAR_PAGE_SIZE - 1]
         page.next_cursor = f"{last.updated.isoformat()}~{last.pk}"
     return page
+
+
+def _links(conversations: QuerySet[Conversation]) -> list[ConversationLink]:
+    return [ConversationLink(*row) for row in conversations.values_list("pk", "title", "updated")]
 
 
 def conversation_for_user(

@@ -1,8 +1,9 @@
 """ASGI entry point: HTTP, WebSockets and the `chat-stream` channel."""
 
 import os
+from typing import Any
 
-from django.core.asgi import get_asgi_application
+from chatsite.handlers import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 django_asgi_app = get_asgi_application()
@@ -23,7 +24,7 @@ websocket_application = WebSocketServiceMiddleware(
     SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 )
 
-http_application = django_asgi_app
+http_application: Any = django_asgi_app
 if settings.DEBUG or settings.CHAT_SERVE_STATIC:
     # Development and tests: daphne serves /static/ itself (production puts nginx in front).
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler

@@ -214,3 +214,27 @@ def test_the_header_marks_a_conversation_with_a_system_prompt(alice, conversatio
     )
     header = alice.get(conversation.get_absolute_url()).content.decode().split("</header>")[0]
     assert 'class="prompt-mark"' in header
+
+
+def test_the_page_takes_as_many_queries_for_twenty_messages_and_versions_as_for_two(
+    alice, conversation, django_assert_num_queries
+):
+    """An N+1 (a query per message, per version switcher, per sidebar link) fails here."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    finished_exchange(conversation, "first question", "# Answer\n\n```python\nx = 1\n```")
+    url = reverse("chat:conversation_detail", args=[conversation.pk])
+    with CaptureQueriesContext(connection) as few:
+        assert alice.get(url).status_code == 200
+    for i in range(9):
+        _, reply = finished_exchange(conversation, f"question {i}", f"**answer** {i}\n\n- a\n- b")
+    services.reply_regenerate(reply=reply)  # a second version: the page shows a switcher
+    for _ in range(3):
+        services.conversation_create(owner=conversation.owner)
+    with django_assert_num_queries(len(few)):
+        body = alice.get(url).content.decode()
+    assert body.count('<article id="m') == 20
+    assert 'class="versions"' in body
+    # Session, user, the conversation, the sidebar's pinned ones and list, the messages.
+    assert len(few) <= 6

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -122,3 +124,33 @@ def test_a_long_list_is_sent_a_page_at_a_time(alice_client, user):
     services.conversation_organize(conversation=Conversation.objects.last(), pinned=True)
     body = alice_client.get(reverse("chat:start")).content.decode()
     assert body.count('id="conv-link-') == selectors.SIDEBAR_PAGE_SIZE + 1
+
+
+def test_a_link_escapes_its_title_and_marks_the_conversation_shown(alice_client, user):
+    shown = made(user, "<b>bold</b> & more")
+    made(user, "")
+    body = alice_client.get(shown.get_absolute_url()).content.decode()
+    assert (
+        f'<a id="conv-link-{shown.pk}" href="{shown.get_absolute_url()}" aria-current="page">'
+        "&lt;b&gt;bold&lt;/b&gt; &amp; more</a>"
+    ) in body
+    assert ">New conversation</a>" in body  # an untitled one
+    assert body.count('aria-current="page"') == 1
+
+
+@pytest.mark.parametrize("page", ["chat:start", "chat:conversation_sidebar"])
+def test_the_list_takes_as_many_queries_for_many_conversations_as_for_a_few(
+    alice_client, user, page, django_assert_num_queries
+):
+    """An N+1 (a query per listed conversation) fails here: query counts are behaviour."""
+    for i in range(3):
+        made(user, f"few {i}", days_ago=i, pinned=i == 0)
+    with CaptureQueriesContext(connection) as few:
+        assert alice_client.get(reverse(page)).status_code == 200
+    for i in range(3 * selectors.SIDEBAR_PAGE_SIZE):
+        made(user, f"many {i}", days_ago=i / 24, pinned=i % 40 == 0)
+    # Session, user, pinned ones, one page of the rest.
+    with django_assert_num_queries(len(few)):
+        body = alice_client.get(reverse(page)).content.decode()
+    assert body.count('id="conv-link-') > selectors.SIDEBAR_PAGE_SIZE
+    assert len(few) <= 4

@@ -1,12 +1,16 @@
 import json
+import uuid
 from datetime import timedelta
 from typing import Any
 
 from django import template
+from django.urls import reverse
+from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from .. import fragments
 from ..markdown import render_markdown
+from ..selectors import SidebarPage
 
 register = template.Library()
 
@@ -36,3 +40,23 @@ def pretty_json(text: str) -> str:
 def streaming_view(message: Any) -> dict[str, SafeString]:
     """A streaming reply's text as the page shows it: settled blocks and the open tail."""
     return fragments.streaming_view(message)
+
+
+_ANY_ID = uuid.UUID(int=0)
+
+
+@register.simple_tag
+def sidebar_entries(sidebar: SidebarPage) -> SafeString:
+    """The sidebar's list items: built here rather than in a template loop, which cost about
+    0.1 ms an entry, most of a page's time with 50 of them."""
+    # The URL as urls.py has it, reversed once for the whole list.
+    url = reverse("chat:conversation_detail", args=[_ANY_ID]).replace(str(_ANY_ID), "{}")
+    parts = []
+    for heading, item in sidebar.entries:
+        if heading:
+            parts.append(f'<li class="group-heading"><h2>{escape(heading)}</h2></li>')
+        current = ' aria-current="page"' if item.pk == sidebar.current else ""
+        title = escape(item.title or "New conversation")
+        link = f'<a id="conv-link-{item.pk}" href="{url.format(item.pk)}"{current}>{title}</a>'
+        parts.append(f"<li>{link}</li>")
+    return mark_safe("\n".join(parts))
