@@ -68,6 +68,18 @@ async def close_thread_connections() -> AsyncIterator[None]:
 
 
 @pytest.fixture(autouse=True)
+async def fresh_channel_layer() -> AsyncIterator[None]:
+    """Each test runs on an event loop of its own. A Redis layer remembers the loop a receive
+    started on (channels_redis refuses a second loop), and a socket a test leaves open takes its
+    receive down with that loop: the next test would meet "Two event loops are trying to
+    receive()". Each test gets a new layer; the in-process layer is emptied the same way."""
+    yield
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
 def fresh_local_cache() -> Iterator[None]:
     """The local-memory cache lives as long as the test process: one test's failed logins
     (counted there by django-axes) must not lock out the next. A Redis cache is left alone, as

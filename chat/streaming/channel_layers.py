@@ -30,6 +30,9 @@ from .. import outages
 from ..outages import ChannelLayerAway
 
 SWEEP_INTERVAL_SECONDS = 1.0
+# A cancelled receive is cancelled again this often, this many times, until it ends.
+CANCEL_AGAIN_SECONDS = 0.1
+CANCEL_ATTEMPTS = 50
 
 
 class InProcessChannelLayer(InMemoryChannelLayer):
@@ -167,8 +170,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             try:
                 return cast(dict[str, Any], await asyncio.shield(receiving))
             except asyncio.CancelledError:
-                receiving.cancel()
-                receiving.add_done_callback(_retrieve_outcome)
+                _cancel_until_done(receiving)
                 raise
 
     async def group_add(self, group: str, channel: str) -> None:
@@ -204,6 +206,24 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         # tolerates (claims are atomic, frames carry cursors).
         with contextlib.suppress(*REDIS_ERRORS):
             await super()._clean_receive_backup(index, channel)
+
+
+def _cancel_until_done(task: asyncio.Future[Any]) -> None:
+    """Cancel the task, and cancel it again while it goes on: a swallowed cancellation (see
+    `RedisChannelLayer.receive`) would leave it blocking in a BZPOPMIN until a message came,
+    and an event loop that is closing would wait for it forever."""
+    task.add_done_callback(_retrieve_outcome)
+    _cancel_again(task, CANCEL_ATTEMPTS)
+
+
+def _cancel_again(task: asyncio.Future[Any], attempts: int) -> None:
+    if task.done():
+        return
+    task.cancel()
+    if attempts > 1:
+        asyncio.get_running_loop().call_later(
+            CANCEL_AGAIN_SECONDS, _cancel_again, task, attempts - 1
+        )
 
 
 def _retrieve_outcome(task: asyncio.Future[Any]) -> None:
