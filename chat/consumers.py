@@ -19,7 +19,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import events, fragments, selectors, socket_auth, socket_protocol
+from . import events, fragments, outages, selectors, socket_auth, socket_protocol
 from .events import Cursor
 from .middleware import TRY_AGAIN_LATER
 from .models import Conversation, Message
@@ -154,6 +154,9 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
                 self._later.add(asyncio.ensure_future(self._answer_later(message_id, wait - now)))
             return
         self.last_requested[message_id] = now
+        # The database known away: closed for a retry at once (chat.middleware), rather than
+        # hold the ORM's thread, which every socket shares, for the pool's timeout.
+        await outages.database_needed()
         if not await socket_auth.session_is_current(
             session_key=self.session_key, user=self.scope["user"]
         ):

@@ -3,7 +3,8 @@
 `ServiceUnavailableMiddleware` (Django): a page that meets either away answers 503 at once
 (`Retry-After`; a full page reloads itself, an htmx request gets a line to show).
 `WebSocketServiceMiddleware` (ASGI): a socket that meets either away, while it opens or later,
-closes with 4013 (our Try Again Later), on which the page reconnects.
+closes with 4013 (our Try Again Later), on which the page reconnects. While the database is
+known to be away, a socket that opens gets 4013 at once, without waiting on the database.
 Neither logs: the outage's one WARNING (chat.outages) says it all.
 """
 
@@ -57,6 +58,15 @@ def _note_outage(error: BaseException) -> bool:
     return True
 
 
+async def _anote_outage(error: BaseException) -> bool:
+    """`_note_outage` from async code: a database error on the ORM's thread, which ran the
+    query (its connections are dropped there); any other at once, as that thread may be busy
+    (waiting on the database for other sockets)."""
+    if isinstance(error, outages.DATABASE_ERRORS):
+        return await sync_to_async(_note_outage)(error)
+    return _note_outage(error)
+
+
 class ServiceUnavailableMiddleware(MiddlewareMixin):
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not _note_outage(exception):
@@ -89,9 +99,13 @@ class WebSocketServiceMiddleware:
             await send(message)
 
         try:
+            # Before the session and user are read: queued behind other sockets' calls on the
+            # ORM's thread, each waiting the pool's timeout, a handshake would outlast daphne's
+            # handshake timeout (5 s), and daphne would drop it without an HTTP answer.
+            await outages.database_needed()
             await self.application(scope, receive, tracking_send)
         except Exception as error:
-            if not await sync_to_async(_note_outage)(error):
+            if not await _anote_outage(error):
                 raise
             # Accept first if need be: a refused handshake reads as "not allowed" (403).
             with contextlib.suppress(Exception):  # the socket may be gone already

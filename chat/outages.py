@@ -3,7 +3,8 @@
 Errors that mean "the service is away, try again later", never a bug:
 
     ServiceAway                         (SERVICE_ERRORS: any of these)
-     └─ ChannelLayerAway                Redis, as chat.streaming.channel_layers found it
+     ├─ ChannelLayerAway                Redis, as chat.streaming.channel_layers found it
+     └─ DatabaseAway                    the database, known away: not tried (database_needed)
     django.db.OperationalError,         the database (DATABASE_ERRORS); psycopg's errors and
     django.db.InterfaceError            the pool's timeout reach Django code as these
 
@@ -35,6 +36,10 @@ class ServiceAway(Exception):
 
 class ChannelLayerAway(ServiceAway):
     """The channel layer's Redis cannot be reached just now."""
+
+
+class DatabaseAway(ServiceAway):
+    """The database was found away, and no probe has found it back yet."""
 
 
 DATABASE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
@@ -104,22 +109,34 @@ _database_probes = 0
 
 
 async def database_answers() -> bool:
-    """Whether background work (checkpoints, saves, recovery) should go to the database now:
-    yes while it is there. While it is away, only once a probe finds it back, at most one per
-    retry delay: each ORM call would hold the ORM's one thread for the pool's whole timeout,
-    while the probe is a plain connection in a thread of its own, refused at once."""
+    """Whether work should go to the database now (background work: checkpoints, saves,
+    recovery; and sockets, see `database_needed`): yes while it is there. While it is away,
+    only once a probe finds it back, at most one per retry delay: each ORM call would hold the
+    ORM's one thread for the pool's whole timeout, while the probe is a plain connection in a
+    thread of its own, refused at once."""
     global _next_database_probe, _database_probes
     if not database.away:
+        _database_probes = 0
         return True
     now = time.monotonic()
     if now < _next_database_probe:
         return False
+    # The delays go on growing after a probe finds the database: it is back only once a query
+    # finds it so. Until the pool reconnects (on its own schedule, seconds after a long
+    # outage), each caller let through holds the ORM's thread for the pool's timeout and
+    # fails: one a second at most, not one a tenth, keeps that thread free for the others.
     _next_database_probe = now + retry_delay(_database_probes)
     _database_probes += 1
-    if not await asyncio.to_thread(_database_accepts_connections):
-        return False
-    _database_probes = 0
-    return True
+    return await asyncio.to_thread(_database_accepts_connections)
+
+
+async def database_needed() -> None:
+    """Raise `DatabaseAway` unless `database_answers()`. For WebSocket work: every socket's
+    database calls share the ORM's one thread (Channels' `database_sync_to_async`, Django's
+    `a*` methods), where each would wait the pool's whole timeout while the database is away
+    and hold up all the others, a socket's handshake among them."""
+    if not await database_answers():
+        raise DatabaseAway(f"away for {database.away_for():.1f} s")
 
 
 def _database_accepts_connections() -> bool:
