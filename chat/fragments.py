@@ -153,6 +153,18 @@ def appended(messages: list[Message]) -> str:
     return appended_html("".join(article(m) for m in messages))
 
 
+# New messages drawn larger than this travel by id: each tab reads them (and fetches them over
+# HTTP if they are too large for its socket), so the channel layer carries no huge events.
+MAX_EVENT_HTML = 64 * 1024
+
+
+def appended_for_event(messages: list[Message]) -> str | None:
+    """New messages drawn once for every tab, or None when they are too large to travel in
+    an event."""
+    html = appended(messages)
+    return html if len(html) <= MAX_EVENT_HTML else None
+
+
 def appended_html(articles_html: str) -> str:
     """Articles already drawn, added at the end of the conversation."""
     return f'<div hx-swap-oob="beforeend:#messages">{articles_html}</div>'
