@@ -232,7 +232,10 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
 
     async def messages_appended(self, event: dict[str, Any]) -> None:
         message_ids = event["message_ids"]
-        html, active = await _render_appended(self.conversation_id, message_ids)
+        if event.get("html") is not None:  # drawn once for every tab
+            html, active = event["html"], event["active"]
+        else:
+            html, active = await _render_appended(self.conversation_id, message_ids)
         await self._sent_whole(message_ids, active)
         if not html:
             return
@@ -242,7 +245,9 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         await self.send(text_data=html)
 
     async def conversation_updated(self, event: dict[str, Any]) -> None:
-        html = await _render_title(self.conversation_id)
+        html = event.get("html")
+        if html is None:
+            html = await _render_title(self.conversation_id)
         if html:
             await self.send(text_data=html)
 

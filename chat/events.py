@@ -10,8 +10,12 @@ Conversation group (every open WebSocket of a conversation listens):
     message.finished  {message_id, final}            saved. `final` {cursor, html} ends the reply
                                                      on a tab at `cursor`; any other tab (or no
                                                      `final`) renders it from the database
-    messages.appended {message_ids}                  new messages (tool results, a follow-up)
-    conversation.updated {}                          title or settings changed
+    messages.appended {message_ids, html, active}    new messages (a turn, tool results, a
+                                                     follow-up); html draws them once for every
+                                                     tab, `active` the replies still generated
+                                                     (html None: each tab reads them itself)
+    conversation.updated {html}                      title changed; html draws it (None: each
+                                                     tab reads the conversation itself)
 Generation group (the worker that streams one reply listens):
     generation.snapshot_request {message_id, reply_channel}  send the text so far there
     generation.cancel {message_id}                   stop now and save what there is
@@ -126,8 +130,16 @@ def request_cancel(message_id: int) -> None:
 # A view does not wait for Redis: these are skipped while it is away.
 
 
-def messages_appended_sync(conversation_id: uuid.UUID, message_ids: list[int]) -> None:
-    async_to_sync(_skipped_while_away)(_messages_appended(conversation_id, message_ids))
+def messages_appended_sync(
+    conversation_id: uuid.UUID,
+    message_ids: list[int],
+    *,
+    html: str | None = None,
+    active: list[int] | None = None,
+) -> None:
+    async_to_sync(_skipped_while_away)(
+        _messages_appended(conversation_id, message_ids, html=html, active=active)
+    )
 
 
 def message_finished_sync(conversation_id: uuid.UUID, message_id: int) -> None:
@@ -203,17 +215,23 @@ async def messages_appended(conversation_id: uuid.UUID, message_ids: list[int]) 
     await _retried_while_away(lambda: _messages_appended(conversation_id, message_ids))
 
 
-async def _messages_appended(conversation_id: uuid.UUID, message_ids: list[int]) -> None:
+async def _messages_appended(
+    conversation_id: uuid.UUID,
+    message_ids: list[int],
+    *,
+    html: str | None = None,
+    active: list[int] | None = None,
+) -> None:
     await _layer().group_send(
         conversation_group(conversation_id),
-        {"type": "messages.appended", "message_ids": message_ids},
+        {"type": "messages.appended", "message_ids": message_ids, "html": html, "active": active},
     )
 
 
-async def conversation_updated(conversation_id: uuid.UUID) -> None:
+async def conversation_updated(conversation_id: uuid.UUID, *, html: str | None = None) -> None:
     await _retried_while_away(
         lambda: _layer().group_send(
-            conversation_group(conversation_id), {"type": "conversation.updated"}
+            conversation_group(conversation_id), {"type": "conversation.updated", "html": html}
         )
     )
 

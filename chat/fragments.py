@@ -18,14 +18,13 @@ from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from . import articles
 from .markdown import CODE_FRAME_CLOSE, code_frame_open
 from .models import Conversation, Message
 from .progressive import ProgressiveRenderer, RenderStep, Tail
 
 MESSAGE_TEMPLATE = "chat/conversation.html#message"
-TOOL_CALLS_TEMPLATE = "chat/conversation.html#tool-calls"
 TITLE_TEMPLATE = "chat/conversation.html#title"
-REPLY_END_TEMPLATE = "chat/conversation.html#reply-finished"
 
 
 @dataclass(frozen=True)
@@ -112,8 +111,18 @@ def tool_calls(message_id: int, calls: list[dict[str, str]] | None) -> str:
 def reply_finished(message: Message) -> str:
     """A finished reply's last parts, swapped in place of the streaming ones: the reasoning
     summary, tool calls and the footer (notices, actions, stats). The text is appended by
-    `text_end`; what is already on the page stays."""
-    return render_to_string(REPLY_END_TEMPLATE, {"message": message})
+    `text_end`; what is already on the page stays. (The template's `reply-finished` partial,
+    built in Python as chat.articles builds the finished message.)"""
+    pk = message.pk
+    if message.reasoning:
+        thinking = f'<summary id="g{pk}" hx-swap-oob="true">Thinking</summary>'
+    else:
+        thinking = f'<details id="d{pk}" hx-swap-oob="delete"></details>'
+    if message.tool_calls:
+        calls = articles.tool_calls(pk, message.tool_calls, oob=True)
+    else:
+        calls = f'<div id="k{pk}" hx-swap-oob="delete"></div>'
+    return f"\n{thinking}\n{calls}\n{articles.reply_end(message, oob=True)}\n"
 
 
 def status(message_id: int, text: str) -> str:
@@ -121,22 +130,44 @@ def status(message_id: int, text: str) -> str:
 
 
 def _tool_calls(message_id: int, tool_calls: list[dict[str, str]]) -> str:
-    return render_to_string(
-        TOOL_CALLS_TEMPLATE, {"message_id": message_id, "tool_calls": tool_calls, "oob": True}
-    )
+    return articles.tool_calls(message_id, tool_calls, oob=True)
+
+
+def article(message: Message, *, oob: bool = False) -> str:
+    """The message as the template's `message` partial draws it (without a CSRF field: a
+    fragment has no request; the page's htmx requests carry the token in a header)."""
+    if message.is_active:
+        return render_to_string(MESSAGE_TEMPLATE, {"message": message, "oob": oob})
+    return articles.finished_message(message, oob=oob)
 
 
 def message(message: Message) -> str:
     """The whole message, replacing the one on the page (used when a reply finishes)."""
-    return render_to_string(MESSAGE_TEMPLATE, {"message": message, "oob": True})
+    return article(message, oob=True)
 
 
 def appended(messages: list[Message]) -> str:
     """New messages added at the end of the conversation."""
     if not messages:
         return ""
-    body = "".join(render_to_string(MESSAGE_TEMPLATE, {"message": m}) for m in messages)
-    return f'<div hx-swap-oob="beforeend:#messages">{body}</div>'
+    return appended_html("".join(article(m) for m in messages))
+
+
+# New messages drawn larger than this travel by id: each tab reads them (and fetches them over
+# HTTP if they are too large for its socket), so the channel layer carries no huge events.
+MAX_EVENT_HTML = 64 * 1024
+
+
+def appended_for_event(messages: list[Message]) -> str | None:
+    """New messages drawn once for every tab, or None when they are too large to travel in
+    an event."""
+    html = appended(messages)
+    return html if len(html) <= MAX_EVENT_HTML else None
+
+
+def appended_html(articles_html: str) -> str:
+    """Articles already drawn, added at the end of the conversation."""
+    return f'<div hx-swap-oob="beforeend:#messages">{articles_html}</div>'
 
 
 def message_fetch(conversation_id: uuid.UUID, message_id: int) -> str:

@@ -163,7 +163,10 @@ def _links(conversations: QuerySet[Conversation]) -> list[ConversationLink]:
 def conversation_for_user(
     *, user: AbstractBaseUser | AnonymousUser, conversation_id: uuid.UUID
 ) -> Conversation | None:
-    return conversation_list_for_user(user=user).filter(pk=conversation_id).first()
+    conversation = conversation_list_for_user(user=user).filter(pk=conversation_id).first()
+    if conversation is not None and isinstance(user, User):
+        conversation.owner = user  # the owner, as the query says: not read again for limits
+    return conversation
 
 
 async def aconversation_for_user(

@@ -11,10 +11,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from . import events, limits, selectors
+from . import events, fragments, limits, selectors
 from .markdown import render_markdown
 from .models import Conversation, Message
 
@@ -36,9 +36,12 @@ def conversation_lock(conversation: Conversation) -> Iterator[None]:
     """One turn at a time per conversation: a transaction that holds the conversation's row
     lock, so two submissions, edits or retries cannot both see it idle."""
     with transaction.atomic():
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        # The owner's row too: their limits count replies across all their conversations.
-        User.objects.select_for_update().filter(pk=conversation.owner_id).first()
+        # SQLite has no row locks: its transactions here are IMMEDIATE (chatsite/settings.py),
+        # so each takes the database's one write lock as it begins, a stronger lock than these.
+        if connection.features.has_select_for_update:
+            list(Conversation.objects.select_for_update().filter(pk=conversation.pk).values("pk"))
+            # The owner's row too: their limits count replies across all their conversations.
+            list(User.objects.select_for_update().filter(pk=conversation.owner_id).values("pk"))
         yield
 
 
@@ -138,14 +141,11 @@ def message_submit(
     Submitting the same idempotency key again returns the first submission's pair.
     Raises ConversationBusy while an earlier reply is still pending or streaming.
     """
-    if idempotency_key is not None:
-        existing = _submission(conversation, idempotency_key)
-        if existing is not None:
-            return existing
     try:
         with conversation_lock(conversation):
             if idempotency_key is not None:
-                # The same submission may have committed while this one waited for the lock.
+                # Checked under the lock: the same submission may have committed while this
+                # one waited for it.
                 existing = _submission(conversation, idempotency_key)
                 if existing is not None:
                     return existing
@@ -166,11 +166,17 @@ def message_submit(
                 conversation.title_source = Conversation.TitleSource.WORDS
                 update_fields += ["title", "title_source"]
             conversation.save(update_fields=update_fields)
-            # Other tabs open on this conversation show the new turn too. The sender's tab also
-            # gets it in the HTTP response (it must not depend on its socket being up); the page
-            # drops whichever copy comes second (`chat-frames` in static/chat/chat.js).
+            # Other tabs open on this conversation show the new turn too, drawn here once for
+            # all of them. The sender's tab also gets it in the HTTP response (it must not
+            # depend on its socket being up); the page drops whichever copy comes second
+            # (`chat-frames` in static/chat/chat.js).
             transaction.on_commit(
-                lambda: events.messages_appended_sync(conversation.pk, [user_message.pk, reply.pk])
+                lambda: events.messages_appended_sync(
+                    conversation.pk,
+                    [user_message.pk, reply.pk],
+                    html=fragments.appended_for_event([user_message, reply]),
+                    active=[reply.pk],
+                )
             )
     except IntegrityError:
         # The same submission raced us and won; answer with its pair.

@@ -13,6 +13,7 @@ from importlib import import_module
 from django.conf import settings
 from django.contrib.auth import aget_user
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
 from django.http import HttpRequest
 
 
@@ -24,7 +25,12 @@ async def session_is_current(
     if not session_key or not user.is_authenticated:
         return False
     # A store of our own: the socket's `scope["session"]` caches what it read at the handshake.
+    # A store with a cache in front of the database (cached_db) is read from the database:
+    # a session deleted there (expired and cleared, deleted by hand) ends the socket at once.
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    if issubclass(store, DatabaseStore):
+        store = DatabaseStore
     request = HttpRequest()
-    request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
+    request.session = store(session_key=session_key)
     current = await aget_user(request)
     return current.is_authenticated and current.pk == user.pk

@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 
-from . import events
+from . import events, fragments
 from .models import Conversation, Message
 from .streaming.upstream import chat_completions_client
 
@@ -101,6 +101,10 @@ async def title_generate(conversation_id: uuid.UUID) -> None:
             title=conversation.title,
         ).aupdate(title=title, title_source=Conversation.TitleSource.MODEL)
         if updated:
-            await events.conversation_updated(conversation_id)
+            conversation.title = title
+            # Drawn once here for every tab (they would each read the conversation again).
+            await events.conversation_updated(
+                conversation_id, html=fragments.conversation_title(conversation)
+            )
     except Exception as exc:  # a title is a nicety: never let it break anything
         logger.info("no title for conversation %s: %s", conversation_id, exc)

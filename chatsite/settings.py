@@ -189,6 +189,17 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Without Redis (one process) sessions are read from that process's memory, written through
+# to the database: a page skips the session query (logout and expiry reach both). With Redis
+# they stay in the database alone: Django's cached sessions write the cache unguarded on a
+# miss, and pages must still show while Redis is away. Sockets check their session against
+# the database either way (chat/socket_auth.py).
+SESSION_ENGINE = (
+    "django.contrib.sessions.backends.db"
+    if REDIS_URL
+    else "django.contrib.sessions.backends.cached_db"
+)
+
 # Login throttling (django-axes) on every login form, the admin's included: after
 # DJANGO_LOGIN_FAILURE_LIMIT failures for one username, or from one address, logins for it
 # are refused, even with the right password, for DJANGO_LOGIN_COOLOFF_MINUTES. The address

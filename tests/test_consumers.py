@@ -367,6 +367,27 @@ async def test_new_messages_too_large_for_a_frame_are_fetched_one_by_one(
     await comm.disconnect()
 
 
+async def test_new_messages_drawn_by_the_sender_are_relayed_without_reading_them(
+    conversation, user, monkeypatch
+):
+    """A turn's new messages come drawn once for every tab: no tab reads the database."""
+    comm = communicator(conversation.pk, user)
+    await comm.connect()
+
+    def unread(*args: object) -> None:
+        raise AssertionError("read from the database")
+
+    monkeypatch.setattr("chat.consumers._render_appended", unread)
+    monkeypatch.setattr("chat.consumers._render_title", unread)
+    html = '<div hx-swap-oob="beforeend:#messages"><article id="m7"></article></div>'
+    await events._messages_appended(conversation.pk, [7], html=html, active=[])
+    assert await comm.receive_from() == html
+    title = '<h1 id="conversation-title" hx-swap-oob="true">A title</h1>'
+    await events.conversation_updated(conversation.pk, html=title)
+    assert await comm.receive_from() == title
+    await comm.disconnect()
+
+
 async def test_a_second_resync_within_a_second_is_answered_when_the_second_is_up(
     conversation, alice_session, monkeypatch
 ):

@@ -215,3 +215,42 @@ def test_the_login_page_names_the_demo_account_only_while_it_is_the_demo_setups(
     demo.set_password("changed")
     demo.save()
     assert "demo / demo" not in client.get(reverse("login")).content.decode()
+
+
+def test_a_message_is_sent_with_few_queries_and_its_turn_drawn_once_for_every_tab(
+    alice,
+    conversation: Conversation,
+    sent_to_worker,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    """A query a turn does not need fails here: the user, the conversation, the idempotency
+    key, whether a reply runs, where the turn goes, the two messages, the owner's limits,
+    the conversation's title and time (and on PostgreSQL the two row locks)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    sent: list[tuple[object, ...]] = []
+    monkeypatch.setattr(
+        "chat.events.messages_appended_sync", lambda *args, **kwargs: sent.append((args, kwargs))
+    )
+    url = reverse("chat:message_create", args=[conversation.pk])
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = alice.post(
+            url, {"content": "Hi", "idempotency_key": str(uuid.uuid4())}, HTTP_HX_REQUEST="true"
+        )
+    assert response.status_code == 200
+    statements = [q["sql"] for q in queries.captured_queries]
+    reads_and_writes = [s for s in statements if s.split()[0] in {"SELECT", "INSERT", "UPDATE"}]
+    locks = 2 if connection.features.has_select_for_update else 0
+    assert len(reads_and_writes) <= 9 + locks, "\n".join(statements)
+    user_message, reply = conversation.messages.order_by("id")
+    [(args, kwargs)] = sent
+    assert args == (conversation.pk, [user_message.pk, reply.pk])
+    assert kwargs["active"] == [reply.pk]
+    for message in (user_message, reply):
+        assert f'<article id="m{message.pk}"' in kwargs["html"]
+    assert kwargs["html"].startswith('<div hx-swap-oob="beforeend:#messages">')

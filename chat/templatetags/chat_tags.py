@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from .. import fragments
+from .. import articles, fragments
 from ..markdown import render_markdown
 from ..selectors import SidebarPage
 
@@ -60,3 +60,13 @@ def sidebar_entries(sidebar: SidebarPage) -> SafeString:
         link = f'<a id="conv-link-{item.pk}" href="{url.format(item.pk)}"{current}>{title}</a>'
         parts.append(f"<li>{link}</li>")
     return mark_safe("\n".join(parts))
+
+
+@register.simple_tag(takes_context=True)
+def finished_message(context: template.Context, message: Any) -> SafeString:
+    """The `message` partial of a message that is not streaming, built by chat.articles."""
+    return mark_safe(
+        articles.finished_message(
+            message, oob=bool(context.get("oob")), csrf_token=context.get("csrf_token")
+        )
+    )

@@ -1,0 +1,165 @@
+"""chat.articles builds a finished message's article: the same markup, byte for byte, as the
+template's `message-article` partial, in every state a finished message can be in."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.template.loader import render_to_string
+
+from chat import articles, fragments
+from chat.models import Message
+
+CONVERSATION = uuid.UUID("12345678-1234-5678-1234-567812345678")
+HOSTILE = "<script>alert(\"x\")</script> & 'quotes'"
+
+
+def _message(**fields: Any) -> Message:
+    versions = fields.pop("versions", (40,))
+    number = fields.pop("number", 1)
+    message = Message(pk=versions[number - 1], conversation_id=CONVERSATION, **fields)
+    message.version_ids, message.version_number = versions, number
+    return message
+
+
+def _template(message: Message, *, oob: bool = False, csrf_token: str | None = None) -> str:
+    context: dict[str, Any] = {"message": message, "oob": oob}
+    if csrf_token is not None:
+        context["csrf_token"] = csrf_token
+    return render_to_string("chat/conversation.html#message-article", context)
+
+
+def _replies() -> list[Message]:
+    statuses = ["complete", "error", "interrupted", "cancelled"]
+    finishes = ["stop", "length", "content_filter", "tool_calls", ""]
+    replies = []
+    for status, finish, error, content in itertools.product(
+        statuses, finishes, ["", HOSTILE], ["", "Some text"]
+    ):
+        replies.append(
+            _message(
+                role="assistant",
+                status=status,
+                finish_reason=finish,
+                error=error,
+                content=content,
+                content_html=f"<p>{content}</p>" if content else "",
+            )
+        )
+    rng = random.Random(14)
+    for _ in range(300):
+        replies.append(
+            _message(
+                role="assistant",
+                status=rng.choice(statuses),
+                finish_reason=rng.choice(finishes),
+                error=rng.choice(["", HOSTILE]),
+                content=rng.choice(["", "text"]),
+                content_html="<p>text</p>",
+                reasoning=rng.choice(["", "thinking"]),
+                reasoning_html="<p>thinking</p>",
+                tool_calls=rng.choice(
+                    [
+                        [],
+                        [{"id": "c1", "name": "lookup", "arguments": '{"q": "<b>"}'}],
+                        [{"id": "c1", "name": "", "arguments": "not json"}, {"id": "c2"}],
+                        [{"id": "c1", "name": HOSTILE, "arguments": HOSTILE}],
+                    ]
+                ),
+                feedback=rng.choice(["", "up", "down"]),
+                feedback_comment=rng.choice(["", HOSTILE]),
+                prompt_tokens=rng.choice([None, 0, 12, 123456]),
+                completion_tokens=rng.choice([None, 0, 7, 1234567]),
+                time_to_first_token=rng.choice(
+                    [None, timedelta(0), timedelta(milliseconds=300), timedelta(seconds=2.54)]
+                ),
+                duration=rng.choice([None, timedelta(seconds=3), timedelta(seconds=12.3)]),
+                versions=rng.choice([(40,), (40, 41), (39, 40, 41)]),
+                number=1,
+                parent_id=rng.choice([None, 5]),
+            )
+        )
+    return replies
+
+
+def _others() -> list[Message]:
+    messages = []
+    for content, versions, number, parent in itertools.product(
+        ["Hello", HOSTILE, "line one\nline two\r\n\nthree", ""],
+        [(40,), (40, 41), (39, 40)],
+        [1, 2],
+        [None, 7],
+    ):
+        if number <= len(versions):
+            messages.append(
+                _message(
+                    role="user",
+                    status="complete",
+                    content=content,
+                    versions=versions,
+                    number=number,
+                    parent_id=parent,
+                )
+            )
+    for content, calls in itertools.product(
+        ['{"temperature": 21, "city": "Zürich"}', HOSTILE, ""],
+        [[], [{"tool_call_id": "c1", "name": "weather"}], [{"name": HOSTILE}], [{}]],
+    ):
+        messages.append(_message(role="tool", status="complete", content=content, tool_calls=calls))
+    return messages
+
+
+@pytest.mark.parametrize("oob", [False, True])
+@pytest.mark.parametrize("csrf_token", [None, "t0ken<&>"])
+def test_a_finished_message_is_built_as_the_template_draws_it(oob, csrf_token):
+    for message in _replies() + _others():
+        expected = _template(message, oob=oob, csrf_token=csrf_token)
+        built = articles.finished_message(message, oob=oob, csrf_token=csrf_token)
+        assert built == expected, message.__dict__
+
+
+def test_the_message_partial_draws_a_finished_message_with_the_builder_and_a_streaming_one_with_the_template():
+    finished = _message(role="assistant", status="complete", content="a", content_html="<p>a</p>")
+    streaming = _message(role="assistant", status="streaming", content="a b")
+    for message in (finished, streaming):
+        assert render_to_string("chat/conversation.html#message", {"message": message}) == (
+            _template(message)
+        )
+    assert fragments.message(finished) == _template(finished, oob=True)
+
+
+def test_hostile_text_is_escaped_everywhere():
+    reply = _message(
+        role="assistant",
+        status="error",
+        error=HOSTILE,
+        content=HOSTILE,
+        content_html="<p>safe</p>",
+        feedback="up",
+        feedback_comment=HOSTILE,
+        finish_reason=HOSTILE,
+        tool_calls=[{"id": "c", "name": HOSTILE, "arguments": HOSTILE}],
+    )
+    user = _message(role="user", status="complete", content=HOSTILE)
+    for message in (reply, user):
+        assert "<script>" not in articles.finished_message(message)
+
+
+def test_the_end_of_a_finished_reply_is_built_as_the_template_draws_it():
+    for reply in _replies():
+        expected = render_to_string("chat/conversation.html#reply-finished", {"message": reply})
+        assert fragments.reply_finished(reply) == expected, reply.__dict__
+
+
+def test_streaming_tool_calls_are_built_as_the_template_draws_them():
+    for calls in ([], [{"id": "c", "name": "", "arguments": '{"a": 1}'}, {"name": HOSTILE}]):
+        expected = render_to_string(
+            "chat/conversation.html#tool-calls",
+            {"message_id": 9, "tool_calls": calls, "oob": True},
+        )
+        assert fragments.tool_calls(9, calls) == expected
