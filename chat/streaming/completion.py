@@ -58,6 +58,9 @@ class Completion:
     usage: Usage | None = None
     model: str = ""
     done: bool = False  # saw `data: [DONE]`
+    # Characters of content, reasoning and refusal so far: a size check per event must not
+    # join the whole reply each time.
+    size: int = 0
 
     @property
     def content(self) -> str:
@@ -154,10 +157,10 @@ class Completion:
         if isinstance(fragments, list) and fragments:
             update.tool_calls_changed = self._take_tool_calls(fragments)
 
-    @staticmethod
-    def _text(value: Any, parts: list[str]) -> str:
+    def _text(self, value: Any, parts: list[str]) -> str:
         if isinstance(value, str) and value:
             parts.append(value)
+            self.size += len(value)
             return value
         return ""
 

@@ -162,6 +162,8 @@ class Generation:
             )
             self.stream = chat_completions_client().stream(await self._request_body())
             retry_notice_shown = False
+            # The size limit counts what was there before (a continuation's) and what streams.
+            room = settings.CHAT_MAX_REPLY_CHARS - len(self.prefix) - len(self.reasoning_prefix)
             async with asyncio.timeout(settings.CHAT_TOTAL_TIMEOUT):
                 async for update in self.stream:
                     if isinstance(update, Retrying):
@@ -177,7 +179,7 @@ class Generation:
                         await events.message_status(conversation.id, reply.pk, "")
                         retry_notice_shown = False
                     self._on_update(update, coalescer)
-                    if len(self.text) + len(self.reasoning) >= settings.CHAT_MAX_REPLY_CHARS:
+                    if self.stream.completion.size >= room:
                         self.reached_size_limit = True
                         break  # leaving the iteration closes the upstream connection
             if self.reached_size_limit:
