@@ -24,7 +24,7 @@ from .. import events, fragments, outages, selectors, services, titles, tools
 from ..models import Message
 from ..progressive import ProgressiveRenderer, normalise
 from .client import CompletionStream, Retrying
-from .coalescer import Frame, FrameCoalescer
+from .coalescer import Frame, FrameCoalescer, loop_lag
 from .completion import Completion, StreamUpdate
 from .errors import UpstreamError, UpstreamHTTPError, UpstreamStreamError
 from .upstream import chat_completions_client
@@ -148,7 +148,12 @@ class Generation:
         self._task = asyncio.current_task()
         reply = self.reply
         conversation = reply.conversation
-        coalescer = FrameCoalescer(self._send_frame, settings.CHAT_COALESCE_SECONDS)
+        coalescer = FrameCoalescer(
+            self._send_frame,
+            settings.CHAT_COALESCE_SECONDS,
+            max_window=settings.CHAT_COALESCE_MAX_SECONDS,
+            lag=loop_lag(),
+        )
         heartbeat = asyncio.create_task(self._heartbeat())
         outcome: dict[str, Any]
         try:
