@@ -924,7 +924,7 @@ async def run(
                 zero = Setup(
                     "single0",
                     "same, CHAT_COALESCE_MS=0",
-                    {**env, "CHAT_COALESCE_MS": "0"},
+                    {**env, "CHAT_COALESCE_MS": "0", "CHAT_COALESCE_MAX_MS": "0"},
                     1,
                     0,
                     run_dir,

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from .errors import UpstreamStreamError, error_message_from
 from .sse import ServerSentEvent, SSEDecoder
 
@@ -89,7 +91,7 @@ class Completion:
             self.done = True
             return StreamUpdate()
         try:
-            payload = json.loads(data)
+            payload = _json_loads(data)
         except ValueError:
             if event.event == "error":
                 raise UpstreamStreamError(data or "The model server reported an error.") from None
@@ -228,6 +230,16 @@ class Completion:
             slot = max(self.tool_calls, default=-1) + 1
             return self.tool_calls.setdefault(slot, ToolCall(index=slot))
         return latest
+
+
+def _json_loads(data: str) -> Any:
+    """orjson, several times faster than json on these small chunks; json for what orjson
+    refuses and json takes (NaN, integers past 64 bits, lone surrogates), so nothing parses
+    differently."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def _joined_text(value: Any) -> str:
