@@ -55,6 +55,20 @@ class InProcessChannelLayer(InMemoryChannelLayer):
         except asyncio.QueueFull:
             raise ChannelFull(channel) from None
 
+    async def receive(self, channel: str) -> dict[str, Any]:
+        # As InMemoryChannelLayer's, without a new Queue for every call (its setdefault).
+        self._clean_expired()
+        queue = self.channels.get(channel)
+        if queue is None:
+            self.require_valid_channel_name(channel)
+            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
+        try:
+            _, message = await queue.get()
+        finally:
+            if queue.empty():
+                self.channels.pop(channel, None)
+        return cast(dict[str, Any], message)
+
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "Message is not a dict"
         self.require_valid_group_name(group)
