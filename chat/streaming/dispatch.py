@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,6 +13,32 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 
 Source = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class _Inbox:
+    """The messages the sources gave, for one consumer to take in order: a deque and one
+    waiter (an asyncio.Queue costs every idle socket another kilobyte or two)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
 
 
 class _Failed:
@@ -29,16 +56,16 @@ async def dispatch_many(sources: list[Source], dispatch: Callable[[Any], Awaitab
     Messages are dispatched one at a time, in the order each source gave them; an exception a
     source raises comes out of this function when its turn comes, as it does from Channels'.
     """
-    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    inbox = _Inbox()
 
     async def pump(source: Source) -> None:
         try:
             while True:
-                inbox.put_nowait(await source())
+                inbox.put(await source())
         except asyncio.CancelledError:
             raise
         except BaseException as error:
-            inbox.put_nowait(_Failed(error))
+            inbox.put(_Failed(error))
 
     pumps = [asyncio.ensure_future(pump(source)) for source in sources]
     try:
