@@ -59,9 +59,15 @@ async def dispatch_many(sources: list[Source], dispatch: Callable[[Any], Awaitab
     inbox = _Inbox()
 
     async def pump(source: Source) -> None:
+        this = asyncio.current_task()
         try:
             while True:
-                inbox.put(await source())
+                message = await source()
+                # A source can swallow a cancellation (on Python 3.11 an `asyncio.wait_for`
+                # inside it may): then the pump must stop by itself, or closing never ends.
+                if this is not None and this.cancelling():
+                    return
+                inbox.put(message)
         except asyncio.CancelledError:
             raise
         except BaseException as error:
