@@ -187,11 +187,82 @@ def evaluate(raw: dict[str, Any]) -> list[dict[str, Any]]:
                     f"over {b.get('ramp_s', 0):.3g} s",
                 )
             )
+    _relay_cpu_targets(raw, out)
     for bound in (plan["p99_bound_ms"], plan["p99_relaxed_ms"]):
         _capacity_target(raw, out, bound)
     _markdown_targets(raw, out)
     _page_targets(raw, out)
     return out
+
+
+def _cpu_note(r: dict[str, Any]) -> str:
+    steady = r.get("steady_cpu_us_per_token")
+    return (
+        f"{_f(r.get('cpu_percent'), 0)}% of a core; in the steady middle, every reply "
+        f"streaming ({_f(r.get('steady_s'))} s): {_f(steady, 0)} µs per token"
+    )
+
+
+def _relay_cpu_targets(raw: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    """Server CPU per token relayed (one process, and the cluster against it), and the
+    streams one process holds."""
+    plan = raw["plan"]
+    rate = f"{plan['rate']:g}"
+    target = plan.get("cpu_target_us", 120.0)
+    for n in (min(x for x in plan["concurrency"] if x > 1), max(plan["concurrency"])):
+        r = _find(raw, "single", f"{n}x{rate}")
+        if not r or "cpu_us_per_token" not in r or not r.get("ok"):
+            continue
+        floor = _find(raw, "baseline", f"{n}x{rate}")
+        note = _cpu_note(r)
+        if floor and floor.get("cpu_us_per_token") is not None:
+            note += f"; the bare reader, same run: {_f(floor['cpu_us_per_token'], 0)} µs per token"
+        out.append(
+            _target(
+                f"Server CPU per token relayed, one process, {n} streams x {rate} tokens/s "
+                f"<= {target:g} µs",
+                f"{_f(r['cpu_us_per_token'], 0)} µs",
+                r["cpu_us_per_token"] <= target,
+                note,
+            )
+        )
+    hold = plan.get("hold")
+    r = _find(raw, "single", f"{hold}x{rate}") if hold else None
+    if r and "latency_ms" in r:
+        p99 = r["latency_ms"]["p99"]
+        bound = plan.get("hold_p99_ms", 60.0)
+        out.append(
+            _target(
+                f"One process holds {hold} streams x {rate} tokens/s: added latency p99 <= "
+                f"{bound:g} ms, coalescing window included",
+                f"{_f(p99)} ms",
+                p99 <= bound and r["ok"] == r["streams"],
+                f"{r['ok']}/{r['streams']} replies; p50 {_f(r['latency_ms']['p50'])} ms; "
+                f"window excluded p99 {_f(r['latency_ex_ms']['p99'])} ms; server CPU "
+                f"{_f(r.get('cpu_us_per_token'), 0)} µs per token",
+            )
+        )
+    for n in (min(x for x in plan["concurrency"] if x > 1), max(plan["concurrency"])):
+        single = _find(raw, "single", f"{n}x{rate}")
+        cluster = _find(raw, "cluster", f"{n}x{rate}")
+        if not (single and cluster and single.get("ok") and cluster.get("ok")):
+            continue
+        ratio = cluster["cpu_us_per_token"] / single["cpu_us_per_token"]
+        tokens = cluster["ok"] * cluster["tokens"]
+        redis = (cluster.get("other_cpu_s") or {}).get("redis")
+        out.append(
+            _target(
+                f"Cluster (2 web + 2 workers on Redis), {n} streams: server CPU per token, all "
+                "server processes together, <= 1.3 x one process's",
+                f"{ratio:.2f} x ({_f(cluster['cpu_us_per_token'], 0)} / "
+                f"{_f(single['cpu_us_per_token'], 0)} µs per token)",
+                ratio <= 1.3,
+                "Redis besides: "
+                + (f"{_f(1e6 * redis / max(tokens, 1), 0)} µs per token" if redis else "not read")
+                + f"; steady middle {_f(cluster.get('steady_cpu_us_per_token'), 0)} / "
+                f"{_f(single.get('steady_cpu_us_per_token'), 0)} µs",
+            )
+        )
 
 
 def _page_targets(raw: dict[str, Any], out: list[dict[str, Any]]) -> None:
@@ -476,7 +547,26 @@ STREAM_ROWS: list[tuple[str, Any]] = [
         lambda r: (
             f"{_f(r.get('cpu_s'), 2)} ({_f(r.get('cpu_percent'), 0)}%) / "
             f"{_f(r.get('cpu_us_per_token'), 0)}"
-            if "cpu_s" in r
+            if "cpu_s" in r and r["setup"] != "baseline"
+            else "–"
+        ),
+    ),
+    (
+        "server CPU per token in the steady middle (every reply streaming): µs (over s)",
+        lambda r: f"{_f(r['steady_cpu_us_per_token'], 0)} ({_f(r['steady_s'])})",
+    ),
+    (
+        "Redis CPU (shared server, beside the cluster): seconds / µs per token",
+        lambda r: (
+            f"{_f(r['other_cpu_s']['redis'], 2)} / "
+            f"{_f(1e6 * r['other_cpu_s']['redis'] / max(r['ok'] * r['tokens'], 1), 0)}"
+        ),
+    ),
+    (
+        "reader CPU (this baseline client): seconds / µs per token",
+        lambda r: (
+            f"{_f(r['cpu_s'], 2)} / {_f(r['cpu_us_per_token'], 0)}"
+            if r["setup"] == "baseline"
             else "–"
         ),
     ),
@@ -558,8 +648,9 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
         "alternate between the two web processes.",
         "- **browser**: the same as `single`, also serving `/static/` "
         "(`CHAT_SERVE_STATIC=true`) for the page's scripts; its client is chromium.",
-        "- **baseline**: a plain `httpx` client reads the fake upstream directly: the floor no "
-        "relay can beat.",
+        "- **baseline**: a bare `httpx` client on the server's transport (httpx-aiohttp) reads "
+        "the fake upstream directly, splitting events on blank lines: the floor no relay can "
+        "beat, in latency and in CPU per token (the client process's own CPU).",
         "",
         f"Replies are {plan['tokens']} tokens at {plan['rate']:g} tokens/s (one token, about 5 "
         f"characters, per SSE event), after {plan['upstream_ttft_ms']:g} ms of the upstream's "

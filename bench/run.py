@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from httpx_aiohttp import AiohttpTransport
 
 from bench import browser, report, turns
 from bench.clients import (
@@ -49,6 +50,7 @@ from bench.servers import (
     Meter,
     Process,
     clean_env,
+    redis_server_pid,
     start_upstream,
     start_web,
     start_worker,
@@ -73,6 +75,10 @@ class Plan:
     rate: float = 50.0
     tokens: int = 300  # at 50 tokens/s: 6 s per reply
     concurrency: tuple[int, ...] = (1, 50, 200)
+    # One process must hold this many streams with p99 (window included) <= hold_p99_ms.
+    hold: int = 100
+    hold_p99_ms: float = 60.0
+    cpu_target_us: float = 120.0  # server CPU per token relayed, one process
     fast_rate: float = 3000.0
     fast_tokens: tuple[int, ...] = (1000, 10000)
     idle: int = 1000
@@ -104,6 +110,7 @@ class Plan:
             quick=True,
             tokens=100,
             concurrency=(1, 10, 40),
+            hold=20,
             fast_tokens=(1000, 3000),
             idle=200,
             ladder=(10, 20, 40),
@@ -397,7 +404,8 @@ class Bench:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         profilers = self._start_profilers(setup, name, expected + 5)
-        meter = Meter(setup.processes).start()
+        redis_pid = redis_server_pid() if setup.worker_count else None
+        meter = Meter(setup.processes, others={"redis": redis_pid} if redis_pid else None).start()
         load = Meter([self.upstream, SELF]).start()  # type: ignore[list-item]
         gc.collect()
         gc.disable()  # a collection in the client would show up as latency
@@ -594,8 +602,25 @@ class Bench:
                 }
             )
         phase = out.get("makespan_s") or 1.0
+        # The steady middle: from the moment every reply was streaming to the moment the first
+        # one ended. Submits, claims and final saves fall outside it; checkpoints fall inside.
+        steady_cpu = steady_tokens = math.nan
+        steady_span = 0.0
+        if good:
+            start = max(s.first_text for s in good)
+            end = min(s.last_text for s in good)
+            steady_span = end - start
+            if steady_span >= 1.0:
+                arrived = [u + d for s in good for u, d in zip(s.sent_at, s.latency, strict=True)]
+                steady_tokens = sum(start <= a <= end for a in arrived)
+                steady_cpu = usage.cpu_between(start, end)
         out.update(
             {
+                "steady_s": steady_span,
+                "steady_cpu_us_per_token": 1e6 * steady_cpu / steady_tokens
+                if steady_tokens
+                else math.nan,
+                "other_cpu_s": usage.other_cpu_seconds,
                 "cpu_s": usage.cpu_total,
                 "cpu_by_process": usage.cpu_seconds,
                 "cpu_percent": 100 * usage.cpu_total / phase,
@@ -745,13 +770,20 @@ class Bench:
         log(f"baseline / {name}: {n} x {tokens} tokens at {rate:g} tokens/s, read directly")
         lag = LoopLag().start()
         limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
+        # The server's transport (httpx on aiohttp's engine): the floor of the same reader.
         async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{self.upstream.port}", limits=limits, timeout=60
+            base_url=f"http://127.0.0.1:{self.upstream.port}",
+            limits=limits,
+            timeout=60,
+            transport=AiohttpTransport(limits=limits),
         ) as http:
             tasks = [asyncio.create_task(run_baseline_stream(http, s, go, timeout)) for s in shapes]
             await asyncio.sleep(0.2)
+            gc.collect()
+            cpu0 = time.process_time()
             go.set()
             results = await asyncio.gather(*tasks)
+            cpu = time.process_time() - cpu0
         lags = await lag.stop()
         records = await self.records([s.tag for s in shapes])
         stats = [analyse_baseline(r, records.get(r.shape.tag)) for r in results]
@@ -759,7 +791,7 @@ class Bench:
         lat = [x for s in good for x in s.latency]
         out: dict[str, Any] = {
             "setup": "baseline",
-            "setup_label": "baseline: httpx reads the upstream",
+            "setup_label": "baseline: httpx (on aiohttp) reads the upstream",
             "scenario": name,
             "streams": n,
             "tokens": tokens,
@@ -774,6 +806,9 @@ class Bench:
         if good:
             span = max(s.last_text for s in good) - min(s.first_text for s in good)
             out["tokens_per_s"] = sum(s.tokens for s in good) / max(span, 1e-9)
+            # The reader's own CPU (this process, which runs nothing else meanwhile).
+            out["cpu_s"] = cpu
+            out["cpu_us_per_token"] = 1e6 * cpu / max(sum(s.tokens for s in good), 1)
         log(
             f"  -> ok {len(good)}/{n}, latency p50/p99 {out['latency_ms']['p50']:.2f}/"
             f"{out['latency_ms']['p99']:.2f} ms"
@@ -850,6 +885,7 @@ async def run(
     other_requests = None
     need = 60 + 3 * (
         sum(plan.concurrency)
+        + plan.hold
         + len(plan.fast_tokens)
         + sum(plan.ladder)
         + plan.idle
@@ -859,7 +895,7 @@ async def run(
     )
     try:
         if "baseline" in only:
-            for n in plan.concurrency:
+            for n in sorted({*plan.concurrency, plan.hold}):
                 if bench.wanted(f"{n}x{plan.rate:g}"):
                     await bench.baseline(f"{n}x{plan.rate:g}", n, plan.tokens, plan.rate)
             for tokens in plan.fast_tokens:
@@ -888,7 +924,7 @@ async def run(
                 zero = Setup(
                     "single0",
                     "same, CHAT_COALESCE_MS=0",
-                    {**env, "CHAT_COALESCE_MS": "0"},
+                    {**env, "CHAT_COALESCE_MS": "0", "CHAT_COALESCE_MAX_MS": "0"},
                     1,
                     0,
                     run_dir,
@@ -1032,7 +1068,8 @@ async def run_setup(bench: Bench, setup: Setup, light: bool = False) -> None:
         await bench.streams(setup, "warmup", 2 * len(setup.web), 20, 200.0, keep=False)
         if not light and bench.wanted("idle"):
             await bench.idle(setup, plan.idle)
-        for n in plan.concurrency if not light else (1, plan.big):
+        counts = sorted({*plan.concurrency, plan.hold}) if setup.name == "single" else None
+        for n in counts or (plan.concurrency if not light else (1, plan.big)):
             if bench.wanted(f"{n}x{plan.rate:g}"):
                 await bench.streams(setup, f"{n}x{plan.rate:g}", n, plan.tokens, plan.rate)
         if light:
@@ -1192,6 +1229,12 @@ def main() -> None:
         "(default: all)",
     )
     parser.add_argument(
+        "--tokens",
+        type=int,
+        help="tokens per reply in the N x 50 scenarios (default 300): longer replies for a "
+        "profile of the steady relay",
+    )
+    parser.add_argument(
         "--report",
         metavar="DIR",
         help="run nothing: write the report of the run in DIR (bench/results/...) again, with "
@@ -1216,7 +1259,11 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     signal.signal(signal.SIGTERM, _interrupt)  # stop the servers on the way out, as on ^C
     plan = Plan.make(args.quick)
+    if args.tokens:
+        plan.tokens = args.tokens
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
-    partial = args.quick or args.profile or bool(scenarios) or only != set(SCENARIOS)
+    partial = (
+        args.quick or args.profile or bool(scenarios) or bool(args.tokens) or only != set(SCENARIOS)
+    )
     write_docs = not (args.no_docs or partial)
     asyncio.run(run(plan, only, args.profile, write_docs, scenarios))

@@ -4,6 +4,7 @@ psutil readings of their CPU time and resident memory."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,6 +162,10 @@ class Usage:
     """CPU seconds and peak resident memory of some processes over one measured phase."""
 
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    # (time.time(), CPU seconds of all the processes so far in the phase), every interval: CPU
+    # over any part of a phase (its steady middle, without the replies' starts and ends).
+    cpu_timeline: list[tuple[float, float]] = field(default_factory=list)
+    other_cpu_seconds: dict[str, float] = field(default_factory=dict)
     rss_peak: dict[str, int] = field(default_factory=dict)
     rss_end: dict[str, int] = field(default_factory=dict)
 
@@ -171,13 +177,31 @@ class Usage:
     def rss_peak_total(self) -> int:
         return sum(self.rss_peak.values())
 
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds of all the processes between two time.time() moments in the phase,
+        interpolated between samples."""
+        points = self.cpu_timeline
+        if len(points) < 2 or end <= start:
+            return math.nan
+        times = [t for t, _ in points]
+        values = [v for _, v in points]
+        return float(np.interp(end, times, values) - np.interp(start, times, values))
+
 
 class Meter:
     """Samples the processes' RSS every `interval` s while a phase runs; CPU time from the
     difference of psutil's cpu_times at both ends."""
 
-    def __init__(self, processes: list[Process], interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        processes: list[Process],
+        interval: float = 0.25,
+        others: dict[str, int] | None = None,
+    ) -> None:
         self.procs = {p.name: psutil.Process(p.pid) for p in processes}
+        # Processes not started here (Redis): their CPU is read apart, never in the timeline.
+        self.others = {name: psutil.Process(pid) for name, pid in (others or {}).items()}
+        self._others0: dict[str, float] = {}
         self.interval = interval
         self._cpu0: dict[str, float] = {}
         self.usage = Usage()
@@ -193,6 +217,8 @@ class Meter:
 
     def start(self) -> Meter:
         self._cpu0 = {name: self._cpu(proc) for name, proc in self.procs.items()}
+        self._others0 = {name: self._cpu(proc) for name, proc in self.others.items()}
+        self.usage.cpu_timeline = [(time.time(), 0.0)]
         self.usage.rss_peak = self.rss()
         self._task = asyncio.create_task(self._sample())
         return self
@@ -200,6 +226,8 @@ class Meter:
     async def _sample(self) -> None:
         for _ in range(100_000):
             await asyncio.sleep(self.interval)
+            cpu = sum(self._cpu(proc) - self._cpu0[name] for name, proc in self.procs.items())
+            self.usage.cpu_timeline.append((time.time(), cpu))
             for name, value in self.rss().items():
                 self.usage.rss_peak[name] = max(self.usage.rss_peak.get(name, 0), value)
 
@@ -210,7 +238,26 @@ class Meter:
         self.usage.cpu_seconds = {
             name: self._cpu(proc) - self._cpu0[name] for name, proc in self.procs.items()
         }
+        self.usage.cpu_timeline.append((time.time(), self.usage.cpu_total))
+        self.usage.other_cpu_seconds = {
+            name: self._cpu(proc) - self._others0[name] for name, proc in self.others.items()
+        }
         self.usage.rss_end = self.rss()
         for name, value in self.usage.rss_end.items():
             self.usage.rss_peak[name] = max(self.usage.rss_peak.get(name, 0), value)
         return self.usage
+
+
+def redis_server_pid(port: int = 6379) -> int | None:
+    """The Redis server's process (shared, not started here), to read its CPU time beside the
+    cluster's; None if it cannot be found or read."""
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if proc.info["name"] == "redis-server" and f":{port}" in " ".join(
+                proc.info["cmdline"] or []
+            ):
+                proc.cpu_times()
+                return int(proc.pid)
+        except (psutil.Error, TypeError):
+            continue
+    return None

@@ -345,6 +345,9 @@ CHAT_LIMIT_CONVERSATIONS_PER_MINUTE = env_int("CHAT_LIMIT_CONVERSATIONS_PER_MINU
 CHAT_MAX_CONCURRENT_GENERATIONS = env_int("CHAT_MAX_CONCURRENT_GENERATIONS", 100)
 # Deltas are coalesced: the first goes at once, then at most one frame per window.
 CHAT_COALESCE_SECONDS = env_float("CHAT_COALESCE_MS", 30.0) / 1000.0
+# While the process is behind (its event loop late) the window widens, up to this: fewer,
+# larger frames cost less. At or below CHAT_COALESCE_MS the window stays fixed.
+CHAT_COALESCE_MAX_SECONDS = env_float("CHAT_COALESCE_MAX_MS", 120.0) / 1000.0
 # Partial text is written to the database at most this often while a reply streams.
 CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 2.0)
 # A streaming reply whose worker has not renewed its lease for this long is interrupted.

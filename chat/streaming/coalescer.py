@@ -1,15 +1,86 @@
 """Many small deltas in, few frames out: the first at once, then at most one per window, with
-the offsets in the reply where each frame's text starts. No Django here."""
+the offsets in the reply where each frame's text starts. The window widens while the process
+is behind (its event loop late), so that it sends fewer, larger frames. No Django here."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
+
+LAG_INTERVAL = 0.02  # seconds between two readings of the event loop's lag
+LAG_SMOOTHING = 0.3  # weight of the newest reading
+LAG_IGNORED = 0.002  # a loop this late is not behind: light load keeps the base window
+LAG_FACTOR = 2.0  # seconds of window added per second of lag beyond LAG_IGNORED
+
+
+class Lag(Protocol):
+    def acquire(self) -> None: ...
+    def release(self) -> None: ...
+    @property
+    def seconds(self) -> float: ...
+
+
+class LoopLag:
+    """How late this event loop runs a timer, smoothed: a reading every LAG_INTERVAL seconds
+    while anyone holds it (`acquire`/`release`), so an idle process pays nothing."""
+
+    def __init__(self, interval: float = LAG_INTERVAL) -> None:
+        self.interval = interval
+        self.seconds = 0.0
+        self._users = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
+
+    def acquire(self) -> None:
+        self._users += 1
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._due = loop.time() + self.interval
+            self._timer = loop.call_at(self._due, self._tick, loop)
+
+    def release(self) -> None:
+        self._users -= 1
+        if self._users <= 0 and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._users = 0
+            self.seconds = 0.0
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        late = max(now - self._due, 0.0)
+        self.seconds += LAG_SMOOTHING * (late - self.seconds)
+        self._due = now + self.interval
+        self._timer = loop.call_at(self._due, self._tick, loop)
+
+
+_loop_lags: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLag] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def loop_lag() -> LoopLag:
+    """The running loop's lag gauge, shared by its coalescers."""
+    loop = asyncio.get_running_loop()
+    lag = _loop_lags.get(loop)
+    if lag is None:
+        lag = _loop_lags[loop] = LoopLag()
+    return lag
+
+
+def adaptive_window(base: float, ceiling: float, lag: float) -> float:
+    """The window for a process whose loop is `lag` seconds late: `base` under light load,
+    wider the further behind it is, never past `ceiling`."""
+    if lag <= LAG_IGNORED or ceiling <= base:
+        return base
+    return min(ceiling, base + LAG_FACTOR * (lag - LAG_IGNORED))
 
 
 @dataclass
@@ -25,11 +96,27 @@ class Frame:
 
 class FrameCoalescer:
     """Turns many small deltas into few frames: the first goes at once, then at most one per
-    `window` seconds. It concatenates, never drops, and keeps the offsets right."""
+    window. It concatenates, never drops, and keeps the offsets right.
 
-    def __init__(self, send: Callable[[Frame], Awaitable[None]], window: float) -> None:
+    The window is `window` seconds while the process keeps up; with a `max_window` and a `lag`
+    gauge it widens, up to `max_window`, while the event loop runs late (see
+    `adaptive_window`): each frame costs the relay about as much as the tokens in it, so under
+    load fewer, larger frames let it catch up."""
+
+    def __init__(
+        self,
+        send: Callable[[Frame], Awaitable[None]],
+        window: float,
+        *,
+        max_window: float = 0.0,
+        lag: Lag | None = None,
+    ) -> None:
         self._send = send
         self._window = window
+        self._max_window = max_window
+        self._lag = lag if max_window > window else None
+        if self._lag is not None:
+            self._lag.acquire()
         self._content: list[str] = []
         self._reasoning: list[str] = []
         self._content_offset = 0
@@ -54,7 +141,18 @@ class FrameCoalescer:
         self._closing = True
         self._closed.set()
         self._wakeup.set()
-        await self._task
+        try:
+            await self._task
+        finally:
+            if self._lag is not None:
+                self._lag.release()
+                self._lag = None
+
+    def window(self) -> float:
+        """The window now: wider while the process is behind."""
+        if self._lag is None:
+            return self._window
+        return adaptive_window(self._window, self._max_window, self._lag.seconds)
 
     def _take(self) -> Frame | None:
         if not (self._content or self._reasoning or self._tool_calls is not None):
@@ -72,7 +170,7 @@ class FrameCoalescer:
         loop = asyncio.get_running_loop()
         # Frames follow a schedule: the next may go one window after the last one was due,
         # not after its send returned, so slow sends and timer overshoot do not add up.
-        next_due = -self._window
+        next_due = -self._max_window - self._window
         while True:
             await self._wakeup.wait()
             now = loop.time()
@@ -90,6 +188,6 @@ class FrameCoalescer:
                     await self._send(frame)
                 except Exception:
                     logger.exception("could not send a frame; clients will resynchronise")
-                next_due = due + self._window
+                next_due = due + self.window()
             if self._closing and not self._wakeup.is_set():
                 return

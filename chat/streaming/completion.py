@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from .errors import UpstreamStreamError, error_message_from
 from .sse import ServerSentEvent, SSEDecoder
 
@@ -58,6 +60,9 @@ class Completion:
     usage: Usage | None = None
     model: str = ""
     done: bool = False  # saw `data: [DONE]`
+    # Characters of content, reasoning and refusal so far: a size check per event must not
+    # join the whole reply each time.
+    size: int = 0
 
     @property
     def content(self) -> str:
@@ -86,7 +91,7 @@ class Completion:
             self.done = True
             return StreamUpdate()
         try:
-            payload = json.loads(data)
+            payload = _json_loads(data)
         except ValueError:
             if event.event == "error":
                 raise UpstreamStreamError(data or "The model server reported an error.") from None
@@ -154,10 +159,10 @@ class Completion:
         if isinstance(fragments, list) and fragments:
             update.tool_calls_changed = self._take_tool_calls(fragments)
 
-    @staticmethod
-    def _text(value: Any, parts: list[str]) -> str:
+    def _text(self, value: Any, parts: list[str]) -> str:
         if isinstance(value, str) and value:
             parts.append(value)
+            self.size += len(value)
             return value
         return ""
 
@@ -225,6 +230,16 @@ class Completion:
             slot = max(self.tool_calls, default=-1) + 1
             return self.tool_calls.setdefault(slot, ToolCall(index=slot))
         return latest
+
+
+def _json_loads(data: str) -> Any:
+    """orjson, several times faster than json on these small chunks; json for what orjson
+    refuses and json takes (NaN, integers past 64 bits, lone surrogates), so nothing parses
+    differently."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def _joined_text(value: Any) -> str:

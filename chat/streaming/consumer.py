@@ -19,12 +19,11 @@ from typing import Any
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from .. import events, services
 from ..outages import ChannelLayerAway
-from .dispatch import DirectEventDispatch
+from .dispatch import DirectEventDispatch, dispatch_many
 from .generation import Generation
 
 logger = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ class StreamingConsumer(DirectEventDispatch, AsyncConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
         with contextlib.suppress(StopConsumer):
-            await await_many_dispatch([receive, self._receive_event], self.dispatch)
+            await dispatch_many([receive, self._receive_event], self.dispatch)
 
     async def _receive_event(self) -> dict[str, Any]:
         while True:

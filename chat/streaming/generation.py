@@ -24,7 +24,7 @@ from .. import events, fragments, outages, selectors, services, titles, tools
 from ..models import Message
 from ..progressive import ProgressiveRenderer, normalise
 from .client import CompletionStream, Retrying
-from .coalescer import Frame, FrameCoalescer
+from .coalescer import Frame, FrameCoalescer, loop_lag
 from .completion import Completion, StreamUpdate
 from .errors import UpstreamError, UpstreamHTTPError, UpstreamStreamError
 from .upstream import chat_completions_client
@@ -148,7 +148,12 @@ class Generation:
         self._task = asyncio.current_task()
         reply = self.reply
         conversation = reply.conversation
-        coalescer = FrameCoalescer(self._send_frame, settings.CHAT_COALESCE_SECONDS)
+        coalescer = FrameCoalescer(
+            self._send_frame,
+            settings.CHAT_COALESCE_SECONDS,
+            max_window=settings.CHAT_COALESCE_MAX_SECONDS,
+            lag=loop_lag(),
+        )
         heartbeat = asyncio.create_task(self._heartbeat())
         outcome: dict[str, Any]
         try:
@@ -162,6 +167,8 @@ class Generation:
             )
             self.stream = chat_completions_client().stream(await self._request_body())
             retry_notice_shown = False
+            # The size limit counts what was there before (a continuation's) and what streams.
+            room = settings.CHAT_MAX_REPLY_CHARS - len(self.prefix) - len(self.reasoning_prefix)
             async with asyncio.timeout(settings.CHAT_TOTAL_TIMEOUT):
                 async for update in self.stream:
                     if isinstance(update, Retrying):
@@ -177,7 +184,7 @@ class Generation:
                         await events.message_status(conversation.id, reply.pk, "")
                         retry_notice_shown = False
                     self._on_update(update, coalescer)
-                    if len(self.text) + len(self.reasoning) >= settings.CHAT_MAX_REPLY_CHARS:
+                    if self.stream.completion.size >= room:
                         self.reached_size_limit = True
                         break  # leaving the iteration closes the upstream connection
             if self.reached_size_limit:

@@ -4,11 +4,11 @@ in, whole events out. No Django here."""
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class ServerSentEvent:
+class ServerSentEvent(NamedTuple):
+    # A tuple: one is made per event, and a frozen dataclass takes twice as long to make.
     data: str
     event: str = "message"
     id: str = ""

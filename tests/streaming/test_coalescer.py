@@ -1,10 +1,18 @@
-"""The frame coalescer: the first delta at once, then one frame per window; nothing dropped."""
+"""The frame coalescer: the first delta at once, then one frame per window (wider while the
+process is behind); nothing dropped."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
-from chat.streaming.coalescer import Frame, FrameCoalescer
+from chat.streaming.coalescer import (
+    LAG_IGNORED,
+    Frame,
+    FrameCoalescer,
+    LoopLag,
+    adaptive_window,
+)
 
 
 async def test_first_delta_goes_at_once_and_the_rest_are_joined_into_one_frame():
@@ -59,3 +67,86 @@ async def test_closing_flushes_at_once_instead_of_waiting_out_the_window():
     await asyncio.sleep(0.01)  # the coalescer is now waiting out its 30 s window
     await asyncio.wait_for(coalescer.aclose(), 1)
     assert "".join(f.content for f in frames) == "first last"
+
+
+class FixedLag:
+    """A loop lag gauge that reads what the test says."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.users = 0
+
+    def acquire(self) -> None:
+        self.users += 1
+
+    def release(self) -> None:
+        self.users -= 1
+
+
+async def _stream_through(coalescer_lag: FixedLag | None) -> list[Frame]:
+    frames: list[Frame] = []
+
+    async def send(frame: Frame) -> None:
+        frames.append(frame)
+
+    coalescer = FrameCoalescer(send, window=0.01, max_window=0.2, lag=coalescer_lag)
+    for i in range(30):
+        coalescer.push(f"c{i} ", f"r{i} " if i % 3 == 0 else "", None)
+        await asyncio.sleep(0.01)
+    await coalescer.aclose()
+    return frames
+
+
+def _check_frames(frames: list[Frame]) -> None:
+    content = reasoning = ""
+    for frame in frames:
+        assert frame.content_offset == len(content)
+        assert frame.reasoning_offset == len(reasoning)
+        content += frame.content
+        reasoning += frame.reasoning
+    assert content == "".join(f"c{i} " for i in range(30))
+    assert reasoning == "".join(f"r{i} " for i in range(30) if i % 3 == 0)
+
+
+async def test_a_process_behind_sends_fewer_larger_frames_with_nothing_lost_or_reordered():
+    keeping_up = await _stream_through(FixedLag(0.0))
+    behind_gauge = FixedLag(1.0)  # far behind: the window opens to its ceiling
+    behind = await _stream_through(behind_gauge)
+    _check_frames(keeping_up)
+    _check_frames(behind)
+    assert len(behind) < len(keeping_up)
+    assert behind_gauge.users == 0  # closing the coalescer lets go of the gauge
+
+
+async def test_the_window_stays_fixed_without_a_ceiling_above_it():
+    gauge = FixedLag(1.0)
+    coalescer = FrameCoalescer(_discard, window=0.03, max_window=0.03, lag=gauge)
+    assert coalescer.window() == 0.03
+    assert gauge.users == 0  # not even held
+    await coalescer.aclose()
+
+
+async def _discard(frame: Frame) -> None:
+    pass
+
+
+def test_adaptive_window_keeps_the_base_under_light_load_and_never_passes_the_ceiling():
+    assert adaptive_window(0.03, 0.12, 0.0) == 0.03
+    assert adaptive_window(0.03, 0.12, 0.001) == 0.03
+    widths = [adaptive_window(0.03, 0.12, lag / 1000) for lag in range(0, 200, 5)]
+    assert widths == sorted(widths)
+    assert 0.03 < widths[3] < 0.12
+    assert max(widths) == 0.12
+
+
+async def test_loop_lag_reads_a_blocked_loop_as_behind_and_stops_when_released():
+    gauge = LoopLag(interval=0.005)
+    gauge.acquire()
+    await asyncio.sleep(0.02)
+    for _ in range(3):
+        time.sleep(0.05)  # noqa: ASYNC251 (the loop is blocked on purpose: its timers fire late)
+        await asyncio.sleep(0.006)
+    assert gauge.seconds > LAG_IGNORED
+    gauge.release()
+    assert gauge.seconds == 0.0
+    assert gauge._timer is None
