@@ -186,18 +186,7 @@ class Setup:
 
     def prepare(self, conversations: int) -> None:
         log(f"{self.name}: migrating and creating users, sessions, {conversations} conversations")
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.dbtool", "prepare", "50", str(conversations)],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if out.returncode:
-            raise RuntimeError(f"dbtool prepare failed:\n{out.stderr[-3000:]}")
-        data = json.loads(out.stdout)
+        data = run_dbtool(self.env, "prepare", "50", str(conversations))
         self.csrf = data["csrf"]
         self.pool = [tuple(pair) for pair in data["clients"]]  # type: ignore[misc]
 
@@ -1093,26 +1082,26 @@ async def run_setup(bench: Bench, setup: Setup, light: bool = False) -> None:
 def prepare_pages(setup: Setup, plan: Plan) -> dict[str, str]:
     """Migrate and seed the `pages` setup's database (bench.dbtool pages)."""
     log(f"pages: {plan.page_conversations} conversations, one of {plan.page_messages} messages")
+    pages: dict[str, str] = run_dbtool(
+        setup.env, "pages", str(plan.page_conversations), str(plan.page_messages)
+    )
+    return pages
+
+
+def run_dbtool(env: dict[str, str], *args: str) -> Any:
+    """Run `python -m bench.dbtool ARGS` in a setup's environment; its JSON answer."""
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.dbtool",
-            "pages",
-            str(plan.page_conversations),
-            str(plan.page_messages),
-        ],
+        [sys.executable, "-m", "bench.dbtool", *args],
         cwd=ROOT,
-        env=setup.env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
     if out.returncode:
-        raise RuntimeError(f"dbtool pages failed:\n{out.stderr[-3000:]}")
-    data: dict[str, str] = json.loads(out.stdout)
-    return data
+        raise RuntimeError(f"dbtool {args[0]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout)
 
 
 async def run_pages(bench: Bench, setup: Setup) -> None:
