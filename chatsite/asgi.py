@@ -6,9 +6,6 @@ from typing import Any
 from chatsite import twisted_writes
 from chatsite.handlers import get_asgi_application
 
-import sys  # AB-TEMP
-if os.environ.get("AB_SWITCH"):  # AB-TEMP
-    sys.setswitchinterval(float(os.environ["AB_SWITCH"]))  # AB-TEMP
 twisted_writes.install()  # under daphne: a write goes out at once, not on the reactor's next turn
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")

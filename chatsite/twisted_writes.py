@@ -6,10 +6,12 @@ epoll deregistration, about a fifth of the relay's CPU in a profile of 100 strea
 own transports (and so uvicorn) try the send first and buffer only what the kernel did not take;
 `install()` gives Twisted's TCP connections the same path.
 
-Order and back-pressure are kept: the fast path runs only while Twisted's buffers are empty and
-the connection is open, not closing and not TLS (TLS goes through its own protocol); whatever
-the kernel does not take, and any socket error, goes to Twisted's own `write`, which buffers it
-and reports a lost connection as it always does.
+Order and back-pressure are kept: the fast path runs only while Twisted's buffers are empty,
+the connection is open (not closing, aborted or half-closed), no pull producer waits for the
+buffer to drain (Twisted asks it for more only then), no file descriptor is queued (Unix
+sockets) and `startTLS` has not wrapped it (a TLS listener's encrypted bytes do take it);
+whatever the kernel does not take, and any socket error, goes to Twisted's own `write`, which
+buffers it and reports a lost connection as it always does.
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ def install() -> bool:
             and not self.TLS
             and self.connected
             and not self.disconnecting
+            and not self._aborting
             and not self._writeDisconnected
             and not self._tempDataBuffer
             and len(self.dataBuffer) == self.offset
+            and (self.producer is None or self.streamingProducer)
+            and not getattr(self, "_sendmsgQueue", None)
         ):
             try:
                 sent = self.socket.send(data)

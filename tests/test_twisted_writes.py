@@ -2,7 +2,7 @@
 and keep Twisted's order, buffering and connection-loss reporting otherwise.
 
 Each test drives a real `twisted.internet.tcp.Connection` over a socket pair, with Twisted's
-MemoryReactor standing in for the reactor: what the reactor would be asked to watch shows in
+MemoryReactorClock standing in for the reactor: what the reactor would be asked to watch shows in
 its `writers`."""
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from collections.abc import Iterator
 import pytest
 from twisted.internet import main, tcp
 from twisted.internet.protocol import Protocol
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock
 
 from chatsite import twisted_writes
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[tcp.Connection, socket.socket, MemoryReactor]]:
+def pair() -> Iterator[tuple[tcp.Connection, socket.socket, MemoryReactorClock]]:
     assert twisted_writes.install()
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
-    reactor = MemoryReactor()
+    reactor = MemoryReactorClock()
     connection = tcp.Connection(ours, Protocol(), reactor=reactor)
     connection.connected = True
     yield connection, theirs, reactor
@@ -106,3 +106,35 @@ def test_install_is_idempotent():
     first = tcp.Connection.write
     assert twisted_writes.install()
     assert tcp.Connection.write is first
+
+
+def test_a_pull_producer_is_asked_for_more_as_the_buffer_drains(pair):
+    """Twisted asks a pull (non-streaming) producer for its next chunk only from `doWrite`, once
+    the buffer is empty: its writes must go through the buffer, or it would never be asked."""
+    connection, theirs, reactor = pair
+
+    class Chunks:
+        def __init__(self) -> None:
+            self.left = 5
+
+        def resumeProducing(self) -> None:
+            if self.left:
+                self.left -= 1
+                connection.write(b"chunk")
+
+        def stopProducing(self) -> None:
+            pass
+
+    producer = Chunks()
+    connection.registerProducer(producer, False)  # registering asks for the first chunk
+    assert drain(connection, theirs, 25) == b"chunk" * 5
+    assert producer.left == 0
+
+
+def test_an_aborted_connection_sends_nothing_more(pair):
+    connection, theirs, reactor = pair
+    connection.abortConnection()
+    connection.write(b"after the abort")
+    theirs.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        theirs.recv(100)

@@ -33,7 +33,9 @@ from redis.backoff import NoBackoff
 from .. import outages
 from ..outages import ChannelLayerAway
 
-logger = logging.getLogger(__name__)
+# channels-redis's own logger, whose lines (a member over capacity, on every frame to a socket
+# that stopped reading) stay below the root logger's WARNING, as they did in channels-redis.
+logger = logging.getLogger("channels_redis.core")
 
 SWEEP_INTERVAL_SECONDS = 1.0
 # A cancelled receive is cancelled again this often, this many times, until it ends.

@@ -121,6 +121,11 @@ async def test_group_send_skips_a_full_member_and_drops_expired_messages_first(r
         await layer.group_send("conversation.8", {"type": "message.delta", "n": n})
         got.append((await asyncio.wait_for(layer.receive(reading), 5))["n"])
     assert got == [0, 1, 2, 3, 4]  # a full member does not hold up the others
+    # Keep the full member's queue itself from expiring (its EXPIRE is the messages' expiry):
+    # only dropping its expired messages can make room.
+    full_key = layer.prefix + full.split("!")[0] + "!"
+    await layer.connection(0).persist(full_key)
     await asyncio.sleep(3.1)  # the full member's three messages expire
+    assert await layer.connection(0).zcard(full_key) == 3  # still there, until a send drops them
     await layer.group_send("conversation.8", {"type": "message.delta", "n": 5})
     assert (await asyncio.wait_for(other.receive(full), 5))["n"] == 5  # room again
