@@ -24,7 +24,7 @@ def pair() -> Iterator[tuple[tcp.Connection, socket.socket, MemoryReactorClock]]
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     reactor = MemoryReactorClock()
-    connection = tcp.Connection(ours, Protocol(), reactor=reactor)
+    connection = tcp.Connection(ours, Protocol(), reactor=reactor)  # type: ignore[arg-type]
     connection.connected = True
     yield connection, theirs, reactor
     ours.close()
