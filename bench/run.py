@@ -826,6 +826,7 @@ class Bench:
                 "--format",
                 "raw",
                 "--threads",  # the event loop's thread apart from the sync threads
+                *(["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []),
                 "--nonblocking",
                 "-o",
                 str(path),
