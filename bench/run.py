@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 from httpx_aiohttp import AiohttpTransport
 
-from bench import browser, report, turns
+from bench import browser, report, servers, turns
 from bench.clients import (
     IdleSockets,
     LoopLag,
@@ -826,6 +826,7 @@ class Bench:
                 "--format",
                 "raw",
                 "--threads",  # the event loop's thread apart from the sync threads
+                *(["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []),
                 "--nonblocking",
                 "-o",
                 str(path),
@@ -1224,6 +1225,13 @@ def main() -> None:
         "profile of the steady relay",
     )
     parser.add_argument(
+        "--server",
+        choices=servers.WEB_SERVERS,
+        default="daphne",
+        help="the web processes' ASGI server: daphne (the app's) or uvicorn, for comparison; "
+        "a uvicorn run never writes docs/",
+    )
+    parser.add_argument(
         "--report",
         metavar="DIR",
         help="run nothing: write the report of the run in DIR (bench/results/...) again, with "
@@ -1251,8 +1259,14 @@ def main() -> None:
     if args.tokens:
         plan.tokens = args.tokens
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+    servers.WEB_SERVER = args.server
     partial = (
-        args.quick or args.profile or bool(scenarios) or bool(args.tokens) or only != set(SCENARIOS)
+        args.quick
+        or args.profile
+        or bool(scenarios)
+        or bool(args.tokens)
+        or only != set(SCENARIOS)
+        or args.server != "daphne"
     )
     write_docs = not (args.no_docs or partial)
     asyncio.run(run(plan, only, args.profile, write_docs, scenarios))

@@ -20,6 +20,10 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The ASGI server of the web processes: daphne (the app's), or uvicorn for comparison.
+WEB_SERVERS = ("daphne", "uvicorn")
+WEB_SERVER = "daphne"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -138,6 +142,25 @@ def start_web(
         str(port),
         "chatsite.asgi:application",
     ]
+    if WEB_SERVER == "uvicorn":
+        # The comparison (`--server uvicorn`): the same Channels app on uvicorn with uvloop,
+        # httptools and websockets. No lifespan: Channels' router has none; the embedded
+        # worker starts at the first call, as under daphne.
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--no-access-log",
+            "--ws-max-size",
+            "65536",
+            "chatsite.asgi:application",
+        ]
     process = Process(name, command, env, log_dir).start()
     if started is not None:
         started.append(process)

@@ -59,6 +59,9 @@ Cursor = dict[str, list[int]]
 
 
 def conversation_group(conversation_id: uuid.UUID | str) -> str:
+    # Every frame of a reply is sent to this group: a UUID is not parsed again.
+    if isinstance(conversation_id, uuid.UUID):
+        return f"conversation.{conversation_id.hex}"
     return f"conversation.{uuid.UUID(str(conversation_id)).hex}"
 
 

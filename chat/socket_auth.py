@@ -9,7 +9,10 @@ deleted, a password changed on another device.
 from __future__ import annotations
 
 from importlib import import_module
+from typing import Any
 
+from channels.auth import AuthMiddleware
+from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 from django.conf import settings
 from django.contrib.auth import aget_user
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -34,3 +37,25 @@ async def session_is_current(
     request.session = store(session_key=session_key)
     current = await aget_user(request)
     return current.is_authenticated and current.pk == user.pk
+
+
+class SocketSessionMiddleware(SessionMiddleware):
+    """Channels' `SessionMiddleware` without its wrapper around each message a socket sends.
+
+    That wrapper saves a modified session, and sets its cookie, on `http.response.start`
+    only, which a WebSocket never sends; for a socket it is a proxied attribute read and a
+    method call on every frame of every reply, for nothing. The session is read as before.
+    """
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] != "websocket":
+            return await super().__call__(scope, receive, send)
+        wrapper = InstanceSessionWrapper(scope, send)
+        await wrapper.resolve_session()
+        return await self.inner(wrapper.scope, receive, send)
+
+
+def socket_auth_stack(inner: Any) -> Any:
+    """Channels' `AuthMiddlewareStack` (cookies, session, user in the scope), with the session
+    middleware above."""
+    return CookieMiddleware(SocketSessionMiddleware(AuthMiddleware(inner)))

@@ -3,17 +3,20 @@
 import os
 from typing import Any
 
+from chatsite import twisted_writes
 from chatsite.handlers import get_asgi_application
+
+twisted_writes.install()  # under daphne: a write goes out at once, not on the reactor's next turn
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.middleware import WebSocketServiceMiddleware  # noqa: E402
 from chat.routing import channel_routes, websocket_urlpatterns  # noqa: E402
+from chat.socket_auth import socket_auth_stack  # noqa: E402
 from chat.streaming.worker import EmbeddedWorkerMiddleware  # noqa: E402
 from chatsite.websocket_origin import SiteOriginValidator  # noqa: E402
 
@@ -21,7 +24,7 @@ from chatsite.websocket_origin import SiteOriginValidator  # noqa: E402
 # its scheme and port, as CSRF does. A socket that meets Redis or the database away closes with
 # 4013 (Try Again Later), and the page reconnects.
 websocket_application = WebSocketServiceMiddleware(
-    SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+    SiteOriginValidator(socket_auth_stack(URLRouter(websocket_urlpatterns)))
 )
 
 http_application: Any = django_asgi_app

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from chat.routing import websocket_urlpatterns
+from chat.socket_auth import socket_auth_stack
 
 
 def socket_for(conversation_id: Any, session_key: str) -> WebsocketCommunicator:
     """A tab's socket on a conversation, opened with the session cookie `session_key`."""
     return WebsocketCommunicator(
-        AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        socket_auth_stack(URLRouter(websocket_urlpatterns)),
         f"/ws/c/{conversation_id}/",
         headers=[(b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode())],
     )

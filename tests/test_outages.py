@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
@@ -24,6 +23,7 @@ from chat import outages, services
 from chat.middleware import TRY_AGAIN_LATER, WebSocketServiceMiddleware
 from chat.outages import ChannelLayerAway, Outage
 from chat.routing import websocket_urlpatterns
+from chat.socket_auth import socket_auth_stack
 from tests.sockets import closed_with
 
 
@@ -180,7 +180,7 @@ async def test_an_open_socket_asked_for_a_reply_while_the_database_is_away_close
 ):
     conversation = await sync_to_async(services.conversation_create)(owner=user)
     comm = WebsocketCommunicator(
-        WebSocketServiceMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        WebSocketServiceMiddleware(socket_auth_stack(URLRouter(websocket_urlpatterns))),
         f"/ws/c/{conversation.pk}/",
         headers=[(b"cookie", f"{settings.SESSION_COOKIE_NAME}={alice_session}".encode())],
     )

@@ -5,7 +5,6 @@ is behind (its event loop late), so that it sends fewer, larger frames. No Djang
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -124,7 +123,7 @@ class FrameCoalescer:
         self._tool_calls: list[dict[str, str]] | None = None
         self._wakeup = asyncio.Event()
         self._closing = False
-        self._closed = asyncio.Event()
+        self._window_waiter: asyncio.Future[None] | None = None
         self._task = asyncio.create_task(self._run())
 
     def push(self, content: str, reasoning: str, tool_calls: list[dict[str, str]] | None) -> None:
@@ -139,7 +138,8 @@ class FrameCoalescer:
     async def aclose(self) -> None:
         """Send whatever is pending now, then stop."""
         self._closing = True
-        self._closed.set()
+        if self._window_waiter is not None:
+            _wake(self._window_waiter)
         self._wakeup.set()
         try:
             await self._task
@@ -166,6 +166,18 @@ class FrameCoalescer:
         self._content, self._reasoning, self._tool_calls = [], [], None
         return frame
 
+    async def _wait_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        """Sleep until `when` (loop time), or until `aclose`. A timer and a future: under
+        `asyncio.timeout` every window that runs out cancels the task and raises twice, and
+        nearly every frame waits out its window."""
+        waiter = self._window_waiter = loop.create_future()
+        timer = loop.call_at(when, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._window_waiter = None
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         # Frames follow a schedule: the next may go one window after the last one was due,
@@ -176,9 +188,7 @@ class FrameCoalescer:
             now = loop.time()
             if next_due > now and not self._closing:
                 # Wait out the window, unless the stream ends meanwhile: then flush at once.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(next_due - now):
-                        await self._closed.wait()
+                await self._wait_until(loop, next_due)
                 now = loop.time()
             due = max(now, next_due)
             self._wakeup.clear()
@@ -191,3 +201,8 @@ class FrameCoalescer:
                 next_due = due + self.window()
             if self._closing and not self._wakeup.is_set():
                 return
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

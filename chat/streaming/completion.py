@@ -109,13 +109,16 @@ class Completion:
             if message is None and isinstance(payload.get("message"), str) and payload["message"]:
                 message = payload["message"]  # an error event's own {code, message, type}
             raise UpstreamStreamError(message or data, code=code)
-        return self._feed_chunk(payload)
+        # Usage comes in one or two chunks of a reply; the others are not searched for it (a
+        # key of a JSON object cannot hold the word unless the text does, or escapes it).
+        return self._feed_chunk(payload, usage="usage" in data or "\\u" in data)
 
-    def _feed_chunk(self, chunk: dict[str, Any]) -> StreamUpdate:
+    def _feed_chunk(self, chunk: dict[str, Any], *, usage: bool = True) -> StreamUpdate:
         update = StreamUpdate()
         if isinstance(chunk.get("model"), str) and chunk["model"]:
             self.model = chunk["model"]
-        self._take_usage(chunk)
+        if usage:
+            self._take_usage(chunk)
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             return update
@@ -139,7 +142,8 @@ class Completion:
                         or "The model server ended the reply with an error."
                     )
                 self.finish_reason = finish_reason
-            self._take_usage(choice)
+            if usage:
+                self._take_usage(choice)
         return update
 
     def _take_delta(self, delta: dict[str, Any], update: StreamUpdate) -> None:

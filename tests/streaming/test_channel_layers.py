@@ -84,3 +84,48 @@ async def test_a_cancelled_receive_returns_at_once(redis_server):
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(receiving), 2)
         assert time.monotonic() - started < 0.5, step
+
+
+async def test_group_send_reaches_every_member_in_order_and_across_processes(redis_server):
+    here, there = layer_on(redis_server), layer_on(redis_server)  # two processes' layers
+    mine, other, theirs = (
+        await here.new_channel(),
+        await here.new_channel(),
+        await there.new_channel(),
+    )
+    for channel in (mine, other, theirs):
+        await here.group_add("conversation.7", channel)
+    for n in range(20):
+        await here.group_send("conversation.7", {"type": "message.delta", "n": n})
+    for layer, channel in ((here, mine), (here, other), (there, theirs)):
+        got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(20)]
+        assert got == list(range(20))
+    await here.group_discard("conversation.7", other)
+    await here.group_send("conversation.7", {"type": "message.delta", "n": 20})
+    assert (await asyncio.wait_for(here.receive(mine), 5))["n"] == 20
+    assert (await asyncio.wait_for(there.receive(theirs), 5))["n"] == 20
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(here.receive(other), 0.3)
+
+
+async def test_group_send_skips_a_full_member_and_drops_expired_messages_first(redis_server):
+    layer = RedisChannelLayer(
+        hosts=[{"address": redis_server.url}], capacity=3, expiry=2, group_expiry=3600
+    )
+    other = layer_on(redis_server)  # another process, whose socket stopped reading
+    full, reading = await other.new_channel(), await layer.new_channel()
+    await layer.group_add("conversation.8", full)
+    await layer.group_add("conversation.8", reading)
+    got = []
+    for n in range(5):
+        await layer.group_send("conversation.8", {"type": "message.delta", "n": n})
+        got.append((await asyncio.wait_for(layer.receive(reading), 5))["n"])
+    assert got == [0, 1, 2, 3, 4]  # a full member does not hold up the others
+    # Keep the full member's queue itself from expiring (its EXPIRE is the messages' expiry):
+    # only dropping its expired messages can make room.
+    full_key = layer.prefix + full.split("!")[0] + "!"
+    await layer.connection(0).persist(full_key)
+    await asyncio.sleep(3.1)  # the full member's three messages expire
+    assert await layer.connection(0).zcard(full_key) == 3  # still there, until a send drops them
+    await layer.group_send("conversation.8", {"type": "message.delta", "n": 5})
+    assert (await asyncio.wait_for(other.receive(full), 5))["n"] == 5  # room again

@@ -127,3 +127,21 @@ def test_any_split_gives_the_one_piece_result(data: st.DataObject) -> None:
     pieces = [raw[start:end] for start, end in itertools.pairwise(bounds)]
     assert b"".join(pieces) == raw
     assert _outcome(pieces) == _outcome([raw])
+
+
+def test_usage_is_found_only_where_a_chunk_can_hold_it_even_with_escaped_keys():
+    """Chunks are searched for usage only where their text holds the word or a JSON escape
+    (chat.streaming.completion): a key written with escapes still counts."""
+    from chat.streaming.completion import Completion
+    from chat.streaming.sse import ServerSentEvent
+
+    escaped = Completion()
+    escaped.feed(
+        ServerSentEvent('{"choices":[],"\\u0075sage":{"prompt_tokens":3,"completion_tokens":4}}')
+    )
+    assert (escaped.usage.prompt_tokens, escaped.usage.completion_tokens) == (3, 4)
+    vendor = Completion()
+    vendor.feed(ServerSentEvent('{"choices":[{"index":0,"delta":{"content":"Hi"}}]}'))
+    assert vendor.usage is None
+    vendor.feed(ServerSentEvent('{"choices":[],"x_v":{"usage":{"completion_tokens":1}}}'))
+    assert vendor.usage.completion_tokens == 1 and vendor.content == "Hi"
