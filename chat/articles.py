@@ -17,27 +17,16 @@ import uuid
 from typing import Any
 
 from django.template.defaultfilters import floatformat, linebreaksbr
-from django.urls import get_script_prefix, reverse
 
+from . import links
 from .models import Message
 
-_ANY_CONVERSATION = uuid.UUID(int=0)
-_ANY_MESSAGE = 987654321
-_urls: dict[tuple[str, str], str] = {}
 _OOB = ' hx-swap-oob="true"'
 _OOB_ATTR = 'hx-swap-oob="true" '
 
 
 def _url(name: str, conversation_id: uuid.UUID, message_id: int) -> str:
-    """`reverse(name, args=[conversation_id, message_id])`, reversed once per script prefix."""
-    key = (name, get_script_prefix())
-    pattern = _urls.get(key)
-    if pattern is None:
-        url = reverse(name, args=[_ANY_CONVERSATION, _ANY_MESSAGE])
-        pattern = _urls[key] = url.replace(str(_ANY_CONVERSATION), "{0}").replace(
-            str(_ANY_MESSAGE), "{1}"
-        )
-    return pattern.format(conversation_id, message_id)
+    return links.url(name, conversation_id, message_id)
 
 
 def escape(value: Any) -> str:
