@@ -8,6 +8,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from .. import articles, fragments, links
+from ..article_cache import DrawnArticle
 from ..markdown import render_markdown
 from ..selectors import SidebarPage
 
@@ -69,7 +70,10 @@ def sidebar_entries(sidebar: SidebarPage) -> SafeString:
 
 @register.simple_tag(takes_context=True)
 def finished_message(context: template.Context, message: Any) -> SafeString:
-    """The `message` partial of a message that is not streaming, built by chat.articles."""
+    """The `message` partial of a message that is not streaming, built by chat.articles (or
+    drawn already, by chat.article_cache)."""
+    if isinstance(message, DrawnArticle):
+        return mark_safe(message.html(context.get("csrf_token")))
     return mark_safe(
         articles.finished_message(
             message, oob=bool(context.get("oob")), csrf_token=context.get("csrf_token")
