@@ -7,7 +7,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
@@ -64,14 +64,20 @@ class SidebarPage:
         return urlencode({k: v for k, v in params.items() if v})
 
 
-def date_group(day: date, *, today: date) -> str:
-    if day >= today:
-        return "Today"
-    if day == today - timedelta(days=1):
-        return "Yesterday"
-    if day >= today - timedelta(days=7):
-        return "Previous 7 days"
-    return "Older"
+def group_starts(today: date) -> list[tuple[datetime, str]]:
+    """When each of the sidebar's day groups starts, latest first: a conversation last active
+    at a time not before one start is in that group (Today, also for a day after `today`;
+    Yesterday; Previous 7 days), else in Older. (Comparing times costs less than finding each
+    one's local day.)"""
+    zone = timezone.get_current_timezone()
+    return [
+        (datetime.combine(day, time.min, tzinfo=zone), group)
+        for day, group in (
+            (today, "Today"),
+            (today - timedelta(days=1), "Yesterday"),
+            (today - timedelta(days=7), "Previous 7 days"),
+        )
+    ]
 
 
 def conversation_search(
@@ -145,8 +151,9 @@ def conversation_sidebar_page(
     found = _links(conversations[: SIDEBAR_PAGE_SIZE + 1])
     page.entries = [("Pinned" if i == 0 else "", c) for i, c in enumerate(pinned)]
     group = last_group
+    starts = group_starts(today)
     for conversation in found[:SIDEBAR_PAGE_SIZE]:
-        this = date_group(timezone.localdate(conversation.updated), today=today)
+        this = next((g for start, g in starts if conversation.updated >= start), "Older")
         page.entries.append((this if this != group else "", conversation))
         group = this
     page.last_group = group
