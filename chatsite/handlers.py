@@ -10,7 +10,12 @@ from typing import Any
 
 import django
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse
+from django.http.response import HttpResponseBase
+from django.urls import set_script_prefix
 
 # Request threads kept between requests (each with its database connection, on SQLite); more
 # requests at once than this get a thread of their own for the time they run, as Django gives
@@ -82,8 +87,9 @@ class SyncChainASGIHandler(ASGIHandler):
     """Every view here is synchronous. Django's own ASGI handler builds the middleware chain
     async: each middleware that can run either way (most of ours) then runs its sync hooks
     with a hop of its own to a thread and back (`MiddlewareMixin.__acall__`), about fifteen
-    hops a request, each a few hundred microseconds of CPU. Built as for WSGI, the chain runs
-    in one hop, the view in the same thread; that thread is one of `threads`, kept."""
+    hops a request, each a few hundred microseconds of CPU. Here the request is served as
+    under WSGI, in one hop: the request signals, the middleware chain and the view, in a
+    thread kept from one request to the next (`threads`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,8 +97,6 @@ class SyncChainASGIHandler(ASGIHandler):
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
-        chain = self._middleware_chain  # type: ignore[has-type]
-        self._middleware_chain = sync_to_async(chain, thread_sensitive=True)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -106,6 +110,41 @@ class SyncChainASGIHandler(ASGIHandler):
                 await self.handle(scope, receive, send)
         finally:
             self.threads.give_back(thread)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Django's `ASGIHandler.handle`, with everything synchronous done in one hop
+        (`serve`). A client that goes away meanwhile cannot stop a synchronous view; its
+        response is dropped by the server."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        try:
+            response = await sync_to_async(self.serve, thread_sensitive=True)(scope, body_file)
+            try:
+                await self.send_response(response, send)
+            finally:
+                if response.streaming:
+                    await sync_to_async(response.close, thread_sensitive=True)()
+        finally:
+            body_file.close()
+
+    def serve(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+        """The request's response, as `WSGIHandler.__call__` makes it. A response that is not
+        streamed is closed here, before it is sent (its content is made already): that sends
+        `request_finished` in this hop rather than another."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            response._handler_class = self.__class__  # type: ignore[attr-defined]
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        assert response is not None
+        if not response.streaming:
+            response.close()
+        return response
 
 
 def get_asgi_application() -> SyncChainASGIHandler:

@@ -13,7 +13,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from chatsite.handlers import RequestThreads, SyncChainASGIHandler
+from chatsite.handlers import RequestThread, RequestThreads, SyncChainASGIHandler
 
 seen: list[tuple[str, int, int | None]] = []
 gate: dict[str, Any] = {}
@@ -86,9 +86,18 @@ async def app(settings: Any) -> AsyncIterator[SyncChainASGIHandler]:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_requests_one_after_another_run_in_one_thread_with_one_connection(app):
+async def test_requests_one_after_another_run_in_one_thread_with_one_connection(app, monkeypatch):
+    hops: list[object] = []
+    submit = RequestThread.submit
+
+    def counted(self: RequestThread, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn)
+        return submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(RequestThread, "submit", counted)
     for _ in range(3):
         assert await get(app, "/where/") == (200, b"ok")
+    assert len(hops) == 3  # one hop to a thread a request: signals, middleware and view
     threads = {thread for _, thread, _ in seen}
     connections = {conn for kind, _, conn in seen if kind == "view"}
     # The request signals (which close old connections) run there too, not in threads of
