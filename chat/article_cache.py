@@ -21,7 +21,7 @@ import redis.exceptions
 from django.core.cache import cache
 
 from . import articles, outages, selectors
-from .models import ACTIVE_STATUSES, Conversation, Message
+from .models import Conversation, Message
 
 CACHE_SECONDS = 3600
 # Cache errors while a shared (Redis) cache is away: the page is drawn without it.
@@ -33,54 +33,12 @@ _TOKEN_INPUT = articles.csrf_input(_TOKEN)
 _MARKUP = hashlib.sha256(Path(articles.__file__).read_bytes()).hexdigest()[:12]
 
 
-class MessageNode:
-    """What the tree query reads of a message: its place in the tree, and what tells whether
-    its article changed."""
-
-    FIELDS = (
-        "pk",
-        "parent_id",
-        "selected",
-        "created",
-        "role",
-        "status",
-        "completed",
-        "feedback",
-        "feedback_comment",
-    )
-    __slots__ = (*FIELDS, "on_active_path", "version_ids", "version_number")
-    pk: int
-    parent_id: int | None
-    selected: bool
-    created: datetime
-    role: str
-    status: str
-    completed: datetime | None
-    feedback: str
-    feedback_comment: str
-    on_active_path: bool
-    version_ids: tuple[int, ...]
-    version_number: int
-
-    def __init__(self, *values: Any) -> None:
-        for name, value in zip(self.FIELDS, values, strict=True):
-            setattr(self, name, value)
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
-    @property
-    def version_count(self) -> int:
-        return max(len(self.version_ids), 1)
-
-
 class DrawnArticle:
     """A finished message's article, drawn; `html` puts the request's CSRF token in."""
 
     is_active = False
 
-    def __init__(self, node: MessageNode, parts: list[str]) -> None:
+    def __init__(self, node: selectors.MessageNode, parts: list[str]) -> None:
         self.pk = node.pk
         self.version_number = node.version_number
         self.version_count = node.version_count
@@ -96,7 +54,7 @@ def _stamp(value: datetime | None) -> str:
     return value.isoformat() if value is not None else ""
 
 
-def _key(owner_id: int, conversation_id: uuid.UUID, node: MessageNode | Message) -> str:
+def _key(owner_id: int, conversation_id: uuid.UUID, node: selectors.MessageNode | Message) -> str:
     """The key of the article of `node` as it stands (a node from the tree, or the message
     read whole, which is what is drawn and may have changed since the tree was read)."""
     shown = repr(
@@ -139,23 +97,13 @@ def _store(drawn: dict[str, list[str]]) -> None:
         outages.redis.went_away(error)
 
 
-def message_tree(*, conversation: Conversation) -> list[MessageNode]:
-    """Every message of the conversation but the system's, without the texts."""
-    rows = (
-        conversation.messages.exclude(role=Message.Role.SYSTEM)
-        .order_by("created", "id")
-        .values_list(*MessageNode.FIELDS)
-    )
-    return [MessageNode(*row) for row in rows]
-
-
 def page_messages(*, conversation: Conversation) -> list[Message | DrawnArticle]:
     """The messages the conversation shows (`selectors.active_path`): a finished one drawn
     (from the cache when unchanged), one still streaming whole, for the template."""
     # The nodes have what annotate_versions reads and sets of a message.
     path = cast(
-        list[MessageNode],
-        selectors.annotate_versions(cast(Any, message_tree(conversation=conversation))),
+        list[selectors.MessageNode],
+        selectors.annotate_versions(cast(Any, selectors.message_tree(conversation=conversation))),
     )
     keys = {
         node.pk: _key(conversation.owner_id, conversation.pk, node)
@@ -186,7 +134,7 @@ def page_messages(*, conversation: Conversation) -> list[Message | DrawnArticle]
 
 
 def _read(
-    conversation: Conversation, ids: list[int], path: Iterable[MessageNode]
+    conversation: Conversation, ids: list[int], path: Iterable[selectors.MessageNode]
 ) -> dict[int, Message]:
     """The messages `ids` whole, with their places among their versions from the tree."""
     if not ids:

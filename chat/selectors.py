@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from .models import Conversation, Message
+from .models import ACTIVE_STATUSES, Conversation, Message
 
 SIDEBAR_PAGE_SIZE = 50
 # The account `manage.py ensure_demo_user` makes for a local demo (`scripts/run`).
@@ -184,6 +184,59 @@ async def aconversation_for_user(
     return await conversation_list_for_user(user=user).filter(pk=conversation_id).afirst()
 
 
+class MessageNode:
+    """What the tree query reads of a message (`message_tree`): its place in the tree, and
+    what tells whether its article changed (chat.article_cache). Read without making a model
+    instance, which costs more than the row."""
+
+    FIELDS = (
+        "pk",
+        "parent_id",
+        "selected",
+        "created",
+        "role",
+        "status",
+        "completed",
+        "feedback",
+        "feedback_comment",
+    )
+    __slots__ = (*FIELDS, "on_active_path", "version_ids", "version_number")
+    pk: int
+    parent_id: int | None
+    selected: bool
+    created: datetime
+    role: str
+    status: str
+    completed: datetime | None
+    feedback: str
+    feedback_comment: str
+    on_active_path: bool
+    version_ids: tuple[int, ...]
+    version_number: int
+
+    def __init__(self, *values: Any) -> None:
+        for name, value in zip(self.FIELDS, values, strict=True):
+            setattr(self, name, value)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def version_count(self) -> int:
+        return max(len(self.version_ids), 1)
+
+
+def message_tree(*, conversation: Conversation) -> list[MessageNode]:
+    """Every message of the conversation but the system's, without the texts."""
+    rows = (
+        conversation.messages.exclude(role=Message.Role.SYSTEM)
+        .order_by("created", "id")
+        .values_list(*MessageNode.FIELDS)
+    )
+    return [MessageNode(*row) for row in rows]
+
+
 def annotate_versions(messages: Iterable[Message]) -> list[Message]:
     """Set on every message its place among the versions of its turn (`version_number`,
     `version_ids`) and whether it is on the active path; return the active path: from the
@@ -223,13 +276,10 @@ def reading_order(*, conversation: Conversation) -> list[Message]:
     return ordered
 
 
-def active_leaf(*, conversation: Conversation) -> Message | None:
-    """The last message shown: where the next turn goes (loads the tree, not the texts)."""
-    tree = conversation.messages.exclude(role=Message.Role.SYSTEM).only(
-        "pk", "parent_id", "selected", "created"
-    )
-    path = annotate_versions(tree)
-    return path[-1] if path else None
+def active_leaf_id(*, conversation: Conversation) -> int | None:
+    """The last message shown: where the next turn goes (reads the tree, not the texts)."""
+    path = annotate_versions(cast(Any, message_tree(conversation=conversation)))
+    return path[-1].pk if path else None
 
 
 def with_versions(*, message: Message) -> Message:

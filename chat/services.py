@@ -152,7 +152,7 @@ def message_submit(
             _ensure_idle(conversation)
             user_message = Message.objects.create(
                 conversation=conversation,
-                parent=selectors.active_leaf(conversation=conversation),
+                parent_id=selectors.active_leaf_id(conversation=conversation),
                 role=Message.Role.USER,
                 content=content,
                 status=Message.Status.COMPLETE,

@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat import article_cache, outages, services
+from chat import article_cache, outages, selectors, services
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -162,9 +162,7 @@ def test_each_page_carries_its_own_csrf_token_in_the_edit_forms(user, conversati
 
 def test_articles_are_kept_per_owner(user, conversation):
     _, reply = exchange(conversation, "q", "a")
-    node = next(
-        n for n in article_cache.message_tree(conversation=conversation) if n.pk == reply.pk
-    )
+    node = next(n for n in selectors.message_tree(conversation=conversation) if n.pk == reply.pk)
     node.version_ids, node.version_number = (reply.pk,), 1
     mallory = User.objects.create_user("mallory", password="mallory-password")
     mine = article_cache._key(user.pk, conversation.pk, node)

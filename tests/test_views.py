@@ -257,3 +257,33 @@ def test_a_message_is_sent_with_few_queries_and_its_turn_drawn_once_for_every_ta
     for message in (user_message, reply):
         assert f'<article id="m{message.pk}"' in kwargs["html"]
     assert kwargs["html"].startswith('<div hx-swap-oob="beforeend:#messages">')
+
+
+def test_a_turn_takes_as_many_queries_after_ten_exchanges_as_after_none(
+    alice, conversation: Conversation, sent_to_worker, monkeypatch
+):
+    """Where the turn goes is found from the message tree in one query (no query per message,
+    as reading the tree as model instances without their conversation made)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.models import Message
+
+    monkeypatch.setattr("chat.events.messages_appended_sync", lambda *args, **kwargs: None)
+    url = reverse("chat:message_create", args=[conversation.pk])
+
+    def turn() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            response = alice.post(
+                url, {"content": "Hi", "idempotency_key": str(uuid.uuid4())}, HTTP_HX_REQUEST="true"
+            )
+        assert response.status_code == 200
+        conversation.messages.filter(status=Message.Status.PENDING).update(status="complete")
+        return len(queries.captured_queries)
+
+    first = turn()
+    for _ in range(9):
+        turn()
+    assert turn() == first
+    last, before = conversation.messages.order_by("-id")[1:3]
+    assert last.parent_id == before.pk  # the turn follows the one before
