@@ -91,6 +91,10 @@ class SyncChainASGIHandler(ASGIHandler):
     under WSGI, in one hop: the request signals, the middleware chain and the view, in a
     thread kept from one request to the next (`threads`)."""
 
+    # A page is sent in one message to the server, not in 64 KiB pieces: each message costs
+    # the server a write of its own (a conversation page is some 100 KB).
+    chunk_size = 2**20
+
     def __init__(self) -> None:
         super().__init__()
         self.threads = RequestThreads()
