@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -276,10 +276,28 @@ def reading_order(*, conversation: Conversation) -> list[Message]:
     return ordered
 
 
-def active_leaf_id(*, conversation: Conversation) -> int | None:
-    """The last message shown: where the next turn goes (reads the tree, not the texts)."""
-    path = annotate_versions(cast(Any, message_tree(conversation=conversation)))
-    return path[-1].pk if path else None
+class TurnState(NamedTuple):
+    """What a new turn must know of its conversation, found in one read of the message tree."""
+
+    busy: bool  # a reply is still being generated
+    leaf_id: int | None  # the last message shown: where the turn goes
+    submitted: bool  # a message was sent with this idempotency key already
+
+
+def turn_state(*, conversation: Conversation, idempotency_key: uuid.UUID | None) -> TurnState:
+    rows = conversation.messages.order_by("created", "id").values_list(
+        *MessageNode.FIELDS, "idempotency_key"
+    )
+    shown: list[Any] = []
+    busy = submitted = False
+    for *fields, key in rows:
+        node = MessageNode(*fields)
+        busy = busy or node.is_active
+        submitted = submitted or (key is not None and key == idempotency_key)
+        if node.role != Message.Role.SYSTEM:
+            shown.append(node)
+    path = annotate_versions(shown)
+    return TurnState(busy, path[-1].pk if path else None, submitted)
 
 
 def with_versions(*, message: Message) -> Message:

@@ -224,10 +224,10 @@ def test_a_message_is_sent_with_few_queries_and_its_turn_drawn_once_for_every_ta
     monkeypatch,
     django_capture_on_commit_callbacks,
 ):
-    """A query a turn does not need fails here: the user, the conversation, the idempotency
-    key, whether a reply runs, where the turn goes, the two messages, the owner's limits,
-    the conversation's title and time (and on PostgreSQL the two row locks; with Redis the
-    session, which is then read from the database alone)."""
+    """A query a turn does not need fails here: the user, the conversation, its message tree
+    (the idempotency key, whether a reply runs, where the turn goes), the two messages, the
+    owner's limits, the conversation's title and time (and on PostgreSQL the two row locks;
+    with Redis the session, which is then read from the database alone)."""
     from django.conf import settings
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -249,7 +249,7 @@ def test_a_message_is_sent_with_few_queries_and_its_turn_drawn_once_for_every_ta
     reads_and_writes = [s for s in statements if s.split()[0] in {"SELECT", "INSERT", "UPDATE"}]
     locks = 2 if connection.features.has_select_for_update else 0
     session = 0 if settings.SESSION_ENGINE.endswith("cached_db") else 1
-    assert len(reads_and_writes) <= 9 + locks + session, "\n".join(statements)
+    assert len(reads_and_writes) <= 7 + locks + session, "\n".join(statements)
     user_message, reply = conversation.messages.order_by("id")
     [(args, kwargs)] = sent
     assert args == (conversation.pk, [user_message.pk, reply.pk])
