@@ -69,6 +69,13 @@ def sidebar_entries(sidebar: SidebarPage) -> SafeString:
 
 
 @register.simple_tag(takes_context=True)
+def streaming_reply(context: template.Context, message: Any) -> SafeString:
+    """The `message` partial of a reply still generated, built by chat.articles."""
+    view = fragments.streaming_view(message)
+    return mark_safe(articles.streaming_reply(message, view=view, oob=bool(context.get("oob"))))
+
+
+@register.simple_tag(takes_context=True)
 def finished_message(context: template.Context, message: Any) -> SafeString:
     """The `message` partial of a message that is not streaming, built by chat.articles (or
     drawn already, by chat.article_cache)."""
