@@ -203,3 +203,18 @@ def test_a_reply_still_generated_is_built_as_the_template_draws_it(oob):
         assert fragments.article(reply, oob=oob) == expected
         partial = render_to_string("chat/conversation.html#message", {"message": reply, "oob": oob})
         assert partial == expected
+
+
+@pytest.mark.parametrize("csrf_token", [None, "t0ken<&>"])
+def test_the_message_list_draws_each_message_as_its_partial_does(csrf_token):
+    messages = _replies()[:40] + _others() + _streaming()[:20]
+    context: dict[str, Any] = {"messages": messages}
+    if csrf_token is not None:
+        context["csrf_token"] = csrf_token
+    each = "".join(
+        render_to_string("chat/conversation.html#message", {**context, "message": message})
+        for message in messages
+    )
+    empty = render_to_string("chat/conversation.html#message-list", {"messages": []})
+    drawn = render_to_string("chat/conversation.html#message-list", context)
+    assert drawn == empty[:1] + each + empty[1:]
