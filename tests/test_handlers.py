@@ -103,7 +103,8 @@ async def test_requests_one_after_another_run_in_one_thread_with_one_connection(
     # The request signals (which close old connections) run there too, not in threads of
     # their own.
     assert len(threads) == 1 and threading.get_ident() not in threads
-    assert len(connections) == 1
+    if connection.settings_dict["CONN_MAX_AGE"]:  # kept (SQLite); PostgreSQL has its pool
+        assert len(connections) == 1
     assert [kind for kind, _, _ in seen] == ["signal", "view", "signal"] * 3
 
 
