@@ -1,12 +1,13 @@
-"""A finished message's `<article>` built in Python: the same markup, byte for byte, as the
+"""A message's `<article>` built in Python: the same markup, byte for byte, as the
 `message-article` partial of templates/chat/conversation.html draws it.
 
 The template engine took 0.4-0.6 ms a message (60-100 nodes), most of a conversation page;
-this takes a few dozen microseconds. The template stays the source of truth: it draws a reply
-still streaming, and tests/test_articles.py holds this module to its output for finished
-messages in every state. Every value goes through `escape` as the template's autoescaping
-would; stored `content_html` and `reasoning_html` are already sanitized (chat.markdown) and go
-in as the template's `|safe` puts them.
+this takes a few dozen microseconds. The template stays the source of truth, and
+tests/test_articles.py holds this module to its output for messages in every state (a reply
+still generated too, whose text chat.fragments.streaming_view draws). Every value goes
+through `escape` as the template's autoescaping would; stored `content_html` and
+`reasoning_html` are already sanitized (chat.markdown) and go in as the template's `|safe`
+puts them.
 """
 
 from __future__ import annotations
@@ -17,27 +18,16 @@ import uuid
 from typing import Any
 
 from django.template.defaultfilters import floatformat, linebreaksbr
-from django.urls import get_script_prefix, reverse
 
+from . import links
 from .models import Message
 
-_ANY_CONVERSATION = uuid.UUID(int=0)
-_ANY_MESSAGE = 987654321
-_urls: dict[tuple[str, str], str] = {}
 _OOB = ' hx-swap-oob="true"'
 _OOB_ATTR = 'hx-swap-oob="true" '
 
 
 def _url(name: str, conversation_id: uuid.UUID, message_id: int) -> str:
-    """`reverse(name, args=[conversation_id, message_id])`, reversed once per script prefix."""
-    key = (name, get_script_prefix())
-    pattern = _urls.get(key)
-    if pattern is None:
-        url = reverse(name, args=[_ANY_CONVERSATION, _ANY_MESSAGE])
-        pattern = _urls[key] = url.replace(str(_ANY_CONVERSATION), "{0}").replace(
-            str(_ANY_MESSAGE), "{1}"
-        )
-    return pattern.format(conversation_id, message_id)
+    return links.url(name, conversation_id, message_id)
 
 
 def escape(value: Any) -> str:
@@ -103,6 +93,42 @@ def finished_message(message: Message, *, oob: bool = False, csrf_token: Any = N
         f'aria-label="{_text(message.get_role_display())} message">\n'
         f'  <div class="role"><span class="role-name">{name}</span>{versions(message)}</div>\n'
         f"  {body}\n</article>\n"
+    )
+
+
+def streaming_reply(message: Message, *, view: dict[str, Any], oob: bool = False) -> str:
+    """The `message-article` partial for a reply still generated (`message.is_active`), drawn
+    from `view` (chat.fragments.streaming_view: its text as it stands)."""
+    pk = message.pk
+    status = _text(message.status)
+    waiting = "Waiting for the model…" if message.status == Message.Status.PENDING else ""
+    stop_url = _url("chat:message_stop", message.conversation_id, pk)
+    return (
+        f'\n<article id="m{pk}" class="message assistant status-{status}" '
+        f'data-status="{status}"\n'
+        f"         {_OOB_ATTR if oob else ''}"
+        f'aria-label="{_text(message.get_role_display())} message">\n'
+        f'  <div class="role"><span class="role-name">Assistant</span>{versions(message)}</div>\n'
+        "  \n    \n    \n"
+        f'      <details id="d{pk}" class="thinking">\n'
+        f'        <summary id="g{pk}">Thinking…</summary>\n'
+        "        \n"
+        f'        <div id="r{pk}" class="reasoning-text markdown">'
+        f"{view['reasoning_blocks']}</div>\n"
+        f'        <div id="u{pk}" class="streaming-tail">{view["reasoning_tail"]}</div>\n'
+        "      </details>\n    \n    "
+        f"{tool_calls(pk, message.tool_calls or [], oob=False)}"
+        f'\n    <div id="c{pk}" class="content markdown">{view["content_blocks"]}</div>\n    \n'
+        f'      <div id="t{pk}" class="streaming-tail">{view["content_tail"]}</div>\n'
+        f'      <div id="e{pk}" class="reply-end" data-status="{status}">\n'
+        '        <div class="reply-footer">\n'
+        f'          <div id="s{pk}" class="status-line">{waiting}</div>\n'
+        "          \n"
+        f'          <form hx-post="{stop_url}" hx-swap="none"\n'
+        '                class="stop-form" hidden></form>\n'
+        "        </div>\n"
+        f'        <div ws-send hx-trigger="load" hx-vals=\'{{"resync": {pk}}}\' hidden></div>\n'
+        "      </div>\n    \n  \n</article>\n"
     )
 
 

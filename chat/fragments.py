@@ -136,9 +136,11 @@ def _tool_calls(message_id: int, tool_calls: list[dict[str, str]]) -> str:
 def article(message: Message, *, oob: bool = False) -> str:
     """The message as the template's `message` partial draws it (without a CSRF field: a
     fragment has no request; the page's htmx requests carry the token in a header)."""
-    if message.is_active:
-        return render_to_string(MESSAGE_TEMPLATE, {"message": message, "oob": oob})
-    return articles.finished_message(message, oob=oob)
+    if not message.is_active:
+        return articles.finished_message(message, oob=oob)
+    if message.role == Message.Role.ASSISTANT:
+        return articles.streaming_reply(message, view=streaming_view(message), oob=oob)
+    return render_to_string(MESSAGE_TEMPLATE, {"message": message, "oob": oob})
 
 
 def message(message: Message) -> str:

@@ -116,6 +116,9 @@ class Message(models.Model):
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_expires = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
+    # Set anew by every write that changes what a finished message shows (its text, status,
+    # error, stats), feedback aside: the page's drawn articles are keyed by it
+    # (chat.article_cache).
     completed = models.DateTimeField(null=True, blank=True)
 
     objects = MessageQuerySet.as_manager()

@@ -7,7 +7,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from .models import Conversation, Message
+from .models import ACTIVE_STATUSES, Conversation, Message
 
 SIDEBAR_PAGE_SIZE = 50
 # The account `manage.py ensure_demo_user` makes for a local demo (`scripts/run`).
@@ -64,14 +64,20 @@ class SidebarPage:
         return urlencode({k: v for k, v in params.items() if v})
 
 
-def date_group(day: date, *, today: date) -> str:
-    if day >= today:
-        return "Today"
-    if day == today - timedelta(days=1):
-        return "Yesterday"
-    if day >= today - timedelta(days=7):
-        return "Previous 7 days"
-    return "Older"
+def group_starts(today: date) -> list[tuple[datetime, str]]:
+    """When each of the sidebar's day groups starts, latest first: a conversation last active
+    at a time not before one start is in that group (Today, also for a day after `today`;
+    Yesterday; Previous 7 days), else in Older. (Comparing times costs less than finding each
+    one's local day.)"""
+    zone = timezone.get_current_timezone()
+    return [
+        (datetime.combine(day, time.min, tzinfo=zone), group)
+        for day, group in (
+            (today, "Today"),
+            (today - timedelta(days=1), "Yesterday"),
+            (today - timedelta(days=7), "Previous 7 days"),
+        )
+    ]
 
 
 def conversation_search(
@@ -145,8 +151,9 @@ def conversation_sidebar_page(
     found = _links(conversations[: SIDEBAR_PAGE_SIZE + 1])
     page.entries = [("Pinned" if i == 0 else "", c) for i, c in enumerate(pinned)]
     group = last_group
+    starts = group_starts(today)
     for conversation in found[:SIDEBAR_PAGE_SIZE]:
-        this = date_group(timezone.localdate(conversation.updated), today=today)
+        this = next((g for start, g in starts if conversation.updated >= start), "Older")
         page.entries.append((this if this != group else "", conversation))
         group = this
     page.last_group = group
@@ -175,6 +182,59 @@ async def aconversation_for_user(
     if not user.is_authenticated:
         return None
     return await conversation_list_for_user(user=user).filter(pk=conversation_id).afirst()
+
+
+class MessageNode:
+    """What the tree query reads of a message (`message_tree`): its place in the tree, and
+    what tells whether its article changed (chat.article_cache). Read without making a model
+    instance, which costs more than the row."""
+
+    FIELDS = (
+        "pk",
+        "parent_id",
+        "selected",
+        "created",
+        "role",
+        "status",
+        "completed",
+        "feedback",
+        "feedback_comment",
+    )
+    __slots__ = (*FIELDS, "on_active_path", "version_ids", "version_number")
+    pk: int
+    parent_id: int | None
+    selected: bool
+    created: datetime
+    role: str
+    status: str
+    completed: datetime | None
+    feedback: str
+    feedback_comment: str
+    on_active_path: bool
+    version_ids: tuple[int, ...]
+    version_number: int
+
+    def __init__(self, *values: Any) -> None:
+        for name, value in zip(self.FIELDS, values, strict=True):
+            setattr(self, name, value)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def version_count(self) -> int:
+        return max(len(self.version_ids), 1)
+
+
+def message_tree(*, conversation: Conversation) -> list[MessageNode]:
+    """Every message of the conversation but the system's, without the texts."""
+    rows = (
+        conversation.messages.exclude(role=Message.Role.SYSTEM)
+        .order_by("created", "id")
+        .values_list(*MessageNode.FIELDS)
+    )
+    return [MessageNode(*row) for row in rows]
 
 
 def annotate_versions(messages: Iterable[Message]) -> list[Message]:
@@ -216,13 +276,28 @@ def reading_order(*, conversation: Conversation) -> list[Message]:
     return ordered
 
 
-def active_leaf(*, conversation: Conversation) -> Message | None:
-    """The last message shown: where the next turn goes (loads the tree, not the texts)."""
-    tree = conversation.messages.exclude(role=Message.Role.SYSTEM).only(
-        "pk", "parent_id", "selected", "created"
+class TurnState(NamedTuple):
+    """What a new turn must know of its conversation, found in one read of the message tree."""
+
+    busy: bool  # a reply is still being generated
+    leaf_id: int | None  # the last message shown: where the turn goes
+    submitted: bool  # a message was sent with this idempotency key already
+
+
+def turn_state(*, conversation: Conversation, idempotency_key: uuid.UUID | None) -> TurnState:
+    rows = conversation.messages.order_by("created", "id").values_list(
+        *MessageNode.FIELDS, "idempotency_key"
     )
-    path = annotate_versions(tree)
-    return path[-1] if path else None
+    shown: list[Any] = []
+    busy = submitted = False
+    for *fields, key in rows:
+        node = MessageNode(*fields)
+        busy = busy or node.is_active
+        submitted = submitted or (key is not None and key == idempotency_key)
+        if node.role != Message.Role.SYSTEM:
+            shown.append(node)
+    path = annotate_versions(shown)
+    return TurnState(busy, path[-1].pk if path else None, submitted)
 
 
 def with_versions(*, message: Message) -> Message:

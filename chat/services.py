@@ -46,7 +46,8 @@ def conversation_lock(conversation: Conversation) -> Iterator[None]:
 
 
 def _ensure_idle(conversation: Conversation) -> None:
-    """Who may take a turn: nobody while a reply of this conversation is still generated."""
+    """Who may take a turn: nobody while a reply of this conversation is still generated.
+    (`message_submit` finds it in its one read of the tree, `selectors.turn_state`.)"""
     if conversation.messages.active().exists():
         raise ConversationBusy
 
@@ -143,16 +144,19 @@ def message_submit(
     """
     try:
         with conversation_lock(conversation):
-            if idempotency_key is not None:
-                # Checked under the lock: the same submission may have committed while this
-                # one waited for it.
+            # Read under the lock: the same submission may have committed while this one
+            # waited for it. (One read of the tree answers what `_submission`,
+            # `_ensure_idle` and the active path would each ask the database.)
+            state = selectors.turn_state(conversation=conversation, idempotency_key=idempotency_key)
+            if state.submitted and idempotency_key is not None:
                 existing = _submission(conversation, idempotency_key)
                 if existing is not None:
                     return existing
-            _ensure_idle(conversation)
+            if state.busy:
+                raise ConversationBusy
             user_message = Message.objects.create(
                 conversation=conversation,
-                parent=selectors.active_leaf(conversation=conversation),
+                parent_id=state.leaf_id,
                 role=Message.Role.USER,
                 content=content,
                 status=Message.Status.COMPLETE,

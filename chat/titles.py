@@ -7,6 +7,8 @@ import logging
 import re
 import uuid
 
+from channels.db import database_sync_to_async
+
 from . import events, fragments
 from .models import Conversation, Message
 from .streaming.upstream import chat_completions_client
@@ -65,20 +67,31 @@ def title_improves(*, generated: str, current: str) -> bool:
     return _words(current)[: len(new)] != new
 
 
+@database_sync_to_async
+def _title_request(conversation_id: uuid.UUID) -> tuple[Conversation, str] | None:
+    """The conversation and the transcript its title is asked for, read in one trip to the
+    database; None if its title is not the first words any more."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    if conversation.title_source != Conversation.TitleSource.WORDS:
+        return None
+    turns = conversation.messages.filter(
+        role__in=[Message.Role.USER, Message.Role.ASSISTANT]
+    ).order_by("id")[:2]
+    transcript = "\n".join(
+        f"{role.capitalize()}: {content[:2000]}"
+        for role, content in turns.values_list("role", "content")
+    )
+    return conversation, transcript
+
+
 async def title_generate(conversation_id: uuid.UUID) -> None:
     """Ask the model for a title; keep the first words if it fails, if its title is no better,
     or if the user renamed the conversation meanwhile."""
     try:
-        conversation = await Conversation.objects.aget(pk=conversation_id)
-        if conversation.title_source != Conversation.TitleSource.WORDS:
+        asked = await _title_request(conversation_id)
+        if asked is None:
             return
-        turns = [
-            m
-            async for m in conversation.messages.filter(
-                role__in=[Message.Role.USER, Message.Role.ASSISTANT]
-            ).order_by("id")[:2]
-        ]
-        transcript = "\n".join(f"{m.role.capitalize()}: {m.content[:2000]}" for m in turns)
+        conversation, transcript = asked
         stream = chat_completions_client().stream(
             {
                 "model": conversation.model,

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import limits, selectors, services
+from . import article_cache, limits, selectors, services
 from .forms import (
     ConversationSettingsForm,
     EditForm,
@@ -140,7 +140,7 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
             "sidebar": selectors.conversation_sidebar_page(
                 user=request.user, current=conversation.pk
             ),
-            "messages": selectors.active_path(conversation=conversation),
+            "messages": article_cache.page_messages(conversation=conversation),
             "idempotency_key": uuid.uuid4(),
             "models": available_models(),
         },
@@ -239,7 +239,7 @@ def _message_list(
             "conversation": conversation,
             "messages": path
             if path is not None
-            else selectors.active_path(conversation=conversation),
+            else article_cache.page_messages(conversation=conversation),
             "announce": announce,
         },
     )

@@ -163,3 +163,58 @@ def test_streaming_tool_calls_are_built_as_the_template_draws_them():
             {"message_id": 9, "tool_calls": calls, "oob": True},
         )
         assert fragments.tool_calls(9, calls) == expected
+
+
+def _streaming() -> list[Message]:
+    texts = [
+        "",
+        "Hello **world**\n\nA second paragraph",
+        "Some code:\n\n```python\nx = 1\n",
+        HOSTILE,
+    ]
+    replies = []
+    for status, content, reasoning, calls, versions in itertools.product(
+        ["pending", "streaming"],
+        texts,
+        ["", "thinking about <it>", "# Plan\n\n- one\n- two"],
+        [[], None, [{"id": "c1", "name": HOSTILE, "arguments": '{"q": 1}'}]],
+        [(40,), (39, 40)],
+    ):
+        reply = _message(
+            role="assistant",
+            status=status,
+            content=content,
+            reasoning=reasoning,
+            versions=versions,
+            number=len(versions),
+            parent_id=5,
+        )
+        reply.tool_calls = calls  # type: ignore[assignment]
+        replies.append(reply)
+    return replies
+
+
+@pytest.mark.parametrize("oob", [False, True])
+def test_a_reply_still_generated_is_built_as_the_template_draws_it(oob):
+    for reply in _streaming():
+        expected = _template(reply, oob=oob)
+        built = articles.streaming_reply(reply, view=fragments.streaming_view(reply), oob=oob)
+        assert built == expected, reply.__dict__
+        assert fragments.article(reply, oob=oob) == expected
+        partial = render_to_string("chat/conversation.html#message", {"message": reply, "oob": oob})
+        assert partial == expected
+
+
+@pytest.mark.parametrize("csrf_token", [None, "t0ken<&>"])
+def test_the_message_list_draws_each_message_as_its_partial_does(csrf_token):
+    messages = _replies()[:40] + _others() + _streaming()[:20]
+    context: dict[str, Any] = {"messages": messages}
+    if csrf_token is not None:
+        context["csrf_token"] = csrf_token
+    each = "".join(
+        render_to_string("chat/conversation.html#message", {**context, "message": message})
+        for message in messages
+    )
+    empty = render_to_string("chat/conversation.html#message-list", {"messages": []})
+    drawn = render_to_string("chat/conversation.html#message-list", context)
+    assert drawn == empty[:1] + each + empty[1:]

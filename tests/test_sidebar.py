@@ -155,3 +155,33 @@ def test_the_list_takes_as_many_queries_for_many_conversations_as_for_a_few(
         body = alice_client.get(reverse(page)).content.decode()
     assert body.count('id="conv-link-') > selectors.SIDEBAR_PAGE_SIZE
     assert len(few) <= 3 + (not django_settings.SESSION_ENGINE.endswith(".cached_db"))
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Lisbon", "America/Santiago", "Asia/Kolkata"])
+def test_the_day_groups_follow_the_local_day(zone):
+    """A conversation's group is its local day's: this day (or later), the day before, the
+    seven days before, or older, across daylight saving changes."""
+    import random
+    import zoneinfo
+    from datetime import UTC, date, datetime, timedelta
+
+    from django.utils import timezone
+
+    def by_day(day: date, today: date) -> str:
+        if day >= today:
+            return "Today"
+        if day == today - timedelta(days=1):
+            return "Yesterday"
+        if day >= today - timedelta(days=7):
+            return "Previous 7 days"
+        return "Older"
+
+    rng = random.Random(14)
+    with timezone.override(zoneinfo.ZoneInfo(zone)):
+        for today in (date(2026, 3, 29), date(2026, 4, 6), date(2026, 9, 7), date(2026, 10, 26)):
+            starts = selectors.group_starts(today)
+            noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC)
+            for _ in range(2000):
+                when = noon + timedelta(seconds=rng.uniform(-12 * 86400, 2 * 86400))
+                group = next((g for start, g in starts if when >= start), "Older")
+                assert group == by_day(timezone.localdate(when), today), when

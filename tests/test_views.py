@@ -224,10 +224,10 @@ def test_a_message_is_sent_with_few_queries_and_its_turn_drawn_once_for_every_ta
     monkeypatch,
     django_capture_on_commit_callbacks,
 ):
-    """A query a turn does not need fails here: the user, the conversation, the idempotency
-    key, whether a reply runs, where the turn goes, the two messages, the owner's limits,
-    the conversation's title and time (and on PostgreSQL the two row locks; with Redis the
-    session, which is then read from the database alone)."""
+    """A query a turn does not need fails here: the user, the conversation, its message tree
+    (the idempotency key, whether a reply runs, where the turn goes), the two messages, the
+    owner's limits, the conversation's title and time (and on PostgreSQL the two row locks;
+    with Redis the session, which is then read from the database alone)."""
     from django.conf import settings
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -249,7 +249,7 @@ def test_a_message_is_sent_with_few_queries_and_its_turn_drawn_once_for_every_ta
     reads_and_writes = [s for s in statements if s.split()[0] in {"SELECT", "INSERT", "UPDATE"}]
     locks = 2 if connection.features.has_select_for_update else 0
     session = 0 if settings.SESSION_ENGINE.endswith("cached_db") else 1
-    assert len(reads_and_writes) <= 9 + locks + session, "\n".join(statements)
+    assert len(reads_and_writes) <= 7 + locks + session, "\n".join(statements)
     user_message, reply = conversation.messages.order_by("id")
     [(args, kwargs)] = sent
     assert args == (conversation.pk, [user_message.pk, reply.pk])
@@ -257,3 +257,33 @@ def test_a_message_is_sent_with_few_queries_and_its_turn_drawn_once_for_every_ta
     for message in (user_message, reply):
         assert f'<article id="m{message.pk}"' in kwargs["html"]
     assert kwargs["html"].startswith('<div hx-swap-oob="beforeend:#messages">')
+
+
+def test_a_turn_takes_as_many_queries_after_ten_exchanges_as_after_none(
+    alice, conversation: Conversation, sent_to_worker, monkeypatch
+):
+    """Where the turn goes is found from the message tree in one query (no query per message,
+    as reading the tree as model instances without their conversation made)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.models import Message
+
+    monkeypatch.setattr("chat.events.messages_appended_sync", lambda *args, **kwargs: None)
+    url = reverse("chat:message_create", args=[conversation.pk])
+
+    def turn() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            response = alice.post(
+                url, {"content": "Hi", "idempotency_key": str(uuid.uuid4())}, HTTP_HX_REQUEST="true"
+            )
+        assert response.status_code == 200
+        conversation.messages.filter(status=Message.Status.PENDING).update(status="complete")
+        return len(queries.captured_queries)
+
+    first = turn()
+    for _ in range(9):
+        turn()
+    assert turn() == first
+    last, before = conversation.messages.order_by("-id")[1:3]
+    assert last.parent_id == before.pk  # the turn follows the one before
