@@ -29,8 +29,12 @@ CACHE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # Drawn with this token in place of the request's, which goes in as the article is served.
 _TOKEN = "\x00csrf\x00"
 _TOKEN_INPUT = articles.csrf_input(_TOKEN)
-# The markup's version: an article drawn by another chat.articles is never served.
-_MARKUP = hashlib.sha256(Path(articles.__file__).read_bytes()).hexdigest()[:12]
+# The markup's version: an article drawn by another chat.articles, or with other links (the
+# URLconf, chat.links), is never served, though the cache (Redis) outlives a deploy.
+_HERE = Path(__file__).resolve().parent
+_MARKUP = hashlib.sha256(
+    b"".join((_HERE / name).read_bytes() for name in ("articles.py", "links.py", "urls.py"))
+).hexdigest()[:12]
 
 
 class DrawnArticle:
