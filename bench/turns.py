@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -115,7 +116,9 @@ class Profiler:
                 "--format",
                 "raw",
                 "--threads",
-                "--idle",
+                # BENCH_PROFILE_GIL=1: only the thread holding the interpreter lock, as in
+                # bench.run; otherwise every thread, idle ones too.
+                *(["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else ["--idle"]),
                 "-o",
                 str(path),
             ],

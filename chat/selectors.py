@@ -317,9 +317,9 @@ def active_path(*, conversation: Conversation) -> list[Message]:
     return annotate_versions(conversation.messages.exclude(role=Message.Role.SYSTEM))
 
 
-def path_to(*, message: Message) -> list[Message]:
+def path_to(*, message: Message, fields: tuple[str, ...] = ()) -> list[Message]:
     """The messages before `message` on its branch, the first turn first. (The tree is read
-    without the texts; only the path's messages are read whole.)"""
+    without the texts; only the path's messages are read, whole or with `fields` only.)"""
     parents = dict(
         Message.objects.filter(conversation_id=message.conversation_id).values_list(
             "pk", "parent_id"
@@ -330,8 +330,13 @@ def path_to(*, message: Message) -> list[Message]:
     while parent_id is not None and parent_id in parents:
         ids.append(parent_id)
         parent_id = parents[parent_id]
-    by_id = Message.objects.in_bulk(ids)
+    messages = Message.objects.only(*fields) if fields else Message.objects.all()
+    by_id = messages.in_bulk(ids)
     return [by_id[pk] for pk in reversed(ids) if pk in by_id]
+
+
+# What `model_messages` reads of each earlier message: not its rendered HTML, the largest field.
+MODEL_MESSAGE_FIELDS = ("role", "content", "tool_calls", "tool_call_id")
 
 
 async def active_reply_ids(*, conversation_id: uuid.UUID) -> list[int]:
@@ -362,7 +367,7 @@ def model_messages(*, conversation: Conversation, before: Message) -> list[dict[
     )
     if system_prompt.strip():
         messages.append({"role": "system", "content": system_prompt})
-    for message in path_to(message=before):
+    for message in path_to(message=before, fields=MODEL_MESSAGE_FIELDS):
         if message.role == Message.Role.USER:
             messages.append({"role": "user", "content": message.content})
         elif message.role == Message.Role.ASSISTANT:

@@ -195,3 +195,17 @@ def test_replies_made_before_prompts_were_kept_get_their_conversations(user):
     executor.migrate(executor.loader.graph.leaf_nodes())
     assert Message.objects.get(pk=reply.pk).system_prompt == "Be brief."
     assert Message.objects.get(pk=question.pk).system_prompt == ""
+
+
+def test_the_model_messages_read_no_rendered_html(conversation):
+    """The earlier turns go to the model as text: their rendered HTML (the largest field) is
+    not read for every reply generated."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    turn(conversation, "q1", "a1")
+    _, later = services.message_submit(conversation=conversation, content="q2")
+    with CaptureQueriesContext(connection) as queries:
+        sent = selectors.model_messages(conversation=conversation, before=later)
+    assert [m["content"] for m in sent] == ["Be brief.", "q1", "a1", "q2"]
+    assert not any("content_html" in q["sql"] for q in queries.captured_queries)
