@@ -8,6 +8,9 @@ from .services import MAX_MESSAGE_LENGTH
 class MessageForm(forms.Form):
     content = forms.CharField(max_length=MAX_MESSAGE_LENGTH, strip=False)
     idempotency_key = forms.UUIDField(required=False)
+    # The last message the page shows (0: none), where the message goes; left out, the
+    # conversation's last message.
+    after = forms.IntegerField(required=False, min_value=0)
 
     def clean_content(self) -> str:
         content: str = self.cleaned_data["content"]

@@ -26,6 +26,11 @@ class ConversationBusy(Exception):
     """A reply is still being generated in this conversation."""
 
 
+class ConversationChanged(Exception):
+    """The message was written below a message the conversation no longer ends with (another
+    tab or window switched versions, or sent a turn, since this one was drawn)."""
+
+
 class ReplyNotRetryable(Exception):
     """The reply cannot be generated again or continued (it is still being generated, or
     Continue was asked of a reply that did not stop early or is not the latest)."""
@@ -134,13 +139,19 @@ def title_from(content: str) -> str:
 
 
 def message_submit(
-    *, conversation: Conversation, content: str, idempotency_key: uuid.UUID | None = None
+    *,
+    conversation: Conversation,
+    content: str,
+    idempotency_key: uuid.UUID | None = None,
+    after: int | None = None,
 ) -> tuple[Message, Message]:
     """Save the user's message after the last one shown and a pending reply, and start the
     reply after commit.
 
     Submitting the same idempotency key again returns the first submission's pair.
-    Raises ConversationBusy while an earlier reply is still pending or streaming.
+    Raises ConversationBusy while an earlier reply is still pending or streaming, and
+    ConversationChanged if `after` (the last message the sender's page shows; 0 for none) is
+    not the conversation's last message: the model would be sent turns the sender never saw.
     """
     try:
         with conversation_lock(conversation):
@@ -154,6 +165,8 @@ def message_submit(
                     return existing
             if state.busy:
                 raise ConversationBusy
+            if after is not None and after != (state.leaf_id or 0):
+                raise ConversationChanged
             user_message = Message.objects.create(
                 conversation=conversation,
                 parent_id=state.leaf_id,

@@ -256,6 +256,10 @@ def _message_or_404(conversation: Conversation, message_id: int, role: str) -> M
 
 
 BUSY = "The assistant is still replying. Wait for it to finish, or press Stop."
+CHANGED = (
+    "This conversation has changed in another tab or window. The page shows it as it is now; "
+    "your message is still in the box: send it again if it still fits."
+)
 
 
 @login_required
@@ -329,9 +333,14 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
             conversation=conversation,
             content=form.cleaned_data["content"],
             idempotency_key=form.cleaned_data["idempotency_key"],
+            after=form.cleaned_data["after"],
         )
     except services.ConversationBusy:
         return _plain(BUSY, 409)
+    except services.ConversationChanged:
+        response = _plain(CHANGED, 409)
+        response["X-Conversation-Changed"] = "1"  # the page redraws itself, keeping the text
+        return response
     except limits.LimitReached as reached:
         return _plain(reached.message, 429)
     if not request.htmx:  # type: ignore[attr-defined]

@@ -162,6 +162,34 @@ def test_sending_while_a_reply_streams_is_refused_and_nothing_is_saved(
     assert conversation.messages.count() == 2
 
 
+def test_a_message_written_below_a_message_the_conversation_no_longer_ends_with_is_refused(
+    alice, conversation: Conversation, sent_to_worker
+):
+    """Another tab switched versions or sent a turn since this page was drawn: the message
+    would go below messages the sender never saw."""
+    url = reverse("chat:message_create", args=[conversation.pk])
+    # An empty conversation's page says it shows nothing (0), and that is right.
+    response = alice.post(url, {"content": "first", "after": "0"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    user_message, reply = conversation.messages.order_by("id")
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.COMPLETE)
+    for stale in ("0", str(user_message.pk)):
+        response = alice.post(url, {"content": "second", "after": stale}, HTTP_HX_REQUEST="true")
+        assert response.status_code == 409
+        assert response["X-Conversation-Changed"] == "1"
+        assert "changed in another tab" in response.content.decode()
+        assert conversation.messages.count() == 2
+    response = alice.post(
+        url, {"content": "second", "after": str(reply.pk)}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200
+    assert conversation.messages.get(content="second").parent_id == reply.pk
+    # A client that does not say what it shows goes below the last message, as before.
+    Message.objects.filter(role="assistant").update(status=Message.Status.COMPLETE)
+    response = alice.post(url, {"content": "third"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+
+
 def test_the_same_submission_twice_creates_one_message_and_one_reply(
     alice, conversation: Conversation, sent_to_worker, django_capture_on_commit_callbacks
 ):
@@ -287,3 +315,12 @@ def test_a_turn_takes_as_many_queries_after_ten_exchanges_as_after_none(
     assert turn() == first
     last, before = conversation.messages.order_by("-id")[1:3]
     assert last.parent_id == before.pk  # the turn follows the one before
+
+
+def test_the_composer_says_which_message_the_page_ends_with(
+    alice, conversation: Conversation, sent_to_worker
+):
+    page = reverse("chat:conversation_detail", args=[conversation.pk])
+    assert 'name="after" value="0"' in alice.get(page).content.decode()
+    _, reply = services.message_submit(conversation=conversation, content="first")
+    assert f'name="after" value="{reply.pk}"' in alice.get(page).content.decode()

@@ -181,6 +181,46 @@
     if (event.key === "Escape" && stopActiveReply()) { event.preventDefault(); }
   });
 
+  // A message goes below the last message this page shows (`after`). If another tab or window
+  // has changed the conversation since (switched versions, sent a turn), the server refuses it
+  // (409 with X-Conversation-Changed): the page reloads to show the conversation as it is, and
+  // puts what the user typed back in the box, with the reason.
+  var DRAFT_KEY = "chat-draft:" + location.pathname;
+
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (!event.detail.elt || event.detail.elt.id !== "composer") { return; }
+    var shown = document.querySelectorAll("#messages > article[id^='m']");
+    var last = shown.length ? parseInt(shown[shown.length - 1].id.slice(1), 10) : 0;
+    event.detail.formData.set("after", String(last || 0));
+  });
+
+  function redrawKeepingDraft(form, reason) {
+    try {
+      sessionStorage.setItem(DRAFT_KEY, JSON.stringify({
+        text: form.querySelector("textarea").value, reason: reason,
+      }));
+    } catch (e) {
+      return false;  // no storage: the text stays in the box, with the reason
+    }
+    location.reload();
+    return true;
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var saved = null;
+    try {
+      saved = JSON.parse(sessionStorage.getItem(DRAFT_KEY) || "null");
+      sessionStorage.removeItem(DRAFT_KEY);
+    } catch (e) {
+      return;
+    }
+    var textarea = document.getElementById("composer-text");
+    var error = document.getElementById("composer-error");
+    if (!saved || !textarea) { return; }
+    textarea.value = saved.text || "";
+    if (error && saved.reason) { error.textContent = saved.reason; error.hidden = false; }
+  });
+
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
     var error = document.getElementById("composer-error");
@@ -201,6 +241,10 @@
     } else if (error) {
       // Keep what the user typed; say what went wrong.
       var xhr = event.detail.xhr;
+      if (xhr && xhr.status === 409 && xhr.getResponseHeader("X-Conversation-Changed")
+          && redrawKeepingDraft(form, xhr.responseText)) {
+        return;
+      }
       error.textContent = (xhr && xhr.status && xhr.responseText) ? xhr.responseText
         : "Could not reach the server. Your message is still here; try again.";
       error.hidden = false;

@@ -63,3 +63,55 @@ async def test_the_version_switcher_works_by_mouse_and_keyboard_and_survives_a_r
         "version 1 of 3"
     )
     assert watch.console_errors == [] and watch.csp_violations == []
+
+
+async def test_a_tab_another_tab_has_overtaken_redraws_itself_and_keeps_the_text(
+    page, context, server, fake_upstream, watch
+):
+    """Tab one shows version 2 of a reply; tab two goes back to version 1. A message sent from
+    tab one would go below version 1, which tab one does not show: it is refused, and tab one
+    shows the conversation as it is, with the typed text still in the box."""
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events([f"Answer number {request.index + 1}."]))
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    first = await chat.send("Tell me something")
+    await chat.wait_finished(first)
+    await chat.reply(first).get_by_role("button", name="Regenerate").click()
+    replies = page.locator("#messages article.assistant")
+    await expect(replies.last).not_to_have_attribute("id", f"m{first}")
+    second = int((await replies.last.get_attribute("id") or "")[1:])
+    await chat.wait_finished(second)
+
+    other = await context.new_page()
+    await other.goto(page.url)
+    await (
+        other.locator("#messages article.assistant")
+        .get_by_role("button", name="Previous version")
+        .click()
+    )
+    await expect(other.locator("#messages article.assistant .content")).to_have_text(
+        "Answer number 1."
+    )
+
+    await chat.composer.fill("A follow-up to answer two")
+    await chat.composer.press("Enter")
+    await expect(page.locator("#composer-error")).to_contain_text("changed in another tab")
+    await expect(page.locator("#messages article.assistant .content")).to_have_text(
+        "Answer number 1."
+    )
+    await expect(chat.composer).to_have_value("A follow-up to answer two")
+    await expect(page.locator("#messages article.user")).to_have_count(1)
+    # The browser and htmx log the refused request (409) as errors; nothing else went wrong.
+    assert watch.page_errors == [] and watch.csp_violations == []
+    assert all("409" in e or "htmx" in e for e in watch.console_errors), watch.console_errors
+    assert any("409" in e for e in watch.console_errors) and url
+    watch.console_errors.clear()  # those two, checked above
+
+    # Sent again from the page as it is now, it goes below what the page shows.
+    await chat.composer.press("Enter")
+    await expect(page.locator("#messages article.user")).to_have_count(2)
+    await expect(page.locator("#composer-error")).to_be_hidden()
