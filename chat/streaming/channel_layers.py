@@ -19,8 +19,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, cast
 
 import channels_redis.core
 import redis.exceptions
@@ -63,6 +63,52 @@ end
 return over_capacity
 """
 
+# The same delivery, to the members this process last read for the group, in one round trip:
+# the script first drops the group's expired members and checks that the rest are exactly the
+# members the caller names; if not, it delivers nothing and returns -1 (the caller reads the
+# members again). KEYS: the group, then the members' queues; ARGV: the oldest membership kept,
+# the number of members and their names, then GROUP_SEND_LUA's arguments.
+GROUP_SEND_TO_KNOWN_MEMBERS_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1])
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local count = tonumber(ARGV[2])
+if #members ~= count then
+    return -1
+end
+for i = 1, count do
+    if members[i] ~= ARGV[2 + i] then
+        return -1
+    end
+end
+local n = #KEYS - 1
+local base = 2 + count
+local now = ARGV[base + 2 * n + 1]
+local expiry = ARGV[base + 2 * n + 2]
+local oldest = ARGV[base + 2 * n + 3]
+local over_capacity = 0
+for i = 1, n do
+    local queue = KEYS[i + 1]
+    redis.call('ZREMRANGEBYSCORE', queue, 0, oldest)
+    if redis.call('ZCOUNT', queue, '-inf', '+inf') < tonumber(ARGV[base + n + i]) then
+        redis.call('ZADD', queue, now, ARGV[base + i])
+        redis.call('EXPIRE', queue, expiry)
+    else
+        over_capacity = over_capacity + 1
+    end
+end
+return over_capacity
+"""
+
+# How many messages the receive pump takes from Redis in one round trip, and how long it waits
+# for one when none are there (then it looks whether anybody still listens).
+PUMP_BATCH = 100
+PUMP_WAIT_SECONDS = 1
+# How many detached channels a process remembers, to drop messages that still come for them.
+DETACHED_REMEMBERED = 10_000
+
+# How many groups' members a process remembers for GROUP_SEND_TO_KNOWN_MEMBERS_LUA.
+KNOWN_GROUPS = 4096
+
 # channels-redis's receive without waiting: put back into the queue what the backup queue holds
 # (messages a cancelled receive took), then pop the oldest message and keep a copy of it in
 # the backup queue until it is handled. ARGV: the queue, its backup queue.
@@ -83,6 +129,33 @@ return popped
 class InProcessChannelLayer(InMemoryChannelLayer):
     _last_sweep = 0.0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._attached: dict[str, tuple[AttachedInbox, int]] = {}
+
+    def attach(self, channel: str, inbox: AttachedInbox) -> Callable[[], None]:
+        """Put the channel's messages in `inbox` as they are sent, in place of queueing them
+        for `receive` (chat.streaming.dispatch: a consumer's inbox, no task woken in between).
+        The channel's capacity holds for the inbox: a message that finds it full is dropped,
+        as from a full queue. What was queued before goes first. Returns the call that
+        detaches the inbox."""
+        self.require_valid_channel_name(channel)
+        queue = self.channels.pop(channel, None)
+        while queue is not None and not queue.empty():
+            _, message = queue.get_nowait()
+            inbox.put(message)
+        self._attached[channel] = (inbox, self.get_capacity(channel))
+
+        def detach() -> None:
+            if self._attached.get(channel, (None,))[0] is inbox:
+                del self._attached[channel]
+
+        return detach
+
+    async def flush(self) -> None:
+        await super().flush()
+        self._attached.clear()
+
     def _clean_expired(self) -> None:
         now = time.monotonic()
         if now - self._last_sweep >= SWEEP_INTERVAL_SECONDS:
@@ -92,13 +165,25 @@ class InProcessChannelLayer(InMemoryChannelLayer):
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "Message is not a dict"
         self.require_valid_channel_name(channel)
+        if not self._put(channel, time.time() + self.expiry, message):
+            raise ChannelFull(channel)
+
+    def _put(self, channel: str, expires: float, message: dict[str, Any]) -> bool:
+        attached = self._attached.get(channel)
+        if attached is not None:
+            inbox, capacity = attached
+            if len(inbox) >= capacity:
+                return False
+            inbox.put(dict(message))
+            return True
         queue = self.channels.get(channel)
         if queue is None:
             queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
         try:
-            queue.put_nowait((time.time() + self.expiry, dict(message)))
+            queue.put_nowait((expires, dict(message)))
         except asyncio.QueueFull:
-            raise ChannelFull(channel) from None
+            return False
+        return True
 
     async def receive(self, channel: str) -> dict[str, Any]:
         # As InMemoryChannelLayer's, without a new Queue for every call (its setdefault).
@@ -118,11 +203,38 @@ class InProcessChannelLayer(InMemoryChannelLayer):
         assert isinstance(message, dict), "Message is not a dict"
         self.require_valid_group_name(group)
         self._clean_expired()
+        expires = time.time() + self.expiry
+        # The members' names were checked when they joined. A full channel misses the message,
+        # as in Channels (clients resync).
         for channel in list(self.groups.get(group, {})):
-            try:
-                await self.send(channel, message)
-            except ChannelFull:
-                pass  # as Channels does: a full channel misses the message (clients resync)
+            self._put(channel, expires, message)
+
+
+class AttachedInbox(Protocol):
+    """Where an attached channel's messages go (chat.streaming.dispatch)."""
+
+    def put(self, item: Any) -> None: ...
+
+    def fail(self, error: BaseException) -> None:
+        """The channel's messages stopped (Redis went away): the consumer raises `error`."""
+
+    def __len__(self) -> int: ...
+
+
+class _Pump:
+    """A receive pump's state: the process queue it pops and how many listen on it."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.listeners = 0
+        self.task: asyncio.Future[None] = None  # type: ignore[assignment]  # set at once
+
+
+class _PumpFailed:
+    """In a plain receiver's buffer: the pump met Redis away."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 REDIS_ERRORS: tuple[type[Exception], ...] = (
@@ -158,7 +270,12 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         self._failed_probes = 0
         self._probing: asyncio.Future[None] | None = None
         self._group_send_scripts: dict[int, Any] = {}
+        self._known_members: dict[str, list[str]] = {}  # by group, as read last
+        self._known_members_script: Any = None
         self._pop_script: Any = None
+        self._attached: dict[str, tuple[AttachedInbox, int]] = {}
+        self._detached: set[str] = set()
+        self._pumps: dict[tuple[asyncio.AbstractEventLoop, str], _Pump] = {}
 
     def create_pool(self, index: int) -> Any:
         retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
@@ -232,11 +349,14 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             await super().send(channel, message)
 
     async def receive(self, channel: str) -> dict[str, Any]:
-        """As channels-redis's, in a task of its own that a cancelled caller does not wait
-        for: redis-py connects under `asyncio.wait_for`, which on Python 3.11 can swallow a
-        cancellation (fixed in 3.12), and then the receive would go on blocking its caller (a
-        consumer that is closing) until a message comes. Left alone, it ends with the next
-        message this process receives."""
+        """A process-specific channel's next message, from the process's receive pump (see
+        `attach`); any other channel's as channels-redis's, in a task of its own that a
+        cancelled caller does not wait for: redis-py connects under `asyncio.wait_for`, which
+        on Python 3.11 can swallow a cancellation (fixed in 3.12), and then the receive would
+        go on blocking its caller (a consumer that is closing) until a message comes. Left
+        alone, it ends with the next message this process receives."""
+        if "!" in channel:
+            return await self._receive_pumped(channel)
         async with self._redis():
             receiving = asyncio.ensure_future(super().receive(channel))
             try:
@@ -244,6 +364,119 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             except asyncio.CancelledError:
                 _cancel_until_done(receiving)
                 raise
+
+    # --- The receive pump: one per process (per event loop) for its specific channels -------
+    #
+    # channels-redis receives a process-specific channel's messages one at a time: every
+    # waiting receiver runs `asyncio.wait` over two new tasks (the receive lock and its
+    # buffer), the lock's holder pops one message (a round trip) and starts a task that
+    # removes it from a backup queue (another round trip, which the next pop waits for). In a
+    # cluster that was a third of a web process's CPU. Here one task per process pops up to
+    # PUMP_BATCH messages in a round trip (blocking only when none wait) and hands each to its
+    # channel: into the inbox of a consumer that attached it (no task woken in between), or
+    # into the buffer a plain `receive` reads. No backup queue: nothing cancels the pump (it
+    # ends by itself once nobody in the process listens), and a process's specific channels
+    # end with it. A Redis outage fails every listener with `ChannelLayerAway` (a socket
+    # closes with 4013, and the page reconnects), as a receive that met it did.
+
+    def attach(self, channel: str, inbox: AttachedInbox) -> Callable[[], None]:
+        """Put a process-specific channel's messages in `inbox` as the pump pops them (a
+        consumer's inbox, chat.streaming.dispatch). The channel's capacity holds for the
+        inbox: a message that finds it full is dropped, as channels-redis drops the oldest.
+        Returns the call that detaches the inbox."""
+        assert self.require_valid_channel_name(channel) and "!" in channel
+        buffered = self.receive_buffer.pop(channel, None)
+        while buffered is not None and not buffered.empty():
+            inbox.put(buffered.get_nowait())
+        self._attached[channel] = (inbox, self.get_capacity(channel))
+        pump = self._listen(channel)
+
+        def detach() -> None:
+            if self._attached.get(channel, (None,))[0] is inbox:
+                del self._attached[channel]
+                self._stop_listening(pump)
+            # Frames sent before its groups let it go are dropped, not kept for nobody.
+            if len(self._detached) >= DETACHED_REMEMBERED:
+                self._detached.clear()
+            self._detached.add(channel)
+
+        return detach
+
+    async def _receive_pumped(self, channel: str) -> dict[str, Any]:
+        assert self.require_valid_channel_name(channel)
+        buffer = self.receive_buffer[channel]
+        pump = self._listen(channel)
+        try:
+            item = await buffer.get()
+        finally:
+            if buffer.empty() and self.receive_buffer.get(channel) is buffer:
+                del self.receive_buffer[channel]
+            self._stop_listening(pump)
+        if isinstance(item, _PumpFailed):
+            raise ChannelLayerAway(str(item.error)) from item.error
+        return cast(dict[str, Any], item)
+
+    def _listen(self, channel: str) -> _Pump:
+        """The running pump for the channel's process queue, started if need be, with one
+        more listener counted."""
+        key = (asyncio.get_running_loop(), self.non_local_name(channel))
+        pump = self._pumps.get(key)
+        if pump is None or pump.task.done():
+            pump = self._pumps[key] = _Pump(key[1])
+            pump.task = asyncio.ensure_future(self._run_pump(pump))
+        pump.listeners += 1
+        return pump
+
+    def _stop_listening(self, pump: _Pump) -> None:
+        pump.listeners -= 1  # the pump ends after its round trip if nobody listens by then
+
+    async def _run_pump(self, pump: _Pump) -> None:
+        index = self.consistent_hash(pump.channel)
+        key = self.prefix + pump.channel
+        try:
+            while pump.listeners > 0:
+                try:
+                    async with self._redis():
+                        connection = self.connection(index)
+                        popped = await connection.zpopmin(key, PUMP_BATCH)
+                        if not popped:
+                            got = await connection.bzpopmin(key, timeout=PUMP_WAIT_SECONDS)
+                            popped = [(got[1], got[2])] if got else []
+                except ChannelLayerAway as error:
+                    self._fail_listeners(pump, error)
+                    return
+                # Handed over even if nobody listens now: a message for a channel nobody
+                # receives waits in its buffer, as in channels-redis.
+                for content, _ in popped:
+                    self._hand_over(self.deserialize(content))
+        finally:
+            for key_, running in list(self._pumps.items()):
+                if running is pump:
+                    del self._pumps[key_]
+
+    def _hand_over(self, message: dict[str, Any]) -> None:
+        channels = message.pop("__asgi_channel__", None)
+        if channels is None:
+            return  # not sent to a specific channel: nobody here asked for it
+        for channel in [channels] if isinstance(channels, str) else channels:
+            attached = self._attached.get(channel)
+            if attached is None:
+                if channel not in self._detached:  # else its consumer has gone: dropped
+                    self.receive_buffer[channel].put_nowait(message)
+                continue
+            inbox, capacity = attached
+            if len(inbox) < capacity:
+                inbox.put(message)
+
+    def _fail_listeners(self, pump: _Pump, error: ChannelLayerAway) -> None:
+        prefix = pump.channel
+        for channel, (inbox, _) in list(self._attached.items()):
+            if channel.startswith(prefix):
+                del self._attached[channel]
+                inbox.fail(error)
+        for channel, buffer in list(self.receive_buffer.items()):
+            if channel.startswith(prefix) and buffer.empty():  # a receiver waits on it
+                buffer.put_nowait(_PumpFailed(error))
 
     async def group_add(self, group: str, channel: str) -> None:
         self._members.setdefault(group, set()).add(channel)
@@ -265,13 +498,19 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             raise
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        """As channels-redis's, in two round trips instead of four: it reads the members with
-        one command and expires them with another, then expires each member's old messages in
-        a pipeline, and then sends its Lua script's text to deliver. Here the first two share a
-        pipeline, and the expiry is done inside the delivering script, called by its digest.
-        Every frame of a reply goes through here."""
+        """As channels-redis's, in one round trip instead of four while the group's members
+        stay as they were (every frame of a reply comes here). channels-redis reads the members
+        with one command and expires them with another, then expires each member's old
+        messages in a pipeline, and then sends its Lua script's text to deliver. Here one
+        script, called by its digest, checks that the members are those this process read
+        last, and delivers (GROUP_SEND_TO_KNOWN_MEMBERS_LUA); when they changed, the members
+        are read again (one pipelined round trip) and a second script delivers."""
         assert self.require_valid_group_name(group), "Group name not valid"
         async with self._redis():
+            if self.ring_size == 1:  # the group and its members' queues on one Redis
+                known = self._known_members.get(group)
+                if known is not None and await self._send_to_known_members(group, known, message):
+                    return
             key = self._group_key(group)
             connection = self.connection(self.consistent_hash(group))
             members = connection.pipeline(transaction=False)
@@ -279,6 +518,10 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             members.zrange(key, 0, -1)
             _, names = await members.execute()
             channel_names = [name.decode("utf8") for name in names]
+            if self.ring_size == 1:
+                if len(self._known_members) >= KNOWN_GROUPS:
+                    self._known_members.clear()
+                self._known_members[group] = channel_names
             keys_by_connection, message_by_key, capacity_by_key = (
                 self._map_channel_keys_to_connection(channel_names, message)
             )
@@ -289,13 +532,37 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                 over_capacity = await self._group_send_script(index)(
                     keys=keys, args=args, client=self.connection(index)
                 )
-                if over_capacity > 0:
-                    logger.info(
-                        "%s of %s channels over capacity in group %s",
-                        over_capacity,
-                        len(channel_names),
-                        group,
-                    )
+                self._log_over_capacity(over_capacity, len(channel_names), group)
+
+    async def _send_to_known_members(
+        self, group: str, channel_names: list[str], message: dict[str, Any]
+    ) -> bool:
+        """Deliver if the group's members are still `channel_names`; False if they changed."""
+        _, message_by_key, capacity_by_key = self._map_channel_keys_to_connection(
+            channel_names, message
+        )
+        keys = list(message_by_key)
+        now = time.time()
+        args: list[Any] = [int(now) - self.group_expiry, len(channel_names), *channel_names]
+        args += [message_by_key[k] for k in keys] + [capacity_by_key[k] for k in keys]
+        args += [now, self.expiry, int(now) - int(self.expiry)]
+        connection = self.connection(0)
+        if self._known_members_script is None:
+            self._known_members_script = connection.register_script(GROUP_SEND_TO_KNOWN_MEMBERS_LUA)
+        over_capacity = await self._known_members_script(
+            keys=[self._group_key(group), *keys], args=args, client=connection
+        )
+        if over_capacity < 0:
+            return False
+        self._log_over_capacity(over_capacity, len(channel_names), group)
+        return True
+
+    @staticmethod
+    def _log_over_capacity(over_capacity: int, members: int, group: str) -> None:
+        if over_capacity > 0:
+            logger.info(
+                "%s of %s channels over capacity in group %s", over_capacity, members, group
+            )
 
     def _group_send_script(self, index: int) -> Any:
         """The delivering script (its digest; called on the connection of the running loop)."""

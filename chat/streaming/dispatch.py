@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 Source = Callable[[], Awaitable[dict[str, Any]]]
 
 
-class _Inbox:
+class Inbox:
     """The messages the sources gave, for one consumer to take in order: a deque and one
     waiter (an asyncio.Queue costs every idle socket another kilobyte or two)."""
 
@@ -24,6 +24,13 @@ class _Inbox:
     def __init__(self) -> None:
         self._items: collections.deque[Any] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def fail(self, error: BaseException) -> None:
+        """The dispatching task raises `error` when it comes to it."""
+        self.put(_Failed(error))
 
     def put(self, item: Any) -> None:
         self._items.append(item)
@@ -48,15 +55,21 @@ class _Failed:
         self.error = error
 
 
-async def dispatch_many(sources: list[Source], dispatch: Callable[[Any], Awaitable[None]]) -> None:
+async def dispatch_many(
+    sources: list[Source],
+    dispatch: Callable[[Any], Awaitable[None]],
+    inbox: Inbox | None = None,
+) -> None:
     """Channels' `await_many_dispatch`, cheaper per message: one long-lived task per source
     feeds one inbox, where Channels runs `asyncio.wait` over all the sources and starts a new
     task for every message (at 50 streams, a tenth of the WebSocket consumer's time per frame).
+    Whoever holds `inbox` can also put messages in it directly (the in-process channel layer).
 
     Messages are dispatched one at a time, in the order each source gave them; an exception a
     source raises comes out of this function when its turn comes, as it does from Channels'.
     """
-    inbox = _Inbox()
+    if inbox is None:
+        inbox = Inbox()
 
     async def pump(source: Source) -> None:
         this = asyncio.current_task()
@@ -108,14 +121,25 @@ class DirectEventDispatch:
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         sources: list[Source] = [receive]
+        inbox = Inbox()
+        detach: Callable[[], None] | None = None
         if self.channel_layer is not None:
             self.channel_name = await self.channel_layer.new_channel()
-            sources.append(functools.partial(self.channel_layer.receive, self.channel_name))
+            attach = getattr(self.channel_layer, "attach", None)
+            if attach is not None:
+                # In process: the layer puts the channel's messages in the inbox as they are
+                # sent (no queue, and no task woken in between).
+                detach = attach(self.channel_name, inbox)
+            else:
+                sources.append(functools.partial(self.channel_layer.receive, self.channel_name))
         self.base_send = send
         try:
-            await dispatch_many(sources, self.dispatch)
+            await dispatch_many(sources, self.dispatch, inbox)
         except StopConsumer:
             pass
+        finally:
+            if detach is not None:
+                detach()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message["type"].startswith("websocket."):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from typing import Any
 
 import pytest
+import redis.asyncio
+import redis.asyncio.client
 
 from chat import outages
 from chat.outages import ChannelLayerAway
@@ -129,3 +132,150 @@ async def test_group_send_skips_a_full_member_and_drops_expired_messages_first(r
     assert await layer.connection(0).zcard(full_key) == 3  # still there, until a send drops them
     await layer.group_send("conversation.8", {"type": "message.delta", "n": 5})
     assert (await asyncio.wait_for(other.receive(full), 5))["n"] == 5  # room again
+
+
+async def _round_trips(monkeypatch: pytest.MonkeyPatch, action: Any) -> list[str]:
+    """The round trips to Redis while `action` ran: each command sent alone, by name, and
+    each pipeline as PIPELINE."""
+    sent: list[str] = []
+    execute_command = redis.asyncio.Redis.execute_command
+    execute_pipeline = redis.asyncio.client.Pipeline.execute
+
+    async def command(self: Any, *args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]).upper())
+        return await execute_command(self, *args, **options)
+
+    async def pipeline(self: Any, *args: Any, **options: Any) -> Any:
+        sent.append("PIPELINE")
+        return await execute_pipeline(self, *args, **options)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(redis.asyncio.Redis, "execute_command", command)
+        patched.setattr(redis.asyncio.client.Pipeline, "execute", pipeline)
+        await action()
+    return sent
+
+
+async def test_group_send_to_unchanged_members_is_one_script_call_and_sees_every_change(
+    redis_server, monkeypatch
+):
+    """While a group's members stay as this process read them, a send is one script call
+    (no separate read of the members); a member another process adds or removes is seen by
+    the next send."""
+    here, there = layer_on(redis_server), layer_on(redis_server)
+    mine = await here.new_channel()
+    await here.group_add("conversation.9", mine)
+    await here.group_send("conversation.9", {"type": "message.delta", "n": 0})  # reads members
+    await here.group_send("conversation.9", {"type": "message.delta", "n": 1})  # loads script
+
+    async def sends() -> None:
+        for n in range(2, 7):
+            await here.group_send("conversation.9", {"type": "message.delta", "n": n})
+
+    assert await _round_trips(monkeypatch, sends) == ["EVALSHA"] * 5
+
+    theirs = await there.new_channel()
+    await there.group_add("conversation.9", theirs)  # another process's tab joins
+    await here.group_send("conversation.9", {"type": "message.delta", "n": 7})
+    assert (await asyncio.wait_for(there.receive(theirs), 5))["n"] == 7
+    await there.group_discard("conversation.9", theirs)  # and leaves
+    await here.group_send("conversation.9", {"type": "message.delta", "n": 8})
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(there.receive(theirs), 0.3)
+    got = [(await asyncio.wait_for(here.receive(mine), 5))["n"] for _ in range(9)]
+    assert got == list(range(9))
+
+
+class _Inbox:
+    """A consumer's inbox as the pump sees it (chat.streaming.dispatch.Inbox's interface)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.failed: BaseException | None = None
+        self.arrived = asyncio.Event()
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+        self.arrived.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.failed = error
+        self.arrived.set()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(5):
+            while len(self.items) < count and self.failed is None:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+async def test_the_receive_pump_takes_waiting_messages_in_batches_to_each_attached_inbox(
+    redis_server, monkeypatch
+):
+    """One task per process pops the process's specific channels: messages that wait are
+    taken many per round trip, and each goes to the inbox of the channel it was sent to, in
+    order; a plain receive on another channel of the process still gets its own."""
+    sender, layer = layer_on(redis_server), layer_on(redis_server)
+    first, second, plain = [await layer.new_channel() for _ in range(3)]
+    for channel in (first, second):
+        await sender.group_add("conversation.10", channel)
+    for n in range(60):
+        await sender.group_send("conversation.10", {"type": "message.delta", "n": n})
+    await sender.send(plain, {"type": "message.status", "n": -1})
+    inboxes = [_Inbox(), _Inbox()]
+
+    async def attach_and_take() -> None:
+        layer.attach(first, inboxes[0])
+        layer.attach(second, inboxes[1])
+        for inbox in inboxes:
+            await inbox.wait_for(60)
+
+    trips = await _round_trips(monkeypatch, attach_and_take)
+    assert [[m["n"] for m in inbox.items] for inbox in inboxes] == [list(range(60))] * 2
+    assert "__asgi_channel__" not in inboxes[0].items[0]
+    assert trips.count("ZPOPMIN") <= 2  # 61 messages: one batch of 100 takes them all
+    assert (await asyncio.wait_for(layer.receive(plain), 5))["n"] == -1
+
+
+async def test_a_detached_channels_late_messages_are_dropped(redis_server):
+    sender, layer = layer_on(redis_server), layer_on(redis_server)
+    channel = await layer.new_channel()
+    inbox = _Inbox()
+    detach = layer.attach(channel, inbox)
+    await sender.send(channel, {"type": "message.delta", "n": 0})
+    await inbox.wait_for(1)
+    detach()
+    await sender.send(channel, {"type": "message.delta", "n": 1})  # in flight as it closed
+    keeping = await layer.new_channel()  # keeps the pump going
+    await sender.send(keeping, {"type": "message.delta", "n": 2})
+    assert (await asyncio.wait_for(layer.receive(keeping), 5))["n"] == 2
+    assert len(inbox) == 1 and channel not in layer.receive_buffer
+
+
+async def test_redis_going_away_fails_every_attached_inbox_and_waiting_receive(redis_server):
+    layer = layer_on(redis_server)
+    attached, plain = await layer.new_channel(), await layer.new_channel()
+    inbox = _Inbox()
+    layer.attach(attached, inbox)
+    receiving = asyncio.ensure_future(layer.receive(plain))
+    await asyncio.sleep(0.2)  # the pump waits on Redis
+    redis_server.kill()
+    await inbox.wait_for(1)
+    assert isinstance(inbox.failed, ChannelLayerAway)
+    with pytest.raises(ChannelLayerAway):
+        await asyncio.wait_for(receiving, 5)
+    # While Redis is away a new listener fails at once; once it is back, messages flow again.
+    second = _Inbox()
+    layer.attach(await layer.new_channel(), second)
+    await second.wait_for(1)
+    assert isinstance(second.failed, ChannelLayerAway)
+    redis_server.start()
+    await asyncio.wait_for(layer.reachable(), 10)
+    third, channel = _Inbox(), await layer.new_channel()
+    layer.attach(channel, third)
+    await layer.send(channel, {"type": "message.delta", "n": 3})
+    await third.wait_for(1)
+    assert third.failed is None and third.items[0]["n"] == 3

@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from channels.exceptions import StopConsumer
+from channels.exceptions import ChannelFull, StopConsumer
 
-from chat.streaming.dispatch import dispatch_many
+from chat.streaming.channel_layers import InProcessChannelLayer
+from chat.streaming.dispatch import Inbox, dispatch_many
 
 
 def _source(queue: asyncio.Queue[dict[str, Any]]) -> Any:
@@ -67,3 +68,27 @@ async def test_an_error_from_a_source_comes_out_and_the_other_sources_stop():
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(dispatch_many([idle, broken], dispatch), 2)
     assert cancelled.is_set()
+
+
+async def test_an_attached_inbox_takes_the_channels_messages_in_order_up_to_its_capacity():
+    """The in-process layer puts an attached channel's messages straight into the consumer's
+    inbox: what was queued before first, then each send, in order; a full inbox drops, as a
+    full queue does; once detached, messages queue for `receive` again."""
+    layer = InProcessChannelLayer(capacity=3)
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    await layer.send(channel, {"type": "t", "n": 0})  # before the consumer attached
+    inbox = Inbox()
+    detach = layer.attach(channel, inbox)
+    await layer.group_send("g", {"type": "t", "n": 1})
+    await layer.send(channel, {"type": "t", "n": 2})
+    await layer.group_send("g", {"type": "t", "n": 3})  # the inbox holds 3: dropped
+    with pytest.raises(ChannelFull):
+        await layer.send(channel, {"type": "t", "n": 4})
+    assert [(await inbox.get())["n"] for _ in range(3)] == [0, 1, 2]
+    await layer.group_send("g", {"type": "t", "n": 5})
+    assert len(inbox) == 1 and (await inbox.get())["n"] == 5
+    detach()
+    await layer.group_send("g", {"type": "t", "n": 6})
+    assert len(inbox) == 0
+    assert (await layer.receive(channel))["n"] == 6
