@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, cast
 
@@ -63,40 +65,55 @@ end
 return over_capacity
 """
 
-# The same delivery, to the members this process last read for the group, in one round trip:
-# the script first drops the group's expired members and checks that the rest are exactly the
-# members the caller names; if not, it delivers nothing and returns -1 (the caller reads the
-# members again). KEYS: the group, then the members' queues; ARGV: the oldest membership kept,
-# the number of members and their names, then GROUP_SEND_LUA's arguments.
-GROUP_SEND_TO_KNOWN_MEMBERS_LUA = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1])
-local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-local count = tonumber(ARGV[2])
-if #members ~= count then
-    return -1
-end
-for i = 1, count do
-    if members[i] ~= ARGV[2 + i] then
-        return -1
+# The same delivery for a batch of groups, each to the members this process last read for it,
+# in one round trip. For each group the script first drops its expired members and checks that
+# the rest are exactly the members the caller names; if not, it delivers nothing to that group
+# (-1 in its place: the caller reads the members again). KEYS: per group, the group then its
+# members' queues. ARGV: the oldest membership kept, the oldest message score kept, the
+# expiry; then per group the number of members and their names, the number of queues, and per
+# queue its message, capacity and score (increasing through the batch, so that messages to
+# one queue keep their order). Returns per group the number of queues over capacity, or -1.
+GROUP_SEND_BATCH_LUA = """
+local oldest_member, oldest, expiry = ARGV[1], ARGV[2], ARGV[3]
+local results = {}
+local k, a = 1, 4
+while a <= #ARGV do
+    local group = KEYS[k]
+    local count = tonumber(ARGV[a])
+    local base = a + count + 1
+    local n = tonumber(ARGV[base])
+    redis.call('ZREMRANGEBYSCORE', group, 0, oldest_member)
+    local members = redis.call('ZRANGE', group, 0, -1)
+    local same = #members == count
+    if same then
+        for i = 1, count do
+            if members[i] ~= ARGV[a + i] then
+                same = false
+                break
+            end
+        end
     end
-end
-local n = #KEYS - 1
-local base = 2 + count
-local now = ARGV[base + 2 * n + 1]
-local expiry = ARGV[base + 2 * n + 2]
-local oldest = ARGV[base + 2 * n + 3]
-local over_capacity = 0
-for i = 1, n do
-    local queue = KEYS[i + 1]
-    redis.call('ZREMRANGEBYSCORE', queue, 0, oldest)
-    if redis.call('ZCOUNT', queue, '-inf', '+inf') < tonumber(ARGV[base + n + i]) then
-        redis.call('ZADD', queue, now, ARGV[base + i])
-        redis.call('EXPIRE', queue, expiry)
+    if same then
+        local over_capacity = 0
+        for i = 1, n do
+            local queue = KEYS[k + i]
+            local at = base + 3 * (i - 1)
+            redis.call('ZREMRANGEBYSCORE', queue, 0, oldest)
+            if redis.call('ZCOUNT', queue, '-inf', '+inf') < tonumber(ARGV[at + 2]) then
+                redis.call('ZADD', queue, ARGV[at + 3], ARGV[at + 1])
+                redis.call('EXPIRE', queue, expiry)
+            else
+                over_capacity = over_capacity + 1
+            end
+        end
+        results[#results + 1] = over_capacity
     else
-        over_capacity = over_capacity + 1
+        results[#results + 1] = -1
     end
+    k = k + 1 + n
+    a = base + 3 * n + 1
 end
-return over_capacity
+return results
 """
 
 # How many messages the receive pump takes from Redis in one round trip, and how long it waits
@@ -106,7 +123,7 @@ PUMP_WAIT_SECONDS = 1
 # How many detached channels a process remembers, to drop messages that still come for them.
 DETACHED_REMEMBERED = 10_000
 
-# How many groups' members a process remembers for GROUP_SEND_TO_KNOWN_MEMBERS_LUA.
+# How many groups' members a process remembers for GROUP_SEND_BATCH_LUA.
 KNOWN_GROUPS = 4096
 
 # channels-redis's receive without waiting: put back into the queue what the backup queue holds
@@ -230,6 +247,27 @@ class _Pump:
         self.task: asyncio.Future[None] = None  # type: ignore[assignment]  # set at once
 
 
+@dataclasses.dataclass
+class _Delivery:
+    """One group_send waiting for its batch: what goes to which queue, and its outcome."""
+
+    group: str
+    channel_names: list[str]
+    message_by_key: dict[Any, bytes]
+    capacity_by_key: dict[Any, int]
+    outcome: asyncio.Future[int] = dataclasses.field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class _SendBatches:
+    """A process's group_sends waiting for the batch in flight (per event loop)."""
+
+    def __init__(self) -> None:
+        self.pending: list[_Delivery] = []
+        self.sender: asyncio.Future[None] | None = None
+
+
 class _PumpFailed:
     """In a plain receiver's buffer: the pump met Redis away."""
 
@@ -271,10 +309,14 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         self._probing: asyncio.Future[None] | None = None
         self._group_send_scripts: dict[int, Any] = {}
         self._known_members: dict[str, list[str]] = {}  # by group, as read last
-        self._known_members_script: Any = None
+        self._send_batch_script: Any = None
+        self._send_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SendBatches] = (
+            weakref.WeakKeyDictionary()
+        )
         self._pop_script: Any = None
         self._attached: dict[str, tuple[AttachedInbox, int]] = {}
         self._detached: set[str] = set()
+        self._bzmpop = True  # until Redis says it does not know it
         self._pumps: dict[tuple[asyncio.AbstractEventLoop, str], _Pump] = {}
 
     def create_pool(self, index: int) -> Any:
@@ -372,7 +414,9 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
     # buffer), the lock's holder pops one message (a round trip) and starts a task that
     # removes it from a backup queue (another round trip, which the next pop waits for). In a
     # cluster that was a third of a web process's CPU. Here one task per process pops up to
-    # PUMP_BATCH messages in a round trip (blocking only when none wait) and hands each to its
+    # PUMP_BATCH messages in a round trip (blocking only when none wait; what arrives during a
+    # round trip waits for the next, so the busier the process, the more each takes) and
+    # hands each to its
     # channel: into the inbox of a consumer that attached it (no task woken in between), or
     # into the buffer a plain `receive` reads. No backup queue: nothing cancels the pump (it
     # ends by itself once nobody in the process listens), and a process's specific channels
@@ -437,11 +481,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             while pump.listeners > 0:
                 try:
                     async with self._redis():
-                        connection = self.connection(index)
-                        popped = await connection.zpopmin(key, PUMP_BATCH)
-                        if not popped:
-                            got = await connection.bzpopmin(key, timeout=PUMP_WAIT_SECONDS)
-                            popped = [(got[1], got[2])] if got else []
+                        popped = await self._pop_batch(self.connection(index), key)
                 except ChannelLayerAway as error:
                     self._fail_listeners(pump, error)
                     return
@@ -453,6 +493,27 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             for key_, running in list(self._pumps.items()):
                 if running is pump:
                     del self._pumps[key_]
+
+    async def _pop_batch(self, connection: Any, key: str) -> list[Any]:
+        """Up to PUMP_BATCH (message, score) pairs from the queue, oldest first, waiting up to
+        PUMP_WAIT_SECONDS for one: one BZMPOP (Redis 7), else a ZPOPMIN and, when it finds
+        none, a BZPOPMIN."""
+        if self._bzmpop:
+            try:
+                got = await connection.bzmpop(
+                    PUMP_WAIT_SECONDS, 1, [key], min=True, count=PUMP_BATCH
+                )
+            except redis.exceptions.ResponseError as error:
+                if "unknown command" not in str(error).lower():
+                    raise
+                self._bzmpop = False  # Redis before 7.0
+            else:
+                return list(got[1]) if got else []
+        popped = await connection.zpopmin(key, PUMP_BATCH)
+        if popped:
+            return list(popped)
+        got = await connection.bzpopmin(key, timeout=PUMP_WAIT_SECONDS)
+        return [(got[1], got[2])] if got else []
 
     def _hand_over(self, message: dict[str, Any]) -> None:
         channels = message.pop("__asgi_channel__", None)
@@ -503,8 +564,9 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         with one command and expires them with another, then expires each member's old
         messages in a pipeline, and then sends its Lua script's text to deliver. Here one
         script, called by its digest, checks that the members are those this process read
-        last, and delivers (GROUP_SEND_TO_KNOWN_MEMBERS_LUA); when they changed, the members
-        are read again (one pipelined round trip) and a second script delivers."""
+        last, and delivers (GROUP_SEND_BATCH_LUA, with the sends of other tasks that came
+        meanwhile); when they changed, the members are read again (one pipelined round trip)
+        and a second script delivers."""
         assert self.require_valid_group_name(group), "Group name not valid"
         async with self._redis():
             if self.ring_size == 1:  # the group and its members' queues on one Redis
@@ -537,25 +599,65 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
     async def _send_to_known_members(
         self, group: str, channel_names: list[str], message: dict[str, Any]
     ) -> bool:
-        """Deliver if the group's members are still `channel_names`; False if they changed."""
+        """Deliver if the group's members are still `channel_names`; False if they changed.
+
+        Sends go out in batches, one script call each, at most one in flight per process: a
+        send that comes while one is in flight waits for it and goes with the others that
+        came meanwhile. So a process that keeps up sends each frame at once, and one that
+        falls behind sends many frames a round trip instead of queueing round trips."""
         _, message_by_key, capacity_by_key = self._map_channel_keys_to_connection(
             channel_names, message
         )
-        keys = list(message_by_key)
-        now = time.time()
-        args: list[Any] = [int(now) - self.group_expiry, len(channel_names), *channel_names]
-        args += [message_by_key[k] for k in keys] + [capacity_by_key[k] for k in keys]
-        args += [now, self.expiry, int(now) - int(self.expiry)]
-        connection = self.connection(0)
-        if self._known_members_script is None:
-            self._known_members_script = connection.register_script(GROUP_SEND_TO_KNOWN_MEMBERS_LUA)
-        over_capacity = await self._known_members_script(
-            keys=[self._group_key(group), *keys], args=args, client=connection
-        )
+        delivery = _Delivery(group, channel_names, message_by_key, capacity_by_key)
+        loop = asyncio.get_running_loop()
+        batch = self._send_batches.get(loop)
+        if batch is None:
+            batch = self._send_batches[loop] = _SendBatches()
+        batch.pending.append(delivery)
+        if batch.sender is None or batch.sender.done():
+            batch.sender = asyncio.ensure_future(self._send_batches_until_done(batch))
+        over_capacity = await delivery.outcome
         if over_capacity < 0:
             return False
         self._log_over_capacity(over_capacity, len(channel_names), group)
         return True
+
+    async def _send_batches_until_done(self, batch: _SendBatches) -> None:
+        while batch.pending:
+            deliveries, batch.pending = batch.pending, []
+            try:
+                outcomes = await self._send_batch(deliveries)
+            except BaseException as error:
+                for delivery in deliveries:
+                    if not delivery.outcome.done():
+                        delivery.outcome.set_exception(error)
+                        delivery.outcome.exception()  # its sender may have been cancelled
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                continue
+            for delivery, outcome in zip(deliveries, outcomes, strict=True):
+                if not delivery.outcome.done():
+                    delivery.outcome.set_result(int(outcome))
+
+    async def _send_batch(self, deliveries: list[_Delivery]) -> list[int]:
+        now = time.time()
+        keys: list[Any] = []
+        args: list[Any] = [int(now) - self.group_expiry, int(now) - int(self.expiry), self.expiry]
+        score = now
+        for delivery in deliveries:
+            keys.append(self._group_key(delivery.group))
+            args += [len(delivery.channel_names), *delivery.channel_names]
+            args.append(len(delivery.message_by_key))
+            for key, content in delivery.message_by_key.items():
+                keys.append(key)
+                args += [content, delivery.capacity_by_key[key], repr(score)]
+                score += 1e-6
+        connection = self.connection(0)
+        if self._send_batch_script is None:
+            self._send_batch_script = connection.register_script(GROUP_SEND_BATCH_LUA)
+        return cast(
+            list[int], await self._send_batch_script(keys=keys, args=args, client=connection)
+        )
 
     @staticmethod
     def _log_over_capacity(over_capacity: int, members: int, group: str) -> None:

@@ -1,4 +1,5 @@
-"""The Redis channel layer through a Redis restart (a `redis-server` of the test's own)."""
+"""The Redis channel layer: its round trips per send and receive, and a Redis restart (a
+`redis-server` of the test's own)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 import redis.asyncio.client
+import redis.exceptions
 
 from chat import outages
 from chat.outages import ChannelLayerAway
@@ -236,7 +238,10 @@ async def test_the_receive_pump_takes_waiting_messages_in_batches_to_each_attach
     trips = await _round_trips(monkeypatch, attach_and_take)
     assert [[m["n"] for m in inbox.items] for inbox in inboxes] == [list(range(60))] * 2
     assert "__asgi_channel__" not in inboxes[0].items[0]
-    assert trips.count("ZPOPMIN") <= 2  # 61 messages: one batch of 100 takes them all
+    # 120 messages for the two inboxes, 60 in Redis (one per group_send: both members are of
+    # this process) and the plain one: one pop of up to 100 takes them all, then one waits.
+    pops = [trip for trip in trips if trip in ("BZMPOP", "ZPOPMIN", "BZPOPMIN")]
+    assert pops and pops[0] == "BZMPOP" and len(pops) <= 2
     assert (await asyncio.wait_for(layer.receive(plain), 5))["n"] == -1
 
 
@@ -279,3 +284,50 @@ async def test_redis_going_away_fails_every_attached_inbox_and_waiting_receive(r
     await layer.send(channel, {"type": "message.delta", "n": 3})
     await third.wait_for(1)
     assert third.failed is None and third.items[0]["n"] == 3
+
+
+async def test_the_receive_pump_works_without_bzmpop(redis_server, monkeypatch):
+    """Redis before 7.0 has no BZMPOP: the pump pops with ZPOPMIN, and BZPOPMIN to wait."""
+
+    async def unknown(*args: Any, **kwargs: Any) -> Any:
+        raise redis.exceptions.ResponseError("unknown command 'BZMPOP'")
+
+    monkeypatch.setattr(redis.asyncio.Redis, "bzmpop", unknown)
+    sender, layer = layer_on(redis_server), layer_on(redis_server)
+    channel, inbox = await layer.new_channel(), _Inbox()
+    await sender.send(channel, {"type": "message.delta", "n": 0})
+    layer.attach(channel, inbox)
+    await inbox.wait_for(1)
+    await asyncio.sleep(0.1)  # the pump waits in BZPOPMIN now
+    await sender.send(channel, {"type": "message.delta", "n": 1})
+    await inbox.wait_for(2)
+    assert [m["n"] for m in inbox.items] == [0, 1] and inbox.failed is None
+
+
+async def test_concurrent_group_sends_share_round_trips_and_keep_each_groups_order(
+    redis_server, monkeypatch
+):
+    """Sends that come while one is in flight go together in the next script call: 20
+    replies streaming at once take far fewer round trips than frames, and every member gets
+    its group's frames in order."""
+    # Room in the receiving process's one queue for all 220 messages (the default is 100).
+    sender = RedisChannelLayer(hosts=[{"address": redis_server.url}], capacity=1000)
+    layer = layer_on(redis_server)
+    channels = [await layer.new_channel() for _ in range(20)]
+    for i, channel in enumerate(channels):
+        await sender.group_add(f"conversation.{i}", channel)
+        await sender.group_send(f"conversation.{i}", {"type": "message.delta", "n": -1})
+
+    async def stream(i: int) -> None:
+        for n in range(10):
+            await sender.group_send(f"conversation.{i}", {"type": "message.delta", "n": n})
+
+    async def streams() -> None:
+        await asyncio.gather(*(stream(i) for i in range(20)))
+
+    trips = await _round_trips(monkeypatch, streams)
+    trips.remove("SCRIPT LOAD")  # the first batch loads the script
+    assert set(trips) == {"EVALSHA"} and len(trips) <= 40  # 200 frames
+    for channel in channels:
+        got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(11)]
+        assert got == list(range(-1, 10))
