@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from html import escape  # Django's escape is this, behind a lazy-text check per call
 
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from . import articles

@@ -218,7 +218,8 @@ class InProcessChannelLayer(InMemoryChannelLayer):
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "Message is not a dict"
-        self.require_valid_group_name(group)
+        if group not in self.groups:  # (a group's name was checked when its first member joined)
+            self.require_valid_group_name(group)
         self._clean_expired()
         expires = time.time() + self.expiry
         # The members' names were checked when they joined. A full channel misses the message,
