@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import time
 import weakref
@@ -34,6 +35,7 @@ from redis.backoff import NoBackoff
 
 from .. import outages
 from ..outages import ChannelLayerAway
+from .redis_wire import RedisWire
 
 # channels-redis's own logger, whose lines (a member over capacity, on every frame to a socket
 # that stopped reading) stay below the root logger's WARNING, as they did in channels-redis.
@@ -115,6 +117,8 @@ while a <= #ARGV do
 end
 return results
 """
+
+SEND_BATCH_SHA = hashlib.sha1(GROUP_SEND_BATCH_LUA.encode()).hexdigest()
 
 # How many messages the receive pump takes from Redis in one round trip, and how long it waits
 # for one when none are there (then it looks whether anybody still listens).
@@ -311,6 +315,9 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         self._group_send_scripts: dict[int, Any] = {}
         self._known_members: dict[str, list[str]] = {}  # by group, as read last
         self._send_batch_script: Any = None
+        self._wires: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, RedisWire | None]
+        ] = weakref.WeakKeyDictionary()
         self._send_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SendBatches] = (
             weakref.WeakKeyDictionary()
         )
@@ -499,11 +506,24 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         """Up to PUMP_BATCH (message, score) pairs from the queue, oldest first, waiting up to
         PUMP_WAIT_SECONDS for one: one BZMPOP (Redis 7), else a ZPOPMIN and, when it finds
         none, a BZPOPMIN."""
+        wire = self._wire(f"pump {key}")  # one a pump: its pops block
         if self._bzmpop:
             try:
-                got = await connection.bzmpop(
-                    PUMP_WAIT_SECONDS, 1, [key], min=True, count=PUMP_BATCH
-                )
+                if wire is not None:
+                    got = await wire.call(
+                        "BZMPOP",
+                        PUMP_WAIT_SECONDS,
+                        1,
+                        key,
+                        "MIN",
+                        "COUNT",
+                        PUMP_BATCH,
+                        wait=PUMP_WAIT_SECONDS,
+                    )
+                else:
+                    got = await connection.bzmpop(
+                        PUMP_WAIT_SECONDS, 1, [key], min=True, count=PUMP_BATCH
+                    )
             except redis.exceptions.ResponseError as error:
                 if "unknown command" not in str(error).lower():
                     raise
@@ -653,12 +673,33 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                 keys.append(key)
                 args += [content, delivery.capacity_by_key[key], repr(score)]
                 score += 1e-6
+        wire = self._wire("send")
+        if wire is not None:
+            try:
+                return cast(
+                    list[int], await wire.call("EVALSHA", SEND_BATCH_SHA, len(keys), *keys, *args)
+                )
+            except redis.exceptions.NoScriptError:
+                await wire.call("SCRIPT", "LOAD", GROUP_SEND_BATCH_LUA)
+                return cast(
+                    list[int], await wire.call("EVALSHA", SEND_BATCH_SHA, len(keys), *keys, *args)
+                )
         connection = self.connection(0)
         if self._send_batch_script is None:
             self._send_batch_script = connection.register_script(GROUP_SEND_BATCH_LUA)
         return cast(
             list[int], await self._send_batch_script(keys=keys, args=args, client=connection)
         )
+
+    def _wire(self, purpose: str) -> RedisWire | None:
+        """This loop's plain connection for one hot task (the pump, the batch sender), or None
+        where Redis is not reached over plain TCP (see chat.streaming.redis_wire)."""
+        wires = self._wires.get(asyncio.get_running_loop())
+        if wires is None:
+            wires = self._wires[asyncio.get_running_loop()] = {}
+        if purpose not in wires:
+            wires[purpose] = RedisWire.for_pool(self.connection(0).connection_pool)
+        return wires[purpose]
 
     @staticmethod
     def _log_over_capacity(over_capacity: int, members: int, group: str) -> None:

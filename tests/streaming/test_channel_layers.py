@@ -16,6 +16,7 @@ import redis.exceptions
 from chat import outages
 from chat.outages import ChannelLayerAway
 from chat.streaming.channel_layers import RedisChannelLayer
+from chat.streaming.redis_wire import RedisWire
 
 pytestmark = pytest.mark.services
 
@@ -137,8 +138,8 @@ async def test_group_send_skips_a_full_member_and_drops_expired_messages_first(r
 
 
 async def _round_trips(monkeypatch: pytest.MonkeyPatch, action: Any) -> list[str]:
-    """The round trips to Redis while `action` ran: each command sent alone, by name, and
-    each pipeline as PIPELINE."""
+    """The round trips to Redis while `action` ran: each command sent alone, by name (through
+    redis-py's client or the layer's own connections), and each pipeline as PIPELINE."""
     sent: list[str] = []
     execute_command = redis.asyncio.Redis.execute_command
     execute_pipeline = redis.asyncio.client.Pipeline.execute
@@ -151,9 +152,16 @@ async def _round_trips(monkeypatch: pytest.MonkeyPatch, action: Any) -> list[str
         sent.append("PIPELINE")
         return await execute_pipeline(self, *args, **options)
 
+    wire_call = RedisWire.call
+
+    async def on_the_wire(self: Any, *args: Any, **options: Any) -> Any:
+        sent.append(" ".join(str(arg) for arg in args[:2]) if args[0] == "SCRIPT" else args[0])
+        return await wire_call(self, *args, **options)
+
     with monkeypatch.context() as patched:
         patched.setattr(redis.asyncio.Redis, "execute_command", command)
         patched.setattr(redis.asyncio.client.Pipeline, "execute", pipeline)
+        patched.setattr(RedisWire, "call", on_the_wire)
         await action()
     return sent
 
@@ -292,7 +300,15 @@ async def test_the_receive_pump_works_without_bzmpop(redis_server, monkeypatch):
     async def unknown(*args: Any, **kwargs: Any) -> Any:
         raise redis.exceptions.ResponseError("unknown command 'BZMPOP'")
 
+    wire_call = RedisWire.call
+
+    async def without_bzmpop(self: Any, *args: Any, **options: Any) -> Any:
+        if args[0] == "BZMPOP":
+            await unknown()
+        return await wire_call(self, *args, **options)
+
     monkeypatch.setattr(redis.asyncio.Redis, "bzmpop", unknown)
+    monkeypatch.setattr(RedisWire, "call", without_bzmpop)
     sender, layer = layer_on(redis_server), layer_on(redis_server)
     channel, inbox = await layer.new_channel(), _Inbox()
     await sender.send(channel, {"type": "message.delta", "n": 0})
@@ -331,3 +347,35 @@ async def test_concurrent_group_sends_share_round_trips_and_keep_each_groups_ord
     for channel in channels:
         got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(11)]
         assert got == list(range(-1, 10))
+
+
+def test_a_wire_serves_plain_tcp_only():
+    plain = RedisWire.for_pool(redis.asyncio.ConnectionPool.from_url("redis://:pw@h:6380/3"))
+    assert plain is not None
+    assert (plain.host, plain.port, plain.db, plain.password) == ("h", 6380, 3, "pw")
+    for url in ("rediss://h:6380/0", "unix:///run/redis.sock"):
+        assert RedisWire.for_pool(redis.asyncio.ConnectionPool.from_url(url)) is None
+
+
+async def test_a_wire_selects_its_database_and_reports_redis_errors_as_redis_py_does(
+    redis_server,
+):
+    wire = RedisWire.for_pool(redis.asyncio.ConnectionPool.from_url(redis_server.url + "/3"))
+    assert wire is not None
+    assert await wire.call("SET", "k", b"v\r\n") == b"OK"
+    client = redis.asyncio.Redis.from_url(redis_server.url + "/3")
+    assert await client.get("k") == b"v\r\n"  # in database 3, bytes as sent
+    assert await wire.call("ZADD", "z", 1.5, "m") == 1
+    with pytest.raises(redis.exceptions.NoScriptError):
+        await wire.call("EVALSHA", "0" * 40, 0)
+    with pytest.raises(redis.exceptions.ResponseError):
+        await wire.call("NOSUCHCOMMAND")
+    assert await wire.call("BZMPOP", 0.1, 1, "empty", "MIN", wait=0.1) is None
+    redis_server.kill()
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await wire.call("PING")
+    redis_server.start()
+    assert await wire.call("PING") == b"PONG"  # connects again
+    redis_server.kill()
+    redis_server.start()  # restarted while the wire was idle: its connection is closed
+    assert await wire.call("PING") == b"PONG"  # tried once more on a new one
