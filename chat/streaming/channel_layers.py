@@ -35,7 +35,7 @@ from redis.backoff import NoBackoff
 
 from .. import outages
 from ..outages import ChannelLayerAway
-from .redis_wire import RedisWire
+from .redis_wire import RedisWire, encode
 
 # channels-redis's own logger, whose lines (a member over capacity, on every frame to a socket
 # that stopped reading) stay below the root logger's WARNING, as they did in channels-redis.
@@ -510,16 +510,10 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         if self._bzmpop:
             try:
                 if wire is not None:
-                    got = await wire.call(
-                        "BZMPOP",
-                        PUMP_WAIT_SECONDS,
-                        1,
-                        key,
-                        "MIN",
-                        "COUNT",
-                        PUMP_BATCH,
-                        wait=PUMP_WAIT_SECONDS,
+                    command = encode(
+                        "BZMPOP", PUMP_WAIT_SECONDS, 1, key, "MIN", "COUNT", PUMP_BATCH
                     )
+                    got = await wire.call_encoded(command, wait=PUMP_WAIT_SECONDS)
                 else:
                     got = await connection.bzmpop(
                         PUMP_WAIT_SECONDS, 1, [key], min=True, count=PUMP_BATCH

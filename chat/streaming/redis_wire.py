@@ -22,27 +22,29 @@ import hiredis
 import redis.exceptions
 
 # A reply that has not come in this long after a blocking command's own timeout means a dead
-# connection (Redis answers a BZMPOP at its timeout with a null).
+# connection (Redis answers a BZMPOP at its timeout with a null). A watchdog, not a timeout
+# around every call (a timer scheduled and cancelled per command), looks once a second.
 REPLY_GRACE_SECONDS = 5.0
-
+WATCH_INTERVAL_SECONDS = 1.0
 
 _BROKEN = (OSError, EOFError, asyncio.IncompleteReadError, hiredis.ProtocolError)
 
 
-def _encode(args: tuple[Any, ...]) -> bytes:
+def encode(*args: Any) -> bytes:
+    """A command in RESP: an array of bulk strings (bytes as they are, str in UTF-8, numbers
+    as Python writes them)."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        if isinstance(arg, bytes):
+        kind = type(arg)
+        if kind is bytes:
             data = arg
-        elif isinstance(arg, str):
+        elif kind is str:
             data = arg.encode()
-        elif isinstance(arg, int | float):
+        elif kind is int or kind is float:
             data = repr(arg).encode()
         else:
-            raise TypeError(f"cannot send {type(arg).__name__} to Redis")
-        parts.append(b"$%d\r\n" % len(data))
-        parts.append(data)
-        parts.append(b"\r\n")
+            raise TypeError(f"cannot send {kind.__name__} to Redis")
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
 
 
@@ -64,6 +66,9 @@ class RedisWire:
         self._writer: asyncio.StreamWriter | None = None
         self._replies = hiredis.Reader()
         self._lock = asyncio.Lock()
+        self._deadline: float | None = None  # the call in flight must be answered by then
+        self._overdue = False
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @classmethod
     def for_pool(cls, pool: Any) -> RedisWire | None:
@@ -83,28 +88,30 @@ class RedisWire:
         )
 
     async def call(self, *args: Any, wait: float = 0.0) -> Any:
-        """Send one command and return its reply. `wait`: how long Redis may block on it.
+        """Send one command and return its reply. `wait`: how long Redis may block on it."""
+        return await self.call_encoded(encode(*args), wait=wait)
+
+    async def call_encoded(self, command: bytes, *, wait: float = 0.0) -> Any:
+        """`call` with the command already in RESP (`encode`), for one sent again and again.
 
         A kept connection that Redis closed (say it restarted while this one was idle) is
         tried once more on a new one, as the layer's redis-py pools do."""
-        command = _encode(args)
         async with self._lock:
+            loop = asyncio.get_running_loop()
             for retry in (True, False):
                 kept = self._writer is not None
+                self._deadline = loop.time() + wait + REPLY_GRACE_SECONDS
                 try:
-                    async with asyncio.timeout(wait + REPLY_GRACE_SECONDS):
-                        if not kept:
-                            await self._connect()
-                        return await self._call(command)
+                    if not kept:
+                        await self._connect(loop)
+                    return await self._call(command)
                 except redis.exceptions.ResponseError:
                     raise
-                except TimeoutError as error:
-                    self.close()
-                    raise redis.exceptions.TimeoutError(
-                        f"Redis did not answer {args[0]}"
-                    ) from error
                 except _BROKEN as error:
                     self.close()
+                    if self._overdue:
+                        self._overdue = False
+                        raise redis.exceptions.TimeoutError("Redis did not answer") from error
                     if retry and kept:
                         continue
                     raise redis.exceptions.ConnectionError(
@@ -113,7 +120,19 @@ class RedisWire:
                 except BaseException:
                     self.close()  # cancelled mid-reply: the connection's state is unknown
                     raise
+                finally:
+                    self._deadline = None
         raise AssertionError("unreachable")
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Once a second while connected: a call past its deadline loses its connection (its
+        read fails, and the call raises TimeoutError)."""
+        deadline = self._deadline
+        if deadline is not None and loop.time() > deadline and self._writer is not None:
+            self._overdue = True
+            self._writer.transport.abort()
+            return
+        self._watchdog = loop.call_later(WATCH_INTERVAL_SECONDS, self._watch, loop)
 
     async def _call(self, command: bytes) -> Any:
         assert self._writer is not None and self._reader is not None
@@ -133,21 +152,33 @@ class RedisWire:
             raise redis.exceptions.ResponseError(message)
         return reply
 
-    async def _connect(self) -> None:
-        async with asyncio.timeout(self.connect_timeout):
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        self._replies = hiredis.Reader()
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            if self.password:
-                credentials = (self.username, self.password) if self.username else (self.password,)
-                await self._call(_encode(("AUTH", *credentials)))
-            if self.db:
-                await self._call(_encode(("SELECT", self.db)))
+            async with asyncio.timeout(self.connect_timeout):
+                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+                self._replies = hiredis.Reader()
+                if self.password:
+                    credentials = (
+                        (self.username, self.password) if self.username else (self.password,)
+                    )
+                    await self._call(encode("AUTH", *credentials))
+                if self.db:
+                    await self._call(encode("SELECT", self.db))
+        except TimeoutError as error:
+            self.close()
+            raise redis.exceptions.TimeoutError("could not connect to Redis in time") from error
+        except redis.exceptions.ResponseError as error:  # AUTH or SELECT refused
+            self.close()
+            raise redis.exceptions.AuthenticationError(str(error)) from error
         except BaseException:
             self.close()
             raise
+        self._watchdog = loop.call_later(WATCH_INTERVAL_SECONDS, self._watch, loop)
 
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._writer is not None:
             self._writer.close()
         self._reader = self._writer = None

@@ -137,6 +137,11 @@ async def test_group_send_skips_a_full_member_and_drops_expired_messages_first(r
     assert (await asyncio.wait_for(other.receive(full), 5))["n"] == 5  # room again
 
 
+def _command_name(encoded: bytes) -> str:
+    """A RESP command's name (`*N\\r\\n$len\\r\\nNAME\\r\\n...`)."""
+    return encoded.split(b"\r\n", 3)[2].decode().upper()
+
+
 async def _round_trips(monkeypatch: pytest.MonkeyPatch, action: Any) -> list[str]:
     """The round trips to Redis while `action` ran: each command sent alone, by name (through
     redis-py's client or the layer's own connections), and each pipeline as PIPELINE."""
@@ -152,16 +157,17 @@ async def _round_trips(monkeypatch: pytest.MonkeyPatch, action: Any) -> list[str
         sent.append("PIPELINE")
         return await execute_pipeline(self, *args, **options)
 
-    wire_call = RedisWire.call
+    wire_call = RedisWire.call_encoded
 
-    async def on_the_wire(self: Any, *args: Any, **options: Any) -> Any:
-        sent.append(" ".join(str(arg) for arg in args[:2]) if args[0] == "SCRIPT" else args[0])
-        return await wire_call(self, *args, **options)
+    async def on_the_wire(self: Any, encoded: bytes, **options: Any) -> Any:
+        name = _command_name(encoded)
+        sent.append("SCRIPT LOAD" if name == "SCRIPT" else name)
+        return await wire_call(self, encoded, **options)
 
     with monkeypatch.context() as patched:
         patched.setattr(redis.asyncio.Redis, "execute_command", command)
         patched.setattr(redis.asyncio.client.Pipeline, "execute", pipeline)
-        patched.setattr(RedisWire, "call", on_the_wire)
+        patched.setattr(RedisWire, "call_encoded", on_the_wire)
         await action()
     return sent
 
@@ -300,15 +306,15 @@ async def test_the_receive_pump_works_without_bzmpop(redis_server, monkeypatch):
     async def unknown(*args: Any, **kwargs: Any) -> Any:
         raise redis.exceptions.ResponseError("unknown command 'BZMPOP'")
 
-    wire_call = RedisWire.call
+    wire_call = RedisWire.call_encoded
 
-    async def without_bzmpop(self: Any, *args: Any, **options: Any) -> Any:
-        if args[0] == "BZMPOP":
+    async def without_bzmpop(self: Any, encoded: bytes, **options: Any) -> Any:
+        if _command_name(encoded) == "BZMPOP":
             await unknown()
-        return await wire_call(self, *args, **options)
+        return await wire_call(self, encoded, **options)
 
     monkeypatch.setattr(redis.asyncio.Redis, "bzmpop", unknown)
-    monkeypatch.setattr(RedisWire, "call", without_bzmpop)
+    monkeypatch.setattr(RedisWire, "call_encoded", without_bzmpop)
     sender, layer = layer_on(redis_server), layer_on(redis_server)
     channel, inbox = await layer.new_channel(), _Inbox()
     await sender.send(channel, {"type": "message.delta", "n": 0})
@@ -347,14 +353,6 @@ async def test_concurrent_group_sends_share_round_trips_and_keep_each_groups_ord
     for channel in channels:
         got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(11)]
         assert got == list(range(-1, 10))
-
-
-def test_a_wire_serves_plain_tcp_only():
-    plain = RedisWire.for_pool(redis.asyncio.ConnectionPool.from_url("redis://:pw@h:6380/3"))
-    assert plain is not None
-    assert (plain.host, plain.port, plain.db, plain.password) == ("h", 6380, 3, "pw")
-    for url in ("rediss://h:6380/0", "unix:///run/redis.sock"):
-        assert RedisWire.for_pool(redis.asyncio.ConnectionPool.from_url(url)) is None
 
 
 async def test_a_wire_selects_its_database_and_reports_redis_errors_as_redis_py_does(

@@ -1,0 +1,66 @@
+"""The channel layer's own Redis connection against servers that misbehave (no Redis needed:
+a loopback server of the test's own stands in)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio
+import redis.exceptions
+
+from chat.streaming import redis_wire
+from chat.streaming.redis_wire import RedisWire, encode
+
+
+async def test_a_call_that_gets_no_answer_times_out_and_the_next_connects_again(monkeypatch):
+    monkeypatch.setattr(redis_wire, "REPLY_GRACE_SECONDS", 0.3)
+    monkeypatch.setattr(redis_wire, "WATCH_INTERVAL_SECONDS", 0.1)
+    connections = []
+
+    async def silent_then_pong(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        await reader.read(1024)
+        if len(connections) > 1:  # the second connection answers
+            writer.write(b"+PONG\r\n")
+            await writer.drain()
+        await reader.read(1024)
+
+    server = await asyncio.start_server(silent_then_pong, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wire = RedisWire("127.0.0.1", port)
+    with pytest.raises(redis.exceptions.TimeoutError):
+        await asyncio.wait_for(wire.call("PING"), 5)
+    assert await asyncio.wait_for(wire.call("PING"), 5) == b"PONG"
+    assert len(connections) == 2
+    wire.close()
+    server.close()
+
+
+async def test_a_refused_password_is_an_authentication_error():
+    async def refuses(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"-WRONGPASS invalid username-password pair\r\n")
+        await writer.drain()
+
+    server = await asyncio.start_server(refuses, "127.0.0.1", 0)
+    wire = RedisWire("127.0.0.1", server.sockets[0].getsockname()[1], password="nope")
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        await wire.call("PING")
+    server.close()
+
+
+def test_commands_are_written_in_resp():
+    assert encode("ZADD", "z", 1.5, b"a\r\nb", 7) == (
+        b"*5\r\n$4\r\nZADD\r\n$1\r\nz\r\n$3\r\n1.5\r\n$4\r\na\r\nb\r\n$1\r\n7\r\n"
+    )
+    with pytest.raises(TypeError):
+        encode("SET", "k", None)
+
+
+def test_a_wire_serves_plain_tcp_only():
+    plain = RedisWire.for_pool(redis.asyncio.ConnectionPool.from_url("redis://:pw@h:6380/3"))
+    assert plain is not None
+    assert (plain.host, plain.port, plain.db, plain.password) == ("h", 6380, 3, "pw")
+    for url in ("rediss://h:6380/0", "unix:///run/redis.sock"):
+        assert RedisWire.for_pool(redis.asyncio.ConnectionPool.from_url(url)) is None
