@@ -18,6 +18,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from .compiled import CompiledQuery
 from .models import ACTIVE_STATUSES, Conversation, Message
 
 SIDEBAR_PAGE_SIZE = 50
@@ -134,21 +135,24 @@ def conversation_sidebar_page(
     Older). Archived conversations are listed only when `archived`; a search finds every
     conversation, archived or not."""
     today = today or timezone.localdate()
-    conversations = conversation_list_for_user(user=user)
     page = SidebarPage(query=query.strip(), archived=archived, current=current, first=not cursor)
     pinned: list[ConversationLink] = []
-    if page.query:
-        conversations = conversation_search(conversations, query=page.query)
-    else:
-        conversations = conversations.filter(archived=archived)
-        if not archived:
-            if page.first:
-                pinned = _links(conversations.filter(pinned=True)[:SIDEBAR_PAGE_SIZE])
-            conversations = conversations.filter(pinned=False)
-    conversations = conversations.order_by("-updated", "-pk")
-    if cursor:
-        conversations = _after_cursor(conversations, cursor)
-    found = _links(conversations[: SIDEBAR_PAGE_SIZE + 1])
+    if not page.query and not archived and page.first:
+        pinned = _link_rows(_SIDEBAR_PINNED, owner=user.pk)
+    if page.query or cursor:
+        conversations = conversation_list_for_user(user=user)
+        if page.query:
+            conversations = conversation_search(conversations, query=page.query)
+        else:
+            conversations = conversations.filter(archived=archived)
+            if not archived:
+                conversations = conversations.filter(pinned=False)
+        conversations = conversations.order_by("-updated", "-pk")
+        if cursor:
+            conversations = _after_cursor(conversations, cursor)
+        found = _links(conversations[: SIDEBAR_PAGE_SIZE + 1])
+    else:  # the first page, as every page load asks for it: the same query, compiled once
+        found = _link_rows(_SIDEBAR_FIRST[archived], owner=user.pk)
     page.entries = [("Pinned" if i == 0 else "", c) for i, c in enumerate(pinned)]
     group = last_group
     starts = group_starts(today)
@@ -164,13 +168,53 @@ def conversation_sidebar_page(
 
 
 def _links(conversations: QuerySet[Conversation]) -> list[ConversationLink]:
-    return [ConversationLink(*row) for row in conversations.values_list("pk", "title", "updated")]
+    return [ConversationLink(*row) for row in conversations.values_list(*ConversationLink._fields)]
+
+
+def _link_rows(query: CompiledQuery[Conversation], *, owner: int | None) -> list[ConversationLink]:
+    if owner is None:
+        return []
+    return [ConversationLink(*row) for row in query.rows(owner=owner)]
+
+
+def _sidebar_first(*, archived: bool) -> CompiledQuery[Conversation]:
+    """The first page of the list without a search (pinned ones aside, unless archived): what
+    `conversation_sidebar_page` builds for a page after a cursor, without one."""
+
+    def build(owner: int) -> QuerySet[Conversation]:
+        conversations = Conversation.objects.filter(owner_id=owner, archived=archived)
+        if not archived:
+            conversations = conversations.filter(pinned=False)
+        return conversations.order_by("-updated", "-pk").values_list(*ConversationLink._fields)[
+            : SIDEBAR_PAGE_SIZE + 1
+        ]
+
+    return CompiledQuery(build, owner=int)
+
+
+_SIDEBAR_FIRST = {archived: _sidebar_first(archived=archived) for archived in (False, True)}
+_SIDEBAR_PINNED = CompiledQuery(
+    lambda owner: (
+        Conversation.objects.filter(owner_id=owner, archived=False, pinned=True)
+        .order_by("-updated")
+        .values_list(*ConversationLink._fields)[:SIDEBAR_PAGE_SIZE]
+    ),
+    owner=int,
+)
+_CONVERSATION_FOR_USER = CompiledQuery(
+    lambda owner, pk: Conversation.objects.filter(owner_id=owner, pk=pk).order_by()[:1],
+    owner=int,
+    pk=uuid.UUID,
+)
 
 
 def conversation_for_user(
     *, user: AbstractBaseUser | AnonymousUser, conversation_id: uuid.UUID
 ) -> Conversation | None:
-    conversation = conversation_list_for_user(user=user).filter(pk=conversation_id).first()
+    if user.pk is None:
+        return None
+    found = _CONVERSATION_FOR_USER.instances(owner=user.pk, pk=conversation_id)
+    conversation = found[0] if found else None
     if conversation is not None and isinstance(user, User):
         conversation.owner = user  # the owner, as the query says: not read again for limits
     return conversation
@@ -229,12 +273,26 @@ class MessageNode:
 
 def message_tree(*, conversation: Conversation) -> list[MessageNode]:
     """Every message of the conversation but the system's, without the texts."""
-    rows = (
-        conversation.messages.exclude(role=Message.Role.SYSTEM)
+    return [MessageNode(*row) for row in _MESSAGE_TREE.rows(conversation=conversation.pk)]
+
+
+_MESSAGE_TREE = CompiledQuery(
+    lambda conversation: (
+        Message.objects.filter(conversation_id=conversation)
+        .exclude(role=Message.Role.SYSTEM)
         .order_by("created", "id")
         .values_list(*MessageNode.FIELDS)
-    )
-    return [MessageNode(*row) for row in rows]
+    ),
+    conversation=uuid.UUID,
+)
+_TURN_TREE = CompiledQuery(
+    lambda conversation: (
+        Message.objects.filter(conversation_id=conversation)
+        .order_by("created", "id")
+        .values_list(*MessageNode.FIELDS, "idempotency_key")
+    ),
+    conversation=uuid.UUID,
+)
 
 
 def annotate_versions(messages: Iterable[Message]) -> list[Message]:
@@ -285,9 +343,7 @@ class TurnState(NamedTuple):
 
 
 def turn_state(*, conversation: Conversation, idempotency_key: uuid.UUID | None) -> TurnState:
-    rows = conversation.messages.order_by("created", "id").values_list(
-        *MessageNode.FIELDS, "idempotency_key"
-    )
+    rows = _TURN_TREE.rows(conversation=conversation.pk)
     shown: list[Any] = []
     busy = submitted = False
     for *fields, key in rows:

@@ -1,0 +1,149 @@
+"""Queries the pages run on every request, compiled to SQL once per database connection.
+
+Building a QuerySet and compiling it costs Django some 0.3–0.5 ms of CPU per query, several
+times what SQLite takes to run it: most of a page's database time. A `CompiledQuery` is
+written as an ordinary QuerySet (so the ORM still writes its SQL, for SQLite and PostgreSQL
+alike); it is compiled once per connection with stand-in values for its parameters, and each
+call runs that SQL with the real values and converts the rows as Django would.
+
+It keeps no data, only SQL text and the converters of its columns: nothing in it can be stale
+or shown to another user. (It is keyed by the connection object, which is per thread, and goes
+when the connection object does.)
+"""
+
+from __future__ import annotations
+
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model, QuerySet
+
+M = TypeVar("M", bound=Model)
+
+# Stand-in parameter values: large and odd enough that no constant of a query equals one.
+_INT_MARKERS = iter(range(7_340_032_117, 7_340_032_117 + 10_000))
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where a parameter goes among the SQL's parameters, and how its value is put there."""
+
+    name: str
+    prep: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    params: tuple[Any, ...]  # constants, and _Slot where a parameter goes
+    converters: dict[int, tuple[list[Any], Any]]
+    names: tuple[str, ...]  # the columns' attribute names (for model instances)
+    model: type[Model]
+
+
+def _marker(kind: type) -> Any:
+    if kind is int:
+        return next(_INT_MARKERS)
+    if kind is uuid.UUID:
+        return uuid.uuid4()
+    raise ImproperlyConfigured(f"A compiled query takes int and UUID parameters, not {kind}.")
+
+
+def _slot_for(name: str, marker: Any, prepped: Any) -> _Slot | None:
+    """The slot of parameter `name` if `prepped` is its stand-in as the backend takes it."""
+    if isinstance(marker, uuid.UUID):
+        if prepped == marker:  # a backend with a UUID type (PostgreSQL)
+            return _Slot(name, lambda value: value)
+        if prepped == marker.hex:  # stored as text (SQLite)
+            return _Slot(name, lambda value: value.hex)
+        return None
+    if type(prepped) is int and prepped == marker:
+        return _Slot(name, int)
+    return None
+
+
+class CompiledQuery(Generic[M]):
+    """`build(**params)` compiled once per connection. `params` names each parameter's type
+    (int or UUID); each must reach the SQL as a parameter exactly once. `rows` answers the
+    selected columns as tuples, converted as `values_list` converts them; `instances` answers
+    model instances of a query that selects whole rows (or `only` some fields)."""
+
+    def __init__(
+        self, build: Callable[..., QuerySet[M]], /, using: str = "default", **params: type
+    ):
+        self.build = build
+        self.using = using
+        self.params = params
+        self._compiled: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Compiled] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
+        markers = {name: _marker(kind) for name, kind in self.params.items()}
+        queryset = self.build(**markers)
+        compiler = queryset.query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        slots: list[Any] = []
+        found: list[str] = []
+        for value in params:
+            slot = next(
+                (
+                    s
+                    for name, marker in markers.items()
+                    if (s := _slot_for(name, marker, value)) is not None
+                ),
+                None,
+            )
+            if slot is not None:
+                found.append(slot.name)
+            slots.append(slot if slot is not None else value)
+        if sorted(found) != sorted(markers):
+            raise ImproperlyConfigured(
+                f"Each parameter of a compiled query must reach its SQL once: {found} in {sql}"
+            )
+        expressions = [column for column, _, _ in compiler.select]
+        names = tuple(getattr(getattr(e, "target", None), "attname", "") for e in expressions)
+        return _Compiled(
+            sql,
+            tuple(slots),
+            compiler.get_converters(expressions),
+            names,
+            queryset.model,
+        )
+
+    def _run(self, params: dict[str, Any]) -> tuple[_Compiled, BaseDatabaseWrapper, list[Any]]:
+        connection = connections[self.using]
+        compiled = self._compiled.get(connection)
+        if compiled is None:
+            compiled = self._compiled[connection] = self._compile(connection)
+        values = [p.prep(params[p.name]) if isinstance(p, _Slot) else p for p in compiled.params]
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, values)
+            rows = cursor.fetchall()
+        if compiled.converters and rows:
+            converters = list(compiled.converters.items())
+            converted = []
+            for row in rows:
+                row = list(row)
+                for position, (functions, expression) in converters:
+                    value = row[position]
+                    for function in functions:
+                        value = function(value, expression, connection)
+                    row[position] = value
+                converted.append(row)
+            rows = converted
+        return compiled, connection, rows
+
+    def rows(self, **params: Any) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._run(params)[2]]
+
+    def instances(self, **params: Any) -> list[M]:
+        compiled, connection, rows = self._run(params)
+        model: Any = compiled.model
+        return [model.from_db(connection.alias, compiled.names, row) for row in rows]

@@ -1,0 +1,87 @@
+"""chat.compiled: a query compiled once answers what the ORM answers, for every call's values."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from chat.compiled import CompiledQuery
+from chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+def _conversations(owner: int) -> object:
+    return Conversation.objects.filter(owner_id=owner, archived=False).order_by("-updated", "-pk")
+
+
+def test_rows_are_the_orms_for_each_calls_values(user, other_user):
+    for owner, titles in ((user, ["a", "b"]), (other_user, ["c"])):
+        for title in titles:
+            Conversation.objects.create(owner=owner, title=title, model="m")
+    query = CompiledQuery(
+        lambda owner: _conversations(owner).values_list("pk", "title", "updated", "pinned"),
+        owner=int,
+    )
+    for owner in (user, other_user, user):
+        rows = query.rows(owner=owner.pk)
+        assert rows == list(
+            _conversations(owner.pk).values_list("pk", "title", "updated", "pinned")
+        )
+        pk, _, updated, pinned = rows[0]
+        assert isinstance(pk, uuid.UUID) and pinned is False
+        assert isinstance(updated, datetime) and updated.tzinfo is not None
+    assert query.rows(owner=12345) == []
+
+
+def test_instances_are_the_orms(user, other_user):
+    mine = Conversation.objects.create(owner=user, title="mine", model="m", system_prompt="s")
+    Conversation.objects.create(owner=other_user, title="theirs", model="m")
+    query = CompiledQuery(
+        lambda owner, pk: Conversation.objects.filter(owner_id=owner, pk=pk)[:1],
+        owner=int,
+        pk=uuid.UUID,
+    )
+    [found] = query.instances(owner=user.pk, pk=mine.pk)
+    assert found == mine and not found._state.adding
+    for field in Conversation._meta.concrete_fields:
+        assert getattr(found, field.attname) == getattr(mine, field.attname), field.name
+    assert query.instances(owner=other_user.pk, pk=mine.pk) == []  # not the owner: nothing
+
+
+def test_a_uuid_parameter_and_rows_of_messages(user):
+    conversation = Conversation.objects.create(owner=user, model="m")
+    other = Conversation.objects.create(owner=user, model="m")
+    first = Message.objects.create(conversation=conversation, role="user", content="hi")
+    Message.objects.create(conversation=other, role="user", content="elsewhere")
+    query = CompiledQuery(
+        lambda conversation: (
+            Message.objects.filter(conversation_id=conversation)
+            .order_by("id")
+            .values_list("pk", "parent_id", "selected", "created", "idempotency_key")
+        ),
+        conversation=uuid.UUID,
+    )
+    assert query.rows(conversation=conversation.pk) == [(first.pk, None, True, first.created, None)]
+
+
+def test_compiled_once_and_counted_as_a_query(user):
+    query = CompiledQuery(
+        lambda owner: Conversation.objects.filter(owner_id=owner).values_list("pk"), owner=int
+    )
+    with CaptureQueriesContext(connection) as queries:
+        query.rows(owner=user.pk)
+        query.rows(owner=user.pk)
+    assert len(queries) == 2
+    assert len(query._compiled) == 1
+
+
+def test_a_parameter_that_does_not_reach_the_sql_is_refused(user):
+    query = CompiledQuery(lambda owner: Conversation.objects.all().values_list("pk"), owner=int)
+    with pytest.raises(ImproperlyConfigured):
+        query.rows(owner=user.pk)
