@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -70,12 +71,12 @@ def _slot_for(name: str, marker: Any, prepped: Any) -> _Slot | None:
 
 class CompiledQuery(Generic[M]):
     """`build(**params)` compiled once per connection. `params` names each parameter's type
-    (int or UUID); each must reach the SQL as a parameter exactly once. `rows` answers the
+    (int or UUID); each must reach the SQL as a parameter (once or more). `rows` answers the
     selected columns as tuples, converted as `values_list` converts them; `instances` answers
     model instances of a query that selects whole rows (or `only` some fields)."""
 
     def __init__(
-        self, build: Callable[..., QuerySet[M]], /, using: str = "default", **params: type
+        self, build: Callable[..., QuerySet[M, Any]], /, using: str = "default", **params: type
     ):
         self.build = build
         self.using = using
@@ -103,9 +104,9 @@ class CompiledQuery(Generic[M]):
             if slot is not None:
                 found.append(slot.name)
             slots.append(slot if slot is not None else value)
-        if sorted(found) != sorted(markers):
+        if set(found) != set(markers):
             raise ImproperlyConfigured(
-                f"Each parameter of a compiled query must reach its SQL once: {found} in {sql}"
+                f"Each parameter of a compiled query must reach its SQL: {found} in {sql}"
             )
         expressions = [column for column, _, _ in compiler.select]
         names = tuple(getattr(getattr(e, "target", None), "attname", "") for e in expressions)
@@ -147,3 +148,11 @@ class CompiledQuery(Generic[M]):
         compiled, connection, rows = self._run(params)
         model: Any = compiled.model
         return [model.from_db(connection.alias, compiled.names, row) for row in rows]
+
+    # From async code, in a thread as Django's own `a*` methods go (`QuerySet.afirst`).
+
+    async def arows(self, **params: Any) -> list[tuple[Any, ...]]:
+        return await sync_to_async(self.rows)(**params)
+
+    async def ainstances(self, **params: Any) -> list[M]:
+        return await sync_to_async(self.instances)(**params)

@@ -223,9 +223,10 @@ def conversation_for_user(
 async def aconversation_for_user(
     *, user: AbstractBaseUser | AnonymousUser, conversation_id: uuid.UUID
 ) -> Conversation | None:
-    if not user.is_authenticated:
+    if not user.is_authenticated or user.pk is None:
         return None
-    return await conversation_list_for_user(user=user).filter(pk=conversation_id).afirst()
+    found = await _CONVERSATION_FOR_USER.ainstances(owner=user.pk, pk=conversation_id)
+    return found[0] if found else None
 
 
 class MessageNode:
@@ -376,11 +377,7 @@ def active_path(*, conversation: Conversation) -> list[Message]:
 def path_to(*, message: Message, fields: tuple[str, ...] = ()) -> list[Message]:
     """The messages before `message` on its branch, the first turn first. (The tree is read
     without the texts; only the path's messages are read, whole or with `fields` only.)"""
-    parents = dict(
-        Message.objects.filter(conversation_id=message.conversation_id).values_list(
-            "pk", "parent_id"
-        )
-    )
+    parents = dict(_MESSAGE_PARENTS.rows(conversation=message.conversation_id))
     ids: list[int] = []
     parent_id = message.parent_id
     while parent_id is not None and parent_id in parents:
@@ -391,18 +388,30 @@ def path_to(*, message: Message, fields: tuple[str, ...] = ()) -> list[Message]:
     return [by_id[pk] for pk in reversed(ids) if pk in by_id]
 
 
+_MESSAGE_PARENTS = CompiledQuery[Message](
+    lambda conversation: (
+        Message.objects.filter(conversation_id=conversation)
+        .order_by()
+        .values_list("pk", "parent_id")
+    ),
+    conversation=uuid.UUID,
+)
+
+
 # What `model_messages` reads of each earlier message: not its rendered HTML, the largest field.
 MODEL_MESSAGE_FIELDS = ("role", "content", "tool_calls", "tool_call_id")
 
 
 async def active_reply_ids(*, conversation_id: uuid.UUID) -> list[int]:
-    return [
-        pk
-        async for pk in Message.objects.filter(conversation_id=conversation_id)
-        .replies()
-        .active()
-        .values_list("pk", flat=True)
-    ]
+    return [pk for (pk,) in await _ACTIVE_REPLY_IDS.arows(conversation=conversation_id)]
+
+
+_ACTIVE_REPLY_IDS = CompiledQuery[Message](
+    lambda conversation: (
+        Message.objects.filter(conversation_id=conversation).replies().active().values_list("pk")
+    ),
+    conversation=uuid.UUID,
+)
 
 
 async def amessage_in_conversation(
