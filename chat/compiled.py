@@ -21,9 +21,10 @@ from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model, QuerySet
+from django.db.models.query import get_related_populators
 
 M = TypeVar("M", bound=Model)
 
@@ -44,8 +45,17 @@ class _Compiled:
     sql: str
     params: tuple[Any, ...]  # constants, and _Slot where a parameter goes
     converters: dict[int, tuple[list[Any], Any]]
-    names: tuple[str, ...]  # the columns' attribute names (for model instances)
+    # For model instances, as Django's ModelIterable makes them: the model's columns and
+    # their attribute names, and what fills in the rows of `select_related`.
     model: type[Model]
+    columns: slice
+    names: tuple[str, ...]
+    related: tuple[Any, ...]
+
+
+def _related_populators(klass_info: dict[str, Any], select: Any, alias: str) -> list[Any]:
+    # (Django 5.2's signature; django-stubs describes a later one.)
+    return get_related_populators(klass_info, select, alias)  # type: ignore[call-arg,no-any-return]
 
 
 def _marker(kind: type) -> Any:
@@ -75,11 +85,8 @@ class CompiledQuery(Generic[M]):
     selected columns as tuples, converted as `values_list` converts them; `instances` answers
     model instances of a query that selects whole rows (or `only` some fields)."""
 
-    def __init__(
-        self, build: Callable[..., QuerySet[M, Any]], /, using: str = "default", **params: type
-    ):
+    def __init__(self, build: Callable[..., QuerySet[M, Any]], /, **params: type):
         self.build = build
-        self.using = using
         self.params = params
         self._compiled: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Compiled] = (
             weakref.WeakKeyDictionary()
@@ -109,17 +116,21 @@ class CompiledQuery(Generic[M]):
                 f"Each parameter of a compiled query must reach its SQL: {found} in {sql}"
             )
         expressions = [column for column, _, _ in compiler.select]
-        names = tuple(getattr(getattr(e, "target", None), "attname", "") for e in expressions)
+        klass_info = compiler.klass_info or {"model": queryset.model, "select_fields": [0]}
+        fields = klass_info["select_fields"]
+        columns = slice(fields[0], fields[-1] + 1)
         return _Compiled(
             sql,
             tuple(slots),
             compiler.get_converters(expressions),
-            names,
-            queryset.model,
+            klass_info["model"],
+            columns,
+            tuple(getattr(getattr(e, "target", None), "attname", "") for e in expressions[columns]),
+            tuple(_related_populators(klass_info, compiler.select, connection.alias)),
         )
 
     def _run(self, params: dict[str, Any]) -> tuple[_Compiled, BaseDatabaseWrapper, list[Any]]:
-        connection = connections[self.using]
+        connection = connections[DEFAULT_DB_ALIAS]
         compiled = self._compiled.get(connection)
         if compiled is None:
             compiled = self._compiled[connection] = self._compile(connection)
@@ -147,7 +158,13 @@ class CompiledQuery(Generic[M]):
     def instances(self, **params: Any) -> list[M]:
         compiled, connection, rows = self._run(params)
         model: Any = compiled.model
-        return [model.from_db(connection.alias, compiled.names, row) for row in rows]
+        found = []
+        for row in rows:
+            instance = model.from_db(connection.alias, compiled.names, row[compiled.columns])
+            for related in compiled.related:
+                related.populate(row, instance)
+            found.append(instance)
+        return found
 
     # From async code, in a thread as Django's own `a*` methods go (`QuerySet.afirst`).
 

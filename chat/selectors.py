@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections import defaultdict
@@ -383,9 +384,31 @@ def path_to(*, message: Message, fields: tuple[str, ...] = ()) -> list[Message]:
     while parent_id is not None and parent_id in parents:
         ids.append(parent_id)
         parent_id = parents[parent_id]
-    messages = Message.objects.only(*fields) if fields else Message.objects.all()
-    by_id = messages.in_bulk(ids)
+    if not ids:
+        return []
+    if len(ids) <= _COMPILED_PATH_LENGTH:
+        found = _path_messages(len(ids), fields).instances(
+            **{f"id{i}": pk for i, pk in enumerate(ids)}
+        )
+        by_id = {message.pk: message for message in found}
+    else:
+        messages = Message.objects.only(*fields) if fields else Message.objects.all()
+        by_id = messages.in_bulk(ids)
     return [by_id[pk] for pk in reversed(ids) if pk in by_id]
+
+
+# A branch up to this long is read by a query compiled once per length (and fields): a reply's
+# model messages are read for every reply.
+_COMPILED_PATH_LENGTH = 40
+
+
+@functools.lru_cache(maxsize=4 * _COMPILED_PATH_LENGTH)
+def _path_messages(count: int, fields: tuple[str, ...]) -> CompiledQuery[Message]:
+    def build(**ids: int) -> QuerySet[Message]:
+        messages = Message.objects.only(*fields) if fields else Message.objects.all()
+        return messages.filter(pk__in=list(ids.values())).order_by()
+
+    return CompiledQuery(build, **{f"id{i}": int for i in range(count)})
 
 
 _MESSAGE_PARENTS = CompiledQuery[Message](

@@ -15,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import events, fragments, limits, selectors
+from .compiled import CompiledQuery
 from .markdown import render_markdown
 from .models import Conversation, Message
 
@@ -237,7 +238,17 @@ async def reply_claim(*, message_id: int, worker_id: str) -> Message | None:
     )
     if not claimed:
         return None
-    return await Message.objects.select_related("conversation").aget(pk=message_id)
+    found = await _CLAIMED_REPLY.ainstances(pk=message_id)
+    if not found:
+        raise Message.DoesNotExist(message_id)
+    return found[0]
+
+
+# Read once for every reply a worker takes (chat.compiled).
+_CLAIMED_REPLY = CompiledQuery[Message](
+    lambda pk: Message.objects.select_related("conversation").filter(pk=pk).order_by()[:1],
+    pk=int,
+)
 
 
 async def reply_checkpoint(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:

@@ -85,3 +85,18 @@ def test_a_parameter_that_does_not_reach_the_sql_is_refused(user):
     query = CompiledQuery(lambda owner: Conversation.objects.all().values_list("pk"), owner=int)
     with pytest.raises(ImproperlyConfigured):
         query.rows(owner=user.pk)
+
+
+def test_instances_with_their_select_related_rows(user):
+    conversation = Conversation.objects.create(owner=user, title="t", model="m")
+    message = Message.objects.create(conversation=conversation, role="user", content="hi")
+    query = CompiledQuery(
+        lambda pk: Message.objects.select_related("conversation").filter(pk=pk)[:1], pk=int
+    )
+    with CaptureQueriesContext(connection) as queries:
+        [found] = query.instances(pk=message.pk)
+        assert found == message and found.content == "hi"
+        assert found.conversation == conversation and found.conversation.title == "t"
+    assert len(queries) == 1  # the conversation came with the message
+    for field in Conversation._meta.concrete_fields:
+        assert getattr(found.conversation, field.attname) == getattr(conversation, field.attname)
