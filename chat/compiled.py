@@ -28,8 +28,9 @@ from django.db.models.query import get_related_populators
 
 M = TypeVar("M", bound=Model)
 
-# Stand-in parameter values: large and odd enough that no constant of a query equals one.
-_INT_MARKERS = iter(range(7_340_032_117, 7_340_032_117 + 10_000))
+# Stand-in parameter values: large and odd enough that no constant of a query equals one, and
+# within a 32-bit integer column's range (PostgreSQL compiles a lookup out of range as empty).
+_INT_MARKERS = iter(range(1_934_003_117, 1_934_003_117 + 100_000))
 
 
 @dataclass(frozen=True)
