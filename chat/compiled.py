@@ -30,7 +30,7 @@ M = TypeVar("M", bound=Model)
 
 # Stand-in parameter values: large and odd enough that no constant of a query equals one, and
 # within a 32-bit integer column's range (PostgreSQL compiles a lookup out of range as empty).
-_INT_MARKERS = iter(range(1_934_003_117, 1_934_003_117 + 100_000))
+_INT_MARKER = 1_934_003_117
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,10 @@ def _related_populators(klass_info: dict[str, Any], select: Any, alias: str) -> 
     return get_related_populators(klass_info, select, alias)  # type: ignore[call-arg,no-any-return]
 
 
-def _marker(kind: type) -> Any:
+def _marker(kind: type, number: int) -> Any:
+    """The stand-in for a query's parameter `number` (each of a query's differs)."""
     if kind is int:
-        return next(_INT_MARKERS)
+        return _INT_MARKER + number
     if kind is uuid.UUID:
         return uuid.uuid4()
     raise ImproperlyConfigured(f"A compiled query takes int and UUID parameters, not {kind}.")
@@ -94,7 +95,9 @@ class CompiledQuery(Generic[M]):
         )
 
     def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
-        markers = {name: _marker(kind) for name, kind in self.params.items()}
+        markers = {
+            name: _marker(kind, number) for number, (name, kind) in enumerate(self.params.items())
+        }
         queryset = self.build(**markers)
         compiler = queryset.query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
