@@ -68,13 +68,18 @@ def _marker(kind: type, number: int) -> Any:
     raise ImproperlyConfigured(f"A compiled query takes int and UUID parameters, not {kind}.")
 
 
+def _uuid(value: Any) -> uuid.UUID:
+    """A UUID given as one or as its text, as UUIDField takes it."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
 def _slot_for(name: str, marker: Any, prepped: Any) -> _Slot | None:
     """The slot of parameter `name` if `prepped` is its stand-in as the backend takes it."""
     if isinstance(marker, uuid.UUID):
         if prepped == marker:  # a backend with a UUID type (PostgreSQL)
-            return _Slot(name, lambda value: value)
+            return _Slot(name, _uuid)
         if prepped == marker.hex:  # stored as text (SQLite)
-            return _Slot(name, lambda value: value.hex)
+            return _Slot(name, lambda value: _uuid(value).hex)
         return None
     if type(prepped) is int and prepped == marker:
         return _Slot(name, int)

@@ -100,3 +100,12 @@ def test_instances_with_their_select_related_rows(user):
     assert len(queries) == 1  # the conversation came with the message
     for field in Conversation._meta.concrete_fields:
         assert getattr(found.conversation, field.attname) == getattr(conversation, field.attname)
+
+
+def test_a_uuid_parameter_may_come_as_text(user):
+    conversation = Conversation.objects.create(owner=user, model="m")
+    query = CompiledQuery(
+        lambda pk: Conversation.objects.filter(pk=pk).values_list("pk"), pk=uuid.UUID
+    )
+    assert query.rows(pk=str(conversation.pk)) == [(conversation.pk,)]
+    assert query.rows(pk=conversation.pk) == [(conversation.pk,)]
