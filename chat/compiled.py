@@ -17,20 +17,23 @@ import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
+from django.db.models.sql import UpdateQuery
 
 M = TypeVar("M", bound=Model)
 
 # Stand-in parameter values: large and odd enough that no constant of a query equals one, and
 # within a 32-bit integer column's range (PostgreSQL compiles a lookup out of range as empty).
 _INT_MARKER = 1_934_003_117
+_DATETIME_MARKER = datetime(1971, 2, 3, 4, 5, 6, 789_000, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,13 @@ def _marker(kind: type, number: int) -> Any:
         return _INT_MARKER + number
     if kind is uuid.UUID:
         return uuid.uuid4()
-    raise ImproperlyConfigured(f"A compiled query takes int and UUID parameters, not {kind}.")
+    if kind is str:
+        return f"\x1fchat.compiled {uuid.uuid4().hex} {number}\x1f"
+    if kind is datetime:
+        return _DATETIME_MARKER + timedelta(microseconds=number)
+    raise ImproperlyConfigured(
+        f"A compiled query takes int, UUID, str and datetime parameters, not {kind}."
+    )
 
 
 def _uuid(value: Any) -> uuid.UUID:
@@ -73,8 +82,15 @@ def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-def _slot_for(name: str, marker: Any, prepped: Any) -> _Slot | None:
+def _slot_for(
+    name: str, marker: Any, prepped: Any, connection: BaseDatabaseWrapper
+) -> _Slot | None:
     """The slot of parameter `name` if `prepped` is its stand-in as the backend takes it."""
+    if isinstance(marker, datetime):
+        adapt = connection.ops.adapt_datetimefield_value
+        return _Slot(name, adapt) if prepped == adapt(marker) else None
+    if isinstance(marker, str):
+        return _Slot(name, str) if prepped == marker else None
     if isinstance(marker, uuid.UUID):
         if prepped == marker:  # a backend with a UUID type (PostgreSQL)
             return _Slot(name, _uuid)
@@ -86,9 +102,35 @@ def _slot_for(name: str, marker: Any, prepped: Any) -> _Slot | None:
     return None
 
 
+def _slots(
+    sql: str, params: Any, markers: dict[str, Any], connection: BaseDatabaseWrapper
+) -> tuple[Any, ...]:
+    """The SQL's parameters: constants, and a _Slot where a parameter's stand-in went."""
+    slots: list[Any] = []
+    found: list[str] = []
+    for value in params:
+        slot = next(
+            (
+                s
+                for name, marker in markers.items()
+                if (s := _slot_for(name, marker, value, connection)) is not None
+            ),
+            None,
+        )
+        if slot is not None:
+            found.append(slot.name)
+        slots.append(slot if slot is not None else value)
+    if set(found) != set(markers):
+        raise ImproperlyConfigured(
+            f"Each parameter of a compiled query must reach its SQL: {found} in {sql}"
+        )
+    return tuple(slots)
+
+
 class CompiledQuery(Generic[M]):
     """`build(**params)` compiled once per connection. `params` names each parameter's type
-    (int or UUID); each must reach the SQL as a parameter (once or more). `rows` answers the
+    (int, UUID, str or an aware datetime); each must reach the SQL as a parameter (once or
+    more). `rows` answers the
     selected columns as tuples, converted as `values_list` converts them; `instances` answers
     model instances of a query that selects whole rows (or `only` some fields)."""
 
@@ -99,38 +141,24 @@ class CompiledQuery(Generic[M]):
             weakref.WeakKeyDictionary()
         )
 
-    def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
-        markers = {
+    def _markers(self) -> dict[str, Any]:
+        return {
             name: _marker(kind, number) for number, (name, kind) in enumerate(self.params.items())
         }
+
+    def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
+        markers = self._markers()
         queryset = self.build(**markers)
         compiler = queryset.query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
-        slots: list[Any] = []
-        found: list[str] = []
-        for value in params:
-            slot = next(
-                (
-                    s
-                    for name, marker in markers.items()
-                    if (s := _slot_for(name, marker, value)) is not None
-                ),
-                None,
-            )
-            if slot is not None:
-                found.append(slot.name)
-            slots.append(slot if slot is not None else value)
-        if set(found) != set(markers):
-            raise ImproperlyConfigured(
-                f"Each parameter of a compiled query must reach its SQL: {found} in {sql}"
-            )
+        slots = _slots(sql, params, markers, connection)
         expressions = [column for column, _, _ in compiler.select]
         klass_info = compiler.klass_info or {"model": queryset.model, "select_fields": [0]}
         fields = klass_info["select_fields"]
         columns = slice(fields[0], fields[-1] + 1)
         return _Compiled(
             sql,
-            tuple(slots),
+            slots,
             compiler.get_converters(expressions),
             klass_info["model"],
             columns,
@@ -138,11 +166,15 @@ class CompiledQuery(Generic[M]):
             tuple(_related_populators(klass_info, compiler.select, connection.alias)),
         )
 
-    def _run(self, params: dict[str, Any]) -> tuple[_Compiled, BaseDatabaseWrapper, list[Any]]:
-        connection = connections[DEFAULT_DB_ALIAS]
+    def _compiled_for(self, connection: BaseDatabaseWrapper) -> _Compiled:
         compiled = self._compiled.get(connection)
         if compiled is None:
             compiled = self._compiled[connection] = self._compile(connection)
+        return compiled
+
+    def _run(self, params: dict[str, Any]) -> tuple[_Compiled, BaseDatabaseWrapper, list[Any]]:
+        connection = connections[DEFAULT_DB_ALIAS]
+        compiled = self._compiled_for(connection)
         values = [p.prep(params[p.name]) if isinstance(p, _Slot) else p for p in compiled.params]
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, values)
@@ -182,3 +214,45 @@ class CompiledQuery(Generic[M]):
 
     async def ainstances(self, **params: Any) -> list[M]:
         return await sync_to_async(self.instances)(**params)
+
+
+class CompiledUpdate(Generic[M]):
+    """`queryset.update(**values)`, with `build(**params)` answering (queryset, values),
+    compiled once per connection; `execute` answers the number of rows updated. For an update
+    of the model's own columns (no signals are sent, as `QuerySet.update` sends none)."""
+
+    def __init__(
+        self, build: Callable[..., tuple[QuerySet[M, Any], dict[str, Any]]], /, **params: type
+    ):
+        self.build = build
+        self.params = params
+        self._compiled: weakref.WeakKeyDictionary[BaseDatabaseWrapper, tuple[str, tuple[Any, ...]]]
+        self._compiled = weakref.WeakKeyDictionary()
+
+    def _compile(self, connection: BaseDatabaseWrapper) -> tuple[str, tuple[Any, ...]]:
+        markers = {
+            name: _marker(kind, number) for number, (name, kind) in enumerate(self.params.items())
+        }
+        queryset, values = self.build(**markers)
+        query: Any = queryset.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        compiler = query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        if query.related_updates:
+            raise ImproperlyConfigured("A compiled update changes its own model's columns only.")
+        return sql, _slots(sql, params, markers, connection)
+
+    def execute(self, **params: Any) -> int:
+        connection = connections[DEFAULT_DB_ALIAS]
+        compiled = self._compiled.get(connection)
+        if compiled is None:
+            compiled = self._compiled[connection] = self._compile(connection)
+        sql, slots = compiled
+        values = [p.prep(params[p.name]) if isinstance(p, _Slot) else p for p in slots]
+        with transaction.mark_for_rollback_on_error(using=connection.alias):
+            with connection.cursor() as cursor:
+                cursor.execute(sql, values)
+                return int(cursor.rowcount)
+
+    async def aexecute(self, **params: Any) -> int:
+        return await sync_to_async(self.execute)(**params)

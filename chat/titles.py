@@ -10,7 +10,7 @@ import uuid
 from channels.db import database_sync_to_async
 
 from . import events, fragments
-from .compiled import CompiledQuery
+from .compiled import CompiledQuery, CompiledUpdate
 from .models import Conversation, Message
 from .streaming.upstream import chat_completions_client
 
@@ -85,7 +85,17 @@ def _title_request(conversation_id: uuid.UUID) -> tuple[Conversation, str] | Non
     return conversation, transcript
 
 
-# Read for every new conversation's title: compiled once (chat.compiled).
+# Read and written for every new conversation's title: compiled once (chat.compiled). The title
+# is replaced only if it is still the first words it was asked for.
+_RETITLE = CompiledUpdate[Conversation](
+    lambda pk, old, new: (
+        Conversation.objects.filter(pk=pk, title_source=Conversation.TitleSource.WORDS, title=old),
+        {"title": new, "title_source": Conversation.TitleSource.MODEL},
+    ),
+    pk=uuid.UUID,
+    old=str,
+    new=str,
+)
 _CONVERSATION = CompiledQuery(
     lambda pk: Conversation.objects.filter(pk=pk).order_by()[:1], pk=uuid.UUID
 )
@@ -125,11 +135,7 @@ async def title_generate(conversation_id: uuid.UUID) -> None:
         title = clean_title(stream.completion.content)
         if not title_improves(generated=title, current=conversation.title):
             return
-        updated = await Conversation.objects.filter(
-            pk=conversation_id,
-            title_source=Conversation.TitleSource.WORDS,
-            title=conversation.title,
-        ).aupdate(title=title, title_source=Conversation.TitleSource.MODEL)
+        updated = await _RETITLE.aexecute(pk=conversation_id, old=conversation.title, new=title)
         if updated:
             conversation.title = title
             # Drawn once here for every tab (they would each read the conversation again).

@@ -109,3 +109,53 @@ def test_a_uuid_parameter_may_come_as_text(user):
     )
     assert query.rows(pk=str(conversation.pk)) == [(conversation.pk,)]
     assert query.rows(pk=conversation.pk) == [(conversation.pk,)]
+
+
+def test_an_update_changes_what_queryset_update_changes(user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat.compiled import CompiledUpdate
+
+    conversation = Conversation.objects.create(owner=user, model="m")
+    pending = Message.objects.create(conversation=conversation, role="assistant", status="pending")
+    done = Message.objects.create(conversation=conversation, role="assistant", status="complete")
+    claim = CompiledUpdate(
+        lambda pk, worker, until: (
+            Message.objects.filter(pk=pk, status="pending"),
+            {"status": "streaming", "lease_owner": worker, "lease_expires": until},
+        ),
+        pk=int,
+        worker=str,
+        until=datetime,
+    )
+    until = timezone.now() + timedelta(seconds=15)
+    assert claim.execute(pk=pending.pk, worker="w'1", until=until) == 1
+    assert claim.execute(pk=pending.pk, worker="w2", until=until) == 0  # not pending any more
+    assert claim.execute(pk=done.pk, worker="w2", until=until) == 0
+    pending.refresh_from_db()
+    assert (pending.status, pending.lease_owner, pending.lease_expires) == (
+        "streaming",
+        "w'1",
+        until,
+    )
+    done.refresh_from_db()
+    assert done.status == "complete" and done.lease_owner == ""
+
+
+def test_an_update_with_str_parameters_in_its_filter(user):
+    from chat.compiled import CompiledUpdate
+
+    first = Conversation.objects.create(owner=user, model="m", title="Old")
+    second = Conversation.objects.create(owner=user, model="m", title="Other")
+    retitle = CompiledUpdate(
+        lambda pk, old, new: (Conversation.objects.filter(pk=pk, title=old), {"title": new}),
+        pk=uuid.UUID,
+        old=str,
+        new=str,
+    )
+    assert retitle.execute(pk=first.pk, old="Other", new="x") == 0
+    assert retitle.execute(pk=first.pk, old="Old", new="New “title”") == 1
+    assert Conversation.objects.get(pk=first.pk).title == "New “title”"
+    assert Conversation.objects.get(pk=second.pk).title == "Other"
