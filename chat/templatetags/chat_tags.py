@@ -57,6 +57,42 @@ def chat_url(name: str, *args: Any) -> str:
 
 
 @register.simple_tag
+def sidebar_items(sidebar: SidebarPage) -> SafeString:
+    """The sidebar's `items` partial: the `items-markup` partial of templates/chat/_sidebar.html,
+    byte for byte, built here (the list page draws nothing else)."""
+    escape = articles.escape
+    url = escape(links.url("chat:conversation_sidebar"))
+    mode = listed = more = ""
+    if sidebar.archived and sidebar.first:
+        back = f"{url}?current={escape(sidebar.current)}" if sidebar.current else url
+        mode = (
+            '\n  <li class="list-mode">Archived\n'
+            f'    <button type="button" class="link" hx-get="{back}"\n'
+            '            hx-target="#conversation-list" hx-swap="innerHTML">Back to all</button>'
+            "</li>\n"
+        )
+    if sidebar.entries:
+        listed = f"\n  {sidebar_entries(sidebar)}\n"
+    elif sidebar.first:
+        if sidebar.query:
+            text = f"Nothing matches “{escape(sidebar.query)}”."
+        elif sidebar.archived:
+            text = "No archived conversations."
+        else:
+            text = "No conversations yet."
+        listed = f'\n  <li class="muted">{text}</li>\n'
+    if sidebar.next_cursor:
+        more = (
+            '\n  <li class="load-more">\n'
+            f'    <button type="button" hx-get="{url}?{escape(sidebar.next_params)}"\n'
+            '            hx-trigger="click, intersect once" hx-target="closest li" '
+            'hx-swap="outerHTML">Show more</button>\n'
+            "  </li>\n"
+        )
+    return mark_safe(f"\n{mode}\n{listed}\n{more}\n")
+
+
+@register.simple_tag
 def sidebar_entries(sidebar: SidebarPage) -> SafeString:
     """The sidebar's list items: built here rather than in a template loop, which cost about
     0.1 ms an entry, most of a page's time with 50 of them."""
