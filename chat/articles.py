@@ -1,5 +1,6 @@
 """A message's `<article>` built in Python: the same markup, byte for byte, as the
-`message-article` partial of templates/chat/conversation.html draws it.
+`message-article` partial of templates/chat/conversation.html draws it (and the `title`
+partial, sent to every tab when a title is generated).
 
 The template engine took 0.4-0.6 ms a message (60-100 nodes), most of a conversation page;
 this takes a few dozen microseconds. The template stays the source of truth, and
@@ -20,7 +21,7 @@ from typing import Any
 from django.template.defaultfilters import floatformat, linebreaksbr
 
 from . import links
-from .models import Message
+from .models import Conversation, Message
 
 _OOB = ' hx-swap-oob="true"'
 _OOB_ATTR = 'hx-swap-oob="true" '
@@ -334,3 +335,14 @@ def feedback(message: Message, *, saved: str = "") -> str:
         "</button>\n"
         f"  {note}\n  {comment}\n</form>\n"
     )
+
+
+def conversation_title(conversation: Conversation, *, oob: bool, oob_sidebar: bool) -> str:
+    """The `title` partial: the page header, and with `oob_sidebar` the sidebar's entry."""
+    title = _text(conversation.title or "New conversation")
+    sidebar = (
+        f'<a id="conv-link-{conversation.pk}" hx-swap-oob="innerHTML">{title}</a>'
+        if oob_sidebar
+        else ""
+    )
+    return f'\n<h1 id="conversation-title"{_OOB if oob else ""}>{title}</h1>\n{sidebar}\n'

@@ -198,6 +198,4 @@ def _fetcher(conversation_id: uuid.UUID, message_id: int, tag: str, *, hidden: b
 
 def conversation_title(conversation: Conversation) -> str:
     """The page header and the sidebar entry, after a rename or a generated title."""
-    return render_to_string(
-        TITLE_TEMPLATE, {"conversation": conversation, "oob": True, "oob_sidebar": True}
-    )
+    return articles.conversation_title(conversation, oob=True, oob_sidebar=True)

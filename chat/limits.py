@@ -21,6 +21,7 @@ from django.core.cache import cache
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from .compiled import CompiledQuery
 from .models import Message, UsageLimit
 
 
@@ -43,6 +44,13 @@ class Limits:
 FIELDS = ("concurrent_replies", "messages_per_minute", "tokens_per_day", "conversations_per_minute")
 
 
+# The user's own row and their groups' (read for every reply and conversation started).
+_USAGE_LIMITS = CompiledQuery(
+    lambda user: UsageLimit.objects.filter(Q(user_id=user) | Q(group__user=user)),
+    user=int,
+)
+
+
 def limits_for(user: AbstractBaseUser) -> Limits:
     values = {
         "concurrent_replies": settings.CHAT_LIMIT_CONCURRENT_REPLIES,
@@ -50,7 +58,7 @@ def limits_for(user: AbstractBaseUser) -> Limits:
         "tokens_per_day": settings.CHAT_LIMIT_TOKENS_PER_DAY,
         "conversations_per_minute": settings.CHAT_LIMIT_CONVERSATIONS_PER_MINUTE,
     }
-    rows = list(UsageLimit.objects.filter(Q(user_id=user.pk) | Q(group__user=user.pk)))
+    rows = _USAGE_LIMITS.instances(user=user.pk)
     own = [row for row in rows if row.user_id == user.pk]
     for name in FIELDS:
         mine = [getattr(row, name) for row in own if getattr(row, name) is not None]

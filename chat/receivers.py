@@ -1,4 +1,5 @@
-"""Signal receivers: a logout or a deactivation closes the user's open WebSockets.
+"""Signal receivers: a logout or a deactivation closes the user's open WebSockets; a login's
+session is read by the session user backend (chat.backends).
 
 Connected in `ChatConfig.ready`. Who receives the event is decided here (the user's sockets,
 or one session's); `chat.events` delivers it, after the change is committed.
@@ -11,13 +12,14 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.signals import user_logged_out
+from django.contrib.auth import BACKEND_SESSION_KEY
+from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from . import events
+from . import backends, events
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,21 @@ def close_sockets_on_logout(
     transaction.on_commit(
         functools.partial(_send, events.session_closed_sync, user.pk, session_key)
     )
+
+
+@receiver(user_logged_in, dispatch_uid="chat.hand_the_session_to_the_session_user_backend")
+def hand_the_session_to_the_session_user_backend(
+    sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
+) -> None:
+    """A login Django's ModelBackend made is read back, on every request, by the session user
+    backend (the same user, read by a compiled query), where that backend is listed."""
+    session = getattr(request, "session", None)
+    if (
+        session is not None
+        and session.get(BACKEND_SESSION_KEY) == backends.MODEL_BACKEND
+        and backends.SESSION_USER_BACKEND in settings.AUTHENTICATION_BACKENDS
+    ):
+        session[BACKEND_SESSION_KEY] = backends.SESSION_USER_BACKEND
 
 
 @receiver(

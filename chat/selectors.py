@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections import defaultdict
@@ -18,6 +19,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from .compiled import CompiledQuery
 from .models import ACTIVE_STATUSES, Conversation, Message
 
 SIDEBAR_PAGE_SIZE = 50
@@ -134,21 +136,24 @@ def conversation_sidebar_page(
     Older). Archived conversations are listed only when `archived`; a search finds every
     conversation, archived or not."""
     today = today or timezone.localdate()
-    conversations = conversation_list_for_user(user=user)
     page = SidebarPage(query=query.strip(), archived=archived, current=current, first=not cursor)
     pinned: list[ConversationLink] = []
-    if page.query:
-        conversations = conversation_search(conversations, query=page.query)
-    else:
-        conversations = conversations.filter(archived=archived)
-        if not archived:
-            if page.first:
-                pinned = _links(conversations.filter(pinned=True)[:SIDEBAR_PAGE_SIZE])
-            conversations = conversations.filter(pinned=False)
-    conversations = conversations.order_by("-updated", "-pk")
-    if cursor:
-        conversations = _after_cursor(conversations, cursor)
-    found = _links(conversations[: SIDEBAR_PAGE_SIZE + 1])
+    if not page.query and not archived and page.first:
+        pinned = _link_rows(_SIDEBAR_PINNED, owner=user.pk)
+    if page.query or cursor:
+        conversations = conversation_list_for_user(user=user)
+        if page.query:
+            conversations = conversation_search(conversations, query=page.query)
+        else:
+            conversations = conversations.filter(archived=archived)
+            if not archived:
+                conversations = conversations.filter(pinned=False)
+        conversations = conversations.order_by("-updated", "-pk")
+        if cursor:
+            conversations = _after_cursor(conversations, cursor)
+        found = _links(conversations[: SIDEBAR_PAGE_SIZE + 1])
+    else:  # the first page, as every page load asks for it: the same query, compiled once
+        found = _link_rows(_SIDEBAR_FIRST[archived], owner=user.pk)
     page.entries = [("Pinned" if i == 0 else "", c) for i, c in enumerate(pinned)]
     group = last_group
     starts = group_starts(today)
@@ -164,13 +169,53 @@ def conversation_sidebar_page(
 
 
 def _links(conversations: QuerySet[Conversation]) -> list[ConversationLink]:
-    return [ConversationLink(*row) for row in conversations.values_list("pk", "title", "updated")]
+    return [ConversationLink(*row) for row in conversations.values_list(*ConversationLink._fields)]
+
+
+def _link_rows(query: CompiledQuery[Conversation], *, owner: int | None) -> list[ConversationLink]:
+    if owner is None:
+        return []
+    return [ConversationLink(*row) for row in query.rows(owner=owner)]
+
+
+def _sidebar_first(*, archived: bool) -> CompiledQuery[Conversation]:
+    """The first page of the list without a search (pinned ones aside, unless archived): what
+    `conversation_sidebar_page` builds for a page after a cursor, without one."""
+
+    def build(owner: int) -> QuerySet[Conversation]:
+        conversations = Conversation.objects.filter(owner_id=owner, archived=archived)
+        if not archived:
+            conversations = conversations.filter(pinned=False)
+        return conversations.order_by("-updated", "-pk").values_list(*ConversationLink._fields)[
+            : SIDEBAR_PAGE_SIZE + 1
+        ]
+
+    return CompiledQuery(build, owner=int)
+
+
+_SIDEBAR_FIRST = {archived: _sidebar_first(archived=archived) for archived in (False, True)}
+_SIDEBAR_PINNED = CompiledQuery(
+    lambda owner: (
+        Conversation.objects.filter(owner_id=owner, archived=False, pinned=True)
+        .order_by("-updated")
+        .values_list(*ConversationLink._fields)[:SIDEBAR_PAGE_SIZE]
+    ),
+    owner=int,
+)
+_CONVERSATION_FOR_USER = CompiledQuery(
+    lambda owner, pk: Conversation.objects.filter(owner_id=owner, pk=pk).order_by()[:1],
+    owner=int,
+    pk=uuid.UUID,
+)
 
 
 def conversation_for_user(
     *, user: AbstractBaseUser | AnonymousUser, conversation_id: uuid.UUID
 ) -> Conversation | None:
-    conversation = conversation_list_for_user(user=user).filter(pk=conversation_id).first()
+    if user.pk is None:
+        return None
+    found = _CONVERSATION_FOR_USER.instances(owner=user.pk, pk=conversation_id)
+    conversation = found[0] if found else None
     if conversation is not None and isinstance(user, User):
         conversation.owner = user  # the owner, as the query says: not read again for limits
     return conversation
@@ -179,9 +224,10 @@ def conversation_for_user(
 async def aconversation_for_user(
     *, user: AbstractBaseUser | AnonymousUser, conversation_id: uuid.UUID
 ) -> Conversation | None:
-    if not user.is_authenticated:
+    if not user.is_authenticated or user.pk is None:
         return None
-    return await conversation_list_for_user(user=user).filter(pk=conversation_id).afirst()
+    found = await _CONVERSATION_FOR_USER.ainstances(owner=user.pk, pk=conversation_id)
+    return found[0] if found else None
 
 
 class MessageNode:
@@ -229,12 +275,26 @@ class MessageNode:
 
 def message_tree(*, conversation: Conversation) -> list[MessageNode]:
     """Every message of the conversation but the system's, without the texts."""
-    rows = (
-        conversation.messages.exclude(role=Message.Role.SYSTEM)
+    return [MessageNode(*row) for row in _MESSAGE_TREE.rows(conversation=conversation.pk)]
+
+
+_MESSAGE_TREE = CompiledQuery(
+    lambda conversation: (
+        Message.objects.filter(conversation_id=conversation)
+        .exclude(role=Message.Role.SYSTEM)
         .order_by("created", "id")
         .values_list(*MessageNode.FIELDS)
-    )
-    return [MessageNode(*row) for row in rows]
+    ),
+    conversation=uuid.UUID,
+)
+_TURN_TREE = CompiledQuery(
+    lambda conversation: (
+        Message.objects.filter(conversation_id=conversation)
+        .order_by("created", "id")
+        .values_list(*MessageNode.FIELDS, "idempotency_key")
+    ),
+    conversation=uuid.UUID,
+)
 
 
 def annotate_versions(messages: Iterable[Message]) -> list[Message]:
@@ -285,9 +345,7 @@ class TurnState(NamedTuple):
 
 
 def turn_state(*, conversation: Conversation, idempotency_key: uuid.UUID | None) -> TurnState:
-    rows = conversation.messages.order_by("created", "id").values_list(
-        *MessageNode.FIELDS, "idempotency_key"
-    )
+    rows = _TURN_TREE.rows(conversation=conversation.pk)
     shown: list[Any] = []
     busy = submitted = False
     for *fields, key in rows:
@@ -320,19 +378,47 @@ def active_path(*, conversation: Conversation) -> list[Message]:
 def path_to(*, message: Message, fields: tuple[str, ...] = ()) -> list[Message]:
     """The messages before `message` on its branch, the first turn first. (The tree is read
     without the texts; only the path's messages are read, whole or with `fields` only.)"""
-    parents = dict(
-        Message.objects.filter(conversation_id=message.conversation_id).values_list(
-            "pk", "parent_id"
-        )
-    )
+    parents = dict(_MESSAGE_PARENTS.rows(conversation=message.conversation_id))
     ids: list[int] = []
     parent_id = message.parent_id
     while parent_id is not None and parent_id in parents:
         ids.append(parent_id)
         parent_id = parents[parent_id]
-    messages = Message.objects.only(*fields) if fields else Message.objects.all()
-    by_id = messages.in_bulk(ids)
+    if not ids:
+        return []
+    if len(ids) <= _COMPILED_PATH_LENGTH:
+        found = _path_messages(len(ids), fields).instances(
+            **{f"id{i}": pk for i, pk in enumerate(ids)}
+        )
+        by_id = {message.pk: message for message in found}
+    else:
+        messages = Message.objects.only(*fields) if fields else Message.objects.all()
+        by_id = messages.in_bulk(ids)
     return [by_id[pk] for pk in reversed(ids) if pk in by_id]
+
+
+# A branch up to this long is read by a query compiled once per length (and fields): a reply's
+# model messages are read for every reply.
+_COMPILED_PATH_LENGTH = 40
+
+
+@functools.lru_cache(maxsize=4 * _COMPILED_PATH_LENGTH)
+def _path_messages(count: int, fields: tuple[str, ...]) -> CompiledQuery[Message]:
+    def build(**ids: int) -> QuerySet[Message]:
+        messages = Message.objects.only(*fields) if fields else Message.objects.all()
+        return messages.filter(pk__in=list(ids.values())).order_by()
+
+    return CompiledQuery(build, **{f"id{i}": int for i in range(count)})
+
+
+_MESSAGE_PARENTS = CompiledQuery[Message](
+    lambda conversation: (
+        Message.objects.filter(conversation_id=conversation)
+        .order_by()
+        .values_list("pk", "parent_id")
+    ),
+    conversation=uuid.UUID,
+)
 
 
 # What `model_messages` reads of each earlier message: not its rendered HTML, the largest field.
@@ -340,13 +426,15 @@ MODEL_MESSAGE_FIELDS = ("role", "content", "tool_calls", "tool_call_id")
 
 
 async def active_reply_ids(*, conversation_id: uuid.UUID) -> list[int]:
-    return [
-        pk
-        async for pk in Message.objects.filter(conversation_id=conversation_id)
-        .replies()
-        .active()
-        .values_list("pk", flat=True)
-    ]
+    return [pk for (pk,) in await _ACTIVE_REPLY_IDS.arows(conversation=conversation_id)]
+
+
+_ACTIVE_REPLY_IDS = CompiledQuery[Message](
+    lambda conversation: (
+        Message.objects.filter(conversation_id=conversation).replies().active().values_list("pk")
+    ),
+    conversation=uuid.UUID,
+)
 
 
 async def amessage_in_conversation(

@@ -6,15 +6,17 @@ import contextlib
 import functools
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import events, fragments, limits, selectors
+from .compiled import CompiledQuery, CompiledUpdate
 from .markdown import render_markdown
 from .models import Conversation, Message
 
@@ -227,17 +229,34 @@ def reply_stop(*, reply: Message) -> None:
 
 async def reply_claim(*, message_id: int, worker_id: str) -> Message | None:
     """Take a pending reply for this worker; None if it is not pending (taken, cancelled)."""
-    now = timezone.now()
-    claimed = await Message.objects.filter(
-        pk=message_id, role=Message.Role.ASSISTANT, status=Message.Status.PENDING
-    ).aupdate(
-        status=Message.Status.STREAMING,
-        lease_owner=worker_id,
-        lease_expires=now + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
-    )
-    if not claimed:
+    lease_expires = timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+    return await sync_to_async(_claim)(message_id, worker_id, lease_expires)
+
+
+def _claim(message_id: int, worker_id: str, lease_expires: datetime) -> Message | None:
+    # Two statements, each committed on its own as before, in one trip to a thread.
+    if not _CLAIM.execute(pk=message_id, worker=worker_id, until=lease_expires):
         return None
-    return await Message.objects.select_related("conversation").aget(pk=message_id)
+    found = _CLAIMED_REPLY.instances(pk=message_id)
+    if not found:
+        raise Message.DoesNotExist(message_id)
+    return found[0]
+
+
+# Run once for every reply a worker takes (chat.compiled).
+_CLAIM = CompiledUpdate[Message](
+    lambda pk, worker, until: (
+        Message.objects.filter(pk=pk, role=Message.Role.ASSISTANT, status=Message.Status.PENDING),
+        {"status": Message.Status.STREAMING, "lease_owner": worker, "lease_expires": until},
+    ),
+    pk=int,
+    worker=str,
+    until=datetime,
+)
+_CLAIMED_REPLY = CompiledQuery[Message](
+    lambda pk: Message.objects.select_related("conversation").filter(pk=pk).order_by()[:1],
+    pk=int,
+)
 
 
 async def reply_checkpoint(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:

@@ -10,6 +10,7 @@ import uuid
 from channels.db import database_sync_to_async
 
 from . import events, fragments
+from .compiled import CompiledQuery, CompiledUpdate
 from .models import Conversation, Message
 from .streaming.upstream import chat_completions_client
 
@@ -71,17 +72,43 @@ def title_improves(*, generated: str, current: str) -> bool:
 def _title_request(conversation_id: uuid.UUID) -> tuple[Conversation, str] | None:
     """The conversation and the transcript its title is asked for, read in one trip to the
     database; None if its title is not the first words any more."""
-    conversation = Conversation.objects.get(pk=conversation_id)
+    found = _CONVERSATION.instances(pk=conversation_id)
+    if not found:
+        raise Conversation.DoesNotExist(conversation_id)
+    conversation = found[0]
     if conversation.title_source != Conversation.TitleSource.WORDS:
         return None
-    turns = conversation.messages.filter(
-        role__in=[Message.Role.USER, Message.Role.ASSISTANT]
-    ).order_by("id")[:2]
     transcript = "\n".join(
         f"{role.capitalize()}: {content[:2000]}"
-        for role, content in turns.values_list("role", "content")
+        for role, content in _FIRST_TURNS.rows(conversation=conversation_id)
     )
     return conversation, transcript
+
+
+# Read and written for every new conversation's title: compiled once (chat.compiled). The title
+# is replaced only if it is still the first words it was asked for.
+_RETITLE = CompiledUpdate[Conversation](
+    lambda pk, old, new: (
+        Conversation.objects.filter(pk=pk, title_source=Conversation.TitleSource.WORDS, title=old),
+        {"title": new, "title_source": Conversation.TitleSource.MODEL},
+    ),
+    pk=uuid.UUID,
+    old=str,
+    new=str,
+)
+_CONVERSATION = CompiledQuery(
+    lambda pk: Conversation.objects.filter(pk=pk).order_by()[:1], pk=uuid.UUID
+)
+_FIRST_TURNS = CompiledQuery[Message](
+    lambda conversation: (
+        Message.objects.filter(
+            conversation_id=conversation, role__in=[Message.Role.USER, Message.Role.ASSISTANT]
+        )
+        .order_by("id")
+        .values_list("role", "content")[:2]
+    ),
+    conversation=uuid.UUID,
+)
 
 
 async def title_generate(conversation_id: uuid.UUID) -> None:
@@ -108,11 +135,7 @@ async def title_generate(conversation_id: uuid.UUID) -> None:
         title = clean_title(stream.completion.content)
         if not title_improves(generated=title, current=conversation.title):
             return
-        updated = await Conversation.objects.filter(
-            pk=conversation_id,
-            title_source=Conversation.TitleSource.WORDS,
-            title=conversation.title,
-        ).aupdate(title=title, title_source=Conversation.TitleSource.MODEL)
+        updated = await _RETITLE.aexecute(pk=conversation_id, old=conversation.title, new=title)
         if updated:
             conversation.title = title
             # Drawn once here for every tab (they would each read the conversation again).

@@ -204,9 +204,12 @@ SESSION_ENGINE = (
 # DJANGO_LOGIN_FAILURE_LIMIT failures for one username, or from one address, logins for it
 # are refused, even with the right password, for DJANGO_LOGIN_COOLOFF_MINUTES. The address
 # is REMOTE_ADDR, which daphne --proxy-headers takes from nginx's X-Forwarded-For.
+# Django's ModelBackend checks passwords; a logged-in session's user is read on every request
+# by chat.backends.SessionUserBackend (the same rules, a query compiled once).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    "chat.backends.SessionUserBackend",
 ]
 AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
 AXES_FAILURE_LIMIT = env_int("DJANGO_LOGIN_FAILURE_LIMIT", 5)

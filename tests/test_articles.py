@@ -218,3 +218,16 @@ def test_the_message_list_draws_each_message_as_its_partial_does(csrf_token):
     empty = render_to_string("chat/conversation.html#message-list", {"messages": []})
     drawn = render_to_string("chat/conversation.html#message-list", context)
     assert drawn == empty[:1] + each + empty[1:]
+
+
+@pytest.mark.parametrize("title", ["", "A title", HOSTILE, "  spaced  "])
+@pytest.mark.parametrize(("oob", "oob_sidebar"), [(True, True), (True, False), (False, False)])
+def test_the_title_is_the_templates(title: str, oob: bool, oob_sidebar: bool):
+    from chat.models import Conversation
+
+    conversation = Conversation(id=CONVERSATION, title=title)
+    context = {"conversation": conversation, "oob": oob, "oob_sidebar": oob_sidebar}
+    expected = render_to_string(fragments.TITLE_TEMPLATE, context)
+    assert articles.conversation_title(conversation, oob=oob, oob_sidebar=oob_sidebar) == expected
+    if oob and oob_sidebar:
+        assert fragments.conversation_title(conversation) == expected

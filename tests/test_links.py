@@ -44,3 +44,25 @@ def test_other_arguments_are_reversed_as_django_does():
     assert links.url("chat:conversation_detail", str(CONVERSATION)) == reverse(
         "chat:conversation_detail", args=[str(CONVERSATION)]
     )
+
+
+def test_the_page_head_is_what_static_and_htmx_script_draw(settings):
+    """`{% asset %}` and `{% htmx_scripts %}` (found once per process) draw what Django's
+    `{% static %}` and django-htmx's `{% htmx_script %}` draw, for each STATIC_URL."""
+    from django.template import engines
+
+    engine = engines["django"]
+    ours = engine.from_string(
+        "{% load chat_tags %}{% asset 'chat/chat.css' %}|{% asset 'a b&c.js' %}|"
+        '{% htmx_scripts "hx-ws" %}'
+    )
+    django_s = engine.from_string(
+        "{% load static django_htmx %}{% static 'chat/chat.css' %}|{% static 'a b&c.js' %}|"
+        '{% htmx_script extensions="hx-ws" %}'
+    )
+    for static_url in ("/static/", "/assets/"):
+        settings.STATIC_URL = static_url
+        assert ours.render({}) == django_s.render({})
+        assert static_url in ours.render({})
+    nonce = {"csp_nonce": "n0nce"}
+    assert ours.render(nonce).split("|")[2] == django_s.render(nonce).split("|")[2]

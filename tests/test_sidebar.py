@@ -185,3 +185,41 @@ def test_the_day_groups_follow_the_local_day(zone):
                 when = noon + timedelta(seconds=rng.uniform(-12 * 86400, 2 * 86400))
                 group = next((g for start, g in starts if when >= start), "Older")
                 assert group == by_day(timezone.localdate(when), today), when
+
+
+def test_the_items_are_the_templates_markup_in_every_state():
+    """chat_tags.sidebar_items builds the `items` partial: byte for byte the `items-markup`
+    partial, for every state the list can be in."""
+    import itertools
+    import uuid
+
+    from django.template.loader import render_to_string
+
+    from chat.templatetags.chat_tags import sidebar_items
+
+    now = timezone.now()
+    entries = [
+        ("Pinned", selectors.ConversationLink(uuid.uuid4(), "<b>pinned</b> & co", now)),
+        ("", selectors.ConversationLink(uuid.uuid4(), "", now)),
+        ("Today", selectors.ConversationLink(uuid.uuid4(), "“quoted” 'title'", now)),
+    ]
+    for listed, query, archived, first, current, cursor in itertools.product(
+        [[], entries],
+        ["", "a&b <c>"],
+        [False, True],
+        [False, True],
+        [None, uuid.uuid4()],
+        ["", "x"],
+    ):
+        page = selectors.SidebarPage(
+            entries=listed,
+            query=query,
+            archived=archived,
+            current=current,
+            first=first,
+            next_cursor=f"{now.isoformat()}~{uuid.uuid4()}" if cursor else "",
+            last_group="Today" if cursor else "",
+        )
+        expected = render_to_string("chat/_sidebar.html#items-markup", {"sidebar": page})
+        assert sidebar_items(page) == expected, page
+        assert render_to_string("chat/_sidebar.html#items", {"sidebar": page}) == expected

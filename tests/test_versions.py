@@ -209,3 +209,22 @@ def test_the_model_messages_read_no_rendered_html(conversation):
         sent = selectors.model_messages(conversation=conversation, before=later)
     assert [m["content"] for m in sent] == ["Be brief.", "q1", "a1", "q2"]
     assert not any("content_html" in q["sql"] for q in queries.captured_queries)
+
+
+@pytest.mark.parametrize("compiled_up_to", [0, 2, 40])
+def test_a_branch_is_read_the_same_compiled_or_not(conversation, monkeypatch, compiled_up_to):
+    """A branch of up to selectors._COMPILED_PATH_LENGTH messages is read by a compiled query,
+    a longer one by the ORM: the same messages, in order, with only the fields asked for."""
+    monkeypatch.setattr(selectors, "_COMPILED_PATH_LENGTH", compiled_up_to)
+    turn(conversation, "q1", "a1")
+    first_reply = conversation.messages.get(content="a1")
+    services.reply_regenerate(reply=first_reply)  # another version, off the branch below
+    conversation.messages.filter(status="pending").update(status="complete", content="a1b")
+    turn(conversation, "q2", "a2")
+    _, later = services.message_submit(conversation=conversation, content="q3")
+    path = selectors.path_to(message=later, fields=selectors.MODEL_MESSAGE_FIELDS)
+    assert contents(path) == ["q1", "a1b", "q2", "a2", "q3"]
+    assert all(m.get_deferred_fields() >= {"content_html", "reasoning"} for m in path)
+    whole = selectors.path_to(message=later)
+    assert contents(whole) == contents(path) and not whole[0].get_deferred_fields()
+    assert selectors.path_to(message=conversation.messages.get(content="q1")) == []

@@ -1,12 +1,15 @@
+import functools
 import json
 import uuid
 from datetime import timedelta
 from typing import Any
 
 from django import template
+from django.conf import settings
 from django.template.loader import render_to_string
-from django.utils.html import escape
+from django.templatetags.static import static
 from django.utils.safestring import SafeString, mark_safe
+from django_htmx.jinja import htmx_script
 
 from .. import articles, fragments, links
 from ..article_cache import DrawnArticle
@@ -54,20 +57,86 @@ def chat_url(name: str, *args: Any) -> str:
 
 
 @register.simple_tag
+def sidebar_items(sidebar: SidebarPage) -> SafeString:
+    """The sidebar's `items` partial: the `items-markup` partial of templates/chat/_sidebar.html,
+    byte for byte, built here (the list page draws nothing else)."""
+    escape = articles.escape
+    url = escape(links.url("chat:conversation_sidebar"))
+    mode = listed = more = ""
+    if sidebar.archived and sidebar.first:
+        back = f"{url}?current={escape(sidebar.current)}" if sidebar.current else url
+        mode = (
+            '\n  <li class="list-mode">Archived\n'
+            f'    <button type="button" class="link" hx-get="{back}"\n'
+            '            hx-target="#conversation-list" hx-swap="innerHTML">Back to all</button>'
+            "</li>\n"
+        )
+    if sidebar.entries:
+        listed = f"\n  {sidebar_entries(sidebar)}\n"
+    elif sidebar.first:
+        if sidebar.query:
+            text = f"Nothing matches “{escape(sidebar.query)}”."
+        elif sidebar.archived:
+            text = "No archived conversations."
+        else:
+            text = "No conversations yet."
+        listed = f'\n  <li class="muted">{text}</li>\n'
+    if sidebar.next_cursor:
+        more = (
+            '\n  <li class="load-more">\n'
+            f'    <button type="button" hx-get="{url}?{escape(sidebar.next_params)}"\n'
+            '            hx-trigger="click, intersect once" hx-target="closest li" '
+            'hx-swap="outerHTML">Show more</button>\n'
+            "  </li>\n"
+        )
+    return mark_safe(f"\n{mode}\n{listed}\n{more}\n")
+
+
+@register.simple_tag
 def sidebar_entries(sidebar: SidebarPage) -> SafeString:
     """The sidebar's list items: built here rather than in a template loop, which cost about
     0.1 ms an entry, most of a page's time with 50 of them."""
     # The URL as urls.py has it, formatted for each entry.
     url = links.url("chat:conversation_detail", _ANY_ID).replace(str(_ANY_ID), "{}")
+    current = sidebar.current
     parts = []
     for heading, item in sidebar.entries:
         if heading:
-            parts.append(f'<li class="group-heading"><h2>{escape(heading)}</h2></li>')
-        current = ' aria-current="page"' if item.pk == sidebar.current else ""
-        title = escape(item.title or "New conversation")
-        link = f'<a id="conv-link-{item.pk}" href="{url.format(item.pk)}"{current}>{title}</a>'
-        parts.append(f"<li>{link}</li>")
+            parts.append(f'<li class="group-heading"><h2>{articles.escape(heading)}</h2></li>')
+        pk = str(item.pk)
+        mark = ' aria-current="page"' if item.pk == current else ""
+        title = articles.escape(item.title or "New conversation")
+        parts.append(f'<li><a id="conv-link-{pk}" href="{url.format(pk)}"{mark}>{title}</a></li>')
     return mark_safe("\n".join(parts))
+
+
+# The page head's files: their URLs cannot change while the process runs (the static files
+# storage and its manifest are read at startup), so each is found once per process and setting.
+
+
+@register.simple_tag
+def asset(path: str) -> str:
+    """`{% static path %}`, found once."""
+    return _asset(path, settings.STATIC_URL)
+
+
+@functools.cache
+def _asset(path: str, static_url: str) -> str:
+    return static(path)
+
+
+@register.simple_tag(takes_context=True)
+def htmx_scripts(context: template.Context, extensions: str) -> SafeString:
+    """django-htmx's `{% htmx_script extensions=... %}`, drawn once (per nonce, if any)."""
+    nonce = context.get("csp_nonce")
+    if nonce is not None:
+        return htmx_script(extensions=extensions, nonce=nonce)
+    return _htmx_scripts(extensions, settings.STATIC_URL, settings.DEBUG)
+
+
+@functools.cache
+def _htmx_scripts(extensions: str, static_url: str, debug: bool) -> SafeString:
+    return htmx_script(extensions=extensions)
 
 
 @register.simple_tag(takes_context=True)

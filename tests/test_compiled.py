@@ -1,0 +1,161 @@
+"""chat.compiled: a query compiled once answers what the ORM answers, for every call's values."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from chat.compiled import CompiledQuery
+from chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+def _conversations(owner: int) -> object:
+    return Conversation.objects.filter(owner_id=owner, archived=False).order_by("-updated", "-pk")
+
+
+def test_rows_are_the_orms_for_each_calls_values(user, other_user):
+    for owner, titles in ((user, ["a", "b"]), (other_user, ["c"])):
+        for title in titles:
+            Conversation.objects.create(owner=owner, title=title, model="m")
+    query = CompiledQuery(
+        lambda owner: _conversations(owner).values_list("pk", "title", "updated", "pinned"),
+        owner=int,
+    )
+    for owner in (user, other_user, user):
+        rows = query.rows(owner=owner.pk)
+        assert rows == list(
+            _conversations(owner.pk).values_list("pk", "title", "updated", "pinned")
+        )
+        pk, _, updated, pinned = rows[0]
+        assert isinstance(pk, uuid.UUID) and pinned is False
+        assert isinstance(updated, datetime) and updated.tzinfo is not None
+    assert query.rows(owner=12345) == []
+
+
+def test_instances_are_the_orms(user, other_user):
+    mine = Conversation.objects.create(owner=user, title="mine", model="m", system_prompt="s")
+    Conversation.objects.create(owner=other_user, title="theirs", model="m")
+    query = CompiledQuery(
+        lambda owner, pk: Conversation.objects.filter(owner_id=owner, pk=pk)[:1],
+        owner=int,
+        pk=uuid.UUID,
+    )
+    [found] = query.instances(owner=user.pk, pk=mine.pk)
+    assert found == mine and not found._state.adding
+    for field in Conversation._meta.concrete_fields:
+        assert getattr(found, field.attname) == getattr(mine, field.attname), field.name
+    assert query.instances(owner=other_user.pk, pk=mine.pk) == []  # not the owner: nothing
+
+
+def test_a_uuid_parameter_and_rows_of_messages(user):
+    conversation = Conversation.objects.create(owner=user, model="m")
+    other = Conversation.objects.create(owner=user, model="m")
+    first = Message.objects.create(conversation=conversation, role="user", content="hi")
+    Message.objects.create(conversation=other, role="user", content="elsewhere")
+    query = CompiledQuery(
+        lambda conversation: (
+            Message.objects.filter(conversation_id=conversation)
+            .order_by("id")
+            .values_list("pk", "parent_id", "selected", "created", "idempotency_key")
+        ),
+        conversation=uuid.UUID,
+    )
+    assert query.rows(conversation=conversation.pk) == [(first.pk, None, True, first.created, None)]
+
+
+def test_compiled_once_and_counted_as_a_query(user):
+    query = CompiledQuery(
+        lambda owner: Conversation.objects.filter(owner_id=owner).values_list("pk"), owner=int
+    )
+    with CaptureQueriesContext(connection) as queries:
+        query.rows(owner=user.pk)
+        query.rows(owner=user.pk)
+    assert len(queries) == 2
+    assert len(query._compiled) == 1
+
+
+def test_a_parameter_that_does_not_reach_the_sql_is_refused(user):
+    query = CompiledQuery(lambda owner: Conversation.objects.all().values_list("pk"), owner=int)
+    with pytest.raises(ImproperlyConfigured):
+        query.rows(owner=user.pk)
+
+
+def test_instances_with_their_select_related_rows(user):
+    conversation = Conversation.objects.create(owner=user, title="t", model="m")
+    message = Message.objects.create(conversation=conversation, role="user", content="hi")
+    query = CompiledQuery(
+        lambda pk: Message.objects.select_related("conversation").filter(pk=pk)[:1], pk=int
+    )
+    with CaptureQueriesContext(connection) as queries:
+        [found] = query.instances(pk=message.pk)
+        assert found == message and found.content == "hi"
+        assert found.conversation == conversation and found.conversation.title == "t"
+    assert len(queries) == 1  # the conversation came with the message
+    for field in Conversation._meta.concrete_fields:
+        assert getattr(found.conversation, field.attname) == getattr(conversation, field.attname)
+
+
+def test_a_uuid_parameter_may_come_as_text(user):
+    conversation = Conversation.objects.create(owner=user, model="m")
+    query = CompiledQuery(
+        lambda pk: Conversation.objects.filter(pk=pk).values_list("pk"), pk=uuid.UUID
+    )
+    assert query.rows(pk=str(conversation.pk)) == [(conversation.pk,)]
+    assert query.rows(pk=conversation.pk) == [(conversation.pk,)]
+
+
+def test_an_update_changes_what_queryset_update_changes(user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat.compiled import CompiledUpdate
+
+    conversation = Conversation.objects.create(owner=user, model="m")
+    pending = Message.objects.create(conversation=conversation, role="assistant", status="pending")
+    done = Message.objects.create(conversation=conversation, role="assistant", status="complete")
+    claim = CompiledUpdate(
+        lambda pk, worker, until: (
+            Message.objects.filter(pk=pk, status="pending"),
+            {"status": "streaming", "lease_owner": worker, "lease_expires": until},
+        ),
+        pk=int,
+        worker=str,
+        until=datetime,
+    )
+    until = timezone.now() + timedelta(seconds=15)
+    assert claim.execute(pk=pending.pk, worker="w'1", until=until) == 1
+    assert claim.execute(pk=pending.pk, worker="w2", until=until) == 0  # not pending any more
+    assert claim.execute(pk=done.pk, worker="w2", until=until) == 0
+    pending.refresh_from_db()
+    assert (pending.status, pending.lease_owner, pending.lease_expires) == (
+        "streaming",
+        "w'1",
+        until,
+    )
+    done.refresh_from_db()
+    assert done.status == "complete" and done.lease_owner == ""
+
+
+def test_an_update_with_str_parameters_in_its_filter(user):
+    from chat.compiled import CompiledUpdate
+
+    first = Conversation.objects.create(owner=user, model="m", title="Old")
+    second = Conversation.objects.create(owner=user, model="m", title="Other")
+    retitle = CompiledUpdate(
+        lambda pk, old, new: (Conversation.objects.filter(pk=pk, title=old), {"title": new}),
+        pk=uuid.UUID,
+        old=str,
+        new=str,
+    )
+    assert retitle.execute(pk=first.pk, old="Other", new="x") == 0
+    assert retitle.execute(pk=first.pk, old="Old", new="New “title”") == 1
+    assert Conversation.objects.get(pk=first.pk).title == "New “title”"
+    assert Conversation.objects.get(pk=second.pk).title == "Other"
