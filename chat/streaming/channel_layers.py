@@ -40,6 +40,7 @@ from .redis_wire import RedisWire, encode
 # channels-redis's own logger, whose lines (a member over capacity, on every frame to a socket
 # that stopped reading) stay below the root logger's WARNING, as they did in channels-redis.
 logger = logging.getLogger("channels_redis.core")
+pump_logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_SECONDS = 1.0
 # A cancelled receive is cancelled again this often, this many times, until it ends.
@@ -493,10 +494,23 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                 except ChannelLayerAway as error:
                     self._fail_listeners(pump, error)
                     return
+                except Exception as error:  # say, WRONGTYPE: the listeners must not wait on
+                    pump_logger.error(
+                        "the receive pump of %s stopped: %s: %s", key, type(error).__name__, error
+                    )
+                    self._fail_listeners(pump, ChannelLayerAway(f"receive failed: {error!r}"))
+                    return
                 # Handed over even if nobody listens now: a message for a channel nobody
                 # receives waits in its buffer, as in channels-redis.
                 for content, _ in popped:
-                    self._hand_over(self.deserialize(content))
+                    try:
+                        message = self.deserialize(content)
+                    except Exception:
+                        pump_logger.error(
+                            "the receive pump of %s dropped a message it cannot read", key
+                        )
+                        continue
+                    self._hand_over(message)
         finally:
             for key_, running in list(self._pumps.items()):
                 if running is pump:

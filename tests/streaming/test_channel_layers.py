@@ -377,3 +377,25 @@ async def test_a_wire_selects_its_database_and_reports_redis_errors_as_redis_py_
     redis_server.kill()
     redis_server.start()  # restarted while the wire was idle: its connection is closed
     assert await wire.call("PING") == b"PONG"  # tried once more on a new one
+
+
+async def test_a_pop_redis_refuses_fails_the_listeners_instead_of_leaving_them_waiting(
+    redis_server, caplog
+):
+    """Something else overwrote the process's queue with another type: Redis answers the pop
+    with WRONGTYPE. Every listener fails (a socket closes with 4013 and reconnects), the
+    error is logged, and once the key is fixed a new listener receives again."""
+    sender, layer = layer_on(redis_server), layer_on(redis_server)
+    channel, inbox = await layer.new_channel(), _Inbox()
+    queue = layer.prefix + layer.non_local_name(channel)
+    await sender.connection(0).set(queue, b"not a sorted set")
+    layer.attach(channel, inbox)
+    await inbox.wait_for(1)
+    assert isinstance(inbox.failed, ChannelLayerAway)
+    assert "receive pump" in caplog.text and "WRONGTYPE" in caplog.text
+    await sender.connection(0).delete(queue)
+    again, second = await layer.new_channel(), _Inbox()
+    layer.attach(again, second)
+    await sender.send(again, {"type": "message.delta", "n": 1})
+    await second.wait_for(1)
+    assert second.failed is None and second.items[0]["n"] == 1
