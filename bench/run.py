@@ -179,6 +179,8 @@ class Setup:
     csrf: str = ""
     settings: dict[str, Any] = field(default_factory=dict)  # as the server processes see them
     titles: bool = False  # CHAT_GENERATE_TITLES, off but where a turn's cost is measured
+    # The web processes run the streaming consumer (always, when there are no workers).
+    embedded_worker: bool = False
 
     @property
     def processes(self) -> list[Process]:
@@ -212,7 +214,7 @@ class Setup:
             wrong.append(f"CHAT_COALESCE_MS {self.settings['coalesce_ms']:g}")
         if self.settings["generate_titles"] != self.titles:
             wrong.append(f"CHAT_GENERATE_TITLES {self.settings['generate_titles']}")
-        if self.settings["embedded_worker"] != (self.worker_count == 0):
+        if self.settings["embedded_worker"] != (self.worker_count == 0 or self.embedded_worker):
             wrong.append(f"CHAT_EMBEDDED_WORKER {self.settings['embedded_worker']}")
         if wrong:
             raise RuntimeError(f"{self.name}: the server settings are not the setup's: {wrong}")
@@ -853,6 +855,9 @@ class Bench:
 # --- The whole run -----------------------------------------------------------------------
 
 
+# Where the cluster generates replies (--cluster-generation).
+CLUSTER_GENERATION = "web"
+
 SCENARIOS = ("baseline", "single", "single0", "cluster", "browser", "pages")
 
 
@@ -963,21 +968,27 @@ async def run(
         if "cluster" in only:
             reset_postgres()
             flush_redis()
+            in_web = CLUSTER_GENERATION == "web"
             env = server_env(
                 bench.upstream,
                 30,
                 DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{PG_DB}",
                 REDIS_URL=REDIS_URL,
+                CHAT_EMBEDDED_WORKER="true" if in_web else "false",
             )
             cluster = Setup(
                 "cluster",
-                "2 daphne + 2 workers, Redis, PostgreSQL",
+                "2 daphne (each generating the replies it is asked for) + 2 workers, Redis, "
+                "PostgreSQL"
+                if in_web
+                else "2 daphne + 2 workers (generating every reply), Redis, PostgreSQL",
                 env,
                 2,
                 2,
                 run_dir,
                 30,
                 REDIS_LAYER,
+                embedded_worker=in_web,
             )
             cluster.prepare(need)
             setups.append(cluster)
@@ -1232,6 +1243,14 @@ def main() -> None:
         "a uvicorn run never writes docs/",
     )
     parser.add_argument(
+        "--cluster-generation",
+        choices=("web", "workers"),
+        default="web",
+        help="where the cluster generates a reply: in the web process asked for it "
+        "(CHAT_EMBEDDED_WORKER=true, the default; the workers take what a full web process "
+        "leaves) or only in the workers (CHAT_EMBEDDED_WORKER=false), for comparison",
+    )
+    parser.add_argument(
         "--report",
         metavar="DIR",
         help="run nothing: write the report of the run in DIR (bench/results/...) again, with "
@@ -1243,6 +1262,7 @@ def main() -> None:
         help="leave docs/ alone (the report still goes to bench/results/)",
     )
     args = parser.parse_args()
+    global CLUSTER_GENERATION
     if args.report:
         rewrite_report(Path(args.report).resolve(), not args.no_docs)
         return
@@ -1260,6 +1280,7 @@ def main() -> None:
         plan.tokens = args.tokens
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
     servers.WEB_SERVER = args.server
+    CLUSTER_GENERATION = args.cluster_generation
     partial = (
         args.quick
         or args.profile
@@ -1267,6 +1288,7 @@ def main() -> None:
         or bool(args.tokens)
         or only != set(SCENARIOS)
         or args.server != "daphne"
+        or args.cluster_generation != "web"
     )
     write_docs = not (args.no_docs or partial)
     asyncio.run(run(plan, only, args.profile, write_docs, scenarios))

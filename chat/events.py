@@ -6,6 +6,8 @@ Conversation group (every open WebSocket of a conversation listens):
     message.delta     {message_id, cursor, next, html}  one coalesced frame, rendered once by
                                                      the worker; it applies on a tab that stands
                                                      at `cursor` and leaves it at `next`
+                                                     (sent with the layer's `group_send_frame`:
+                                                     a tab that misses one asks for a snapshot)
     message.status    {message_id, text}             e.g. "Retrying in 2 s"
     message.finished  {message_id, final}            saved. `final` {cursor, html} ends the reply
                                                      on a tab at `cursor`; any other tab (or no
@@ -112,11 +114,25 @@ async def _retried_while_away(send: Callable[[], Awaitable[None]]) -> None:
 
 def request_generation(message_id: int) -> None:
     """Hand a pending reply to the streaming consumer. Call after the reply is committed.
-    (While Redis is away it stays pending: recovery offers it again once Redis is back.)"""
-    async_to_sync(request_generation_async)(message_id)
+
+    A process that runs the streaming consumer itself (CHAT_EMBEDDED_WORKER) starts the reply
+    at once if it has a free slot: the tab that asked is most likely connected to this same
+    process, so its frames then reach it without crossing Redis. Otherwise the reply goes on
+    the shared channel for any worker. (While Redis is away it stays pending: recovery offers
+    it again once Redis is back.)"""
+    async_to_sync(_request_generation_here_or_anywhere)(message_id)
+
+
+async def _request_generation_here_or_anywhere(message_id: int) -> None:
+    from .streaming.consumer import GenerationRunner  # the streaming engine imports events
+
+    runner = GenerationRunner.serving_here()
+    if runner is None or not runner.start_here(message_id):
+        await request_generation_async(message_id)
 
 
 async def request_generation_async(message_id: int) -> None:
+    """Offer a pending reply on the shared channel, to whichever worker has a free slot."""
     await _skipped_while_away(
         _layer().send(settings.CHAT_STREAM_CHANNEL, {"type": "generate", "message_id": message_id})
     )
@@ -177,7 +193,7 @@ async def message_delta(
     conversation_id: uuid.UUID, message_id: int, *, cursor: Cursor, next: Cursor, html: str
 ) -> None:
     await _skipped_while_away(
-        _layer().group_send(
+        _layer().group_send_frame(
             conversation_group(conversation_id),
             {
                 "type": "message.delta",
@@ -249,6 +265,15 @@ async def snapshot_request(message_id: int, reply_channel: str) -> None:
             "reply_channel": reply_channel,
         },
     )
+
+
+def snapshot_requested(conversation_id: uuid.UUID) -> None:
+    """A tab asked for a snapshot: it may have just joined the conversation from another
+    process, so the conversation's next frame checks its members (the Redis layer's
+    `group_send_frame` may otherwise trust them a moment longer)."""
+    recheck = getattr(_layer(), "recheck_members", None)
+    if recheck is not None:
+        recheck(conversation_group(conversation_id))
 
 
 async def snapshot_send(reply_channel: str, message_id: int, *, cursor: Cursor, html: str) -> None:

@@ -364,8 +364,11 @@ CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 0.0)
 CHAT_REDIS_OUTAGE_SECONDS = env_float("CHAT_REDIS_OUTAGE_SECONDS", 10.0)
 # A finished reply waits this long in memory for the database to come back and save it.
 CHAT_DATABASE_OUTAGE_SECONDS = env_float("CHAT_DATABASE_OUTAGE_SECONDS", 60.0)
-# The streaming consumer runs inside the web process unless a separate worker is used.
-CHAT_EMBEDDED_WORKER = env_bool("CHAT_EMBEDDED_WORKER", default=not REDIS_URL)
+# The web process runs the streaming consumer too: it generates the replies it is asked for
+# (with Redis, their frames then reach its own sockets without crossing Redis, and it takes
+# other replies off the shared channel while it has free slots). false: it only serves, and
+# `runworker chat-stream` processes generate every reply.
+CHAT_EMBEDDED_WORKER = env_bool("CHAT_EMBEDDED_WORKER", default=True)
 CHAT_STREAM_CHANNEL = "chat-stream"
 # Serve /static/ from the ASGI server itself (development and tests; DEBUG implies it).
 CHAT_SERVE_STATIC = env_bool("CHAT_SERVE_STATIC", default=False)

@@ -130,6 +130,11 @@ DETACHED_REMEMBERED = 10_000
 
 # How many groups' members a process remembers for GROUP_SEND_BATCH_LUA.
 KNOWN_GROUPS = 4096
+# How long a process trusts what it last read of a group's members for a frame that a member
+# that misses it mends by itself (`group_send_frame`): that long, such frames to a group whose
+# members are all in this process cost no round trip to Redis. A member that joins elsewhere
+# meanwhile misses at most this much of a reply, and its cursor's gap asks for a snapshot.
+FRAME_MEMBERS_TRUSTED_SECONDS = 0.25
 
 # channels-redis's receive without waiting: put back into the queue what the backup queue holds
 # (messages a cancelled receive took), then pop the oldest message and keep a copy of it in
@@ -232,6 +237,9 @@ class InProcessChannelLayer(InMemoryChannelLayer):
         for channel in list(self.groups.get(group, {})):
             self._put(channel, expires, message)
 
+    # In one process every member is here: nothing to trust about members elsewhere.
+    group_send_frame = group_send
+
 
 class AttachedInbox(Protocol):
     """Where an attached channel's messages go (chat.streaming.dispatch)."""
@@ -258,7 +266,7 @@ class _Delivery:
     """One group_send waiting for its batch: what goes to which queue, and its outcome."""
 
     group: str
-    channel_names: list[str]
+    members: list[str]  # the group's members the script checks
     message_by_key: dict[Any, bytes]
     capacity_by_key: dict[Any, int]
     outcome: asyncio.Future[int] = dataclasses.field(
@@ -323,8 +331,11 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             weakref.WeakKeyDictionary()
         )
         self._pop_script: Any = None
-        self._attached: dict[str, tuple[AttachedInbox, int]] = {}
+        # By channel: the inbox, the channel's capacity, and the loop of the consumer.
+        self._attached: dict[str, tuple[AttachedInbox, int, asyncio.AbstractEventLoop]] = {}
         self._detached: set[str] = set()
+        # By group: when its `_known_members` were last read or confirmed (monotonic).
+        self._members_read_at: dict[str, float] = {}
         self._bzmpop = True  # until Redis says it does not know it
         self._pumps: dict[tuple[asyncio.AbstractEventLoop, str], _Pump] = {}
 
@@ -396,7 +407,17 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                 await asyncio.sleep(max(self._next_probe - time.monotonic(), 0.01))
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """As channels-redis's, except to a consumer attached in this process on this loop:
+        that goes straight into its inbox, in order with the group frames that reach it the
+        same way (a snapshot must not arrive after frames sent after it)."""
         async with self._redis():
+            attached = self._attached.get(channel)
+            if attached is not None and attached[2] is asyncio.get_running_loop():
+                inbox, capacity, _ = attached
+                if len(inbox) >= capacity:
+                    raise ChannelFull(channel)
+                inbox.put(dict(message))
+                return
             await super().send(channel, message)
 
     async def receive(self, channel: str) -> dict[str, Any]:
@@ -441,7 +462,11 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         buffered = self.receive_buffer.pop(channel, None)
         while buffered is not None and not buffered.empty():
             inbox.put(buffered.get_nowait())
-        self._attached[channel] = (inbox, self.get_capacity(channel))
+        self._attached[channel] = (
+            inbox,
+            self.get_capacity(channel),
+            asyncio.get_running_loop(),
+        )
         pump = self._listen(channel)
 
         def detach() -> None:
@@ -554,13 +579,13 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                 if channel not in self._detached:  # else its consumer has gone: dropped
                     self.receive_buffer[channel].put_nowait(message)
                 continue
-            inbox, capacity = attached
+            inbox, capacity, _ = attached
             if len(inbox) < capacity:
                 inbox.put(message)
 
     def _fail_listeners(self, pump: _Pump, error: ChannelLayerAway) -> None:
         prefix = pump.channel
-        for channel, (inbox, _) in list(self._attached.items()):
+        for channel, (inbox, _, _) in list(self._attached.items()):
             if channel.startswith(prefix):
                 del self._attached[channel]
                 inbox.fail(error)
@@ -589,55 +614,127 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """As channels-redis's, in one round trip instead of four while the group's members
-        stay as they were (every frame of a reply comes here). channels-redis reads the members
-        with one command and expires them with another, then expires each member's old
-        messages in a pipeline, and then sends its Lua script's text to deliver. Here one
-        script, called by its digest, checks that the members are those this process read
-        last, and delivers (GROUP_SEND_BATCH_LUA, with the sends of other tasks that came
-        meanwhile); when they changed, the members are read again (one pipelined round trip)
-        and a second script delivers."""
-        assert self.require_valid_group_name(group), "Group name not valid"
+        stay as they were, and none for the members in this process.
+
+        Members whose consumers are attached in this process on this loop get the message
+        straight into their inboxes. For the others, channels-redis reads the members with one
+        command and expires them with another, then expires each member's old messages in a
+        pipeline, and then sends its Lua script's text to deliver. Here one script, called by
+        its digest, checks that the members are those this process read last, and delivers
+        (GROUP_SEND_BATCH_LUA, with the sends of other tasks that came meanwhile); when they
+        changed, the members are read again (one pipelined round trip) and a second script
+        delivers."""
+        await self._group_send(group, message)
+
+    async def group_send_frame(self, group: str, message: dict[str, Any]) -> None:
+        """`group_send` for a frame that a member that misses it mends by itself (a gap in its
+        cursor asks for a snapshot: `message.delta`). For FRAME_MEMBERS_TRUSTED_SECONDS after
+        this process last read or confirmed the group's members, a group whose members are
+        all in this process gets such a frame with no round trip to Redis: when the
+        streaming consumer runs in the process whose sockets watch the reply (the embedded
+        worker), its frames do not cross Redis."""
+        if not outages.redis.away and self.ring_size == 1:
+            known = self._known_members.get(group)
+            if known is not None and self._all_here_lately(group, known):
+                # No `_redis()` around it: nothing to reach.
+                self._deliver(self._attached_members(group), message)
+                return
+        await self._group_send(group, message)
+
+    async def _group_send(self, group: str, message: dict[str, Any]) -> None:
+        if group not in self._known_members:  # (a known group's name was checked before)
+            assert self.require_valid_group_name(group), "Group name not valid"
         async with self._redis():
-            if self.ring_size == 1:  # the group and its members' queues on one Redis
-                known = self._known_members.get(group)
-                if known is not None and await self._send_to_known_members(group, known, message):
-                    return
-            key = self._group_key(group)
-            connection = self.connection(self.consistent_hash(group))
-            members = connection.pipeline(transaction=False)
-            members.zremrangebyscore(key, min=0, max=int(time.time()) - self.group_expiry)
-            members.zrange(key, 0, -1)
-            _, names = await members.execute()
-            channel_names = [name.decode("utf8") for name in names]
-            if self.ring_size == 1:
-                if len(self._known_members) >= KNOWN_GROUPS:
-                    self._known_members.clear()
-                self._known_members[group] = channel_names
-            keys_by_connection, message_by_key, capacity_by_key = (
-                self._map_channel_keys_to_connection(channel_names, message)
+            here = self._attached_members(group)
+            # Elsewhere first: if Redis fails, nobody got the message, and a retry
+            # (chat.events) cannot give the members here a second copy.
+            await self._send_elsewhere(group, message, here)
+            self._deliver(here, message)
+
+    async def _send_elsewhere(self, group: str, message: dict[str, Any], here: list[str]) -> None:
+        """Deliver to the group's members but those `here`."""
+        if self.ring_size == 1:  # the group and its members' queues on one Redis
+            known = self._known_members.get(group)
+            if known is not None and await self._send_to_known_members(group, known, message, here):
+                return
+        key = self._group_key(group)
+        connection = self.connection(self.consistent_hash(group))
+        members = connection.pipeline(transaction=False)
+        members.zremrangebyscore(key, min=0, max=int(time.time()) - self.group_expiry)
+        members.zrange(key, 0, -1)
+        _, names = await members.execute()
+        channel_names = [name.decode("utf8") for name in names]
+        if self.ring_size == 1:
+            if len(self._known_members) >= KNOWN_GROUPS:
+                self._known_members.clear()
+                self._members_read_at.clear()
+            self._known_members[group] = channel_names
+            self._members_read_at[group] = time.monotonic()
+        channel_names = [name for name in channel_names if name not in here]
+        if not channel_names:
+            return
+        keys_by_connection, message_by_key, capacity_by_key = self._map_channel_keys_to_connection(
+            channel_names, message
+        )
+        for index, keys in keys_by_connection.items():
+            now = time.time()
+            args = [message_by_key[k] for k in keys] + [capacity_by_key[k] for k in keys]
+            args += [now, self.expiry, int(now) - int(self.expiry)]
+            over_capacity = await self._group_send_script(index)(
+                keys=keys, args=args, client=self.connection(index)
             )
-            for index, keys in keys_by_connection.items():
-                now = time.time()
-                args = [message_by_key[k] for k in keys] + [capacity_by_key[k] for k in keys]
-                args += [now, self.expiry, int(now) - int(self.expiry)]
-                over_capacity = await self._group_send_script(index)(
-                    keys=keys, args=args, client=self.connection(index)
-                )
-                self._log_over_capacity(over_capacity, len(channel_names), group)
+            self._log_over_capacity(over_capacity, len(channel_names), group)
+
+    def recheck_members(self, group: str) -> None:
+        """The group's next frame checks its members with Redis (one may have joined from
+        another process)."""
+        self._members_read_at.pop(group, None)
+
+    def _attached_members(self, group: str) -> list[str]:
+        """The group's members whose consumers are attached in this process, on this loop."""
+        members = self._members.get(group)
+        if not members:
+            return []
+        loop = asyncio.get_running_loop()
+        attached = self._attached
+        return [
+            channel for channel in members if channel in attached and attached[channel][2] is loop
+        ]
+
+    def _deliver(self, channels: list[str], message: dict[str, Any]) -> None:
+        """Put the message in each attached channel's inbox (a full one misses it, as a full
+        queue does)."""
+        for channel in channels:
+            inbox, capacity, _ = self._attached[channel]
+            if len(inbox) < capacity:
+                inbox.put(dict(message))
+
+    def _all_here_lately(self, group: str, known: list[str]) -> bool:
+        """Whether the group's members, as read or confirmed lately, are all in this process."""
+        read_at = self._members_read_at.get(group, -FRAME_MEMBERS_TRUSTED_SECONDS)
+        if time.monotonic() - read_at >= FRAME_MEMBERS_TRUSTED_SECONDS:
+            return False
+        members = self._members.get(group, ())
+        return all(channel in members for channel in known)
 
     async def _send_to_known_members(
-        self, group: str, channel_names: list[str], message: dict[str, Any]
+        self, group: str, members: list[str], message: dict[str, Any], here: list[str]
     ) -> bool:
-        """Deliver if the group's members are still `channel_names`; False if they changed.
+        """Deliver to the members not `here` if the group's members are still `members`;
+        False if they changed.
 
         Sends go out in batches, one script call each, at most one in flight per process: a
         send that comes while one is in flight waits for it and goes with the others that
         came meanwhile. So a process that keeps up sends each frame at once, and one that
         falls behind sends many frames a round trip instead of queueing round trips."""
-        _, message_by_key, capacity_by_key = self._map_channel_keys_to_connection(
-            channel_names, message
-        )
-        delivery = _Delivery(group, channel_names, message_by_key, capacity_by_key)
+        elsewhere = [channel for channel in members if channel not in here]
+        message_by_key: dict[str, bytes] = {}
+        capacity_by_key: dict[str, int] = {}
+        if elsewhere:
+            _, message_by_key, capacity_by_key = self._map_channel_keys_to_connection(
+                elsewhere, message
+            )
+        delivery = _Delivery(group, members, message_by_key, capacity_by_key)
         loop = asyncio.get_running_loop()
         batch = self._send_batches.get(loop)
         if batch is None:
@@ -648,7 +745,8 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         over_capacity = await delivery.outcome
         if over_capacity < 0:
             return False
-        self._log_over_capacity(over_capacity, len(channel_names), group)
+        self._members_read_at[group] = time.monotonic()
+        self._log_over_capacity(over_capacity, len(members), group)
         return True
 
     async def _send_batches_until_done(self, batch: _SendBatches) -> None:
@@ -675,7 +773,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         score = now
         for delivery in deliveries:
             keys.append(self._group_key(delivery.group))
-            args += [len(delivery.channel_names), *delivery.channel_names]
+            args += [len(delivery.members), *delivery.members]
             args.append(len(delivery.message_by_key))
             for key, content in delivery.message_by_key.items():
                 keys.append(key)

@@ -23,7 +23,7 @@ from django.conf import settings
 
 from .. import events, services
 from ..outages import ChannelLayerAway
-from .dispatch import DirectEventDispatch, dispatch_many
+from .dispatch import DirectEventDispatch, Inbox, dispatch_many
 from .generation import Generation
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,15 @@ class StreamingConsumer(DirectEventDispatch, AsyncConsumer):
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
-        with contextlib.suppress(StopConsumer):
-            await dispatch_many([receive, self._receive_event], self.dispatch)
+        inbox = Inbox()
+        runner = GenerationRunner.current()
+        runner.inbox = inbox
+        try:
+            with contextlib.suppress(StopConsumer):
+                await dispatch_many([receive, self._receive_event], self.dispatch, inbox)
+        finally:
+            if runner.inbox is inbox:
+                runner.inbox = None
 
     async def _receive_event(self) -> dict[str, Any]:
         while True:
@@ -82,6 +89,7 @@ class GenerationRunner:
     _instances: dict[int, GenerationRunner] = {}
 
     def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self.worker_id = new_worker_id()
         self.capacity = settings.CHAT_MAX_CONCURRENT_GENERATIONS
         self.reserved = 0
@@ -91,6 +99,18 @@ class GenerationRunner:
         self.cancel_requested: set[int] = set()
         self._keep: set[asyncio.Task[Any]] = set()
         self.accepting = True
+        # The inbox of this loop's streaming consumer while it runs: `start_here` hands it
+        # a `generate` message, as if it came over the shared channel.
+        self.inbox: Inbox | None = None
+
+    @classmethod
+    def serving_here(cls) -> GenerationRunner | None:
+        """The runner of this event loop's streaming consumer, if one runs on it."""
+        loop = asyncio.get_running_loop()
+        runner = cls._instances.get(id(loop))
+        if runner is None or runner.loop is not loop or runner.inbox is None:
+            return None
+        return runner
 
     @classmethod
     def current(cls) -> GenerationRunner:
@@ -109,6 +129,17 @@ class GenerationRunner:
     def release(self) -> None:
         self.reserved -= 1
         self._capacity_freed.set()
+
+    def start_here(self, message_id: int) -> bool:
+        """Give a reply requested in this process to this loop's streaming consumer, if it
+        runs, takes work and has a free slot (taken now); False if not (the reply then goes
+        on the shared channel). The consumer starts it in its own task, outside the caller's
+        context (a view's thread, which ends with the request)."""
+        if self.inbox is None or not self.accepting or self.reserved >= self.capacity:
+            return False
+        self.reserved += 1
+        self.inbox.put({"type": "generate", "message_id": message_id})
+        return True
 
     def start(self, message_id: int, channel_name: str) -> None:
         """Start a turn in the slot reserved for this message."""
@@ -194,6 +225,7 @@ class GenerationRunner:
         generation = self.generations.get(message_id) if isinstance(message_id, int) else None
         if generation is None:
             return
+        events.snapshot_requested(generation.reply.conversation_id)
         await events.snapshot_send(
             message["reply_channel"], generation.reply.pk, **generation.snapshot()
         )

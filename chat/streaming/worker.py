@@ -70,7 +70,13 @@ class StreamWorker(Worker):
 
     async def handle(self) -> None:
         """Like Channels' handle, but its listeners stop with it (on shutdown they must stop
-        taking messages off the shared channel)."""
+        taking messages off the shared channel), and the consumer of each channel starts at
+        once rather than with its first message: a reply requested in this process can then
+        start here (`GenerationRunner.start_here`) before any came over the channel."""
+        for channel in self.channels:
+            self.get_or_create_application_instance(
+                channel, {"type": "channel", "channel": channel}
+            )
         listeners = [asyncio.ensure_future(self.listener(channel)) for channel in self.channels]
         try:
             await asyncio.gather(*listeners)
@@ -152,21 +158,30 @@ class EmbeddedWorkerMiddleware:
                 channel_layer=get_channel_layer(),
             )
             self._tasks = {loop.create_task(worker.arun()), loop.create_task(recovery_loop())}
-            _close_http_clients_at_shutdown(loop)
+            _stop_with_the_server(loop)
             logger.info("streaming consumer running inside the web process")
         return await self.application(scope, receive, send)
 
 
-def _close_http_clients_at_shutdown(loop: asyncio.AbstractEventLoop) -> None:
-    """Daphne stops without telling the application: close the upstream client as its reactor
-    shuts down, or aiohttp logs an unclosed session as an error at exit."""
+def _stop_with_the_server(loop: asyncio.AbstractEventLoop) -> None:
+    """Daphne stops (on SIGTERM, say) without telling the application: as its reactor shuts
+    down, stop the streaming consumer as a worker does on SIGTERM (no new generations, those
+    in flight get CHAT_SHUTDOWN_GRACE_SECONDS, then each is saved `interrupted` with all its
+    text), then close the upstream client, or aiohttp logs an unclosed session as an error."""
     try:
         from twisted.internet import reactor
         from twisted.internet.defer import Deferred
     except ImportError:  # not under daphne
         return
 
-    def close() -> Deferred[None]:
-        return Deferred.fromFuture(loop.create_task(close_http_clients()))
+    async def stop() -> None:
+        runner = GenerationRunner.current()
+        if runner.tasks:
+            logger.info("server stopping: saving %d replies in flight", len(runner.tasks))
+        await runner.shutdown(grace=settings.CHAT_SHUTDOWN_GRACE_SECONDS)
+        await close_http_clients()
 
-    cast(Any, reactor).addSystemEventTrigger("before", "shutdown", close)
+    def stop_with_the_reactor() -> Deferred[None]:
+        return Deferred.fromFuture(loop.create_task(stop()))
+
+    cast(Any, reactor).addSystemEventTrigger("before", "shutdown", stop_with_the_reactor)

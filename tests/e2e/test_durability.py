@@ -10,7 +10,7 @@ import pytest
 from chat.models import Message
 from tests.e2e import scenarios
 from tests.fake_upstream import FakeRequest, reply_events
-from tests.live import ChatClient, reply_id_from, shown, wait_for
+from tests.live import ChatClient, PageModel, reply_id_from, shown, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -81,6 +81,31 @@ async def test_a_killed_server_leaves_the_reply_interrupted_with_its_checkpoint(
     reply = await Message.objects.aget(pk=reply_id)
     assert reply.content and expected.startswith(reply.content) and reply.content != expected
     assert "stopped" in reply.error
+
+
+async def test_a_server_stopped_with_sigterm_saves_all_text_received(
+    start_server, fake_upstream, alice_session
+):
+    """The streaming consumer inside daphne stops as a worker does on SIGTERM: each reply in
+    flight is saved `interrupted` with all its text, not only its last checkpoint."""
+    server = start_server(CHAT_CHECKPOINT_SECONDS="30")  # no checkpoint: all must come at exit
+    expected = scenarios.slow_plan(fake_upstream, delay=0.1)
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    page = PageModel()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "long one"))
+        while len(page.content(reply_id)) < 40:
+            page.apply(await asyncio.wait_for(ws.recv(), 10))
+        server.signal(signal.SIGTERM)
+        seen_at_sigterm = page.content(reply_id)
+        assert await asyncio.to_thread(server.process.wait, 10) == 0
+    await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.status == "interrupted"
+    assert reply.content.startswith(seen_at_sigterm)
+    assert expected.startswith(reply.content) and reply.content != expected
+    assert fake_upstream.requests[0].disconnected
 
 
 async def test_a_reply_left_pending_by_a_dead_server_is_generated_by_the_next(

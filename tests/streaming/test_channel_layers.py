@@ -15,6 +15,7 @@ import redis.exceptions
 
 from chat import outages
 from chat.outages import ChannelLayerAway
+from chat.streaming import channel_layers
 from chat.streaming.channel_layers import RedisChannelLayer
 from chat.streaming.redis_wire import RedisWire
 
@@ -399,3 +400,57 @@ async def test_a_pop_redis_refuses_fails_the_listeners_instead_of_leaving_them_w
     await sender.send(again, {"type": "message.delta", "n": 1})
     await second.wait_for(1)
     assert second.failed is None and second.items[0]["n"] == 1
+
+
+async def test_a_consumer_attached_in_the_sending_process_gets_its_messages_without_redis(
+    redis_server, monkeypatch
+):
+    """Sends to a consumer attached in this process go straight into its inbox, in the order
+    they were made: frames to a group whose members are all here cost no round trip while
+    those members are trusted, and any other group send checks the members with one script
+    call that delivers nothing through Redis."""
+    layer = layer_on(redis_server)
+    mine = await layer.new_channel()
+    inbox = _Inbox()
+    detach = layer.attach(mine, inbox)
+    await layer.group_add("conversation.20", mine)
+    await layer.group_send("conversation.20", {"type": "message.started", "n": 0})  # reads
+    await layer.group_send("conversation.20", {"type": "message.status", "n": 1})  # loads
+
+    async def sends() -> None:
+        for n in range(2, 7):
+            await layer.group_send_frame("conversation.20", {"type": "message.delta", "n": n})
+        await layer.send(mine, {"type": "message.snapshot", "n": 7})
+        await layer.group_send("conversation.20", {"type": "message.finished", "n": 8})
+
+    trips = await _round_trips(monkeypatch, sends)
+    assert [trip for trip in trips if trip != "BZMPOP"] == ["EVALSHA"]  # the finished event's
+    assert [m["n"] for m in inbox.items] == list(range(9))
+    assert await layer.connection(0).zcard(layer.prefix + layer.non_local_name(mine)) == 0
+    detach()
+
+
+async def test_frames_reach_a_member_that_joins_from_another_process(redis_server):
+    """A tab joining from another process gets a group's frames once the sending process
+    checks the members again: at once after it answered a snapshot request (the joining tab
+    asks for one), else at most FRAME_MEMBERS_TRUSTED_SECONDS later."""
+    here, there = layer_on(redis_server), layer_on(redis_server)
+    mine = await here.new_channel()
+    inbox = _Inbox()
+    here.attach(mine, inbox)
+    for group in ("conversation.21", "conversation.22"):
+        await here.group_add(group, mine)
+        await here.group_send_frame(group, {"type": "message.delta", "n": 0})
+
+    theirs = await there.new_channel()
+    await there.group_add("conversation.21", theirs)
+    here.recheck_members("conversation.21")  # it asked for a snapshot
+    await here.group_send_frame("conversation.21", {"type": "message.delta", "n": 1})
+    assert (await asyncio.wait_for(there.receive(theirs), 5))["n"] == 1
+
+    later = await there.new_channel()
+    await there.group_add("conversation.22", later)
+    await asyncio.sleep(channel_layers.FRAME_MEMBERS_TRUSTED_SECONDS)
+    await here.group_send_frame("conversation.22", {"type": "message.delta", "n": 2})
+    assert (await asyncio.wait_for(there.receive(later), 5))["n"] == 2
+    assert [m["n"] for m in inbox.items] == [0, 0, 1, 2]
