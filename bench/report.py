@@ -645,7 +645,11 @@ def markdown(raw: dict[str, Any], targets: list[dict[str, Any]], png_name: str) 
         "- **cluster**: two `daphne` and two `manage.py runworker chat-stream` processes, Redis "
         f"({_layer(raw, 'cluster', 'chat.streaming.channel_layers.RedisChannelLayer')}) "
         f"and PostgreSQL through the app's connection pool ({_pool(raw)} per process); clients "
-        "alternate between the two web processes.",
+        "alternate between the two web processes, each client's page, posts and socket on one "
+        "(as nginx's `ip_hash` keeps them). The web processes generate the replies they are "
+        "asked for (`CHAT_EMBEDDED_WORKER=true`, the default; the workers take what a full web "
+        "process leaves); `--cluster-generation workers` has the workers generate every reply "
+        "instead.",
         "- **browser**: the same as `single`, also serving `/static/` "
         "(`CHAT_SERVE_STATIC=true`) for the page's scripts; its client is chromium.",
         "- **baseline**: a bare `httpx` client on the server's transport (httpx-aiohttp) reads "

@@ -76,6 +76,13 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             if hasattr(self, "replies"):
                 await events.leave_conversation(self.conversation_id, self.channel_name)
             raise
+        except asyncio.CancelledError:
+            # The server is stopping (daphne cancels every socket's consumer, and `disconnect`
+            # does not run): leave the groups, or in Redis they would name this socket's
+            # channel until they expire, and frames would be sent to it for nobody.
+            if hasattr(self, "replies"):
+                await self._leave_groups()
+            raise
 
     async def connect(self) -> None:
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
@@ -126,8 +133,11 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         for task in getattr(self, "_later", ()):
             task.cancel()
         if hasattr(self, "replies"):
-            await events.leave_conversation(self.conversation_id, self.channel_name)
-            await events.leave_user(self.user_id, self.channel_name)
+            await self._leave_groups()
+
+    async def _leave_groups(self) -> None:
+        await events.leave_conversation(self.conversation_id, self.channel_name)
+        await events.leave_user(self.user_id, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The page asks `{"resync": <message id>}` when a reply's element appears in it;

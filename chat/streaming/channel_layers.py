@@ -702,20 +702,24 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         ]
 
     def _deliver(self, channels: list[str], message: dict[str, Any]) -> None:
-        """Put the message in each attached channel's inbox (a full one misses it, as a full
-        queue does)."""
+        """Put the message in the inbox of each channel still attached on this loop (one may
+        have gone during the round trip before; a full one misses it, as a full queue does)."""
+        loop = asyncio.get_running_loop()
         for channel in channels:
-            inbox, capacity, _ = self._attached[channel]
-            if len(inbox) < capacity:
-                inbox.put(dict(message))
+            attached = self._attached.get(channel)
+            if attached is not None and attached[2] is loop and len(attached[0]) < attached[1]:
+                attached[0].put(dict(message))
 
     def _all_here_lately(self, group: str, known: list[str]) -> bool:
-        """Whether the group's members, as read or confirmed lately, are all in this process."""
+        """Whether the group's members, as read or confirmed lately, are all consumers
+        attached in this process on this loop (a member here that reads with `receive`, or
+        on another loop, gets its messages through Redis)."""
         read_at = self._members_read_at.get(group, -FRAME_MEMBERS_TRUSTED_SECONDS)
         if time.monotonic() - read_at >= FRAME_MEMBERS_TRUSTED_SECONDS:
             return False
-        members = self._members.get(group, ())
-        return all(channel in members for channel in known)
+        loop = asyncio.get_running_loop()
+        attached = self._attached
+        return all(channel in attached and attached[channel][2] is loop for channel in known)
 
     async def _send_to_known_members(
         self, group: str, members: list[str], message: dict[str, Any], here: list[str]

@@ -158,16 +158,17 @@ class EmbeddedWorkerMiddleware:
                 channel_layer=get_channel_layer(),
             )
             self._tasks = {loop.create_task(worker.arun()), loop.create_task(recovery_loop())}
-            _stop_with_the_server(loop)
+            _stop_with_the_server(loop, self._tasks)
             logger.info("streaming consumer running inside the web process")
         return await self.application(scope, receive, send)
 
 
-def _stop_with_the_server(loop: asyncio.AbstractEventLoop) -> None:
+def _stop_with_the_server(loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Task[None]]) -> None:
     """Daphne stops (on SIGTERM, say) without telling the application: as its reactor shuts
-    down, stop the streaming consumer as a worker does on SIGTERM (no new generations, those
-    in flight get CHAT_SHUTDOWN_GRACE_SECONDS, then each is saved `interrupted` with all its
-    text), then close the upstream client, or aiohttp logs an unclosed session as an error."""
+    down, stop the streaming consumer as a worker does on SIGTERM (it stops taking replies
+    and recovering; those in flight get CHAT_SHUTDOWN_GRACE_SECONDS, then each is saved
+    `interrupted` with all its text), then close the upstream client, or aiohttp logs an
+    unclosed session as an error."""
     try:
         from twisted.internet import reactor
         from twisted.internet.defer import Deferred
@@ -176,6 +177,11 @@ def _stop_with_the_server(loop: asyncio.AbstractEventLoop) -> None:
 
     async def stop() -> None:
         runner = GenerationRunner.current()
+        runner.accepting = False
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
         if runner.tasks:
             logger.info("server stopping: saving %d replies in flight", len(runner.tasks))
         await runner.shutdown(grace=settings.CHAT_SHUTDOWN_GRACE_SECONDS)

@@ -409,6 +409,8 @@ async def test_a_consumer_attached_in_the_sending_process_gets_its_messages_with
     they were made: frames to a group whose members are all here cost no round trip while
     those members are trusted, and any other group send checks the members with one script
     call that delivers nothing through Redis."""
+    # Trusted for the whole test, however slow the machine: the expiry is the next test's.
+    monkeypatch.setattr(channel_layers, "FRAME_MEMBERS_TRUSTED_SECONDS", 3600)
     layer = layer_on(redis_server)
     mine = await layer.new_channel()
     inbox = _Inbox()
@@ -454,3 +456,26 @@ async def test_frames_reach_a_member_that_joins_from_another_process(redis_serve
     await here.group_send_frame("conversation.22", {"type": "message.delta", "n": 2})
     assert (await asyncio.wait_for(there.receive(later), 5))["n"] == 2
     assert [m["n"] for m in inbox.items] == [0, 0, 1, 2]
+
+
+async def test_a_consumer_that_detaches_during_a_group_send_is_skipped(redis_server):
+    """A tab closing while a group_send waits on Redis (the members elsewhere get theirs
+    first) is skipped; the send still reaches every other member."""
+    here, there = layer_on(redis_server), layer_on(redis_server)
+    staying, leaving, theirs = await here.new_channel(), await here.new_channel(), None
+    inboxes = [_Inbox(), _Inbox()]
+    here.attach(staying, inboxes[0])
+    detach_leaving = here.attach(leaving, inboxes[1])
+    theirs = await there.new_channel()
+    for channel in (staying, leaving):
+        await here.group_add("conversation.23", channel)
+    await there.group_add("conversation.23", theirs)
+    sending = asyncio.ensure_future(
+        here.group_send("conversation.23", {"type": "message.finished", "n": 1})
+    )
+    await asyncio.sleep(0)  # the send waits on Redis
+    assert not sending.done()
+    detach_leaving()
+    await sending
+    assert [m["n"] for m in inboxes[0].items] == [1] and inboxes[1].items == []
+    assert (await asyncio.wait_for(there.receive(theirs), 5))["n"] == 1
