@@ -21,7 +21,7 @@ from django.http import HttpRequest
 from django.middleware.csrf import get_token
 
 from . import links
-from .articles import csrf_input, escape
+from .articles import conversation_title, csrf_input, escape
 from .models import Conversation
 from .selectors import SidebarPage
 from .templatetags import chat_tags
@@ -124,9 +124,7 @@ def _demo_notice() -> str:
     return DEMO_NOTICE + "\n" if settings.CHAT_DEMO_MODE else "\n"
 
 
-def _conversation_header(
-    conversation: Conversation, *, models: Sequence[str], csrf: str, title: str
-) -> str:
+def _conversation_header(conversation: Conversation, *, models: Sequence[str], csrf: str) -> str:
     """The page's `title`, `model-picker`, `prompt-state` and `settings` partials and its
     conversation menu, with the `organize` partial."""
     pk = conversation.pk
@@ -148,7 +146,7 @@ def _conversation_header(
     )
     pinned, archived = conversation.pinned, conversation.archived
     return (
-        f'\n<h1 id="conversation-title">{title}</h1>\n\n\n'
+        f"{conversation_title(conversation, oob=False, oob_sidebar=False)}\n"
         "      \n"
         f'<form id="model-form" class="model-form" method="post" action="{configure}"\n'
         f'      hx-post="{configure}" hx-trigger="change" hx-swap="none">{csrf}\n'
@@ -240,9 +238,7 @@ def conversation_page(
         f'  <main class="chat" hx-ext="ws,chat-frames" ws-connect="/ws/c/{pk}/">\n'
         '    <header class="chat-header">\n'
         f"      {SIDEBAR_TOGGLE}\n"
-        "      "
-        + _conversation_header(conversation, models=models, csrf=csrf, title=title)
-        + "    </header>\n"
+        "      " + _conversation_header(conversation, models=models, csrf=csrf) + "    </header>\n"
         f"    {_demo_notice()}\n"
         '    <div id="messages" class="messages" role="log" aria-live="off" '
         'aria-label="Messages" tabindex="0">\n'
@@ -253,9 +249,7 @@ def conversation_page(
         f'    <form id="composer" class="composer" method="post" action="{composer}"\n'
         f'          hx-post="{composer}" hx-target="#messages" hx-swap="beforeend">\n'
         f"      {csrf}\n"
-        "      \n"
-        '<input type="hidden" id="composer-key" name="idempotency_key" '
-        f'value="{escape(idempotency_key)}">\n\n'
+        f"      {_composer_key(idempotency_key, oob=False)}\n"
         f'      <input type="hidden" name="after" value="{after}">\n'
         + COMPOSER_TAIL
         + '    <div id="announcer" class="visually-hidden" aria-live="polite"></div>\n'
@@ -263,6 +257,32 @@ def conversation_page(
         "</div>\n"
     )
     return _base(title=f"{title} · chatsite", body=body, csrf_token=csrf_token)
+
+
+def new_messages(
+    request: HttpRequest,
+    *,
+    conversation: Conversation,
+    messages: list[Any],
+    idempotency_key: uuid.UUID,
+) -> str:
+    """The conversation template's `new-messages` partial: a turn's messages, the composer's
+    next key and the new title, as `views.message_create` answers the page that sent it."""
+    message_list = chat_tags.articles_html(messages, csrf_token=get_token(request), oob=False)
+    return (
+        f"\n{message_list}\n"
+        f"{_composer_key(idempotency_key, oob=True)}"
+        f"{conversation_title(conversation, oob=True, oob_sidebar=True)}\n"
+    )
+
+
+def _composer_key(idempotency_key: uuid.UUID, *, oob: bool) -> str:
+    """The conversation template's `composer-key` partial."""
+    mark = ' hx-swap-oob="true"' if oob else ""
+    return (
+        '\n<input type="hidden" id="composer-key" name="idempotency_key" '
+        f'value="{escape(idempotency_key)}"{mark}>\n'
+    )
 
 
 COMPOSER_TAIL = (

@@ -341,14 +341,14 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
         return _plain(reached.message, 429)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
-    return render(
-        request,
-        PAGE + "#new-messages",
-        {
-            "conversation": conversation,
-            "new_messages": [user_message, reply],
-            "idempotency_key": uuid.uuid4(),
-        },
+    # The PAGE template's new-messages partial, built by chat.pages.
+    return HttpResponse(
+        pages.new_messages(
+            request,
+            conversation=conversation,
+            messages=[user_message, reply],
+            idempotency_key=uuid.uuid4(),
+        )
     )
 
 

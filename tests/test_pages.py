@@ -156,3 +156,22 @@ def test_the_pages_static_urls_are_escaped_as_the_templates(user: Any, settings:
     _start_page(request)
     conversation = Conversation.objects.create(owner=user, title="A title", model="demo")
     _conversation_page(request, conversation)
+
+
+@pytest.mark.parametrize("title", ["", "A title", HOSTILE])
+def test_a_turns_answer_is_the_templates_new_messages(user: Any, title: str) -> None:
+    conversation = Conversation.objects.create(owner=user, title=title, model="demo")
+    for content in ("A question", HOSTILE):
+        request = _request(user)
+        question, reply = services.message_submit(conversation=conversation, content=content)
+        context = {
+            "conversation": conversation,
+            "new_messages": [question, reply],
+            "idempotency_key": KEY,
+        }
+        expected = render_to_string("chat/conversation.html#new-messages", context, request=request)
+        built = pages.new_messages(
+            request, conversation=conversation, messages=[question, reply], idempotency_key=KEY
+        )
+        assert built == expected
+        Message.objects.filter(pk=reply.pk).update(status="complete")
