@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -81,12 +80,15 @@ def _marker(kind: type, number: int) -> Any:
 
 def _sqlite_datetime(value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
     """SQLite's `convert_datetimefield_value`, with its checks written out: the same value, in
-    four calls where Django's takes nine (a sidebar or a message tree reads a hundred)."""
+    three calls where Django's takes nine (a sidebar or a message tree reads a hundred). The
+    connection's time zone is None exactly when settings.USE_TZ is off (and is read again
+    when that setting changes, as Django's converter reads it)."""
     if value is not None:
         if not isinstance(value, datetime):
             value = parse_datetime(value)
-        if settings.USE_TZ and value.utcoffset() is None:  # timezone.is_aware, make_aware
-            value = value.replace(tzinfo=connection.timezone)
+        zone = connection.timezone
+        if zone is not None and value.utcoffset() is None:  # timezone.is_aware, make_aware
+            value = value.replace(tzinfo=zone)
     return value
 
 

@@ -158,7 +158,11 @@ def conversation_sidebar_page(
     group = last_group
     starts = group_starts(today)
     for conversation in found[:SIDEBAR_PAGE_SIZE]:
-        this = next((g for start, g in starts if conversation.updated >= start), "Older")
+        this = "Older"
+        for start, name in starts:  # (a loop, not a generator per entry: fifty a page)
+            if conversation.updated >= start:
+                this = name
+                break
         page.entries.append((this if this != group else "", conversation))
         group = this
     page.last_group = group
