@@ -84,6 +84,15 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
                 await self._leave_groups()
             raise
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.connect":
+            # Channels' `dispatch` first closes stale database connections, in a trip to a
+            # thread of its own; the opening's first read (`aconversation_for_user`) does that
+            # in its own trip.
+            await self.websocket_connect(message)
+            return
+        await super().dispatch(message)
+
     async def connect(self) -> None:
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         conversation = await selectors.aconversation_for_user(

@@ -1,4 +1,5 @@
-"""A clear answer while Redis or the database is away, instead of an error and a traceback.
+"""A clear answer while Redis or the database is away, instead of an error and a traceback;
+and the Content-Security-Policy header's text built once (`CSPMiddleware`).
 
 `ServiceUnavailableMiddleware` (Django): a page that meets either away answers 503 at once
 (`Retry-After`; a full page reloads itself, an htmx request gets a line to show).
@@ -6,6 +7,11 @@
 closes with 4013 (our Try Again Later), on which the page reconnects. While the database is
 known to be away, a socket that opens gets 4013 at once, without waiting on the database.
 Neither logs: the outage's one WARNING (chat.outages) says it all.
+
+`CSPMiddleware` is django-csp's, building the policy's text once per setting instead of for
+every response (`dataclasses.asdict` and `build_policy` twice, some 330 Python calls, more than
+a page's CSRF token costs). A response with a policy of its own (django-csp's decorators), or a
+request that used its nonce, is answered by django-csp's own code, as before.
 """
 
 from __future__ import annotations
@@ -15,7 +21,14 @@ from typing import Any
 
 import redis.exceptions
 from asgiref.sync import sync_to_async
+from csp import middleware as csp_middleware
+from csp.constants import HEADER, HEADER_REPORT_ONLY
+from csp.utils import build_policy
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.deprecation import MiddlewareMixin
 
 from . import outages
@@ -112,3 +125,60 @@ class WebSocketServiceMiddleware:
                 if not accepted:
                     await send({"type": "websocket.accept"})
                 await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+
+
+# django-csp's per-response policy attributes (its decorators set them); a response with any
+# of them is answered by django-csp's own code.
+_OWN_POLICY = (
+    "_csp_config",
+    "_csp_update",
+    "_csp_replace",
+    "_csp_config_ro",
+    "_csp_update_ro",
+    "_csp_replace_ro",
+)
+# Each header, its setting, and the attribute that exempts a response from it.
+_HEADERS = (
+    (HEADER, "CONTENT_SECURITY_POLICY", "_csp_exempt", False),
+    (HEADER_REPORT_ONLY, "CONTENT_SECURITY_POLICY_REPORT_ONLY", "_csp_exempt_ro", True),
+)
+_policies: dict[bool, str] = {}  # report_only -> the text build_policy gives the settings
+
+
+@receiver(setting_changed, dispatch_uid="chat.middleware.csp_setting_changed")
+def _forget_policies(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("CONTENT_SECURITY_POLICY", "CONTENT_SECURITY_POLICY_REPORT_ONLY"):
+        _policies.clear()
+
+
+def _policy(report_only: bool) -> str:
+    """`build_policy` of the settings alone (no response's own policy, no nonce)."""
+    text = _policies.get(report_only)
+    if text is None:
+        text = _policies[report_only] = build_policy(report_only=report_only)
+    return text
+
+
+class CSPMiddleware(csp_middleware.CSPMiddleware):
+    def process_response(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        """django-csp's `process_response`, with the settings' policy built once."""
+        if getattr(request, "_csp_nonce", None) is not None or any(
+            getattr(response, name, None) is not None for name in _OWN_POLICY
+        ):
+            return super().process_response(request, response)
+        if response.status_code in (500, 404) and settings.DEBUG:
+            return response  # (django-csp leaves Django's debug pages alone)
+        for header, setting, exempt, report_only in _HEADERS:
+            text = _policy(report_only)
+            if not text or getattr(response, exempt, False) is not False or header in response:
+                continue
+            prefixes = (getattr(settings, setting, None) or {}).get("EXCLUDE_URL_PREFIXES") or ()
+            if not request.path_info.startswith(tuple(prefixes)):
+                response[header] = text
+        # As django-csp does: a nonce asked for after the header is written is an error.
+        request.csp_nonce = csp_middleware.CheckableLazyObject(  # type: ignore[attr-defined]
+            self._csp_nonce_post_response
+        )
+        return response

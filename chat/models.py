@@ -6,7 +6,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.urls import reverse
+
+from . import links
 
 
 class Conversation(models.Model):
@@ -42,7 +43,8 @@ class Conversation(models.Model):
         return self.title or f"Conversation {self.id}"
 
     def get_absolute_url(self) -> str:
-        return reverse("chat:conversation_detail", args=[self.id])
+        # reverse("chat:conversation_detail", args=[self.id]), reversed once (chat.links)
+        return links.url("chat:conversation_detail", self.id)
 
 
 class MessageQuerySet(models.QuerySet["Message"]):

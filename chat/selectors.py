@@ -12,6 +12,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
@@ -158,7 +159,11 @@ def conversation_sidebar_page(
     group = last_group
     starts = group_starts(today)
     for conversation in found[:SIDEBAR_PAGE_SIZE]:
-        this = next((g for start, g in starts if conversation.updated >= start), "Older")
+        this = "Older"
+        for start, name in starts:  # (a loop, not a generator per entry: fifty a page)
+            if conversation.updated >= start:
+                this = name
+                break
         page.entries.append((this if this != group else "", conversation))
         group = this
     page.last_group = group
@@ -224,9 +229,14 @@ def conversation_for_user(
 async def aconversation_for_user(
     *, user: AbstractBaseUser | AnonymousUser, conversation_id: uuid.UUID
 ) -> Conversation | None:
+    """Read in a trip to a thread that also closes stale database connections, before and
+    after, as Channels does before each socket event: a socket's opening needs no trip of its
+    own for that (chat.consumers)."""
     if not user.is_authenticated or user.pk is None:
         return None
-    found = await _CONVERSATION_FOR_USER.ainstances(owner=user.pk, pk=conversation_id)
+    found = await database_sync_to_async(_CONVERSATION_FOR_USER.instances)(
+        owner=user.pk, pk=conversation_id
+    )
     return found[0] if found else None
 
 

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import article_cache, limits, selectors, services
+from . import article_cache, limits, pages, selectors, services
 from .forms import (
     ConversationSettingsForm,
     EditForm,
@@ -55,18 +55,17 @@ class LoginView(auth_views.LoginView):
 @require_GET
 def start(request: HttpRequest) -> HttpResponse:
     """The start page: a message box whose first message starts a conversation."""
-    return render(
+    # templates/chat/start.html, built by chat.pages.
+    page = pages.start_page(
         request,
-        "chat/start.html",
-        {
-            "sidebar": selectors.conversation_sidebar_page(
-                user=request.user, query=request.GET.get("q", "")
-            ),
-            "idempotency_key": uuid.uuid4(),
-            "models": available_models(),
-            "default_model": settings.CHAT_MODEL,
-        },
+        sidebar=selectors.conversation_sidebar_page(
+            user=request.user, query=request.GET.get("q", "")
+        ),
+        idempotency_key=uuid.uuid4(),
+        models=available_models(),
+        default_model=settings.CHAT_MODEL,
     )
+    return HttpResponse(page)
 
 
 @login_required
@@ -132,19 +131,16 @@ def _form_errors(form: Any) -> str:
 @require_GET
 def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
-    return render(
+    # The PAGE template, built by chat.pages.
+    page = pages.conversation_page(
         request,
-        PAGE,
-        {
-            "conversation": conversation,
-            "sidebar": selectors.conversation_sidebar_page(
-                user=request.user, current=conversation.pk
-            ),
-            "messages": article_cache.page_messages(conversation=conversation),
-            "idempotency_key": uuid.uuid4(),
-            "models": available_models(),
-        },
+        conversation=conversation,
+        sidebar=selectors.conversation_sidebar_page(user=request.user, current=conversation.pk),
+        messages=article_cache.page_messages(conversation=conversation),
+        idempotency_key=uuid.uuid4(),
+        models=available_models(),
     )
+    return HttpResponse(page)
 
 
 @login_required
@@ -345,14 +341,14 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
         return _plain(reached.message, 429)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
-    return render(
-        request,
-        PAGE + "#new-messages",
-        {
-            "conversation": conversation,
-            "new_messages": [user_message, reply],
-            "idempotency_key": uuid.uuid4(),
-        },
+    # The PAGE template's new-messages partial, built by chat.pages.
+    return HttpResponse(
+        pages.new_messages(
+            request,
+            conversation=conversation,
+            messages=[user_message, reply],
+            idempotency_key=uuid.uuid4(),
+        )
     )
 
 

@@ -159,3 +159,45 @@ def test_an_update_with_str_parameters_in_its_filter(user):
     assert retitle.execute(pk=first.pk, old="Old", new="New “title”") == 1
     assert Conversation.objects.get(pk=first.pk).title == "New “title”"
     assert Conversation.objects.get(pk=second.pk).title == "Other"
+
+
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_datetimes_are_converted_as_sqlites_own_converter_does(settings, use_tz):
+    from datetime import UTC, timedelta, timezone
+
+    from django.db.backends.sqlite3.operations import DatabaseOperations
+
+    from chat.compiled import _sqlite_datetime
+
+    settings.USE_TZ = use_tz
+    ops = DatabaseOperations(connection)
+    values = [
+        None,
+        datetime(2026, 11, 30, 12, 34, 56, 789),
+        datetime(2026, 11, 30, 12, 34, 56, tzinfo=UTC),
+        datetime(2026, 11, 30, 12, 34, 56, tzinfo=timezone(timedelta(hours=-5))),
+        "2026-11-30 12:34:56.000789",
+        "2026-11-30 12:34:56+02:00",
+    ]
+    for value in values:
+        expected = ops.convert_datetimefield_value(value, None, connection)
+        got = _sqlite_datetime(value, None, connection)
+        assert got == expected and getattr(got, "tzinfo", None) == getattr(expected, "tzinfo", None)
+
+
+def test_a_compiled_query_on_sqlite_converts_its_datetimes_leanly(user):
+    from chat.compiled import _sqlite_datetime
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's converter")
+    Conversation.objects.create(owner=user, title="a", model="m")
+    query = CompiledQuery(
+        lambda owner: _conversations(owner).values_list("pk", "updated"), owner=int
+    )
+    [(_, updated)] = query.rows(owner=user.pk)
+    assert updated == Conversation.objects.get().updated
+    from django.db import connections
+
+    compiled = query._compiled[connections["default"]]
+    functions = [f for fs, _ in compiled.converters.values() for f in fs]
+    assert _sqlite_datetime in functions

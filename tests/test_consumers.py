@@ -42,6 +42,37 @@ async def test_owner_connects(conversation, user):
     await comm.disconnect()
 
 
+async def test_an_opening_reads_its_conversation_where_stale_connections_are_closed(
+    conversation, user, monkeypatch
+):
+    """Channels closes stale database connections before each socket event; the opening's
+    first read does it in its own trip to a thread (channels.db.database_sync_to_async). The
+    test communicator makes the closing itself a no-op, so the trip is what is checked."""
+    from channels import db
+
+    from chat import selectors
+
+    seen: list[str] = []
+    handler = db.DatabaseSyncToAsync.thread_handler
+    read = selectors._CONVERSATION_FOR_USER.instances
+
+    def closing_trip(self, loop, *args, **kwargs):
+        seen.append("closing trip")
+        return handler(self, loop, *args, **kwargs)
+
+    monkeypatch.setattr(db.DatabaseSyncToAsync, "thread_handler", closing_trip)
+    monkeypatch.setattr(
+        selectors._CONVERSATION_FOR_USER,
+        "instances",
+        lambda **params: seen.append("read") or read(**params),
+    )
+    comm = communicator(conversation.pk, user)
+    connected, _ = await comm.connect()
+    assert connected
+    assert seen[:2] == ["closing trip", "read"]
+    await comm.disconnect()
+
+
 async def test_anonymous_user_is_refused(conversation):
     comm = communicator(conversation.pk, AnonymousUser())
     connected, _code = await comm.connect()

@@ -66,3 +66,15 @@ def test_the_page_head_is_what_static_and_htmx_script_draw(settings):
         assert static_url in ours.render({})
     nonce = {"csp_nonce": "n0nce"}
     assert ours.render(nonce).split("|")[2] == django_s.render(nonce).split("|")[2]
+
+
+@pytest.mark.parametrize("script_prefix", ["/", "/chat/"])
+def test_a_conversations_url_is_reverses(prefix, script_prefix):
+    from chat.models import Conversation
+
+    prefix(script_prefix)
+    for conversation_id in (CONVERSATION, uuid.uuid4()):
+        conversation = Conversation(id=conversation_id)
+        expected = reverse("chat:conversation_detail", args=[conversation_id])
+        assert conversation.get_absolute_url() == expected
+        assert expected.startswith(script_prefix)

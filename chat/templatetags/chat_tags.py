@@ -98,13 +98,14 @@ def sidebar_entries(sidebar: SidebarPage) -> SafeString:
     0.1 ms an entry, most of a page's time with 50 of them."""
     # The URL as urls.py has it, formatted for each entry.
     url = links.url("chat:conversation_detail", _ANY_ID).replace(str(_ANY_ID), "{}")
-    current = sidebar.current
+    # Compared as text: the UUIDs' own == is a Python call per entry.
+    current = str(sidebar.current) if sidebar.current is not None else None
     parts = []
     for heading, item in sidebar.entries:
         if heading:
             parts.append(f'<li class="group-heading"><h2>{articles.escape(heading)}</h2></li>')
         pk = str(item.pk)
-        mark = ' aria-current="page"' if item.pk == current else ""
+        mark = ' aria-current="page"' if pk == current else ""
         title = articles.escape(item.title or "New conversation")
         parts.append(f'<li><a id="conv-link-{pk}" href="{url.format(pk)}"{mark}>{title}</a></li>')
     return mark_safe("\n".join(parts))
@@ -128,7 +129,11 @@ def _asset(path: str, static_url: str) -> str:
 @register.simple_tag(takes_context=True)
 def htmx_scripts(context: template.Context, extensions: str) -> SafeString:
     """django-htmx's `{% htmx_script extensions=... %}`, drawn once (per nonce, if any)."""
-    nonce = context.get("csp_nonce")
+    return htmx_script_tags(extensions, context.get("csp_nonce"))
+
+
+def htmx_script_tags(extensions: str, nonce: Any) -> SafeString:
+    """The `htmx_scripts` tag's output for a context whose `csp_nonce` is `nonce`."""
     if nonce is not None:
         return htmx_script(extensions=extensions, nonce=nonce)
     return _htmx_scripts(extensions, settings.STATIC_URL, settings.DEBUG)
@@ -143,8 +148,13 @@ def _htmx_scripts(extensions: str, static_url: str, debug: bool) -> SafeString:
 def message_list(context: template.Context, messages: Any) -> SafeString:
     """`{% for message in messages %}{% partial message %}{% endfor %}`, built in one go (each
     message is built by chat.articles; a loop of partials cost some 15 microseconds a message)."""
-    csrf_token = context.get("csrf_token")
-    oob = bool(context.get("oob"))
+    return articles_html(
+        messages, csrf_token=context.get("csrf_token"), oob=bool(context.get("oob"))
+    )
+
+
+def articles_html(messages: Any, *, csrf_token: Any, oob: bool) -> SafeString:
+    """The `message_list` tag's output for a context with this `csrf_token` and `oob`."""
     parts = []
     for message in messages:
         if isinstance(message, DrawnArticle):
