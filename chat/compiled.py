@@ -92,12 +92,15 @@ def _sqlite_datetime(value: Any, expression: Any, connection: BaseDatabaseWrappe
     return value
 
 
-def _lean_converters(converters: dict[int, tuple[list[Any], Any]]) -> dict[int, Any]:
+def _lean_converters(
+    converters: dict[int, tuple[list[Any], Any]], connection: BaseDatabaseWrapper
+) -> dict[int, Any]:
     """The converters of a compiled query's columns, SQLite's datetime converter replaced by
-    `_sqlite_datetime`."""
-    from django.db.backends.sqlite3.operations import DatabaseOperations
-
-    general = DatabaseOperations.convert_datetimefield_value
+    `_sqlite_datetime` (other databases' are kept: importing SQLite's backend there, before
+    it is loaded, fails on its circular import)."""
+    if connection.vendor != "sqlite":
+        return converters
+    general = type(connection.ops).convert_datetimefield_value
     return {
         position: (
             [_sqlite_datetime if getattr(f, "__func__", None) is general else f for f in functions],
@@ -189,7 +192,7 @@ class CompiledQuery(Generic[M]):
         return _Compiled(
             sql,
             slots,
-            _lean_converters(compiler.get_converters(expressions)),
+            _lean_converters(compiler.get_converters(expressions), connection),
             klass_info["model"],
             columns,
             tuple(getattr(getattr(e, "target", None), "attname", "") for e in expressions[columns]),

@@ -165,6 +165,8 @@ def test_an_update_with_str_parameters_in_its_filter(user):
 def test_datetimes_are_converted_as_sqlites_own_converter_does(settings, use_tz):
     from datetime import UTC, timedelta, timezone
 
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's converter")
     from django.db.backends.sqlite3.operations import DatabaseOperations
 
     from chat.compiled import _sqlite_datetime
