@@ -25,28 +25,34 @@ pytestmark = [
 
 @pytest.fixture
 def cluster(start_server):
-    """`cluster(**env)` -> (web processes, worker processes)."""
+    """`cluster(web_generates=False, **env)` -> (web processes, worker processes)."""
 
-    def start(**env):
+    def start(*, web_generates: bool = False, **env):
+        """`web_generates`: the web processes run the streaming consumer too, and start the
+        replies they are asked for (CHAT_EMBEDDED_WORKER, the default); else only the
+        workers generate."""
         workers = [start_server(worker=True, **env) for _ in range(2)]
-        web = [start_server(CHAT_EMBEDDED_WORKER="false", **env) for _ in range(2)]
+        embedded = "true" if web_generates else "false"
+        web = [start_server(CHAT_EMBEDDED_WORKER=embedded, **env) for _ in range(2)]
         return web, workers
 
     return start
 
 
+@pytest.mark.parametrize("web_generates", [False, True])
 async def test_a_conversation_watched_from_both_web_processes_gets_identical_text(
-    cluster, fake_upstream, alice_session
+    cluster, fake_upstream, alice_session, web_generates
 ):
-    web, _ = cluster()
+    web, _ = cluster(web_generates=web_generates)
     await scenarios.watched_from_two_tabs(web, alice_session, fake_upstream)
 
 
+@pytest.mark.parametrize("web_generates", [False, True])
 @pytest.mark.parametrize("pause", [0.0, 3.0])
 async def test_reconnecting_to_the_other_web_process_loses_and_repeats_nothing(
-    cluster, fake_upstream, alice_session, pause
+    cluster, fake_upstream, alice_session, pause, web_generates
 ):
-    web, _ = cluster()
+    web, _ = cluster(web_generates=web_generates)
     await scenarios.reconnect_mid_stream(
         web, alice_session, fake_upstream, pause=pause, seed=int(pause * 10) + 7
     )
@@ -182,26 +188,13 @@ async def test_idle_workers_and_sockets_keep_listening_past_the_redis_socket_tim
 # --- Web processes that generate the replies they are asked for (CHAT_EMBEDDED_WORKER) -------
 
 
-@pytest.fixture
-def cluster_generating_in_web(start_server):
-    """`cluster_generating_in_web(**env)` -> (web processes, worker processes): the web
-    processes run the streaming consumer too, and start the replies they are asked for."""
-
-    def start(**env):
-        workers = [start_server(worker=True, **env) for _ in range(2)]
-        web = [start_server(CHAT_EMBEDDED_WORKER="true", **env) for _ in range(2)]
-        return web, workers
-
-    return start
-
-
 async def test_a_reply_streams_from_the_web_process_asked_without_a_round_trip_per_frame(
-    cluster_generating_in_web, fake_upstream, alice_session, redis_server
+    cluster, fake_upstream, alice_session, redis_server
 ):
     """The web process that took the message generates the reply, and its frames reach its
     own socket without crossing Redis: through Redis, each frame was one more message added
     to the web process's queue (a ZADD in the group send's script)."""
-    web, _ = cluster_generating_in_web(REDIS_URL=redis_server.url)  # a Redis of its own
+    web, _ = cluster(web_generates=True, REDIS_URL=redis_server.url)  # a Redis of its own
     tokens = [f"w{i} " for i in range(300)]
     expected = scenarios.slow_plan(fake_upstream, tokens=tokens, delay=0.01)
     client = ChatClient(web[0], alice_session)
@@ -232,27 +225,10 @@ def _calls(commandstats: dict[str, dict[str, int]], command: str) -> int:
     return commandstats.get(f"cmdstat_{command}", {}).get("calls", 0)
 
 
-async def test_replies_generated_in_web_processes_reach_tabs_on_both(
-    cluster_generating_in_web, fake_upstream, alice_session
-):
-    web, _ = cluster_generating_in_web()
-    await scenarios.watched_from_two_tabs(web, alice_session, fake_upstream)
-
-
-@pytest.mark.parametrize("pause", [0.0, 3.0])
-async def test_reconnecting_to_the_web_process_not_generating_loses_and_repeats_nothing(
-    cluster_generating_in_web, fake_upstream, alice_session, pause
-):
-    web, _ = cluster_generating_in_web()
-    await scenarios.reconnect_mid_stream(
-        web, alice_session, fake_upstream, pause=pause, seed=int(pause * 10) + 11
-    )
-
-
 async def test_a_generating_web_process_stopped_with_sigterm_saves_all_text_received(
-    cluster_generating_in_web, fake_upstream, alice_session
+    cluster, fake_upstream, alice_session
 ):
-    web, _ = cluster_generating_in_web(CHAT_CHECKPOINT_SECONDS="30")
+    web, _ = cluster(web_generates=True, CHAT_CHECKPOINT_SECONDS="30")
     expected = scenarios.slow_plan(fake_upstream, delay=0.1)
     asked, watching = ChatClient(web[0], alice_session), ChatClient(web[1], alice_session)
     conversation_id = await asked.create_conversation()
@@ -286,9 +262,9 @@ async def test_a_generating_web_process_stopped_with_sigterm_saves_all_text_rece
 
 
 async def test_a_generating_web_process_killed_leaves_the_reply_interrupted_for_the_others(
-    cluster_generating_in_web, fake_upstream, alice_session
+    cluster, fake_upstream, alice_session
 ):
-    web, _ = cluster_generating_in_web(CHAT_CHECKPOINT_SECONDS="0.3", CHAT_LEASE_SECONDS="2")
+    web, _ = cluster(web_generates=True, CHAT_CHECKPOINT_SECONDS="0.3", CHAT_LEASE_SECONDS="2")
     expected = scenarios.slow_plan(fake_upstream, delay=0.1)  # 8 s of streaming
     asked, watching = ChatClient(web[0], alice_session), ChatClient(web[1], alice_session)
     conversation_id = await asked.create_conversation()
