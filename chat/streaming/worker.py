@@ -140,7 +140,9 @@ class EmbeddedWorkerMiddleware:
     """Starts the streaming consumer on the server's event loop at the first ASGI call.
 
     Daphne has no lifespan events, and nothing can reach the `chat-stream` channel before the
-    first request, so the first call of any kind is early enough.
+    first request, so the first call of any kind is early enough. A `channel` call comes from
+    a worker's own consumer (`runworker` loads the same application): that process already
+    runs the streaming consumer, so none is started for it.
     """
 
     def __init__(self, application: Any) -> None:
@@ -150,7 +152,7 @@ class EmbeddedWorkerMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         loop = asyncio.get_running_loop()
-        if self._started_on is not loop:
+        if self._started_on is not loop and scope["type"] != "channel":
             self._started_on = loop
             worker = StreamWorker(
                 application=self.application,

@@ -188,6 +188,24 @@ async def test_idle_workers_and_sockets_keep_listening_past_the_redis_socket_tim
 # --- Web processes that generate the replies they are asked for (CHAT_EMBEDDED_WORKER) -------
 
 
+async def test_a_worker_runs_one_streaming_consumer_whatever_chat_embedded_worker_says(
+    start_server, fake_upstream, alice_session
+):
+    """`runworker` loads the web's application, which starts an embedded streaming consumer
+    at its first call when CHAT_EMBEDDED_WORKER is on (the default): not in a worker, which
+    runs its own."""
+    worker = start_server(worker=True, CHAT_EMBEDDED_WORKER="true")
+    web = start_server(CHAT_EMBEDDED_WORKER="false")
+    client = ChatClient(web, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "hello"))
+        await read_until_finished(ws, PageModel(), reply_id)
+    await client.aclose()
+    assert (await Message.objects.aget(pk=reply_id)).lease_owner == worker.worker_id
+    assert "streaming consumer running inside the web process" not in worker.log_text()
+
+
 async def test_a_reply_streams_from_the_web_process_asked_without_a_round_trip_per_frame(
     cluster, fake_upstream, alice_session, redis_server
 ):
