@@ -100,7 +100,9 @@ def _lean_converters(
     it is loaded, fails on its circular import)."""
     if connection.vendor != "sqlite":
         return converters
-    general = type(connection.ops).convert_datetimefield_value
+    from django.db.backends.sqlite3.operations import DatabaseOperations  # loaded by now
+
+    general = DatabaseOperations.convert_datetimefield_value
     return {
         position: (
             [_sqlite_datetime if getattr(f, "__func__", None) is general else f for f in functions],
