@@ -7,7 +7,6 @@ from __future__ import annotations
 import pprint
 from typing import Any
 
-import click
 import pytest
 from autobahn import util
 from autobahn.twisted import websocket as autobahn_twisted
@@ -49,8 +48,8 @@ def test_a_new_socket_formats_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
         "pformat",
         lambda self, value: made.append(value) or original(self, value),
     )
-    style = click.style
-    monkeypatch.setattr(click, "style", lambda text, **kw: made.append(text) or style(text, **kw))
+    hl = util.hl  # what colours a name (with click, when it is installed)
+    monkeypatch.setattr(util, "hl", lambda text, **kw: made.append(text) or hl(text, **kw))
     factory = WebSocketFactory(None, server="chatsite-test")
     socket: Any = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     socket.makeConnection(StringTransport())
