@@ -185,6 +185,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "chatsite",
+            # One pool for the process, not one (and a new connection) per request.
+            "OPTIONS": {"pool_class": "chatsite.redis_cache.SharedConnectionPool"},
         }
     }
 else:

@@ -1,0 +1,35 @@
+"""One Redis connection pool per process for Django's cache.
+
+Django keeps a cache object per async context (`django.core.cache.caches` is a context-local
+`BaseConnectionHandler`), and every ASGI request runs in a context of its own. With the stock
+`RedisCache` each request therefore built a client with a connection pool of its own and opened
+a new connection to Redis for its first cache read: a TCP connect and redis-py's handshake
+(`CLIENT SETINFO`, two round trips) before the conversation page could read its articles, and
+a socket left for the garbage collector. The pools here are kept per URL and options for the
+whole process; redis-py's pools are thread-safe, hand out connections one caller at a time,
+and reconnect a connection that Redis closed (a restart) before handing it out.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+import redis
+
+
+class SharedConnectionPool(redis.ConnectionPool):
+    """`CACHES[...]["OPTIONS"]["pool_class"]`: `from_url` answers the process's pool for that
+    URL and those options, made at the first call."""
+
+    _pools: ClassVar[dict[tuple[str, str], redis.ConnectionPool]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> redis.ConnectionPool:
+        key = (url, repr(sorted(kwargs.items())))
+        with cls._lock:
+            pool = cls._pools.get(key)
+            if pool is None:
+                pool = cls._pools[key] = super().from_url(url, **kwargs)
+            return pool
