@@ -13,7 +13,7 @@ and reconnect a connection that Redis closed (a restart) before handing it out.
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import redis
 
@@ -22,14 +22,15 @@ class SharedConnectionPool(redis.ConnectionPool):
     """`CACHES[...]["OPTIONS"]["pool_class"]`: `from_url` answers the process's pool for that
     URL and those options, made at the first call."""
 
-    _pools: ClassVar[dict[tuple[str, str], redis.ConnectionPool]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
+    # (Not `_pools` and `_lock`: a pool has a lock of its own by that name.)
+    _shared: ClassVar[dict[tuple[str, str], Any]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> redis.ConnectionPool:
+    def from_url(cls, url: str, **kwargs: Any) -> Self:
         key = (url, repr(sorted(kwargs.items())))
-        with cls._lock:
-            pool = cls._pools.get(key)
+        with cls._shared_lock:
+            pool = cls._shared.get(key)
             if pool is None:
-                pool = cls._pools[key] = super().from_url(url, **kwargs)
+                pool = cls._shared[key] = super().from_url(url, **kwargs)
             return pool
