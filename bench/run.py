@@ -857,6 +857,7 @@ class Bench:
 
 # Where the cluster generates replies (--cluster-generation).
 CLUSTER_GENERATION = "web"
+PAGES_ON = "sqlite"  # --pages-on
 
 SCENARIOS = ("baseline", "single", "single0", "cluster", "browser", "pages")
 
@@ -946,21 +947,28 @@ async def run(
                 setups.append(page)
                 await run_browser_setup(bench, page)
         if "pages" in only:
-            sqlite = fresh_sqlite(run_dir / "pages.sqlite3")
+            if PAGES_ON == "postgres":
+                # The cluster's stores under one process: what a request costs there.
+                reset_postgres()
+                flush_redis()
+                stores = {
+                    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{PG_DB}",
+                    "REDIS_URL": REDIS_URL,
+                }
+                label, layer = "Redis layer and cache, PostgreSQL", REDIS_LAYER
+            else:
+                sqlite = fresh_sqlite(run_dir / "pages.sqlite3")
+                stores = {"DATABASE_URL": f"sqlite:///{sqlite}"}
+                label, layer = "in-process layer, SQLite", IN_PROCESS_LAYER
             pages = Setup(
                 "pages",
-                "1 daphne, in-process layer, SQLite, titles on; one user, one request at a time",
-                server_env(
-                    bench.upstream,
-                    30,
-                    DATABASE_URL=f"sqlite:///{sqlite}",
-                    CHAT_GENERATE_TITLES="true",
-                ),
+                f"1 daphne, {label}, titles on; one user, one request at a time",
+                server_env(bench.upstream, 30, CHAT_GENERATE_TITLES="true", **stores),
                 1,
                 0,
                 run_dir,
                 30,
-                IN_PROCESS_LAYER,
+                layer,
                 titles=True,
             )
             setups.append(pages)
@@ -1001,7 +1009,7 @@ async def run(
                 health = await http.get(f"http://127.0.0.1:{bench.upstream.port}/health")
             other_requests = int(health.json()["others"])
         bench.upstream.stop()
-        if "cluster" in only:
+        if "cluster" in only or ("pages" in only and PAGES_ON == "postgres"):
             drop_postgres()
             with contextlib.suppress(Exception):
                 flush_redis()
@@ -1251,6 +1259,14 @@ def main() -> None:
         "leaves) or only in the workers (CHAT_EMBEDDED_WORKER=false), for comparison",
     )
     parser.add_argument(
+        "--pages-on",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the pages setup's stores: SQLite and the in-process layer (the targets') or "
+        "PostgreSQL and Redis, as the cluster has them, for comparison; such a run never "
+        "writes docs/",
+    )
+    parser.add_argument(
         "--report",
         metavar="DIR",
         help="run nothing: write the report of the run in DIR (bench/results/...) again, with "
@@ -1262,7 +1278,7 @@ def main() -> None:
         help="leave docs/ alone (the report still goes to bench/results/)",
     )
     args = parser.parse_args()
-    global CLUSTER_GENERATION
+    global CLUSTER_GENERATION, PAGES_ON
     if args.report:
         rewrite_report(Path(args.report).resolve(), not args.no_docs)
         return
@@ -1281,6 +1297,7 @@ def main() -> None:
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
     servers.WEB_SERVER = args.server
     CLUSTER_GENERATION = args.cluster_generation
+    PAGES_ON = args.pages_on
     partial = (
         args.quick
         or args.profile
@@ -1289,6 +1306,7 @@ def main() -> None:
         or only != set(SCENARIOS)
         or args.server != "daphne"
         or args.cluster_generation != "web"
+        or args.pages_on != "sqlite"
     )
     write_docs = not (args.no_docs or partial)
     asyncio.run(run(plan, only, args.profile, write_docs, scenarios))
