@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import events, fragments, limits, selectors
@@ -260,20 +261,53 @@ _CLAIMED_REPLY = CompiledQuery[Message](
 
 
 async def reply_checkpoint(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
-    """Save partial text and renew the lease; False if this worker no longer owns the reply."""
+    """Save partial text and renew the lease; False if this worker no longer owns the reply.
+    The generation's checkpoints (the lease alone, or with `content` and `reasoning`) run
+    compiled; other fields through the ORM."""
     lease_expires = timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
-    updated = await Message.objects.filter(
-        pk=message_id, lease_owner=worker_id, status=Message.Status.STREAMING
-    ).aupdate(lease_expires=lease_expires, **fields)
+    if not fields:
+        updated = await _RENEW_LEASE.aexecute(pk=message_id, worker=worker_id, until=lease_expires)
+    elif fields.keys() == {"content", "reasoning"}:
+        updated = await _CHECKPOINT.aexecute(
+            pk=message_id, worker=worker_id, until=lease_expires, **fields
+        )
+    else:
+        updated = await _owned_reply(message_id, worker_id).aupdate(
+            lease_expires=lease_expires, **fields
+        )
     return bool(updated)
+
+
+def _owned_reply(pk: int, worker: str) -> QuerySet[Message]:
+    return Message.objects.filter(pk=pk, lease_owner=worker, status=Message.Status.STREAMING)
+
+
+# Run every CHAT_CHECKPOINT_SECONDS for every reply in flight (chat.compiled).
+_RENEW_LEASE = CompiledUpdate[Message](
+    lambda pk, worker, until: (_owned_reply(pk, worker), {"lease_expires": until}),
+    pk=int,
+    worker=str,
+    until=datetime,
+)
+_CHECKPOINT = CompiledUpdate[Message](
+    lambda pk, worker, until, content, reasoning: (
+        _owned_reply(pk, worker),
+        {"lease_expires": until, "content": content, "reasoning": reasoning},
+    ),
+    pk=int,
+    worker=str,
+    until=datetime,
+    content=str,
+    reasoning=str,
+)
 
 
 async def reply_finish(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
     """Save the finished reply once; False if this worker no longer owns it. `lease_owner`
     stays as the record of which worker generated the reply."""
-    updated = await Message.objects.filter(
-        pk=message_id, lease_owner=worker_id, status=Message.Status.STREAMING
-    ).aupdate(lease_expires=None, completed=timezone.now(), **fields)
+    updated = await _owned_reply(message_id, worker_id).aupdate(
+        lease_expires=None, completed=timezone.now(), **fields
+    )
     return bool(updated)
 
 
@@ -406,9 +440,9 @@ async def reply_finish_with_tool_round(
 
     def record() -> list[Message]:
         with transaction.atomic():
-            owned = Message.objects.filter(
-                pk=message_id, lease_owner=worker_id, status=Message.Status.STREAMING
-            ).update(lease_expires=None, completed=timezone.now(), **fields)
+            owned = _owned_reply(message_id, worker_id).update(
+                lease_expires=None, completed=timezone.now(), **fields
+            )
             if not owned:
                 return []
             reply = Message.objects.select_related("conversation").get(pk=message_id)

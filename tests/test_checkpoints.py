@@ -1,0 +1,84 @@
+"""A reply's checkpoints (chat.services.reply_checkpoint): only the worker that holds the
+reply's lease saves its text or renews the lease, and only while it streams."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.utils import timezone
+
+from chat import services
+from chat.models import Message
+
+pytestmark = pytest.mark.django_db
+
+WORKER = "worker-1"
+
+
+@pytest.fixture(autouse=True)
+def no_worker(sent_to_worker) -> list[int]:
+    return sent_to_worker
+
+
+@pytest.fixture
+def reply(user) -> Message:
+    conversation = services.conversation_create(owner=user)
+    _, reply = services.message_submit(conversation=conversation, content="q")
+    async_to_sync(services.reply_claim)(message_id=reply.pk, worker_id=WORKER)
+    return reply
+
+
+def checkpoint(reply: Message, worker: str = WORKER, **fields: str) -> bool:
+    return async_to_sync(services.reply_checkpoint)(
+        message_id=reply.pk, worker_id=worker, fields=fields
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"content": "words so far", "reasoning": "thinking so far"},  # the generation's
+        {"content": "words so far"},
+        {},  # the lease alone
+    ],
+)
+def test_the_owner_saves_the_text_and_renews_the_lease(reply: Message, fields: dict[str, str]):
+    Message.objects.filter(pk=reply.pk).update(lease_expires=timezone.now())
+    before = timezone.now()
+
+    assert checkpoint(reply, **fields)
+
+    saved = Message.objects.get(pk=reply.pk)
+    assert saved.status == Message.Status.STREAMING
+    assert saved.content == fields.get("content", "")
+    assert saved.reasoning == fields.get("reasoning", "")
+    assert saved.lease_owner == WORKER
+    assert saved.lease_expires is not None and saved.lease_expires > before + timedelta(seconds=5)
+
+
+@pytest.mark.parametrize("fields", [{"content": "late", "reasoning": "late"}, {}])
+def test_another_worker_saves_nothing(reply: Message, fields: dict[str, str]):
+    lease = Message.objects.get(pk=reply.pk).lease_expires
+
+    assert not checkpoint(reply, worker="worker-2", **fields)
+
+    saved = Message.objects.get(pk=reply.pk)
+    assert (saved.content, saved.reasoning, saved.lease_expires) == ("", "", lease)
+
+
+@pytest.mark.parametrize("fields", [{"content": "late", "reasoning": "late"}, {}])
+def test_a_reply_no_longer_streaming_is_not_written_again(reply: Message, fields: dict[str, str]):
+    Message.objects.filter(pk=reply.pk).update(
+        status=Message.Status.INTERRUPTED, content="kept", lease_expires=None
+    )
+
+    assert not checkpoint(reply, **fields)
+
+    saved = Message.objects.get(pk=reply.pk)
+    assert (saved.status, saved.content, saved.lease_expires) == (
+        Message.Status.INTERRUPTED,
+        "kept",
+        None,
+    )
