@@ -4,8 +4,8 @@ Django keeps a cache object per async context (`django.core.cache.caches` is a c
 `BaseConnectionHandler`), and every ASGI request runs in a context of its own. With the stock
 `RedisCache` each request therefore built a client with a connection pool of its own and opened
 a new connection to Redis for its first cache read: a TCP connect and redis-py's handshake
-(`CLIENT SETINFO`, two round trips) before the conversation page could read its articles, and
-a socket left for the garbage collector. The pools here are kept per URL and options for the
+(`CLIENT SETINFO`) before the conversation page could read its articles, and a socket left
+for the garbage collector. The pools here are kept per URL and options for the
 whole process; redis-py's pools are thread-safe, hand out connections one caller at a time,
 and reconnect a connection that Redis closed (a restart) before handing it out.
 """

@@ -12,14 +12,10 @@ from django.utils import timezone
 from chat import services
 from chat.models import Message
 
-pytestmark = pytest.mark.django_db
+# (sent_to_worker: the submitted reply waits for a worker that never comes; it is claimed here.)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sent_to_worker")]
 
 WORKER = "worker-1"
-
-
-@pytest.fixture(autouse=True)
-def no_worker(sent_to_worker) -> list[int]:
-    return sent_to_worker
 
 
 @pytest.fixture
