@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from redis.asyncio import Redis
 
-from chat.events import conversation_group
+from chat.events import conversation_group, user_group
 from chat.models import Message
 from tests.e2e import scenarios
 from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, shown, wait_for
@@ -277,6 +277,31 @@ async def test_a_generating_web_process_stopped_with_sigterm_saves_all_text_rece
     assert reply.status == "interrupted"
     assert reply.content.startswith(seen_at_sigterm) and expected.startswith(reply.content)
     assert page.content(reply_id) == shown(reply.content)
+
+
+async def test_a_socket_opened_just_before_sigterm_leaves_its_groups(
+    start_server, alice_session, user
+):
+    """Daphne cancels each socket's consumer as it stops, and the consumer leaves its groups.
+    It stopped cancelling at the request a socket was upgraded from, which it lists for up to
+    a second after: a socket opened in that second stayed in its groups in Redis for a day,
+    and the other processes sent it every frame of the conversation (chatsite.daphne_shutdown).
+    """
+    web = start_server()
+    client = ChatClient(web, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id):  # open: it has joined its groups
+        web.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(web.process.wait, 10) == 0
+    await client.aclose()
+    redis = Redis.from_url(settings.REDIS_URL)
+    groups = [
+        f"asgi:group:{conversation_group(conversation_id)}",
+        f"asgi:group:{user_group(user.pk)}",
+    ]
+    members = [await redis.zcard(group) for group in groups]
+    await redis.aclose()
+    assert members == [0, 0]
 
 
 async def test_a_generating_web_process_killed_leaves_the_reply_interrupted_for_the_others(
