@@ -1,0 +1,75 @@
+"""The streaming worker's application instances (chat.streaming.worker.StreamWorker): one
+that ends is forgotten at once, its error logged, and the next message starts a new one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from channels.layers import InMemoryChannelLayer
+
+from chat.streaming.worker import StreamWorker
+from tests.live import wait_for
+
+SCOPE = {"type": "channel", "channel": "chat-stream"}
+
+
+class FailsOnFirst:
+    """An application whose first instance fails at its first message."""
+
+    def __init__(self) -> None:
+        self.instances = 0
+        self.handled: list[tuple[int, Any]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.instances += 1
+        instance = self.instances
+        while True:
+            message = await receive()
+            self.handled.append((instance, message["n"]))
+            if instance == 1:
+                raise RuntimeError("the first instance broke")
+
+
+async def _until(predicate: Any) -> None:
+    async def holds() -> bool:
+        return bool(predicate())
+
+    await wait_for(holds, timeout=5, interval=0.001)
+
+
+async def test_an_instance_that_ended_is_replaced_at_the_next_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not a poll's time later (asgiref's checker looked ten times a second): a message sent
+    in between went into the ended instance's queue, and nobody read it."""
+    application = FailsOnFirst()
+    worker = StreamWorker(
+        application=application, channels=["chat-stream"], channel_layer=InMemoryChannelLayer()
+    )
+    checker = asyncio.create_task(worker.application_checker())  # as `arun` runs it
+    await worker.get_or_create_application_instance("chat-stream", SCOPE).put({"n": 1})
+    first = worker.application_instances["chat-stream"]["future"]
+    await _until(first.done)
+    await asyncio.sleep(0)  # its done callbacks run
+    with caplog.at_level(logging.ERROR):
+        await worker.get_or_create_application_instance("chat-stream", SCOPE).put({"n": 2})
+        await _until(lambda: len(application.handled) == 2)
+    assert application.handled == [(1, 1), (2, 2)]
+    assert "the first instance broke" in caplog.text
+    checker.cancel()
+
+
+async def test_a_running_instance_takes_every_message() -> None:
+    application = FailsOnFirst()
+    application.instances = 1  # its instances never fail
+    worker = StreamWorker(
+        application=application, channels=["chat-stream"], channel_layer=InMemoryChannelLayer()
+    )
+    for n in range(3):
+        await worker.get_or_create_application_instance("chat-stream", SCOPE).put({"n": n})
+    await _until(lambda: len(application.handled) == 3)
+    assert application.handled == [(2, 0), (2, 1), (2, 2)]
+    assert len(worker.application_instances) == 1
