@@ -47,10 +47,22 @@ def conversation_lock(conversation: Conversation) -> Iterator[None]:
         # SQLite has no row locks: its transactions here are IMMEDIATE (chatsite/settings.py),
         # so each takes the database's one write lock as it begins, a stronger lock than these.
         if connection.features.has_select_for_update:
-            list(Conversation.objects.select_for_update().filter(pk=conversation.pk).values("pk"))
-            # The owner's row too: their limits count replies across all their conversations.
-            list(User.objects.select_for_update().filter(pk=conversation.owner_id).values("pk"))
+            _TURN_LOCKS.rows(pk=conversation.pk)
         yield
+
+
+# The turn's row locks, in one statement (chat.compiled): the conversation's, and its owner's
+# too, as their limits count replies across all their conversations.
+_TURN_LOCKS = CompiledQuery[Conversation](
+    lambda pk: (
+        Conversation.objects.select_for_update(of=("self", "owner"))
+        .select_related("owner")
+        .only("id", "owner__id")
+        .filter(pk=pk)
+        .order_by()
+    ),
+    pk=uuid.UUID,
+)
 
 
 def _ensure_idle(conversation: Conversation) -> None:
