@@ -2,12 +2,13 @@
 
 As its reactor shuts down (on SIGTERM, say), daphne's `Server.kill_all_applications` cancels
 each connection's application, so that a consumer can leave its channel-layer groups. It reads
-`details["application_instance"]` from every connection it knows, but the request a WebSocket
-was upgraded from has none (it never ran the application) and stays listed until daphne's
-next cleanup pass, up to a second later. A SIGTERM in that second raised `KeyError` there
-(Twisted logs it and goes on stopping) and cancelled no connection after it: those sockets'
-consumers never ran, and in Redis their groups kept naming channels nobody read, so the other
-processes sent them every frame of the conversation until the groups expired a day later.
+`details["application_instance"]` from every connection it knows, but some have none: the
+request a WebSocket was upgraded from (it never runs the application), listed until daphne's
+next cleanup pass, up to a second later, and a request whose body is still arriving. A SIGTERM
+then raised `KeyError` there (Twisted logs it and goes on stopping) and cancelled no
+connection after it: those sockets' consumers never ran their cleanup, and in Redis their
+groups kept naming channels nobody read, so the other processes sent them every frame of the
+conversation until the groups expired a day later.
 
 `install()` makes it skip the connections without an application, as daphne's own cleanup
 (`application_checker`) already does. Daphne 4.2.3 has the bug.
@@ -24,9 +25,10 @@ logger = logging.getLogger("daphne.server")
 
 
 def install() -> bool:
-    """Patch daphne's `Server` once, where daphne has loaded it; True if the fix is (now) in
-    place. Importing `daphne.server` installs Twisted's reactor, so a process that has not
-    loaded it (a `runworker`) is left alone."""
+    """Patch daphne's `Server` once, where daphne has loaded it (its CLI and `runserver` do
+    before they load the application, and so does Django's setup with daphne installed);
+    True if the fix is (now) in place. Importing `daphne.server` installs Twisted's reactor,
+    so this never imports it itself."""
     module = sys.modules.get("daphne.server")
     if module is None:
         return False

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 
+import psycopg
 import pytest
 from django.db import OperationalError, connection, connections, transaction
 
@@ -31,8 +32,9 @@ def _locked_elsewhere(model: type, pk: object) -> bool:
             with transaction.atomic():
                 list(model.objects.select_for_update(nowait=True).filter(pk=pk).values("pk"))
             outcome.append(False)
-        except OperationalError:
-            outcome.append(True)
+        except OperationalError as error:
+            # Only "could not obtain lock": a connection that failed proves nothing.
+            outcome.append(isinstance(error.__cause__, psycopg.errors.LockNotAvailable))
         finally:
             connections.close_all()
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from channels.layers import InMemoryChannelLayer
 
+from chat.streaming.consumer import GenerationRunner
 from chat.streaming.worker import StreamWorker
 from tests.live import wait_for
 
@@ -73,3 +74,39 @@ async def test_a_running_instance_takes_every_message() -> None:
     await _until(lambda: len(application.handled) == 3)
     assert application.handled == [(2, 0), (2, 1), (2, 2)]
     assert len(worker.application_instances) == 1
+
+
+async def test_messages_sent_while_an_instance_ends_go_to_the_next() -> None:
+    """The second message arrives before the first instance has failed on the first: it
+    waits in the ended instance's queue, and a new instance takes it."""
+    application = FailsOnFirst()
+    worker = StreamWorker(
+        application=application, channels=["chat-stream"], channel_layer=InMemoryChannelLayer()
+    )
+    for n in (1, 2, 3):
+        await worker.get_or_create_application_instance("chat-stream", SCOPE).put({"n": n})
+    await _until(lambda: len(application.handled) == 3)
+    assert application.handled == [(1, 1), (2, 2), (2, 3)]
+
+
+async def test_a_cancelled_instance_frees_the_slots_of_the_replies_it_never_read() -> None:
+    """The listener reserves a generation slot for each `generate` it takes off the channel;
+    one the instance never read must not hold its slot for good."""
+    started = asyncio.Event()
+
+    async def never_reads(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    runner = GenerationRunner.current()
+    reserved = runner.reserved
+    worker = StreamWorker(
+        application=never_reads, channels=["chat-stream"], channel_layer=InMemoryChannelLayer()
+    )
+    queue = worker.get_or_create_application_instance("chat-stream", SCOPE)
+    await started.wait()
+    await runner.reserve()
+    await queue.put({"type": "generate", "message_id": 1})
+    worker.application_instances["chat-stream"]["future"].cancel()
+    await _until(lambda: runner.reserved == reserved)
+    assert worker.application_instances == {}

@@ -81,6 +81,8 @@ class StreamWorker(Worker):
         logged), so the next message for its channel starts a new one rather than waiting in
         the ended one's queue."""
         known = self.application_instances.get(scope_id)
+        if known is not None and known["future"].done():  # ended; its callback has not run yet
+            del self.application_instances[scope_id]
         queue = super().get_or_create_application_instance(scope_id, scope)
         details = self.application_instances[scope_id]
         if details is not known:
@@ -92,6 +94,24 @@ class StreamWorker(Worker):
             del self.application_instances[scope_id]
         if not future.cancelled() and (error := future.exception()) is not None:
             logger.error("the %s consumer ended with an error", scope_id, exc_info=error)
+        # Messages put in its queue after it stopped reading (while it ended): the listener
+        # reserved a generation slot for each `generate`. A new instance takes them (and, if
+        # the worker is stopping, frees their slots and offers their replies again, as for any
+        # message taken then); an instance cancelled frees their slots, and recovery offers
+        # their replies again.
+        queue: asyncio.Queue[Any] = details["input_queue"]
+        waiting = [queue.get_nowait() for _ in range(queue.qsize())]
+        if not waiting:
+            return
+        if not future.cancelled():
+            fresh = self.get_or_create_application_instance(scope_id, details["scope"])
+            for message in waiting:
+                fresh.put_nowait(message)
+            return
+        runner = GenerationRunner.current()
+        for message in waiting:
+            if message.get("type") == "generate":
+                runner.release()
 
     async def handle(self) -> None:
         """Like Channels' handle, but its listeners stop with it (on shutdown they must stop
