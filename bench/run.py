@@ -1191,7 +1191,15 @@ def machine_info() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     versions = {}
-    for package in ("django", "channels", "daphne", "channels_redis", "twisted", "httpx"):
+    for package in (
+        "django",
+        "channels",
+        "daphne",
+        "channels_redis",
+        "twisted",
+        "httpx",
+        "uvloop",
+    ):
         with contextlib.suppress(Exception):
             from importlib.metadata import version
 
@@ -1211,6 +1219,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "os": platform.platform(),
         "versions": versions,
+        "event_loop": servers.EVENT_LOOP,
     }
 
 
@@ -1249,6 +1258,13 @@ def main() -> None:
         default="daphne",
         help="the web processes' ASGI server: daphne (the app's) or uvicorn, for comparison; "
         "a uvicorn run never writes docs/",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=servers.EVENT_LOOPS,
+        default="uvloop",
+        help="the server processes' event loop (CHAT_EVENT_LOOP): uvloop (the app's default) "
+        "or asyncio's own, for comparison; an asyncio run never writes docs/",
     )
     parser.add_argument(
         "--cluster-generation",
@@ -1296,6 +1312,7 @@ def main() -> None:
         plan.tokens = args.tokens
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
     servers.WEB_SERVER = args.server
+    servers.EVENT_LOOP = args.event_loop
     CLUSTER_GENERATION = args.cluster_generation
     PAGES_ON = args.pages_on
     partial = (
@@ -1305,6 +1322,7 @@ def main() -> None:
         or bool(args.tokens)
         or only != set(SCENARIOS)
         or args.server != "daphne"
+        or args.event_loop != "uvloop"
         or args.cluster_generation != "web"
         or args.pages_on != "sqlite"
     )

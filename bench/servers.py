@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # The ASGI server of the web processes: daphne (the app's), or uvicorn for comparison.
 WEB_SERVERS = ("daphne", "uvicorn")
 WEB_SERVER = "daphne"
+# The server processes' event loop (chatsite/event_loop.py): uvloop (the app's default) or
+# asyncio's own, for comparison.
+EVENT_LOOPS = ("uvloop", "asyncio")
+EVENT_LOOP = "uvloop"
 
 
 def free_port() -> int:
@@ -35,7 +39,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without the app's own settings, plus `extra`."""
     drop = ("CHAT_", "CHATSITE_", "OPENAI_", "DJANGO_", "DATABASE_", "REDIS_URL", "CHANNEL_LAYER")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env.update({"PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "chatsite.settings"})
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+            "CHAT_EVENT_LOOP": EVENT_LOOP,
+        }
+    )
     env.update(extra)
     return env
 
@@ -135,7 +145,7 @@ def start_web(
     command = [
         sys.executable,
         "-m",
-        "daphne",
+        "chatsite.serve",
         "-b",
         "127.0.0.1",
         "-p",

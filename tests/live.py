@@ -75,7 +75,7 @@ class ServerProcess:
             command = [
                 sys.executable,
                 "-m",
-                "daphne",
+                "chatsite.serve",
                 "-b",
                 "127.0.0.1",
                 "-p",

@@ -58,12 +58,21 @@ def test_check_deploy_reports_nothing_with_the_readmes_production_environment():
 
 def test_without_a_secret_key_and_debug_off_the_server_does_not_start():
     result = run(
-        ["-m", "daphne", "-b", "127.0.0.1", "-p", "0", "chatsite.asgi:application"],
+        ["-m", "chatsite.serve", "-b", "127.0.0.1", "-p", "0", "chatsite.asgi:application"],
         {"DJANGO_ALLOWED_HOSTS": "chat.example.com"},
         timeout=60,  # a server that starts would run until this
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured: DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["-m", "chatsite.serve", "chatsite.asgi:application"], ["manage.py", "check"]]
+)
+def test_an_unknown_event_loop_stops_the_process_with_the_choices(args):
+    result = run(args, {"DJANGO_DEBUG": "true", "CHAT_EVENT_LOOP": "tokio"}, timeout=60)
+    assert result.returncode != 0
+    assert "CHAT_EVENT_LOOP must be one of uvloop, asyncio, not 'tokio'" in result.stderr
 
 
 def test_debug_on_still_starts_without_a_secret_key():

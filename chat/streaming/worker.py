@@ -161,7 +161,10 @@ class StreamWorker(Worker):
         recovery = asyncio.create_task(recovery_loop())
         stopped = asyncio.create_task(stop.wait())
         logger.info(
-            "worker %s listening on %s", GenerationRunner.current().worker_id, self.channels
+            "worker %s listening on %s (event loop: %s)",
+            GenerationRunner.current().worker_id,
+            self.channels,
+            _loop_kind(loop),
         )
         await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
         failure = serving.exception() if serving.done() and not serving.cancelled() else None
@@ -206,8 +209,16 @@ class EmbeddedWorkerMiddleware:
             )
             self._tasks = {loop.create_task(worker.arun()), loop.create_task(recovery_loop())}
             _stop_with_the_server(loop, self._tasks)
-            logger.info("streaming consumer running inside the web process")
+            logger.info(
+                "streaming consumer running inside the web process (event loop: %s)",
+                _loop_kind(loop),
+            )
         return await self.application(scope, receive, send)
+
+
+def _loop_kind(loop: asyncio.AbstractEventLoop) -> str:
+    """'uvloop' or 'asyncio': the package whose event loop this is (chatsite.event_loop)."""
+    return type(loop).__module__.partition(".")[0]
 
 
 def _stop_with_the_server(loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Task[None]]) -> None:

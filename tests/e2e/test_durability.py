@@ -83,12 +83,15 @@ async def test_a_killed_server_leaves_the_reply_interrupted_with_its_checkpoint(
     assert "stopped" in reply.error
 
 
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
 async def test_a_server_stopped_with_sigterm_saves_all_text_received(
-    start_server, fake_upstream, alice_session
+    start_server, fake_upstream, alice_session, event_loop
 ):
     """The streaming consumer inside daphne stops as a worker does on SIGTERM: each reply in
-    flight is saved `interrupted` with all its text, not only its last checkpoint."""
-    server = start_server(CHAT_CHECKPOINT_SECONDS="30")  # no checkpoint: all must come at exit
+    flight is saved `interrupted` with all its text, not only its last checkpoint. On either
+    event loop (`CHAT_EVENT_LOOP`): Twisted's signal handlers must run on uvloop's too."""
+    # No checkpoint: all must come at exit.
+    server = start_server(CHAT_CHECKPOINT_SECONDS="30", CHAT_EVENT_LOOP=event_loop)
     expected = scenarios.slow_plan(fake_upstream, delay=0.1)
     client = ChatClient(server, alice_session)
     conversation_id = await client.create_conversation()
@@ -97,6 +100,7 @@ async def test_a_server_stopped_with_sigterm_saves_all_text_received(
         reply_id = reply_id_from(await client.send(conversation_id, "long one"))
         while len(page.content(reply_id)) < 40:
             page.apply(await asyncio.wait_for(ws.recv(), 10))
+        assert f"(event loop: {event_loop})" in server.log_text()
         server.signal(signal.SIGTERM)
         seen_at_sigterm = page.content(reply_id)
         assert await asyncio.to_thread(server.process.wait, 10) == 0

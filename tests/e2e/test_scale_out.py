@@ -114,10 +114,13 @@ async def test_a_worker_killed_mid_stream_leaves_the_reply_interrupted_with_its_
     assert "Retry" in page.finished[reply_id]
 
 
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
 async def test_a_worker_stopped_with_sigterm_saves_all_text_received(
-    cluster, fake_upstream, alice_session
+    cluster, fake_upstream, alice_session, event_loop
 ):
-    web, workers = cluster(CHAT_CHECKPOINT_SECONDS="30")  # no checkpoint: all must come at exit
+    """On either event loop (`CHAT_EVENT_LOOP`): the worker's signal handlers are the loop's."""
+    # No checkpoint: all must come at exit.
+    web, workers = cluster(CHAT_CHECKPOINT_SECONDS="30", CHAT_EVENT_LOOP=event_loop)
     expected = scenarios.slow_plan(fake_upstream, delay=0.1)
     client = ChatClient(web[0], alice_session)
     conversation_id = await client.create_conversation()
@@ -128,6 +131,7 @@ async def test_a_worker_stopped_with_sigterm_saves_all_text_received(
             page.apply(await asyncio.wait_for(ws.recv(), 10))
         owner = (await Message.objects.aget(pk=reply_id)).lease_owner
         victim = next(w for w in workers if w.worker_id == owner)
+        assert f"(event loop: {event_loop})" in victim.log_text()
         victim.signal(signal.SIGTERM)
         seen_at_sigterm = page.content(reply_id)
         await read_until_finished(ws, page, reply_id, timeout=20)
