@@ -22,6 +22,9 @@ from chat.streaming.errors import UpstreamConnectionError, UpstreamTimeout
 from chat.streaming.upstream import chat_completions_client, close_http_clients
 from tests.fake_upstream import FakeRequest, FakeUpstream, reply_events
 
+# The servers run on uvloop by default and on asyncio's loop with CHAT_EVENT_LOOP=asyncio.
+pytestmark = pytest.mark.both_event_loops
+
 BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
 
 
