@@ -857,6 +857,7 @@ class Bench:
 
 # Where the cluster generates replies (--cluster-generation).
 CLUSTER_GENERATION = "web"
+CLUSTER_PROCESSES = (2, 2)  # web processes, workers
 PAGES_ON = "sqlite"  # --pages-on
 
 SCENARIOS = ("baseline", "single", "single0", "cluster", "browser", "pages")
@@ -977,6 +978,7 @@ async def run(
             reset_postgres()
             flush_redis()
             in_web = CLUSTER_GENERATION == "web"
+            webs, workers = CLUSTER_PROCESSES
             env = server_env(
                 bench.upstream,
                 30,
@@ -986,13 +988,14 @@ async def run(
             )
             cluster = Setup(
                 "cluster",
-                "2 daphne (each generating the replies it is asked for) + 2 workers, Redis, "
-                "PostgreSQL"
+                f"{webs} daphne (each generating the replies it is asked for) + {workers} workers, "
+                "Redis, PostgreSQL"
                 if in_web
-                else "2 daphne + 2 workers (generating every reply), Redis, PostgreSQL",
+                else f"{webs} daphne + {workers} workers (generating every reply), "
+                "Redis, PostgreSQL",
                 env,
-                2,
-                2,
+                webs,
+                workers,
                 run_dir,
                 30,
                 REDIS_LAYER,
@@ -1275,6 +1278,14 @@ def main() -> None:
         "leaves) or only in the workers (CHAT_EMBEDDED_WORKER=false), for comparison",
     )
     parser.add_argument(
+        "--cluster-processes",
+        metavar="WEBS,WORKERS",
+        default="2,2",
+        help="the cluster's web processes and workers (default 2,2); e.g. 1,0 for one process "
+        "on the cluster's stores, 2,0 for the two web processes alone, for comparison; such a "
+        "run never writes docs/",
+    )
+    parser.add_argument(
         "--pages-on",
         choices=("sqlite", "postgres"),
         default="sqlite",
@@ -1294,7 +1305,7 @@ def main() -> None:
         help="leave docs/ alone (the report still goes to bench/results/)",
     )
     args = parser.parse_args()
-    global CLUSTER_GENERATION, PAGES_ON
+    global CLUSTER_GENERATION, CLUSTER_PROCESSES, PAGES_ON
     if args.report:
         rewrite_report(Path(args.report).resolve(), not args.no_docs)
         return
@@ -1314,6 +1325,13 @@ def main() -> None:
     servers.WEB_SERVER = args.server
     servers.EVENT_LOOP = args.event_loop
     CLUSTER_GENERATION = args.cluster_generation
+    try:
+        webs, workers = (int(n) for n in args.cluster_processes.split(","))
+    except ValueError:
+        parser.error("--cluster-processes takes two counts, WEBS,WORKERS (e.g. 2,0)")
+    if webs < 1 or workers < 0 or (workers == 0 and CLUSTER_GENERATION == "workers"):
+        parser.error("--cluster-processes: at least one web process, and a worker to generate")
+    CLUSTER_PROCESSES = (webs, workers)
     PAGES_ON = args.pages_on
     partial = (
         args.quick
@@ -1324,6 +1342,7 @@ def main() -> None:
         or args.server != "daphne"
         or args.event_loop != "uvloop"
         or args.cluster_generation != "web"
+        or CLUSTER_PROCESSES != (2, 2)
         or args.pages_on != "sqlite"
     )
     write_docs = not (args.no_docs or partial)
