@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -10,18 +9,6 @@ pytest.register_assert_rewrite("tests.e2e.scenarios", "tests.live", "tests.db_wr
 
 from tests.fake_upstream import FakeUpstream  # noqa: E402
 from tests.live import TEST_API_KEY, ServerProcess  # noqa: E402
-
-
-def pytest_asyncio_loop_factories(
-    config: pytest.Config, item: pytest.Item
-) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]] | None:
-    """Tests marked `both_event_loops` run once on each loop a server process may run on
-    (chatsite.event_loop): asyncio's and uvloop's (the default)."""
-    if item.get_closest_marker("both_event_loops") is None:
-        return None
-    import uvloop
-
-    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""The network transport chosen in chat/streaming/upstream.py, against a real loopback server.
+"""The network transport chosen in chat/streaming/upstream.py, against a real loopback server,
+on each event loop a server process may run on (see conftest.py).
 
 Each test builds the stream client exactly as a generation does (`chat_completions_client()` from
 settings) and checks what the transport must honour: connect and idle timeouts, the caller's total
@@ -21,9 +22,6 @@ from chat.streaming.completion import StreamUpdate
 from chat.streaming.errors import UpstreamConnectionError, UpstreamTimeout
 from chat.streaming.upstream import chat_completions_client, close_http_clients
 from tests.fake_upstream import FakeRequest, FakeUpstream, reply_events
-
-# The servers run on uvloop by default and on asyncio's loop with CHAT_EVENT_LOOP=asyncio.
-pytestmark = pytest.mark.both_event_loops
 
 BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
 
