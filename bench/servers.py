@@ -153,9 +153,9 @@ def start_web(
         "chatsite.asgi:application",
     ]
     if WEB_SERVER == "uvicorn":
-        # The comparison (`--server uvicorn`): the same Channels app on uvicorn with uvloop,
-        # httptools and websockets. No lifespan: Channels' router has none; the embedded
-        # worker starts at the first call, as under daphne.
+        # The comparison (`--server uvicorn`): the same Channels app on uvicorn with the loop
+        # --event-loop names, httptools and websockets. No lifespan: Channels' router has
+        # none; the embedded worker starts at the first call, as under daphne.
         command = [
             sys.executable,
             "-m",
@@ -166,6 +166,8 @@ def start_web(
             str(port),
             "--lifespan",
             "off",
+            "--loop",
+            EVENT_LOOP,
             "--no-access-log",
             "--ws-max-size",
             "65536",

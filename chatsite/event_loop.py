@@ -10,12 +10,17 @@ must be set before `daphne.server` is imported: `python -m chatsite.serve` (daph
 line) and `manage.py` (`runworker`, `runserver`) call `install()` first.
 
 Read from the environment, not Django's settings: the loop is chosen before Django loads.
+Loop policies are deprecated from Python 3.14 (the project runs 3.11) and uvloop's policy goes
+with them: where it cannot be set, the default falls back to asyncio's loop with a warning, and
+an explicit `CHAT_EVENT_LOOP=uvloop` stops the process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
+import warnings
 
 VARIABLE = "CHAT_EVENT_LOOP"
 CHOICES = ("uvloop", "asyncio")
@@ -34,7 +39,14 @@ def install() -> str:
         return "asyncio"
     try:
         import uvloop
-    except ImportError:  # not on this platform (uvloop has no Windows build)
+
+        with warnings.catch_warnings():  # Python 3.14-3.15 deprecate policies; they still work
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except (ImportError, AttributeError) as exc:  # no build here; no policies (Python 3.16)
+        reason = f"uvloop cannot be used here ({type(exc).__name__}: {exc})"
+        if os.environ.get(VARIABLE, "").strip():
+            raise SystemExit(f"{VARIABLE}=uvloop, but {reason}") from None
+        print(f"chatsite: {reason}; running on asyncio's event loop", file=sys.stderr)
         return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return "uvloop"

@@ -75,6 +75,28 @@ def test_an_unknown_event_loop_stops_the_process_with_the_choices(args):
     assert "CHAT_EVENT_LOOP must be one of uvloop, asyncio, not 'tokio'" in result.stderr
 
 
+@pytest.fixture
+def no_uvloop(tmp_path: Path) -> str:
+    """A PYTHONPATH on which `import uvloop` fails, as where it has no build."""
+    (tmp_path / "uvloop").mkdir()
+    (tmp_path / "uvloop" / "__init__.py").write_text("raise ImportError('no uvloop build here')")
+    return str(tmp_path)
+
+
+def test_without_uvloop_the_default_runs_on_asyncios_loop_and_says_so(no_uvloop):
+    result = run(["manage.py", "check"], {"DJANGO_DEBUG": "true", "PYTHONPATH": no_uvloop})
+    assert result.returncode == 0, result.stderr
+    assert "uvloop cannot be used here (ImportError: no uvloop build here)" in result.stderr
+    assert "running on asyncio's event loop" in result.stderr
+
+
+def test_without_uvloop_an_explicit_choice_of_it_stops_the_process(no_uvloop):
+    env = {"DJANGO_DEBUG": "true", "PYTHONPATH": no_uvloop, "CHAT_EVENT_LOOP": "uvloop"}
+    result = run(["-m", "chatsite.serve", "chatsite.asgi:application"], env, timeout=60)
+    assert result.returncode != 0
+    assert "CHAT_EVENT_LOOP=uvloop, but uvloop cannot be used here" in result.stderr
+
+
 def test_debug_on_still_starts_without_a_secret_key():
     """`DJANGO_DEBUG=true ./scripts/run` needs no configuration."""
     result = run(["manage.py", "check"], {"DJANGO_DEBUG": "true"})
