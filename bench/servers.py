@@ -18,6 +18,8 @@ import httpx
 import numpy as np
 import psutil
 
+from chatsite import event_loop
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The ASGI server of the web processes: daphne (the app's), or uvicorn for comparison.
@@ -25,7 +27,7 @@ WEB_SERVERS = ("daphne", "uvicorn")
 WEB_SERVER = "daphne"
 # The server processes' event loop (chatsite/event_loop.py): uvloop (the app's default) or
 # asyncio's own, for comparison.
-EVENT_LOOPS = ("uvloop", "asyncio")
+EVENT_LOOPS = event_loop.CHOICES
 EVENT_LOOP = "uvloop"
 
 
