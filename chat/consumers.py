@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Container
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -251,11 +252,16 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
 
     async def messages_appended(self, event: dict[str, Any]) -> None:
         message_ids = event["message_ids"]
+        drawn_empty: set[int] = set()
         if event.get("html") is not None:  # drawn once for every tab
             html, active = event["html"], event["active"]
+            # Drawn as the turn was saved, before its reply started: the reply is empty, where
+            # its first frame applies, so there is no snapshot to ask for. (Unless this tab
+            # had frames of it already: they may have gone to a page without the reply.)
+            drawn_empty = {m for m in active if m not in self.replies}
         else:
             html, active = await _render_appended(self.conversation_id, message_ids)
-        await self._sent_whole(message_ids, active)
+        await self._sent_whole(message_ids, active, drawn_empty=drawn_empty)
         if not html:
             return
         if not _fits(html):
@@ -314,11 +320,14 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             self.fetched.add(message_id)
         await self.send(text_data=fragments.message_fetch(self.conversation_id, message_id))
 
-    async def _sent_whole(self, message_ids: list[int], active: list[int]) -> None:
+    async def _sent_whole(
+        self, message_ids: list[int], active: list[int], *, drawn_empty: Container[int] = ()
+    ) -> None:
         """Whole messages go to the tab as they stand in the database: frames sent before no
         longer say where the tab stands (a finished one needs no more; the end of a reply
         that finished meanwhile must not be appended to it again). A reply still streaming
-        is drawn from its last checkpoint: ask for a snapshot to go on from."""
+        is drawn from its last checkpoint: ask for a snapshot to go on from, unless it was
+        `drawn_empty` (before its generation started: its first frame goes on from there)."""
         for message_id in message_ids:
             self.replies.pop(message_id, None)
             if message_id not in active:
@@ -328,7 +337,10 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
                 self.whole.add(message_id)
         for message_id in active:
             self.whole.discard(message_id)
-            await self._resync(message_id)
+            if message_id in drawn_empty:
+                self.replies[message_id] = START
+            else:
+                await self._resync(message_id)
 
 
 @database_sync_to_async

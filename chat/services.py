@@ -191,17 +191,13 @@ def message_submit(
                 idempotency_key=idempotency_key,
                 completed=timezone.now(),
             )
-            reply = _new_reply(conversation, parent=user_message)
-            update_fields = ["updated"]
-            if not conversation.title:
-                conversation.title = title_from(content)
-                conversation.title_source = Conversation.TitleSource.WORDS
-                update_fields += ["title", "title_source"]
-            conversation.save(update_fields=update_fields)
             # Other tabs open on this conversation show the new turn too, drawn here once for
             # all of them. The sender's tab also gets it in the HTTP response (it must not
             # depend on its socket being up); the page drops whichever copy comes second
-            # (`chat-frames` in static/chat/chat.js).
+            # (`chat-frames` in static/chat/chat.js). Registered before the reply's start
+            # (`_new_reply`), so it reaches every tab before the reply's first frame: a frame
+            # first, and the turn's event after it would make the socket ask for a snapshot
+            # of text its tab already shows.
             transaction.on_commit(
                 lambda: events.messages_appended_sync(
                     conversation.pk,
@@ -210,6 +206,13 @@ def message_submit(
                     active=[reply.pk],
                 )
             )
+            reply = _new_reply(conversation, parent=user_message)
+            update_fields = ["updated"]
+            if not conversation.title:
+                conversation.title = title_from(content)
+                conversation.title_source = Conversation.TitleSource.WORDS
+                update_fields += ["title", "title_source"]
+            conversation.save(update_fields=update_fields)
     except IntegrityError:
         # The same submission raced us and won; answer with its pair.
         if idempotency_key is not None and (found := _submission(conversation, idempotency_key)):

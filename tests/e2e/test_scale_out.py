@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import uuid
 
@@ -241,6 +242,38 @@ async def test_a_reply_streams_from_the_web_process_asked_without_a_round_trip_p
     # machine). Left in Redis: joining the reply's generation group.
     assert frames >= 15
     assert added < frames / 3, (added, frames)
+
+
+async def test_each_tab_gets_the_new_turn_before_its_reply_and_never_text_it_already_has(
+    cluster, fake_upstream, alice_session
+):
+    """The turn's event (its messages, for the conversation's other tabs) goes out before the
+    reply starts. Sent after it, it overtook the reply's first frames at a tab in about a
+    third of the turns under load, and the socket then asked for a snapshot: the whole text
+    so far, sent again to a tab that showed it already."""
+    web, _ = cluster(web_generates=True)
+    expected = scenarios.slow_plan(fake_upstream, tokens=[f"s{i} " for i in range(40)], delay=0.02)
+    client = ChatClient(web[0], alice_session)
+    conversations = [await client.create_conversation() for _ in range(12)]
+
+    async def turn(conversation_id: uuid.UUID) -> tuple[int, PageModel]:
+        page = PageModel()
+        async with client.socket(conversation_id) as ws:
+            # As a person types after the page has loaded: a socket still opening asks for a
+            # snapshot of the replies it finds streaming, this one's too.
+            await asyncio.sleep(1.0)
+            reply_id = reply_id_from(await client.send(conversation_id, "go"))
+            await read_until_finished(ws, page, reply_id)
+        return reply_id, page
+
+    for reply_id, page in await asyncio.gather(*(turn(c) for c in conversations)):
+        assert page.content(reply_id) == shown(expected)
+        about_reply = re.compile(rf'id="[a-z]{reply_id}"')
+        first = next(f for f in page.frames if about_reply.search(f))
+        assert "beforeend:#messages" in first, page.frames[:3]
+        redrawn = [f for f in page.frames if f'id="c{reply_id}" hx-swap-oob="innerHTML"' in f]
+        assert not redrawn, redrawn[0][:300]
+    await client.aclose()
 
 
 def _calls(commandstats: dict[str, dict[str, int]], command: str) -> int:
