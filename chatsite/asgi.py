@@ -4,13 +4,20 @@ import gc
 import os
 from typing import Any
 
-from chatsite import daphne_shutdown, twisted_writes, websocket_frames, websocket_logs
+from chatsite import (
+    daphne_requests,
+    daphne_shutdown,
+    twisted_writes,
+    websocket_frames,
+    websocket_logs,
+)
 from chatsite.handlers import get_asgi_application
 
 twisted_writes.install()  # under daphne: a write goes out at once, not on the reactor's next turn
 websocket_frames.install()  # under daphne: a text message is framed and written in one step
 websocket_logs.install()  # under daphne: a socket's debug log arguments are made only if logged
 daphne_shutdown.install()  # under daphne: stopping cancels every socket, one just opened too
+daphne_requests.install()  # under daphne: a POST's form body is left to Django, not parsed first
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 django_asgi_app = get_asgi_application()

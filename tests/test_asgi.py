@@ -24,3 +24,26 @@ def test_the_server_process_freezes_what_it_loaded_out_of_the_collectors_way():
         check=True,
     )
     assert int(out.stdout.split()[-1]) > 50_000  # Django, Channels, daphne and the app
+
+
+def test_under_daphne_the_module_puts_its_twisted_patches_in_place():
+    """Loaded where daphne has loaded Twisted (as `daphne.server` does), the module installs
+    its patches; two of them checked here: writes go out at once, and form bodies are left
+    to Django."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    script = (
+        "import twisted.internet, daphne.http_protocol as h, twisted.internet.tcp as tcp\n"
+        "import chatsite.asgi\n"
+        "print(getattr(h.WebRequest.__init__, 'leaves_forms_unparsed', False),"
+        " getattr(tcp.Connection.write, 'sends_at_once', False))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.split()[-2:] == ["True", "True"]
