@@ -29,6 +29,7 @@ from .errors import (
     error_message_from,
 )
 from .sse import SSEDecoder
+from .transport import body_reader
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,8 @@ class CompletionStream:
                 if response.status_code >= 400:
                     raise await _http_error(response)
                 decoder = SSEDecoder()
-                async for piece in response.aiter_bytes():
+                read = body_reader(response)
+                while piece := await read():
                     for event in decoder.feed(piece):
                         update = completion.feed(event)
                         if update:

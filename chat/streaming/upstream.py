@@ -1,20 +1,17 @@
-"""Where the model lives: the one shared httpx client (on aiohttp's HTTP/1.1 engine, which costs
-about half the CPU per streamed event of httpx's own) and the stream client built from settings."""
+"""Where the model lives: the one shared httpx client (on aiohttp's HTTP/1.1 engine: `transport`)
+and the stream client built from settings."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
-from collections.abc import AsyncIterator, Iterator
 
-import aiohttp
 import httpx
 from django.conf import settings
-from httpx_aiohttp import AiohttpTransport
 
 from .client import ChatCompletionsClient, RetryPolicy, StreamTimeouts
 from .demo import DemoTransport
+from .transport import NetworkTransport
 
 DEMO_BASE_URL = "http://demo.invalid/v1"
 
@@ -74,51 +71,3 @@ async def close_http_clients() -> None:
     for client in list(_http_clients.values()):
         await client.aclose()
     _http_clients.clear()
-
-
-# --- The network transport ------------------------------------------------------------------
-
-
-class NetworkTransport(AiohttpTransport):
-    """httpx-aiohttp's transport with httpx's own error classes.
-
-    httpx-aiohttp 0.2 reports every aiohttp connection error (refused, closed before the
-    response) as a connect timeout, and lets protocol errors (a reply that is not HTTP) through
-    as aiohttp exceptions; the stream client tells timeouts from broken connections by class.
-    """
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        with _httpx_errors():
-            response = await super().handle_async_request(request)
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _ByteStream(response.stream)
-        return response
-
-
-class _ByteStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream) -> None:
-        self._inner = inner
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors():
-            async for piece in self._inner:
-                yield piece
-
-    async def aclose(self) -> None:
-        with _httpx_errors():
-            await self._inner.aclose()
-
-
-@contextlib.contextmanager
-def _httpx_errors() -> Iterator[None]:
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        cause = exc.__cause__
-        if cause is None or isinstance(cause, TimeoutError):
-            raise  # a real timeout (aiohttp's timeout errors are TimeoutErrors)
-        # Refused or unreachable is a connect error; closed after connecting, a broken read.
-        error = httpx.ConnectError if isinstance(cause, aiohttp.ClientConnectorError) else None
-        raise (error or httpx.ReadError)(str(cause) or type(cause).__name__) from cause
-    except aiohttp.ClientError as exc:
-        raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc

@@ -4,7 +4,8 @@ on each event loop a server process may run on (see conftest.py).
 Each test builds the stream client exactly as a generation does (`chat_completions_client()` from
 settings) and checks what the transport must honour: connect and idle timeouts, the caller's total
 deadline, closing the upstream connection when the reply is abandoned, Retry-After, broken
-connections reported as connection errors (not timeouts), and the demo transport in demo mode.
+connections reported as connection errors (not timeouts), the demo transport in demo mode, and
+how a body is read: straight from aiohttp's reader, or through httpx where it must be decoded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -20,7 +22,8 @@ from aiohttp import web
 from chat.streaming.client import ChatCompletionsClient, Retrying
 from chat.streaming.completion import StreamUpdate
 from chat.streaming.errors import UpstreamConnectionError, UpstreamTimeout
-from chat.streaming.upstream import chat_completions_client, close_http_clients
+from chat.streaming.transport import body_reader
+from chat.streaming.upstream import chat_completions_client, close_http_clients, http_client
 from tests.fake_upstream import FakeRequest, FakeUpstream, reply_events
 
 BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
@@ -103,6 +106,43 @@ async def test_a_reply_streams_through_the_transport(upstream_client, fake_upstr
     assert texts == ["Hello", ",", " world", "!"]
     assert fake_upstream.requests[0].headers["Authorization"] == "Bearer sk-transport-test"
     assert fake_upstream.requests[0].body["stream"] is True
+
+
+def gzipped(pieces: list[bytes]) -> list[bytes]:
+    """The pieces as one gzip stream, flushed after each, so that each still arrives alone."""
+    compressor = zlib.compressobj(wbits=31)
+    out = [compressor.compress(piece) + compressor.flush(zlib.Z_SYNC_FLUSH) for piece in pieces]
+    out[-1] += compressor.flush()
+    return out
+
+
+@pytest.mark.parametrize("encoding", ["", "gzip"])
+async def test_a_body_is_read_from_aiohttp_unless_httpx_must_decode_it(
+    upstream_client, fake_upstream, encoding
+):
+    """A plain stream is read with one call per piece from aiohttp's reader; a gzip-encoded one
+    (a proxy may compress) through httpx, which decodes it. Either gives the same reply."""
+    tokens = ["Hello", ",", " world"]
+
+    async def plan(request: FakeRequest) -> web.StreamResponse:
+        pieces = reply_events(tokens)
+        if encoding:
+            return await request.stream(gzipped(pieces), headers={"Content-Encoding": encoding})
+        return await request.stream(pieces)
+
+    fake_upstream.plan = plan
+    client = upstream_client()
+    async with http_client().stream("POST", "chat/completions", json=BODY) as response:
+        read = body_reader(response)
+        direct = type(getattr(read, "__self__", None)).__name__ == "_ByteStream"
+        body = b""
+        while piece := await read():
+            body += piece
+    assert direct is (not encoding)
+    assert body == b"".join(reply_events(tokens))
+    stream = client.stream(BODY)
+    [u async for u in stream]
+    assert stream.completion.content == "Hello, world"
 
 
 async def test_demo_mode_still_answers_through_the_demo_transport(upstream_client, settings):
