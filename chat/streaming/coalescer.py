@@ -121,9 +121,14 @@ class FrameCoalescer:
         self._content_offset = 0
         self._reasoning_offset = 0
         self._tool_calls: list[dict[str, str]] | None = None
-        self._wakeup = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        # Frames follow a schedule: the next may go one window after the last one was due,
+        # not after its send returned, so slow sends and timer overshoot do not add up.
+        self._next_due = -self._max_window - self._window
         self._closing = False
-        self._window_waiter: asyncio.Future[None] | None = None
+        # While the task waits for its next frame: what wakes it, and the timer that will.
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._task = asyncio.create_task(self._run())
 
     def push(self, content: str, reasoning: str, tool_calls: list[dict[str, str]] | None) -> None:
@@ -133,14 +138,17 @@ class FrameCoalescer:
             self._reasoning.append(reasoning)
         if tool_calls is not None:
             self._tool_calls = tool_calls
-        self._wakeup.set()
+        waiter = self._waiter
+        if waiter is not None and self._timer is None and not waiter.done():
+            # The first delta since the last frame sets the task's one wakeup for the next
+            # (at once if the window has passed): a delta costs the task no turn of its own.
+            self._timer = self._loop.call_at(self._next_due, _wake, waiter)
 
     async def aclose(self) -> None:
         """Send whatever is pending now, then stop."""
         self._closing = True
-        if self._window_waiter is not None:
-            _wake(self._window_waiter)
-        self._wakeup.set()
+        if self._waiter is not None:
+            _wake(self._waiter)
         try:
             await self._task
         finally:
@@ -154,8 +162,11 @@ class FrameCoalescer:
             return self._window
         return adaptive_window(self._window, self._max_window, self._lag.seconds)
 
+    def _pending(self) -> bool:
+        return bool(self._content or self._reasoning or self._tool_calls is not None)
+
     def _take(self) -> Frame | None:
-        if not (self._content or self._reasoning or self._tool_calls is not None):
+        if not self._pending():
             return None
         content, reasoning = "".join(self._content), "".join(self._reasoning)
         frame = Frame(
@@ -166,40 +177,35 @@ class FrameCoalescer:
         self._content, self._reasoning, self._tool_calls = [], [], None
         return frame
 
-    async def _wait_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        """Sleep until `when` (loop time), or until `aclose`. A timer and a future: under
-        `asyncio.timeout` every window that runs out cancels the task and raises twice, and
-        nearly every frame waits out its window."""
-        waiter = self._window_waiter = loop.create_future()
-        timer = loop.call_at(when, _wake, waiter)
+    async def _next_frame_due(self) -> None:
+        """Wait until a frame is due: deltas have come and the window has passed, or `aclose`
+        (then at once). A timer and a future: under `asyncio.timeout` every window that ran out
+        cancelled the task and raised twice, and nearly every frame waits out its window."""
+        waiter = self._waiter = self._loop.create_future()
+        if self._pending():  # deltas came while the last frame was sent
+            self._timer = self._loop.call_at(self._next_due, _wake, waiter)
         try:
             await waiter
         finally:
-            timer.cancel()
-            self._window_waiter = None
+            self._waiter = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        # Frames follow a schedule: the next may go one window after the last one was due,
-        # not after its send returned, so slow sends and timer overshoot do not add up.
-        next_due = -self._max_window - self._window
+        loop = self._loop
         while True:
-            await self._wakeup.wait()
-            now = loop.time()
-            if next_due > now and not self._closing:
-                # Wait out the window, unless the stream ends meanwhile: then flush at once.
-                await self._wait_until(loop, next_due)
-                now = loop.time()
-            due = max(now, next_due)
-            self._wakeup.clear()
+            if not self._closing:
+                await self._next_frame_due()
+            due = max(loop.time(), self._next_due)
             frame = self._take()
             if frame is not None:
                 try:
                     await self._send(frame)
                 except Exception:
                     logger.exception("could not send a frame; clients will resynchronise")
-                next_due = due + self.window()
-            if self._closing and not self._wakeup.is_set():
+                self._next_due = due + self.window()
+            if self._closing and not self._pending():
                 return
 
 
