@@ -66,6 +66,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     last_requested: dict[int, float]
     deferred: set[int]  # replies with a request waiting for its second
     whole: set[int]  # replies sent whole as saved at their end
+    drawn_empty: set[int]  # replies the tab drew empty from the turn's event, not yet started
     _later: set[asyncio.Task[None]]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -112,6 +113,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         self.deferred = set()
         self._later = set()
         self.whole = set()
+        self.drawn_empty = set()
         await events.join_conversation(self.conversation_id, self.channel_name)
         await events.join_user(self.user_id, self.channel_name)
         await self.accept()
@@ -163,6 +165,10 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         message_id = request.message_id
         if message_id in self.fetched:
             return  # it comes over HTTP when it ends; a snapshot would be too large again
+        if message_id in self.drawn_empty and self.replies.get(message_id) == START:
+            # The page drew the reply as the turn's event did (or its own send's answer, the
+            # same): empty, where the reply's first frame applies. Nothing to send it yet.
+            return
         # At most one request a second per reply is answered. One more that comes sooner is
         # answered when the second is up (the page asks when it has drawn the reply anew, and
         # frames must not be applied to that drawing); any others are dropped, not queued.
@@ -242,6 +248,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     async def message_finished(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
         self.fetched.discard(message_id)
+        self.drawn_empty.discard(message_id)
         have = self.replies.pop(message_id, None)
         final = event.get("final")
         if final is not None and have == final["cursor"] and message_id not in self.whole:
@@ -259,6 +266,9 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             # its first frame applies, so there is no snapshot to ask for. (Unless this tab
             # had frames of it already: they may have gone to a page without the reply.)
             drawn_empty = {m for m in active if m not in self.replies}
+            # Drawn as the turn was saved, its `active` may be stale: a reply this tab already
+            # has whole (it finished, and was sent as saved) must stay so.
+            active = [m for m in active if m not in self.whole]
         else:
             html, active = await _render_appended(self.conversation_id, message_ids)
         await self._sent_whole(message_ids, active, drawn_empty=drawn_empty)
@@ -292,6 +302,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         await self.close(code=socket_protocol.CLOSE_SESSION_ENDED)
 
     async def _resync(self, message_id: int) -> None:
+        self.drawn_empty.discard(message_id)
         self.replies[message_id] = None
         self.last_requested[message_id] = time.monotonic()
         await events.snapshot_request(message_id, self.channel_name)
@@ -339,6 +350,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             self.whole.discard(message_id)
             if message_id in drawn_empty:
                 self.replies[message_id] = START
+                self.drawn_empty.add(message_id)
             else:
                 await self._resync(message_id)
 

@@ -198,13 +198,16 @@ def message_submit(
             # (`_new_reply`), so it reaches every tab before the reply's first frame: a frame
             # first, and the turn's event after it would make the socket ask for a snapshot
             # of text its tab already shows.
+            # `robust`: should it fail, the reply is still started (Django skips the callbacks
+            # after one that raises).
             transaction.on_commit(
                 lambda: events.messages_appended_sync(
                     conversation.pk,
                     [user_message.pk, reply.pk],
                     html=fragments.appended_for_event([user_message, reply]),
                     active=[reply.pk],
-                )
+                ),
+                robust=True,
             )
             reply = _new_reply(conversation, parent=user_message)
             update_fields = ["updated"]

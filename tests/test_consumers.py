@@ -491,3 +491,78 @@ async def test_events_of_a_generation_are_not_drawn_over_its_saved_end(
     assert again.count("kept text") == 1
     assert await comm.receive_nothing()
     await comm.disconnect()
+
+
+async def test_a_reply_drawn_empty_by_its_turn_is_not_snapshotted_when_the_page_asks(
+    conversation, alice_session, monkeypatch
+):
+    """The turn's event draws the new reply empty in every tab, and its element asks for a
+    resync as it appears (`ws-send` on load). The reply has not started: the tab stands where
+    its first frame applies, so no snapshot is asked for (it would redraw what the tab shows);
+    its frames follow."""
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    comm = socket_for(conversation.pk, alice_session)
+    assert (await comm.connect())[0]
+    layer = get_channel_layer()
+    worker = await layer.new_channel()
+    _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="q")
+    await events.join_generation(reply.pk, worker)  # as a started generation would be
+    turn = await comm.receive_from()
+    assert f'<article id="m{reply.pk}"' in turn
+    assert f"hx-vals='{{\"resync\": {reply.pk}}}'" in turn  # what the page sends on load
+    await comm.send_json_to({"resync": reply.pk})
+    with pytest.raises(asyncio.TimeoutError):
+        async with asyncio.timeout(0.3):
+            await layer.receive(worker)
+    _, frames = frames_of("Hello", message_id=reply.pk)
+    await events.message_started(conversation.pk, reply.pk, cursor=START, html="")
+    await events.message_delta(conversation.pk, reply.pk, **frames[0])
+    assert f'id="s{reply.pk}"' in await comm.receive_from()
+    assert "Hello" in await comm.receive_from()
+    await comm.disconnect()
+
+
+async def test_a_late_turn_event_does_not_reopen_a_reply_the_tab_has_whole(
+    conversation, alice_session, monkeypatch
+):
+    """The turn's event can reach a socket after the page, drawn from its send's answer, asked
+    for the reply and got it whole (it had finished). The event's list of replies streaming is
+    from the turn's saving: the reply must stay whole, and the frames that streamed it must
+    not be drawn over it (its text would show twice)."""
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    sent: list[tuple[Any, Any]] = []
+    monkeypatch.setattr("chat.events.messages_appended_sync", lambda *a, **k: sent.append((a, k)))
+    _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="q")
+    ((args, kwargs),) = sent
+    await Message.objects.filter(pk=reply.pk).aupdate(
+        status=Message.Status.COMPLETE,
+        content="Hi there",
+        **services.rendered_fields(content="Hi there", reasoning=""),
+    )
+    comm = socket_for(conversation.pk, alice_session)
+    assert (await comm.connect())[0]
+    await comm.send_json_to({"resync": reply.pk})
+    assert f'<article id="m{reply.pk}"' in await comm.receive_from()  # sent whole
+    await events._messages_appended(*args, **kwargs)  # the turn's event, late
+    await comm.receive_from()  # its articles (the page drops those it shows)
+    _, frames = frames_of("Hi there", message_id=reply.pk)
+    await events.message_started(conversation.pk, reply.pk, cursor=START, html="")
+    await events.message_delta(conversation.pk, reply.pk, **frames[0])
+    assert await comm.receive_nothing()
+    await comm.disconnect()
+
+
+def test_a_turn_whose_event_fails_still_starts_its_reply(user, monkeypatch, caplog):
+    """The turn's event goes out before the reply is started; should sending it fail, the
+    reply is started all the same (not left pending until recovery offers it again)."""
+    started: list[int] = []
+    monkeypatch.setattr("chat.events.request_generation", started.append)
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the turn's event failed")
+
+    monkeypatch.setattr("chat.events.messages_appended_sync", failing)
+    conversation = services.conversation_create(owner=user)
+    _, reply = services.message_submit(conversation=conversation, content="q")
+    assert started == [reply.pk]
+    assert "the turn's event failed" in caplog.text
