@@ -44,9 +44,14 @@ class _ByteStream(httpx.AsyncByteStream):
 
     async def read_some(self) -> bytes:
         """What has arrived of the body (waiting for something), b"" at its end: one call,
-        where iterating httpx's response resumes five generators, one inside the other."""
-        with _httpx_errors(), map_aiohttp_exceptions():
+        where iterating httpx's response resumes five generators, one inside the other. Its
+        errors are mapped as `__aiter__`'s are, only when there is one (a piece costs no
+        context managers)."""
+        try:
             return await self.content.readany()
+        except Exception:
+            with _httpx_errors(), map_aiohttp_exceptions():
+                raise
 
     async def aclose(self) -> None:
         with _httpx_errors():
