@@ -150,6 +150,20 @@ def session_cookie_for(user: Any) -> str:
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
+async def asession_cookie_for(user: Any) -> str:
+    """`session_cookie_for` from an async test: in a thread of its own, whose database
+    connection is closed after (left open, it keeps PostgreSQL from dropping the test
+    database at the end of a run)."""
+
+    def login() -> str:
+        try:
+            return session_cookie_for(user)
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(login)
+
+
 OOB_OPEN = re.compile(r'<(\w+) id="([a-z])(\d+)"([^>]*?) ?hx-swap-oob="([^"]+)"[^>]*>')
 ELEMENT_OPEN = re.compile(r'<(\w+) id="([a-z])(\d+)"[^>]*>')
 TAG = re.compile(r"<[^>]+>")

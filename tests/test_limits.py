@@ -100,7 +100,7 @@ async def test_one_user_starting_105_replies_does_not_delay_another(
 ):
     """Today's worker runs 100 replies at once: without a per-user limit, one user's 105
     would make the next user wait for a slot."""
-    from tests.live import session_cookie_for
+    from tests.live import asession_cookie_for
 
     server = start_server(CHAT_LIMIT_CONCURRENT_REPLIES="3", CHAT_MAX_CONCURRENT_GENERATIONS="100")
     held = asyncio.Event()
@@ -119,7 +119,7 @@ async def test_one_user_starting_105_replies_does_not_delay_another(
         statuses.append((await alice.send(conversation_id, "from alice")).status_code)
     assert statuses.count(200) == 3 and statuses.count(429) == 102
 
-    bob = ChatClient(server, await asyncio.to_thread(session_cookie_for, other_user))
+    bob = ChatClient(server, await asession_cookie_for(other_user))
     conversation_id = await bob.create_conversation()
     response = await bob.send(conversation_id, "from bob")
     reply_id = [int(i) for i in re.findall(r'<article id="m(\d+)"', response.text)][-1]
