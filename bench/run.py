@@ -497,6 +497,7 @@ class Bench:
         out: dict[str, Any] = {
             "setup": setup.name,
             "setup_label": setup.label,
+            "processes": [setup.web_count, setup.worker_count],  # web, workers
             "scenario": name,
             "streams": n,
             "tokens": tokens,
@@ -657,6 +658,7 @@ class Bench:
         out = {
             "setup": setup.name,
             "setup_label": setup.label,
+            "processes": [setup.web_count, setup.worker_count],  # web, workers
             "scenario": "idle",
             "connections": n,
             "alive": alive,
@@ -681,6 +683,7 @@ class Bench:
         out: dict[str, Any] = {
             "setup": setup.name,
             "setup_label": setup.label,
+            "processes": [setup.web_count, setup.worker_count],  # web, workers
             "scenario": name,
             "streams": 1,
             "tokens": tokens,
