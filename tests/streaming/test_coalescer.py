@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from chat.streaming.coalescer import (
     LAG_IGNORED,
@@ -82,6 +83,9 @@ class FixedLag:
     def release(self) -> None:
         self.users -= 1
 
+    def observe(self, due: float, now: float) -> None:
+        pass
+
 
 async def _stream_through(coalescer_lag: FixedLag | None) -> list[Frame]:
     frames: list[Frame] = []
@@ -142,11 +146,49 @@ def test_adaptive_window_keeps_the_base_under_light_load_and_never_passes_the_ce
 async def test_loop_lag_reads_a_blocked_loop_as_behind_and_stops_when_released():
     gauge = LoopLag(interval=0.005)
     gauge.acquire()
-    await asyncio.sleep(0.02)
-    for _ in range(3):
+    coalescer = FrameCoalescer(_discard, window=0.01, max_window=0.2, lag=gauge)
+    for _ in range(5):  # the frames' timers run late: the window opens
+        coalescer.push("x", "", None)
+        await asyncio.sleep(0)
         time.sleep(0.05)  # noqa: ASYNC251 (the loop is blocked on purpose: its timers fire late)
         await asyncio.sleep(0.006)
     assert gauge.seconds > LAG_IGNORED
+    assert coalescer.window() > 0.01
+    await coalescer.aclose()
     gauge.release()
     assert gauge.seconds == 0.0
-    assert gauge._timer is None
+
+
+async def test_loop_lag_reads_a_loop_that_keeps_up_as_on_time():
+    gauge = LoopLag(interval=0.005)
+    coalescer = FrameCoalescer(_discard, window=0.01, max_window=0.2, lag=gauge)
+    for _ in range(20):
+        coalescer.push("x", "", None)
+        await asyncio.sleep(0.008)
+    assert gauge.seconds <= LAG_IGNORED
+    assert coalescer.window() == 0.01
+    await coalescer.aclose()
+
+
+async def test_a_held_loop_lag_does_not_wake_an_idle_loop(monkeypatch):
+    """The gauge reads the frames' own timers: held while nothing streams, it schedules
+    nothing (a timer of its own woke the process 50 times a second)."""
+    loop = asyncio.get_running_loop()
+    scheduled: list[object] = []
+    real_call_at = loop.call_at
+
+    def call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        scheduled.append(callback)
+        return real_call_at(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", call_at)
+    gauge = LoopLag(interval=0.005)
+    coalescer = FrameCoalescer(_discard, window=0.01, max_window=0.2, lag=gauge)
+    gauge.acquire()
+    await asyncio.sleep(0.05)
+    assert [c for c in scheduled if getattr(c, "__self__", None) is gauge] == []
+    coalescer.push("x", "", None)  # a frame: its timer is the coalescer's, read by the gauge
+    await asyncio.sleep(0.05)
+    assert all(getattr(c, "__self__", None) is not gauge for c in scheduled)
+    gauge.release()
+    await coalescer.aclose()
