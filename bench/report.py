@@ -28,10 +28,6 @@ def _f(value: Any, digits: int = 1) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-# The throughput comparison needs a core for each of the cluster's four server processes.
-MIN_CORES_FOR_SCALE_OUT = 4
-
-
 def _target(name: str, value: str, met: bool | None, note: str = "") -> dict[str, Any]:
     return {"target": name, "value": value, "met": met, "note": note}
 
@@ -381,14 +377,17 @@ def _capacity_target(raw: dict[str, Any], out: list[dict[str, Any]], bound: floa
             f"cluster {_f(cluster[0], 0) if cluster else 'none'} tokens/s"
             f"{f' at {cluster[1]} streams' if cluster else ''})"
         )
-        shape = next((_shape(r) for r in raw["results"] if r["setup"] == "cluster"), "")
+        rows = [r for r in raw["results"] if r["setup"] == "cluster"]
+        shape = _shape(rows[0]) if rows else "the cluster"
+        needed = sum(rows[0].get("processes") or (2, 2)) if rows else 4
         cores = raw.get("machine", {}).get("cores") or 0
         note = ""
-        if cores < MIN_CORES_FOR_SCALE_OUT:
-            # Four server processes, PostgreSQL, Redis, the upstream and the clients on fewer
-            # cores cannot deliver more than one process: the row is kept, not judged.
+        if cores < needed:
+            # A core for each server process at least: on fewer, with PostgreSQL, Redis, the
+            # upstream and the clients besides, the cluster cannot deliver more than one
+            # process. The row is kept, not judged.
             met = None
-            note = f"needs {MIN_CORES_FOR_SCALE_OUT}+ cores to show; this machine has {cores}"
+            note = f"needs {needed}+ cores to show; this machine has {cores}"
         out.append(
             _target(
                 f"{shape} on Redis deliver >= 1.6 x the single-process throughput at "

@@ -14,7 +14,7 @@ from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
-LAG_INTERVAL = 0.02  # seconds between two readings of the event loop's lag
+LAG_INTERVAL = 0.02  # at least this many seconds between two readings of the loop's lag
 LAG_SMOOTHING = 0.3  # weight of the newest reading
 LAG_IGNORED = 0.002  # a loop this late is not behind: light load keeps the base window
 LAG_FACTOR = 2.0  # seconds of window added per second of lag beyond LAG_IGNORED
@@ -32,8 +32,10 @@ class LoopLag:
     """How late this event loop runs a timer, smoothed. It keeps no timer of its own: the
     coalescers' frame timers tell it how late they ran (`observe`), and it takes at most one
     reading every LAG_INTERVAL seconds. A timer of its own woke the process 50 times a second
-    while anything streamed: a third of its wakeups with one stream at 50 tokens/s. When
-    nobody holds it (`acquire`/`release`) it reads 0."""
+    while anything streamed: a third of its wakeups with one stream at 50 tokens/s. (Neither
+    sees a loop blocked only between frames, after one frame and before the delta that arms
+    the next; load that delays the frames themselves it reads as it did.) When nobody holds
+    it (`acquire`/`release`) it reads 0."""
 
     def __init__(self, interval: float = LAG_INTERVAL) -> None:
         self.interval = interval
@@ -53,14 +55,11 @@ class LoopLag:
 
     def observe(self, due: float, now: float) -> None:
         """A timer due at `due` ran at `now` (loop time)."""
-        elapsed = now - self._last
-        if elapsed < self.interval:
+        if now - self._last < self.interval:
             return
         self._last = now
-        # Weighted as if read every interval meanwhile: after a quiet spell, what the loop
-        # does now counts for more than what it did before it.
-        weight = 1.0 - (1.0 - LAG_SMOOTHING) ** (elapsed / self.interval)
-        self.seconds += weight * (max(now - due, 0.0) - self.seconds)
+        late = max(now - due, 0.0)  # uvloop runs a timer up to half a millisecond early
+        self.seconds += LAG_SMOOTHING * (late - self.seconds)
 
 
 _loop_lags: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLag] = (

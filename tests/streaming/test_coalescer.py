@@ -7,8 +7,11 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from chat.streaming.coalescer import (
     LAG_IGNORED,
+    LAG_SMOOTHING,
     Frame,
     FrameCoalescer,
     LoopLag,
@@ -157,6 +160,24 @@ async def test_loop_lag_reads_a_blocked_loop_as_behind_and_stops_when_released()
     await coalescer.aclose()
     gauge.release()
     assert gauge.seconds == 0.0
+
+
+def test_loop_lag_takes_one_reading_an_interval_smoothed_and_never_below_zero():
+    gauge = LoopLag(interval=0.02)
+    gauge.acquire()
+    gauge.observe(due=1.0, now=1.1)  # 100 ms late
+    assert gauge.seconds == pytest.approx(LAG_SMOOTHING * 0.1)
+    gauge.observe(due=1.0, now=1.11)  # within the interval of the last reading: not taken
+    assert gauge.seconds == pytest.approx(LAG_SMOOTHING * 0.1)
+    first = gauge.seconds
+    gauge.observe(due=1.2, now=1.1995)  # a timer run early (uvloop rounds) is on time
+    assert gauge.seconds == pytest.approx(first * (1 - LAG_SMOOTHING))
+    gauge.release()
+    assert gauge.seconds == 0.0
+    gauge.acquire()
+    gauge.observe(due=2.0, now=2.0)  # the interval starts again after a release
+    assert gauge.seconds == 0.0
+    gauge.release()
 
 
 async def test_loop_lag_reads_a_loop_that_keeps_up_as_on_time():
