@@ -825,7 +825,7 @@ class Bench:
                 "--pid",
                 str(process.pid),
                 "--rate",
-                "200",
+                os.environ.get("BENCH_PROFILE_RATE", "200"),
                 "--duration",
                 str(math.ceil(seconds)),
                 "--format",

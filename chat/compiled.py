@@ -1,20 +1,22 @@
-"""Queries the pages run on every request, compiled to SQL once per database connection.
+"""Queries the pages and the stream run on every request and reply, compiled to SQL once.
 
 Building a QuerySet and compiling it costs Django some 0.3–0.5 ms of CPU per query, several
 times what SQLite takes to run it: most of a page's database time. A `CompiledQuery` is
 written as an ordinary QuerySet (so the ORM still writes its SQL, for SQLite and PostgreSQL
-alike); it is compiled once per connection with stand-in values for its parameters, and each
+alike); it is compiled once per database with stand-in values for its parameters, and each
 call runs that SQL with the real values and converts the rows as Django would.
 
 It keeps no data, only SQL text and the converters of its columns: nothing in it can be stale
-or shown to another user. (It is keyed by the connection object, which is per thread, and goes
-when the connection object does.)
+or shown to another user. It is kept per database (alias and backend), for all the threads'
+connections to it, and holds none of them: each call prepares its values and converts
+its rows with the connection of the thread it runs in. (Kept per connection object, it kept
+every thread's connection alive, open, after the thread was gone: each request thread beyond
+`chatsite.handlers.KEPT_THREADS` left one behind, and compiled every query anew.)
 """
 
 from __future__ import annotations
 
 import uuid
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +26,7 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model, QuerySet
+from django.db.models import Expression, Field, Model, QuerySet
 from django.db.models.query import get_related_populators
 from django.db.models.sql import UpdateQuery
 from django.utils.dateparse import parse_datetime
@@ -39,10 +41,43 @@ _DATETIME_MARKER = datetime(1971, 2, 3, 4, 5, 6, 789_000, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class _Slot:
-    """Where a parameter goes among the SQL's parameters, and how its value is put there."""
+    """Where a parameter goes among the SQL's parameters, and how its value is put there
+    (`prep(value, connection)`, with the connection of the call)."""
 
     name: str
-    prep: Callable[[Any], Any]
+    prep: Callable[[Any, BaseDatabaseWrapper], Any]
+
+
+def _adapt_datetime(value: Any, connection: BaseDatabaseWrapper) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _as_str(value: Any, connection: BaseDatabaseWrapper) -> str:
+    return str(value)
+
+
+def _as_int(value: Any, connection: BaseDatabaseWrapper) -> int:
+    return int(value)
+
+
+def _as_uuid(value: Any, connection: BaseDatabaseWrapper) -> uuid.UUID:
+    return _uuid(value)
+
+
+def _as_uuid_hex(value: Any, connection: BaseDatabaseWrapper) -> str:
+    return _uuid(value).hex
+
+
+@dataclass(frozen=True)
+class _OpsConverter:
+    """A converter of the backend's (`connection.ops`), kept by name and bound to the call's
+    connection: a bound method would keep the connection it was bound to alive."""
+
+    name: str
+
+
+def _bound(function: Any, connection: BaseDatabaseWrapper) -> Any:
+    return getattr(connection.ops, function.name) if type(function) is _OpsConverter else function
 
 
 @dataclass(frozen=True)
@@ -63,8 +98,41 @@ def _related_populators(klass_info: dict[str, Any], select: Any, alias: str) -> 
     return get_related_populators(klass_info, select, alias)  # type: ignore[call-arg,no-any-return]
 
 
+class Column:
+    """The kind of a `CompiledUpdate` parameter that is a value set to a column: any value its
+    field takes (None, a duration, JSON...), prepared at each call by that field as
+    `QuerySet.update` prepares it."""
+
+
+class _ColumnMarker(Expression):
+    """The stand-in for a `Column` parameter while the update compiles: one placeholder,
+    whose parameter is this marker's token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token = object()
+
+    def resolve_expression(self, *args: Any, **kwargs: Any) -> _ColumnMarker:
+        return self
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
+        return "%s", (self.token,)
+
+
+@dataclass(frozen=True)
+class _FieldPrep:
+    """How `QuerySet.update` prepares a value for `field`'s column."""
+
+    field: Field[Any, Any]
+
+    def __call__(self, value: Any, connection: BaseDatabaseWrapper) -> Any:
+        return self.field.get_db_prep_save(value, connection=connection)
+
+
 def _marker(kind: type, number: int) -> Any:
     """The stand-in for a query's parameter `number` (each of a query's differs)."""
+    if kind is Column:
+        return _ColumnMarker()
     if kind is int:
         return _INT_MARKER + number
     if kind is uuid.UUID:
@@ -98,18 +166,30 @@ def _lean_converters(
     """The converters of a compiled query's columns, SQLite's datetime converter replaced by
     `_sqlite_datetime` (other databases' are kept: importing SQLite's backend there, before
     it is loaded, fails on its circular import)."""
-    if connection.vendor != "sqlite":
-        return converters
-    from django.db.backends.sqlite3.operations import DatabaseOperations  # loaded by now
+    general: Any = None
+    if connection.vendor == "sqlite":
+        from django.db.backends.sqlite3.operations import DatabaseOperations  # loaded by now
 
-    general = DatabaseOperations.convert_datetimefield_value
+        general = DatabaseOperations.convert_datetimefield_value
+
+    def portable(function: Any) -> Any:
+        if getattr(function, "__func__", None) is general:
+            return _sqlite_datetime
+        if getattr(function, "__self__", None) is connection.ops:
+            return _OpsConverter(function.__name__)
+        if getattr(function, "__self__", None) is connection:
+            raise ImproperlyConfigured(f"A converter bound to the connection: {function}")
+        return function  # a field's own (`from_db_value`): fields outlive connections
+
     return {
-        position: (
-            [_sqlite_datetime if getattr(f, "__func__", None) is general else f for f in functions],
-            expression,
-        )
+        position: ([portable(f) for f in functions], expression)
         for position, (functions, expression) in converters.items()
     }
+
+
+def _database(connection: BaseDatabaseWrapper) -> tuple[str, str]:
+    """What a compiled query is kept for: one database, whichever thread's connection to it."""
+    return connection.alias, connection.vendor
 
 
 def _uuid(value: Any) -> uuid.UUID:
@@ -122,36 +202,45 @@ def _slot_for(
 ) -> _Slot | None:
     """The slot of parameter `name` if `prepped` is its stand-in as the backend takes it."""
     if isinstance(marker, datetime):
-        adapt = connection.ops.adapt_datetimefield_value
-        return _Slot(name, adapt) if prepped == adapt(marker) else None
+        matches = prepped == _adapt_datetime(marker, connection)
+        return _Slot(name, _adapt_datetime) if matches else None
     if isinstance(marker, str):
-        return _Slot(name, str) if prepped == marker else None
+        return _Slot(name, _as_str) if prepped == marker else None
     if isinstance(marker, uuid.UUID):
         if prepped == marker:  # a backend with a UUID type (PostgreSQL)
-            return _Slot(name, _uuid)
+            return _Slot(name, _as_uuid)
         if prepped == marker.hex:  # stored as text (SQLite)
-            return _Slot(name, lambda value: _uuid(value).hex)
+            return _Slot(name, _as_uuid_hex)
         return None
     if type(prepped) is int and prepped == marker:
-        return _Slot(name, int)
+        return _Slot(name, _as_int)
     return None
 
 
 def _slots(
-    sql: str, params: Any, markers: dict[str, Any], connection: BaseDatabaseWrapper
+    sql: str,
+    params: Any,
+    markers: dict[str, Any],
+    connection: BaseDatabaseWrapper,
+    columns: dict[object, _Slot] | None = None,
 ) -> tuple[Any, ...]:
-    """The SQL's parameters: constants, and a _Slot where a parameter's stand-in went."""
+    """The SQL's parameters: constants, and a _Slot where a parameter's stand-in went
+    (`columns`: the slots of `Column` parameters, by their markers' tokens)."""
     slots: list[Any] = []
     found: list[str] = []
     for value in params:
-        slot = next(
-            (
-                s
-                for name, marker in markers.items()
-                if (s := _slot_for(name, marker, value, connection)) is not None
-            ),
-            None,
-        )
+        if columns and type(value) is object and value in columns:
+            slot: _Slot | None = columns[value]
+        else:
+            slot = next(
+                (
+                    s
+                    for name, marker in markers.items()
+                    if not isinstance(marker, _ColumnMarker)
+                    and (s := _slot_for(name, marker, value, connection)) is not None
+                ),
+                None,
+            )
         if slot is not None:
             found.append(slot.name)
         slots.append(slot if slot is not None else value)
@@ -163,7 +252,7 @@ def _slots(
 
 
 class CompiledQuery(Generic[M]):
-    """`build(**params)` compiled once per connection. `params` names each parameter's type
+    """`build(**params)` compiled once per database. `params` names each parameter's type
     (int, UUID, str or an aware datetime); each must reach the SQL as a parameter (once or
     more). `rows` answers the
     selected columns as tuples, converted as `values_list` converts them; `instances` answers
@@ -172,9 +261,7 @@ class CompiledQuery(Generic[M]):
     def __init__(self, build: Callable[..., QuerySet[M, Any]], /, **params: type):
         self.build = build
         self.params = params
-        self._compiled: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Compiled] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
 
     def _markers(self) -> dict[str, Any]:
         return {
@@ -202,20 +289,27 @@ class CompiledQuery(Generic[M]):
         )
 
     def _compiled_for(self, connection: BaseDatabaseWrapper) -> _Compiled:
-        compiled = self._compiled.get(connection)
+        key = _database(connection)
+        compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = self._compiled[connection] = self._compile(connection)
+            compiled = self._compiled[key] = self._compile(connection)
         return compiled
 
     def _run(self, params: dict[str, Any]) -> tuple[_Compiled, BaseDatabaseWrapper, list[Any]]:
         connection = connections[DEFAULT_DB_ALIAS]
         compiled = self._compiled_for(connection)
-        values = [p.prep(params[p.name]) if isinstance(p, _Slot) else p for p in compiled.params]
+        values = [
+            p.prep(params[p.name], connection) if isinstance(p, _Slot) else p
+            for p in compiled.params
+        ]
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, values)
             rows = cursor.fetchall()
         if compiled.converters and rows:
-            converters = list(compiled.converters.items())
+            converters = [
+                (position, ([_bound(f, connection) for f in functions], expression))
+                for position, (functions, expression) in compiled.converters.items()
+            ]
             converted = []
             for row in rows:
                 row = list(row)
@@ -253,16 +347,17 @@ class CompiledQuery(Generic[M]):
 
 class CompiledUpdate(Generic[M]):
     """`queryset.update(**values)`, with `build(**params)` answering (queryset, values),
-    compiled once per connection; `execute` answers the number of rows updated. For an update
-    of the model's own columns (no signals are sent, as `QuerySet.update` sends none)."""
+    compiled once per database; `execute` answers the number of rows updated. For an update
+    of the model's own columns (no signals are sent, as `QuerySet.update` sends none). Its
+    parameters take the kinds a `CompiledQuery`'s do, and `Column` for a value set to a
+    column as it is."""
 
     def __init__(
         self, build: Callable[..., tuple[QuerySet[M, Any], dict[str, Any]]], /, **params: type
     ):
         self.build = build
         self.params = params
-        self._compiled: weakref.WeakKeyDictionary[BaseDatabaseWrapper, tuple[str, tuple[Any, ...]]]
-        self._compiled = weakref.WeakKeyDictionary()
+        self._compiled: dict[tuple[str, str], tuple[str, tuple[Any, ...]]] = {}
 
     def _compile(self, connection: BaseDatabaseWrapper) -> tuple[str, tuple[Any, ...]]:
         markers = {
@@ -275,15 +370,22 @@ class CompiledUpdate(Generic[M]):
         sql, params = compiler.as_sql()
         if query.related_updates:
             raise ImproperlyConfigured("A compiled update changes its own model's columns only.")
-        return sql, _slots(sql, params, markers, connection)
+        names = {id(marker): name for name, marker in markers.items()}
+        columns = {
+            value.token: _Slot(names[id(value)], _FieldPrep(field))
+            for field, _, value in query.values
+            if isinstance(value, _ColumnMarker) and id(value) in names
+        }
+        return sql, _slots(sql, params, markers, connection, columns)
 
     def execute(self, **params: Any) -> int:
         connection = connections[DEFAULT_DB_ALIAS]
-        compiled = self._compiled.get(connection)
+        key = _database(connection)
+        compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = self._compiled[connection] = self._compile(connection)
+            compiled = self._compiled[key] = self._compile(connection)
         sql, slots = compiled
-        values = [p.prep(params[p.name]) if isinstance(p, _Slot) else p for p in slots]
+        values = [p.prep(params[p.name], connection) if isinstance(p, _Slot) else p for p in slots]
         with transaction.mark_for_rollback_on_error(using=connection.alias):
             with connection.cursor() as cursor:
                 cursor.execute(sql, values)

@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import events, fragments, limits, selectors
-from .compiled import CompiledQuery, CompiledUpdate
+from .compiled import Column, CompiledQuery, CompiledUpdate
 from .markdown import render_markdown
 from .models import Conversation, Message
 
@@ -323,10 +323,21 @@ _CHECKPOINT = CompiledUpdate[Message](
 async def reply_finish(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
     """Save the finished reply once; False if this worker no longer owns it. `lease_owner`
     stays as the record of which worker generated the reply."""
-    updated = await _owned_reply(message_id, worker_id).aupdate(
-        lease_expires=None, completed=timezone.now(), **fields
+    values = {**fields, "lease_expires": None, "completed": timezone.now()}
+    update = _finish_update(frozenset(values))
+    return bool(await update.aexecute(pk=message_id, worker=worker_id, **values))
+
+
+@functools.cache
+def _finish_update(fields: frozenset[str]) -> CompiledUpdate[Message]:
+    """A reply's final save of these fields (chat.compiled): one for each set of fields a
+    generation ends with (with the model's token counts or without)."""
+    return CompiledUpdate[Message](
+        lambda pk, worker, **values: (_owned_reply(pk, worker), values),
+        pk=int,
+        worker=str,
+        **dict.fromkeys(sorted(fields), Column),
     )
-    return bool(updated)
 
 
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:

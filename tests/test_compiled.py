@@ -198,8 +198,140 @@ def test_a_compiled_query_on_sqlite_converts_its_datetimes_leanly(user):
     )
     [(_, updated)] = query.rows(owner=user.pk)
     assert updated == Conversation.objects.get().updated
-    from django.db import connections
 
-    compiled = query._compiled[connections["default"]]
+    compiled = query._compiled[("default", connection.vendor)]
     functions = [f for fs, _ in compiled.converters.values() for f in fs]
     assert _sqlite_datetime in functions
+
+
+@pytest.mark.django_db(transaction=True)
+def test_compiled_once_for_all_threads_and_holding_none_of_their_connections(user):
+    """Kept per connection, a compiled query held every thread's connection alive (its
+    datetime parameter's adapter was bound to it): each request thread beyond the kept ones
+    left its connection behind, and compiled every query anew."""
+    import gc
+    import threading
+    import weakref
+    from datetime import timedelta
+
+    from django.db import connections
+    from django.utils import timezone
+
+    from chat.compiled import CompiledUpdate
+
+    conversation = Conversation.objects.create(owner=user, title="a", model="m")
+    since = CompiledQuery(
+        lambda since: Conversation.objects.filter(updated__gt=since).values_list("pk", "updated"),
+        since=datetime,
+    )
+    retitle = CompiledUpdate(
+        lambda pk, since: (
+            Conversation.objects.filter(pk=pk, updated__gt=since),
+            {"title": "b", "updated": since},
+        ),
+        pk=uuid.UUID,
+        since=datetime,
+    )
+    hour_ago = timezone.now() - timedelta(hours=1)
+    seen: list[weakref.ref[object]] = []
+    answers: list[object] = []
+
+    def in_a_thread_of_its_own() -> None:
+        seen.append(weakref.ref(connections["default"]))
+        try:
+            answers.append(since.rows(since=hour_ago))
+            answers.append(retitle.execute(pk=conversation.pk, since=hour_ago))
+        finally:
+            connections.close_all()
+
+    for _ in range(3):
+        thread = threading.Thread(target=in_a_thread_of_its_own)
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert answers[0] == [(conversation.pk, conversation.updated)]
+    assert answers[1:] == [1, [], 0, [], 0]  # the first update moved `updated` back an hour
+    assert [ref() for ref in seen] == [None, None, None]  # each thread's connection is gone
+    assert len(since._compiled) == len(retitle._compiled) == 1  # compiled once, not per thread
+    conversation.refresh_from_db()
+    assert conversation.title == "b" and conversation.updated == hour_ago
+
+
+def test_column_parameters_are_set_as_queryset_update_sets_them(user):
+    """A `Column` parameter takes whatever its field does (None, durations, JSON, text),
+    prepared by the field: the row ends as `QuerySet.update` with the same values leaves
+    its twin."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat.compiled import Column, CompiledUpdate
+
+    conversation = Conversation.objects.create(owner=user, model="m")
+
+    def twin() -> Message:
+        return Message.objects.create(
+            conversation=conversation,
+            role="assistant",
+            status="streaming",
+            lease_owner="w1",
+            lease_expires=timezone.now(),
+            prompt_tokens=5,
+        )
+
+    finish = CompiledUpdate(
+        lambda pk, worker, **values: (
+            Message.objects.filter(pk=pk, lease_owner=worker, status="streaming"),
+            values,
+        ),
+        pk=int,
+        worker=str,
+        **dict.fromkeys(
+            [
+                "status",
+                "content",
+                "tool_calls",
+                "duration",
+                "time_to_first_token",
+                "prompt_tokens",
+                "lease_expires",
+                "completed",
+            ],
+            Column,
+        ),
+    )
+    cases = [
+        {
+            "status": "complete",
+            "content": "it's “quoted” %s %(x)s",
+            "tool_calls": [{"id": "c1", "name": "f", "arguments": '{"a": [1, null]}'}],
+            "duration": timedelta(seconds=3, microseconds=250),
+            "time_to_first_token": timedelta(milliseconds=120),
+            "prompt_tokens": None,
+            "lease_expires": None,
+            "completed": timezone.now(),
+        },
+        {
+            "status": "interrupted",
+            "content": "",
+            "tool_calls": [],
+            "duration": timedelta(0),
+            "time_to_first_token": None,
+            "prompt_tokens": 7,
+            "lease_expires": None,
+            "completed": timezone.now(),
+        },
+    ]
+    for values in cases:
+        compiled, orm = twin(), twin()
+        assert finish.execute(pk=compiled.pk, worker="w2", **values) == 0  # not its owner
+        assert finish.execute(pk=compiled.pk, worker="w1", **values) == 1
+        assert Message.objects.filter(pk=orm.pk).update(**values) == 1
+        compiled.refresh_from_db()
+        orm.refresh_from_db()
+        for field in Message._meta.concrete_fields:
+            if field.name not in ("id", "created"):
+                assert getattr(compiled, field.attname) == getattr(orm, field.attname), field.name
+        assert compiled.tool_calls == values["tool_calls"]
+        assert compiled.time_to_first_token == values["time_to_first_token"]
+        assert compiled.prompt_tokens == values["prompt_tokens"]
