@@ -28,7 +28,8 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Expression, Field, Model, QuerySet
 from django.db.models.query import get_related_populators
-from django.db.models.sql import UpdateQuery
+from django.db.models.signals import post_save, pre_save
+from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils.dateparse import parse_datetime
 
 M = TypeVar("M", bound=Model)
@@ -393,3 +394,70 @@ class CompiledUpdate(Generic[M]):
 
     async def aexecute(self, **params: Any) -> int:
         return await sync_to_async(self.execute)(**params)
+
+
+class CompiledInsert(Generic[M]):
+    """`model.objects.create(**values)`, its INSERT compiled once per database. The instance
+    is made, its fields' values taken (`pre_save`, as `auto_now_add` sets them) and prepared
+    as `Model.save` makes, takes and prepares them, and its primary key set from the row the
+    database returns. For a model saved by Django's own `save`, with no parent model and an
+    automatic primary key; while anything listens to its `pre_save` or `post_save` signals,
+    `create` saves through the ORM (which sends them)."""
+
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
+        self._compiled: dict[tuple[str, str], tuple[str, tuple[Any, ...], tuple[Any, ...]]] = {}
+
+    def _compile(
+        self, connection: BaseDatabaseWrapper
+    ) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
+        meta = self.model._meta
+        if meta.parents or meta.auto_field is None:
+            raise ImproperlyConfigured(
+                "A compiled insert is for a model with no parent and an automatic primary key."
+            )
+        if not connection.features.can_return_columns_from_insert:
+            raise ImproperlyConfigured(f"{connection.vendor} cannot return the new row's key.")
+        fields = tuple(
+            f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field
+        )
+        returning = tuple(meta.db_returning_fields)
+        query = InsertQuery(self.model)
+        query.insert_values(fields, [self.model()])
+        compiler: Any = query.get_compiler(connection=connection)
+        compiler.returning_fields = returning
+        [(sql, params)] = compiler.as_sql()
+        if len(params) != len(fields) or compiler.returning_params:
+            raise ImproperlyConfigured(f"A compiled insert takes one parameter a field: {sql}")
+        cols = [field.get_col(meta.db_table) for field in returning]
+        if compiler.get_converters(cols):
+            raise ImproperlyConfigured("A compiled insert's returned columns need no converting.")
+        return sql, fields, returning
+
+    def create(self, **values: Any) -> M:
+        model = self.model
+        if pre_save.has_listeners(model) or post_save.has_listeners(model):
+            return model._default_manager.create(**values)
+        instance = model(**values)
+        if instance.pk is not None:  # a key of its own: Django's `save` inserts it too
+            return model._default_manager.create(**values)
+        unsaved: Any = instance
+        unsaved._prepare_related_fields_for_save(operation_name="save")  # as `save` does
+        connection = connections[DEFAULT_DB_ALIAS]
+        key = _database(connection)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = self._compile(connection)
+        sql, fields, returning = compiled
+        params = [
+            f.get_db_prep_save(f.pre_save(instance, True), connection=connection) for f in fields
+        ]
+        with transaction.mark_for_rollback_on_error(using=connection.alias):
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+        for value, field in zip(row, returning, strict=True):
+            setattr(instance, field.attname, value)
+        instance._state.adding = False
+        instance._state.db = connection.alias
+        return instance

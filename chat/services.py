@@ -12,12 +12,13 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import QuerySet
+from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
 from . import events, fragments, limits, selectors
-from .compiled import Column, CompiledQuery, CompiledUpdate
+from .compiled import Column, CompiledInsert, CompiledQuery, CompiledUpdate
 from .markdown import render_markdown
 from .models import Conversation, Message
 
@@ -85,11 +86,36 @@ def _select(message: Message) -> None:
             version.selected = True
 
 
+# Every new message: a turn's two, the user's and the reply (chat.compiled).
+_NEW_MESSAGE = CompiledInsert(Message)
+
+
+def _save_conversation(conversation: Conversation, fields: list[str]) -> None:
+    """`conversation.save(update_fields=fields)`, compiled (chat.compiled): each field's
+    value taken as `save` takes it (`updated`, `auto_now`, set to now)."""
+    if pre_save.has_listeners(Conversation) or post_save.has_listeners(Conversation):
+        conversation.save(update_fields=fields)  # sends them
+        return
+    columns = {f.name: f for f in Conversation._meta.concrete_fields}
+    values = {name: columns[name].pre_save(conversation, False) for name in fields}
+    if not _conversation_update(frozenset(values)).execute(pk=conversation.pk, **values):
+        raise DatabaseError("Save with update_fields did not affect any rows.")
+
+
+@functools.cache
+def _conversation_update(fields: frozenset[str]) -> CompiledUpdate[Conversation]:
+    return CompiledUpdate[Conversation](
+        lambda pk, **values: (Conversation.objects.filter(pk=pk), values),
+        pk=uuid.UUID,
+        **dict.fromkeys(sorted(fields), Column),
+    )
+
+
 def _new_reply(conversation: Conversation, *, parent: Message) -> Message:
     """A pending reply after `parent`, generated once the transaction commits. Raises
     LimitReached if the owner may not start one now."""
     limits.check_reply(conversation.owner)
-    reply = Message.objects.create(
+    reply = _NEW_MESSAGE.create(
         conversation=conversation,
         parent=parent,
         role=Message.Role.ASSISTANT,
@@ -182,7 +208,7 @@ def message_submit(
                 raise ConversationBusy
             if after is not None and after != (state.leaf_id or 0):
                 raise ConversationChanged
-            user_message = Message.objects.create(
+            user_message = _NEW_MESSAGE.create(
                 conversation=conversation,
                 parent_id=state.leaf_id,
                 role=Message.Role.USER,
@@ -215,7 +241,7 @@ def message_submit(
                 conversation.title = title_from(content)
                 conversation.title_source = Conversation.TitleSource.WORDS
                 update_fields += ["title", "title_source"]
-            conversation.save(update_fields=update_fields)
+            _save_conversation(conversation, update_fields)
     except IntegrityError:
         # The same submission raced us and won; answer with its pair.
         if idempotency_key is not None and (found := _submission(conversation, idempotency_key)):
@@ -343,7 +369,7 @@ def _finish_update(fields: frozenset[str]) -> CompiledUpdate[Message]:
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
     conversation.title = title.strip()[:200]
     conversation.title_source = Conversation.TitleSource.USER
-    conversation.save(update_fields=["title", "title_source", "updated"])
+    _save_conversation(conversation, ["title", "title_source", "updated"])
     return conversation
 
 
@@ -368,7 +394,7 @@ def conversation_configure(*, conversation: Conversation, model: str, system_pro
     """Set the model and system prompt used from the next reply on."""
     conversation.model = model
     conversation.system_prompt = system_prompt
-    conversation.save(update_fields=["model", "system_prompt", "updated"])
+    _save_conversation(conversation, ["model", "system_prompt", "updated"])
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
@@ -385,7 +411,7 @@ def message_edit(*, message: Message, content: str) -> tuple[Message, Message]:
     conversation = message.conversation
     with conversation_lock(conversation):
         _ensure_idle(conversation)
-        edited = Message.objects.create(
+        edited = _NEW_MESSAGE.create(
             conversation=conversation,
             parent_id=message.parent_id,
             role=Message.Role.USER,
@@ -395,7 +421,7 @@ def message_edit(*, message: Message, content: str) -> tuple[Message, Message]:
         )
         _select(edited)
         reply = _new_reply(conversation, parent=edited)
-        conversation.save(update_fields=["updated"])
+        _save_conversation(conversation, ["updated"])
     return edited, reply
 
 
@@ -426,7 +452,7 @@ def reply_regenerate(*, reply: Message) -> Message:
             raise ReplyNotRetryable
         new = _new_reply(conversation, parent=reply.parent)
         _select(new)
-        conversation.save(update_fields=["updated"])
+        _save_conversation(conversation, ["updated"])
     return new
 
 
@@ -478,7 +504,7 @@ async def reply_finish_with_tool_round(
             created: list[Message] = []
             parent = reply
             for call, result in results:
-                parent = Message.objects.create(
+                parent = _NEW_MESSAGE.create(
                     conversation=reply.conversation,
                     parent=parent,
                     role=Message.Role.TOOL,
@@ -490,7 +516,7 @@ async def reply_finish_with_tool_round(
                 )
                 created.append(parent)
             created.append(
-                Message.objects.create(
+                _NEW_MESSAGE.create(
                     conversation=reply.conversation,
                     parent=parent,
                     role=Message.Role.ASSISTANT,

@@ -335,3 +335,64 @@ def test_column_parameters_are_set_as_queryset_update_sets_them(user):
         assert compiled.tool_calls == values["tool_calls"]
         assert compiled.time_to_first_token == values["time_to_first_token"]
         assert compiled.prompt_tokens == values["prompt_tokens"]
+
+
+def test_a_compiled_insert_saves_what_create_saves(user):
+    from django.utils import timezone
+
+    from chat.compiled import CompiledInsert
+
+    conversation = Conversation.objects.create(owner=user, model="m")
+    insert = CompiledInsert(Message)
+    key = uuid.uuid4()
+    values = {
+        "conversation": conversation,
+        "role": "user",
+        "content": "it's “quoted” %s %(x)s",
+        "status": "complete",
+        "idempotency_key": key,
+        "completed": timezone.now(),
+    }
+    with CaptureQueriesContext(connection) as queries:
+        made = insert.create(**values)
+    assert len(queries) == 1
+    twin = Message.objects.create(**{**values, "idempotency_key": uuid.uuid4()})
+    assert isinstance(made.pk, int) and made.pk != twin.pk
+    assert not made._state.adding and made._state.db == "default"
+    stored = Message.objects.get(pk=made.pk)
+    assert made.created == stored.created and made.created is not None  # auto_now_add
+    for field in Message._meta.concrete_fields:
+        if field.name not in ("id", "created", "idempotency_key"):
+            assert getattr(stored, field.attname) == getattr(twin, field.attname), field.name
+    assert stored.idempotency_key == key and stored.tool_calls == []
+    # The new row is a parent like any other, and the unique key holds as the ORM's would.
+    reply = insert.create(conversation=conversation, parent=made, role="assistant")
+    assert Message.objects.get(pk=reply.pk).parent_id == made.pk
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert.create(**values)
+    with pytest.raises(ValueError, match="unsaved related object"):
+        insert.create(conversation=conversation, parent=Message(role="user"), role="assistant")
+
+
+def test_a_compiled_insert_goes_through_the_orm_while_signals_are_listened_to(user):
+    from django.db.models.signals import post_save
+
+    from chat.compiled import CompiledInsert
+
+    conversation = Conversation.objects.create(owner=user, model="m")
+    insert = CompiledInsert(Message)
+    heard = []
+
+    def listener(sender: object, instance: Message, created: bool, **kwargs: object) -> None:
+        heard.append((instance.pk, created))
+
+    post_save.connect(listener, sender=Message)
+    try:
+        made = insert.create(conversation=conversation, role="user", content="hi")
+    finally:
+        post_save.disconnect(listener, sender=Message)
+    assert heard == [(made.pk, True)]
+    own_key = insert.create(pk=made.pk + 1000, conversation=conversation, role="user")
+    assert own_key.pk == made.pk + 1000 and Message.objects.filter(pk=made.pk + 1000).exists()
