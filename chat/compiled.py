@@ -100,9 +100,10 @@ def _related_populators(klass_info: dict[str, Any], select: Any, alias: str) -> 
 
 
 class Column:
-    """The kind of a `CompiledUpdate` parameter that is a value set to a column: any value its
-    field takes (None, a duration, JSON...), prepared at each call by that field as
-    `QuerySet.update` prepares it."""
+    """The kind of a `CompiledUpdate` parameter that is a value set to a column (one column):
+    a plain value its field takes (None, a duration, JSON, a related instance...), prepared
+    at each call as `QuerySet.update` prepares it. Not an expression (`F`, `Now()`): those
+    are compiled into the SQL, and go in `build`'s values as they are."""
 
 
 class _ColumnMarker(Expression):
@@ -127,6 +128,12 @@ class _FieldPrep:
     field: Field[Any, Any]
 
     def __call__(self, value: Any, connection: BaseDatabaseWrapper) -> Any:
+        if hasattr(value, "resolve_expression"):
+            raise TypeError(f"A Column parameter takes a value, not an expression: {value!r}")
+        if hasattr(value, "prepare_database_save"):  # a model instance
+            if not self.field.remote_field:
+                raise TypeError(f"Tried to update field {self.field} with a model instance.")
+            value = value.prepare_database_save(self.field)
         return self.field.get_db_prep_save(value, connection=connection)
 
 
@@ -174,7 +181,7 @@ def _lean_converters(
         general = DatabaseOperations.convert_datetimefield_value
 
     def portable(function: Any) -> Any:
-        if getattr(function, "__func__", None) is general:
+        if general is not None and getattr(function, "__func__", None) is general:
             return _sqlite_datetime
         if getattr(function, "__self__", None) is connection.ops:
             return _OpsConverter(function.__name__)
@@ -372,11 +379,15 @@ class CompiledUpdate(Generic[M]):
         if query.related_updates:
             raise ImproperlyConfigured("A compiled update changes its own model's columns only.")
         names = {id(marker): name for name, marker in markers.items()}
-        columns = {
-            value.token: _Slot(names[id(value)], _FieldPrep(field))
-            for field, _, value in query.values
-            if isinstance(value, _ColumnMarker) and id(value) in names
-        }
+        columns: dict[object, _Slot] = {}
+        for field, _, value in query.values:
+            if not isinstance(value, _ColumnMarker) or id(value) not in names:
+                continue
+            if value.token in columns or hasattr(field, "get_placeholder"):
+                raise ImproperlyConfigured(
+                    f"A Column parameter sets one column, with a plain placeholder: {field}"
+                )
+            columns[value.token] = _Slot(names[id(value)], _FieldPrep(field))
         return sql, _slots(sql, params, markers, connection, columns)
 
     def execute(self, **params: Any) -> int:

@@ -396,3 +396,57 @@ def test_a_compiled_insert_goes_through_the_orm_while_signals_are_listened_to(us
     assert heard == [(made.pk, True)]
     own_key = insert.create(pk=made.pk + 1000, conversation=conversation, role="user")
     assert own_key.pk == made.pk + 1000 and Message.objects.filter(pk=made.pk + 1000).exists()
+
+
+def test_computed_columns_keep_their_own_converters(user):
+    """A computed column's converter is a plain function: on PostgreSQL it was taken for
+    SQLite's datetime converter and replaced by it."""
+    from django.db.models import Count
+
+    conversation = Conversation.objects.create(owner=user, model="m")
+    Message.objects.create(conversation=conversation, role="user", content="hi")
+
+    def build(owner: int) -> object:
+        return (
+            Conversation.objects.filter(owner_id=owner)
+            .annotate(n=Count("messages"))
+            .values_list("pk", "n")
+        )
+
+    assert CompiledQuery(build, owner=int).rows(owner=user.pk) == [(conversation.pk, 1)]
+
+
+def test_a_column_parameter_takes_plain_values_for_one_column(user):
+    from django.db.models import F
+    from django.db.models.functions import Now
+
+    from chat.compiled import Column, CompiledUpdate
+
+    conversation = Conversation.objects.create(owner=user, model="m")
+    other = Conversation.objects.create(owner=user, model="m")
+    message = Message.objects.create(conversation=conversation, role="user")
+    move = CompiledUpdate(
+        lambda pk, to: (Message.objects.filter(pk=pk), {"conversation": to}),
+        pk=int,
+        to=Column,
+    )
+    assert move.execute(pk=message.pk, to=other) == 1  # a related instance, as update takes it
+    message.refresh_from_db()
+    assert message.conversation_id == other.pk
+    retitle = CompiledUpdate(
+        lambda pk, title: (Conversation.objects.filter(pk=pk), {"title": title}),
+        pk=uuid.UUID,
+        title=Column,
+    )
+    for expression in (Now(), F("title")):
+        with pytest.raises(TypeError, match="not an expression"):
+            retitle.execute(pk=conversation.pk, title=expression)
+    with pytest.raises(TypeError, match="model instance"):
+        retitle.execute(pk=conversation.pk, title=other)
+    twice = CompiledUpdate(
+        lambda pk, v: (Message.objects.filter(pk=pk), {"content": v, "tool_calls": v}),
+        pk=int,
+        v=Column,
+    )
+    with pytest.raises(ImproperlyConfigured, match="one column"):
+        twice.execute(pk=message.pk, v=["a"])

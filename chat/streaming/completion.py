@@ -29,6 +29,16 @@ class ToolCall:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
 
+# The most a token count column holds on every database (a PositiveIntegerField).
+MAX_TOKEN_COUNT = 2**31 - 1
+
+
+def token_count(value: Any) -> int | None:
+    """A token count the model reported, or None for what is not one: not a whole number,
+    negative, or more than the column holds (a reply saved with it would fail to save)."""
+    return value if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT else None
+
+
 @dataclass
 class Usage:
     prompt_tokens: int | None = None
@@ -180,13 +190,10 @@ class Completion:
                         usage = value["usage"]
                         break
         if isinstance(usage, dict):
-            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
-            completion = usage.get("completion_tokens", usage.get("output_tokens"))
-            if isinstance(prompt, int) or isinstance(completion, int):
-                self.usage = Usage(
-                    prompt_tokens=prompt if isinstance(prompt, int) else None,
-                    completion_tokens=completion if isinstance(completion, int) else None,
-                )
+            prompt = token_count(usage.get("prompt_tokens", usage.get("input_tokens")))
+            completion = token_count(usage.get("completion_tokens", usage.get("output_tokens")))
+            if prompt is not None or completion is not None:
+                self.usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
 
     def _take_tool_calls(self, fragments: list[Any]) -> bool:
         changed = False

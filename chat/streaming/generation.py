@@ -25,7 +25,7 @@ from ..models import Message
 from ..progressive import ProgressiveRenderer, normalise
 from .client import CompletionStream, Retrying
 from .coalescer import Frame, FrameCoalescer, loop_lag
-from .completion import Completion, StreamUpdate
+from .completion import MAX_TOKEN_COUNT, Completion, StreamUpdate
 from .errors import UpstreamError, UpstreamHTTPError, UpstreamStreamError
 from .upstream import chat_completions_client
 
@@ -282,7 +282,10 @@ class Generation:
             fields["prompt_tokens"] = completion.usage.prompt_tokens
             fields["completion_tokens"] = completion.usage.completion_tokens
             if self.prefix and completion.usage.completion_tokens is not None:
-                fields["completion_tokens"] += self.reply.completion_tokens or 0
+                fields["completion_tokens"] = min(
+                    fields["completion_tokens"] + (self.reply.completion_tokens or 0),
+                    MAX_TOKEN_COUNT,
+                )
         return fields
 
     def _offers_tools(self) -> bool:

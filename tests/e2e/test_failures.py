@@ -169,6 +169,28 @@ async def test_length_offers_continue_which_joins_the_rest_to_the_same_reply(
     assert "The first half and the second." in page.finished[reply_id]
 
 
+@pytest.mark.parametrize("usage", [(-1, 3), (7, 2**40)])
+async def test_token_counts_no_column_holds_do_not_cost_the_reply(
+    start_server, fake_upstream, alice_session, usage
+):
+    """A model that reports a negative token count, or more than the column holds, made the
+    final save fail: the text after the last checkpoint was lost."""
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(["Every", " word", " kept."], usage=usage))
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("complete", "Every word kept.")
+    assert "Every word kept." in page.finished[reply_id]
+    valid = [count if 0 <= count < 2**31 else None for count in usage]
+    assert [reply.prompt_tokens, reply.completion_tokens] == valid
+
+
 async def test_stop_cancels_within_a_second_and_closes_the_upstream_connection(
     start_server, fake_upstream, alice_session
 ):
