@@ -174,6 +174,13 @@ class Message(models.Model):
 ACTIVE_STATUSES = (Message.Status.PENDING, Message.Status.STREAMING)
 
 
+def fit_column(model: type[models.Model], field_name: str, value: str) -> str:
+    """Text from outside (the model server's) cut to what the field's column holds:
+    PostgreSQL refuses a longer value, and the whole row's save with it."""
+    max_length = getattr(model._meta.get_field(field_name), "max_length", None)
+    return value[:max_length] if max_length else value
+
+
 class UsageLimit(models.Model):
     """Limits for one user or one group, in place of the defaults in settings (an empty field
     keeps the default; 0 means no limit). A user's own row wins over their groups'."""

@@ -21,7 +21,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from .. import events, fragments, outages, selectors, services, titles, tools
-from ..models import Message
+from ..models import Message, fit_column
 from ..progressive import ProgressiveRenderer, normalise
 from .client import CompletionStream, Retrying
 from .coalescer import Frame, FrameCoalescer, loop_lag
@@ -260,8 +260,8 @@ class Generation:
             "content": self.text,
             "reasoning": self.reasoning,
             "tool_calls": completion.tool_call_list(),
-            "finish_reason": completion.finish_reason or "",
-            "model": completion.model or self.reply.model,
+            "finish_reason": fit_column(Message, "finish_reason", completion.finish_reason or ""),
+            "model": fit_column(Message, "model", completion.model or self.reply.model),
             "error": error,
             "duration": timedelta(seconds=now - self.started_at),
             "time_to_first_token": (

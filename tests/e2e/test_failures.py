@@ -191,6 +191,34 @@ async def test_token_counts_no_column_holds_do_not_cost_the_reply(
     assert [reply.prompt_tokens, reply.completion_tokens] == valid
 
 
+async def test_a_model_name_or_finish_reason_longer_than_its_column_does_not_cost_the_reply(
+    start_server, fake_upstream, alice_session
+):
+    """The model's own name and finish reason are stored in columns of 200 and 64
+    characters: longer ones (PostgreSQL refuses them) made the final save fail and lost the
+    text since the last checkpoint. They are cut to fit."""
+    server = start_server()
+    name, reason = "m" * 300, "r" * 100
+
+    async def plan(request: FakeRequest):
+        events = [
+            json.loads(piece.decode().removeprefix("data: "))
+            for piece in reply_events(["Every", " word", " kept."], finish_reason=reason)[:-1]
+        ]
+        for event in events:
+            event["model"] = name
+        return await request.stream([sse(event) for event in events] + [b"data: [DONE]\n\n"])
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("complete", "Every word kept.")
+    assert (reply.model, reply.finish_reason) == (name[:200], reason[:64])
+    assert "Every word kept." in page.finished[reply_id]
+
+
 async def test_stop_cancels_within_a_second_and_closes_the_upstream_connection(
     start_server, fake_upstream, alice_session
 ):
