@@ -7,7 +7,7 @@ import functools
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -85,6 +85,8 @@ def _select(message: Message) -> None:
             siblings.filter(pk=version.pk).update(selected=True)
             version.selected = True
 
+
+T = TypeVar("T")
 
 # Every new message: a turn's two, the user's and the reply (chat.compiled).
 _NEW_MESSAGE = CompiledInsert(Message)
@@ -309,6 +311,7 @@ async def reply_checkpoint(*, message_id: int, worker_id: str, fields: dict[str,
     The generation's checkpoints (the lease alone, or with `content` and `reasoning`) run
     compiled; other fields through the ORM."""
     lease_expires = timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+    fields = _storable(fields)
     if not fields:
         updated = await _RENEW_LEASE.aexecute(pk=message_id, worker=worker_id, until=lease_expires)
     elif fields.keys() == {"content", "reasoning"}:
@@ -320,6 +323,19 @@ async def reply_checkpoint(*, message_id: int, worker_id: str, fields: dict[str,
             lease_expires=lease_expires, **fields
         )
     return bool(updated)
+
+
+def _storable(value: T) -> T:
+    """What the model server sent (text, or JSON of it), as every database stores it: a NUL
+    character, which PostgreSQL refuses in text and in JSON (the whole row's save with it),
+    becomes U+FFFD, as the page draws it (chat.progressive.normalise)."""
+    if isinstance(value, str):
+        return value.replace("\0", "\ufffd") if "\0" in value else value  # type: ignore[return-value]
+    if isinstance(value, list | tuple):
+        return type(value)(_storable(item) for item in value)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {key: _storable(item) for key, item in value.items()}  # type: ignore[return-value]
+    return value
 
 
 def _owned_reply(pk: int, worker: str) -> QuerySet[Message]:
@@ -349,7 +365,7 @@ _CHECKPOINT = CompiledUpdate[Message](
 async def reply_finish(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
     """Save the finished reply once; False if this worker no longer owns it. `lease_owner`
     stays as the record of which worker generated the reply."""
-    values = {**fields, "lease_expires": None, "completed": timezone.now()}
+    values = {**_storable(fields), "lease_expires": None, "completed": timezone.now()}
     update = _finish_update(frozenset(values))
     return bool(await update.aexecute(pk=message_id, worker=worker_id, **values))
 
@@ -492,6 +508,8 @@ async def reply_finish_with_tool_round(
     this worker) in one transaction. Returns the new messages, the new reply last; empty if
     this worker no longer owns the reply."""
     from asgiref.sync import sync_to_async
+
+    fields, results = _storable(fields), _storable(results)
 
     def record() -> list[Message]:
         with transaction.atomic():

@@ -78,3 +78,31 @@ def test_a_reply_no_longer_streaming_is_not_written_again(reply: Message, fields
         "kept",
         None,
     )
+
+
+def test_a_nul_character_from_the_model_is_stored_as_the_page_shows_it(reply):
+    """PostgreSQL refuses a NUL character in text and in JSON, and with it the whole row's
+    save: a checkpoint, or a final save that would lose the reply's text."""
+    assert checkpoint(reply, content="so\0 far", reasoning="thinking\0")
+    reply.refresh_from_db()
+    assert (reply.content, reply.reasoning) == ("so\ufffd far", "thinking\ufffd")
+    saved = async_to_sync(services.reply_finish)(
+        message_id=reply.pk,
+        worker_id=WORKER,
+        fields={
+            "status": Message.Status.COMPLETE,
+            "content": "all\0 of it",
+            "error": "a note\0",
+            "tool_calls": [{"id": "c\0", "name": "f", "arguments": '{"a": "\\u0000\0"}'}],
+        },
+    )
+    assert saved
+    reply.refresh_from_db()
+    assert (reply.status, reply.content, reply.error) == (
+        "complete",
+        "all\ufffd of it",
+        "a note\ufffd",
+    )
+    assert reply.tool_calls == [
+        {"id": "c\ufffd", "name": "f", "arguments": '{"a": "\\u0000\ufffd"}'}
+    ]

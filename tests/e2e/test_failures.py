@@ -219,6 +219,26 @@ async def test_a_model_name_or_finish_reason_longer_than_its_column_does_not_cos
     assert "Every word kept." in page.finished[reply_id]
 
 
+async def test_a_nul_character_in_the_text_does_not_cost_the_reply(
+    start_server, fake_upstream, alice_session
+):
+    """PostgreSQL refuses text with a NUL character: the checkpoints and the final save of a
+    reply that had one failed, and its text was lost. It is kept as the page shows it (U+FFFD,
+    as markdown-it draws a NUL)."""
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(["Before", " \u0000", " after."]))
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("complete", "Before \ufffd after.")
+    assert "Before \ufffd after." in page.finished[reply_id]
+
+
 async def test_stop_cancels_within_a_second_and_closes_the_upstream_connection(
     start_server, fake_upstream, alice_session
 ):
