@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ from django.db.models import QuerySet
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
-from . import events, fragments, limits, selectors
+from . import events, fragments, limits, outages, selectors
 from .compiled import Column, CompiledInsert, CompiledQuery, CompiledUpdate
 from .markdown import render_markdown
 from .models import Conversation, Message, fit_column
@@ -85,6 +86,8 @@ def _select(message: Message) -> None:
             siblings.filter(pk=version.pk).update(selected=True)
             version.selected = True
 
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -364,7 +367,26 @@ _CHECKPOINT = CompiledUpdate[Message](
 
 async def reply_finish(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
     """Save the finished reply once; False if this worker no longer owns it. `lease_owner`
-    stays as the record of which worker generated the reply."""
+    stays as the record of which worker generated the reply.
+
+    Should the database refuse a value (not be away: that error is raised, for the caller to
+    retry), the reply is saved with its text alone (`REPLY_TEXT_FIELDS`), not lost."""
+    try:
+        return await _reply_finish(message_id, worker_id, fields)
+    except DatabaseError as refused:
+        if isinstance(refused, outages.DATABASE_ERRORS):
+            raise
+        logger.exception("message %s: the finished reply was refused; saving its text", message_id)
+        text = {name: fields[name] for name in REPLY_TEXT_FIELDS if name in fields}
+        return await _reply_finish(message_id, worker_id, text)
+
+
+# What a finished reply keeps whatever else the database refuses: its text, as drawn, and
+# how it ended (all in columns of any length, and made here or cleaned by `_storable`).
+REPLY_TEXT_FIELDS = ("status", "content", "reasoning", "content_html", "reasoning_html", "error")
+
+
+async def _reply_finish(message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
     values = {**_storable(fields), "lease_expires": None, "completed": timezone.now()}
     update = _finish_update(frozenset(values))
     return bool(await update.aexecute(pk=message_id, worker=worker_id, **values))

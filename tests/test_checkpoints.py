@@ -106,3 +106,35 @@ def test_a_nul_character_from_the_model_is_stored_as_the_page_shows_it(reply):
     assert reply.tool_calls == [
         {"id": "c\ufffd", "name": "f", "arguments": '{"a": "\\u0000\ufffd"}'}
     ]
+
+
+@pytest.mark.django_db(transaction=True)  # the generation saves in autocommit, not in a test's
+def test_a_final_save_the_database_refuses_keeps_the_replys_text(reply, caplog):
+    """A value the database refuses (here a negative token count, which a check constraint
+    refuses on every backend) no longer takes the reply's text with it."""
+    assert checkpoint(reply, content="so far", reasoning="")
+    saved = async_to_sync(services.reply_finish)(
+        message_id=reply.pk,
+        worker_id=WORKER,
+        fields={
+            "status": Message.Status.COMPLETE,
+            "content": "the whole reply",
+            "content_html": "<p>the whole reply</p>",
+            "finish_reason": "stop",
+            "prompt_tokens": -1,
+        },
+    )
+    assert saved
+    reply.refresh_from_db()
+    assert (reply.status, reply.content, reply.content_html) == (
+        "complete",
+        "the whole reply",
+        "<p>the whole reply</p>",
+    )
+    assert reply.prompt_tokens is None and reply.finish_reason == ""  # what was refused is not
+    assert reply.lease_expires is None and reply.completed is not None
+    assert "the finished reply was refused" in caplog.text
+    # Once saved, it is saved once: a second finish finds it no longer streaming.
+    assert not async_to_sync(services.reply_finish)(
+        message_id=reply.pk, worker_id=WORKER, fields={"content": "again"}
+    )
