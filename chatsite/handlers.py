@@ -70,17 +70,24 @@ class RequestThreads:
                 if len(self._idle) < self.kept:
                     self._idle.append(thread)
                     return
+        # Its database connection is closed as it goes (after the view, if one still runs):
+        # left to the garbage collector, a burst of requests left as many connections open.
+        thread.submit(_close_connections)
         thread.shutdown(wait=False)
 
     def close(self) -> None:
         """Close the kept threads' database connections and stop the threads (tests)."""
-        from django.db import connections
-
         with self._lock:
             idle, self._idle = self._idle, []
         for thread in idle:
-            thread.submit(connections.close_all).result()
+            thread.submit(_close_connections).result()
             thread.shutdown()
+
+
+def _close_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()
 
 
 class SyncChainASGIHandler(ASGIHandler):

@@ -131,3 +131,26 @@ def test_a_thread_still_busy_is_not_lent_again():
     threads.give_back(idle)
     assert threads.take() is idle
     idle.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_thread_not_kept_closes_its_database_connection_as_it_goes():
+    """A burst of requests beyond the kept threads left each extra thread's database
+    connection open until the garbage collector found it (hundreds after a burst)."""
+    from django.db import connections as all_connections
+
+    def connect() -> object:
+        all_connections["default"].ensure_connection()
+        return all_connections["default"]
+
+    threads = RequestThreads(kept=1)
+    kept, extra = threads.take(), threads.take()
+    kept_connection = kept.submit(connect).result()
+    extra_connection = extra.submit(connect).result()
+    threads.give_back(kept)
+    threads.give_back(extra)  # one more than the threads kept: it goes
+    extra.shutdown(wait=True)
+    assert extra_connection.connection is None  # closed, not left open
+    assert kept_connection.connection is not None  # kept, with its thread, for the next request
+    threads.close()
+    assert kept_connection.connection is None
