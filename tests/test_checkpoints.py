@@ -26,6 +26,12 @@ def reply(user) -> Message:
     return reply
 
 
+def finish(reply: Message, worker: str = WORKER, **fields: object) -> bool:
+    return async_to_sync(services.reply_finish)(
+        message_id=reply.pk, worker_id=worker, fields=fields
+    )
+
+
 def checkpoint(reply: Message, worker: str = WORKER, **fields: str) -> bool:
     return async_to_sync(services.reply_checkpoint)(
         message_id=reply.pk, worker_id=worker, fields=fields
@@ -86,17 +92,13 @@ def test_a_nul_character_from_the_model_is_stored_as_the_page_shows_it(reply):
     assert checkpoint(reply, content="so\0 far", reasoning="thinking\0")
     reply.refresh_from_db()
     assert (reply.content, reply.reasoning) == ("so\ufffd far", "thinking\ufffd")
-    saved = async_to_sync(services.reply_finish)(
-        message_id=reply.pk,
-        worker_id=WORKER,
-        fields={
-            "status": Message.Status.COMPLETE,
-            "content": "all\0 of it",
-            "error": "a note\0",
-            "tool_calls": [{"id": "c\0", "name": "f", "arguments": '{"a": "\\u0000\0"}'}],
-        },
+    assert finish(
+        reply,
+        status=Message.Status.COMPLETE,
+        content="all\0 of it",
+        error="a note\0",
+        tool_calls=[{"id": "c\0", "name": "f", "arguments": '{"a": "\\u0000\0"}'}],
     )
-    assert saved
     reply.refresh_from_db()
     assert (reply.status, reply.content, reply.error) == (
         "complete",
@@ -113,18 +115,14 @@ def test_a_final_save_the_database_refuses_keeps_the_replys_text(reply, caplog):
     """A value the database refuses (here a negative token count, which a check constraint
     refuses on every backend) no longer takes the reply's text with it."""
     assert checkpoint(reply, content="so far", reasoning="")
-    saved = async_to_sync(services.reply_finish)(
-        message_id=reply.pk,
-        worker_id=WORKER,
-        fields={
-            "status": Message.Status.COMPLETE,
-            "content": "the whole reply",
-            "content_html": "<p>the whole reply</p>",
-            "finish_reason": "stop",
-            "prompt_tokens": -1,
-        },
+    assert finish(
+        reply,
+        status=Message.Status.COMPLETE,
+        content="the whole reply",
+        content_html="<p>the whole reply</p>",
+        finish_reason="stop",
+        prompt_tokens=-1,
     )
-    assert saved
     reply.refresh_from_db()
     assert (reply.status, reply.content, reply.content_html) == (
         "complete",
@@ -135,6 +133,4 @@ def test_a_final_save_the_database_refuses_keeps_the_replys_text(reply, caplog):
     assert reply.lease_expires is None and reply.completed is not None
     assert "the finished reply was refused" in caplog.text
     # Once saved, it is saved once: a second finish finds it no longer streaming.
-    assert not async_to_sync(services.reply_finish)(
-        message_id=reply.pk, worker_id=WORKER, fields={"content": "again"}
-    )
+    assert not finish(reply, content="again")

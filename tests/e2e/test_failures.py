@@ -169,24 +169,30 @@ async def test_length_offers_continue_which_joins_the_rest_to_the_same_reply(
     assert "The first half and the second." in page.finished[reply_id]
 
 
+async def saved_reply(server, session, fake_upstream, pieces) -> tuple[Message, str]:
+    """The reply to one message whose stream is `pieces`: as saved, and as its page shows
+    it finished."""
+
+    async def plan(request: FakeRequest):
+        return await request.stream(pieces)
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    await finish(client, ws)
+    return await Message.objects.aget(pk=reply_id), page.finished[reply_id]
+
+
 @pytest.mark.parametrize("usage", [(-1, 3), (7, 2**40)])
 async def test_token_counts_no_column_holds_do_not_cost_the_reply(
     start_server, fake_upstream, alice_session, usage
 ):
     """A model that reports a negative token count, or more than the column holds, made the
     final save fail: the text after the last checkpoint was lost."""
-    server = start_server()
-
-    async def plan(request: FakeRequest):
-        return await request.stream(reply_events(["Every", " word", " kept."], usage=usage))
-
-    fake_upstream.plan = plan
-    client, conversation_id, ws, reply_id = await converse(server, alice_session)
-    page = await read_until_finished(ws, PageModel(), reply_id)
-    await finish(client, ws)
-    reply = await Message.objects.aget(pk=reply_id)
+    pieces = reply_events(["Every", " word", " kept."], usage=usage)
+    reply, shown_html = await saved_reply(start_server(), alice_session, fake_upstream, pieces)
     assert (reply.status, reply.content) == ("complete", "Every word kept.")
-    assert "Every word kept." in page.finished[reply_id]
+    assert "Every word kept." in shown_html
     valid = [count if 0 <= count < 2**31 else None for count in usage]
     assert [reply.prompt_tokens, reply.completion_tokens] == valid
 
@@ -197,26 +203,16 @@ async def test_a_model_name_or_finish_reason_longer_than_its_column_does_not_cos
     """The model's own name and finish reason are stored in columns of 200 and 64
     characters: longer ones (PostgreSQL refuses them) made the final save fail and lost the
     text since the last checkpoint. They are cut to fit."""
-    server = start_server()
     name, reason = "m" * 300, "r" * 100
-
-    async def plan(request: FakeRequest):
-        events = [
-            json.loads(piece.decode().removeprefix("data: "))
-            for piece in reply_events(["Every", " word", " kept."], finish_reason=reason)[:-1]
-        ]
-        for event in events:
-            event["model"] = name
-        return await request.stream([sse(event) for event in events] + [b"data: [DONE]\n\n"])
-
-    fake_upstream.plan = plan
-    client, conversation_id, ws, reply_id = await converse(server, alice_session)
-    page = await read_until_finished(ws, PageModel(), reply_id)
-    await finish(client, ws)
-    reply = await Message.objects.aget(pk=reply_id)
+    events = [
+        json.loads(piece.decode().removeprefix("data: "))
+        for piece in reply_events(["Every", " word", " kept."], finish_reason=reason)[:-1]
+    ]
+    pieces = [sse({**event, "model": name}) for event in events] + [b"data: [DONE]\n\n"]
+    reply, shown_html = await saved_reply(start_server(), alice_session, fake_upstream, pieces)
     assert (reply.status, reply.content) == ("complete", "Every word kept.")
     assert (reply.model, reply.finish_reason) == (name[:200], reason[:64])
-    assert "Every word kept." in page.finished[reply_id]
+    assert "Every word kept." in shown_html
 
 
 async def test_a_nul_character_in_the_text_does_not_cost_the_reply(
@@ -225,18 +221,10 @@ async def test_a_nul_character_in_the_text_does_not_cost_the_reply(
     """PostgreSQL refuses text with a NUL character: the checkpoints and the final save of a
     reply that had one failed, and its text was lost. It is kept as the page shows it (U+FFFD,
     as markdown-it draws a NUL)."""
-    server = start_server()
-
-    async def plan(request: FakeRequest):
-        return await request.stream(reply_events(["Before", " \u0000", " after."]))
-
-    fake_upstream.plan = plan
-    client, conversation_id, ws, reply_id = await converse(server, alice_session)
-    page = await read_until_finished(ws, PageModel(), reply_id)
-    await finish(client, ws)
-    reply = await Message.objects.aget(pk=reply_id)
+    pieces = reply_events(["Before", " \u0000", " after."])
+    reply, shown_html = await saved_reply(start_server(), alice_session, fake_upstream, pieces)
     assert (reply.status, reply.content) == ("complete", "Before \ufffd after.")
-    assert "Before \ufffd after." in page.finished[reply_id]
+    assert "Before \ufffd after." in shown_html
 
 
 async def test_stop_cancels_within_a_second_and_closes_the_upstream_connection(
