@@ -98,7 +98,9 @@ class Message(models.Model):
     # Tool calls the model asked for ([{"id", "name", "arguments"}]), or for a tool message
     # the call it answers ({"tool_call_id", "name"}).
     tool_calls = models.JSONField(default=list, blank=True)
-    tool_call_id = models.CharField(max_length=200, blank=True)
+    # As the model server made it: some make ids hundreds of characters long (LiteLLM puts
+    # Gemini's thought signatures in them), and the next request must send it back whole.
+    tool_call_id = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     finish_reason = models.CharField(max_length=64, blank=True)
     model = models.CharField(max_length=200, blank=True)

@@ -21,7 +21,7 @@ from django.utils import timezone
 from . import events, fragments, limits, outages, selectors
 from .compiled import Column, CompiledInsert, CompiledQuery, CompiledUpdate
 from .markdown import render_markdown
-from .models import Conversation, Message, fit_column
+from .models import Conversation, Message
 
 MAX_MESSAGE_LENGTH = 100_000
 TITLE_WORDS = 8
@@ -550,7 +550,7 @@ async def reply_finish_with_tool_round(
                     role=Message.Role.TOOL,
                     content=result,
                     tool_calls=[call],
-                    tool_call_id=fit_column(Message, "tool_call_id", call["id"]),
+                    tool_call_id=call["id"],
                     status=Message.Status.COMPLETE,
                     completed=timezone.now(),
                 )

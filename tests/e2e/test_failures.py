@@ -260,8 +260,11 @@ async def test_stop_cancels_within_a_second_and_closes_the_upstream_connection(
     assert not fake_upstream.requests[0].finished
 
 
+# Some servers make ids hundreds of characters long (LiteLLM puts Gemini's thought signatures
+# in them): the tool's result must go back with the whole id, or the model server refuses it.
+@pytest.mark.parametrize("call_id", ["call_1", "call_" + "s" * 400])
 async def test_a_tool_call_runs_on_the_server_and_the_follow_up_reply_streams(
-    start_server, fake_upstream, alice_session
+    start_server, fake_upstream, alice_session, call_id
 ):
     server = start_server(CHAT_TOOLS_ENABLED="true")
 
@@ -269,7 +272,7 @@ async def test_a_tool_call_runs_on_the_server_and_the_follow_up_reply_streams(
         if request.index == 0:
             call = {
                 "index": 0,
-                "id": "call_1",
+                "id": call_id,
                 "type": "function",
                 "function": {"name": "calculate", "arguments": ""},
             }
@@ -291,11 +294,11 @@ async def test_a_tool_call_runs_on_the_server_and_the_follow_up_reply_streams(
     assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant"]
     tool_reply, tool_result, answer = messages[1:]
     assert tool_reply.tool_calls == [
-        {"id": "call_1", "name": "calculate", "arguments": '{"expression": "6 * 7"}'}
+        {"id": call_id, "name": "calculate", "arguments": '{"expression": "6 * 7"}'}
     ]
     assert tool_reply.finish_reason == "tool_calls"
     assert json.loads(tool_result.content) == {"result": 42}
-    assert tool_result.tool_call_id == "call_1"
+    assert tool_result.tool_call_id == call_id
     await read_until_finished(ws, page, answer.pk)
     await finish(client, ws)
     answer = await Message.objects.aget(pk=answer.pk)
@@ -305,9 +308,10 @@ async def test_a_tool_call_runs_on_the_server_and_the_follow_up_reply_streams(
     first, second = fake_upstream.requests
     assert {t["function"]["name"] for t in first.body["tools"]} >= {"calculate", "current_datetime"}
     assert second.body["messages"][-2]["tool_calls"][0]["function"]["name"] == "calculate"
+    assert second.body["messages"][-2]["tool_calls"][0]["id"] == call_id
     assert second.body["messages"][-1] == {
         "role": "tool",
-        "tool_call_id": "call_1",
+        "tool_call_id": call_id,
         "content": tool_result.content,
     }
 
