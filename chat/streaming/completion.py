@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -246,11 +247,27 @@ class Completion:
 def _json_loads(data: str) -> Any:
     """orjson, several times faster than json on these small chunks; json for what orjson
     refuses and json takes (NaN, integers past 64 bits, lone surrogates), so nothing parses
-    differently."""
+    differently. A lone surrogate (half of a character, escaped: "\\ud83d") becomes U+FFFD:
+    no text with one can be encoded, so it could be neither sent to a page nor saved."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        return _whole_characters(json.loads(data))
+
+
+def _whole_characters(value: Any) -> Any:
+    if isinstance(value, str):
+        if _SURROGATE.search(value) is None:
+            return value
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_whole_characters(item) for item in value]
+    if isinstance(value, dict):
+        return {_whole_characters(k): _whole_characters(v) for k, v in value.items()}
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _joined_text(value: Any) -> str:

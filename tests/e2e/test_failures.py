@@ -227,6 +227,17 @@ async def test_a_nul_character_in_the_text_does_not_cost_the_reply(
     assert "Before \ufffd after." in shown_html
 
 
+async def test_half_a_character_in_the_text_does_not_cost_the_reply(
+    start_server, fake_upstream, alice_session
+):
+    """A lone surrogate, escaped in the JSON, could not be encoded: the page's socket closed
+    and the final save failed, and the reply ended interrupted with no text at all."""
+    pieces = reply_events(["Before", " \ud83d", " after."])
+    reply, shown_html = await saved_reply(start_server(), alice_session, fake_upstream, pieces)
+    assert (reply.status, reply.content) == ("complete", "Before \ufffd after.")
+    assert "Before \ufffd after." in shown_html
+
+
 async def test_stop_cancels_within_a_second_and_closes_the_upstream_connection(
     start_server, fake_upstream, alice_session
 ):

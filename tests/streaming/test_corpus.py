@@ -145,3 +145,18 @@ def test_usage_is_found_only_where_a_chunk_can_hold_it_even_with_escaped_keys():
     assert vendor.usage is None
     vendor.feed(ServerSentEvent('{"choices":[],"x_v":{"usage":{"completion_tokens":1}}}'))
     assert vendor.usage.completion_tokens == 1 and vendor.content == "Hi"
+
+
+def test_half_a_character_becomes_the_replacement_character():
+    """A lone surrogate ("\\ud83d", escaped in the JSON) is half of a character: no text
+    that holds one can be encoded, so the reply could be neither sent to a page nor saved."""
+    from chat.streaming.completion import Completion
+    from chat.streaming.sse import ServerSentEvent
+
+    completion = Completion()
+    for text in ["Before \\ud83d", " a pair \\ud83d\\ude00,", " after \\udc00."]:
+        completion.feed(
+            ServerSentEvent('{"choices":[{"index":0,"delta":{"content":"' + text + '"}}]}')
+        )
+    assert completion.content == "Before \ufffd a pair 😀, after \ufffd."
+    completion.content.encode()  # whole characters only
