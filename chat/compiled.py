@@ -412,8 +412,9 @@ class CompiledInsert(Generic[M]):
     is made, its fields' values taken (`pre_save`, as `auto_now_add` sets them) and prepared
     as `Model.save` makes, takes and prepares them, and its primary key set from the row the
     database returns. For a model saved by Django's own `save`, with no parent model and an
-    automatic primary key; while anything listens to its `pre_save` or `post_save` signals,
-    `create` saves through the ORM (which sends them)."""
+    automatic primary key. It saves through the ORM while anything listens to the model's
+    `pre_save` or `post_save` signals (the ORM sends them), for a database that cannot return
+    the new row's key, and for a value that is an expression."""
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
@@ -427,8 +428,6 @@ class CompiledInsert(Generic[M]):
             raise ImproperlyConfigured(
                 "A compiled insert is for a model with no parent and an automatic primary key."
             )
-        if not connection.features.can_return_columns_from_insert:
-            raise ImproperlyConfigured(f"{connection.vendor} cannot return the new row's key.")
         fields = tuple(
             f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field
         )
@@ -447,23 +446,29 @@ class CompiledInsert(Generic[M]):
 
     def create(self, **values: Any) -> M:
         model = self.model
-        if pre_save.has_listeners(model) or post_save.has_listeners(model):
+        connection = connections[DEFAULT_DB_ALIAS]
+        if (
+            pre_save.has_listeners(model)
+            or post_save.has_listeners(model)
+            or not connection.features.can_return_columns_from_insert  # SQLite before 3.35
+            or any(hasattr(value, "resolve_expression") for value in values.values())
+        ):
             return model._default_manager.create(**values)
         instance = model(**values)
         if instance.pk is not None:  # a key of its own: Django's `save` inserts it too
             return model._default_manager.create(**values)
         unsaved: Any = instance
         unsaved._prepare_related_fields_for_save(operation_name="save")  # as `save` does
-        connection = connections[DEFAULT_DB_ALIAS]
         key = _database(connection)
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = self._compiled[key] = self._compile(connection)
         sql, fields, returning = compiled
-        params = [
-            f.get_db_prep_save(f.pre_save(instance, True), connection=connection) for f in fields
-        ]
         with transaction.mark_for_rollback_on_error(using=connection.alias):
+            params = [
+                f.get_db_prep_save(f.pre_save(instance, True), connection=connection)
+                for f in fields
+            ]
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 row = cursor.fetchone()

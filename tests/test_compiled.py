@@ -396,6 +396,23 @@ def test_a_compiled_insert_goes_through_the_orm_while_signals_are_listened_to(us
     assert heard == [(made.pk, True)]
     own_key = insert.create(pk=made.pk + 1000, conversation=conversation, role="user")
     assert own_key.pk == made.pk + 1000 and Message.objects.filter(pk=made.pk + 1000).exists()
+    from django.db.models.functions import Now
+
+    made_now = insert.create(conversation=conversation, role="user", completed=Now())
+    assert Message.objects.get(pk=made_now.pk).completed is not None
+
+
+def test_a_compiled_insert_without_returning_the_new_key_goes_through_the_orm(user, monkeypatch):
+    """SQLite before 3.35 cannot return the new row's key (Django 5.2 supports 3.31)."""
+    from chat.compiled import CompiledInsert
+
+    if connection.vendor != "sqlite":
+        pytest.skip("an older SQLite's")
+
+    conversation = Conversation.objects.create(owner=user, model="m")
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
+    made = CompiledInsert(Message).create(conversation=conversation, role="user", content="hi")
+    assert Message.objects.get(pk=made.pk).content == "hi"
 
 
 def test_computed_columns_keep_their_own_converters(user):
