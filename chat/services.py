@@ -525,10 +525,13 @@ async def reply_finish_with_tool_round(
     worker_id: str,
     fields: dict[str, Any],
     results: list[tuple[dict[str, str], str]],
-) -> list[Message]:
+) -> tuple[bool, list[Message]]:
     """Save a reply that called tools, the tools' results, and a new reply (already claimed by
-    this worker) in one transaction. Returns the new messages, the new reply last; empty if
-    this worker no longer owns the reply."""
+    this worker) in one transaction. Returns whether the reply was saved (False if this
+    worker no longer owns it) and the new messages, the new reply last.
+
+    Should the database refuse the round (not be away), the reply is saved alone, as
+    `reply_finish` saves it, with no new messages: its text is not lost."""
     from asgiref.sync import sync_to_async
 
     fields, results = _storable(fields), _storable(results)
@@ -569,7 +572,14 @@ async def reply_finish_with_tool_round(
             )
             return created
 
-    return await sync_to_async(record)()
+    try:
+        created = await sync_to_async(record)()
+    except DatabaseError as refused:
+        if isinstance(refused, outages.DATABASE_ERRORS):
+            raise
+        logger.exception("message %s: its tool round was refused; saving the reply", message_id)
+        return await reply_finish(message_id=message_id, worker_id=worker_id, fields=fields), []
+    return bool(created), created
 
 
 # --- Recovery: replies whose worker died, and replies nobody took ----------------------------

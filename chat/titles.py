@@ -40,7 +40,9 @@ _TITLE_LABEL = re.compile(r"^title\s*:\s*", re.IGNORECASE)
 
 def clean_title(text: str) -> str:
     """The title in a model's answer: its first line without quotes, markdown markers, a
-    "Title:" label or a final period, whitespace collapsed, at most MAX_TITLE_LENGTH chars."""
+    "Title:" label, a final period or NUL characters (PostgreSQL refuses those), whitespace
+    collapsed, at most MAX_TITLE_LENGTH chars."""
+    text = text.replace("\0", "")
     line = next((line for line in text.splitlines() if line.strip()), "")
     line = " ".join(line.replace("*", "").replace("`", "").split())
     line = _TITLE_LABEL.sub("", _HEADING_OR_BULLET.sub("", line))

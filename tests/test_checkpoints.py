@@ -134,3 +134,26 @@ def test_a_final_save_the_database_refuses_keeps_the_replys_text(reply, caplog):
     assert "the finished reply was refused" in caplog.text
     # Once saved, it is saved once: a second finish finds it no longer streaming.
     assert not finish(reply, content="again")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tool_round_the_database_refuses_keeps_the_replys_text(reply, caplog):
+    """A refused tool round (the reply, the tools' results and the next reply are saved in one
+    transaction) rolled back and left the reply's text to the lease's expiry."""
+    call = {"id": "c1", "name": "calculate", "arguments": '{"expression": "1+1"}'}
+    saved, created = async_to_sync(services.reply_finish_with_tool_round)(
+        message_id=reply.pk,
+        worker_id=WORKER,
+        fields={
+            "status": Message.Status.COMPLETE,
+            "content": "Let me calculate.",
+            "tool_calls": [call],
+            "prompt_tokens": -1,  # refused by a check constraint on every backend
+        },
+        results=[(call, '{"result": 2}')],
+    )
+    assert (saved, created) == (True, [])
+    reply.refresh_from_db()
+    assert (reply.status, reply.content) == ("complete", "Let me calculate.")
+    assert not Message.objects.filter(parent=reply).exists()  # no round: its results went
+    assert "its tool round was refused" in caplog.text

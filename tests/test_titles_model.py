@@ -26,6 +26,7 @@ from chat.streaming.demo import DemoStream, DemoTransport
         ("\n\nLisbon on a budget...", "Lisbon on a budget"),
         ("Why is the sky blue?", "Why is the sky blue?"),
         ("C# tips for beginners", "C# tips for beginners"),
+        ("Lis\0bon\0 trip", "Lisbon trip"),  # PostgreSQL refuses NUL: no title was saved
     ],
 )
 def test_a_model_title_is_cleaned_of_quotes_markup_and_the_final_period(answer, title):

@@ -337,7 +337,7 @@ class Generation:
             results = [
                 (call, await tools.arun_tool(call["name"], call["arguments"])) for call in calls
             ]
-            created = await self._saved(
+            saved, created = await self._saved(
                 lambda: services.reply_finish_with_tool_round(
                     message_id=self.reply.pk,
                     worker_id=self.worker_id,
@@ -345,7 +345,6 @@ class Generation:
                     results=results,
                 )
             )
-            saved = bool(created)
             if created:
                 self.next_reply = created[-1]
         else:
