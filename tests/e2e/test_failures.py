@@ -215,24 +215,20 @@ async def test_a_model_name_or_finish_reason_longer_than_its_column_does_not_cos
     assert "Every word kept." in shown_html
 
 
-async def test_a_nul_character_in_the_text_does_not_cost_the_reply(
-    start_server, fake_upstream, alice_session
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "\u0000",  # NUL: PostgreSQL refused it, in the checkpoints and in the final save
+        "\ud83d",  # half a character (escaped in the JSON): nothing could encode it, not even
+        # the page's socket, which closed
+    ],
+)
+async def test_a_character_no_database_takes_does_not_cost_the_reply(
+    start_server, fake_upstream, alice_session, odd
 ):
-    """PostgreSQL refuses text with a NUL character: the checkpoints and the final save of a
-    reply that had one failed, and its text was lost. It is kept as the page shows it (U+FFFD,
-    as markdown-it draws a NUL)."""
-    pieces = reply_events(["Before", " \u0000", " after."])
-    reply, shown_html = await saved_reply(start_server(), alice_session, fake_upstream, pieces)
-    assert (reply.status, reply.content) == ("complete", "Before \ufffd after.")
-    assert "Before \ufffd after." in shown_html
-
-
-async def test_half_a_character_in_the_text_does_not_cost_the_reply(
-    start_server, fake_upstream, alice_session
-):
-    """A lone surrogate, escaped in the JSON, could not be encoded: the page's socket closed
-    and the final save failed, and the reply ended interrupted with no text at all."""
-    pieces = reply_events(["Before", " \ud83d", " after."])
+    """The reply's text was lost (it ended interrupted, with none). It is kept as the page
+    shows it: U+FFFD, as markdown-it draws a NUL."""
+    pieces = reply_events(["Before", " " + odd, " after."])
     reply, shown_html = await saved_reply(start_server(), alice_session, fake_upstream, pieces)
     assert (reply.status, reply.content) == ("complete", "Before \ufffd after.")
     assert "Before \ufffd after." in shown_html
