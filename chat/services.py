@@ -23,6 +23,10 @@ from .compiled import Column, CompiledInsert, CompiledQuery, CompiledUpdate
 from .markdown import render_markdown
 from .models import Conversation, Message
 
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
 MAX_MESSAGE_LENGTH = 100_000
 TITLE_WORDS = 8
 
@@ -86,10 +90,6 @@ def _select(message: Message) -> None:
             siblings.filter(pk=version.pk).update(selected=True)
             version.selected = True
 
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # Every new message: a turn's two, the user's and the reply (chat.compiled).
 _NEW_MESSAGE = CompiledInsert(Message)
