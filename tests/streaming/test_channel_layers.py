@@ -432,10 +432,11 @@ async def test_a_consumer_attached_in_the_sending_process_gets_its_messages_with
     detach()
 
 
-async def test_frames_reach_a_member_that_joins_from_another_process(redis_server):
+async def test_frames_reach_a_member_that_joins_from_another_process(redis_server, monkeypatch):
     """A tab joining from another process gets a group's frames once the sending process
     checks the members again: at once after it answered a snapshot request (the joining tab
     asks for one), else at most FRAME_MEMBERS_TRUSTED_SECONDS later."""
+    monkeypatch.setattr(channel_layers, "FRAME_MEMBERS_TRUSTED_SECONDS", 0.3)
     here, there = layer_on(redis_server), layer_on(redis_server)
     mine = await here.new_channel()
     inbox = _Inbox()
