@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -339,8 +340,12 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         # By channel: the inbox, the channel's capacity, and the loop of the consumer.
         self._attached: dict[str, tuple[AttachedInbox, int, asyncio.AbstractEventLoop]] = {}
         self._detached: set[str] = set()
-        # By group: when its `_known_members` were last read or confirmed (monotonic).
+        # By group: when the last read or confirmation of its `_known_members` began
+        # (monotonic), and when `recheck_members` last asked for one (a read or confirmation
+        # that began before that must not count).
         self._members_read_at: dict[str, float] = {}
+        self._rechecked_at: dict[str, float] = {}
+        self._rechecks_forgotten_at = -math.inf
         self._bzmpop = True  # until Redis says it does not know it
         self._pumps: dict[tuple[asyncio.AbstractEventLoop, str], _Pump] = {}
 
@@ -396,6 +401,13 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
     async def _restore(self) -> None:
         for index in range(self.ring_size):
             await self.connection(index).ping()
+        # What was read of the groups' members before Redis went away is not trusted after
+        # (nor a read that began before now): a tab may have joined elsewhere meanwhile, and
+        # its snapshot request may be lost.
+        self._known_members.clear()
+        self._members_read_at.clear()
+        self._rechecked_at.clear()
+        self._rechecks_forgotten_at = time.monotonic()
         for group, channels in list(self._members.items()):
             for channel in list(channels):
                 await super().group_add(group, channel)
@@ -667,6 +679,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         members = connection.pipeline(transaction=False)
         members.zremrangebyscore(key, min=0, max=int(time.time()) - self.group_expiry)
         members.zrange(key, 0, -1)
+        began = time.monotonic()
         _, names = await members.execute()
         channel_names = [name.decode("utf8") for name in names]
         if self.ring_size == 1:
@@ -674,7 +687,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                 self._known_members.clear()
                 self._members_read_at.clear()
             self._known_members[group] = channel_names
-            self._members_read_at[group] = time.monotonic()
+            self._members_confirmed(group, began)
         channel_names = [name for name in channel_names if name not in here]
         if not channel_names:
             return
@@ -692,8 +705,19 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
 
     def recheck_members(self, group: str) -> None:
         """The group's next frame checks its members with Redis (one may have joined from
-        another process)."""
+        another process), and a read or confirmation still on its way does not count."""
         self._members_read_at.pop(group, None)
+        if len(self._rechecked_at) >= KNOWN_GROUPS:
+            self._rechecked_at.clear()
+            self._rechecks_forgotten_at = time.monotonic()
+        self._rechecked_at[group] = time.monotonic()
+
+    def _members_confirmed(self, group: str, began: float) -> None:
+        """Redis answered a read or check of the group's members that `began` then: trust it
+        for frames, unless a recheck was asked for since it began (its answer may predate a
+        member that joined elsewhere)."""
+        if self._rechecked_at.get(group, self._rechecks_forgotten_at) < began:
+            self._members_read_at[group] = began
 
     def _attached_members(self, group: str) -> list[str]:
         """The group's members whose consumers are attached in this process, on this loop."""
@@ -751,10 +775,11 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         batch.pending.append(delivery)
         if batch.sender is None or batch.sender.done():
             batch.sender = asyncio.ensure_future(self._send_batches_until_done(batch))
+        began = time.monotonic()
         over_capacity = await delivery.outcome
         if over_capacity < 0:
             return False
-        self._members_read_at[group] = time.monotonic()
+        self._members_confirmed(group, began)
         self._log_over_capacity(over_capacity, len(members), group)
         return True
 

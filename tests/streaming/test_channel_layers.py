@@ -459,6 +459,63 @@ async def test_frames_reach_a_member_that_joins_from_another_process(redis_serve
     assert [m["n"] for m in inbox.items] == [0, 0, 1, 2]
 
 
+async def test_a_recheck_is_not_undone_by_a_check_that_began_before_it(redis_server, monkeypatch):
+    """A tab that joins from another process, and asks for a snapshot while a frame's check of
+    the members is on its way back from Redis (checked before it joined), gets the next frame:
+    that check's answer does not count as the members checked since."""
+    monkeypatch.setattr(channel_layers, "FRAME_MEMBERS_TRUSTED_SECONDS", 3600)
+    here, there = layer_on(redis_server), layer_on(redis_server)
+    mine = await here.new_channel()
+    inbox = _Inbox()
+    here.attach(mine, inbox)
+    await here.group_add("conversation.31", mine)
+    await here.group_send_frame("conversation.31", {"type": "message.delta", "n": 0})
+    here.recheck_members("conversation.31")
+
+    answered, release = asyncio.Event(), asyncio.Event()
+    send_batch = here._send_batch
+
+    async def answer_held(deliveries: Any) -> Any:
+        outcomes = await send_batch(deliveries)  # Redis checked the members: mine alone
+        answered.set()
+        await release.wait()
+        return outcomes
+
+    monkeypatch.setattr(here, "_send_batch", answer_held)
+    on_its_way = asyncio.ensure_future(
+        here.group_send_frame("conversation.31", {"type": "message.delta", "n": 1})
+    )
+    await asyncio.wait_for(answered.wait(), 5)
+    theirs = await there.new_channel()
+    await there.group_add("conversation.31", theirs)
+    here.recheck_members("conversation.31")  # it asked for a snapshot
+    release.set()
+    await asyncio.wait_for(on_its_way, 5)
+
+    await here.group_send_frame("conversation.31", {"type": "message.delta", "n": 2})
+    assert (await asyncio.wait_for(there.receive(theirs), 5))["n"] == 2
+    assert [m["n"] for m in inbox.items] == [0, 1, 2]
+
+
+async def test_frames_check_the_members_again_after_redis_returns(redis_server, monkeypatch):
+    """What a process read of a group's members before Redis went away is not trusted after
+    it returns (a snapshot request sent meanwhile is lost): a tab that joined from another
+    process gets the next frame."""
+    monkeypatch.setattr(channel_layers, "FRAME_MEMBERS_TRUSTED_SECONDS", 3600)
+    here, there = layer_on(redis_server), layer_on(redis_server)
+    await here.group_send_frame("conversation.41", {"type": "message.delta", "n": 0})  # no one
+    redis_server.kill()
+    with pytest.raises(ChannelLayerAway):
+        await here.group_send("conversation.41", {"type": "message.status"})
+    redis_server.start()
+    await asyncio.wait_for(here.reachable(), 10)
+
+    theirs = await there.new_channel()
+    await there.group_add("conversation.41", theirs)
+    await here.group_send_frame("conversation.41", {"type": "message.delta", "n": 1})
+    assert (await asyncio.wait_for(there.receive(theirs), 5))["n"] == 1
+
+
 async def test_a_consumer_that_detaches_during_a_group_send_is_skipped(redis_server):
     """A tab closing while a group_send waits on Redis (the members elsewhere get theirs
     first) is skipped; the send still reaches every other member."""
