@@ -6,7 +6,8 @@ Errors that mean "the service is away, try again later", never a bug:
      ├─ ChannelLayerAway                Redis, as chat.streaming.channel_layers found it
      └─ DatabaseAway                    the database, known away: not tried (database_needed)
     django.db.OperationalError,         the database (DATABASE_ERRORS); psycopg's errors and
-    django.db.InterfaceError            the pool's timeout reach Django code as these
+    django.db.InterfaceError            the pool's timeout reach Django code as these, and a
+                                        write refused as read-only becomes one (`read_only_away`)
 
 One `Outage` per service and process says whether the service is away and since when, and
 logs one WARNING when it goes and one INFO when it is back, however many calls failed between.
@@ -21,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, InternalError, OperationalError, close_old_connections
 
 logger = logging.getLogger(__name__)
 
@@ -149,17 +150,19 @@ def _database_accepts_connections() -> bool:
 
     config = db.settings_dict
     try:
-        psycopg.connect(
+        with psycopg.connect(
             dbname=config["NAME"],
             user=config["USER"] or None,
             password=config["PASSWORD"] or None,
             host=config["HOST"] or None,
             port=config["PORT"] or None,
             connect_timeout=config["OPTIONS"].get("connect_timeout", 2),
-        ).close()
+        ) as probe:
+            # Back means writable: a read-only server (see `read_only_away`) is still away.
+            row = probe.execute("SHOW transaction_read_only").fetchone()
     except psycopg.Error:
         return False
-    return True
+    return row is not None and row[0] == "off"
 
 
 def database_failed(error: BaseException) -> None:
@@ -170,8 +173,38 @@ def database_failed(error: BaseException) -> None:
     close_old_connections()
 
 
-def database_connected(sender: Any, **kwargs: Any) -> None:
+def database_connected(sender: Any, connection: Any = None, **kwargs: Any) -> None:
     """`connection_created` receiver: a connection was made (or taken from the pool, which
-    checks it), so the database is there."""
+    checks it), so the database is there. A PostgreSQL connection reports a write refused as
+    read-only as the database away (`read_only_away`)."""
     if database.away:
         database.came_back()
+    if (
+        connection is not None
+        and connection.vendor == "postgresql"
+        and read_only_away not in connection.execute_wrappers
+    ):
+        connection.execute_wrappers.append(read_only_away)
+
+
+# SQLSTATE read_only_sql_transaction: "cannot execute UPDATE in a read-only transaction".
+READ_ONLY_SQLSTATE = "25006"
+
+
+def read_only_away(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+    """A Django execute wrapper: a write that PostgreSQL refuses because the server is
+    read-only (a primary demoted in a failover, a hot standby behind a stale address, a
+    database set read-only for maintenance) raises OperationalError, the database away, not
+    the InternalError of a bad query: callers ride it out as an outage (the final save of a
+    reply waits, pages answer 503) instead of dropping what they were saving. The connection
+    is closed, so that the pool makes a new one (to the new primary) instead of handing this
+    one out again."""
+    try:
+        return execute(sql, params, many, context)
+    except InternalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != READ_ONLY_SQLSTATE:
+            raise
+        raw = context["connection"].connection
+        if raw is not None:
+            raw.close()
+        raise OperationalError(f"the database is read-only: {error}") from error

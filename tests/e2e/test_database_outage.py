@@ -124,3 +124,72 @@ async def test_replies_ride_out_a_database_restart_and_pages_answer_503_meanwhil
         assert tab.page.content(reply_id) == shown(expected)
     assert len(fake_upstream.requests) == len(DELAYS)
     assert_outage_logged_once(server.log_text(), "the database")
+
+
+def set_read_only(url: str, read_only: bool) -> None:
+    """Make the whole server refuse writes, as a primary demoted in a failover does (every
+    session's next transaction is read-only), or take that back."""
+    with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as admin:
+        admin.execute("SET default_transaction_read_only = off")
+        if read_only:
+            admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        else:
+            admin.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        admin.execute("SELECT pg_reload_conf()")
+
+
+async def test_replies_ride_out_a_read_only_database(postgres, start_server, fake_upstream):
+    """A server that turns read-only (a failover's demoted primary) is the database away, not
+    a bad query: replies that end meanwhile wait for it and are saved whole once it takes
+    writes again."""
+    delays = [0.04, 0.05]
+    session, conversations = prepare(postgres.url, len(delays))
+    server = start_server(DATABASE_URL=postgres.url, REDIS_URL="", CHAT_CHECKPOINT_SECONDS="0.5")
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(TOKENS), delay=delays[request.index])
+
+    fake_upstream.plan = plan
+    expected = "".join(TOKENS)
+    client = ChatClient(server, session)
+    tabs = [Tab(client, conversation) for conversation in conversations]
+    reply_ids = []
+    for tab in tabs:
+        reply_ids.append(reply_id_from(await client.send(tab.conversation_id, "go")))
+        count = len(reply_ids)
+
+        async def arrived() -> bool:
+            return len(fake_upstream.requests) >= count  # noqa: B023 (awaited at once)
+
+        await wait_for(arrived)
+    following = [
+        asyncio.create_task(tab.follow(reply_id, timeout=60))
+        for tab, reply_id in zip(tabs, reply_ids, strict=True)
+    ]
+
+    async def all_streaming() -> bool:
+        return all(
+            len(tab.page.content(reply_id)) > 20
+            for tab, reply_id in zip(tabs, reply_ids, strict=True)
+        )
+
+    await wait_for(all_streaming, timeout=20)
+    await asyncio.to_thread(set_read_only, postgres.url, True)
+    read_only_at = time.time()
+    await asyncio.sleep(4.0)  # longer than what is left of either reply
+    await asyncio.to_thread(set_read_only, postgres.url, False)
+    writable_at = time.time()
+    await asyncio.gather(*following)
+    await client.aclose()
+
+    ended = [max(r.sent_at) for r in fake_upstream.requests]
+    assert all(read_only_at < t < writable_at for t in ended), (read_only_at, ended)
+    with psycopg.connect(postgres.url.replace("postgres://", "postgresql://")) as db:
+        rows = db.execute(
+            "SELECT status, error, content FROM chat_message WHERE id = ANY(%s) ORDER BY id",
+            (reply_ids,),
+        ).fetchall()
+    assert rows == [("complete", "", expected)] * len(delays)
+    for tab, reply_id in zip(tabs, reply_ids, strict=True):
+        assert tab.page.content(reply_id) == shown(expected)
+    assert_outage_logged_once(server.log_text(), "the database")
