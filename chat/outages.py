@@ -43,6 +43,11 @@ class DatabaseAway(ServiceAway):
     """The database was found away, and no probe has found it back yet."""
 
 
+class DatabaseReadOnly(OperationalError):
+    """The database refused a write as read-only (`read_only_away`): away until a probe finds
+    it writable, however many connections it hands out meanwhile."""
+
+
 DATABASE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 SERVICE_ERRORS: tuple[type[Exception], ...] = (ServiceAway, *DATABASE_ERRORS)
 
@@ -107,6 +112,9 @@ database = Outage("the database")
 
 _next_database_probe = 0.0
 _database_probes = 0
+# Whether the database's outage is a read-only server: connections come, so only a probe that
+# finds it writable ends that outage (`database_connected` does not).
+_database_read_only = False
 
 
 async def database_answers() -> bool:
@@ -128,7 +136,17 @@ async def database_answers() -> bool:
     # fails: one a second at most, not one a tenth, keeps that thread free for the others.
     _next_database_probe = now + retry_delay(_database_probes)
     _database_probes += 1
-    return await asyncio.to_thread(_database_accepts_connections)
+    read_only = _database_read_only
+    answers = await asyncio.to_thread(_database_accepts_connections)
+    if answers and read_only:
+        _database_back_from_read_only()
+    return answers
+
+
+def _database_back_from_read_only() -> None:
+    global _database_read_only
+    _database_read_only = False
+    database.came_back()
 
 
 async def database_needed() -> None:
@@ -169,22 +187,27 @@ def database_failed(error: BaseException) -> None:
     """Note the database away and drop this thread's connections, which may be broken: the
     next query takes a fresh one (the pool checks it first). Call it from the thread that ran
     the query (in async code: through `sync_to_async`, as the ORM's `a*` methods run)."""
+    global _database_read_only
+    if isinstance(error, DatabaseReadOnly):
+        _database_read_only = True
     database.went_away(error)
     close_old_connections()
 
 
 def database_connected(sender: Any, connection: Any = None, **kwargs: Any) -> None:
     """`connection_created` receiver: a connection was made (or taken from the pool, which
-    checks it), so the database is there. A PostgreSQL connection reports a write refused as
+    checks it), so the database is there, unless it is away for refusing writes (a read-only
+    server hands out connections). A PostgreSQL connection reports a write refused as
     read-only as the database away (`read_only_away`)."""
-    if database.away:
+    if database.away and not _database_read_only:
         database.came_back()
     if (
         connection is not None
         and connection.vendor == "postgresql"
         and read_only_away not in connection.execute_wrappers
     ):
-        connection.execute_wrappers.append(read_only_away)
+        # First, so that `connection.execute_wrapper()` blocks (which pop the last) keep it.
+        connection.execute_wrappers.insert(0, read_only_away)
 
 
 # SQLSTATE read_only_sql_transaction: "cannot execute UPDATE in a read-only transaction".
@@ -194,11 +217,12 @@ READ_ONLY_SQLSTATE = "25006"
 def read_only_away(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
     """A Django execute wrapper: a write that PostgreSQL refuses because the server is
     read-only (a primary demoted in a failover, a hot standby behind a stale address, a
-    database set read-only for maintenance) raises OperationalError, the database away, not
-    the InternalError of a bad query: callers ride it out as an outage (the final save of a
-    reply waits, pages answer 503) instead of dropping what they were saving. The connection
-    is closed, so that the pool makes a new one (to the new primary) instead of handing this
-    one out again."""
+    database set read-only for maintenance) raises `DatabaseReadOnly`, an OperationalError:
+    the database away, not the InternalError of a bad query. Callers ride it out as an outage
+    (the final save of a reply waits, pages answer 503, new sockets close with 4013) instead
+    of dropping what they were saving, until a probe finds the server writable. The
+    connection is closed, so that the pool makes a new one (to the new primary) instead of
+    handing this one out again."""
     try:
         return execute(sql, params, many, context)
     except InternalError as error:
@@ -207,4 +231,4 @@ def read_only_away(execute: Any, sql: str, params: Any, many: bool, context: Any
         raw = context["connection"].connection
         if raw is not None:
             raw.close()
-        raise OperationalError(f"the database is read-only: {error}") from error
+        raise DatabaseReadOnly(f"the database is read-only: {error}") from error

@@ -141,7 +141,7 @@ def set_read_only(url: str, read_only: bool) -> None:
 async def test_replies_ride_out_a_read_only_database(postgres, start_server, fake_upstream):
     """A server that turns read-only (a failover's demoted primary) is the database away, not
     a bad query: replies that end meanwhile wait for it and are saved whole once it takes
-    writes again."""
+    writes again, and the outage is logged once, however many connections it hands out."""
     delays = [0.04, 0.05]
     session, conversations = prepare(postgres.url, len(delays))
     server = start_server(DATABASE_URL=postgres.url, REDIS_URL="", CHAT_CHECKPOINT_SECONDS="0.5")
@@ -176,12 +176,23 @@ async def test_replies_ride_out_a_read_only_database(postgres, start_server, fak
     await wait_for(all_streaming, timeout=20)
     await asyncio.to_thread(set_read_only, postgres.url, True)
     read_only_at = time.time()
-    await asyncio.sleep(4.0)  # longer than what is left of either reply
+
+    async def refused() -> bool:
+        return "is unreachable" in server.log_text()
+
+    await wait_for(refused, timeout=3)  # a checkpoint was refused
+    # A page only reads: it is shown. Its connection, like any other the read-only server
+    # hands out, does not end the outage (nor does a new socket, closed to try again).
+    page = await client.http.get(f"/c/{conversations[0]}/", timeout=10)
+    during = await close_code_of_a_new_socket(client, conversations[0])
+    await asyncio.sleep(max(4.0 - (time.time() - read_only_at), 0))  # past both replies' ends
     await asyncio.to_thread(set_read_only, postgres.url, False)
     writable_at = time.time()
     await asyncio.gather(*following)
     await client.aclose()
 
+    assert page.status_code == 200
+    assert during == 4013
     ended = [max(r.sent_at) for r in fake_upstream.requests]
     assert all(read_only_at < t < writable_at for t in ended), (read_only_at, ended)
     with psycopg.connect(postgres.url.replace("postgres://", "postgresql://")) as db:
