@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.live import ChatClient, PageModel, free_port
+from tests.live import ChatClient, PageModel, free_port, wait_for
 
 
 def missing(program: str) -> None:
@@ -154,6 +154,24 @@ class Tab:
                 else:
                     return
                 await asyncio.sleep(retry)
+
+
+async def follow_once_streaming(tabs: list[Tab], reply_ids: list[int]) -> list[asyncio.Task[None]]:
+    """Follow each tab's reply in a task of its own (`Tab.follow`); return the tasks once every
+    reply shows some text."""
+    following = [
+        asyncio.create_task(tab.follow(reply_id))
+        for tab, reply_id in zip(tabs, reply_ids, strict=True)
+    ]
+
+    async def all_streaming() -> bool:
+        return all(
+            len(tab.page.content(reply_id)) > 20
+            for tab, reply_id in zip(tabs, reply_ids, strict=True)
+        )
+
+    await wait_for(all_streaming, timeout=20)
+    return following
 
 
 async def close_code_of_a_new_socket(client: ChatClient, conversation_id: Any) -> int | str:

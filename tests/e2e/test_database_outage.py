@@ -1,5 +1,5 @@
-"""PostgreSQL stopped while replies stream on one process (its own cluster, `initdb` and
-`pg_ctl` in a temporary directory; the in-process channel layer)."""
+"""PostgreSQL stopped, or turned read-only, while replies stream on one process (its own
+cluster, `initdb` and `pg_ctl` in a temporary directory; the in-process channel layer)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,21 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import pytest
 from django.conf import settings
 
 from tests.fake_upstream import FakeRequest, reply_events
-from tests.faults import PostgresCluster, Tab, assert_outage_logged_once, close_code_of_a_new_socket
+from tests.faults import (
+    PostgresCluster,
+    Tab,
+    assert_outage_logged_once,
+    close_code_of_a_new_socket,
+    follow_once_streaming,
+)
 from tests.live import ROOT, ChatClient, reply_id_from, shown, wait_for
 
 pytestmark = [
@@ -51,21 +59,31 @@ def prepare(database_url: str, conversations: int) -> tuple[str, list[str]]:
     return clients[0][0], [conversation for _, conversation in clients]
 
 
-async def test_replies_ride_out_a_database_restart_and_pages_answer_503_meanwhile(
-    postgres, start_server, fake_upstream
-):
-    session, conversations = prepare(postgres.url, len(DELAYS))
+@dataclass
+class Streaming:
+    server: Any
+    client: ChatClient
+    conversations: list[str]
+    tabs: list[Tab]
+    reply_ids: list[int]
+    following: list[asyncio.Task[None]]
+
+
+async def start_streaming(postgres, start_server, fake_upstream, delays: list[float]) -> Streaming:
+    """A server on the cluster (the in-process channel layer, checkpoints every 0.5 s), and a
+    reply of TOKENS in a conversation of its own for each of `delays` (seconds between
+    tokens), each followed by a tab. Returns once every reply shows some text."""
+    session, conversations = prepare(postgres.url, len(delays))
     server = start_server(DATABASE_URL=postgres.url, REDIS_URL="", CHAT_CHECKPOINT_SECONDS="0.5")
 
     async def plan(request: FakeRequest):
-        return await request.stream(reply_events(TOKENS), delay=DELAYS[request.index])
+        return await request.stream(reply_events(TOKENS), delay=delays[request.index])
 
     fake_upstream.plan = plan
-    expected = "".join(TOKENS)
     client = ChatClient(server, session)
     tabs = [Tab(client, conversation) for conversation in conversations]
     reply_ids = []
-    for tab in tabs:  # one at a time: request i streams at DELAYS[i]
+    for tab in tabs:  # one at a time: request i streams at delays[i]
         reply_ids.append(reply_id_from(await client.send(tab.conversation_id, "go")))
         count = len(reply_ids)
 
@@ -73,18 +91,17 @@ async def test_replies_ride_out_a_database_restart_and_pages_answer_503_meanwhil
             return len(fake_upstream.requests) >= count  # noqa: B023 (awaited at once)
 
         await wait_for(arrived)
-    following = [
-        asyncio.create_task(tab.follow(reply_id, timeout=60))
-        for tab, reply_id in zip(tabs, reply_ids, strict=True)
-    ]
+    following = await follow_once_streaming(tabs, reply_ids)
+    return Streaming(server, client, conversations, tabs, reply_ids, following)
 
-    async def all_streaming() -> bool:
-        return all(
-            len(tab.page.content(reply_id)) > 20
-            for tab, reply_id in zip(tabs, reply_ids, strict=True)
-        )
 
-    await wait_for(all_streaming, timeout=20)
+async def test_replies_ride_out_a_database_restart_and_pages_answer_503_meanwhile(
+    postgres, start_server, fake_upstream
+):
+    streaming = await start_streaming(postgres, start_server, fake_upstream, DELAYS)
+    server, client, conversations = streaming.server, streaming.client, streaming.conversations
+    tabs, reply_ids, following = streaming.tabs, streaming.reply_ids, streaming.following
+    expected = "".join(TOKENS)
     # Away from the moment it is told to stop (a fast shutdown ends every session first; the
     # rest of the stop can take seconds on a busy machine).
     stopped_at = time.time()
@@ -143,37 +160,10 @@ async def test_replies_ride_out_a_read_only_database(postgres, start_server, fak
     a bad query: replies that end meanwhile wait for it and are saved whole once it takes
     writes again, and the outage is logged once, however many connections it hands out."""
     delays = [0.04, 0.05]
-    session, conversations = prepare(postgres.url, len(delays))
-    server = start_server(DATABASE_URL=postgres.url, REDIS_URL="", CHAT_CHECKPOINT_SECONDS="0.5")
-
-    async def plan(request: FakeRequest):
-        return await request.stream(reply_events(TOKENS), delay=delays[request.index])
-
-    fake_upstream.plan = plan
+    streaming = await start_streaming(postgres, start_server, fake_upstream, delays)
+    server, client, conversations = streaming.server, streaming.client, streaming.conversations
+    tabs, reply_ids, following = streaming.tabs, streaming.reply_ids, streaming.following
     expected = "".join(TOKENS)
-    client = ChatClient(server, session)
-    tabs = [Tab(client, conversation) for conversation in conversations]
-    reply_ids = []
-    for tab in tabs:
-        reply_ids.append(reply_id_from(await client.send(tab.conversation_id, "go")))
-        count = len(reply_ids)
-
-        async def arrived() -> bool:
-            return len(fake_upstream.requests) >= count  # noqa: B023 (awaited at once)
-
-        await wait_for(arrived)
-    following = [
-        asyncio.create_task(tab.follow(reply_id, timeout=60))
-        for tab, reply_id in zip(tabs, reply_ids, strict=True)
-    ]
-
-    async def all_streaming() -> bool:
-        return all(
-            len(tab.page.content(reply_id)) > 20
-            for tab, reply_id in zip(tabs, reply_ids, strict=True)
-        )
-
-    await wait_for(all_streaming, timeout=20)
     await asyncio.to_thread(set_read_only, postgres.url, True)
     read_only_at = time.time()
 

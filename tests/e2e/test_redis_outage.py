@@ -9,7 +9,12 @@ import pytest
 
 from chat.models import Message
 from tests.e2e import scenarios
-from tests.faults import Tab, assert_outage_logged_once, close_code_of_a_new_socket
+from tests.faults import (
+    Tab,
+    assert_outage_logged_once,
+    close_code_of_a_new_socket,
+    follow_once_streaming,
+)
 from tests.live import ChatClient, reply_id_from, shown, wait_for
 
 pytestmark = [
@@ -45,18 +50,7 @@ async def six_replies_through_an_outage(web, session, fake_upstream, redis_serve
     tabs = [Tab(client, await client.create_conversation()) for client in clients]
     responses = await asyncio.gather(*(tab.client.send(tab.conversation_id, "go") for tab in tabs))
     reply_ids = [reply_id_from(response) for response in responses]
-    following = [
-        asyncio.create_task(tab.follow(reply_id))
-        for tab, reply_id in zip(tabs, reply_ids, strict=True)
-    ]
-
-    async def all_streaming() -> bool:
-        return all(
-            len(tab.page.content(reply_id)) > 20
-            for tab, reply_id in zip(tabs, reply_ids, strict=True)
-        )
-
-    await wait_for(all_streaming, timeout=20)
+    following = await follow_once_streaming(tabs, reply_ids)
     at_kill = [tab.page.content(reply_id) for tab, reply_id in zip(tabs, reply_ids, strict=True)]
     redis_server.kill()
     await asyncio.sleep(0.5)
