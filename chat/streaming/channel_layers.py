@@ -136,10 +136,10 @@ KNOWN_GROUPS = 4096
 # members are all in this process cost no round trip to Redis. A member that joins elsewhere
 # meanwhile misses at most this much of a reply, and its cursor's gap asks for a snapshot;
 # a tab that joins mid-stream asks for one at once, which makes the next frame check
-# (`recheck_members`); a tab that connects while a reply streams asks for one too, and a
-# reply's start reads the members afresh. So this bound is a backstop: measured at 50 streams
-# in 2 processes, a second instead of 250 ms cut the cluster's CPU per token by 5-10% and
-# Redis's own by half, and five seconds instead of one a further 2-8% (three pairs).
+# (`recheck_members`), and a reply's start and Redis's return read the members afresh. So this
+# bound is a backstop: measured at 50 streams in 2 processes, a second instead of 250 ms cut
+# the cluster's CPU per token by 5-10% and Redis's own by half, and five seconds instead of
+# one a further 2-8% (three pairs).
 FRAME_MEMBERS_TRUSTED_SECONDS = 5.0
 
 # channels-redis's receive without waiting: put back into the queue what the backup queue holds
