@@ -108,8 +108,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=0,
-        # Each connection is checked as it is taken (from the pool): one that broke while the
-        # database restarted is replaced before any query fails on it.
+        # Each connection is checked as it is taken from the pool (chatsite/postgresql: a look
+        # at its socket, a round trip only if the server sent something): one that broke while
+        # the database restarted is replaced before any query fails on it.
         conn_health_checks=True,
     )
 }
@@ -134,6 +135,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a cheaper and quicker check of each connection taken from the
+    # pool.
+    DATABASES["default"]["ENGINE"] = "chatsite.postgresql"
     # A pool: under ASGI each request's sync code runs in its own thread, and 200 at once
     # would exceed PostgreSQL's connection limit.
     # While the database is away a request waits DATABASE_POOL_TIMEOUT seconds for a

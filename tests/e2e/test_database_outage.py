@@ -23,6 +23,7 @@ from tests.faults import (
     assert_outage_logged_once,
     close_code_of_a_new_socket,
     follow_once_streaming,
+    read_log,
 )
 from tests.live import ROOT, ChatClient, reply_id_from, shown, wait_for
 
@@ -194,3 +195,26 @@ async def test_replies_ride_out_a_read_only_database(postgres, start_server, fak
     for tab, reply_id in zip(tabs, reply_ids, strict=True):
         assert tab.page.content(reply_id) == shown(expected)
     assert_outage_logged_once(server.log_text(), "the database")
+
+
+async def test_pages_right_after_a_database_restart_answer(postgres, start_server):
+    """The pool's connections from before a restart are dead. Each is checked as it is taken
+    (chatsite/postgresql), so the first pages after the restart get new ones: no error, and
+    no outage logged."""
+    session, conversations = prepare(postgres.url, 1)
+    # No recovery pass while the database restarts (one every 100 s): a query then would meet
+    # the database away, and pages would answer 503 until the pool reconnects.
+    server = start_server(DATABASE_URL=postgres.url, REDIS_URL="", CHAT_LEASE_SECONDS="300")
+    client = ChatClient(server, session)
+    url = f"/c/{conversations[0]}/"
+    # Several at once: the pool holds several connections.
+    before = await asyncio.gather(*(client.http.get(url, timeout=10) for _ in range(4)))
+    await asyncio.to_thread(postgres.stop)
+    await asyncio.to_thread(postgres.start)
+    after = [(await client.http.get(url, timeout=10)).status_code for _ in range(6)]
+    await client.aclose()
+
+    assert [page.status_code for page in before] == [200] * 4
+    assert after == [200] * 6, server.log_text()
+    report = read_log(server.log_text())
+    assert (report.tracebacks, report.errors, report.warnings) == (0, [], []), server.log_text()
