@@ -108,9 +108,10 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=0,
-        # Each connection is checked as it is taken from the pool (chatsite/postgresql: a look
-        # at its socket, a round trip only if the server sent something): one that broke while
-        # the database restarted is replaced before any query fails on it.
+        # Each connection is checked as it is taken from the pool (chatsite/postgresql: one
+        # used in the last 2 s by a look at its socket, a round trip only if the server sent
+        # something; an older one by a round trip): one that broke while the database
+        # restarted is replaced before any query fails on it.
         conn_health_checks=True,
     )
 }

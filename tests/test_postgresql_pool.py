@@ -4,6 +4,7 @@ trip to the server only when the connection's socket says something happened."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.db import connection
 from psycopg_pool import ConnectionPool
 
+from chatsite.postgresql import base as postgresql_base
 from chatsite.postgresql.base import CheckedConnectionPool, check_pooled_connection
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -39,48 +41,91 @@ def test_the_settings_pool_is_the_checked_one():
     assert isinstance(connection.pool, CheckedConnectionPool)
 
 
-def test_the_pool_replaces_a_dead_connection_at_once(round_trips):
+def terminate(admin: psycopg.Connection, pids: list[int]) -> None:
+    """End these sessions, as a restart does, and wait until each has exited."""
+    admin.execute("SELECT pg_terminate_backend(pid, 5000) FROM unnest(%s::int[]) AS pid", (pids,))
+
+
+@pytest.fixture
+def pool() -> Iterator[CheckedConnectionPool]:
+    params = connection.get_connection_params()
+    with CheckedConnectionPool(kwargs=params, min_size=3, timeout=2.0) as made:
+        made.wait()
+        yield made
+
+
+def test_the_pool_replaces_dead_connections_at_once(pool, round_trips):
     """With no back-off between tries: a pool of dead connections (the database restarted)
-    hands out a new one within its timeout (psycopg_pool's own check waits about a second after
-    the first dead one, two after the second)."""
-    url = connection.get_connection_params()
-    with CheckedConnectionPool(kwargs=url, min_size=3, timeout=2.0) as pool, connect() as admin:
-        pool.wait()
-        held = [pool.getconn() for _ in range(3)]
-        pids = [conn.info.backend_pid for conn in held]
-        for conn in held:
-            pool.putconn(conn)
-        admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
-        time.sleep(0.2)  # the notices and the closes arrive
+    hands out a new one within its timeout (psycopg_pool's own check tries the second at once,
+    then waits about a second, then two)."""
+    held = [pool.getconn() for _ in range(3)]
+    pids = [conn.info.backend_pid for conn in held]
+    for conn in held:
+        pool.putconn(conn)
+    with connect() as admin:
+        terminate(admin, pids)
+    conn = pool.getconn()
+    try:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert conn.info.backend_pid not in pids
+    finally:
+        pool.putconn(conn)
+    # Each dead one was asked about, not handed out as live.
+    assert all(any(dead is asked for asked in round_trips) for dead in held)
+
+
+def test_a_connection_back_moments_ago_is_taken_without_a_round_trip(pool, round_trips):
+    for _ in range(3):  # each of the pool's connections once
         conn = pool.getconn()
-        try:
-            assert conn.execute("SELECT 1").fetchone() == (1,)
-            assert conn.info.backend_pid not in pids
-        finally:
-            pool.putconn(conn)
-    assert len(round_trips) >= 1  # the dead ones were asked about, not taken as live
+        pool.putconn(conn)
+    round_trips.clear()  # a connection the pool made and never handed out is always asked
+    for _ in range(6):
+        conn = pool.getconn()
+        pool.putconn(conn)
+    assert round_trips == []
 
 
-def test_a_live_idle_connection_passes_without_a_round_trip(round_trips):
+def test_a_connection_idle_for_longer_is_asked_with_a_round_trip(pool, round_trips, monkeypatch):
+    """However quiet its socket: a peer that lost the session without a word shows nothing."""
+    monkeypatch.setattr(postgresql_base, "QUIET_TRUSTED_SECONDS", 0.05)
+    conn = pool.getconn()
+    pool.putconn(conn)
+    round_trips.clear()
+    time.sleep(0.1)
+    taken = pool.getconn()
+    pool.putconn(taken)
+    assert round_trips == [taken]
+
+
+def test_an_interrupted_check_loses_no_connection_from_the_pool(pool, monkeypatch):
+    def interrupted(conn: psycopg.Connection, *, idle_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(postgresql_base, "check_pooled_connection", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            pool.getconn()
+    pool.wait(timeout=5.0)  # the connection given back is replaced
+    held = [pool.getconn() for _ in range(3)]
+    assert pool.get_stats()["pool_size"] == 3
+    for conn in held:
+        pool.putconn(conn)
+
+
+def test_a_live_connection_used_moments_ago_passes_without_a_round_trip(round_trips):
     with connect() as conn:
         conn.execute("SELECT 1").fetchone()
         for _ in range(3):
-            check_pooled_connection(conn)
+            check_pooled_connection(conn, idle_seconds=0.0)
         assert conn.execute("SELECT 2").fetchone() == (2,)
     assert round_trips == []
 
 
 def test_a_connection_the_server_ended_fails_the_check(round_trips):
     with connect() as conn, connect() as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
-        deadline = time.monotonic() + 5
-        while True:  # the server's notice and the close arrive soon after
-            try:
-                check_pooled_connection(conn)
-            except psycopg.OperationalError:
-                break
-            assert time.monotonic() < deadline, "the check still passes"
-            time.sleep(0.01)
+        terminate(admin, [conn.info.backend_pid])
+        with pytest.raises(psycopg.OperationalError):
+            check_pooled_connection(conn, idle_seconds=0.0)
     assert round_trips == [conn]
 
 
@@ -88,5 +133,5 @@ def test_a_closed_connection_fails_the_check(round_trips):
     conn = connect()
     conn.close()
     with pytest.raises(psycopg.OperationalError):
-        check_pooled_connection(conn)
+        check_pooled_connection(conn, idle_seconds=0.0)
     assert round_trips == []

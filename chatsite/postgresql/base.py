@@ -3,22 +3,27 @@ its pool.
 
 Django's pool (`CONN_HEALTH_CHECKS`) checks every connection it hands out with an empty query:
 a round trip to the server each time the ORM's work goes to a thread (a request, a consumer's
-call, a reply's claim, checkpoint and save), about a quarter of a reply's database round trips.
-And when a connection fails that check, psycopg_pool waits about a second before it tries the
-next one: after a restart, with the pool's connections all dead, a request waited out the
-pool's timeout (1 s) and answered 503.
+call, a reply's claim, checkpoint and save), about four round trips a reply. And when
+connections fail that check, psycopg_pool tries the next one, then waits about a second before
+each further try: after a restart, with the pool's connections all dead, a request waited out
+the pool's timeout (1 s) and answered 503.
 
 A connection the server has ended has something to read on its socket: the server tells each
-session it is shutting down, or terminating it, before it closes it, and a session whose server
-process died is closed by the kernel. An idle live connection has nothing to read. So the check
-looks at the socket first, and asks the server only when something is there; and a connection
-that fails it is dropped and the next one taken at once.
+session it is shutting down, or terminating it, before it closes it, and the server's kernel
+closes a session whose server process died. An idle live connection has nothing to read. So a
+connection used moments ago is checked by a look at its socket, and asked with a round trip
+only if something is there; one idle for longer is always asked (a peer that lost the session
+without a word, as a host rebooted on the same address or a load balancer that forgot an idle
+flow, shows nothing until a packet is sent). A connection that fails is dropped and the next
+one taken at once.
 """
 
 from __future__ import annotations
 
+import math
 import select
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -26,36 +31,80 @@ import psycopg
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base
 from psycopg import pq
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+# A connection back in the pool for longer than this is asked with a round trip even when its
+# socket is quiet. Under load a connection comes back into use within milliseconds.
+QUIET_TRUSTED_SECONDS = 2.0
+# After this many failed checks in one `getconn` (more than the pool holds: something other
+# than dead connections is wrong), a pause between tries instead of none.
+RETRY_PAUSE_SECONDS = 0.05
 
 
-def check_pooled_connection(connection: psycopg.Connection[Any]) -> None:
-    """Raise if `connection` is no longer usable. The round trip of
-    `ConnectionPool.check_connection` only if the server sent something (a notice that it is
-    ending the session, say) or closed the socket."""
+def check_pooled_connection(
+    connection: psycopg.Connection[Any], *, idle_seconds: float = math.inf
+) -> None:
+    """Raise a `psycopg.Error` if `connection` is no longer usable. The round trip of
+    `ConnectionPool.check_connection` if it has been idle longer than QUIET_TRUSTED_SECONDS,
+    or the server sent something (a notice that it is ending the session, say) or closed
+    the socket."""
     if connection.closed or connection.pgconn.status != pq.ConnStatus.OK:
         raise psycopg.OperationalError("the connection is closed")
-    poller = select.poll()
-    poller.register(connection.pgconn.socket, select.POLLIN)  # POLLHUP and POLLERR always
-    if poller.poll(0):
-        ConnectionPool.check_connection(connection)
+    if idle_seconds <= QUIET_TRUSTED_SECONDS:
+        poller = select.poll()
+        poller.register(connection.pgconn.socket, select.POLLIN)  # POLLHUP and POLLERR always
+        if not poller.poll(0):
+            return
+    ConnectionPool.check_connection(connection)
 
 
 class CheckedConnectionPool(ConnectionPool[Any]):
     """A pool that checks each connection it hands out (`check_pooled_connection`), and
     replaces one that fails at once, within the one timeout of `getconn`."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def putconn(self, conn: psycopg.Connection[Any]) -> None:
+        self._returned_at[conn] = time.monotonic()
+        super().putconn(conn)
+
     def getconn(self, timeout: float | None = None) -> psycopg.Connection[Any]:
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        failures = 0
         while True:
-            connection = super().getconn(timeout=max(deadline - time.monotonic(), 0.0))
             try:
-                check_pooled_connection(connection)
-            except Exception:
-                connection.close()  # closed, the pool drops it and makes a new one
-                self.putconn(connection)
-                continue
-            return connection
+                connection = super().getconn(timeout=max(deadline - time.monotonic(), 0.001))
+            except PoolTimeout:
+                raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec") from None
+            returned_at = self._returned_at.pop(connection, None)
+            idle = math.inf if returned_at is None else time.monotonic() - returned_at
+            try:
+                check_pooled_connection(connection, idle_seconds=idle)
+            except psycopg.Error:
+                self._discard(connection)
+            except BaseException:
+                self._discard(connection)
+                raise
+            else:
+                return connection
+            failures += 1
+            if time.monotonic() >= deadline:
+                raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
+            if failures > self.max_size:
+                time.sleep(RETRY_PAUSE_SECONDS)
+
+    def _discard(self, connection: psycopg.Connection[Any]) -> None:
+        """Give a connection that failed back to be dropped: closed, the pool makes a new one
+        in its place."""
+        try:
+            connection.close()
+        finally:
+            super().putconn(connection)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
