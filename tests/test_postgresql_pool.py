@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from chatsite.postgresql import base as postgresql_base
 from chatsite.postgresql.base import CheckedConnectionPool, check_pooled_connection
@@ -43,7 +43,10 @@ def test_the_settings_pool_is_the_checked_one():
 
 def terminate(admin: psycopg.Connection, pids: list[int]) -> None:
     """End these sessions, as a restart does, and wait until each has exited."""
-    admin.execute("SELECT pg_terminate_backend(pid, 5000) FROM unnest(%s::int[]) AS pid", (pids,))
+    ended = admin.execute(
+        "SELECT pg_terminate_backend(pid, 5000) FROM unnest(%s::int[]) AS pid", (pids,)
+    ).fetchall()
+    assert ended == [(True,)] * len(pids)
 
 
 @pytest.fixture
@@ -74,19 +77,34 @@ def test_the_pool_replaces_dead_connections_at_once(pool, round_trips):
     assert all(any(dead is asked for asked in round_trips) for dead in held)
 
 
-def test_a_connection_back_moments_ago_is_taken_without_a_round_trip(pool, round_trips):
-    for _ in range(3):  # each of the pool's connections once
-        conn = pool.getconn()
-        pool.putconn(conn)
-    round_trips.clear()  # a connection the pool made and never handed out is always asked
-    for _ in range(6):
-        conn = pool.getconn()
-        pool.putconn(conn)
-    assert round_trips == []
+@pytest.fixture
+def one_connection_pool() -> Iterator[CheckedConnectionPool]:
+    """A pool of one connection: each `getconn` hands out the same one."""
+    params = connection.get_connection_params()
+    with CheckedConnectionPool(kwargs=params, min_size=1, max_size=1, timeout=2.0) as made:
+        made.wait()
+        yield made
 
 
-def test_a_connection_idle_for_longer_is_asked_with_a_round_trip(pool, round_trips, monkeypatch):
+def test_a_connection_back_moments_ago_is_taken_without_a_round_trip(
+    one_connection_pool, round_trips
+):
+    pool = one_connection_pool
+    conn = pool.getconn()
+    pool.putconn(conn)
+    assert round_trips == [conn]  # one the pool made and never handed out is always asked
+    for _ in range(3):
+        taken = pool.getconn()
+        pool.putconn(taken)
+        assert taken is conn
+    assert round_trips == [conn]
+
+
+def test_a_connection_idle_for_longer_is_asked_with_a_round_trip(
+    one_connection_pool, round_trips, monkeypatch
+):
     """However quiet its socket: a peer that lost the session without a word shows nothing."""
+    pool = one_connection_pool
     monkeypatch.setattr(postgresql_base, "QUIET_TRUSTED_SECONDS", 0.05)
     conn = pool.getconn()
     pool.putconn(conn)
@@ -94,7 +112,32 @@ def test_a_connection_idle_for_longer_is_asked_with_a_round_trip(pool, round_tri
     time.sleep(0.1)
     taken = pool.getconn()
     pool.putconn(taken)
-    assert round_trips == [taken]
+    assert taken is conn
+    assert round_trips == [conn]
+
+
+def test_checks_that_keep_failing_end_in_the_pools_timeout_without_spinning(monkeypatch):
+    """Past as many failures as the pool holds, a pause between tries; at the deadline, the
+    pool's timeout error, giving the whole wait."""
+    checks: list[object] = []
+
+    def failing(conn: psycopg.Connection, *, idle_seconds: float) -> None:
+        checks.append(conn)
+        raise psycopg.OperationalError("refused")
+
+    params = connection.get_connection_params()
+    with CheckedConnectionPool(kwargs=params, min_size=1, max_size=2, timeout=0.5) as pool:
+        pool.wait()
+        monkeypatch.setattr(postgresql_base, "check_pooled_connection", failing)
+        with pytest.raises(PoolTimeout, match=r"after 0\.50 sec"):
+            pool.getconn()
+    # Without the pause, hundreds (each a new connection); with it, one per 50 ms.
+    assert 3 <= len(checks) <= 30
+
+
+def test_the_pool_refuses_close_returns():
+    with pytest.raises(ValueError, match="close_returns"):
+        CheckedConnectionPool(kwargs={}, open=False, close_returns=True)
 
 
 def test_an_interrupted_check_loses_no_connection_from_the_pool(pool, monkeypatch):

@@ -13,9 +13,9 @@ session it is shutting down, or terminating it, before it closes it, and the ser
 closes a session whose server process died. An idle live connection has nothing to read. So a
 connection used moments ago is checked by a look at its socket, and asked with a round trip
 only if something is there; one idle for longer is always asked (a peer that lost the session
-without a word, as a host rebooted on the same address or a load balancer that forgot an idle
-flow, shows nothing until a packet is sent). A connection that fails is dropped and the next
-one taken at once.
+without a word, as a host rebooted on the same address or a load balancer that resets an idle
+flow it dropped, shows nothing until a packet is sent). A connection that fails is dropped and
+the next one taken at once.
 """
 
 from __future__ import annotations
@@ -63,13 +63,17 @@ class CheckedConnectionPool(ConnectionPool[Any]):
     replaces one that fails at once, within the one timeout of `getconn`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("close_returns"):
+            # `close()` would give a connection that failed its check back as live.
+            raise ValueError("CheckedConnectionPool does not take close_returns")
         super().__init__(*args, **kwargs)
         self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
 
     def putconn(self, conn: psycopg.Connection[Any]) -> None:
-        self._returned_at[conn] = time.monotonic()
+        if getattr(conn, "_pool", None) is self:  # else super() refuses it
+            self._returned_at[conn] = time.monotonic()
         super().putconn(conn)
 
     def getconn(self, timeout: float | None = None) -> psycopg.Connection[Any]:
@@ -81,9 +85,9 @@ class CheckedConnectionPool(ConnectionPool[Any]):
                 connection = super().getconn(timeout=max(deadline - time.monotonic(), 0.001))
             except PoolTimeout:
                 raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec") from None
-            returned_at = self._returned_at.pop(connection, None)
-            idle = math.inf if returned_at is None else time.monotonic() - returned_at
             try:
+                returned_at = self._returned_at.pop(connection, None)
+                idle = math.inf if returned_at is None else time.monotonic() - returned_at
                 check_pooled_connection(connection, idle_seconds=idle)
             except psycopg.Error:
                 self._discard(connection)
@@ -96,7 +100,7 @@ class CheckedConnectionPool(ConnectionPool[Any]):
             if time.monotonic() >= deadline:
                 raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
             if failures > self.max_size:
-                time.sleep(RETRY_PAUSE_SECONDS)
+                time.sleep(min(RETRY_PAUSE_SECONDS, max(deadline - time.monotonic(), 0.0)))
 
     def _discard(self, connection: psycopg.Connection[Any]) -> None:
         """Give a connection that failed back to be dropped: closed, the pool makes a new one
