@@ -36,8 +36,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 # A connection back in the pool for longer than this is asked with a round trip even when its
 # socket is quiet. Under load a connection comes back into use within milliseconds.
 QUIET_TRUSTED_SECONDS = 2.0
-# After this many failed checks in one `getconn` (more than the pool holds: something other
-# than dead connections is wrong), a pause between tries instead of none.
+# The pause between tries once one `getconn` has seen more failed checks than the pool holds
+# (something other than dead connections is wrong); none before that.
 RETRY_PAUSE_SECONDS = 0.05
 
 
@@ -103,8 +103,8 @@ class CheckedConnectionPool(ConnectionPool[Any]):
                 time.sleep(min(RETRY_PAUSE_SECONDS, max(deadline - time.monotonic(), 0.0)))
 
     def _discard(self, connection: psycopg.Connection[Any]) -> None:
-        """Give a connection that failed back to be dropped: closed, the pool makes a new one
-        in its place."""
+        """Give back a connection that failed its check, closed: the pool drops it and makes
+        a new one in its place."""
         try:
             connection.close()
         finally:
