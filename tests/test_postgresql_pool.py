@@ -1,10 +1,13 @@
 """The check of each connection taken from the PostgreSQL pool (chatsite/postgresql): a round
-trip to the server only when the connection's socket says something happened."""
+trip to the server only when the connection's socket says something happened, or it has been
+idle for a while; one that fails is replaced at once."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -51,8 +54,15 @@ def terminate(admin: psycopg.Connection, pids: list[int]) -> None:
 
 @pytest.fixture
 def pool() -> Iterator[CheckedConnectionPool]:
-    params = connection.get_connection_params()
-    with CheckedConnectionPool(kwargs=params, min_size=3, timeout=2.0) as made:
+    with checked_pool(min_size=3) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def checked_pool(**options: Any) -> Iterator[CheckedConnectionPool]:
+    """A pool of the test database's connections, open and filled to its `min_size`."""
+    options = {"timeout": 2.0, **options}
+    with CheckedConnectionPool(kwargs=connection.get_connection_params(), **options) as made:
         made.wait()
         yield made
 
@@ -80,9 +90,7 @@ def test_the_pool_replaces_dead_connections_at_once(pool, round_trips):
 @pytest.fixture
 def one_connection_pool() -> Iterator[CheckedConnectionPool]:
     """A pool of one connection: each `getconn` hands out the same one."""
-    params = connection.get_connection_params()
-    with CheckedConnectionPool(kwargs=params, min_size=1, max_size=1, timeout=2.0) as made:
-        made.wait()
+    with checked_pool(min_size=1, max_size=1) as made:
         yield made
 
 
@@ -125,9 +133,7 @@ def test_checks_that_keep_failing_end_in_the_pools_timeout_without_spinning(monk
         checks.append(conn)
         raise psycopg.OperationalError("refused")
 
-    params = connection.get_connection_params()
-    with CheckedConnectionPool(kwargs=params, min_size=1, max_size=2, timeout=0.5) as pool:
-        pool.wait()
+    with checked_pool(min_size=1, max_size=2, timeout=0.5) as pool:
         monkeypatch.setattr(postgresql_base, "check_pooled_connection", failing)
         with pytest.raises(PoolTimeout, match=r"after 0\.50 sec"):
             pool.getconn()
