@@ -5,6 +5,7 @@ idle for a while; one that fails is replaced at once."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from chatsite.postgresql import base as postgresql_base
 from chatsite.postgresql.base import CheckedConnectionPool, check_pooled_connection
+from tests.live import free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -184,3 +186,85 @@ def test_a_closed_connection_fails_the_check(round_trips):
     with pytest.raises(psycopg.OperationalError):
         check_pooled_connection(conn, idle_seconds=0.0)
     assert round_trips == []
+
+
+def test_a_busy_pool_keeps_a_caller_waiting_past_its_timeout():
+    """Every connection lent out is load, not an outage: the caller waits on and is served
+    when one comes back (a burst of sends answered 503 after the pool's 1 s before)."""
+    with checked_pool(min_size=2, max_size=2, timeout=0.3, busy_timeout=5.0) as pool:
+        held = [pool.getconn() for _ in range(2)]
+        assert pool.busy
+        served: list[object] = []
+        waiter = threading.Thread(target=lambda: served.append(pool.getconn()))
+        started = time.monotonic()
+        waiter.start()
+        time.sleep(0.8)  # well past the pool's timeout
+        assert served == []
+        pool.putconn(held.pop())
+        waiter.join(5.0)
+        assert len(served) == 1 and time.monotonic() - started >= 0.8
+        for conn in [*held, *served]:
+            pool.putconn(conn)  # type: ignore[arg-type]
+        assert not pool.busy
+
+
+def test_a_busy_pool_gives_up_at_its_busy_timeout():
+    with checked_pool(min_size=2, max_size=2, timeout=0.2, busy_timeout=0.7) as pool:
+        held = [pool.getconn() for _ in range(2)]
+        started = time.monotonic()
+        with pytest.raises(PoolTimeout, match=r"after 0\.[67]\d sec"):
+            pool.getconn()
+        assert time.monotonic() - started >= 0.65
+        for conn in held:
+            pool.putconn(conn)
+
+
+def test_a_pool_that_cannot_connect_still_fails_in_its_timeout():
+    """An outage is not load: with no connection lent out, the pool's own timeout holds."""
+    params = {**connection.get_connection_params(), "port": free_port(), "connect_timeout": 2}
+    pool = CheckedConnectionPool(kwargs=params, min_size=0, max_size=2, timeout=0.3, open=False)
+    pool.open(wait=False)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PoolTimeout):
+            pool.getconn()
+        assert time.monotonic() - started < 1.0
+        assert not pool.busy
+    finally:
+        pool.close(timeout=1.0)
+
+
+def test_callers_wait_on_while_the_pool_opens_connections_one_by_one():
+    """Ten callers at once on a pool of one connection that may grow to ten: psycopg_pool
+    opens them one after another, each taking 20 ms here (a loaded machine), so the last come
+    well after the pool's timeout. Not every connection is lent out meanwhile, but the pool
+    hands each out as it comes: load, not an outage (before, the late callers failed)."""
+
+    def slow_to_open(conn: psycopg.Connection) -> None:
+        time.sleep(0.02)
+
+    options = {"configure": slow_to_open, "timeout": 0.1, "busy_timeout": 10.0}
+    with checked_pool(min_size=1, max_size=10, **options) as pool:
+        all_in = threading.Barrier(10, timeout=10.0)
+        failed: list[BaseException] = []
+
+        def take_and_hold() -> None:
+            try:
+                conn = pool.getconn()
+            except BaseException as error:  # reported below
+                failed.append(error)
+                all_in.abort()
+                return
+            try:
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    all_in.wait()
+            finally:
+                pool.putconn(conn)
+
+        callers = [threading.Thread(target=take_and_hold) for _ in range(10)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(15.0)
+        assert failed == []
+        assert pool.get_stats()["pool_size"] == 10

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, cast
 
 import channels_redis.core
+import redis.asyncio
 import redis.exceptions
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
@@ -303,6 +304,13 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# Connections to Redis per event loop and host (redis-py's default), and how long a call waits
+# for one while all are in use (a burst of sockets joining their groups) before it fails as
+# Redis being away.
+POOL_MAX_CONNECTIONS = 100
+POOL_WAIT_SECONDS = 10.0
+
+
 class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
     """channels-redis, riding out a Redis restart.
 
@@ -350,8 +358,20 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         self._pumps: dict[tuple[asyncio.AbstractEventLoop, str], _Pump] = {}
 
     def create_pool(self, index: int) -> Any:
+        """This loop's connections to one host: a pool that makes a call wait for a free
+        connection when POOL_MAX_CONNECTIONS are in use (redis-py's plain pool raises
+        MaxConnectionsError, a ConnectionError, which would count as Redis being away and
+        close every socket of the process). Sentinel keeps channels-redis's pool."""
         retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
-        return create_pool({"retry": retry, **self.hosts[index]})
+        host = {"retry": retry, **self.hosts[index]}
+        if "master_name" in host:
+            return create_pool(host)
+        host.setdefault("max_connections", POOL_MAX_CONNECTIONS)
+        host.setdefault("timeout", POOL_WAIT_SECONDS)
+        address = host.pop("address", None)
+        if address is None:
+            return redis.asyncio.BlockingConnectionPool(**host)
+        return redis.asyncio.BlockingConnectionPool.from_url(address, **host)
 
     @contextlib.asynccontextmanager
     async def _redis(self) -> AsyncIterator[None]:

@@ -16,6 +16,14 @@ only if something is there; one idle for longer is always asked (a peer that los
 without a word, as a host rebooted on the same address or a load balancer that resets an idle
 flow it dropped, shows nothing until a packet is sent). A connection that fails is dropped and
 the next one taken at once.
+
+A busy pool is not a broken one: a request that waits out the pool's timeout while the pool
+has every connection lent out, or handed one to another caller meanwhile, waits on, up to
+`busy_timeout` in all (a burst of sends, or of tabs reconnecting after a deploy, answered 503
+and closed sockets with "the database is away" when the pool's 1 s ran out under load, while
+the pool was still opening connections one by one). An outage still fails in the pool's
+timeout: nothing is handed out, since new connections cannot be made and the ones in use come
+back broken as their queries fail.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 # A connection back in the pool for longer than this is asked with a round trip even when its
 # socket is quiet. Under load a connection comes back into use within milliseconds.
 QUIET_TRUSTED_SECONDS = 2.0
+# How long a request waits for a connection while the pool has every one lent out (load, not
+# an outage), in all.
+BUSY_TIMEOUT_SECONDS = 10.0
 # The pause between tries once one `getconn` has seen more failed checks than the pool holds
 # (something other than dead connections is wrong); none before that.
 RETRY_PAUSE_SECONDS = 0.05
@@ -60,31 +71,47 @@ def check_pooled_connection(
 
 class CheckedConnectionPool(ConnectionPool[Any]):
     """A pool that checks each connection it hands out (`check_pooled_connection`), and
-    replaces one that fails at once, within the one timeout of `getconn`."""
+    replaces one that fails at once, within the one timeout of `getconn`; while it is busy (it
+    has every connection lent out, or handed one out within the last timeout), a caller waits
+    on up to `busy_timeout` seconds in all."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, busy_timeout: float = BUSY_TIMEOUT_SECONDS, **kwargs: Any
+    ) -> None:
         if kwargs.get("close_returns"):
             # `close()` would give a connection that failed its check back as live.
             raise ValueError("CheckedConnectionPool does not take close_returns")
         super().__init__(*args, **kwargs)
+        self.busy_timeout = busy_timeout
         self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
+        self._lent: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+        self._handed_out_at = -math.inf  # the last connection that passed its check
 
     def putconn(self, conn: psycopg.Connection[Any]) -> None:
         if getattr(conn, "_pool", None) is self:  # else super() refuses it
             self._returned_at[conn] = time.monotonic()
+        self._lent.discard(conn)
         super().putconn(conn)
 
     def getconn(self, timeout: float | None = None) -> psycopg.Connection[Any]:
         timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         failures = 0
         while True:
             try:
                 connection = super().getconn(timeout=max(deadline - time.monotonic(), 0.001))
             except PoolTimeout:
-                raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec") from None
+                now = time.monotonic()
+                busy = self.busy or now - self._handed_out_at < timeout
+                if busy and now < started + self.busy_timeout:
+                    deadline = min(now + timeout, started + self.busy_timeout)
+                    continue
+                raise PoolTimeout(
+                    f"couldn't get a connection after {now - started:.2f} sec"
+                ) from None
             try:
                 returned_at = self._returned_at.pop(connection, None)
                 idle = math.inf if returned_at is None else time.monotonic() - returned_at
@@ -95,12 +122,19 @@ class CheckedConnectionPool(ConnectionPool[Any]):
                 self._discard(connection)
                 raise
             else:
+                self._lent.add(connection)
+                self._handed_out_at = time.monotonic()
                 return connection
             failures += 1
             if time.monotonic() >= deadline:
                 raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
             if failures > self.max_size:
                 time.sleep(min(RETRY_PAUSE_SECONDS, max(deadline - time.monotonic(), 0.0)))
+
+    @property
+    def busy(self) -> bool:
+        """Every connection the pool may hold is lent out to a caller."""
+        return len(self._lent) >= self.max_size
 
     def _discard(self, connection: psycopg.Connection[Any]) -> None:
         """Give back a connection that failed its check, closed: the pool drops it and makes

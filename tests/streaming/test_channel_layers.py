@@ -537,3 +537,19 @@ async def test_a_consumer_that_detaches_during_a_group_send_is_skipped(redis_ser
     await sending
     assert [m["n"] for m in inboxes[0].items] == [1] and inboxes[1].items == []
     assert (await asyncio.wait_for(there.receive(theirs), 5))["n"] == 1
+
+
+async def test_more_calls_at_once_than_the_pool_holds_wait_their_turn(redis_server):
+    """A burst (tabs reconnecting after a deploy, each joining its groups) larger than the
+    connection pool is load, not an outage: each call waits for a connection. redis-py's
+    pool raised MaxConnectionsError past 100 at once, the layer took Redis for away and every
+    socket of the process was closed with 4013."""
+    layer = RedisChannelLayer(
+        hosts=[{"address": redis_server.url, "socket_connect_timeout": 5, "max_connections": 5}]
+    )
+    channels = [await layer.new_channel() for _ in range(40)]
+    await asyncio.gather(*(layer.group_add(f"user.{i}", c) for i, c in enumerate(channels)))
+    assert not outages.redis.away
+    await asyncio.gather(*(layer.group_send(f"user.{i}", {"type": "x"}) for i in range(40)))
+    received = await asyncio.gather(*(layer.receive(c) for c in channels))
+    assert received == [{"type": "x"}] * 40
