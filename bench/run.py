@@ -101,6 +101,10 @@ class Plan:
     page_requests: int = 100
     page_turns: int = 40
     ramp_s: float = 2.0  # submissions spread over this long
+    # The cluster's CPU against one process's, measured again in rounds that alternate the
+    # two at the mid and big stream counts (both setups up): the host's speed drifts by more
+    # than the target's margin over the minutes between the setups' own runs.
+    alternating_rounds: int = 3
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -120,6 +124,7 @@ class Plan:
             browser_tokens=3000,
             page_requests=30,
             page_turns=10,
+            alternating_rounds=1,
         )
 
     @property
@@ -361,6 +366,7 @@ class Bench:
         rate: float,
         *,
         keep: bool = True,
+        plotted: bool = True,  # its latencies go into the plot (report.plot)
         kind: str = "plain",
     ) -> dict[str, Any]:
         plan = self.plan
@@ -457,6 +463,7 @@ class Bench:
             log(f"  !! errors: {out['errors'][:3]}")
         if keep:
             self.results.append(out)
+        if keep and plotted:
             self.samples[(setup.name, name)] = {
                 "latency": [x for s in stats for x in s.latency],
                 "latency_ex": [x for s in stats for x in s.latency_ex],
@@ -1007,6 +1014,8 @@ async def run(
             cluster.prepare(need)
             setups.append(cluster)
             await run_setup(bench, cluster)
+            if "single" in only and bench.wanted("alt"):
+                await alternating_rounds(bench, single, cluster)
     finally:
         for setup in setups:
             setup.stop()
@@ -1103,6 +1112,29 @@ async def run_setup(bench: Bench, setup: Setup, light: bool = False) -> None:
                 break
     finally:
         setup.stop()
+
+
+async def alternating_rounds(bench: Bench, single: Setup, cluster: Setup) -> None:
+    """The mid and big stream counts again on one process and on the cluster, alternating
+    (`alt1-50x50` on one, then on the other, which goes first taking turns), with both
+    setups up: the pairs that the cluster's CPU target compares (bench.report)."""
+    plan = bench.plan
+    flush_redis()  # the cluster starts again with no groups of its earlier processes
+    started: list[Setup] = []
+    try:
+        for setup in (single, cluster):
+            setup.start()
+            started.append(setup)
+            await bench.streams(setup, "warmup", 2 * len(setup.web), 20, 200.0, keep=False)
+        for k in range(1, plan.alternating_rounds + 1):
+            for n in (plan.mid, plan.big):
+                name = f"alt{k}-{n}x{plan.rate:g}"
+                order = (single, cluster) if k % 2 else (cluster, single)
+                for setup in order:
+                    await bench.streams(setup, name, n, plan.tokens, plan.rate, plotted=False)
+    finally:
+        for setup in started:
+            setup.stop()
 
 
 def prepare_pages(setup: Setup, plan: Plan) -> dict[str, str]:
@@ -1250,7 +1282,8 @@ def main() -> None:
         "--scenarios",
         default="",
         help="comma-separated scenario name prefixes to run, e.g. 200x50,idle,ladder "
-        "(default: all)",
+        "(default: all; alt: the alternating rounds of one process and the cluster, with "
+        "--only single,cluster)",
     )
     parser.add_argument(
         "--tokens",
