@@ -8,6 +8,10 @@ a new connection to Redis for its first cache read: a TCP connect and redis-py's
 for the garbage collector. The pools here are kept per URL and options for the
 whole process; redis-py's pools are thread-safe, hand out connections one caller at a time,
 and reconnect a connection that Redis closed (a restart) before handing it out.
+
+The pool is redis-py's blocking one: with all its connections in use (more request threads at
+once on the cache than it holds, in a burst of sends that each count against the user's
+limits) a caller waits for one, where the plain pool raised MaxConnectionsError.
 """
 
 from __future__ import annotations
@@ -17,8 +21,13 @@ from typing import Any, ClassVar, Self
 
 import redis
 
+# Connections per process (redis-py's default), and how long a caller waits for one while all
+# are in use.
+MAX_CONNECTIONS = 100
+WAIT_SECONDS = 10.0
 
-class SharedConnectionPool(redis.ConnectionPool):
+
+class SharedConnectionPool(redis.BlockingConnectionPool):
     """`CACHES[...]["OPTIONS"]["pool_class"]`: `from_url` answers the process's pool for that
     URL and those options, made at the first call."""
 
@@ -28,6 +37,7 @@ class SharedConnectionPool(redis.ConnectionPool):
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:
+        kwargs = {"max_connections": MAX_CONNECTIONS, "timeout": WAIT_SECONDS, **kwargs}
         key = (url, repr(sorted(kwargs.items())))
         with cls._shared_lock:
             pool = cls._shared.get(key)
