@@ -1077,7 +1077,8 @@ def rewrite_report(run_dir: Path, write_docs: bool) -> None:
     """`--report DIR`: the report of a finished run again (after editing bench/notes.md, say),
     from its results.json and plot; docs/ only for a full run."""
     raw = json.loads((run_dir / "results.json").read_text())
-    full = raw["command"] == "python -m bench"
+    # Every setup and scenario, with the app's defaults (`--no-docs` measures the same).
+    full = raw["command"].replace(" --no-docs", "") == "python -m bench"
     if write_docs and not full:
         log(f"{raw['command']!r} was not a full run: docs/ left alone")
     targets = report.evaluate(raw)
