@@ -143,8 +143,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # would exceed PostgreSQL's connection limit.
     # While the database is away a request waits DATABASE_POOL_TIMEOUT seconds for a
     # connection, then answers 503 (chat/middleware.py); a connection attempt gives up after
-    # DATABASE_CONNECT_TIMEOUT (2 at least: libpq's minimum). While every connection is lent
-    # out (load, not an outage) it waits on, up to DATABASE_POOL_BUSY_TIMEOUT in all.
+    # DATABASE_CONNECT_TIMEOUT (2 at least: libpq's minimum). While the pool goes on serving
+    # others (load, not an outage) it waits on, up to DATABASE_POOL_BUSY_TIMEOUT in all.
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,
         "max_size": env_int("DATABASE_POOL_SIZE", 20),

@@ -18,12 +18,13 @@ flow it dropped, shows nothing until a packet is sent). A connection that fails 
 the next one taken at once.
 
 A busy pool is not a broken one: a request that waits out the pool's timeout while the pool
-has every connection lent out, or handed one to another caller meanwhile, waits on, up to
-`busy_timeout` in all (a burst of sends, or of tabs reconnecting after a deploy, answered 503
+went on handing out connections and taking them back healthy (serving others) waits on, up to
+`busy_timeout` in all. A burst of sends, or of tabs reconnecting after a deploy, answered 503
 and closed sockets with "the database is away" when the pool's 1 s ran out under load, while
-the pool was still opening connections one by one). An outage still fails in the pool's
-timeout: nothing is handed out, since new connections cannot be made and the ones in use come
-back broken as their queries fail.
+the pool was opening connections one by one. A pool that serves nobody for a whole timeout
+fails the caller in it as before: the database is away (new connections cannot be made, the
+ones in use come back broken), or every connection is stuck (a host gone silent, a lock that
+holds every query), where shedding the request is the answer too.
 """
 
 from __future__ import annotations
@@ -71,9 +72,11 @@ def check_pooled_connection(
 
 class CheckedConnectionPool(ConnectionPool[Any]):
     """A pool that checks each connection it hands out (`check_pooled_connection`), and
-    replaces one that fails at once, within the one timeout of `getconn`; while it is busy (it
-    has every connection lent out, or handed one out within the last timeout), a caller waits
-    on up to `busy_timeout` seconds in all."""
+    replaces one that fails at once, within the one timeout of `getconn`; while it goes on
+    serving others (`served_within` the timeout), a caller waits on, up to `busy_timeout`
+    seconds in all. (Waiting on, it asks psycopg_pool again, which queues it behind callers
+    that came meanwhile: in a long burst an early caller may be served after later ones, and
+    give up at `busy_timeout`.)"""
 
     def __init__(
         self, *args: Any, busy_timeout: float = BUSY_TIMEOUT_SECONDS, **kwargs: Any
@@ -86,13 +89,15 @@ class CheckedConnectionPool(ConnectionPool[Any]):
         self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
-        self._lent: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-        self._handed_out_at = -math.inf  # the last connection that passed its check
+        # When the pool last served someone: handed out a connection that passed its check,
+        # or took one back healthy.
+        self._served_at = -math.inf
 
     def putconn(self, conn: psycopg.Connection[Any]) -> None:
         if getattr(conn, "_pool", None) is self:  # else super() refuses it
-            self._returned_at[conn] = time.monotonic()
-        self._lent.discard(conn)
+            self._returned_at[conn] = now = time.monotonic()
+            if conn.pgconn.transaction_status != pq.TransactionStatus.UNKNOWN:
+                self._served_at = now
         super().putconn(conn)
 
     def getconn(self, timeout: float | None = None) -> psycopg.Connection[Any]:
@@ -105,8 +110,7 @@ class CheckedConnectionPool(ConnectionPool[Any]):
                 connection = super().getconn(timeout=max(deadline - time.monotonic(), 0.001))
             except PoolTimeout:
                 now = time.monotonic()
-                busy = self.busy or now - self._handed_out_at < timeout
-                if busy and now < started + self.busy_timeout:
+                if self.served_within(timeout) and now < started + self.busy_timeout:
                     deadline = min(now + timeout, started + self.busy_timeout)
                     continue
                 raise PoolTimeout(
@@ -122,19 +126,19 @@ class CheckedConnectionPool(ConnectionPool[Any]):
                 self._discard(connection)
                 raise
             else:
-                self._lent.add(connection)
-                self._handed_out_at = time.monotonic()
+                self._served_at = time.monotonic()
                 return connection
             failures += 1
-            if time.monotonic() >= deadline:
-                raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
+            now = time.monotonic()
+            if now >= deadline:
+                raise PoolTimeout(f"couldn't get a connection after {now - started:.2f} sec")
             if failures > self.max_size:
                 time.sleep(min(RETRY_PAUSE_SECONDS, max(deadline - time.monotonic(), 0.0)))
 
-    @property
-    def busy(self) -> bool:
-        """Every connection the pool may hold is lent out to a caller."""
-        return len(self._lent) >= self.max_size
+    def served_within(self, seconds: float) -> bool:
+        """Whether the pool handed out a connection, or took one back healthy, in the last
+        `seconds`: it is busy, not broken."""
+        return time.monotonic() - self._served_at < seconds
 
     def _discard(self, connection: psycopg.Connection[Any]) -> None:
         """Give back a connection that failed its check, closed: the pool drops it and makes
@@ -153,13 +157,17 @@ class DatabaseWrapper(base.DatabaseWrapper):
     @property
     def pool(self) -> ConnectionPool[Any] | None:
         pool_options = self.settings_dict["OPTIONS"].get("pool")
+        if self.alias == NO_DB_ALIAS or not pool_options or self.alias in self._connection_pools:
+            return super().pool
         if (
-            self.alias == NO_DB_ALIAS
-            or not pool_options
-            or not self.settings_dict["CONN_HEALTH_CHECKS"]
+            not self.settings_dict["CONN_HEALTH_CHECKS"]
             or self.settings_dict.get("CONN_MAX_AGE", 0) != 0  # Django refuses it with a pool
-            or self.alias in self._connection_pools
         ):
+            if isinstance(pool_options, dict) and "busy_timeout" in pool_options:
+                # Django's own pool takes no `busy_timeout`: ours alone has it.
+                self.settings_dict["OPTIONS"]["pool"] = {
+                    k: v for k, v in pool_options.items() if k != "busy_timeout"
+                }
             return super().pool
         # As Django makes it (django.db.backends.postgresql.base), checked as above.
         connect_kwargs = self.get_connection_params()
