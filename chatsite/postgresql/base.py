@@ -45,8 +45,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 # A connection back in the pool for longer than this is asked with a round trip even when its
 # socket is quiet. Under load a connection comes back into use within milliseconds.
 QUIET_TRUSTED_SECONDS = 2.0
-# How long a request waits for a connection while the pool has every one lent out (load, not
-# an outage), in all.
+# How long a request waits for a connection, in all, while the pool goes on serving others
+# (load, not an outage).
 BUSY_TIMEOUT_SECONDS = 10.0
 # The pause between tries once one `getconn` has seen more failed checks than the pool holds
 # (something other than dead connections is wrong); none before that.
