@@ -218,3 +218,28 @@ async def test_pages_right_after_a_database_restart_answer(postgres, start_serve
     assert after == [200] * 6, server.log_text()
     report = read_log(server.log_text())
     assert (report.tracebacks, report.errors, report.warnings) == (0, [], []), server.log_text()
+
+
+async def test_a_burst_longer_than_the_pools_timeout_is_served_not_taken_for_an_outage(
+    postgres, start_server
+):
+    """A hundred pages at once on a pool of two connections with a 0.1 s timeout: most wait
+    longer than that while the pool serves the others. They are served, and no outage is
+    logged (before, they answered 503 and the database was logged away)."""
+    session, conversations = prepare(postgres.url, 1)
+    server = start_server(
+        DATABASE_URL=postgres.url,
+        REDIS_URL="",
+        CHAT_LEASE_SECONDS="300",
+        DATABASE_POOL_SIZE="2",
+        DATABASE_POOL_TIMEOUT="0.1",
+    )
+    client = ChatClient(server, session)
+    url = f"/c/{conversations[0]}/"
+    assert (await client.http.get(url, timeout=10)).status_code == 200
+    pages = await asyncio.gather(*(client.http.get(url, timeout=30) for _ in range(100)))
+    await client.aclose()
+
+    assert [page.status_code for page in pages] == [200] * 100, server.log_text()
+    report = read_log(server.log_text())
+    assert (report.tracebacks, report.errors, report.warnings) == (0, [], []), server.log_text()
