@@ -1089,8 +1089,7 @@ async def run_setup(bench: Bench, setup: Setup, light: bool = False) -> None:
     plan = bench.plan
     setup.start()
     try:
-        # Warm up: the first request of each process imports and compiles templates.
-        await bench.streams(setup, "warmup", 2 * len(setup.web), 20, 200.0, keep=False)
+        await warm_up(bench, setup)
         if not light and bench.wanted("idle"):
             await bench.idle(setup, plan.idle)
         counts = sorted({*plan.concurrency, plan.hold}) if setup.name == "single" else None
@@ -1115,6 +1114,12 @@ async def run_setup(bench: Bench, setup: Setup, light: bool = False) -> None:
         setup.stop()
 
 
+async def warm_up(bench: Bench, setup: Setup) -> None:
+    """Two short replies per web process, not kept: the first request of each process imports
+    and compiles templates."""
+    await bench.streams(setup, "warmup", 2 * len(setup.web), 20, 200.0, keep=False)
+
+
 async def alternating_rounds(bench: Bench, single: Setup, cluster: Setup) -> None:
     """The mid and big stream counts again on one process and on the cluster, alternating
     (`alt1-50x50` on one, then on the other, which goes first taking turns), with both
@@ -1126,7 +1131,7 @@ async def alternating_rounds(bench: Bench, single: Setup, cluster: Setup) -> Non
         for setup in (single, cluster):
             setup.start()
             started.append(setup)
-            await bench.streams(setup, "warmup", 2 * len(setup.web), 20, 200.0, keep=False)
+            await warm_up(bench, setup)
         for k in range(1, plan.alternating_rounds + 1):
             for n in (plan.mid, plan.big):
                 name = f"alt{k}-{n}x{plan.rate:g}"
