@@ -370,15 +370,25 @@ async def reply_finish(*, message_id: int, worker_id: str, fields: dict[str, Any
     stays as the record of which worker generated the reply.
 
     Should the database refuse a value (not be away: that error is raised, for the caller to
-    retry), the reply is saved with its text alone (`REPLY_TEXT_FIELDS`), not lost."""
+    retry), the reply is saved with its text (`REPLY_TEXT_FIELDS`) and every other field the
+    database takes one by one (how it finished, its token counts, its model), not lost."""
     try:
         return await _reply_finish(message_id, worker_id, fields)
     except DatabaseError as refused:
         if isinstance(refused, outages.DATABASE_ERRORS):
             raise
         logger.exception("message %s: the finished reply was refused; saving its text", message_id)
-        text = {name: fields[name] for name in REPLY_TEXT_FIELDS if name in fields}
-        return await _reply_finish(message_id, worker_id, text)
+    for name in fields.keys() - REPLY_TEXT_FIELDS:
+        try:
+            await _finish_update(frozenset([name])).aexecute(
+                pk=message_id, worker=worker_id, **_storable({name: fields[name]})
+            )
+        except DatabaseError as refused:
+            if isinstance(refused, outages.DATABASE_ERRORS):
+                raise
+            logger.warning("message %s: its %s was refused: %s", message_id, name, refused)
+    text = {name: fields[name] for name in REPLY_TEXT_FIELDS if name in fields}
+    return await _reply_finish(message_id, worker_id, text)
 
 
 # What a finished reply keeps whatever else the database refuses: its text, as drawn, and

@@ -113,15 +113,19 @@ def test_a_nul_character_from_the_model_is_stored_as_the_page_shows_it(reply):
 @pytest.mark.django_db(transaction=True)  # the generation saves in autocommit, not in a test's
 def test_a_final_save_the_database_refuses_keeps_the_replys_text(reply, caplog):
     """A value the database refuses (here a negative token count, which a check constraint
-    refuses on every backend) no longer takes the reply's text with it."""
+    refuses on every backend) no longer takes the reply's text with it, nor the other
+    fields the database takes: how it finished (a reply cut at the length limit offers
+    Continue by it), its other token count, its model."""
     assert checkpoint(reply, content="so far", reasoning="")
     assert finish(
         reply,
         status=Message.Status.COMPLETE,
         content="the whole reply",
         content_html="<p>the whole reply</p>",
-        finish_reason="stop",
+        finish_reason="length",
         prompt_tokens=-1,
+        completion_tokens=3,
+        model="served-model",
     )
     reply.refresh_from_db()
     assert (reply.status, reply.content, reply.content_html) == (
@@ -129,9 +133,15 @@ def test_a_final_save_the_database_refuses_keeps_the_replys_text(reply, caplog):
         "the whole reply",
         "<p>the whole reply</p>",
     )
-    assert reply.prompt_tokens is None and reply.finish_reason == ""  # what was refused is not
+    assert reply.prompt_tokens is None  # what was refused is not saved
+    assert (reply.finish_reason, reply.completion_tokens, reply.model) == (
+        "length",
+        3,
+        "served-model",
+    )
     assert reply.lease_expires is None and reply.completed is not None
     assert "the finished reply was refused" in caplog.text
+    assert "its prompt_tokens was refused" in caplog.text
     # Once saved, it is saved once: a second finish finds it no longer streaming.
     assert not finish(reply, content="again")
 
