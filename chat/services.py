@@ -377,7 +377,11 @@ async def reply_finish(*, message_id: int, worker_id: str, fields: dict[str, Any
     except DatabaseError as refused:
         if isinstance(refused, outages.DATABASE_ERRORS):
             raise
-        logger.exception("message %s: the finished reply was refused; saving its text", message_id)
+        logger.error(
+            "message %s: the finished reply was refused (%s); saving its text",
+            message_id,
+            _refusal(refused),
+        )
     for name in fields.keys() - REPLY_TEXT_FIELDS:
         try:
             await _finish_update(frozenset([name])).aexecute(
@@ -386,9 +390,19 @@ async def reply_finish(*, message_id: int, worker_id: str, fields: dict[str, Any
         except DatabaseError as refused:
             if isinstance(refused, outages.DATABASE_ERRORS):
                 raise
-            logger.warning("message %s: its %s was refused: %s", message_id, name, refused)
+            logger.warning(
+                "message %s: its %s was refused (%s)", message_id, name, _refusal(refused)
+            )
     text = {name: fields[name] for name in REPLY_TEXT_FIELDS if name in fields}
     return await _reply_finish(message_id, worker_id, text)
+
+
+def _refusal(error: DatabaseError) -> str:
+    """What the database refused, for the log: the error's class and the constraint it names,
+    not its text (PostgreSQL's quotes the row's values, the reply's text among them)."""
+    diag = getattr(error.__cause__, "diag", None)
+    constraint = getattr(diag, "constraint_name", None)
+    return type(error).__name__ + (f" on {constraint}" if constraint else "")
 
 
 # What a finished reply keeps whatever else the database refuses: its text, as drawn, and
@@ -587,7 +601,11 @@ async def reply_finish_with_tool_round(
     except DatabaseError as refused:
         if isinstance(refused, outages.DATABASE_ERRORS):
             raise
-        logger.exception("message %s: its tool round was refused; saving the reply", message_id)
+        logger.error(
+            "message %s: its tool round was refused (%s); saving the reply",
+            message_id,
+            _refusal(refused),
+        )
         return await reply_finish(message_id=message_id, worker_id=worker_id, fields=fields), []
     return bool(created), created
 

@@ -142,6 +142,7 @@ def test_a_final_save_the_database_refuses_keeps_the_replys_text(reply, caplog):
     assert reply.lease_expires is None and reply.completed is not None
     assert "the finished reply was refused" in caplog.text
     assert "its prompt_tokens was refused" in caplog.text
+    assert "the whole reply" not in caplog.text  # the log names what was refused, not the text
     # Once saved, it is saved once: a second finish finds it no longer streaming.
     assert not finish(reply, content="again")
 
