@@ -419,7 +419,8 @@ async def _reply_finish(message_id: int, worker_id: str, fields: dict[str, Any])
 @functools.cache
 def _finish_update(fields: frozenset[str]) -> CompiledUpdate[Message]:
     """A reply's final save of these fields (chat.compiled): one for each set of fields a
-    generation ends with (with the model's token counts or without)."""
+    generation ends with (with the model's token counts or without), and one for each field
+    that `reply_finish` saves on its own after a refusal."""
     return CompiledUpdate[Message](
         lambda pk, worker, **values: (_owned_reply(pk, worker), values),
         pk=int,
