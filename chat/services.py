@@ -618,7 +618,8 @@ WORKER_DIED = "The server streaming this reply stopped; the text received until 
 
 def replies_interrupt_expired() -> list[Message]:
     """Mark `interrupted` every streaming reply whose worker stopped renewing its lease. The
-    text kept is the last checkpoint."""
+    text kept is the last checkpoint, and no finish reason: one saved on its own by a final
+    save that did not get to the text (`reply_finish`) described the whole reply."""
     now = timezone.now()
     expired = list(
         Message.objects.filter(status=Message.Status.STREAMING, lease_expires__lt=now).only(
@@ -636,6 +637,7 @@ def replies_interrupt_expired() -> list[Message]:
         ).update(
             status=Message.Status.INTERRUPTED,
             error=WORKER_DIED,
+            finish_reason="",
             lease_expires=None,
             completed=now,
             **rendered_fields(content=message.content, reasoning=message.reasoning),

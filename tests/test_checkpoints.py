@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import OperationalError
 from django.utils import timezone
 
 from chat import services
@@ -145,6 +146,44 @@ def test_a_final_save_the_database_refuses_keeps_the_replys_text(reply, caplog):
     assert "the whole reply" not in caplog.text  # the log names what was refused, not the text
     # Once saved, it is saved once: a second finish finds it no longer streaming.
     assert not finish(reply, content="again")
+
+
+@pytest.mark.django_db(transaction=True)  # the generation saves in autocommit
+def test_a_reply_whose_worker_was_lost_while_saving_field_by_field_ends_without_how_it_finished(
+    reply, monkeypatch
+):
+    """After a refused final save, the fields are saved one by one, the text last. Should the
+    database go away (or the worker die) before the text, the reply streams on with the
+    final finish reason until its lease runs out; marked interrupted with the last
+    checkpoint's text, it kept saying "stop", as if the checkpoint were the whole reply."""
+    assert checkpoint(reply, content="so far", reasoning="")
+    real_save = services._reply_finish
+    saves: list[dict[str, object]] = []
+
+    async def database_lost_at_the_text(
+        message_id: int, worker_id: str, fields: dict[str, object]
+    ) -> bool:
+        saves.append(fields)
+        if len(saves) == 2:  # the first, whole, was refused; the second is the text alone
+            raise OperationalError("server closed the connection unexpectedly")
+        return await real_save(message_id, worker_id, fields)
+
+    monkeypatch.setattr(services, "_reply_finish", database_lost_at_the_text)
+    with pytest.raises(OperationalError):
+        finish(
+            reply,
+            status=Message.Status.COMPLETE,
+            content="the whole reply",
+            finish_reason="stop",
+            prompt_tokens=-1,  # refused by a check constraint on every backend
+            completion_tokens=3,
+        )
+    reply.refresh_from_db()
+    assert (reply.status, reply.finish_reason) == ("streaming", "stop")  # saved on its own
+    Message.objects.filter(pk=reply.pk).update(lease_expires=timezone.now() - timedelta(1))
+    assert [m.pk for m in services.replies_interrupt_expired()] == [reply.pk]
+    reply.refresh_from_db()
+    assert (reply.status, reply.content, reply.finish_reason) == ("interrupted", "so far", "")
 
 
 @pytest.mark.django_db(transaction=True)
