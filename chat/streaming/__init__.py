@@ -12,7 +12,7 @@ Upper half, on Django and Channels:
 
 Lower half, without Django (a test imports it alone and finds no Django loaded):
 
-    coalescer       many small deltas into few frames, on a fixed schedule
+    coalescer       many small deltas into few frames, at most one a window
     client          the chat-completions client: auth, timeouts, retries around one httpx client
     transport       the network transport under that httpx client (aiohttp's engine)
     completion      a reply as its stream chunks build it, in every shape servers send

@@ -99,6 +99,13 @@ class FrameCoalescer:
     """Turns many small deltas into few frames: the first goes at once, then at most one per
     window. It concatenates, never drops, and keeps the offsets right.
 
+    A frame rides on the wakeup that read a delta: the first delta after the window has passed
+    sends it, with what waited for it. Only when no delta comes before the oldest waiting one
+    has waited a whole window does the process wake for the frame alone. So no delta waits
+    longer than a window (as with a timer at the window's end), and a steady stream's frames
+    cost the process no wakeups of their own: at 50 tokens/s and a 30 ms window, a frame
+    every 40 ms, each token waiting 0 or 20 ms, where a timer sent one every 30 ms.
+
     The window is `window` seconds while the process keeps up; with a `max_window` and a `lag`
     gauge it widens, up to `max_window`, while the event loop runs late (see
     `adaptive_window`): each frame costs the relay about as much as the tokens in it, so under
@@ -127,13 +134,20 @@ class FrameCoalescer:
         # Frames follow a schedule: the next may go one window after the last one was due,
         # not after its send returned, so slow sends and timer overshoot do not add up.
         self._next_due = -self._max_window - self._window
+        self._oldest_at = 0.0  # when the oldest delta not yet sent came
         self._closing = False
         # While the task waits for its next frame: what wakes it, and the timer that will.
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
         self._task = asyncio.create_task(self._run())
 
     def push(self, content: str, reasoning: str, tool_calls: list[dict[str, str]] | None) -> None:
+        if not content and not reasoning and tool_calls is None:
+            return  # a chunk with nothing to show (a role, the usage) sends no frame
+        now = self._loop.time()
+        if not self._pending():
+            self._oldest_at = now
         if content:
             self._content.append(content)
         if reasoning:
@@ -141,9 +155,12 @@ class FrameCoalescer:
         if tool_calls is not None:
             self._tool_calls = tool_calls
         waiter = self._waiter
-        if waiter is not None and self._timer is None and not waiter.done():
-            # The first delta since the last frame sets the task's one wakeup for the next
-            # (at once if the window has passed): a delta costs the task no turn of its own.
+        if waiter is None or waiter.done():
+            return  # a frame is on its way; the task looks for more when it has gone
+        if self._timer is None or (now >= self._next_due and self._timer_due > now):
+            # The first delta since the last frame sets the task's one wakeup (a delta costs
+            # the task no turn of its own), and the first after the window brings it forward
+            # to this delta's wakeup.
             self._arm(waiter)
 
     async def aclose(self) -> None:
@@ -180,9 +197,10 @@ class FrameCoalescer:
         return frame
 
     async def _next_frame_due(self) -> None:
-        """Wait until a frame is due: deltas have come and the window has passed, or `aclose`
-        (then at once). A timer and a future: under `asyncio.timeout` every window that ran out
-        cancelled the task and raised twice, and nearly every frame waits out its window."""
+        """Wait until a frame is due: a delta came after the window passed, or the oldest
+        pending one has waited a window, or `aclose` (then at once). A timer and a future:
+        under `asyncio.timeout` every window that ran out cancelled the task and raised
+        twice."""
         waiter = self._waiter = self._loop.create_future()
         if self._pending():  # deltas came while the last frame was sent
             self._arm(waiter)
@@ -195,8 +213,16 @@ class FrameCoalescer:
                 self._timer = None
 
     def _arm(self, waiter: asyncio.Future[None]) -> None:
-        """Wake the task when the next frame is due (at once if that has passed)."""
-        due = max(self._next_due, self._loop.time())
+        """Wake the task for the pending deltas: at once if the window has passed, else when
+        the oldest of them has waited a window (a delta that comes after the window's end
+        and before that brings it forward, in `push`). At once is a timer due now, not a
+        direct wakeup: the loop runs it without sleeping, and how late it runs tells the lag
+        gauge how far behind the loop is, on every frame."""
+        if self._timer is not None:
+            self._timer.cancel()
+        now = self._loop.time()
+        due = now if now >= self._next_due else max(self._next_due, self._oldest_at + self.window())
+        self._timer_due = due
         self._timer = self._loop.call_at(due, self._due, waiter, due)
 
     def _due(self, waiter: asyncio.Future[None], due: float) -> None:

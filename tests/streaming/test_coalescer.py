@@ -4,6 +4,7 @@ process is behind); nothing dropped."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -71,6 +72,69 @@ async def test_closing_flushes_at_once_instead_of_waiting_out_the_window():
     await asyncio.sleep(0.01)  # the coalescer is now waiting out its 30 s window
     await asyncio.wait_for(coalescer.aclose(), 1)
     assert "".join(f.content for f in frames) == "first last"
+
+
+async def test_a_frame_rides_on_the_first_delta_after_the_window_instead_of_a_timer():
+    frames: list[tuple[float, str]] = []
+    loop = asyncio.get_running_loop()
+
+    async def send(frame: Frame) -> None:
+        frames.append((loop.time(), frame.content))
+
+    coalescer = FrameCoalescer(send, window=0.6)
+    coalescer.push("a", "", None)  # at once
+    await asyncio.sleep(0.3)
+    coalescer.push("b", "", None)  # inside the window: it waits, at most a window (to 0.9 s)
+    await asyncio.sleep(0.4)  # the window has passed (0.6 s) and "b" still waits for a delta
+    assert [content for _, content in frames] == ["a"]
+    pushed = loop.time()
+    coalescer.push("c", "", None)  # this delta's wakeup sends it, with "b"
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [content for _, content in frames] == ["a", "bc"]
+    assert frames[1][0] - pushed < 0.3  # not at the backstop, 0.9 s after the start
+    await coalescer.aclose()
+
+
+async def test_a_delta_that_no_other_follows_waits_one_window_at_most():
+    frames: list[tuple[float, str]] = []
+    loop = asyncio.get_running_loop()
+    second = asyncio.Event()
+
+    async def send(frame: Frame) -> None:
+        frames.append((loop.time(), frame.content))
+        if len(frames) == 2:
+            second.set()
+
+    coalescer = FrameCoalescer(send, window=0.5)
+    coalescer.push("a", "", None)
+    await asyncio.sleep(0.05)
+    pushed = loop.time()
+    assert pushed - frames[0][0] < 0.45  # "b" comes inside the window
+    coalescer.push("b", "", None)
+    await asyncio.wait_for(second.wait(), 5)
+    assert [content for _, content in frames] == ["a", "b"]
+    waited = frames[1][0] - pushed
+    assert 0.49 <= waited < 1.5  # it waited a window for company, then went alone
+    await coalescer.aclose()
+
+
+async def test_frames_of_a_steady_stream_are_a_window_apart_at_least_and_lose_nothing():
+    sent: list[tuple[float, Frame]] = []
+    loop = asyncio.get_running_loop()
+
+    async def send(frame: Frame) -> None:
+        sent.append((loop.time(), frame))
+
+    coalescer = FrameCoalescer(send, window=0.03)
+    for i in range(60):
+        coalescer.push(f"{i},", "", None)
+        await asyncio.sleep(0.007)
+    await coalescer.aclose()
+    times = [at for at, _ in sent[:-1]]  # the last goes at once on closing
+    assert all(b - a >= 0.029 for a, b in itertools.pairwise(times))
+    assert 3 < len(sent) < 60
+    assert "".join(frame.content for _, frame in sent) == "".join(f"{i}," for i in range(60))
 
 
 class FixedLag:
@@ -162,6 +226,38 @@ async def test_loop_lag_reads_a_blocked_loop_as_behind_and_stops_when_released()
     assert gauge.seconds == 0.0
 
 
+async def test_the_window_narrows_again_once_the_loop_catches_up_while_a_stream_runs():
+    """A steady stream's frames go on its deltas' wakeups; each still tells the gauge how late
+    the loop ran it, so the window follows the load both ways."""
+    gauge = LoopLag(interval=0.005)
+    coalescer = FrameCoalescer(_discard, window=0.01, max_window=0.2, lag=gauge)
+    for _ in range(5):  # behind: every frame runs 50 ms late
+        coalescer.push("x", "", None)
+        await asyncio.sleep(0)
+        time.sleep(0.05)  # noqa: ASYNC251 (the loop is blocked on purpose: its timers fire late)
+        await asyncio.sleep(0.006)
+    assert coalescer.window() > 0.01
+    for _ in range(40):  # caught up: deltas keep coming, each after the window
+        coalescer.push("x", "", None)
+        await asyncio.sleep(0.02)
+    assert gauge.seconds <= LAG_IGNORED
+    assert coalescer.window() == 0.01
+    await coalescer.aclose()
+
+
+async def test_a_process_without_a_window_still_widens_one_while_it_is_behind():
+    """CHAT_COALESCE_MS=0 (a frame per delta) keeps its ceiling for a loop that is behind."""
+    gauge = LoopLag(interval=0.005)
+    coalescer = FrameCoalescer(_discard, window=0.0, max_window=0.12, lag=gauge)
+    for _ in range(5):
+        coalescer.push("x", "", None)
+        await asyncio.sleep(0)
+        time.sleep(0.05)  # noqa: ASYNC251 (the loop is blocked on purpose: its timers fire late)
+        await asyncio.sleep(0.006)
+    assert coalescer.window() > 0.0
+    await coalescer.aclose()
+
+
 def test_loop_lag_takes_one_reading_an_interval_smoothed_and_never_below_zero():
     gauge = LoopLag(interval=0.02)
     gauge.acquire()
@@ -208,7 +304,7 @@ async def test_a_held_loop_lag_does_not_wake_an_idle_loop(monkeypatch):
     gauge.acquire()
     await asyncio.sleep(0.05)
     assert [c for c in scheduled if getattr(c, "__self__", None) is gauge] == []
-    coalescer.push("x", "", None)  # a frame: its timer is the coalescer's, read by the gauge
+    coalescer.push("x", "", None)  # a frame: its timer (due at once) is read by the gauge
     await asyncio.sleep(0.05)
     assert all(getattr(c, "__self__", None) is not gauge for c in scheduled)
     gauge.release()
