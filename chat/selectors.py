@@ -465,19 +465,25 @@ def model_messages(*, conversation: Conversation, before: Message) -> list[dict[
     )
     if system_prompt.strip():
         messages.append({"role": "system", "content": system_prompt})
-    for message in path_to(message=before, fields=MODEL_MESSAGE_FIELDS):
+    path = path_to(message=before, fields=MODEL_MESSAGE_FIELDS)
+    # A call is sent only with its result: a reply whose tool round was never saved (refused,
+    # or its worker lost between the final save's fields) keeps calls that nothing answered,
+    # and the servers refuse an assistant message whose calls are not each followed by one.
+    answered = {m.tool_call_id for m in path if m.role == Message.Role.TOOL}
+    for message in path:
         if message.role == Message.Role.USER:
             messages.append({"role": "user", "content": message.content})
         elif message.role == Message.Role.ASSISTANT:
             entry: dict[str, Any] = {"role": "assistant", "content": message.content or None}
-            if message.tool_calls:
+            calls = [call for call in message.tool_calls or () if call["id"] in answered]
+            if calls:
                 entry["tool_calls"] = [
                     {
                         "id": call["id"],
                         "type": "function",
                         "function": {"name": call["name"], "arguments": call["arguments"]},
                     }
-                    for call in message.tool_calls
+                    for call in calls
                 ]
             elif not message.content:
                 continue  # an empty failed reply tells the model nothing

@@ -228,3 +228,59 @@ def test_a_branch_is_read_the_same_compiled_or_not(conversation, monkeypatch, co
     whole = selectors.path_to(message=later)
     assert contents(whole) == contents(path) and not whole[0].get_deferred_fields()
     assert selectors.path_to(message=conversation.messages.get(content="q1")) == []
+
+
+def test_tool_calls_that_nothing_answered_are_not_sent_to_the_model(conversation):
+    """A reply whose tool round was never saved (the database refused it, or the worker was
+    lost after the final save had saved the calls on their own) keeps calls with no results.
+    Sent as they were, every turn after it failed: an assistant message's tool calls must each
+    be answered by a tool message."""
+    _, reply = turn(conversation, "what is 1+1?", "Let me calculate.")
+    call = {"id": "c1", "name": "calculate", "arguments": '{"expression": "1+1"}'}
+    Message.objects.filter(pk=reply.pk).update(tool_calls=[call])
+    _, later = services.message_submit(conversation=conversation, content="and 2+2?")
+    sent = selectors.model_messages(conversation=conversation, before=later)
+    assert sent == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "what is 1+1?"},
+        {"role": "assistant", "content": "Let me calculate."},
+        {"role": "user", "content": "and 2+2?"},
+    ]
+
+
+def test_tool_calls_are_sent_with_their_results(conversation):
+    _, reply = turn(conversation, "what is 1+1?", "")
+    calls = [
+        {"id": "c1", "name": "calculate", "arguments": '{"expression": "1+1"}'},
+        {"id": "c2", "name": "calculate", "arguments": '{"expression": "2+2"}'},
+    ]
+    Message.objects.filter(pk=reply.pk).update(tool_calls=calls)
+    result = Message.objects.create(
+        conversation=conversation,
+        parent=reply,
+        role=Message.Role.TOOL,
+        status=Message.Status.COMPLETE,
+        tool_call_id="c1",
+        content='{"result": 2}',
+    )
+    next_reply = Message.objects.create(
+        conversation=conversation,
+        parent=result,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+    )
+    sent = selectors.model_messages(conversation=conversation, before=next_reply)
+    assert sent[-2:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [  # c2, never answered, is left out
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "calculate", "arguments": '{"expression": "1+1"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": '{"result": 2}'},
+    ]
