@@ -32,10 +32,11 @@ class LoopLag:
     """How late this event loop runs a timer, smoothed. It keeps no timer of its own: the
     coalescers' frame timers tell it how late they ran (`observe`), and it takes at most one
     reading every LAG_INTERVAL seconds. A timer of its own woke the process 50 times a second
-    while anything streamed: a third of its wakeups with one stream at 50 tokens/s. (Neither
-    sees a loop blocked only between frames, after one frame and before the delta that arms
-    the next; load that delays the frames themselves it reads as it did.) When nobody holds
-    it (`acquire`/`release`) it reads 0."""
+    while anything streamed: a third of its wakeups with one stream at 50 tokens/s. (It does
+    not see a loop blocked only between frames: after one frame and before the delta that
+    arms the next, or after a window's end and before the delta that sends the frame. Steady
+    load, which delays the frames themselves, it reads.) When nobody holds it
+    (`acquire`/`release`) it reads 0."""
 
     def __init__(self, interval: float = LAG_INTERVAL) -> None:
         self.interval = interval
@@ -160,7 +161,7 @@ class FrameCoalescer:
         if self._timer is None or (now >= self._next_due and self._timer_due > now):
             # The first delta since the last frame sets the task's one wakeup (a delta costs
             # the task no turn of its own), and the first after the window brings it forward
-            # to this delta's wakeup.
+            # to now: the loop sends the frame on its next turn, without sleeping.
             self._arm(waiter)
 
     async def aclose(self) -> None:
@@ -215,9 +216,10 @@ class FrameCoalescer:
     def _arm(self, waiter: asyncio.Future[None]) -> None:
         """Wake the task for the pending deltas: at once if the window has passed, else when
         the oldest of them has waited a window (a delta that comes after the window's end
-        and before that brings it forward, in `push`). At once is a timer due now, not a
-        direct wakeup: the loop runs it without sleeping, and how late it runs tells the lag
-        gauge how far behind the loop is, on every frame."""
+        and before that brings it forward, in `push`). At once is a callback scheduled for
+        now (a timer on asyncio's loop, a plain callback on uvloop's), not a direct wakeup:
+        the loop runs it without sleeping, and how late it runs tells the lag gauge how far
+        behind the loop is, on every frame."""
         if self._timer is not None:
             self._timer.cancel()
         now = self._loop.time()

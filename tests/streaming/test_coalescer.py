@@ -137,6 +137,21 @@ async def test_frames_of_a_steady_stream_are_a_window_apart_at_least_and_lose_no
     assert "".join(frame.content for _, frame in sent) == "".join(f"{i}," for i in range(60))
 
 
+async def test_a_delta_with_nothing_in_it_sends_no_frame_and_tool_calls_alone_do():
+    frames: list[Frame] = []
+
+    async def send(frame: Frame) -> None:
+        frames.append(frame)
+
+    coalescer = FrameCoalescer(send, window=0.0)
+    coalescer.push("", "", None)  # a role, or the usage: nothing to show
+    await asyncio.sleep(0.01)
+    assert frames == []
+    coalescer.push("", "", [])  # the tool calls, even none so far, are news
+    await coalescer.aclose()
+    assert [f.tool_calls for f in frames] == [[]]
+
+
 class FixedLag:
     """A loop lag gauge that reads what the test says."""
 
