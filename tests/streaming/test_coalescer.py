@@ -225,15 +225,20 @@ def test_adaptive_window_keeps_the_base_under_light_load_and_never_passes_the_ce
     assert max(widths) == 0.12
 
 
-async def test_loop_lag_reads_a_blocked_loop_as_behind_and_stops_when_released():
-    gauge = LoopLag(interval=0.005)
-    gauge.acquire()
-    coalescer = FrameCoalescer(_discard, window=0.01, max_window=0.2, lag=gauge)
-    for _ in range(5):  # the frames' timers run late: the window opens
+async def _stream_while_behind(coalescer: FrameCoalescer) -> None:
+    """Five deltas, each on a loop then blocked for 50 ms: every frame's timer runs late."""
+    for _ in range(5):
         coalescer.push("x", "", None)
         await asyncio.sleep(0)
         time.sleep(0.05)  # noqa: ASYNC251 (the loop is blocked on purpose: its timers fire late)
         await asyncio.sleep(0.006)
+
+
+async def test_loop_lag_reads_a_blocked_loop_as_behind_and_stops_when_released():
+    gauge = LoopLag(interval=0.005)
+    gauge.acquire()
+    coalescer = FrameCoalescer(_discard, window=0.01, max_window=0.2, lag=gauge)
+    await _stream_while_behind(coalescer)  # the frames' timers run late: the window opens
     assert gauge.seconds > LAG_IGNORED
     assert coalescer.window() > 0.01
     await coalescer.aclose()
@@ -246,11 +251,7 @@ async def test_the_window_narrows_again_once_the_loop_catches_up_while_a_stream_
     the loop ran it, so the window follows the load both ways."""
     gauge = LoopLag(interval=0.005)
     coalescer = FrameCoalescer(_discard, window=0.01, max_window=0.2, lag=gauge)
-    for _ in range(5):  # behind: every frame runs 50 ms late
-        coalescer.push("x", "", None)
-        await asyncio.sleep(0)
-        time.sleep(0.05)  # noqa: ASYNC251 (the loop is blocked on purpose: its timers fire late)
-        await asyncio.sleep(0.006)
+    await _stream_while_behind(coalescer)
     assert coalescer.window() > 0.01
     for _ in range(40):  # caught up: deltas keep coming, each after the window
         coalescer.push("x", "", None)
@@ -264,11 +265,7 @@ async def test_a_process_without_a_window_still_widens_one_while_it_is_behind():
     """CHAT_COALESCE_MS=0 (a frame per delta) keeps its ceiling for a loop that is behind."""
     gauge = LoopLag(interval=0.005)
     coalescer = FrameCoalescer(_discard, window=0.0, max_window=0.12, lag=gauge)
-    for _ in range(5):
-        coalescer.push("x", "", None)
-        await asyncio.sleep(0)
-        time.sleep(0.05)  # noqa: ASYNC251 (the loop is blocked on purpose: its timers fire late)
-        await asyncio.sleep(0.006)
+    await _stream_while_behind(coalescer)
     assert coalescer.window() > 0.0
     await coalescer.aclose()
 
