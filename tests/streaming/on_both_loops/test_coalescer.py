@@ -132,7 +132,8 @@ async def test_frames_of_a_steady_stream_are_a_window_apart_at_least_and_lose_no
         await asyncio.sleep(0.007)
     await coalescer.aclose()
     times = [at for at, _ in sent[:-1]]  # the last goes at once on closing
-    assert all(b - a >= 0.029 for a, b in itertools.pairwise(times))
+    # uvloop counts whole milliseconds and may run a timer up to one early
+    assert all(b - a >= 0.028 for a, b in itertools.pairwise(times))
     assert 3 < len(sent) < 60
     assert "".join(frame.content for _, frame in sent) == "".join(f"{i}," for i in range(60))
 
