@@ -466,16 +466,19 @@ def model_messages(*, conversation: Conversation, before: Message) -> list[dict[
     if system_prompt.strip():
         messages.append({"role": "system", "content": system_prompt})
     path = path_to(message=before, fields=MODEL_MESSAGE_FIELDS)
-    # A call is sent only with its result: a reply whose tool round was never saved (refused,
-    # or its worker lost between the final save's fields) keeps calls that nothing answered,
-    # and the servers refuse an assistant message whose calls are not each followed by one.
-    answered = {m.tool_call_id for m in path if m.role == Message.Role.TOOL}
-    for message in path:
+    for index, message in enumerate(path):
         if message.role == Message.Role.USER:
             messages.append({"role": "user", "content": message.content})
         elif message.role == Message.Role.ASSISTANT:
             entry: dict[str, Any] = {"role": "assistant", "content": message.content or None}
-            calls = [call for call in message.tool_calls or () if call["id"] in answered]
+            # A call is sent only with its result, which follows the reply: a reply whose tool
+            # round was never saved (refused, or its worker lost between the final save's
+            # fields) keeps calls that nothing answered, and the servers refuse an assistant
+            # message whose calls are not each answered.
+            calls = message.tool_calls or []
+            if calls:
+                answered = {m.tool_call_id for m in _tool_results(path, index + 1)}
+                calls = [call for call in calls if call["id"] in answered]
             if calls:
                 entry["tool_calls"] = [
                     {
@@ -493,6 +496,16 @@ def model_messages(*, conversation: Conversation, before: Message) -> list[dict[
                 {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
             )
     return messages
+
+
+def _tool_results(path: list[Message], start: int) -> list[Message]:
+    """The tool messages in `path` from `start` on, up to the first message of another role."""
+    results = []
+    for message in path[start:]:
+        if message.role != Message.Role.TOOL:
+            break
+        results.append(message)
+    return results
 
 
 def demo_account_open() -> bool:

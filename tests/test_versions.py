@@ -284,3 +284,35 @@ def test_tool_calls_are_sent_with_their_results(conversation):
         },
         {"role": "tool", "tool_call_id": "c1", "content": '{"result": 2}'},
     ]
+
+
+def test_a_later_rounds_result_does_not_answer_an_earlier_call_with_the_same_id(conversation):
+    """Some servers number their calls per reply ("call_0"), so an id comes back in a later
+    round; only the results right after a reply answer its calls."""
+    _, first = turn(conversation, "what is 1+1?", "Let me calculate.")
+    call = {"id": "call_0", "name": "calculate", "arguments": '{"expression": "1+1"}'}
+    Message.objects.filter(pk=first.pk).update(tool_calls=[call])  # its round never saved
+    _, second = turn(conversation, "and 2+2?", "")
+    Message.objects.filter(pk=second.pk).update(tool_calls=[call])
+    result = Message.objects.create(
+        conversation=conversation,
+        parent=second,
+        role=Message.Role.TOOL,
+        status=Message.Status.COMPLETE,
+        tool_call_id="call_0",
+        content='{"result": 4}',
+    )
+    next_reply = Message.objects.create(
+        conversation=conversation,
+        parent=result,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+    )
+    sent = selectors.model_messages(conversation=conversation, before=next_reply)
+    assert [("tool_calls" in m, m["role"]) for m in sent] == [
+        (False, "user"),
+        (False, "assistant"),
+        (False, "user"),
+        (True, "assistant"),
+        (False, "tool"),
+    ]
