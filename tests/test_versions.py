@@ -230,6 +230,24 @@ def test_a_branch_is_read_the_same_compiled_or_not(conversation, monkeypatch, co
     assert selectors.path_to(message=conversation.messages.get(content="q1")) == []
 
 
+def answered_by_tool(reply: Message, call_id: str, result: str) -> Message:
+    """A tool's result for one of the reply's calls, and the reply that follows it."""
+    tool = Message.objects.create(
+        conversation=reply.conversation,
+        parent=reply,
+        role=Message.Role.TOOL,
+        status=Message.Status.COMPLETE,
+        tool_call_id=call_id,
+        content=result,
+    )
+    return Message.objects.create(
+        conversation=reply.conversation,
+        parent=tool,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+    )
+
+
 def test_tool_calls_that_nothing_answered_are_not_sent_to_the_model(conversation):
     """A reply whose tool round was never saved (the database refused it, or the worker was
     lost after the final save had saved the calls on their own) keeps calls with no results.
@@ -255,20 +273,7 @@ def test_tool_calls_are_sent_with_their_results(conversation):
         {"id": "c2", "name": "calculate", "arguments": '{"expression": "2+2"}'},
     ]
     Message.objects.filter(pk=reply.pk).update(tool_calls=calls)
-    result = Message.objects.create(
-        conversation=conversation,
-        parent=reply,
-        role=Message.Role.TOOL,
-        status=Message.Status.COMPLETE,
-        tool_call_id="c1",
-        content='{"result": 2}',
-    )
-    next_reply = Message.objects.create(
-        conversation=conversation,
-        parent=result,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.PENDING,
-    )
+    next_reply = answered_by_tool(reply, "c1", '{"result": 2}')
     sent = selectors.model_messages(conversation=conversation, before=next_reply)
     assert sent[-2:] == [
         {
@@ -294,20 +299,7 @@ def test_a_later_rounds_result_does_not_answer_an_earlier_call_with_the_same_id(
     Message.objects.filter(pk=first.pk).update(tool_calls=[call])  # its round never saved
     _, second = turn(conversation, "and 2+2?", "")
     Message.objects.filter(pk=second.pk).update(tool_calls=[call])
-    result = Message.objects.create(
-        conversation=conversation,
-        parent=second,
-        role=Message.Role.TOOL,
-        status=Message.Status.COMPLETE,
-        tool_call_id="call_0",
-        content='{"result": 4}',
-    )
-    next_reply = Message.objects.create(
-        conversation=conversation,
-        parent=result,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.PENDING,
-    )
+    next_reply = answered_by_tool(second, "call_0", '{"result": 4}')
     sent = selectors.model_messages(conversation=conversation, before=next_reply)
     assert [("tool_calls" in m, m["role"]) for m in sent] == [
         (False, "user"),
