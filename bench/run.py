@@ -49,6 +49,7 @@ from bench.servers import (
     ROOT,
     Meter,
     Process,
+    Usage,
     clean_env,
     redis_server_pid,
     start_upstream,
@@ -146,8 +147,9 @@ class _Self:
 SELF = _Self()
 
 
-def timeline(stats: list[Any], step: float = 0.5) -> list[list[float]]:
-    """[seconds since the first submit, p50, p99, deltas] of the window-excluded latency."""
+def timeline(stats: list[Any], usage: Usage | None = None, step: float = 0.5) -> list[list[float]]:
+    """[seconds since the first submit, p50, p99, deltas] of the window-excluded latency, and
+    the server processes' CPU in that step (% of a core) when `usage` is given."""
     good = [s for s in stats if s.ok]
     if not good:
         return []
@@ -156,9 +158,14 @@ def timeline(stats: list[Any], step: float = 0.5) -> list[list[float]]:
     for s in good:
         for when, value in zip(s.sent_at, s.latency_ex, strict=True):
             points.setdefault(int((when - start) / step), []).append(value)
-    return [
-        [k * step, pct(v, 50) * 1000, pct(v, 99) * 1000, len(v)] for k, v in sorted(points.items())
-    ]
+    rows = []
+    for k, v in sorted(points.items()):
+        row = [k * step, pct(v, 50) * 1000, pct(v, 99) * 1000, len(v)]
+        if usage is not None:
+            at = start + k * step
+            row.append(100 * usage.cpu_between(at, at + step) / step)
+        rows.append(row)
+    return rows
 
 
 def log(message: str) -> None:
@@ -452,7 +459,7 @@ class Bench:
         out["load_cpu_percent"] = {
             k: 100 * v / (out.get("makespan_s") or 1) for k, v in load_usage.cpu_seconds.items()
         }
-        out["timeline"] = timeline(stats)
+        out["timeline"] = timeline(stats, usage)
         log(
             f"  -> ok {out['ok']}/{n}, latency p50/p99 {out['latency_ms']['p50']:.1f}/"
             f"{out['latency_ms']['p99']:.1f} ms, without window {out['latency_ex_ms']['p50']:.1f}/"
@@ -834,7 +841,7 @@ class Bench:
                 "--rate",
                 os.environ.get("BENCH_PROFILE_RATE", "200"),
                 "--duration",
-                str(math.ceil(seconds)),
+                os.environ.get("BENCH_PROFILE_SECONDS") or str(math.ceil(seconds)),
                 "--format",
                 "raw",
                 "--threads",  # the event loop's thread apart from the sync threads

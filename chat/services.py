@@ -7,6 +7,7 @@ import functools
 import logging
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -310,21 +311,56 @@ _CLAIMED_REPLY = CompiledQuery[Message](
 
 
 async def reply_checkpoint(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
-    """Save partial text and renew the lease; False if this worker no longer owns the reply.
-    The generation's checkpoints (the lease alone, or with `content` and `reasoning`) run
-    compiled; other fields through the ORM."""
+    """Save partial text and renew the lease; False if this worker no longer owns the reply."""
+    [outcome] = await replies_checkpoint([Checkpoint(message_id, worker_id, fields)])
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One reply's checkpoint: its partial text (`fields`; none to renew the lease alone)."""
+
+    message_id: int
+    worker_id: str
+    fields: dict[str, Any]
+
+
+async def replies_checkpoint(checkpoints: list[Checkpoint]) -> list[bool | Exception]:
+    """Each reply's checkpoint, in one call to the database's thread: True where it was
+    saved and its lease renewed, False where this worker no longer owns the reply, the error
+    where its statement failed. One reply's failure is its own; the database away fails them
+    all (raised at the first: the others would each wait the pool's timeout)."""
+    return await sync_to_async(_checkpoint_each)(checkpoints)
+
+
+def _checkpoint_each(checkpoints: list[Checkpoint]) -> list[bool | Exception]:
     lease_expires = timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
-    fields = _storable(fields)
+    outcomes: list[bool | Exception] = []
+    for checkpoint in checkpoints:
+        try:
+            outcomes.append(_checkpoint_one(checkpoint, lease_expires))
+        except outages.DATABASE_ERRORS:
+            raise
+        except Exception as error:
+            outcomes.append(error)
+    return outcomes
+
+
+def _checkpoint_one(checkpoint: Checkpoint, lease_expires: datetime) -> bool:
+    """The generation's checkpoints (the lease alone, or with `content` and `reasoning`) run
+    compiled; other fields through the ORM."""
+    message_id, worker_id = checkpoint.message_id, checkpoint.worker_id
+    fields = _storable(checkpoint.fields)
     if not fields:
-        updated = await _RENEW_LEASE.aexecute(pk=message_id, worker=worker_id, until=lease_expires)
+        updated = _RENEW_LEASE.execute(pk=message_id, worker=worker_id, until=lease_expires)
     elif fields.keys() == {"content", "reasoning"}:
-        updated = await _CHECKPOINT.aexecute(
+        updated = _CHECKPOINT.execute(
             pk=message_id, worker=worker_id, until=lease_expires, **fields
         )
     else:
-        updated = await _owned_reply(message_id, worker_id).aupdate(
-            lease_expires=lease_expires, **fields
-        )
+        updated = _owned_reply(message_id, worker_id).update(lease_expires=lease_expires, **fields)
     return bool(updated)
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import OperationalError
+from django.db import IntegrityError, OperationalError
 from django.utils import timezone
 
 from chat import services
@@ -85,6 +85,55 @@ def test_a_reply_no_longer_streaming_is_not_written_again(reply: Message, fields
         "kept",
         None,
     )
+
+
+def claimed_reply(user, worker: str = WORKER) -> Message:
+    conversation = services.conversation_create(owner=user)
+    _, reply = services.message_submit(conversation=conversation, content="q")
+    async_to_sync(services.reply_claim)(message_id=reply.pk, worker_id=worker)
+    return reply
+
+
+@pytest.mark.django_db(transaction=True)  # the heartbeat saves in autocommit
+def test_replies_checkpointed_together_each_have_their_own_outcome(reply, user):
+    """A process's heartbeat checkpoints all its replies in one call: a reply another worker
+    owns is not written, and one whose value the database refuses fails alone, before and
+    after the others are saved."""
+    taken = claimed_reply(user, worker="worker-2")
+    refused = claimed_reply(user)
+    last = claimed_reply(user)
+    outcomes = async_to_sync(services.replies_checkpoint)(
+        [
+            services.Checkpoint(reply.pk, WORKER, {"content": "one", "reasoning": ""}),
+            services.Checkpoint(taken.pk, WORKER, {"content": "late", "reasoning": ""}),
+            services.Checkpoint(refused.pk, WORKER, {"prompt_tokens": -1}),  # a check refuses
+            services.Checkpoint(last.pk, WORKER, {}),  # the lease alone
+        ]
+    )
+
+    assert outcomes[:2] == [True, False] and outcomes[3] is True
+    assert isinstance(outcomes[2], IntegrityError)
+    assert Message.objects.get(pk=reply.pk).content == "one"
+    assert Message.objects.get(pk=taken.pk).content == ""
+    assert Message.objects.get(pk=refused.pk).prompt_tokens is None
+
+
+def test_the_database_away_fails_the_checkpoints_at_the_first(reply, user, monkeypatch):
+    """Each statement would wait the pool's timeout: the first that finds the database away
+    ends the call, and the heartbeat keeps every text for the next."""
+    others = [claimed_reply(user), claimed_reply(user)]
+    tried: list[int] = []
+
+    def away(checkpoint: services.Checkpoint, lease_expires: object) -> bool:
+        tried.append(checkpoint.message_id)
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(services, "_checkpoint_one", away)
+    with pytest.raises(OperationalError):
+        async_to_sync(services.replies_checkpoint)(
+            [services.Checkpoint(m.pk, WORKER, {}) for m in (reply, *others)]
+        )
+    assert tried == [reply.pk]
 
 
 def test_a_nul_character_from_the_model_is_stored_as_the_page_shows_it(reply):

@@ -83,6 +83,48 @@ async def test_a_killed_server_leaves_the_reply_interrupted_with_its_checkpoint(
     assert "stopped" in reply.error
 
 
+async def test_replies_streaming_together_are_each_checkpointed_and_a_lost_lease_stops_one(
+    start_server, fake_upstream, alice_session
+):
+    """One heartbeat checkpoints every reply a process streams, in one call to the database:
+    each reply's text is saved as it streams, and the reply whose lease another worker took
+    stops, while the others stream on to the end."""
+    server = start_server(CHAT_CHECKPOINT_SECONDS="0.3", CHAT_LEASE_SECONDS="30")
+    expected = scenarios.slow_plan(fake_upstream, delay=0.05)  # 4 s of streaming
+    client = ChatClient(server, alice_session)
+    replies = {}
+    for question in ("first", "second", "third"):
+        conversation_id = await client.create_conversation()
+        replies[question] = reply_id_from(await client.send(conversation_id, question))
+
+    async def all_checkpointed() -> bool:
+        saved = [m async for m in Message.objects.filter(pk__in=replies.values())]
+        return len(saved) == 3 and all(m.status == "streaming" and m.content for m in saved)
+
+    await wait_for(all_checkpointed, timeout=10)
+    taken = replies["second"]
+    await Message.objects.filter(pk=taken).aupdate(lease_owner="another-worker")
+    checkpointed = (await Message.objects.aget(pk=taken)).content
+
+    async def others_complete() -> bool:
+        others = [replies["first"], replies["third"]]
+        statuses = [m.status async for m in Message.objects.filter(pk__in=others)]
+        return statuses == ["complete", "complete"]
+
+    await wait_for(others_complete, timeout=15)
+    await client.aclose()
+    for question in ("first", "third"):
+        assert (await Message.objects.aget(pk=replies[question])).content == expected
+    # The taken reply's generation stopped at the next heartbeat, and wrote nothing more.
+    request = next(
+        r for r in fake_upstream.requests if r.body["messages"][-1]["content"] == "second"
+    )
+    assert request.disconnected and not request.finished
+    stopped = await Message.objects.aget(pk=taken)
+    assert (stopped.status, stopped.content) == ("streaming", checkpointed)
+    assert stopped.content != expected
+
+
 @pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
 async def test_a_server_stopped_with_sigterm_saves_all_text_received(
     start_server, fake_upstream, alice_session, event_loop
