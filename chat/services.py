@@ -310,14 +310,6 @@ _CLAIMED_REPLY = CompiledQuery[Message](
 )
 
 
-async def reply_checkpoint(*, message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
-    """Save partial text and renew the lease; False if this worker no longer owns the reply."""
-    [outcome] = await replies_checkpoint([Checkpoint(message_id, worker_id, fields)])
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
-
-
 @dataclass(frozen=True)
 class Checkpoint:
     """One reply's checkpoint: its partial text (`fields`; none to renew the lease alone)."""

@@ -100,9 +100,9 @@ def test_a_streaming_reply_is_drawn_from_its_checkpoint_every_time(alice_client,
     _, reply = services.message_submit(conversation=conversation, content="q")
     async_to_sync(services.reply_claim)(message_id=reply.pk, worker_id=WORKER)
     for text in ("first words", "first words and more"):
-        async_to_sync(services.reply_checkpoint)(
-            message_id=reply.pk, worker_id=WORKER, fields={"content": text}
-        )
+        assert async_to_sync(services.replies_checkpoint)(
+            [services.Checkpoint(reply.pk, WORKER, {"content": text})]
+        ) == [True]
         drawn = article(page(alice_client, conversation), reply)
         assert text in drawn and 'data-status="streaming"' in drawn
 

@@ -1,4 +1,4 @@
-"""A reply's checkpoints (chat.services.reply_checkpoint): only the worker that holds the
+"""A reply's checkpoints (chat.services.replies_checkpoint): only the worker that holds the
 reply's lease saves its text or renews the lease, and only while it streams."""
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ def finish(reply: Message, worker: str = WORKER, **fields: object) -> bool:
 
 
 def checkpoint(reply: Message, worker: str = WORKER, **fields: str) -> bool:
-    return async_to_sync(services.reply_checkpoint)(
-        message_id=reply.pk, worker_id=worker, fields=fields
+    [outcome] = async_to_sync(services.replies_checkpoint)(
+        [services.Checkpoint(reply.pk, worker, fields)]
     )
+    assert isinstance(outcome, bool), outcome
+    return outcome
 
 
 @pytest.mark.parametrize(

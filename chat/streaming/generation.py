@@ -401,7 +401,8 @@ class Generation:
             fields = {"content": text, "reasoning": self.reasoning}
         return services.Checkpoint(self.reply.pk, self.worker_id, fields)
 
-    def checkpointed(self, checkpoint: services.Checkpoint) -> None:
+    def note_saved(self, checkpoint: services.Checkpoint) -> None:
+        """`checkpoint` was saved: the next one saves the text only if it changed since."""
         if "content" in checkpoint.fields:
             self._saved_content = checkpoint.fields["content"]
 
@@ -412,15 +413,23 @@ class Generation:
             self._task.cancel()
 
 
+# How many replies' checkpoints go in one call to the database's thread.
+CHECKPOINTS_PER_CALL = 25
+
+
 class Heartbeats:
     """The heartbeat of every reply this process streams on one event loop: each interval,
-    one task saves their partial text and renews their leases in one call to the database's
-    thread, and ends the replies whose leases were lost, or all of them when Redis has been
+    one task saves their partial text and renews their leases, in as few calls to the
+    database's thread as CHECKPOINTS_PER_CALL allows, and ends the replies whose leases were lost, or all of them when Redis has been
     away too long (tabs cannot follow them, nor Stop reach them).
 
-    One call, not one a reply: a task, a timer and a thread hop per reply per interval were
+    Few calls, not one a reply: a task, a timer and a thread hop per reply per interval were
     about 3% of a process's CPU at 50 streams (sampled with the interpreter lock; under 1%
-    this way)."""
+    this way). A call takes CHECKPOINTS_PER_CALL replies at most: the database's thread is
+    the process's one, and a claim or a final save waiting behind it slips in between.
+
+    The database away ends the beat: the replies not saved yet keep their text in memory for
+    the next one (or their final save)."""
 
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeats] = (
         weakref.WeakKeyDictionary()
@@ -437,6 +446,9 @@ class Heartbeats:
         if heartbeats is None:
             heartbeats = cls._by_loop[loop] = cls()
         return heartbeats
+
+    def __contains__(self, generation: Generation) -> bool:
+        return generation in self._generations
 
     def add(self, generation: Generation) -> None:
         """Beat for `generation` from the next interval on, until `discard`."""
@@ -458,11 +470,11 @@ class Heartbeats:
                 min(settings.CHAT_CHECKPOINT_SECONDS, settings.CHAT_LEASE_SECONDS / 3)
             )
             try:
-                await self.beat()
+                await self._beat()
             except Exception:
                 logger.exception("checkpoints failed")
 
-    async def beat(self) -> None:
+    async def _beat(self) -> None:
         limit = settings.CHAT_REDIS_OUTAGE_SECONDS
         if outages.redis.away_for() > limit:
             for generation in list(self._generations):
@@ -474,29 +486,31 @@ class Heartbeats:
         if not self._generations or not await outages.database_answers():
             return  # the text stays in memory for the next checkpoint, or the final save
         beating = list(self._generations)
-        checkpoints = [generation.checkpoint() for generation in beating]
-        try:
-            outcomes = await services.replies_checkpoint(checkpoints)
-        except outages.DATABASE_ERRORS as error:
-            # The text stays in memory; the next checkpoint, or the final save, takes it.
-            await sync_to_async(outages.database_failed)(error)
-            return
-        for generation, checkpoint, outcome in zip(beating, checkpoints, outcomes, strict=True):
-            if generation not in self._generations:
-                continue  # it ended meanwhile
-            if isinstance(outcome, Exception):
-                logger.error(
-                    "checkpoint of message %s failed",
-                    generation.reply.pk,
-                    exc_info=outcome,
-                )
-            elif not outcome:
-                # The lease expired and recovery gave the reply up: stop, so that it never
-                # has two writers. The saved state (interrupted) is what the page shows.
-                logger.warning(
-                    "message %s: lease lost; stopping its generation", generation.reply.pk
-                )
-                self.discard(generation)
-                generation.interrupt("")
-            else:
-                generation.checkpointed(checkpoint)
+        for start in range(0, len(beating), CHECKPOINTS_PER_CALL):
+            replies = [g for g in beating[start : start + CHECKPOINTS_PER_CALL] if g in self]
+            if not replies:
+                continue
+            checkpoints = [generation.checkpoint() for generation in replies]
+            try:
+                outcomes = await services.replies_checkpoint(checkpoints)
+            except outages.DATABASE_ERRORS as error:
+                await sync_to_async(outages.database_failed)(error)
+                return
+            for generation, checkpoint, outcome in zip(replies, checkpoints, outcomes, strict=True):
+                self._take_outcome(generation, checkpoint, outcome)
+
+    def _take_outcome(
+        self, generation: Generation, checkpoint: services.Checkpoint, outcome: bool | Exception
+    ) -> None:
+        if generation not in self:
+            return  # it ended meanwhile
+        if isinstance(outcome, Exception):
+            logger.error("checkpoint of message %s failed", generation.reply.pk, exc_info=outcome)
+        elif not outcome:
+            # The lease expired and recovery gave the reply up: stop, so that it never has two
+            # writers. The saved state (interrupted) is what the page shows.
+            logger.warning("message %s: lease lost; stopping its generation", generation.reply.pk)
+            self.discard(generation)
+            generation.interrupt("")
+        else:
+            generation.note_saved(checkpoint)

@@ -83,12 +83,12 @@ async def test_a_killed_server_leaves_the_reply_interrupted_with_its_checkpoint(
     assert "stopped" in reply.error
 
 
-async def test_replies_streaming_together_are_each_checkpointed_and_a_lost_lease_stops_one(
+async def test_a_lost_lease_stops_that_reply_alone_and_the_others_stream_on_checkpointed(
     start_server, fake_upstream, alice_session
 ):
-    """One heartbeat checkpoints every reply a process streams, in one call to the database:
-    each reply's text is saved as it streams, and the reply whose lease another worker took
-    stops, while the others stream on to the end."""
+    """One heartbeat a process checkpoints every reply it streams: the reply whose lease
+    another worker took stops at the next beat, and the others go on being checkpointed,
+    then end complete."""
     server = start_server(CHAT_CHECKPOINT_SECONDS="0.3", CHAT_LEASE_SECONDS="30")
     expected = scenarios.slow_plan(fake_upstream, delay=0.05)  # 4 s of streaming
     client = ChatClient(server, alice_session)
@@ -96,26 +96,37 @@ async def test_replies_streaming_together_are_each_checkpointed_and_a_lost_lease
     for question in ("first", "second", "third"):
         conversation_id = await client.create_conversation()
         replies[question] = reply_id_from(await client.send(conversation_id, question))
+    others = [replies["first"], replies["third"]]
+
+    async def streaming_texts(ids: list[int]) -> dict[int, str]:
+        return {
+            m.pk: m.content async for m in Message.objects.filter(pk__in=ids, status="streaming")
+        }
 
     async def all_checkpointed() -> bool:
-        saved = [m async for m in Message.objects.filter(pk__in=replies.values())]
-        return len(saved) == 3 and all(m.status == "streaming" and m.content for m in saved)
+        texts = await streaming_texts(list(replies.values()))
+        return len(texts) == 3 and all(texts.values())
 
     await wait_for(all_checkpointed, timeout=10)
     taken = replies["second"]
     await Message.objects.filter(pk=taken).aupdate(lease_owner="another-worker")
+    at_the_take = await streaming_texts(others)
     checkpointed = (await Message.objects.aget(pk=taken)).content
 
+    async def others_checkpointed_since() -> bool:
+        texts = await streaming_texts(others)
+        return len(texts) == 2 and all(texts[pk] != at_the_take.get(pk) for pk in others)
+
+    await wait_for(others_checkpointed_since, timeout=10)
+
     async def others_complete() -> bool:
-        others = [replies["first"], replies["third"]]
         statuses = [m.status async for m in Message.objects.filter(pk__in=others)]
         return statuses == ["complete", "complete"]
 
     await wait_for(others_complete, timeout=15)
     await client.aclose()
-    for question in ("first", "third"):
-        assert (await Message.objects.aget(pk=replies[question])).content == expected
-    # The taken reply's generation stopped at the next heartbeat, and wrote nothing more.
+    for pk in others:
+        assert (await Message.objects.aget(pk=pk)).content == expected
     request = next(
         r for r in fake_upstream.requests if r.body["messages"][-1]["content"] == "second"
     )
