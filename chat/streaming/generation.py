@@ -420,8 +420,9 @@ CHECKPOINTS_PER_CALL = 25
 class Heartbeats:
     """The heartbeat of every reply this process streams on one event loop: each interval,
     one task saves their partial text and renews their leases, in as few calls to the
-    database's thread as CHECKPOINTS_PER_CALL allows, and ends the replies whose leases were lost, or all of them when Redis has been
-    away too long (tabs cannot follow them, nor Stop reach them).
+    database's thread as CHECKPOINTS_PER_CALL allows, and ends the replies whose leases were
+    lost, or all of them when Redis has been away too long (tabs cannot follow them, nor Stop
+    reach them).
 
     Few calls, not one a reply: a task, a timer and a thread hop per reply per interval were
     about 3% of a process's CPU at 50 streams (sampled with the interpreter lock; under 1%
