@@ -21,3 +21,10 @@ CHAT_LIMIT_TOKENS_PER_DAY = int(os.environ.get("CHAT_LIMIT_TOKENS_PER_DAY", "0")
 CHAT_LIMIT_CONVERSATIONS_PER_MINUTE = int(
     os.environ.get("CHAT_LIMIT_CONVERSATIONS_PER_MINUTE", "0")
 )
+
+# A tool that takes this long, for tests of what a slow tool does to its reply (the built-in
+# tools answer at once). Only server processes a test starts with it set have it.
+if os.environ.get("CHAT_TEST_SLOW_TOOL_SECONDS"):
+    from tests.slow_tool import register_slow_tool
+
+    register_slow_tool(float(os.environ["CHAT_TEST_SLOW_TOOL_SECONDS"]))

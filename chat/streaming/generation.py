@@ -310,21 +310,26 @@ class Generation:
     async def _finish(
         self, outcome: dict[str, Any], coalescer: FrameCoalescer, heartbeats: Heartbeats
     ) -> None:
-        heartbeats.discard(self)
         # A cancelled generation (Stop, shutdown) must still save what it has, and a second
         # cancel must not leave the save running on its own: wait for it either way.
-        save = asyncio.ensure_future(self._save(outcome, coalescer))
+        save = asyncio.ensure_future(self._save(outcome, coalescer, heartbeats))
         cancelled = False
-        while not save.done():
-            try:
-                await asyncio.shield(save)
-            except asyncio.CancelledError:
-                cancelled = True
+        try:
+            while not save.done():
+                try:
+                    await asyncio.shield(save)
+                except asyncio.CancelledError:
+                    cancelled = True
+        finally:
+            heartbeats.discard(self)
         save.result()
         if cancelled:
             raise asyncio.CancelledError
 
-    async def _save(self, outcome: dict[str, Any], coalescer: FrameCoalescer) -> None:
+    async def _save(
+        self, outcome: dict[str, Any], coalescer: FrameCoalescer, heartbeats: Heartbeats
+    ) -> None:
+        # The heartbeat keeps the lease until the final save: tools can take longer than it.
         await coalescer.aclose()
         stored, ending = self.view.finish()
         if self.view.content.text != normalise(outcome["content"]):
@@ -339,6 +344,7 @@ class Generation:
             results = [
                 (call, await tools.arun_tool(call["name"], call["arguments"])) for call in calls
             ]
+            heartbeats.discard(self)
             saved, created = await self._saved(
                 lambda: services.reply_finish_with_tool_round(
                     message_id=self.reply.pk,
@@ -350,6 +356,7 @@ class Generation:
             if created:
                 self.next_reply = created[-1]
         else:
+            heartbeats.discard(self)
             saved = await self._saved(
                 lambda: services.reply_finish(
                     message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome

@@ -9,7 +9,7 @@ import pytest
 
 from chat.models import Message
 from tests.e2e import scenarios
-from tests.fake_upstream import FakeRequest, reply_events
+from tests.fake_upstream import FakeRequest, chunk, reply_events, sse
 from tests.live import ChatClient, PageModel, reply_id_from, shown, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -134,6 +134,67 @@ async def test_a_lost_lease_stops_that_reply_alone_and_the_others_stream_on_chec
     stopped = await Message.objects.aget(pk=taken)
     assert (stopped.status, stopped.content) == ("streaming", checkpointed)
     assert stopped.content != expected
+
+
+async def test_a_tool_slower_than_the_lease_keeps_its_reply(
+    start_server, fake_upstream, alice_session
+):
+    """The heartbeat renews a reply's lease until its final save, through the tools it runs:
+    two tool calls, each longer than the lease, do not make recovery give the reply up."""
+    server = start_server(
+        CHAT_TOOLS_ENABLED="true",
+        CHAT_TEST_SLOW_TOOL_SECONDS="1.5",
+        CHAT_CHECKPOINT_SECONDS="0.2",
+        CHAT_LEASE_SECONDS="1",
+    )
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            calls = [
+                {
+                    "index": n,
+                    "id": f"call_{n}",
+                    "type": "function",
+                    "function": {"name": "slow_lookup", "arguments": "{}"},
+                }
+                for n in range(2)
+            ]
+            pieces = [
+                sse(chunk("Looking it up.", role="assistant")),
+                sse(chunk(tool_calls=calls)),
+                sse(chunk(finish_reason="tool_calls")),
+                b"data: [DONE]\n\n",
+            ]
+            return await request.stream(pieces)
+        return await request.stream(reply_events(["Found ", "it."]))
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    reply_id = reply_id_from(await client.send(conversation_id, "look it up"))
+
+    async def answered() -> bool:
+        last = (
+            await Message.objects.filter(conversation_id=conversation_id).order_by("-id").afirst()
+        )
+        return last is not None and last.status in {"complete", "error", "interrupted"}
+
+    await wait_for(answered, timeout=20)
+    await client.aclose()
+    messages = [
+        m async for m in Message.objects.filter(conversation_id=conversation_id).order_by("id")
+    ]
+    assert [(m.role, m.status) for m in messages] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+        ("tool", "complete"),
+        ("tool", "complete"),
+        ("assistant", "complete"),
+    ]
+    tool_reply = messages[1]
+    assert tool_reply.pk == reply_id and tool_reply.content == "Looking it up."
+    assert [m.content for m in messages[2:4]] == ['{"result": "found"}'] * 2
+    assert messages[-1].content == "Found it."
 
 
 @pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
