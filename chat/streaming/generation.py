@@ -113,6 +113,7 @@ class Generation:
     first_token_at: float | None = None
     _saved_content: str = ""
     _task: asyncio.Task[Any] | None = None
+    _tools: asyncio.Task[list[tuple[dict[str, Any], str]]] | None = None  # while they run
 
     def __post_init__(self) -> None:
         # A continuation (Continue after the token limit) appends to the text already saved.
@@ -320,6 +321,8 @@ class Generation:
                     await asyncio.shield(save)
                 except asyncio.CancelledError:
                     cancelled = True
+                    if self.cancelled_by_user and self._tools is not None:
+                        self._tools.cancel()  # Stop: the turn ends here, not when they do
         finally:
             heartbeats.discard(self)
         save.result()
@@ -340,11 +343,13 @@ class Generation:
             ending = None
         outcome.update(stored)
         calls = outcome["tool_calls"]
+        results = None
         if outcome["status"] == Message.Status.COMPLETE and calls and self._offers_tools():
-            results = [
-                (call, await tools.arun_tool(call["name"], call["arguments"])) for call in calls
-            ]
-            heartbeats.discard(self)
+            results = await self._tool_results(calls)
+            if results is None:  # Stop came first: the calls stay on the reply, unanswered
+                outcome["status"] = Message.Status.CANCELLED
+        heartbeats.discard(self)
+        if results is not None:
             saved, created = await self._saved(
                 lambda: services.reply_finish_with_tool_round(
                     message_id=self.reply.pk,
@@ -356,7 +361,6 @@ class Generation:
             if created:
                 self.next_reply = created[-1]
         else:
-            heartbeats.discard(self)
             saved = await self._saved(
                 lambda: services.reply_finish(
                     message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome
@@ -384,6 +388,29 @@ class Generation:
             titles.title_generate_soon(self.reply.conversation_id)
         if self.next_reply is not None:
             await events.messages_appended(self.reply.conversation_id, [m.pk for m in created])
+
+    async def _tool_results(
+        self, calls: list[dict[str, Any]]
+    ) -> list[tuple[dict[str, Any], str]] | None:
+        """Each call with its tool's result, the tools run one after another; None if the
+        user stops the reply before they are all done (or before they start)."""
+        if self.cancelled_by_user:
+            return None
+
+        async def run_tools() -> list[tuple[dict[str, Any], str]]:
+            return [
+                (call, await tools.arun_tool(call["name"], call["arguments"])) for call in calls
+            ]
+
+        self._tools = asyncio.create_task(run_tools())
+        try:
+            return await self._tools
+        except asyncio.CancelledError:
+            if not self._tools.cancelled():
+                raise  # this task itself was cancelled
+            return None
+        finally:
+            self._tools = None
 
     async def _saved(self, save: Callable[[], Awaitable[T]]) -> T:
         """The final save, retried while the database is away: the reply waits in memory, for

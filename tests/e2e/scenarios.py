@@ -6,7 +6,7 @@ import asyncio
 import random
 
 from chat.models import Message
-from tests.fake_upstream import FakeRequest, FakeUpstream, reply_events
+from tests.fake_upstream import FakeRequest, FakeUpstream, chunk, reply_events, sse
 from tests.live import (
     ChatClient,
     PageModel,
@@ -26,6 +26,33 @@ def slow_plan(fake_upstream: FakeUpstream, tokens: list[str] = SLOW_TOKENS, dela
 
     fake_upstream.plan = plan
     return "".join(tokens)
+
+
+def slow_tool_plan(fake_upstream: FakeUpstream, calls: int) -> None:
+    """The first request answers "Looking it up." and calls the slow tool (tests/slow_tool.py)
+    `calls` times; every later one answers "Found it."."""
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            tool_calls = [
+                {
+                    "index": n,
+                    "id": f"call_{n}",
+                    "type": "function",
+                    "function": {"name": "slow_lookup", "arguments": "{}"},
+                }
+                for n in range(calls)
+            ]
+            pieces = [
+                sse(chunk("Looking it up.", role="assistant")),
+                sse(chunk(tool_calls=tool_calls)),
+                sse(chunk(finish_reason="tool_calls")),
+                b"data: [DONE]\n\n",
+            ]
+            return await request.stream(pieces)
+        return await request.stream(reply_events(["Found ", "it."]))
+
+    fake_upstream.plan = plan
 
 
 async def reconnect_mid_stream(

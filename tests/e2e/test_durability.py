@@ -9,7 +9,7 @@ import pytest
 
 from chat.models import Message
 from tests.e2e import scenarios
-from tests.fake_upstream import FakeRequest, chunk, reply_events, sse
+from tests.fake_upstream import FakeRequest, reply_events
 from tests.live import ChatClient, PageModel, reply_id_from, shown, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -147,28 +147,7 @@ async def test_a_tool_slower_than_the_lease_keeps_its_reply(
         CHAT_CHECKPOINT_SECONDS="0.2",
         CHAT_LEASE_SECONDS="1",
     )
-
-    async def plan(request: FakeRequest):
-        if request.index == 0:
-            calls = [
-                {
-                    "index": n,
-                    "id": f"call_{n}",
-                    "type": "function",
-                    "function": {"name": "slow_lookup", "arguments": "{}"},
-                }
-                for n in range(2)
-            ]
-            pieces = [
-                sse(chunk("Looking it up.", role="assistant")),
-                sse(chunk(tool_calls=calls)),
-                sse(chunk(finish_reason="tool_calls")),
-                b"data: [DONE]\n\n",
-            ]
-            return await request.stream(pieces)
-        return await request.stream(reply_events(["Found ", "it."]))
-
-    fake_upstream.plan = plan
+    scenarios.slow_tool_plan(fake_upstream, calls=2)
     client = ChatClient(server, alice_session)
     conversation_id = await client.create_conversation()
     reply_id = reply_id_from(await client.send(conversation_id, "look it up"))

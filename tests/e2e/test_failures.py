@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import pytest
 
 from chat.models import Message
+from tests.e2e import scenarios
 from tests.fake_upstream import FakeRequest, chunk, reply_events, sse, usage_chunk
-from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, shown
+from tests.live import (
+    ChatClient,
+    PageModel,
+    read_until_finished,
+    reply_id_from,
+    shown,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -323,6 +332,41 @@ async def test_a_tool_call_runs_on_the_server_and_the_follow_up_reply_streams(
     }
 
 
+async def test_stop_while_a_tool_runs_ends_the_turn_there(
+    start_server, fake_upstream, alice_session
+):
+    """Stop pressed while the reply's tool runs ends the turn at once, not when the tool is
+    done: the reply is saved cancelled with its text and its call, and no follow-up reply is
+    made, nor asked of the model later (recovery offers pending replies again)."""
+    server = start_server(
+        CHAT_TOOLS_ENABLED="true", CHAT_TEST_SLOW_TOOL_SECONDS="4", CHAT_REQUEUE_SECONDS="0.5"
+    )
+    scenarios.slow_tool_plan(fake_upstream, calls=1)
+    client, conversation_id, ws, reply_id = await converse(server, alice_session, "look it up")
+
+    async def tool_running() -> bool:
+        return bool(fake_upstream.requests) and fake_upstream.requests[0].finished
+
+    await wait_for(tool_running, timeout=10)
+    await asyncio.sleep(0.3)  # the tool has started
+    stopped_at = time.monotonic()
+    assert (await client.stop(conversation_id, reply_id)).status_code == 204
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    assert time.monotonic() - stopped_at < 3  # the tool takes 4 s
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("cancelled", "Looking it up.")
+    assert [call["name"] for call in reply.tool_calls] == ["slow_lookup"]
+    assert "slow_lookup" in page.finished[reply_id]  # the call's card stays
+    await asyncio.sleep(4)  # past the tool's end and recovery's next passes
+    await finish(client, ws)
+    messages = [
+        (m.role, m.status)
+        async for m in Message.objects.filter(conversation_id=conversation_id).order_by("id")
+    ]
+    assert messages == [("user", "complete"), ("assistant", "cancelled")]
+    assert len(fake_upstream.requests) == 1
+
+
 async def test_reasoning_streams_into_thinking_and_usage_is_shown(
     start_server, fake_upstream, alice_session
 ):
@@ -382,8 +426,6 @@ async def test_tool_rounds_are_bounded_and_an_unknown_tool_gets_an_error_result(
         return (
             last is not None and last.status == "complete" and last.content == "Giving up on tools."
         )
-
-    from tests.live import wait_for
 
     await wait_for(answered, timeout=20)
     await finish(client, ws)
