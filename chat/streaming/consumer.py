@@ -171,6 +171,7 @@ class GenerationRunner:
             joined.append(message_id)
             reply = await services.reply_claim(message_id=message_id, worker_id=self.worker_id)
             tool_round = 0
+            stopped: Generation | None = None  # the turn's reply that was stopped, if one was
             while reply is not None:  # None: cancelled while queued, or another worker has it
                 if reply.pk not in joined:
                     await events.join_generation(reply.pk, channel_name)
@@ -178,11 +179,20 @@ class GenerationRunner:
                 generation = Generation(
                     reply=reply, worker_id=self.worker_id, tool_round=tool_round
                 )
-                generation.cancelled_by_user = reply.pk in self.cancel_requested
+                if stopped is not None:
+                    generation.stop(by_user=stopped.cancelled_by_user, reason=stopped.interruption)
+                elif reply.pk in self.cancel_requested:
+                    generation.stop(by_user=True)
                 self.generations[reply.pk] = generation
                 self.tasks[reply.pk] = turn_task
                 try:
                     await generation.run()
+                except asyncio.CancelledError:
+                    if generation.next_reply is None:
+                        raise
+                    # Stopped as its tool round was saved: the follow-up, made streaming for
+                    # this worker, ends the same way before it streams (then this re-raises).
+                    stopped = generation
                 finally:
                     self.generations.pop(reply.pk, None)
                     self.cancel_requested.discard(reply.pk)
@@ -211,8 +221,9 @@ class GenerationRunner:
             self.cancel_requested.add(message_id)
             return True
         if generation is not None:
-            generation.cancelled_by_user = by_user
-        task.cancel()
+            generation.stop(by_user=by_user)
+        else:
+            task.cancel()
         return True
 
     def cancel_for_channel_event(self, message: dict[str, Any]) -> None:

@@ -104,6 +104,7 @@ class Generation:
     reply: Message
     worker_id: str
     tool_round: int = 0  # how many tool rounds came before this reply in the same turn
+    stopped: bool = False  # by `stop`: the reply ends at once, tools or not
     cancelled_by_user: bool = False
     reached_size_limit: bool = False  # CHAT_MAX_REPLY_CHARS: the rest was not read
     next_reply: Message | None = None  # the follow-up reply after a tool round
@@ -113,7 +114,7 @@ class Generation:
     first_token_at: float | None = None
     _saved_content: str = ""
     _task: asyncio.Task[Any] | None = None
-    _tools: asyncio.Task[list[tuple[dict[str, Any], str]]] | None = None  # while they run
+    _tools_task: asyncio.Task[list[tuple[dict[str, Any], str]]] | None = None  # while they run
 
     def __post_init__(self) -> None:
         # A continuation (Continue after the token limit) appends to the text already saved.
@@ -160,7 +161,7 @@ class Generation:
         heartbeats.add(self)
         outcome: dict[str, Any]
         try:
-            if self.cancelled_by_user:  # Stop arrived while the reply was being claimed
+            if self.stopped:  # while it was claimed, or the turn stopped as this reply was made
                 raise asyncio.CancelledError
             await events.message_started(
                 conversation.id,
@@ -195,12 +196,8 @@ class Generation:
             else:
                 outcome = self._outcome_of_stream()
         except asyncio.CancelledError:
-            outcome = self._outcome(
-                Message.Status.CANCELLED if self.cancelled_by_user else Message.Status.INTERRUPTED,
-                error=""
-                if self.cancelled_by_user
-                else self.interruption or "The server stopped while replying.",
-            )
+            status, error = self._stopped_as()
+            outcome = self._outcome(status, error=error)
             await self._finish(outcome, coalescer, heartbeats)
             raise
         except TimeoutError:
@@ -291,6 +288,12 @@ class Generation:
                 )
         return fields
 
+    def _stopped_as(self) -> tuple[str, str]:
+        """The status and error a stopped reply is saved with."""
+        if self.cancelled_by_user:
+            return Message.Status.CANCELLED, ""
+        return Message.Status.INTERRUPTED, self.interruption or "The server stopped while replying."
+
     def _offers_tools(self) -> bool:
         # The last allowed round offers no tools, so the model has to answer in words.
         return settings.CHAT_TOOLS_ENABLED and self.tool_round < settings.CHAT_MAX_TOOL_ROUNDS
@@ -321,10 +324,8 @@ class Generation:
                     await asyncio.shield(save)
                 except asyncio.CancelledError:
                     cancelled = True
-                    if self.cancelled_by_user and self._tools is not None:
-                        self._tools.cancel()  # Stop: the turn ends here, not when they do
         finally:
-            heartbeats.discard(self)
+            heartbeats.discard(self)  # `_save` does, before its final save, unless it failed
         save.result()
         if cancelled:
             raise asyncio.CancelledError
@@ -346,8 +347,8 @@ class Generation:
         results = None
         if outcome["status"] == Message.Status.COMPLETE and calls and self._offers_tools():
             results = await self._tool_results(calls)
-            if results is None:  # Stop came first: the calls stay on the reply, unanswered
-                outcome["status"] = Message.Status.CANCELLED
+            if results is None:  # stopped first: the calls stay on the reply, unanswered
+                outcome["status"], outcome["error"] = self._stopped_as()
         heartbeats.discard(self)
         if results is not None:
             saved, created = await self._saved(
@@ -393,8 +394,8 @@ class Generation:
         self, calls: list[dict[str, Any]]
     ) -> list[tuple[dict[str, Any], str]] | None:
         """Each call with its tool's result, the tools run one after another; None if the
-        user stops the reply before they are all done (or before they start)."""
-        if self.cancelled_by_user:
+        reply is stopped before they are all done (or before they start)."""
+        if self.stopped:
             return None
 
         async def run_tools() -> list[tuple[dict[str, Any], str]]:
@@ -402,15 +403,17 @@ class Generation:
                 (call, await tools.arun_tool(call["name"], call["arguments"])) for call in calls
             ]
 
-        self._tools = asyncio.create_task(run_tools())
+        self._tools_task = asyncio.create_task(run_tools())
         try:
-            return await self._tools
+            results = await self._tools_task
         except asyncio.CancelledError:
-            if not self._tools.cancelled():
-                raise  # this task itself was cancelled
+            saving = asyncio.current_task()
+            if saving is not None and saving.cancelling():
+                raise  # this task itself was cancelled, not only the tools by `stop`
             return None
         finally:
-            self._tools = None
+            self._tools_task = None
+        return None if self.stopped else results
 
     async def _saved(self, save: Callable[[], Awaitable[T]]) -> T:
         """The final save, retried while the database is away: the reply waits in memory, for
@@ -440,9 +443,15 @@ class Generation:
         if "content" in checkpoint.fields:
             self._saved_content = checkpoint.fields["content"]
 
-    def interrupt(self, reason: str) -> None:
-        """Stop streaming and save the reply as `interrupted` with all its text."""
-        self.interruption = reason
+    def stop(self, *, by_user: bool, reason: str = "") -> None:
+        """End the reply now, streaming or running its tools: it is saved `cancelled` (Stop)
+        or `interrupted` (`reason`, or the server stopping), with all its text. A Stop stays
+        a Stop whatever comes after it."""
+        self.stopped = True
+        self.cancelled_by_user = self.cancelled_by_user or by_user
+        self.interruption = self.interruption or reason
+        if self._tools_task is not None:
+            self._tools_task.cancel()  # the save goes on without them (`_tool_results`)
         if self._task is not None:
             self._task.cancel()
 
@@ -514,8 +523,9 @@ class Heartbeats:
         if outages.redis.away_for() > limit:
             for generation in list(self._generations):
                 self.discard(generation)
-                generation.interrupt(
-                    f"Our servers lost touch with each other for over {limit:g} s."
+                generation.stop(
+                    by_user=False,
+                    reason=f"Our servers lost touch with each other for over {limit:g} s.",
                 )
             return
         if not self._generations or not await outages.database_answers():
@@ -546,6 +556,6 @@ class Heartbeats:
             # writers. The saved state (interrupted) is what the page shows.
             logger.warning("message %s: lease lost; stopping its generation", generation.reply.pk)
             self.discard(generation)
-            generation.interrupt("")
+            generation.stop(by_user=False)
         else:
             generation.note_saved(checkpoint)

@@ -143,9 +143,9 @@ async def test_a_tool_slower_than_the_lease_keeps_its_reply(
     two tool calls, each longer than the lease, do not make recovery give the reply up."""
     server = start_server(
         CHAT_TOOLS_ENABLED="true",
-        CHAT_TEST_SLOW_TOOL_SECONDS="1.5",
+        CHAT_TEST_SLOW_TOOL_SECONDS="2.5",
         CHAT_CHECKPOINT_SECONDS="0.2",
-        CHAT_LEASE_SECONDS="1",
+        CHAT_LEASE_SECONDS="2",
     )
     scenarios.slow_tool_plan(fake_upstream, calls=2)
     client = ChatClient(server, alice_session)

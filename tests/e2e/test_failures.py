@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 
 import pytest
 
@@ -333,31 +332,36 @@ async def test_a_tool_call_runs_on_the_server_and_the_follow_up_reply_streams(
 
 
 async def test_stop_while_a_tool_runs_ends_the_turn_there(
-    start_server, fake_upstream, alice_session
+    start_server, fake_upstream, alice_session, tmp_path
 ):
     """Stop pressed while the reply's tool runs ends the turn at once, not when the tool is
     done: the reply is saved cancelled with its text and its call, and no follow-up reply is
-    made, nor asked of the model later (recovery offers pending replies again)."""
+    made. (tests/test_turn_stops.py stops turns at each point of the tool round.)"""
+    tool_log = tmp_path / "tool.log"
     server = start_server(
-        CHAT_TOOLS_ENABLED="true", CHAT_TEST_SLOW_TOOL_SECONDS="4", CHAT_REQUEUE_SECONDS="0.5"
+        CHAT_TOOLS_ENABLED="true",
+        CHAT_TEST_SLOW_TOOL_SECONDS="4",
+        CHAT_TEST_SLOW_TOOL_LOG=str(tool_log),
     )
     scenarios.slow_tool_plan(fake_upstream, calls=1)
     client, conversation_id, ws, reply_id = await converse(server, alice_session, "look it up")
 
-    async def tool_running() -> bool:
-        return bool(fake_upstream.requests) and fake_upstream.requests[0].finished
+    def tool_says(line: str):
+        async def holds() -> bool:
+            return tool_log.exists() and line in tool_log.read_text().split()
 
-    await wait_for(tool_running, timeout=10)
-    await asyncio.sleep(0.3)  # the tool has started
-    stopped_at = time.monotonic()
+        return holds
+
+    await wait_for(tool_says("started"), timeout=10)
     assert (await client.stop(conversation_id, reply_id)).status_code == 204
     page = await read_until_finished(ws, PageModel(), reply_id)
-    assert time.monotonic() - stopped_at < 3  # the tool takes 4 s
+    assert "ended" not in tool_log.read_text()  # the turn ended while the tool ran
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("cancelled", "Looking it up.")
     assert [call["name"] for call in reply.tool_calls] == ["slow_lookup"]
     assert "slow_lookup" in page.finished[reply_id]  # the call's card stays
-    await asyncio.sleep(4)  # past the tool's end and recovery's next passes
+    await wait_for(tool_says("ended"), timeout=10)
+    await asyncio.sleep(0.5)  # what the tool's end could still have set off
     await finish(client, ws)
     messages = [
         (m.role, m.status)
