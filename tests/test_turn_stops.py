@@ -1,7 +1,8 @@
 """A turn stopped during its tool round (chat.streaming.consumer.GenerationRunner and
-chat.streaming.generation.Generation): by Stop, or by the server (shutdown, a lost lease,
-Redis away), while the tool runs or while the round is being saved. The turn ends there,
-each reply saved as stopped, and nothing is left streaming or asked of the model again.
+chat.streaming.generation.Generation): by Stop, by the server's shutdown or by a lost lease,
+while the tool runs, while the round is being saved, or while the turn joins its follow-up's
+group. The turn ends there, each reply saved as stopped (unless another worker has it), and
+nothing is left streaming or asked of the model again.
 
 In process: a real runner and its generations, the real database and the fake upstream on
 loopback; the tool waits for the test, and the round's save can be held."""
@@ -15,11 +16,12 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from chat import services, tools
+from chat import events, services, tools
 from chat.models import Message
 from chat.streaming.consumer import GenerationRunner
 from chat.streaming.upstream import close_http_clients
 from tests.e2e import scenarios
+from tests.live import wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -40,10 +42,12 @@ class SlowLookup:
     def __init__(self) -> None:
         self.started = threading.Event()
         self.may_end = threading.Event()
+        self.returned = threading.Event()
 
     def __call__(self) -> str:
         self.started.set()
-        self.may_end.wait(20)
+        self.may_end.wait(30)
+        self.returned.set()
         return "found"
 
 
@@ -77,8 +81,9 @@ async def start_turn(user) -> tuple[GenerationRunner, Message, asyncio.Task[None
 
 
 async def ended(turn: asyncio.Task[None]) -> None:
-    await asyncio.wait({turn}, timeout=20)
-    assert turn.done()
+    """The turn's task ends, cancelled (as a stopped turn does, for shutdown's bookkeeping)."""
+    await asyncio.wait({turn}, timeout=10)
+    assert turn.cancelled()
 
 
 async def rows(reply: Message) -> list[tuple[str, str, str, str]]:
@@ -98,7 +103,7 @@ async def test_stopped_while_the_tool_runs_the_turn_ends_there(user, lookup, fak
     assert runner.cancel(reply.pk, by_user=by == "user")
     await ended(turn)
 
-    assert not lookup.may_end.is_set()  # the tool still runs
+    assert not lookup.returned.is_set()  # the tool still runs
     status, error = STOPPED[by]
     assert await rows(reply) == [
         ("user", "complete", "look it up", ""),
@@ -145,3 +150,72 @@ async def test_stopped_while_the_round_is_saved_its_follow_up_ends_unstarted(
     assert follow_up is not None and follow_up.lease_expires is None
     assert len(fake_upstream.requests) == 1
     assert runner.tasks == {} and runner.generations == {}
+
+
+async def test_a_lease_lost_while_the_tool_runs_ends_the_turn_and_saves_nothing(
+    user, lookup, fake_upstream
+):
+    """The heartbeat finds the reply taken by another worker (recovery, after this one was
+    thought dead): it stops the turn, tool and all, and writes nothing over the other's."""
+    runner, reply, turn = await start_turn(user)
+    await asyncio.to_thread(lookup.started.wait, 10)
+
+    async def checkpointed() -> bool:
+        return (await Message.objects.aget(pk=reply.pk)).content == "Looking it up."
+
+    await wait_for(checkpointed, timeout=10, interval=0.01)
+    await Message.objects.filter(pk=reply.pk).aupdate(lease_owner="worker-2")
+    await ended(turn)
+
+    assert not lookup.returned.is_set()
+    assert await rows(reply) == [
+        ("user", "complete", "look it up", ""),
+        ("assistant", "streaming", "Looking it up.", ""),
+    ]
+    assert len(fake_upstream.requests) == 1
+
+
+@pytest.mark.parametrize("stop_first", [False, True], ids=["shutdown", "stop-then-shutdown"])
+async def test_shutdown_as_the_turn_joins_its_follow_up_ends_the_follow_up_unstarted(
+    user, lookup, fake_upstream, monkeypatch, stop_first
+):
+    """Shutdown cancels every turn's task; the turn's first reply is done, so the cancel comes
+    as the task itself, not through a reply's `stop`, while it joins the follow-up's group.
+    A Stop that came before stays a Stop."""
+    lookup.may_end.set()
+    saving, may_save = asyncio.Event(), asyncio.Event()
+    joining, may_join = asyncio.Event(), asyncio.Event()
+    save_round, join = services.reply_finish_with_tool_round, events.join_generation
+
+    async def held_save(**kwargs):
+        saving.set()
+        await may_save.wait()
+        return await save_round(**kwargs)
+
+    runner, reply, turn = await start_turn(user)
+
+    async def held_join(message_id, channel_name):
+        if message_id != reply.pk:
+            joining.set()
+            await may_join.wait()
+        await join(message_id, channel_name)
+
+    monkeypatch.setattr(services, "reply_finish_with_tool_round", held_save)
+    monkeypatch.setattr(events, "join_generation", held_join)
+    await asyncio.wait_for(saving.wait(), 10)
+    if stop_first:
+        assert runner.cancel(reply.pk, by_user=True)
+    may_save.set()
+    await asyncio.wait_for(joining.wait(), 10)
+    for message_id in list(runner.tasks):  # as `GenerationRunner.shutdown` does
+        runner.cancel(message_id, by_user=False)
+    may_join.set()
+    await ended(turn)
+
+    status, error = STOPPED["user" if stop_first else "server"]
+    assert (await rows(reply))[1:] == [
+        ("assistant", "complete", "Looking it up.", ""),
+        ("tool", "complete", '{"result": "found"}', ""),
+        ("assistant", status, "", error),
+    ]
+    assert len(fake_upstream.requests) == 1

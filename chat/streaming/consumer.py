@@ -171,28 +171,33 @@ class GenerationRunner:
             joined.append(message_id)
             reply = await services.reply_claim(message_id=message_id, worker_id=self.worker_id)
             tool_round = 0
-            stopped: Generation | None = None  # the turn's reply that was stopped, if one was
+            stopped_reply: Generation | None = None  # the turn's reply that was stopped
             while reply is not None:  # None: cancelled while queued, or another worker has it
-                if reply.pk not in joined:
-                    await events.join_generation(reply.pk, channel_name)
-                    joined.append(reply.pk)
                 generation = Generation(
                     reply=reply, worker_id=self.worker_id, tool_round=tool_round
                 )
-                if stopped is not None:
-                    generation.stop(by_user=stopped.cancelled_by_user, reason=stopped.interruption)
+                if stopped_reply is not None:
+                    generation.stop_like(stopped_reply)
                 elif reply.pk in self.cancel_requested:
                     generation.stop(by_user=True)
                 self.generations[reply.pk] = generation
                 self.tasks[reply.pk] = turn_task
                 try:
+                    if reply.pk not in joined:  # a follow-up, streaming for this worker already
+                        joined.append(reply.pk)
+                        try:
+                            await events.join_generation(reply.pk, channel_name)
+                        except asyncio.CancelledError:
+                            # Not through `stop` (the turn's first reply is done): the
+                            # follow-up saves itself stopped, then the turn ends.
+                            generation.stop(by_user=False)
                     await generation.run()
                 except asyncio.CancelledError:
                     if generation.next_reply is None:
                         raise
                     # Stopped as its tool round was saved: the follow-up, made streaming for
                     # this worker, ends the same way before it streams (then this re-raises).
-                    stopped = generation
+                    stopped_reply = generation
                 finally:
                     self.generations.pop(reply.pk, None)
                     self.cancel_requested.discard(reply.pk)

@@ -104,12 +104,12 @@ class Generation:
     reply: Message
     worker_id: str
     tool_round: int = 0  # how many tool rounds came before this reply in the same turn
-    stopped: bool = False  # by `stop`: the reply ends at once, tools or not
-    cancelled_by_user: bool = False
+    stopped: bool = field(default=False, init=False)  # by `stop`: it ends now, tools or not
+    cancelled_by_user: bool = field(default=False, init=False)  # stopped by Stop
     reached_size_limit: bool = False  # CHAT_MAX_REPLY_CHARS: the rest was not read
     next_reply: Message | None = None  # the follow-up reply after a tool round
     stream: CompletionStream | None = None
-    interruption: str = ""  # why the generation stopped itself, if it did
+    interruption: str = field(default="", init=False)  # why the server stopped it, if known
     started_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     _saved_content: str = ""
@@ -288,6 +288,10 @@ class Generation:
                 )
         return fields
 
+    def stop_like(self, other: Generation) -> None:
+        """Stop as `other`, the turn's reply before this one, was stopped."""
+        self.stop(by_user=other.cancelled_by_user, reason=other.interruption)
+
     def _stopped_as(self) -> tuple[str, str]:
         """The status and error a stopped reply is saved with."""
         if self.cancelled_by_user:
@@ -399,17 +403,22 @@ class Generation:
             return None
 
         async def run_tools() -> list[tuple[dict[str, Any], str]]:
-            return [
-                (call, await tools.arun_tool(call["name"], call["arguments"])) for call in calls
-            ]
+            results = []
+            for call in calls:
+                if self.stopped:  # a stop that came as the last tool ended (`wait_for`)
+                    raise asyncio.CancelledError
+                results.append((call, await tools.arun_tool(call["name"], call["arguments"])))
+            return results
 
         self._tools_task = asyncio.create_task(run_tools())
         try:
             results = await self._tools_task
         except asyncio.CancelledError:
+            # `_finish` runs `_save` in a task of its own, which only the event loop's end
+            # cancels: that cancel goes on; the tools' alone (by `stop`) is taken here.
             saving = asyncio.current_task()
             if saving is not None and saving.cancelling():
-                raise  # this task itself was cancelled, not only the tools by `stop`
+                raise
             return None
         finally:
             self._tools_task = None
