@@ -46,7 +46,7 @@ class SlowLookup:
 
     def __call__(self) -> str:
         self.started.set()
-        self.may_end.wait(30)
+        self.may_end.wait(60)
         self.returned.set()
         return "found"
 
@@ -60,6 +60,8 @@ async def lookup(monkeypatch, settings, fake_upstream):
     settings.CHAT_CHECKPOINT_SECONDS = 0.05
     scenarios.slow_tool_plan(fake_upstream, calls=1)
     tool = SlowLookup()
+    # Longer than a turn may take to end: a tool given up on at its timeout is not a stop.
+    monkeypatch.setattr(tools, "TOOL_TIMEOUT", 60.0)
     schema = {"type": "object", "properties": {}, "required": []}
     monkeypatch.setitem(
         tools.REGISTRY, "slow_lookup", tools.Tool("slow_lookup", "Looks it up.", schema, tool)
