@@ -114,6 +114,7 @@ class Generation:
     first_token_at: float | None = None
     _saved_content: str = ""
     _task: asyncio.Task[Any] | None = None
+    status_line: str = field(default="", init=False)  # what the reply's status line says
     _tools_task: asyncio.Task[list[tuple[dict[str, Any], str]]] | None = None  # while they run
 
     def __post_init__(self) -> None:
@@ -143,7 +144,7 @@ class Generation:
         html = (
             self.view.snapshot()
             + fragments.tool_calls(self.reply.pk, self.completion.tool_call_list())
-            + fragments.status(self.reply.pk, "")
+            + fragments.status(self.reply.pk, self.status_line)
         )
         return {"cursor": self.view.cursor(), "html": html}
 
@@ -170,23 +171,18 @@ class Generation:
                 html=self.view.snapshot() if self.prefix else "",
             )
             self.stream = chat_completions_client().stream(await self._request_body())
-            retry_notice_shown = False
             # The size limit counts what was there before (a continuation's) and what streams.
             room = settings.CHAT_MAX_REPLY_CHARS - len(self.prefix) - len(self.reasoning_prefix)
             async with asyncio.timeout(settings.CHAT_TOTAL_TIMEOUT):
                 async for update in self.stream:
                     if isinstance(update, Retrying):
-                        await events.message_status(
-                            conversation.id,
-                            reply.pk,
+                        await self._show_status(
                             f"{update.reason} Retrying in {update.delay:.1f} s "
-                            f"(attempt {update.attempt + 1}).",
+                            f"(attempt {update.attempt + 1})."
                         )
-                        retry_notice_shown = True
                         continue
-                    if retry_notice_shown:  # the retry worked: clear the notice
-                        await events.message_status(conversation.id, reply.pk, "")
-                        retry_notice_shown = False
+                    if self.status_line:  # the retry worked: clear the notice
+                        await self._show_status("")
                     self._on_update(update, coalescer)
                     if self.stream.completion.size >= room:
                         self.reached_size_limit = True
@@ -404,9 +400,12 @@ class Generation:
 
         async def run_tools() -> list[tuple[dict[str, Any], str]]:
             results = []
-            for call in calls:
+            for number, call in enumerate(calls, 1):
                 if self.stopped:  # a stop that came as the last tool ended (`wait_for`)
                     raise asyncio.CancelledError
+                name = call["name"][:TOOL_NAME_SHOWN] or "a tool"
+                count = f" ({number} of {len(calls)})" if len(calls) > 1 else ""
+                await self._show_status(f"Running {name}{count}…")
                 results.append((call, await tools.arun_tool(call["name"], call["arguments"])))
             return results
 
@@ -423,6 +422,13 @@ class Generation:
         finally:
             self._tools_task = None
         return None if self.stopped else results
+
+    async def _show_status(self, text: str) -> None:
+        """Say `text` on the reply's status line in every tab (a notice while it waits: a
+        retry, a tool running), and in the snapshot of a tab that connects meanwhile; "" clears
+        it. The finished reply's footer replaces it."""
+        self.status_line = text
+        await events.message_status(self.reply.conversation_id, self.reply.pk, text)
 
     async def _saved(self, save: Callable[[], Awaitable[T]]) -> T:
         """The final save, retried while the database is away: the reply waits in memory, for
@@ -464,6 +470,9 @@ class Generation:
         if self._task is not None:
             self._task.cancel()
 
+
+# How much of a tool's name the status line shows (the model names the tool it calls).
+TOOL_NAME_SHOWN = 64
 
 # How many replies' checkpoints go in one call to the database's thread.
 CHECKPOINTS_PER_CALL = 25

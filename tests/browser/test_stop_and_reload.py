@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 from playwright.async_api import expect
 
 from chat.models import Message
+from tests.browser.pages import SCHEMES, SIZES, axe_problems, overflow
 from tests.browser.support import BROWSER_MARKS, ChatPage, eventually, normalize, streamed
+from tests.e2e import scenarios
 
 pytestmark = BROWSER_MARKS
 
 # Distinct numbered tokens: a repeated or missing piece of text is visible in the result.
 LONG_TOKENS = [f"t{i:03d} " for i in range(200)]
 LONG_TEXT = "".join(LONG_TOKENS)
+# Where the tool test saves its pictures, to be looked at (unset: none).
+SCREENSHOTS = os.environ.get("CHATSITE_TOOL_SCREENSHOTS", "")
 
 
 @pytest.mark.parametrize("how", ["button", "escape"])
@@ -83,3 +88,50 @@ async def test_reload_during_a_reply_shows_the_text_so_far_and_continues_without
     assert final.strip() == full.strip()
     saved = await Message.objects.aget(pk=reply_id)
     assert (saved.status, saved.content) == ("complete", full)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_running_tool_shows_on_the_status_line_and_stop_ends_the_turn_there(
+    page, watch, server_factory, fake_upstream, viewport, scheme, tmp_path
+):
+    """While the reply's tool runs, its status line says which; the page is clean, accessible
+    and fits. Stop then ends the turn at once: the reply says Stopped, keeps its text and the
+    call's card, and no follow-up appears."""
+    server = server_factory(
+        CHAT_TOOLS_ENABLED="true",
+        CHAT_TEST_SLOW_TOOL_SECONDS="6",
+        CHAT_TEST_SLOW_TOOL_LOG=str(tmp_path / "tool.log"),
+    )
+    scenarios.slow_tool_plan(fake_upstream, calls=1)
+    await page.emulate_media(color_scheme=scheme)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Look it up")
+    reply = chat.reply(reply_id)
+    await expect(reply.locator(".status-line")).to_have_text("Running slow_lookup…")
+    await expect(reply.locator(".tool-call")).to_contain_text("slow_lookup")
+    await page.locator("#composer-text").blur()
+    await picture(page, f"tool-running-{viewport['width']}-{scheme}")
+    assert await axe_problems(page) == []
+    widths = await overflow(page)
+    assert widths["page"] <= widths["window"], widths
+
+    started = time.monotonic()
+    await page.locator("#composer").get_by_role("button", name="Stop").click()
+    await expect(reply.locator(".reply-note")).to_have_text("Stopped.", timeout=3000)
+    assert time.monotonic() - started < 3  # the tool runs 6 s
+    await expect(reply).to_have_attribute("data-status", "cancelled")
+    await expect(reply).not_to_contain_text("Running slow_lookup")
+    await expect(reply.locator(".content.markdown")).to_have_text("Looking it up.")
+    await expect(reply.locator(".tool-call")).to_contain_text("slow_lookup")
+    await expect(reply.get_by_role("button", name="Retry")).to_be_visible()
+    await expect(page.locator("#messages article")).to_have_count(2)
+    assert "ended" not in (tmp_path / "tool.log").read_text()
+    await picture(page, f"tool-stopped-{viewport['width']}-{scheme}")
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
+async def picture(page, name: str) -> None:
+    if SCREENSHOTS:
+        await page.screenshot(path=f"{SCREENSHOTS}/{name}.png")

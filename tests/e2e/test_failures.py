@@ -316,6 +316,8 @@ async def test_a_tool_call_runs_on_the_server_and_the_follow_up_reply_streams(
     assert tool_result.tool_call_id == call_id
     await read_until_finished(ws, page, answer.pk)
     await finish(client, ws)
+    # While the tool ran, the reply's status line said so; its footer replaced it.
+    assert any(f'id="s{reply_id}"' in f and "Running calculate…" in f for f in page.frames)
     answer = await Message.objects.aget(pk=answer.pk)
     assert (answer.status, answer.content) == ("complete", "The answer is 42.")
     assert "calculate" in page.finished[reply_id]  # the tool card
@@ -353,9 +355,16 @@ async def test_stop_while_a_tool_runs_ends_the_turn_there(
         return holds
 
     await wait_for(tool_says("started"), timeout=10)
+    async with client.socket(conversation_id) as late:  # a tab that opens now is told too
+        await late.send(f'{{"resync": {reply_id}}}')
+        snapshot = ""
+        while f'id="s{reply_id}"' not in snapshot:
+            snapshot = await asyncio.wait_for(late.recv(), 10)
+        assert "Running slow_lookup…" in snapshot
     assert (await client.stop(conversation_id, reply_id)).status_code == 204
     page = await read_until_finished(ws, PageModel(), reply_id)
     assert "ended" not in tool_log.read_text()  # the turn ended while the tool ran
+    assert any(f'id="s{reply_id}"' in f and "Running slow_lookup…" in f for f in page.frames)
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("cancelled", "Looking it up.")
     assert [call["name"] for call in reply.tool_calls] == ["slow_lookup"]
