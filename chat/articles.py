@@ -123,7 +123,7 @@ def streaming_reply(message: Message, *, view: dict[str, Any], oob: bool = False
         f'      <div id="t{pk}" class="streaming-tail">{view["content_tail"]}</div>\n'
         f'      <div id="e{pk}" class="reply-end" data-status="{status}">\n'
         '        <div class="reply-footer">\n'
-        f'          <div id="s{pk}" class="status-line">{waiting}</div>\n'
+        f'          <div id="s{pk}" class="status-line" role="status">{waiting}</div>\n'
         "          \n"
         f'          <form hx-post="{stop_url}" hx-swap="none"\n'
         '                class="stop-form" hidden></form>\n'

@@ -403,7 +403,8 @@ class Generation:
             for number, call in enumerate(calls, 1):
                 if self.stopped:  # a stop that came as the last tool ended (`wait_for`)
                     raise asyncio.CancelledError
-                name = call["name"][:TOOL_NAME_SHOWN] or "a tool"
+                # The model names the call; the line names only tools this server has.
+                name = call["name"] if call["name"] in tools.REGISTRY else "an unknown tool"
                 count = f" ({number} of {len(calls)})" if len(calls) > 1 else ""
                 await self._show_status(f"Running {name}{count}…")
                 results.append((call, await tools.arun_tool(call["name"], call["arguments"])))
@@ -421,6 +422,7 @@ class Generation:
             return None
         finally:
             self._tools_task = None
+            self.status_line = ""  # no tool runs: the finished reply's footer replaces the line
         return None if self.stopped else results
 
     async def _show_status(self, text: str) -> None:
@@ -428,7 +430,10 @@ class Generation:
         retry, a tool running), and in the snapshot of a tab that connects meanwhile; "" clears
         it. The finished reply's footer replaces it."""
         self.status_line = text
-        await events.message_status(self.reply.conversation_id, self.reply.pk, text)
+        try:
+            await events.message_status(self.reply.conversation_id, self.reply.pk, text)
+        except Exception:  # a notice is not worth the reply: tabs may miss this one
+            logger.warning("message %s: status not sent", self.reply.pk, exc_info=True)
 
     async def _saved(self, save: Callable[[], Awaitable[T]]) -> T:
         """The final save, retried while the database is away: the reply waits in memory, for
@@ -470,9 +475,6 @@ class Generation:
         if self._task is not None:
             self._task.cancel()
 
-
-# How much of a tool's name the status line shows (the model names the tool it calls).
-TOOL_NAME_SHOWN = 64
 
 # How many replies' checkpoints go in one call to the database's thread.
 CHECKPOINTS_PER_CALL = 25

@@ -98,10 +98,12 @@ async def test_a_running_tool_shows_on_the_status_line_and_stop_ends_the_turn_th
     """While the reply's tool runs, its status line says which; the page is clean, accessible
     and fits. Stop then ends the turn at once: the reply says Stopped, keeps its text and the
     call's card, and no follow-up appears."""
+    tool_log, release = tmp_path / "tool.log", tmp_path / "release"
     server = server_factory(
         CHAT_TOOLS_ENABLED="true",
-        CHAT_TEST_SLOW_TOOL_SECONDS="6",
-        CHAT_TEST_SLOW_TOOL_LOG=str(tmp_path / "tool.log"),
+        CHAT_TEST_SLOW_TOOL_SECONDS="60",  # until the test releases it
+        CHAT_TEST_SLOW_TOOL_RELEASE=str(release),
+        CHAT_TEST_SLOW_TOOL_LOG=str(tool_log),
     )
     scenarios.slow_tool_plan(fake_upstream, calls=1)
     await page.emulate_media(color_scheme=scheme)
@@ -109,7 +111,9 @@ async def test_a_running_tool_shows_on_the_status_line_and_stop_ends_the_turn_th
     await chat.new_conversation()
     reply_id = await chat.send("Look it up")
     reply = chat.reply(reply_id)
-    await expect(reply.locator(".status-line")).to_have_text("Running slow_lookup…")
+    status_line = reply.locator(".status-line")
+    await expect(status_line).to_have_text("Running slow_lookup…")
+    await expect(status_line).to_have_attribute("role", "status")
     await expect(reply.locator(".tool-call")).to_contain_text("slow_lookup")
     await page.locator("#composer-text").blur()
     await picture(page, f"tool-running-{viewport['width']}-{scheme}")
@@ -117,18 +121,17 @@ async def test_a_running_tool_shows_on_the_status_line_and_stop_ends_the_turn_th
     widths = await overflow(page)
     assert widths["page"] <= widths["window"], widths
 
-    started = time.monotonic()
     await page.locator("#composer").get_by_role("button", name="Stop").click()
-    await expect(reply.locator(".reply-note")).to_have_text("Stopped.", timeout=3000)
-    assert time.monotonic() - started < 3  # the tool runs 6 s
+    await expect(reply.locator(".reply-note")).to_have_text("Stopped.", timeout=5000)
     await expect(reply).to_have_attribute("data-status", "cancelled")
     await expect(reply).not_to_contain_text("Running slow_lookup")
     await expect(reply.locator(".content.markdown")).to_have_text("Looking it up.")
     await expect(reply.locator(".tool-call")).to_contain_text("slow_lookup")
     await expect(reply.get_by_role("button", name="Retry")).to_be_visible()
     await expect(page.locator("#messages article")).to_have_count(2)
-    assert "ended" not in (tmp_path / "tool.log").read_text()
+    assert "ended" not in tool_log.read_text()  # the turn ended while the tool ran
     await picture(page, f"tool-stopped-{viewport['width']}-{scheme}")
+    release.touch()
     assert watch.console_errors == [] and watch.csp_violations == []
 
 

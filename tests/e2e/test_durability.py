@@ -10,7 +10,7 @@ import pytest
 from chat.models import Message
 from tests.e2e import scenarios
 from tests.fake_upstream import FakeRequest, reply_events
-from tests.live import ChatClient, PageModel, reply_id_from, shown, wait_for
+from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, shown, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -150,7 +150,11 @@ async def test_a_tool_slower_than_the_lease_keeps_its_reply(
     scenarios.slow_tool_plan(fake_upstream, calls=2)
     client = ChatClient(server, alice_session)
     conversation_id = await client.create_conversation()
-    reply_id = reply_id_from(await client.send(conversation_id, "look it up"))
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "look it up"))
+        page = await read_until_finished(ws, PageModel(), reply_id)
+    status = [f for f in page.frames if f'id="s{reply_id}"' in f and "Running" in f]
+    assert ["(1 of 2)" in status[0], "(2 of 2)" in status[-1]] == [True, True]
 
     async def answered() -> bool:
         last = (

@@ -316,7 +316,8 @@ async def test_a_tool_call_runs_on_the_server_and_the_follow_up_reply_streams(
     assert tool_result.tool_call_id == call_id
     await read_until_finished(ws, page, answer.pk)
     await finish(client, ws)
-    # While the tool ran, the reply's status line said so; its footer replaced it.
+    # While the tool ran, the reply's status line said so (the browser test checks that the
+    # finished reply's footer takes its place).
     assert any(f'id="s{reply_id}"' in f and "Running calculate…" in f for f in page.frames)
     answer = await Message.objects.aget(pk=answer.pk)
     assert (answer.status, answer.content) == ("complete", "The answer is 42.")
@@ -339,10 +340,11 @@ async def test_stop_while_a_tool_runs_ends_the_turn_there(
     """Stop pressed while the reply's tool runs ends the turn at once, not when the tool is
     done: the reply is saved cancelled with its text and its call, and no follow-up reply is
     made. (tests/test_turn_stops.py stops turns at each point of the tool round.)"""
-    tool_log = tmp_path / "tool.log"
+    tool_log, release = tmp_path / "tool.log", tmp_path / "release"
     server = start_server(
         CHAT_TOOLS_ENABLED="true",
-        CHAT_TEST_SLOW_TOOL_SECONDS="4",
+        CHAT_TEST_SLOW_TOOL_SECONDS="60",  # until the test releases it
+        CHAT_TEST_SLOW_TOOL_RELEASE=str(release),
         CHAT_TEST_SLOW_TOOL_LOG=str(tool_log),
     )
     scenarios.slow_tool_plan(fake_upstream, calls=1)
@@ -369,6 +371,7 @@ async def test_stop_while_a_tool_runs_ends_the_turn_there(
     assert (reply.status, reply.content) == ("cancelled", "Looking it up.")
     assert [call["name"] for call in reply.tool_calls] == ["slow_lookup"]
     assert "slow_lookup" in page.finished[reply_id]  # the call's card stays
+    release.touch()
     await wait_for(tool_says("ended"), timeout=10)
     await asyncio.sleep(0.5)  # what the tool's end could still have set off
     await finish(client, ws)
@@ -441,7 +444,11 @@ async def test_tool_rounds_are_bounded_and_an_unknown_tool_gets_an_error_result(
         )
 
     await wait_for(answered, timeout=20)
+    page = await read_until_finished(ws, PageModel(), reply_id)
     await finish(client, ws)
+    # The status line names only the server's own tools, not what the model calls.
+    status = [f for f in page.frames if f'id="s{reply_id}"' in f and "Running" in f]
+    assert status and all("Running an unknown tool…" in f for f in status)
     roles = [
         m.role async for m in Message.objects.filter(conversation_id=conversation_id).order_by("id")
     ]
