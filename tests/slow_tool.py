@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from chat import tools
 
@@ -32,3 +34,26 @@ def register_slow_tool(seconds: float) -> None:
             time.sleep(0.02)
         note("ended")
         return "found"
+
+
+@dataclass
+class HeldTool:
+    """The slow tool in a server process a test starts with `env()`: it runs until the test
+    calls `release()`, and `said(line)` tells whether it has started or ended."""
+
+    folder: Path
+
+    def env(self) -> dict[str, str]:
+        return {
+            "CHAT_TOOLS_ENABLED": "true",
+            "CHAT_TEST_SLOW_TOOL_SECONDS": "60",  # a bound; the test releases it
+            "CHAT_TEST_SLOW_TOOL_RELEASE": str(self.folder / "release"),
+            "CHAT_TEST_SLOW_TOOL_LOG": str(self.folder / "tool.log"),
+        }
+
+    def said(self, line: str) -> bool:
+        log = self.folder / "tool.log"
+        return log.exists() and line in log.read_text().split()
+
+    def release(self) -> None:
+        (self.folder / "release").touch()

@@ -12,6 +12,7 @@ from chat.models import Message
 from tests.browser.pages import SCHEMES, SIZES, axe_problems, overflow
 from tests.browser.support import BROWSER_MARKS, ChatPage, eventually, normalize, streamed
 from tests.e2e import scenarios
+from tests.slow_tool import HeldTool
 
 pytestmark = BROWSER_MARKS
 
@@ -98,13 +99,8 @@ async def test_a_running_tool_shows_on_the_status_line_and_stop_ends_the_turn_th
     """While the reply's tool runs, its status line says which; the page is clean, accessible
     and fits. Stop then ends the turn at once: the reply says Stopped, keeps its text and the
     call's card, and no follow-up appears."""
-    tool_log, release = tmp_path / "tool.log", tmp_path / "release"
-    server = server_factory(
-        CHAT_TOOLS_ENABLED="true",
-        CHAT_TEST_SLOW_TOOL_SECONDS="60",  # until the test releases it
-        CHAT_TEST_SLOW_TOOL_RELEASE=str(release),
-        CHAT_TEST_SLOW_TOOL_LOG=str(tool_log),
-    )
+    tool = HeldTool(tmp_path)
+    server = server_factory(**tool.env())
     scenarios.slow_tool_plan(fake_upstream, calls=1)
     await page.emulate_media(color_scheme=scheme)
     chat = ChatPage(page, server)
@@ -129,9 +125,9 @@ async def test_a_running_tool_shows_on_the_status_line_and_stop_ends_the_turn_th
     await expect(reply.locator(".tool-call")).to_contain_text("slow_lookup")
     await expect(reply.get_by_role("button", name="Retry")).to_be_visible()
     await expect(page.locator("#messages article")).to_have_count(2)
-    assert "ended" not in tool_log.read_text()  # the turn ended while the tool ran
+    assert not tool.said("ended")  # the turn ended while the tool ran
     await picture(page, f"tool-stopped-{viewport['width']}-{scheme}")
-    release.touch()
+    tool.release()
     assert watch.console_errors == [] and watch.csp_violations == []
 
 

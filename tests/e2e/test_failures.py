@@ -19,6 +19,7 @@ from tests.live import (
     shown,
     wait_for,
 )
+from tests.slow_tool import HeldTool
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -340,19 +341,14 @@ async def test_stop_while_a_tool_runs_ends_the_turn_there(
     """Stop pressed while the reply's tool runs ends the turn at once, not when the tool is
     done: the reply is saved cancelled with its text and its call, and no follow-up reply is
     made. (tests/test_turn_stops.py stops turns at each point of the tool round.)"""
-    tool_log, release = tmp_path / "tool.log", tmp_path / "release"
-    server = start_server(
-        CHAT_TOOLS_ENABLED="true",
-        CHAT_TEST_SLOW_TOOL_SECONDS="60",  # until the test releases it
-        CHAT_TEST_SLOW_TOOL_RELEASE=str(release),
-        CHAT_TEST_SLOW_TOOL_LOG=str(tool_log),
-    )
+    tool = HeldTool(tmp_path)
+    server = start_server(**tool.env())
     scenarios.slow_tool_plan(fake_upstream, calls=1)
     client, conversation_id, ws, reply_id = await converse(server, alice_session, "look it up")
 
     def tool_says(line: str):
         async def holds() -> bool:
-            return tool_log.exists() and line in tool_log.read_text().split()
+            return tool.said(line)
 
         return holds
 
@@ -365,13 +361,13 @@ async def test_stop_while_a_tool_runs_ends_the_turn_there(
         assert "Running slow_lookup…" in snapshot
     assert (await client.stop(conversation_id, reply_id)).status_code == 204
     page = await read_until_finished(ws, PageModel(), reply_id)
-    assert "ended" not in tool_log.read_text()  # the turn ended while the tool ran
+    assert not tool.said("ended")  # the turn ended while the tool ran
     assert any(f'id="s{reply_id}"' in f and "Running slow_lookup…" in f for f in page.frames)
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("cancelled", "Looking it up.")
     assert [call["name"] for call in reply.tool_calls] == ["slow_lookup"]
     assert "slow_lookup" in page.finished[reply_id]  # the call's card stays
-    release.touch()
+    tool.release()
     await wait_for(tool_says("ended"), timeout=10)
     await asyncio.sleep(0.5)  # what the tool's end could still have set off
     await finish(client, ws)
