@@ -370,9 +370,7 @@ def message_detail(
 @require_POST
 def message_stop(request: HttpRequest, conversation_id: uuid.UUID, message_id: int) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
-    reply = _reply_or_404(conversation, message_id)
-    if reply.is_active:
-        services.reply_stop(reply=reply)
+    services.reply_stop(reply=_reply_or_404(conversation, message_id))
     return HttpResponse(status=204)
 
 

@@ -221,3 +221,31 @@ async def test_shutdown_as_the_turn_joins_its_follow_up_ends_the_follow_up_unsta
         ("assistant", status, "", error),
     ]
     assert len(fake_upstream.requests) == 1
+
+
+def test_stop_for_a_reply_done_stops_only_its_own_turns_follow_up(user, monkeypatch):
+    """Stop sent for a reply that ended in a tool round reaches the follow-up carrying its
+    turn on; sent for a reply done otherwise, or once a later turn streams, it stops nothing."""
+    cancels: list[int] = []
+    monkeypatch.setattr(events, "request_cancel", cancels.append)
+    conversation = services.conversation_create(owner=user)
+
+    def add(parent, role, status="complete", **fields):
+        return Message.objects.create(
+            conversation=conversation, parent=parent, role=role, status=status, **fields
+        )
+
+    question = add(None, "user", content="look it up")
+    calling = add(question, "assistant", finish_reason="tool_calls")
+    result = add(calling, "tool", content="found")
+    follow_up = add(result, "assistant", status="streaming")
+    services.reply_stop(reply=calling)
+    assert cancels == [follow_up.pk]
+
+    Message.objects.filter(pk=follow_up.pk).update(status="complete", finish_reason="stop")
+    later = add(add(follow_up, "user", content="and then?"), "assistant", status="streaming")
+    for done in (calling, follow_up):
+        services.reply_stop(reply=Message.objects.get(pk=done.pk))
+    assert cancels == [follow_up.pk]
+    services.reply_stop(reply=later)
+    assert cancels == [follow_up.pk, later.pk]

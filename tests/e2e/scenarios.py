@@ -28,9 +28,11 @@ def slow_plan(fake_upstream: FakeUpstream, tokens: list[str] = SLOW_TOKENS, dela
     return "".join(tokens)
 
 
-def slow_tool_plan(fake_upstream: FakeUpstream, calls: int) -> None:
+def slow_tool_plan(
+    fake_upstream: FakeUpstream, calls: int, answer: list[str] | None = None, delay: float = 0.0
+) -> None:
     """The first request answers "Looking it up." and calls the slow tool (tests/slow_tool.py)
-    `calls` times; every later one answers "Found it."."""
+    `calls` times; every later one answers "Found it." (or `answer`, a token each `delay`)."""
 
     async def plan(request: FakeRequest):
         if request.index == 0:
@@ -50,7 +52,7 @@ def slow_tool_plan(fake_upstream: FakeUpstream, calls: int) -> None:
                 b"data: [DONE]\n\n",
             ]
             return await request.stream(pieces)
-        return await request.stream(reply_events(["Found ", "it."]))
+        return await request.stream(reply_events(answer or ["Found ", "it."]), delay=delay)
 
     fake_upstream.plan = plan
 

@@ -379,6 +379,34 @@ async def test_stop_while_a_tool_runs_ends_the_turn_there(
     assert len(fake_upstream.requests) == 1
 
 
+async def test_stop_sent_for_a_reply_whose_tool_round_just_ended_stops_the_follow_up(
+    start_server, fake_upstream, alice_session
+):
+    """The tab sends Stop for the reply it shows streaming; when the click and the end of
+    the tool round cross, that reply is done and the follow-up streams: Stop stops it."""
+    server = start_server(CHAT_TOOLS_ENABLED="true", CHAT_TEST_SLOW_TOOL_SECONDS="0")
+    answer = [f"word{i} " for i in range(100)]
+    scenarios.slow_tool_plan(fake_upstream, calls=1, answer=answer, delay=0.05)
+    client, conversation_id, ws, reply_id = await converse(server, alice_session, "look it up")
+
+    async def follow_up_streaming() -> bool:
+        return await Message.objects.filter(
+            conversation_id=conversation_id, role="assistant", pk__gt=reply_id, status="streaming"
+        ).aexists()
+
+    await wait_for(follow_up_streaming, timeout=10)
+    assert (await Message.objects.aget(pk=reply_id)).status == "complete"
+    assert (await client.stop(conversation_id, reply_id)).status_code == 204
+    follow_up = await Message.objects.filter(conversation_id=conversation_id).alatest("id")
+    await read_until_finished(ws, PageModel(), follow_up.pk)
+    await finish(client, ws)
+    follow_up = await Message.objects.aget(pk=follow_up.pk)
+    assert follow_up.status == "cancelled"
+    assert "".join(answer).startswith(follow_up.content) and follow_up.content != "".join(answer)
+    assert fake_upstream.requests[1].disconnected and not fake_upstream.requests[1].finished
+    assert (await Message.objects.aget(pk=reply_id)).status == "complete"
+
+
 async def test_reasoning_streams_into_thinking_and_usage_is_shown(
     start_server, fake_upstream, alice_session
 ):
