@@ -292,6 +292,8 @@ def reply_stop(*, reply: Message) -> None:
         follow_up = _turn_follow_up(reply)
         if follow_up is None:
             return
+        # The turn's worker may not be in the follow-up's group yet; it is in this reply's.
+        events.request_cancel(reply.pk)
         reply = follow_up
     cancelled = Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).update(
         status=Message.Status.CANCELLED, completed=timezone.now()

@@ -240,12 +240,44 @@ def test_stop_for_a_reply_done_stops_only_its_own_turns_follow_up(user, monkeypa
     result = add(calling, "tool", content="found")
     follow_up = add(result, "assistant", status="streaming")
     services.reply_stop(reply=calling)
-    assert cancels == [follow_up.pk]
+    # To the turn's worker by the reply named too: it may not be in the follow-up's group yet.
+    assert cancels == [calling.pk, follow_up.pk]
 
     Message.objects.filter(pk=follow_up.pk).update(status="complete", finish_reason="stop")
     later = add(add(follow_up, "user", content="and then?"), "assistant", status="streaming")
     for done in (calling, follow_up):
         services.reply_stop(reply=Message.objects.get(pk=done.pk))
-    assert cancels == [follow_up.pk]
+    assert cancels == [calling.pk, follow_up.pk]
     services.reply_stop(reply=later)
-    assert cancels == [follow_up.pk, later.pk]
+    assert cancels == [calling.pk, follow_up.pk, later.pk]
+
+
+async def test_stop_named_for_the_reply_whose_round_just_ended_stops_the_turn_where_it_is(
+    user, lookup, fake_upstream, monkeypatch
+):
+    """The Stop reaches the worker by the group of the reply the tab named, done by now, while
+    the turn joins its follow-up's: the follow-up, where the turn is, ends stopped."""
+    lookup.may_end.set()
+    joining, may_join = asyncio.Event(), asyncio.Event()
+    join = events.join_generation
+    runner, reply, turn = await start_turn(user)
+
+    async def held_join(message_id, channel_name):
+        if message_id != reply.pk:
+            joining.set()
+            await may_join.wait()
+        await join(message_id, channel_name)
+
+    monkeypatch.setattr(events, "join_generation", held_join)
+    await asyncio.wait_for(joining.wait(), 10)
+    runner.cancel_for_channel_event({"type": "generation.cancel", "message_id": reply.pk})
+    may_join.set()
+    await ended(turn)
+
+    assert (await rows(reply))[1:] == [
+        ("assistant", "complete", "Looking it up.", ""),
+        ("tool", "complete", '{"result": "found"}', ""),
+        ("assistant", "cancelled", "", ""),
+    ]
+    assert len(fake_upstream.requests) == 1
+    assert runner.tasks == {} and runner.turn_generations == {}

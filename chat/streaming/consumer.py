@@ -95,7 +95,11 @@ class GenerationRunner:
         self.reserved = 0
         self._capacity_freed = asyncio.Event()
         self.generations: dict[int, Generation] = {}
+        # Every reply of a running turn (the first, its tool rounds' follow-ups) -> its task,
+        # and each turn's task -> the reply it is on: a Stop for any reply of the turn stops
+        # the turn where it is (a tab may name the reply whose tool round has just ended).
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.turn_generations: dict[asyncio.Task[None], Generation] = {}
         self.cancel_requested: set[int] = set()
         self._keep: set[asyncio.Task[Any]] = set()
         self.accepting = True
@@ -182,6 +186,7 @@ class GenerationRunner:
                     generation.stop(by_user=True)
                 self.generations[reply.pk] = generation
                 self.tasks[reply.pk] = turn_task
+                self.turn_generations[turn_task] = generation
                 try:
                     if reply.pk not in joined:  # a follow-up, streaming for this worker already
                         joined.append(reply.pk)
@@ -201,8 +206,6 @@ class GenerationRunner:
                 finally:
                     self.generations.pop(reply.pk, None)
                     self.cancel_requested.discard(reply.pk)
-                    if reply.pk != message_id:
-                        self.tasks.pop(reply.pk, None)
                 reply = generation.next_reply
                 tool_round += 1
         except asyncio.CancelledError:
@@ -210,7 +213,9 @@ class GenerationRunner:
         except Exception:
             logger.exception("generation task for message %s failed", message_id)
         finally:
-            self.tasks.pop(message_id, None)
+            for reply_id in [message_id, *joined]:
+                self.tasks.pop(reply_id, None)
+            self.turn_generations.pop(turn_task, None)
             self.cancel_requested.discard(message_id)
             self.release()
             for joined_id in joined:
@@ -220,7 +225,7 @@ class GenerationRunner:
         task = self.tasks.get(message_id)
         if task is None:
             return False
-        generation = self.generations.get(message_id)
+        generation = self.generations.get(message_id) or self.turn_generations.get(task)
         if generation is None and by_user:
             # Claimed (or being claimed) but not started: it stops as it starts.
             self.cancel_requested.add(message_id)
