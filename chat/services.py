@@ -256,26 +256,6 @@ def message_submit(
     return user_message, reply
 
 
-def _turn_follow_up(reply: Message) -> Message | None:
-    """The reply still generated that carries on `reply`'s turn after its tool rounds."""
-    if reply.role != Message.Role.ASSISTANT or reply.finish_reason != "tool_calls":
-        return None
-    later = {
-        message.pk: message
-        for message in Message.objects.filter(
-            conversation_id=reply.conversation_id, pk__gt=reply.pk
-        ).only("pk", "parent_id", "role", "status", "conversation_id")
-    }
-    for message in later.values():
-        if message.role == Message.Role.ASSISTANT and message.is_active:
-            first = message  # back through the turn's tool rounds, not past its question
-            while first.parent_id in later and later[first.parent_id].role != Message.Role.USER:
-                first = later[first.parent_id]
-            if first.parent_id == reply.pk:
-                return message
-    return None
-
-
 def _submission(conversation: Conversation, key: uuid.UUID) -> tuple[Message, Message] | None:
     user_message = conversation.messages.filter(idempotency_key=key).first()
     if user_message is None:
@@ -286,15 +266,14 @@ def _submission(conversation: Conversation, key: uuid.UUID) -> tuple[Message, Me
 
 def reply_stop(*, reply: Message) -> None:
     """Stop a reply: a queued one is cancelled here, a streaming one by its worker. A reply
-    that has just ended its turn's tool round stops the follow-up carrying the turn on: the
-    tab sent Stop for the reply it showed as the round ended. A reply done is left alone."""
+    that has just ended in a tool round stops its turn where it is (the follow-up): the tab
+    sent Stop for the reply it showed as the round ended, and the turn's worker, in that
+    reply's group until the turn ends, takes it for the turn. Any other reply done is left
+    alone."""
     if not reply.is_active:
-        follow_up = _turn_follow_up(reply)
-        if follow_up is None:
-            return
-        # The turn's worker may not be in the follow-up's group yet; it is in this reply's.
-        events.request_cancel(reply.pk)
-        reply = follow_up
+        if reply.finish_reason == "tool_calls":
+            events.request_cancel(reply.pk)
+        return
     cancelled = Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).update(
         status=Message.Status.CANCELLED, completed=timezone.now()
     )

@@ -232,8 +232,8 @@ class GenerationRunner:
             return True
         if generation is not None:
             generation.stop(by_user=by_user)
-        else:
-            task.cancel()
+        if generation is None or not generation.started:
+            task.cancel()  # the turn waits between replies (joining the next one's group)
         return True
 
     def cancel_for_channel_event(self, message: dict[str, Any]) -> None:

