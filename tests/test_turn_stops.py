@@ -5,7 +5,7 @@ group. The turn ends there, each reply saved as stopped (unless another worker h
 nothing is left streaming or asked of the model again.
 
 In process: a real runner and its generations, the real database and the fake upstream on
-loopback; the tool waits for the test, and the round's save can be held."""
+loopback; the tool waits for the test, and the round's save and the group join can be held."""
 
 from __future__ import annotations
 
@@ -95,6 +95,48 @@ async def rows(reply: Message) -> list[tuple[str, str, str, str]]:
     ]
 
 
+class Held:
+    """A call held where it starts until `release()`; `reached` is set when one arrives."""
+
+    def __init__(self) -> None:
+        self.reached, self._may_go = asyncio.Event(), asyncio.Event()
+
+    async def wait_reached(self) -> None:
+        await asyncio.wait_for(self.reached.wait(), 10)
+
+    async def hold(self) -> None:
+        self.reached.set()
+        await self._may_go.wait()
+
+    def release(self) -> None:
+        self._may_go.set()
+
+
+def hold_round_save(monkeypatch) -> Held:
+    """The save of the tool round, held."""
+    held, save_round = Held(), services.reply_finish_with_tool_round
+
+    async def saving(**kwargs):
+        await held.hold()
+        return await save_round(**kwargs)
+
+    monkeypatch.setattr(services, "reply_finish_with_tool_round", saving)
+    return held
+
+
+def hold_follow_up_join(monkeypatch, first: Message) -> Held:
+    """The turn's join of a follow-up's generation group (not of `first`'s), held."""
+    held, join = Held(), events.join_generation
+
+    async def joining(message_id, channel_name):
+        if message_id != first.pk:
+            await held.hold()
+        await join(message_id, channel_name)
+
+    monkeypatch.setattr(events, "join_generation", joining)
+    return held
+
+
 @pytest.mark.parametrize("by", ["user", "server"])
 async def test_stopped_while_the_tool_runs_the_turn_ends_there(user, lookup, fake_upstream, by):
     """The tool is still running when the turn has ended: the reply is saved stopped with its
@@ -125,20 +167,12 @@ async def test_stopped_while_the_round_is_saved_its_follow_up_ends_unstarted(
     is saved stopped too, at once, not left to recovery once its lease lapses; the model is not
     asked for it."""
     lookup.may_end.set()
-    saving, may_save = asyncio.Event(), asyncio.Event()
-    save_round = services.reply_finish_with_tool_round
-
-    async def held(**kwargs):
-        saving.set()
-        await may_save.wait()
-        return await save_round(**kwargs)
-
-    monkeypatch.setattr(services, "reply_finish_with_tool_round", held)
+    save = hold_round_save(monkeypatch)
     runner, reply, turn = await start_turn(user)
-    await asyncio.wait_for(saving.wait(), 10)
+    await save.wait_reached()
 
     assert runner.cancel(reply.pk, by_user=by == "user")
-    may_save.set()
+    save.release()
     await ended(turn)
 
     status, error = STOPPED[by]
@@ -185,30 +219,14 @@ async def test_shutdown_as_the_turn_joins_its_follow_up_ends_the_follow_up_unsta
     as the task itself, not through a reply's `stop`, while it joins the follow-up's group.
     A Stop that came before stays a Stop."""
     lookup.may_end.set()
-    saving, may_save = asyncio.Event(), asyncio.Event()
-    joining, may_join = asyncio.Event(), asyncio.Event()
-    save_round, join = services.reply_finish_with_tool_round, events.join_generation
-
-    async def held_save(**kwargs):
-        saving.set()
-        await may_save.wait()
-        return await save_round(**kwargs)
-
+    save = hold_round_save(monkeypatch)
     runner, reply, turn = await start_turn(user)
-
-    async def held_join(message_id, channel_name):
-        if message_id != reply.pk:
-            joining.set()
-            await may_join.wait()
-        await join(message_id, channel_name)
-
-    monkeypatch.setattr(services, "reply_finish_with_tool_round", held_save)
-    monkeypatch.setattr(events, "join_generation", held_join)
-    await asyncio.wait_for(saving.wait(), 10)
+    join = hold_follow_up_join(monkeypatch, reply)
+    await save.wait_reached()
     if stop_first:
         assert runner.cancel(reply.pk, by_user=True)
-    may_save.set()
-    await asyncio.wait_for(joining.wait(), 10)
+    save.release()
+    await join.wait_reached()
     # The join never ends by itself: shutdown must not wait for it.
     await asyncio.wait_for(runner.shutdown(grace=0), 10)
     await ended(turn)
@@ -253,20 +271,11 @@ async def test_stop_named_for_the_reply_whose_round_just_ended_stops_the_turn_wh
     """The Stop reaches the worker by the group of the reply the tab named, done by now, while
     the turn joins its follow-up's: the follow-up, where the turn is, ends stopped."""
     lookup.may_end.set()
-    joining, may_join = asyncio.Event(), asyncio.Event()
-    join = events.join_generation
     runner, reply, turn = await start_turn(user)
-
-    async def held_join(message_id, channel_name):
-        if message_id != reply.pk:
-            joining.set()
-            await may_join.wait()
-        await join(message_id, channel_name)
-
-    monkeypatch.setattr(events, "join_generation", held_join)
-    await asyncio.wait_for(joining.wait(), 10)
+    join = hold_follow_up_join(monkeypatch, reply)
+    await join.wait_reached()
     runner.cancel_for_channel_event({"type": "generation.cancel", "message_id": reply.pk})
-    may_join.set()
+    join.release()
     await ended(turn)
 
     assert (await rows(reply))[1:] == [
