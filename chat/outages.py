@@ -20,11 +20,14 @@ import logging
 import math
 import threading
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from django.db import InterfaceError, InternalError, OperationalError, close_old_connections
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Waits between attempts while a service is away: doubling from the first to the last.
 FIRST_RETRY_DELAY = 0.1
@@ -181,6 +184,28 @@ def _database_accepts_connections() -> bool:
     except psycopg.Error:
         return False
     return row is not None and row[0] == "off"
+
+
+async def retried_while_database_away(
+    call: Callable[[], Awaitable[T]], *, within: float | None = None
+) -> T:
+    """`await call()`, a write that must not be lost (a reply's final save, a shutdown's
+    hand-back), tried again while the database is away: what it writes waits in memory, for
+    up to `within` seconds (CHAT_DATABASE_OUTAGE_SECONDS), and then its error is raised."""
+    from asgiref.sync import sync_to_async
+    from django.conf import settings
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (settings.CHAT_DATABASE_OUTAGE_SECONDS if within is None else within)
+    while True:
+        if await database_answers() or loop.time() >= deadline:
+            try:
+                return await call()
+            except DATABASE_ERRORS as error:
+                await sync_to_async(database_failed)(error)
+                if loop.time() >= deadline:
+                    raise
+        await asyncio.sleep(FIRST_RETRY_DELAY)
 
 
 def database_failed(error: BaseException) -> None:

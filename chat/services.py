@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
@@ -274,13 +274,19 @@ def reply_stop(*, reply: Message) -> None:
         if reply.finish_reason == "tool_calls":
             events.request_cancel(reply.pk)
         return
-    cancelled = Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).update(
-        status=Message.Status.CANCELLED, completed=timezone.now()
-    )
-    if cancelled:
+    if _cancel_if_queued(reply.pk):
         transaction.on_commit(lambda: events.message_finished_sync(reply.conversation_id, reply.pk))
     else:
         events.request_cancel(reply.pk)
+
+
+def _cancel_if_queued(message_id: int) -> bool:
+    """Cancel the reply if it is still queued (pending): True if it was."""
+    return bool(
+        Message.objects.filter(pk=message_id, status=Message.Status.PENDING).update(
+            status=Message.Status.CANCELLED, completed=timezone.now()
+        )
+    )
 
 
 # --- Called by the streaming consumer --------------------------------------------------------
@@ -681,6 +687,55 @@ def replies_interrupt_expired() -> list[Message]:
         if updated:
             interrupted.append(message)
     return interrupted
+
+
+async def replies_hand_back(
+    *, worker_id: str, message_ids: list[int], stopped_ids: list[int]
+) -> tuple[list[int], list[Message]]:
+    """Put back in the queue the replies among `message_ids` that this worker claimed and
+    leaves without having streamed any of them (its server is stopping): the ids of those of
+    `message_ids` pending now, for any worker to take, and the replies among them a user
+    stopped meanwhile (`stopped_ids`), saved cancelled instead. The caller names only replies
+    with nothing streamed: the text saved is what was there before the claim."""
+    return await sync_to_async(_hand_back)(worker_id, message_ids, set(stopped_ids))
+
+
+async def reply_cancel_queued(*, message_id: int) -> Message | None:
+    """Cancel a reply that is still queued (pending); the reply, if it was."""
+    return await sync_to_async(_cancel_queued)(message_id)
+
+
+def _cancel_queued(message_id: int) -> Message | None:
+    reply = Message.objects.filter(pk=message_id).only("pk", "conversation_id").first()
+    return reply if reply is not None and _cancel_if_queued(message_id) else None
+
+
+def _hand_back(
+    worker_id: str, message_ids: list[int], stopped_ids: set[int]
+) -> tuple[list[int], list[Message]]:
+    with transaction.atomic():  # all or nothing: a retry after an error sees every reply again
+        return _hand_back_now(worker_id, message_ids, stopped_ids)
+
+
+def _hand_back_now(
+    worker_id: str, message_ids: list[int], stopped_ids: set[int]
+) -> tuple[list[int], list[Message]]:
+    ours = Q(status=Message.Status.STREAMING, lease_owner=worker_id)
+    now = timezone.now()
+    cancelled = []
+    for reply in Message.objects.filter(pk__in=stopped_ids.intersection(message_ids)).only(
+        "pk", "conversation_id"
+    ):
+        if Message.objects.filter(ours | Q(status=Message.Status.PENDING), pk=reply.pk).update(
+            status=Message.Status.CANCELLED, lease_owner="", lease_expires=None, completed=now
+        ):
+            cancelled.append(reply)
+    back = [pk for pk in message_ids if pk not in stopped_ids]
+    Message.objects.filter(ours, pk__in=back).update(
+        status=Message.Status.PENDING, lease_owner="", lease_expires=None
+    )
+    pending = Message.objects.filter(pk__in=back, status=Message.Status.PENDING)
+    return list(pending.values_list("pk", flat=True)), cancelled
 
 
 def replies_requeue_unclaimed(*, older_than: float) -> list[int]:

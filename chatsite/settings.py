@@ -367,7 +367,8 @@ CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 2.0)
 CHAT_LEASE_SECONDS = env_float("CHAT_LEASE_SECONDS", 15.0)
 # A pending reply no worker has claimed after this long is offered to the workers again.
 CHAT_REQUEUE_SECONDS = env_float("CHAT_REQUEUE_SECONDS", 60.0)
-# On SIGTERM a worker waits this long for replies in flight before saving them interrupted.
+# On SIGTERM a worker waits this long for replies in flight before saving them interrupted
+# (with all their text); one with no text yet goes back to the queue for another worker.
 CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 0.0)
 # A reply rides out Redis being away this long (its frames are skipped, tabs catch up when
 # their socket is back); past it, the reply ends interrupted with all its text.

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from daphne.http_protocol import WebRequest
 from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
 
 from chatsite import daphne_shutdown
 
@@ -40,3 +42,33 @@ async def test_stopping_cancels_the_sockets_listed_after_an_upgraded_request() -
         with pytest.raises(asyncio.CancelledError):
             await socket
     await asyncio.wait_for(stopped, 5)  # Twisted's wait for them all ends once they have
+
+
+async def test_stopping_closes_each_socket_and_lets_requests_finish(monkeypatch) -> None:
+    """An open socket is closed with 4013 (the page reconnects, to another process) as its
+    consumer is cancelled: it used to stay open and silent until the process ended, which the
+    shutdown's grace period makes long. A request being answered is let finish, for up to
+    REQUEST_GRACE_SECONDS, and only then cancelled."""
+    monkeypatch.setattr(daphne_shutdown, "REQUEST_GRACE_SECONDS", 0.5)
+    daphne_shutdown.install()
+    server = Server(application=None, endpoints=["tcp:port=0:interface=127.0.0.1"])  # never run
+    closed: list[int | None] = []
+    socket = object.__new__(WebSocketProtocol)
+    socket.state = WebSocketProtocol.STATE_OPEN
+    socket.serverClose = lambda code=None: closed.append(code)  # type: ignore[method-assign]
+    consumer = asyncio.ensure_future(asyncio.sleep(3600))
+    quick = asyncio.ensure_future(asyncio.sleep(0.1, "answered"))
+    slow = asyncio.ensure_future(asyncio.sleep(3600))
+    server.connections = {
+        socket: {"connected": 0.0, "application_instance": consumer},
+        object.__new__(WebRequest): {"connected": 0.0, "application_instance": quick},
+        object.__new__(WebRequest): {"connected": 0.0, "application_instance": slow},
+    }
+    stopped = asyncio.get_running_loop().create_future()
+    server.kill_all_applications().addBoth(stopped.set_result)
+    assert closed == [4013]
+    await asyncio.sleep(0)
+    assert consumer.cancelled() and not quick.done() and not slow.done()
+    await asyncio.wait_for(stopped, 5)
+    assert quick.result() == "answered"
+    assert slow.cancelled()

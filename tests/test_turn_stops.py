@@ -15,6 +15,7 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from chat import events, services, tools
 from chat.models import Message
@@ -86,6 +87,20 @@ async def ended(turn: asyncio.Task[None]) -> None:
     """The turn's task ends, cancelled (as a stopped turn does, for shutdown's bookkeeping)."""
     await asyncio.wait({turn}, timeout=10)
     assert turn.cancelled()
+
+
+async def offered() -> list[int]:
+    """The replies offered on the shared channel since the last call (on Redis, the channel
+    outlives a test: a test that reads it calls this first)."""
+    layer = get_channel_layer()
+    found = []
+    while True:
+        try:
+            message = await asyncio.wait_for(layer.receive(settings.CHAT_STREAM_CHANNEL), 0.3)
+        except TimeoutError:
+            return found
+        assert message["type"] == "generate"
+        found.append(message["message_id"])
 
 
 async def rows(reply: Message) -> list[tuple[str, str, str, str]]:
@@ -217,7 +232,9 @@ async def test_shutdown_as_the_turn_joins_its_follow_up_ends_the_follow_up_unsta
 ):
     """Shutdown cancels every turn's task; the turn's first reply is done, so the cancel comes
     as the task itself, not through a reply's `stop`, while it joins the follow-up's group.
-    A Stop that came before stays a Stop."""
+    The follow-up, unstarted, goes back to the queue for another worker to answer from the
+    tool's result (tests/test_shutdown_hand_back.py); a Stop that came before stays a Stop."""
+    await offered()
     lookup.may_end.set()
     save = hold_round_save(monkeypatch)
     runner, reply, turn = await start_turn(user)
@@ -231,12 +248,44 @@ async def test_shutdown_as_the_turn_joins_its_follow_up_ends_the_follow_up_unsta
     await asyncio.wait_for(runner.shutdown(grace=0), 10)
     await ended(turn)
 
-    status, error = STOPPED["user" if stop_first else "server"]
+    status, error = STOPPED["user"] if stop_first else ("pending", "")
     assert (await rows(reply))[1:] == [
         ("assistant", "complete", "Looking it up.", ""),
         ("tool", "complete", '{"result": "found"}', ""),
         ("assistant", status, "", error),
     ]
+    follow_up = await Message.objects.order_by("-id").afirst()
+    assert follow_up is not None and follow_up.lease_expires is None
+    assert await offered() == ([] if stop_first else [follow_up.pk])
+    assert len(fake_upstream.requests) == 1
+
+
+async def test_shutdown_as_the_round_is_saved_hands_its_follow_up_back(
+    user, lookup, fake_upstream, monkeypatch
+):
+    """The shutdown's cancel comes while the round is saved: the save completes, making the
+    follow-up streaming for this worker after the shutdown began. It goes back to the queue
+    too (not left streaming until its lease lapses), to be answered from the tool's result."""
+    await offered()
+    lookup.may_end.set()
+    save = hold_round_save(monkeypatch)
+    runner, reply, turn = await start_turn(user)
+    await save.wait_reached()
+
+    shutdown = asyncio.create_task(runner.shutdown(grace=0))
+    await asyncio.sleep(0.05)  # the turn's cancel is in
+    save.release()
+    await asyncio.wait_for(shutdown, 10)
+    await ended(turn)
+
+    assert (await rows(reply))[1:] == [
+        ("assistant", "complete", "Looking it up.", ""),
+        ("tool", "complete", '{"result": "found"}', ""),
+        ("assistant", "pending", "", ""),
+    ]
+    follow_up = await Message.objects.order_by("-id").afirst()
+    assert follow_up is not None and (follow_up.lease_owner, follow_up.lease_expires) == ("", None)
+    assert await offered() == [follow_up.pk]
     assert len(fake_upstream.requests) == 1
 
 

@@ -21,12 +21,16 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from .. import events, services
+from .. import events, outages, services
+from ..models import Message
 from ..outages import ChannelLayerAway
 from .dispatch import DirectEventDispatch, Inbox, dispatch_many
 from .generation import Generation
 
 logger = logging.getLogger(__name__)
+
+# How long a stopping worker waits for the database to hand back the replies it had not begun.
+HAND_BACK_DATABASE_SECONDS = 5.0
 
 
 def new_worker_id() -> str:
@@ -101,6 +105,10 @@ class GenerationRunner:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.turn_generations: dict[asyncio.Task[None], Generation] = {}
         self.cancel_requested: set[int] = set()
+        # At shutdown: the replies left claimed with nothing streamed, to hand back, and those
+        # a user stopped meanwhile (they end cancelled instead).
+        self.left_for_hand_back: set[int] = set()
+        self.stops_while_stopping: set[int] = set()
         self._keep: set[asyncio.Task[Any]] = set()
         self.accepting = True
         # The inbox of this loop's streaming consumer while it runs: `start_here` hands it
@@ -173,7 +181,7 @@ class GenerationRunner:
         try:
             await events.join_generation(message_id, channel_name)
             joined.append(message_id)
-            reply = await services.reply_claim(message_id=message_id, worker_id=self.worker_id)
+            reply = await self._claim(message_id)
             tool_round = 0
             stopped_reply: Generation | None = None  # the turn's reply that was stopped
             while reply is not None:  # None: cancelled while queued, or another worker has it
@@ -206,6 +214,8 @@ class GenerationRunner:
                 finally:
                     self.generations.pop(reply.pk, None)
                     self.cancel_requested.discard(reply.pk)
+                    if generation.left_for_hand_back:
+                        self.left_for_hand_back.add(reply.pk)
                 reply = generation.next_reply
                 tool_round += 1
         except asyncio.CancelledError:
@@ -221,9 +231,29 @@ class GenerationRunner:
             for joined_id in joined:
                 self._background(events.leave_generation(joined_id, channel_name))
 
-    def cancel(self, message_id: int, *, by_user: bool) -> bool:
+    async def _claim(self, message_id: int) -> Message | None:
+        """`services.reply_claim`. A cancel (shutdown) that comes while the claim runs in the
+        database's thread, which nothing can stop, waits for its end: the turn ends after it,
+        so the shutdown's hand-back comes after a claim that took the reply."""
+        claim = asyncio.ensure_future(
+            services.reply_claim(message_id=message_id, worker_id=self.worker_id)
+        )
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            await asyncio.wait({claim})
+            if not claim.cancelled() and claim.exception() is not None:
+                logger.warning("claim of message %s failed", message_id, exc_info=claim.exception())
+            raise
+
+    def cancel(self, message_id: int, *, by_user: bool, hand_back: bool = False) -> bool:
+        if by_user and not self.accepting:
+            self.stops_while_stopping.add(message_id)  # in case the reply is handed back
         task = self.tasks.get(message_id)
         if task is None:
+            if by_user and not self.accepting:
+                # Its turn ended in the shutdown: handed back already, it is queued.
+                self._background(self._cancel_queued(message_id))
             return False
         generation = self.generations.get(message_id) or self.turn_generations.get(task)
         if generation is None and by_user:
@@ -231,7 +261,7 @@ class GenerationRunner:
             self.cancel_requested.add(message_id)
             return True
         if generation is not None:
-            generation.stop(by_user=by_user)
+            generation.stop(by_user=by_user, hand_back=hand_back)
         if generation is None or not generation.started:
             task.cancel()  # the turn waits between replies (joining the next one's group)
         return True
@@ -252,13 +282,61 @@ class GenerationRunner:
         )
 
     async def shutdown(self, *, grace: float) -> None:
-        """Stop: wait up to `grace` seconds, then cancel what still runs; each generation saves
-        itself as `interrupted` with all its text."""
+        """Stop: wait up to `grace` seconds, then cancel what still runs. Each reply that has
+        streamed something is saved `interrupted` with all its text; one that has not (it
+        waited for the model's first token, or was still being claimed) goes back to the
+        queue, for another worker now or this server's recovery when it starts again."""
         self.accepting = False
         tasks = set(self.tasks.values())
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)
+        # Turns with no Generation yet are joining their reply's group or claiming it (a Stop
+        # for one is remembered in `cancel_requested` until its turn ends).
+        unstarted = [
+            message_id
+            for message_id, task in self.tasks.items()
+            if message_id not in self.generations and task not in self.turn_generations
+        ]
+        self.stops_while_stopping.update(self.cancel_requested.intersection(unstarted))
         for message_id in list(self.tasks):
-            self.cancel(message_id, by_user=False)
+            self.cancel(message_id, by_user=False, hand_back=True)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self._hand_back([*unstarted, *self.left_for_hand_back])
+
+    async def _hand_back(self, message_ids: list[int]) -> None:
+        """Put these replies, claimed (or about to be) and not begun, back in the queue and
+        offer them on the shared channel; those a user stopped meanwhile end cancelled. While
+        the database is away this waits for it for HAND_BACK_DATABASE_SECONDS (the final saves
+        before it may have waited CHAT_DATABASE_OUTAGE_SECONDS); past that, recovery ends them
+        interrupted once their leases lapse, with nothing of theirs lost."""
+        if not message_ids:
+            return
+        try:
+            pending, cancelled = await outages.retried_while_database_away(
+                lambda: services.replies_hand_back(
+                    worker_id=self.worker_id,
+                    message_ids=message_ids,
+                    stopped_ids=list(self.stops_while_stopping),
+                ),
+                within=HAND_BACK_DATABASE_SECONDS,
+            )
+            for reply in cancelled:
+                await events.message_finished(reply.conversation_id, reply.pk)
+            for message_id in pending:
+                await events.request_generation_async(message_id)
+        except Exception:  # recovery offers them later, or marks them interrupted
+            logger.exception("handing back %d replies failed", len(message_ids))
+            return
+        if pending:
+            logger.info("handed back %d replies that had not started", len(pending))
+
+    async def _cancel_queued(self, message_id: int) -> None:
+        """A Stop that came once the reply's turn had ended in the shutdown: the reply is
+        cancelled if it is still queued (handed back, and no worker has taken it)."""
+        try:
+            reply = await services.reply_cancel_queued(message_id=message_id)
+            if reply is not None:
+                await events.message_finished(reply.conversation_id, reply.pk)
+        except Exception:
+            logger.exception("could not stop message %s", message_id)

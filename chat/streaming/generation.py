@@ -110,6 +110,10 @@ class Generation:
     next_reply: Message | None = None  # the follow-up reply after a tool round
     stream: CompletionStream | None = None
     interruption: str = field(default="", init=False)  # why the server stopped it, if known
+    # Stopped by the server's shutdown: a reply that has streamed nothing yet is left unsaved,
+    # claimed, for the runner to put back in the queue (`left_for_hand_back` once it is).
+    hand_back: bool = field(default=False, init=False)
+    left_for_hand_back: bool = field(default=False, init=False)
     started_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     _saved_content: str = ""
@@ -192,6 +196,11 @@ class Generation:
             else:
                 outcome = self._outcome_of_stream()
         except asyncio.CancelledError:
+            if self._goes_back_to_the_queue():
+                self.left_for_hand_back = True
+                heartbeats.discard(self)
+                await coalescer.aclose()  # nothing is pending: no frame goes out
+                raise
             status, error = self._stopped_as()
             outcome = self._outcome(status, error=error)
             await self._finish(outcome, coalescer, heartbeats)
@@ -291,13 +300,32 @@ class Generation:
 
     def stop_like(self, other: Generation) -> None:
         """Stop as `other`, the turn's reply before this one, was stopped."""
-        self.stop(by_user=other.cancelled_by_user, reason=other.interruption)
+        self.stop(
+            by_user=other.cancelled_by_user, reason=other.interruption, hand_back=other.hand_back
+        )
 
     def _stopped_as(self) -> tuple[str, str]:
         """The status and error a stopped reply is saved with."""
         if self.cancelled_by_user:
             return Message.Status.CANCELLED, ""
         return Message.Status.INTERRUPTED, self.interruption or "The server stopped while replying."
+
+    def _goes_back_to_the_queue(self) -> bool:
+        """Whether this stopped reply is left unsaved for the runner to hand back: stopped by
+        the server's shutdown alone (not by Stop, nor for a reason of its own), before any of
+        its text, thinking or tool calls streamed. Another worker then generates it whole."""
+        completion = self.completion
+        return (
+            self.hand_back
+            and not self.cancelled_by_user
+            and not self.interruption
+            and not (
+                completion.content
+                or completion.refusal
+                or completion.reasoning
+                or completion.tool_call_list()
+            )
+        )
 
     def _offers_tools(self) -> bool:
         # The last allowed round offers no tools, so the model has to answer in words.
@@ -443,17 +471,7 @@ class Generation:
     async def _saved(self, save: Callable[[], Awaitable[T]]) -> T:
         """The final save, retried while the database is away: the reply waits in memory, for
         up to CHAT_DATABASE_OUTAGE_SECONDS."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.CHAT_DATABASE_OUTAGE_SECONDS
-        while True:
-            if await outages.database_answers() or loop.time() >= deadline:
-                try:
-                    return await save()
-                except outages.DATABASE_ERRORS as error:
-                    await sync_to_async(outages.database_failed)(error)
-                    if loop.time() >= deadline:
-                        raise
-            await asyncio.sleep(outages.FIRST_RETRY_DELAY)
+        return await outages.retried_while_database_away(save)
 
     def checkpoint(self) -> services.Checkpoint:
         """What a checkpoint saves now: the text, if it changed since the last one saved."""
@@ -468,13 +486,15 @@ class Generation:
         if "content" in checkpoint.fields:
             self._saved_content = checkpoint.fields["content"]
 
-    def stop(self, *, by_user: bool, reason: str = "") -> None:
+    def stop(self, *, by_user: bool, reason: str = "", hand_back: bool = False) -> None:
         """End the reply now, streaming or running its tools: it is saved `cancelled` (Stop)
         or `interrupted` (`reason`, or the server stopping), with all its text. A Stop stays
-        a Stop whatever comes after it."""
+        a Stop whatever comes after it. `hand_back` (the server's shutdown): if nothing of it
+        has streamed yet, it is not saved but left for the runner to put back in the queue."""
         self.stopped = True
         self.cancelled_by_user = self.cancelled_by_user or by_user
         self.interruption = self.interruption or reason
+        self.hand_back = self.hand_back or hand_back
         if self._tools_task is not None:
             self._tools_task.cancel()  # the save goes on without them (`_tool_results`)
         if self._task is not None:

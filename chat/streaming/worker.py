@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import signal
@@ -67,7 +68,8 @@ async def recovery_loop() -> None:
 class StreamWorker(Worker):
     """The Channels worker for `chat-stream`, with recovery and a graceful SIGTERM: it stops
     taking generations, lets those in flight finish for CHAT_SHUTDOWN_GRACE_SECONDS, then saves
-    each remaining one as `interrupted` with all its text, and exits."""
+    each remaining one as `interrupted` with all its text (one with none yet goes back to the
+    queue: `GenerationRunner.shutdown`), and exits."""
 
     async def application_checker(self) -> None:
         """Nothing to poll: asgiref's checker woke ten times a second to find application
@@ -225,8 +227,8 @@ def _stop_with_the_server(loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Ta
     """Daphne stops (on SIGTERM, say) without telling the application: as its reactor shuts
     down, stop the streaming consumer as a worker does on SIGTERM (it stops taking replies
     and recovering; those in flight get CHAT_SHUTDOWN_GRACE_SECONDS, then each is saved
-    `interrupted` with all its text), then close the upstream client, or aiohttp logs an
-    unclosed session as an error."""
+    `interrupted` with all its text, or goes back to the queue if it has none yet), then close
+    the upstream client, or aiohttp logs an unclosed session as an error."""
     try:
         from twisted.internet import reactor
         from twisted.internet.defer import Deferred
@@ -247,6 +249,8 @@ def _stop_with_the_server(loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Ta
         await close_http_clients()
 
     def stop_with_the_reactor() -> Deferred[None]:
-        return Deferred.fromFuture(loop.create_task(stop()))
+        # In a context of its own: the signal's callback may have copied a request's, whose
+        # thread-sensitive calls go to that request's thread (or fail once it has ended).
+        return Deferred.fromFuture(loop.create_task(stop(), context=contextvars.Context()))
 
     cast(Any, reactor).addSystemEventTrigger("before", "shutdown", stop_with_the_reactor)

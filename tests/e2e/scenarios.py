@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 from chat.models import Message
 from tests.fake_upstream import FakeRequest, FakeUpstream, chunk, reply_events, sse
@@ -26,6 +27,36 @@ def slow_plan(fake_upstream: FakeUpstream, tokens: list[str] = SLOW_TOKENS, dela
 
     fake_upstream.plan = plan
     return "".join(tokens)
+
+
+async def long_reply_under_way(
+    sender: ChatClient, conversation_id: Any, ws: Any, page: PageModel, chars: int = 40
+) -> int:
+    """Send a message (its reply streams slowly: `slow_plan`) and read `ws` until `page`
+    shows `chars` characters of the reply; the reply's id."""
+    reply_id = reply_id_from(await sender.send(conversation_id, "long one"))
+    while len(page.content(reply_id)) < chars:
+        page.apply(await asyncio.wait_for(ws.recv(), 10))
+    return reply_id
+
+
+def first_answer_held(fake_upstream: FakeUpstream) -> None:
+    """The first request gets its response's headers and then nothing (a model that has not
+    produced its first token), until its client goes away; every later one answers at once."""
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            never = asyncio.Event()
+
+            async def wait_forever(index: int) -> None:
+                await never.wait()
+
+            return await request.stream(
+                reply_events(fake_upstream.tokens), before_piece=wait_forever
+            )
+        return await request.stream(reply_events(fake_upstream.tokens))
+
+    fake_upstream.plan = plan
 
 
 def slow_tool_plan(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import httpx
 import pytest
 
 from chat.models import Message
@@ -194,9 +195,7 @@ async def test_a_server_stopped_with_sigterm_saves_all_text_received(
     conversation_id = await client.create_conversation()
     page = PageModel()
     async with client.socket(conversation_id) as ws:
-        reply_id = reply_id_from(await client.send(conversation_id, "long one"))
-        while len(page.content(reply_id)) < 40:
-            page.apply(await asyncio.wait_for(ws.recv(), 10))
+        reply_id = await scenarios.long_reply_under_way(client, conversation_id, ws, page)
         assert f"(event loop: {event_loop})" in server.log_text()
         server.signal(signal.SIGTERM)
         seen_at_sigterm = page.content(reply_id)
@@ -239,6 +238,75 @@ async def test_a_reply_left_pending_by_a_dead_server_is_generated_by_the_next(
 
     await wait_for(complete, timeout=15)
     assert (await Message.objects.aget(pk=reply_id)).content == "Hello, world!"
+
+
+async def test_a_server_stopped_with_a_grace_period_finishes_the_reply_first(
+    start_server, fake_upstream, alice_session
+):
+    """CHAT_SHUTDOWN_GRACE_SECONDS: SIGTERM lets a reply in flight finish (and be saved
+    complete) before the server exits. Meanwhile it takes no new connection: a tab must
+    reconnect to a server that stays (chatsite.daphne_shutdown)."""
+    server = start_server(CHAT_SHUTDOWN_GRACE_SECONDS="20")
+    expected = scenarios.slow_plan(fake_upstream, tokens=scenarios.SLOW_TOKENS * 2, delay=0.03)
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    page = PageModel()
+    async with client.socket(conversation_id) as ws:
+        reply_id = await scenarios.long_reply_under_way(client, conversation_id, ws, page)
+        server.signal(signal.SIGTERM)
+        # Its socket is closed at once, with the code on which the page reconnects (to
+        # another process), not left open and silent for the grace period.
+        await asyncio.wait_for(ws.wait_closed(), 3)
+        assert ws.close_code == 4013
+
+        async def refused() -> bool:
+            try:
+                async with httpx.AsyncClient() as http:
+                    await http.get(f"{server.url}/accounts/login/", timeout=1)
+            except httpx.ConnectError:
+                return True
+            return False
+
+        await wait_for(refused, timeout=3)
+        assert server.process.poll() is None  # still finishing the reply
+        assert await asyncio.to_thread(server.process.wait, 20) == 0
+    await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("complete", expected)
+    assert not fake_upstream.requests[0].disconnected
+
+
+async def test_a_server_stopped_before_the_first_token_leaves_the_reply_for_the_next(
+    start_server, fake_upstream, alice_session
+):
+    """SIGTERM while the model has not answered yet: the reply is not saved interrupted (the
+    user would have to ask again) but handed back, pending; the next server generates it."""
+    scenarios.first_answer_held(fake_upstream)
+    server = start_server()
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    reply_id = reply_id_from(await client.send(conversation_id, "hello?"))
+
+    async def asked() -> bool:
+        return len(fake_upstream.requests) == 1
+
+    await wait_for(asked, timeout=10)
+    server.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(server.process.wait, 10) == 0
+    await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content, reply.lease_owner) == ("pending", "", "")
+    assert "handed back 1 replies that had not started" in server.log_text()
+    assert fake_upstream.requests[0].disconnected
+
+    start_server()
+
+    async def complete() -> bool:
+        return (await Message.objects.aget(pk=reply_id)).status == "complete"
+
+    await wait_for(complete, timeout=15)
+    assert (await Message.objects.aget(pk=reply_id)).content == "Hello, world!"
+    assert len(fake_upstream.requests) == 2
 
 
 async def test_a_turn_sent_from_one_tab_appears_in_the_other(

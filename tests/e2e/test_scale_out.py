@@ -127,9 +127,7 @@ async def test_a_worker_stopped_with_sigterm_saves_all_text_received(
     conversation_id = await client.create_conversation()
     page = PageModel()
     async with client.socket(conversation_id) as ws:
-        reply_id = reply_id_from(await client.send(conversation_id, "long one"))
-        while len(page.content(reply_id)) < 40:
-            page.apply(await asyncio.wait_for(ws.recv(), 10))
+        reply_id = await scenarios.long_reply_under_way(client, conversation_id, ws, page)
         owner = (await Message.objects.aget(pk=reply_id)).lease_owner
         victim = next(w for w in workers if w.worker_id == owner)
         assert f"(event loop: {event_loop})" in victim.log_text()
@@ -289,9 +287,7 @@ async def test_a_generating_web_process_stopped_with_sigterm_saves_all_text_rece
     conversation_id = await asked.create_conversation()
     page = PageModel()
     async with watching.socket(conversation_id) as ws, asked.socket(conversation_id):
-        reply_id = reply_id_from(await asked.send(conversation_id, "long one"))
-        while len(page.content(reply_id)) < 40:
-            page.apply(await asyncio.wait_for(ws.recv(), 10))
+        reply_id = await scenarios.long_reply_under_way(asked, conversation_id, ws, page)
         web[0].signal(signal.SIGTERM)
         seen_at_sigterm = page.content(reply_id)
         await read_until_finished(ws, page, reply_id, timeout=20)
@@ -314,6 +310,84 @@ async def test_a_generating_web_process_stopped_with_sigterm_saves_all_text_rece
     assert reply.status == "interrupted"
     assert reply.content.startswith(seen_at_sigterm) and expected.startswith(reply.content)
     assert page.content(reply_id) == shown(reply.content)
+
+
+async def test_a_web_process_stopped_with_a_grace_period_streams_its_reply_to_the_end(
+    cluster, fake_upstream, alice_session
+):
+    """With CHAT_SHUTDOWN_GRACE_SECONDS, the web process generating a reply goes on streaming
+    it after SIGTERM (its own sockets are closed; a tab on the other web process follows it to
+    the end) and saves it complete before it exits."""
+    web, _ = cluster(web_generates=True, CHAT_SHUTDOWN_GRACE_SECONDS="20")
+    expected = scenarios.slow_plan(fake_upstream, delay=0.03)
+    asked, watching = ChatClient(web[0], alice_session), ChatClient(web[1], alice_session)
+    conversation_id = await asked.create_conversation()
+    page = PageModel()
+    async with watching.socket(conversation_id) as ws:
+        reply_id = await scenarios.long_reply_under_way(asked, conversation_id, ws, page)
+        web[0].signal(signal.SIGTERM)
+        await read_until_finished(ws, page, reply_id, timeout=20)
+        assert await asyncio.to_thread(web[0].process.wait, 20) == 0
+    for client in (asked, watching):
+        await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("complete", expected)
+    assert reply.lease_owner.split(":")[1] == str(web[0].process.pid)
+    assert page.content(reply_id) == shown(expected)
+
+
+async def test_stop_still_ends_a_reply_its_stopping_web_process_is_finishing(
+    cluster, fake_upstream, alice_session
+):
+    """During the grace period the stopping process still hears Stop for its replies."""
+    web, _ = cluster(web_generates=True, CHAT_SHUTDOWN_GRACE_SECONDS="20")
+    scenarios.slow_plan(fake_upstream, delay=0.05)
+    asked, watching = ChatClient(web[0], alice_session), ChatClient(web[1], alice_session)
+    conversation_id = await asked.create_conversation()
+    page = PageModel()
+    async with watching.socket(conversation_id) as ws:
+        reply_id = await scenarios.long_reply_under_way(asked, conversation_id, ws, page)
+        web[0].signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        assert (await watching.stop(conversation_id, reply_id)).status_code == 204
+        await read_until_finished(ws, page, reply_id, timeout=5)
+        assert await asyncio.to_thread(web[0].process.wait, 10) == 0
+    for client in (asked, watching):
+        await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.status == "cancelled"
+    assert page.content(reply_id) == shown(reply.content)
+    assert fake_upstream.requests[0].disconnected
+
+
+async def test_a_web_process_stopped_before_the_first_token_hands_the_reply_to_another(
+    cluster, fake_upstream, alice_session
+):
+    """A deploy stops the web process generating a reply whose model has not answered yet: the
+    reply goes back to the queue at once, another process streams it whole, and a tab on the
+    other web process sees all of it, as if nothing had happened."""
+    web, _ = cluster(web_generates=True)
+    scenarios.first_answer_held(fake_upstream)
+    asked, watching = ChatClient(web[0], alice_session), ChatClient(web[1], alice_session)
+    conversation_id = await asked.create_conversation()
+    page = PageModel()
+    async with watching.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await asked.send(conversation_id, "hello?"))
+
+        async def asked_the_model() -> bool:
+            return len(fake_upstream.requests) == 1
+
+        await wait_for(asked_the_model, timeout=10)
+        web[0].signal(signal.SIGTERM)
+        await read_until_finished(ws, page, reply_id, timeout=20)
+        assert await asyncio.to_thread(web[0].process.wait, 10) == 0
+    for client in (asked, watching):
+        await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("complete", "Hello, world!")
+    assert reply.lease_owner.split(":")[1] != str(web[0].process.pid)
+    assert page.content(reply_id) == shown("Hello, world!")
+    assert fake_upstream.requests[0].disconnected and len(fake_upstream.requests) == 2
 
 
 async def test_a_socket_opened_just_before_sigterm_leaves_its_groups(
