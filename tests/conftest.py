@@ -30,7 +30,7 @@ def start_server(transactional_db: None, fake_upstream: FakeUpstream) -> Iterato
     """Start real server processes against the fake upstream: `start_server(**env)`."""
     started: list[ServerProcess] = []
 
-    def start(*, worker: bool = False, **env: str) -> ServerProcess:
+    def start(*, worker: bool = False, port: int | None = None, **env: str) -> ServerProcess:
         base = {
             "OPENAI_BASE_URL": fake_upstream.base_url,
             "OPENAI_API_KEY": TEST_API_KEY,
@@ -44,7 +44,7 @@ def start_server(transactional_db: None, fake_upstream: FakeUpstream) -> Iterato
             # processes.
             "CHAT_EMBEDDED_WORKER": "false" if worker else "true",
         }
-        server = ServerProcess({**base, **env}, worker=worker).start()
+        server = ServerProcess({**base, **env}, worker=worker, port=port).start()
         started.append(server)
         return server
 

@@ -46,8 +46,10 @@ def database_url() -> str:
 class ServerProcess:
     """`daphne chatsite.asgi:application` (or `manage.py runworker chat-stream`) as a child."""
 
-    def __init__(self, env: dict[str, str], *, worker: bool = False) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], *, worker: bool = False, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()  # `port`: where an earlier server stood (a restart)
         self.worker = worker
         self.log = tempfile.NamedTemporaryFile(
             prefix="chatsite-server-", suffix=".log", delete=False

@@ -220,14 +220,14 @@ async def test_a_stop_that_comes_as_the_reply_is_handed_back_is_not_lost(
     runner, reply, turn = await start_turn(user)
     await until(lambda: len(upstream.requests) == 1)
     reached, may_go = asyncio.Event(), asyncio.Event()
-    hand_back = runner._hand_back
+    hand_back = runner._hand_back_unbegun
 
     async def handing_back(message_ids):
         reached.set()
         await may_go.wait()
         await hand_back(message_ids)
 
-    monkeypatch.setattr(runner, "_hand_back", handing_back)
+    monkeypatch.setattr(runner, "_hand_back_unbegun", handing_back)
     shutdown = asyncio.create_task(runner.shutdown(grace=0))
     await asyncio.wait_for(reached.wait(), 10)
     assert turn.done()

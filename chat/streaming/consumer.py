@@ -181,7 +181,7 @@ class GenerationRunner:
         try:
             await events.join_generation(message_id, channel_name)
             joined.append(message_id)
-            reply = await self._claim(message_id)
+            reply = await self._claimed(message_id)
             tool_round = 0
             stopped_reply: Generation | None = None  # the turn's reply that was stopped
             while reply is not None:  # None: cancelled while queued, or another worker has it
@@ -231,7 +231,7 @@ class GenerationRunner:
             for joined_id in joined:
                 self._background(events.leave_generation(joined_id, channel_name))
 
-    async def _claim(self, message_id: int) -> Message | None:
+    async def _claimed(self, message_id: int) -> Message | None:
         """`services.reply_claim`. A cancel (shutdown) that comes while the claim runs in the
         database's thread, which nothing can stop, waits for its end: the turn ends after it,
         so the shutdown's hand-back comes after a claim that took the reply."""
@@ -253,7 +253,7 @@ class GenerationRunner:
         if task is None:
             if by_user and not self.accepting:
                 # Its turn ended in the shutdown: handed back already, it is queued.
-                self._background(self._cancel_queued(message_id))
+                self._background(self._stop_if_queued(message_id))
             return False
         generation = self.generations.get(message_id) or self.turn_generations.get(task)
         if generation is None and by_user:
@@ -302,9 +302,9 @@ class GenerationRunner:
             self.cancel(message_id, by_user=False, hand_back=True)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        await self._hand_back([*unstarted, *self.left_for_hand_back])
+        await self._hand_back_unbegun([*unstarted, *self.left_for_hand_back])
 
-    async def _hand_back(self, message_ids: list[int]) -> None:
+    async def _hand_back_unbegun(self, message_ids: list[int]) -> None:
         """Put these replies, claimed (or about to be) and not begun, back in the queue and
         offer them on the shared channel; those a user stopped meanwhile end cancelled. While
         the database is away this waits for it for HAND_BACK_DATABASE_SECONDS (the final saves
@@ -331,7 +331,7 @@ class GenerationRunner:
         if pending:
             logger.info("handed back %d replies that had not started", len(pending))
 
-    async def _cancel_queued(self, message_id: int) -> None:
+    async def _stop_if_queued(self, message_id: int) -> None:
         """A Stop that came once the reply's turn had ended in the shutdown: the reply is
         cancelled if it is still queued (handed back, and no worker has taken it)."""
         try:

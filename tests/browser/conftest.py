@@ -106,11 +106,12 @@ async def browser() -> AsyncIterator[Any]:
 def server_factory(
     request: pytest.FixtureRequest, start_server: Callable[..., ServerProcess]
 ) -> Callable[..., ServerProcess]:
-    """`server_factory(**env)`: start_server, remembered so its log is saved on failure."""
+    """`server_factory(port=None, **env)`: start_server, remembered so its log is saved on
+    failure."""
     servers = request.node.stash.setdefault(SERVERS_KEY, [])
 
-    def start(**env: str) -> ServerProcess:
-        server = start_server(**env)
+    def start(port: int | None = None, **env: str) -> ServerProcess:
+        server = start_server(port=port, **env)
         servers.append(server)
         return server
 

@@ -1,0 +1,50 @@
+"""The page across a server restart (a deploy) that comes before the model's first word."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+
+from playwright.async_api import expect
+
+from chat.models import Message
+from tests.browser.support import BROWSER_MARKS, ChatPage, eventually
+from tests.e2e import scenarios
+
+pytestmark = BROWSER_MARKS
+
+
+async def test_a_restart_before_the_first_word_still_brings_the_reply(
+    page, watch, server_factory, fake_upstream
+):
+    """The server is stopped while the model has not answered: the page says it is
+    reconnecting, and once the server is back the reply it was waiting for streams in, with
+    no reload and no Retry: the stopping server handed it back rather than failing it."""
+    scenarios.first_answer_held(fake_upstream)
+    server = server_factory()
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Hello?")
+    await eventually(lambda: len(fake_upstream.requests) == 1, message="the model was not asked")
+
+    server.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(server.process.wait, 10) == 0
+    status = page.locator("#connection-status")
+    await expect(status).to_have_text("Reconnecting…", timeout=3000)
+    assert (await Message.objects.aget(pk=reply_id)).status == "pending"
+
+    fake_upstream.plan = fake_upstream.default_plan
+    server_factory(port=server.port)  # the same address: the page reconnects to it
+    await chat.wait_finished(reply_id)
+    await expect(chat.reply(reply_id).locator(".content.markdown")).to_have_text("Hello, world!")
+    await expect(status).to_have_text("", timeout=15_000)
+    assert (await Message.objects.aget(pk=reply_id)).content == "Hello, world!"
+    # Each attempt to reach the stopped server is logged, by the browser and by htmx's
+    # WebSocket extension (its htmx:wsError, an Event); nothing else went wrong.
+    refused = re.compile(
+        rf"WebSocket connection to 'ws://127\.0\.0\.1:{server.port}/ws/.*failed"
+        r"|^error: \[object Event\] \(http://127\.0\.0\.1:\d+/static/django_htmx/htmx-2\.min\.js\)$"
+    )
+    assert any(refused.search(e) for e in watch.console_errors)
+    watch.console_errors[:] = [e for e in watch.console_errors if not refused.search(e)]
