@@ -22,7 +22,6 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from .. import events, outages, services
-from ..models import Message
 from ..outages import ChannelLayerAway
 from .dispatch import DirectEventDispatch, Inbox, dispatch_many
 from .generation import Generation
@@ -181,7 +180,7 @@ class GenerationRunner:
         try:
             await events.join_generation(message_id, channel_name)
             joined.append(message_id)
-            reply = await self._claimed(message_id)
+            reply = await services.reply_claim(message_id=message_id, worker_id=self.worker_id)
             tool_round = 0
             stopped_reply: Generation | None = None  # the turn's reply that was stopped
             while reply is not None:  # None: cancelled while queued, or another worker has it
@@ -231,21 +230,6 @@ class GenerationRunner:
             for joined_id in joined:
                 self._background(events.leave_generation(joined_id, channel_name))
 
-    async def _claimed(self, message_id: int) -> Message | None:
-        """`services.reply_claim`. A cancel (shutdown) that comes while the claim runs in the
-        database's thread, which nothing can stop, waits for its end: the turn ends after it,
-        so the shutdown's hand-back comes after a claim that took the reply."""
-        claim = asyncio.ensure_future(
-            services.reply_claim(message_id=message_id, worker_id=self.worker_id)
-        )
-        try:
-            return await asyncio.shield(claim)
-        except asyncio.CancelledError:
-            await asyncio.wait({claim})
-            if not claim.cancelled() and claim.exception() is not None:
-                logger.warning("claim of message %s failed", message_id, exc_info=claim.exception())
-            raise
-
     def cancel(self, message_id: int, *, by_user: bool, hand_back: bool = False) -> bool:
         if by_user and not self.accepting:
             self.stops_while_stopping.add(message_id)  # in case the reply is handed back
@@ -291,7 +275,10 @@ class GenerationRunner:
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)
         # Turns with no Generation yet are joining their reply's group or claiming it (a Stop
-        # for one is remembered in `cancel_requested` until its turn ends).
+        # for one is remembered in `cancel_requested` until its turn ends). A claim cancelled
+        # here still runs in the database's thread, which nothing can stop; the hand-back
+        # below goes to the same thread (asgiref's one thread for thread-sensitive calls made
+        # outside a request: the turns' and this drain's), so it comes after the claim.
         unstarted = [
             message_id
             for message_id, task in self.tasks.items()
