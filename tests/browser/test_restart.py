@@ -36,9 +36,10 @@ async def test_a_restart_before_the_first_word_still_brings_the_reply(
 
     fake_upstream.plan = fake_upstream.default_plan
     server_factory(port=server.port)  # the same address: the page reconnects to it
+    # The page's retries back off (full jitter, up to 8 s between attempts by now).
+    await expect(status).to_have_text("", timeout=20_000)
     await chat.wait_finished(reply_id)
     await expect(chat.reply(reply_id).locator(".content.markdown")).to_have_text("Hello, world!")
-    await expect(status).to_have_text("", timeout=15_000)
     assert (await Message.objects.aget(pk=reply_id)).content == "Hello, world!"
     # Each attempt to reach the stopped server is logged, by the browser and by htmx's
     # WebSocket extension (its htmx:wsError, an Event); nothing else went wrong.
