@@ -277,7 +277,9 @@
       status.id = "connection-status";
       status.className = "connection-status";
       status.setAttribute("role", "status");
-      header.insertAdjacentElement("afterend", status);
+      // In the header, drawn over the top of the messages (chat.css): its showing and going
+      // must not move what the user is reading.
+      header.appendChild(status);
     }
     return status;
   }

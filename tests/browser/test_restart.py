@@ -28,10 +28,13 @@ async def test_a_restart_before_the_first_word_still_brings_the_reply(
     reply_id = await chat.send("Hello?")
     await eventually(lambda: len(fake_upstream.requests) == 1, message="the model was not asked")
 
+    reply_box = await chat.reply(reply_id).bounding_box()
     server.signal(signal.SIGTERM)
     assert await asyncio.to_thread(server.process.wait, 10) == 0
     status = page.locator("#connection-status")
     await expect(status).to_have_text("Reconnecting…", timeout=3000)
+    await expect(status).to_be_visible()
+    assert await chat.reply(reply_id).bounding_box() == reply_box  # nothing moved
     assert (await Message.objects.aget(pk=reply_id)).status == "pending"
 
     fake_upstream.plan = fake_upstream.default_plan
