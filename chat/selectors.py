@@ -498,6 +498,18 @@ def model_messages(*, conversation: Conversation, before: Message) -> list[dict[
     return messages
 
 
+def tool_rounds_in_turn(messages: list[dict[str, Any]]) -> int:
+    """How many tool rounds the turn that `model_messages` ends in has had: its replies whose
+    calls were answered, since the user's last message."""
+    rounds = 0
+    for message in reversed(messages):
+        if message["role"] == "user":
+            break
+        if message["role"] == "assistant" and message.get("tool_calls"):
+            rounds += 1
+    return rounds
+
+
 def _tool_results(path: list[Message], start: int) -> list[Message]:
     """The tool messages in `path` from `start` on, up to the first message of another role."""
     results = []

@@ -17,11 +17,12 @@ It also makes a stopping daphne keep its clients informed. A stopping process le
 in flight finish (CHAT_SHUTDOWN_GRACE_SECONDS), and daphne closes its ports and connections
 only after that. So daphne now stops listening at once: a tab must reconnect to another
 process (nginx tries the next on a refused connection), not to this one, whose new sockets
-nothing would cancel. Each open socket is closed with 4013 as its consumer is cancelled, on
-which the page reconnects; before, it stayed open and silent (pings answered) until the
-process ended. A request being answered is let finish (for up to REQUEST_GRACE_SECONDS)
-rather than cancelled without a response: a synchronous view runs on in its thread anyway,
-and its client would wait for nothing and then find the connection gone.
+nothing would cancel. Each open socket (and one whose handshake its consumer had not answered
+yet) is closed with 4013 as its consumer is cancelled, on which the page reconnects; before,
+it stayed open and silent (pings answered) until the process ended. A request being answered
+is let finish (for up to REQUEST_GRACE_SECONDS) rather than cancelled without a response: a
+synchronous view runs on in its thread anyway, and its client would wait for nothing and then
+find the connection gone.
 """
 
 from __future__ import annotations
@@ -101,7 +102,14 @@ REQUEST_GRACE_SECONDS = 10.0
 def _close_socket(protocol: Any) -> None:
     from daphne.ws_protocol import WebSocketProtocol
 
-    if isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN:
+    if not isinstance(protocol, WebSocketProtocol):
+        return
+    if protocol.state == protocol.STATE_CONNECTING and hasattr(protocol, "handshake_deferred"):
+        # Its consumer had not answered the handshake: accepted only to be closed like the
+        # open ones (left, daphne rejects it after its 5 s connect timeout, and the page
+        # waits that long before it tries another process).
+        protocol.serverAccept()
+    if protocol.state == protocol.STATE_OPEN:
         protocol.serverClose(code=TRY_AGAIN_LATER)
 
 

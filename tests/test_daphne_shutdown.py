@@ -8,7 +8,9 @@ import asyncio
 import pytest
 from daphne.http_protocol import WebRequest
 from daphne.server import Server
-from daphne.ws_protocol import WebSocketProtocol
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 
 from chatsite import daphne_shutdown
 
@@ -72,3 +74,40 @@ async def test_stopping_closes_each_socket_and_lets_requests_finish(monkeypatch)
     await asyncio.wait_for(stopped, 5)
     assert quick.result() == "answered"
     assert slow.cancelled()
+
+
+async def test_stopping_closes_a_socket_whose_handshake_was_not_answered_yet() -> None:
+    """A socket whose consumer had not accepted it yet (its checks still running) is accepted
+    and closed with 4013 like an open one. It was left waiting, its consumer cancelled, until
+    daphne's 5 s connect timeout rejected it, and only then did the page try again."""
+    daphne_shutdown.install()
+
+    async def consumer_still_checking(scope, receive, send) -> None:
+        await asyncio.sleep(3600)
+
+    server = Server(
+        application=consumer_still_checking, endpoints=["tcp:port=0:interface=127.0.0.1"]
+    )
+    server.connections = {}
+    here = IPv4Address("TCP", "127.0.0.1", 8000)
+    socket = WebSocketFactory(server, server=server.server_name).buildProtocol(here)
+    socket._raw_query_string = b""  # set by the HTTP request it is upgraded from
+    wire = StringTransport(hostAddress=here, peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+    socket.makeConnection(wire)
+    socket.dataReceived(
+        b"GET /ws/c/1/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await asyncio.sleep(0)
+    (details,) = server.connections.values()
+    consumer = details["application_instance"]
+    assert socket.state == WebSocketProtocol.STATE_CONNECTING and wire.value() == b""
+
+    stopped = asyncio.get_running_loop().create_future()
+    server.kill_all_applications().addBoth(stopped.set_result)
+    await asyncio.wait_for(stopped, 5)
+    assert consumer.cancelled()
+    response, _, frames = wire.value().partition(b"\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 101 ")
+    assert frames == b"\x88\x02" + daphne_shutdown.TRY_AGAIN_LATER.to_bytes(2, "big")

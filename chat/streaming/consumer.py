@@ -181,12 +181,9 @@ class GenerationRunner:
             await events.join_generation(message_id, channel_name)
             joined.append(message_id)
             reply = await services.reply_claim(message_id=message_id, worker_id=self.worker_id)
-            tool_round = 0
             stopped_reply: Generation | None = None  # the turn's reply that was stopped
             while reply is not None:  # None: cancelled while queued, or another worker has it
-                generation = Generation(
-                    reply=reply, worker_id=self.worker_id, tool_round=tool_round
-                )
+                generation = Generation(reply=reply, worker_id=self.worker_id)
                 if stopped_reply is not None:
                     generation.stop_like(stopped_reply)
                 elif reply.pk in self.cancel_requested:
@@ -216,7 +213,6 @@ class GenerationRunner:
                     if generation.left_for_hand_back:
                         self.left_for_hand_back.add(reply.pk)
                 reply = generation.next_reply
-                tool_round += 1
         except asyncio.CancelledError:
             raise
         except Exception:

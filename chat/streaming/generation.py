@@ -103,7 +103,9 @@ class Generation:
 
     reply: Message
     worker_id: str
-    tool_round: int = 0  # how many tool rounds came before this reply in the same turn
+    # How many tool rounds came before this reply in its turn, read from its branch with the
+    # history (so a follow-up another worker takes over, or a Retry of one, counts them too).
+    tool_round: int = field(default=0, init=False)
     stopped: bool = field(default=False, init=False)  # by `stop`: it ends now, tools or not
     cancelled_by_user: bool = field(default=False, init=False)  # stopped by Stop
     reached_size_limit: bool = False  # CHAT_MAX_REPLY_CHARS: the rest was not read
@@ -223,6 +225,7 @@ class Generation:
         messages = await sync_to_async(selectors.model_messages)(
             conversation=conversation, before=self.reply
         )
+        self.tool_round = selectors.tool_rounds_in_turn(messages)
         if self.prefix:
             messages += [
                 {"role": "assistant", "content": self.prefix},
