@@ -232,11 +232,9 @@ def reply_end(message: Message, *, oob: bool) -> str:
     if status == "error":
         notice = f'<p class="reply-error" role="alert">Error: {error}</p>\n  '
     elif status == "interrupted":
-        cause = f": {error}" if message.error else ""
-        notice = (
-            f'<p class="reply-warning">The reply was interrupted{cause} '
-            "Everything received so far is kept.</p>\n  "
-        )
+        cause = f": {error}" if message.error else "."
+        kept = " Everything received so far is kept." if message.content else ""
+        notice = f'<p class="reply-warning">The reply was interrupted{cause}{kept}</p>\n  '
     elif status == "cancelled":
         notice = '<p class="reply-note">Stopped.</p>\n  '
     elif message.error:
@@ -317,19 +315,21 @@ def feedback(message: Message, *, saved: str = "") -> str:
     if rating:
         comment = (
             '\n    <div class="feedback-comment">\n'
-            '      <input type="text" name="comment" '
+            f'      <input id="feedback-{pk}-comment" type="text" name="comment" '
             f'value="{_text(message.feedback_comment)}" placeholder="Add a comment (optional)"\n'
             '             maxlength="5000" aria-label="Comment">\n'
-            f'      <button name="rating" value="{_text(rating)}">Save comment</button>\n'
+            f'      <button id="feedback-{pk}-save" name="rating" value="{_text(rating)}">'
+            "Save comment</button>\n"
             "    </div>\n  "
         )
     up, down = rating == "up", rating == "down"
     return (
         f'\n<form id="feedback-{pk}" class="feedback" hx-post="messages/{pk}/feedback/"\n'
         '      hx-target="this" hx-swap="outerHTML">\n'
-        f'  <button name="rating" value="{"" if up else "up"}" class="icon-button icon-up"\n'
+        f'  <button id="feedback-{pk}-up" name="rating" value="{"" if up else "up"}" '
+        'class="icon-button icon-up"\n'
         f'          aria-pressed="{"true" if up else "false"}" aria-label="Good reply"></button>\n'
-        f'  <button name="rating" value="{"" if down else "down"}" '
+        f'  <button id="feedback-{pk}-down" name="rating" value="{"" if down else "down"}" '
         'class="icon-button icon-down"\n'
         f'          aria-pressed="{"true" if down else "false"}" aria-label="Bad reply">'
         "</button>\n"

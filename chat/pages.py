@@ -172,7 +172,7 @@ def _conversation_header(conversation: Conversation, *, models: Sequence[str], c
         '            placeholder="e.g. You are a concise assistant.">'
         f"{escape(conversation.system_prompt)}</textarea>\n"
         '  <div class="settings-actions">\n'
-        '    <button type="submit" class="primary">Save system prompt</button>\n'
+        '    <button id="settings-save" type="submit" class="primary">Save system prompt</button>\n'
         "    \n"
         "  </div>\n"
         "</form>\n\n"
@@ -196,10 +196,10 @@ def _conversation_header(conversation: Conversation, *, models: Sequence[str], c
         '<div id="organize" class="organize-actions">\n'
         f'  <form method="post" action="{organize}"\n'
         f'        hx-post="{organize}" hx-target="#organize" hx-swap="outerHTML">{csrf}\n'
-        '    <button type="submit" name="pinned" '
+        '    <button id="organize-pinned" type="submit" name="pinned" '
         f'value="{"false" if pinned else "true"}">{"Unpin" if pinned else "Pin to the top"}'
         "</button>\n"
-        '    <button type="submit" name="archived" '
+        '    <button id="organize-archived" type="submit" name="archived" '
         f'value="{"false" if archived else "true"}">{"Unarchive" if archived else "Archive"}'
         "</button>\n"
         "  </form>\n"

@@ -655,7 +655,7 @@ async def reply_finish_with_tool_round(
 
 # --- Recovery: replies whose worker died, and replies nobody took ----------------------------
 
-WORKER_DIED = "The server streaming this reply stopped; the text received until then is kept."
+WORKER_DIED = "The server streaming this reply stopped."
 
 
 def replies_interrupt_expired() -> list[Message]:

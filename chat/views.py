@@ -75,7 +75,7 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
     and shows the reply streaming."""
     form = StartForm(request.POST, models=available_models())
     if not form.is_valid():
-        return _plain(_form_errors(form), 400)
+        return _invalid(form)
     user_message, _ = services.conversation_start(
         owner=request.user,  # type: ignore[arg-type]
         content=form.cleaned_data["content"],
@@ -123,6 +123,12 @@ def _plain(text: str, status: int) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
 
 
+def _invalid(form: Any) -> HttpResponse:
+    """A form's errors, for the page to show beside it: 422, never 400 (with DEBUG on,
+    django-htmx's script puts a 400 answer to htmx in place of the whole page)."""
+    return _plain(_form_errors(form), 422)
+
+
 def _form_errors(form: Any) -> str:
     return "; ".join(str(e) for field in form.errors.values() for e in field)
 
@@ -149,7 +155,7 @@ def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
     conversation = _conversation_or_404(request, conversation_id)
     form = RenameForm(request.POST)
     if not form.is_valid():
-        return _plain(_form_errors(form), 400)
+        return _invalid(form)
     services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
@@ -172,7 +178,7 @@ def conversation_configure(request: HttpRequest, conversation_id: uuid.UUID) -> 
         models=models,
     )
     if not form.is_valid():
-        return _plain(_form_errors(form), 400)
+        return _invalid(form)
     services.conversation_configure(
         conversation=conversation,
         model=form.cleaned_data["model"],
@@ -192,7 +198,7 @@ def conversation_organize(request: HttpRequest, conversation_id: uuid.UUID) -> H
     conversation = _conversation_or_404(request, conversation_id)
     form = OrganizeForm(request.POST)
     if not form.is_valid():
-        return _plain(_form_errors(form), 400)
+        return _invalid(form)
     services.conversation_organize(
         conversation=conversation,
         pinned=form.cleaned_data["pinned"],
@@ -265,7 +271,7 @@ def message_edit(request: HttpRequest, conversation_id: uuid.UUID, message_id: i
     message = _message_or_404(conversation, message_id, Message.Role.USER)
     form = EditForm(request.POST)
     if not form.is_valid():
-        return _plain(_form_errors(form), 400)
+        return _invalid(form)
     try:
         services.message_edit(message=message, content=form.cleaned_data["content"])
     except services.ConversationBusy:
@@ -307,7 +313,7 @@ def message_feedback(
     reply = _reply_or_404(conversation, message_id)
     form = FeedbackForm(request.POST)
     if not form.is_valid():
-        return _plain(_form_errors(form), 400)
+        return _invalid(form)
     services.reply_feedback(
         reply=reply, rating=form.cleaned_data["rating"], comment=form.cleaned_data["comment"]
     )
@@ -323,7 +329,7 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
     conversation = _conversation_or_404(request, conversation_id)
     form = MessageForm(request.POST)
     if not form.is_valid():
-        return _plain(_form_errors(form), 400)
+        return _invalid(form)
     try:
         user_message, reply = services.message_submit(
             conversation=conversation,

@@ -61,7 +61,7 @@ def test_settings_take_a_listed_model_and_a_system_prompt(alice, conversation, s
     assert response.status_code == 200 and "Saved" in response.content.decode()
     conversation.refresh_from_db()
     assert (conversation.model, conversation.system_prompt) == ("big-model", "Answer in French.")
-    assert alice.post(url, {"model": "not-offered"}).status_code == 400
+    assert alice.post(url, {"model": "not-offered"}).status_code == 422
 
 
 def test_models_come_from_the_upstreams_list_when_not_configured(alice, conversation, settings):

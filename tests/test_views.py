@@ -89,7 +89,7 @@ def test_the_start_page_saves_nothing_and_an_empty_first_message_starts_nothing(
     page = alice.get(reverse("chat:start")).content.decode()
     assert 'id="composer-text"' in page and "data-prompt=" in page
     response = alice.post(reverse("chat:conversation_start"), {"content": "  "})
-    assert response.status_code == 400 and "Type a message" in response.content.decode()
+    assert response.status_code == 422 and "Type a message" in response.content.decode()
     assert not Conversation.objects.exists()
 
 
@@ -105,7 +105,7 @@ def test_a_conversation_starts_with_an_offered_model_only(alice, user, settings,
     settings.CHAT_MODELS = ["small-model", "big-model"]
     settings.CHAT_MODEL = "small-model"
     url = reverse("chat:conversation_start")
-    assert alice.post(url, {"content": "hi", "model": "not-offered"}).status_code == 400
+    assert alice.post(url, {"content": "hi", "model": "not-offered"}).status_code == 422
     alice.post(url, {"content": "hi", "model": "big-model"})
     assert Conversation.objects.get().model == "big-model"
 
@@ -146,7 +146,7 @@ def test_posting_a_message_saves_it_and_a_pending_reply_and_starts_it_after_comm
 def test_empty_message_is_rejected_with_a_reason(alice, conversation: Conversation, sent_to_worker):
     url = reverse("chat:message_create", args=[conversation.pk])
     response = alice.post(url, {"content": "   "}, HTTP_HX_REQUEST="true")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "Type a message" in response.content.decode()
     assert not conversation.messages.exists()
 

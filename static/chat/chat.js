@@ -47,6 +47,8 @@
     var el = messages();
     if (!el) { return; }
     var jump = document.getElementById("jump-to-latest");
+    // Content that shrank (a shorter version shown) can leave nothing below the view.
+    if (!followEnd && nearBottom(el)) { followEnd = true; }
     if (followEnd) {
       scrollToEnd();
       if (jump) { jump.hidden = true; }
@@ -71,6 +73,13 @@
         followEnd = true;
         scrollToEnd();
         jump.hidden = true;
+        // The button hides itself: the focus goes to the latest message, not to the page.
+        var all = el ? el.querySelectorAll("article.message") : [];
+        var latest = all[all.length - 1];
+        if (latest) {
+          latest.setAttribute("tabindex", "-1");
+          latest.focus({ preventScroll: true });
+        }
       });
     }
     var text = document.getElementById("composer-text");
@@ -84,6 +93,17 @@
     }
   });
 
+  // Enter in a reply's comment box saves the comment. Left to the browser, it submits the
+  // form with its first button, thumbs up, whose value on a reply rated up clears the rating.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || event.isComposing || !event.target.closest) { return; }
+    var box = event.target.closest(".feedback-comment");
+    if (!box || event.target.tagName !== "INPUT") { return; }
+    event.preventDefault();
+    var save = box.querySelector("button");
+    if (save) { save.click(); }
+  });
+
   // Phones: the conversation list slides over the chat. Its toggle says whether it is open,
   // however it was closed.
   function setSidebar(open) {
@@ -91,8 +111,9 @@
     document.querySelectorAll(".sidebar-toggle").forEach(function (toggle) {
       toggle.setAttribute("aria-expanded", open ? "true" : "false");
     });
-    if (open) {
-      var link = document.querySelector('#sidebar [aria-current="page"], #sidebar a, #sidebar button');
+    if (open) {  // on the conversation shown, else the drawer's first control
+      var link = document.querySelector('#sidebar [aria-current="page"]') ||
+        document.querySelector("#sidebar a, #sidebar button");
       if (link) { link.focus(); }
     }
   }

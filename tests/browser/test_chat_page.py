@@ -245,3 +245,21 @@ async def test_stop_takes_the_send_buttons_place_while_a_reply_streams(page, ser
     await chat.wait_finished(reply_id, status="cancelled")
     await expect(send).to_be_visible()
     await expect(stop).to_have_count(0)
+
+
+async def test_send_with_only_spaces_says_so_under_the_box_with_debug_on(
+    page, server_factory, watch
+):
+    """With DEBUG on (`./scripts/run`), django-htmx's script puts an htmx request's 400 answer
+    in place of the whole page: a form's errors come as 422, and the page shows them under the
+    message box, as it does with DEBUG off."""
+    server = server_factory(DJANGO_DEBUG="true")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await expect(page.locator('script[src*="django-htmx.js"]')).to_have_count(1)
+    await chat.composer.fill("   ")
+    await page.locator("#composer").get_by_role("button", name="Send").click()
+    await expect(page.locator("#composer-error")).to_have_text("Type a message first.")
+    await expect(chat.composer).to_be_visible()
+    assert await Message.objects.acount() == 0
+    watch.console_errors.clear()  # the browser logs the 422

@@ -8,6 +8,7 @@ import re
 import pytest
 from playwright.async_api import expect
 
+from chat.models import Message
 from tests.browser.support import BROWSER_MARKS, ChatPage, streamed
 
 pytestmark = BROWSER_MARKS
@@ -92,6 +93,20 @@ async def test_escape_closes_the_phone_drawer_and_its_toggle_says_so(page, serve
     await expect(toggle).to_be_focused()
 
 
+@pytest.mark.parametrize("viewport", [PHONE])
+async def test_the_phone_drawer_opens_on_the_conversation_shown(page, server, fake_upstream):
+    """The focus goes to the current conversation's link: it went to the first link or button
+    in the drawer (New conversation), whichever the selectors named first."""
+    fake_upstream.plan = streamed(["Hi."])
+    chat = ChatPage(page, server)
+    reply_id = await chat.start("hello")
+    await chat.wait_finished(reply_id)
+    await page.get_by_role("button", name="Conversations", exact=True).click()
+    current = page.locator('#sidebar [aria-current="page"]')
+    await expect(current).to_have_count(1)
+    await expect(current).to_be_focused()
+
+
 # What the focused element is called, and whether its focus can be seen.
 FOCUSED_JS = """
 () => {
@@ -171,3 +186,58 @@ async def test_a_whole_conversation_by_keyboard_alone(page, watch, server, fake_
     await page.wait_for_url(server.url + "/")
     assert watch.accepted_dialogs and "cannot be undone" in watch.accepted_dialogs[0]
     await expect(page.locator("#sidebar").get_by_text("Counting by keyboard")).to_have_count(0)
+
+
+async def test_feedback_by_keyboard_keeps_the_rating_and_the_focus(page, server, fake_upstream):
+    """Enter in the comment box saves the comment: it submitted the form with its first
+    button, thumbs up, which on a reply rated up clears the rating. Each control used keeps
+    the focus as the form is drawn again."""
+    fake_upstream.plan = streamed(["A fine ", "answer."])
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("rate me")
+    await chat.wait_finished(reply_id)
+    reply = chat.reply(reply_id)
+    good = reply.get_by_role("button", name="Good reply")
+
+    await good.focus()
+    await page.keyboard.press("Enter")
+    await expect(good).to_have_attribute("aria-pressed", "true")
+    await expect(good).to_be_focused()
+
+    comment = reply.get_by_label("Comment")
+    await comment.focus()
+    await page.keyboard.type("Clear and right.")
+    await page.keyboard.press("Enter")
+    await expect(reply.get_by_text("Comment saved.")).to_be_visible()
+    await expect(good).to_have_attribute("aria-pressed", "true")
+    await expect(comment).to_be_focused()
+    saved = await Message.objects.aget(pk=reply_id)
+    assert (saved.feedback, saved.feedback_comment) == ("up", "Clear and right.")
+
+    save = reply.get_by_role("button", name="Save comment")
+    await save.focus()
+    await page.keyboard.press("Enter")
+    await expect(reply.get_by_text("Comment saved.")).to_be_visible()
+    await expect(save).to_be_focused()
+
+
+async def test_the_conversation_menus_keep_the_focus_on_the_button_used(page, server):
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await page.locator(".conversation-menu summary").click()
+    await page.get_by_role("button", name="Pin to the top").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("button", name="Unpin")).to_be_focused()
+    # htmx readies the new buttons as it settles (20 ms), sooner than anyone presses a key.
+    await expect(page.locator(".htmx-settling")).to_have_count(0)
+    await page.get_by_role("button", name="Archive", exact=True).focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("button", name="Unarchive")).to_be_focused()
+
+    await page.locator(".prompt-menu summary").click()
+    await page.get_by_label("System prompt").fill("Answer in French.")
+    await page.get_by_role("button", name="Save system prompt").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_text("Saved. Used from the next reply on.")).to_be_visible()
+    await expect(page.get_by_role("button", name="Save system prompt")).to_be_focused()

@@ -80,3 +80,34 @@ async def test_the_reply_actions_sit_on_one_line_apart_and_the_comment_box_fits(
     save = reply.get_by_role("button", name="Save comment")
     assert await save.evaluate(LINES_JS) == 1, "the Save comment label wraps"
     assert await page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+
+
+@pytest.mark.parametrize("viewport", [PHONE, {"width": 1280, "height": 900}])
+async def test_version_buttons_are_big_enough_to_tap_and_copy_code_sits_in_its_label(
+    page, server, fake_upstream, viewport
+):
+    """The switcher's buttons were 24 x 22 px, smaller than WCAG's 24 x 24 minimum and far from
+    a finger's size on a phone. A code block's Copy button sat across the lower edge of its
+    language label, half on the code."""
+    fake_upstream.plan = streamed(["Look:\n\n", "```python\n", "print(1)\n", "```\n"], delay=0.01)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    first = await chat.send("show code")
+    await chat.wait_finished(first)
+    await chat.reply(first).get_by_role("button", name="Regenerate").click()
+    replies = page.locator("#messages article.assistant")
+    await expect(replies.last).not_to_have_attribute("id", f"m{first}")
+    reply_id = int((await replies.last.get_attribute("id") or "")[1:])
+    await chat.wait_finished(reply_id)
+    smallest = (40, 36) if viewport is PHONE else (24, 24)
+    for name in ("Previous version", "Next version"):
+        box = await chat.reply(reply_id).get_by_role("button", name=name).bounding_box()
+        wide, tall = smallest
+        assert box["width"] >= wide and box["height"] >= tall, (name, box)
+
+    label = await chat.reply(reply_id).locator(".code-lang").bounding_box()
+    copy = await chat.reply(reply_id).get_by_role("button", name="Copy code").bounding_box()
+    assert label["y"] <= copy["y"] and copy["y"] + copy["height"] <= label["y"] + label["height"], (
+        label,
+        copy,
+    )

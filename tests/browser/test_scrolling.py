@@ -6,6 +6,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.support import BROWSER_MARKS, ChatPage, eventually, streamed
+from tests.fake_upstream import FakeRequest, reply_events
 
 pytestmark = BROWSER_MARKS
 
@@ -83,4 +84,57 @@ async def test_scrolling_up_stops_autoscroll_and_jump_to_latest_returns_to_the_e
     assert (await scroll())["fromBottom"] < 40
     await expect(jump).to_be_hidden()
     await chat.wait_finished(reply_id)
+    await expect(jump).to_be_hidden()
+
+
+async def test_jump_to_latest_goes_when_nothing_is_left_below_and_leaves_the_focus_on_the_end(
+    page, server, fake_upstream
+):
+    """Used, the button hides itself and the focus goes to the latest message, not back to
+    the top of the page. Showing a shorter version while scrolled up leaves nothing below the
+    view: the button showed there all the same (and a click only hid it)."""
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            return await request.stream(reply_events(["A short answer."]))
+        return await request.stream(reply_events(LINES), delay=0.02)
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    jump = page.locator("#jump-to-latest")
+    reply_id = await chat.send("Tell me")
+    await chat.wait_finished(reply_id)
+    await chat.reply(reply_id).get_by_role("button", name="Regenerate").click()
+    replies = page.locator("#messages article.assistant")
+    await expect(replies.last).not_to_have_attribute("id", f"m{reply_id}")
+    long_id = int((await replies.last.get_attribute("id") or "")[1:])
+
+    async def scroll() -> dict[str, float]:
+        return await page.evaluate(SCROLL_STATE_JS)
+
+    async def far_from_bottom() -> bool:
+        return (await scroll())["fromBottom"] > 150
+
+    # Scrolled up while it streams: the button shows; used, the focus lands on the reply.
+    await chat.wait_for_text(long_id, len(LINES[0]) * 60)
+    await page.locator("#messages").hover()
+    await page.mouse.wheel(0, -100_000)
+    await eventually(far_from_bottom, message="the wheel did not scroll up")
+    await expect(jump).to_be_visible()
+    await jump.click()
+    await expect(jump).to_be_hidden()
+    focused = await page.evaluate("document.activeElement.id")
+    assert focused == f"m{long_id}", focused
+    await chat.wait_finished(long_id)
+
+    # Up at the top, the short version is shown: it all fits, and the button stays away.
+    await page.mouse.wheel(0, -100_000)
+    await eventually(far_from_bottom, message="the wheel did not scroll up")
+    switcher = replies.last.get_by_role("navigation", name="Versions of this reply")
+    await switcher.get_by_role("button", name="Previous version").click()
+    await expect(replies.last.locator(".content")).to_have_text("A short answer.")
+    state = await scroll()
+    assert state["height"] <= state["client"], state
+    await page.wait_for_timeout(300)  # the swap's settling, when the button was shown
     await expect(jump).to_be_hidden()
