@@ -231,3 +231,24 @@ def test_the_title_is_the_templates(title: str, oob: bool, oob_sidebar: bool):
     assert articles.conversation_title(conversation, oob=oob, oob_sidebar=oob_sidebar) == expected
     if oob and oob_sidebar:
         assert fragments.conversation_title(conversation) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "notice"),
+    [
+        ("", "The reply was interrupted: The server streaming this reply stopped.</p>"),
+        (
+            "Half an answer",
+            "The reply was interrupted: The server streaming this reply stopped. Everything"
+            " received so far is kept.</p>",
+        ),
+    ],
+)
+def test_an_interrupted_reply_says_its_text_is_kept_only_when_there_is_some(content, notice):
+    """A worker killed before the reply's first checkpoint leaves it interrupted and empty: the
+    notice said everything received was kept, and with the lease-lapse reason, said it twice."""
+    from chat.services import WORKER_DIED
+
+    reply = _message(role="assistant", status="interrupted", error=WORKER_DIED, content=content)
+    drawn = articles.reply_end(reply, oob=False)
+    assert notice in drawn and drawn.count("kept") == (1 if content else 0), drawn
