@@ -56,6 +56,13 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     )
 
 
+def held_tail_html(held_html: str, after: str) -> str:
+    """A continuation's open tail while it is still the text the reply was cut at: that text
+    rendered as the page showed it, then what has streamed since, as text. Drawn as plain text
+    instead, the block the reply ended with lost its formatting the moment Continue began."""
+    return f'<div class="held-tail markdown">{held_html.rstrip()}</div>{escape(after)}'
+
+
 def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -> str:
     """What one render step changes on the page: settled blocks appended once, then the tail
     redrawn (a block settled, a code block opened) or, most often, a few characters appended."""
@@ -72,12 +79,17 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
     return "".join(parts)
 
 
-def text_state(field: TextField, message_id: int, blocks_html: str, tail: Tail) -> str:
-    """The whole text as it stands (a snapshot after a reconnect, a reload, a gap)."""
+def text_state(
+    field: TextField, message_id: int, blocks_html: str, tail: Tail, tail_drawn: str | None = None
+) -> str:
+    """The whole text as it stands (a snapshot after a reconnect, a reload, a gap); the tail
+    as `tail_drawn` if given (`held_tail_html`)."""
     blocks_id, tail_id, _ = field.ids(message_id)
+    if tail_drawn is None:
+        tail_drawn = tail_html(field, message_id, tail)
     return (
         f'<div id="{blocks_id}" hx-swap-oob="innerHTML">{blocks_html}</div>'
-        f'<div id="{tail_id}" hx-swap-oob="innerHTML">{tail_html(field, message_id, tail)}</div>'
+        f'<div id="{tail_id}" hx-swap-oob="innerHTML">{tail_drawn}</div>'
     )
 
 
@@ -100,7 +112,13 @@ def streaming_view(message: Message) -> dict[str, SafeString]:
         renderer = ProgressiveRenderer()
         renderer.feed(text)
         view[f"{name}_blocks"] = mark_safe(renderer.blocks_html)
-        view[f"{name}_tail"] = mark_safe(tail_html(field, message.pk, renderer.tail))
+        tail = renderer.tail
+        if message.status == Message.Status.PENDING and tail.kind == "text" and tail.text:
+            # A continuation not begun: what it was cut at stays as the page showed it.
+            drawn = held_tail_html(renderer.tail_rendered(), "")
+        else:
+            drawn = tail_html(field, message.pk, tail)
+        view[f"{name}_tail"] = mark_safe(drawn)
     return view
 
 

@@ -126,6 +126,11 @@ class ProgressiveRenderer:
             appended="" if replaced else delta,
         )
 
+    def tail_rendered(self) -> str:
+        """The open tail's text rendered as it would be if the text ended here (a reply cut
+        short shows it so until it continues)."""
+        return render_blocks(self.text[self.settled :], dict(self._references))
+
     def finish(self) -> tuple[str, str]:
         """End the text. Returns the HTML of the rest (to append after the settled blocks)
         and the whole reply's HTML, which equals `render_markdown(text)`."""

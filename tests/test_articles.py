@@ -233,22 +233,54 @@ def test_the_title_is_the_templates(title: str, oob: bool, oob_sidebar: bool):
         assert fragments.conversation_title(conversation) == expected
 
 
+STOPPED = "The reply was interrupted: The server streaming this reply stopped."
+
+
 @pytest.mark.parametrize(
-    ("content", "notice"),
+    ("content", "reasoning", "notice"),
     [
-        ("", "The reply was interrupted: The server streaming this reply stopped.</p>"),
-        (
-            "Half an answer",
-            "The reply was interrupted: The server streaming this reply stopped. Everything"
-            " received so far is kept.</p>",
-        ),
+        ("", "", STOPPED + "</p>"),
+        ("Half an answer", "", STOPPED + " Everything received so far is kept.</p>"),
+        ("", "Some thinking", STOPPED + " Everything received so far is kept.</p>"),
     ],
 )
-def test_an_interrupted_reply_says_its_text_is_kept_only_when_there_is_some(content, notice):
+def test_an_interrupted_reply_says_its_text_is_kept_only_when_there_is_some(
+    content, reasoning, notice
+):
     """A worker killed before the reply's first checkpoint leaves it interrupted and empty: the
     notice said everything received was kept, and with the lease-lapse reason, said it twice."""
     from chat.services import WORKER_DIED
 
-    reply = _message(role="assistant", status="interrupted", error=WORKER_DIED, content=content)
+    reply = _message(
+        role="assistant",
+        status="interrupted",
+        error=WORKER_DIED,
+        content=content,
+        reasoning=reasoning,
+    )
     drawn = articles.reply_end(reply, oob=False)
-    assert notice in drawn and drawn.count("kept") == (1 if content else 0), drawn
+    assert notice in drawn and drawn.count("kept") == (1 if content or reasoning else 0), drawn
+
+
+@pytest.mark.django_db
+def test_replies_interrupted_before_say_the_reason_once_too(user):
+    """Their stored reason still held the second sentence; the migration drops it."""
+    import importlib
+
+    from django.apps import apps
+
+    from chat.models import Conversation
+    from chat.services import WORKER_DIED
+
+    migration = importlib.import_module("chat.migrations.0009_worker_died_said_once")
+    conversation = Conversation.objects.create(owner=user)
+    old = Message.objects.create(
+        conversation=conversation, role="assistant", status="interrupted", error=migration.OLD
+    )
+    other = Message.objects.create(
+        conversation=conversation, role="assistant", status="error", error="Upstream said no."
+    )
+    migration.forwards(apps, None)
+    old.refresh_from_db()
+    other.refresh_from_db()
+    assert (old.error, other.error) == (WORKER_DIED, "Upstream said no.")

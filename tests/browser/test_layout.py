@@ -107,6 +107,7 @@ async def test_version_buttons_are_big_enough_to_tap_and_copy_code_sits_in_its_l
 
     label = await chat.reply(reply_id).locator(".code-lang").bounding_box()
     copy = await chat.reply(reply_id).get_by_role("button", name="Copy code").bounding_box()
+    assert copy["height"] >= 24, copy
     assert label["y"] <= copy["y"] and copy["y"] + copy["height"] <= label["y"] + label["height"], (
         label,
         copy,

@@ -177,3 +177,42 @@ async def test_a_code_block_shows_as_code_from_its_first_line(page, server, fake
     code = page.locator(f"#c{reply_id} pre code.language-js")
     await expect(code).to_have_text("const a = 1;\nconst b = 2;\n")
     await expect(code.locator("span.kd").first).to_have_text("const")
+
+
+async def test_continue_keeps_the_block_the_reply_was_cut_at_formatted(
+    page, server, fake_upstream, watch
+):
+    """A reply cut at the token limit in the middle of a paragraph: on Continue, that
+    paragraph went back to plain text (its markers showing) until it settled again. It now
+    stays formatted, the new text streams in after it, and the reply ends as one render of
+    the whole text."""
+    cut = "First paragraph.\n\nSome **bold** words and"
+    rest = [" then", " some", " more", " words", ".\n\nA second", " paragraph", "."]
+    gate = Gate(fake_upstream)
+
+    async def plan(request):
+        if request.index == 0:
+            return await request.stream(reply_events([cut], finish_reason="length"))
+        pieces = reply_events(rest)
+        return await request.stream(pieces, delay=0.05, before_piece=gate.before(2))
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Write two paragraphs")
+    await chat.wait_finished(reply_id)
+    reply = chat.reply(reply_id)
+    await expect(reply.locator("p strong")).to_have_text("bold")
+
+    await reply.get_by_role("button", name="Continue").click()
+    tail = page.locator(f"#t{reply_id}")
+    await expect(tail.locator("strong")).to_have_text("bold")
+    await expect(tail).to_contain_text("then")  # its first word, then it waits at the gate
+    await expect(tail.locator("strong")).to_have_text("bold")
+    assert "**" not in await tail.text_content()
+    gate.open()
+    await chat.wait_finished(reply_id)
+    whole = cut + "".join(rest)
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(whole) in live
+    assert watch.console_errors == []
