@@ -82,6 +82,21 @@ def reply_events(
     return pieces
 
 
+def tool_call_events(call_id: str, name: str, arguments: str = "{}") -> list[bytes]:
+    """The SSE pieces of a reply that calls one tool and says nothing."""
+    call = {
+        "index": 0,
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
+    return [
+        sse(chunk(role="assistant", tool_calls=[call])),
+        sse(chunk(finish_reason="tool_calls")),
+        b"data: [DONE]\n\n",
+    ]
+
+
 @dataclass
 class FakeRequest:
     index: int

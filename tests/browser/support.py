@@ -232,6 +232,13 @@ class ChatPage:
         await expect(replies).to_have_count(before + 1)
         return int((await replies.last.get_attribute("id") or "")[1:])
 
+    async def regenerate(self, reply_id: int) -> int:
+        """Click the reply's Regenerate; returns the id of the new version that replaces it."""
+        await self.reply(reply_id).get_by_role("button", name="Regenerate").click()
+        replies = self.page.locator("#messages article.assistant")
+        await expect(replies.last).not_to_have_attribute("id", f"m{reply_id}")
+        return int((await replies.last.get_attribute("id") or "")[1:])
+
     async def state(self, reply_id: int) -> dict[str, Any]:
         return await self.page.evaluate(REPLY_STATE_JS, reply_id)
 

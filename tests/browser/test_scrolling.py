@@ -105,10 +105,7 @@ async def test_jump_to_latest_goes_when_nothing_is_left_below_and_leaves_the_foc
     jump = page.locator("#jump-to-latest")
     reply_id = await chat.send("Tell me")
     await chat.wait_finished(reply_id)
-    await chat.reply(reply_id).get_by_role("button", name="Regenerate").click()
-    replies = page.locator("#messages article.assistant")
-    await expect(replies.last).not_to_have_attribute("id", f"m{reply_id}")
-    long_id = int((await replies.last.get_attribute("id") or "")[1:])
+    long_id = await chat.regenerate(reply_id)
 
     async def scroll() -> dict[str, float]:
         return await page.evaluate(SCROLL_STATE_JS)
@@ -131,8 +128,9 @@ async def test_jump_to_latest_goes_when_nothing_is_left_below_and_leaves_the_foc
     # Up at the top, the short version is shown: it all fits, and the button stays away.
     await page.mouse.wheel(0, -100_000)
     await eventually(far_from_bottom, message="the wheel did not scroll up")
-    switcher = replies.last.get_by_role("navigation", name="Versions of this reply")
+    switcher = chat.reply(long_id).get_by_role("navigation", name="Versions of this reply")
     await switcher.get_by_role("button", name="Previous version").click()
+    replies = page.locator("#messages article.assistant")
     await expect(replies.last.locator(".content")).to_have_text("A short answer.")
     state = await scroll()
     assert state["height"] <= state["client"], state

@@ -23,10 +23,7 @@ async def test_the_version_switcher_works_by_mouse_and_keyboard_and_survives_a_r
     reply_id = await chat.send("Tell me something")
     await chat.wait_finished(reply_id)
     for _ in range(2):
-        await chat.reply(reply_id).get_by_role("button", name="Regenerate").click()
-        replies = page.locator("#messages article.assistant")
-        await expect(replies.last).not_to_have_attribute("id", f"m{reply_id}")
-        reply_id = int((await replies.last.get_attribute("id") or "")[1:])
+        reply_id = await chat.regenerate(reply_id)
         await chat.wait_finished(reply_id)
     reply = page.locator("#messages article.assistant")
     await expect(reply).to_have_count(1)
@@ -80,10 +77,7 @@ async def test_a_tab_another_tab_has_overtaken_redraws_itself_and_keeps_the_text
     url = await chat.new_conversation()
     first = await chat.send("Tell me something")
     await chat.wait_finished(first)
-    await chat.reply(first).get_by_role("button", name="Regenerate").click()
-    replies = page.locator("#messages article.assistant")
-    await expect(replies.last).not_to_have_attribute("id", f"m{first}")
-    second = int((await replies.last.get_attribute("id") or "")[1:])
+    second = await chat.regenerate(first)
     await chat.wait_finished(second)
 
     other = await context.new_page()

@@ -10,7 +10,7 @@ import pytest
 
 from chat.models import Message
 from tests.e2e import scenarios
-from tests.fake_upstream import FakeRequest, chunk, reply_events, sse
+from tests.fake_upstream import FakeRequest, reply_events, tool_call_events
 from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, shown, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -321,34 +321,10 @@ async def test_a_follow_up_handed_back_keeps_its_turns_tool_rounds(
         await never.wait()
 
     async def plan(request: FakeRequest):
-        if request.index == 0:
-            call = {
-                "index": 0,
-                "id": "call_0",
-                "type": "function",
-                "function": {"name": "launch_rockets", "arguments": "{}"},
-            }
-            pieces = [
-                sse(chunk(role="assistant", tool_calls=[call])),
-                sse(chunk(finish_reason="tool_calls")),
-                b"data: [DONE]\n\n",
-            ]
-            return await request.stream(pieces)
         if request.index == 1:  # the follow-up: no first token before the shutdown
             return await request.stream(reply_events(["Never said."]), before_piece=hold)
-        if "tools" in request.body:
-            call = {
-                "index": 0,
-                "id": f"call_{request.index}",
-                "type": "function",
-                "function": {"name": "launch_rockets", "arguments": "{}"},
-            }
-            pieces = [
-                sse(chunk(role="assistant", tool_calls=[call])),
-                sse(chunk(finish_reason="tool_calls")),
-                b"data: [DONE]\n\n",
-            ]
-            return await request.stream(pieces)
+        if request.index == 0 or "tools" in request.body:
+            return await request.stream(tool_call_events(f"call_{request.index}", "launch_rockets"))
         return await request.stream(reply_events(["Done", " without tools."]))
 
     fake_upstream.plan = plan

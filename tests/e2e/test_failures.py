@@ -10,7 +10,14 @@ import pytest
 
 from chat.models import Message
 from tests.e2e import scenarios
-from tests.fake_upstream import FakeRequest, chunk, reply_events, sse, usage_chunk
+from tests.fake_upstream import (
+    FakeRequest,
+    chunk,
+    reply_events,
+    sse,
+    tool_call_events,
+    usage_chunk,
+)
 from tests.live import (
     ChatClient,
     PageModel,
@@ -445,18 +452,7 @@ async def test_tool_rounds_are_bounded_and_an_unknown_tool_gets_an_error_result(
     async def plan(request: FakeRequest):
         if "tools" not in request.body:
             return await request.stream(reply_events(["Giving up on tools."]))
-        call = {
-            "index": 0,
-            "id": f"call_{request.index}",
-            "type": "function",
-            "function": {"name": "launch_rockets", "arguments": "{}"},
-        }
-        pieces = [
-            sse(chunk(role="assistant", tool_calls=[call])),
-            sse(chunk(finish_reason="tool_calls")),
-            b"data: [DONE]\n\n",
-        ]
-        return await request.stream(pieces)
+        return await request.stream(tool_call_events(f"call_{request.index}", "launch_rockets"))
 
     fake_upstream.plan = plan
     client, conversation_id, ws, reply_id = await converse(server, alice_session)
