@@ -56,11 +56,26 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     )
 
 
+def held_paragraph(renderer: ProgressiveRenderer) -> tuple[str, int] | None:
+    """A continuation's open tail as it begins, if it is one paragraph: its HTML as the page
+    showed it when the reply was cut, and where that text ends (what follows, white space
+    included, is drawn after it as text). Drawn as plain text instead, it lost its formatting
+    the moment Continue began. Any other open block (a list, a table, a quote, a heading) is
+    drawn as text as before: the text that continues it would land outside it."""
+    tail = renderer.tail
+    text = tail.text.rstrip()
+    if tail.kind != "text" or not text:
+        return None
+    html = renderer.tail_rendered().strip()
+    if not (html.startswith("<p>") and html.endswith("</p>") and html.count("<p>") == 1):
+        return None
+    return html, renderer.settled + len(text)
+
+
 def held_tail_html(held_html: str, after: str) -> str:
-    """A continuation's open tail while it is still the text the reply was cut at: that text
-    rendered as the page showed it, then what has streamed since, as text. Drawn as plain text
-    instead, the block the reply ended with lost its formatting the moment Continue began."""
-    return f'<div class="held-tail markdown">{held_html.rstrip()}</div>{escape(after)}'
+    """The open tail while it still starts with the paragraph the reply was cut at
+    (`held_paragraph`): that paragraph as it was shown, then what came after it, as text."""
+    return f'<div class="held-tail markdown">{held_html}</div>{escape(after)}'
 
 
 def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -> str:
@@ -102,8 +117,10 @@ def text_end(field: TextField, message_id: int, rest_html: str) -> str:
     return appended + f'<div id="{tail_id}" hx-swap-oob="delete"></div>'
 
 
-def streaming_view(message: Message) -> dict[str, SafeString]:
-    """A streaming reply drawn from its last checkpoint, as its generation would draw it."""
+def streaming_view(message: Message, *, continued: bool = False) -> dict[str, SafeString]:
+    """A streaming reply drawn from its last checkpoint, as its generation would draw it. A
+    continuation just asked for (`continued`; or one queued, the only pending reply with
+    text) keeps the paragraph it was cut at as the page showed it (`held_paragraph`)."""
     view: dict[str, SafeString] = {}
     for name, field, text in (
         ("content", CONTENT, message.content),
@@ -112,12 +129,13 @@ def streaming_view(message: Message) -> dict[str, SafeString]:
         renderer = ProgressiveRenderer()
         renderer.feed(text)
         view[f"{name}_blocks"] = mark_safe(renderer.blocks_html)
-        tail = renderer.tail
-        if message.status == Message.Status.PENDING and tail.kind == "text" and tail.text:
-            # A continuation not begun: what it was cut at stays as the page showed it.
-            drawn = held_tail_html(renderer.tail_rendered(), "")
+        held = None
+        if field is CONTENT and (continued or message.status == Message.Status.PENDING):
+            held = held_paragraph(renderer)
+        if held is not None:
+            drawn = held_tail_html(held[0], renderer.text[held[1] :])
         else:
-            drawn = tail_html(field, message.pk, tail)
+            drawn = tail_html(field, message.pk, renderer.tail)
         view[f"{name}_tail"] = mark_safe(drawn)
     return view
 

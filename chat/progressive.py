@@ -17,6 +17,7 @@ No Django here.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -129,7 +130,7 @@ class ProgressiveRenderer:
     def tail_rendered(self) -> str:
         """The open tail's text rendered as it would be if the text ended here (a reply cut
         short shows it so until it continues)."""
-        return render_blocks(self.text[self.settled :], dict(self._references))
+        return render_blocks(self.text[self.settled :], copy.deepcopy(self._references))
 
     def finish(self) -> tuple[str, str]:
         """End the text. Returns the HTML of the rest (to append after the settled blocks)

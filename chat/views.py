@@ -230,6 +230,7 @@ def _message_list(
     *,
     path: list[Message] | None = None,
     announce: str = "",
+    continued: int | None = None,
 ) -> HttpResponse:
     """The conversation's messages from the top, on the path now chosen: the answer to any
     action that changes which versions are shown. It replaces the whole list, wherever the
@@ -243,6 +244,7 @@ def _message_list(
             if path is not None
             else article_cache.page_messages(conversation=conversation),
             "announce": announce,
+            "continued": continued,
         },
     )
     response["HX-Retarget"] = "#messages"
@@ -386,6 +388,8 @@ def _rerun_reply(
     message_id: int,
     action: Callable[..., Message],
     refused: str,
+    *,
+    continues: bool = False,
 ) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
     reply = _reply_or_404(conversation, message_id)
@@ -399,7 +403,8 @@ def _rerun_reply(
         return _plain(refused, 409)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
-    return _message_list(request, conversation)
+    # A continued reply may be claimed already: its paragraph stays drawn as it was.
+    return _message_list(request, conversation, continued=reply.pk if continues else None)
 
 
 @login_required
@@ -429,4 +434,5 @@ def message_continue(
         message_id,
         services.reply_continue,
         "Only the latest reply, cut short, can be continued.",
+        continues=True,
     )

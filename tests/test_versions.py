@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from chat import selectors, services
 from chat.models import Conversation, Message
+from chat.progressive import ProgressiveRenderer
+from chat.streaming.coalescer import Frame
+from chat.streaming.generation import ReplyRenderer
 
 pytestmark = pytest.mark.django_db
 
@@ -308,3 +313,61 @@ def test_a_later_rounds_result_does_not_answer_an_earlier_call_with_the_same_id(
         (True, "assistant"),
         (False, "tool"),
     ]
+
+
+def text_frame(text: str) -> Frame:
+    return Frame(content_offset=0, content=text, reasoning_offset=0, reasoning="", tool_calls=None)
+
+
+CUT = "First paragraph.\n\nSome **bold** words and\n"
+HELD = '<div class="held-tail markdown"><p>Some <strong>bold</strong> words and</p></div>'
+
+
+@pytest.mark.parametrize("claimed", [False, True])
+def test_the_answer_to_continue_keeps_the_paragraph_the_reply_was_cut_at(
+    conversation, alice_client, monkeypatch, claimed
+):
+    """The page's list after Continue draws the reply's open paragraph as it was shown, with
+    the line break after it, also when a worker claimed the reply before the answer was
+    drawn (it was drawn as text then, its markers showing)."""
+    _, reply = turn(conversation, "q", CUT)
+    Message.objects.filter(pk=reply.pk).update(finish_reason="length")
+    continue_reply = services.reply_continue
+
+    def continue_and_claim(*, reply: Message) -> Message:
+        continued = continue_reply(reply=reply)
+        if claimed:
+            Message.objects.filter(pk=reply.pk).update(status=Message.Status.STREAMING)
+        return continued
+
+    monkeypatch.setattr(services, "reply_continue", continue_and_claim)
+    response = alice_client.post(
+        f"/c/{conversation.pk}/messages/{reply.pk}/continue/", HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200
+    assert f'<div id="t{reply.pk}" class="streaming-tail">{HELD}\n</div>' in response.text
+
+
+def test_a_continuation_holds_only_a_paragraph_and_keeps_the_white_space_after_it():
+    """Text that continues a list, a table, a quote or a heading would land outside it: those
+    tails are drawn as text, as before. What followed the paragraph (a line break) is kept, so
+    the next words do not run into it."""
+    renderer = ReplyRenderer(1, CUT, "")
+    assert HELD + "\n" in renderer.snapshot()
+    renderer.frame(text_frame("more words"))
+    assert HELD + "\nmore words</div>" in renderer.snapshot()
+    for text in ("- one\n- thr", "| a | b |\n| - | - |\n| 1 | 2", "> quoted and", "# Head"):
+        assert "held-tail" not in ReplyRenderer(1, text, "").snapshot(), text
+
+
+def test_drawing_a_held_paragraph_leaves_the_reply_s_link_references_alone():
+    """The paragraph is rendered with a copy of the references read so far: a definition cut
+    short in the tail (`[b]: /exa`) was added to them, and the first definition of a label is
+    the one markdown keeps."""
+    renderer = ProgressiveRenderer()
+    renderer.feed("[a]: /first\n\nText\n\n[b]: /exa")
+    before = copy.deepcopy(renderer._references)
+    renderer.tail_rendered()
+    assert renderer._references == before
+    step = renderer.feed("mple\n\nUse [b].\n\nmore")
+    assert 'href="/example"' in step.blocks_html, step.blocks_html

@@ -52,9 +52,10 @@ class ReplyRenderer:
         self.reasoning = ProgressiveRenderer()
         self.content.feed(content)  # a continuation starts from the text already there
         self.reasoning.feed(reasoning)
-        # A continuation's open tail, shown rendered (as the reply was when it was cut) until
-        # the page draws that tail again: (its rendered HTML, where the tail starts).
-        self._held = {id(r): _held(r) for r in (self.content, self.reasoning)}
+        # A continuation's open paragraph, shown rendered (as the reply was when it was cut)
+        # until the page draws the tail again (`fragments.held_paragraph`).
+        self._held = fragments.held_paragraph(self.content)
+        self._held_from = self.content.settled
 
     def cursor(self) -> dict[str, list[int]]:
         return {
@@ -72,32 +73,22 @@ class ReplyRenderer:
         ):
             if text:
                 step = renderer.feed(text)
-                if step.tail_replaced:
-                    self._held[id(renderer)] = None  # the page draws the tail as text now
+                if step.tail_replaced and renderer is self.content:
+                    self._held = None  # the page draws the tail as text from now on
                 parts.append(fragments.text_step(ids, self.message_id, step, renderer.tail))
         parts.append(fragments.tool_calls(self.message_id, frame.tool_calls))
         return before, "".join(parts)
 
     def snapshot(self) -> str:
-        return "".join(
-            fragments.text_state(
-                field,
-                self.message_id,
-                renderer.blocks_html,
-                renderer.tail,
-                self._tail_held(renderer),
-            )
-            for field, renderer in (
-                (fragments.REASONING, self.reasoning),
-                (fragments.CONTENT, self.content),
-            )
+        held = None
+        if self._held is not None and self.content.settled == self._held_from:
+            html, end = self._held
+            held = fragments.held_tail_html(html, self.content.text[end:])
+        return fragments.text_state(
+            fragments.REASONING, self.message_id, self.reasoning.blocks_html, self.reasoning.tail
+        ) + fragments.text_state(
+            fragments.CONTENT, self.message_id, self.content.blocks_html, self.content.tail, held
         )
-
-    def _tail_held(self, renderer: ProgressiveRenderer) -> str | None:
-        held = self._held[id(renderer)]
-        if held is None or renderer.settled != held[1]:
-            return None
-        return fragments.held_tail_html(held[0], renderer.text[held[2] :])
 
     def finish(self) -> tuple[dict[str, str], str | None]:
         """The reply's stored HTML, and the fragment that ends its text on a page that has
@@ -114,15 +105,6 @@ class ReplyRenderer:
         if self.reasoning.text:  # the page keeps the thinking section when there is any
             ending += fragments.text_end(fragments.REASONING, self.message_id, reasoning_rest)
         return stored, ending
-
-
-def _held(renderer: ProgressiveRenderer) -> tuple[str, int, int] | None:
-    """A text's open tail as a continuation starts: its rendered HTML, where the tail starts
-    and where the text ends; None if it has none, or a code block (drawn as code already)."""
-    tail = renderer.tail
-    if tail.kind != "text" or not tail.text:
-        return None
-    return renderer.tail_rendered(), renderer.settled, len(renderer.text)
 
 
 @dataclass(eq=False)  # one running reply: equal to itself only

@@ -149,12 +149,18 @@ def message_list(context: template.Context, messages: Any) -> SafeString:
     """`{% for message in messages %}{% partial message %}{% endfor %}`, built in one go (each
     message is built by chat.articles; a loop of partials cost some 15 microseconds a message)."""
     return articles_html(
-        messages, csrf_token=context.get("csrf_token"), oob=bool(context.get("oob"))
+        messages,
+        csrf_token=context.get("csrf_token"),
+        oob=bool(context.get("oob")),
+        continued=context.get("continued"),
     )
 
 
-def articles_html(messages: Any, *, csrf_token: Any, oob: bool) -> SafeString:
-    """The `message_list` tag's output for a context with this `csrf_token` and `oob`."""
+def articles_html(
+    messages: Any, *, csrf_token: Any, oob: bool, continued: int | None = None
+) -> SafeString:
+    """The `message_list` tag's output for a context with this `csrf_token` and `oob` (and
+    the reply a Continue has just restarted, `continued`: see `fragments.streaming_view`)."""
     parts = []
     for message in messages:
         if isinstance(message, DrawnArticle):
@@ -162,7 +168,7 @@ def articles_html(messages: Any, *, csrf_token: Any, oob: bool) -> SafeString:
         elif not message.is_active:
             parts.append(articles.finished_message(message, oob=oob, csrf_token=csrf_token))
         elif message.role == "assistant":
-            view = fragments.streaming_view(message)
+            view = fragments.streaming_view(message, continued=message.pk == continued)
             parts.append(articles.streaming_reply(message, view=view, oob=oob))
         else:
             parts.append(
