@@ -202,11 +202,18 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
 
     async def message_started(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
+        if event["html"]:
+            # A continuation (Continue): the tab may show the reply finished, with no open
+            # tail for its frames (another tab asked for it). It gets the reply as it streams,
+            # the paragraph it was cut at as it was shown, then a snapshot to go on from.
+            self.fetched.discard(message_id)
+            self.whole.discard(message_id)
+            await self._send_message(message_id, continued=True)
+            return
         if message_id in self.whole:
             return  # events of a generation whose saved end this tab already has
-        self.fetched.discard(message_id)  # a new generation (Continue) starts from its text
         self.replies[message_id] = event["cursor"]
-        await self._relay(message_id, event["html"] + fragments.status(message_id, ""))
+        await self._relay(message_id, fragments.status(message_id, ""))
 
     async def message_delta(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
@@ -307,8 +314,8 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         self.last_requested[message_id] = time.monotonic()
         await events.snapshot_request(message_id, self.channel_name)
 
-    async def _send_message(self, message_id: int) -> None:
-        html, active = await _render_message(self.conversation_id, message_id)
+    async def _send_message(self, message_id: int, *, continued: bool = False) -> None:
+        html, active = await _render_message(self.conversation_id, message_id, continued)
         await self._sent_whole([message_id], active)
         if html:
             await self._relay(message_id, html, streaming=False)
@@ -356,12 +363,14 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
 
 
 @database_sync_to_async
-def _render_message(conversation_id: uuid.UUID, message_id: int) -> tuple[str, list[int]]:
+def _render_message(
+    conversation_id: uuid.UUID, message_id: int, continued: bool = False
+) -> tuple[str, list[int]]:
     """The message's HTML, and its id if it is a reply still being generated."""
     message = Message.objects.filter(conversation_id=conversation_id, pk=message_id).first()
     if message is None:
         return "", []
-    html = fragments.message(selectors.with_versions(message=message))
+    html = fragments.message(selectors.with_versions(message=message), continued=continued)
     return html, [message.pk] if message.is_active else []
 
 

@@ -169,19 +169,21 @@ def _tool_calls(message_id: int, tool_calls: list[dict[str, str]]) -> str:
     return articles.tool_calls(message_id, tool_calls, oob=True)
 
 
-def article(message: Message, *, oob: bool = False) -> str:
+def article(message: Message, *, oob: bool = False, continued: bool = False) -> str:
     """The message as the template's `message` partial draws it (without a CSRF field: a
     fragment has no request; the page's htmx requests carry the token in a header)."""
     if not message.is_active:
         return articles.finished_message(message, oob=oob)
     if message.role == Message.Role.ASSISTANT:
-        return articles.streaming_reply(message, view=streaming_view(message), oob=oob)
+        view = streaming_view(message, continued=continued)
+        return articles.streaming_reply(message, view=view, oob=oob)
     return render_to_string(MESSAGE_TEMPLATE, {"message": message, "oob": oob})
 
 
-def message(message: Message) -> str:
-    """The whole message, replacing the one on the page (used when a reply finishes)."""
-    return article(message, oob=True)
+def message(message: Message, *, continued: bool = False) -> str:
+    """The whole message, replacing the one on the page (used when a reply finishes, and when
+    a continuation starts: `continued`, see `streaming_view`)."""
+    return article(message, oob=True, continued=continued)
 
 
 def appended(messages: list[Message]) -> str:

@@ -219,7 +219,7 @@ class PageModel:
             else:  # outerHTML: the element and the elements with ids inside it
                 self.elements[key] = inner
                 self._index(inner)
-                if kind in "me":
+                if kind in "me" and not self._streaming(int(number)):
                     self._end_streaming(int(number))
                     self.finished[int(number)] = self.elements.get(f"c{number}", "") + frame
 
@@ -240,6 +240,10 @@ class PageModel:
             inner_end, _ = _element_end(html_text, match.group(1), match.end())
             self.elements[f"{match.group(2)}{match.group(3)}"] = html_text[match.end() : inner_end]
             position = match.end()
+
+    def _streaming(self, message_id: int) -> bool:
+        """Drawn whole as it streams (a continuation's start): its end asks for a snapshot."""
+        return "ws-send" in self.elements.get(f"e{message_id}", "")
 
     def _end_streaming(self, message_id: int) -> None:
         if f"e{message_id}" in self.elements and "ws-send" not in self.elements[f"e{message_id}"]:

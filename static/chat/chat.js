@@ -17,10 +17,18 @@
       var dropped = false;
       function drop(element) { element.remove(); dropped = true; }
       function shown(element) { return element.id && document.getElementById(element.id); }
+      function streaming(article) { return /\bstatus-(pending|streaming)\b/.test(article.className); }
       Array.prototype.slice.call(template.content.children).forEach(function (element) {
         var swap = element.getAttribute("hx-swap-oob");
         if (swap && swap.indexOf(":") < 0 && element.id && !shown(element)) {
           drop(element);  // a fragment whose target is not on the page yet
+        } else if (swap && element.tagName === "ARTICLE" && streaming(element)) {
+          // A reply drawn streaming as its continuation starts, for tabs that show it
+          // finished. Not for one that shows it streaming already, nor for the tab whose
+          // Continue is on its way (its response draws it; swapped now, the button that
+          // sent it would be gone and the response with it).
+          var onPage = document.getElementById(element.id);
+          if (streaming(onPage) || onPage.querySelector(".htmx-request")) { drop(element); }
         } else if (swap && swap.indexOf("beforeend:") === 0) {
           Array.prototype.slice.call(element.children).forEach(function (child) {
             if (shown(child)) { drop(child); }  // appended messages this tab already shows

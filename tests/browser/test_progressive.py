@@ -216,3 +216,53 @@ async def test_continue_keeps_the_block_the_reply_was_cut_at_formatted(
     live = await page.evaluate(REPLY_HTML_JS, reply_id)
     assert render_markdown(whole) in live
     assert watch.console_errors == []
+
+
+async def test_a_continue_sent_from_one_tab_streams_in_the_other(
+    page, context, server, fake_upstream, watch
+):
+    """The other tab showed the reply finished: its frames had no open tail to go to, so it
+    showed the reply without the paragraph it was cut at, still offering Continue, until the
+    end. It now draws the reply streaming as the continuation starts."""
+    gate = Gate(fake_upstream)
+
+    async def plan(request):
+        if request.index == 0:
+            return await request.stream(
+                reply_events(["Intro.\n\n", "Some **bold**", " words and"], finish_reason="length")
+            )
+        return await request.stream(
+            reply_events([" then", " more."]), delay=0.05, before_piece=gate.before(2)
+        )
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Write something")
+    await chat.wait_finished(reply_id)
+    other = await context.new_page()
+    await other.add_init_script(
+        "window.__chatsiteWsOpen = 0;"
+        "document.addEventListener('htmx:wsOpen', function () { window.__chatsiteWsOpen += 1; });"
+    )
+    other_errors: list[str] = []
+    other.on("console", lambda m: m.type == "error" and other_errors.append(m.text))
+    other_chat = ChatPage(other, server)
+    await other.goto(page.url)
+    await other_chat.wait_for_socket()
+
+    await chat.reply(reply_id).get_by_role("button", name="Continue").click()
+    for tab in (page, other):
+        tail = tab.locator(f"#t{reply_id}")
+        await expect(tail.locator("strong")).to_have_text("bold")
+        await expect(tail).to_contain_text("then")
+        await expect(
+            tab.locator(f"#m{reply_id}").get_by_role("button", name="Continue")
+        ).to_have_count(0)
+    gate.open()
+    await chat.wait_finished(reply_id)
+    await other_chat.wait_finished(reply_id)
+    expected = render_markdown("Intro.\n\nSome **bold** words and then more.")
+    for tab in (page, other):
+        assert expected in await tab.evaluate(REPLY_HTML_JS, reply_id)
+    assert watch.console_errors == [] and other_errors == []

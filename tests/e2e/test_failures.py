@@ -185,6 +185,49 @@ async def test_length_offers_continue_which_joins_the_rest_to_the_same_reply(
     assert "The first half and the second." in page.finished[reply_id]
 
 
+async def test_continue_asked_in_one_tab_streams_in_the_other(
+    start_server, fake_upstream, alice_session
+):
+    """A tab that shows the reply finished gets it drawn streaming as the continuation starts,
+    the paragraph it was cut at as it was shown. It had no open tail for the frames: it showed
+    the reply without that paragraph, still cut at the token limit, until the end."""
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            return await request.stream(
+                reply_events(["Intro.\n\n", "Some **bold**", " words and"], finish_reason="length")
+            )
+        return await request.stream(reply_events([" then", " more."]), delay=0.05)
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    async with client.socket(conversation_id) as other_ws:
+        other = PageModel()  # a second tab, opened on the finished reply
+        page.finished.clear()
+        response = await client.http.post(
+            f"/c/{conversation_id}/messages/{reply_id}/continue/",
+            headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
+        )
+        assert response.status_code == 200
+        await read_until_finished(other_ws, other, reply_id)
+        await read_until_finished(ws, page, reply_id)
+    await finish(client, ws)
+    started = [f for f in other.frames if f'<article id="m{reply_id}"' in f]
+    assert started, other.frames
+    assert (
+        '<div class="held-tail markdown"><p>Some <strong>bold</strong> words and</p>'
+        in (started[0])
+    )
+    assert "cut at the token limit" not in started[0]
+    saved = await Message.objects.aget(pk=reply_id)
+    assert saved.content == "Intro.\n\nSome **bold** words and then more."
+    for tab in (page, other):
+        assert "Some <strong>bold</strong> words and then more." in tab.finished[reply_id]
+        assert tab.content(reply_id) == shown(saved.content)
+
+
 async def saved_reply(server, session, fake_upstream, pieces) -> tuple[Message, str]:
     """The reply to one message whose stream is `pieces`: as saved, and as its page shows
     it finished."""
