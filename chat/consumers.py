@@ -205,15 +205,21 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         if event["html"]:
             # A continuation (Continue): the tab may show the reply finished, with no open
             # tail for its frames (another tab asked for it). It gets the reply as it streams,
-            # the paragraph it was cut at as it was shown, then a snapshot to go on from.
-            self.fetched.discard(message_id)
-            self.whole.discard(message_id)
-            await self._send_message(message_id, continued=True)
-            return
+            # the paragraph it was cut at as it was shown, then a snapshot to go on from. Not
+            # a reply too large for a frame: fetched over HTTP, it would take the place of
+            # the Continue button of the tab that asked, its answer still on its way.
+            html, active = await _render_message(self.conversation_id, message_id, True)
+            if html and _fits(html):
+                self.fetched.discard(message_id)
+                self.whole.discard(message_id)
+                await self._sent_whole([message_id], active)
+                await self.send(text_data=html)
+                return
         if message_id in self.whole:
             return  # events of a generation whose saved end this tab already has
+        self.fetched.discard(message_id)
         self.replies[message_id] = event["cursor"]
-        await self._relay(message_id, fragments.status(message_id, ""))
+        await self._relay(message_id, event["html"] + fragments.status(message_id, ""))
 
     async def message_delta(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
@@ -314,8 +320,8 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         self.last_requested[message_id] = time.monotonic()
         await events.snapshot_request(message_id, self.channel_name)
 
-    async def _send_message(self, message_id: int, *, continued: bool = False) -> None:
-        html, active = await _render_message(self.conversation_id, message_id, continued)
+    async def _send_message(self, message_id: int) -> None:
+        html, active = await _render_message(self.conversation_id, message_id)
         await self._sent_whole([message_id], active)
         if html:
             await self._relay(message_id, html, streaming=False)

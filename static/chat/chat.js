@@ -28,7 +28,9 @@
           // Continue is on its way (its response draws it; swapped now, the button that
           // sent it would be gone and the response with it).
           var onPage = document.getElementById(element.id);
-          if (streaming(onPage) || onPage.querySelector(".htmx-request")) { drop(element); }
+          if (streaming(onPage) || onPage.querySelector(".continue-button.htmx-request")) {
+            drop(element);
+          }
         } else if (swap && swap.indexOf("beforeend:") === 0) {
           Array.prototype.slice.call(element.children).forEach(function (child) {
             if (shown(child)) { drop(child); }  // appended messages this tab already shows

@@ -4,6 +4,7 @@ shows the same blocks once."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from playwright.async_api import expect
@@ -266,3 +267,46 @@ async def test_a_continue_sent_from_one_tab_streams_in_the_other(
     for tab in (page, other):
         assert expected in await tab.evaluate(REPLY_HTML_JS, reply_id)
     assert watch.console_errors == [] and other_errors == []
+
+
+async def test_a_reply_too_large_for_a_frame_continues_with_a_slow_answer(
+    page, server_factory, fake_upstream, watch
+):
+    """Drawn whole for the tabs as its continuation starts, a reply too large for a frame went
+    as a fetch over HTTP, which took the place of the Continue button while its answer was on
+    its way: htmx then dropped that answer (`htmx:targetError`). Such a reply starts as before."""
+    server = server_factory(CHAT_MAX_REPLY_CHARS="4000000")
+    gate = Gate(fake_upstream)
+    many = "".join(
+        f"Paragraph {i}: the quick brown fox, **again** and again.\n\n" for i in range(8000)
+    )
+
+    async def plan(request):
+        if request.index == 0:
+            return await request.stream(
+                reply_events([many, "Some **bold**", " words and"], finish_reason="length")
+            )
+        return await request.stream(
+            reply_events([" then", " more."]), delay=0.05, before_piece=gate.before(2)
+        )
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Write a lot")
+    await expect(chat.reply(reply_id)).to_have_attribute("data-status", "complete", timeout=60_000)
+
+    async def slow(route):
+        response = await route.fetch()
+        await asyncio.sleep(3)  # the answer comes after the continuation has started
+        await route.fulfill(response=response)
+
+    await page.route(re.compile(r".*/continue/$"), slow)
+    await chat.reply(reply_id).get_by_role("button", name="Continue").click()
+    await expect(page.locator(f"#t{reply_id}")).to_contain_text("then", timeout=30_000)
+    gate.open()
+    await expect(chat.reply(reply_id)).to_have_attribute("data-status", "complete", timeout=60_000)
+    await expect(chat.reply(reply_id).locator(".content > p").last).to_have_text(
+        "Some bold words and then more."
+    )
+    assert watch.console_errors == []
