@@ -180,6 +180,21 @@ async def test_a_code_block_shows_as_code_from_its_first_line(page, server, fake
     await expect(code.locator("span.kd").first).to_have_text("const")
 
 
+def cut_then_continued(gate: Gate, before: list[str]):
+    """The first reply is `before`, then "Some **bold** words and", cut at the token limit; its
+    continuation says " then", waits at the gate, then " more."."""
+
+    async def plan(request):
+        if request.index == 0:
+            cut = [*before, "Some **bold**", " words and"]
+            return await request.stream(reply_events(cut, finish_reason="length"))
+        return await request.stream(
+            reply_events([" then", " more."]), delay=0.05, before_piece=gate.before(2)
+        )
+
+    return plan
+
+
 async def test_continue_keeps_the_block_the_reply_was_cut_at_formatted(
     page, server, fake_upstream, watch
 ):
@@ -226,17 +241,7 @@ async def test_a_continue_sent_from_one_tab_streams_in_the_other(
     showed the reply without the paragraph it was cut at, still offering Continue, until the
     end. It now draws the reply streaming as the continuation starts."""
     gate = Gate(fake_upstream)
-
-    async def plan(request):
-        if request.index == 0:
-            return await request.stream(
-                reply_events(["Intro.\n\n", "Some **bold**", " words and"], finish_reason="length")
-            )
-        return await request.stream(
-            reply_events([" then", " more."]), delay=0.05, before_piece=gate.before(2)
-        )
-
-    fake_upstream.plan = plan
+    fake_upstream.plan = cut_then_continued(gate, ["Intro.\n\n"])
     chat = ChatPage(page, server)
     await chat.new_conversation()
     reply_id = await chat.send("Write something")
@@ -280,17 +285,7 @@ async def test_a_reply_too_large_for_a_frame_continues_with_a_slow_answer(
     many = "".join(
         f"Paragraph {i}: the quick brown fox, **again** and again.\n\n" for i in range(8000)
     )
-
-    async def plan(request):
-        if request.index == 0:
-            return await request.stream(
-                reply_events([many, "Some **bold**", " words and"], finish_reason="length")
-            )
-        return await request.stream(
-            reply_events([" then", " more."]), delay=0.05, before_piece=gate.before(2)
-        )
-
-    fake_upstream.plan = plan
+    fake_upstream.plan = cut_then_continued(gate, [many])
     chat = ChatPage(page, server)
     await chat.new_conversation()
     reply_id = await chat.send("Write a lot")

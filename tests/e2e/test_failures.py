@@ -41,6 +41,15 @@ async def converse(server, session, content="hi"):
     return client, conversation_id, ws, reply_id_from(response)
 
 
+async def ask_to_continue(client, conversation_id, reply_id) -> None:
+    """Press Continue on a reply cut short, as a tab's htmx does."""
+    response = await client.http.post(
+        f"/c/{conversation_id}/messages/{reply_id}/continue/",
+        headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
+    )
+    assert response.status_code == 200, response.text
+
+
 async def finish(client, ws):
     await ws.close()
     await client.aclose()
@@ -169,11 +178,7 @@ async def test_length_offers_continue_which_joins_the_rest_to_the_same_reply(
     assert (reply.status, reply.finish_reason) == ("complete", "length")
 
     page.finished.clear()
-    response = await client.http.post(
-        f"/c/{conversation_id}/messages/{reply_id}/continue/",
-        headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
-    )
-    assert response.status_code == 200
+    await ask_to_continue(client, conversation_id, reply_id)
     await read_until_finished(ws, page, reply_id)
     await finish(client, ws)
     reply = await Message.objects.aget(pk=reply_id)
@@ -206,11 +211,7 @@ async def test_continue_asked_in_one_tab_streams_in_the_other(
     async with client.socket(conversation_id) as other_ws:
         other = PageModel()  # a second tab, opened on the finished reply
         page.finished.clear()
-        response = await client.http.post(
-            f"/c/{conversation_id}/messages/{reply_id}/continue/",
-            headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
-        )
-        assert response.status_code == 200
+        await ask_to_continue(client, conversation_id, reply_id)
         await read_until_finished(other_ws, other, reply_id)
         await read_until_finished(ws, page, reply_id)
     await finish(client, ws)
