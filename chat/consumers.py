@@ -208,7 +208,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             # the paragraph it was cut at as it was shown, then a snapshot to go on from. Not
             # a reply too large for a frame: fetched over HTTP, it would take the place of
             # the Continue button of the tab that asked, its answer still on its way.
-            html, active = await _render_message(self.conversation_id, message_id, True)
+            html, active = await _render_message(self.conversation_id, message_id, continued=True)
             if html and _fits(html):
                 self.fetched.discard(message_id)
                 self.whole.discard(message_id)

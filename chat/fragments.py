@@ -72,10 +72,11 @@ def held_paragraph(renderer: ProgressiveRenderer) -> tuple[str, int] | None:
     return html, renderer.settled + len(text)
 
 
-def held_tail_html(held_html: str, after: str) -> str:
-    """The open tail while it still starts with the paragraph the reply was cut at
+def held_tail_html(held: tuple[str, int], text: str) -> str:
+    """The open tail of `text` while it still starts with the paragraph the reply was cut at
     (`held_paragraph`): that paragraph as it was shown, then what came after it, as text."""
-    return f'<div class="held-tail markdown">{held_html}</div>{escape(after)}'
+    held_html, end = held
+    return f'<div class="held-tail markdown">{held_html}</div>{escape(text[end:])}'
 
 
 def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -> str:
@@ -133,7 +134,7 @@ def streaming_view(message: Message, *, continued: bool = False) -> dict[str, Sa
         if field is CONTENT and (continued or message.status == Message.Status.PENDING):
             held = held_paragraph(renderer)
         if held is not None:
-            drawn = held_tail_html(held[0], renderer.text[held[1] :])
+            drawn = held_tail_html(held, renderer.text)
         else:
             drawn = tail_html(field, message.pk, renderer.tail)
         view[f"{name}_tail"] = mark_safe(drawn)

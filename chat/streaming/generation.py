@@ -82,8 +82,7 @@ class ReplyRenderer:
     def snapshot(self) -> str:
         held = None
         if self._held is not None and self.content.settled == self._held_from:
-            html, end = self._held
-            held = fragments.held_tail_html(html, self.content.text[end:])
+            held = fragments.held_tail_html(self._held, self.content.text)
         return fragments.text_state(
             fragments.REASONING, self.message_id, self.reasoning.blocks_html, self.reasoning.tail
         ) + fragments.text_state(
