@@ -38,6 +38,10 @@ CONTINUE_PROMPT = (
     "Continue exactly where your previous message stopped. Do not repeat anything, "
     "do not add any preamble."
 )
+# A continuation's new thinking is a new pass (the model is not sent its old thinking), so a
+# paragraph break parts it from the thinking kept. It goes out with the first new thinking:
+# a tab's place in the text moves only then.
+THINKING_JOINT = "\n\n"
 
 
 class ReplyRenderer:
@@ -131,11 +135,13 @@ class Generation:
     _task: asyncio.Task[Any] | None = None
     status_line: str = field(default="", init=False)  # what the reply's status line says
     _tools_task: asyncio.Task[list[tuple[dict[str, Any], str]]] | None = None  # while they run
+    _thinks_again: bool = field(default=False, init=False)  # a continuation's new thinking began
 
     def __post_init__(self) -> None:
-        # A continuation (Continue after the token limit) appends to the text already saved.
+        # A continuation (Continue after the token limit) appends to the text and thinking
+        # already saved (a reply cut while thinking has no text); a new reply has neither.
         self.prefix = self.reply.content
-        self.reasoning_prefix = self.reply.reasoning if self.prefix else ""
+        self.reasoning_prefix = self.reply.reasoning
         self._saved_content = self.prefix
         self.view = ReplyRenderer(self.reply.pk, self.prefix, self.reasoning_prefix)
 
@@ -151,7 +157,8 @@ class Generation:
 
     @property
     def reasoning(self) -> str:
-        return self.reasoning_prefix + self.completion.reasoning
+        joint = THINKING_JOINT if self._thinks_again else ""
+        return self.reasoning_prefix + joint + self.completion.reasoning
 
     def snapshot(self) -> dict[str, Any]:
         """The reply as its frames so far drew it (text still in the coalescer is not in it:
@@ -183,7 +190,7 @@ class Generation:
                 conversation.id,
                 reply.pk,
                 cursor=self.view.cursor(),
-                html=self.view.snapshot() if self.prefix else "",
+                html=self.view.snapshot() if self.prefix or self.reasoning_prefix else "",
             )
             self.stream = chat_completions_client().stream(await self._request_body())
             # The size limit counts what was there before (a continuation's) and what streams.
@@ -267,7 +274,11 @@ class Generation:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
         tool_calls = self.completion.tool_call_list() if update.tool_calls_changed else None
-        coalescer.push(update.content + update.refusal, update.reasoning, tool_calls)
+        reasoning = update.reasoning
+        if reasoning and self.reasoning_prefix and not self._thinks_again:
+            self._thinks_again = True
+            reasoning = THINKING_JOINT + reasoning
+        coalescer.push(update.content + update.refusal, reasoning, tool_calls)
 
     def _outcome(self, status: str, *, error: str = "") -> dict[str, Any]:
         completion = self.completion

@@ -229,6 +229,45 @@ async def test_continue_asked_in_one_tab_streams_in_the_other(
         assert tab.content(reply_id) == shown(saved.content)
 
 
+async def test_continue_after_a_reply_cut_while_thinking_keeps_the_thinking(
+    start_server, fake_upstream, alice_session
+):
+    """A reply cut at the token limit before it answered: Continue asks again, and the new
+    thinking follows the old one after a paragraph break, in the saved reply and in every
+    tab. The old thinking was dropped from the saved reply, and a tab that showed the reply
+    finished ran the two together."""
+    server = start_server()
+
+    def thinking(words):
+        return [sse(chunk(reasoning_content=word)) for word in words]
+
+    async def plan(request: FakeRequest):
+        first, *rest = reply_events(["The answer."])
+        if request.index == 0:
+            ended = reply_events([], finish_reason="length")
+            return await request.stream([first, *thinking(["Let me", " think"]), *ended[1:]])
+        return await request.stream([first, *thinking(["Once", " more."]), *rest], delay=0.05)
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    assert "Continue" in page.finished[reply_id]
+    async with client.socket(conversation_id) as other_ws:
+        other = PageModel()  # a second tab, opened on the reply cut short
+        page.finished.clear()
+        await ask_to_continue(client, conversation_id, reply_id)
+        await read_until_finished(other_ws, other, reply_id)
+        await read_until_finished(ws, page, reply_id)
+    await finish(client, ws)
+    saved = await Message.objects.aget(pk=reply_id)
+    assert (saved.reasoning, saved.content) == ("Let me think\n\nOnce more.", "The answer.")
+    assert "assistant" not in [m["role"] for m in fake_upstream.requests[1].body["messages"]]
+    for tab in (page, other):
+        assert tab.reasoning(reply_id) == shown(saved.reasoning)
+        assert tab.content(reply_id) == shown(saved.content)
+        assert "cut at the token limit" not in tab.finished[reply_id]
+
+
 async def saved_reply(server, session, fake_upstream, pieces) -> tuple[Message, str]:
     """The reply to one message whose stream is `pieces`: as saved, and as its page shows
     it finished."""
