@@ -6,7 +6,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -658,25 +658,27 @@ async def reply_finish_with_tool_round(
 WORKER_DIED = "The server streaming this reply stopped."
 
 
-def replies_interrupt_expired() -> list[Message]:
-    """Mark `interrupted` every streaming reply whose worker stopped renewing its lease. The
-    text kept is the last checkpoint, and no finish reason: one saved on its own by a final
-    save that did not get to the text (`reply_finish`) described the whole reply."""
+def replies_interrupt_expired(
+    *, dead: Callable[[str], bool] = lambda worker: False
+) -> list[Message]:
+    """Mark `interrupted` every streaming reply whose worker stopped renewing its lease, or is
+    known to have died (`dead`, asked of each worker that holds a lease: one of this machine's
+    processes that has ended, `chat.streaming.liveness`). The text kept is the last
+    checkpoint, and no finish reason: one saved on its own by a final save that did not get to
+    the text (`reply_finish`) described the whole reply."""
     now = timezone.now()
+    streaming = Message.objects.filter(status=Message.Status.STREAMING)
+    holders = set(streaming.values_list("lease_owner", flat=True).distinct())
+    given_up = Q(lease_expires__lt=now) | Q(lease_owner__in=[w for w in holders if dead(w)])
     expired = list(
-        Message.objects.filter(status=Message.Status.STREAMING, lease_expires__lt=now).only(
+        streaming.filter(given_up).only(
             "pk", "conversation_id", "lease_owner", "content", "reasoning"
         )
     )
     interrupted = []
     for message in expired:
         # Conditional on the same lease: a worker that renewed meanwhile keeps its reply.
-        updated = Message.objects.filter(
-            pk=message.pk,
-            status=Message.Status.STREAMING,
-            lease_owner=message.lease_owner,
-            lease_expires__lt=now,
-        ).update(
+        updated = streaming.filter(given_up, pk=message.pk, lease_owner=message.lease_owner).update(
             status=Message.Status.INTERRUPTED,
             error=WORKER_DIED,
             finish_reason="",

@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from typing import Any
 
 from channels.consumer import AsyncConsumer
@@ -25,15 +22,12 @@ from .. import events, outages, services
 from ..outages import ChannelLayerAway
 from .dispatch import DirectEventDispatch, Inbox, dispatch_many
 from .generation import Generation
+from .liveness import new_worker_id
 
 logger = logging.getLogger(__name__)
 
 # How long a stopping worker waits for the database to hand back the replies it had not begun.
 HAND_BACK_DATABASE_SECONDS = 5.0
-
-
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class StreamingConsumer(DirectEventDispatch, AsyncConsumer):

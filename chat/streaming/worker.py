@@ -25,6 +25,7 @@ from django.conf import settings
 from .. import events, outages, services
 from ..outages import ChannelLayerAway
 from .consumer import GenerationRunner
+from .liveness import known_dead
 from .upstream import close_http_clients
 
 logger = logging.getLogger(__name__)
@@ -32,9 +33,10 @@ logger = logging.getLogger(__name__)
 
 async def recover_once(*, requeue_older_than: float) -> None:
     # After a database outage no worker could renew its leases: give them a lease's time to
-    # do so before taking a lapsed lease for a dead worker.
+    # do so before taking a lapsed lease for a dead worker. A worker known dead (a process
+    # of this machine that has ended) renews nothing: its leases are given up at once.
     if outages.database.back_for() >= settings.CHAT_LEASE_SECONDS:
-        for message in await sync_to_async(services.replies_interrupt_expired)():
+        for message in await sync_to_async(services.replies_interrupt_expired)(dead=known_dead):
             logger.warning("message %s: its worker stopped; marked interrupted", message.pk)
             await events.message_finished(message.conversation_id, message.pk)
     for message_id in await sync_to_async(services.replies_requeue_unclaimed)(

@@ -11,7 +11,15 @@ import pytest
 from chat.models import Message
 from tests.e2e import scenarios
 from tests.fake_upstream import FakeRequest, reply_events, tool_call_events
-from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, shown, wait_for
+from tests.live import (
+    ChatClient,
+    PageModel,
+    read_until_finished,
+    reply_id_from,
+    shown,
+    text_of,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -82,6 +90,40 @@ async def test_a_killed_server_leaves_the_reply_interrupted_with_its_checkpoint(
     reply = await Message.objects.aget(pk=reply_id)
     assert reply.content and expected.startswith(reply.content) and reply.content != expected
     assert "stopped" in reply.error
+
+
+async def test_the_next_server_gives_up_a_killed_servers_reply_at_once(
+    start_server, fake_upstream, alice_session
+):
+    """After a hard kill (or a development server's reload) on the same machine, the next
+    process knows the lease's worker is dead: it does not wait for the lease to lapse (600 s
+    here; 15 s by default, the tab showing the reply frozen meanwhile)."""
+    settings = {"CHAT_CHECKPOINT_SECONDS": "0.3", "CHAT_LEASE_SECONDS": "600"}
+    server = start_server(**settings)
+    expected = scenarios.slow_plan(fake_upstream, delay=0.05)  # 4 s of streaming
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    reply_id = reply_id_from(await client.send(conversation_id, "long one"))
+
+    async def checkpointed() -> bool:
+        return bool((await Message.objects.aget(pk=reply_id)).content)
+
+    await wait_for(checkpointed, timeout=10)
+    server.signal(signal.SIGKILL)
+    server.process.wait(5)
+    await client.aclose()
+    client = ChatClient(start_server(**settings), alice_session)
+
+    async def interrupted() -> bool:
+        return (await Message.objects.aget(pk=reply_id)).status == "interrupted"
+
+    await wait_for(interrupted, timeout=15)
+    page = (await client.http.get(f"/c/{conversation_id}/")).text
+    await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.content and expected.startswith(reply.content) and reply.content != expected
+    assert "The server streaming this reply stopped." in page
+    assert shown(reply.content) in text_of(page)
 
 
 async def test_a_lost_lease_stops_that_reply_alone_and_the_others_stream_on_checkpointed(
