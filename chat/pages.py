@@ -89,8 +89,13 @@ def _sidebar(sidebar: SidebarPage, *, user: Any, csrf: str, on_start: bool) -> s
     return (
         "\n\n"
         '<nav id="sidebar" class="sidebar" aria-label="Conversations">\n'
-        f'  <a class="new-conversation" href="{escape(start)}"'
+        '  <div class="sidebar-top">\n'
+        f'    <a class="new-conversation" href="{escape(start)}"'
         f"{here}>New conversation</a>\n"
+        '    <button type="button" class="icon-button icon-close sidebar-close" '
+        'aria-label="Close conversations"\n'
+        '            aria-controls="sidebar"></button>\n'
+        "  </div>\n"
         f'  <form class="sidebar-search" role="search" method="get" action="{escape(start)}"\n'
         f'        hx-get="{items}" hx-trigger="input changed delay:250ms from:#sidebar-search, '
         'submit"\n'

@@ -134,10 +134,19 @@
     });
   }
 
+  // Closed by its own button or Escape: the focus goes back to the button that opens it.
+  function closeSidebarToToggle() {
+    setSidebar(false);
+    var toggle = visibleToggle();
+    if (toggle) { toggle.focus(); }
+  }
+
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest ? event.target.closest(".sidebar-toggle") : null;
     if (toggle) {
       setSidebar(!document.body.classList.contains("sidebar-open"));
+    } else if (event.target.closest && event.target.closest(".sidebar-close")) {
+      closeSidebarToToggle();
     } else if (document.body.classList.contains("sidebar-open") && !event.target.closest(".sidebar")) {
       setSidebar(false);
     }
@@ -204,9 +213,7 @@
       return;
     }
     if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
-      setSidebar(false);
-      var toggle = visibleToggle();
-      if (toggle) { toggle.focus(); }
+      closeSidebarToToggle();
       return;
     }
     if (event.key === "Escape" && stopActiveReply()) { event.preventDefault(); }

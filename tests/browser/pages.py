@@ -1,5 +1,6 @@
 """A tour of every page a person sees, in the order they meet them: the login page, the start
-page, a conversation while its reply streams and once it has finished, its settings (the system
+page, a conversation while its reply streams and once it has finished, on a phone its
+conversations drawer, its settings (the system
 prompt), and the admin's conversation list and transcript.
 
 `tests/browser/test_every_page.py` checks each stop (no console error or CSP violation, no
@@ -28,10 +29,20 @@ STOPS = (
     "start",
     "conversation-streaming",
     "conversation",
+    "drawer",
     "settings",
     "admin-list",
     "admin-transcript",
 )
+
+# Stops only a phone has: its conversations open as a drawer over the chat.
+PHONE_ONLY = ("drawer",)
+
+
+def stops(viewport: dict[str, int]) -> tuple[str, ...]:
+    """The tour's stops at this size."""
+    return tuple(s for s in STOPS if viewport == PHONE or s not in PHONE_ONLY)
+
 
 # Serious accessibility problems axe-core finds on the page (its own script, run by
 # Playwright outside the page's CSP).
@@ -72,6 +83,14 @@ async def tour(page: Page, base_url: str, *, username: str, password: str) -> As
     await page.locator("#composer-text").blur()
     await page.mouse.move(0, 0)
     yield Stop("conversation", conversation_url)
+
+    toggle = page.get_by_role("button", name="Conversations", exact=True)
+    if await toggle.is_visible():  # a phone: the conversations open as a drawer
+        await toggle.click()
+        await expect(page.locator("#sidebar")).to_be_visible()
+        yield Stop("drawer", conversation_url)
+        await page.get_by_role("button", name="Close conversations").click()
+        await expect(page.locator("#sidebar")).to_be_hidden()
 
     await page.locator(".prompt-menu summary").click()
     await page.get_by_label("System prompt").fill(SYSTEM_PROMPT)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.pages import SCHEMES, SIZES, STOPS, axe_problems, overflow, tour
+from tests.browser.pages import SCHEMES, SIZES, axe_problems, overflow, stops, tour
 from tests.browser.support import BROWSER_MARKS
 
 pytestmark = BROWSER_MARKS
@@ -46,7 +46,7 @@ async def test_every_page_is_clean_accessible_and_fits(
             found.append(f"the page scrolls sideways: {widths}")
         if found:
             problems[stop.name] = found
-    assert tuple(visited) == STOPS
+    assert tuple(visited) == stops(viewport)
     assert problems == {}, "\n".join(
         f"{name}: {p}" for name, found in problems.items() for p in found
     )

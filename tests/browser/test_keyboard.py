@@ -93,6 +93,51 @@ async def test_escape_closes_the_phone_drawer_and_its_toggle_says_so(page, serve
     await expect(toggle).to_be_focused()
 
 
+# The colour drawn over the page behind the drawer (the body's ::after), or None.
+BACKDROP_JS = """
+() => {
+  const style = getComputedStyle(document.body, "::after");
+  return style.content === "none" ? null : style.backgroundColor;
+}
+"""
+
+
+@pytest.mark.parametrize("viewport", [PHONE])
+async def test_the_phone_drawer_closes_with_its_own_button_or_a_tap_beside_it(page, server):
+    """It had no close button, and nothing dimmed the chat behind it: only a tap somewhere
+    outside it, or Escape, closed it."""
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    toggle = page.get_by_role("button", name="Conversations", exact=True)
+    sidebar = page.locator("#sidebar")
+    close = sidebar.get_by_role("button", name="Close conversations")
+    assert await page.evaluate(BACKDROP_JS) is None
+    await toggle.click()
+    await expect(close).to_be_visible()
+    drawer, button = await sidebar.bounding_box(), await close.bounding_box()
+    assert drawer and button and button["width"] >= 40 and button["height"] >= 40
+    assert button["x"] + button["width"] <= drawer["x"] + drawer["width"]
+    assert await page.evaluate(BACKDROP_JS) not in (None, "rgba(0, 0, 0, 0)")
+    await close.click()
+    await expect(sidebar).to_be_hidden()
+    await expect(toggle).to_have_attribute("aria-expanded", "false")
+    await expect(toggle).to_be_focused()
+    assert await page.evaluate(BACKDROP_JS) is None
+
+    await toggle.click()
+    await expect(sidebar).to_be_visible()
+    await page.mouse.click(drawer["x"] + drawer["width"] + 20, PHONE["height"] / 2)
+    await expect(sidebar).to_be_hidden()
+    await expect(toggle).to_have_attribute("aria-expanded", "false")
+
+
+async def test_the_drawer_close_button_shows_only_on_a_phone(page, server):
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await expect(page.locator("#sidebar")).to_be_visible()
+    await expect(page.get_by_role("button", name="Close conversations")).to_be_hidden()
+
+
 @pytest.mark.parametrize("viewport", [PHONE])
 async def test_the_phone_drawer_opens_on_the_conversation_shown(page, server, fake_upstream):
     """The focus goes to the current conversation's link: it went to the first link or button
