@@ -67,6 +67,9 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     deferred: set[int]  # replies with a request waiting for its second
     whole: set[int]  # replies sent whole as saved at their end
     drawn_empty: set[int]  # replies the tab drew empty from the turn's event, not yet started
+    # Replies that streamed as the socket opened: the tab may show one as it was before (a
+    # continuation's reply finished, cut short, if it loaded before Continue was pressed).
+    unseen: set[int]
     _later: set[asyncio.Task[None]]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -114,10 +117,12 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         self._later = set()
         self.whole = set()
         self.drawn_empty = set()
+        self.unseen = set()
         await events.join_conversation(self.conversation_id, self.channel_name)
         await events.join_user(self.user_id, self.channel_name)
         await self.accept()
         for message_id in await selectors.active_reply_ids(conversation_id=self.conversation_id):
+            self.unseen.add(message_id)
             await self._resync(message_id)
 
     async def send(
@@ -202,6 +207,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
 
     async def message_started(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
+        self.unseen.discard(message_id)
         if event["html"]:
             # A continuation (Continue): the tab may show the reply finished, with no open
             # tail for its frames (another tab asked for it). It gets the reply as it streams,
@@ -252,6 +258,15 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             # Not awaited (a late answer: the reply finished and was sent whole, or frames
             # went on meanwhile): drawing it would take the tab back in time.
             return
+        if message_id in self.unseen and event.get("continued"):
+            # The tab may show the reply finished, with no open tail for the snapshot (it
+            # loaded before Continue, its socket down as the continuation started): drawn
+            # streaming first, as `message_started` draws it (a page that shows it streaming
+            # keeps its own).
+            html, active = await _render_message(self.conversation_id, message_id, continued=True)
+            if message_id in active and _fits(html):
+                await self.send(text_data=html)
+        self.unseen.discard(message_id)
         self.replies[message_id] = event["cursor"]
         await self._relay(message_id, event["html"])
 
@@ -260,6 +275,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
 
     async def message_finished(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
+        self.unseen.discard(message_id)
         self.fetched.discard(message_id)
         self.drawn_empty.discard(message_id)
         have = self.replies.pop(message_id, None)

@@ -276,11 +276,19 @@ def snapshot_requested(conversation_id: uuid.UUID) -> None:
         recheck(conversation_group(conversation_id))
 
 
-async def snapshot_send(reply_channel: str, message_id: int, *, cursor: Cursor, html: str) -> None:
+async def snapshot_send(
+    reply_channel: str, message_id: int, *, cursor: Cursor, html: str, continued: bool = False
+) -> None:
     await _skipped_while_away(
         _layer().send(
             reply_channel,
-            {"type": "message.snapshot", "message_id": message_id, "cursor": cursor, "html": html},
+            {
+                "type": "message.snapshot",
+                "message_id": message_id,
+                "cursor": cursor,
+                "html": html,
+                "continued": continued,
+            },
         )
     )
 

@@ -40,6 +40,7 @@ class ConversationLink(NamedTuple):
     pk: uuid.UUID
     title: str
     updated: datetime
+    archived: bool = False  # marked so in search results, which find archived ones too
 
 
 @dataclass

@@ -82,6 +82,22 @@ def test_search_finds_titles_and_message_text_of_mine_only(user, other_user):
     assert selectors.conversation_sidebar_page(user=user, query="paris").entries == []
 
 
+def test_a_search_marks_the_archived_conversations_it_finds(alice_client, user):
+    """A search finds archived conversations too: they were listed like the others, with
+    nothing to say why they were not in the list before the search."""
+    kept = made(user, "Trip to Lisbon")
+    put_away = made(user, "Archived lisbon notes", archived=True)
+    url = reverse("chat:conversation_sidebar")
+    found = alice_client.get(url, {"q": "lisbon"}).content.decode()
+    assert f'<li class="archived"><a id="conv-link-{put_away.pk}"' in found
+    assert f'<li><a id="conv-link-{kept.pk}"' in found
+    assert found.count('<span class="archived-mark">Archived</span>') == 1
+    # The archived list itself needs no mark on each one.
+    archived = alice_client.get(url, {"archived": "1"}).content.decode()
+    assert f'<li><a id="conv-link-{put_away.pk}"' in archived
+    assert "archived-mark" not in archived
+
+
 @pytest.mark.services
 def test_search_on_postgresql_is_full_text_by_word_prefix(user):
     made(user, "Packing for Lisbon")
@@ -202,6 +218,7 @@ def test_the_items_are_the_templates_markup_in_every_state():
         ("Pinned", selectors.ConversationLink(uuid.uuid4(), "<b>pinned</b> & co", now)),
         ("", selectors.ConversationLink(uuid.uuid4(), "", now)),
         ("Today", selectors.ConversationLink(uuid.uuid4(), "“quoted” 'title'", now)),
+        ("", selectors.ConversationLink(uuid.uuid4(), "put away", now, archived=True)),
     ]
     for listed, query, archived, first, current, cursor in itertools.product(
         [[], entries],

@@ -221,11 +221,12 @@ class GenerationRunner:
                 self._background(events.leave_generation(joined_id, channel_name))
 
     def cancel(self, message_id: int, *, by_user: bool, hand_back: bool = False) -> bool:
-        if by_user and not self.accepting:
+        stopped_while_stopping = by_user and not self.accepting
+        if stopped_while_stopping:
             self.stops_while_stopping.add(message_id)  # in case the reply is handed back
         task = self.tasks.get(message_id)
         if task is None:
-            if by_user and not self.accepting:
+            if stopped_while_stopping:
                 # Its turn ended in the shutdown: handed back already, it is queued.
                 self._background(self._stop_if_queued(message_id))
             return False

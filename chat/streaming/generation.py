@@ -162,13 +162,19 @@ class Generation:
 
     def snapshot(self) -> dict[str, Any]:
         """The reply as its frames so far drew it (text still in the coalescer is not in it:
-        it comes in the next frame), with the cursor a tab stands at after it."""
+        it comes in the next frame), with the cursor a tab stands at after it, and whether it
+        is a continuation (a tab may show the reply as it was before: finished, cut short)."""
         html = (
             self.view.snapshot()
             + fragments.tool_calls(self.reply.pk, self.completion.tool_call_list())
             + fragments.status(self.reply.pk, self.status_line)
         )
-        return {"cursor": self.view.cursor(), "html": html}
+        return {"cursor": self.view.cursor(), "html": html, "continued": self.continues}
+
+    @property
+    def continues(self) -> bool:
+        """A continuation: it goes on from text or thinking already saved."""
+        return bool(self.prefix or self.reasoning_prefix)
 
     async def run(self) -> None:
         self._task = asyncio.current_task()
@@ -190,7 +196,7 @@ class Generation:
                 conversation.id,
                 reply.pk,
                 cursor=self.view.cursor(),
-                html=self.view.snapshot() if self.prefix or self.reasoning_prefix else "",
+                html=self.view.snapshot() if self.continues else "",
             )
             self.stream = chat_completions_client().stream(await self._request_body())
             # The size limit counts what was there before (a continuation's) and what streams.

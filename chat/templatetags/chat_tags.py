@@ -107,7 +107,12 @@ def sidebar_entries(sidebar: SidebarPage) -> SafeString:
         pk = str(item.pk)
         mark = ' aria-current="page"' if pk == current else ""
         title = articles.escape(item.title or "New conversation")
-        parts.append(f'<li><a id="conv-link-{pk}" href="{url.format(pk)}"{mark}>{title}</a></li>')
+        link = f'<a id="conv-link-{pk}" href="{url.format(pk)}"{mark}>{title}</a>'
+        if item.archived and not sidebar.archived:  # a search's: say it is archived
+            link = f'<li class="archived">{link}<span class="archived-mark">Archived</span></li>'
+        else:
+            link = f"<li>{link}</li>"
+        parts.append(link)
     return mark_safe("\n".join(parts))
 
 

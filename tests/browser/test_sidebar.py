@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 from playwright.async_api import expect
 
 from chat.models import Conversation, Message
 from chat.selectors import SIDEBAR_PAGE_SIZE
+from tests.browser.pages import PHONE, axe_problems
 from tests.browser.support import BROWSER_MARKS
 
 pytestmark = BROWSER_MARKS
@@ -71,3 +73,36 @@ async def test_pin_and_archive_from_the_conversation_menu(page, server, user):
     await expect(sidebar.locator(".conversation-list a")).to_have_text(["Topic 002"])
     await sidebar.get_by_role("button", name="Back to all").click()
     await expect(sidebar.locator(".conversation-list a")).to_have_count(2)
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, PHONE])
+async def test_a_search_says_which_conversations_it_found_are_archived(
+    page, server, user, viewport
+):
+    await sync_to_async(Conversation.objects.create)(
+        owner=user, title="A very long title about the quokkas of Rottnest Island", model="m"
+    )
+    await sync_to_async(Conversation.objects.create)(
+        owner=user, title="Quokka notes, put away", model="m", archived=True
+    )
+    await page.goto(server.url + "/")
+    sidebar = page.locator("#sidebar")
+    if viewport == PHONE:
+        await page.get_by_role("button", name="Conversations", exact=True).click()
+    await sidebar.get_by_label("Search conversations").fill("quokka")
+    await expect(sidebar.locator(".conversation-list a")).to_have_count(2)
+    marks = sidebar.locator(".archived-mark")
+    await expect(marks).to_have_count(1)
+    archived = sidebar.locator(".conversation-list li").filter(has=page.locator(".archived-mark"))
+    await expect(archived.locator("a")).to_have_text("Quokka notes, put away")
+    # The mark sits on the link's line, inside the list; a long title is cut, not pushed out.
+    box, link, mark = (
+        await sidebar.locator(".conversation-list").bounding_box(),
+        await archived.locator("a").bounding_box(),
+        await marks.bounding_box(),
+    )
+    assert box and link and mark
+    assert mark["x"] >= link["x"] + link["width"] - 1
+    assert mark["x"] + mark["width"] <= box["x"] + box["width"]
+    assert abs((mark["y"] + mark["height"] / 2) - (link["y"] + link["height"] / 2)) < 2
+    assert await axe_problems(page) == []

@@ -229,6 +229,50 @@ async def test_continue_asked_in_one_tab_streams_in_the_other(
         assert tab.content(reply_id) == shown(saved.content)
 
 
+async def test_a_tab_whose_socket_opens_after_a_continue_started_gets_the_reply_streaming(
+    start_server, fake_upstream, alice_session
+):
+    """A tab that loaded before Continue, its socket down as the continuation started, shows
+    the reply finished, cut short: on reconnecting it gets the reply drawn streaming, then a
+    snapshot. It got only the snapshot, which had no open tail to go into: the paragraph the
+    reply was cut at was missing, and it still said "cut at the token limit", until the end."""
+    server = start_server()
+    streaming, here = asyncio.Event(), asyncio.get_running_loop()
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            return await request.stream(
+                reply_events(["Intro.\n\n", "Some **bold**", " words and"], finish_reason="length")
+            )
+
+        async def started(i: int) -> None:
+            if i == 3:
+                here.call_soon_threadsafe(streaming.set)
+
+        return await request.stream(
+            reply_events([" then", " more", " and", " more."]), delay=0.3, before_piece=started
+        )
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    page.finished.clear()
+    await ask_to_continue(client, conversation_id, reply_id)
+    await asyncio.wait_for(streaming.wait(), 10)
+    async with client.socket(conversation_id) as reconnected:
+        tab = PageModel()  # the tab whose socket was down: it shows the reply cut short
+        await read_until_finished(reconnected, tab, reply_id)
+        await read_until_finished(ws, page, reply_id)
+    await finish(client, ws)
+    drawn = [f for f in tab.frames if f'<article id="m{reply_id}"' in f]
+    assert drawn and tab.frames.index(drawn[0]) == 0, tab.frames
+    assert '<div class="held-tail markdown"><p>Some <strong>bold</strong> words and' in drawn[0]
+    assert "cut at the token limit" not in drawn[0]
+    saved = await Message.objects.aget(pk=reply_id)
+    assert saved.content == "Intro.\n\nSome **bold** words and then more and more."
+    assert tab.content(reply_id) == shown(saved.content)
+
+
 async def test_continue_after_a_reply_cut_while_thinking_keeps_the_thinking(
     start_server, fake_upstream, alice_session
 ):
