@@ -250,9 +250,7 @@ def reply_end(message: Message, *, oob: bool) -> str:
         f'data-copy="#m{pk} .content"\n'
         '            aria-label="Copy"></button>\n    '
     ]
-    if (status == "complete" and finish == "length") or (
-        status == "interrupted" and message.content
-    ):
+    if message.stopped_early:
         actions.append(
             '\n      <button type="button" class="icon-button icon-continue labelled '
             'continue-button"\n'

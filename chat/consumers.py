@@ -263,7 +263,10 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             # loaded before Continue, its socket down as the continuation started): drawn
             # streaming first, as `message_started` draws it (a page that shows it streaming
             # keeps its own).
+            self.unseen.discard(message_id)
             html, active = await _render_message(self.conversation_id, message_id, continued=True)
+            if self.replies.get(message_id, False) is not None or message_id in self.fetched:
+                return  # sent meanwhile (whole at its end, or to fetch): this answer is late
             if message_id in active and _fits(html):
                 await self.send(text_data=html)
         self.unseen.discard(message_id)

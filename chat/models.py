@@ -150,6 +150,15 @@ class Message(models.Model):
         return self.status in ACTIVE_STATUSES
 
     @property
+    def stopped_early(self) -> bool:
+        """A reply Continue can go on from: cut at the token limit, or interrupted with text
+        or thinking kept (a reply cut while thinking starts its answer again, the thinking
+        kept)."""
+        if self.status == Message.Status.COMPLETE:
+            return self.finish_reason == "length"
+        return self.status == Message.Status.INTERRUPTED and bool(self.content or self.reasoning)
+
+    @property
     def version_count(self) -> int:
         return max(len(self.version_ids), 1)
 

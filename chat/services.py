@@ -567,14 +567,7 @@ def reply_continue(*, reply: Message) -> Message:
     with conversation_lock(reply.conversation):
         _ensure_idle(reply.conversation)
         reply.refresh_from_db()
-        stopped_early = reply.finish_reason == "length" or (
-            reply.status == Message.Status.INTERRUPTED and reply.content
-        )
-        if (
-            reply.status not in {Message.Status.COMPLETE, Message.Status.INTERRUPTED}
-            or not stopped_early
-            or reply.children.exists()
-        ):
+        if not reply.stopped_early or reply.children.exists():
             raise ReplyNotRetryable
         limits.check_reply(reply.conversation.owner)
         reply.status = Message.Status.PENDING
@@ -658,9 +651,7 @@ async def reply_finish_with_tool_round(
 WORKER_DIED = "The server streaming this reply stopped."
 
 
-def replies_interrupt_expired(
-    *, dead: Callable[[str], bool] = lambda worker: False
-) -> list[Message]:
+def replies_interrupt_expired(*, dead: Callable[[str], bool] | None = None) -> list[Message]:
     """Mark `interrupted` every streaming reply whose worker stopped renewing its lease, or is
     known to have died (`dead`, asked of each worker that holds a lease: one of this machine's
     processes that has ended, `chat.streaming.liveness`). The text kept is the last
@@ -668,8 +659,10 @@ def replies_interrupt_expired(
     the text (`reply_finish`) described the whole reply."""
     now = timezone.now()
     streaming = Message.objects.filter(status=Message.Status.STREAMING)
-    holders = set(streaming.values_list("lease_owner", flat=True).distinct())
-    given_up = Q(lease_expires__lt=now) | Q(lease_owner__in=[w for w in holders if dead(w)])
+    given_up = Q(lease_expires__lt=now)
+    if dead is not None:
+        holders = set(streaming.values_list("lease_owner", flat=True).distinct())
+        given_up |= Q(lease_owner__in=[worker for worker in holders if dead(worker)])
     expired = list(
         streaming.filter(given_up).only(
             "pk", "conversation_id", "lease_owner", "content", "reasoning"
@@ -677,7 +670,8 @@ def replies_interrupt_expired(
     )
     interrupted = []
     for message in expired:
-        # Conditional on the same lease: a worker that renewed meanwhile keeps its reply.
+        # Conditional on the same lease: a worker that renewed meanwhile keeps its reply
+        # (unless it is known dead: it renews nothing).
         updated = streaming.filter(given_up, pk=message.pk, lease_owner=message.lease_owner).update(
             status=Message.Status.INTERRUPTED,
             error=WORKER_DIED,

@@ -365,6 +365,9 @@ CHAT_COALESCE_MAX_SECONDS = env_float("CHAT_COALESCE_MAX_MS", 120.0) / 1000.0
 CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 2.0)
 # A streaming reply whose worker has not renewed its lease for this long is interrupted.
 CHAT_LEASE_SECONDS = env_float("CHAT_LEASE_SECONDS", 15.0)
+# A worker of this machine whose process has ended gives up its leases at once, not when they
+# lapse (chat.streaming.liveness). Off for machines restored from one memory snapshot.
+CHAT_DETECT_DEAD_WORKERS = env_bool("CHAT_DETECT_DEAD_WORKERS", default=True)
 # A pending reply no worker has claimed after this long is offered to the workers again.
 CHAT_REQUEUE_SECONDS = env_float("CHAT_REQUEUE_SECONDS", 60.0)
 # On SIGTERM a worker waits this long for replies in flight before saving them interrupted

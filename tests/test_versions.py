@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from chat import selectors, services
+from chat import fragments, selectors, services
 from chat.models import Conversation, Message
 from chat.progressive import ProgressiveRenderer
 from chat.streaming.coalescer import Frame
@@ -119,6 +119,23 @@ def test_continue_needs_the_latest_reply_cut_short(conversation):
     services.reply_continue(reply=reply)
     reply.refresh_from_db()
     assert (reply.status, reply.content) == ("pending", "cut")
+
+
+def test_a_reply_interrupted_while_thinking_can_be_continued(conversation):
+    """Interrupted (a worker died, a deploy) before its answer began, with its thinking kept:
+    Continue was refused and not offered, so only Regenerate, a new version, was left."""
+    _, reply = turn(conversation, "q", "")
+    Message.objects.filter(pk=reply.pk).update(status="interrupted", reasoning="Let me see")
+    reply.refresh_from_db()
+    assert "continue-button" in fragments.article(reply)
+    services.reply_continue(reply=reply)
+    reply.refresh_from_db()
+    assert (reply.status, reply.content, reply.reasoning) == ("pending", "", "Let me see")
+    Message.objects.filter(pk=reply.pk).update(status="interrupted", reasoning="")
+    reply.refresh_from_db()
+    assert "continue-button" not in fragments.article(reply)  # nothing to go on from
+    with pytest.raises(services.ReplyNotRetryable):
+        services.reply_continue(reply=reply)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -132,6 +132,7 @@ class Generation:
     started_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     _saved_content: str = ""
+    _saved_reasoning_length: int = 0  # thinking only grows while a reply streams
     _task: asyncio.Task[Any] | None = None
     status_line: str = field(default="", init=False)  # what the reply's status line says
     _tools_task: asyncio.Task[list[tuple[dict[str, Any], str]]] | None = None  # while they run
@@ -143,6 +144,7 @@ class Generation:
         self.prefix = self.reply.content
         self.reasoning_prefix = self.reply.reasoning
         self._saved_content = self.prefix
+        self._saved_reasoning_length = len(self.reasoning_prefix)
         self.view = ReplyRenderer(self.reply.pk, self.prefix, self.reasoning_prefix)
 
     @property
@@ -199,8 +201,14 @@ class Generation:
                 html=self.view.snapshot() if self.continues else "",
             )
             self.stream = chat_completions_client().stream(await self._request_body())
-            # The size limit counts what was there before (a continuation's) and what streams.
-            room = settings.CHAT_MAX_REPLY_CHARS - len(self.prefix) - len(self.reasoning_prefix)
+            # The size limit counts what was there before (a continuation's text and thinking,
+            # and the joint its new thinking takes) and what streams.
+            room = (
+                settings.CHAT_MAX_REPLY_CHARS
+                - len(self.prefix)
+                - len(self.reasoning_prefix)
+                - (len(THINKING_JOINT) if self.reasoning_prefix else 0)
+            )
             async with asyncio.timeout(settings.CHAT_TOTAL_TIMEOUT):
                 async for update in self.stream:
                     if isinstance(update, Retrying):
@@ -369,7 +377,7 @@ class Generation:
 
     def _outcome_of_error(self, message: str, *, interrupted: bool) -> dict[str, Any]:
         """Text already streamed is kept; a cut stream is `interrupted`, a failure `error`."""
-        has_text = bool(self.text or self.completion.reasoning)
+        has_text = bool(self.text or self.reasoning)
         status = Message.Status.INTERRUPTED if interrupted and has_text else Message.Status.ERROR
         return self._outcome(status, error=message)
 
@@ -503,17 +511,19 @@ class Generation:
         return await outages.retried_while_database_away(save)
 
     def checkpoint(self) -> services.Checkpoint:
-        """What a checkpoint saves now: the text, if it changed since the last one saved."""
-        text = self.text
+        """What a checkpoint saves now: the text and the thinking, if either changed since the
+        last one saved (a reply may think for a minute before its text begins)."""
+        text, reasoning = self.text, self.reasoning
         fields: dict[str, Any] = {}
-        if text != self._saved_content:
-            fields = {"content": text, "reasoning": self.reasoning}
+        if text != self._saved_content or len(reasoning) != self._saved_reasoning_length:
+            fields = {"content": text, "reasoning": reasoning}
         return services.Checkpoint(self.reply.pk, self.worker_id, fields)
 
     def note_saved(self, checkpoint: services.Checkpoint) -> None:
-        """`checkpoint` was saved: the next one saves the text only if it changed since."""
+        """`checkpoint` was saved: the next one saves only if something changed since."""
         if "content" in checkpoint.fields:
             self._saved_content = checkpoint.fields["content"]
+            self._saved_reasoning_length = len(checkpoint.fields["reasoning"])
 
     def stop(self, *, by_user: bool, reason: str = "", hand_back: bool = False) -> None:
         """End the reply now, streaming or running its tools: it is saved `cancelled` (Stop)

@@ -36,9 +36,14 @@ def new_worker_id() -> str:
 
 def known_dead(worker_id: str) -> bool:
     """Whether the worker named is a process of this machine that has ended (or is a zombie,
-    ended and not yet reaped). False when that cannot be known."""
+    ended and not yet reaped). False when that cannot be known.
+
+    A machine is its host name, its boot and its process namespace. Machines restored from one
+    memory snapshot share all three: there, turn this off (CHAT_DETECT_DEAD_WORKERS)."""
     parts = worker_id.split(":")
     if len(parts) != 4 or not parts[3] or parts[3] != _this_machine():
+        return False
+    if parts[0] != socket.gethostname():
         return False
     try:
         pid = int(parts[1])
@@ -53,8 +58,13 @@ def known_dead(worker_id: str) -> bool:
     except OSError:  # another user's process (PermissionError): it runs
         return False
     try:
+        # A zombie still answers signal 0; /proc says it has ended, if /proc is of this
+        # process namespace (one mounted for another would describe another process).
+        with open("/proc/self/stat", "rb") as own:
+            if int(own.read().split()[0]) != os.getpid():
+                return False
         with open(f"/proc/{pid}/stat", "rb") as stat:
             state = stat.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
+    except (OSError, IndexError, ValueError):
         return False
     return state in (b"Z", b"X")  # ended, not yet reaped by its parent

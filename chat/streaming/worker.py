@@ -36,7 +36,8 @@ async def recover_once(*, requeue_older_than: float) -> None:
     # do so before taking a lapsed lease for a dead worker. A worker known dead (a process
     # of this machine that has ended) renews nothing: its leases are given up at once.
     if outages.database.back_for() >= settings.CHAT_LEASE_SECONDS:
-        for message in await sync_to_async(services.replies_interrupt_expired)(dead=known_dead):
+        dead = known_dead if settings.CHAT_DETECT_DEAD_WORKERS else None
+        for message in await sync_to_async(services.replies_interrupt_expired)(dead=dead):
             logger.warning("message %s: its worker stopped; marked interrupted", message.pk)
             await events.message_finished(message.conversation_id, message.pk)
     for message_id in await sync_to_async(services.replies_requeue_unclaimed)(

@@ -10,7 +10,7 @@ import pytest
 
 from chat.models import Message
 from tests.e2e import scenarios
-from tests.fake_upstream import FakeRequest, reply_events, tool_call_events
+from tests.fake_upstream import FakeRequest, chunk, reply_events, sse, tool_call_events
 from tests.live import (
     ChatClient,
     PageModel,
@@ -124,6 +124,42 @@ async def test_the_next_server_gives_up_a_killed_servers_reply_at_once(
     assert reply.content and expected.startswith(reply.content) and reply.content != expected
     assert "The server streaming this reply stopped." in page
     assert shown(reply.content) in text_of(page)
+
+
+async def test_a_reply_still_thinking_is_checkpointed_and_a_killed_server_keeps_its_thinking(
+    start_server, fake_upstream, alice_session
+):
+    """A checkpoint saved the thinking only once the answer's text changed: a reply killed
+    while it thought (for a minute, with a reasoning model) lost all of it."""
+    settings = {"CHAT_CHECKPOINT_SECONDS": "0.3", "CHAT_LEASE_SECONDS": "600"}
+    server = start_server(**settings)
+    thought = [f"step {i}. " for i in range(400)]  # 20 s of thinking
+
+    async def plan(request: FakeRequest):
+        pieces = [sse(chunk(reasoning_content=step)) for step in thought]
+        return await request.stream([sse(chunk("", role="assistant")), *pieces], delay=0.05)
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    reply_id = reply_id_from(await client.send(conversation_id, "think hard"))
+
+    async def thinking_checkpointed() -> bool:
+        return bool((await Message.objects.aget(pk=reply_id)).reasoning)
+
+    await wait_for(thinking_checkpointed, timeout=8)
+    server.signal(signal.SIGKILL)
+    server.process.wait(5)
+    await client.aclose()
+    start_server(**settings)
+
+    async def interrupted() -> bool:
+        return (await Message.objects.aget(pk=reply_id)).status == "interrupted"
+
+    await wait_for(interrupted, timeout=15)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.content == "" and reply.reasoning
+    assert "".join(thought).startswith(reply.reasoning) and len(reply.reasoning) < 1000
 
 
 async def test_a_lost_lease_stops_that_reply_alone_and_the_others_stream_on_checkpointed(

@@ -50,10 +50,11 @@ def test_only_this_machines_processes_can_be_known_dead():
     ended.wait()
     this_machine = worker_of(ended.pid)
     assert known_dead(this_machine)
-    host, pid, random, _ = this_machine.split(":")
+    host, pid, random, machine = this_machine.split(":")
     another_boot_or_namespace = f"{host}:{pid}:{random}:0123456789"
     for worker in (
         another_boot_or_namespace,
+        f"not-{host}:{pid}:{random}:{machine}",  # another host, cloned from this one's memory
         f"{host}:{pid}:{random}:",  # a system that does not say
         f"{host}:{pid}:{random}",  # an id from before (no machine)
         worker_of(os.getpid()),  # this very process
