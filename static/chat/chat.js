@@ -118,6 +118,10 @@
   // however it was closed.
   function setSidebar(open) {
     document.body.classList.toggle("sidebar-open", open);
+    // The page behind the open drawer is out of reach: Tab stays in the drawer, and nothing
+    // typed goes into a box the drawer hides.
+    document.querySelectorAll("body > :not(.layout), .layout > :not(#sidebar)").forEach(
+      function (element) { element.inert = open; });
     document.querySelectorAll(".sidebar-toggle").forEach(function (toggle) {
       toggle.setAttribute("aria-expanded", open ? "true" : "false");
     });
@@ -134,7 +138,16 @@
     });
   }
 
-  // Closed by its own button or Escape: the focus goes back to the button that opens it.
+  // A window widened past the phone layout shows the list beside the chat: no drawer.
+  var phoneLayout = window.matchMedia("(max-width: 720px)");
+  phoneLayout.addEventListener("change", function () {
+    if (!phoneLayout.matches && document.body.classList.contains("sidebar-open")) {
+      setSidebar(false);
+    }
+  });
+
+  // Closed by its own button, Escape or a tap beside it: the focus goes back to the button
+  // that opens it.
   function closeSidebarToToggle() {
     setSidebar(false);
     var toggle = visibleToggle();
@@ -148,7 +161,7 @@
     } else if (event.target.closest && event.target.closest(".sidebar-close")) {
       closeSidebarToToggle();
     } else if (document.body.classList.contains("sidebar-open") && !event.target.closest(".sidebar")) {
-      setSidebar(false);
+      closeSidebarToToggle();
     }
     // A menu open in the header closes when you click elsewhere.
     document.querySelectorAll("details.menu[open]").forEach(function (menu) {

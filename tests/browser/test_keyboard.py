@@ -129,6 +129,34 @@ async def test_the_phone_drawer_closes_with_its_own_button_or_a_tap_beside_it(pa
     await page.mouse.click(drawer["x"] + drawer["width"] + 20, PHONE["height"] / 2)
     await expect(sidebar).to_be_hidden()
     await expect(toggle).to_have_attribute("aria-expanded", "false")
+    await expect(toggle).to_be_focused()
+
+
+@pytest.mark.parametrize("viewport", [PHONE])
+async def test_the_keyboard_stays_in_the_open_phone_drawer(page, server):
+    """Tab went on from the drawer's last control to the page behind it, where what was typed
+    went into the message box the drawer hid."""
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await page.get_by_role("button", name="Conversations", exact=True).click()
+    await expect(page.locator("#sidebar")).to_be_visible()
+    places = []
+    for _ in range(12):
+        await page.keyboard.press("Tab")
+        places.append(
+            await page.evaluate(
+                "() => document.activeElement.closest('#sidebar') ? 'drawer'"
+                " : document.activeElement === document.body ? 'none' : 'behind'"
+            )
+        )
+    assert "behind" not in places and "drawer" in places, places
+    for name in ("Archived", "Log out"):
+        box = await page.locator("#sidebar").get_by_role("button", name=name).bounding_box()
+        assert box and box["height"] >= 24, (name, box)
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#sidebar")).to_be_hidden()
+    await chat.composer.fill("typed after")  # the page is back within reach
+    await expect(chat.composer).to_have_value("typed after")
 
 
 async def test_the_drawer_close_button_shows_only_on_a_phone(page, server):
@@ -250,6 +278,10 @@ async def test_feedback_by_keyboard_keeps_the_rating_and_the_focus(page, server,
     await expect(good).to_have_attribute("aria-pressed", "true")
     await expect(good).to_be_focused()
 
+    # The form drawn anew is htmx's once it has settled: a button used before that (20 ms,
+    # faster than a person) submits it natively.
+    settling = page.locator(f"#feedback-{reply_id}.htmx-settling, #feedback-{reply_id}.htmx-added")
+    await expect(settling).to_have_count(0)
     comment = reply.get_by_label("Comment")
     await comment.focus()
     await page.keyboard.type("Clear and right.")
@@ -261,6 +293,7 @@ async def test_feedback_by_keyboard_keeps_the_rating_and_the_focus(page, server,
     assert (saved.feedback, saved.feedback_comment) == ("up", "Clear and right.")
 
     save = reply.get_by_role("button", name="Save comment")
+    await expect(settling).to_have_count(0)
     await save.focus()
     await page.keyboard.press("Enter")
     await expect(reply.get_by_text("Comment saved.")).to_be_visible()
