@@ -204,6 +204,8 @@
       area.setSelectionRange(area.value.length, area.value.length);
     } else {
       area.value = area.defaultValue;
+      var refused = form.nextElementSibling;  // the reason a send was refused
+      if (refused && refused.classList.contains("action-error")) { refused.remove(); }
       button.focus();
     }
   }
@@ -276,11 +278,18 @@
     var form = event.detail.elt;
     var error = document.getElementById("composer-error");
     if (!form || form.id !== "composer") {
-      // Any other action that failed (an edit refused, a retry too late): say why.
+      // Any other action that failed (an edit refused, a retry too late): say why, beside
+      // it when it belongs to a message (the message box may be out of sight), else under the
+      // message box.
       var xhr = event.detail.xhr;
-      if (!event.detail.successful && error && xhr && xhr.status >= 400 && xhr.responseText) {
-        error.textContent = xhr.responseText;
-        error.hidden = false;
+      if (!event.detail.successful && xhr && xhr.status >= 400 && xhr.responseText) {
+        var near = form.closest && form.closest("article") ? form.closest("form") || form.parentElement : null;
+        if (near) {
+          showActionError(near, xhr.responseText);
+        } else if (error) {
+          error.textContent = xhr.responseText;
+          error.hidden = false;
+        }
       }
       return;
     }
@@ -301,6 +310,18 @@
       error.hidden = false;
     }
   });
+
+  // One line of error after the form or controls that failed, replaced by the next one.
+  function showActionError(near, text) {
+    var line = near.nextElementSibling;
+    if (!line || !line.classList.contains("action-error")) {
+      line = document.createElement("p");
+      line.className = "action-error";
+      line.setAttribute("role", "alert");
+      near.insertAdjacentElement("afterend", line);
+    }
+    line.textContent = text;
+  }
 
   document.addEventListener("htmx:sendError", function (event) {
     var error = document.getElementById("composer-error");

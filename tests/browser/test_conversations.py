@@ -119,6 +119,31 @@ async def test_edit_the_last_message_and_resend_shows_the_new_branch(page, serve
     assert fake_upstream.requests[-1].body["messages"][-1]["content"] == "what is 2+2"
 
 
+async def test_an_edit_refused_while_a_reply_streams_says_why_beside_the_edit(
+    page, server, fake_upstream, watch
+):
+    """The reason went under the message box, out of sight on a phone, with nothing at the
+    edit form itself."""
+    fake_upstream.plan = answers("A slow " * 100, delay=0.1)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await chat.send("first question")
+    user = page.locator("#messages article.user")
+    await user.get_by_role("button", name="Edit").click()
+    await user.get_by_label("Edit your message").fill("second thoughts")
+    await user.get_by_role("button", name="Save and send").click()
+    refused = user.locator(".action-error")
+    await expect(refused).to_contain_text("still replying")
+    await expect(refused).to_have_attribute("role", "alert")
+    await expect(user.get_by_label("Edit your message")).to_have_value("second thoughts")
+    await expect(page.locator("#composer-error")).to_be_hidden()
+    await user.get_by_role("button", name="Cancel").click()
+    await expect(refused).to_have_count(0)
+    await expect(user.locator(".content")).to_have_text("first question")
+    assert all("409" in e for e in watch.console_errors), watch.console_errors
+    watch.console_errors.clear()  # the browser and htmx log the 409
+
+
 async def test_feedback_is_saved_and_shown_in_the_admin_transcript(
     page, server, fake_upstream, user
 ):
