@@ -237,8 +237,35 @@
   // A message goes below the last message this page shows (`after`). If another tab or window
   // has changed the conversation since (switched versions, sent a turn), the server refuses it
   // (409 with X-Conversation-Changed): the page reloads to show the conversation as it is, and
-  // puts what the user typed back in the box, with the reason.
+  // puts what the user typed back in the box, with the reason. What is typed in the box is
+  // kept the same way as it is typed (for this tab and page), so that a reload loses nothing;
+  // it goes once the message is sent.
   var DRAFT_KEY = "chat-draft:" + location.pathname;
+
+  function keepDraft(text, reason) {
+    try {
+      if (text || reason) {
+        sessionStorage.setItem(DRAFT_KEY, JSON.stringify({ text: text, reason: reason || "" }));
+      } else {
+        sessionStorage.removeItem(DRAFT_KEY);
+      }
+      return true;
+    } catch (e) {
+      return false;  // no storage (private mode, full): the text stays in the box
+    }
+  }
+
+  document.addEventListener("input", function (event) {
+    if (event.target.id === "composer-text") { keepDraft(event.target.value, ""); }
+  });
+
+  // Sent: before htmx handles the answer, which may be a redirect (the start page's).
+  document.addEventListener("htmx:beforeOnLoad", function (event) {
+    var xhr = event.detail.xhr;
+    if (event.detail.elt && event.detail.elt.id === "composer" && xhr && xhr.status < 400) {
+      keepDraft("", "");
+    }
+  });
 
   document.addEventListener("htmx:configRequest", function (event) {
     if (!event.detail.elt || event.detail.elt.id !== "composer") { return; }
@@ -248,11 +275,7 @@
   });
 
   function redrawKeepingDraft(form, reason) {
-    try {
-      sessionStorage.setItem(DRAFT_KEY, JSON.stringify({
-        text: form.querySelector("textarea").value, reason: reason,
-      }));
-    } catch (e) {
+    if (!keepDraft(form.querySelector("textarea").value, reason)) {
       return false;  // no storage: the text stays in the box, with the reason
     }
     location.reload();
@@ -263,15 +286,15 @@
     var saved = null;
     try {
       saved = JSON.parse(sessionStorage.getItem(DRAFT_KEY) || "null");
-      sessionStorage.removeItem(DRAFT_KEY);
     } catch (e) {
       return;
     }
     var textarea = document.getElementById("composer-text");
     var error = document.getElementById("composer-error");
     if (!saved || !textarea) { return; }
-    textarea.value = saved.text || "";
+    if (!textarea.value) { textarea.value = saved.text || ""; }
     if (error && saved.reason) { error.textContent = saved.reason; error.hidden = false; }
+    keepDraft(textarea.value, "");  // the reason is said once
   });
 
   document.addEventListener("htmx:afterRequest", function (event) {

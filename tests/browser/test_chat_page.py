@@ -263,3 +263,30 @@ async def test_send_with_only_spaces_says_so_under_the_box_with_debug_on(
     await expect(chat.composer).to_be_visible()
     assert await Message.objects.acount() == 0
     watch.console_errors.clear()  # the browser logs the 422
+
+
+async def test_what_is_typed_survives_a_reload_until_it_is_sent(page, server, fake_upstream):
+    """A reload (or a browser that drops the page) lost a message half typed."""
+    fake_upstream.plan = streamed(["Noted."])
+    await page.goto(server.url + "/")
+    await page.locator("#composer-text").press_sequentially("the first question")
+    await page.reload()
+    await expect(page.locator("#composer-text")).to_have_value("the first question")
+    await page.locator("#composer-text").press("Enter")
+    await page.wait_for_url("**/c/*/")
+    chat = ChatPage(page, server)
+    reply = chat.reply(int((await page.locator("article.assistant").get_attribute("id"))[1:]))
+    await expect(reply).to_have_attribute("data-status", "complete")
+    await page.goto(server.url + "/")  # sent: the start page's box is empty again
+    await expect(page.locator("#composer-text")).to_have_value("")
+    await page.go_back()
+    await page.locator("#composer-text").press_sequentially("half a thought")
+    await page.reload()
+    await expect(page.locator("#composer-text")).to_have_value("half a thought")
+    await page.locator("#composer-text").fill("")
+    await page.locator("#composer-text").press_sequentially("a whole one")
+    await page.locator("#composer-text").press("Enter")
+    await expect(page.locator("article.user")).to_have_count(2)
+    await expect(page.locator("#composer-text")).to_have_value("")
+    await page.reload()
+    await expect(page.locator("#composer-text")).to_have_value("")
