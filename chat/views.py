@@ -316,12 +316,15 @@ def message_feedback(
     form = FeedbackForm(request.POST)
     if not form.is_valid():
         return _invalid(form)
+    rated_before = reply.feedback
     services.reply_feedback(
         reply=reply, rating=form.cleaned_data["rating"], comment=form.cleaned_data["comment"]
     )
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
-    saved = "comment" if form.cleaned_data["comment"] and reply.feedback else "rating"
+    # The note says what changed: the rating (a thumb), or else the comment (Save comment).
+    same_rating = reply.feedback and reply.feedback == rated_before
+    saved = "comment" if form.cleaned_data["comment"] and same_rating else "rating"
     return render(request, PAGE + "#feedback", {"message": reply, "saved": saved})
 
 

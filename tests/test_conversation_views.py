@@ -160,6 +160,22 @@ def test_feedback_is_saved_with_the_reply(alice, conversation):
     assert 'aria-pressed="true"' in response.content.decode()
 
 
+def test_the_feedback_note_says_what_changed(alice, conversation):
+    """A thumb pressed with a comment in the box said "Comment saved." for the new rating."""
+    _, reply = finished_exchange(conversation)
+    url = reverse("chat:message_feedback", args=[conversation.pk, reply.pk])
+
+    def note(data):
+        return alice.post(url, data, HTTP_HX_REQUEST="true").content.decode()
+
+    assert "Thanks for the feedback." in note({"rating": "up"})
+    assert "Comment saved." in note({"rating": "up", "comment": "Clear"})  # Save comment
+    changed = note({"rating": "down", "comment": "Clear"})  # thumbs down, the comment kept
+    assert "Thanks for the feedback." in changed and "Comment saved." not in changed
+    reply.refresh_from_db()
+    assert (reply.feedback, reply.feedback_comment) == ("down", "Clear")
+
+
 def test_another_user_can_change_nothing(conversation, other_user):
     _, reply = finished_exchange(conversation)
     mallory = Client()
