@@ -240,9 +240,39 @@
   // puts what the user typed back in the box, with the reason. What is typed in the box is
   // kept the same way as it is typed (for this tab and page), so that a reload loses nothing;
   // it goes once the message is sent.
-  var DRAFT_KEY = "chat-draft:" + location.pathname;
+  // A draft is the signed-in account's (as the sidebar names it): whoever signs in next in
+  // this tab does not see it, and signing out, or a page for nobody (the login page), drops
+  // every draft of the tab.
+  var DRAFT_PREFIX = "chat-draft:";
+  var DRAFT_KEY = null;
+
+  function dropDrafts() {
+    try {
+      for (var i = sessionStorage.length - 1; i >= 0; i--) {
+        var key = sessionStorage.key(i);
+        if (key && key.indexOf(DRAFT_PREFIX) === 0) { sessionStorage.removeItem(key); }
+      }
+    } catch (e) { /* no storage: nothing kept */ }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var account = document.querySelector("#sidebar .account span");
+    if (account && account.textContent) {
+      DRAFT_KEY = DRAFT_PREFIX + encodeURIComponent(account.textContent) + ":" + location.pathname;
+    } else {
+      dropDrafts();
+    }
+  });
+
+  document.addEventListener("submit", function (event) {
+    var action = event.target.getAttribute && event.target.getAttribute("action") || "";
+    if (event.target.closest && event.target.closest(".account") && /logout/.test(action)) {
+      dropDrafts();
+    }
+  });
 
   function keepDraft(text, reason) {
+    if (!DRAFT_KEY) { return false; }
     try {
       if (text || reason) {
         sessionStorage.setItem(DRAFT_KEY, JSON.stringify({ text: text, reason: reason || "" }));
@@ -251,7 +281,9 @@
       }
       return true;
     } catch (e) {
-      return false;  // no storage (private mode, full): the text stays in the box
+      // No storage (private mode, full): the text stays in the box, and an older draft goes.
+      try { sessionStorage.removeItem(DRAFT_KEY); } catch (ignored) { /* none at all */ }
+      return false;
     }
   }
 
@@ -284,6 +316,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     var saved = null;
+    if (!DRAFT_KEY) { return; }
     try {
       saved = JSON.parse(sessionStorage.getItem(DRAFT_KEY) || "null");
     } catch (e) {
@@ -306,11 +339,11 @@
       // message box.
       var xhr = event.detail.xhr;
       if (!event.detail.successful && xhr && xhr.status >= 400 && xhr.responseText) {
-        var near = form.closest && form.closest("article") ? form.closest("form") || form.parentElement : null;
+        var near = actionErrorSpot(form);
         if (near) {
-          showActionError(near, xhr.responseText);
+          showActionError(near, refusal(xhr));
         } else if (error) {
-          error.textContent = xhr.responseText;
+          error.textContent = refusal(xhr);
           error.hidden = false;
         }
       }
@@ -328,13 +361,29 @@
           && redrawKeepingDraft(form, xhr.responseText)) {
         return;
       }
-      error.textContent = (xhr && xhr.status && xhr.responseText) ? xhr.responseText
+      error.textContent = (xhr && xhr.status && xhr.responseText) ? refusal(xhr)
         : "Could not reach the server. Your message is still here; try again.";
       error.hidden = false;
     }
   });
 
-  // One line of error after the form or controls that failed, replaced by the next one.
+  // The reason a request was refused, as the server said it in plain text; any other answer
+  // (a page of HTML: a 403 or 404 page, a proxy's error) is not shown as it is.
+  function refusal(xhr) {
+    var type = xhr.getResponseHeader("Content-Type") || "";
+    if (type.indexOf("text/plain") === 0) { return xhr.responseText; }
+    return "That did not work (the server answered " + xhr.status + "). Reload the page and try again.";
+  }
+
+  // Where a request made from inside a message says why it was refused: after its form, or
+  // under the message's header row for the version switcher (the row is a flex line).
+  function actionErrorSpot(elt) {
+    if (!elt.closest || !elt.closest("article")) { return null; }
+    return elt.closest(".role") || elt.closest("form") || elt.parentElement;
+  }
+
+  // One line of error after the spot that failed, replaced by the next one, and gone when a
+  // request from the same spot is sent again.
   function showActionError(near, text) {
     var line = near.nextElementSibling;
     if (!line || !line.classList.contains("action-error")) {
@@ -345,6 +394,12 @@
     }
     line.textContent = text;
   }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var near = event.detail.elt ? actionErrorSpot(event.detail.elt) : null;
+    var line = near && near.nextElementSibling;
+    if (line && line.classList.contains("action-error")) { line.remove(); }
+  });
 
   document.addEventListener("htmx:sendError", function (event) {
     var error = document.getElementById("composer-error");

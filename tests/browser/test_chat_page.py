@@ -290,3 +290,14 @@ async def test_what_is_typed_survives_a_reload_until_it_is_sent(page, server, fa
     await expect(page.locator("#composer-text")).to_have_value("")
     await page.reload()
     await expect(page.locator("#composer-text")).to_have_value("")
+
+
+async def test_signing_out_drops_the_tabs_drafts(page, server):
+    """A draft kept for a reload must not wait in the tab for whoever signs in next."""
+    await page.goto(server.url + "/")
+    await page.locator("#composer-text").press_sequentially("a private thought")
+    drafts = "() => Object.keys(sessionStorage).filter((k) => k.startsWith('chat-draft:'))"
+    assert len(await page.evaluate(drafts)) == 1
+    await page.get_by_role("button", name="Log out").click()
+    await page.wait_for_url("**/login/**")
+    assert await page.evaluate(drafts) == []

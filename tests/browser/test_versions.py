@@ -109,3 +109,30 @@ async def test_a_tab_another_tab_has_overtaken_redraws_itself_and_keeps_the_text
     await chat.composer.press("Enter")
     await expect(page.locator("#messages article.user")).to_have_count(2)
     await expect(page.locator("#composer-error")).to_be_hidden()
+
+
+async def test_a_version_switch_refused_while_a_reply_streams_says_why_under_the_header(
+    page, server, fake_upstream, watch
+):
+    """The reason went under the message box; beside the switcher it landed inside the
+    message's header row."""
+
+    async def plan(request: FakeRequest):
+        words = ["Answer ", "number ", f"{request.index + 1}."]
+        return await request.stream(reply_events(words * (40 if request.index else 1)), delay=0.1)
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    first = await chat.send("Tell me something")
+    await chat.wait_finished(first)
+    await chat.regenerate(first)  # streams for about 12 s
+    reply = page.locator("#messages article.assistant")
+    await reply.get_by_role("button", name="Previous version").click()
+    refused = reply.locator(".role + .action-error")
+    await expect(refused).to_contain_text("still replying")
+    await expect(reply.locator(".role .action-error")).to_have_count(0)
+    await reply.get_by_role("button", name="Previous version").click()  # refused again
+    await expect(reply.locator(".action-error")).to_have_count(1)
+    assert all("409" in e for e in watch.console_errors), watch.console_errors
+    watch.console_errors.clear()  # the browser and htmx log the 409s
