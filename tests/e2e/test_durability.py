@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import uuid
 
 import httpx
 import pytest
@@ -63,31 +64,41 @@ async def test_a_finished_conversation_opens_with_its_replies_rendered(
     assert "<strong>bold</strong>" in page and 'class="content markdown"' in page
 
 
-async def test_a_killed_server_leaves_the_reply_interrupted_with_its_checkpoint(
-    start_server, fake_upstream, alice_session
-):
-    settings = {"CHAT_CHECKPOINT_SECONDS": "0.3", "CHAT_LEASE_SECONDS": "1.5"}
+async def killed_mid_reply(
+    start_server, session, settings: dict[str, str], field: str = "content"
+) -> tuple[ChatClient, uuid.UUID, Message]:
+    """Send a message, wait for a checkpoint to save some of the reply's `field`, kill the
+    server outright and start the next; once that one has given the reply up, return a client
+    of it, the conversation and the reply as saved."""
     server = start_server(**settings)
-    expected = scenarios.slow_plan(fake_upstream, delay=0.05)  # 4 s of streaming
-    client = ChatClient(server, alice_session)
+    client = ChatClient(server, session)
     conversation_id = await client.create_conversation()
-    reply_id = reply_id_from(await client.send(conversation_id, "long one"))
+    reply_id = reply_id_from(await client.send(conversation_id, "a long one"))
 
     async def checkpointed() -> bool:
-        return bool((await Message.objects.aget(pk=reply_id)).content)
+        return bool(getattr(await Message.objects.aget(pk=reply_id), field))
 
-    await wait_for(checkpointed, timeout=10)
+    await wait_for(checkpointed, timeout=8)
     server.signal(signal.SIGKILL)
     server.process.wait(5)
     await client.aclose()
     # A new server process finds the reply whose worker died and gives it up.
-    start_server(**settings)
+    client = ChatClient(start_server(**settings), session)
 
     async def interrupted() -> bool:
         return (await Message.objects.aget(pk=reply_id)).status == "interrupted"
 
     await wait_for(interrupted, timeout=15)
-    reply = await Message.objects.aget(pk=reply_id)
+    return client, conversation_id, await Message.objects.aget(pk=reply_id)
+
+
+async def test_a_killed_server_leaves_the_reply_interrupted_with_its_checkpoint(
+    start_server, fake_upstream, alice_session
+):
+    expected = scenarios.slow_plan(fake_upstream, delay=0.05)  # 4 s of streaming
+    settings = {"CHAT_CHECKPOINT_SECONDS": "0.3", "CHAT_LEASE_SECONDS": "1.5"}
+    client, _, reply = await killed_mid_reply(start_server, alice_session, settings)
+    await client.aclose()
     assert reply.content and expected.startswith(reply.content) and reply.content != expected
     assert "stopped" in reply.error
 
@@ -98,29 +109,11 @@ async def test_the_next_server_gives_up_a_killed_servers_reply_at_once(
     """After a hard kill (or a development server's reload) on the same machine, the next
     process knows the lease's worker is dead: it does not wait for the lease to lapse (600 s
     here; 15 s by default, the tab showing the reply frozen meanwhile)."""
-    settings = {"CHAT_CHECKPOINT_SECONDS": "0.3", "CHAT_LEASE_SECONDS": "600"}
-    server = start_server(**settings)
     expected = scenarios.slow_plan(fake_upstream, delay=0.05)  # 4 s of streaming
-    client = ChatClient(server, alice_session)
-    conversation_id = await client.create_conversation()
-    reply_id = reply_id_from(await client.send(conversation_id, "long one"))
-
-    async def checkpointed() -> bool:
-        return bool((await Message.objects.aget(pk=reply_id)).content)
-
-    await wait_for(checkpointed, timeout=10)
-    server.signal(signal.SIGKILL)
-    server.process.wait(5)
-    await client.aclose()
-    client = ChatClient(start_server(**settings), alice_session)
-
-    async def interrupted() -> bool:
-        return (await Message.objects.aget(pk=reply_id)).status == "interrupted"
-
-    await wait_for(interrupted, timeout=15)
+    settings = {"CHAT_CHECKPOINT_SECONDS": "0.3", "CHAT_LEASE_SECONDS": "600"}
+    client, conversation_id, reply = await killed_mid_reply(start_server, alice_session, settings)
     page = (await client.http.get(f"/c/{conversation_id}/")).text
     await client.aclose()
-    reply = await Message.objects.aget(pk=reply_id)
     assert reply.content and expected.startswith(reply.content) and reply.content != expected
     assert "The server streaming this reply stopped." in page
     assert shown(reply.content) in text_of(page)
@@ -131,8 +124,6 @@ async def test_a_reply_still_thinking_is_checkpointed_and_a_killed_server_keeps_
 ):
     """A checkpoint saved the thinking only once the answer's text changed: a reply killed
     while it thought (for a minute, with a reasoning model) lost all of it."""
-    settings = {"CHAT_CHECKPOINT_SECONDS": "0.3", "CHAT_LEASE_SECONDS": "600"}
-    server = start_server(**settings)
     thought = [f"step {i}. " for i in range(400)]  # 20 s of thinking
 
     async def plan(request: FakeRequest):
@@ -140,24 +131,9 @@ async def test_a_reply_still_thinking_is_checkpointed_and_a_killed_server_keeps_
         return await request.stream([sse(chunk("", role="assistant")), *pieces], delay=0.05)
 
     fake_upstream.plan = plan
-    client = ChatClient(server, alice_session)
-    conversation_id = await client.create_conversation()
-    reply_id = reply_id_from(await client.send(conversation_id, "think hard"))
-
-    async def thinking_checkpointed() -> bool:
-        return bool((await Message.objects.aget(pk=reply_id)).reasoning)
-
-    await wait_for(thinking_checkpointed, timeout=8)
-    server.signal(signal.SIGKILL)
-    server.process.wait(5)
+    settings = {"CHAT_CHECKPOINT_SECONDS": "0.3", "CHAT_LEASE_SECONDS": "600"}
+    client, _, reply = await killed_mid_reply(start_server, alice_session, settings, "reasoning")
     await client.aclose()
-    start_server(**settings)
-
-    async def interrupted() -> bool:
-        return (await Message.objects.aget(pk=reply_id)).status == "interrupted"
-
-    await wait_for(interrupted, timeout=15)
-    reply = await Message.objects.aget(pk=reply_id)
     assert reply.content == "" and reply.reasoning
     assert "".join(thought).startswith(reply.reasoning) and len(reply.reasoning) < 1000
 
