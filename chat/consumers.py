@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Container
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -58,6 +59,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     conversation_id: uuid.UUID
     user_id: int
     session_key: str | None  # the session the socket was opened with
+    tab: str  # the page's own name for itself (`?tab=`, and its requests' X-Chat-Tab), or ""
     # Where this tab stands in each reply that streams; None while a snapshot is awaited.
     replies: dict[int, Cursor | None]
     # Replies this tab fetched over HTTP while they stream, their frames being too large: the
@@ -110,6 +112,8 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         self.user_id = conversation.owner_id
         session = self.scope.get("session")
         self.session_key = session.session_key if session is not None else None
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.tab = socket_protocol.tab_name(query.get("tab", [""])[0])
         self.replies = {}
         self.fetched = set()
         self.last_requested = {}
@@ -290,6 +294,8 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             await self._send_message(message_id)
 
     async def messages_appended(self, event: dict[str, Any]) -> None:
+        if event.get("not_tab") and event["not_tab"] == self.tab:
+            return  # this tab asked for the change: its answer draws it
         message_ids = event["message_ids"]
         drawn_empty: set[int] = set()
         if event.get("html") is not None:  # drawn once for every tab

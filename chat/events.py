@@ -155,9 +155,12 @@ def messages_appended_sync(
     *,
     html: str | None = None,
     active: list[int] | None = None,
+    not_tab: str = "",
 ) -> None:
+    """New messages, or a path drawn anew, for the conversation's tabs (but the tab named
+    `not_tab`: its own answer draws them)."""
     async_to_sync(_skipped_while_away)(
-        _messages_appended(conversation_id, message_ids, html=html, active=active)
+        _messages_appended(conversation_id, message_ids, html=html, active=active, not_tab=not_tab)
     )
 
 
@@ -240,10 +243,17 @@ async def _messages_appended(
     *,
     html: str | None = None,
     active: list[int] | None = None,
+    not_tab: str = "",
 ) -> None:
     await _layer().group_send(
         conversation_group(conversation_id),
-        {"type": "messages.appended", "message_ids": message_ids, "html": html, "active": active},
+        {
+            "type": "messages.appended",
+            "message_ids": message_ids,
+            "html": html,
+            "active": active,
+            "not_tab": not_tab,
+        },
     )
 
 

@@ -117,6 +117,32 @@ def _conversation_update(fields: frozenset[str]) -> CompiledUpdate[Conversation]
     )
 
 
+def _path_shown_anew(conversation: Conversation, *, after: int | None, tab: str) -> None:
+    """Once committed, the conversation's other tabs draw its path anew from after the message
+    `after` (None: from the top): Regenerate, an edit or a version switch changed which
+    versions are shown. The tab that asked (`tab`, as it names itself) gets the whole list in
+    its answer instead. Registered before a new reply's start, as a turn's event is
+    (`message_submit`): it reaches every tab before the reply's first frame, the reply drawn
+    empty where that frame applies."""
+
+    def send() -> None:
+        path = selectors.active_path(conversation=conversation)
+        ids = [m.pk for m in path]
+        start = 0 if after is None else ids.index(after) + 1 if after in ids else None
+        if start is None:
+            return  # not on the path shown now: nothing a tab shows changed
+        shown = path[start:]
+        events.messages_appended_sync(
+            conversation.pk,
+            ids[start:],
+            html=fragments.path_for_event(conversation.pk, after, shown),
+            active=[m.pk for m in shown if m.is_active],
+            not_tab=tab,
+        )
+
+    transaction.on_commit(send, robust=True)
+
+
 def _new_reply(conversation: Conversation, *, parent: Message) -> Message:
     """A pending reply after `parent`, generated once the transaction commits. Raises
     LimitReached if the owner may not start one now."""
@@ -510,7 +536,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
         transaction.on_commit(functools.partial(events.request_cancel, message_id))
 
 
-def message_edit(*, message: Message, content: str) -> tuple[Message, Message]:
+def message_edit(*, message: Message, content: str, tab: str = "") -> tuple[Message, Message]:
     """Send an edited version of a user message: a new branch from that point, with a new
     reply. The old message and everything after it stay, one switch away."""
     conversation = message.conversation
@@ -525,18 +551,20 @@ def message_edit(*, message: Message, content: str) -> tuple[Message, Message]:
             completed=timezone.now(),
         )
         _select(edited)
+        _path_shown_anew(conversation, after=message.parent_id, tab=tab)
         reply = _new_reply(conversation, parent=edited)
         _save_conversation(conversation, ["updated"])
     return edited, reply
 
 
-def message_select(*, message: Message) -> Message:
+def message_select(*, message: Message, tab: str = "") -> Message:
     """Show this version of its turn (and the branch that leads to it), and below it the
     versions chosen there before. Not while a reply is generated: its tool results and
     follow-up would land on a branch the user no longer sees."""
     with conversation_lock(message.conversation):
         _ensure_idle(message.conversation)
         _select(message)
+        _path_shown_anew(message.conversation, after=message.parent_id, tab=tab)
     return message
 
 
@@ -547,7 +575,7 @@ def reply_feedback(*, reply: Message, rating: str, comment: str) -> Message:
     return reply
 
 
-def reply_regenerate(*, reply: Message) -> Message:
+def reply_regenerate(*, reply: Message, tab: str = "") -> Message:
     """Generate a new version of a reply (Regenerate, or Retry after a failure). The old
     version stays as it was, with its feedback; the new one is shown."""
     conversation = reply.conversation
@@ -555,6 +583,7 @@ def reply_regenerate(*, reply: Message) -> Message:
         _ensure_idle(conversation)
         if reply.parent is None:
             raise ReplyNotRetryable
+        _path_shown_anew(conversation, after=reply.parent_id, tab=tab)
         new = _new_reply(conversation, parent=reply.parent)
         _select(new)
         _save_conversation(conversation, ["updated"])

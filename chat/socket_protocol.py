@@ -16,6 +16,7 @@ nothing, and the log gets one line instead of a traceback. No Django here.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,3 +93,12 @@ def _request(content: Any) -> Resync:
     if len(keys) != 1 or (key := keys.pop()) not in REQUESTS:
         raise Malformed("not a request the page sends")
     return REQUESTS[key].from_value(content[key])
+
+
+_TAB_NAME = re.compile(r"[a-z0-9]{1,20}")
+
+
+def tab_name(value: str | None) -> str:
+    """A page's name for itself (chat.js: its socket's `?tab=` and its requests' X-Chat-Tab
+    header), or "" for anything else."""
+    return value if value and _TAB_NAME.fullmatch(value) else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import article_cache, limits, pages, selectors, services
+from . import article_cache, limits, pages, selectors, services, socket_protocol
 from .forms import (
     ConversationSettingsForm,
     EditForm,
@@ -117,6 +118,12 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     except limits.LimitReached as reached:
         return _plain(reached.message, 429)
     return redirect(conversation)
+
+
+def _tab(request: HttpRequest) -> str:
+    """The tab that sent the request, as it names itself (chat.js), or "": an action that
+    changes the path shown tells the conversation's other tabs, not this one."""
+    return socket_protocol.tab_name(request.headers.get("X-Chat-Tab"))
 
 
 def _plain(text: str, status: int) -> HttpResponse:
@@ -275,7 +282,9 @@ def message_edit(request: HttpRequest, conversation_id: uuid.UUID, message_id: i
     if not form.is_valid():
         return _invalid(form)
     try:
-        services.message_edit(message=message, content=form.cleaned_data["content"])
+        services.message_edit(
+            message=message, content=form.cleaned_data["content"], tab=_tab(request)
+        )
     except services.ConversationBusy:
         return _plain(BUSY, 409)
     except limits.LimitReached as reached:
@@ -295,7 +304,7 @@ def message_select(
     if message is None:
         raise Http404("No such message.")
     try:
-        services.message_select(message=message)
+        services.message_select(message=message, tab=_tab(request))
     except services.ConversationBusy:
         return _plain(BUSY, 409)
     if not request.htmx:  # type: ignore[attr-defined]
@@ -420,7 +429,7 @@ def message_retry(
         request,
         conversation_id,
         message_id,
-        services.reply_regenerate,
+        functools.partial(services.reply_regenerate, tab=_tab(request)),
         "This reply cannot be generated again.",
     )
 

@@ -8,7 +8,7 @@ import logging
 import pytest
 from asgiref.sync import sync_to_async
 
-from chat import services
+from chat import services, socket_protocol
 from chat.models import Message
 from chat.socket_protocol import (
     CLOSE_MALFORMED,
@@ -121,3 +121,9 @@ async def test_a_well_formed_resync_is_still_answered(conversation, alice_sessio
     )
     assert f'<article id="m{reply.pk}"' in await comm.receive_from()
     await comm.disconnect()
+
+
+def test_a_tab_name_is_a_few_letters_and_digits_or_nothing():
+    assert socket_protocol.tab_name("k3x9q") == "k3x9q"
+    for odd in (None, "", "A-B", "x" * 21, "tab name", "<b>", "k3x9q\n"):
+        assert socket_protocol.tab_name(odd) == "", odd

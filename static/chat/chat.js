@@ -20,7 +20,11 @@
       function streaming(article) { return /\bstatus-(pending|streaming)\b/.test(article.className); }
       Array.prototype.slice.call(template.content.children).forEach(function (element) {
         var swap = element.getAttribute("hx-swap-oob");
-        if (swap && swap.indexOf(":") < 0 && element.id && !shown(element)) {
+        if (element.hasAttribute("data-path")) {
+          // A path drawn anew (Regenerate, an edit or a version switch in another tab): what
+          // the tab shows from the fork goes, then the new path's messages come, as they are.
+          return;
+        } else if (swap && swap.indexOf(":") < 0 && element.id && !shown(element)) {
           drop(element);  // a fragment whose target is not on the page yet
         } else if (swap && element.tagName === "ARTICLE" && streaming(element)) {
           // A reply drawn streaming as its continuation starts, for tabs that show it
@@ -41,6 +45,18 @@
       });
       return dropped ? template.innerHTML : text;
     }
+  });
+
+  // This tab, to the server: its requests and its socket name it, so that a change this tab
+  // asks for (a new path: Regenerate, an edit, a version switch) is drawn by its own answer
+  // and not by the event that tells the conversation's other tabs.
+  var TAB = Math.random().toString(36).slice(2, 12);
+  var live = document.querySelector("main[ws-connect]");
+  if (live) {  // before htmx connects (on DOMContentLoaded; this script is deferred)
+    live.setAttribute("ws-connect", live.getAttribute("ws-connect") + "?tab=" + TAB);
+  }
+  document.addEventListener("htmx:configRequest", function (event) {
+    event.detail.headers["X-Chat-Tab"] = TAB;
   });
 
   function messages() { return document.getElementById("messages"); }

@@ -34,9 +34,12 @@ document.addEventListener("securitypolicyviolation", function (e) {
     e.violatedDirective + " blocked " + (e.blockedURI || "(inline)") + " at " +
     (e.sourceFile || "?") + ":" + e.lineNumber + " sample=" + (e.sample || ""));
 });
+""" + (
+    WS_COUNTER := """
 window.__chatsiteWsOpen = 0;
 document.addEventListener("htmx:wsOpen", function () { window.__chatsiteWsOpen += 1; });
 """
+)
 LOCAL_URL = re.compile(r"^(https?|wss?)://127\.0\.0\.1:\d+/")
 
 # Console errors from known app bugs, each shown by a strict-xfail test named here. They are
@@ -296,3 +299,11 @@ async def eventually(
             return value
         assert time.monotonic() < deadline, message
         await asyncio.sleep(0.01)
+
+
+async def another_tab(context: Any) -> Page:
+    """A second tab in the browser of the test's page, counting its sockets as the page does
+    (`ChatPage.wait_for_socket`)."""
+    tab = await context.new_page()
+    await tab.add_init_script(WS_COUNTER)
+    return tab

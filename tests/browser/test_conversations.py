@@ -10,7 +10,7 @@ from playwright.async_api import expect
 
 from chat.models import Conversation, Message
 from chat.titles import TITLE_PROMPT
-from tests.browser.support import BROWSER_MARKS, ChatPage, eventually
+from tests.browser.support import BROWSER_MARKS, ChatPage, another_tab, eventually
 from tests.fake_upstream import FakeRequest, reply_events
 
 pytestmark = BROWSER_MARKS
@@ -189,11 +189,7 @@ async def test_a_message_sent_in_one_tab_streams_in_the_other(page, context, ser
     fake_upstream.plan = answers("Seen in both tabs.", delay=0.05)
     chat = ChatPage(page, server)
     url = await chat.new_conversation()
-    other = await context.new_page()
-    await other.add_init_script(
-        "window.__chatsiteWsOpen = 0;"
-        "document.addEventListener('htmx:wsOpen', function () { window.__chatsiteWsOpen += 1; });"
-    )
+    other = await another_tab(context)
     await other.goto(url)
     await ChatPage(other, server).wait_for_socket()
     reply_id = await chat.send("hello from the first tab")

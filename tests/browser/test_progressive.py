@@ -10,7 +10,7 @@ import re
 from playwright.async_api import expect
 
 from chat.markdown import render_markdown
-from tests.browser.support import BROWSER_MARKS, ChatPage, Gate, eventually
+from tests.browser.support import BROWSER_MARKS, ChatPage, Gate, another_tab, eventually
 from tests.fake_upstream import reply_events
 
 pytestmark = BROWSER_MARKS
@@ -246,11 +246,7 @@ async def test_a_continue_sent_from_one_tab_streams_in_the_other(
     await chat.new_conversation()
     reply_id = await chat.send("Write something")
     await chat.wait_finished(reply_id)
-    other = await context.new_page()
-    await other.add_init_script(
-        "window.__chatsiteWsOpen = 0;"
-        "document.addEventListener('htmx:wsOpen', function () { window.__chatsiteWsOpen += 1; });"
-    )
+    other = await another_tab(context)
     other_errors: list[str] = []
     other.on("console", lambda m: m.type == "error" and other_errors.append(m.text))
     other_chat = ChatPage(other, server)

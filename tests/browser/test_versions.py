@@ -3,9 +3,12 @@ hear, and a reload that keeps the chosen version."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from playwright.async_api import expect
 
-from tests.browser.support import BROWSER_MARKS, ChatPage
+from tests.browser.support import BROWSER_MARKS, ChatPage, another_tab
 from tests.fake_upstream import FakeRequest, reply_events
 
 pytestmark = BROWSER_MARKS
@@ -65,14 +68,22 @@ async def test_the_version_switcher_works_by_mouse_and_keyboard_and_survives_a_r
 async def test_a_tab_another_tab_has_overtaken_redraws_itself_and_keeps_the_text(
     page, context, server, fake_upstream, watch
 ):
-    """Tab one shows version 2 of a reply; tab two goes back to version 1. A message sent from
-    tab one would go below version 1, which tab one does not show: it is refused, and tab one
-    shows the conversation as it is, with the typed text still in the box."""
+    """Tab one shows version 2 of a reply; tab two goes back to version 1 while tab one hears
+    nothing from its socket (as when it is down). A message sent from tab one would go below
+    version 1, which tab one does not show: it is refused, and tab one shows the conversation
+    as it is, with the typed text still in the box."""
 
     async def plan(request: FakeRequest):
         return await request.stream(reply_events([f"Answer number {request.index + 1}."]))
 
     fake_upstream.plan = plan
+    hearing = {"on": True}
+
+    def deaf_when_told(socket: Any) -> None:
+        server_side = socket.connect_to_server()
+        server_side.on_message(lambda message: socket.send(message) if hearing["on"] else None)
+
+    await page.route_web_socket(re.compile(r"/ws/"), deaf_when_told)
     chat = ChatPage(page, server)
     url = await chat.new_conversation()
     first = await chat.send("Tell me something")
@@ -82,6 +93,7 @@ async def test_a_tab_another_tab_has_overtaken_redraws_itself_and_keeps_the_text
 
     other = await context.new_page()
     await other.goto(page.url)
+    hearing["on"] = False
     await (
         other.locator("#messages article.assistant")
         .get_by_role("button", name="Previous version")
@@ -136,3 +148,57 @@ async def test_a_version_switch_refused_while_a_reply_streams_says_why_under_the
     await expect(reply.locator(".action-error")).to_have_count(1)
     assert all("409" in e for e in watch.console_errors), watch.console_errors
     watch.console_errors.clear()  # the browser and htmx log the 409s
+
+
+async def test_regenerate_an_edit_and_a_version_switch_show_in_the_other_tab(
+    page, context, server, fake_upstream, watch
+):
+    """The other tab kept showing the old version, with no sign of the change, until a
+    message it sent was refused."""
+
+    async def plan(request: FakeRequest):
+        return await request.stream(
+            reply_events(["Answer ", "number ", f"{request.index + 1}."]), delay=0.05
+        )
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    first = await chat.send("Tell me something")
+    await chat.wait_finished(first)
+    other = await another_tab(context)
+    await other.goto(page.url)
+    await ChatPage(other, server).wait_for_socket()
+    shown = other.locator("#messages article.assistant")
+
+    second = await chat.regenerate(first)  # streams in the other tab too
+    await expect(other.locator(f"#m{second}")).to_have_attribute("data-status", "complete")
+    await expect(shown).to_have_count(1)
+    await expect(shown.locator(".content")).to_have_text("Answer number 2.")
+    await expect(shown.locator(".versions")).to_contain_text("version 2 of 2")
+
+    await (
+        page.locator("#messages article.assistant")
+        .get_by_role("button", name="Previous version")
+        .click()
+    )
+    await expect(shown.locator(".content")).to_have_text("Answer number 1.")
+    await expect(shown.locator(".versions")).to_contain_text("version 1 of 2")
+
+    user = page.locator("#messages article.user")
+    await user.get_by_role("button", name="Edit").click()
+    await user.get_by_label("Edit your message").fill("Tell me more")
+    await user.get_by_role("button", name="Save and send").click()
+    await expect(other.locator("#messages article.user .content")).to_have_text("Tell me more")
+    await expect(other.locator("#messages article.user .versions")).to_contain_text(
+        "version 2 of 2"
+    )
+    await expect(shown).to_have_count(1)
+    await expect(shown.locator(".content")).to_have_text("Answer number 3.")
+    await expect(shown).to_have_attribute("data-status", "complete")
+    # The tab that asked shows each change once.
+    await expect(page.locator("#messages article")).to_have_count(2)
+    await expect(page.locator("#messages article.assistant .content")).to_have_text(
+        "Answer number 3."
+    )
+    assert watch.console_errors == [] and watch.csp_violations == []
