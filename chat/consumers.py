@@ -293,9 +293,22 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         else:
             await self._send_message(message_id)
 
-    async def messages_appended(self, event: dict[str, Any]) -> None:
-        if event.get("not_tab") and event["not_tab"] == self.tab:
+    async def path_changed(self, event: dict[str, Any]) -> None:
+        """Another tab changed which versions are shown (Regenerate, an edit, a version
+        switch): the path is drawn anew from the fork. A page that does not show the path up
+        to the fork redraws its whole list instead (`chat-frames` in static/chat/chat.js)."""
+        if event["not_tab"] and event["not_tab"] == self.tab:
             return  # this tab asked for the change: its answer draws it
+        drawn = await _render_path(self.conversation_id, event["after"])
+        if drawn is None:
+            return  # the fork is not on the path shown now
+        html, message_ids, active, drawn_empty = drawn
+        await self._sent_whole(
+            message_ids, active, drawn_empty={m for m in drawn_empty if m not in self.replies}
+        )
+        await self.send(text_data=html)
+
+    async def messages_appended(self, event: dict[str, Any]) -> None:
         message_ids = event["message_ids"]
         drawn_empty: set[int] = set()
         if event.get("html") is not None:  # drawn once for every tab
@@ -411,6 +424,33 @@ def _render_appended(conversation_id: uuid.UUID, message_ids: list[int]) -> tupl
         Message.objects.filter(conversation_id=conversation_id, pk__in=message_ids).order_by("id")
     )
     return fragments.appended(messages), [m.pk for m in messages if m.is_active]
+
+
+@database_sync_to_async
+def _render_path(
+    conversation_id: uuid.UUID, after: int | None
+) -> tuple[str, list[int], list[int], set[int]] | None:
+    """The path shown drawn anew from after the message `after` (`fragments.path_for_event`):
+    its HTML, the ids of the messages drawn, those still being generated, and those of them
+    drawn empty (where their first frame applies; none when they are fetched over HTTP). None
+    if `after` is not on the path."""
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None:
+        return None
+    path = selectors.active_path(conversation=conversation)
+    ids = [m.pk for m in path]
+    if after is not None and after not in ids:
+        return None
+    start = 0 if after is None else ids.index(after) + 1
+    shown = path[start:]
+    html, fetched = fragments.path_for_event(conversation_id, ids[:start], shown)
+    active = [m.pk for m in shown if m.is_active]
+    empty = (
+        set()
+        if fetched
+        else {m.pk for m in shown if m.is_active and not (m.content or m.reasoning)}
+    )
+    return html, ids[start:], active, empty
 
 
 @database_sync_to_async

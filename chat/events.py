@@ -155,12 +155,20 @@ def messages_appended_sync(
     *,
     html: str | None = None,
     active: list[int] | None = None,
-    not_tab: str = "",
 ) -> None:
-    """New messages, or a path drawn anew, for the conversation's tabs (but the tab named
-    `not_tab`: its own answer draws them)."""
     async_to_sync(_skipped_while_away)(
-        _messages_appended(conversation_id, message_ids, html=html, active=active, not_tab=not_tab)
+        _messages_appended(conversation_id, message_ids, html=html, active=active)
+    )
+
+
+def path_changed_sync(conversation_id: uuid.UUID, *, after: int | None, not_tab: str) -> None:
+    """The conversation's shown path changed from after the message `after`: its tabs draw it
+    anew from there, but the tab named `not_tab` (its own answer draws it)."""
+    async_to_sync(_skipped_while_away)(
+        _layer().group_send(
+            conversation_group(conversation_id),
+            {"type": "path.changed", "after": after, "not_tab": not_tab},
+        )
     )
 
 
@@ -243,17 +251,10 @@ async def _messages_appended(
     *,
     html: str | None = None,
     active: list[int] | None = None,
-    not_tab: str = "",
 ) -> None:
     await _layer().group_send(
         conversation_group(conversation_id),
-        {
-            "type": "messages.appended",
-            "message_ids": message_ids,
-            "html": html,
-            "active": active,
-            "not_tab": not_tab,
-        },
+        {"type": "messages.appended", "message_ids": message_ids, "html": html, "active": active},
     )
 
 

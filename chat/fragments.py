@@ -206,26 +206,33 @@ def appended_for_event(messages: list[Message]) -> str | None:
     return html if len(html) <= MAX_EVENT_HTML else None
 
 
-def appended_html(articles_html: str, *, path: bool = False) -> str:
-    """Articles already drawn, added at the end of the conversation (`path`: as part of a
-    path drawn anew, `path_for_event`)."""
-    mark = " data-path" if path else ""
-    return f'<div hx-swap-oob="beforeend:#messages"{mark}>{articles_html}</div>'
+def appended_html(articles_html: str) -> str:
+    """Articles already drawn, added at the end of the conversation."""
+    return f'<div hx-swap-oob="beforeend:#messages">{articles_html}</div>'
 
 
-def path_for_event(conversation_id: uuid.UUID, after: int | None, messages: list[Message]) -> str:
-    """The conversation's shown path drawn anew from after the message `after` (None: from the
-    top), for every tab, once Regenerate, an edit or a version switch changed it: what a tab
-    showed from there goes, then these messages come (each fetched over HTTP when they are
-    too large for an event). The tab that asked has them already from its answer and keeps
-    its own (`chat-frames` in static/chat/chat.js)."""
-    gone = f"#m{after} ~ article" if after is not None else "#messages > article"
+def path_for_event(
+    conversation_id: uuid.UUID, upto: list[int], messages: list[Message]
+) -> tuple[str, bool]:
+    """The conversation's shown path drawn anew after the messages `upto` (the path up to the
+    fork; none: from the top), once Regenerate, an edit or a version switch in another tab
+    changed it: what the tab showed after the fork goes, then these messages come (fetched
+    over HTTP when they are too large for a frame; the second value says so). A page whose
+    messages up to the fork are not `upto` redraws its whole list (`chat-frames` in
+    static/chat/chat.js)."""
+    gone = f"#m{upto[-1]} ~ article" if upto else "#messages > article"
     articles = "".join(article(m) for m in messages)
-    if len(articles) > MAX_EVENT_HTML:
+    fetched = len(articles) > MAX_EVENT_HTML
+    if fetched:
         articles = "".join(
             _fetcher(conversation_id, m.pk, "article", hidden=False) for m in messages
         )
-    return f'<div hx-swap-oob="delete:{gone}" data-path></div>' + appended_html(articles, path=True)
+    mark = f' data-path="{",".join(str(pk) for pk in upto)}"'
+    return (
+        f'<div hx-swap-oob="delete:{gone}"{mark}></div>'
+        f'<div hx-swap-oob="beforeend:#messages"{mark}>{articles}</div>',
+        fetched,
+    )
 
 
 def message_fetch(conversation_id: uuid.UUID, message_id: int) -> str:

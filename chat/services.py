@@ -121,26 +121,13 @@ def _path_shown_anew(conversation: Conversation, *, after: int | None, tab: str)
     """Once committed, the conversation's other tabs draw its path anew from after the message
     `after` (None: from the top): Regenerate, an edit or a version switch changed which
     versions are shown. The tab that asked (`tab`, as it names itself) gets the whole list in
-    its answer instead. Registered before a new reply's start, as a turn's event is
-    (`message_submit`): it reaches every tab before the reply's first frame, the reply drawn
-    empty where that frame applies."""
-
-    def send() -> None:
-        path = selectors.active_path(conversation=conversation)
-        ids = [m.pk for m in path]
-        start = 0 if after is None else ids.index(after) + 1 if after in ids else None
-        if start is None:
-            return  # not on the path shown now: nothing a tab shows changed
-        shown = path[start:]
-        events.messages_appended_sync(
-            conversation.pk,
-            ids[start:],
-            html=fragments.path_for_event(conversation.pk, after, shown),
-            active=[m.pk for m in shown if m.is_active],
-            not_tab=tab,
-        )
-
-    transaction.on_commit(send, robust=True)
+    its answer instead. Each other tab reads and draws the path itself (`consumers`), so that
+    nobody pays for it with no other tab open. Registered before a new reply's start, as a
+    turn's event is (`message_submit`): it reaches every tab before the reply's first frame."""
+    conversation_id = conversation.pk
+    transaction.on_commit(
+        lambda: events.path_changed_sync(conversation_id, after=after, not_tab=tab), robust=True
+    )
 
 
 def _new_reply(conversation: Conversation, *, parent: Message) -> Message:

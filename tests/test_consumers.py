@@ -566,3 +566,29 @@ def test_a_turn_whose_event_fails_still_starts_its_reply(user, monkeypatch, capl
     _, reply = services.message_submit(conversation=conversation, content="q")
     assert started == [reply.pk]
     assert "the turn's event failed" in caplog.text
+
+
+async def test_a_changed_path_is_drawn_for_the_other_tabs_not_for_the_tab_that_asked(
+    conversation, user
+):
+    """The tab that asked draws the change from its answer: drawn from the event too, the
+    control that asked was gone before the answer came, and htmx dropped the answer."""
+    user_message, reply = await sync_to_async(services.message_submit)(
+        conversation=conversation, content="q"
+    )
+    await Message.objects.filter(pk=reply.pk).aupdate(status="complete", content="a1")
+    tabs = {}
+    for name in ("asker", "other"):
+        tabs[name] = WebsocketCommunicator(
+            URLRouter(websocket_urlpatterns), f"/ws/c/{conversation.pk}/?tab={name}"
+        )
+        tabs[name].scope["user"] = user
+        assert (await tabs[name].connect())[0]
+    await sync_to_async(services.message_select)(message=reply, tab="asker")
+    drawn = await tabs["other"].receive_from(timeout=5)
+    assert f'data-path="{user_message.pk}"' in drawn
+    assert f'hx-swap-oob="delete:#m{user_message.pk} ~ article"' in drawn
+    assert f'<article id="m{reply.pk}"' in drawn
+    assert await tabs["asker"].receive_nothing(timeout=0.5)
+    for tab in tabs.values():
+        await tab.disconnect()

@@ -18,12 +18,28 @@
       function drop(element) { element.remove(); dropped = true; }
       function shown(element) { return element.id && document.getElementById(element.id); }
       function streaming(article) { return /\bstatus-(pending|streaming)\b/.test(article.className); }
+      // A path drawn anew (Regenerate, an edit or a version switch in another tab): what the
+      // tab shows after the fork goes, then the new path's messages come. A tab that does not
+      // show the path up to the fork (it missed a change while its socket was down) would mix
+      // two branches: it loads the page again instead (what is typed in the box is kept), so
+      // that its socket, too, starts from what the page shows.
+      var path = Array.prototype.filter.call(template.content.children, function (element) {
+        return element.hasAttribute("data-path");
+      });
+      if (path.length) {
+        var upto = path[0].getAttribute("data-path");
+        var shownIds = Array.prototype.map.call(
+          document.querySelectorAll("#messages > article[id^='m']"),
+          function (article) { return article.id.slice(1); });
+        if (shownIds.slice(0, upto ? upto.split(",").length : 0).join(",") !== upto) {
+          path.forEach(drop);
+          location.reload();
+        }
+      }
       Array.prototype.slice.call(template.content.children).forEach(function (element) {
         var swap = element.getAttribute("hx-swap-oob");
         if (element.hasAttribute("data-path")) {
-          // A path drawn anew (Regenerate, an edit or a version switch in another tab): what
-          // the tab shows from the fork goes, then the new path's messages come, as they are.
-          return;
+          return;  // applied as it is (above)
         } else if (swap && swap.indexOf(":") < 0 && element.id && !shown(element)) {
           drop(element);  // a fragment whose target is not on the page yet
         } else if (swap && element.tagName === "ARTICLE" && streaming(element)) {

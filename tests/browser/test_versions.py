@@ -202,3 +202,41 @@ async def test_regenerate_an_edit_and_a_version_switch_show_in_the_other_tab(
         "Answer number 3."
     )
     assert watch.console_errors == [] and watch.csp_violations == []
+
+
+async def test_a_tab_that_missed_a_change_redraws_its_list_on_the_next_one(
+    page, context, server, fake_upstream, watch
+):
+    """A tab that missed a turn (its socket down) was sent a later Regenerate's new path from
+    a fork it did not show: appended below what it showed, two branches mixed, and the
+    message it sent then was accepted below a turn it never saw."""
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events([f"Answer number {request.index + 1}."]))
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    first = await chat.send("First question")
+    await chat.wait_finished(first)
+    hearing = {"on": True}
+
+    def deaf_when_told(socket: Any) -> None:
+        server_side = socket.connect_to_server()
+        server_side.on_message(lambda message: socket.send(message) if hearing["on"] else None)
+
+    other = await another_tab(context)
+    await other.route_web_socket(re.compile(r"/ws/"), deaf_when_told)
+    await other.goto(page.url)
+    await ChatPage(other, server).wait_for_socket()
+    hearing["on"] = False
+    second = await chat.send("Second question")  # the other tab misses this turn
+    await chat.wait_finished(second)
+    hearing["on"] = True
+    third = await chat.regenerate(second)
+    await chat.wait_finished(third)
+    shown = other.locator("#messages article")
+    await expect(shown.locator(".content")).to_have_text(
+        ["First question", "Answer number 1.", "Second question", "Answer number 3."]
+    )
+    assert watch.console_errors == [] and watch.csp_violations == []
