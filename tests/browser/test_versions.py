@@ -14,13 +14,28 @@ from tests.fake_upstream import FakeRequest, reply_events
 pytestmark = BROWSER_MARKS
 
 
+async def numbered_answers(request: FakeRequest) -> Any:
+    """The upstream's plan: "Answer number N." to its Nth request."""
+    return await request.stream(reply_events([f"Answer number {request.index + 1}."]))
+
+
+async def deaf_on_demand(page: Any) -> dict[str, bool]:
+    """Route the page's sockets through the test, which stops what the server sends from
+    reaching the page (as when its socket is down) by setting the result's "on" to False."""
+    hearing = {"on": True}
+
+    def route(socket: Any) -> None:
+        server_side = socket.connect_to_server()
+        server_side.on_message(lambda message: socket.send(message) if hearing["on"] else None)
+
+    await page.route_web_socket(re.compile(r"/ws/"), route)
+    return hearing
+
+
 async def test_the_version_switcher_works_by_mouse_and_keyboard_and_survives_a_reload(
     page, server, fake_upstream, watch
 ):
-    async def plan(request: FakeRequest):
-        return await request.stream(reply_events([f"Answer number {request.index + 1}."]))
-
-    fake_upstream.plan = plan
+    fake_upstream.plan = numbered_answers
     chat = ChatPage(page, server)
     await chat.new_conversation()
     reply_id = await chat.send("Tell me something")
@@ -73,17 +88,8 @@ async def test_a_tab_another_tab_has_overtaken_redraws_itself_and_keeps_the_text
     version 1, which tab one does not show: it is refused, and tab one shows the conversation
     as it is, with the typed text still in the box."""
 
-    async def plan(request: FakeRequest):
-        return await request.stream(reply_events([f"Answer number {request.index + 1}."]))
-
-    fake_upstream.plan = plan
-    hearing = {"on": True}
-
-    def deaf_when_told(socket: Any) -> None:
-        server_side = socket.connect_to_server()
-        server_side.on_message(lambda message: socket.send(message) if hearing["on"] else None)
-
-    await page.route_web_socket(re.compile(r"/ws/"), deaf_when_told)
+    fake_upstream.plan = numbered_answers
+    hearing = await deaf_on_demand(page)
     chat = ChatPage(page, server)
     url = await chat.new_conversation()
     first = await chat.send("Tell me something")
@@ -211,22 +217,13 @@ async def test_a_tab_that_missed_a_change_redraws_its_list_on_the_next_one(
     a fork it did not show: appended below what it showed, two branches mixed, and the
     message it sent then was accepted below a turn it never saw."""
 
-    async def plan(request: FakeRequest):
-        return await request.stream(reply_events([f"Answer number {request.index + 1}."]))
-
-    fake_upstream.plan = plan
+    fake_upstream.plan = numbered_answers
     chat = ChatPage(page, server)
     await chat.new_conversation()
     first = await chat.send("First question")
     await chat.wait_finished(first)
-    hearing = {"on": True}
-
-    def deaf_when_told(socket: Any) -> None:
-        server_side = socket.connect_to_server()
-        server_side.on_message(lambda message: socket.send(message) if hearing["on"] else None)
-
     other = await another_tab(context)
-    await other.route_web_socket(re.compile(r"/ws/"), deaf_when_told)
+    hearing = await deaf_on_demand(other)
     await other.goto(page.url)
     await ChatPage(other, server).wait_for_socket()
     hearing["on"] = False
