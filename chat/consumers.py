@@ -296,7 +296,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     async def path_changed(self, event: dict[str, Any]) -> None:
         """Another tab changed which versions are shown (Regenerate, an edit, a version
         switch): the path is drawn anew from the fork. A page that does not show the path up
-        to the fork redraws its whole list instead (`chat-frames` in static/chat/chat.js)."""
+        to the fork loads itself again instead (`chat-frames` in static/chat/chat.js)."""
         if event["not_tab"] and event["not_tab"] == self.tab:
             return  # this tab asked for the change: its answer draws it
         drawn = await _render_path(self.conversation_id, event["after"])
