@@ -22,7 +22,9 @@
       // tab shows after the fork goes, then the new path's messages come. A tab that does not
       // show the path up to the fork (it missed a change while its socket was down) would mix
       // two branches: it loads the page again instead (what is typed in the box is kept), so
-      // that its socket, too, starts from what the page shows.
+      // that its socket, too, starts from what the page shows. A tab with an edit under way
+      // keeps its page as it is, the edit's text with it (its next message is refused, with
+      // the page redrawn and the text kept, if the conversation moved on meanwhile).
       var path = Array.prototype.filter.call(template.content.children, function (element) {
         return element.hasAttribute("data-path");
       });
@@ -31,7 +33,12 @@
         var shownIds = Array.prototype.map.call(
           document.querySelectorAll("#messages > article[id^='m']"),
           function (article) { return article.id.slice(1); });
-        if (shownIds.slice(0, upto ? upto.split(",").length : 0).join(",") !== upto) {
+        var editing = Array.prototype.some.call(
+          document.querySelectorAll("#messages article.editing textarea"),
+          function (area) { return area.value !== area.defaultValue; });
+        if (editing) {
+          path.forEach(drop);
+        } else if (shownIds.slice(0, upto ? upto.split(",").length : 0).join(",") !== upto) {
           path.forEach(drop);
           location.reload();
         }

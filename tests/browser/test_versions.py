@@ -237,3 +237,36 @@ async def test_a_tab_that_missed_a_change_redraws_its_list_on_the_next_one(
         ["First question", "Answer number 1.", "Second question", "Answer number 3."]
     )
     assert watch.console_errors == [] and watch.csp_violations == []
+
+
+async def test_a_tab_with_an_edit_under_way_keeps_it_when_another_tab_edits(
+    page, context, server, fake_upstream, watch
+):
+    """The path drawn anew took the other tab's open edit box, and what was typed in it."""
+    fake_upstream.plan = numbered_answers
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    first = await chat.send("Tell me something")
+    await chat.wait_finished(first)
+    other = await another_tab(context)
+    await other.goto(page.url)
+    await ChatPage(other, server).wait_for_socket()
+    theirs = other.locator("#messages article.user")
+    await theirs.get_by_role("button", name="Edit").click()
+    await theirs.get_by_label("Edit your message").fill("Tell me something else")
+    mine = page.locator("#messages article.user")
+    await mine.get_by_role("button", name="Edit").click()
+    await mine.get_by_label("Edit your message").fill("Tell me a story")
+    await mine.get_by_role("button", name="Save and send").click()
+    await expect(page.locator("#messages article.assistant .content")).to_have_text(
+        "Answer number 2."
+    )
+    await expect(theirs.get_by_label("Edit your message")).to_have_value("Tell me something else")
+    await theirs.get_by_role("button", name="Save and send").click()  # the edit goes through
+    await expect(other.locator("#messages article.assistant .content")).to_have_text(
+        "Answer number 3."
+    )
+    await expect(other.locator("#messages article.user .content")).to_have_text(
+        "Tell me something else"
+    )
+    assert watch.console_errors == [] and watch.csp_violations == []
