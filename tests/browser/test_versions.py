@@ -19,6 +19,18 @@ async def numbered_answers(request: FakeRequest) -> Any:
     return await request.stream(reply_events([f"Answer number {request.index + 1}."]))
 
 
+async def answered_and_another_tab(chat: ChatPage, context: Any) -> tuple[int, Any]:
+    """A new conversation with one question answered, and a second tab open on it, its socket
+    connected: the first answer's id, and the second tab."""
+    await chat.new_conversation()
+    first = await chat.send("Tell me something")
+    await chat.wait_finished(first)
+    other = await another_tab(context)
+    await other.goto(chat.page.url)
+    await ChatPage(other, chat.server).wait_for_socket()
+    return first, other
+
+
 async def deaf_on_demand(page: Any) -> dict[str, bool]:
     """Route the page's sockets through the test, which stops what the server sends from
     reaching the page (as when its socket is down) by setting the result's "on" to False."""
@@ -169,12 +181,7 @@ async def test_regenerate_an_edit_and_a_version_switch_show_in_the_other_tab(
 
     fake_upstream.plan = plan
     chat = ChatPage(page, server)
-    await chat.new_conversation()
-    first = await chat.send("Tell me something")
-    await chat.wait_finished(first)
-    other = await another_tab(context)
-    await other.goto(page.url)
-    await ChatPage(other, server).wait_for_socket()
+    first, other = await answered_and_another_tab(chat, context)
     shown = other.locator("#messages article.assistant")
 
     second = await chat.regenerate(first)  # streams in the other tab too
@@ -245,12 +252,7 @@ async def test_a_tab_with_an_edit_under_way_keeps_it_when_another_tab_edits(
     """The path drawn anew took the other tab's open edit box, and what was typed in it."""
     fake_upstream.plan = numbered_answers
     chat = ChatPage(page, server)
-    await chat.new_conversation()
-    first = await chat.send("Tell me something")
-    await chat.wait_finished(first)
-    other = await another_tab(context)
-    await other.goto(page.url)
-    await ChatPage(other, server).wait_for_socket()
+    first, other = await answered_and_another_tab(chat, context)
     theirs = other.locator("#messages article.user")
     await theirs.get_by_role("button", name="Edit").click()
     await theirs.get_by_label("Edit your message").fill("Tell me something else")
