@@ -104,8 +104,10 @@ class Plan:
     ramp_s: float = 2.0  # submissions spread over this long
     # The cluster's CPU against one process's, measured again in rounds that alternate the
     # two at the mid and big stream counts (both setups up): the host's speed drifts by more
-    # than the target's margin over the minutes between the setups' own runs.
-    alternating_rounds: int = 3
+    # than the target's margin over the minutes between the setups' own runs. Five: single
+    # pairs ranged from 1.15 to 1.49 within minutes on one host (2026-12-02), and the median
+    # of three moved by as much as the target's margin from one run to the next.
+    alternating_rounds: int = 5
 
     @classmethod
     def make(cls, quick: bool) -> Plan:

@@ -1,22 +1,24 @@
-"""One plain connection to Redis for the channel layer's two hot commands: the receive pump's
-pop and the batched group send's script call (chat.streaming.channel_layers). No Django here.
+"""One plain connection to Redis for the channel layer's hot commands: the receive pump's pop
+and the batched group send's script call, once or more per WebSocket frame in a cluster, and
+the group memberships and members' reads, a few per reply and per socket
+(chat.streaming.channel_layers). No Django here.
 
-Each of those runs once or more per WebSocket frame in a cluster. Through redis-py's client a
-command costs about 180 µs of CPU on this machine (the pool, retries, timeouts, its command
-packer and parser, each a layer of Python), against about 30 µs for the same request and reply
-on a bare asyncio stream. `RedisWire` is that bare stream: it writes the command in RESP,
-lets hiredis (redis-py's own C parser) read the reply, and turns what goes wrong into
-redis-py's exceptions, so the layer's outage handling (chat.outages) sees what it always saw.
+Through redis-py's client a command costs about 180 µs of CPU on this machine (the pool,
+retries, timeouts, its command packer and parser, each a layer of Python), against about 30 µs
+for the same request and reply on a bare asyncio stream. `RedisWire` is that bare stream: it
+writes the command in RESP, lets hiredis (redis-py's own C parser) read the reply, and turns
+what goes wrong into redis-py's exceptions, so the layer's outage handling (chat.outages) sees
+what it always saw.
 
 It serves a plain TCP connection only (`redis://`, with a password, user and database as the
 URL or options give them); TLS, Unix sockets and Sentinel keep redis-py's path (`for_pool`
-answers None). One caller at a time: each wire belongs to one task (the pump, the sender).
+answers None). One call at a time: calls that come meanwhile wait their turn.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis.exceptions
@@ -91,8 +93,15 @@ class RedisWire:
         """Send one command and return its reply. `wait`: how long Redis may block on it."""
         return await self.call_encoded(encode(*args), wait=wait)
 
-    async def call_encoded(self, command: bytes, *, wait: float = 0.0) -> Any:
+    async def pipeline(self, *commands: bytes) -> list[Any]:
+        """Send the commands (each `encode`d) in one write and return their replies in order:
+        one round trip. A reply that is an error raises once all are read."""
+        return cast(list[Any], await self.call_encoded(b"".join(commands), replies=len(commands)))
+
+    async def call_encoded(self, command: bytes, *, wait: float = 0.0, replies: int = 1) -> Any:
         """`call` with the command already in RESP (`encode`), for one sent again and again.
+        With `replies` above 1, `command` is that many commands, and their replies come back
+        as a list.
 
         A kept connection that Redis closed (say it restarted while this one was idle) is
         tried once more on a new one, as the layer's redis-py pools do."""
@@ -104,7 +113,9 @@ class RedisWire:
                 try:
                     if not kept:
                         await self._connect(loop)
-                    return await self._call(command)
+                    if replies == 1:
+                        return await self._call(command)
+                    return await self._call_many(command, replies)
                 except redis.exceptions.ResponseError:
                     raise
                 except _BROKEN as error:
@@ -135,22 +146,27 @@ class RedisWire:
         self._watchdog = loop.call_later(WATCH_INTERVAL_SECONDS, self._watch, loop)
 
     async def _call(self, command: bytes) -> Any:
-        assert self._writer is not None and self._reader is not None
+        assert self._writer is not None
         self._writer.write(command)
+        return _raised(await self._reply())
+
+    async def _call_many(self, commands: bytes, count: int) -> list[Any]:
+        assert self._writer is not None
+        self._writer.write(commands)
+        replies = [await self._reply() for _ in range(count)]
+        return [_raised(reply) for reply in replies]
+
+    async def _reply(self) -> Any:
+        """The next reply, as hiredis reads it (an error as a `hiredis.ReplyError`)."""
+        assert self._reader is not None
         while True:
             reply = self._replies.gets()
             if reply is not False:
-                break
+                return reply
             data = await self._reader.read(65536)
             if not data:
                 raise EOFError("Redis closed the connection")
             self._replies.feed(data)
-        if isinstance(reply, hiredis.ReplyError):
-            message = str(reply)
-            if message.startswith("NOSCRIPT"):
-                raise redis.exceptions.NoScriptError(message)
-            raise redis.exceptions.ResponseError(message)
-        return reply
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -182,3 +198,13 @@ class RedisWire:
         if self._writer is not None:
             self._writer.close()
         self._reader = self._writer = None
+
+
+def _raised(reply: Any) -> Any:
+    """The reply, or redis-py's exception for an error reply, raised."""
+    if isinstance(reply, hiredis.ReplyError):
+        message = str(reply)
+        if message.startswith("NOSCRIPT"):
+            raise redis.exceptions.NoScriptError(message)
+        raise redis.exceptions.ResponseError(message)
+    return reply

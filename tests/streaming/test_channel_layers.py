@@ -162,6 +162,8 @@ async def _round_trips(monkeypatch: pytest.MonkeyPatch, action: Any) -> list[str
 
     async def on_the_wire(self: Any, encoded: bytes, **options: Any) -> Any:
         name = _command_name(encoded)
+        if options.get("replies", 1) > 1:
+            name = "PIPELINE"
         sent.append("SCRIPT LOAD" if name == "SCRIPT" else name)
         return await wire_call(self, encoded, **options)
 
@@ -325,6 +327,44 @@ async def test_the_receive_pump_works_without_bzmpop(redis_server, monkeypatch):
     await sender.send(channel, {"type": "message.delta", "n": 1})
     await inbox.wait_for(2)
     assert [m["n"] for m in inbox.items] == [0, 1] and inbox.failed is None
+
+
+async def test_joining_and_leaving_a_group_is_one_round_trip_each(redis_server, monkeypatch):
+    """A socket's and a reply's groups (three joins and three leaves a reply) cost one round
+    trip each, as does a group's first send reading its members; what they leave in Redis is
+    what channels-redis leaves: the member with the time it joined, the group's expiry
+    renewed."""
+    layer, other = layer_on(redis_server), layer_on(redis_server)
+    mine, theirs = await layer.new_channel(), await other.new_channel()
+    await other.group_add("conversation.5", theirs)
+    joined_at = time.time()
+
+    async def join() -> None:
+        await layer.group_add("conversation.5", mine)
+
+    assert await _round_trips(monkeypatch, join) == ["PIPELINE"]
+    check = redis.asyncio.Redis.from_url(redis_server.url)
+    key = layer._group_key("conversation.5")
+    scores = dict(await check.zrange(key, 0, -1, withscores=True))
+    assert set(scores) == {mine.encode(), theirs.encode()}
+    assert joined_at - 1 < scores[mine.encode()] < time.time() + 1
+    assert layer.group_expiry - 5 < await check.ttl(key) <= layer.group_expiry
+
+    async def first_send() -> None:
+        await layer.group_send("conversation.5", {"type": "message.status"})
+
+    assert await _round_trips(monkeypatch, first_send) in (
+        ["PIPELINE", "EVALSHA"],  # the members read, then the delivery
+        ["PIPELINE", "EVALSHA", "SCRIPT LOAD", "EVALSHA"],
+    )
+    assert await asyncio.wait_for(other.receive(theirs), 5) == {"type": "message.status"}
+
+    async def leave() -> None:
+        await layer.group_discard("conversation.5", mine)
+
+    assert await _round_trips(monkeypatch, leave) == ["ZREM"]
+    assert await check.zrange(key, 0, -1) == [theirs.encode()]
+    await check.aclose()
 
 
 async def test_concurrent_group_sends_share_round_trips_and_keep_each_groups_order(

@@ -50,6 +50,34 @@ async def test_a_refused_password_is_an_authentication_error():
     server.close()
 
 
+async def test_a_pipeline_reads_every_reply_before_it_raises_an_error_reply():
+    """Commands sent together get their replies in order, in one write; an error among them
+    raises as redis-py's exception only once all are read, so the next call reads its own."""
+    writes = []
+
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            writes.append(data)
+            if len(writes) == 1:
+                writer.write(b":1\r\n*1\r\n$1\r\na\r\n")
+            elif len(writes) == 2:
+                writer.write(b"-WRONGTYPE wrong kind of value\r\n:0\r\n")
+            else:
+                writer.write(b"+PONG\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(answers, "127.0.0.1", 0)
+    wire = RedisWire("127.0.0.1", server.sockets[0].getsockname()[1])
+    zadd, zrange = encode("ZADD", "g", 1.5, "c"), encode("ZRANGE", "g", 0, -1)
+    assert await wire.pipeline(zadd, zrange) == [1, [b"a"]]
+    assert writes == [zadd + zrange]
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        await wire.pipeline(zrange, encode("ZREM", "g", "c"))
+    assert await wire.call("PING") == b"PONG"
+    wire.close()
+    server.close()
+
+
 def test_commands_are_written_in_resp():
     assert encode("ZADD", "z", 1.5, b"a\r\nb", 7) == (
         b"*5\r\n$4\r\nZADD\r\n$1\r\nz\r\n$3\r\n1.5\r\n$4\r\na\r\nb\r\n$1\r\n7\r\n"
