@@ -327,7 +327,9 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             return
         if not _fits(html):
             logger.info("conversation %s: new messages fetched over HTTP", self.conversation_id)
-            html = fragments.appended_fetch(self.conversation_id, message_ids)
+            html = fragments.appended_fetch(
+                self.conversation_id, message_ids, after=event.get("after")
+            )
         await self.send(text_data=html)
 
     async def conversation_updated(self, event: dict[str, Any]) -> None:

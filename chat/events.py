@@ -12,10 +12,11 @@ Conversation group (every open WebSocket of a conversation listens):
     message.finished  {message_id, final}            saved. `final` {cursor, html} ends the reply
                                                      on a tab at `cursor`; any other tab (or no
                                                      `final`) renders it from the database
-    messages.appended {message_ids, html, active}    new messages (a turn, tool results, a
-                                                     follow-up); html draws them once for every
-                                                     tab, `active` the replies still generated
-                                                     (html None: each tab reads them itself)
+    messages.appended {message_ids, after, html, active}    new messages (a turn, tool results, a
+                                                     follow-up) after the message `after`; html
+                                                     draws them once for every tab, `active` the
+                                                     replies still generated (html None: each
+                                                     tab reads them itself)
     conversation.updated {html}                      title changed; html draws it (None: each
                                                      tab reads the conversation itself)
 Generation group (the worker that streams one reply listens):
@@ -153,11 +154,12 @@ def messages_appended_sync(
     conversation_id: uuid.UUID,
     message_ids: list[int],
     *,
+    after: int | None,
     html: str | None = None,
     active: list[int] | None = None,
 ) -> None:
     async_to_sync(_skipped_while_away)(
-        _messages_appended(conversation_id, message_ids, html=html, active=active)
+        _messages_appended(conversation_id, message_ids, after=after, html=html, active=active)
     )
 
 
@@ -241,20 +243,29 @@ async def _message_finished(
     )
 
 
-async def messages_appended(conversation_id: uuid.UUID, message_ids: list[int]) -> None:
-    await _retried_while_away(lambda: _messages_appended(conversation_id, message_ids))
+async def messages_appended(
+    conversation_id: uuid.UUID, message_ids: list[int], *, after: int | None
+) -> None:
+    await _retried_while_away(lambda: _messages_appended(conversation_id, message_ids, after=after))
 
 
 async def _messages_appended(
     conversation_id: uuid.UUID,
     message_ids: list[int],
     *,
+    after: int | None,
     html: str | None = None,
     active: list[int] | None = None,
 ) -> None:
     await _layer().group_send(
         conversation_group(conversation_id),
-        {"type": "messages.appended", "message_ids": message_ids, "html": html, "active": active},
+        {
+            "type": "messages.appended",
+            "message_ids": message_ids,
+            "after": after,
+            "html": html,
+            "active": active,
+        },
     )
 
 

@@ -191,7 +191,7 @@ def appended(messages: list[Message]) -> str:
     """New messages added at the end of the conversation."""
     if not messages:
         return ""
-    return appended_html("".join(article(m) for m in messages))
+    return appended_html("".join(article(m) for m in messages), after=messages[0].parent_id)
 
 
 # New messages drawn larger than this travel by id: each tab reads them (and fetches them over
@@ -206,9 +206,13 @@ def appended_for_event(messages: list[Message]) -> str | None:
     return html if len(html) <= MAX_EVENT_HTML else None
 
 
-def appended_html(articles_html: str) -> str:
-    """Articles already drawn, added at the end of the conversation."""
-    return f'<div hx-swap-oob="beforeend:#messages">{articles_html}</div>'
+def appended_html(articles_html: str, *, after: int | None) -> str:
+    """Articles already drawn, added at the end of the conversation after the message `after`
+    (None: unchecked, as for the first message). A page whose last message is another loads
+    itself again (`chat-frames` in static/chat/chat.js): it missed a change, and would mix two
+    branches."""
+    mark = "" if after is None else f' data-after="{after}"'
+    return f'<div hx-swap-oob="beforeend:#messages"{mark}>{articles_html}</div>'
 
 
 def path_for_event(
@@ -244,10 +248,10 @@ def message_fetch(conversation_id: uuid.UUID, message_id: int) -> str:
     )
 
 
-def appended_fetch(conversation_id: uuid.UUID, message_ids: list[int]) -> str:
+def appended_fetch(conversation_id: uuid.UUID, message_ids: list[int], *, after: int | None) -> str:
     """New messages too large for one frame: placeholders that fetch themselves."""
     body = "".join(_fetcher(conversation_id, m, "article", hidden=False) for m in message_ids)
-    return f'<div hx-swap-oob="beforeend:#messages">{body}</div>'
+    return appended_html(body, after=after)
 
 
 def _fetcher(conversation_id: uuid.UUID, message_id: int, tag: str, *, hidden: bool) -> str:

@@ -249,6 +249,7 @@ def message_submit(
                 lambda: events.messages_appended_sync(
                     conversation.pk,
                     [user_message.pk, reply.pk],
+                    after=user_message.parent_id,
                     html=fragments.appended_for_event([user_message, reply]),
                     active=[reply.pk],
                 ),

@@ -339,7 +339,7 @@ async def test_a_reply_sent_whole_is_not_ended_again_by_its_frames(conversation,
     await Message.objects.filter(pk=reply.pk).aupdate(
         status=Message.Status.INTERRUPTED, content="kept text", **stored
     )
-    await events.messages_appended(conversation.pk, [reply.pk])
+    await events.messages_appended(conversation.pk, [reply.pk], after=reply.parent_id)
     assert "<p>kept text</p>" in await comm.receive_from()
     await events.message_finished(
         conversation.pk, reply.pk, {"cursor": view.cursor(), "html": ending}
@@ -382,14 +382,19 @@ async def test_new_messages_too_large_for_a_frame_are_fetched_one_by_one(
     conversation, user, sent_to_worker, monkeypatch
 ):
     monkeypatch.setattr("chat.consumers.MAX_FRAME_BYTES", 200)
+    _, answered = await sync_to_async(services.message_submit)(
+        conversation=conversation, content="A first question"
+    )
+    await Message.objects.filter(pk=answered.pk).aupdate(status=Message.Status.COMPLETE)
     mine, reply = await sync_to_async(services.message_submit)(
         conversation=conversation, content="long " * 100
     )
     comm = communicator(conversation.pk, user)
     await comm.connect()
-    await events.messages_appended(conversation.pk, [mine.pk, reply.pk])
+    await events.messages_appended(conversation.pk, [mine.pk, reply.pk], after=mine.parent_id)
     frame = await comm.receive_from()
-    assert frame.startswith('<div hx-swap-oob="beforeend:#messages">')
+    # They name the message they follow: a tab that shows another loads again.
+    assert frame.startswith(f'<div hx-swap-oob="beforeend:#messages" data-after="{answered.pk}">')
     for message in (mine, reply):
         assert (
             f'<article id="m{message.pk}" class="message loading" hx-get="/c/{conversation.pk}/messages/{message.pk}/"'
@@ -411,7 +416,7 @@ async def test_new_messages_drawn_by_the_sender_are_relayed_without_reading_them
     monkeypatch.setattr("chat.consumers._render_appended", unread)
     monkeypatch.setattr("chat.consumers._render_title", unread)
     html = '<div hx-swap-oob="beforeend:#messages"><article id="m7"></article></div>'
-    await events._messages_appended(conversation.pk, [7], html=html, active=[])
+    await events._messages_appended(conversation.pk, [7], after=6, html=html, active=[])
     assert await comm.receive_from() == html
     title = '<h1 id="conversation-title" hx-swap-oob="true">A title</h1>'
     await events.conversation_updated(conversation.pk, html=title)

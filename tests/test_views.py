@@ -285,6 +285,8 @@ def test_a_message_is_sent_with_few_queries_and_its_turn_drawn_once_for_every_ta
     assert kwargs["active"] == [reply.pk]
     for message in (user_message, reply):
         assert f'<article id="m{message.pk}"' in kwargs["html"]
+    # The first message follows none: nothing for a tab to check.
+    assert kwargs["after"] is None
     assert kwargs["html"].startswith('<div hx-swap-oob="beforeend:#messages">')
 
 

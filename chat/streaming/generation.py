@@ -458,7 +458,9 @@ class Generation:
         ):
             titles.title_generate_soon(self.reply.conversation_id)
         if self.next_reply is not None:
-            await events.messages_appended(self.reply.conversation_id, [m.pk for m in created])
+            await events.messages_appended(
+                self.reply.conversation_id, [m.pk for m in created], after=created[0].parent_id
+            )
 
     async def _tool_results(
         self, calls: list[dict[str, Any]]

@@ -22,23 +22,34 @@
       // tab shows after the fork goes, then the new path's messages come. A tab that does not
       // show the path up to the fork (it missed a change while its socket was down) would mix
       // two branches: it loads the page again instead (what is typed in the box is kept), so
-      // that its socket, too, starts from what the page shows. A tab with an edit under way
-      // keeps its page as it is, the edit's text with it (its next message is refused, with
-      // the page redrawn and the text kept, if the conversation moved on meanwhile).
+      // that its socket, too, starts from what the page shows. New messages (a turn, a tool
+      // round) name the message they follow, and a tab whose last message is another loads
+      // again too. A tab with an edit under way keeps its page as it is, the edit's text with
+      // it (its next message is refused, with the page redrawn and the text kept, if the
+      // conversation moved on meanwhile).
+      function shownIds() {
+        return Array.prototype.map.call(
+          document.querySelectorAll("#messages > article[id^='m']"),
+          function (article) { return article.id.slice(1); });
+      }
+      function editTyped() {
+        return Array.prototype.some.call(
+          document.querySelectorAll("#messages article.editing textarea"),
+          function (area) { return area.value !== area.defaultValue; });
+      }
+      function stale(element) {
+        drop(element);
+        if (!editTyped()) { location.reload(); }
+      }
       var path = Array.prototype.filter.call(template.content.children, function (element) {
         return element.hasAttribute("data-path");
       });
       if (path.length) {
         var upto = path[0].getAttribute("data-path");
-        var shownIds = Array.prototype.map.call(
-          document.querySelectorAll("#messages > article[id^='m']"),
-          function (article) { return article.id.slice(1); });
-        var editing = Array.prototype.some.call(
-          document.querySelectorAll("#messages article.editing textarea"),
-          function (area) { return area.value !== area.defaultValue; });
-        if (editing) {
+        var count = upto ? upto.split(",").length : 0;
+        if (editTyped()) {
           path.forEach(drop);
-        } else if (shownIds.slice(0, upto ? upto.split(",").length : 0).join(",") !== upto) {
+        } else if (shownIds().slice(0, count).join(",") !== upto) {
           path.forEach(drop);
           location.reload();
         }
@@ -59,9 +70,16 @@
             drop(element);
           }
         } else if (swap && swap.indexOf("beforeend:") === 0) {
-          Array.prototype.slice.call(element.children).forEach(function (child) {
+          var children = Array.prototype.slice.call(element.children);
+          var fresh = children.filter(function (child) { return !shown(child); });
+          children.forEach(function (child) {
             if (shown(child)) { drop(child); }  // appended messages this tab already shows
           });
+          if (fresh.length && element.hasAttribute("data-after")) {
+            var at = children.indexOf(fresh[0]);
+            var after = at ? children[at - 1].id.slice(1) : element.getAttribute("data-after");
+            if (shownIds().pop() !== after) { stale(element); }
+          }
         } else if (!swap && xhr && elt && elt.id === "composer" && shown(element)) {
           drop(element);  // the socket already brought this message
         }

@@ -272,3 +272,31 @@ async def test_a_tab_with_an_edit_under_way_keeps_it_when_another_tab_edits(
         "Tell me something else"
     )
     assert watch.console_errors == [] and watch.csp_violations == []
+
+
+async def test_a_tab_that_missed_a_change_loads_again_on_the_next_turn(
+    page, context, server, fake_upstream, watch
+):
+    """A tab that missed a Regenerate (its socket down) was sent the next turn as it was:
+    appended below the version it still showed, two branches mixed."""
+    fake_upstream.plan = numbered_answers
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    first = await chat.send("First question")
+    await chat.wait_finished(first)
+    other = await another_tab(context)
+    hearing = await deaf_on_demand(other)
+    await other.goto(page.url)
+    await ChatPage(other, server).wait_for_socket()
+    hearing["on"] = False
+    second = await chat.regenerate(first)  # the other tab misses this change
+    await chat.wait_finished(second)
+    hearing["on"] = True
+    third = await chat.send("Second question")
+    await chat.wait_finished(third)
+    shown = other.locator("#messages article")
+    await expect(shown.locator(".content")).to_have_text(
+        ["First question", "Answer number 2.", "Second question", "Answer number 3."]
+    )
+    await expect(other.locator(f"#m{third}")).to_have_attribute("data-status", "complete")
+    assert watch.console_errors == [] and watch.csp_violations == []

@@ -457,7 +457,13 @@ async def test_a_tool_call_runs_on_the_server_and_the_follow_up_reply_streams(
     answer = await Message.objects.aget(pk=answer.pk)
     assert (answer.status, answer.content) == ("complete", "The answer is 42.")
     assert "calculate" in page.finished[reply_id]  # the tool card
-    assert any(f'id="m{tool_result.pk}"' in f and "beforeend:#messages" in f for f in page.frames)
+    # The tool round's messages name the reply they follow (a tab that shows another loads
+    # again).
+    assert any(
+        f'id="m{tool_result.pk}"' in f
+        and f'hx-swap-oob="beforeend:#messages" data-after="{tool_reply.pk}"' in f
+        for f in page.frames
+    )
     first, second = fake_upstream.requests
     assert {t["function"]["name"] for t in first.body["tools"]} >= {"calculate", "current_datetime"}
     assert second.body["messages"][-2]["tool_calls"][0]["function"]["name"] == "calculate"
