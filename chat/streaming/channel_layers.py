@@ -662,14 +662,15 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                     return
                 assert self.require_valid_group_name(group), "Group name not valid"
                 assert self.require_valid_channel_name(channel), "Channel name not valid"
-                await wire.call("ZREM", self._group_key(group), channel)
+                await wire.pipeline(encode("ZREM", self._group_key(group), channel))
         except ChannelLayerAway:
             self._missed_discards.add((group, channel))
             raise
 
     def _members_wire(self) -> RedisWire | None:
         """This loop's wire for the groups' memberships and members' reads, where the groups
-        are on one Redis."""
+        are on one Redis. Its pipelines: the calls of many sockets and replies at once share
+        round trips (`RedisWire.pipeline`)."""
         return self._wire("members") if self.ring_size == 1 else None
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:

@@ -18,10 +18,11 @@ answers None). One call at a time: calls that come meanwhile wait their turn.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
 import hiredis
 import redis.exceptions
+from redis._parsers.base import BaseParser  # redis-py's table of error replies
 
 # A reply that has not come in this long after a blocking command's own timeout means a dead
 # connection (Redis answers a BZMPOP at its timeout with a null). A watchdog, not a timeout
@@ -66,8 +67,11 @@ class RedisWire:
         self.connect_timeout = connect_timeout or REPLY_GRACE_SECONDS
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._replies = hiredis.Reader()
+        self._replies = _reply_reader()
         self._lock = asyncio.Lock()
+        # `pipeline`'s calls waiting for the next write, and the task that writes them.
+        self._queued: list[tuple[tuple[bytes, ...], asyncio.Future[list[Any]]]] = []
+        self._sender: asyncio.Future[None] | None = None
         self._deadline: float | None = None  # the call in flight must be answered by then
         self._overdue = False
         self._watchdog: asyncio.TimerHandle | None = None
@@ -94,14 +98,50 @@ class RedisWire:
         return await self.call_encoded(encode(*args), wait=wait)
 
     async def pipeline(self, *commands: bytes) -> list[Any]:
-        """Send the commands (each `encode`d) in one write and return their replies in order:
-        one round trip. A reply that is an error raises once all are read."""
-        return cast(list[Any], await self.call_encoded(b"".join(commands), replies=len(commands)))
+        """Send the commands (each `encode`d) together and return their replies in order; an
+        error reply raises, once all are read. The pipelines of other tasks that come while
+        one is on its way go together in the next write: one round trip for them all, however
+        many tasks call (a burst of sockets joining their groups), and should the connection
+        fail, all of them fail with it at once, none waiting out a timeout of its own. A
+        caller that is cancelled stops waiting; its commands still go."""
+        done: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._queued.append((commands, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send_queued())
+        replies = await done
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
-    async def call_encoded(self, command: bytes, *, wait: float = 0.0, replies: int = 1) -> Any:
+    async def _send_queued(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            written = [command for commands, _ in batch for command in commands]
+            try:
+                replies = await self.call_encoded(b"".join(written), replies=len(written))
+            except BaseException as error:
+                # Those that came meanwhile would try a connection that just failed.
+                batch, self._queued = batch + self._queued, []
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
+                        done.exception()  # read: its caller may have been cancelled
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                continue
+            at = 0
+            for commands, done in batch:
+                if not done.done():
+                    done.set_result(replies[at : at + len(commands)])
+                at += len(commands)
+
+    async def call_encoded(
+        self, command: bytes, *, wait: float = 0.0, replies: int | None = None
+    ) -> Any:
         """`call` with the command already in RESP (`encode`), for one sent again and again.
-        With `replies` above 1, `command` is that many commands, and their replies come back
-        as a list.
+        With `replies`, `command` is that many commands, and their replies come back as a
+        list, an error reply as its exception (not raised).
 
         A kept connection that Redis closed (say it restarted while this one was idle) is
         tried once more on a new one, as the layer's redis-py pools do."""
@@ -113,7 +153,7 @@ class RedisWire:
                 try:
                     if not kept:
                         await self._connect(loop)
-                    if replies == 1:
+                    if replies is None:
                         return await self._call(command)
                     return await self._call_many(command, replies)
                 except redis.exceptions.ResponseError:
@@ -148,16 +188,18 @@ class RedisWire:
     async def _call(self, command: bytes) -> Any:
         assert self._writer is not None
         self._writer.write(command)
-        return _raised(await self._reply())
+        reply = await self._reply()
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def _call_many(self, commands: bytes, count: int) -> list[Any]:
         assert self._writer is not None
         self._writer.write(commands)
-        replies = [await self._reply() for _ in range(count)]
-        return [_raised(reply) for reply in replies]
+        return [await self._reply() for _ in range(count)]
 
     async def _reply(self) -> Any:
-        """The next reply, as hiredis reads it (an error as a `hiredis.ReplyError`)."""
+        """The next reply, as hiredis reads it (an error as redis-py's exception for it)."""
         assert self._reader is not None
         while True:
             reply = self._replies.gets()
@@ -172,7 +214,7 @@ class RedisWire:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-                self._replies = hiredis.Reader()
+                self._replies = _reply_reader()
                 if self.password:
                     credentials = (
                         (self.username, self.password) if self.username else (self.password,)
@@ -200,11 +242,9 @@ class RedisWire:
         self._reader = self._writer = None
 
 
-def _raised(reply: Any) -> Any:
-    """The reply, or redis-py's exception for an error reply, raised."""
-    if isinstance(reply, hiredis.ReplyError):
-        message = str(reply)
-        if message.startswith("NOSCRIPT"):
-            raise redis.exceptions.NoScriptError(message)
-        raise redis.exceptions.ResponseError(message)
-    return reply
+def _reply_reader() -> hiredis.Reader:
+    """A parser of Redis's replies that gives an error reply as redis-py's exception for it
+    (as redis-py's own hiredis parser does): LOADING as `BusyLoadingError` and READONLY as
+    `ReadOnlyError`, which the layer counts as Redis being away, NOSCRIPT as `NoScriptError`,
+    WRONGPASS as `AuthenticationError`; any other as `ResponseError`."""
+    return hiredis.Reader(replyError=BaseParser.parse_error)

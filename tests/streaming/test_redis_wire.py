@@ -78,6 +78,61 @@ async def test_a_pipeline_reads_every_reply_before_it_raises_an_error_reply():
     server.close()
 
 
+async def test_error_replies_are_redis_pys_exceptions():
+    """As redis-py reads them: a Redis still loading its data, or a replica, counts as Redis
+    away for the channel layer (chat.streaming.channel_layers.REDIS_ERRORS)."""
+    answers = [b"-LOADING Redis is loading the dataset in memory\r\n"] + [
+        b"-READONLY You can't write against a read only replica.\r\n"
+    ] * 2
+
+    async def answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while answers and await reader.read(1024):
+            writer.write(answers.pop(0))
+            await writer.drain()
+
+    server = await asyncio.start_server(answering, "127.0.0.1", 0)
+    wire = RedisWire("127.0.0.1", server.sockets[0].getsockname()[1])
+    with pytest.raises(redis.exceptions.BusyLoadingError):
+        await wire.call("ZREM", "g", "c")
+    with pytest.raises(redis.exceptions.ReadOnlyError):
+        await wire.pipeline(encode("ZREM", "g", "c"))
+    with pytest.raises(redis.exceptions.ReadOnlyError):
+        await wire.call("ZREM", "g", "c")
+    wire.close()
+    server.close()
+
+
+async def test_pipelines_called_at_once_share_writes_and_fail_together(monkeypatch):
+    """Many tasks' pipelines (sockets joining their groups after a deploy) go in a write or
+    two, not one round trip each; against a Redis that answers nothing they all fail within
+    one timeout, not each after waiting out the timeouts of those before it."""
+    monkeypatch.setattr(redis_wire, "REPLY_GRACE_SECONDS", 0.3)
+    monkeypatch.setattr(redis_wire, "WATCH_INTERVAL_SECONDS", 0.1)
+    writes: list[bytes] = []
+    silent = {"on": False}
+
+    async def answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writes.append(data)
+            if not silent["on"]:
+                writer.write(b":1\r\n" * data.count(b"ZREM"))
+                await writer.drain()
+
+    server = await asyncio.start_server(answering, "127.0.0.1", 0)
+    wire = RedisWire("127.0.0.1", server.sockets[0].getsockname()[1])
+    calls = [wire.pipeline(encode("ZREM", "g", f"c{n}")) for n in range(30)]
+    assert await asyncio.gather(*calls) == [[1]] * 30
+    assert len(writes) <= 2
+    silent["on"] = True
+    started = asyncio.get_running_loop().time()
+    calls = [wire.pipeline(encode("ZREM", "g", f"c{n}")) for n in range(30)]
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(o, redis.exceptions.TimeoutError) for o in outcomes), outcomes
+    assert asyncio.get_running_loop().time() - started < 2.0
+    wire.close()
+    server.close()
+
+
 def test_commands_are_written_in_resp():
     assert encode("ZADD", "z", 1.5, b"a\r\nb", 7) == (
         b"*5\r\n$4\r\nZADD\r\n$1\r\nz\r\n$3\r\n1.5\r\n$4\r\na\r\nb\r\n$1\r\n7\r\n"
