@@ -631,22 +631,12 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                 buffer.put_nowait(_PumpFailed(error))
 
     async def group_add(self, group: str, channel: str) -> None:
-        """As channels-redis's (the member added with the time, then the group's expiry
-        renewed), in one round trip on this loop's wire instead of two through redis-py."""
+        """As channels-redis's, in one round trip instead of two (`_membership_on_wire`)."""
         self._members.setdefault(group, set()).add(channel)
         self._missed_discards.discard((group, channel))
         async with self._redis():
-            wire = self._members_wire()
-            if wire is None:
+            if not await self._membership_on_wire(group, channel, join=True):
                 await super().group_add(group, channel)
-                return
-            assert self.require_valid_group_name(group), "Group name not valid"
-            assert self.require_valid_channel_name(channel), "Channel name not valid"
-            key = self._group_key(group)
-            await wire.pipeline(
-                encode("ZADD", key, time.time(), channel),
-                encode("EXPIRE", key, self.group_expiry),
-            )
 
     async def group_discard(self, group: str, channel: str) -> None:
         members = self._members.get(group)
@@ -656,16 +646,29 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                 del self._members[group]
         try:
             async with self._redis():
-                wire = self._members_wire()
-                if wire is None:
+                if not await self._membership_on_wire(group, channel, join=False):
                     await super().group_discard(group, channel)
-                    return
-                assert self.require_valid_group_name(group), "Group name not valid"
-                assert self.require_valid_channel_name(channel), "Channel name not valid"
-                await wire.pipeline(encode("ZREM", self._group_key(group), channel))
         except ChannelLayerAway:
             self._missed_discards.add((group, channel))
             raise
+
+    async def _membership_on_wire(self, group: str, channel: str, *, join: bool) -> bool:
+        """Join (channels-redis's ZADD with the time, then EXPIRE) or leave (ZREM) a group in
+        one round trip on this loop's wire; False where there is none (redis-py's path)."""
+        wire = self._members_wire()
+        if wire is None:
+            return False
+        assert self.require_valid_group_name(group), "Group name not valid"
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        key = self._group_key(group)
+        if join:
+            await wire.pipeline(
+                encode("ZADD", key, time.time(), channel),
+                encode("EXPIRE", key, self.group_expiry),
+            )
+        else:
+            await wire.pipeline(encode("ZREM", key, channel))
+        return True
 
     def _members_wire(self) -> RedisWire | None:
         """This loop's wire for the groups' memberships and members' reads, where the groups

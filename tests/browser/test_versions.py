@@ -31,6 +31,19 @@ async def answered_and_another_tab(chat: ChatPage, context: Any) -> tuple[int, A
     return first, other
 
 
+async def answered_and_a_deaf_tab(chat: ChatPage, context: Any) -> tuple[int, Any, dict[str, bool]]:
+    """`answered_and_another_tab` ("First question"), the second tab's sockets routed through
+    `deaf_on_demand`: the answer's id, the tab, and the switch that makes it deaf."""
+    await chat.new_conversation()
+    first = await chat.send("First question")
+    await chat.wait_finished(first)
+    other = await another_tab(context)
+    hearing = await deaf_on_demand(other)
+    await other.goto(chat.page.url)
+    await ChatPage(other, chat.server).wait_for_socket()
+    return first, other, hearing
+
+
 async def deaf_on_demand(page: Any) -> dict[str, bool]:
     """Route the page's sockets through the test, which stops what the server sends from
     reaching the page (as when its socket is down) by setting the result's "on" to False."""
@@ -226,13 +239,7 @@ async def test_a_tab_that_missed_a_change_redraws_its_list_on_the_next_one(
 
     fake_upstream.plan = numbered_answers
     chat = ChatPage(page, server)
-    await chat.new_conversation()
-    first = await chat.send("First question")
-    await chat.wait_finished(first)
-    other = await another_tab(context)
-    hearing = await deaf_on_demand(other)
-    await other.goto(page.url)
-    await ChatPage(other, server).wait_for_socket()
+    first, other, hearing = await answered_and_a_deaf_tab(chat, context)
     hearing["on"] = False
     second = await chat.send("Second question")  # the other tab misses this turn
     await chat.wait_finished(second)
@@ -281,13 +288,7 @@ async def test_a_tab_that_missed_a_change_loads_again_on_the_next_turn(
     appended below the version it still showed, two branches mixed."""
     fake_upstream.plan = numbered_answers
     chat = ChatPage(page, server)
-    await chat.new_conversation()
-    first = await chat.send("First question")
-    await chat.wait_finished(first)
-    other = await another_tab(context)
-    hearing = await deaf_on_demand(other)
-    await other.goto(page.url)
-    await ChatPage(other, server).wait_for_socket()
+    first, other, hearing = await answered_and_a_deaf_tab(chat, context)
     hearing["on"] = False
     second = await chat.regenerate(first)  # the other tab misses this change
     await chat.wait_finished(second)
