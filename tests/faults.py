@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.live import ChatClient, PageModel, free_port, wait_for
+from tests.live import ChatClient, PageModel, ServerProcess, free_port, wait_for
 
 
 def missing(program: str) -> None:
@@ -217,6 +217,16 @@ def read_log(text: str) -> LogReport:
         elif level == "INFO":
             infos.append(message)
     return LogReport(text.count("Traceback"), warnings, errors, infos)
+
+
+def assert_running(servers: list[ServerProcess]) -> None:
+    """Every server process is still running; else fail with the log of each that ended."""
+    ended = [server for server in servers if server.process and server.process.poll() is not None]
+    assert not ended, "\n\n".join(
+        f"exited with {server.process.returncode}:\n{server.log_text()[-6000:]}"
+        for server in ended
+        if server.process
+    )
 
 
 def assert_outage_logged_once(log_text: str, service: str) -> None:

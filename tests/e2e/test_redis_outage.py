@@ -12,6 +12,7 @@ from tests.e2e import scenarios
 from tests.faults import (
     Tab,
     assert_outage_logged_once,
+    assert_running,
     close_code_of_a_new_socket,
     follow_once_streaming,
 )
@@ -78,7 +79,7 @@ async def test_a_three_second_redis_outage_costs_no_reply(
         assert 4013 in tab.closes  # closed by the outage, with "Try Again Later"
     assert len(fake_upstream.requests) == REPLIES  # nothing was generated twice
     assert during == 4013  # a socket opened meanwhile is closed cleanly, not refused with 500
-    assert all(w.process.poll() is None for w in workers)
+    assert_running(workers)
     for server in web + workers:
         assert_outage_logged_once(server.log_text(), "Redis")
 
@@ -98,7 +99,7 @@ async def test_an_outage_past_the_limit_ends_replies_interrupted_with_all_their_
         assert expected.startswith(reply.content) and reply.content != expected
         assert len(shown(reply.content)) > len(seen)
         assert tab.page.content(reply.pk) == shown(reply.content)
-    assert all(w.process.poll() is None for w in workers)
+    assert_running(workers)
     for server in web + workers:
         assert_outage_logged_once(server.log_text(), "Redis")
 
@@ -122,6 +123,6 @@ async def test_a_worker_keeps_listening_after_redis_comes_back(
 
     await wait_for(complete)
     assert tab.page.content(reply_id) == shown("Hello, world!")
-    assert all(w.process.poll() is None for w in workers)
+    assert_running(workers)
     for worker in workers:
         assert_outage_logged_once(worker.log_text(), "Redis")

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from chat.events import conversation_group, user_group
 from chat.models import Message
 from tests.e2e import scenarios
+from tests.faults import assert_running
 from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, shown, wait_for
 
 pytestmark = [
@@ -181,7 +182,7 @@ async def test_idle_workers_and_sockets_keep_listening_past_the_redis_socket_tim
     conversation_id = await client.create_conversation()
     async with client.socket(conversation_id) as ws:
         await asyncio.sleep(6.5)
-        assert all(w.process.poll() is None for w in workers)
+        assert_running(workers)
         reply_id = reply_id_from(await client.send(conversation_id, "still there?"))
         page = await read_until_finished(ws, PageModel(), reply_id)
     await client.aclose()
