@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from channels.layers import InMemoryChannelLayer
 
+from chat import outages
 from chat.streaming.consumer import GenerationRunner
 from chat.streaming.worker import StreamWorker
 from tests.live import wait_for
@@ -110,3 +111,39 @@ async def test_a_cancelled_instance_frees_the_slots_of_the_replies_it_never_read
     worker.application_instances["chat-stream"]["future"].cancel()
     await _until(lambda: runner.reserved == reserved)
     assert worker.application_instances == {}
+
+
+class BreaksOnce(InMemoryChannelLayer):
+    """A channel layer whose first receive fails with an error that is not an outage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receives = 0
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        self.receives += 1
+        if self.receives == 1:
+            raise RuntimeError("unable to perform operation; the handler is closed")
+        return await super().receive(channel)
+
+
+async def test_the_listener_lives_on_after_a_receive_fails_otherwise_than_by_an_outage(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It re-raised, which ended the worker's process."""
+    monkeypatch.setattr(outages, "FIRST_RETRY_DELAY", 0.01)
+    application = FailsOnFirst()
+    application.instances = 1  # its instances never fail
+    layer = BreaksOnce()
+    worker = StreamWorker(application=application, channels=["chat-stream"], channel_layer=layer)
+    runner = GenerationRunner.current()
+    reserved = runner.reserved
+    with caplog.at_level(logging.ERROR):
+        listening = asyncio.create_task(worker.listener("chat-stream"))
+        await layer.send("chat-stream", {"type": "note", "n": 1})
+        await _until(lambda: application.handled == [(2, 1)])
+    assert not listening.done()
+    assert "receiving from chat-stream failed; trying again" in caplog.text
+    listening.cancel()
+    await asyncio.gather(listening, return_exceptions=True)
+    assert runner.reserved == reserved  # the failed receive's slot was given back

@@ -42,7 +42,7 @@ from .redis_wire import RedisWire, encode
 # channels-redis's own logger, whose lines (a member over capacity, on every frame to a socket
 # that stopped reading) stay below the root logger's WARNING, as they did in channels-redis.
 logger = logging.getLogger("channels_redis.core")
-pump_logger = logging.getLogger(__name__)
+layer_logger = logging.getLogger(__name__)  # what goes wrong in this layer itself
 
 SWEEP_INTERVAL_SECONDS = 1.0
 # A cancelled receive is cancelled again this often, this many times, until it ends.
@@ -304,6 +304,39 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+class _ReopensClosed(redis.asyncio.connection.AbstractConnection):
+    """A pooled connection whose socket closed while it waited in the pool (Redis reset it)
+    is opened again before a command is written to it. Written to as it was, uvloop raises
+    `RuntimeError` ("the handler is closed"), which is not a connection error: the call
+    failed instead of being retried, and a worker's listener that met it ended the worker.
+    asyncio's own loop dropped the write and failed the read."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        writer = self._writer
+        if writer is not None and writer.transport.is_closing():
+            await self.disconnect(nowait=True)  # and connect below, as a new connection
+        await super().send_packed_command(command, check_health)
+
+
+class _ReopeningConnection(_ReopensClosed, redis.asyncio.Connection):
+    pass
+
+
+class _ReopeningSSLConnection(_ReopensClosed, redis.asyncio.SSLConnection):
+    pass
+
+
+class _ReopeningUnixConnection(_ReopensClosed, redis.asyncio.UnixDomainSocketConnection):
+    pass
+
+
+_REOPENING: dict[type[Any], type[Any]] = {
+    redis.asyncio.Connection: _ReopeningConnection,
+    redis.asyncio.SSLConnection: _ReopeningSSLConnection,
+    redis.asyncio.UnixDomainSocketConnection: _ReopeningUnixConnection,
+}
+
+
 # Connections to Redis per event loop and host (redis-py's default), and how long a call waits
 # for one while all are in use (a burst of sockets joining their groups) before it fails as
 # Redis being away.
@@ -369,9 +402,11 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         host.setdefault("max_connections", POOL_MAX_CONNECTIONS)
         host.setdefault("timeout", POOL_WAIT_SECONDS)
         address = host.pop("address", None)
-        if address is None:
-            return redis.asyncio.BlockingConnectionPool(**host)
-        return redis.asyncio.BlockingConnectionPool.from_url(address, **host)
+        if address is not None:  # as redis-py's `from_url`: the address's options win
+            host.update(redis.asyncio.connection.parse_url(address))
+        kind = host.get("connection_class", redis.asyncio.Connection)
+        host["connection_class"] = _REOPENING.get(kind, kind)
+        return redis.asyncio.BlockingConnectionPool(**host)
 
     @contextlib.asynccontextmanager
     async def _redis(self) -> AsyncIterator[None]:
@@ -406,6 +441,9 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             await self._restore()
         except REDIS_ERRORS as error:
             probing.set_exception(ChannelLayerAway(str(error)))
+        except Exception as error:  # not Redis's: still away, for the prober as for the others
+            layer_logger.error("probing Redis failed", exc_info=error)
+            probing.set_exception(ChannelLayerAway(f"probe failed: {error!r}"))
         except BaseException as error:  # cancelled: those waiting try again themselves
             probing.set_exception(ChannelLayerAway(f"probe interrupted: {error!r}"))
             probing.exception()  # read, so asyncio does not log it as never retrieved
@@ -557,7 +595,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                     self._fail_listeners(pump, error)
                     return
                 except Exception as error:  # say, WRONGTYPE: the listeners must not wait on
-                    pump_logger.error(
+                    layer_logger.error(
                         "the receive pump of %s stopped: %s: %s", key, type(error).__name__, error
                     )
                     self._fail_listeners(pump, ChannelLayerAway(f"receive failed: {error!r}"))
@@ -568,7 +606,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                     try:
                         message = self.deserialize(content)
                     except Exception:
-                        pump_logger.error(
+                        layer_logger.error(
                             "the receive pump of %s dropped a message it cannot read", key
                         )
                         continue

@@ -78,11 +78,14 @@ class RedisWire:
 
     @classmethod
     def for_pool(cls, pool: Any) -> RedisWire | None:
-        """A wire to where a redis-py connection pool connects, if that is plain TCP."""
-        from redis.asyncio.connection import Connection
+        """A wire to where a redis-py connection pool connects, if that is plain TCP (its
+        connections redis-py's `Connection` or a subclass of it other than TLS's)."""
+        from redis.asyncio.connection import Connection, SSLConnection
 
         kwargs = pool.connection_kwargs
-        if pool.connection_class is not Connection or "host" not in kwargs:
+        kind = pool.connection_class
+        plain = issubclass(kind, Connection) and not issubclass(kind, SSLConnection)
+        if not plain or "host" not in kwargs:
             return None
         return cls(
             kwargs["host"],
@@ -148,6 +151,8 @@ class RedisWire:
         async with self._lock:
             loop = asyncio.get_running_loop()
             for retry in (True, False):
+                if self._writer is not None and self._writer.transport.is_closing():
+                    self.close()  # Redis reset it while it was idle: uvloop refuses writes
                 kept = self._writer is not None
                 self._deadline = loop.time() + wait + REPLY_GRACE_SECONDS
                 try:

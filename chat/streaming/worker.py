@@ -136,8 +136,11 @@ class StreamWorker(Worker):
 
     async def listener(self, channel: str) -> None:
         """Like Channels' listener, but takes a message only when a generation slot is free,
-        and waits out a Redis outage (the channel layer logs it) instead of failing."""
+        and waits out a Redis outage (the channel layer logs it) instead of failing. Any other
+        error of a receive is logged and the receive tried again after a pause, rather than
+        ending the worker (whose share of the replies would wait for its restart)."""
         runner = GenerationRunner.current()
+        failures = 0
         while runner.accepting:
             await runner.reserve()
             try:
@@ -146,9 +149,16 @@ class StreamWorker(Worker):
                 runner.release()
                 await events.channel_layer_reachable()
                 continue
+            except Exception:
+                runner.release()
+                logger.exception("receiving from %s failed; trying again", channel)
+                await asyncio.sleep(outages.retry_delay(failures))
+                failures += 1
+                continue
             except BaseException:
                 runner.release()
                 raise
+            failures = 0
             if message.get("type") != "generate":
                 runner.release()  # only `generate` takes a slot
             scope = {"type": "channel", "channel": channel}
@@ -172,7 +182,12 @@ class StreamWorker(Worker):
             _loop_kind(loop),
         )
         await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        failure = serving.exception() if serving.done() and not serving.cancelled() else None
+        failure: BaseException | None = None
+        if serving.done():  # it ends only when signalled: an end of its own is a failure
+            if serving.cancelled():
+                failure = RuntimeError("the listeners were cancelled")
+            else:
+                failure = serving.exception() or RuntimeError("the listeners returned")
         if failure is not None:
             logger.error("worker failed; saving replies in flight and exiting", exc_info=failure)
         logger.info("worker stopping: no new generations")

@@ -60,6 +60,33 @@ async def test_while_redis_is_away_calls_fail_at_once_and_one_probes_now_and_the
     assert outages.redis.away
 
 
+async def test_a_probe_that_fails_otherwise_than_redis_errors_leaves_redis_away_for_all(
+    redis_server, monkeypatch, caplog
+):
+    """Whichever caller happened to probe got the error itself, and the others a
+    `ChannelLayerAway`: a worker's listener that probed ended the worker."""
+    layer = layer_on(redis_server)
+    restore = layer._restore
+    probes = []
+
+    async def fails_once() -> None:
+        probes.append(time.monotonic())
+        await asyncio.sleep(0.05)
+        if len(probes) == 1:
+            raise RuntimeError("unable to perform operation; the handler is closed")
+        await restore()
+
+    monkeypatch.setattr(layer, "_restore", fails_once)
+    outages.redis.went_away(ConnectionError("gone"))
+    waiting = asyncio.ensure_future(layer.reachable())
+    await asyncio.sleep(0.01)  # it probes
+    with pytest.raises(ChannelLayerAway, match="probe failed"):
+        await layer.send("chat-stream", {"type": "generate", "message_id": 1})  # waits on it
+    await asyncio.wait_for(waiting, 10)  # probed again, and Redis answered
+    assert len(probes) == 2 and not outages.redis.away
+    assert "probing Redis failed" in caplog.text
+
+
 async def test_a_discard_that_could_not_reach_redis_is_done_when_it_is_back(redis_server):
     layer = RedisChannelLayer(hosts=[{"address": redis_server.url, "socket_timeout": 1}])
     gone, staying = await layer.new_channel(), await layer.new_channel()

@@ -10,6 +10,7 @@ import redis.asyncio
 import redis.exceptions
 
 from chat.streaming import redis_wire
+from chat.streaming.channel_layers import RedisChannelLayer
 from chat.streaming.redis_wire import RedisWire, encode
 
 
@@ -147,3 +148,21 @@ def test_a_wire_serves_plain_tcp_only():
     assert (plain.host, plain.port, plain.db, plain.password) == ("h", 6380, 3, "pw")
     for url in ("rediss://h:6380/0", "unix:///run/redis.sock"):
         assert RedisWire.for_pool(redis.asyncio.ConnectionPool.from_url(url)) is None
+
+
+def test_the_layers_pools_keep_their_kind_of_connection_and_plain_tcp_its_wire():
+    """The layer's pools open a connection reset while idle again (their own classes): the
+    address still decides TLS or a Unix socket, and plain TCP still gets the wire."""
+    pools = {
+        url: RedisChannelLayer(hosts=[{"address": url}]).create_pool(0)
+        for url in ("redis://:pw@h:6380/3", "rediss://h:6380/0", "unix:///run/redis.sock")
+    }
+    kinds = [redis.asyncio.Connection, redis.asyncio.SSLConnection]
+    kinds.append(redis.asyncio.UnixDomainSocketConnection)
+    for pool, kind in zip(pools.values(), kinds, strict=True):
+        assert issubclass(pool.connection_class, kind)
+        assert pool.connection_class is not kind
+    plain = RedisWire.for_pool(pools["redis://:pw@h:6380/3"])
+    assert plain is not None and (plain.port, plain.db, plain.password) == (6380, 3, "pw")
+    assert RedisWire.for_pool(pools["rediss://h:6380/0"]) is None
+    assert RedisWire.for_pool(pools["unix:///run/redis.sock"]) is None
