@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 import pytest
 from channels.layers import InMemoryChannelLayer
 
 from chat import outages
+from chat.streaming import worker as worker_module
 from chat.streaming.consumer import GenerationRunner
 from chat.streaming.worker import StreamWorker
 from tests.live import wait_for
@@ -113,16 +115,18 @@ async def test_a_cancelled_instance_frees_the_slots_of_the_replies_it_never_read
     assert worker.application_instances == {}
 
 
-class BreaksOnce(InMemoryChannelLayer):
-    """A channel layer whose first receive fails with an error that is not an outage."""
+class Breaks(InMemoryChannelLayer):
+    """A channel layer whose first `times` receives fail with an error that is not an
+    outage."""
 
-    def __init__(self) -> None:
+    def __init__(self, times: float) -> None:
         super().__init__()
+        self.times = times
         self.receives = 0
 
     async def receive(self, channel: str) -> dict[str, Any]:
         self.receives += 1
-        if self.receives == 1:
+        if self.receives <= self.times:
             raise RuntimeError("unable to perform operation; the handler is closed")
         return await super().receive(channel)
 
@@ -134,7 +138,7 @@ async def test_the_listener_lives_on_after_a_receive_fails_otherwise_than_by_an_
     monkeypatch.setattr(outages, "FIRST_RETRY_DELAY", 0.01)
     application = FailsOnFirst()
     application.instances = 1  # its instances never fail
-    layer = BreaksOnce()
+    layer = Breaks(times=1)
     worker = StreamWorker(application=application, channels=["chat-stream"], channel_layer=layer)
     runner = GenerationRunner.current()
     reserved = runner.reserved
@@ -147,3 +151,39 @@ async def test_the_listener_lives_on_after_a_receive_fails_otherwise_than_by_an_
     listening.cancel()
     await asyncio.gather(listening, return_exceptions=True)
     assert runner.reserved == reserved  # the failed receive's slot was given back
+
+
+async def test_a_receive_that_keeps_failing_ends_the_listener_after_a_while(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault no retry mends (say, a channel layer misconfigured) ends the worker for its
+    supervisor to see, after one traceback and a line a retry."""
+    monkeypatch.setattr(outages, "FIRST_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(outages, "LAST_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(worker_module, "LISTENER_GIVE_UP_SECONDS", 0.2)
+    layer = Breaks(times=math.inf)
+    worker = StreamWorker(application=FailsOnFirst(), channels=["chat-stream"], channel_layer=layer)
+    with caplog.at_level(logging.WARNING), pytest.raises(RuntimeError, match="handler is closed"):
+        await asyncio.wait_for(worker.listener("chat-stream"), 5)
+    assert layer.receives > 3
+    assert caplog.text.count("Traceback") == 1
+    assert caplog.text.count("failed again") == layer.receives - 2
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_worker_whose_listeners_end_by_themselves_exits_as_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not with 0 and nothing logged, as a worker that was asked to stop does."""
+    worker = StreamWorker(
+        application=FailsOnFirst(), channels=["chat-stream"], channel_layer=InMemoryChannelLayer()
+    )
+
+    async def returns() -> None:
+        return None
+
+    worker.arun = returns  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exited:
+        await worker.serve_until_signalled()
+    assert exited.value.code == 1
+    assert "worker failed" in caplog.text and "the listeners returned" in caplog.text

@@ -20,6 +20,7 @@ Lower half, without Django (a test imports it alone and finds no Django loaded):
     errors          the upstream error tree
     demo            the built-in demo model, as an httpx transport
     redis_wire      one plain Redis connection for the channel layer's per-frame commands
+    redis_connections  redis-py's connections for the layer's pools: one reset while idle reopens
     liveness        a worker's id, and whether one named in a lease is known to have died
 
 Left in `chat/`, as they belong to the app rather than to the engine: `events` (the one module

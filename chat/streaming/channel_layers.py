@@ -37,6 +37,7 @@ from redis.backoff import NoBackoff
 
 from .. import outages
 from ..outages import ChannelLayerAway
+from .redis_connections import REOPENING
 from .redis_wire import RedisWire, encode
 
 # channels-redis's own logger, whose lines (a member over capacity, on every frame to a socket
@@ -304,39 +305,6 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-class _ReopensClosed(redis.asyncio.connection.AbstractConnection):
-    """A pooled connection whose socket closed while it waited in the pool (Redis reset it)
-    is opened again before a command is written to it. Written to as it was, uvloop raises
-    `RuntimeError` ("the handler is closed"), which is not a connection error: the call
-    failed instead of being retried, and a worker's listener that met it ended the worker.
-    asyncio's own loop dropped the write and failed the read."""
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        writer = self._writer
-        if writer is not None and writer.transport.is_closing():
-            await self.disconnect(nowait=True)  # and connect below, as a new connection
-        await super().send_packed_command(command, check_health)
-
-
-class _ReopeningConnection(_ReopensClosed, redis.asyncio.Connection):
-    pass
-
-
-class _ReopeningSSLConnection(_ReopensClosed, redis.asyncio.SSLConnection):
-    pass
-
-
-class _ReopeningUnixConnection(_ReopensClosed, redis.asyncio.UnixDomainSocketConnection):
-    pass
-
-
-_REOPENING: dict[type[Any], type[Any]] = {
-    redis.asyncio.Connection: _ReopeningConnection,
-    redis.asyncio.SSLConnection: _ReopeningSSLConnection,
-    redis.asyncio.UnixDomainSocketConnection: _ReopeningUnixConnection,
-}
-
-
 # Connections to Redis per event loop and host (redis-py's default), and how long a call waits
 # for one while all are in use (a burst of sockets joining their groups) before it fails as
 # Redis being away.
@@ -405,7 +373,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         if address is not None:  # as redis-py's `from_url`: the address's options win
             host.update(redis.asyncio.connection.parse_url(address))
         kind = host.get("connection_class", redis.asyncio.Connection)
-        host["connection_class"] = _REOPENING.get(kind, kind)
+        host["connection_class"] = REOPENING.get(kind, kind)
         return redis.asyncio.BlockingConnectionPool(**host)
 
     @contextlib.asynccontextmanager

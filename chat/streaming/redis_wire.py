@@ -24,6 +24,8 @@ import hiredis
 import redis.exceptions
 from redis._parsers.base import BaseParser  # redis-py's table of error replies
 
+from .redis_connections import PLAIN_TCP
+
 # A reply that has not come in this long after a blocking command's own timeout means a dead
 # connection (Redis answers a BZMPOP at its timeout with a null). A watchdog, not a timeout
 # around every call (a timer scheduled and cancelled per command), looks once a second.
@@ -78,14 +80,9 @@ class RedisWire:
 
     @classmethod
     def for_pool(cls, pool: Any) -> RedisWire | None:
-        """A wire to where a redis-py connection pool connects, if that is plain TCP (its
-        connections redis-py's `Connection` or a subclass of it other than TLS's)."""
-        from redis.asyncio.connection import Connection, SSLConnection
-
+        """A wire to where a redis-py connection pool connects, if that is plain TCP."""
         kwargs = pool.connection_kwargs
-        kind = pool.connection_class
-        plain = issubclass(kind, Connection) and not issubclass(kind, SSLConnection)
-        if not plain or "host" not in kwargs:
+        if pool.connection_class not in PLAIN_TCP or "host" not in kwargs:
             return None
         return cls(
             kwargs["host"],

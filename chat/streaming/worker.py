@@ -30,6 +30,10 @@ from .upstream import close_http_clients
 
 logger = logging.getLogger(__name__)
 
+# How long a worker's listener goes on trying a receive that fails otherwise than by Redis
+# being away before it ends the worker.
+LISTENER_GIVE_UP_SECONDS = 60.0
+
 
 async def recover_once(*, requeue_older_than: float) -> None:
     # After a database outage no worker could renew its leases: give them a lease's time to
@@ -137,10 +141,13 @@ class StreamWorker(Worker):
     async def listener(self, channel: str) -> None:
         """Like Channels' listener, but takes a message only when a generation slot is free,
         and waits out a Redis outage (the channel layer logs it) instead of failing. Any other
-        error of a receive is logged and the receive tried again after a pause, rather than
-        ending the worker (whose share of the replies would wait for its restart)."""
+        error of a receive is tried again after a pause, rather than ending the worker at once
+        (whose share of the replies would wait for its restart); one that lasts
+        LISTENER_GIVE_UP_SECONDS, a fault no retry mends, ends it for its supervisor to see."""
         runner = GenerationRunner.current()
+        loop = asyncio.get_running_loop()
         failures = 0
+        failing_since = 0.0
         while runner.accepting:
             await runner.reserve()
             try:
@@ -149,9 +156,15 @@ class StreamWorker(Worker):
                 runner.release()
                 await events.channel_layer_reachable()
                 continue
-            except Exception:
+            except Exception as error:
                 runner.release()
-                logger.exception("receiving from %s failed; trying again", channel)
+                if not failures:
+                    failing_since = loop.time()
+                    logger.exception("receiving from %s failed; trying again", channel)
+                elif loop.time() - failing_since > LISTENER_GIVE_UP_SECONDS:
+                    raise
+                else:
+                    logger.warning("receiving from %s failed again: %r", channel, error)
                 await asyncio.sleep(outages.retry_delay(failures))
                 failures += 1
                 continue
