@@ -24,22 +24,27 @@
       // two branches: it loads the page again instead (what is typed in the box is kept), so
       // that its socket, too, starts from what the page shows. New messages (a turn, a tool
       // round) name the message they follow, and a tab whose last message is another loads
-      // again too. A tab with an edit under way keeps its page as it is, the edit's text with
-      // it (its next message is refused, with the page redrawn and the text kept, if the
+      // again too. A tab with text typed that a reload would lose (an edit under way, a reply's
+      // comment, a new title in the open menu) keeps its page as it is, the text with it (its
+      // next message is refused, with the page redrawn and the message kept, if the
       // conversation moved on meanwhile).
       function shownIds() {
         return Array.prototype.map.call(
           document.querySelectorAll("#messages > article[id^='m']"),
           function (article) { return article.id.slice(1); });
       }
-      function editTyped() {
-        return Array.prototype.some.call(
-          document.querySelectorAll("#messages article.editing textarea"),
-          function (area) { return area.value !== area.defaultValue; });
+      function typedHere() {
+        var boxes = document.querySelectorAll(
+          "#messages article.editing textarea, #messages input[name='comment']");
+        var title = document.querySelector("details[open] #rename-title");
+        var heading = document.getElementById("conversation-title");
+        return Array.prototype.some.call(boxes, function (box) {
+          return box.value !== box.defaultValue;
+        }) || Boolean(title && heading && title.value.trim() !== heading.textContent.trim());
       }
       function stale(element) {
         drop(element);
-        if (!editTyped()) { location.reload(); }
+        if (!typedHere()) { location.reload(); }
       }
       var path = Array.prototype.filter.call(template.content.children, function (element) {
         return element.hasAttribute("data-path");
@@ -47,7 +52,7 @@
       if (path.length) {
         var upto = path[0].getAttribute("data-path");
         var count = upto ? upto.split(",").length : 0;
-        if (editTyped()) {
+        if (typedHere()) {
           path.forEach(drop);
         } else if (shownIds().slice(0, count).join(",") !== upto) {
           path.forEach(drop);

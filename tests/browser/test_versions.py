@@ -8,6 +8,7 @@ from typing import Any
 
 from playwright.async_api import expect
 
+from chat.models import Message
 from tests.browser.support import BROWSER_MARKS, ChatPage, another_tab
 from tests.fake_upstream import FakeRequest, reply_events
 
@@ -300,4 +301,47 @@ async def test_a_tab_that_missed_a_change_loads_again_on_the_next_turn(
         ["First question", "Answer number 2.", "Second question", "Answer number 3."]
     )
     await expect(other.locator(f"#m{third}")).to_have_attribute("data-status", "complete")
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
+async def test_a_tab_that_missed_a_change_keeps_a_half_typed_comment_and_title(
+    page, context, server, fake_upstream, watch
+):
+    """It loaded again on the next turn, and a reply's comment or a new title being typed
+    went with the page (an edit's text and the message box's were kept)."""
+    fake_upstream.plan = numbered_answers
+    chat = ChatPage(page, server)
+    first, other, hearing = await answered_and_a_deaf_tab(chat, context)
+    theirs = other.locator(f"#m{first}")
+    await theirs.get_by_role("button", name="Good reply").click()
+    await expect(theirs.get_by_role("button", name="Good reply")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await theirs.get_by_label("Comment").fill("Short and to the point")
+    await other.locator(".conversation-menu summary").click()
+    await other.get_by_label("Title").fill("Numbered answers")
+    hearing["on"] = False
+    second = await chat.regenerate(first)  # the other tab misses this change
+    await chat.wait_finished(second)
+    await other.evaluate(
+        """window.heard = [];
+        document.addEventListener("htmx:wsBeforeMessage", function (event) {
+          window.heard.push(String(event.detail.message));
+        });"""
+    )
+    hearing["on"] = True
+    third = await chat.send("Second question")
+    await chat.wait_finished(third)
+    # The turn has reached the other tab, its reply's end too (a reload would forget `heard`).
+    await other.wait_for_function(
+        "id => (window.heard || []).some(m => m.includes('id=\"e' + id + '\"'))", arg=third
+    )
+    await expect(theirs.get_by_label("Comment")).to_have_value("Short and to the point")
+    await expect(other.get_by_label("Title")).to_have_value("Numbered answers")
+    await other.get_by_role("button", name="Rename").click()
+    await expect(other.locator("#conversation-title")).to_have_text("Numbered answers")
+    await theirs.get_by_role("button", name="Save comment").click()
+    await expect(theirs.get_by_text("Comment saved.")).to_be_visible()
+    saved = await Message.objects.aget(pk=first)
+    assert (saved.feedback, saved.feedback_comment) == ("up", "Short and to the point")
     assert watch.console_errors == [] and watch.csp_violations == []
