@@ -23,7 +23,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, cast
 
 import channels_redis.core
@@ -436,10 +436,29 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         self._rechecks_forgotten_at = time.monotonic()
         for group, channels in list(self._members.items()):
             for channel in list(channels):
-                await super().group_add(group, channel)
+                await self._restored(super().group_add, group, channel)
         for group, channel in list(self._missed_discards):
-            await super().group_discard(group, channel)
-            self._missed_discards.discard((group, channel))
+            if await self._restored(super().group_discard, group, channel):
+                self._missed_discards.discard((group, channel))
+
+    @staticmethod
+    async def _restored(
+        membership: Callable[[str, str], Awaitable[None]], group: str, channel: str
+    ) -> bool:
+        """Join or leave again as Redis comes back. A membership that Redis answers with an
+        error (a key of another type, an ACL that forbids it, out of memory) is logged and
+        skipped, not taken for Redis being away: one bad key must not keep the layer away
+        for every caller, probe after probe. It is tried again at the next restore."""
+        try:
+            await membership(group, channel)
+        except REDIS_ERRORS:
+            raise
+        except redis.exceptions.ResponseError as error:
+            layer_logger.warning(
+                "Redis refused to restore a membership of group %s: %s", group, error
+            )
+            return False
+        return True
 
     async def reachable(self) -> None:
         """Return once Redis answers, probing it with backoff (at once if it is there)."""

@@ -106,6 +106,31 @@ async def test_a_discard_that_could_not_reach_redis_is_done_when_it_is_back(redi
         await asyncio.wait_for(layer.receive(gone), 0.5)
 
 
+async def test_a_membership_redis_refuses_as_it_comes_back_does_not_keep_it_away(
+    redis_server, caplog
+):
+    """Restoring the groups re-raised Redis's error reply for one membership, and each probe
+    met it again: the layer stayed away for every caller while Redis answered."""
+    layer = layer_on(redis_server)
+    refused, restored = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("conversation.1", refused)
+    await layer.group_add("conversation.2", restored)
+    redis_server.kill()
+    with pytest.raises(ChannelLayerAway):
+        await layer.group_send("conversation.2", {"type": "message.status"})
+    redis_server.start()  # empty, and something else took the first group's key
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.set(layer._group_key("conversation.1"), "not a group")
+    await client.aclose()
+    await asyncio.wait_for(layer.reachable(), 10)
+    await layer.group_send("conversation.2", {"type": "message.status"})
+    assert await asyncio.wait_for(layer.receive(restored), 5) == {"type": "message.status"}
+    assert "Redis refused to restore a membership of group conversation.1: WRONGTYPE" in (
+        caplog.text
+    )
+    assert "probing Redis failed" not in caplog.text
+
+
 async def test_a_cancelled_receive_returns_at_once(redis_server):
     """Python 3.11's wait_for, which redis-py connects under, can swallow a cancellation: the
     receive must not keep its caller (a closing consumer) waiting for a message."""
