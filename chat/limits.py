@@ -4,7 +4,8 @@ spend without bound. Checked by the services that start a reply or a conversatio
 - concurrent replies: replies of the user's that are pending or streaming;
 - messages a minute and conversations a minute: counters in the cache (shared through Redis
   when REDIS_URL is set, so they hold across processes);
-- tokens a day: prompt and completion tokens of the user's replies since midnight.
+- tokens a day: prompt and completion tokens of the user's replies since midnight, those of
+  conversations deleted since included (`DeletedTokens`).
 
 Defaults come from settings (`CHAT_LIMIT_*`); a `UsageLimit` row for the user, or else for one
 of their groups (the most generous), replaces any of them. 0 means no limit.
@@ -22,7 +23,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from .compiled import CompiledQuery
-from .models import Message, UsageLimit
+from .models import Conversation, DeletedTokens, Message, MessageQuerySet, UsageLimit
 
 
 class LimitReached(Exception):
@@ -82,19 +83,39 @@ def check_reply(user: AbstractBaseUser) -> None:
                 "Wait for one to finish, or stop one."
             )
     if limits.tokens_per_day:
-        midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-        used = (
-            Message.objects.replies()
-            .filter(conversation__owner=user.pk, created__gte=midnight)
-            .aggregate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
-        )
-        spent = (used["prompt"] or 0) + (used["completion"] or 0)
+        spent = _tokens_today(Message.objects.filter(conversation__owner=user.pk))
+        kept = DeletedTokens.objects.filter(user=user.pk, day=timezone.localdate())
+        spent += sum(kept.values_list("tokens", flat=True))
         if spent >= limits.tokens_per_day:
             raise LimitReached(
                 f"You have used your {limits.tokens_per_day:,} tokens for today. "
                 "The limit starts again at midnight."
             )
     _count(user, "messages", limits.messages_per_minute, "messages")
+
+
+def keep_tokens_of(conversation: Conversation) -> None:
+    """Before `conversation` is deleted: what its replies spent today keeps counting toward
+    its owner's tokens a day. Call inside the transaction that deletes it."""
+    spent = _tokens_today(conversation.messages.all())
+    if not spent:
+        return
+    kept, _ = DeletedTokens.objects.select_for_update().get_or_create(
+        user_id=conversation.owner_id, day=timezone.localdate()
+    )
+    kept.tokens += spent
+    kept.save(update_fields=["tokens"])
+
+
+def _tokens_today(messages: MessageQuerySet) -> int:
+    """The prompt and completion tokens of the replies among `messages` made since midnight."""
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    used = (
+        messages.replies()
+        .filter(created__gte=midnight)
+        .aggregate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+    )
+    return (used["prompt"] or 0) + (used["completion"] or 0)
 
 
 def check_conversation(user: AbstractBaseUser) -> None:

@@ -215,3 +215,22 @@ class UsageLimit(models.Model):
 
     def __str__(self) -> str:
         return f"Limits for {self.user or self.group}"
+
+
+class DeletedTokens(models.Model):
+    """Tokens a user's replies spent on a day, in conversations the user has deleted since.
+    The tokens-a-day limit counts them with the replies that are still there
+    (`chat.limits.check_reply`), so deleting a conversation gives no budget back."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    day = models.DateField()
+    tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "deleted tokens"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "day"], name="deleted_tokens_one_row_a_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tokens:,} tokens of {self.user} on {self.day} in deleted conversations"

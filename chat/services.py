@@ -72,6 +72,12 @@ _TURN_LOCKS = CompiledQuery[Conversation](
 )
 
 
+# The owner's row lock, taken before a new conversation's idempotency key is looked up.
+_OWNER_LOCK = CompiledQuery[User](
+    lambda pk: User.objects.select_for_update().only("id").filter(pk=pk).order_by(), pk=int
+)
+
+
 def _ensure_idle(conversation: Conversation) -> None:
     """Who may take a turn: nobody while a reply of this conversation is still generated.
     (`message_submit` finds it in its one read of the tree, `selectors.turn_state`.)"""
@@ -173,19 +179,26 @@ def conversation_start(
     """Start a conversation with its first message: the conversation, the message and a
     pending reply are saved together, so no conversation is ever left empty.
 
-    Submitting the same idempotency key again returns the first submission's pair.
+    Submitting the same idempotency key again returns the first submission's pair, also
+    while the first is still being saved (a double click): the key is looked up with the
+    owner's row locked, so the second waits for the first to commit.
     """
-    if idempotency_key is not None:
-        first = (
-            Message.objects.filter(
-                conversation__owner=owner, role=Message.Role.USER, idempotency_key=idempotency_key
-            )
-            .select_related("conversation")
-            .first()
-        )
-        if first is not None and (found := _submission(first.conversation, idempotency_key)):
-            return found
     with transaction.atomic():
+        if idempotency_key is not None:
+            # SQLite's transactions here take its one write lock as they begin (IMMEDIATE).
+            if connection.features.has_select_for_update:
+                _OWNER_LOCK.rows(pk=owner.pk)
+            first = (
+                Message.objects.filter(
+                    conversation__owner=owner,
+                    role=Message.Role.USER,
+                    idempotency_key=idempotency_key,
+                )
+                .select_related("conversation")
+                .first()
+            )
+            if first is not None and (found := _submission(first.conversation, idempotency_key)):
+                return found
         conversation = conversation_create(owner=owner, model=model)
         return message_submit(
             conversation=conversation, content=content, idempotency_key=idempotency_key
@@ -517,11 +530,14 @@ def conversation_configure(*, conversation: Conversation, model: str, system_pro
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
-    """Delete a conversation and its messages; a reply still streaming is stopped first."""
-    active = list(conversation.messages.active().values_list("pk", flat=True))
-    conversation.delete()
-    for message_id in active:
-        transaction.on_commit(functools.partial(events.request_cancel, message_id))
+    """Delete a conversation and its messages; a reply still streaming is stopped first. What
+    its replies spent today still counts toward the owner's tokens a day."""
+    with transaction.atomic():
+        active = list(conversation.messages.active().values_list("pk", flat=True))
+        limits.keep_tokens_of(conversation)
+        conversation.delete()
+        for message_id in active:
+            transaction.on_commit(functools.partial(events.request_cancel, message_id))
 
 
 def message_edit(*, message: Message, content: str, tab: str = "") -> tuple[Message, Message]:

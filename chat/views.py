@@ -77,12 +77,15 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
     form = StartForm(request.POST, models=available_models())
     if not form.is_valid():
         return _invalid(form)
-    user_message, _ = services.conversation_start(
-        owner=request.user,  # type: ignore[arg-type]
-        content=form.cleaned_data["content"],
-        idempotency_key=form.cleaned_data["idempotency_key"],
-        model=form.cleaned_data["model"],
-    )
+    try:
+        user_message, _ = services.conversation_start(
+            owner=request.user,  # type: ignore[arg-type]
+            content=form.cleaned_data["content"],
+            idempotency_key=form.cleaned_data["idempotency_key"],
+            model=form.cleaned_data["model"],
+        )
+    except limits.LimitReached as reached:
+        return _plain(reached.message, 429)
     url = user_message.conversation.get_absolute_url()
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(url)

@@ -73,6 +73,45 @@ def test_tokens_a_day_are_limited(alice_client, user, settings):
     assert alice_client.post(retry).status_code == 429
 
 
+def test_deleting_a_conversation_gives_none_of_the_days_tokens_back(alice_client, user, settings):
+    settings.CHAT_LIMIT_TOKENS_PER_DAY = 100
+    spent = services.conversation_create(owner=user)
+    assert send(alice_client, spent).status_code == 200
+    Message.objects.filter(conversation=spent, role="assistant").update(
+        status="complete", prompt_tokens=60, completion_tokens=50
+    )
+    fresh = services.conversation_create(owner=user)
+    assert send(alice_client, fresh).status_code == 429
+    delete = reverse("chat:conversation_delete", args=[spent.pk])
+    assert alice_client.post(delete).status_code == 302
+    assert not Conversation.objects.filter(pk=spent.pk).exists()
+    refused = send(alice_client, fresh)
+    assert refused.status_code == 429 and "100 tokens for today" in refused.content.decode()
+    assert not fresh.messages.exists()
+    # The deleted replies count 110 tokens, no more: a larger budget has room again.
+    settings.CHAT_LIMIT_TOKENS_PER_DAY = 200
+    assert send(alice_client, fresh).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("limit", "reason"),
+    [
+        ("CHAT_LIMIT_CONVERSATIONS_PER_MINUTE", "1 new conversations a minute"),
+        ("CHAT_LIMIT_CONCURRENT_REPLIES", "1 replies being written at once"),
+    ],
+)
+def test_the_start_page_past_a_limit_says_why_and_saves_nothing(
+    alice_client, settings, limit, reason
+):
+    setattr(settings, limit, 1)
+    start = reverse("chat:conversation_start")
+    assert alice_client.post(start, {"content": "one"}, HTTP_HX_REQUEST="true").status_code == 204
+    refused = alice_client.post(start, {"content": "two"}, HTTP_HX_REQUEST="true")
+    assert refused.status_code == 429 and reason in refused.content.decode()
+    assert refused["Content-Type"].startswith("text/plain")  # the page shows it as it is
+    assert Conversation.objects.count() == 1 and Message.objects.count() == 2
+
+
 def test_new_conversations_a_minute_are_limited(alice_client, settings):
     settings.CHAT_LIMIT_CONVERSATIONS_PER_MINUTE = 2
     for _ in range(2):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from typing import Any
 
 import pytest
+from django.db import connections, transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -99,6 +102,53 @@ def test_the_same_first_message_sent_twice_starts_one_conversation(alice, user, 
     second = alice.post(reverse("chat:conversation_start"), data, HTTP_HX_REQUEST="true")
     assert first["HX-Redirect"] == second["HX-Redirect"]
     assert Conversation.objects.count() == 1 and Message.objects.count() == 2
+
+
+class _HeldAtFirstTransaction:
+    """`django.db.transaction` for chat.services, with each thread's first `atomic()` held
+    until both threads reach it: two requests of a double click in flight at once."""
+
+    def __init__(self, barrier: threading.Barrier) -> None:
+        self._barrier = barrier
+        self._local = threading.local()
+
+    def atomic(self, *args: Any, **kwargs: Any) -> Any:
+        if not getattr(self._local, "waited", False):
+            self._local.waited = True
+            self._barrier.wait(timeout=10)
+        return transaction.atomic(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(transaction, name)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_on_the_start_page_starts_one_conversation(
+    user, sent_to_worker, monkeypatch
+):
+    """Both requests of a double click were in flight at once: each looked the key up before
+    either had saved it, and each started a conversation of its own, with its own reply."""
+    monkeypatch.setattr(services, "transaction", _HeldAtFirstTransaction(threading.Barrier(2)))
+    data = {"content": "once", "idempotency_key": str(uuid.uuid4())}
+    redirects: list[str] = []
+
+    def click() -> None:
+        try:
+            client = Client()
+            client.force_login(user)
+            response = client.post(reverse("chat:conversation_start"), data, HTTP_HX_REQUEST="true")
+            redirects.append(response["HX-Redirect"])
+        finally:
+            connections.close_all()
+
+    clicks = [threading.Thread(target=click) for _ in range(2)]
+    for thread in clicks:
+        thread.start()
+    for thread in clicks:
+        thread.join(60)
+    assert len(redirects) == 2 and redirects[0] == redirects[1]
+    assert Conversation.objects.filter(owner=user).count() == 1
+    assert Message.objects.count() == 2 and len(sent_to_worker) == 1
 
 
 def test_a_conversation_starts_with_an_offered_model_only(alice, user, settings, sent_to_worker):
