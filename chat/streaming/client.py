@@ -181,11 +181,13 @@ class CompletionStream:
                         yield update
                     if completion.done:
                         return
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(_timeout_message(exc, client._timeouts)) from None
         except httpx.TransportError as exc:
             if completion.ended:
-                return  # the reply was over; a connection closed untidily after it loses nothing
+                # The reply was over (its finish reason came): a connection that then went
+                # quiet without [DONE], or closed untidily, loses nothing.
+                return
+            if isinstance(exc, httpx.TimeoutException):
+                raise UpstreamTimeout(_timeout_message(exc, client._timeouts)) from None
             raise UpstreamConnectionError(
                 f"Lost the connection to the model server ({type(exc).__name__})."
             ) from None

@@ -238,10 +238,13 @@ class Generation:
             await self._finish(outcome, coalescer, heartbeats)
             raise
         except TimeoutError:
-            outcome = self._outcome_of_error(
-                f"The reply took longer than {settings.CHAT_TOTAL_TIMEOUT:g} seconds.",
-                interrupted=True,
-            )
+            if self.completion.ended:  # its finish reason came; the upstream then kept quiet
+                outcome = self._outcome(Message.Status.COMPLETE)
+            else:
+                outcome = self._outcome_of_error(
+                    f"The reply took longer than {settings.CHAT_TOTAL_TIMEOUT:g} seconds.",
+                    interrupted=True,
+                )
         except UpstreamError as exc:
             fatal = isinstance(exc, UpstreamStreamError | UpstreamHTTPError)
             outcome = self._outcome_of_error(exc.message, interrupted=not fatal)
@@ -313,21 +316,27 @@ class Generation:
             ),
         }
         if self.reached_size_limit:
-            # Cut to the limit: what arrived with the last chunk beyond it is not kept.
+            # Cut to the limit: what arrived with the last chunk beyond it is not kept. Only
+            # this pass's text is cut, its thinking before its answer: a continuation's
+            # earlier text and thinking stay as they were saved and shown.
             limit = settings.CHAT_MAX_REPLY_CHARS
-            fields["reasoning"] = fields["reasoning"][:limit]
-            fields["content"] = fields["content"][: max(limit - len(fields["reasoning"]), 0)]
+            earlier_reasoning = len(fields["reasoning"]) - len(completion.reasoning)
+            room = max(limit - earlier_reasoning - len(self.prefix), 0)
+            reasoning = completion.reasoning[:room]
+            answer = (completion.content + completion.refusal)[: room - len(reasoning)]
+            fields["reasoning"] = fields["reasoning"][:earlier_reasoning] + reasoning
+            fields["content"] = self.prefix + answer
             fields["tool_calls"] = []  # calls cut mid-stream are not run
             fields["finish_reason"] = "size_limit"
             fields["error"] = error or f"The reply reached the size limit ({limit:,} characters)."
         if completion.usage is not None:
-            fields["prompt_tokens"] = completion.usage.prompt_tokens
-            fields["completion_tokens"] = completion.usage.completion_tokens
-            if self.prefix and completion.usage.completion_tokens is not None:
-                fields["completion_tokens"] = min(
-                    fields["completion_tokens"] + (self.reply.completion_tokens or 0),
-                    MAX_TOKEN_COUNT,
-                )
+            # A continuation's tokens add to the earlier passes': each pass was a request of
+            # its own, prompt and all, and the owner's tokens a day count them all.
+            for name in ("prompt_tokens", "completion_tokens"):
+                count = getattr(completion.usage, name)
+                if self.continues and count is not None:
+                    count = min(count + (getattr(self.reply, name) or 0), MAX_TOKEN_COUNT)
+                fields[name] = count
         return fields
 
     @property
@@ -376,10 +385,14 @@ class Generation:
         )
 
     def _outcome_of_error(self, message: str, *, interrupted: bool) -> dict[str, Any]:
-        """Text already streamed is kept; a cut stream is `interrupted`, a failure `error`."""
+        """Text already streamed is kept; a cut stream is `interrupted`, a failure `error`. A
+        continuation that failed before anything new came stays `interrupted`: its text is
+        as it was, and Continue is still offered (an overloaded server refused it once)."""
         has_text = bool(self.text or self.reasoning)
-        status = Message.Status.INTERRUPTED if interrupted and has_text else Message.Status.ERROR
-        return self._outcome(status, error=message)
+        nothing_new = self.continues and not (self.completion.size or self.completion.tool_calls)
+        if has_text and (interrupted or nothing_new):
+            return self._outcome(Message.Status.INTERRUPTED, error=message)
+        return self._outcome(Message.Status.ERROR, error=message)
 
     async def _finish(
         self, outcome: dict[str, Any], coalescer: FrameCoalescer, heartbeats: Heartbeats

@@ -157,6 +157,32 @@ async def test_a_stalled_stream_hits_the_idle_timeout_and_keeps_its_text(
     assert "sent nothing for 0.5 seconds" in page.finished[reply_id]
 
 
+async def test_a_reply_whose_server_goes_quiet_after_its_finish_reason_is_complete(
+    start_server, fake_upstream, alice_session
+):
+    """All the text and finish_reason "stop" came, then neither [DONE] nor a close: the reply
+    is over (the stream's semantics), not cut at the idle timeout with Continue offered."""
+    server = start_server(CHAT_IDLE_TIMEOUT="0.5")
+
+    async def plan(request: FakeRequest):
+        async def quiet_before_done(i: int) -> None:
+            if i == 5:  # role, two tokens, finish, usage; then [DONE] would come
+                await asyncio.sleep(30)
+
+        pieces = reply_events(["All of ", "it."], usage=(7, 2))
+        return await request.stream(pieces, before_piece=quiet_before_done)
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id, timeout=20)
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content, reply.finish_reason) == ("complete", "All of it.", "stop")
+    assert (reply.error, reply.prompt_tokens, reply.completion_tokens) == ("", 7, 2)
+    assert "Continue" not in page.finished[reply_id]
+    assert "sent nothing" not in page.finished[reply_id]
+
+
 async def test_length_offers_continue_which_joins_the_rest_to_the_same_reply(
     start_server, fake_upstream, alice_session
 ):
@@ -184,10 +210,46 @@ async def test_length_offers_continue_which_joins_the_rest_to_the_same_reply(
     reply = await Message.objects.aget(pk=reply_id)
     assert reply.content == "The first half and the second."
     assert (reply.status, reply.finish_reason, reply.completion_tokens) == ("complete", "stop", 4)
+    assert reply.prompt_tokens == 14  # both requests' prompts: the tokens a day count them
     continuation = fake_upstream.requests[1].body["messages"]
     assert continuation[-2] == {"role": "assistant", "content": "The first half"}
     assert continuation[-1]["role"] == "user" and "Continue" in continuation[-1]["content"]
     assert "The first half and the second." in page.finished[reply_id]
+
+
+async def test_a_continue_the_model_server_refuses_keeps_the_reply_and_its_continue(
+    start_server, fake_upstream, alice_session
+):
+    """The server refuses the continuation's request (overloaded) before anything new comes:
+    the reply keeps its text, says why, and still offers Continue, which works the next time.
+    It was saved as failed, and Continue was gone for good (only Retry, from scratch)."""
+    server = start_server(CHAT_MAX_RETRIES="0")
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            return await request.stream(reply_events(["The first half"], finish_reason="length"))
+        if request.index == 1:
+            return await request.error(503, "The server is overloaded")
+        return await request.stream(reply_events([" and the second."]))
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    page.finished.clear()
+    await ask_to_continue(client, conversation_id, reply_id)
+    await read_until_finished(ws, page, reply_id)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("interrupted", "The first half")
+    assert "overloaded" in reply.error and "overloaded" in page.finished[reply_id]
+    assert "Continue" in page.finished[reply_id] and reply.stopped_early
+
+    page.finished.clear()
+    await ask_to_continue(client, conversation_id, reply_id)
+    await read_until_finished(ws, page, reply_id)
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("complete", "The first half and the second.")
+    assert reply.error == "" and "overloaded" not in page.finished[reply_id]
 
 
 async def test_continue_asked_in_one_tab_streams_in_the_other(
@@ -288,7 +350,7 @@ async def test_continue_after_a_reply_cut_while_thinking_keeps_the_thinking(
     async def plan(request: FakeRequest):
         first, *rest = reply_events(["The answer."])
         if request.index == 0:
-            ended = reply_events([], finish_reason="length")
+            ended = reply_events([], finish_reason="length", usage=(11, 2))
             return await request.stream([first, *thinking(["Let me", " think"]), *ended[1:]])
         return await request.stream([first, *thinking(["Once", " more."]), *rest], delay=0.05)
 
@@ -305,6 +367,7 @@ async def test_continue_after_a_reply_cut_while_thinking_keeps_the_thinking(
     await finish(client, ws)
     saved = await Message.objects.aget(pk=reply_id)
     assert (saved.reasoning, saved.content) == ("Let me think\n\nOnce more.", "The answer.")
+    assert (saved.prompt_tokens, saved.completion_tokens) == (22, 3)  # both passes
     assert "assistant" not in [m["role"] for m in fake_upstream.requests[1].body["messages"]]
     for tab in (page, other):
         assert tab.reasoning(reply_id) == shown(saved.reasoning)

@@ -11,7 +11,7 @@ import pytest
 
 from chat.consumers import MAX_FRAME_BYTES
 from chat.models import Message
-from tests.fake_upstream import FakeRequest, reply_events
+from tests.fake_upstream import FakeRequest, chunk, reply_events, sse
 from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, text_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(150)]
@@ -113,3 +113,43 @@ async def test_a_reply_stops_at_the_size_limit_with_a_notice(
         await asyncio.sleep(0.1)
     assert request.disconnected and not request.finished
     assert len(request.sent_at) < len(tokens)
+
+
+async def test_a_continuation_that_reaches_the_size_limit_keeps_the_text_from_before(
+    start_server, fake_upstream, alice_session
+):
+    """A reply cut at the token limit is continued, and the continuation's thinking reaches
+    the size limit: the cut takes the new thinking, never the text saved and shown before.
+    It kept the new thinking and cut the answer from before to make room."""
+    server = start_server(CHAT_MAX_REPLY_CHARS="100")
+    before, thinking_before = "A" * 50, "t" * 10
+
+    async def plan(request: FakeRequest):
+        role, *_ = reply_events([])
+        if request.index == 0:
+            cut = reply_events([before], finish_reason="length")
+            return await request.stream(
+                [role, sse(chunk(reasoning_content=thinking_before)), *cut[1:]]
+            )
+        thinking = [sse(chunk(reasoning_content="r" * 15)) for _ in range(3)]
+        return await request.stream([role, *thinking, *reply_events(["more"])[1:]])
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "a long answer, please"))
+        page = await read_until_finished(ws, PageModel(), reply_id)
+        page.finished.clear()
+        response = await client.http.post(
+            f"/c/{conversation_id}/messages/{reply_id}/continue/",
+            headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
+        )
+        assert response.status_code == 200, response.text
+        await read_until_finished(ws, page, reply_id)
+    await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.finish_reason, reply.content) == ("size_limit", before)
+    # Room for 100 characters: the 60 from before, the joint, then 38 of the new thinking.
+    assert reply.reasoning == thinking_before + "\n\n" + "r" * 38
+    assert before in text_of(page.finished[reply_id])
