@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import date, datetime
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db.models import Q, Sum
+from django.db.models import BigIntegerField, ExpressionWrapper, Q, Subquery, Sum
+from django.db.models.expressions import BaseExpression
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .compiled import CompiledQuery
-from .models import Conversation, DeletedTokens, Message, MessageQuerySet, UsageLimit
+from .models import Conversation, DeletedTokens, Message, UsageLimit
 
 
 class LimitReached(Exception):
@@ -83,9 +86,7 @@ def check_reply(user: AbstractBaseUser) -> None:
                 "Wait for one to finish, or stop one."
             )
     if limits.tokens_per_day:
-        spent = _tokens_today(Message.objects.filter(conversation__owner=user.pk))
-        kept = DeletedTokens.objects.filter(user=user.pk, day=timezone.localdate())
-        spent += sum(kept.values_list("tokens", flat=True))
+        spent = _tokens_spent_today(user.pk)
         if spent >= limits.tokens_per_day:
             raise LimitReached(
                 f"You have used your {limits.tokens_per_day:,} tokens for today. "
@@ -97,25 +98,44 @@ def check_reply(user: AbstractBaseUser) -> None:
 def keep_tokens_of(conversation: Conversation) -> None:
     """Before `conversation` is deleted: what its replies spent today keeps counting toward
     its owner's tokens a day. Call inside the transaction that deletes it."""
-    spent = _tokens_today(conversation.messages.all())
-    if not spent:
+    day, midnight = _today()
+    used = (
+        conversation.messages.replies()
+        .filter(created__gte=midnight)
+        .aggregate(spent=_tokens(Sum("prompt_tokens"), Sum("completion_tokens")))
+    )
+    if not used["spent"]:
         return
     kept, _ = DeletedTokens.objects.select_for_update().get_or_create(
-        user_id=conversation.owner_id, day=timezone.localdate()
+        user_id=conversation.owner_id, day=day
     )
-    kept.tokens += spent
+    kept.tokens += used["spent"]
     kept.save(update_fields=["tokens"])
 
 
-def _tokens_today(messages: MessageQuerySet) -> int:
-    """The prompt and completion tokens of the replies among `messages` made since midnight."""
-    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+def _tokens_spent_today(user_id: int) -> int:
+    """The prompt and completion tokens of the user's replies made since midnight, and of
+    those deleted since (`DeletedTokens`), in one statement."""
+    day, midnight = _today()
+    deleted = DeletedTokens.objects.filter(user=user_id, day=day).values("tokens")[:1]
     used = (
-        messages.replies()
-        .filter(created__gte=midnight)
-        .aggregate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+        Message.objects.replies()
+        .filter(conversation__owner=user_id, created__gte=midnight)
+        .aggregate(spent=_tokens(Sum("prompt_tokens"), Sum("completion_tokens"), Subquery(deleted)))
     )
-    return (used["prompt"] or 0) + (used["completion"] or 0)
+    return int(used["spent"])
+
+
+def _tokens(*counts: BaseExpression) -> ExpressionWrapper:
+    """The sum of token counts (aggregates, or one row's count), none counting as 0."""
+    terms = [Coalesce(count, 0) for count in counts]
+    return ExpressionWrapper(sum(terms[1:], terms[0]), output_field=BigIntegerField())
+
+
+def _today() -> tuple[date, datetime]:
+    """Today's date and the midnight it began at, in the site's time zone, read at once."""
+    now = timezone.localtime()
+    return now.date(), now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def check_conversation(user: AbstractBaseUser) -> None:

@@ -203,12 +203,7 @@ class Generation:
             self.stream = chat_completions_client().stream(await self._request_body())
             # The size limit counts what was there before (a continuation's text and thinking,
             # and the joint its new thinking takes) and what streams.
-            room = (
-                settings.CHAT_MAX_REPLY_CHARS
-                - len(self.prefix)
-                - len(self.reasoning_prefix)
-                - (len(THINKING_JOINT) if self.reasoning_prefix else 0)
-            )
+            room = self._room() - (len(THINKING_JOINT) if self.reasoning_prefix else 0)
             async with asyncio.timeout(settings.CHAT_TOTAL_TIMEOUT):
                 async for update in self.stream:
                     if isinstance(update, Retrying):
@@ -247,11 +242,18 @@ class Generation:
                 )
         except UpstreamError as exc:
             fatal = isinstance(exc, UpstreamStreamError | UpstreamHTTPError)
-            outcome = self._outcome_of_error(exc.message, interrupted=not fatal)
+            outcome = self._outcome_of_error(
+                exc.message, interrupted=not fatal, retryable=exc.retryable
+            )
         except Exception:
             logger.exception("generation of message %s failed", reply.pk)
             outcome = self._outcome_of_error("Something went wrong on our side.", interrupted=True)
         await self._finish(outcome, coalescer, heartbeats)
+
+    def _room(self) -> int:
+        """The characters the size limit leaves this pass (a continuation's earlier text and
+        thinking count), before the joint its new thinking takes."""
+        return settings.CHAT_MAX_REPLY_CHARS - len(self.prefix) - len(self.reasoning_prefix)
 
     async def _request_body(self) -> dict[str, Any]:
         conversation = self.reply.conversation
@@ -319,16 +321,17 @@ class Generation:
             # Cut to the limit: what arrived with the last chunk beyond it is not kept. Only
             # this pass's text is cut, its thinking before its answer: a continuation's
             # earlier text and thinking stay as they were saved and shown.
-            limit = settings.CHAT_MAX_REPLY_CHARS
-            earlier_reasoning = len(fields["reasoning"]) - len(completion.reasoning)
-            room = max(limit - earlier_reasoning - len(self.prefix), 0)
+            joint = THINKING_JOINT if self.reasoning_prefix else ""
+            room = max(self._room() - len(joint), 0)
             reasoning = completion.reasoning[:room]
             answer = (completion.content + completion.refusal)[: room - len(reasoning)]
-            fields["reasoning"] = fields["reasoning"][:earlier_reasoning] + reasoning
+            fields["reasoning"] = self.reasoning_prefix + (joint + reasoning if reasoning else "")
             fields["content"] = self.prefix + answer
             fields["tool_calls"] = []  # calls cut mid-stream are not run
             fields["finish_reason"] = "size_limit"
-            fields["error"] = error or f"The reply reached the size limit ({limit:,} characters)."
+            fields["error"] = error or (
+                f"The reply reached the size limit ({settings.CHAT_MAX_REPLY_CHARS:,} characters)."
+            )
         if completion.usage is not None:
             # A continuation's tokens add to the earlier passes': each pass was a request of
             # its own, prompt and all, and the owner's tokens a day count them all.
@@ -384,13 +387,16 @@ class Generation:
             "The connection to the model ended before the reply was complete.", interrupted=True
         )
 
-    def _outcome_of_error(self, message: str, *, interrupted: bool) -> dict[str, Any]:
+    def _outcome_of_error(
+        self, message: str, *, interrupted: bool, retryable: bool = True
+    ) -> dict[str, Any]:
         """Text already streamed is kept; a cut stream is `interrupted`, a failure `error`. A
-        continuation that failed before anything new came stays `interrupted`: its text is
-        as it was, and Continue is still offered (an overloaded server refused it once)."""
+        continuation refused for a while (an overloaded server, a rate limit) before anything
+        new came stays `interrupted`: its text is as it was, and Continue is still offered. One
+        refused for good (a request too long for the model) is an `error`: Retry is left."""
         has_text = bool(self.text or self.reasoning)
         nothing_new = self.continues and not (self.completion.size or self.completion.tool_calls)
-        if has_text and (interrupted or nothing_new):
+        if has_text and (interrupted or (nothing_new and retryable)):
             return self._outcome(Message.Status.INTERRUPTED, error=message)
         return self._outcome(Message.Status.ERROR, error=message)
 
@@ -419,8 +425,12 @@ class Generation:
         # The heartbeat keeps the lease until the final save: tools can take longer than it.
         await coalescer.aclose()
         stored, ending = self.view.finish()
-        if self.view.content.text != normalise(outcome["content"]):
-            # A frame was lost before it was rendered: store the one-shot render instead.
+        shown_as_saved = self.view.content.text == normalise(
+            outcome["content"]
+        ) and self.view.reasoning.text == normalise(outcome["reasoning"])
+        if not shown_as_saved:
+            # A frame was lost before it was rendered, or the size limit cut what was shown:
+            # store the one-shot render instead.
             stored = services.rendered_fields(
                 content=outcome["content"], reasoning=outcome["reasoning"]
             )

@@ -157,12 +157,18 @@ async def test_a_stalled_stream_hits_the_idle_timeout_and_keeps_its_text(
     assert "sent nothing for 0.5 seconds" in page.finished[reply_id]
 
 
+@pytest.mark.parametrize(
+    "timeouts",
+    [{"CHAT_IDLE_TIMEOUT": "0.5"}, {"CHAT_IDLE_TIMEOUT": "30", "CHAT_TOTAL_TIMEOUT": "1"}],
+    ids=["idle", "total"],
+)
 async def test_a_reply_whose_server_goes_quiet_after_its_finish_reason_is_complete(
-    start_server, fake_upstream, alice_session
+    start_server, fake_upstream, alice_session, timeouts
 ):
     """All the text and finish_reason "stop" came, then neither [DONE] nor a close: the reply
-    is over (the stream's semantics), not cut at the idle timeout with Continue offered."""
-    server = start_server(CHAT_IDLE_TIMEOUT="0.5")
+    is over (the stream's semantics), not cut at the idle or the total timeout with Continue
+    offered."""
+    server = start_server(**timeouts)
 
     async def plan(request: FakeRequest):
         async def quiet_before_done(i: int) -> None:
@@ -250,6 +256,31 @@ async def test_a_continue_the_model_server_refuses_keeps_the_reply_and_its_conti
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("complete", "The first half and the second.")
     assert reply.error == "" and "overloaded" not in page.finished[reply_id]
+
+
+async def test_a_continue_the_model_server_refuses_for_good_is_a_failure_with_retry(
+    start_server, fake_upstream, alice_session
+):
+    """Refused for good (a request too long for the model): Continue would fail the same way
+    every time, so the reply is failed, with its text kept and Retry offered."""
+    server = start_server(CHAT_MAX_RETRIES="0")
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            return await request.stream(reply_events(["The first half"], finish_reason="length"))
+        return await request.error(400, "The conversation is too long for the model")
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    page.finished.clear()
+    await ask_to_continue(client, conversation_id, reply_id)
+    await read_until_finished(ws, page, reply_id)
+    await finish(client, ws)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content) == ("error", "The first half")
+    assert "too long for the model" in page.finished[reply_id] and not reply.stopped_early
+    assert "Continue" not in page.finished[reply_id] and "Retry" in page.finished[reply_id]
 
 
 async def test_continue_asked_in_one_tab_streams_in_the_other(

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from chat.consumers import MAX_FRAME_BYTES
+from chat.markdown import render_markdown
 from chat.models import Message
 from tests.fake_upstream import FakeRequest, chunk, reply_events, sse
 from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, text_of
@@ -152,4 +153,7 @@ async def test_a_continuation_that_reaches_the_size_limit_keeps_the_text_from_be
     assert (reply.finish_reason, reply.content) == ("size_limit", before)
     # Room for 100 characters: the 60 from before, the joint, then 38 of the new thinking.
     assert reply.reasoning == thinking_before + "\n\n" + "r" * 38
+    # Stored and shown as saved, not as streamed (45 characters of the new thinking came).
+    assert reply.reasoning_html == render_markdown(reply.reasoning)
     assert before in text_of(page.finished[reply_id])
+    assert "r" * 38 in page.finished[reply_id] and "r" * 39 not in page.finished[reply_id]
