@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import Container
@@ -20,6 +21,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from . import events, fragments, outages, selectors, socket_auth, socket_protocol
 from .events import Cursor
@@ -73,6 +75,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     # continuation's reply finished, cut short, if it loaded before Continue was pressed).
     unseen: set[int]
     _later: set[asyncio.Task[None]]
+    _session_check: asyncio.TimerHandle | None  # the next periodic check of the session
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
@@ -125,6 +128,8 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         await events.join_conversation(self.conversation_id, self.channel_name)
         await events.join_user(self.user_id, self.channel_name)
         await self.accept()
+        self._session_check = None
+        self._schedule_session_check()
         for message_id in await selectors.active_reply_ids(conversation_id=self.conversation_id):
             self.unseen.add(message_id)
             await self._resync(message_id)
@@ -153,6 +158,8 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for task in getattr(self, "_later", ()):
             task.cancel()
+        if (check := getattr(self, "_session_check", None)) is not None:
+            check.cancel()
         if hasattr(self, "replies"):
             await self._leave_groups()
 
@@ -192,9 +199,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         # The database known away: closed for a retry at once (chat.middleware), rather than
         # hold the ORM's thread, which every socket shares, for the pool's timeout.
         await outages.database_needed()
-        if not await socket_auth.session_is_current(
-            session_key=self.session_key, user=self.scope["user"]
-        ):
+        if not await self._session_is_current():
             await self._session_ended()
             return
         message = await selectors.amessage_in_conversation(
@@ -348,7 +353,44 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     async def user_closed(self, event: dict[str, Any]) -> None:
         await self._session_ended()
 
+    async def user_changed(self, event: dict[str, Any]) -> None:
+        """The user's account changed (a new password ends their other sessions)."""
+        if not await self._session_is_current():
+            await self._session_ended()
+
     # --- Helpers -------------------------------------------------------------------------------
+
+    async def _session_is_current(self) -> bool:
+        return await socket_auth.session_is_current(
+            session_key=self.session_key, user=self.scope["user"]
+        )
+
+    def _schedule_session_check(self) -> None:
+        """Check the session again within CHAT_SOCKET_SESSION_CHECK_SECONDS, at a random point
+        of its second half, so that sockets opened together do not check together: a session
+        that expired or was deleted sends no signal."""
+        interval = settings.CHAT_SOCKET_SESSION_CHECK_SECONDS
+        if interval > 0:
+            loop = asyncio.get_running_loop()
+            delay = interval * random.uniform(0.5, 1.0)
+            self._session_check = loop.call_later(delay, self._start_session_check)
+
+    def _start_session_check(self) -> None:
+        self._session_check = None
+        task = asyncio.ensure_future(self._check_session())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _check_session(self) -> None:
+        try:
+            await outages.database_needed()  # known away: not a wait on the ORM's thread
+            current = await self._session_is_current()
+        except SERVICE_ERRORS:
+            current = True  # the database is away: ask again at the next check
+        if current:
+            self._schedule_session_check()
+        else:
+            await self._session_ended()
 
     async def _session_ended(self) -> None:
         logger.info("conversation %s: closing a socket whose session ended", self.conversation_id)

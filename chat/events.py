@@ -188,6 +188,12 @@ def user_closed_sync(user_id: int) -> None:
     async_to_sync(_layer().group_send)(user_group(user_id), {"type": "user.closed"})
 
 
+def user_changed_sync(user_id: int) -> None:
+    """The user's account changed (its password, say): each of their sockets checks that its
+    session still logs them in."""
+    async_to_sync(_layer().group_send)(user_group(user_id), {"type": "user.changed"})
+
+
 # --- From the streaming consumer and the WebSocket consumer ---------------------------------
 
 

@@ -1,5 +1,6 @@
-"""Signal receivers: a logout or a deactivation closes the user's open WebSockets; a login's
-session is read by the session user backend (chat.backends).
+"""Signal receivers: a logout or a deactivation closes the user's open WebSockets, another
+change to the user has them check their sessions; a login's session is read by the session
+user backend (chat.backends).
 
 Connected in `ChatConfig.ready`. Who receives the event is decided here (the user's sockets,
 or one session's); `chat.events` delivers it, after the change is committed.
@@ -53,23 +54,28 @@ def hand_the_session_to_the_session_user_backend(
         session[BACKEND_SESSION_KEY] = backends.SESSION_USER_BACKEND
 
 
-@receiver(
-    post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="chat.close_sockets_on_deactivation"
-)
-def close_sockets_on_deactivation(
+# A save of a user that names only other fields (last_login, at every login) leaves their
+# sessions as they were.
+SESSION_FIELDS = frozenset({"is_active", "password"})
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="chat.check_sockets_on_save")
+def check_sockets_on_save(
     sender: Any, instance: Any, created: bool, update_fields: Any = None, **kwargs: Any
 ) -> None:
-    if created or instance.is_active:
+    """A deactivation closes the user's sockets; any other change that may end sessions (a
+    new password, set here or in the admin, ends the others) has each socket check its own
+    session at once, rather than at its next message or its next periodic check."""
+    if created or (update_fields is not None and not SESSION_FIELDS & set(update_fields)):
         return
-    if update_fields is not None and "is_active" not in update_fields:
-        return  # e.g. last_login: not a deactivation
-    transaction.on_commit(functools.partial(_send, events.user_closed_sync, instance.pk))
+    send = events.user_changed_sync if instance.is_active else events.user_closed_sync
+    transaction.on_commit(functools.partial(_send, send, instance.pk))
 
 
 def _send(send: Any, *args: Any) -> None:
-    # The logout or the deactivation has happened; a channel layer that is down must not turn
-    # it into an error page. A socket left open fails its next session check.
+    # The logout or the change has happened; a channel layer that is down must not turn it
+    # into an error page. A socket left open fails its next session check.
     try:
         send(*args)
     except Exception:
-        logger.exception("could not close the sockets of user %s", args[0])
+        logger.exception("could not tell the sockets of user %s", args[0])

@@ -1,9 +1,10 @@
 """Whether the session a WebSocket was opened with still logs its user in.
 
 A socket is authenticated once, at the handshake; it can stay open for days. A logout or a
-deactivation closes it at once (`chat.receivers`), and every message the socket accepts is
-checked again here, which also covers what sends no signal: a session that expired or was
-deleted, a password changed on another device.
+deactivation closes it at once, another change to the user (a new password) has it check its
+session at once (`chat.receivers`), and every message the socket accepts is checked again
+here. What sends no signal, a session that expired or was deleted from the store, is caught
+by each socket's own check every CHAT_SOCKET_SESSION_CHECK_SECONDS (`chat.consumers`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""A socket lives no longer than its session: logout and deactivation close it at once, and
-every message it accepts checks the session again."""
+"""A socket lives no longer than its session: logout and deactivation close it at once, a new
+password has it check its session at once, every message it accepts checks the session
+again, and so does the socket by itself every CHAT_SOCKET_SESSION_CHECK_SECONDS."""
 
 from __future__ import annotations
 
@@ -108,6 +109,33 @@ async def test_a_message_after_a_password_change_elsewhere_closes_the_socket(
     await user.asave()
     await comm.send_to(text_data=json.dumps({"resync": finished_reply.pk}))
     assert await closed_with(comm) == CLOSE_SESSION_ENDED
+    await comm.disconnect()
+
+
+async def test_a_password_change_elsewhere_closes_the_socket_at_once(
+    conversation, user, alice_session
+):
+    """Without waiting for the socket's next message: a tab left open on another device was
+    sent the conversation's frames until it sent something."""
+    comm = socket_for(conversation.pk, alice_session)
+    assert (await comm.connect())[0]
+    await sync_to_async(user.set_password)("a-new-password-123")
+    await user.asave()
+    assert await closed_with(comm) == CLOSE_SESSION_ENDED
+    await comm.disconnect()
+
+
+async def test_a_session_deleted_from_the_store_closes_its_idle_socket_at_the_next_check(
+    conversation, alice_session, settings
+):
+    """An expired or deleted session sends no signal; a socket that never sends anything
+    checked it never."""
+    settings.CHAT_SOCKET_SESSION_CHECK_SECONDS = 0.4
+    comm = socket_for(conversation.pk, alice_session)
+    assert (await comm.connect())[0]
+    assert await comm.receive_nothing(timeout=0.5)  # checked at least once: still current
+    await Session.objects.filter(session_key=alice_session).adelete()  # expired, flushed
+    assert await closed_with(comm, timeout=2.0) == CLOSE_SESSION_ENDED
     await comm.disconnect()
 
 
