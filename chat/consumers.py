@@ -23,7 +23,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import events, fragments, outages, selectors, socket_auth, socket_protocol
+from . import events, fragments, middleware, outages, selectors, socket_auth, socket_protocol
 from .events import Cursor
 from .middleware import TRY_AGAIN_LATER
 from .models import Conversation, Message
@@ -76,15 +76,16 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     unseen: set[int]
     _later: set[asyncio.Task[None]]
     _session_check: asyncio.TimerHandle | None  # the next periodic check of the session
+    _closed: bool  # the consumer ended: nothing more is scheduled for it
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         except SERVICE_ERRORS:
             # Redis or the database went away under this socket: chat.middleware closes it
-            # (the page retries). Leave the group now, as `disconnect` will not run.
+            # (the page retries). Leave the groups now, as `disconnect` will not run.
             if hasattr(self, "replies"):
-                await events.leave_conversation(self.conversation_id, self.channel_name)
+                await self._leave_groups()
             raise
         except asyncio.CancelledError:
             # The server is stopping (daphne cancels every socket's consumer, and `disconnect`
@@ -93,6 +94,10 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             if hasattr(self, "replies"):
                 await self._leave_groups()
             raise
+        finally:
+            # However the consumer ended: its later work (a deferred answer, the next check of
+            # its session) would keep it alive, and check again and again, for nobody.
+            self._stop_later_work()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message["type"] == "websocket.connect":
@@ -156,12 +161,17 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             await self.close(code=TRY_AGAIN_LATER)
 
     async def disconnect(self, code: int) -> None:
-        for task in getattr(self, "_later", ()):
+        self._stop_later_work()
+        if hasattr(self, "replies"):
+            await self._leave_groups()
+
+    def _stop_later_work(self) -> None:
+        self._closed = True
+        for task in list(getattr(self, "_later", ())):
             task.cancel()
         if (check := getattr(self, "_session_check", None)) is not None:
             check.cancel()
-        if hasattr(self, "replies"):
-            await self._leave_groups()
+            self._session_check = None
 
     async def _leave_groups(self) -> None:
         await events.leave_conversation(self.conversation_id, self.channel_name)
@@ -355,6 +365,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
 
     async def user_changed(self, event: dict[str, Any]) -> None:
         """The user's account changed (a new password ends their other sessions)."""
+        await outages.database_needed()  # known away: not a wait on the ORM's thread
         if not await self._session_is_current():
             await self._session_ended()
 
@@ -370,7 +381,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         of its second half, so that sockets opened together do not check together: a session
         that expired or was deleted sends no signal."""
         interval = settings.CHAT_SOCKET_SESSION_CHECK_SECONDS
-        if interval > 0:
+        if interval > 0 and not getattr(self, "_closed", False):
             loop = asyncio.get_running_loop()
             delay = interval * random.uniform(0.5, 1.0)
             self._session_check = loop.call_later(delay, self._start_session_check)
@@ -385,8 +396,16 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         try:
             await outages.database_needed()  # known away: not a wait on the ORM's thread
             current = await self._session_is_current()
-        except SERVICE_ERRORS:
-            current = True  # the database is away: ask again at the next check
+        except SERVICE_ERRORS as error:
+            # The database is away (noted, so that the other sockets wait for it elsewhere than
+            # on the ORM's thread): ask again at the next check.
+            await middleware.note_outage(error)
+            current = True
+        except Exception:
+            logger.exception(
+                "conversation %s: could not check a socket's session", self.conversation_id
+            )
+            current = True
         if current:
             self._schedule_session_check()
         else:

@@ -26,6 +26,8 @@ User group (every open WebSocket of a user listens):
     session.closed    {session_key}                  a logout ended this session: its sockets
                                                      close
     user.closed       {}                             the user was deactivated: all close
+    user.changed      {}                             the user changed (a new password): each
+                                                     checks that its session still logs in
 Sent to one WebSocket:
     message.snapshot  {message_id, cursor, html}     the reply as it stands, and where it stands
 

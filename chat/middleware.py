@@ -71,7 +71,7 @@ def _note_outage(error: BaseException) -> bool:
     return True
 
 
-async def _anote_outage(error: BaseException) -> bool:
+async def note_outage(error: BaseException) -> bool:
     """`_note_outage` from async code: a database error on the ORM's thread, which ran the
     query (its connections are dropped there); any other at once, as that thread may be busy
     (waiting on the database for other sockets)."""
@@ -118,7 +118,7 @@ class WebSocketServiceMiddleware:
             await outages.database_needed()
             await self.application(scope, receive, tracking_send)
         except Exception as error:
-            if not await _anote_outage(error):
+            if not await note_outage(error):
                 raise
             # Accept first if need be: a refused handshake reads as "not allowed" (403).
             with contextlib.suppress(Exception):  # the socket may be gone already

@@ -4,6 +4,7 @@ again, and so does the socket by itself every CHAT_SOCKET_SESSION_CHECK_SECONDS.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.test import Client
 
-from chat import services
+from chat import outages, services, socket_auth
 from chat.models import Message
 from chat.socket_protocol import CLOSE_SESSION_ENDED
 from tests.sockets import closed_with, socket_for
@@ -137,6 +138,37 @@ async def test_a_session_deleted_from_the_store_closes_its_idle_socket_at_the_ne
     await Session.objects.filter(session_key=alice_session).adelete()  # expired, flushed
     assert await closed_with(comm, timeout=2.0) == CLOSE_SESSION_ENDED
     await comm.disconnect()
+
+
+async def test_a_socket_ended_by_a_service_away_checks_its_session_no_more(
+    conversation, alice_session, settings, monkeypatch
+):
+    """The consumer ended with the database away (the page reconnects to a new one): its
+    next check, scheduled before, kept it alive and checked again and again, for nobody."""
+    settings.CHAT_SOCKET_SESSION_CHECK_SECONDS = 0.2
+    checks: list[str | None] = []
+    session_is_current = socket_auth.session_is_current
+
+    async def counted(**kwargs):
+        checks.append(kwargs["session_key"])
+        return await session_is_current(**kwargs)
+
+    async def database_away() -> None:
+        raise outages.DatabaseAway("away")
+
+    monkeypatch.setattr(socket_auth, "session_is_current", counted)
+    comm = socket_for(conversation.pk, alice_session)
+    assert (await comm.connect())[0]
+    await asyncio.sleep(0.5)
+    assert checks  # it checks by itself while it lives
+    with monkeypatch.context() as away:
+        away.setattr(outages, "database_needed", database_away)
+        await comm.send_to(text_data=json.dumps({"resync": 1}))
+        with pytest.raises(outages.DatabaseAway):
+            await comm.wait(1)
+    ended_at = len(checks)
+    await asyncio.sleep(0.6)
+    assert len(checks) == ended_at
 
 
 async def test_a_message_on_a_current_session_is_answered(

@@ -8,6 +8,8 @@ whichever shape a server sends it. No Django here.
     └── UpstreamStreamError         the stream itself carried an error event
 
 Each carries `retryable`; the client retries only those, and only before the first delta.
+And `transient`: the refusal may pass (an overloaded server, a rate limit), so what it cut short
+may be asked for again later (a Continue stays offered).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ class UpstreamError(Exception):
     """The upstream did not finish a reply. `message` is safe to show to the user."""
 
     retryable = False
+
+    @property
+    def transient(self) -> bool:
+        return self.retryable
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -49,6 +55,17 @@ class UpstreamStreamError(UpstreamError):
     def __init__(self, message: str, code: str | int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+    @property
+    def transient(self) -> bool:
+        """An error event whose code is an HTTP status that may pass (429, 503, 529: some
+        servers answer 200 and then send their overload as an event). Not retried by the
+        client, as before: the event may come after text."""
+        try:
+            status = int(self.code) if self.code is not None else 0
+        except (TypeError, ValueError):
+            return False
+        return status in RETRYABLE_STATUS_CODES or 500 <= status <= 599
 
 
 def error_message_from(payload: dict[str, Any]) -> str | None:

@@ -243,7 +243,7 @@ class Generation:
         except UpstreamError as exc:
             fatal = isinstance(exc, UpstreamStreamError | UpstreamHTTPError)
             outcome = self._outcome_of_error(
-                exc.message, interrupted=not fatal, retryable=exc.retryable
+                exc.message, interrupted=not fatal, transient=exc.transient
             )
         except Exception:
             logger.exception("generation of message %s failed", reply.pk)
@@ -388,7 +388,7 @@ class Generation:
         )
 
     def _outcome_of_error(
-        self, message: str, *, interrupted: bool, retryable: bool = True
+        self, message: str, *, interrupted: bool, transient: bool = True
     ) -> dict[str, Any]:
         """Text already streamed is kept; a cut stream is `interrupted`, a failure `error`. A
         continuation refused for a while (an overloaded server, a rate limit) before anything
@@ -396,7 +396,7 @@ class Generation:
         refused for good (a request too long for the model) is an `error`: Retry is left."""
         has_text = bool(self.text or self.reasoning)
         nothing_new = self.continues and not (self.completion.size or self.completion.tool_calls)
-        if has_text and (interrupted or (nothing_new and retryable)):
+        if has_text and (interrupted or (nothing_new and transient)):
             return self._outcome(Message.Status.INTERRUPTED, error=message)
         return self._outcome(Message.Status.ERROR, error=message)
 

@@ -223,19 +223,24 @@ async def test_length_offers_continue_which_joins_the_rest_to_the_same_reply(
     assert "The first half and the second." in page.finished[reply_id]
 
 
+@pytest.mark.parametrize("refusal", ["status", "event"])
 async def test_a_continue_the_model_server_refuses_keeps_the_reply_and_its_continue(
-    start_server, fake_upstream, alice_session
+    start_server, fake_upstream, alice_session, refusal
 ):
-    """The server refuses the continuation's request (overloaded) before anything new comes:
-    the reply keeps its text, says why, and still offers Continue, which works the next time.
-    It was saved as failed, and Continue was gone for good (only Retry, from scratch)."""
+    """The server refuses the continuation (overloaded: an HTTP status, or an error event
+    after a 200) before anything new comes: the reply keeps its text, says why, and still
+    offers Continue, which works the next time. It was saved as failed, and Continue was gone
+    for good (only Retry, from scratch)."""
     server = start_server(CHAT_MAX_RETRIES="0")
 
     async def plan(request: FakeRequest):
         if request.index == 0:
             return await request.stream(reply_events(["The first half"], finish_reason="length"))
-        if request.index == 1:
+        if request.index == 1 and refusal == "status":
             return await request.error(503, "The server is overloaded")
+        if request.index == 1:
+            overloaded = {"error": {"message": "The server is overloaded", "code": 529}}
+            return await request.stream([sse(overloaded)])
         return await request.stream(reply_events([" and the second."]))
 
     fake_upstream.plan = plan
