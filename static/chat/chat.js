@@ -474,8 +474,10 @@
   // While the socket is down the page says "Reconnecting…" (a status line under the header,
   // announced politely). The WebSocket extension reconnects by itself after an abnormal close;
   // the server closes with 4013 ("try again later", chat/middleware.py) while Redis or the
-  // database is away, and that one is reconnected here, with a growing, jittered delay.
+  // database is away, and that one is reconnected here, with a growing, jittered delay. When
+  // the session ended (4401) the line says so instead, with a link to log in again.
   var TRY_AGAIN_LATER = 4013;
+  var SESSION_ENDED = 4401;  // chat/socket_protocol.py
   var retries = 0;
   var openedAt = 0;
   var settled = null;
@@ -500,8 +502,21 @@
   document.addEventListener("htmx:wsClose", function (event) {
     clearTimeout(settled);
     var status = connectionStatus();
-    if (status) { status.textContent = "Reconnecting…"; }
     var close = event.detail.event;
+    if (close && close.code === SESSION_ENDED) {
+      // Logged out (here or in another tab), deactivated, or the session expired or was
+      // ended by a new password: the socket is not coming back. Loading the page again
+      // asks for a login, and comes back here after it.
+      if (status) {
+        status.textContent = "You were signed out. ";
+        var again = document.createElement("a");
+        again.href = location.pathname;
+        again.textContent = "Log in again";
+        status.appendChild(again);
+      }
+      return;
+    }
+    if (status) { status.textContent = "Reconnecting…"; }
     var wrapper = event.detail.socketWrapper;
     if (close && close.code === TRY_AGAIN_LATER && wrapper && document.body.contains(event.target)) {
       if (Date.now() - openedAt > 5000) { retries = 0; }  // it had worked: start over
