@@ -4,8 +4,8 @@ spend without bound. Checked by the services that start a reply or a conversatio
 - concurrent replies: replies of the user's that are pending or streaming;
 - messages a minute and conversations a minute: counters in the cache (shared through Redis
   when REDIS_URL is set, so they hold across processes);
-- tokens a day: prompt and completion tokens of the user's replies since midnight, those of
-  conversations deleted since included (`DeletedTokens`).
+- tokens a day: prompt and completion tokens of the user's replies since midnight, with those
+  of conversations deleted since and of Continue on older replies (`SpentTokens`).
 
 Defaults come from settings (`CHAT_LIMIT_*`); a `UsageLimit` row for the user, or else for one
 of their groups (the most generous), replaces any of them. 0 means no limit.
@@ -20,13 +20,14 @@ from datetime import date, datetime
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
+from django.db import transaction
 from django.db.models import BigIntegerField, ExpressionWrapper, Q, Subquery, Sum
 from django.db.models.expressions import BaseExpression
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .compiled import CompiledQuery
-from .models import Conversation, DeletedTokens, Message, UsageLimit
+from .models import Conversation, Message, SpentTokens, UsageLimit
 
 
 class LimitReached(Exception):
@@ -104,24 +105,35 @@ def keep_tokens_of(conversation: Conversation) -> None:
         .filter(created__gte=midnight)
         .aggregate(spent=_tokens(Sum("prompt_tokens"), Sum("completion_tokens")))
     )
-    if not used["spent"]:
-        return
-    kept, _ = DeletedTokens.objects.select_for_update().get_or_create(
-        user_id=conversation.owner_id, day=day
-    )
-    kept.tokens += used["spent"]
-    kept.save(update_fields=["tokens"])
+    if used["spent"]:
+        _spend(conversation.owner_id, day, used["spent"])
+
+
+def count_tokens_of_earlier_reply(*, owner_id: int, created: datetime, tokens: int) -> None:
+    """A Continue on a reply made before today spent `tokens`: they count toward today's
+    tokens, which count the replies made today (this one's row counts for its own day)."""
+    day, midnight = _today()
+    if tokens > 0 and created < midnight:
+        with transaction.atomic():
+            _spend(owner_id, day, tokens)
+
+
+def _spend(user_id: int, day: date, tokens: int) -> None:
+    """Add `tokens` to the user's `SpentTokens` of `day`. Call inside a transaction."""
+    spent, _ = SpentTokens.objects.select_for_update().get_or_create(user_id=user_id, day=day)
+    spent.tokens += tokens
+    spent.save(update_fields=["tokens"])
 
 
 def _tokens_spent_today(user_id: int) -> int:
-    """The prompt and completion tokens of the user's replies made since midnight, and of
-    those deleted since (`DeletedTokens`), in one statement."""
+    """The prompt and completion tokens of the user's replies made since midnight, and those
+    spent today outside them (`SpentTokens`), in one statement."""
     day, midnight = _today()
-    deleted = DeletedTokens.objects.filter(user=user_id, day=day).values("tokens")[:1]
+    outside = SpentTokens.objects.filter(user=user_id, day=day).values("tokens")[:1]
     used = (
         Message.objects.replies()
         .filter(conversation__owner=user_id, created__gte=midnight)
-        .aggregate(spent=_tokens(Sum("prompt_tokens"), Sum("completion_tokens"), Subquery(deleted)))
+        .aggregate(spent=_tokens(Sum("prompt_tokens"), Sum("completion_tokens"), Subquery(outside)))
     )
     return int(used["spent"])
 

@@ -217,20 +217,21 @@ class UsageLimit(models.Model):
         return f"Limits for {self.user or self.group}"
 
 
-class DeletedTokens(models.Model):
-    """Tokens a user's replies spent on a day, in conversations the user has deleted since.
-    The tokens-a-day limit counts them with the replies that are still there
-    (`chat.limits.check_reply`), so deleting a conversation gives no budget back."""
+class SpentTokens(models.Model):
+    """Tokens a user spent on a day that the replies made that day do not hold: those of
+    conversations the user has deleted since, and those of Continue on a reply made on an
+    earlier day. The tokens-a-day limit counts them with the day's replies
+    (`chat.limits.check_reply`), so neither a delete nor a Continue spends outside it."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     day = models.DateField()
     tokens = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        verbose_name_plural = "deleted tokens"
+        verbose_name_plural = "spent tokens"
         constraints = [
-            models.UniqueConstraint(fields=["user", "day"], name="deleted_tokens_one_row_a_day")
+            models.UniqueConstraint(fields=["user", "day"], name="spent_tokens_one_row_a_day")
         ]
 
     def __str__(self) -> str:
-        return f"{self.tokens:,} tokens of {self.user} on {self.day} in deleted conversations"
+        return f"{self.tokens:,} tokens of {self.user} on {self.day} outside that day's replies"

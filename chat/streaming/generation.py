@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from .. import events, fragments, outages, selectors, services, titles, tools
+from .. import events, fragments, limits, outages, selectors, services, titles, tools
 from ..models import Message, fit_column
 from ..progressive import ProgressiveRenderer, normalise
 from .client import CompletionStream, Retrying
@@ -472,6 +472,8 @@ class Generation:
             ending += fragments.reply_finished(finished)
             final = {"cursor": self.view.cursor(), "html": ending}
         await events.message_finished(self.reply.conversation_id, self.reply.pk, final)
+        if saved and self.continues:
+            await self._count_tokens_today()
         if (
             saved
             and outcome["status"] == Message.Status.COMPLETE
@@ -529,6 +531,21 @@ class Generation:
             await events.message_status(self.reply.conversation_id, self.reply.pk, text)
         except Exception:  # a notice is not worth the reply: tabs may miss this one
             logger.warning("message %s: status not sent", self.reply.pk, exc_info=True)
+
+    async def _count_tokens_today(self) -> None:
+        """A Continue on a reply made on an earlier day: what this pass spent counts toward
+        today's tokens (the reply's row counts for the day it was made)."""
+        usage = self.completion.usage
+        if usage is None:
+            return
+        try:
+            await sync_to_async(limits.count_tokens_of_earlier_reply)(
+                owner_id=self.reply.conversation.owner_id,
+                created=self.reply.created,
+                tokens=(usage.prompt_tokens or 0) + (usage.completion_tokens or 0),
+            )
+        except outages.DATABASE_ERRORS:
+            logger.warning("message %s: its tokens could not be counted for today", self.reply.pk)
 
     async def _saved(self, save: Callable[[], Awaitable[T]]) -> T:
         """The final save, retried while the database is away: the reply waits in memory, for

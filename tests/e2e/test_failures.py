@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from chat.models import Message
+from chat.models import Message, SpentTokens
 from tests.e2e import scenarios
 from tests.fake_upstream import (
     FakeRequest,
@@ -286,6 +288,36 @@ async def test_a_continue_the_model_server_refuses_for_good_is_a_failure_with_re
     assert (reply.status, reply.content) == ("error", "The first half")
     assert "too long for the model" in page.finished[reply_id] and not reply.stopped_early
     assert "Continue" not in page.finished[reply_id] and "Retry" in page.finished[reply_id]
+
+
+async def test_a_continue_on_a_reply_made_yesterday_counts_toward_todays_tokens(
+    start_server, fake_upstream, alice_session
+):
+    """The tokens a day count the replies made today: Continue on yesterday's reply cut short
+    spent today's tokens outside them, and a user could go on without limit that way."""
+    server = start_server(CHAT_LIMIT_TOKENS_PER_DAY="10")
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            cut = reply_events(["The first half"], finish_reason="length", usage=(5, 2))
+            return await request.stream(cut)
+        return await request.stream(reply_events([" and the second."], usage=(9, 2)))
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    yesterday = timezone.now() - timedelta(days=1)
+    await Message.objects.filter(conversation_id=conversation_id).aupdate(created=yesterday)
+    page.finished.clear()
+    await ask_to_continue(client, conversation_id, reply_id)  # nothing spent today yet
+    await read_until_finished(ws, page, reply_id)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.prompt_tokens, reply.completion_tokens) == ("complete", 14, 4)
+    refused = await client.send(conversation_id, "And then?")  # 9 + 2 spent today, of 10
+    await finish(client, ws)
+    assert refused.status_code == 429 and "10 tokens for today" in refused.text
+    spent = await SpentTokens.objects.aget(user__username="alice", day=timezone.localdate())
+    assert spent.tokens == 11
 
 
 async def test_continue_asked_in_one_tab_streams_in_the_other(
