@@ -306,6 +306,13 @@ class ChatClient:
             headers={"X-CSRFToken": await self.csrf(), "HX-Request": "true"},
         )
 
+    async def continue_reply(self, conversation_id: uuid.UUID, message_id: int) -> httpx.Response:
+        """Press Continue on a reply cut short, as a tab's htmx does."""
+        return await self.http.post(
+            f"/c/{conversation_id}/messages/{message_id}/continue/",
+            headers={"X-CSRFToken": await self.csrf(), "HX-Request": "true"},
+        )
+
     def socket(self, conversation_id: uuid.UUID) -> Any:
         return websockets.connect(
             f"ws://127.0.0.1:{self.server.port}/ws/c/{conversation_id}/",

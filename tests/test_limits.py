@@ -58,13 +58,19 @@ def test_messages_a_minute_are_limited(alice_client, user, settings):
     assert conversation.messages.count() == 4
 
 
+def conversation_that_spent(client: Client, user, prompt: int, completion: int) -> Conversation:
+    """A conversation of one turn whose reply spent these tokens, today."""
+    conversation = services.conversation_create(owner=user)
+    assert send(client, conversation).status_code == 200
+    Message.objects.filter(conversation=conversation, role="assistant").update(
+        status="complete", prompt_tokens=prompt, completion_tokens=completion
+    )
+    return conversation
+
+
 def test_tokens_a_day_are_limited(alice_client, user, settings):
     settings.CHAT_LIMIT_TOKENS_PER_DAY = 100
-    conversation = services.conversation_create(owner=user)
-    assert send(alice_client, conversation).status_code == 200
-    Message.objects.filter(conversation=conversation, role="assistant").update(
-        status="complete", prompt_tokens=60, completion_tokens=50
-    )
+    conversation = conversation_that_spent(alice_client, user, 60, 50)
     refused = send(alice_client, conversation)
     assert refused.status_code == 429 and "100 tokens for today" in refused.content.decode()
     # Regenerating is a new reply too.
@@ -75,11 +81,7 @@ def test_tokens_a_day_are_limited(alice_client, user, settings):
 
 def test_deleting_a_conversation_gives_none_of_the_days_tokens_back(alice_client, user, settings):
     settings.CHAT_LIMIT_TOKENS_PER_DAY = 100
-    spent = services.conversation_create(owner=user)
-    assert send(alice_client, spent).status_code == 200
-    Message.objects.filter(conversation=spent, role="assistant").update(
-        status="complete", prompt_tokens=60, completion_tokens=50
-    )
+    spent = conversation_that_spent(alice_client, user, 60, 50)
     fresh = services.conversation_create(owner=user)
     assert send(alice_client, fresh).status_code == 429
     delete = reverse("chat:conversation_delete", args=[spent.pk])

@@ -45,11 +45,15 @@ async def converse(server, session, content="hi"):
 
 async def ask_to_continue(client, conversation_id, reply_id) -> None:
     """Press Continue on a reply cut short, as a tab's htmx does."""
-    response = await client.http.post(
-        f"/c/{conversation_id}/messages/{reply_id}/continue/",
-        headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
-    )
+    response = await client.continue_reply(conversation_id, reply_id)
     assert response.status_code == 200, response.text
+
+
+async def continued(client, ws, page, conversation_id, reply_id) -> None:
+    """Press Continue, and read the reply on `page` until it ends again."""
+    page.finished.clear()
+    await ask_to_continue(client, conversation_id, reply_id)
+    await read_until_finished(ws, page, reply_id)
 
 
 async def finish(client, ws):
@@ -211,9 +215,7 @@ async def test_length_offers_continue_which_joins_the_rest_to_the_same_reply(
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.finish_reason) == ("complete", "length")
 
-    page.finished.clear()
-    await ask_to_continue(client, conversation_id, reply_id)
-    await read_until_finished(ws, page, reply_id)
+    await continued(client, ws, page, conversation_id, reply_id)
     await finish(client, ws)
     reply = await Message.objects.aget(pk=reply_id)
     assert reply.content == "The first half and the second."
@@ -248,17 +250,13 @@ async def test_a_continue_the_model_server_refuses_keeps_the_reply_and_its_conti
     fake_upstream.plan = plan
     client, conversation_id, ws, reply_id = await converse(server, alice_session)
     page = await read_until_finished(ws, PageModel(), reply_id)
-    page.finished.clear()
-    await ask_to_continue(client, conversation_id, reply_id)
-    await read_until_finished(ws, page, reply_id)
+    await continued(client, ws, page, conversation_id, reply_id)
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("interrupted", "The first half")
     assert "overloaded" in reply.error and "overloaded" in page.finished[reply_id]
     assert "Continue" in page.finished[reply_id] and reply.stopped_early
 
-    page.finished.clear()
-    await ask_to_continue(client, conversation_id, reply_id)
-    await read_until_finished(ws, page, reply_id)
+    await continued(client, ws, page, conversation_id, reply_id)
     await finish(client, ws)
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("complete", "The first half and the second.")
@@ -280,9 +278,7 @@ async def test_a_continue_the_model_server_refuses_for_good_is_a_failure_with_re
     fake_upstream.plan = plan
     client, conversation_id, ws, reply_id = await converse(server, alice_session)
     page = await read_until_finished(ws, PageModel(), reply_id)
-    page.finished.clear()
-    await ask_to_continue(client, conversation_id, reply_id)
-    await read_until_finished(ws, page, reply_id)
+    await continued(client, ws, page, conversation_id, reply_id)
     await finish(client, ws)
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("error", "The first half")

@@ -142,10 +142,7 @@ async def test_a_continuation_that_reaches_the_size_limit_keeps_the_text_from_be
         reply_id = reply_id_from(await client.send(conversation_id, "a long answer, please"))
         page = await read_until_finished(ws, PageModel(), reply_id)
         page.finished.clear()
-        response = await client.http.post(
-            f"/c/{conversation_id}/messages/{reply_id}/continue/",
-            headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
-        )
+        response = await client.continue_reply(conversation_id, reply_id)
         assert response.status_code == 200, response.text
         await read_until_finished(ws, page, reply_id)
     await client.aclose()
