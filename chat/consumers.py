@@ -109,6 +109,13 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         await super().dispatch(message)
 
     async def connect(self) -> None:
+        if not self.scope["user"].is_authenticated:
+            # Its session ended while it was away (the page reconnects with the cookie it has):
+            # told so, rather than refused at the handshake, which a browser reports as a
+            # network failure and the page would retry for ever. Nothing else is sent.
+            await self.accept()
+            await self.close(code=socket_protocol.CLOSE_SESSION_ENDED)
+            return
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         conversation = await selectors.aconversation_for_user(
             user=self.scope["user"], conversation_id=conversation_id

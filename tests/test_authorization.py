@@ -15,10 +15,10 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from chat.models import Conversation, Message
-from chat.socket_protocol import REQUESTS
+from chat.socket_protocol import CLOSE_SESSION_ENDED, REQUESTS
 from tests.authz import ROLES, make_world, snapshot, url_routes
 from tests.live import session_cookie_for
-from tests.sockets import socket_for
+from tests.sockets import closed_with, socket_for
 
 # route: the status for "GET/POST" of the owner, another user, view-only staff, anonymous.
 # 404 for another user on an object-level route; 405 for a method the route does not take
@@ -144,7 +144,10 @@ SOCKET_EXPECTED = {
     },
 }
 # Who may open a socket on the owner's conversation at all.
-SOCKET_CONNECT = {"owner": True, "other": False, "staff": False, "anonymous": False}
+# Who may open a socket on the owner's conversation: the owner. Another user and staff are
+# refused at the handshake; a socket without a session is accepted only to be told at once,
+# with nothing else, that its session ended (the page then offers to log in again).
+SOCKET_CONNECT = {"owner": True, "other": False, "staff": False, "anonymous": "session ended"}
 
 
 def test_every_socket_message_type_has_an_entry():
@@ -174,7 +177,10 @@ async def test_who_may_open_a_socket(role, socket_world):
     world, _, sessions = socket_world
     comm = socket_for(world.conversation.pk, sessions[role])
     connected, _ = await comm.connect()
-    assert connected is SOCKET_CONNECT[role]
+    if SOCKET_CONNECT[role] == "session ended":
+        assert connected and await closed_with(comm) == CLOSE_SESSION_ENDED
+    else:
+        assert connected is SOCKET_CONNECT[role]
     await comm.disconnect()
 
 

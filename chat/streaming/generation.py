@@ -471,9 +471,11 @@ class Generation:
                 setattr(finished, name, value)
             ending += fragments.reply_finished(finished)
             final = {"cursor": self.view.cursor(), "html": ending}
-        await events.message_finished(self.reply.conversation_id, self.reply.pk, final)
         if saved and self.continues:
+            # Before the tabs hear of the end: a message sent from one at once is checked with
+            # these tokens counted.
             await self._count_tokens_today()
+        await events.message_finished(self.reply.conversation_id, self.reply.pk, final)
         if (
             saved
             and outcome["status"] == Message.Status.COMPLETE
@@ -544,8 +546,9 @@ class Generation:
                 created=self.reply.created,
                 tokens=(usage.prompt_tokens or 0) + (usage.completion_tokens or 0),
             )
-        except outages.DATABASE_ERRORS:
-            logger.warning("message %s: its tokens could not be counted for today", self.reply.pk)
+        except Exception:
+            # The reply is saved; its tokens alone go uncounted.
+            logger.exception("message %s: its tokens could not be counted for today", self.reply.pk)
 
     async def _saved(self, save: Callable[[], Awaitable[T]]) -> T:
         """The final save, retried while the database is away: the reply waits in memory, for

@@ -478,6 +478,18 @@
   // the session ended (4401) the line says so instead, with a link to log in again.
   var TRY_AGAIN_LATER = 4013;
   var SESSION_ENDED = 4401;  // chat/socket_protocol.py
+  var sessionAskedAt = 0;
+
+  // The socket's session ended and the page no longer loads without a login: say so, with
+  // the way back (the page asks for a login, then comes back here).
+  function signedOut(status) {
+    if (!status) { return; }
+    status.textContent = "You were signed out. ";
+    var again = document.createElement("a");
+    again.href = location.pathname;
+    again.textContent = "Log in again";
+    status.appendChild(again);
+  }
   var retries = 0;
   var openedAt = 0;
   var settled = null;
@@ -503,21 +515,25 @@
     clearTimeout(settled);
     var status = connectionStatus();
     var close = event.detail.event;
+    var wrapper = event.detail.socketWrapper;
     if (close && close.code === SESSION_ENDED) {
       // Logged out (here or in another tab), deactivated, or the session expired or was
-      // ended by a new password: the socket is not coming back. Loading the page again
-      // asks for a login, and comes back here after it.
-      if (status) {
-        status.textContent = "You were signed out. ";
-        var again = document.createElement("a");
-        again.href = location.pathname;
-        again.textContent = "Log in again";
-        status.appendChild(again);
+      // ended by a new password. But a password changed in this browser ends the session
+      // the socket was opened with and gives the cookie a new one: the page, asked once,
+      // still loads, and the socket opens again with it.
+      if (Date.now() - sessionAskedAt > 10000 && wrapper) {
+        sessionAskedAt = Date.now();
+        fetch(location.pathname, { redirect: "manual", credentials: "same-origin" })
+          .then(function (response) {
+            if (response.ok) { wrapper.reconnect(); } else { signedOut(status); }
+          })
+          .catch(function () { signedOut(status); });
+        return;
       }
+      signedOut(status);
       return;
     }
     if (status) { status.textContent = "Reconnecting…"; }
-    var wrapper = event.detail.socketWrapper;
     if (close && close.code === TRY_AGAIN_LATER && wrapper && document.body.contains(event.target)) {
       if (Date.now() - openedAt > 5000) { retries = 0; }  // it had worked: start over
       var delay = 250 + Math.random() * Math.min(500 * Math.pow(2, retries), 8000);

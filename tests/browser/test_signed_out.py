@@ -44,3 +44,35 @@ async def test_a_tab_signed_out_elsewhere_says_so_and_offers_to_log_in_again(
     await page.wait_for_url(lambda url: "/accounts/login/" in url)
     assert conversation_url.removeprefix(server.url) in page.url.replace("%2F", "/")
     assert watch.console_errors == [] and watch.csp_violations == []
+
+
+async def test_a_new_password_set_in_this_browser_keeps_its_tabs_connected(
+    page, context, watch, server
+):
+    """Django's password change gives this browser's cookie a new session and ends the old
+    one, which the open tab's socket was opened with: the tab asks whether the page still
+    loads, and its socket opens again, rather than saying it was signed out."""
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    status = page.locator("#connection-status")
+
+    token = next(c["value"] for c in await context.cookies() if c["name"] == "csrftoken")
+    changed = await context.request.post(
+        server.url + "/accounts/password_change/",
+        form={
+            "old_password": "alice-password",
+            "new_password1": "a-much-longer-passw0rd!",
+            "new_password2": "a-much-longer-passw0rd!",
+        },
+        headers={"X-CSRFToken": token, "Referer": server.url + "/"},
+        max_redirects=0,
+    )
+    assert changed.status == 302, await changed.text()
+
+    await chat.wait_for_socket(2)  # closed with its old session, opened with the new one
+    await expect(status).to_have_text("")
+    await page.wait_for_timeout(500)
+    await expect(status).to_have_text("")
+    reply_id = await chat.send("still here?")
+    await chat.wait_finished(reply_id)
+    assert watch.console_errors == [] and watch.csp_violations == []

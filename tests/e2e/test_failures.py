@@ -221,6 +221,7 @@ async def test_length_offers_continue_which_joins_the_rest_to_the_same_reply(
     assert reply.content == "The first half and the second."
     assert (reply.status, reply.finish_reason, reply.completion_tokens) == ("complete", "stop", 4)
     assert reply.prompt_tokens == 14  # both requests' prompts: the tokens a day count them
+    assert not await SpentTokens.objects.aexists()  # a reply made today counts them itself
     continuation = fake_upstream.requests[1].body["messages"]
     assert continuation[-2] == {"role": "assistant", "content": "The first half"}
     assert continuation[-1]["role"] == "user" and "Continue" in continuation[-1]["content"]
