@@ -16,10 +16,11 @@ from chat import events, services
 from chat.consumers import START
 from chat.models import Conversation, Message
 from chat.routing import websocket_urlpatterns
+from chat.socket_protocol import CLOSE_SESSION_ENDED
 from chat.streaming.coalescer import Frame
 from chat.streaming.generation import ReplyRenderer
 from chatsite.asgi import websocket_application
-from tests.sockets import socket_for
+from tests.sockets import closed_with, socket_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,10 +74,13 @@ async def test_an_opening_reads_its_conversation_where_stale_connections_are_clo
     await comm.disconnect()
 
 
-async def test_anonymous_user_is_refused(conversation):
+async def test_anonymous_user_is_told_its_session_ended_and_nothing_else(conversation):
+    """Not refused at the handshake: a browser reports that as a network failure, and a page
+    whose session ended while its socket was away would retry for ever."""
     comm = communicator(conversation.pk, AnonymousUser())
     connected, _code = await comm.connect()
-    assert not connected
+    assert connected
+    assert await closed_with(comm) == CLOSE_SESSION_ENDED
     await comm.disconnect()
 
 
