@@ -85,6 +85,14 @@ def _ensure_idle(conversation: Conversation) -> None:
         raise ConversationBusy
 
 
+def _shown(message: Message) -> bool:
+    """Whether `message` is on the branch the conversation shows: the chosen version of its
+    turn, under chosen versions all the way up. (A tab that missed a version switch may ask
+    to go on with a version no longer shown.)"""
+    path = selectors.path_to(message=message, fields=("selected",))
+    return message.selected and all(m.selected for m in path)
+
+
 def _select(message: Message) -> None:
     """Make `message` the chosen version of its turn (its siblings are unchosen), and the
     branch that leads to it the one shown."""
@@ -600,7 +608,7 @@ def reply_continue(*, reply: Message) -> Message:
     with conversation_lock(reply.conversation):
         _ensure_idle(reply.conversation)
         reply.refresh_from_db()
-        if not reply.stopped_early or reply.children.exists():
+        if not reply.stopped_early or reply.children.exists() or not _shown(reply):
             raise ReplyNotRetryable
         limits.check_reply(reply.conversation.owner)
         reply.status = Message.Status.PENDING

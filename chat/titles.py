@@ -8,6 +8,7 @@ import re
 import uuid
 
 from channels.db import database_sync_to_async
+from django.db.models import Q
 
 from . import events, fragments
 from .compiled import CompiledQuery, CompiledUpdate
@@ -101,10 +102,21 @@ _RETITLE = CompiledUpdate[Conversation](
 _CONVERSATION = CompiledQuery(
     lambda pk: Conversation.objects.filter(pk=pk).order_by()[:1], pk=uuid.UUID
 )
+# The first question and its answer as the conversation shows them: the chosen version of the
+# first message (edits of it are its siblings) and the chosen reply under it, not a branch the
+# user left (older conversations begin with a system message).
 _FIRST_TURNS = CompiledQuery[Message](
     lambda conversation: (
         Message.objects.filter(
-            conversation_id=conversation, role__in=[Message.Role.USER, Message.Role.ASSISTANT]
+            conversation_id=conversation,
+            role__in=[Message.Role.USER, Message.Role.ASSISTANT],
+            selected=True,
+        )
+        .filter(
+            Q(parent__isnull=True)
+            | Q(parent__role=Message.Role.SYSTEM)
+            | Q(parent__selected=True, parent__parent__isnull=True)
+            | Q(parent__selected=True, parent__parent__role=Message.Role.SYSTEM)
         )
         .order_by("id")
         .values_list("role", "content")[:2]

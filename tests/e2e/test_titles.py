@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from chat.models import Conversation
+from chat.models import Conversation, Message
 from chat.titles import TITLE_PROMPT
 from tests.fake_upstream import FakeRequest, reply_events
 from tests.live import ChatClient, PageModel, read_until_finished, reply_id_from, wait_for
@@ -96,3 +96,42 @@ async def test_a_title_the_user_set_is_never_overwritten(
     await client.aclose()
     assert (await Conversation.objects.aget(pk=conversation_id)).title == "Mine"
     assert len(fake_upstream.requests) == 1
+
+
+async def test_the_title_is_asked_from_the_first_turn_the_conversation_shows(
+    start_server, fake_upstream, alice_session
+):
+    """The first question was edited after its reply failed: the model was asked to title
+    the abandoned question and its empty reply, by the order the messages were made."""
+    server = start_server(CHAT_GENERATE_TITLES="true", CHAT_MAX_RETRIES="0")
+
+    async def plan(request: FakeRequest):
+        if asks_for_title(request):
+            return await request.stream(reply_events(["Sourdough at home"]))
+        if request.index == 0:
+            return await request.error(500, "The upstream fell over")
+        return await request.stream(reply_events(["Mix flour ", "and water."]))
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        first_reply = reply_id_from(await client.send(conversation_id, "hello wrold typo"))
+        page = await read_until_finished(ws, PageModel(), first_reply)
+        question = (await Message.objects.aget(pk=first_reply)).parent_id
+        edited = await client.http.post(
+            f"/c/{conversation_id}/messages/{question}/edit/",
+            data={"content": "How do I bake sourdough bread"},
+            headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
+        )
+        assert edited.status_code == 200, edited.text
+        await read_until_finished(ws, page, reply_id_from(edited))
+
+    async def titled() -> bool:
+        return (await Conversation.objects.aget(pk=conversation_id)).title_source == "model"
+
+    await wait_for(titled)
+    await client.aclose()
+    transcript = next(r for r in fake_upstream.requests if asks_for_title(r)).body["messages"][1]
+    assert "sourdough" in transcript["content"] and "Mix flour and water." in transcript["content"]
+    assert "wrold" not in transcript["content"]

@@ -132,3 +132,35 @@ async def test_editing_the_first_turn_branches_and_the_old_branch_is_kept(
     assert await shown(conversation_id) == old_branch
     assert await Message.objects.filter(conversation_id=conversation_id).acount() == 8
     await client.aclose()
+
+
+async def test_continue_on_a_version_no_longer_shown_is_refused(
+    start_server, fake_upstream, alice_session
+):
+    """A tab that missed a Regenerate made in another still offers Continue on the old
+    version: it was accepted, and the old version went on streaming where no page shows it."""
+    server = start_server()
+    answers = [(["Cut ", "short"], "length"), (["The second version."], "stop")]
+
+    async def plan(request: FakeRequest):
+        tokens, finish_reason = answers[request.index]
+        return await request.stream(reply_events(tokens, finish_reason=finish_reason))
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    first = last_article(await client.send(conversation_id, "Question?"))
+    assert (await ended(first)).finish_reason == "length"
+    second = last_article(await post(client, conversation_id, f"{first}/retry/"))
+    assert (await ended(second)).content == "The second version."
+
+    refused = await client.continue_reply(conversation_id, first)  # the stale tab
+    await client.aclose()
+    assert refused.status_code == 409
+    assert "Only the latest reply, cut short, can be continued." in refused.text
+    assert (await Message.objects.aget(pk=first)).status == "complete"
+    assert len(fake_upstream.requests) == 2
+    assert await shown(conversation_id) == [
+        ("user", "Question?"),
+        ("assistant", "The second version."),
+    ]
