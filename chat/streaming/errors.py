@@ -40,7 +40,7 @@ class UpstreamHTTPError(UpstreamError):
         self.status_code = status_code
         self.upstream_message = message
         self.retry_after = retry_after
-        self.retryable = status_code in RETRYABLE_STATUS_CODES or status_code >= 500
+        self.retryable = _may_pass(status_code)
 
 
 class UpstreamConnectionError(UpstreamError):
@@ -65,7 +65,13 @@ class UpstreamStreamError(UpstreamError):
             status = int(self.code) if self.code is not None else 0
         except (TypeError, ValueError):
             return False
-        return status in RETRYABLE_STATUS_CODES or 500 <= status <= 599
+        return _may_pass(status)
+
+
+def _may_pass(status: int) -> bool:
+    """An HTTP status that a later try may not meet: a timeout, a conflict, a rate limit, a
+    server error or overload."""
+    return status in RETRYABLE_STATUS_CODES or status >= 500
 
 
 def error_message_from(payload: dict[str, Any]) -> str | None:

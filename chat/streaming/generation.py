@@ -203,7 +203,7 @@ class Generation:
             self.stream = chat_completions_client().stream(await self._request_body())
             # The size limit counts what was there before (a continuation's text and thinking,
             # and the joint its new thinking takes) and what streams.
-            room = self._room() - (len(THINKING_JOINT) if self.reasoning_prefix else 0)
+            room = self._room()
             async with asyncio.timeout(settings.CHAT_TOTAL_TIMEOUT):
                 async for update in self.stream:
                     if isinstance(update, Retrying):
@@ -251,9 +251,10 @@ class Generation:
         await self._finish(outcome, coalescer, heartbeats)
 
     def _room(self) -> int:
-        """The characters the size limit leaves this pass (a continuation's earlier text and
-        thinking count), before the joint its new thinking takes."""
-        return settings.CHAT_MAX_REPLY_CHARS - len(self.prefix) - len(self.reasoning_prefix)
+        """The characters the size limit leaves this pass: a continuation's earlier text and
+        thinking count, and so does the joint its new thinking takes."""
+        joint = len(THINKING_JOINT) if self.reasoning_prefix else 0
+        return settings.CHAT_MAX_REPLY_CHARS - len(self.prefix) - len(self.reasoning_prefix) - joint
 
     async def _request_body(self) -> dict[str, Any]:
         conversation = self.reply.conversation
@@ -322,7 +323,7 @@ class Generation:
             # this pass's text is cut, its thinking before its answer: a continuation's
             # earlier text and thinking stay as they were saved and shown.
             joint = THINKING_JOINT if self.reasoning_prefix else ""
-            room = max(self._room() - len(joint), 0)
+            room = max(self._room(), 0)
             reasoning = completion.reasoning[:room]
             answer = (completion.content + completion.refusal)[: room - len(reasoning)]
             fields["reasoning"] = self.reasoning_prefix + (joint + reasoning if reasoning else "")
