@@ -1,5 +1,7 @@
 """Admin built for review: filters, token totals, a transcript page rendered like the chat, and
-exports. Staff with only the view permission get all of it read-only."""
+exports. A conversation is its owner's record: staff read, export and delete it, and change
+nothing in it (a title or system prompt changed here would change the owner's next reply, and
+a save would move the conversation to the top of the owner's list)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from django.utils import dateformat, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from . import selectors
+from . import selectors, services
 from .exports import csv_lines, jsonl_lines, with_messages
 from .limits import FIELDS
 from .models import Conversation, Message, UsageLimit
@@ -87,7 +89,9 @@ class FeedbackFilter(admin.SimpleListFilter):
         if self.value() in {"up", "down"}:
             return queryset.filter(messages__feedback=self.value()).distinct()
         if self.value() == "any":
-            return queryset.exclude(messages__feedback="").filter(messages__isnull=False).distinct()
+            return queryset.filter(
+                messages__feedback__in=[Message.Feedback.UP, Message.Feedback.DOWN]
+            ).distinct()
         return queryset
 
 
@@ -172,6 +176,8 @@ class ConversationAdmin(admin.ModelAdmin):
     inlines = [MessageInline]
     list_select_related = ["owner"]
     actions = [export_jsonl, export_csv]
+    # The chat page is its owner's alone: "View on site" would lead staff to a 404.
+    view_on_site = False
 
     class Media:
         css = {"all": ["admin/chat/changelist.css"]}
@@ -186,6 +192,24 @@ class ConversationAdmin(admin.ModelAdmin):
                 completion_token_total=_per_conversation(Sum("completion_tokens")),
             )
         )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a conversation is made by its owner's first message
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_deleted_objects(self, objs, request):  # type: ignore[no-untyped-def]
+        # Its messages go with it, though staff may not delete a message alone (`MessageAdmin`).
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, perms_needed - {Message._meta.verbose_name}, protected
+
+    def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
+        services.conversation_delete(conversation=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        for conversation in queryset:
+            services.conversation_delete(conversation=conversation)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
@@ -261,6 +285,7 @@ class UsageLimitAdmin(admin.ModelAdmin):
     """Other limits for a user or a group than the defaults in settings (`chat.limits`)."""
 
     list_display = ["__str__", *FIELDS]
+    list_select_related = ["user", "group"]
     autocomplete_fields = ["user", "group"]
     search_fields = ["user__username", "group__name"]
 
@@ -285,4 +310,9 @@ class MessageAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # A message is part of its conversation's tree and of the owner's spent tokens: staff
+        # delete the whole conversation (`ConversationAdmin.delete_model`), not a part of it.
         return False

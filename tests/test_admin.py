@@ -151,6 +151,9 @@ def test_conversations_filter_by_feedback_and_show_token_totals(admin_client, us
     body = admin_client.get(changelist + "?feedback=up").content.decode()
     assert "liked one" in body and "plain one" not in body
     assert "10 / 5" in body
+    # "Any feedback": a rated reply among unrated messages (every question is one).
+    body = admin_client.get(changelist + "?feedback=any").content.decode()
+    assert "liked one" in body and "plain one" not in body
     assert (
         "plain one"
         in admin_client.get(changelist + f"?owner__id__exact={user.pk}").content.decode()
@@ -282,3 +285,106 @@ def test_the_transcript_shows_each_reply_with_the_system_prompt_it_was_made_with
     second_section = body[body.index(f'id="t{second.pk}"') :]
     assert "Be brief." in first_section and "Answer in French." not in first_section
     assert "Answer in French." in second_section and "Be brief." not in second_section
+
+
+NO_INLINE_FORMS = {
+    "messages-TOTAL_FORMS": "0",
+    "messages-INITIAL_FORMS": "0",
+    "messages-MIN_NUM_FORMS": "0",
+    "messages-MAX_NUM_FORMS": "1000",
+}
+
+
+def test_a_conversation_is_a_record_that_even_a_superuser_cannot_add_or_change(
+    admin_client, user, monkeypatch
+):
+    """An added conversation had no owner (a server error); a saved one moved to the top of its
+    owner's list, and its system prompt or model changed the owner's next reply."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat import selectors
+
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    admin_client.raise_request_exception = False
+    form = {"title": "t", "title_source": "words", "model": "m", "system_prompt": "be rude"}
+    added = admin_client.post(reverse("admin:chat_conversation_add"), {**form, **NO_INLINE_FORMS})
+    assert added.status_code == 403
+    assert not Conversation.objects.exists()
+
+    conversation = services.conversation_create(owner=user)
+    past = timezone.now() - timedelta(days=30)
+    Conversation.objects.filter(pk=conversation.pk).update(updated=past)
+    change_url = reverse("admin:chat_conversation_change", args=[conversation.pk])
+    page = admin_client.get(change_url)
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    assert "View on site" not in page.content.decode()
+    assert admin_client.post(change_url, {**form, **NO_INLINE_FORMS}).status_code == 403
+    conversation.refresh_from_db()
+    assert (conversation.updated, conversation.system_prompt) == (past, "")
+    assert selectors.conversation_sidebar_page(user=user).entries[0][0] == "Older"
+
+
+@pytest.mark.parametrize("how", ["one", "action"])
+def test_deleting_in_the_admin_keeps_the_days_tokens_and_stops_the_reply(
+    admin_client, user, monkeypatch, how, django_capture_on_commit_callbacks
+):
+    """The admin deleted the rows itself: the owner's tokens for the day came back, and a reply
+    still streaming was not told to stop."""
+    from chat import limits
+
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    cancelled: list[int] = []
+    monkeypatch.setattr("chat.events.request_cancel", cancelled.append)
+    conversation = services.conversation_create(owner=user)
+    _, done = services.message_submit(conversation=conversation, content="q")
+    Message.objects.filter(pk=done.pk).update(
+        status="complete", content="a", prompt_tokens=60, completion_tokens=50
+    )
+    _, streaming = services.message_submit(conversation=conversation, content="q2", after=done.pk)
+    assert limits._tokens_spent_today(user.pk) == 110
+    with django_capture_on_commit_callbacks(execute=True):
+        if how == "one":
+            response = admin_client.post(
+                reverse("admin:chat_conversation_delete", args=[conversation.pk]),
+                {"post": "yes"},
+            )
+        else:
+            response = admin_client.post(
+                reverse("admin:chat_conversation_changelist"),
+                {"action": "delete_selected", "_selected_action": [conversation.pk], "post": "yes"},
+            )
+    assert response.status_code == 302
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+    assert limits._tokens_spent_today(user.pk) == 110
+    assert cancelled == [streaming.pk]
+
+
+def test_a_message_cannot_be_deleted_alone(admin_client, user, monkeypatch):
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    question, _ = services.message_submit(conversation=conversation, content="q")
+    url = reverse("admin:chat_message_delete", args=[question.pk])
+    assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    assert Message.objects.filter(pk=question.pk).exists()
+
+
+def test_the_usage_limits_list_takes_no_query_per_row(admin_client, django_user_model):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.models import UsageLimit
+
+    url = reverse("admin:chat_usagelimit_changelist")
+
+    def queries_with(rows: int) -> int:
+        for i in range(UsageLimit.objects.count(), rows):
+            owner = django_user_model.objects.create_user(f"limited{i}")
+            UsageLimit.objects.create(user=owner, tokens_per_day=i)
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(url).status_code == 200
+        return len(captured)
+
+    assert queries_with(2) == queries_with(20)
