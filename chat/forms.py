@@ -46,6 +46,12 @@ class ConversationSettingsForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["model"].choices = [(m, m) for m in models]  # type: ignore[attr-defined]
 
+    def clean_system_prompt(self) -> str:
+        # Kept as typed (indentation is meaning), but one of blanks alone is none: the model is
+        # sent no such prompt, and the page must not say one is set.
+        prompt: str = self.cleaned_data["system_prompt"]
+        return prompt if prompt.strip() else ""
+
 
 class EditForm(forms.Form):
     content = forms.CharField(max_length=MAX_MESSAGE_LENGTH, strip=False)

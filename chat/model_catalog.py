@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import httpx
 import redis.exceptions
@@ -15,6 +15,9 @@ from django.views.decorators.debug import sensitive_variables
 from . import outages
 from .streaming.demo import DemoTransport
 from .streaming.upstream import base_url
+
+if TYPE_CHECKING:
+    from .models import Conversation
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,13 @@ def available_models() -> list[str]:
             models = []
             _cache(models, FAILURE_CACHE_SECONDS)
     return _with_default(models)
+
+
+def models_for(conversation: Conversation) -> list[str]:
+    """The models a conversation may switch to: those offered, and its own when it is no longer
+    among them (its replies still go to it, so the picker must show it chosen)."""
+    models = available_models()
+    return models if conversation.model in models else [conversation.model, *models]
 
 
 # The cache is Redis when several processes share it: while Redis is away the page still

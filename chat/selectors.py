@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
@@ -17,13 +17,15 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, Func, OuterRef, Q, QuerySet, TextField
 from django.utils import timezone
 
 from .compiled import CompiledQuery
 from .models import ACTIVE_STATUSES, Conversation, Message
 
 SIDEBAR_PAGE_SIZE = 50
+# A search's words are read up to here (a contains query costs the text times the pattern).
+MAX_SEARCH_CHARS = 200
 # The account `manage.py ensure_demo_user` makes for a local demo (`scripts/run`).
 DEMO_USERNAME = DEMO_PASSWORD = "demo"
 _demo_password_checked: dict[str, bool] = {}
@@ -84,18 +86,38 @@ def group_starts(today: date) -> list[tuple[datetime, str]]:
     ]
 
 
+class Casefold(Func):
+    """A text casefolded (`str.casefold`: "Straße" and "STRASSE" alike), on SQLite."""
+
+    function = "chat_casefold"
+    output_field = TextField()
+
+
+def sqlite_functions(sender: Any, connection: Any = None, **kwargs: Any) -> None:
+    """`connection_created` receiver: SQLite's connections learn `Casefold`."""
+    if connection is not None and connection.vendor == "sqlite":
+        connection.connection.create_function(Casefold.function, 1, _casefold, deterministic=True)
+
+
+def _casefold(text: str | None) -> str | None:
+    return None if text is None else text.casefold()
+
+
 def conversation_search(
     conversations: QuerySet[Conversation], *, query: str
 ) -> QuerySet[Conversation]:
     """The conversations whose title or messages match `query`: on PostgreSQL a full-text
     search (every word, as a prefix of a word, so it finds as you type), elsewhere a
-    case-insensitive contains."""
+    contains ignoring case."""
     said = Message.objects.filter(
         conversation=OuterRef("pk"), role__in=[Message.Role.USER, Message.Role.ASSISTANT]
     )
     if connection.vendor != "postgresql":
-        return conversations.filter(
-            Q(title__icontains=query) | Exists(said.filter(content__icontains=query))
+        # SQLite's LIKE ignores the case of ASCII letters only: both sides casefolded.
+        folded = query.casefold()
+        return conversations.alias(folded_title=Casefold("title")).filter(
+            Q(folded_title__contains=folded)
+            | Exists(said.alias(folded=Casefold("content")).filter(folded__contains=folded))
         )
     from django.contrib.postgres.search import SearchQuery, SearchVector
 
@@ -114,15 +136,6 @@ def conversation_search(
     )
 
 
-def _after_cursor(conversations: QuerySet[Conversation], cursor: str) -> QuerySet[Conversation]:
-    updated, _, pk = cursor.partition("~")
-    try:
-        when, after = datetime.fromisoformat(updated), uuid.UUID(pk)
-    except ValueError:
-        return conversations.none()
-    return conversations.filter(Q(updated__lt=when) | Q(updated=when, pk__lt=after))
-
-
 def conversation_sidebar_page(
     *,
     user: AbstractBaseUser | AnonymousUser,
@@ -138,10 +151,26 @@ def conversation_sidebar_page(
     Older). Archived conversations are listed only when `archived`; a search finds every
     conversation, archived or not."""
     today = today or timezone.localdate()
-    page = SidebarPage(query=query.strip(), archived=archived, current=current, first=not cursor)
+    page = SidebarPage(
+        query=query[:MAX_SEARCH_CHARS].strip(), archived=archived, current=current, first=not cursor
+    )
     pinned: list[ConversationLink] = []
-    if not page.query and not archived and page.first:
-        pinned = _link_rows(_SIDEBAR_PINNED, owner=user.pk)
+    pinned_after = cursor.removeprefix(PINNED_CURSOR) if cursor.startswith(PINNED_CURSOR) else ""
+    if not page.query and not archived and (page.first or pinned_after):
+        # Pinned ones come first, paged like the rest; the others start on the page where the
+        # pinned ones end.
+        pinned = (
+            _links(_after_cursor(_pinned(user.pk), pinned_after)[: SIDEBAR_PAGE_SIZE + 1])
+            if pinned_after
+            else _link_rows(_SIDEBAR_PINNED, owner=user.pk)
+        )
+        if len(pinned) > SIDEBAR_PAGE_SIZE:
+            pinned = pinned[:SIDEBAR_PAGE_SIZE]
+            page.entries = _pinned_entries(pinned, first=page.first)
+            page.last_group = "Pinned"
+            page.next_cursor = PINNED_CURSOR + _cursor_of(pinned[-1])
+            return page
+        cursor = ""
     if page.query or cursor:
         conversations = conversation_list_for_user(user=user)
         if page.query:
@@ -156,7 +185,7 @@ def conversation_sidebar_page(
         found = _links(conversations[: SIDEBAR_PAGE_SIZE + 1])
     else:  # the first page, as every page load asks for it: the same query, compiled once
         found = _link_rows(_SIDEBAR_FIRST[archived], owner=user.pk)
-    page.entries = [("Pinned" if i == 0 else "", c) for i, c in enumerate(pinned)]
+    page.entries = _pinned_entries(pinned, first=page.first)
     group = last_group
     starts = group_starts(today)
     for conversation in found[:SIDEBAR_PAGE_SIZE]:
@@ -169,9 +198,42 @@ def conversation_sidebar_page(
         group = this
     page.last_group = group
     if len(found) > SIDEBAR_PAGE_SIZE:
-        last = found[SIDEBAR_PAGE_SIZE - 1]
-        page.next_cursor = f"{last.updated.isoformat()}~{last.pk}"
+        page.next_cursor = _cursor_of(found[SIDEBAR_PAGE_SIZE - 1])
     return page
+
+
+# A cursor inside the pinned conversations (a page's cursor is the last one it lists).
+PINNED_CURSOR = "pinned:"
+
+
+def _cursor_of(conversation: ConversationLink) -> str:
+    return f"{conversation.updated.isoformat()}~{conversation.pk}"
+
+
+def _after_cursor(conversations: QuerySet[Conversation], cursor: str) -> QuerySet[Conversation]:
+    """The conversations listed after `cursor` (ordered newest first); none for a cursor that
+    is not one."""
+    updated, _, pk = cursor.partition("~")
+    try:
+        when, after = datetime.fromisoformat(updated), uuid.UUID(pk)
+        if timezone.is_naive(when):
+            raise ValueError(updated)
+        when = when.astimezone(UTC)  # out of range here, not in the query
+    except (ValueError, OverflowError):
+        return conversations.none()
+    return conversations.filter(Q(updated__lt=when) | Q(updated=when, pk__lt=after))
+
+
+def _pinned(owner: int | None) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(owner_id=owner, archived=False, pinned=True).order_by(
+        "-updated", "-pk"
+    )
+
+
+def _pinned_entries(
+    pinned: list[ConversationLink], *, first: bool
+) -> list[tuple[str, ConversationLink]]:
+    return [("Pinned" if i == 0 and first else "", c) for i, c in enumerate(pinned)]
 
 
 def _links(conversations: QuerySet[Conversation]) -> list[ConversationLink]:
@@ -201,11 +263,7 @@ def _sidebar_first(*, archived: bool) -> CompiledQuery[Conversation]:
 
 _SIDEBAR_FIRST = {archived: _sidebar_first(archived=archived) for archived in (False, True)}
 _SIDEBAR_PINNED = CompiledQuery(
-    lambda owner: (
-        Conversation.objects.filter(owner_id=owner, archived=False, pinned=True)
-        .order_by("-updated")
-        .values_list(*ConversationLink._fields)[:SIDEBAR_PAGE_SIZE]
-    ),
+    lambda owner: _pinned(owner).values_list(*ConversationLink._fields)[: SIDEBAR_PAGE_SIZE + 1],
     owner=int,
 )
 _CONVERSATION_FOR_USER = CompiledQuery(

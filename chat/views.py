@@ -25,7 +25,7 @@ from .forms import (
     RenameForm,
     StartForm,
 )
-from .model_catalog import available_models
+from .model_catalog import available_models, models_for
 from .models import Conversation, Message
 
 PAGE = "chat/conversation.html"
@@ -103,7 +103,7 @@ def conversation_sidebar(request: HttpRequest) -> HttpResponse:
         current = None
     page = selectors.conversation_sidebar_page(
         user=request.user,
-        query=request.GET.get("q", "")[:200],
+        query=request.GET.get("q", ""),
         archived=request.GET.get("archived") == "1",
         cursor=request.GET.get("cursor", ""),
         last_group=request.GET.get("group", ""),
@@ -154,7 +154,7 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
         sidebar=selectors.conversation_sidebar_page(user=request.user, current=conversation.pk),
         messages=article_cache.page_messages(conversation=conversation),
         idempotency_key=uuid.uuid4(),
-        models=available_models(),
+        models=models_for(conversation),
     )
     return HttpResponse(page)
 
@@ -176,9 +176,7 @@ def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
 @require_POST
 def conversation_configure(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
-    models = available_models()
-    if conversation.model not in models:
-        models = [conversation.model, *models]
+    models = models_for(conversation)
     # The header's model picker sends the model alone, the system prompt box the prompt alone.
     form = ConversationSettingsForm(
         {

@@ -64,6 +64,32 @@ def test_settings_take_a_listed_model_and_a_system_prompt(alice, conversation, s
     assert alice.post(url, {"model": "not-offered"}).status_code == 422
 
 
+def test_the_picker_shows_the_conversations_model_when_it_is_no_longer_offered(
+    alice, conversation, settings
+):
+    """It showed the first model offered as chosen, while replies went to the conversation's."""
+    settings.CHAT_MODELS = ["small-model", "big-model"]
+    settings.CHAT_MODEL = "small-model"
+    Conversation.objects.filter(pk=conversation.pk).update(model="retired-model")
+    page = alice.get(conversation.get_absolute_url()).content.decode()
+    assert '<option value="retired-model" selected>' in page
+    assert '<option value="small-model">' in page
+
+
+def test_a_system_prompt_of_blanks_alone_is_none(alice, conversation):
+    """The page said a system prompt was set, and the model was sent none."""
+    url = reverse("chat:conversation_configure", args=[conversation.pk])
+    assert alice.post(url, {"system_prompt": "   \n\t "}, HTTP_HX_REQUEST="true").status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.system_prompt == ""
+    assert (
+        "A system prompt is set" not in alice.get(conversation.get_absolute_url()).content.decode()
+    )
+    alice.post(url, {"system_prompt": "  Indented.\n"}, HTTP_HX_REQUEST="true")
+    conversation.refresh_from_db()
+    assert conversation.system_prompt == "  Indented.\n"
+
+
 def test_models_come_from_the_upstreams_list_when_not_configured(alice, conversation, settings):
     from django.core.cache import cache
 

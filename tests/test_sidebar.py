@@ -3,7 +3,9 @@ over titles and messages; pin and archive."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings as django_settings
@@ -67,6 +69,76 @@ def test_pages_follow_on_without_gaps_repeats_or_a_repeated_heading(user):
     assert (
         len(selectors.conversation_sidebar_page(user=user).entries) == selectors.SIDEBAR_PAGE_SIZE
     )
+
+
+def test_every_pinned_conversation_is_listed_when_there_are_more_than_a_page(alice_client, user):
+    """The pinned list was cut at one page, and the pages after it leave pinned ones out: five
+    of 55 could only be found by a search."""
+    count = selectors.SIDEBAR_PAGE_SIZE + 5
+    for i in range(count):
+        made(user, f"p{i:03d}", days_ago=i / 100, pinned=True)
+    for i in range(3):
+        made(user, f"c{i}", days_ago=i)
+    seen: list[tuple[str, str]] = []
+    cursor, group = "", ""
+    for _ in range(5):
+        page = selectors.conversation_sidebar_page(user=user, cursor=cursor, last_group=group)
+        seen += listed(page)
+        cursor, group = page.next_cursor, page.last_group
+        if not cursor:
+            break
+    assert [title for _, title in seen] == [f"p{i:03d}" for i in range(count)] + ["c0", "c1", "c2"]
+    assert [heading for heading, _ in seen if heading] == [
+        "Pinned",
+        "Today",
+        "Yesterday",
+        "Previous 7 days",
+    ]
+    # The page's "Show more" asks for the rest, and the list view answers with it.
+    first = selectors.conversation_sidebar_page(user=user)
+    rest = alice_client.get(reverse("chat:conversation_sidebar") + "?" + first.next_params)
+    body = rest.content.decode()
+    assert "p054" in body and "c2" in body and "p049" not in body
+
+
+def test_a_search_ignores_case_beyond_ascii_letters(user, other_user):
+    """SQLite's LIKE folds ASCII letters only: "über" did not find "Über"."""
+    made(user, "Über Straßenbahnen", days_ago=0)
+    theirs = made(other_user, "über alles", days_ago=0)
+    services.message_submit(conversation=theirs, content="ÜBER")
+    about = made(user, "Trams", days_ago=1)
+    Message.objects.create(conversation=about, role="user", content="Die STRASSENBAHN fährt")
+    for query, titles in [
+        ("über", ["Über Straßenbahnen"]),
+        ("ÜBER", ["Über Straßenbahnen"]),
+        ("STRAßENBAHNEN", ["Über Straßenbahnen"]),
+        ("fährt", ["Trams"]),
+    ]:
+        page = selectors.conversation_sidebar_page(user=user, query=query)
+        assert [c.title for _, c in page.entries] == titles, query
+
+
+@pytest.mark.parametrize("page", ["chat:start", "chat:conversation_sidebar"])
+def test_a_search_reads_its_first_200_characters_on_every_page(alice_client, user, page):
+    """The start page searched with the whole query (a contains query costs the text times
+    the pattern: seconds for a long one)."""
+    long = made(user, "the long one", days_ago=0)
+    Message.objects.create(conversation=long, role="user", content="a" * 300)
+    body = alice_client.get(reverse(page) + "?" + urlencode({"q": "a" * 300 + "b"})).content
+    assert "the long one" in body.decode()  # found: the "b" past the first 200 is not read
+
+
+@pytest.mark.parametrize(
+    "cursor", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-01-01T00:00:00"]
+)
+def test_a_cursor_out_of_range_or_without_a_zone_lists_nothing(alice_client, user, cursor):
+    """Out of range, it was a server error on SQLite (the time is moved to UTC for the query)."""
+    made(user, "there", days_ago=0)
+    alice_client.raise_request_exception = False
+    query = urlencode({"cursor": f"{cursor}~{uuid.uuid4()}"})
+    response = alice_client.get(reverse("chat:conversation_sidebar") + "?" + query)
+    assert response.status_code == 200
+    assert 'id="conv-link-' not in response.content.decode()
 
 
 def test_search_finds_titles_and_message_text_of_mine_only(user, other_user):
