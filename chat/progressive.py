@@ -18,6 +18,7 @@ No Django here.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,9 +36,10 @@ _PARAGRAPH_LINE = re.compile(r" {0,3}(?![#>*+\-=_|`~:\d\s])\S[^\n]*\n")
 # - a table with a row that starts with a pipe; a quote with a line that starts with ">";
 _TABLE_LINE = re.compile(r" {0,3}\|[^\n]*\n")
 _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
-# - a list with an indented line (inside an item) or an item with the same marker (not a rule).
-_BULLET_LINE = r"(?: {{2,}}|\t)\S[^\n]*\n| {{0,3}}{marker} +(?![-*_ ]*\n)\S[^\n]*\n"
-_ORDERED_LINE = r"(?: {{2,}}|\t)\S[^\n]*\n| {{0,3}}\d{{1,9}}{marker} +\S[^\n]*\n"
+# - a list with a line indented to its last item's content (inside that item), or an item
+#   with the same marker whose content starts in the same column (not a rule). A line indented
+#   less (a code fence at two spaces under "1. ") ends the list, so it is parsed.
+_ITEM_START = re.compile(r"( {0,3})(\d{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
 # Blocks that end at a blank line; lists and indented code may go on after one.
 _END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
 # Blocks complete as soon as their last line is.
@@ -54,8 +56,14 @@ class _OpenFence:
     scan_from: int  # offset of the first line not yet checked for the closing fence
 
     def closing_line(self) -> re.Pattern[str]:
-        char = re.escape(self.marker[0])
-        return re.compile(rf" {{0,3}}{char}{{{len(self.marker)},}}[ \t]*")
+        return _closing_fence(self.marker)
+
+
+def _closing_fence(marker: str) -> re.Pattern[str]:
+    """A line that closes a code fence opened with `marker` (CommonMark: up to three spaces,
+    at least as many of its characters, then blanks; a tab indents four columns)."""
+    char = re.escape(marker[0])
+    return re.compile(rf" {{0,3}}{char}{{{len(marker)},}}[ \t]*")
 
 
 @dataclass
@@ -179,7 +187,8 @@ class ProgressiveRenderer:
                 return replaced
             base = self.settled
             source = self.text[base:complete]
-            blocks = _top_level_blocks(block_parser().parse(source))
+            tokens = block_parser().parse(source)
+            blocks = _top_level_blocks(tokens)
             if not blocks:
                 return replaced
             line_starts = _line_starts(source)
@@ -194,7 +203,11 @@ class ProgressiveRenderer:
                 replaced = True
                 if settled == len(blocks):
                     continue  # the tail is blank or a partial line: nothing more to settle
-            self._open_line = _continuation(last, source) if settled == len(blocks) - 1 else None
+            self._open_line = (
+                _continuation(last, source, _last_item(tokens))
+                if settled == len(blocks) - 1
+                else None
+            )
             self._open_to = complete if self._open_line is not None else None
             if last.type == "fence" and settled < len(blocks):
                 # An open code fence: from now on, scan its lines for the closing fence.
@@ -251,7 +264,7 @@ class ProgressiveRenderer:
             position = newline + 1
 
 
-def _continuation(block: Token, source: str) -> re.Pattern[str] | None:
+def _continuation(block: Token, source: str, item: Token | None) -> re.Pattern[str] | None:
     """The lines that can only continue this open block (see `_PARAGRAPH_LINE`)."""
     if not source.endswith("\n") or source.endswith("\n\n"):
         return None  # only after a non-blank line
@@ -261,9 +274,40 @@ def _continuation(block: Token, source: str) -> re.Pattern[str] | None:
         return _TABLE_LINE
     if block.type == "blockquote_open":
         return _QUOTE_LINE
-    if block.type in ("bullet_list_open", "ordered_list_open") and block.markup:
-        pattern = _BULLET_LINE if block.type == "bullet_list_open" else _ORDERED_LINE
-        return re.compile(pattern.format(marker=re.escape(block.markup)))
+    if block.type in ("bullet_list_open", "ordered_list_open") and item is not None:
+        return _list_line(block, item, source)
+    return None
+
+
+@functools.cache
+def _list_lines(ordered: bool, marker: str, column: int) -> re.Pattern[str]:
+    items = [
+        rf" {{{indent}}}{number}{re.escape(marker)} {{{column - indent - width - 1}}}"
+        for indent in range(4)
+        for width, number in ([(d, rf"\d{{{d}}}") for d in range(1, 10)] if ordered else [(0, "")])
+        if 1 <= column - indent - width - 1 <= 4
+    ]
+    rule = "" if ordered else r"(?![-*_ ]*\n)"
+    return re.compile(rf" {{{column},}}\S[^\n]*\n|(?:{'|'.join(items)}){rule}\S[^\n]*\n")
+
+
+def _list_line(block: Token, item: Token, source: str) -> re.Pattern[str] | None:
+    """The lines that continue a list whose last item is `item` (see `_ITEM_START`)."""
+    first = _lines(item)[0]
+    line_start = _line_starts(source)[first] if first else 0
+    match = _ITEM_START.match(source, line_start)
+    if match is None:
+        return None  # an empty item, a tab, or code right after the marker: parse each line
+    ordered = block.type == "ordered_list_open"
+    marker = match.group(2)[-1] if ordered else match.group(2)
+    return _list_lines(ordered, marker, match.end() - line_start)
+
+
+def _last_item(tokens: list[Token]) -> Token | None:
+    """The last item of a top-level list (the list being the last block)."""
+    for token in reversed(tokens):
+        if token.type == "list_item_open" and token.level == 1:
+            return token
     return None
 
 
@@ -295,13 +339,7 @@ def _is_complete(block: Token, source: str, line_starts: list[int], n_lines: int
         if end - 1 <= start:
             return False
         line = source[line_starts[end - 1] : line_starts[end] - 1]
-        char = block.markup[0]
-        stripped = line.strip(" \t")
-        return (
-            len(line) - len(line.lstrip(" ")) <= 3
-            and len(stripped) >= len(block.markup)
-            and stripped == char * len(stripped)
-        )
+        return _closing_fence(block.markup).fullmatch(line) is not None
     if block.type in _END_AT_BLANK_LINE:
         # A complete blank line after it ends it.
         return end < n_lines and not source[line_starts[end] : line_starts[end + 1]].strip()

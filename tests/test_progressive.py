@@ -53,6 +53,15 @@ BLOCKS = st.one_of(
         )
     ),
     st.lists(INLINE, min_size=1, max_size=2).map(lambda xs: "\n\n".join("    " + x for x in xs)),
+    # Steps with code: the fence inside the item, or (indented less than the item's content)
+    # a top-level block that ends the list; a tab-indented fence line inside a code block.
+    st.tuples(
+        st.sampled_from(["1. ", "1.  ", "10. ", "- ", "-   ", "9) "]),
+        st.sampled_from(["", " ", "  ", "   ", "    ", "     "]),
+        INLINE,
+        st.sampled_from(["", "2. ", "- ", "11. "]),
+    ).map(lambda t: f"{t[0]}{t[2]}\n{t[1]}```sh\n{t[1]}{t[2]}\n{t[1]}```\n{t[3]}{t[2]}"),
+    st.tuples(FENCE, INLINE).map(lambda t: f"{t[0]}\n{t[1]}\n\t{t[0]}\n# in the code\n{t[0]}"),
 )
 SEPARATORS = st.sampled_from(["\n\n", "\n", "\n\n\n", "\r\n\r\n", "\n \n"])
 
@@ -125,6 +134,45 @@ def test_the_state_at_any_point_shows_every_character_once(data: st.DataObject) 
             == text[: len(renderer.text)].replace("\r\n", "\n").replace("\r", "\n")
             or "\r" in text
         )
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=documents())
+def test_fed_line_by_line_the_state_is_that_of_the_text_fed_at_once(text: str) -> None:
+    """The lines a block's fast path takes without a parse must be those a parse would leave
+    in it: else a block stays unsettled, or a code block shows as text, while it streams."""
+    renderer, fed = ProgressiveRenderer(), ""
+    for line in re.findall(r"[^\n]*\n|[^\n]+$", text):
+        renderer.feed(line)
+        fed += line
+        at_once = ProgressiveRenderer()
+        at_once.feed(fed)
+        assert (renderer.settled, renderer.tail.kind) == (at_once.settled, at_once.tail.kind), fed
+
+
+def test_a_tab_indented_fence_line_does_not_close_a_code_block() -> None:
+    """A tab indents four columns: "\t```" is code. Parsed with the opening line (one frame, a
+    reload, a continuation) it closed the block, and the line after it showed (and was saved)
+    as a heading."""
+    first, second = "```go\ns := `\n\t```\n", "`\n# not a heading\n```\n"
+    settled, rest, whole, _ = stream([first, second])
+    assert "<h1>" not in "".join(settled) + rest
+    assert "".join(settled) + rest == whole == render_markdown(first + second)
+
+
+def test_a_code_block_under_a_numbered_step_is_code_as_it_streams() -> None:
+    """A fence indented less than its item's text ends the list: a top-level code block. The
+    list's fast path took every indented line as the item's, so it streamed as raw text."""
+    for text in [
+        "1. Install it:\n  ```bash\n  pip install chatsite\n",
+        "10. Build it:\n   ```sh\n   make\n",
+        "-   Run it:\n  ```sh\n  make run\n",
+    ]:
+        renderer = ProgressiveRenderer()
+        for line in text.splitlines(keepends=True):
+            renderer.feed(line)
+        assert renderer.tail.kind == "code", text
+        assert "<ol" in renderer.blocks_html or "<ul" in renderer.blocks_html
 
 
 def test_blocks_settle_while_the_text_streams() -> None:

@@ -425,6 +425,9 @@ class Generation:
     ) -> None:
         # The heartbeat keeps the lease until the final save: tools can take longer than it.
         await coalescer.aclose()
+        # Where every tab that has each frame stands: the ending applies there. (Finishing may
+        # add a line end, for a CR held back in case it was half a CRLF.)
+        tabs_at = self.view.cursor()
         stored, ending = self.view.finish()
         shown_as_saved = self.view.content.text == normalise(
             outcome["content"]
@@ -471,7 +474,7 @@ class Generation:
             for name, value in outcome.items():
                 setattr(finished, name, value)
             ending += fragments.reply_finished(finished)
-            final = {"cursor": self.view.cursor(), "html": ending}
+            final = {"cursor": tabs_at, "html": ending}
         if saved and self.continues:
             # Before the tabs hear of the end: a message sent from one at once is checked with
             # these tokens counted.

@@ -682,8 +682,17 @@
     var source = button.classList.contains("code-copy")
       ? button.parentElement.querySelector("pre")
       : document.querySelector(button.getAttribute("data-copy"));
-    if (source) { copyText(source.innerText, button); }
+    if (source) { copyText(shownText(source), button); }
   });
+
+  // The text as the page shows it, without the code blocks' language labels and copy buttons
+  // (hidden for the read: `innerText` leaves out what is not displayed).
+  function shownText(element) {
+    element.classList.add("copying");
+    var text = element.innerText;
+    element.classList.remove("copying");
+    return text;
+  }
 
   document.addEventListener("htmx:load", function (event) { addCodeCopyButtons(event.detail.elt); });
   document.addEventListener("DOMContentLoaded", function () { addCodeCopyButtons(document); });

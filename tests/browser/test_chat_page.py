@@ -83,6 +83,23 @@ async def test_a_sent_message_streams_a_reply_that_becomes_highlighted_markdown(
     saved = await Message.objects.aget(pk=reply_id)
     assert (saved.status, saved.content) == ("complete", REPLY_TEXT)
 
+    # Copy takes the reply as shown, without the code block's label and button; Copy code
+    # takes the code alone. (The label and the button were copied with the reply.)
+    await page.evaluate(
+        "navigator.clipboard.writeText = (text) => {"
+        " window.copied = text; return Promise.resolve(); }"
+    )
+    await chat.reply(reply_id).locator(".copy-button").click()
+    copied = await page.evaluate("window.copied")
+    assert copied.startswith("Here is a short answer.") and copied.endswith("Done."), copied
+    assert "def greet(name):" in copied
+    assert "python" not in copied and "Copy code" not in copied, copied
+    await content.get_by_role("button", name="Copy code").click()
+    assert (
+        await page.evaluate("window.copied") == 'def greet(name):\n    return f"Hello, {name}!"\n'
+    )
+    await expect(content.locator(".code-lang")).to_be_visible()  # shown again
+
 
 async def test_shift_enter_adds_a_new_line_and_does_not_send(page, watch, server, fake_upstream):
     chat = ChatPage(page, server)

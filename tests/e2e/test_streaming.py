@@ -89,6 +89,34 @@ async def test_reply_streams_to_the_socket_in_order_and_is_saved_once(
     assert sent.headers["Authorization"] == f"Bearer {TEST_API_KEY}"
 
 
+async def test_a_reply_whose_last_delta_ends_in_a_lone_cr_ends_with_its_last_block_only(
+    start_server, fake_upstream, alice_session
+):
+    """The CR held back (it may be half a CRLF) became a line end at the end, which moved the
+    reply's cursor past where every tab stood: the tabs were sent the whole reply again (an
+    opened thinking section closed), not its last block."""
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(["# Title\n", "\nDone.\r"]), delay=0.05)
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "Say done"))
+        page = await read_until_finished(ws, PageModel(), reply_id)
+    await client.aclose()
+    ending = page.frames[-1]
+    assert f'<article id="m{reply_id}"' not in ending and "<h1>" not in ending
+    assert f'<div id="c{reply_id}" hx-swap-oob="beforeend"><p>Done.</p>' in ending
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.content, reply.content_html) == (
+        "# Title\n\nDone.\r",
+        "<h1>Title</h1>\n<p>Done.</p>\n",
+    )
+
+
 async def test_each_turn_sends_the_system_prompt_and_the_whole_conversation(
     start_server, fake_upstream, alice_session
 ):
