@@ -141,8 +141,21 @@ def streaming_view(message: Message, *, continued: bool = False) -> dict[str, Sa
     return view
 
 
+# A call's arguments shown while they stream: each frame draws its calls whole, so a long
+# argument must not go to every tab again with each frame. The finished reply shows them all.
+STREAMING_ARGUMENTS_SHOWN = 2_000
+
+
 def tool_calls(message_id: int, calls: list[dict[str, str]] | None) -> str:
-    return "" if calls is None else _tool_calls(message_id, calls)
+    if calls is None:
+        return ""
+    shown = [
+        call
+        if len(call.get("arguments", "")) <= STREAMING_ARGUMENTS_SHOWN
+        else {**call, "arguments": call["arguments"][:STREAMING_ARGUMENTS_SHOWN] + " …"}
+        for call in calls
+    ]
+    return _tool_calls(message_id, shown)
 
 
 def reply_finished(message: Message) -> str:

@@ -118,6 +118,21 @@ def count_tokens_of_earlier_reply(*, owner_id: int, created: datetime, tokens: i
             _spend(owner_id, day, tokens)
 
 
+def count_tokens_unreported(*, owner_id: int, tokens: int) -> None:
+    """A pass that the model server did not say the usage of (stopped, cut at the size limit,
+    its stream cut) spent about `tokens`: they count toward today's tokens (the reply's row
+    holds only usage reported)."""
+    if tokens > 0:
+        with transaction.atomic():
+            _spend(owner_id, _today()[0], tokens)
+
+
+def estimated_tokens(characters: int) -> int:
+    """Tokens for a text's length when the model server does not say: about four characters
+    a token (English prose; code and other scripts take more tokens, so this errs low)."""
+    return -(-characters // 4)
+
+
 def _spend(user_id: int, day: date, tokens: int) -> None:
     """Add `tokens` to the user's `SpentTokens` of `day`. Call inside a transaction."""
     spent, _ = SpentTokens.objects.select_for_update().get_or_create(user_id=user_id, day=day)

@@ -173,3 +173,53 @@ async def test_one_user_starting_105_replies_does_not_delay_another(
     fake_upstream.loop.call_soon_threadsafe(held.set)
     await alice.aclose()
     await bob.aclose()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("ended_by", ["stop", "size_limit"])
+async def test_a_reply_whose_usage_never_came_still_counts_toward_the_days_tokens(
+    start_server, fake_upstream, alice_session, ended_by
+):
+    """The usage comes last in a stream: a reply stopped, or cut at the size limit, counted no
+    tokens, though the model server billed its prompt and what it wrote. Stopping each reply
+    early spent the day's tokens without limit."""
+    server = start_server(
+        CHAT_LIMIT_TOKENS_PER_DAY="1000",
+        CHAT_MAX_REPLY_CHARS="200" if ended_by == "size_limit" else "100000",
+        CHAT_GENERATE_TITLES="false",
+    )
+    asked = asyncio.Event()
+
+    async def plan(request: FakeRequest):
+        fake_upstream.loop.call_soon(asked.set)
+        return await request.stream(reply_events(["word "] * 400, usage=(1000, 400)), delay=0.02)
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    question = "Please repeat the word. " * 200  # 4,800 characters: about 1,200 tokens
+    response = await client.send(conversation_id, question)
+    reply_id = [int(i) for i in re.findall(r'<article id="m(\d+)"', response.text)][-1]
+    if ended_by == "stop":
+
+        async def streaming():
+            return asked.is_set()
+
+        await wait_for(streaming, timeout=10)
+        await asyncio.sleep(1.0)  # about 50 words streamed
+        assert (await client.stop(conversation_id, reply_id)).status_code == 204
+
+    async def ended():
+        reply = await Message.objects.aget(pk=reply_id)
+        return reply.status in ("cancelled", "complete") and reply
+
+    reply = await wait_for(ended, timeout=20)
+    assert reply.prompt_tokens is None  # the row holds only usage the server reported
+    if ended_by == "size_limit":
+        assert reply.finish_reason == "size_limit"
+    # About 1,200 tokens of question and some of answer: past the day's 1,000.
+    refused = await client.send(conversation_id, "One more")
+    assert refused.status_code == 429, refused.text
+    assert "tokens" in refused.text
+    await client.aclose()

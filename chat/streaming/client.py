@@ -126,6 +126,9 @@ class CompletionStream:
         self._body = body
         self.completion = Completion()
         self.attempts = 0
+        # The model server took the request (an answer under 400): from then on it may bill
+        # for it, whether or not its usage comes.
+        self.accepted = False
 
     async def __aiter__(self) -> AsyncIterator[StreamUpdate | Retrying]:
         client = self._client
@@ -166,6 +169,7 @@ class CompletionStream:
             ) as response:
                 if response.status_code >= 400:
                     raise await _http_error(response)
+                self.accepted = True
                 decoder = SSEDecoder()
                 read = body_reader(response)
                 while piece := await read():

@@ -71,8 +71,8 @@ class Completion:
     usage: Usage | None = None
     model: str = ""
     done: bool = False  # saw `data: [DONE]`
-    # Characters of content, reasoning and refusal so far: a size check per event must not
-    # join the whole reply each time.
+    # Characters of content, reasoning, refusal and tool calls' arguments so far: a size check
+    # per event must not join the whole reply each time.
     size: int = 0
 
     @property
@@ -216,6 +216,7 @@ class Completion:
                 arguments = json.dumps(arguments)
             if arguments:
                 call.arguments += arguments
+                self.size += len(arguments)  # the size limit counts what a call streams too
             if isinstance(fragment.get("type"), str) and fragment["type"]:
                 call.type = fragment["type"]
             changed = True

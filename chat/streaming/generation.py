@@ -123,6 +123,7 @@ class Generation:
     cancelled_by_user: bool = field(default=False, init=False)  # stopped by Stop
     reached_size_limit: bool = False  # CHAT_MAX_REPLY_CHARS: the rest was not read
     next_reply: Message | None = None  # the follow-up reply after a tool round
+    prompt_characters: int = field(default=0, init=False)  # the text of the request's messages
     stream: CompletionStream | None = None
     interruption: str = field(default="", init=False)  # why the server stopped it, if known
     # Stopped by the server's shutdown: a reply that has streamed nothing yet is left unsaved,
@@ -267,6 +268,7 @@ class Generation:
                 {"role": "assistant", "content": self.prefix},
                 {"role": "user", "content": CONTINUE_PROMPT},
             ]
+        self.prompt_characters = sum(len(str(m.get("content") or "")) for m in messages)
         body: dict[str, Any] = {
             "model": conversation.model or settings.CHAT_MODEL,
             "messages": messages,
@@ -475,7 +477,7 @@ class Generation:
                 setattr(finished, name, value)
             ending += fragments.reply_finished(finished)
             final = {"cursor": tabs_at, "html": ending}
-        if saved and self.continues:
+        if saved and (self.continues or self.completion.usage is None):
             # Before the tabs hear of the end: a message sent from one at once is checked with
             # these tokens counted.
             await self._count_tokens_today()
@@ -539,17 +541,25 @@ class Generation:
             logger.warning("message %s: status not sent", self.reply.pk, exc_info=True)
 
     async def _count_tokens_today(self) -> None:
-        """A Continue on a reply made on an earlier day: what this pass spent counts toward
-        today's tokens (the reply's row counts for the day it was made)."""
+        """What this pass spent that the reply's row does not count for today: a Continue on a
+        reply made on an earlier day (its row counts for that day), and the estimate for a
+        pass whose usage the model server did not send (Stop, the size limit, a cut stream:
+        it bills what it read and wrote all the same)."""
         usage = self.completion.usage
-        if usage is None:
-            return
+        owner_id = self.reply.conversation.owner_id
         try:
-            await sync_to_async(limits.count_tokens_of_earlier_reply)(
-                owner_id=self.reply.conversation.owner_id,
-                created=self.reply.created,
-                tokens=(usage.prompt_tokens or 0) + (usage.completion_tokens or 0),
-            )
+            if usage is not None:
+                if self.continues:
+                    await sync_to_async(limits.count_tokens_of_earlier_reply)(
+                        owner_id=owner_id,
+                        created=self.reply.created,
+                        tokens=(usage.prompt_tokens or 0) + (usage.completion_tokens or 0),
+                    )
+            elif self.stream is not None and self.stream.accepted:
+                await sync_to_async(limits.count_tokens_unreported)(
+                    owner_id=owner_id,
+                    tokens=limits.estimated_tokens(self.prompt_characters + self.completion.size),
+                )
         except Exception:
             # The reply is saved; its tokens alone go uncounted.
             logger.exception("message %s: its tokens could not be counted for today", self.reply.pk)

@@ -116,6 +116,42 @@ async def test_a_reply_stops_at_the_size_limit_with_a_notice(
     assert len(request.sent_at) < len(tokens)
 
 
+async def test_a_tool_calls_arguments_count_toward_the_size_limit_and_stream_cut_short(
+    start_server, fake_upstream, alice_session
+):
+    """The size limit counted text only: a model streaming a call's arguments (offered tools
+    or not) went on to the total timeout, all of it saved, and each frame sent every tab the
+    arguments so far again (bytes growing with their square)."""
+    server = start_server(CHAT_MAX_REPLY_CHARS="10000", CHAT_GENERATE_TITLES="false")
+    argument = "1+" * 500
+
+    async def plan(request: FakeRequest):
+        call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "calculate"}}
+        pieces = [sse(chunk(role="assistant", tool_calls=[call]))]
+        pieces += [
+            sse(chunk(tool_calls=[{"index": 0, "function": {"arguments": argument}}]))
+            for _ in range(300)  # 300,000 characters
+        ]
+        pieces += [sse(chunk(finish_reason="tool_calls")), b"data: [DONE]\n\n"]
+        return await request.stream(pieces, delay=0.01)
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "add up"))
+        page = await read_until_finished(ws, PageModel(), reply_id, timeout=60)
+    await client.aclose()
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.finish_reason) == ("complete", "size_limit")
+    assert reply.tool_calls == []  # calls cut mid-stream are not run, nor kept
+    streamed = [frame for frame in page.frames if "Tool call:" in frame]
+    assert streamed, "the call was shown while it streamed"
+    assert max(len(frame) for frame in streamed) < 4_000
+    assert sum(len(frame) for frame in page.frames) < 200_000
+    assert len(fake_upstream.requests[0].sent_at) < 100  # read no further than the limit
+
+
 async def test_a_continuation_that_reaches_the_size_limit_keeps_the_text_from_before(
     start_server, fake_upstream, alice_session
 ):
