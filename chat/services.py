@@ -328,19 +328,33 @@ def _cancel_if_queued(message_id: int) -> bool:
 
 
 async def reply_claim(*, message_id: int, worker_id: str) -> Message | None:
-    """Take a pending reply for this worker; None if it is not pending (taken, cancelled)."""
+    """Take a pending reply for this worker; None if it is not pending (taken, cancelled).
+    The database away a moment is waited out, as for the final save: a claim left half made
+    would leave the reply under a lease that nothing streams, or queued for no one."""
     lease_expires = timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
-    return await sync_to_async(_claim)(message_id, worker_id, lease_expires)
+    claim = _Claim(message_id, worker_id, lease_expires)
+    return await outages.retried_while_database_away(sync_to_async(claim.take))
 
 
-def _claim(message_id: int, worker_id: str, lease_expires: datetime) -> Message | None:
-    # Two statements, each committed on its own as before, in one trip to a thread.
-    if not _CLAIM.execute(pk=message_id, worker=worker_id, until=lease_expires):
-        return None
-    found = _CLAIMED_REPLY.instances(pk=message_id)
-    if not found:
-        raise Message.DoesNotExist(message_id)
-    return found[0]
+@dataclass
+class _Claim:
+    message_id: int
+    worker_id: str
+    lease_expires: datetime
+    made: bool = False  # the update went through: a retry only reads the reply
+
+    def take(self) -> Message | None:
+        # Two statements, each committed on its own, in one trip to a thread.
+        if not self.made:
+            if not _CLAIM.execute(
+                pk=self.message_id, worker=self.worker_id, until=self.lease_expires
+            ):
+                return None
+            self.made = True
+        found = _CLAIMED_REPLY.instances(pk=self.message_id)
+        if not found:
+            raise Message.DoesNotExist(self.message_id)
+        return found[0]
 
 
 # Run once for every reply a worker takes (chat.compiled).

@@ -64,14 +64,14 @@ async def upstream(settings, fake_upstream):
 def hold_claim(monkeypatch) -> tuple[threading.Event, threading.Event]:
     """The claim, held in the database's thread: (reached, may_go)."""
     reached, may_go = threading.Event(), threading.Event()
-    claim = services._claim
+    take = services._Claim.take
 
-    def claiming(*args):
+    def claiming(claim):
         reached.set()
         may_go.wait(10)
-        return claim(*args)
+        return take(claim)
 
-    monkeypatch.setattr(services, "_claim", claiming)
+    monkeypatch.setattr(services._Claim, "take", claiming)
     return reached, may_go
 
 
@@ -254,3 +254,42 @@ async def test_a_stop_that_comes_after_the_hand_back_cancels_the_queued_reply(us
 
     await wait_for(cancelled, timeout=10, interval=0.01)
     held.go()
+
+
+@pytest.mark.parametrize("fails", ["claim", "claimed-reply", "history"])
+async def test_a_turn_that_meets_the_database_away_a_moment_waits_and_streams_the_reply(
+    user, upstream, monkeypatch, settings, fails
+):
+    """One statement of the claim failed (the update, or the read after it committed), or the
+    history's read: the turn ended there. The reply stayed queued for no one for a minute, or
+    under a lease nothing streamed, until recovery marked it interrupted, empty; or failed."""
+    from django.db import OperationalError
+
+    from chat import outages, selectors
+
+    target, name = {
+        "claim": (services._CLAIM, "execute"),
+        "claimed-reply": (services._CLAIMED_REPLY, "instances"),
+        "history": (selectors, "model_messages"),
+    }[fails]
+    real = getattr(target, name)
+    calls = []
+
+    def once_away(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, once_away)
+    try:
+        runner, reply, turn = await start_turn(user)
+        await asyncio.wait({turn}, timeout=20)
+        await until(lambda: turn.done())
+        noted = outages.database.away or len(calls) > 1
+    finally:
+        outages.database.came_back()
+    saved = await Message.objects.aget(pk=reply.pk)
+    assert (saved.status, saved.content) == ("complete", "Hello, world!"), saved.error
+    assert noted and len(calls) == 2
+    assert len(upstream.requests) == 1

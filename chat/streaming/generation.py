@@ -259,8 +259,10 @@ class Generation:
 
     async def _request_body(self) -> dict[str, Any]:
         conversation = self.reply.conversation
-        messages = await sync_to_async(selectors.model_messages)(
-            conversation=conversation, before=self.reply
+        messages = await outages.retried_while_database_away(
+            lambda: sync_to_async(selectors.model_messages)(
+                conversation=conversation, before=self.reply
+            )
         )
         self.tool_round = selectors.tool_rounds_in_turn(messages)
         if self.prefix:
