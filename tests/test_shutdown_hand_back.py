@@ -13,13 +13,19 @@ import asyncio
 import threading
 
 import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 
+import chat.events as chat_events
 from chat import services
 from chat.models import Message
+from chat.streaming.consumer import GenerationRunner
 from chat.streaming.upstream import close_http_clients
 from tests.fake_upstream import FakeRequest, reply_events
 from tests.live import wait_for
 from tests.test_turn_stops import ended, offered, start_turn
+
+REAL_REQUEST_CANCEL = chat_events.request_cancel  # before `sent_to_worker` replaces it
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -293,3 +299,60 @@ async def test_a_turn_that_meets_the_database_away_a_moment_waits_and_streams_th
     assert (saved.status, saved.content) == ("complete", "Hello, world!"), saved.error
     assert noted and len(calls) == 2
     assert len(upstream.requests) == 1
+
+
+async def test_a_stop_pressed_while_a_stopping_worker_hands_the_reply_back_stops_it(
+    user, upstream, monkeypatch
+):
+    """The turn left the reply's group as it ended, before the shutdown handed the reply
+    back: a Stop in between (the reply still streaming for this worker, so the view tells
+    the group) reached no one, and another worker generated the reply in full."""
+    monkeypatch.setattr(chat_events, "request_cancel", REAL_REQUEST_CANCEL)
+    held = HeldAnswer(upstream, at=0)  # the model has not sent its first token
+    layer = get_channel_layer()
+
+    conversation = await sync_to_async(services.conversation_create)(owner=user)
+    _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="q")
+    runner = GenerationRunner()
+    channel = await layer.new_channel()
+
+    async def consumer() -> None:  # StreamingConsumer.generation_cancel, on the runner's channel
+        while True:
+            message = await layer.receive(channel)
+            if message["type"] == "generation.cancel":
+                runner.cancel_for_channel_event(message)
+
+    reading = asyncio.create_task(consumer())
+    await runner.reserve()
+    runner.start(reply.pk, channel)
+    turn = runner.tasks[reply.pk]
+    await until(lambda: len(upstream.requests) == 1)
+
+    # The hand-back's trip to the database (held here so the window is visible).
+    reached, may_go = asyncio.Event(), asyncio.Event()
+    hand_back = runner._hand_back_unbegun
+
+    async def handing_back(message_ids):
+        reached.set()
+        await may_go.wait()
+        await hand_back(message_ids)
+
+    monkeypatch.setattr(runner, "_hand_back_unbegun", handing_back)
+    shutdown = asyncio.create_task(runner.shutdown(grace=0))
+    await asyncio.wait_for(reached.wait(), 10)
+    assert turn.done()
+    await asyncio.sleep(0.1)  # the turn's background leave of the group has run
+    assert (await row(reply))[0] == "streaming"  # what the Stop view sees
+
+    # The user presses Stop (the view's service, in a thread of its own).
+    fresh = await Message.objects.aget(pk=reply.pk)
+    await sync_to_async(services.reply_stop, thread_sensitive=False)(reply=fresh)
+    await asyncio.sleep(0.2)  # the cancel event, if anybody got it, is handled
+
+    may_go.set()
+    await asyncio.wait_for(shutdown, 10)
+    reading.cancel()
+
+    held.go()
+    assert (await row(reply))[0] == "cancelled"
+    assert await offered() == []  # no other worker is offered it

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 # How long a stopping worker waits for the database to hand back the replies it had not begun.
 HAND_BACK_DATABASE_SECONDS = 5.0
+# How long a shutdown waits, at its end, for what it left to run in the background.
+BACKGROUND_SECONDS = 5.0
 
 
 class StreamingConsumer(DirectEventDispatch, AsyncConsumer):
@@ -102,6 +104,7 @@ class GenerationRunner:
         # a user stopped meanwhile (they end cancelled instead).
         self.left_for_hand_back: set[int] = set()
         self.stops_while_stopping: set[int] = set()
+        self.leave_after_shutdown: list[tuple[int, str]] = []  # (reply, channel) to leave
         self._keep: set[asyncio.Task[Any]] = set()
         self.accepting = True
         # The inbox of this loop's streaming consumer while it runs: `start_here` hands it
@@ -218,7 +221,12 @@ class GenerationRunner:
             self.cancel_requested.discard(message_id)
             self.release()
             for joined_id in joined:
-                self._background(events.leave_generation(joined_id, channel_name))
+                if self.accepting:
+                    self._background(events.leave_generation(joined_id, channel_name))
+                else:
+                    # Stopping: the reply may be handed back, and must hear a Stop until its
+                    # hand-back has committed (from then on the Stop's view cancels it queued).
+                    self.leave_after_shutdown.append((joined_id, channel_name))
 
     def cancel(self, message_id: int, *, by_user: bool, hand_back: bool = False) -> bool:
         stopped_while_stopping = by_user and not self.accepting
@@ -281,6 +289,11 @@ class GenerationRunner:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._hand_back_unbegun([*unstarted, *self.left_for_hand_back])
+        for message_id, channel_name in self.leave_after_shutdown:
+            self._background(events.leave_generation(message_id, channel_name))
+        self.leave_after_shutdown.clear()
+        if self._keep:  # the leaves, and a Stop's cancel of a reply handed back
+            await asyncio.wait(set(self._keep), timeout=BACKGROUND_SECONDS)
 
     async def _hand_back_unbegun(self, message_ids: list[int]) -> None:
         """Put these replies, claimed (or about to be) and not begun, back in the queue and
@@ -302,6 +315,9 @@ class GenerationRunner:
             for reply in cancelled:
                 await events.message_finished(reply.conversation_id, reply.pk)
             for message_id in pending:
+                if message_id in self.stops_while_stopping:  # stopped as it went back
+                    await self._stop_if_queued(message_id)
+                    continue
                 await events.request_generation_async(message_id)
         except Exception:  # recovery offers them later, or marks them interrupted
             logger.exception("handing back %d replies failed", len(message_ids))
