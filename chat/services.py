@@ -22,7 +22,7 @@ from django.utils import timezone
 from . import events, fragments, limits, outages, selectors
 from .compiled import Column, CompiledInsert, CompiledQuery, CompiledUpdate
 from .markdown import render_markdown
-from .models import Conversation, Message
+from .models import ACTIVE_STATUSES, Conversation, Message
 
 logger = logging.getLogger(__name__)
 
@@ -699,6 +699,57 @@ async def reply_finish_with_tool_round(
         )
         return await reply_finish(message_id=message_id, worker_id=worker_id, fields=fields), []
     return bool(created), created
+
+
+async def reply_finish_went_through(
+    *, message_id: int, worker_id: str, fields: dict[str, Any]
+) -> bool:
+    """Whether this worker's final save of the reply went through, as `reply_finish` saves
+    it: asked by a retry that found the reply no longer this worker's (the save before it
+    may have committed, its answer lost with the connection)."""
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(_finished_by)(message_id, worker_id, fields) is not None
+
+
+async def tool_round_went_through(
+    *, message_id: int, worker_id: str, fields: dict[str, Any]
+) -> tuple[bool, list[Message]]:
+    """`reply_finish_went_through` for `reply_finish_with_tool_round`: whether the reply was
+    saved, and the messages its round made, the new reply last (none if it made none)."""
+    from asgiref.sync import sync_to_async
+
+    def read() -> tuple[bool, list[Message]]:
+        reply = _finished_by(message_id, worker_id, fields)
+        if reply is None:
+            return False, []
+        created: list[Message] = []
+        parent = reply
+        while (
+            child := parent.children.select_related("conversation").order_by("id").first()
+        ) is not None:
+            created.append(child)
+            if child.role != Message.Role.TOOL:
+                break
+            parent = child
+        follows = bool(created) and created[-1].role == Message.Role.ASSISTANT
+        return True, created if follows and created[-1].lease_owner == worker_id else []
+
+    return await sync_to_async(read)()
+
+
+def _finished_by(message_id: int, worker_id: str, fields: dict[str, Any]) -> Message | None:
+    """The reply, if this worker's final save of `fields` left it as it is."""
+    saved = _storable(fields)
+    reply = (
+        Message.objects.select_related("conversation")
+        .filter(pk=message_id, lease_owner=worker_id, lease_expires=None)
+        .exclude(status__in=ACTIVE_STATUSES)
+        .first()
+    )
+    if reply is None or (reply.status, reply.content) != (saved["status"], saved["content"]):
+        return None
+    return reply
 
 
 # --- Recovery: replies whose worker died, and replies nobody took ----------------------------

@@ -334,3 +334,53 @@ async def test_stop_named_for_the_reply_whose_round_just_ended_stops_the_turn_wh
     ]
     assert len(fake_upstream.requests) == 1
     assert runner.tasks == {} and runner.turn_generations == {}
+
+
+@pytest.mark.parametrize("save", ["reply_finish", "reply_finish_with_tool_round"])
+async def test_a_final_save_whose_commit_answer_was_lost_is_taken_as_made(
+    user, lookup, fake_upstream, monkeypatch, save
+):
+    """The save committed, then the connection dropped with its answer: the retry found the
+    reply no longer streaming and took it as not saved. A tool round's new reply then waited
+    for no one (streaming, empty, until recovery marked it interrupted); a plain reply's tabs
+    were not sent its end, and no title was asked."""
+    from django.db import OperationalError
+
+    from chat import events, outages
+
+    lookup.may_end.set()
+    if save == "reply_finish":  # the model answers at once, without a tool
+        fake_upstream.plan = fake_upstream.default_plan
+    real = getattr(services, save)
+    calls = []
+
+    async def commit_then_lose_the_answer(**kwargs):
+        calls.append(1)
+        result = await real(**kwargs)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return result
+
+    monkeypatch.setattr(services, save, commit_then_lose_the_answer)
+    finished = []
+    message_finished = events.message_finished
+
+    async def recording(conversation_id, message_id, final=None):
+        finished.append((message_id, final))
+        await message_finished(conversation_id, message_id, final)
+
+    monkeypatch.setattr(events, "message_finished", recording)
+    try:
+        runner, reply, turn = await start_turn(user)
+        await asyncio.wait_for(asyncio.shield(turn), 20)
+    finally:
+        outages.database.came_back()
+    found = await rows(reply)
+    assert len(calls) == 2
+    if save == "reply_finish":
+        assert found[-1] == ("assistant", "complete", "Hello, world!", "")
+    else:
+        assert [role for role, *_ in found] == ["user", "assistant", "tool", "assistant"]
+        assert found[-1] == ("assistant", "complete", "Found it.", "")
+        assert len(fake_upstream.requests) == 2
+    assert finished[0][0] == reply.pk and finished[0][1] is not None  # its end, not all of it

@@ -458,7 +458,10 @@ class Generation:
                     worker_id=self.worker_id,
                     fields=outcome,
                     results=results,
-                )
+                ),
+                lambda: services.tool_round_went_through(
+                    message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome
+                ),
             )
             if created:
                 self.next_reply = created[-1]
@@ -466,7 +469,10 @@ class Generation:
             saved = await self._saved(
                 lambda: services.reply_finish(
                     message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome
-                )
+                ),
+                lambda: services.reply_finish_went_through(
+                    message_id=self.reply.pk, worker_id=self.worker_id, fields=outcome
+                ),
             )
         final = None
         if not saved:
@@ -566,10 +572,24 @@ class Generation:
             # The reply is saved; its tokens alone go uncounted.
             logger.exception("message %s: its tokens could not be counted for today", self.reply.pk)
 
-    async def _saved(self, save: Callable[[], Awaitable[T]]) -> T:
+    async def _saved(
+        self, save: Callable[[], Awaitable[T]], went_through: Callable[[], Awaitable[T]]
+    ) -> T:
         """The final save, retried while the database is away: the reply waits in memory, for
-        up to CHAT_DATABASE_OUTAGE_SECONDS."""
-        return await outages.retried_while_database_away(save)
+        up to CHAT_DATABASE_OUTAGE_SECONDS. A retry that finds the reply no longer this
+        worker's asks `went_through`: the try before it may have committed, its answer lost
+        with the connection (else a tool round's new reply would wait for no one)."""
+        tried = False
+
+        async def attempt() -> T:
+            nonlocal tried
+            again, tried = tried, True
+            result = await save()
+            if again and not (result[0] if isinstance(result, tuple) else result):
+                return await went_through()
+            return result
+
+        return await outages.retried_while_database_away(attempt)
 
     def checkpoint(self) -> services.Checkpoint:
         """What a checkpoint saves now: the text and the thinking, if either changed since the
