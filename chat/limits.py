@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import BigIntegerField, ExpressionWrapper, Q, Subquery, Sum
+from django.db.models import BigIntegerField, ExpressionWrapper, F, Q, Subquery, Sum
 from django.db.models.expressions import BaseExpression
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -118,10 +118,10 @@ def count_tokens_of_earlier_reply(*, owner_id: int, created: datetime, tokens: i
             _spend(owner_id, day, tokens)
 
 
-def count_tokens_unreported(*, owner_id: int, tokens: int) -> None:
-    """A pass that the model server did not say the usage of (stopped, cut at the size limit,
-    its stream cut) spent about `tokens`: they count toward today's tokens (the reply's row
-    holds only usage reported)."""
+def count_tokens_today_outside_replies(*, owner_id: int, tokens: int) -> None:
+    """Tokens spent today that no reply's row holds: a title's request, and the estimate for
+    a pass whose usage the model server did not send (stopped, cut at the size limit, its
+    stream cut): they count toward today's tokens."""
     if tokens > 0:
         with transaction.atomic():
             _spend(owner_id, _today()[0], tokens)
@@ -135,6 +135,8 @@ def estimated_tokens(characters: int) -> int:
 
 def _spend(user_id: int, day: date, tokens: int) -> None:
     """Add `tokens` to the user's `SpentTokens` of `day`. Call inside a transaction."""
+    if SpentTokens.objects.filter(user_id=user_id, day=day).update(tokens=F("tokens") + tokens):
+        return  # one statement, once the day's row is there
     spent, _ = SpentTokens.objects.select_for_update().get_or_create(user_id=user_id, day=day)
     spent.tokens += tokens
     spent.save(update_fields=["tokens"])

@@ -7,12 +7,14 @@ import logging
 import re
 import uuid
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.db.models import Q
 
-from . import events, fragments
+from . import events, fragments, limits
 from .compiled import CompiledQuery, CompiledUpdate
 from .models import Conversation, Message
+from .streaming.completion import Completion
 from .streaming.upstream import chat_completions_client
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,20 @@ def _title_request(conversation_id: uuid.UUID) -> tuple[Conversation, str] | Non
     return conversation, transcript
 
 
+async def _count_tokens(
+    conversation: Conversation, transcript: str, completion: Completion
+) -> None:
+    usage = completion.usage
+    tokens = (
+        (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+        if usage is not None
+        else limits.estimated_tokens(len(TITLE_PROMPT) + len(transcript) + completion.size)
+    )
+    await sync_to_async(limits.count_tokens_today_outside_replies)(
+        owner_id=conversation.owner_id, tokens=tokens
+    )
+
+
 # Read and written for every new conversation's title: compiled once (chat.compiled). The title
 # is replaced only if it is still the first words it was asked for.
 _RETITLE = CompiledUpdate[Conversation](
@@ -126,8 +142,9 @@ _FIRST_TURNS = CompiledQuery[Message](
 
 
 async def title_generate(conversation_id: uuid.UUID) -> None:
-    """Ask the model for a title; keep the first words if it fails, if its title is no better,
-    or if the user renamed the conversation meanwhile."""
+    """Ask the model for a title, once a conversation: keep the first words if its title is
+    no better, or if the user renamed the conversation meanwhile. (If it fails, the next reply
+    asks again.) What the request spends counts toward the owner's tokens a day."""
     try:
         asked = await _title_request(conversation_id)
         if asked is None:
@@ -141,16 +158,19 @@ async def title_generate(conversation_id: uuid.UUID) -> None:
                     {"role": "user", "content": transcript},
                 ],
                 "max_tokens": 24,
+                "stream_options": {"include_usage": True},
             }
         )
         async with asyncio.timeout(TITLE_TIMEOUT_SECONDS):
             async for _ in stream:
                 pass
+        await _count_tokens(conversation, transcript, stream.completion)
         title = clean_title(stream.completion.content)
         if not title_improves(generated=title, current=conversation.title):
-            return
+            # The model's title is the first words: asked once, not again after every reply.
+            title = conversation.title
         updated = await _RETITLE.aexecute(pk=conversation_id, old=conversation.title, new=title)
-        if updated:
+        if updated and title != conversation.title:
             conversation.title = title
             # Drawn once here for every tab (they would each read the conversation again).
             await events.conversation_updated(

@@ -86,12 +86,28 @@ async def _conversation_titled(user, first_message: str) -> Conversation:
 
 @pytest.mark.django_db(transaction=True)
 async def test_the_first_words_stay_when_the_model_answers_with_them_again(user, monkeypatch):
-    monkeypatch.setattr(titles, "chat_completions_client", lambda: _answering("hello there."))
+    """And the model is not asked again after every reply (it was, each request with up to
+    4,000 characters of transcript, none of it counted toward the owner's tokens)."""
+    from asgiref.sync import sync_to_async
+
+    from chat import limits
+
+    asked = []
+
+    def answering():
+        asked.append(1)
+        return _answering("hello there.")
+
+    monkeypatch.setattr(titles, "chat_completions_client", answering)
     monkeypatch.setattr(titles.events, "conversation_updated", _no_event)
     conversation = await _conversation_titled(user, "Hello there")
     await titles.title_generate(conversation.pk)
     await conversation.arefresh_from_db()
-    assert (conversation.title, conversation.title_source) == ("Hello there", "words")
+    assert (conversation.title, conversation.title_source) == ("Hello there", "model")
+    await titles.title_generate(conversation.pk)  # the next reply's
+    assert len(asked) == 1
+    # The request's tokens count (the demo stream reports none: an estimate, >= 10 tokens).
+    assert await sync_to_async(limits._tokens_spent_today)(user.pk) >= 10
 
 
 @pytest.mark.django_db(transaction=True)
@@ -113,7 +129,7 @@ async def test_in_demo_mode_a_greeting_keeps_its_first_words_title(user, monkeyp
     conversation = await _conversation_titled(user, "hello there, how are you")
     await titles.title_generate(conversation.pk)  # the demo answers "Hello there"
     await conversation.arefresh_from_db()
-    assert (conversation.title, conversation.title_source) == ("hello there, how are you", "words")
+    assert (conversation.title, conversation.title_source) == ("hello there, how are you", "model")
 
 
 async def _no_event(conversation_id: object) -> None:

@@ -564,7 +564,7 @@ class Generation:
                         tokens=(usage.prompt_tokens or 0) + (usage.completion_tokens or 0),
                     )
             elif self.stream is not None and self.stream.accepted:
-                await sync_to_async(limits.count_tokens_unreported)(
+                await sync_to_async(limits.count_tokens_today_outside_replies)(
                     owner_id=owner_id,
                     tokens=limits.estimated_tokens(self.prompt_characters + self.completion.size),
                 )
