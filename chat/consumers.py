@@ -15,7 +15,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Container
+from collections.abc import Container, Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 START: Cursor = {"content": [0, 0], "reasoning": [0, 0]}
 RESYNC_INTERVAL = 1.0  # seconds: a tab gets at most one snapshot of a reply this often
+RESYNC_BUDGET = 20  # requests a socket may have answered in RESYNC_INTERVAL, all replies together
 # daphne will not send a WebSocket message over 1 MiB: it closes the socket with 1011, and the
 # page reconnects and asks again, forever. A frame over this limit (a huge reply finishing, its
 # snapshot, one enormous delta) is replaced by one that makes the tab fetch it over HTTP.
@@ -67,7 +68,9 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     # Replies this tab fetched over HTTP while they stream, their frames being too large: the
     # rest of their frames are dropped, and the tab fetches them again when they end.
     fetched: set[int]
-    last_requested: dict[int, float]
+    last_requested: dict[int, float]  # when each of its replies was last asked for
+    _budget_since: float  # the second whose requests `_budget_used` counts (RESYNC_BUDGET)
+    _budget_used: int
     deferred: set[int]  # replies with a request waiting for its second
     whole: set[int]  # replies sent whole as saved at their end
     drawn_empty: set[int]  # replies the tab drew empty from the turn's event, not yet started
@@ -132,6 +135,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         self.replies = {}
         self.fetched = set()
         self.last_requested = {}
+        self._budget_since, self._budget_used = 0.0, 0
         self.deferred = set()
         self._later = set()
         self.whole = set()
@@ -210,8 +214,16 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         if now < wait:
             if message_id not in self.deferred:
                 self.deferred.add(message_id)
-                self._later.add(asyncio.ensure_future(self._answer_later(message_id, wait - now)))
+                self._run_later(self._answer_later(message_id, wait - now))
             return
+        # A page asks for the replies it shows streaming, a few at most: more requests than
+        # RESYNC_BUDGET a second (for messages of other conversations, or none) are dropped,
+        # each of them a read on the ORM's one thread, which every socket shares.
+        if now - self._budget_since >= RESYNC_INTERVAL:
+            self._budget_since, self._budget_used = now, 0
+        if self._budget_used >= RESYNC_BUDGET:
+            return
+        self._budget_used += 1
         self.last_requested[message_id] = now
         # The database known away: closed for a retry at once (chat.middleware), rather than
         # hold the ORM's thread, which every socket shares, for the pool's timeout.
@@ -223,6 +235,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             conversation_id=self.conversation_id, message_id=message_id
         )
         if message is None:
+            del self.last_requested[message_id]  # remembered for messages of its own only
             return
         if message.is_active:
             await self._resync(message_id)
@@ -395,7 +408,11 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
 
     def _start_session_check(self) -> None:
         self._session_check = None
-        task = asyncio.ensure_future(self._check_session())
+        self._run_later(self._check_session())
+
+    def _run_later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in a task of this socket's, cancelled if the socket closes first."""
+        task = asyncio.ensure_future(work)
         self._later.add(task)
         task.add_done_callback(self._later.discard)
 

@@ -450,6 +450,53 @@ async def test_a_second_resync_within_a_second_is_answered_when_the_second_is_up
     await comm.disconnect()
 
 
+async def test_a_socket_asking_for_many_replies_gets_a_budget_and_keeps_nothing_of_them(
+    conversation, alice_session, monkeypatch
+):
+    """Each request for a message id not seen before read the database (the ORM's one thread,
+    which every socket shares) and was remembered for good; each one deferred left its task
+    behind. 3,000 requests for made-up ids took 8.7 s of that thread."""
+    from chat import consumers, selectors
+
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    monkeypatch.setattr(consumers, "RESYNC_INTERVAL", 0.5)
+    sockets: list[consumers.ConversationConsumer] = []
+    connect = consumers.ConversationConsumer.connect
+
+    async def recording(self):
+        sockets.append(self)
+        await connect(self)
+
+    monkeypatch.setattr(consumers.ConversationConsumer, "connect", recording)
+    reads = []
+    read = selectors.amessage_in_conversation
+
+    async def counting(**kwargs):
+        reads.append(kwargs["message_id"])
+        return await read(**kwargs)
+
+    monkeypatch.setattr(selectors, "amessage_in_conversation", counting)
+    _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="q")
+    await Message.objects.filter(pk=reply.pk).aupdate(
+        status=Message.Status.COMPLETE, **services.rendered_fields(content="done", reasoning="")
+    )
+    comm = socket_for(conversation.pk, alice_session)
+    await comm.connect()
+    await comm.send_json_to({"resync": reply.pk})
+    await comm.send_json_to({"resync": reply.pk})  # answered when its second is up
+    for made_up in range(10_000, 10_200):
+        await comm.send_json_to({"resync": made_up})
+    assert f'<article id="m{reply.pk}"' in await comm.receive_from(timeout=1)
+    assert f'<article id="m{reply.pk}"' in await comm.receive_from(timeout=1)
+    # The budget (the reply among it), then the deferred request in the next second.
+    assert len(reads) == consumers.RESYNC_BUDGET + 1
+    (socket,) = sockets
+    await asyncio.sleep(0.05)  # the deferred request's task ends after its answer is sent
+    assert list(socket.last_requested) == [reply.pk]
+    assert not socket._later  # the deferred request's task, done, is not kept
+    await comm.disconnect()
+
+
 async def test_a_snapshot_nobody_waits_for_is_not_drawn(conversation, user):
     """A late snapshot (the reply ended and was sent whole meanwhile) would take the tab back."""
     layer = get_channel_layer()
