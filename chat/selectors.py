@@ -554,7 +554,33 @@ def model_messages(*, conversation: Conversation, before: Message) -> list[dict[
             messages.append(
                 {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
             )
-    return messages
+    return _within_budget(messages, settings.CHAT_MAX_PROMPT_CHARS)
+
+
+def _within_budget(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """`messages` without their oldest turns (a question and all that answers it, tool
+    rounds included) while their text is over `budget` characters: the system prompt and the
+    last turn always stay."""
+    sizes = [_characters(message) for message in messages]
+    total = sum(sizes)
+    if not budget or total <= budget:
+        return messages
+    start = 1 if messages[0]["role"] == "system" else 0
+    turns = [i for i in range(start, len(messages)) if messages[i]["role"] == "user"]
+    first = start
+    for turn in turns[1:]:
+        if total <= budget:
+            break
+        total -= sum(sizes[first:turn])
+        first = turn
+    return messages[:start] + messages[first:]
+
+
+def _characters(message: dict[str, Any]) -> int:
+    calls = message.get("tool_calls") or ()
+    return len(message.get("content") or "") + sum(
+        len(call["function"]["arguments"]) + len(call["function"]["name"]) for call in calls
+    )
 
 
 def tool_rounds_in_turn(messages: list[dict[str, Any]]) -> int:

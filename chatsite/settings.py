@@ -337,6 +337,10 @@ CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 0) or None
 # longer read, and the reply is saved complete with a notice. Its HTML must stay something a
 # page can load; max_tokens is the upstream's to honour, this is ours.
 CHAT_MAX_REPLY_CHARS = env_int("CHAT_MAX_REPLY_CHARS", 200_000)
+# The conversation sent with each request stops at about this many characters (about 100,000
+# tokens): the oldest turns are left out, the system prompt and the last turn always go. A
+# long conversation keeps working, and one user cannot make each request ever larger (0: all).
+CHAT_MAX_PROMPT_CHARS = env_int("CHAT_MAX_PROMPT_CHARS", 400_000)
 
 # Mail, for password reset only: without a mail server the reset pages are not served.
 EMAIL_HOST = os.environ.get("DJANGO_EMAIL_HOST", "")

@@ -175,3 +175,22 @@ async def test_worst_expressions_in_a_loop_do_not_stall_the_event_loop():
         stop.set()
         thread.join(60)
     assert worst_gap < 0.5
+
+
+def test_a_tool_round_is_left_out_of_the_prompt_whole_with_its_turn():
+    """A tool's result sent without the call it answers is refused by the model servers."""
+    from chat.selectors import _within_budget
+
+    call = {"id": "c1", "type": "function", "function": {"name": "calc", "arguments": "1+1"}}
+    messages = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "q1" * 20},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "2"},
+        {"role": "assistant", "content": "Two."},
+        {"role": "user", "content": "q2"},
+    ]
+    assert _within_budget(messages, 0) == messages
+    assert _within_budget(messages, 100) == messages
+    assert _within_budget(messages, 10) == [messages[0], messages[-1]]
+    assert _within_budget(messages[1:], 1) == [messages[-1]]  # the last turn always goes

@@ -141,6 +141,35 @@ async def test_each_turn_sends_the_system_prompt_and_the_whole_conversation(
     ]
 
 
+async def test_a_long_conversation_sends_its_latest_turns_within_the_prompt_budget(
+    start_server, fake_upstream, alice_session
+):
+    """Every turn went upstream, each up to 100,000 characters: a long conversation ended in
+    the model server's "too long" error, and each request was larger than the last."""
+    server = start_server(CHAT_MAX_PROMPT_CHARS="200")
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    from chat.models import Conversation
+
+    await Conversation.objects.filter(pk=conversation_id).aupdate(system_prompt="Be brief.")
+    questions = [f"Question {i}: " + "x" * 60 for i in range(4)]
+    async with client.socket(conversation_id) as ws:
+        page = PageModel()
+        for question in questions:
+            reply_id = reply_id_from(await client.send(conversation_id, question))
+            await read_until_finished(ws, page, reply_id)
+    await client.aclose()
+    # 72 + 13 characters a turn: the last two fit in 200 with the system prompt (9).
+    assert fake_upstream.requests[-1].body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": questions[2]},
+        {"role": "assistant", "content": "Hello, world!"},
+        {"role": "user", "content": questions[3]},
+    ]
+    # The conversation itself keeps every turn.
+    assert await Message.objects.filter(conversation_id=conversation_id).acount() == 8
+
+
 async def test_twenty_conversations_stream_at_the_same_time(
     start_server, fake_upstream, alice_session
 ):
