@@ -334,7 +334,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         to the fork loads itself again instead (`chat-frames` in static/chat/chat.js)."""
         if event["not_tab"] and event["not_tab"] == self.tab:
             return  # this tab asked for the change: its answer draws it
-        drawn = await _render_path(self.conversation_id, event["after"])
+        drawn = await _path_drawn(self.conversation_id, event)
         if drawn is None:
             return  # the fork is not on the path shown now
         html, message_ids, active, drawn_empty = drawn
@@ -511,6 +511,32 @@ def _render_appended(conversation_id: uuid.UUID, message_ids: list[int]) -> tupl
         Message.objects.filter(conversation_id=conversation_id, pk__in=message_ids).order_by("id")
     )
     return fragments.appended(messages), [m.pk for m in messages if m.is_active]
+
+
+# The path drawn for each `path.changed` event, shared by this process's sockets on it: one
+# read and render an event, not one a socket (a user's many tabs would each hold the ORM's one
+# thread, which every socket shares). Kept until DRAWN_PATH_SECONDS after it is drawn.
+_paths_drawn: dict[str, asyncio.Future[tuple[str, list[int], list[int], set[int]] | None]] = {}
+DRAWN_PATH_SECONDS = 5.0
+
+
+async def _path_drawn(
+    conversation_id: uuid.UUID, event: dict[str, Any]
+) -> tuple[str, list[int], list[int], set[int]] | None:
+    stamp = event.get("stamp")
+    if stamp is None:
+        return await _render_path(conversation_id, event["after"])
+    key = f"{id(asyncio.get_running_loop())}:{stamp}"
+    drawing = _paths_drawn.get(key)
+    if drawing is None:
+        drawing = asyncio.ensure_future(_render_path(conversation_id, event["after"]))
+        _paths_drawn[key] = drawing
+        drawing.add_done_callback(
+            lambda _: asyncio.get_running_loop().call_later(
+                DRAWN_PATH_SECONDS, _paths_drawn.pop, key, None
+            )
+        )
+    return await asyncio.shield(drawing)  # a socket closing does not cancel the others'
 
 
 @database_sync_to_async

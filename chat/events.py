@@ -171,7 +171,8 @@ def path_changed_sync(conversation_id: uuid.UUID, *, after: int | None, not_tab:
     async_to_sync(_skipped_while_away)(
         _layer().group_send(
             conversation_group(conversation_id),
-            {"type": "path.changed", "after": after, "not_tab": not_tab},
+            # The stamp names this event: a process's sockets on it draw the path once.
+            {"type": "path.changed", "after": after, "not_tab": not_tab, "stamp": uuid.uuid4().hex},
         )
     )
 

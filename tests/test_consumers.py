@@ -648,3 +648,41 @@ async def test_a_changed_path_is_drawn_for_the_other_tabs_not_for_the_tab_that_a
     assert await tabs["asker"].receive_nothing(timeout=0.5)
     for tab in tabs.values():
         await tab.disconnect()
+
+
+async def test_a_changed_path_is_drawn_once_for_all_the_tabs_of_a_process(
+    conversation, user, monkeypatch
+):
+    """Each socket read and drew the whole path itself: one version switch with 50 tabs open
+    held the ORM's one thread, which every socket shares, for about 2 s."""
+    from chat import consumers
+
+    renders = []
+    render = consumers._render_path
+
+    async def counting(*args):
+        renders.append(args)
+        return await render(*args)
+
+    monkeypatch.setattr(consumers, "_render_path", counting)
+    user_message, reply = await sync_to_async(services.message_submit)(
+        conversation=conversation, content="q"
+    )
+    await Message.objects.filter(pk=reply.pk).aupdate(status="complete", content="a1")
+    tabs = []
+    for number in range(5):
+        tab = WebsocketCommunicator(
+            URLRouter(websocket_urlpatterns), f"/ws/c/{conversation.pk}/?tab=t{number}"
+        )
+        tab.scope["user"] = user
+        assert (await tab.connect())[0]
+        tabs.append(tab)
+    await sync_to_async(services.message_select)(message=reply, tab="asker")
+    for tab in tabs:
+        assert f'<article id="m{reply.pk}"' in await tab.receive_from(timeout=5)
+    assert len(renders) == 1
+    await sync_to_async(services.message_select)(message=reply, tab="asker")  # a new event
+    for tab in tabs:
+        assert f'<article id="m{reply.pk}"' in await tab.receive_from(timeout=5)
+        await tab.disconnect()
+    assert len(renders) == 2
