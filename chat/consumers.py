@@ -10,6 +10,7 @@ the reply existed) is mended by asking the worker for a snapshot of the reply so
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -58,6 +59,28 @@ def _covers(have: Cursor, wanted: Cursor) -> bool:
     )
 
 
+class OpenSockets:
+    """How many sockets each user has open in this process: each takes memory and a share of
+    every event's fan-out, so one user may open CHAT_SOCKETS_PER_USER (a tab has one)."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[int] = collections.Counter()
+
+    def take(self, user_id: int) -> bool:
+        if self.counts[user_id] >= settings.CHAT_SOCKETS_PER_USER > 0:
+            return False
+        self.counts[user_id] += 1
+        return True
+
+    def give_back(self, user_id: int) -> None:
+        self.counts[user_id] -= 1
+        if self.counts[user_id] <= 0:
+            del self.counts[user_id]
+
+
+_open_sockets = OpenSockets()
+
+
 class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     conversation_id: uuid.UUID
     user_id: int
@@ -80,6 +103,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     _later: set[asyncio.Task[None]]
     _session_check: asyncio.TimerHandle | None  # the next periodic check of the session
     _closed: bool  # the consumer ended: nothing more is scheduled for it
+    _counted: bool  # among its user's open sockets (`OpenSockets`)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
@@ -101,6 +125,9 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             # However the consumer ended: its later work (a deferred answer, the next check of
             # its session) would keep it alive, and check again and again, for nobody.
             self._stop_later_work()
+            if getattr(self, "_counted", False):
+                self._counted = False
+                _open_sockets.give_back(self.user_id)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message["type"] == "websocket.connect":
@@ -128,6 +155,12 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             return
         self.conversation_id = conversation.id
         self.user_id = conversation.owner_id
+        if not _open_sockets.take(self.user_id):
+            logger.info("user %s: too many sockets open; closing one more", self.user_id)
+            await self.accept()
+            await self.close(code=socket_protocol.CLOSE_TOO_MANY_SOCKETS)
+            return
+        self._counted = True
         session = self.scope.get("session")
         self.session_key = session.session_key if session is not None else None
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))

@@ -31,6 +31,9 @@ CLOSE_MALFORMED = 4400
 # Not a message rule: the socket's session ended (a logout, a deactivation, an expiry). The
 # page does not reconnect on it, as it does on 1006/1011/1012/1013.
 CLOSE_SESSION_ENDED = 4401
+# Nor this one: the user has CHAT_SOCKETS_PER_USER sockets open in this process already. The
+# page says so and does not reconnect.
+CLOSE_TOO_MANY_SOCKETS = 4429
 
 
 class Refused(Exception):

@@ -363,6 +363,8 @@ CHAT_MAX_CONCURRENT_GENERATIONS = env_int("CHAT_MAX_CONCURRENT_GENERATIONS", 100
 # An open WebSocket checks its session again at least this often (seconds, with jitter), for
 # what sends no signal: a session that expired, or was deleted from the store.
 CHAT_SOCKET_SESSION_CHECK_SECONDS = env_float("CHAT_SOCKET_SESSION_CHECK_SECONDS", 300.0)
+# Sockets one user may have open in a process (a tab has one; 0: no limit).
+CHAT_SOCKETS_PER_USER = env_int("CHAT_SOCKETS_PER_USER", 50)
 # Deltas are coalesced: the first goes at once, then at most one frame per window.
 CHAT_COALESCE_SECONDS = env_float("CHAT_COALESCE_MS", 30.0) / 1000.0
 # While the process is behind (its event loop late) the window widens, up to this: fewer,

@@ -80,6 +80,16 @@ async def fresh_channel_layer() -> AsyncIterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def no_sockets_counted() -> Iterator[None]:
+    """A socket a test leaves open (its consumer never ends) stays counted among its user's
+    (`chat.consumers.OpenSockets`); user ids repeat from test to test."""
+    yield
+    from chat.consumers import _open_sockets
+
+    _open_sockets.counts.clear()
+
+
+@pytest.fixture(autouse=True)
 def fresh_local_cache() -> Iterator[None]:
     """The local-memory cache lives as long as the test process: one test's failed logins
     (counted there by django-axes) must not lock out the next. A Redis cache is left alone, as

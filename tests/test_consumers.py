@@ -686,3 +686,33 @@ async def test_a_changed_path_is_drawn_once_for_all_the_tabs_of_a_process(
         assert f'<article id="m{reply.pk}"' in await tab.receive_from(timeout=5)
         await tab.disconnect()
     assert len(renders) == 2
+
+
+async def test_a_user_may_open_so_many_sockets_and_the_next_is_told_why(
+    conversation, alice_session, other_user, settings
+):
+    """Sixty sockets from one session were all accepted: each takes memory and a share of
+    every event's fan-out, which the process's other users pay for."""
+    from chat.socket_protocol import CLOSE_TOO_MANY_SOCKETS
+    from tests.live import asession_cookie_for
+
+    settings.CHAT_SOCKETS_PER_USER = 3
+    open_ = [socket_for(conversation.pk, alice_session) for _ in range(3)]
+    for comm in open_:
+        assert (await comm.connect())[0]
+    one_more = socket_for(conversation.pk, alice_session)
+    assert (await one_more.connect())[0]  # accepted, to be told why it closes
+    assert await closed_with(one_more) == CLOSE_TOO_MANY_SOCKETS
+    # Another user's sockets are their own.
+    theirs = await sync_to_async(services.conversation_create)(owner=other_user)
+    comm = socket_for(theirs.pk, await asession_cookie_for(other_user))
+    assert (await comm.connect())[0]
+    assert await comm.receive_nothing(timeout=0.2)
+    await comm.disconnect()
+    # A tab closed makes room for another.
+    await open_.pop().disconnect()
+    again = socket_for(conversation.pk, alice_session)
+    assert (await again.connect())[0]
+    assert await again.receive_nothing(timeout=0.2)
+    for comm in [*open_, again]:
+        await comm.disconnect()

@@ -475,9 +475,11 @@
   // announced politely). The WebSocket extension reconnects by itself after an abnormal close;
   // the server closes with 4013 ("try again later", chat/middleware.py) while Redis or the
   // database is away, and that one is reconnected here, with a growing, jittered delay. When
-  // the session ended (4401) the line says so instead, with a link to log in again.
+  // the session ended (4401) the line says so instead, with a link to log in again; when the
+  // account has too many sockets open (4429), it says that, and the tab does not reconnect.
   var TRY_AGAIN_LATER = 4013;
   var SESSION_ENDED = 4401;  // chat/socket_protocol.py
+  var TOO_MANY_SOCKETS = 4429;  // chat/socket_protocol.py
   var sessionAskedAt = 0;
 
   // The socket's session ended and the page no longer loads without a login: say so, with
@@ -531,6 +533,13 @@
         return;
       }
       signedOut(status);
+      return;
+    }
+    if (close && close.code === TOO_MANY_SOCKETS) {
+      // Not reconnected: it would be refused again while the others stay open.
+      if (status) {
+        status.textContent = "Too many tabs are open for this account. Close some, then reload this one.";
+      }
       return;
     }
     if (status) { status.textContent = "Reconnecting…"; }

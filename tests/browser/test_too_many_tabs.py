@@ -1,0 +1,55 @@
+"""A tab opened past the sockets one account may have open says so, and does not reconnect
+(it would be refused again while the others stay open)."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser.pages import SCHEMES, SIZES, axe_problems, overflow
+from tests.browser.support import BROWSER_MARKS, ChatPage
+
+pytestmark = BROWSER_MARKS
+
+TOO_MANY = "Too many tabs are open for this account. Close some, then reload this one."
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_tab_past_the_sockets_an_account_may_open_says_so(
+    page, context, watch, server_factory, viewport, scheme, tmp_path
+):
+    server = server_factory(CHAT_SOCKETS_PER_USER="1")
+    await page.emulate_media(color_scheme=scheme)
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    await expect(page.locator("#connection-status")).to_have_text("")
+
+    second = await context.new_page()
+    await second.emulate_media(color_scheme=scheme)
+    await second.add_init_script(
+        "window.opened = 0;"
+        " document.addEventListener('htmx:wsOpen', () => { window.opened += 1; });"
+    )
+    await second.goto(url)
+    status = second.locator("#connection-status")
+    await expect(status).to_have_text(TOO_MANY)
+    await second.wait_for_timeout(1500)  # not replaced by "Reconnecting…", nor reconnected
+    await expect(status).to_have_text(TOO_MANY)
+    assert await second.evaluate("window.opened") == 1
+    assert await axe_problems(second) == []
+    widths = await overflow(second)
+    assert widths["page"] <= widths["window"], widths
+    await second.screenshot(path=str(tmp_path / f"too-many-{viewport['width']}-{scheme}.png"))
+    # The first tab is unaffected, and once it is closed the second connects on reload.
+    await expect(page.locator("#connection-status")).to_have_text("")
+    await page.close()
+    for _ in range(20):  # the server hears of the closed tab's socket a moment later
+        await second.reload()
+        await second.wait_for_timeout(250)
+        if await second.locator("#connection-status").text_content() != TOO_MANY:
+            break
+    await expect(second.locator("#connection-status")).to_have_text("")
+    await second.wait_for_timeout(1200)
+    await expect(second.locator("#connection-status")).to_have_text("")
+    assert watch.console_errors == [] and watch.csp_violations == []
