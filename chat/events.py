@@ -19,6 +19,9 @@ Conversation group (every open WebSocket of a conversation listens):
                                                      tab reads them itself)
     conversation.updated {html}                      title changed; html draws it (None: each
                                                      tab reads the conversation itself)
+    path.changed      {after, not_tab, stamp}        the path shown changed after `after`: each
+                                                     tab but `not_tab` draws it anew (a process
+                                                     draws it once per `stamp`)
 Generation group (the worker that streams one reply listens):
     generation.snapshot_request {message_id, reply_channel}  send the text so far there
     generation.cancel {message_id}                   stop now and save what there is

@@ -5,7 +5,8 @@ spend without bound. Checked by the services that start a reply or a conversatio
 - messages a minute and conversations a minute: counters in the cache (shared through Redis
   when REDIS_URL is set, so they hold across processes);
 - tokens a day: prompt and completion tokens of the user's replies since midnight, with those
-  of conversations deleted since and of Continue on older replies (`SpentTokens`).
+  no reply of the day holds (`SpentTokens`): of conversations deleted since, of Continue on
+  older replies, of titles, and the estimate for a pass whose usage never came.
 
 Defaults come from settings (`CHAT_LIMIT_*`); a `UsageLimit` row for the user, or else for one
 of their groups (the most generous), replaces any of them. 0 means no limit.

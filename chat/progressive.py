@@ -287,7 +287,7 @@ def _list_lines(ordered: bool, marker: str, column: int) -> re.Pattern[str]:
         for width, number in ([(d, rf"\d{{{d}}}") for d in range(1, 10)] if ordered else [(0, "")])
         if 1 <= column - indent - width - 1 <= 4
     ]
-    rule = "" if ordered else r"(?![-*_ ]*\n)"
+    rule = "" if ordered else r"(?![-*_ \t]*\n)"
     return re.compile(rf" {{{column},}}\S[^\n]*\n|(?:{'|'.join(items)}){rule}\S[^\n]*\n")
 
 

@@ -146,10 +146,10 @@ def conversation_sidebar_page(
     current: uuid.UUID | None = None,
     today: date | None = None,
 ) -> SidebarPage:
-    """A page of the user's conversations for the sidebar, newest first: pinned ones first (on
-    the first page), then by the day they were last active (Today, Yesterday, Previous 7 days,
-    Older). Archived conversations are listed only when `archived`; a search finds every
-    conversation, archived or not."""
+    """A page of the user's conversations for the sidebar, newest first: pinned ones first
+    (paged like the rest: the others start on the page where they end), then by the day they
+    were last active (Today, Yesterday, Previous 7 days, Older). Archived conversations are
+    listed only when `archived`; a search finds every conversation, archived or not."""
     today = today or timezone.localdate()
     page = SidebarPage(
         query=query[:MAX_SEARCH_CHARS].strip(), archived=archived, current=current, first=not cursor
@@ -512,10 +512,13 @@ async def amessage_in_conversation(
     return await Message.objects.filter(conversation_id=conversation_id, pk=message_id).afirst()
 
 
-def model_messages(*, conversation: Conversation, before: Message) -> list[dict[str, Any]]:
+def model_messages(
+    *, conversation: Conversation, before: Message, then: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """The system prompt and the turns on the branch that leads to `before` (never another
-    branch's), in the shape the chat completions API takes. A reply is generated with the
-    system prompt it was made with."""
+    branch's), in the shape the chat completions API takes, then `then` (a Continue's reply so
+    far and its request, part of the last turn). A reply is generated with the system prompt
+    it was made with. The oldest turns are left out past CHAT_MAX_PROMPT_CHARS."""
     messages: list[dict[str, Any]] = []
     system_prompt = (
         before.system_prompt
@@ -554,19 +557,24 @@ def model_messages(*, conversation: Conversation, before: Message) -> list[dict[
             messages.append(
                 {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
             )
-    return _within_budget(messages, settings.CHAT_MAX_PROMPT_CHARS)
+    last_turn = len(messages)
+    messages += then or []
+    return _within_budget(messages, settings.CHAT_MAX_PROMPT_CHARS, last_turn=last_turn)
 
 
-def _within_budget(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+def _within_budget(
+    messages: list[dict[str, Any]], budget: int, *, last_turn: int | None = None
+) -> list[dict[str, Any]]:
     """`messages` without their oldest turns (a question and all that answers it, tool
     rounds included) while their text is over `budget` characters: the system prompt and the
-    last turn always stay."""
+    last turn always stay (it starts at the last question before `last_turn`, if given)."""
     sizes = [_characters(message) for message in messages]
     total = sum(sizes)
     if not budget or total <= budget:
         return messages
     start = 1 if messages[0]["role"] == "system" else 0
-    turns = [i for i in range(start, len(messages)) if messages[i]["role"] == "user"]
+    end = len(messages) if last_turn is None else last_turn
+    turns = [i for i in range(start, end) if messages[i]["role"] == "user"]
     first = start
     for turn in turns[1:]:
         if total <= budget:
@@ -574,6 +582,11 @@ def _within_budget(messages: list[dict[str, Any]], budget: int) -> list[dict[str
         total -= sum(sizes[first:turn])
         first = turn
     return messages[:start] + messages[first:]
+
+
+def prompt_characters(messages: list[dict[str, Any]]) -> int:
+    """The characters of text a request's messages carry (about four a token)."""
+    return sum(_characters(message) for message in messages)
 
 
 def _characters(message: dict[str, Any]) -> int:

@@ -342,9 +342,17 @@ class _Claim:
     worker_id: str
     lease_expires: datetime
     made: bool = False  # the update went through: a retry only reads the reply
+    tried: bool = False
 
     def take(self) -> Message | None:
         # Two statements, each committed on its own, in one trip to a thread.
+        if not self.made and self.tried:
+            # The update may have committed, its answer lost with the connection: then the
+            # reply is this worker's, under this very lease.
+            self.made = bool(
+                _OWN_CLAIM.rows(pk=self.message_id, worker=self.worker_id, until=self.lease_expires)
+            )
+        self.tried = True
         if not self.made:
             if not _CLAIM.execute(
                 pk=self.message_id, worker=self.worker_id, until=self.lease_expires
@@ -362,6 +370,18 @@ _CLAIM = CompiledUpdate[Message](
     lambda pk, worker, until: (
         Message.objects.filter(pk=pk, role=Message.Role.ASSISTANT, status=Message.Status.PENDING),
         {"status": Message.Status.STREAMING, "lease_owner": worker, "lease_expires": until},
+    ),
+    pk=int,
+    worker=str,
+    until=datetime,
+)
+_OWN_CLAIM = CompiledQuery[Message](
+    lambda pk, worker, until: (
+        Message.objects.filter(
+            pk=pk, status=Message.Status.STREAMING, lease_owner=worker, lease_expires=until
+        )
+        .order_by()
+        .values_list("pk")[:1]
     ),
     pk=int,
     worker=str,
@@ -502,7 +522,7 @@ REPLY_TEXT_FIELDS = ("status", "content", "reasoning", "content_html", "reasonin
 
 
 async def _reply_finish(message_id: int, worker_id: str, fields: dict[str, Any]) -> bool:
-    values = {**_storable(fields), "lease_expires": None, "completed": timezone.now()}
+    values = {"completed": timezone.now(), **_storable(fields), "lease_expires": None}
     update = _finish_update(frozenset(values))
     return bool(await update.aexecute(pk=message_id, worker=worker_id, **values))
 
@@ -654,7 +674,7 @@ async def reply_finish_with_tool_round(
     def record() -> list[Message]:
         with transaction.atomic():
             owned = _owned_reply(message_id, worker_id).update(
-                lease_expires=None, completed=timezone.now(), **fields
+                **{"completed": timezone.now(), **fields, "lease_expires": None}
             )
             if not owned:
                 return []
@@ -739,15 +759,16 @@ async def tool_round_went_through(
 
 
 def _finished_by(message_id: int, worker_id: str, fields: dict[str, Any]) -> Message | None:
-    """The reply, if this worker's final save of `fields` left it as it is."""
-    saved = _storable(fields)
+    """The reply, if this worker's final save of `fields` left it as it is: told by the time
+    the save gives as its end (`completed`, the same in each of its tries), not by its text,
+    which recovery may have saved the same (keeping the lease's owner)."""
     reply = (
         Message.objects.select_related("conversation")
         .filter(pk=message_id, lease_owner=worker_id, lease_expires=None)
         .exclude(status__in=ACTIVE_STATUSES)
         .first()
     )
-    if reply is None or (reply.status, reply.content) != (saved["status"], saved["content"]):
+    if reply is None or reply.completed != fields.get("completed"):
         return None
     return reply
 

@@ -107,13 +107,14 @@ async def _count_tokens(
 # Read and written for every new conversation's title: compiled once (chat.compiled). The title
 # is replaced only if it is still the first words it was asked for.
 _RETITLE = CompiledUpdate[Conversation](
-    lambda pk, old, new: (
+    lambda pk, old, new, source: (
         Conversation.objects.filter(pk=pk, title_source=Conversation.TitleSource.WORDS, title=old),
-        {"title": new, "title_source": Conversation.TitleSource.MODEL},
+        {"title": new, "title_source": source},
     ),
     pk=uuid.UUID,
     old=str,
     new=str,
+    source=str,
 )
 _CONVERSATION = CompiledQuery(
     lambda pk: Conversation.objects.filter(pk=pk).order_by()[:1], pk=uuid.UUID
@@ -161,16 +162,22 @@ async def title_generate(conversation_id: uuid.UUID) -> None:
                 "stream_options": {"include_usage": True},
             }
         )
-        async with asyncio.timeout(TITLE_TIMEOUT_SECONDS):
-            async for _ in stream:
-                pass
-        await _count_tokens(conversation, transcript, stream.completion)
+        try:
+            async with asyncio.timeout(TITLE_TIMEOUT_SECONDS):
+                async for _ in stream:
+                    pass
+        finally:
+            if stream.accepted:  # spent, whether it ended or not
+                await _count_tokens(conversation, transcript, stream.completion)
         title = clean_title(stream.completion.content)
-        if not title_improves(generated=title, current=conversation.title):
-            # The model's title is the first words: asked once, not again after every reply.
-            title = conversation.title
-        updated = await _RETITLE.aexecute(pk=conversation_id, old=conversation.title, new=title)
-        if updated and title != conversation.title:
+        if title_improves(generated=title, current=conversation.title):
+            source = Conversation.TitleSource.MODEL
+        else:  # the first words stay; asked once, not again after every reply
+            title, source = conversation.title, Conversation.TitleSource.ASKED
+        updated = await _RETITLE.aexecute(
+            pk=conversation_id, old=conversation.title, new=title, source=source
+        )
+        if updated and source == Conversation.TitleSource.MODEL:
             conversation.title = title
             # Drawn once here for every tab (they would each read the conversation again).
             await events.conversation_updated(

@@ -362,13 +362,21 @@ def test_deleting_in_the_admin_keeps_the_days_tokens_and_stops_the_reply(
     assert cancelled == [streaming.pk]
 
 
-def test_a_message_cannot_be_deleted_alone(admin_client, user, monkeypatch):
+def test_a_message_cannot_be_deleted_alone_but_goes_with_its_user(admin_client, user, monkeypatch):
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
     conversation = services.conversation_create(owner=user)
     question, _ = services.message_submit(conversation=conversation, content="q")
     url = reverse("admin:chat_message_delete", args=[question.pk])
     assert admin_client.post(url, {"post": "yes"}).status_code == 403
     assert Message.objects.filter(pk=question.pk).exists()
+    change = admin_client.get(reverse("admin:chat_message_change", args=[question.pk]))
+    assert url not in change.content.decode()
+    listing = admin_client.get(reverse("admin:chat_message_changelist")).content.decode()
+    assert "delete_selected" not in listing
+    # A user's delete takes their conversations and messages with it.
+    deleted = admin_client.post(reverse("admin:auth_user_delete", args=[user.pk]), {"post": "yes"})
+    assert deleted.status_code == 302
+    assert not Message.objects.filter(pk=question.pk).exists()
 
 
 def test_the_usage_limits_list_takes_no_query_per_row(admin_client, django_user_model):

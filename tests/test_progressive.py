@@ -175,6 +175,16 @@ def test_a_code_block_under_a_numbered_step_is_code_as_it_streams() -> None:
         assert "<ol" in renderer.blocks_html or "<ul" in renderer.blocks_html
 
 
+def test_a_rule_with_a_tab_after_list_items_settles_the_list_as_it_streams() -> None:
+    """ "- -\t-" is a thematic break, not an item: the list before it is complete."""
+    renderer = ProgressiveRenderer()
+    for line in ["- a\n", "- -\t-\n"]:
+        renderer.feed(line)
+    at_once = ProgressiveRenderer()
+    at_once.feed("- a\n- -\t-\n")
+    assert renderer.settled == at_once.settled == len("- a\n- -\t-\n")
+
+
 def test_blocks_settle_while_the_text_streams() -> None:
     renderer = ProgressiveRenderer()
     steps = [

@@ -262,19 +262,21 @@ async def test_a_stop_that_comes_after_the_hand_back_cancels_the_queued_reply(us
     held.go()
 
 
-@pytest.mark.parametrize("fails", ["claim", "claimed-reply", "history"])
+@pytest.mark.parametrize("fails", ["claim", "claim-answer-lost", "claimed-reply", "history"])
 async def test_a_turn_that_meets_the_database_away_a_moment_waits_and_streams_the_reply(
     user, upstream, monkeypatch, settings, fails
 ):
-    """One statement of the claim failed (the update, or the read after it committed), or the
-    history's read: the turn ended there. The reply stayed queued for no one for a minute, or
-    under a lease nothing streamed, until recovery marked it interrupted, empty; or failed."""
+    """One statement of the claim failed (the update, the update's answer after it committed,
+    or the read after it), or the history's read: the turn ended there. The reply stayed
+    queued for no one for a minute, or under a lease nothing streamed, until recovery marked
+    it interrupted, empty; or failed."""
     from django.db import OperationalError
 
     from chat import outages, selectors
 
     target, name = {
         "claim": (services._CLAIM, "execute"),
+        "claim-answer-lost": (services._CLAIM, "execute"),
         "claimed-reply": (services._CLAIMED_REPLY, "instances"),
         "history": (selectors, "model_messages"),
     }[fails]
@@ -284,6 +286,8 @@ async def test_a_turn_that_meets_the_database_away_a_moment_waits_and_streams_th
     def once_away(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
+            if fails == "claim-answer-lost":
+                real(*args, **kwargs)  # committed, and then the connection dropped
             raise OperationalError("server closed the connection unexpectedly")
         return real(*args, **kwargs)
 
@@ -297,7 +301,7 @@ async def test_a_turn_that_meets_the_database_away_a_moment_waits_and_streams_th
         outages.database.came_back()
     saved = await Message.objects.aget(pk=reply.pk)
     assert (saved.status, saved.content) == ("complete", "Hello, world!"), saved.error
-    assert noted and len(calls) == 2
+    assert noted and len(calls) == (1 if fails == "claim-answer-lost" else 2)
     assert len(upstream.requests) == 1
 
 

@@ -103,7 +103,7 @@ async def test_the_first_words_stay_when_the_model_answers_with_them_again(user,
     conversation = await _conversation_titled(user, "Hello there")
     await titles.title_generate(conversation.pk)
     await conversation.arefresh_from_db()
-    assert (conversation.title, conversation.title_source) == ("Hello there", "model")
+    assert (conversation.title, conversation.title_source) == ("Hello there", "asked")
     await titles.title_generate(conversation.pk)  # the next reply's
     assert len(asked) == 1
     # The request's tokens count (the demo stream reports none: an estimate, >= 10 tokens).
@@ -129,7 +129,35 @@ async def test_in_demo_mode_a_greeting_keeps_its_first_words_title(user, monkeyp
     conversation = await _conversation_titled(user, "hello there, how are you")
     await titles.title_generate(conversation.pk)  # the demo answers "Hello there"
     await conversation.arefresh_from_db()
-    assert (conversation.title, conversation.title_source) == ("hello there, how are you", "model")
+    assert (conversation.title, conversation.title_source) == ("hello there, how are you", "asked")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_title_request_cut_at_its_timeout_still_counts_its_tokens(user, monkeypatch):
+    """Counted only when the title came: one that timed out was asked again at the next reply,
+    uncounted each time."""
+    from asgiref.sync import sync_to_async
+
+    from chat import limits
+
+    def slow() -> ChatCompletionsClient:
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(
+                200,
+                headers={"content-type": "text/event-stream"},
+                stream=DemoStream("a very slow title indeed", "m", (2.0, 2.0)),
+            )
+
+        http = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://up/v1/")
+        return ChatCompletionsClient(http)
+
+    monkeypatch.setattr(titles, "chat_completions_client", slow)
+    monkeypatch.setattr(titles, "TITLE_TIMEOUT_SECONDS", 0.3)
+    conversation = await _conversation_titled(user, "tell me about " + "lisbon " * 100)
+    await titles.title_generate(conversation.pk)
+    await conversation.arefresh_from_db()
+    assert conversation.title_source == "words"  # asked again at the next reply
+    assert await sync_to_async(limits._tokens_spent_today)(user.pk) >= 150  # the transcript
 
 
 async def _no_event(conversation_id: object) -> None:

@@ -194,3 +194,39 @@ def test_a_tool_round_is_left_out_of_the_prompt_whole_with_its_turn():
     assert _within_budget(messages, 100) == messages
     assert _within_budget(messages, 10) == [messages[0], messages[-1]]
     assert _within_budget(messages[1:], 1) == [messages[-1]]  # the last turn always goes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_continue_sends_its_reply_so_far_within_the_prompt_budget(user, monkeypatch, settings):
+    """The reply so far and the request to go on were added after the budget was applied: a
+    Continue on a long reply in a long conversation went over it, older turns kept."""
+    import asyncio
+
+    from chat import services
+    from chat.models import Message
+    from chat.streaming.generation import CONTINUE_PROMPT, Generation
+
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    settings.CHAT_MAX_PROMPT_CHARS = 1000
+    conversation = services.conversation_create(owner=user)
+    after = None
+    for i in range(3):
+        _, reply = services.message_submit(
+            conversation=conversation, content=f"q{i} " + "x" * 200, after=after
+        )
+        Message.objects.filter(pk=reply.pk).update(status="complete", content=f"a{i} " + "y" * 200)
+        after = reply.pk
+    _, reply = services.message_submit(conversation=conversation, content="last", after=after)
+    Message.objects.filter(pk=reply.pk).update(
+        status="interrupted", content="z" * 900, finish_reason="length"
+    )
+    generation = Generation(
+        reply=Message.objects.select_related("conversation").get(pk=reply.pk), worker_id="w"
+    )
+    sent = asyncio.run(generation._request_body())["messages"]
+    assert sent == [
+        {"role": "user", "content": "last"},
+        {"role": "assistant", "content": "z" * 900},
+        {"role": "user", "content": CONTINUE_PROMPT},
+    ]
+    assert generation.prompt_characters == 4 + 900 + len(CONTINUE_PROMPT)

@@ -384,3 +384,35 @@ async def test_a_final_save_whose_commit_answer_was_lost_is_taken_as_made(
         assert found[-1] == ("assistant", "complete", "Found it.", "")
         assert len(fake_upstream.requests) == 2
     assert finished[0][0] == reply.pk and finished[0][1] is not None  # its end, not all of it
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reply_recovery_took_is_not_taken_for_the_workers_own_save(user, settings):
+    """Recovery keeps the lease's owner and may save the same text: the retry's check took its
+    `interrupted` for the worker's own save, and the tabs were sent an end (thinking and all)
+    that the database did not have."""
+    from django.utils import timezone
+
+    conversation = await sync_to_async(services.conversation_create)(owner=user)
+    _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="q")
+    await Message.objects.filter(pk=reply.pk).aupdate(
+        status="interrupted",
+        lease_owner="w1",
+        lease_expires=None,
+        reasoning="thinking so far",
+        error=services.WORKER_DIED,
+        completed=timezone.now(),
+    )
+    fields = {
+        "status": "interrupted",
+        "content": "",
+        "reasoning": "thinking so far, and more",
+        "error": "The connection to the model ended before the reply was complete.",
+        "completed": timezone.now(),
+    }
+    went = services.reply_finish_went_through
+    assert not await went(message_id=reply.pk, worker_id="w1", fields=fields)
+    assert not await services.reply_finish(message_id=reply.pk, worker_id="w1", fields=fields)
+    # The worker's own save, its answer lost, is told by its end time.
+    await Message.objects.filter(pk=reply.pk).aupdate(completed=fields["completed"])
+    assert await went(message_id=reply.pk, worker_id="w1", fields=fields)

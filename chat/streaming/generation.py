@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from .. import events, fragments, limits, outages, selectors, services, titles, tools
 from ..models import Message, fit_column
@@ -60,6 +61,7 @@ class ReplyRenderer:
         # until the page draws the tail again (`fragments.held_paragraph`).
         self._held = fragments.held_paragraph(self.content)
         self._held_from = self.content.settled
+        self._calls_shown = ""  # the tool calls' cards last sent
 
     def cursor(self) -> dict[str, list[int]]:
         return {
@@ -80,7 +82,10 @@ class ReplyRenderer:
                 if step.tail_replaced and renderer is self.content:
                     self._held = None  # the page draws the tail as text from now on
                 parts.append(fragments.text_step(ids, self.message_id, step, renderer.tail))
-        parts.append(fragments.tool_calls(self.message_id, frame.tool_calls))
+        calls = fragments.tool_calls(self.message_id, frame.tool_calls)
+        if calls and calls != self._calls_shown:  # past its first characters, a card stays
+            parts.append(calls)
+            self._calls_shown = calls
         return before, "".join(parts)
 
     def snapshot(self) -> str:
@@ -259,18 +264,21 @@ class Generation:
 
     async def _request_body(self) -> dict[str, Any]:
         conversation = self.reply.conversation
-        messages = await outages.retried_while_database_away(
-            lambda: sync_to_async(selectors.model_messages)(
-                conversation=conversation, before=self.reply
-            )
-        )
-        self.tool_round = selectors.tool_rounds_in_turn(messages)
-        if self.prefix:
-            messages += [
+        then = (
+            [
                 {"role": "assistant", "content": self.prefix},
                 {"role": "user", "content": CONTINUE_PROMPT},
             ]
-        self.prompt_characters = sum(len(str(m.get("content") or "")) for m in messages)
+            if self.prefix
+            else []
+        )
+        messages = await outages.retried_while_database_away(
+            lambda: sync_to_async(selectors.model_messages)(
+                conversation=conversation, before=self.reply, then=then
+            )
+        )
+        self.tool_round = selectors.tool_rounds_in_turn(messages[: len(messages) - len(then)])
+        self.prompt_characters = selectors.prompt_characters(messages)
         body: dict[str, Any] = {
             "model": conversation.model or settings.CHAT_MODEL,
             "messages": messages,
@@ -444,6 +452,9 @@ class Generation:
             )
             ending = None
         outcome.update(stored)
+        # When it ended, the same in each try of the save: a retry tells by it whether the try
+        # before went through (`services.reply_finish_went_through`).
+        outcome["completed"] = timezone.now()
         calls = outcome["tool_calls"]
         results = None
         if outcome["status"] == Message.Status.COMPLETE and calls and self._offers_tools():

@@ -523,13 +523,20 @@
       // ended by a new password. But a password changed in this browser ends the session
       // the socket was opened with and gives the cookie a new one: the page, asked once,
       // still loads, and the socket opens again with it.
+      // The socket may close before this browser has the answer that carries the new
+      // session's cookie (the password changed in another tab): asked again a moment later.
       if (Date.now() - sessionAskedAt > 10000 && wrapper) {
         sessionAskedAt = Date.now();
-        fetch(location.pathname, { redirect: "manual", credentials: "same-origin" })
-          .then(function (response) {
-            if (response.ok) { wrapper.reconnect(); } else { signedOut(status); }
-          })
-          .catch(function () { signedOut(status); });
+        var ask = function (again) {
+          fetch(location.pathname, { redirect: "manual", credentials: "same-origin" })
+            .then(function (response) {
+              if (response.ok) { wrapper.reconnect(); }
+              else if (again) { setTimeout(function () { ask(false); }, 1500); }
+              else { signedOut(status); }
+            })
+            .catch(function () { signedOut(status); });
+        };
+        ask(true);
         return;
       }
       signedOut(status);

@@ -148,6 +148,7 @@ async def test_a_tool_calls_arguments_count_toward_the_size_limit_and_stream_cut
     streamed = [frame for frame in page.frames if "Tool call:" in frame]
     assert streamed, "the call was shown while it streamed"
     assert max(len(frame) for frame in streamed) < 4_000
+    assert len(streamed) <= 4  # once its first 2,000 characters are shown, the card stays
     assert sum(len(frame) for frame in page.frames) < 200_000
     assert len(fake_upstream.requests[0].sent_at) < 100  # read no further than the limit
 
