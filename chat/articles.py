@@ -151,7 +151,8 @@ def _user_message(message: Message, csrf_token: Any) -> str:
         f'          hx-post="{edit_url}"\n'
         f'          hx-target="#messages" hx-swap="innerHTML">{csrf_input(csrf_token)}\n'
         f'      <label for="edit-{pk}" class="visually-hidden">Edit your message</label>\n'
-        f'      <textarea id="edit-{pk}" name="content" rows="3" required>'
+        # A newline after the tag: HTML drops the first one there, which the text may begin with.
+        f'      <textarea id="edit-{pk}" name="content" rows="3" required>\n'
         f"{_text(message.content)}</textarea>\n"
         '      <div class="edit-actions">\n'
         '        <button type="button" class="edit-cancel">Cancel</button>\n'

@@ -174,7 +174,8 @@ def _conversation_header(conversation: Conversation, *, models: Sequence[str], c
         f'      hx-post="{configure}" hx-target="this" hx-swap="outerHTML">{csrf}\n'
         '  <label for="settings-system-prompt">System prompt</label>\n'
         '  <textarea id="settings-system-prompt" name="system_prompt" rows="4"\n'
-        '            placeholder="e.g. You are a concise assistant.">'
+        # A newline after the tag: HTML drops the first one there, which the prompt may begin with.
+        '            placeholder="e.g. You are a concise assistant.">\n'
         f"{escape(conversation.system_prompt)}</textarea>\n"
         '  <div class="settings-actions">\n'
         '    <button id="settings-save" type="submit" class="primary">Save system prompt</button>\n'

@@ -119,6 +119,25 @@ async def test_edit_the_last_message_and_resend_shows_the_new_branch(page, serve
     assert fake_upstream.requests[-1].body["messages"][-1]["content"] == "what is 2+2"
 
 
+async def test_a_message_and_a_system_prompt_that_begin_with_a_new_line_keep_it_in_their_boxes(
+    page, server, fake_upstream
+):
+    """HTML drops a newline right after a <textarea> tag: the edit box and the system prompt
+    box lost the one their text began with, and saving them again dropped it."""
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    text = "\n    indented code"
+    reply_id = await chat.send(text)
+    await chat.wait_finished(reply_id)
+    conversation_id = url.rstrip("/").rsplit("/", 1)[-1]
+    await Conversation.objects.filter(pk=conversation_id).aupdate(system_prompt="\nBe brief.")
+    await page.reload()
+    user = page.locator("#messages article.user")
+    await user.get_by_role("button", name="Edit").click()
+    await expect(user.get_by_label("Edit your message")).to_have_value(text)
+    await expect(page.locator("#settings-system-prompt")).to_have_value("\nBe brief.")
+
+
 async def test_an_edit_refused_while_a_reply_streams_says_why_beside_the_edit(
     page, server, fake_upstream, watch
 ):
