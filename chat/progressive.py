@@ -37,8 +37,8 @@ _PARAGRAPH_LINE = re.compile(r" {0,3}(?![#>*+\-=_|`~:\d\s])\S[^\n]*\n")
 _TABLE_LINE = re.compile(r" {0,3}\|[^\n]*\n")
 _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
 # - a list with a line indented to its last item's content (inside that item), or an item
-#   with the same marker whose content starts in the same column (not a rule). A line indented
-#   less (a code fence at two spaces under "1. ") ends the list, so it is parsed.
+#   with the same marker (not a rule), whose content column the lines after it are held to. A
+#   line indented less (a code fence at two spaces under "1. ") ends the list, so it is parsed.
 _ITEM_START = re.compile(r"( {0,3})(\d{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
 # Blocks that end at a blank line; lists and indented code may go on after one.
 _END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
@@ -230,6 +230,10 @@ class ProgressiveRenderer:
             if match is None:
                 self._open_to = None
                 return False
+            if match.lastgroup == "item":
+                # A new item: the lines inside it are those indented to its content.
+                ordered, marker = _LIST_OF[self._open_line]
+                self._open_line = _list_lines(ordered, marker, len(match.group("item")))
             position = match.end()
         self._open_to = complete
         return True
@@ -281,14 +285,17 @@ def _continuation(block: Token, source: str, item: Token | None) -> re.Pattern[s
 
 @functools.cache
 def _list_lines(ordered: bool, marker: str, column: int) -> re.Pattern[str]:
-    items = [
-        rf" {{{indent}}}{number}{re.escape(marker)} {{{column - indent - width - 1}}}"
-        for indent in range(4)
-        for width, number in ([(d, rf"\d{{{d}}}") for d in range(1, 10)] if ordered else [(0, "")])
-        if 1 <= column - indent - width - 1 <= 4
-    ]
+    """A line inside the last item (indented to `column`, its content's), or a new item (its
+    prefix the group `item`, whose length is the next content column)."""
+    number = r"\d{1,9}" if ordered else ""
     rule = "" if ordered else r"(?![-*_ \t]*\n)"
-    return re.compile(rf" {{{column},}}\S[^\n]*\n|(?:{'|'.join(items)}){rule}\S[^\n]*\n")
+    item = rf"(?P<item> {{0,3}}{number}{re.escape(marker)} {{1,4}})(?=[^ \t\n]){rule}"
+    pattern = re.compile(rf" {{{column},}}\S[^\n]*\n|{item}[^\n]*\n")
+    _LIST_OF[pattern] = (ordered, marker)
+    return pattern
+
+
+_LIST_OF: dict[re.Pattern[str], tuple[bool, str]] = {}  # each `_list_lines` pattern's list
 
 
 def _list_line(block: Token, item: Token, source: str) -> re.Pattern[str] | None:

@@ -153,7 +153,8 @@ async def test_a_title_request_cut_at_its_timeout_still_counts_its_tokens(user, 
 
     monkeypatch.setattr(titles, "chat_completions_client", slow)
     monkeypatch.setattr(titles, "TITLE_TIMEOUT_SECONDS", 0.3)
-    conversation = await _conversation_titled(user, "tell me about " + "lisbon " * 100)
+    conversation = await _conversation_titled(user, "tell me about lisbon")
+    await conversation.messages.filter(role="user").aupdate(content="lisbon " * 100)
     await titles.title_generate(conversation.pk)
     await conversation.arefresh_from_db()
     assert conversation.title_source == "words"  # asked again at the next reply
