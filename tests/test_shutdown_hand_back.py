@@ -81,6 +81,20 @@ def hold_claim(monkeypatch) -> tuple[threading.Event, threading.Event]:
     return reached, may_go
 
 
+def hold_hand_back(runner, monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """The shutdown's hand-back, held before its trip to the database: (reached, may_go)."""
+    reached, may_go = asyncio.Event(), asyncio.Event()
+    hand_back = runner._hand_back_unbegun
+
+    async def handing_back(message_ids):
+        reached.set()
+        await may_go.wait()
+        await hand_back(message_ids)
+
+    monkeypatch.setattr(runner, "_hand_back_unbegun", handing_back)
+    return reached, may_go
+
+
 async def until(predicate) -> None:
     async def check() -> bool:
         return predicate()
@@ -223,15 +237,7 @@ async def test_a_stop_that_comes_as_the_reply_is_handed_back_is_not_lost(
     held = HeldAnswer(upstream, at=0)
     runner, reply, turn = await start_turn(user)
     await until(lambda: len(upstream.requests) == 1)
-    reached, may_go = asyncio.Event(), asyncio.Event()
-    hand_back = runner._hand_back_unbegun
-
-    async def handing_back(message_ids):
-        reached.set()
-        await may_go.wait()
-        await hand_back(message_ids)
-
-    monkeypatch.setattr(runner, "_hand_back_unbegun", handing_back)
+    reached, may_go = hold_hand_back(runner, monkeypatch)
     shutdown = asyncio.create_task(runner.shutdown(grace=0))
     await asyncio.wait_for(reached.wait(), 10)
     assert turn.done()
@@ -335,15 +341,7 @@ async def test_a_stop_pressed_while_a_stopping_worker_hands_the_reply_back_stops
     await until(lambda: len(upstream.requests) == 1)
 
     # The hand-back's trip to the database (held here so the window is visible).
-    reached, may_go = asyncio.Event(), asyncio.Event()
-    hand_back = runner._hand_back_unbegun
-
-    async def handing_back(message_ids):
-        reached.set()
-        await may_go.wait()
-        await hand_back(message_ids)
-
-    monkeypatch.setattr(runner, "_hand_back_unbegun", handing_back)
+    reached, may_go = hold_hand_back(runner, monkeypatch)
     shutdown = asyncio.create_task(runner.shutdown(grace=0))
     await asyncio.wait_for(reached.wait(), 10)
     assert turn.done()

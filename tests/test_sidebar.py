@@ -32,6 +32,19 @@ def listed(page: selectors.SidebarPage) -> list[tuple[str, str]]:
     return [(heading, conversation.title) for heading, conversation in page.entries]
 
 
+def every_page(user, pages: int = 5) -> list[tuple[str, str]]:
+    """What the sidebar lists, following "Show more" to the end (up to `pages` pages)."""
+    seen: list[tuple[str, str]] = []
+    cursor, group = "", ""
+    for _ in range(pages):
+        page = selectors.conversation_sidebar_page(user=user, cursor=cursor, last_group=group)
+        seen += listed(page)
+        cursor, group = page.next_cursor, page.last_group
+        if not cursor:
+            break
+    return seen
+
+
 def test_pinned_first_then_grouped_by_day_and_archived_left_out(user, other_user):
     made(user, "old", days_ago=30)
     made(user, "last week", days_ago=5)
@@ -55,14 +68,7 @@ def test_pinned_first_then_grouped_by_day_and_archived_left_out(user, other_user
 def test_pages_follow_on_without_gaps_repeats_or_a_repeated_heading(user):
     for i in range(120):
         made(user, f"c{i:03d}", days_ago=i / 10)
-    seen: list[tuple[str, str]] = []
-    cursor, group = "", ""
-    for _ in range(5):
-        page = selectors.conversation_sidebar_page(user=user, cursor=cursor, last_group=group)
-        seen += listed(page)
-        cursor, group = page.next_cursor, page.last_group
-        if not cursor:
-            break
+    seen = every_page(user)
     assert [title for _, title in seen] == [f"c{i:03d}" for i in range(120)]
     headings = [heading for heading, _ in seen if heading]
     assert headings == ["Today", "Yesterday", "Previous 7 days", "Older"]
@@ -79,14 +85,7 @@ def test_every_pinned_conversation_is_listed_when_there_are_more_than_a_page(ali
         made(user, f"p{i:03d}", days_ago=i / 100, pinned=True)
     for i in range(3):
         made(user, f"c{i}", days_ago=i)
-    seen: list[tuple[str, str]] = []
-    cursor, group = "", ""
-    for _ in range(5):
-        page = selectors.conversation_sidebar_page(user=user, cursor=cursor, last_group=group)
-        seen += listed(page)
-        cursor, group = page.next_cursor, page.last_group
-        if not cursor:
-            break
+    seen = every_page(user)
     assert [title for _, title in seen] == [f"p{i:03d}" for i in range(count)] + ["c0", "c1", "c2"]
     assert [heading for heading, _ in seen if heading] == [
         "Pinned",
