@@ -121,7 +121,12 @@ class ProgressiveRenderer:
 
     def feed(self, delta: str) -> RenderStep:
         delta = self._normalise(delta)
-        self.text += delta
+        # Grown in place (CPython resizes a string that nothing else holds, as a local's last
+        # reference): `self.text += delta` copied the whole text on every feed, quadratic in
+        # the reply's length.
+        text, self.text = self.text, ""
+        text += delta
+        self.text = text
         html: list[str] = []
         replaced = False
         if "\n" in delta:  # blocks settle and fences open only when a line is complete
