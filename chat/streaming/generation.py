@@ -496,10 +496,6 @@ class Generation:
                 setattr(finished, name, value)
             ending += fragments.reply_finished(finished)
             final = {"cursor": tabs_at, "html": ending}
-        if saved and (self.continues or self.completion.usage is None):
-            # Before the tabs hear of the end: a message sent from one at once is checked with
-            # these tokens counted.
-            await self._count_tokens_today()
         await events.message_finished(self.reply.conversation_id, self.reply.pk, final)
         if (
             saved
@@ -563,7 +559,8 @@ class Generation:
         """What this pass spent that the reply's row does not count for today: a Continue on a
         reply made on an earlier day (its row counts for that day), and the estimate for a
         pass whose usage the model server did not send (Stop, the size limit, a cut stream:
-        it bills what it read and wrote all the same)."""
+        it bills what it read and wrote all the same). Raises the database's errors while it
+        is away (`_saved` tries again)."""
         usage = self.completion.usage
         owner_id = self.reply.conversation.owner_id
         try:
@@ -579,8 +576,10 @@ class Generation:
                     owner_id=owner_id,
                     tokens=limits.estimated_tokens(self.prompt_characters + self.completion.size),
                 )
+        except outages.DATABASE_ERRORS:
+            raise
         except Exception:
-            # The reply is saved; its tokens alone go uncounted.
+            # Not worth the reply: its tokens alone go uncounted.
             logger.exception("message %s: its tokens could not be counted for today", self.reply.pk)
 
     async def _saved(
@@ -589,11 +588,18 @@ class Generation:
         """The final save, retried while the database is away: the reply waits in memory, for
         up to CHAT_DATABASE_OUTAGE_SECONDS. A retry that finds the reply no longer this
         worker's asks `went_through`: the try before it may have committed, its answer lost
-        with the connection (else a tool round's new reply would wait for no one)."""
-        tried = False
+        with the connection (else a tool round's new reply would wait for no one).
+
+        The pass's tokens count first, once (`_count_tokens_today`): a message sent as soon as
+        a tab, or the row, shows the reply ended is checked with them. The model server billed
+        them whether or not the save goes through."""
+        tried = counted = False
 
         async def attempt() -> T:
-            nonlocal tried
+            nonlocal tried, counted
+            if not counted:
+                await self._count_tokens_today()
+                counted = True
             again, tried = tried, True
             result = await save()
             if again and not (result[0] if isinstance(result, tuple) else result):

@@ -70,15 +70,20 @@ class Streaming:
     following: list[asyncio.Task[None]]
 
 
-async def start_streaming(postgres, start_server, fake_upstream, delays: list[float]) -> Streaming:
+async def start_streaming(
+    postgres, start_server, fake_upstream, delays: list[float], *, without_usage: int = 0
+) -> Streaming:
     """A server on the cluster (the in-process channel layer, checkpoints every 0.5 s), and a
     reply of TOKENS in a conversation of its own for each of `delays` (seconds between
-    tokens), each followed by a tab. Returns once every reply shows some text."""
+    tokens), each followed by a tab; the first `without_usage` replies' streams carry no
+    usage. Returns once every reply shows some text."""
     session, conversations = prepare(postgres.url, len(delays))
     server = start_server(DATABASE_URL=postgres.url, REDIS_URL="", CHAT_CHECKPOINT_SECONDS="0.5")
 
     async def plan(request: FakeRequest):
-        return await request.stream(reply_events(TOKENS), delay=delays[request.index])
+        usage = None if request.index < without_usage else (11, None)
+        events = reply_events(TOKENS, usage=usage)
+        return await request.stream(events, delay=delays[request.index])
 
     fake_upstream.plan = plan
     client = ChatClient(server, session)
@@ -99,7 +104,11 @@ async def start_streaming(postgres, start_server, fake_upstream, delays: list[fl
 async def test_replies_ride_out_a_database_restart_and_pages_answer_503_meanwhile(
     postgres, start_server, fake_upstream
 ):
-    streaming = await start_streaming(postgres, start_server, fake_upstream, DELAYS)
+    # The first reply's stream carries no usage: its tokens are estimated, to count for today
+    # once the database is back.
+    streaming = await start_streaming(
+        postgres, start_server, fake_upstream, DELAYS, without_usage=1
+    )
     server, client, conversations = streaming.server, streaming.client, streaming.conversations
     tabs, reply_ids, following = streaming.tabs, streaming.reply_ids, streaming.following
     expected = "".join(TOKENS)
@@ -135,9 +144,12 @@ async def test_replies_ride_out_a_database_restart_and_pages_answer_503_meanwhil
             "SELECT id, status, error, content FROM chat_message WHERE id = ANY(%s) ORDER BY id",
             (reply_ids,),
         ).fetchall()
+        spent = db.execute("SELECT tokens FROM chat_spenttokens").fetchall()
     assert [(status, error, content) for _, status, error, content in rows] == [
         ("complete", "", expected)
     ] * len(DELAYS)
+    # What it wrote and its prompt ("go"), about four characters a token: counted, once.
+    assert len(spent) == 1 and len(expected) // 4 < spent[0][0] < len(expected) // 4 + 20, spent
     for tab, reply_id in zip(tabs, reply_ids, strict=True):
         assert tab.page.content(reply_id) == shown(expected)
     assert len(fake_upstream.requests) == len(DELAYS)
