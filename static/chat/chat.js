@@ -481,6 +481,7 @@
   var SESSION_ENDED = 4401;  // chat/socket_protocol.py
   var TOO_MANY_SOCKETS = 4429;  // chat/socket_protocol.py
   var sessionAskedAt = 0;
+  var sessionTries = 0;
 
   // The socket's session ended and the page no longer loads without a login: say so, with
   // the way back (the page asks for a login, then comes back here).
@@ -521,22 +522,16 @@
     if (close && close.code === SESSION_ENDED) {
       // Logged out (here or in another tab), deactivated, or the session expired or was
       // ended by a new password. But a password changed in this browser ends the session
-      // the socket was opened with and gives the cookie a new one: the page, asked once,
-      // still loads, and the socket opens again with it.
-      // The socket may close before this browser has the answer that carries the new
-      // session's cookie (the password changed in another tab): asked again a moment later.
-      if (Date.now() - sessionAskedAt > 10000 && wrapper) {
+      // the socket was opened with and gives the cookie a new one: the socket, opened again
+      // with it, is let in. It may close before this browser has the answer that carries the
+      // new cookie: tried at once, then again a moment later, before the tab says it was
+      // signed out. Asked by the socket, not by loading the page: the page's answer to the
+      // old cookie deletes the cookie, the new one too if that came in first.
+      if (Date.now() - sessionAskedAt > 10000) { sessionTries = 0; }
+      if (sessionTries < 2 && wrapper) {
         sessionAskedAt = Date.now();
-        var ask = function (again) {
-          fetch(location.pathname, { redirect: "manual", credentials: "same-origin" })
-            .then(function (response) {
-              if (response.ok) { wrapper.reconnect(); }
-              else if (again) { setTimeout(function () { ask(false); }, 1500); }
-              else { signedOut(status); }
-            })
-            .catch(function () { signedOut(status); });
-        };
-        ask(true);
+        setTimeout(function () { wrapper.reconnect(); }, sessionTries === 0 ? 0 : 1500);
+        sessionTries += 1;
         return;
       }
       signedOut(status);
