@@ -229,6 +229,16 @@ def assert_running(servers: list[ServerProcess]) -> None:
     )
 
 
+async def back_logged(servers: list[ServerProcess], service: str) -> None:
+    """Wait until each of `servers` has logged that `service` is back: each process finds it
+    back on its own probe's schedule, which nothing orders before what a test waits for."""
+
+    async def all_back() -> bool:
+        return all(f"{service} is back" in server.log_text() for server in servers)
+
+    await wait_for(all_back, timeout=10)
+
+
 def assert_outage_logged_once(log_text: str, service: str) -> None:
     """No traceback, no error, one WARNING that `service` went away and one INFO that it is
     back, and no other WARNING."""

@@ -157,7 +157,9 @@ async def test_a_gap_asks_the_worker_for_a_snapshot(conversation, user):
 async def test_a_snapshot_request_left_unanswered_is_made_again(conversation, user, monkeypatch):
     """A request can be lost (Redis restarted before the worker joined its groups again):
     while frames keep coming, the tab asks again, at most once per RESYNC_INTERVAL."""
-    monkeypatch.setattr("chat.consumers.RESYNC_INTERVAL", 0.2)
+    # Long enough that a busy machine's stall between the two requests does not make the second
+    # one overdue before the test looks.
+    monkeypatch.setattr("chat.consumers.RESYNC_INTERVAL", 0.6)
     layer = get_channel_layer()
     worker_channel = await layer.new_channel()
     await events.join_generation(7, worker_channel)
@@ -169,7 +171,7 @@ async def test_a_snapshot_request_left_unanswered_is_made_again(conversation, us
     await events.message_delta(conversation.pk, 7, **frames[2])
     with pytest.raises(TimeoutError):  # not overdue yet
         await asyncio.wait_for(layer.receive(worker_channel), 0.1)
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.6)
     await events.message_delta(conversation.pk, 7, **frames[3])
     again = await asyncio.wait_for(layer.receive(worker_channel), 1)
     assert again["type"] == "generation.snapshot_request" and again["message_id"] == 7
@@ -434,7 +436,7 @@ async def test_a_second_resync_within_a_second_is_answered_when_the_second_is_up
     """The page asks again when it has drawn a reply anew (a version switched back): that
     request is answered a little later, not dropped, and more than one waiting is not kept."""
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
-    monkeypatch.setattr("chat.consumers.RESYNC_INTERVAL", 0.3)
+    monkeypatch.setattr("chat.consumers.RESYNC_INTERVAL", 0.6)  # far from the 0.1 s looked at
     _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="q")
     await Message.objects.filter(pk=reply.pk).aupdate(
         status=Message.Status.COMPLETE, **services.rendered_fields(content="done", reasoning="")

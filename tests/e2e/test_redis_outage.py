@@ -13,6 +13,7 @@ from tests.faults import (
     Tab,
     assert_outage_logged_once,
     assert_running,
+    back_logged,
     close_code_of_a_new_socket,
     follow_once_streaming,
 )
@@ -80,6 +81,7 @@ async def test_a_three_second_redis_outage_costs_no_reply(
     assert len(fake_upstream.requests) == REPLIES  # nothing was generated twice
     assert during == 4013  # a socket opened meanwhile is closed cleanly, not refused with 500
     assert_running(workers)
+    await back_logged(web + workers, "Redis")
     for server in web + workers:
         assert_outage_logged_once(server.log_text(), "Redis")
 
@@ -100,6 +102,7 @@ async def test_an_outage_past_the_limit_ends_replies_interrupted_with_all_their_
         assert len(shown(reply.content)) > len(seen)
         assert tab.page.content(reply.pk) == shown(reply.content)
     assert_running(workers)
+    await back_logged(web + workers, "Redis")
     for server in web + workers:
         assert_outage_logged_once(server.log_text(), "Redis")
 
@@ -124,5 +127,6 @@ async def test_a_worker_keeps_listening_after_redis_comes_back(
     await wait_for(complete)
     assert tab.page.content(reply_id) == shown("Hello, world!")
     assert_running(workers)
+    await back_logged(workers, "Redis")
     for worker in workers:
         assert_outage_logged_once(worker.log_text(), "Redis")
