@@ -615,8 +615,10 @@ def message_select(*, message: Message, tab: str = "") -> Message:
 
 
 def reply_feedback(*, reply: Message, rating: str, comment: str) -> Message:
+    """Rate a reply ("up", "down") with an optional comment; no rating withdraws both (the
+    page sends the comment's box with the withdrawal, and then hides it)."""
     reply.feedback = rating
-    reply.feedback_comment = comment.strip()[:5000]
+    reply.feedback_comment = comment.strip()[:5000] if rating else ""
     reply.save(update_fields=["feedback", "feedback_comment"])
     return reply
 
