@@ -224,6 +224,10 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The page asks `{"resync": <message id>}` when a reply's element appears in it;
         anything else closes the socket (`chat.socket_protocol` says with which code)."""
+        if not hasattr(self, "replies"):
+            # Closed as it opened (its session ended, too many sockets): what the page sent
+            # before it saw the close still comes, to a socket set up for nothing.
+            return
         try:
             request = socket_protocol.parse(text_data=text_data, bytes_data=bytes_data)
         except socket_protocol.Refused as refused:

@@ -179,3 +179,21 @@ async def test_a_message_on_a_current_session_is_answered(
     await comm.send_to(text_data=json.dumps({"resync": finished_reply.pk}))
     assert f'<article id="m{finished_reply.pk}"' in await comm.receive_from()
     await comm.disconnect()
+
+
+@pytest.mark.parametrize("sent", [{"resync": 1}, "not json"])
+async def test_what_a_socket_closed_as_it_opened_sends_meanwhile_is_dropped(conversation, sent):
+    """A socket opened with a session that has ended is accepted and closed with 4401 (the
+    page then tries once more, and says it was signed out). What the page sent as it opened,
+    before it saw the close (a resync for each reply it shows streaming), raised in the
+    consumer, set up for nothing: a traceback in the server's log for each such socket."""
+    comm = socket_for(conversation.pk, "no-such-session")
+    assert (await comm.connect())[0]
+    if isinstance(sent, dict):
+        await comm.send_json_to(sent)
+    else:
+        await comm.send_to(text_data=sent)
+    assert await closed_with(comm) == CLOSE_SESSION_ENDED
+    await asyncio.sleep(0.2)  # what it sent is handled
+    assert not comm.future.done() or comm.future.exception() is None, comm.future.exception()
+    await comm.disconnect()

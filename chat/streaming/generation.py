@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import IntegrityError
 from django.utils import timezone
 
 from .. import events, fragments, limits, outages, selectors, services, titles, tools
@@ -578,6 +579,8 @@ class Generation:
                 )
         except outages.DATABASE_ERRORS:
             raise
+        except IntegrityError:
+            pass  # its owner was deleted meanwhile: no one to count them for
         except Exception:
             # Not worth the reply: its tokens alone go uncounted.
             logger.exception("message %s: its tokens could not be counted for today", self.reply.pk)

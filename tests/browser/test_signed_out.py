@@ -129,8 +129,10 @@ async def test_a_new_passwords_cookie_that_comes_late_is_kept(page, context, wat
     await asyncio.sleep(0.3)
     await cookie_arrives()
 
-    await chat.wait_for_socket(2)  # closed with its old session, opened with the new one
-    await page.wait_for_timeout(2000)  # past the second try
+    # Opened again (a try with the old cookie is opened and closed too), past the second try:
+    # the tab is still signed in, with the new cookie, and its socket brings the reply.
+    await chat.wait_for_socket(2)
+    await page.wait_for_timeout(2000)
     await expect(status).to_have_text("")
     cookies = {c["name"]: c["value"] for c in await context.cookies()}
     assert cookies.get("sessionid") == new_session
