@@ -29,11 +29,16 @@ logger = logging.getLogger(__name__)
 def close_sockets_on_logout(
     sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
 ) -> None:
-    """Only the sockets opened with this session close: the user's other devices stay."""
+    """Only the sockets opened with this session close: the user's other devices stay.
+
+    The session is ended here, before its sockets hear of it (Django's logout sends this
+    signal first, then ends it): a tab told so opens its socket again at once, which must not
+    be let in with the session about to go. Django's own flush after this finds it empty."""
     session = getattr(request, "session", None)
     session_key = getattr(session, "session_key", None)
-    if user is None or not session_key:
+    if session is None or user is None or not session_key:
         return
+    session.flush()
     transaction.on_commit(
         functools.partial(_send, events.session_closed_sync, user.pk, session_key)
     )

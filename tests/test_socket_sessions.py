@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.test import Client
 
-from chat import outages, services, socket_auth
+from chat import events, outages, services, socket_auth
 from chat.models import Message
 from chat.socket_protocol import CLOSE_SESSION_ENDED
 from tests.sockets import closed_with, socket_for
@@ -57,6 +57,36 @@ async def test_logging_out_closes_the_sockets_of_that_session(conversation, user
     assert await elsewhere.receive_nothing()
     await comm.disconnect()
     await elsewhere.disconnect()
+
+
+async def test_a_logout_tells_the_sockets_once_their_session_is_gone(
+    conversation, user, monkeypatch
+):
+    """A tab told its session ended opens its socket again at once (a new password may have
+    given its cookie a new session). Django's logout sends its signal before it deletes the
+    session: told then, a tab could open its socket again in between, let in with the session
+    about to go, and stay open (a browser test caught it in CI)."""
+    client = await sync_to_async(logged_in)(user)
+    session_key = session_of(client)
+    comm = socket_for(conversation.pk, session_key)
+    assert (await comm.connect())[0]
+    told = events.session_closed_sync
+    session_left: list[bool] = []
+
+    def telling(user_id: int, key: str) -> None:
+        session_left.append(Session.objects.filter(session_key=key).exists())
+        told(user_id, key)
+
+    monkeypatch.setattr(events, "session_closed_sync", telling)
+    response = await sync_to_async(client.post)("/accounts/logout/")
+    assert response.status_code == 302
+    assert await closed_with(comm) == CLOSE_SESSION_ENDED
+    assert session_left == [False]
+    again = socket_for(conversation.pk, session_key)  # the tab, with the cookie it had
+    assert (await again.connect())[0]
+    assert await closed_with(again) == CLOSE_SESSION_ENDED
+    await comm.disconnect()
+    await again.disconnect()
 
 
 async def test_logging_out_through_the_logout_page_closes_the_socket(conversation, user):
