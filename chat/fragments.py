@@ -83,15 +83,28 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
     """What one render step changes on the page: settled blocks appended once, then the tail
     redrawn (a block settled, a code block opened) or, most often, a few characters appended."""
     blocks_id, tail_id, code_id = field.ids(message_id)
-    parts = []
-    if step.blocks_html:
-        parts.append(f'<div id="{blocks_id}" hx-swap-oob="beforeend">{step.blocks_html}</div>')
+    parts = [_blocks_change(blocks_id, step)]
     if step.tail_replaced:
         html = tail_html(field, message_id, tail)
         parts.append(f'<div id="{tail_id}" hx-swap-oob="innerHTML">{html}</div>')
     elif step.appended:
         target = code_id if tail.kind == "code" else tail_id
         parts.append(f'<span id="{target}" hx-swap-oob="beforeend">{escape(step.appended)}</span>')
+    return "".join(parts)
+
+
+def _blocks_change(blocks_id: str, step: RenderStep) -> str:
+    """A step's change to the settled blocks: the list open among them last (its new items,
+    or the whole list again), then the blocks settled after it."""
+    parts = []
+    last = f"#{blocks_id} > :last-child"
+    if step.list_redrawn:  # the list itself, in place of the one shown ("<ul…" or "<ol…")
+        html = step.list_html
+        parts.append(f'{html[:3]} hx-swap-oob="outerHTML:{last}"{html[3:]}')
+    elif step.list_html:
+        parts.append(f'<div hx-swap-oob="beforeend:{last}">{step.list_html}</div>')
+    if step.blocks_html:
+        parts.append(f'<div id="{blocks_id}" hx-swap-oob="beforeend">{step.blocks_html}</div>')
     return "".join(parts)
 
 
@@ -109,13 +122,11 @@ def text_state(
     )
 
 
-def text_end(field: TextField, message_id: int, rest_html: str) -> str:
-    """The end of a text: the last blocks join the settled ones and the tail goes."""
+def text_end(field: TextField, message_id: int, step: RenderStep) -> str:
+    """The end of a text (`ProgressiveRenderer.finish`): the last blocks join the settled
+    ones and the tail goes."""
     blocks_id, tail_id, _ = field.ids(message_id)
-    appended = (
-        f'<div id="{blocks_id}" hx-swap-oob="beforeend">{rest_html}</div>' if rest_html else ""
-    )
-    return appended + f'<div id="{tail_id}" hx-swap-oob="delete"></div>'
+    return _blocks_change(blocks_id, step) + f'<div id="{tail_id}" hx-swap-oob="delete"></div>'
 
 
 def streaming_view(message: Message, *, continued: bool = False) -> dict[str, SafeString]:

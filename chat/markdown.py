@@ -131,6 +131,30 @@ def render_blocks(text: str, env: dict[str, Any]) -> str:
     return _clean(html)
 
 
+def render_list(text: str, env: dict[str, Any], *, loose: bool) -> tuple[str, bool] | None:
+    """Render `text`, the first items of a top-level list that goes on after them, as the
+    one list they make; drawn `loose` (their paragraphs as paragraphs) if asked or if they
+    make it so, a blank line at the end included (one between them and the next item). Also
+    returns whether they were drawn loose. None if `text` is not one list alone."""
+    md = _parser()
+    tokens = md.parse(text, env)
+    if not tokens or tokens[0].type not in _LIST_OPENS or tokens[-1].level != 0:
+        return None
+    if any(t.level == 0 for t in tokens[1:-1]):
+        return None
+    paragraphs = [t for t in tokens if t.level == 2 and t.type.startswith("paragraph_")]
+    body = text.removesuffix("\n")
+    last_line = body[body.rfind("\n") + 1 :]
+    loose = loose or not last_line.strip() or any(not t.hidden for t in paragraphs)
+    if loose:  # markdown-it hides a tight list's paragraphs (the items' own only)
+        for token in paragraphs:
+            token.hidden = False
+    return _clean(md.renderer.render(tokens, md.options, env)), loose
+
+
+_LIST_OPENS = {"bullet_list_open", "ordered_list_open"}
+
+
 def _clean(html: str) -> str:
     return nh3.clean(
         html,

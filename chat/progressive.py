@@ -6,6 +6,14 @@ comes after it, so it is rendered and sanitised once, when it settles, and sent 
 block after it, the tail, is shown as escaped text, or as an unhighlighted code frame when it
 is a fenced code block, until it settles too.
 
+A top-level list settles item by item: an item that another item of the same list follows is
+rendered once and added to the list on the page (`RenderStep.list_html`), so a long answer in
+numbered steps takes shape step by step; its last item is the tail. Whether the list is tight
+or loose can change with a later item (a blank line between two items): the list on the page
+is then drawn once more, loose (`RenderStep.list_redrawn`). When the whole list settles it is
+rendered once more as a whole, and only the items the page lacks are sent (the page's list is
+drawn again only if that render differs, which the tests do not find).
+
 The settled blocks followed by the render of the final tail equal the one-shot render of the
 whole text (`chat.markdown.render_markdown`), except where a link reference definition comes
 after a block that uses it: the final render fixes those (`ProgressiveRenderer.finish`).
@@ -25,7 +33,7 @@ from typing import Any, Literal
 
 from markdown_it.token import Token
 
-from .markdown import block_parser, fence_language, render_blocks, render_markdown
+from .markdown import block_parser, fence_language, render_blocks, render_list, render_markdown
 
 # Lines that can only continue the open block, so that nothing can settle before them and no
 # new parse is needed (a long paragraph, table, quote or list stays linear). Conservative: any
@@ -40,6 +48,7 @@ _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
 #   with the same marker (not a rule), whose content column the lines after it are held to. A
 #   line indented less (a code fence at two spaces under "1. ") ends the list, so it is parsed.
 _ITEM_START = re.compile(r"( {0,3})(\d{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
+_LISTS = {"bullet_list_open", "ordered_list_open"}
 # Blocks that end at a blank line; lists and indented code may go on after one.
 _END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
 # Blocks complete as soon as their last line is.
@@ -82,6 +91,21 @@ class RenderStep:
     blocks_html: str  # newly settled blocks, to append after the earlier ones
     tail_replaced: bool  # the tail must be drawn again from `ProgressiveRenderer.tail`
     appended: str  # otherwise: text to append to the tail as it is
+    # Applied first, to the list the page shows last among its blocks (still open before this
+    # step): items to add at its end, or (`list_redrawn`) the whole list, in place of it.
+    list_html: str = ""
+    list_redrawn: bool = False
+
+
+@dataclass
+class _OpenList:
+    """A top-level list whose first items have settled: the list as the page shows it."""
+
+    start: int  # offset in the text where the list starts
+    html: str  # its settled items, rendered as a closed list
+    close: str  # its closing tag: "</ul>\n" or "</ol>\n"
+    loose: bool  # its items' paragraphs are drawn as paragraphs
+    shown: bool = False  # sent to the page (after the step that opened it)
 
 
 def normalise(text: str) -> str:
@@ -106,12 +130,24 @@ class ProgressiveRenderer:
         # can only continue it, so they need no new parse.
         self._open_to: int | None = None
         self._open_line: re.Pattern[str] | None = None
+        # The open top-level list whose first items have settled (the tail is its last item),
+        # and, within a step, the final HTML of the one the page showed if it settled whole.
+        self._list: _OpenList | None = None
+        self._list_settled: str | None = None
+        # A list whose items could not be rendered apart settles whole, as other blocks do.
+        self._whole_list_from: int | None = None
 
     @property
     def blocks_html(self) -> str:
         if len(self._blocks) > 1:
             self._blocks = ["".join(self._blocks)]
-        return self._blocks[0] if self._blocks else ""
+        blocks = self._blocks[0] if self._blocks else ""
+        return blocks + self._list.html if self._list is not None else blocks
+
+    @property
+    def open_list_html(self) -> str:
+        """The list the page shows last among the settled blocks, while it is still open."""
+        return self._list.html if self._list is not None and self._list.shown else ""
 
     @property
     def tail(self) -> Tail:
@@ -127,39 +163,68 @@ class ProgressiveRenderer:
         text, self.text = self.text, ""
         text += delta
         self.text = text
+        shown = self.open_list_html
         html: list[str] = []
         replaced = False
         if "\n" in delta:  # blocks settle and fences open only when a line is complete
             replaced = self._advance(html)
-        blocks_html = "".join(html)
-        if blocks_html:
-            self._blocks.append(blocks_html)
-        return RenderStep(
-            blocks_html=blocks_html,
-            tail_replaced=replaced,
-            appended="" if replaced else delta,
-        )
+        if self._item_begun(len(delta)):
+            replaced = True
+        return self._step(shown, html, replaced, "" if replaced else delta)
 
     def tail_rendered(self) -> str:
         """The open tail's text rendered as it would be if the text ended here (a reply cut
         short shows it so until it continues)."""
         return render_blocks(self.text[self.settled :], copy.deepcopy(self._references))
 
-    def finish(self) -> tuple[str, str]:
-        """End the text. Returns the HTML of the rest (to append after the settled blocks)
-        and the whole reply's HTML, which equals `render_markdown(text)`."""
+    def finish(self) -> tuple[RenderStep, str]:
+        """End the text. Returns the change to the page (the rest of an open list, then the
+        last blocks, which the tail gives way to) and the whole reply's HTML, which equals
+        `render_markdown(text)`. `blocks_html` is then the whole text as the page shows it."""
         if self._pending_cr:
             self._pending_cr = False
             self.text += "\n"
-        rest = render_blocks(self.text[self.settled :], dict(self._references))
-        whole = self.blocks_html + rest
-        if self._references.get("references") or "]:" in self.text[self.settled :]:
+        shown = self.open_list_html
+        html: list[str] = []
+        if self._list is not None:
+            self._settle_list(self._list_end(), html)
+        rest = self.text[self.settled :]
+        html.append(render_blocks(rest, dict(self._references)))
+        self.settled = len(self.text)
+        step = self._step(shown, html, True, "")
+        whole = self.blocks_html
+        if self._references.get("references") or "]:" in rest:
             # A reference defined after a block that uses it changes that block: render
             # the whole text again (the page then swaps the whole reply).
             whole = render_markdown(self.text)
-        return rest, whole
+        return step, whole
 
     # --- Internals ---------------------------------------------------------------------------
+
+    def _step(self, shown: str, html: list[str], replaced: bool, appended: str) -> RenderStep:
+        """What changed on the page since it showed `shown` as its open list: that list's
+        change first, then the blocks settled after it (ending with a list opened)."""
+        list_html, redrawn = "", False
+        if shown:
+            now = self._list_settled
+            if now is None:
+                assert self._list is not None
+                now = self._list.html
+            list_html, redrawn = _list_change(shown, now)
+        self._list_settled = None
+        blocks_html = "".join(html)
+        if blocks_html:
+            self._blocks.append(blocks_html)
+        if self._list is not None and not self._list.shown:
+            self._list.shown = True
+            blocks_html += self._list.html
+        return RenderStep(
+            blocks_html=blocks_html,
+            tail_replaced=replaced,
+            appended=appended,
+            list_html=list_html,
+            list_redrawn=redrawn,
+        )
 
     def _normalise(self, delta: str) -> str:
         # A CR at the end of one delta may be the first half of a CRLF: hold it back.
@@ -202,12 +267,26 @@ class ProgressiveRenderer:
             last = blocks[-1]
             if _is_complete(last, source, line_starts, n_lines):
                 settled += 1
-            if settled:
+            if self._list is not None and (settled or blocks[0].type not in _LISTS):
+                # The first block is the rest of the open list, and another follows it.
+                end_line = _lines(blocks[1])[0] if blocks[0].type in _LISTS else 0
+                self._settle_list(base + line_starts[end_line], html)
+                replaced = True
+                continue  # what follows it is parsed again
+            if settled and self._list is None:
                 end_line = _lines(blocks[settled])[0] if settled < len(blocks) else _lines(last)[1]
                 self._settle(base + line_starts[end_line], html)
                 replaced = True
                 if settled == len(blocks):
                     continue  # the tail is blank or a partial line: nothing more to settle
+            if last.type in _LISTS and settled == len(blocks) - 1:
+                # Each item that another follows settles; the last one is the tail.
+                first = _lines(last)[0]
+                items = [line for line in _item_starts(tokens) if line > first]
+                if items and self._settle_items(
+                    base + line_starts[first], base + line_starts[items[-1]]
+                ):
+                    replaced = True
             self._open_line = (
                 _continuation(last, source, _last_item(tokens))
                 if settled == len(blocks) - 1
@@ -236,11 +315,35 @@ class ProgressiveRenderer:
                 self._open_to = None
                 return False
             if match.lastgroup == "item":
+                if self._whole_list_from is None:
+                    # A new item: the one before it settles (a parse from its start).
+                    self._open_to = None
+                    return False
                 # A new item: the lines inside it are those indented to its content.
-                ordered, marker = _LIST_OF[self._open_line]
+                ordered, marker, _ = _LIST_OF[self._open_line]
                 self._open_line = _list_lines(ordered, marker, len(match.group("item")))
             position = match.end()
         self._open_to = complete
+        return True
+
+    def _item_begun(self, delta_length: int) -> bool:
+        """A line still being written that starts the open list's next item (its marker and
+        a first character) ends the item before it, which settles: a list's items settle as
+        the next begins, not a line later."""
+        line_start = self._open_to  # after the lines that continue the open block, if any
+        if line_start is None or line_start < self.settled or self._open_line is None:
+            return False
+        if len(self.text) - delta_length > line_start + 20:
+            return False  # the start of the line was seen already
+        list_lines = _LIST_OF.get(self._open_line)
+        if list_lines is None or self.text.find("\n", line_start) >= 0:
+            return False
+        if _next_item(*list_lines).match(self.text, line_start) is None:
+            return False
+        start = self._list.start if self._list is not None else self.settled
+        if not self._settle_items(start, line_start):
+            return False
+        self._open_to = self._open_line = None  # the new item's lines are parsed from it
         return True
 
     def _skip_blank_lines(self) -> bool:
@@ -258,6 +361,64 @@ class ProgressiveRenderer:
     def _settle(self, end: int, html: list[str]) -> None:
         html.append(render_blocks(self.text[self.settled : end], self._references))
         self.settled = end
+        self._whole_list_from = None
+
+    def _settle_items(self, start: int, end: int) -> bool:
+        """Settle the items of the top-level list at `start` (the open list's, if there is
+        one) up to its item at `end`, its last so far, which stays the tail. False if they
+        cannot be drawn apart (never seen: a list's items parse alike alone): the list then
+        settles whole, as other blocks do."""
+        open_list = self._list
+        if open_list is not None:
+            start = open_list.start
+        if self._whole_list_from == start:
+            return False
+        loose = open_list is not None and open_list.loose
+        drawn = render_list(self.text[self.settled : end], self._references, loose=loose)
+        if open_list is None:
+            if drawn is None:
+                self._whole_list_from = start
+                return False
+            items, loose = drawn
+            close = items[items.rindex("</") :]
+            self._list = _OpenList(start=start, html=items, close=close, loose=loose)
+        elif drawn is None or (drawn[1] and not loose):
+            # A blank line between two items: the whole list is loose, drawn again
+            whole = render_list(self.text[start:end], self._references, loose=True)
+            if whole is None:
+                self._whole_list_from = start
+                return False
+            open_list.html, open_list.loose = whole[0], True
+        else:
+            items = drawn[0]
+            items = items[items.index("\n") + 1 : -len(open_list.close)]
+            open_list.html = open_list.html[: -len(open_list.close)] + items + open_list.close
+        self.settled = end
+        return True
+
+    def _settle_list(self, end: int, html: list[str]) -> None:
+        """The open list is complete up to `end`: rendered once more as a whole, it is what
+        the page shows (the items it lacks are sent, `_step`) and what is stored."""
+        open_list = self._list
+        assert open_list is not None
+        whole = render_blocks(self.text[open_list.start : end], self._references)
+        if open_list.shown:
+            self._list_settled = whole
+            self._blocks.append(whole)  # nothing settled before it in this step
+        else:
+            html.append(whole)
+        self._list = None
+        self.settled = end
+
+    def _list_end(self) -> int:
+        """Where the open list ends in the whole text (at its end)."""
+        source = self.text[self.settled :]
+        blocks = _top_level_blocks(block_parser().parse(source))
+        if not blocks or blocks[0].type not in _LISTS:
+            return self.settled
+        end_line = _lines(blocks[0])[1]
+        starts = _line_starts(source)
+        return self.settled + (starts[end_line] if end_line < len(starts) else len(source))
 
     def _fence_end(self, fence: _OpenFence) -> int | None:
         """The offset after the fence's closing line, once that line is complete."""
@@ -296,11 +457,21 @@ def _list_lines(ordered: bool, marker: str, column: int) -> re.Pattern[str]:
     rule = "" if ordered else r"(?![-*_ \t]*\n)"
     item = rf"(?P<item> {{0,3}}{number}{re.escape(marker)} {{1,4}})(?=[^ \t\n]){rule}"
     pattern = re.compile(rf" {{{column},}}\S[^\n]*\n|{item}[^\n]*\n")
-    _LIST_OF[pattern] = (ordered, marker)
+    _LIST_OF[pattern] = (ordered, marker, column)
     return pattern
 
 
-_LIST_OF: dict[re.Pattern[str], tuple[bool, str]] = {}  # each `_list_lines` pattern's list
+# Each `_list_lines` pattern's list: ordered, its marker, its last item's content column
+_LIST_OF: dict[re.Pattern[str], tuple[bool, str, int]] = {}
+
+
+@functools.cache
+def _next_item(ordered: bool, marker: str, column: int) -> re.Pattern[str]:
+    """The start of a line that begins the list's next item (not a line of its last item,
+    indented to `column`): its marker, blanks, a first character. A rule ("- - -") that it
+    may turn into ends the list, which ends the item too."""
+    number = r"\d{1,9}" if ordered else ""
+    return re.compile(rf"(?! {{{column},}}\S) {{0,3}}{number}{re.escape(marker)} {{1,4}}[^ \t\n]")
 
 
 def _list_line(block: Token, item: Token, source: str) -> re.Pattern[str] | None:
@@ -321,6 +492,23 @@ def _last_item(tokens: list[Token]) -> Token | None:
         if token.type == "list_item_open" and token.level == 1:
             return token
     return None
+
+
+def _item_starts(tokens: list[Token]) -> list[int]:
+    """The lines where the items of top-level lists start."""
+    return [t.map[0] for t in tokens if t.type == "list_item_open" and t.level == 1 and t.map]
+
+
+def _list_change(shown: str, now: str) -> tuple[str, bool]:
+    """How the page's open list, `shown`, becomes `now`: the items to add at its end, or (when
+    it changed otherwise: it turned loose) the whole list again (True)."""
+    if now == shown:
+        return "", False
+    close = shown[shown.rindex("</") :]
+    head = shown[: -len(close)]
+    if len(now) > len(shown) and now.startswith(head) and now.endswith(close):
+        return now[len(head) : -len(close)], False
+    return now, True
 
 
 def _top_level_blocks(tokens: list[Token]) -> list[Token]:

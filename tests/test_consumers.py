@@ -188,10 +188,11 @@ async def test_a_tab_with_every_frame_gets_only_the_end_of_a_finished_reply(conv
     for frame in frames:
         await events.message_delta(conversation.pk, 7, **frame)
         await comm.receive_from()
+    tabs_at = view.cursor()  # where a tab with every frame stands (finishing moves it)
     _, ending = view.finish()
     assert ending is not None
     await events.message_finished(
-        conversation.pk, 7, {"cursor": view.cursor(), "html": ending + "<footer/>"}
+        conversation.pk, 7, {"cursor": tabs_at, "html": ending + "<footer/>"}
     )
     end = await comm.receive_from()
     assert "<h1>" not in end  # already on the page
@@ -341,15 +342,14 @@ async def test_a_reply_sent_whole_is_not_ended_again_by_its_frames(conversation,
         conversation.pk, reply.pk, cursor=cursor, next=view.cursor(), html=html
     )
     await comm.receive_from()
+    tabs_at = view.cursor()
     stored, ending = view.finish()
     await Message.objects.filter(pk=reply.pk).aupdate(
         status=Message.Status.INTERRUPTED, content="kept text", **stored
     )
     await events.messages_appended(conversation.pk, [reply.pk], after=reply.parent_id)
     assert "<p>kept text</p>" in await comm.receive_from()
-    await events.message_finished(
-        conversation.pk, reply.pk, {"cursor": view.cursor(), "html": ending}
-    )
+    await events.message_finished(conversation.pk, reply.pk, {"cursor": tabs_at, "html": ending})
     end = await comm.receive_from()
     assert end.lstrip().startswith(f'<article id="m{reply.pk}"') and end.count("kept text") == 1
     await comm.disconnect()
@@ -529,6 +529,7 @@ async def test_events_of_a_generation_are_not_drawn_over_its_saved_end(
     _, reply = await sync_to_async(services.message_submit)(conversation=conversation, content="q")
     view = ReplyRenderer(reply.pk, "", "")
     cursor, html = view.frame(Frame(0, "kept text", 0, "", None))
+    tabs_at = view.cursor()
     stored, ending = view.finish()
     await Message.objects.filter(pk=reply.pk).aupdate(
         status=Message.Status.INTERRUPTED, content="kept text", **stored
@@ -538,12 +539,8 @@ async def test_events_of_a_generation_are_not_drawn_over_its_saved_end(
     await comm.send_json_to({"resync": reply.pk})
     assert "<p>kept text</p>" in await comm.receive_from()
     await events.message_started(conversation.pk, reply.pk, cursor=START, html="")
-    await events.message_delta(
-        conversation.pk, reply.pk, cursor=cursor, next=view.cursor(), html=html
-    )
-    await events.message_finished(
-        conversation.pk, reply.pk, {"cursor": view.cursor(), "html": ending}
-    )
+    await events.message_delta(conversation.pk, reply.pk, cursor=cursor, next=tabs_at, html=html)
+    await events.message_finished(conversation.pk, reply.pk, {"cursor": tabs_at, "html": ending})
     again = await comm.receive_from()
     assert again.lstrip().startswith(f'<article id="m{reply.pk}"')  # whole, not appended
     assert again.count("kept text") == 1

@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat.markdown import render_markdown
-from chat.progressive import ProgressiveRenderer
+from chat.progressive import ProgressiveRenderer, RenderStep
 
 WORDS = st.sampled_from(
     ["word", "**bold**", "*em*", "`code`", "[link](https://example.com)", "<b>x</b>", "a_b", "1."]
@@ -63,6 +64,36 @@ BLOCKS = st.one_of(
     ).map(lambda t: f"{t[0]}{t[2]}\n{t[1]}```sh\n{t[1]}{t[2]}\n{t[1]}```\n{t[3]}{t[2]}"),
     st.tuples(FENCE, INLINE).map(lambda t: f"{t[0]}\n{t[1]}\n\t{t[0]}\n# in the code\n{t[0]}"),
 )
+# Lists item by item: markers, item bodies (more lines, a lazy line, paragraphs, nested
+# lists, code, empty) and the gaps between items (a blank line makes the list loose).
+ITEM_BODIES = st.one_of(
+    INLINE,
+    INLINE.map(lambda s: f"{s}\n   {s}"),
+    INLINE.map(lambda s: f"{s}\nlazy {s}"),
+    INLINE.map(lambda s: f"{s}\n\n   {s}"),
+    INLINE.map(lambda s: f"{s}\n   - nested {s}\n   - nested"),
+    INLINE.map(lambda s: f"{s}\n   - nested\n\n     {s}"),
+    INLINE.map(lambda s: f"{s}\n   ```sh\n   {s}\n\n   ```"),
+    INLINE.map(lambda s: f"{s}\n   > {s}"),
+    st.just(""),
+)
+LIST_ITEMS = st.tuples(
+    st.sampled_from(["- ", "* ", "1. ", "3) "]),
+    st.lists(st.tuples(ITEM_BODIES, st.sampled_from(["\n", "\n", "\n\n"])), min_size=1),
+    st.booleans(),  # the marker changes at the last item: another list
+).map(
+    lambda t: "".join(
+        (
+            ("+ " if t[0] in ("- ", "* ") else "4. ")
+            if t[2] and i == len(t[1]) - 1 and i
+            else (t[0] if not t[0][0].isdigit() else f"{i + int(t[0][0])}{t[0][1:]}")
+        )
+        + body
+        + gap
+        for i, (body, gap) in enumerate(t[1][:8])
+    ).rstrip("\n")
+)
+BLOCKS = st.one_of(BLOCKS, LIST_ITEMS)
 SEPARATORS = st.sampled_from(["\n\n", "\n", "\n\n\n", "\r\n\r\n", "\n \n"])
 
 
@@ -90,15 +121,48 @@ def split(draw: st.DrawFn, text: str) -> list[str]:
     return pieces
 
 
-def stream(pieces: list[str]) -> tuple[list[str], str, str, ProgressiveRenderer]:
-    renderer = ProgressiveRenderer()
-    settled = []
-    for piece in pieces:
-        step = renderer.feed(piece)
+@dataclass
+class Page:
+    """The settled blocks as a page has them after each step, and what it was sent."""
+
+    html: str = ""
+    sent: list[str] = field(default_factory=list)  # the blocks sent, in order
+    redrawn: list[str] = field(default_factory=list)  # lists drawn again
+    shown: list[str] = field(default_factory=list)  # after each step, without an open list's end
+
+    def apply(self, step: RenderStep, open_list: str) -> None:
+        """Apply a step to a page whose last block is `open_list`, a list still open."""
+        if step.list_html:
+            assert open_list and self.html.endswith(open_list)
+            head = self.html[: -len(open_list)]
+            if step.list_redrawn:
+                self.html = head + step.list_html
+                self.redrawn.append(step.list_html)
+            else:
+                close = open_list[open_list.rindex("</") :]
+                self.html = head + open_list[: -len(close)] + step.list_html + close
+                self.sent.append(step.list_html)
         if step.blocks_html:
-            settled.append(step.blocks_html)
-    rest, whole = renderer.finish()
-    return settled, rest, whole, renderer
+            self.html += step.blocks_html
+            self.sent.append(step.blocks_html)
+
+
+def stream(pieces: list[str]) -> tuple[Page, str, ProgressiveRenderer]:
+    """The pieces fed one by one, and ended; checks at each step that the page as changed
+    by the steps is the renderer's own state."""
+    renderer, page = ProgressiveRenderer(), Page()
+    for piece in pieces:
+        open_list = renderer.open_list_html
+        page.apply(renderer.feed(piece), open_list)
+        assert page.html == renderer.blocks_html
+        open_list = renderer.open_list_html
+        close = open_list[open_list.rindex("</") :] if open_list else ""
+        page.shown.append(page.html.removesuffix(close))
+    open_list = renderer.open_list_html
+    end, whole = renderer.finish()
+    page.apply(end, open_list)
+    assert page.html == renderer.blocks_html
+    return page, whole, renderer
 
 
 @settings(max_examples=400, deadline=None)
@@ -106,15 +170,17 @@ def stream(pieces: list[str]) -> tuple[list[str], str, str, ProgressiveRenderer]
 def test_settled_blocks_and_the_final_tail_equal_the_one_shot_render(data: st.DataObject) -> None:
     text = data.draw(documents())
     pieces = data.draw(split(text))
-    settled, rest, whole, _ = stream(pieces)
+    page, whole, _ = stream(pieces)
     one_shot = render_markdown(text)
     assert whole == one_shot
-    assert "".join(settled) + rest == one_shot
-    # Each block was sent once: every settled piece stands once, in order, in the result.
-    position = 0
-    for block in settled:
-        assert one_shot.startswith(block, position)
-        position += len(block)
+    assert page.html == one_shot
+    # Each block and list item was sent once, and what the page showed stays (a list's end
+    # moves with its items), but for a list drawn again when a blank line made it loose.
+    for redrawn in page.redrawn:
+        assert "<li>\n<p>" in redrawn, redrawn
+    if not page.redrawn:  # what the page showed stays as it was
+        assert all(one_shot.startswith(shown) for shown in page.shown)
+        assert sum(len(piece) for piece in page.sent) <= len(one_shot) + 6 * len(page.sent)
 
 
 @settings(max_examples=200, deadline=None)
@@ -155,9 +221,9 @@ def test_a_tab_indented_fence_line_does_not_close_a_code_block() -> None:
     reload, a continuation) it closed the block, and the line after it showed (and was saved)
     as a heading."""
     first, second = "```go\ns := `\n\t```\n", "`\n# not a heading\n```\n"
-    settled, rest, whole, _ = stream([first, second])
-    assert "<h1>" not in "".join(settled) + rest
-    assert "".join(settled) + rest == whole == render_markdown(first + second)
+    page, whole, _ = stream([first, second])
+    assert "<h1>" not in page.html
+    assert page.html == whole == render_markdown(first + second)
 
 
 def test_a_code_block_under_a_numbered_step_is_code_as_it_streams() -> None:
@@ -192,11 +258,77 @@ def test_blocks_settle_while_the_text_streams() -> None:
         for piece in ["## Plan\n", "\n- one\n- two\n", "\nSome text", " here.\n\n| a |\n|---|\n"]
     ]
     assert "<h2>Plan</h2>" in steps[0].blocks_html  # a heading settles when its line ends
-    assert steps[1].blocks_html == ""  # a list may go on after a blank line
-    assert steps[2].blocks_html == ""  # a line still being written decides nothing
-    assert "<li>one</li>" in steps[3].blocks_html  # a paragraph started: the list is done
+    # An item that another follows settles; the last one is the tail (a list may go on after
+    # a blank line).
+    assert steps[1].blocks_html == "<ul>\n<li>one</li>\n</ul>\n"
+    assert steps[2].blocks_html == steps[2].list_html == ""  # a partial line decides nothing
+    assert steps[3].list_html == "<li>two</li>\n"  # a paragraph started: the list is done
+    assert not steps[3].list_redrawn
     assert "<p>Some text here.</p>" in steps[3].blocks_html  # a blank line ends a paragraph
     assert renderer.tail.text == "| a |\n|---|\n"
+
+
+def test_a_list_settles_item_by_item_as_each_next_item_begins() -> None:
+    """A top-level list was one block: a numbered answer showed as raw text ("1. **Install**")
+    until the whole list ended. Each item now settles, sent once, as the next one begins; the
+    last one is the tail."""
+    pieces = [
+        "Steps:\n\n1. Install **chatsite**\n",
+        "2. Run",  # the next item has begun: the one before it settles
+        ' it:\n   ```python\n   print("hi")\n   ```\n',
+        "3. Log in",
+        " as *demo*\n",
+        "\nDone.\n",
+    ]
+    renderer = ProgressiveRenderer()
+    steps, tails = [], []
+    for piece in pieces:
+        steps.append(renderer.feed(piece))
+        tails.append(renderer.tail.text)
+    assert steps[0].blocks_html == "<p>Steps:</p>\n"
+    assert steps[1].blocks_html == "<ol>\n<li>Install <strong>chatsite</strong></li>\n</ol>\n"
+    assert steps[1].tail_replaced and tails[1] == "2. Run"
+    assert steps[2].list_html == steps[2].blocks_html == ""  # an item's own lines settle nothing
+    assert steps[3].list_html.startswith('<li>Run it:<div class="code-block">')
+    assert '<span class="' in steps[3].list_html  # its code, highlighted
+    assert not steps[3].list_redrawn and tails[3] == "3. Log in"
+    assert steps[4].list_html == ""
+    assert steps[5].list_html == "<li>Log in as <em>demo</em></li>\n"  # the list is done
+    assert not steps[5].list_redrawn and steps[5].blocks_html == ""
+    end, whole = renderer.finish()
+    assert end.blocks_html == "<p>Done.</p>\n"
+    assert whole == renderer.blocks_html == render_markdown("".join(pieces))
+
+
+def test_a_list_that_a_blank_line_makes_loose_is_drawn_again_once() -> None:
+    renderer = ProgressiveRenderer()
+    for piece in ["- first\n", "- second\n"]:
+        renderer.feed(piece)
+    assert renderer.open_list_html == "<ul>\n<li>first</li>\n</ul>\n"
+    step = renderer.feed("\n- third\n")  # a blank line between items: the list is loose
+    assert step.list_redrawn
+    assert step.list_html == "<ul>\n<li>\n<p>first</p>\n</li>\n<li>\n<p>second</p>\n</li>\n</ul>\n"
+    step = renderer.feed("- fourth\n")
+    assert not step.list_redrawn and step.list_html == "<li>\n<p>third</p>\n</li>\n"
+    end, whole = renderer.finish()
+    assert end.list_html == "<li>\n<p>fourth</p>\n</li>\n" and not end.list_redrawn
+    assert whole == render_markdown("- first\n- second\n\n- third\n- fourth\n")
+
+
+def test_a_line_that_may_become_an_item_settles_nothing_before_it_is_one() -> None:
+    """A nested item, an item's own line and a number that is not a marker leave the item
+    open; a rule after items ends the list."""
+    for line in ["  - nested", "  more of it", "3.14 is pi", "-", "- "]:
+        renderer = ProgressiveRenderer()
+        renderer.feed("- a\n")
+        renderer.feed("- b\n")
+        step = renderer.feed(line)
+        assert step.list_html == "" and renderer.tail.text == "- b\n" + line, line
+    renderer = ProgressiveRenderer()
+    for piece in ["- a\n", "- b\n", "- -", " -\n", "after"]:
+        renderer.feed(piece)
+    end, whole = renderer.finish()
+    assert whole == renderer.blocks_html == render_markdown("- a\n- b\n- - -\nafter")
 
 
 def test_an_open_code_fence_is_a_code_block_from_its_first_line() -> None:
@@ -219,9 +351,9 @@ def test_an_open_code_fence_is_a_code_block_from_its_first_line() -> None:
 def test_a_reply_cut_inside_a_fence_saves_a_closed_code_block() -> None:
     renderer = ProgressiveRenderer()
     renderer.feed("```python\nx = 1\n")
-    rest, whole = renderer.finish()
+    end, whole = renderer.finish()
     assert whole == render_markdown("```python\nx = 1\n")
-    assert whole.count("<pre>") == 1 and "</pre>" in rest
+    assert whole.count("<pre>") == 1 and "</pre>" in end.blocks_html
 
 
 def test_a_reference_defined_later_is_fixed_by_the_final_render() -> None:

@@ -102,17 +102,17 @@ class ReplyRenderer:
     def finish(self) -> tuple[dict[str, str], str | None]:
         """The reply's stored HTML, and the fragment that ends its text on a page that has
         every frame (None when the final render changed a block already shown)."""
-        content_rest, content_html = self.content.finish()
-        reasoning_rest, reasoning_html = self.reasoning.finish()
+        content_end, content_html = self.content.finish()
+        reasoning_end, reasoning_html = self.reasoning.finish()
         stored = {"content_html": content_html, "reasoning_html": reasoning_html}
         if not (
-            content_html == self.content.blocks_html + content_rest
-            and reasoning_html == self.reasoning.blocks_html + reasoning_rest
+            content_html == self.content.blocks_html
+            and reasoning_html == self.reasoning.blocks_html
         ):
             return stored, None
-        ending = fragments.text_end(fragments.CONTENT, self.message_id, content_rest)
+        ending = fragments.text_end(fragments.CONTENT, self.message_id, content_end)
         if self.reasoning.text:  # the page keeps the thinking section when there is any
-            ending += fragments.text_end(fragments.REASONING, self.message_id, reasoning_rest)
+            ending += fragments.text_end(fragments.REASONING, self.message_id, reasoning_end)
         return stored, ending
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
 from playwright.async_api import expect
 
 from chat.markdown import render_markdown
+from tests.browser.pages import SCHEMES, SIZES, axe_problems, overflow
 from tests.browser.support import BROWSER_MARKS, ChatPage, Gate, another_tab, eventually
 from tests.fake_upstream import reply_events
 
@@ -301,3 +303,92 @@ async def test_a_reply_too_large_for_a_frame_continues_with_a_slow_answer(
         "Some bold words and then more."
     )
     assert watch.console_errors == []
+
+
+STEPS_REPLY = """\
+Three steps:
+
+1. Install **chatsite** with `pip`
+2. Run it:
+   ```python
+   print("hi")
+   ```
+3. Log in as *demo*, then
+4. Ask it something
+
+Then a list that a blank line makes loose:
+
+- first
+- second
+
+- third
+- fourth and last"""
+STEPS_TOKENS = re.findall(r"\s*\S+|\s+", STEPS_REPLY)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_list_takes_shape_item_by_item_while_the_reply_streams(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A list was one block: a numbered answer showed as raw text ("1. Install **chatsite**")
+    until the whole list ended, then jumped into shape. Each item now takes its shape as
+    the next one begins, and what is drawn stays where it is."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    in_third_step, in_last_item = Gate(fake_upstream), Gate(fake_upstream)
+    third = STEPS_TOKENS.index(" Log") + 2  # a piece per token, after the role's
+    last = len(STEPS_TOKENS)
+    pieces = reply_events(STEPS_TOKENS)
+
+    async def plan(request):
+        async def before_piece(i: int) -> None:
+            await in_third_step.before(third)(i)
+            await in_last_item.before(last)(i)
+
+        return await request.stream(pieces, delay=0.02, before_piece=before_piece)
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("How do I start?")
+    content, tail = page.locator(f"#c{reply_id}"), page.locator(f"#t{reply_id}")
+
+    # The third step has begun: the two before it are list items, formatted, the code in the
+    # second highlighted with its copy button; the third is the tail, as text.
+    await expect(tail).to_have_text("3. Log")
+    steps = content.locator(":scope > ol > li")
+    await expect(steps).to_have_count(2)
+    await expect(steps.nth(0).locator("strong")).to_have_text("chatsite")
+    await expect(steps.nth(0).locator("code")).to_have_text("pip")
+    code = steps.nth(1).locator(".code-block pre code.language-python")
+    await expect(code.locator("span.nb")).to_have_text("print")
+    await expect(steps.nth(1).locator(".code-copy")).to_have_count(1)
+    assert "**" not in await content.inner_text()
+    first_step = await offset_in_reply(chat, reply_id, "ol > li:first-child")
+    assert await axe_problems(page) == []
+    widths = await overflow(page)
+    assert widths["page"] <= widths["window"], widths
+    await page.screenshot(path=str(tmp_path / f"list-{viewport['width']}-{scheme}.png"))
+
+    # On to the last item: the steps are four; the second list turned loose when a blank line
+    # came between its items, and was drawn again, once, with paragraphs.
+    in_third_step.open()
+    await expect(tail).to_have_text("- fourth and")
+    await expect(steps).to_have_count(4)
+    await expect(steps.nth(2).locator("em")).to_have_text("demo")
+    await expect(content.locator(":scope > ul > li > p")).to_have_count(3)
+    await expect(content.locator(":scope > ul")).to_have_count(1)
+    assert await offset_in_reply(chat, reply_id, "ol > li:first-child") == first_step
+
+    in_last_item.open()
+    await chat.wait_finished(reply_id)
+    await expect(content.locator(":scope > ul > li > p")).to_have_count(4)
+    assert await offset_in_reply(chat, reply_id, "ol > li:first-child") == first_step
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(STEPS_REPLY) in live  # the one-shot render, nothing twice
+    assert (await content.inner_text()).count("Install") == 1
+    await page.reload()
+    await chat.wait_for_socket()
+    assert layout_html(await page.evaluate(REPLY_HTML_JS, reply_id)) == layout_html(live)
+    assert watch.console_errors == [] and watch.csp_violations == []
