@@ -17,8 +17,13 @@ import re
 from dataclasses import dataclass, field
 
 from bench.tokens import Shape
+from chat.progressive import with_list_change
 
-OOB = re.compile(r'<(\w+) id="([a-z])(\d+)"[^>]*?hx-swap-oob="([^"]+)"[^>]*>')
+OOB = re.compile(
+    r'<(\w+) (?:id="([a-z])(\d+)"[^>]*?hx-swap-oob="([^"]+)"'
+    # A change to the list last among a reply's blocks (`chat.fragments.text_step`)
+    r'|hx-swap-oob="(beforeend|outerHTML):#([a-z])(\d+) > :last-child")[^>]*>'
+)
 # The end of a reply: its footer swapped in (`message.finished` with only what changes), or
 # the whole message rendered from the database (a tab that missed a frame).
 FINAL = re.compile(
@@ -77,13 +82,22 @@ class ReplyView:
         rid = str(self.message_id)
         position = 0
         while match := OOB.search(frame, position):
-            tag, kind, number, swap = match.groups()
+            tag, kind, number, swap, list_swap, list_kind, list_number = match.groups()
             inner_end, position = _element_end(frame, tag, match.end())
+            if list_swap:
+                kind, number = list_kind, list_number
             if number != rid or kind not in "ctx":
                 continue
             inner = frame[match.end() : inner_end]
             change.text = True
-            if kind == "c":
+            if list_swap:  # items added to the list last among the blocks, or it drawn again
+                change.blocks = True
+                change.appended_only = False
+                redrawn = list_swap == "outerHTML"
+                drawn = frame[match.start() : position] if redrawn else inner
+                drawn = re.sub(r' hx-swap-oob="[^"]*"', "", drawn, count=1)
+                self.blocks = with_list_change(self.blocks, drawn, redrawn)
+            elif kind == "c":
                 change.blocks = True
                 change.appended_only = False
                 if swap == "innerHTML":

@@ -108,6 +108,30 @@ class _OpenList:
     shown: bool = False  # sent to the page (after the step that opened it)
 
 
+_LIST_TAG = re.compile(r"<(/?)[ou]l\b")
+
+
+def with_list_change(blocks_html: str, list_html: str, redrawn: bool) -> str:
+    """The settled blocks as a page shows them after a step's change to the list it shows
+    last among them (`RenderStep.list_html`): the items added at its end, or the list drawn
+    again in its place. (What htmx does with the swaps of `chat.fragments.text_step`; the
+    tests' and the benchmark's pages apply it so.)"""
+    if not list_html:
+        return blocks_html
+    if not redrawn:
+        close = blocks_html.rindex("</")
+        return blocks_html[:close] + list_html + blocks_html[close:]
+    depth, start = 0, 0
+    for tag in _LIST_TAG.finditer(blocks_html):
+        if tag.group(1):
+            depth -= 1
+        else:
+            start = tag.start() if depth == 0 else start
+            depth += 1
+    close = blocks_html.rindex(">") + 1  # the list's end: after it, only its line end
+    return blocks_html[:start] + list_html.rstrip("\n") + blocks_html[close:]
+
+
 def normalise(text: str) -> str:
     """Line ends and NULs as markdown-it sees them (the renderer's text is in these terms)."""
     if "\r" in text:

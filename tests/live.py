@@ -23,6 +23,8 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from chat.progressive import with_list_change
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_API_KEY = "sk-test-NEVER-SHOW-THIS-KEY-1234567890"
 
@@ -166,7 +168,11 @@ async def asession_cookie_for(user: Any) -> str:
     return await asyncio.to_thread(login)
 
 
-OOB_OPEN = re.compile(r'<(\w+) id="([a-z])(\d+)"([^>]*?) ?hx-swap-oob="([^"]+)"[^>]*>')
+OOB_OPEN = re.compile(
+    r'<(\w+) (?:id="([a-z])(\d+)"([^>]*?) ?hx-swap-oob="([^"]+)"'
+    # A change to the list last among a reply's blocks (`chat.fragments.text_step`)
+    r'|hx-swap-oob="(beforeend|outerHTML):#([a-z])(\d+) > :last-child")[^>]*>'
+)
 ELEMENT_OPEN = re.compile(r'<(\w+) id="([a-z])(\d+)"[^>]*>')
 TAG = re.compile(r"<[^>]+>")
 
@@ -206,9 +212,16 @@ class PageModel:
         self.frames.append(frame)
         position = 0
         while match := OOB_OPEN.search(frame, position):
-            tag, kind, number, _, swap = match.groups()
+            tag, kind, number, _, swap, list_swap, list_kind, list_number = match.groups()
             inner_end, position = _element_end(frame, tag, match.end())
             inner = frame[match.end() : inner_end]
+            if list_swap:
+                key = f"{list_kind}{list_number}"
+                redrawn = list_swap == "outerHTML"
+                drawn = frame[match.start() : position] if redrawn else inner
+                drawn = re.sub(r' hx-swap-oob="[^"]*"', "", drawn, count=1)
+                self.elements[key] = with_list_change(self.elements[key], drawn, redrawn)
+                continue
             key = f"{kind}{number}"
             if swap == "beforeend":
                 self._append(key, inner)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 
 import pytest
 from asgiref.sync import sync_to_async
 
+from chat.markdown import render_markdown
 from chat.models import Message
 from tests.db_writes import install_write_counter, writes_to
 from tests.fake_upstream import FakeRequest, reply_events
@@ -115,6 +117,40 @@ async def test_a_reply_whose_last_delta_ends_in_a_lone_cr_ends_with_its_last_blo
         "# Title\n\nDone.\r",
         "<h1>Title</h1>\n<p>Done.</p>\n",
     )
+
+
+LIST_REPLY = (
+    "Steps:\n\n1. Install **chatsite**\n2. Run it:\n   ```python\n   print(1)\n   ```\n"
+    "3. Log in\n\nA list turned loose:\n\n- a\n- b\n\n- c\n- d\n\nDone."
+)
+
+
+async def test_a_list_streams_item_by_item_and_ends_as_the_one_shot_render(
+    start_server, fake_upstream, alice_session
+):
+    """Each finished item goes into the list already on the page; a list a blank line turns
+    loose is drawn again once; the reply ends with its last blocks, not drawn whole."""
+    server = start_server()
+    tokens = re.findall(r"\s*\S+|\s+", LIST_REPLY)
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(tokens), delay=0.01)
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "How do I start?"))
+        page = await read_until_finished(ws, PageModel(), reply_id)
+    await client.aclose()
+    items = f'<div hx-swap-oob="beforeend:#c{reply_id} > :last-child">'
+    assert any(items + "<li>Run it:" in f for f in page.frames), page.frames
+    redrawn = f'<ul hx-swap-oob="outerHTML:#c{reply_id} > :last-child">'
+    assert sum(f.count(redrawn) for f in page.frames) == 1
+    assert f'<article id="m{reply_id}"' not in page.frames[-1]
+    assert page.elements[f"c{reply_id}"] == render_markdown(LIST_REPLY)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.content_html == render_markdown(LIST_REPLY)
 
 
 async def test_each_turn_sends_the_system_prompt_and_the_whole_conversation(
