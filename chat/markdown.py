@@ -8,6 +8,7 @@ while it streams. Both give the same HTML for the same blocks.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from html import escape
 from typing import Any
@@ -134,25 +135,39 @@ def render_blocks(text: str, env: dict[str, Any]) -> str:
 def render_list(text: str, env: dict[str, Any], *, loose: bool) -> tuple[str, bool] | None:
     """Render `text`, the first items of a top-level list that goes on after them, as the
     one list they make; drawn `loose` (their paragraphs as paragraphs) if asked or if they
-    make it so, a blank line at the end included (one between them and the next item). Also
-    returns whether they were drawn loose. None if `text` is not one list alone."""
+    make it so, as markdown-it decides with one more item after them (a blank line before
+    it makes the list loose). Also returns whether they were drawn loose. None if `text` is
+    not one list alone."""
+    start = _ITEM_MARKER.match(text)
+    if start is None:
+        return None
+    delimiter, bullet = start.groups()
+    next_item = f"1{delimiter} x\n" if delimiter else f"{bullet} x\n"
+    text = text if text.endswith("\n") else text + "\n"
     md = _parser()
-    tokens = md.parse(text, env)
-    if not tokens or tokens[0].type not in _LIST_OPENS or tokens[-1].level != 0:
+    tokens = md.parse(text + next_item, env)
+    if len(tokens) < 7 or tokens[0].type not in _LIST_OPENS or tokens[-1].level != 0:
         return None
     if any(t.level == 0 for t in tokens[1:-1]):
         return None
-    paragraphs = [t for t in tokens if t.level == 2 and t.type.startswith("paragraph_")]
-    body = text.removesuffix("\n")
-    last_line = body[body.rfind("\n") + 1 :]
-    loose = loose or not last_line.strip() or any(not t.hidden for t in paragraphs)
+    after = tokens[-6]  # the item after them: its paragraph is hidden if the list is tight
+    if (
+        after.type != "list_item_open"
+        or after.level != 1
+        or after.map != [text.count("\n"), text.count("\n") + 1]
+    ):
+        return None
+    loose = loose or not tokens[-5].hidden
+    del tokens[-6:-1]
     if loose:  # markdown-it hides a tight list's paragraphs (the items' own only)
-        for token in paragraphs:
-            token.hidden = False
+        for token in tokens:
+            if token.level == 2 and token.type.startswith("paragraph_"):
+                token.hidden = False
     return _clean(md.renderer.render(tokens, md.options, env)), loose
 
 
 _LIST_OPENS = {"bullet_list_open", "ordered_list_open"}
+_ITEM_MARKER = re.compile(r" {0,3}(?:\d{1,9}([.)])|([-+*]))")
 
 
 def _clean(html: str) -> str:

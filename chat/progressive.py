@@ -160,6 +160,9 @@ class ProgressiveRenderer:
         self._list_settled: str | None = None
         # A list whose items could not be rendered apart settles whole, as other blocks do.
         self._whole_list_from: int | None = None
+        # A step could not say how the page's list changed (never seen): the page must be
+        # drawn again from the whole text at the end.
+        self.diverged = False
 
     @property
     def blocks_html(self) -> str:
@@ -234,7 +237,11 @@ class ProgressiveRenderer:
             if now is None:
                 assert self._list is not None
                 now = self._list.html
-            list_html, redrawn = _list_change(shown, now)
+            change = _list_change(shown, now)
+            if change is None:
+                self.diverged = True  # the page shows its list as it was, until the end
+            else:
+                list_html, redrawn = change
         self._list_settled = None
         blocks_html = "".join(html)
         if blocks_html:
@@ -462,6 +469,8 @@ def _continuation(block: Token, source: str, item: Token | None) -> re.Pattern[s
     """The lines that can only continue this open block (see `_PARAGRAPH_LINE`)."""
     if not source.endswith("\n") or source.endswith("\n\n"):
         return None  # only after a non-blank line
+    if _lines(block)[1] != source.count("\n"):
+        return None  # it ended before: lines that make no block (a link reference) follow
     if block.type == "paragraph_open":
         return _PARAGRAPH_LINE
     if block.type == "table_open":
@@ -523,16 +532,30 @@ def _item_starts(tokens: list[Token]) -> list[int]:
     return [t.map[0] for t in tokens if t.type == "list_item_open" and t.level == 1 and t.map]
 
 
-def _list_change(shown: str, now: str) -> tuple[str, bool]:
+def _list_change(shown: str, now: str) -> tuple[str, bool] | None:
     """How the page's open list, `shown`, becomes `now`: the items to add at its end, or (when
-    it changed otherwise: it turned loose) the whole list again (True)."""
+    it changed otherwise: it turned loose) the whole list again (True). None if `now` is not
+    that list, grown or drawn again (never seen): no change can make the page show it."""
     if now == shown:
         return "", False
     close = shown[shown.rindex("</") :]
     head = shown[: -len(close)]
     if len(now) > len(shown) and now.startswith(head) and now.endswith(close):
-        return now[len(head) : -len(close)], False
-    return now, True
+        items = now[len(head) : -len(close)]
+        return (items, False) if _list_depths(items) == (0, 0) else None
+    if now[:3] == shown[:3] and _list_depths(now[3:].removesuffix(close)) == (0, 0):
+        return now, True
+    return None
+
+
+def _list_depths(html: str) -> tuple[int, int]:
+    """The lowest depth of list tags in `html` and the depth it ends at: (0, 0) if it holds
+    whole lists only (items of one list, or one list's inside)."""
+    depth = lowest = 0
+    for tag in _LIST_TAG.finditer(html):
+        depth += -1 if tag.group(1) else 1
+        lowest = min(lowest, depth)
+    return lowest, depth
 
 
 def _top_level_blocks(tokens: list[Token]) -> list[Token]:

@@ -134,6 +134,16 @@ class Page:
         """Apply a step to a page whose last block is `open_list`, a list still open."""
         if step.list_html:
             assert open_list and self.html.endswith(open_list)
+            # Whole items of one list, or one list: what htmx can put in or in place of it
+            depth, closed = 0, []
+            for tag in re.finditer(r"<(/?)[ou]l\b", step.list_html):
+                depth += -1 if tag.group(1) else 1
+                assert depth >= 0, step.list_html
+                if depth == 0:
+                    closed.append(tag.end())
+            assert depth == 0, step.list_html
+            if step.list_redrawn:  # one list, from its start to its end
+                assert step.list_html[:3] in ("<ul", "<ol") and len(closed) == 1, step.list_html
             head = self.html[: -len(open_list)]
             if step.list_redrawn:
                 self.html = head + step.list_html
@@ -162,6 +172,7 @@ def stream(pieces: list[str]) -> tuple[Page, str, ProgressiveRenderer]:
     end, whole = renderer.finish()
     page.apply(end, open_list)
     assert page.html == renderer.blocks_html
+    assert not renderer.diverged  # every step said how the page's list changed
     return page, whole, renderer
 
 
@@ -313,6 +324,24 @@ def test_a_list_that_a_blank_line_makes_loose_is_drawn_again_once() -> None:
     end, whole = renderer.finish()
     assert end.list_html == "<li>\n<p>fourth</p>\n</li>\n" and not end.list_redrawn
     assert whole == render_markdown("- first\n- second\n\n- third\n- fourth\n")
+
+
+def test_lists_stream_as_they_render_with_a_reference_or_blank_lines_between_items() -> None:
+    """Found by a second read: a link reference after a list ended it, but the list's last
+    item was taken to go on, and the next list's first item was added to it (the page nested
+    one list in the other); a loose item without a paragraph of its own, and a line of
+    non-breaking spaces (not blank to markdown), made the list look tight, then loose (or
+    the other way round), drawn again when it ended."""
+    for pieces in [
+        ["- a\n", "- b\n", "\n", "[1]: https://example.com/\n", "- c", "\n", "\nDone.\n"],
+        ["- a\n", "- b\n", "\n", "[1]: https://example.com/\n", "- c", "\n- d\n\nSee [r].\n"],
+        ["- # A\n", "\n", "  # B\n", "- c\n", "- d\n", "\n", "end\n"],
+        ["- # one\n\n- # two\n- three\n", "\nend"],
+        ["- a\n", "\u00a0\n", "- b\n", "- c\n"],
+    ]:
+        page, whole, _ = stream(pieces)
+        assert page.html == whole == render_markdown("".join(pieces)), pieces
+        assert page.redrawn == [], pieces
 
 
 def test_a_line_that_may_become_an_item_settles_nothing_before_it_is_one() -> None:

@@ -108,6 +108,7 @@ class ReplyRenderer:
         if not (
             content_html == self.content.blocks_html
             and reasoning_html == self.reasoning.blocks_html
+            and not (self.content.diverged or self.reasoning.diverged)
         ):
             return stored, None
         ending = fragments.text_end(fragments.CONTENT, self.message_id, content_end)
