@@ -3,10 +3,12 @@ reply's text each frame leaves it.
 
 A streaming reply N is its settled blocks (`cN`, rendered HTML appended once per block) and
 its open tail (`tN`: escaped text, or a code block still streaming whose `<code id="xN">` gets
-the text). The tail is the reply's source text after the settled blocks, so the blocks and the
-tail together say how much of the text a tab has: `Reference` maps each such state to the
-offset in the text, found by feeding the known text chunk by chunk to the app's own
-`chat.progressive.ProgressiveRenderer` (it has no Django in it).
+the text, or a list's item still being written, in a `<span id="xN">`; a list's items also
+go into the list last among the blocks). The tail is the reply's source text after the
+settled blocks, so the blocks and the tail together say how much of the text a tab has:
+`Reference` maps each such state to the offset in the text, found by feeding the known text
+chunk by chunk to the app's own `chat.progressive.ProgressiveRenderer` (it has no Django in
+it).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ FINAL = re.compile(
     r'<div id="e(\d+)" class="reply-end"[^>]*hx-swap-oob="true"'
     r'|<article id="m(\d+)"[^>]*hx-swap-oob="true"'
 )
-CODE = re.compile(r'<code id="[xy]\d+">')
+CODE = re.compile(r'<(code|span) id="[xy]\d+">')  # a code block's, or a list item's, text
 LANGUAGE = re.compile(r'<div class="code-lang">(.*?)</div>')
 
 State = tuple[int, str, str, str]  # blocks' length, tail kind, code language, tail text
@@ -130,9 +132,10 @@ class ReplyView:
             self.tail_kind, self.language, self.tail = "text", "", html.unescape(inner)
             return
         language = LANGUAGE.search(inner[: code.start()])
-        self.tail_kind = "code"
+        self.tail_kind = "code" if code.group(1) == "code" else "item"
         self.language = html.unescape(language.group(1)) if language else ""
-        self.tail = html.unescape(inner[code.end() : _element_end(inner, "code", code.end())[0]])
+        end = _element_end(inner, code.group(1), code.end())[0]
+        self.tail = html.unescape(inner[code.end() : end])
 
 
 @dataclass

@@ -982,7 +982,8 @@ METHOD = [
     "setups' own runs. The target row takes the median of those pairs' ratios, and shows "
     "each pair and the setups' own runs beside it.",
     "- **What the client has of a reply** (`bench/page.py`): replies are rendered "
-    "progressively, so a frame appends rendered blocks to `cN` once they settle, or escaped "
+    "progressively, so a frame appends rendered blocks to `cN` once they settle (or a list's "
+    "items to the list last in `cN`, or draws that list again), or escaped "
     'text to the open tail `tN` (or to the `<code id="xN">` of a code block still '
     "streaming), or draws the tail again. The client rebuilds the blocks and the tail from the "
     "frames; the app's own `ProgressiveRenderer`, fed the known text chunk by chunk, says which "

@@ -1,7 +1,8 @@
 """HTML fragments that the WebSocket sends: htmx out-of-band swaps keyed by element id.
 
 Element ids of a reply with primary key N: `mN` the whole message; `cN` its rendered blocks,
-`tN` the open tail after them and `xN` the code element of a code block still streaming there;
+`tN` the open tail after them and `xN` the code element of a code block still streaming there
+(or the text of a list's item still being written);
 `rN`, `uN`, `yN` the same for its reasoning, inside `dN`, the collapsed thinking section with
 summary `gN`; `kN` its tool calls; `sN` its status line; `eN` its end (footer, actions, stats).
 Most frames are tiny (`beforeend` appends of escaped text), so framing costs a few dozen
@@ -46,10 +47,18 @@ REASONING = TextField("r", "u", "y")
 
 def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     """The open tail: escaped text, or a code block still streaming (unhighlighted, in the
-    same frame and with the same language label it keeps once it is highlighted)."""
+    same frame and with the same language label it keeps once it is highlighted), or a list's
+    item still being written, as the list's next item (its text as written), where the item
+    will stand once it settles."""
     if tail.kind == "text":
         return escape(tail.text)
     _, _, code_id = field.ids(message_id)
+    if tail.kind == "item":
+        tag = f'ol start="{int(tail.number)}"' if tail.number else "ul"
+        return (
+            f'<{tag} class="tail-item"><li><span id="{code_id}">{escape(tail.text)}</span></li>'
+            f"</{tag[:2]}>"
+        )
     return (
         f'{code_frame_open(tail.language)}<pre class="streaming-code"><code id="{code_id}">'
         f"{escape(tail.text)}</code></pre>{CODE_FRAME_CLOSE}"
@@ -88,7 +97,7 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
         html = tail_html(field, message_id, tail)
         parts.append(f'<div id="{tail_id}" hx-swap-oob="innerHTML">{html}</div>')
     elif step.appended:
-        target = code_id if tail.kind == "code" else tail_id
+        target = tail_id if tail.kind == "text" else code_id
         parts.append(f'<span id="{target}" hx-swap-oob="beforeend">{escape(step.appended)}</span>')
     return "".join(parts)
 

@@ -77,11 +77,13 @@ def _closing_fence(marker: str) -> re.Pattern[str]:
 
 @dataclass
 class Tail:
-    """What the open part of the text looks like: text, or a code block still streaming."""
+    """What the open part of the text looks like: text, a code block still streaming, or the
+    last item of a list whose first items have settled (its text after its marker)."""
 
-    kind: Literal["text", "code"]
-    text: str  # the tail's text, or the code so far for a code block
+    kind: Literal["text", "code", "item"]
+    text: str  # the tail's text, the code so far for a code block, an item's text
     language: str = ""
+    number: str = ""  # an item of a numbered list: its number
 
 
 @dataclass
@@ -180,6 +182,9 @@ class ProgressiveRenderer:
     def tail(self) -> Tail:
         if self._fence is not None:
             return Tail("code", self.text[self._fence.body_start :], self._fence.language)
+        if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
+            number = item.group(2)[:-1] if item.group(2)[0].isdigit() else ""
+            return Tail("item", self.text[item.end() :], number=number)
         return Tail("text", self.text[self.settled :])
 
     def feed(self, delta: str) -> RenderStep:

@@ -240,11 +240,12 @@ class PageModel:
         if key in self.elements or key[0] not in "xy":
             self.elements[key] = self.elements.get(key, "") + inner
             return
-        # A code block still streaming lives inside the tail's HTML.
+        # A code block or a list's item still streaming lives inside the tail's HTML.
         tail = ("t" if key[0] == "x" else "u") + key[1:]
         html_text = self.elements.get(tail, "")
-        opening = html_text.index(f'<code id="{key}">') + len(f'<code id="{key}">')
-        close, _ = _element_end(html_text, "code", opening)
+        opening = re.search(rf'<(code|span) id="{key}">', html_text)
+        assert opening is not None, (key, html_text)
+        close, _ = _element_end(html_text, opening.group(1), opening.end())
         self.elements[tail] = html_text[:close] + inner + html_text[close:]
 
     def _index(self, html_text: str) -> None:

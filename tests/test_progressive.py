@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat.markdown import render_markdown
-from chat.progressive import ProgressiveRenderer, RenderStep
+from chat.progressive import ProgressiveRenderer, RenderStep, Tail
 
 WORDS = st.sampled_from(
     ["word", "**bold**", "*em*", "`code`", "[link](https://example.com)", "<b>x</b>", "a_b", "1."]
@@ -295,14 +295,16 @@ def test_a_list_settles_item_by_item_as_each_next_item_begins() -> None:
     steps, tails = [], []
     for piece in pieces:
         steps.append(renderer.feed(piece))
-        tails.append(renderer.tail.text)
+        tails.append(renderer.tail)
     assert steps[0].blocks_html == "<p>Steps:</p>\n"
     assert steps[1].blocks_html == "<ol>\n<li>Install <strong>chatsite</strong></li>\n</ol>\n"
-    assert steps[1].tail_replaced and tails[1] == "2. Run"
+    # The open item is the tail: the list's next item, its text as written after its marker.
+    assert steps[1].tail_replaced and tails[1] == Tail("item", "Run", number="2")
+    assert tails[2] == Tail("item", 'Run it:\n   ```python\n   print("hi")\n   ```\n', number="2")
     assert steps[2].list_html == steps[2].blocks_html == ""  # an item's own lines settle nothing
     assert steps[3].list_html.startswith('<li>Run it:<div class="code-block">')
     assert '<span class="' in steps[3].list_html  # its code, highlighted
-    assert not steps[3].list_redrawn and tails[3] == "3. Log in"
+    assert not steps[3].list_redrawn and tails[3] == Tail("item", "Log in", number="3")
     assert steps[4].list_html == ""
     assert steps[5].list_html == "<li>Log in as <em>demo</em></li>\n"  # the list is done
     assert not steps[5].list_redrawn and steps[5].blocks_html == ""
@@ -352,7 +354,7 @@ def test_a_line_that_may_become_an_item_settles_nothing_before_it_is_one() -> No
         renderer.feed("- a\n")
         renderer.feed("- b\n")
         step = renderer.feed(line)
-        assert step.list_html == "" and renderer.tail.text == "- b\n" + line, line
+        assert step.list_html == "" and renderer.tail == Tail("item", "b\n" + line), line
     renderer = ProgressiveRenderer()
     for piece in ["- a\n", "- b\n", "- -", " -\n", "after"]:
         renderer.feed(piece)
@@ -467,3 +469,27 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
             return time.process_time() - started
 
         assert growth(feed, 300) < 11, name  # linear: ~4 (up to 9 when busy)
+
+
+def test_a_lists_open_item_is_drawn_as_its_next_item_and_its_text_goes_into_it() -> None:
+    from chat.fragments import CONTENT, text_step
+
+    renderer = ProgressiveRenderer()
+    renderer.feed("7. seven\n")
+    step = renderer.feed("8. <b>eight")
+    frame = text_step(CONTENT, 5, step, renderer.tail)
+    assert '<ol start="7">\n<li>seven</li>\n</ol>\n' in frame
+    assert (
+        '<div id="t5" hx-swap-oob="innerHTML"><ol start="8" class="tail-item"><li>'
+        '<span id="x5">&lt;b&gt;eight</span></li></ol></div>'
+    ) in frame
+    step = renderer.feed(" and")
+    assert text_step(CONTENT, 5, step, renderer.tail) == (
+        '<span id="x5" hx-swap-oob="beforeend"> and</span>'
+    )
+    renderer = ProgressiveRenderer()
+    renderer.feed("- a\n")
+    step = renderer.feed("- b")
+    assert '<ul class="tail-item"><li><span id="x5">b</span></li></ul>' in text_step(
+        CONTENT, 5, step, renderer.tail
+    )

@@ -8,7 +8,7 @@ import asyncio
 import re
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Locator, expect
 
 from chat.markdown import render_markdown
 from tests.browser.pages import SCHEMES, SIZES, axe_problems, overflow
@@ -80,6 +80,14 @@ async def blocks_are_formatted(chat: ChatPage, reply_id: int) -> None:
     await expect(chat.page.locator(f"#t{reply_id}")).to_have_text(
         re.compile(r"^And a last paragraph that is still being")
     )
+
+
+async def box_in_reply(chat: ChatPage, reply_id: int, element: Locator) -> dict[str, float]:
+    """Where an element stands inside its reply (the page may scroll meanwhile)."""
+    box = await element.bounding_box()
+    reply = await chat.reply(reply_id).bounding_box()
+    assert box and reply
+    return {**box, "x": box["x"] - reply["x"], "y": box["y"] - reply["y"]}
 
 
 async def offset_in_reply(chat: ChatPage, reply_id: int, selector: str) -> dict[str, float]:
@@ -355,8 +363,10 @@ async def test_a_list_takes_shape_item_by_item_while_the_reply_streams(
     content, tail = page.locator(f"#c{reply_id}"), page.locator(f"#t{reply_id}")
 
     # The third step has begun: the two before it are list items, formatted, the code in the
-    # second highlighted with its copy button; the third is the tail, as text.
-    await expect(tail).to_have_text("3. Log")
+    # second highlighted with its copy button; the third is the tail, as the list's next item
+    # (its text as written), where it will settle.
+    tail_step = tail.locator("ol.tail-item[start='3'] > li")
+    await expect(tail_step).to_have_text("Log")
     steps = content.locator(":scope > ol > li")
     await expect(steps).to_have_count(2)
     await expect(steps.nth(0).locator("strong")).to_have_text("chatsite")
@@ -366,6 +376,10 @@ async def test_a_list_takes_shape_item_by_item_while_the_reply_streams(
     await expect(steps.nth(1).locator(".code-copy")).to_have_count(1)
     assert "**" not in await content.inner_text()
     first_step = await offset_in_reply(chat, reply_id, "ol > li:first-child")
+    second_step = await box_in_reply(chat, reply_id, steps.nth(1))
+    third_step = await box_in_reply(chat, reply_id, tail_step)
+    assert third_step["x"] == second_step["x"]  # in line with the items, below them
+    assert third_step["y"] >= second_step["y"] + second_step["height"]
     assert await axe_problems(page) == []
     widths = await overflow(page)
     assert widths["page"] <= widths["window"], widths
@@ -374,8 +388,10 @@ async def test_a_list_takes_shape_item_by_item_while_the_reply_streams(
     # On to the last item: the steps are four; the second list turned loose when a blank line
     # came between its items, and was drawn again, once, with paragraphs.
     in_third_step.open()
-    await expect(tail).to_have_text("- fourth and")
+    await expect(tail.locator("ul.tail-item > li")).to_have_text("fourth and")
     await expect(steps).to_have_count(4)
+    settled = await box_in_reply(chat, reply_id, steps.nth(2))
+    assert (settled["x"], settled["y"]) == (third_step["x"], third_step["y"])  # where it stood
     await expect(steps.nth(2).locator("em")).to_have_text("demo")
     await expect(content.locator(":scope > ul > li > p")).to_have_count(3)
     await expect(content.locator(":scope > ul")).to_have_count(1)
