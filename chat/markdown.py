@@ -11,7 +11,7 @@ import functools
 import re
 from collections.abc import Sequence
 from html import escape
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import nh3
@@ -132,12 +132,17 @@ def render_blocks(text: str, env: dict[str, Any]) -> str:
     return _clean(html)
 
 
-def render_list(text: str, env: dict[str, Any], *, loose: bool) -> tuple[str, bool] | None:
+class RenderedList(NamedTuple):
+    html: str
+    loose: bool  # its items' paragraphs drawn as paragraphs
+    items: int  # how many items it has
+
+
+def render_list(text: str, env: dict[str, Any], *, loose: bool) -> RenderedList | None:
     """Render `text`, the first items of a top-level list that goes on after them, as the
     one list they make; drawn `loose` (their paragraphs as paragraphs) if asked or if they
     make it so, as markdown-it decides with one more item after them (a blank line before
-    it makes the list loose). Also returns whether they were drawn loose. None if `text` is
-    not one list alone."""
+    it makes the list loose). None if `text` is not one list alone."""
     start = _ITEM_MARKER.match(text)
     if start is None:
         return None
@@ -163,11 +168,12 @@ def render_list(text: str, env: dict[str, Any], *, loose: bool) -> tuple[str, bo
         for token in tokens:
             if token.level == 2 and token.type.startswith("paragraph_"):
                 token.hidden = False
-    return _clean(md.renderer.render(tokens, md.options, env)), loose
+    items = sum(1 for t in tokens if t.type == "list_item_open" and t.level == 1)
+    return RenderedList(_clean(md.renderer.render(tokens, md.options, env)), loose, items)
 
 
 _LIST_OPENS = {"bullet_list_open", "ordered_list_open"}
-_ITEM_MARKER = re.compile(r" {0,3}(?:\d{1,9}([.)])|([-+*]))")
+_ITEM_MARKER = re.compile(r" {0,3}(?:[0-9]{1,9}([.)])|([-+*]))")
 
 
 def _clean(html: str) -> str:

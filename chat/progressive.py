@@ -47,7 +47,8 @@ _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
 # - a list with a line indented to its last item's content (inside that item), or an item
 #   with the same marker (not a rule), whose content column the lines after it are held to. A
 #   line indented less (a code fence at two spaces under "1. ") ends the list, so it is parsed.
-_ITEM_START = re.compile(r"( {0,3})(\d{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
+_FIRST_NUMBER = re.compile(r" {0,3}([0-9]{1,9})[.)]")  # a numbered list's first number
+_ITEM_START = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
 _LISTS = {"bullet_list_open", "ordered_list_open"}
 # Blocks that end at a blank line; lists and indented code may go on after one.
 _END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
@@ -107,6 +108,8 @@ class _OpenList:
     html: str  # its settled items, rendered as a closed list
     close: str  # its closing tag: "</ul>\n" or "</ol>\n"
     loose: bool  # its items' paragraphs are drawn as paragraphs
+    first: int  # a numbered list's first number (markdown numbers the rest after it)
+    items: int  # how many items have settled
     shown: bool = False  # sent to the page (after the step that opened it)
 
 
@@ -182,8 +185,10 @@ class ProgressiveRenderer:
     def tail(self) -> Tail:
         if self._fence is not None:
             return Tail("code", self.text[self._fence.body_start :], self._fence.language)
-        if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
-            number = item.group(2)[:-1] if item.group(2)[0].isdigit() else ""
+        open_list = self._list
+        if open_list is not None and (item := _ITEM_START.match(self.text, self.settled)):
+            # Numbered as markdown numbers it, whatever number it was written with ("1." each)
+            number = str(open_list.first + open_list.items) if open_list.close == "</ol>\n" else ""
             return Tail("item", self.text[item.end() :], number=number)
         return Tail("text", self.text[self.settled :])
 
@@ -415,20 +420,27 @@ class ProgressiveRenderer:
             if drawn is None:
                 self._whole_list_from = start
                 return False
-            items, loose = drawn
-            close = items[items.rindex("</") :]
-            self._list = _OpenList(start=start, html=items, close=close, loose=loose)
-        elif drawn is None or (drawn[1] and not loose):
+            close = drawn.html[drawn.html.rindex("</") :]
+            number = _FIRST_NUMBER.match(self.text, start)
+            self._list = _OpenList(
+                start,
+                drawn.html,
+                close,
+                drawn.loose,
+                first=int(number.group(1)) if number else 1,
+                items=drawn.items,
+            )
+        elif drawn is None or (drawn.loose and not loose):
             # A blank line between two items: the whole list is loose, drawn again
             whole = render_list(self.text[start:end], self._references, loose=True)
             if whole is None:
                 self._whole_list_from = start
                 return False
-            open_list.html, open_list.loose = whole[0], True
+            open_list.html, open_list.loose, open_list.items = whole.html, True, whole.items
         else:
-            items = drawn[0]
-            items = items[items.index("\n") + 1 : -len(open_list.close)]
+            items = drawn.html[drawn.html.index("\n") + 1 : -len(open_list.close)]
             open_list.html = open_list.html[: -len(open_list.close)] + items + open_list.close
+            open_list.items += drawn.items
         self.settled = end
         return True
 
@@ -491,7 +503,7 @@ def _continuation(block: Token, source: str, item: Token | None) -> re.Pattern[s
 def _list_lines(ordered: bool, marker: str, column: int) -> re.Pattern[str]:
     """A line inside the last item (indented to `column`, its content's), or a new item (its
     prefix the group `item`, whose length is the next content column)."""
-    number = r"\d{1,9}" if ordered else ""
+    number = r"[0-9]{1,9}" if ordered else ""
     rule = "" if ordered else r"(?![-*_ \t]*\n)"
     item = rf"(?P<item> {{0,3}}{number}{re.escape(marker)} {{1,4}})(?=[^ \t\n]){rule}"
     pattern = re.compile(rf" {{{column},}}\S[^\n]*\n|{item}[^\n]*\n")
@@ -508,7 +520,7 @@ def _next_item(ordered: bool, marker: str, column: int) -> re.Pattern[str]:
     """The start of a line that begins the list's next item (not a line of its last item,
     indented to `column`): its marker, blanks, a first character. A rule ("- - -") that it
     may turn into ends the list, which ends the item too."""
-    number = r"\d{1,9}" if ordered else ""
+    number = r"[0-9]{1,9}" if ordered else ""
     return re.compile(rf"(?! {{{column},}}\S) {{0,3}}{number}{re.escape(marker)} {{1,4}}[^ \t\n]")
 
 

@@ -237,14 +237,15 @@ class PageModel:
                     self.finished[int(number)] = self.elements.get(f"c{number}", "") + frame
 
     def _append(self, key: str, inner: str) -> None:
-        if key in self.elements or key[0] not in "xy":
+        # A code block or a list's item still streaming lives inside the tail's HTML (even
+        # where a whole message drawn has put a copy of it among the elements).
+        tail = ("t" if key[0] == "x" else "u") + key[1:]
+        html_text = self.elements.get(tail, "") if key[0] in "xy" else ""
+        opening = re.search(rf'<(code|span) id="{key}">', html_text)
+        if opening is None:
+            assert key[0] not in "xy" or key in self.elements, (key, html_text)
             self.elements[key] = self.elements.get(key, "") + inner
             return
-        # A code block or a list's item still streaming lives inside the tail's HTML.
-        tail = ("t" if key[0] == "x" else "u") + key[1:]
-        html_text = self.elements.get(tail, "")
-        opening = re.search(rf'<(code|span) id="{key}">', html_text)
-        assert opening is not None, (key, html_text)
         close, _ = _element_end(html_text, opening.group(1), opening.end())
         self.elements[tail] = html_text[:close] + inner + html_text[close:]
 

@@ -340,6 +340,7 @@ def test_lists_stream_as_they_render_with_a_reference_or_blank_lines_between_ite
         ["- # A\n", "\n", "  # B\n", "- c\n", "- d\n", "\n", "end\n"],
         ["- # one\n\n- # two\n- three\n", "\nend"],
         ["- a\n", "\u00a0\n", "- b\n", "- c\n"],
+        ["1. a\n", "2. b\n", "\u0663", ". c"],  # not a digit to markdown: b's own line
     ]:
         page, whole, _ = stream(pieces)
         assert page.html == whole == render_markdown("".join(pieces)), pieces
@@ -493,3 +494,33 @@ def test_a_lists_open_item_is_drawn_as_its_next_item_and_its_text_goes_into_it()
     assert '<ul class="tail-item"><li><span id="x5">b</span></li></ul>' in text_step(
         CONTENT, 5, step, renderer.tail
     )
+
+
+def test_a_lists_open_item_is_numbered_as_markdown_numbers_it() -> None:
+    """Written "1." each (a common habit), the item being written showed "1." and became "2."
+    as it settled."""
+    for text, number in [("1. a\n1. b", "2"), ("3. a\n1. b\n1. c", "5"), ("007. a\n1. b", "8")]:
+        renderer = ProgressiveRenderer()
+        for character in text:
+            renderer.feed(character)
+        assert renderer.tail == Tail("item", text[-1], number=number), text
+
+
+def test_the_page_model_puts_an_items_text_in_the_tail_after_the_whole_message_was_drawn() -> None:
+    """A whole message drawn (a Continue on a reply cut mid-list) indexed the item's text
+    element apart from its tail, and later text went to that copy."""
+    from chat.fragments import CONTENT, tail_html, text_step
+    from tests.live import PageModel, text_of
+
+    renderer = ProgressiveRenderer()
+    renderer.feed("- a\n- b")
+    page = PageModel()
+    tail = tail_html(CONTENT, 5, renderer.tail)
+    page.apply(
+        f'<article id="m5" hx-swap-oob="true"><div id="c5">{renderer.blocks_html}</div>'
+        f'<div id="t5">{tail}</div></article>'
+    )
+    for piece in [" more", "\n- c", " and"]:
+        page.apply(text_step(CONTENT, 5, renderer.feed(piece), renderer.tail))
+    assert text_of(page.elements["t5"]) == "c and"
+    assert text_of(page.elements["c5"]) == "\na\nb more\n\n"
