@@ -2,13 +2,14 @@
 reply's text each frame leaves it.
 
 A streaming reply N is its settled blocks (`cN`, rendered HTML appended once per block) and
-its open tail (`tN`: escaped text, or a code block still streaming whose `<code id="xN">` gets
-the text, or a list's item still being written, in a `<span id="xN">`; a list's items also
-go into the list last among the blocks). The tail is the reply's source text after the
-settled blocks, so the blocks and the tail together say how much of the text a tab has:
-`Reference` maps each such state to the offset in the text, found by feeding the known text
-chunk by chunk to the app's own `chat.progressive.ProgressiveRenderer` (it has no Django in
-it).
+its open tail (`tN`: text, or a code block still streaming whose `<code id="xN">` gets the
+text, or a list's item still being written, in a `<span id="xN">`; a list's items also go
+into the list last among the blocks). A paragraph's or an item's text has its words drawn
+formatted once their marks close, and the text after a mark still open in a pending span
+(`<span id="wN">`). The blocks and the text the tail shows together say how much of the text
+a tab has: `Reference` maps each such state to the offset in the text, found by feeding the
+known text chunk by chunk to the app's own `chat.progressive.ProgressiveRenderer` (it has no
+Django in it).
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import re
 from dataclasses import dataclass, field
 
 from bench.tokens import Shape
-from chat.progressive import with_list_change
+from chat.progressive import formatted_html, with_list_change
 
 OOB = re.compile(
     r'<(\w+) (?:id="([a-z])(\d+)"[^>]*?hx-swap-oob="([^"]+)"'
-    # A change to the list last among a reply's blocks (`chat.fragments.text_step`)
-    r'|hx-swap-oob="(beforeend|outerHTML):#([a-z])(\d+) > :last-child")[^>]*>'
+    # A change to the list last among a reply's blocks (`chat.fragments.text_step`), or the
+    # pending span in the tail's text drawn formatted
+    r'|hx-swap-oob="(beforeend|outerHTML):#([a-z])(\d+)(?: > :last-child)?")[^>]*>'
 )
+PENDING = re.compile(r'<span id="w\d+">')
+TAG = re.compile(r"<[^>]+>")
 # The end of a reply: its footer swapped in (`message.finished` with only what changes), or
 # the whole message rendered from the database (a tab that missed a frame).
 FINAL = re.compile(
@@ -36,6 +40,10 @@ CODE = re.compile(r'<(code|span) id="[xy]\d+">')  # a code block's, or a list it
 LANGUAGE = re.compile(r'<div class="code-lang">(.*?)</div>')
 
 State = tuple[int, str, str, str]  # blocks' length, tail kind, code language, tail text
+
+
+def shown_text(html_text: str) -> str:
+    return html.unescape(TAG.sub("", html_text))
 
 
 def final_of(frame: str) -> int | None:
@@ -74,10 +82,10 @@ class ReplyView:
     blocks: str = ""
     tail_kind: str = "text"
     language: str = ""
-    tail: str = ""  # the tail's text, or the code so far (unescaped)
+    tail: str = ""  # the tail's text, or the code so far (its HTML)
 
     def state(self) -> State:
-        return (len(self.blocks), self.tail_kind, self.language, self.tail)
+        return (len(self.blocks), self.tail_kind, self.language, shown_text(self.tail))
 
     def apply(self, frame: str) -> Change:
         change = Change()
@@ -88,11 +96,16 @@ class ReplyView:
             inner_end, position = _element_end(frame, tag, match.end())
             if list_swap:
                 kind, number = list_kind, list_number
-            if number != rid or kind not in "ctx":
+            if number != rid or kind not in "ctxw":
                 continue
             inner = frame[match.end() : inner_end]
             change.text = True
-            if list_swap:  # items added to the list last among the blocks, or it drawn again
+            if kind == "w" and list_swap:  # the pending span drawn formatted (last in the tail)
+                change.appended_only = False
+                pending = PENDING.search(self.tail)
+                assert pending is not None and self.tail.endswith("</span>"), self.tail
+                self.tail = self.tail[: pending.start()] + f"<span>{inner}</span>"
+            elif list_swap:  # items added to the list last among the blocks, or drawn again
                 change.blocks = True
                 change.appended_only = False
                 redrawn = list_swap == "outerHTML"
@@ -107,8 +120,13 @@ class ReplyView:
                     self.blocks = inner
                 else:
                     self.blocks += inner
-            elif swap == "beforeend":  # text appended to the tail or its code
-                self.tail += html.unescape(inner)
+            elif swap == "beforeend":  # text appended to the tail, its code or its pending span
+                if kind == "w":  # the pending span is last in the tail
+                    self.tail = self.tail.removesuffix("</span>") + inner + "</span>"
+                else:
+                    if PENDING.search(inner) or "<span>" in inner:
+                        change.appended_only = False  # words formatted, or a pending span
+                    self.tail += inner
                 change.appended_wire += len(inner.encode())
             elif swap == "innerHTML":  # the tail drawn again
                 change.appended_only = False
@@ -129,13 +147,13 @@ class ReplyView:
     def _set_tail(self, inner: str) -> None:
         code = CODE.search(inner)
         if code is None:
-            self.tail_kind, self.language, self.tail = "text", "", html.unescape(inner)
+            self.tail_kind, self.language, self.tail = "text", "", inner
             return
         language = LANGUAGE.search(inner[: code.start()])
         self.tail_kind = "code" if code.group(1) == "code" else "item"
         self.language = html.unescape(language.group(1)) if language else ""
         end = _element_end(inner, code.group(1), code.end())[0]
-        self.tail = html.unescape(inner[code.end() : end])
+        self.tail = inner[code.end() : end]
 
 
 @dataclass
@@ -162,10 +180,9 @@ def reference(tokens: int, kind: str, chunk: int = 1) -> Reference:
         renderer.feed(piece)
         end += len(piece)
         tail = renderer.tail
+        shown = tail.text if tail.kind == "code" else shown_text(formatted_html(tail, "w"))
         # The first offset with this state: text that changes nothing on the page counts as
         # arrived with the next frame that does.
-        found.states.setdefault(
-            (len(renderer.blocks_html), tail.kind, tail.language, tail.text), end
-        )
+        found.states.setdefault((len(renderer.blocks_html), tail.kind, tail.language, shown), end)
     found.final_html = render_markdown(found.text)
     return found

@@ -2,8 +2,9 @@
 
 Element ids of a reply with primary key N: `mN` the whole message; `cN` its rendered blocks,
 `tN` the open tail after them and `xN` the code element of a code block still streaming there
-(or the text of a list's item still being written);
-`rN`, `uN`, `yN` the same for its reasoning, inside `dN`, the collapsed thinking section with
+(or the text of a list's item still being written), `wN` the pending span in the tail's text
+(a paragraph's or an item's) from a mark not closed yet (`chat.progressive.Tail`);
+`rN`, `uN`, `yN`, `vN` the same for its reasoning, inside `dN`, the collapsed thinking section with
 summary `gN`; `kN` its tool calls; `sN` its status line; `eN` its end (footer, actions, stats).
 Most frames are tiny (`beforeend` appends of escaped text), so framing costs a few dozen
 bytes per frame; a settled block is sent once, as HTML rendered once.
@@ -22,7 +23,7 @@ from django.utils.safestring import SafeString, mark_safe
 from . import articles
 from .markdown import CODE_FRAME_CLOSE, code_frame_open
 from .models import Conversation, Message
-from .progressive import ProgressiveRenderer, RenderStep, Tail
+from .progressive import ProgressiveRenderer, RenderStep, Tail, formatted_html
 
 MESSAGE_TEMPLATE = "chat/conversation.html#message"
 TITLE_TEMPLATE = "chat/conversation.html#title"
@@ -31,18 +32,20 @@ TITLE_TEMPLATE = "chat/conversation.html#title"
 @dataclass(frozen=True)
 class TextField:
     """The element ids of one progressively rendered text of reply N: its settled blocks,
-    its open tail, and the code element inside the tail while a code block streams."""
+    its open tail, the code element inside the tail while a code block streams (or a list
+    item's text), and the pending span in the tail's text."""
 
     blocks: str
     tail: str
     code: str
+    pending: str
 
     def ids(self, message_id: int) -> tuple[str, str, str]:
         return f"{self.blocks}{message_id}", f"{self.tail}{message_id}", f"{self.code}{message_id}"
 
 
-CONTENT = TextField("c", "t", "x")
-REASONING = TextField("r", "u", "y")
+CONTENT = TextField("c", "t", "x", "w")
+REASONING = TextField("r", "u", "y", "v")
 
 
 def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
@@ -50,15 +53,14 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     same frame and with the same language label it keeps once it is highlighted), or a list's
     item still being written, as the list's next item (its text as written), where the item
     will stand once it settles."""
+    pending_id = f"{field.pending}{message_id}"
     if tail.kind == "text":
-        return escape(tail.text)
+        return formatted_html(tail, pending_id)
     _, _, code_id = field.ids(message_id)
     if tail.kind == "item":
         tag = f'ol start="{int(tail.number)}"' if tail.number else "ul"
-        return (
-            f'<{tag} class="tail-item"><li><span id="{code_id}">{escape(tail.text)}</span></li>'
-            f"</{tag[:2]}>"
-        )
+        text = formatted_html(tail, pending_id)
+        return f'<{tag} class="tail-item"><li><span id="{code_id}">{text}</span></li></{tag[:2]}>'
     return (
         f'{code_frame_open(tail.language)}<pre class="streaming-code"><code id="{code_id}">'
         f"{escape(tail.text)}</code></pre>{CODE_FRAME_CLOSE}"
@@ -90,14 +92,26 @@ def held_tail_html(held: tuple[str, int], text: str) -> str:
 
 def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -> str:
     """What one render step changes on the page: settled blocks appended once, then the tail
-    redrawn (a block settled, a code block opened) or, most often, a few characters appended."""
+    redrawn (a block settled, a code block opened) or, most often, a few characters appended
+    (to the pending span while a mark in the tail's text is open; its words are drawn
+    formatted once it closes)."""
     blocks_id, tail_id, code_id = field.ids(message_id)
     parts = [_blocks_change(blocks_id, step)]
+    text_id = tail_id if tail.kind == "text" else code_id
+    pending_id = f"{field.pending}{message_id}"
     if step.tail_replaced:
         html = tail_html(field, message_id, tail)
         parts.append(f'<div id="{tail_id}" hx-swap-oob="innerHTML">{html}</div>')
+    elif step.span_html or step.formatted or step.pending is not None:
+        if step.span_html:
+            parts.append(f'<span hx-swap-oob="outerHTML:#{pending_id}">{step.span_html}</span>')
+        html = step.formatted
+        if step.pending is not None:
+            html += f'<span id="{pending_id}">{escape(step.pending)}</span>'
+        if html:
+            parts.append(f'<span id="{text_id}" hx-swap-oob="beforeend">{html}</span>')
     elif step.appended:
-        target = tail_id if tail.kind == "text" else code_id
+        target = pending_id if tail.pending_from is not None else text_id
         parts.append(f'<span id="{target}" hx-swap-oob="beforeend">{escape(step.appended)}</span>')
     return "".join(parts)
 

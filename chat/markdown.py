@@ -172,6 +172,37 @@ def render_list(text: str, env: dict[str, Any], *, loose: bool) -> RenderedList 
     return RenderedList(_clean(md.renderer.render(tokens, md.options, env)), loose, items)
 
 
+def render_words(text: str, env: dict[str, Any]) -> str | None:
+    """`text`, a run of words in a paragraph still being written, rendered inline as the
+    paragraph will render them, or None if a mark in it is left open (an emphasis, a
+    strikethrough, a code span or a link that text after it may still close or open). A run
+    whose marks all closed renders the same whatever text follows it (after white space)."""
+    md = _parser()
+    tokens: list[Token] = []
+    md.inline.parse(text, md, env, tokens)
+    for token in tokens:
+        if token.type == "text" and _OPEN_MARK.search(token.content) and not _inert(token.content):
+            return None
+        if token.type == "text_special":  # an escaped character or an entity: text
+            token.type = "text"
+    return _clean(md.renderer.render(tokens, md.options, env))
+
+
+# Marks that text after them may still pair with: left as text, they may be open.
+_OPEN_MARK = re.compile(r"[*_~`\[]")
+# Marks that can neither open nor close (CommonMark's flanking rules): "_" inside a word
+# ("snake_case"), "*" or "_" between spaces ("a * b"), a lone "~"; brackets closed and not
+# followed by a link's destination or label ("[1]", "arr[0]", "- [ ] task": a reference
+# defined later makes them links, and the whole reply is drawn again at its end for that).
+_INERT_MARK = re.compile(
+    r"(?<=[^\W_])_+(?=[^\W_])|(?<= )(?:\*+|_+)(?= )|(?<!~)~(?!~)|\[[^\[\]\n*_~`]*\](?![(\[])"
+)
+
+
+def _inert(content: str) -> bool:
+    return _OPEN_MARK.search(_INERT_MARK.sub("", content)) is None
+
+
 _LIST_OPENS = {"bullet_list_open", "ordered_list_open"}
 _ITEM_MARKER = re.compile(r" {0,3}(?:[0-9]{1,9}([.)])|([-+*]))")
 

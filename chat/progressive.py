@@ -14,6 +14,14 @@ is then drawn once more, loose (`RenderStep.list_redrawn`). When the whole list 
 rendered once more as a whole, and only the items the page lacks are sent (the page's list is
 drawn again only if that render differs, which the tests do not find).
 
+The tail's text (a paragraph's, or the open item's) is drawn with its words formatted as
+their marks close (`_Formatting`, `Tail.formatted`): a bold, a code span or a link shows as
+it will render from the white space after it on, not from the paragraph's end. The text
+after a mark still open goes into a pending span, which is drawn formatted once (in its
+place, `RenderStep.span_html`) when the words from that mark render with every mark closed.
+How the tail is drawn depends only on the text (a continuation's held paragraph aside), so a
+renderer given the whole text at once draws it as the steps did.
+
 The settled blocks followed by the render of the final tail equal the one-shot render of the
 whole text (`chat.markdown.render_markdown`), except where a link reference definition comes
 after a block that uses it: the final render fixes those (`ProgressiveRenderer.finish`).
@@ -28,12 +36,20 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from html import escape
 from typing import Any, Literal
 
 from markdown_it.token import Token
 
-from .markdown import block_parser, fence_language, render_blocks, render_list, render_markdown
+from .markdown import (
+    block_parser,
+    fence_language,
+    render_blocks,
+    render_list,
+    render_markdown,
+    render_words,
+)
 
 # Lines that can only continue the open block, so that nothing can settle before them and no
 # new parse is needed (a long paragraph, table, quote or list stays linear). Conservative: any
@@ -50,6 +66,16 @@ _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
 _FIRST_NUMBER = re.compile(r" {0,3}([0-9]{1,9})[.)]")  # a numbered list's first number
 _ITEM_START = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
 _LISTS = {"bullet_list_open", "ordered_list_open"}
+# Inline formatting of the open tail's text: a mark that may open an emphasis, a
+# strikethrough, a code span or a link; a cut (white space after a word), where the words
+# before it are tried; how long a pending span may grow (on one line) before it stays text.
+_MARK = re.compile(r"[*_~`\[\\]")  # a backslash too: it may escape a mark after it
+_CUT = re.compile(r"(?<=[^ \t\n])[ \t\n]")
+# Words that may close a mark left open before them (none: the cut after them is not tried)
+_CLOSING = re.compile(r"[*_~`\])]")
+_PENDING_LIMIT = 400
+_PENDING_TRIES = 12  # cuts tried for one pending span before it stays text
+_AS_IS = re.compile(r"[^\\&<>\"'\n\u00a0]*")
 # Blocks that end at a blank line; lists and indented code may go on after one.
 _END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
 # Blocks complete as soon as their last line is.
@@ -85,6 +111,23 @@ class Tail:
     text: str  # the tail's text, the code so far for a code block, an item's text
     language: str = ""
     number: str = ""  # an item of a numbered list: its number
+    # How a paragraph's or an item's text is drawn (`formatted_html`; not what the tail is,
+    # so not compared): the HTML of its start up to `raw_from` (words whose marks closed,
+    # formatted), then text; from `pending_from`, if set, the text after a mark not closed
+    # yet, in a span of its own.
+    formatted: str = field(default="", compare=False)
+    raw_from: int = field(default=0, compare=False)
+    pending_from: int | None = field(default=None, compare=False)
+
+
+def formatted_html(tail: Tail, pending_id: str) -> str:
+    """A text tail's or an item tail's text as the page draws it: its formatted start, the
+    text after it, and the pending span (`id` `pending_id`) where a mark is still open."""
+    end = len(tail.text) if tail.pending_from is None else tail.pending_from
+    html = tail.formatted + escape(tail.text[tail.raw_from : end])
+    if tail.pending_from is not None:
+        html += f'<span id="{pending_id}">{escape(tail.text[tail.pending_from :])}</span>'
+    return html
 
 
 @dataclass
@@ -98,6 +141,33 @@ class RenderStep:
     # step): items to add at its end, or (`list_redrawn`) the whole list, in place of it.
     list_html: str = ""
     list_redrawn: bool = False
+    # Inline formatting of the tail's text (instead of `appended`, when any is set): the HTML
+    # that takes the place of the pending span (its words' marks all closed), then the HTML
+    # to append to the tail's text after it (text, formatted words), then the text of a new
+    # pending span, appended after them in a span of its own.
+    span_html: str = ""
+    formatted: str = ""
+    pending: str | None = None
+
+
+@dataclass
+class _Formatting:
+    """The open tail's text (a paragraph's, or a list item's) as the page draws it: words
+    whose marks (emphasis, code, links) all closed are formatted as they will render, once;
+    from a mark still open on, the text goes in a pending span, which is drawn formatted in
+    one piece once its marks close. Text without marks is drawn as it comes."""
+
+    base: int  # where the tail's text starts
+    drawn_to: int = 0
+    span: int | None = None  # where the pending span starts
+    scan_from: int = 0  # where to look for the next mark (no span), or the next cut (a span)
+    tried_to: int = 0  # the last cut tried for the pending span
+    stuck: bool = False  # the pending span stays text until the tail settles
+    off: bool = False  # drawn as text (a continuation's held paragraph)
+    drawn: list[str] = field(default_factory=list)  # the HTML of the text up to `drawn_to`
+    tries: int = 0  # cuts tried for the pending span
+    # The pending span's word before it (start, HTML), which its words are rendered with
+    before: tuple[int, str] | None = None
 
 
 @dataclass
@@ -168,6 +238,7 @@ class ProgressiveRenderer:
         # A step could not say how the page's list changed (never seen): the page must be
         # drawn again from the whole text at the end.
         self.diverged = False
+        self._formatting: _Formatting | None = None  # the open tail's inline formatting
 
     @property
     def blocks_html(self) -> str:
@@ -189,11 +260,18 @@ class ProgressiveRenderer:
         if open_list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             # Numbered as markdown numbers it, whatever number it was written with ("1." each)
             number = str(open_list.first + open_list.items) if open_list.close == "</ol>\n" else ""
-            return Tail("item", self.text[item.end() :], number=number)
-        return Tail("text", self.text[self.settled :])
+            return self._formatted(Tail("item", self.text[item.end() :], number=number), item.end())
+        return self._formatted(Tail("text", self.text[self.settled :]), self.settled)
+
+    def hold_formatting(self) -> None:
+        """Draw the open tail's text as plain text until it settles (a continuation: the page
+        shows the paragraph it was cut at rendered, then the text that follows it)."""
+        base = self._format_base()
+        self._formatting = None if base is None else _Formatting(base, off=True)
 
     def feed(self, delta: str) -> RenderStep:
         delta = self._normalise(delta)
+        old_end = len(self.text)
         # Grown in place (CPython resizes a string that nothing else holds, as a local's last
         # reference): `self.text += delta` copied the whole text on every feed, quadratic in
         # the reply's length.
@@ -207,7 +285,9 @@ class ProgressiveRenderer:
             replaced = self._advance(html)
         if self._item_begun(len(delta)):
             replaced = True
-        return self._step(shown, html, replaced, "" if replaced else delta)
+        step = self._step(shown, html, replaced, "" if replaced else delta)
+        self._format(old_end, step)
+        return step
 
     def tail_rendered(self) -> str:
         """The open tail's text rendered as it would be if the text ended here (a reply cut
@@ -266,6 +346,150 @@ class ProgressiveRenderer:
             list_html=list_html,
             list_redrawn=redrawn,
         )
+
+    def _format_base(self) -> int | None:
+        """Where the open tail's text starts, if it is formatted as it streams: a paragraph's
+        (or what may still turn out another block: it is drawn again when it settles), or a
+        list item's; not a code block, nor text that starts indented (code, perhaps)."""
+        if self._fence is not None:
+            return None
+        if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
+            return item.end()
+        if self.text.startswith((" ", "\t"), self.settled):
+            return None
+        return self.settled
+
+    def _formatted(self, tail: Tail, base: int) -> Tail:
+        state = self._formatting
+        if state is None or state.off or state.base != base:
+            return tail
+        if len(state.drawn) > 1:
+            state.drawn[:] = ["".join(state.drawn)]
+        tail.formatted = state.drawn[0] if state.drawn else ""
+        tail.raw_from = state.drawn_to - base
+        tail.pending_from = None if state.span is None else state.span - base
+        return tail
+
+    def _format(self, old_end: int, step: RenderStep) -> None:
+        """Format the open tail's new words, and say in `step` how its text changed on the
+        page (`RenderStep.span_html`, `formatted`, `pending`; none of them if the new text is
+        appended as it is, to the pending span if one is open). A change of the tail's shape
+        that the step did not say draws the tail again (never seen)."""
+        base = self._format_base()
+        state = self._formatting
+        if base is None or state is None or state.base != base:
+            if state is not None and (state.drawn or state.span is not None):
+                step.tail_replaced, step.appended = True, ""  # (never seen) drawn again
+            if base is None:
+                self._formatting = None
+                return
+            state = _Formatting(base, drawn_to=base, scan_from=base)
+            if not step.tail_replaced and old_end > base:  # the page shows it as text
+                state.drawn.append(escape(self.text[base:old_end]))
+                state.drawn_to = state.scan_from = old_end
+            self._formatting = state
+        if state.off:
+            return
+        span = state.span
+        commits = self._format_words(state)
+        if step.tail_replaced or (not commits and state.span == span):
+            return
+        start = old_end
+        if span is not None:  # the pending span's marks closed: it is drawn formatted
+            _, start, step.span_html = commits.pop(0)
+        step.formatted, step.pending = self._drawn_after(state, start, commits)
+
+    def _format_words(self, state: _Formatting) -> list[tuple[int, int, str]]:
+        """Move the formatting on to the end of the text: open a pending span at a mark, and
+        draw it formatted at the first cut where its marks all closed. Returns the words
+        formatted: (start, end, HTML)."""
+        text, end = self.text, len(self.text)
+        commits: list[tuple[int, int, str]] = []
+        while not state.stuck:
+            if state.span is None:
+                mark = _MARK.search(text, state.scan_from)
+                if mark is None:
+                    state.scan_from = end
+                    return commits
+                state.span = state.scan_from = state.tried_to = mark.start()
+                state.before, state.tries = None, 0
+            span = state.span
+            line_end = text.find("\n", span)
+            for cut in _CUT.finditer(text, max(state.scan_from, span + 1)):
+                position = cut.start()
+                if position - span > _PENDING_LIMIT or 0 <= line_end < position:
+                    state.stuck = True  # a long or multi-line pending span stays text
+                    break
+                if not _CLOSING.search(text, state.tried_to, position) and (
+                    text[state.tried_to - 1] not in "*_~"
+                ):
+                    continue  # plain words: the marks still open stay so
+                if text[position - 1] == "\\" and text[position] == "\n":
+                    continue  # a hard line break, not the end of the words before it
+                state.tries += 1
+                if state.tries > _PENDING_TRIES:
+                    state.stuck = True
+                    break
+                state.tried_to = position
+                html = self._words_html(state, span, position)
+                if state.stuck:
+                    break
+                if html is not None:
+                    state.drawn.append(escape(text[state.drawn_to : span]))
+                    state.drawn.append(f"<span>{html}</span>")
+                    state.drawn_to = state.scan_from = position
+                    state.span = None
+                    commits.append((span, position, html))
+                    break
+            else:
+                state.scan_from = end
+                return commits
+        return commits
+
+    def _words_html(self, state: _Formatting, span: int, cut: int) -> str | None:
+        """The pending span's words up to `cut` formatted, if their marks all closed. They are
+        rendered with the word before them, which their marks' meaning may depend on
+        ("snake_case", "a * b"); that word is on the page already, as text."""
+        text = self.text
+        if state.before is None:
+            floor = max(state.drawn_to, span - 200)
+            floor = max(floor, text.rfind("\n", floor, span) + 1)
+            start = span
+            while start > floor and text[start - 1] not in " \t":
+                start -= 1  # the span's own word
+            if start == span - 200 and text[start - 1] not in " \t\n":
+                state.stuck = True  # a word too long to see whole: its marks stay text
+                return None
+            while start > floor and text[start - 1] in " \t":
+                start -= 1
+            while start > floor and text[start - 1] not in " \t":
+                start -= 1  # the word before it
+            while start < span and text[start] in " \t":
+                start += 1
+            words = text[start:span]
+            # Words without marks, escapes or entities render as themselves
+            before = words if _AS_IS.fullmatch(words) else render_words(words, self._references)
+            state.before = (start, before if before is not None else "\0")
+        start, before = state.before
+        whole = render_words(text[start:cut], self._references)
+        if whole is None or not whole.startswith(before):
+            return None
+        return whole[len(before) :]
+
+    def _drawn_after(
+        self, state: _Formatting, start: int, commits: list[tuple[int, int, str]]
+    ) -> tuple[str, str | None]:
+        """The tail's text as drawn from `start` (text the page lacks) to its end, but for
+        the pending span, whose text is returned apart (None if there is none)."""
+        text, parts, position = self.text, [], start
+        for span, cut, html in commits:
+            parts.append(escape(text[position:span]) + f"<span>{html}</span>")
+            position = cut
+        if state.span is None:
+            parts.append(escape(text[position:]))
+            return "".join(parts), None
+        parts.append(escape(text[position : state.span]))
+        return "".join(parts), text[state.span :]
 
     def _normalise(self, delta: str) -> str:
         # A CR at the end of one delta may be the first half of a CRLF: hold it back.

@@ -170,8 +170,9 @@ async def asession_cookie_for(user: Any) -> str:
 
 OOB_OPEN = re.compile(
     r'<(\w+) (?:id="([a-z])(\d+)"([^>]*?) ?hx-swap-oob="([^"]+)"'
-    # A change to the list last among a reply's blocks (`chat.fragments.text_step`)
-    r'|hx-swap-oob="(beforeend|outerHTML):#([a-z])(\d+) > :last-child")[^>]*>'
+    # A change to the list last among a reply's blocks (`chat.fragments.text_step`), or a
+    # pending span in a tail's text drawn formatted
+    r'|hx-swap-oob="(beforeend|outerHTML):#([a-z])(\d+)(?: > :last-child)?")[^>]*>'
 )
 ELEMENT_OPEN = re.compile(r'<(\w+) id="([a-z])(\d+)"[^>]*>')
 TAG = re.compile(r"<[^>]+>")
@@ -215,6 +216,9 @@ class PageModel:
             tag, kind, number, _, swap, list_swap, list_kind, list_number = match.groups()
             inner_end, position = _element_end(frame, tag, match.end())
             inner = frame[match.end() : inner_end]
+            if list_swap and list_kind in "wv":  # a pending span, drawn formatted in its place
+                self._replace_pending(f"{list_kind}{list_number}", f"<{tag}>{inner}</{tag}>")
+                continue
             if list_swap:
                 key = f"{list_kind}{list_number}"
                 redrawn = list_swap == "outerHTML"
@@ -236,14 +240,23 @@ class PageModel:
                     self._end_streaming(int(number))
                     self.finished[int(number)] = self.elements.get(f"c{number}", "") + frame
 
+    def _replace_pending(self, key: str, drawn: str) -> None:
+        tail = ("t" if key[0] == "w" else "u") + key[1:]
+        html_text = self.elements[tail]
+        opening = re.search(rf'<span id="{key}">', html_text)
+        assert opening is not None, (key, html_text)
+        _, end = _element_end(html_text, "span", opening.end())
+        self.elements[tail] = html_text[: opening.start()] + drawn + html_text[end:]
+
     def _append(self, key: str, inner: str) -> None:
-        # A code block or a list's item still streaming lives inside the tail's HTML (even
-        # where a whole message drawn has put a copy of it among the elements).
-        tail = ("t" if key[0] == "x" else "u") + key[1:]
-        html_text = self.elements.get(tail, "") if key[0] in "xy" else ""
+        # A code block or a list's item still streaming, or the pending span in a tail's
+        # text, lives inside the tail's HTML (even where a whole message drawn has put a copy
+        # of it among the elements).
+        tail = ("t" if key[0] in "xw" else "u") + key[1:]
+        html_text = self.elements.get(tail, "") if key[0] in "xywv" else ""
         opening = re.search(rf'<(code|span) id="{key}">', html_text)
         if opening is None:
-            assert key[0] not in "xy" or key in self.elements, (key, html_text)
+            assert key[0] not in "xywv" or key in self.elements, (key, html_text)
             self.elements[key] = self.elements.get(key, "") + inner
             return
         close, _ = _element_end(html_text, opening.group(1), opening.end())

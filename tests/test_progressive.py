@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat.markdown import render_markdown
-from chat.progressive import ProgressiveRenderer, RenderStep, Tail
+from chat.progressive import ProgressiveRenderer, RenderStep, Tail, formatted_html
 
 WORDS = st.sampled_from(
     ["word", "**bold**", "*em*", "`code`", "[link](https://example.com)", "<b>x</b>", "a_b", "1."]
@@ -524,3 +524,241 @@ def test_the_page_model_puts_an_items_text_in_the_tail_after_the_whole_message_w
         page.apply(text_step(CONTENT, 5, renderer.feed(piece), renderer.tail))
     assert text_of(page.elements["t5"]) == "c and"
     assert text_of(page.elements["c5"]) == "\na\nb more\n\n"
+
+
+# --- Inline formatting of the open tail -------------------------------------------------------
+
+INLINE_WORDS = st.sampled_from(
+    [
+        "word",
+        "**bold**",
+        "**two words**",
+        "*em*",
+        "_em_",
+        "~~gone~~",
+        "`code`",
+        "`a b`",
+        "``x ` y``",
+        "[link](https://example.com)",
+        "[a link](https://example.com 'a title')",
+        "![img](/static/x.png)",
+        "snake_case",
+        "a * b",
+        "**open",
+        "close**",
+        "*a **b** c*",
+        "x\\*y",
+        "[open",
+        "&amp;",
+        "<b>x</b>",
+        "foo**bar**baz",
+        "foo__bar__",
+        "`open",
+        "1.",
+        "~",
+    ]
+)
+INLINE_LINE = st.lists(INLINE_WORDS, min_size=1, max_size=8).map(" ".join)
+INLINE_BLOCKS = st.one_of(
+    INLINE_LINE,
+    st.lists(INLINE_LINE, min_size=2, max_size=3).map("\n".join),
+    st.lists(INLINE_LINE, min_size=1, max_size=3).map(
+        lambda xs: "\n".join(f"{i}. {x}" for i, x in enumerate(xs, 1))
+    ),
+    st.lists(INLINE_LINE, min_size=1, max_size=3).map(lambda xs: "\n".join("- " + x for x in xs)),
+    INLINE_LINE.map(lambda s: "# " + s),
+    INLINE_LINE.map(lambda s: "> " + s),
+    INLINE_LINE.map(lambda s: "    " + s),
+    INLINE_LINE.map(lambda s: "```\n" + s + "\n```"),
+)
+
+
+@st.composite
+def inline_documents(draw: st.DrawFn) -> str:
+    blocks = draw(st.lists(INLINE_BLOCKS, min_size=1, max_size=5))
+    return "".join(block + draw(SEPARATORS) for block in blocks[:-1]) + blocks[-1]
+
+
+def _pieces(formatted: str) -> list[str]:
+    """The formatted words in a tail's drawn start (each in a `<span>` of its own)."""
+    found, depth, start = [], 0, 0
+    for tag in re.finditer(r"<(/?)span>", formatted):
+        if not tag.group(1):
+            depth += 1
+            if depth == 1:
+                start = tag.end()
+        else:
+            depth -= 1
+            if depth == 0:
+                found.append(formatted[start : tag.start()])
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_tails_words_are_drawn_formatted_as_they_will_render(data: st.DataObject) -> None:
+    """However the text is split: the page, changed step by step by the socket's fragments,
+    draws the tail as the renderer says (a snapshot would); the tail drawn is the same as a
+    renderer given the whole text at once draws it (a page loaded mid-stream); and the words a
+    paragraph's tail drew formatted are in the paragraph's render once it settles, in order."""
+    from chat.fragments import CONTENT, tail_html, text_step
+    from tests.live import PageModel, text_of
+
+    text = data.draw(inline_documents())
+    pieces = data.draw(split(text))
+    renderer, page = ProgressiveRenderer(), PageModel()
+    page.apply(
+        '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+    )
+    fed, drawn_pieces = "", {}
+    for piece in pieces:
+        step = renderer.feed(piece)
+        fed += piece
+        page.apply(text_step(CONTENT, 5, step, renderer.tail))
+        tail = renderer.tail
+        drawn = tail_html(CONTENT, 5, tail)
+        assert page.elements["t5"] == drawn, (fed, step)
+        fresh = ProgressiveRenderer()
+        fresh.feed(fed)
+        assert tail_html(CONTENT, 5, fresh.tail) == drawn, fed
+        if tail.kind != "code":
+            drawn_pieces[(renderer.settled, tail.kind)] = _pieces(tail.formatted)
+        # What the page shows of the tail is its text, marks left out only where formatted.
+        if tail.kind == "text" and tail.pending_from is None and not tail.formatted:
+            assert text_of(page.elements["t5"]) == tail.text
+    # The words drawn formatted are so in the whole text's render, in the order drawn.
+    whole = render_markdown(text)
+    for words in drawn_pieces.values():
+        position = 0
+        for word in words:
+            found = whole.find(word, position)
+            assert found >= 0, (word, whole)
+            position = found + len(word)
+
+
+def test_a_paragraphs_marks_are_drawn_formatted_as_they_close() -> None:
+    """Bold, code and links show formatted as soon as they close (at the space after them),
+    not when the paragraph ends; the text after a mark still open goes in a pending span."""
+    from chat.fragments import CONTENT, text_step
+
+    renderer = ProgressiveRenderer()
+    frames = [
+        text_step(CONTENT, 5, renderer.feed(piece), renderer.tail)
+        for piece in ["Run ", "**pip", " install**", " now, ", "`x`", " or ", "[docs](/d)", " ok"]
+    ]
+    assert frames[0] == '<span id="t5" hx-swap-oob="beforeend">Run </span>'
+    # A mark opens a pending span; text goes into it.
+    assert frames[1] == '<span id="t5" hx-swap-oob="beforeend"><span id="w5">**pip</span></span>'
+    assert frames[2] == '<span id="w5" hx-swap-oob="beforeend"> install**</span>'
+    # Closed, at the white space after it: drawn formatted in the span's place, once.
+    assert frames[3] == (
+        '<span hx-swap-oob="outerHTML:#w5"><strong>pip install</strong></span>'
+        '<span id="t5" hx-swap-oob="beforeend"> now, </span>'
+    )
+    assert frames[5] == (
+        '<span hx-swap-oob="outerHTML:#w5"><code>x</code></span>'
+        '<span id="t5" hx-swap-oob="beforeend"> or </span>'
+    )
+    assert '<a href="/d"' in frames[7]
+    tail = renderer.tail
+    assert tail.formatted == (
+        "Run <span><strong>pip install</strong></span> now, <span><code>x</code></span> or "
+        '<span><a href="/d" rel="noopener noreferrer nofollow">docs</a></span>'
+    )
+    assert tail.text[tail.raw_from :] == " ok" and tail.pending_from is None
+
+
+def test_marks_that_cannot_close_do_not_hold_the_text_back() -> None:
+    """A mark left open stays text in its pending span until the paragraph settles (a span
+    that reaches the next line, or 400 characters, stays so); marks that markdown never pairs
+    ("snake_case", "a * b", a lone "~") are drawn as the text they are."""
+    cases = {
+        "use snake_case here ": "use snake<span>_case</span> here ",
+        "a * b c ": "a <span>* b</span> c ",
+        "x ~ y ": "x <span>~</span> y ",
+    }
+    for text, formatted in cases.items():
+        renderer = ProgressiveRenderer()
+        for character in text:
+            renderer.feed(character)
+        tail = renderer.tail
+        assert formatted_html(tail, "w5") == formatted and tail.pending_from is None, tail
+    renderer = ProgressiveRenderer()
+    renderer.feed("an **open mark " + "word " * 100)
+    tail = renderer.tail
+    assert tail.pending_from == 3 and tail.formatted == "", tail
+    renderer = ProgressiveRenderer()
+    renderer.feed("an **open\nmark** then **b** ")
+    assert renderer.tail.pending_from == 3  # stuck: it reached the next line
+
+
+def test_a_lists_open_item_is_drawn_formatted_too() -> None:
+    from chat.fragments import CONTENT, tail_html
+
+    renderer = ProgressiveRenderer()
+    renderer.feed("1. **Install** it\n2. **Run**")
+    renderer.feed(" it")
+    assert tail_html(CONTENT, 5, renderer.tail) == (
+        '<ol start="2" class="tail-item"><li><span id="x5"><span><strong>Run</strong></span>'
+        " it</span></li></ol>"
+    )
+
+
+def test_a_continuations_held_paragraph_goes_on_as_text() -> None:
+    """A continuation's page shows the paragraph it was cut at rendered, then text: what
+    follows it is appended as text, to the tail (no pending span the page does not have)."""
+    from chat.fragments import CONTENT, text_step
+
+    renderer = ProgressiveRenderer()
+    renderer.feed("Cut **here")
+    renderer.hold_formatting()
+    step = renderer.feed("** and `x` on")
+    assert text_step(CONTENT, 5, step, renderer.tail) == (
+        '<span id="t5" hx-swap-oob="beforeend">** and `x` on</span>'
+    )
+
+
+def _drawn_pieces_are_in_the_render(text: str) -> list[str]:
+    renderer = ProgressiveRenderer()
+    for character in text:
+        renderer.feed(character)
+    words = _pieces(renderer.tail.formatted)
+    whole = render_markdown(text)
+    assert all(word in whole for word in words), (words, whole)
+    fresh = ProgressiveRenderer()
+    fresh.feed(text)
+    assert formatted_html(fresh.tail, "w") == formatted_html(renderer.tail, "w")
+    return words
+
+
+def test_words_are_not_drawn_formatted_where_the_paragraph_renders_them_otherwise() -> None:
+    """A second read found these: "_" then "*" between spaces were taken for marks that
+    cannot pair ("a _* b c_ d" is an emphasis); a backslash before a line end (a hard line
+    break) was drawn as a backslash; an autolink longer than the words looked back at had
+    its "_a_" drawn as an emphasis."""
+    assert _drawn_pieces_are_in_the_render("a _* b c_ d") == []
+    assert _drawn_pieces_are_in_the_render("a *_ b c* d") == []
+    assert "\\" not in "".join(_drawn_pieces_are_in_the_render("x *a*\\\nb c"))
+    assert _drawn_pieces_are_in_the_render("see <https://x.com/" + "p" * 200 + "/_a_/> more") == []
+    # An escape, split from its mark, is drawn as a renderer given the whole text draws it.
+    assert _drawn_pieces_are_in_the_render("x\\*y and **z** w")[-1] == "<strong>z</strong>"
+
+
+def test_brackets_and_escapes_do_not_hold_back_what_follows() -> None:
+    """Closed brackets that no link follows ("[1]", "arr[0]", "- [ ] task") and escaped
+    marks are text: the marks after them are still formatted as they close."""
+    assert _drawn_pieces_are_in_the_render("See [1] for **a** b")[-1] == "<strong>a</strong>"
+    assert _drawn_pieces_are_in_the_render("arr[0] is `x` y")[-1] == "<code>x</code>"
+    assert _drawn_pieces_are_in_the_render("a \\*b **c** d")[-1] == "<strong>c</strong>"
+
+
+def test_a_pending_span_is_tried_a_bounded_number_of_times() -> None:
+    """Each cut tried renders the pending span's words again: a span whose marks do not close
+    after a dozen tries stays text until its paragraph settles (a line of "[" or of
+    unpaired marks cost seconds of the event loop)."""
+    text = "``a" + " b`" * 30 + " c``"
+    renderer = ProgressiveRenderer()
+    for character in text + " ":
+        renderer.feed(character)
+    assert renderer.tail.pending_from == 0 and renderer.tail.formatted == ""
+    assert "<code>" in render_markdown(text)  # it did close, after the tries

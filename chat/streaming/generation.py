@@ -62,6 +62,8 @@ class ReplyRenderer:
         # until the page draws the tail again (`fragments.held_paragraph`).
         self._held = fragments.held_paragraph(self.content)
         self._held_from = self.content.settled
+        if self._held is not None:
+            self.content.hold_formatting()  # text after it is drawn as text, as the held page
         self._calls_shown = ""  # the tool calls' cards last sent
 
     def cursor(self) -> dict[str, list[int]]:

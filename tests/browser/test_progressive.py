@@ -408,3 +408,62 @@ async def test_a_list_takes_shape_item_by_item_while_the_reply_streams(
     await chat.wait_for_socket()
     assert layout_html(await page.evaluate(REPLY_HTML_JS, reply_id)) == layout_html(live)
     assert watch.console_errors == [] and watch.csp_violations == []
+
+
+MARKS_REPLY = """\
+To start:
+
+Use **pip install chatsite** then `chatsite serve`, and see [the docs](/docs/) now; **and wait"""
+MARKS_TOKENS = re.findall(r"\s*\S+|\s+", MARKS_REPLY)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_paragraphs_bold_code_and_links_are_formatted_as_they_close(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """The paragraph being written showed its marks as text ("**pip install chatsite**",
+    "`chatsite serve`") until it ended, then jumped into shape. Each is formatted as soon as
+    it closes; a mark still open shows as text; nothing moves when the reply ends."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    gate = Gate(fake_upstream)
+    pieces = reply_events(MARKS_TOKENS)
+
+    async def plan(request):
+        return await request.stream(pieces, delay=0.02, before_piece=gate.before(len(MARKS_TOKENS)))
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("How do I start?")
+    tail = page.locator(f"#t{reply_id}")
+
+    # Held before the last word: the closed marks are formatted in the tail, the open one is
+    # text in its pending span.
+    await expect(page.locator(f"#w{reply_id}")).to_have_text("**and")
+    await expect(tail.locator("strong")).to_have_text("pip install chatsite")
+    await expect(tail.locator("code")).to_have_text("chatsite serve")
+    await expect(tail.locator("a")).to_have_text("the docs")
+    assert await tail.locator("a").get_attribute("href") == "/docs/"
+    shown = await tail.inner_text()
+    assert "`" not in shown and "**pip" not in shown and "[the" not in shown, shown
+    assert shown.startswith("Use pip install chatsite then chatsite serve, and see the docs now;")
+    bold = await box_in_reply(chat, reply_id, tail.locator("strong"))
+    code = await box_in_reply(chat, reply_id, tail.locator("code"))
+    assert await axe_problems(page) == []
+    widths = await overflow(page)
+    assert widths["page"] <= widths["window"], widths
+    await page.screenshot(path=str(tmp_path / f"marks-{viewport['width']}-{scheme}.png"))
+
+    gate.open()
+    await chat.wait_finished(reply_id)
+    content = page.locator(f"#c{reply_id}")
+    await expect(content.locator("p strong")).to_have_text("pip install chatsite")
+    # The paragraph settled where its tail stood: the formatted words did not move.
+    assert await box_in_reply(chat, reply_id, content.locator("p strong")) == bold
+    assert await box_in_reply(chat, reply_id, content.locator("p code")) == code
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(MARKS_REPLY) in live  # the one-shot render, nothing twice
+    assert (await content.inner_text()).count("pip install") == 1
+    assert watch.console_errors == [] and watch.csp_violations == []
