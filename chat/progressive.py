@@ -74,6 +74,7 @@ _CUT = re.compile(r"(?<=[^ \t\n])[ \t\n]")
 # Words that may close a mark left open before them (none: the cut after them is not tried)
 _CLOSING = re.compile(r"[*_~`\])]")
 _PENDING_LIMIT = 400
+_INDENTED = re.compile(r" {0,3}\t| {4}")  # a line of the tail that may be code
 _PENDING_TRIES = 12  # cuts tried for one pending span before it stays text
 _AS_IS = re.compile(r"[^\\&<>\"'\n\u00a0]*")
 # Blocks that end at a blank line; lists and indented code may go on after one.
@@ -411,6 +412,10 @@ class ProgressiveRenderer:
                 if mark is None:
                     state.scan_from = end
                     return commits
+                line = text.rfind("\n", state.base, mark.start()) + 1
+                if line and _INDENTED.match(text, line):
+                    state.scan_from = mark.end()  # code, perhaps (indented): left as text
+                    continue
                 state.span = state.scan_from = state.tried_to = mark.start()
                 state.before, state.tries = None, 0
             span = state.span
@@ -420,9 +425,8 @@ class ProgressiveRenderer:
                 if position - span > _PENDING_LIMIT or 0 <= line_end < position:
                     state.stuck = True  # a long or multi-line pending span stays text
                     break
-                if not _CLOSING.search(text, state.tried_to, position) and (
-                    text[state.tried_to - 1] not in "*_~"
-                ):
+                ended = text[state.tried_to - 1] if state.tried_to else " "  # the last tried
+                if not _CLOSING.search(text, state.tried_to, position) and ended not in "*_~":
                     continue  # plain words: the marks still open stay so
                 if text[position - 1] == "\\" and text[position] == "\n":
                     continue  # a hard line break, not the end of the words before it

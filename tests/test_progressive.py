@@ -740,8 +740,13 @@ def test_words_are_not_drawn_formatted_where_the_paragraph_renders_them_otherwis
     assert _drawn_pieces_are_in_the_render("a *_ b c* d") == []
     assert "\\" not in "".join(_drawn_pieces_are_in_the_render("x *a*\\\nb c"))
     assert _drawn_pieces_are_in_the_render("see <https://x.com/" + "p" * 200 + "/_a_/> more") == []
-    # An escape, split from its mark, is drawn as a renderer given the whole text draws it.
+    # An escape, split from its mark, is drawn as a renderer given the whole text draws it;
+    # so is a reply that starts with a mark (its check read the last character received).
     assert _drawn_pieces_are_in_the_render("x\\*y and **z** w")[-1] == "<strong>z</strong>"
+    for text in ["\\a b_", "\\\tx y*", "\\aa <http://a.b/>*"]:
+        _drawn_pieces_are_in_the_render(text)
+    # A line indented as code (an empty item, then code) is left as text (hypothesis).
+    assert _drawn_pieces_are_in_the_render("1.\n\n    **bold** word") == []
 
 
 def test_brackets_and_escapes_do_not_hold_back_what_follows() -> None:
