@@ -129,19 +129,42 @@ async def test_a_list_streams_item_by_item_and_ends_as_the_one_shot_render(
     start_server, fake_upstream, alice_session
 ):
     """Each finished item goes into the list already on the page; a list a blank line turns
-    loose is drawn again once; the reply ends with its last blocks, not drawn whole."""
+    loose is drawn again once; the reply ends with its last blocks, not drawn whole.
+
+    The upstream waits for the page before the tokens the test is about, so a slow machine
+    that coalesces more tokens into one frame still shows the list before it changes (CI
+    once drew the second list loose from the start: nothing to draw again)."""
     server = start_server()
     tokens = re.findall(r"\s*\S+|\s+", LIST_REPLY)
+    # piece i + 1 carries token i: send item 3 once item 1 is drawn, the blank line before
+    # "- c" once item "a" is
+    shown_before = {
+        tokens.index("\n3.") + 1: "<li>Install",
+        tokens.index("\n\n-", tokens.index(" b")) + 1: "<li>a</li>",
+    }
+    shown = {i: asyncio.Event() for i in shown_before}
 
     async def plan(request: FakeRequest):
-        return await request.stream(reply_events(tokens), delay=0.01)
+        async def wait_for_the_page(i: int) -> None:
+            if i in shown:
+                await asyncio.wait_for(shown[i].wait(), 10)
+
+        return await request.stream(
+            reply_events(tokens), delay=0.01, before_piece=wait_for_the_page
+        )
 
     fake_upstream.plan = plan
     client = ChatClient(server, alice_session)
     conversation_id = await client.create_conversation()
     async with client.socket(conversation_id) as ws:
         reply_id = reply_id_from(await client.send(conversation_id, "How do I start?"))
-        page = await read_until_finished(ws, PageModel(), reply_id)
+        page = PageModel()
+        async with asyncio.timeout(30):
+            while reply_id not in page.finished:
+                page.apply(await ws.recv())
+                for i, text in shown_before.items():
+                    if text in page.elements.get(f"c{reply_id}", ""):
+                        fake_upstream.loop.call_soon_threadsafe(shown[i].set)
     await client.aclose()
     items = f'<div hx-swap-oob="beforeend:#c{reply_id} > :last-child">'
     assert any(items + "<li>Run it:" in f for f in page.frames), page.frames
