@@ -3,13 +3,14 @@ reply's text each frame leaves it.
 
 A streaming reply N is its settled blocks (`cN`, rendered HTML appended once per block) and
 its open tail (`tN`: text, or a code block still streaming whose `<code id="xN">` gets the
-text, or a list's item still being written, in a `<span id="xN">`; a list's items also go
-into the list last among the blocks). A paragraph's or an item's text has its words drawn
-formatted once their marks close, and the text after a mark still open in a pending span
-(`<span id="wN">`). The blocks and the text the tail shows together say how much of the text
-a tab has: `Reference` maps each such state to the offset in the text, found by feeding the
-known text chunk by chunk to the app's own `chat.progressive.ProgressiveRenderer` (it has no
-Django in it).
+text, or a list's item still being written, in a `<span id="xN">`, or a table whose head has
+come, `<table id="xN">`, with its rows so far and the row being written, `<tbody id="zN">`,
+last; a list's items also go into the list last among the blocks). A paragraph's or an
+item's text has its words drawn formatted once their marks close, and the text after a mark
+still open in a pending span (`<span id="wN">`). The blocks and the text the tail shows
+together say how much of the text a tab has: `Reference` maps each such state to the offset
+in the text, found by feeding the known text chunk by chunk to the app's own
+`chat.progressive.ProgressiveRenderer` (it has no Django in it).
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from chat.progressive import formatted_html, with_list_change
 
 OOB = re.compile(
     r'<(\w+) (?:id="([a-z])(\d+)"[^>]*?hx-swap-oob="([^"]+)"'
-    # A change to the list last among a reply's blocks (`chat.fragments.text_step`), or the
-    # pending span in the tail's text drawn formatted
-    r'|hx-swap-oob="(beforeend|outerHTML):#([a-z])(\d+)(?: > :last-child)?")[^>]*>'
+    # A change to the list last among a reply's blocks (`chat.fragments.text_step`), the
+    # pending span in the tail's text drawn formatted, rows added to a table in the tail, or
+    # text added to a cell of its row being written
+    r'|hx-swap-oob="(beforeend|outerHTML|beforebegin|innerHTML):#([a-z])(\d+)'
+    r'(?: > :last-child| > tr > :nth-child\((\d+)\))?")[^>]*>'
 )
+ROW = re.compile(r'<tbody id="z\d+"[^>]*>')  # a table's row being written, last in the tail
 PENDING = re.compile(r'<span id="w\d+">')
 TAG = re.compile(r"<[^>]+>")
 # The end of a reply: its footer swapped in (`message.finished` with only what changes), or
@@ -36,7 +40,8 @@ FINAL = re.compile(
     r'<div id="e(\d+)" class="reply-end"[^>]*hx-swap-oob="true"'
     r'|<article id="m(\d+)"[^>]*hx-swap-oob="true"'
 )
-CODE = re.compile(r'<(code|span) id="[xy]\d+">')  # a code block's, or a list item's, text
+# A code block's, or a list item's, text, or a table being written
+CODE = re.compile(r'<(code|span|table) id="[xy]\d+"[^>]*>')
 LANGUAGE = re.compile(r'<div class="code-lang">(.*?)</div>')
 
 State = tuple[int, str, str, str]  # blocks' length, tail kind, code language, tail text
@@ -92,15 +97,27 @@ class ReplyView:
         rid = str(self.message_id)
         position = 0
         while match := OOB.search(frame, position):
-            tag, kind, number, swap, list_swap, list_kind, list_number = match.groups()
+            tag, kind, number, swap, list_swap, list_kind, list_number, column = match.groups()
             inner_end, position = _element_end(frame, tag, match.end())
             if list_swap:
                 kind, number = list_kind, list_number
-            if number != rid or kind not in "ctxw":
+            if number != rid or kind not in "ctxwz":
                 continue
             inner = frame[match.end() : inner_end]
             change.text = True
-            if kind == "w" and list_swap:  # the pending span drawn formatted (last in the tail)
+            if kind == "z":  # a table's row being written (last in the table): rows added
+                change.appended_only = False  # before it, or a cell of it added to or set
+                row = ROW.search(self.tail)
+                assert row is not None, self.tail
+                if column is None:
+                    self.tail = self.tail[: row.start()] + inner + self.tail[row.start() :]
+                    continue
+                cells = [m.end() for m in re.finditer("<td>", self.tail) if m.start() > row.end()]
+                start = cells[int(column) - 1]
+                close = _element_end(self.tail, "td", start)[0]
+                kept = self.tail[start:close] if list_swap == "beforeend" else ""
+                self.tail = self.tail[:start] + kept + inner + self.tail[close:]
+            elif kind == "w" and list_swap:  # the pending span drawn formatted (last in the tail)
                 change.appended_only = False
                 pending = PENDING.search(self.tail)
                 assert pending is not None and self.tail.endswith("</span>"), self.tail
@@ -150,7 +167,7 @@ class ReplyView:
             self.tail_kind, self.language, self.tail = "text", "", inner
             return
         language = LANGUAGE.search(inner[: code.start()])
-        self.tail_kind = "code" if code.group(1) == "code" else "item"
+        self.tail_kind = {"code": "code", "span": "item", "table": "table"}[code.group(1)]
         self.language = html.unescape(language.group(1)) if language else ""
         end = _element_end(inner, code.group(1), code.end())[0]
         self.tail = inner[code.end() : end]
@@ -180,7 +197,14 @@ def reference(tokens: int, kind: str, chunk: int = 1) -> Reference:
         renderer.feed(piece)
         end += len(piece)
         tail = renderer.tail
-        shown = tail.text if tail.kind == "code" else shown_text(formatted_html(tail, "w"))
+        if tail.kind == "code":
+            shown = tail.text
+        elif tail.kind == "table":
+            shown = shown_text(
+                tail.table + "".join(f"<td>{html.escape(c)}</td>" for c in tail.cells)
+            )
+        else:
+            shown = shown_text(formatted_html(tail, "w"))
         # The first offset with this state: text that changes nothing on the page counts as
         # arrived with the next frame that does.
         found.states.setdefault((len(renderer.blocks_html), tail.kind, tail.language, shown), end)

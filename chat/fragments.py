@@ -2,10 +2,12 @@
 
 Element ids of a reply with primary key N: `mN` the whole message; `cN` its rendered blocks,
 `tN` the open tail after them and `xN` the code element of a code block still streaming there
-(or the text of a list's item still being written), `wN` the pending span in the tail's text
-(a paragraph's or an item's) from a mark not closed yet (`chat.progressive.Tail`);
-`rN`, `uN`, `yN`, `vN` the same for its reasoning, inside `dN`, the collapsed thinking section with
-summary `gN`; `kN` its tool calls; `sN` its status line; `eN` its end (footer, actions, stats).
+(or the text of a list's item still being written, or a table being written), `wN` the
+pending span in the tail's text (a paragraph's or an item's) from a mark not closed yet
+(`chat.progressive.Tail`), `zN` the body of a table's row being written;
+`rN`, `uN`, `yN`, `vN`, `qN` the same for its reasoning, inside `dN`, the collapsed thinking
+section with summary `gN`; `kN` its tool calls; `sN` its status line; `eN` its end (footer,
+actions, stats).
 Most frames are tiny (`beforeend` appends of escaped text), so framing costs a few dozen
 bytes per frame; a settled block is sent once, as HTML rendered once.
 """
@@ -33,30 +35,36 @@ TITLE_TEMPLATE = "chat/conversation.html#title"
 class TextField:
     """The element ids of one progressively rendered text of reply N: its settled blocks,
     its open tail, the code element inside the tail while a code block streams (or a list
-    item's text), and the pending span in the tail's text."""
+    item's text, or a table), the pending span in the tail's text, and the body of the row
+    being written of a table in the tail."""
 
     blocks: str
     tail: str
     code: str
     pending: str
+    row: str
 
     def ids(self, message_id: int) -> tuple[str, str, str]:
         return f"{self.blocks}{message_id}", f"{self.tail}{message_id}", f"{self.code}{message_id}"
 
 
-CONTENT = TextField("c", "t", "x", "w")
-REASONING = TextField("r", "u", "y", "v")
+CONTENT = TextField("c", "t", "x", "w", "z")
+REASONING = TextField("r", "u", "y", "v", "q")
 
 
 def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     """The open tail: escaped text, or a code block still streaming (unhighlighted, in the
     same frame and with the same language label it keeps once it is highlighted), or a list's
     item still being written, as the list's next item (its text as written), where the item
-    will stand once it settles."""
+    will stand once it settles, or a table with the rows written so far, the row being
+    written last, its cells as written."""
     pending_id = f"{field.pending}{message_id}"
     if tail.kind == "text":
         return formatted_html(tail, pending_id)
     _, _, code_id = field.ids(message_id)
+    if tail.kind == "table":
+        row = _table_row(f"{field.row}{message_id}", tail.cells)
+        return f'<table id="{code_id}" class="tail-table">{tail.table[7:]}{row}</table>'
     if tail.kind == "item":
         tag = f'ol start="{int(tail.number)}"' if tail.number else "ul"
         text = formatted_html(tail, pending_id)
@@ -65,6 +73,14 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
         f'{code_frame_open(tail.language)}<pre class="streaming-code"><code id="{code_id}">'
         f"{escape(tail.text)}</code></pre>{CODE_FRAME_CLOSE}"
     )
+
+
+def _table_row(row_id: str, cells: tuple[str, ...]) -> str:
+    """A table's row being written: a body of its own, the rows whose lines end going in
+    before it (its cells are then drawn again, as when they do not only grow), hidden while
+    its cells are empty."""
+    drawn = "".join(f"<td>{escape(cell)}</td>" for cell in cells)
+    return f'<tbody id="{row_id}" class="tail-row"><tr>{drawn}</tr></tbody>'
 
 
 def held_paragraph(renderer: ProgressiveRenderer) -> tuple[str, int] | None:
@@ -102,6 +118,16 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
     if step.tail_replaced:
         html = tail_html(field, message_id, tail)
         parts.append(f'<div id="{tail_id}" hx-swap-oob="innerHTML">{html}</div>')
+    elif tail.kind == "table":
+        row_id = f"{field.row}{message_id}"
+        if step.rows_html:  # rows whose lines ended, before the row being written
+            parts.append(f'<table hx-swap-oob="beforebegin:#{row_id}">{step.rows_html}</table>')
+        for column, cell in enumerate(tail.cells if step.row_redrawn else (), 1):
+            at = f"#{row_id} > tr > :nth-child({column})"  # the row being written, again
+            parts.append(f'<span hx-swap-oob="innerHTML:{at}">{escape(cell)}</span>')
+        for column, text in step.row_cells:
+            at = f"#{row_id} > tr > :nth-child({column})"
+            parts.append(f'<span hx-swap-oob="beforeend:{at}">{text}</span>')
     elif step.span_html or step.formatted or step.pending is not None:
         if step.span_html:
             parts.append(f'<span hx-swap-oob="outerHTML:#{pending_id}">{step.span_html}</span>')

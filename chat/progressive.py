@@ -14,6 +14,12 @@ is then drawn once more, loose (`RenderStep.list_redrawn`). When the whole list 
 rendered once more as a whole, and only the items the page lacks are sent (the page's list is
 drawn again only if that render differs, which the tests do not find).
 
+A top-level table is drawn as a table in the tail from the line that completes its head
+(`Tail.table`): each row whose line ends is rendered under the table's head, as the table
+renders it, and added in a body of its own (`RenderStep.rows_html`); the row being written
+shows its cells' text as written (`row_cells`), added to cell by cell. The table settles
+whole, as other blocks do.
+
 The tail's text (a paragraph's, or the open item's) is drawn with its words formatted as
 their marks close (`_Formatting`, `Tail.formatted`): a bold, a code span or a link shows as
 it will render from the white space after it on, not from the paragraph's end. The text
@@ -108,10 +114,16 @@ class Tail:
     """What the open part of the text looks like: text, a code block still streaming, or the
     last item of a list whose first items have settled (its text after its marker)."""
 
-    kind: Literal["text", "code", "item"]
-    text: str  # the tail's text, the code so far for a code block, an item's text
+    kind: Literal["text", "code", "item", "table"]
+    # the tail's text, the code so far for a code block, an item's text, or a table's row
+    # being written
+    text: str
     language: str = ""
     number: str = ""  # an item of a numbered list: its number
+    # A table: its head and the rows whose lines are complete, each in a body of its own
+    # (`<table>`, not closed), and the cells of the row being written as drawn (`row_cells`)
+    table: str = ""
+    cells: tuple[str, ...] = ()
     # How a paragraph's or an item's text is drawn (`formatted_html`; not what the tail is,
     # so not compared): the HTML of its start up to `raw_from` (words whose marks closed,
     # formatted), then text; from `pending_from`, if set, the text after a mark not closed
@@ -149,6 +161,13 @@ class RenderStep:
     span_html: str = ""
     formatted: str = ""
     pending: str | None = None
+    # A table in the tail (instead of `appended`): rows whose lines completed, each in a body
+    # of its own, to add before the row being written, which is then drawn again
+    # (`row_redrawn`, also when its cells changed otherwise); or text added to its cells
+    # (1-based column, escaped text).
+    rows_html: str = ""
+    row_redrawn: bool = False
+    row_cells: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass
@@ -169,6 +188,35 @@ class _Formatting:
     tries: int = 0  # cuts tried for the pending span
     # The pending span's word before it (start, HTML), which its words are rendered with
     before: tuple[int, str] | None = None
+
+
+@dataclass
+class _OpenTable:
+    """A top-level table whose head has come: drawn in the tail a row at a time, and the row
+    being written cell by cell as its text comes."""
+
+    start: int  # offset in the text where the table starts
+    head: str  # its header and delimiter lines: its rows are rendered under them
+    columns: int
+    rows_to: int  # where the row being written starts (its rows before it are drawn)
+    html: str  # the table as drawn: its head, then each row in a body of its own, not closed
+    cells: tuple[str, ...] = ()  # the row being written as the page shows it
+
+
+_CELL_PIPE = re.compile(r"(?<!\\)\|")
+_ROW_SHOWN = 1_000  # a row's characters drawn while its line is written (the rest at its end)
+
+
+def row_cells(line: str, columns: int) -> tuple[str, ...]:
+    """A table's row still being written as its cells show it: the text of each cell begun
+    (without the blanks before it; a pipe a backslash escapes is text), then empty cells up
+    to the table's `columns`. Each cell only grows as the line does (`\\|` aside), so the
+    page adds text to its cells; the row is drawn rendered once its line ends."""
+    line = line[:_ROW_SHOWN].lstrip(" \t")
+    if line.startswith("|"):
+        line = line[1:]
+    cells = [cell.lstrip(" \t") for cell in _CELL_PIPE.split(line, columns)[:columns]]
+    return (*cells, *[""] * (columns - len(cells)))
 
 
 @dataclass
@@ -240,6 +288,7 @@ class ProgressiveRenderer:
         # drawn again from the whole text at the end.
         self.diverged = False
         self._formatting: _Formatting | None = None  # the open tail's inline formatting
+        self._table: _OpenTable | None = None  # the open tail is a table whose head has come
 
     @property
     def blocks_html(self) -> str:
@@ -257,6 +306,9 @@ class ProgressiveRenderer:
     def tail(self) -> Tail:
         if self._fence is not None:
             return Tail("code", self.text[self._fence.body_start :], self._fence.language)
+        if (table := self._table) is not None:
+            row = self.text[table.rows_to :]
+            return Tail("table", row, table=table.html, cells=row_cells(row, table.columns))
         open_list = self._list
         if open_list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             # Numbered as markdown numbers it, whatever number it was written with ("1." each)
@@ -288,6 +340,8 @@ class ProgressiveRenderer:
             replaced = True
         step = self._step(shown, html, replaced, "" if replaced else delta)
         self._format(old_end, step)
+        if self._table is not None:
+            self._table_step(step)
         return step
 
     def tail_rendered(self) -> str:
@@ -309,6 +363,7 @@ class ProgressiveRenderer:
         rest = self.text[self.settled :]
         html.append(render_blocks(rest, dict(self._references)))
         self.settled = len(self.text)
+        self._table = None
         step = self._step(shown, html, True, "")
         whole = self.blocks_html
         if self._references.get("references") or "]:" in rest:
@@ -352,7 +407,7 @@ class ProgressiveRenderer:
         """Where the open tail's text starts, if it is formatted as it streams: a paragraph's
         (or what may still turn out another block: it is drawn again when it settles), or a
         list item's; not a code block, nor text that starts indented (code, perhaps)."""
-        if self._fence is not None:
+        if self._fence is not None or self._table is not None:
             return None
         if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             return item.end()
@@ -562,6 +617,10 @@ class ProgressiveRenderer:
                 else None
             )
             self._open_to = complete if self._open_line is not None else None
+            if last.type == "table_open" and settled < len(blocks) and self._list is None:
+                first = _lines(last)[0]
+                if self._open_table(base + line_starts[first], base + line_starts[first + 2]):
+                    replaced = True
             if last.type == "fence" and settled < len(blocks):
                 # An open code fence: from now on, scan its lines for the closing fence.
                 body_start = base + line_starts[_lines(last)[0] + 1]
@@ -631,6 +690,51 @@ class ProgressiveRenderer:
         html.append(render_blocks(self.text[self.settled : end], self._references))
         self.settled = end
         self._whole_list_from = None
+        self._table = None
+
+    def _open_table(self, start: int, head_end: int) -> bool:
+        """The tail is a table from `start`, its head complete at `head_end`: draw it as one
+        (True), unless it is drawn already."""
+        if self._table is not None and self._table.start == start:
+            return False
+        head = self.text[start:head_end]
+        html = render_blocks(head, dict(self._references))
+        if not html.startswith("<table>") or not html.endswith("</thead>\n</table>\n"):
+            return False  # (never seen)
+        html = html.removesuffix("</table>\n")
+        self._table = _OpenTable(start, head, html.count("<th>"), head_end, html)
+        return True
+
+    def _table_step(self, step: RenderStep) -> None:
+        """Draw the table's rows whose lines completed, and say in `step` how the table in the
+        tail changed: rows added, or the row being written drawn again or added to."""
+        table = self._table
+        assert table is not None
+        complete = self.text.rfind("\n") + 1
+        rows = ""
+        if complete > table.rows_to:
+            source = table.head + self.text[table.rows_to : complete]
+            html = render_blocks(source, dict(self._references))
+            body = html.find("<tbody>\n")
+            lines = self.text.count("\n", table.rows_to, complete)
+            drawn = html[body + 8 : html.rfind("</tbody>")].split("</tr>\n")[:-1]
+            if body < 0 or len(drawn) != lines:
+                drawn = []  # (never seen) they show once the table ends
+            rows = "".join(f"<tbody>\n{row}</tr>\n</tbody>\n" for row in drawn)
+            table.html += rows
+            table.rows_to = complete
+        cells = row_cells(self.text[table.rows_to :], table.columns)
+        if not step.tail_replaced:
+            step.appended = ""
+            if rows or not all(map(str.startswith, cells, table.cells)):
+                step.rows_html, step.row_redrawn = rows, True
+            else:
+                step.row_cells = tuple(
+                    (column, escape(new[len(old) :]))
+                    for column, (old, new) in enumerate(zip(table.cells, cells, strict=True), 1)
+                    if len(new) > len(old)
+                )
+        table.cells = cells
 
     def _settle_items(self, start: int, end: int) -> bool:
         """Settle the items of the top-level list at `start` (the open list's, if there is

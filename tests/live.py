@@ -170,9 +170,11 @@ async def asession_cookie_for(user: Any) -> str:
 
 OOB_OPEN = re.compile(
     r'<(\w+) (?:id="([a-z])(\d+)"([^>]*?) ?hx-swap-oob="([^"]+)"'
-    # A change to the list last among a reply's blocks (`chat.fragments.text_step`), or a
-    # pending span in a tail's text drawn formatted
-    r'|hx-swap-oob="(beforeend|outerHTML):#([a-z])(\d+)(?: > :last-child)?")[^>]*>'
+    # A change to the list last among a reply's blocks (`chat.fragments.text_step`), a
+    # pending span in a tail's text drawn formatted, rows added to a table in the tail, or
+    # text added to a cell of its row being written
+    r'|hx-swap-oob="(beforeend|outerHTML|beforebegin|innerHTML):#([a-z])(\d+)'
+    r'(?: > :last-child| > tr > :nth-child\((\d+)\))?")[^>]*>'
 )
 ELEMENT_OPEN = re.compile(r'<(\w+) id="([a-z])(\d+)"[^>]*>')
 TAG = re.compile(r"<[^>]+>")
@@ -213,9 +215,18 @@ class PageModel:
         self.frames.append(frame)
         position = 0
         while match := OOB_OPEN.search(frame, position):
-            tag, kind, number, _, swap, list_swap, list_kind, list_number = match.groups()
+            tag, kind, number, _, swap, list_swap, list_kind, list_number, column = match.groups()
             inner_end, position = _element_end(frame, tag, match.end())
             inner = frame[match.end() : inner_end]
+            if column is not None:  # text added to a cell of a table's row being written
+                key = f"{list_kind}{list_number}"
+                self._set_cell(key, int(column), inner, list_swap == "beforeend")
+                continue
+            if list_swap == "beforebegin":  # rows added to a table before its row being written
+                tail, opening, _ = self._row(f"{list_kind}{list_number}")
+                before = self.elements[tail][: opening.start()]
+                self.elements[tail] = before + inner + self.elements[tail][opening.start() :]
+                continue
             if list_swap and list_kind in "wv":  # a pending span, drawn formatted in its place
                 self._replace_pending(f"{list_kind}{list_number}", f"<{tag}>{inner}</{tag}>")
                 continue
@@ -247,6 +258,24 @@ class PageModel:
         assert opening is not None, (key, html_text)
         _, end = _element_end(html_text, "span", opening.end())
         self.elements[tail] = html_text[: opening.start()] + drawn + html_text[end:]
+
+    def _row(self, key: str) -> tuple[str, re.Match[str], int]:
+        """The tail holding a table's row being written `key`, its body's opening, its end."""
+        tail = ("t" if key[0] == "z" else "u") + key[1:]
+        html_text = self.elements[tail]
+        opening = re.search(rf'<tbody id="{key}"[^>]*>', html_text)
+        assert opening is not None, (key, html_text)
+        return tail, opening, _element_end(html_text, "tbody", opening.end())[1]
+
+    def _set_cell(self, key: str, column: int, inner: str, appended: bool) -> None:
+        """A cell of a table's row being written: `inner` added to its text, or its text."""
+        tail, opening, end = self._row(key)
+        html_text = self.elements[tail]
+        cells = [cell.end() for cell in re.finditer(r"<td>", html_text[opening.end() : end])]
+        start = opening.end() + cells[column - 1]
+        close, _ = _element_end(html_text, "td", start)
+        kept = html_text[start:close] if appended else ""
+        self.elements[tail] = html_text[:start] + kept + inner + html_text[close:]
 
     def _append(self, key: str, inner: str) -> None:
         # A code block or a list's item still streaming, or the pending span in a tail's

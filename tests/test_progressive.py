@@ -276,7 +276,10 @@ def test_blocks_settle_while_the_text_streams() -> None:
     assert steps[3].list_html == "<li>two</li>\n"  # a paragraph started: the list is done
     assert not steps[3].list_redrawn
     assert "<p>Some text here.</p>" in steps[3].blocks_html  # a blank line ends a paragraph
-    assert renderer.tail.text == "| a |\n|---|\n"
+    # A table whose head came is drawn as one in the tail (its row being written is empty)
+    assert renderer.tail == Tail(
+        "table", "", table=render_markdown("| a |\n|---|")[:-9], cells=("",)
+    )
 
 
 def test_a_list_settles_item_by_item_as_each_next_item_begins() -> None:
@@ -767,3 +770,130 @@ def test_a_pending_span_is_tried_a_bounded_number_of_times() -> None:
         renderer.feed(character)
     assert renderer.tail.pending_from == 0 and renderer.tail.formatted == ""
     assert "<code>" in render_markdown(text)  # it did close, after the tries
+
+
+# Tables as models write them, and what may follow one: cells with marks, escaped pipes, code
+# with pipes, rows short or long of cells, rows without pipes, and the block after it.
+CELLS = st.one_of(INLINE_WORDS, st.sampled_from(["a \\| b", "`x | y`", "", " ", "1 s", "**x|y**"]))
+ROW_EDGES = st.sampled_from([("| ", " |"), ("", ""), ("|", "|"), ("  | ", "")])
+TABLE_ENDS = st.sampled_from(
+    ["", "\n", "\n\n", "\n\nDone.", "\n# Next", "\n- item", "\nplain line", "\n```\ncode", "\n> q"]
+)
+
+
+@st.composite
+def table_documents(draw: st.DrawFn) -> str:
+    columns = draw(st.integers(1, 3))
+    start, end = draw(ROW_EDGES)
+    head = start + " | ".join(f"h{i}" for i in range(columns)) + end
+    rule = (
+        start
+        + " | ".join(draw(st.sampled_from(["---", ":--", "--:", ":-:"])) for _ in range(columns))
+        + end
+    )
+    rows = [
+        draw(ROW_EDGES)[0]
+        + " | ".join(draw(st.lists(CELLS, min_size=1, max_size=columns + 1)))
+        + draw(ROW_EDGES)[1]
+        for _ in range(draw(st.integers(0, 4)))
+    ]
+    intro = draw(st.sampled_from(["", "Intro **words**:\n\n", "- an item\n\n", "1. step\n"]))
+    text = intro + "\n".join([head, rule, *rows]) + draw(TABLE_ENDS)
+    if draw(st.booleans()):  # cut off, as an interrupted reply is
+        text = text[: draw(st.integers(1, len(text)))]
+    return text
+
+
+def _rows(html: str) -> list[str]:
+    return re.findall(r"<tr>\n<td>.*?</tr>\n", html, re.S)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_tables_rows_are_drawn_as_their_lines_end_and_its_row_being_written_cell_by_cell(
+    data: st.DataObject,
+) -> None:
+    """A table streamed as text until it ended (a blank line), then jumped into a table. Its
+    head and each row whose line ended are drawn as the table will render, and the row being
+    written in cells as its text comes. However the text is split: the page, changed by the
+    socket's fragments, is the renderer's drawing of its state (a snapshot's), which is that
+    of a renderer given the text at once; the rows drawn are those of the text's render; the
+    blocks and the final tail are the one-shot render."""
+    from chat.fragments import CONTENT, tail_html, text_end, text_step
+    from tests.live import PageModel
+
+    text = data.draw(table_documents())
+    pieces = data.draw(split(text))
+    renderer, page = ProgressiveRenderer(), PageModel()
+    page.apply(
+        '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+    )
+    fed, tables = "", 0
+    whole = render_markdown(text)
+    for piece in pieces:
+        step = renderer.feed(piece)
+        fed += piece
+        tail = renderer.tail
+        page.apply(text_step(CONTENT, 5, step, tail))
+        drawn = tail_html(CONTENT, 5, tail)
+        assert page.elements["t5"] == drawn, (fed, step)
+        assert page.elements["c5"] == renderer.blocks_html, fed
+        fresh = ProgressiveRenderer()
+        fresh.feed(fed)
+        assert tail_html(CONTENT, 5, fresh.tail) == drawn, fed
+        if tail.kind == "table":
+            tables += 1
+            assert tail.table.startswith("<table>\n<thead>") and "<th>" in tail.table
+            rows = _rows(tail.table)
+            position = 0
+            for row in rows:  # the rows drawn are the table's, in order
+                found = whole.find(row, position)
+                assert found >= 0, (row, whole)
+                position = found + len(row)
+    page.apply(text_end(CONTENT, 5, renderer.finish()[0]))
+    assert page.elements["c5"] == whole
+    assert "t5" not in page.elements
+
+
+def test_a_table_is_drawn_row_by_row_with_its_row_being_written_in_cells() -> None:
+    from chat.fragments import CONTENT, text_step
+
+    renderer = ProgressiveRenderer()
+    renderer.feed("Sizes:\n\n| name | size |\n|---|--:|\n")
+    tail = renderer.tail
+    assert tail.kind == "table" and tail.cells == ("", "")
+    assert tail.table == "<table>\n<thead>\n<tr>\n<th>name</th>\n<th>size</th>\n</tr>\n</thead>\n"
+    step = renderer.feed("| `a` | 1")
+    assert renderer.tail.cells == ("`a` ", "1")  # as written; rendered once its line ends
+    assert step.row_cells == ((1, "`a` "), (2, "1")) and not step.row_redrawn
+    assert text_step(CONTENT, 5, step, renderer.tail) == (
+        '<span hx-swap-oob="beforeend:#z5 > tr > :nth-child(1)">`a` </span>'
+        '<span hx-swap-oob="beforeend:#z5 > tr > :nth-child(2)">1</span>'
+    )
+    step = renderer.feed("0 |\n| b")
+    # the row's line ended: drawn rendered, in a body of its own; the next row begins
+    assert (
+        step.rows_html == "<tbody>\n<tr>\n<td><code>a</code></td>\n<td>10</td>\n</tr>\n</tbody>\n"
+    )
+    assert step.row_redrawn and renderer.tail.cells == ("b", "")
+    assert text_step(CONTENT, 5, step, renderer.tail) == (
+        '<table hx-swap-oob="beforebegin:#z5">' + step.rows_html + "</table>"
+        '<span hx-swap-oob="innerHTML:#z5 > tr > :nth-child(1)">b</span>'
+        '<span hx-swap-oob="innerHTML:#z5 > tr > :nth-child(2)"></span>'
+    )
+    step = renderer.feed(" | 2 |\n\nDone")  # a blank line ends the table: rendered whole
+    assert step.tail_replaced and renderer.tail == Tail("text", "Done")
+    assert step.blocks_html == render_markdown(
+        "| name | size |\n|---|--:|\n| `a` | 10 |\n| b | 2 |"
+    )
+
+
+def test_a_tables_row_being_written_is_escaped_text() -> None:
+    from chat.fragments import CONTENT, tail_html, text_step
+
+    renderer = ProgressiveRenderer()
+    renderer.feed("| a | b |\n|---|---|\n| <img src=x onerror=alert(1)>")
+    step = renderer.feed(" | <script>x</script>")
+    frame = text_step(CONTENT, 5, step, renderer.tail) + tail_html(CONTENT, 5, renderer.tail)
+    assert "<img" not in frame and "<script" not in frame
+    assert "&lt;img src=x onerror=alert(1)&gt;" in frame and "&lt;script&gt;x" in frame

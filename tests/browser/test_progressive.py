@@ -467,3 +467,74 @@ async def test_a_paragraphs_bold_code_and_links_are_formatted_as_they_close(
     assert render_markdown(MARKS_REPLY) in live  # the one-shot render, nothing twice
     assert (await content.inner_text()).count("pip install") == 1
     assert watch.console_errors == [] and watch.csp_violations == []
+
+
+TABLE_REPLY = """\
+Plans:
+
+| plan | price | seats |
+|---|--:|---|
+| Free | 0 | 1 |
+| **Team** | 20 | 10 |
+| Enterprise | ask | unlimited |
+
+That is all."""
+TABLE_TOKENS = re.findall(r"\s*\S+|\s+", TABLE_REPLY)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_table_takes_shape_row_by_row_as_it_streams(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A table streamed as lines of pipes until a blank line ended it, then jumped into a
+    table. From its head on it is a table: each row is added rendered as its line ends, the
+    row being written fills its cells as the text comes, a reload draws it the same, and
+    nothing moves when it ends."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    gate = Gate(fake_upstream)
+    pieces = reply_events(TABLE_TOKENS)
+    held = TABLE_TOKENS.index(" unlimited") + 1  # piece 0 is the role chunk
+
+    async def plan(request):
+        return await request.stream(pieces, delay=0.02, before_piece=gate.before(held))
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Which plans are there?")
+    table = page.locator(f"#x{reply_id}")
+
+    # Held in the last row: the head and two rows are drawn rendered, the row being written
+    # shows the text of its cells so far.
+    await expect(table.locator("thead th")).to_have_text(["plan", "price", "seats"])
+    await expect(table.locator("tbody:not(.tail-row) tr")).to_have_count(2)
+    await expect(table.locator("td strong")).to_have_text("Team")
+    await expect(page.locator(f"#z{reply_id} td")).to_have_text(["Enterprise", "ask", ""])
+    assert "|" not in await page.locator(f"#t{reply_id}").inner_text()
+    team = await box_in_reply(chat, reply_id, table.locator("td strong"))
+    head = await box_in_reply(chat, reply_id, table.locator("thead"))
+    assert await axe_problems(page) == []
+    widths = await overflow(page)
+    assert widths["page"] <= widths["window"], widths
+    await page.screenshot(path=str(tmp_path / f"table-{viewport['width']}-{scheme}.png"))
+    drawn = layout_html(await page.locator(f"#t{reply_id}").inner_html())
+    await page.reload()
+    await chat.wait_for_socket()
+    assert layout_html(await page.locator(f"#t{reply_id}").inner_html()) == drawn
+
+    gate.open()
+    await chat.wait_finished(reply_id)
+    content = page.locator(f"#c{reply_id}")
+    await expect(content.locator("table tbody tr")).to_have_count(3)
+    # The table settled where it streamed: its head and rows did not move.
+    assert await box_in_reply(chat, reply_id, content.locator("thead")) == head | {
+        "width": (await box_in_reply(chat, reply_id, content.locator("thead")))["width"]
+    }
+    settled_team = await box_in_reply(chat, reply_id, content.locator("td strong"))
+    assert (settled_team["x"], settled_team["y"]) == (team["x"], team["y"])
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(TABLE_REPLY) in live  # the one-shot render, nothing twice
+    assert (await content.inner_text()).count("Enterprise") == 1
+    assert watch.console_errors == [] and watch.csp_violations == []

@@ -176,6 +176,47 @@ async def test_a_list_streams_item_by_item_and_ends_as_the_one_shot_render(
     assert reply.content_html == render_markdown(LIST_REPLY)
 
 
+TABLE_REPLY = (
+    "Options:\n\n| option | default |\n|---|--:|\n| `--port` | 8000 |\n| **host** | 127.0.0.1 |\n"
+    "| workers | 2 |\n\nDone."
+)
+
+
+async def test_a_table_streams_row_by_row_and_ends_as_the_one_shot_render(
+    start_server, fake_upstream, alice_session
+):
+    """A table showed as text ("| option | default |") until a blank line ended it. From its
+    head on it is a table: each row is added rendered once its line ends, and the row being
+    written shows its cells' text as it comes; the reply ends as the one-shot render."""
+    server = start_server()
+    tokens = re.findall(r"\s*\S+|\s+", TABLE_REPLY)
+
+    async def plan(request: FakeRequest):
+        return await request.stream(reply_events(tokens), delay=0.01)
+
+    fake_upstream.plan = plan
+    client = ChatClient(server, alice_session)
+    conversation_id = await client.create_conversation()
+    async with client.socket(conversation_id) as ws:
+        reply_id = reply_id_from(await client.send(conversation_id, "Which options?"))
+        page = PageModel()
+        tables: list[str] = []
+        async with asyncio.timeout(30):
+            while reply_id not in page.finished:
+                page.apply(await ws.recv())
+                if f'<table id="x{reply_id}"' in page.elements.get(f"t{reply_id}", ""):
+                    tables.append(page.elements[f"t{reply_id}"])
+    await client.aclose()
+    rows = f'<table hx-swap-oob="beforebegin:#z{reply_id}"><tbody>\n<tr>\n<td><code>--port</code>'
+    assert any(rows in f for f in page.frames), page.frames
+    assert any(f"#z{reply_id} > tr > :nth-child(" in f for f in page.frames), page.frames
+    assert "<th>option</th>" in tables[0]
+    assert "<td><strong>host</strong></td>" in tables[-1]  # the rows drawn, rendered
+    assert page.elements[f"c{reply_id}"] == render_markdown(TABLE_REPLY)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert reply.content_html == render_markdown(TABLE_REPLY)
+
+
 async def test_each_turn_sends_the_system_prompt_and_the_whole_conversation(
     start_server, fake_upstream, alice_session
 ):
