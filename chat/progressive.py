@@ -33,7 +33,8 @@ whole text (`chat.markdown.render_markdown`), except where a link reference defi
 after a block that uses it: the final render fixes those (`ProgressiveRenderer.finish`).
 
 Work per update is bounded by the tail, not the whole text: only the tail is parsed, only when
-a line completes, and an open code fence is scanned line by line for its closing fence.
+a line completes, an open code fence is scanned line by line for its closing fence, and an
+open table's new lines are rendered under its head, not with its rows before them.
 No Django here.
 """
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import re
 from dataclasses import dataclass, field
 from html import escape
@@ -201,10 +203,31 @@ class _OpenTable:
     rows_to: int  # where the row being written starts (its rows before it are drawn)
     html: str  # the table as drawn: its head, then each row in a body of its own, not closed
     cells: tuple[str, ...] = ()  # the row being written as the page shows it
+    added: str = ""  # the rows drawn in this step, not yet in a `RenderStep`
+    # The empty cells markdown-it has added to the rows so far (it ends a table at its cap)
+    autocompleted: int = 0
 
 
 _CELL_PIPE = re.compile(r"(?<!\\)\|")
 _ROW_SHOWN = 1_000  # a row's characters drawn while its line is written (the rest at its end)
+# markdown-it ends a table at the row that takes the empty cells it adds to the rows beyond
+# this (no cap before markdown-it-py 4)
+_AUTOCOMPLETED_CAP: int | None = getattr(
+    importlib.import_module("markdown_it.rules_block.table"), "MAX_AUTOCOMPLETED_CELLS", None
+)
+
+
+def _written_cells(line: str) -> int:
+    """How many cells a table's row line writes, as markdown-it counts them to pad the row to
+    its table's columns: the pieces between its unescaped pipes, less the empty ones before a
+    first pipe and after a last."""
+    line = line.strip()
+    pieces = len(_CELL_PIPE.findall(line)) + 1
+    if line.startswith("|"):
+        pieces -= 1
+    if line.endswith("|") and not line.endswith("\\|") and pieces:
+        pieces -= 1
+    return pieces
 
 
 def row_cells(line: str, columns: int) -> tuple[str, ...]:
@@ -307,8 +330,7 @@ class ProgressiveRenderer:
         if self._fence is not None:
             return Tail("code", self.text[self._fence.body_start :], self._fence.language)
         if (table := self._table) is not None:
-            row = self.text[table.rows_to :]
-            return Tail("table", row, table=table.html, cells=row_cells(row, table.columns))
+            return Tail("table", self.text[table.rows_to :], table=table.html, cells=table.cells)
         open_list = self._list
         if open_list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             # Numbered as markdown numbers it, whatever number it was written with ("1." each)
@@ -341,7 +363,7 @@ class ProgressiveRenderer:
         step = self._step(shown, html, replaced, "" if replaced else delta)
         self._format(old_end, step)
         if self._table is not None:
-            self._table_step(step)
+            self._table_step(step, old_end)
         return step
 
     def tail_rendered(self) -> str:
@@ -577,7 +599,11 @@ class ProgressiveRenderer:
             complete = self.text.rfind("\n") + 1  # the end of the last complete line
             if complete <= self.settled:
                 return replaced
-            if self._continues_open_block(complete):
+            if self._table is not None:
+                if self._draw_rows(complete):
+                    return replaced
+                self._open_to = None  # the table ends: parsed from its start, it settles
+            elif self._continues_open_block(complete):
                 return replaced
             base = self.settled
             source = self.text[base:complete]
@@ -705,25 +731,54 @@ class ProgressiveRenderer:
         self._table = _OpenTable(start, head, html.count("<th>"), head_end, html)
         return True
 
-    def _table_step(self, step: RenderStep) -> None:
-        """Draw the table's rows whose lines completed, and say in `step` how the table in the
-        tail changed: rows added, or the row being written drawn again or added to."""
+    def _draw_rows(self, complete: int) -> bool:
+        """The open table's lines that completed up to `complete` are all rows of it: draw
+        them (True). Each is rendered under the table's head, not with the rows before it, so
+        that a row costs its own line, however long the table. False (nothing drawn) if a line
+        ends the table: a blank line, another block, or markdown-it's cap on the empty cells
+        it adds to short rows."""
         table = self._table
         assert table is not None
-        complete = self.text.rfind("\n") + 1
-        rows = ""
-        if complete > table.rows_to:
-            source = table.head + self.text[table.rows_to : complete]
-            html = render_blocks(source, dict(self._references))
-            body = html.find("<tbody>\n")
-            lines = self.text.count("\n", table.rows_to, complete)
-            drawn = html[body + 8 : html.rfind("</tbody>")].split("</tr>\n")[:-1]
-            if body < 0 or len(drawn) != lines:
-                drawn = []  # (never seen) they show once the table ends
-            rows = "".join(f"<tbody>\n{row}</tr>\n</tbody>\n" for row in drawn)
-            table.html += rows
-            table.rows_to = complete
-        cells = row_cells(self.text[table.rows_to :], table.columns)
+        lines = self.text[table.rows_to : complete]
+        autocompleted = table.autocompleted
+        if _AUTOCOMPLETED_CAP is not None:
+            for line in lines.splitlines():
+                autocompleted += table.columns - _written_cells(line)
+                if autocompleted > _AUTOCOMPLETED_CAP:
+                    return False
+        html = render_blocks(table.head + lines, dict(self._references))
+        body = html.find("<tbody>\n")
+        if body < 0 or not html.endswith("</tbody>\n</table>\n"):
+            return False
+        drawn = html[body + 8 : -len("</tbody>\n</table>\n")].split("</tr>\n")[:-1]
+        if len(drawn) != lines.count("\n"):
+            return False
+        rows = "".join(f"<tbody>\n{row}</tr>\n</tbody>\n" for row in drawn)
+        # Grown in place (see `feed`): `+=` on the attribute copied the table for each row
+        grown, table.html = table.html, ""
+        grown += rows
+        table.html = grown
+        table.added += rows
+        table.autocompleted = autocompleted
+        table.rows_to = complete
+        return True
+
+    def _table_step(self, step: RenderStep, received_from: int) -> None:
+        """Say in `step` how the table in the tail changed: rows added (drawn as their lines
+        completed), or the row being written drawn again or added to. The text from
+        `received_from` came in this step."""
+        table = self._table
+        assert table is not None
+        newline = self.text.rfind("\n", max(table.rows_to, received_from))
+        if newline >= 0 and not self._draw_rows(newline + 1):
+            # (never seen: a line that ends the table settles it) they show once it ends
+            table.rows_to = newline + 1
+        rows, table.added = table.added, ""
+        if rows or received_from - table.rows_to < _ROW_SHOWN:
+            row = self.text[table.rows_to : table.rows_to + _ROW_SHOWN]
+            cells = row_cells(row, table.columns)
+        else:
+            cells = table.cells  # the row shows as many characters as it shows at most
         if not step.tail_replaced:
             step.appended = ""
             if rows or not all(map(str.startswith, cells, table.cells)):

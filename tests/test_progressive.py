@@ -458,6 +458,8 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
     again on every line."""
     shapes = {
         "table": ("| a | b |\n|---|---|\n", "| row {i} | value {i} |\n"),
+        # rows that do not start with a pipe were parsed again with the whole table
+        "table without outer pipes": ("a | b\n--|--\n", "row {i} | value {i}\n"),
         "list": ("", "- item {i} with **some** words\n  and a second line\n"),
         "numbered": ("", "{i}. item with words\n"),
         "quote": ("", "> quoted line {i} goes on\n"),
@@ -473,6 +475,33 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
             return time.process_time() - started
 
         assert growth(feed, 300) < 11, name  # linear: ~4 (up to 9 when busy)
+
+
+def test_a_table_ends_where_markdown_it_stops_adding_empty_cells_to_short_rows() -> None:
+    """markdown-it pads a short row with empty cells up to its table's columns, and ends the
+    table at the row that takes those it added beyond 65,536 (a few bytes must not make
+    megabytes). The table drawn row by row ends there too: each step draws it as a renderer
+    given the text so far at once (which parses the whole table), the table settles at that
+    row, and the rest is the tail's text. It drew the row past the cap in the table."""
+    from chat.fragments import CONTENT, tail_html
+
+    columns = 1_000
+    head = f"|{'|'.join(f'h{i}' for i in range(columns))}|\n|{'-|' * columns}\n"
+    text = head + "".join(f"| r{i} |\n" for i in range(70)) + "after\n"
+    renderer, fed = ProgressiveRenderer(), ""
+    for start in range(0, len(text), 7):
+        piece = text[start : start + 7]
+        renderer.feed(piece)
+        fed += piece
+        # at the 66th row (it passes the cap), at the row after it, at the end
+        if "\n" in piece and fed.count("\n") in (2 + 66, 2 + 67, 2 + 71):
+            fresh = ProgressiveRenderer()
+            fresh.feed(fed)
+            assert fresh.blocks_html == renderer.blocks_html, fed[-40:]
+            assert tail_html(CONTENT, 5, fresh.tail) == tail_html(CONTENT, 5, renderer.tail)
+    assert renderer.tail.kind == "text" and renderer.tail.text.startswith("| r65 |")
+    assert renderer.blocks_html.count("<tr>") == 1 + 65
+    assert renderer.finish()[1] == render_markdown(text)
 
 
 def test_a_lists_open_item_is_drawn_as_its_next_item_and_its_text_goes_into_it() -> None:
@@ -774,10 +803,16 @@ def test_a_pending_span_is_tried_a_bounded_number_of_times() -> None:
 
 # Tables as models write them, and what may follow one: cells with marks, escaped pipes, code
 # with pipes, rows short or long of cells, rows without pipes, and the block after it.
-CELLS = st.one_of(INLINE_WORDS, st.sampled_from(["a \\| b", "`x | y`", "", " ", "1 s", "**x|y**"]))
+CELLS = st.one_of(
+    INLINE_WORDS,
+    st.sampled_from(["a \\| b", "`x | y`", "", " ", "1 s", "**x|y**", "long " * 220]),
+)
 ROW_EDGES = st.sampled_from([("| ", " |"), ("", ""), ("|", "|"), ("  | ", "")])
 TABLE_ENDS = st.sampled_from(
-    ["", "\n", "\n\n", "\n\nDone.", "\n# Next", "\n- item", "\nplain line", "\n```\ncode", "\n> q"]
+    [
+        *("", "\n", "\n\n", "\n\nDone.", "\n# Next", "\n- item", "\nplain line", "\n```\ncode"),
+        *("\n> q", "\n---", "\n    indented", "\n***\n"),
+    ]
 )
 
 
