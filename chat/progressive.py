@@ -71,6 +71,10 @@ _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
 # - a list with a line indented to its last item's content (inside that item), or an item
 #   with the same marker (not a rule), whose content column the lines after it are held to. A
 #   line indented less (a code fence at two spaces under "1. ") ends the list, so it is parsed.
+# A line that may still turn out the title of a link reference definition before it, and
+# one that may still turn out a definition: a label and its colon only, or a label not closed
+_TITLE_START = re.compile(r"[ \t]*[\"'(]")
+_DEFINITION_START = re.compile(r" {0,3}\[(?:[^\]\n]*\]:|[^\]\n]*\n)")
 _FIRST_NUMBER = re.compile(r" {0,3}([0-9]{1,9})[.)]")  # a numbered list's first number
 _ITEM_START = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
 _LISTS = {"bullet_list_open", "ordered_list_open"}
@@ -609,9 +613,18 @@ class ProgressiveRenderer:
             source = self.text[base:complete]
             tokens = block_parser().parse(source)
             blocks = _top_level_blocks(tokens)
+            line_starts = _line_starts(source)
+            if blocks and (cut := _definition_line(blocks, source, line_starts)) is not None:
+                # The open block may yet turn out (part of) a link reference definition, which
+                # renders as nothing and ends no block before it: the text before it is parsed
+                # alone, as if it ended there.
+                complete = base + line_starts[cut]
+                source = source[: line_starts[cut]]
+                tokens = block_parser().parse(source)
+                blocks = _top_level_blocks(tokens)
+                line_starts = line_starts[: cut + 1]
             if not blocks:
                 return replaced
-            line_starts = _line_starts(source)
             n_lines = len(line_starts) - 1
             settled = len(blocks) - 1
             last = blocks[-1]
@@ -629,6 +642,13 @@ class ProgressiveRenderer:
                 replaced = True
                 if settled == len(blocks):
                     continue  # the tail is blank or a partial line: nothing more to settle
+            first_line = _lines(blocks[0])[0]
+            if not settled and first_line and self._list is None:
+                # The lines before the open block make none (link reference definitions):
+                # they settle, as nothing, so that the tail starts at its block.
+                self._settle(base + line_starts[first_line], html)
+                replaced = True
+                continue
             if last.type in _LISTS and settled == len(blocks) - 1:
                 # Each item that another follows settles; the last one is the tail.
                 first = _lines(last)[0]
@@ -979,6 +999,26 @@ def _lines(block: Token) -> tuple[int, int]:
     """The lines a block spans: the first, and the one after its last."""
     assert block.map is not None
     return block.map[0], block.map[1]
+
+
+def _definition_line(blocks: list[Token], source: str, line_starts: list[int]) -> int | None:
+    """The first line of the last block, if a link reference definition may yet take it
+    (and the block's lines after it): the title of the definition on the line before, a line
+    after it that starts with a quote or a parenthesis; or a definition itself, the block
+    starting with a label and its colon but not its destination, or a label not closed. Not
+    if the block has ended (a definition ends before a blank line or another block)."""
+    last = blocks[-1]
+    first = _lines(last)[0]
+    line = line_starts[first]
+    if _DEFINITION_START.match(source, line) is None:
+        before = _lines(blocks[-2])[1] if len(blocks) > 1 else 0
+        if first <= before or not source[line_starts[first - 1] : line].strip():
+            return None  # no definition just before it: a block or a blank line is
+        if _TITLE_START.match(source, line) is None:
+            return None
+    if _is_complete(last, source, line_starts, len(line_starts) - 1):
+        return None
+    return first
 
 
 def _is_complete(block: Token, source: str, line_starts: list[int], n_lines: int) -> bool:

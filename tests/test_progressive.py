@@ -63,6 +63,13 @@ BLOCKS = st.one_of(
         st.sampled_from(["", "2. ", "- ", "11. "]),
     ).map(lambda t: f"{t[0]}{t[2]}\n{t[1]}```sh\n{t[1]}{t[2]}\n{t[1]}```\n{t[3]}{t[2]}"),
     st.tuples(FENCE, INLINE).map(lambda t: f"{t[0]}\n{t[1]}\n\t{t[0]}\n# in the code\n{t[0]}"),
+    # link reference definitions (render as nothing), one with a title on its next lines
+    st.sampled_from(
+        [
+            *("[r]: https://example.com/", "[r]: /u\n'a title\non lines'", "[s]:\n/u"),
+            *("[t]: /u 'a title\non lines'", "[u\nv]: /u", "[w]: /u\n(title)"),
+        ]
+    ),
 )
 # Lists item by item: markers, item bodies (more lines, a lazy line, paragraphs, nested
 # lists, code, empty) and the gaps between items (a blank line makes the list loose).
@@ -181,9 +188,13 @@ def stream(pieces: list[str]) -> tuple[Page, str, ProgressiveRenderer]:
 def test_settled_blocks_and_the_final_tail_equal_the_one_shot_render(data: st.DataObject) -> None:
     text = data.draw(documents())
     pieces = data.draw(split(text))
-    page, whole, _ = stream(pieces)
+    page, whole, renderer = stream(pieces)
     one_shot = render_markdown(text)
     assert whole == one_shot
+    if whole != renderer.blocks_html:
+        # A reference defined after a block that uses it: the page is drawn again whole
+        assert "]:" in text
+        return
     assert page.html == one_shot
     # Each block and list item was sent once, and what the page showed stays (a list's end
     # moves with its items), but for a list drawn again when a blank line made it loose.
@@ -225,6 +236,30 @@ def test_fed_line_by_line_the_state_is_that_of_the_text_fed_at_once(text: str) -
         at_once = ProgressiveRenderer()
         at_once.feed(fed)
         assert (renderer.settled, renderer.tail.kind) == (at_once.settled, at_once.tail.kind), fed
+
+
+def test_a_link_reference_definition_leaves_the_tail_once_a_block_follows_it() -> None:
+    """A definition renders as nothing. Fed a character at a time, it stayed in the tail's
+    text, before the paragraph after it, until that paragraph settled (fed at once, it
+    settled with the block before it)."""
+    for text in (
+        "Intro.\n\n[r]: https://example.com/\nSee [r] now.\n",
+        "[r]: https://example.com/\n# Heading\n- item\n",
+    ):
+        by_character, at_once = ProgressiveRenderer(), ProgressiveRenderer()
+        for character in text:
+            by_character.feed(character)
+        at_once.feed(text)
+        assert by_character.settled == at_once.settled, text
+        assert by_character.tail == at_once.tail and "]:" not in by_character.tail.text
+        assert by_character.finish()[1] == render_markdown(text)
+    # The next line may still be its title: it stays until that is known
+    renderer = ProgressiveRenderer()
+    renderer.feed("[r]: /u\n'a title\n")
+    assert renderer.tail.text.startswith("[r]: /u")
+    renderer.feed("on lines'\nSee [r].\n")
+    assert renderer.tail.text == "See [r].\n"
+    assert renderer.finish()[1] == render_markdown("[r]: /u\n'a title\non lines'\nSee [r].\n")
 
 
 def test_a_tab_indented_fence_line_does_not_close_a_code_block() -> None:
