@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Page, expect
@@ -120,6 +121,15 @@ async def axe_problems(page: Page) -> list[str]:
             targets = [", ".join(node["target"]) for node in violation["nodes"]][:5]
             problems.append(f"{violation['id']} ({violation['impact']}): {targets}")
     return problems
+
+
+async def check_looks(page: Page, screenshot: Path) -> None:
+    """A page as it is looked at: no serious accessibility problem, no sideways scroll, and
+    a screenshot to open (`screenshot`)."""
+    assert await axe_problems(page) == []
+    widths = await overflow(page)
+    assert widths["page"] <= widths["window"], widths
+    await page.screenshot(path=str(screenshot))
 
 
 async def overflow(page: Page) -> dict[str, Any]:

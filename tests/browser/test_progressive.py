@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import Locator, expect
 
 from chat.markdown import render_markdown
-from tests.browser.pages import SCHEMES, SIZES, axe_problems, overflow
+from tests.browser.pages import SCHEMES, SIZES, check_looks
 from tests.browser.support import BROWSER_MARKS, ChatPage, Gate, another_tab, eventually
 from tests.fake_upstream import reply_events
 
@@ -380,10 +380,7 @@ async def test_a_list_takes_shape_item_by_item_while_the_reply_streams(
     third_step = await box_in_reply(chat, reply_id, tail_step)
     assert third_step["x"] == second_step["x"]  # in line with the items, below them
     assert third_step["y"] >= second_step["y"] + second_step["height"]
-    assert await axe_problems(page) == []
-    widths = await overflow(page)
-    assert widths["page"] <= widths["window"], widths
-    await page.screenshot(path=str(tmp_path / f"list-{viewport['width']}-{scheme}.png"))
+    await check_looks(page, tmp_path / f"list-{viewport['width']}-{scheme}.png")
 
     # On to the last item: the steps are four; the second list turned loose when a blank line
     # came between its items, and was drawn again, once, with paragraphs.
@@ -451,10 +448,7 @@ async def test_a_paragraphs_bold_code_and_links_are_formatted_as_they_close(
     assert shown.startswith("Use pip install chatsite then chatsite serve, and see the docs now;")
     bold = await box_in_reply(chat, reply_id, tail.locator("strong"))
     code = await box_in_reply(chat, reply_id, tail.locator("code"))
-    assert await axe_problems(page) == []
-    widths = await overflow(page)
-    assert widths["page"] <= widths["window"], widths
-    await page.screenshot(path=str(tmp_path / f"marks-{viewport['width']}-{scheme}.png"))
+    await check_looks(page, tmp_path / f"marks-{viewport['width']}-{scheme}.png")
 
     gate.open()
     await chat.wait_finished(reply_id)
@@ -515,10 +509,7 @@ async def test_a_table_takes_shape_row_by_row_as_it_streams(
     assert "|" not in await page.locator(f"#t{reply_id}").inner_text()
     team = await box_in_reply(chat, reply_id, table.locator("td strong"))
     head = await box_in_reply(chat, reply_id, table.locator("thead"))
-    assert await axe_problems(page) == []
-    widths = await overflow(page)
-    assert widths["page"] <= widths["window"], widths
-    await page.screenshot(path=str(tmp_path / f"table-{viewport['width']}-{scheme}.png"))
+    await check_looks(page, tmp_path / f"table-{viewport['width']}-{scheme}.png")
     drawn = layout_html(await page.locator(f"#t{reply_id}").inner_html())
     await page.reload()
     await chat.wait_for_socket()

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.async_api import Route, expect
 
-from tests.browser.pages import SCHEMES, SIZES, axe_problems, overflow
+from tests.browser.pages import SCHEMES, SIZES, check_looks
 from tests.browser.support import BROWSER_MARKS, ChatPage
 
 pytestmark = BROWSER_MARKS
@@ -38,10 +38,7 @@ async def test_a_tab_signed_out_elsewhere_says_so_and_offers_to_log_in_again(
     await expect(link).to_be_visible()
     await page.wait_for_timeout(1500)  # not replaced by "Reconnecting…", nor reconnected
     await expect(status).to_have_text("You were signed out. Log in again")
-    assert await axe_problems(page) == []
-    widths = await overflow(page)
-    assert widths["page"] <= widths["window"], widths
-    await page.screenshot(path=str(tmp_path / f"signed-out-{viewport['width']}-{scheme}.png"))
+    await check_looks(page, tmp_path / f"signed-out-{viewport['width']}-{scheme}.png")
 
     await link.click()
     await page.wait_for_url(lambda url: "/accounts/login/" in url)
