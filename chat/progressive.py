@@ -71,10 +71,13 @@ _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
 # - a list with a line indented to its last item's content (inside that item), or an item
 #   with the same marker (not a rule), whose content column the lines after it are held to. A
 #   line indented less (a code fence at two spaces under "1. ") ends the list, so it is parsed.
-# A line that may still turn out the title of a link reference definition before it, and
-# one that may still turn out a definition: a label and its colon only, or a label not closed
+# A block that may yet turn out a link reference definition (it starts like one), or the title
+# of the definition before it; how its text may end, to be one (a label, a destination, a
+# title); the lines a block is held for at most, for that.
+_DEFINITION_START = re.compile(r" {0,3}\[")
 _TITLE_START = re.compile(r"[ \t]*[\"'(]")
-_DEFINITION_START = re.compile(r" {0,3}\[(?:[^\]\n]*\]:|[^\]\n]*\n)")
+_DEFINITION_ENDS = ("]: /u\n", "/u\n", "'\n", '"\n', ")\n")
+_HELD_LINES = 8
 _FIRST_NUMBER = re.compile(r" {0,3}([0-9]{1,9})[.)]")  # a numbered list's first number
 _ITEM_START = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
 _LISTS = {"bullet_list_open", "ordered_list_open"}
@@ -219,13 +222,17 @@ _ROW_SHOWN = 1_000  # a row's characters drawn while its line is written (the re
 _AUTOCOMPLETED_CAP: int | None = getattr(
     importlib.import_module("markdown_it.rules_block.table"), "MAX_AUTOCOMPLETED_CELLS", None
 )
+_TRIMMED: str | None = getattr(
+    importlib.import_module("markdown_it.common.utils"), "MD_TRIM_CHARS", None
+)
 
 
 def _written_cells(line: str) -> int:
     """How many cells a table's row line writes, as markdown-it counts them to pad the row to
     its table's columns: the pieces between its unescaped pipes, less the empty ones before a
-    first pipe and after a last."""
-    line = line.strip()
+    first pipe and after a last (white space as markdown-it trims it: not all that Python's
+    does)."""
+    line = line.strip(_TRIMMED)
     pieces = len(_CELL_PIPE.findall(line)) + 1
     if line.startswith("|"):
         pieces -= 1
@@ -495,8 +502,10 @@ class ProgressiveRenderer:
                     return commits
                 line = text.rfind("\n", state.base, mark.start()) + 1
                 if line and _INDENTED.match(text, line):
-                    state.scan_from = mark.end()  # code, perhaps (indented): left as text
-                    continue
+                    # Code, perhaps (indented): left as text, and the words after it too, whose
+                    # marks may pair with its marks (it may be an item's paragraph)
+                    state.stuck = True
+                    return commits
                 state.span = state.scan_from = state.tried_to = mark.start()
                 state.before, state.tries = None, 0
             span = state.span
@@ -614,25 +623,35 @@ class ProgressiveRenderer:
             tokens = block_parser().parse(source)
             blocks = _top_level_blocks(tokens)
             line_starts = _line_starts(source)
-            if blocks and (cut := _definition_line(blocks, source, line_starts)) is not None:
+            ended = False  # the last block is followed by a line not its own
+            if blocks and _held_line(blocks, source, line_starts) is not None:
                 # The open block may yet turn out (part of) a link reference definition, which
-                # renders as nothing and ends no block before it: the text before it is parsed
-                # alone, as if it ended there.
+                # renders as nothing: it is left in the tail, unparsed (with the definition
+                # lines just before it), until that is known. The blocks before it end before
+                # it, whatever it turns out: the text up to their end is parsed alone.
+                self._open_to = self._open_line = None
+                if len(blocks) == 1:
+                    return replaced
+                cut = _lines(blocks[-2])[1]
                 complete = base + line_starts[cut]
                 source = source[: line_starts[cut]]
                 tokens = block_parser().parse(source)
                 blocks = _top_level_blocks(tokens)
                 line_starts = line_starts[: cut + 1]
+                ended = True
             if not blocks:
                 return replaced
             n_lines = len(line_starts) - 1
             settled = len(blocks) - 1
             last = blocks[-1]
-            if _is_complete(last, source, line_starts, n_lines):
+            if ended or _is_complete(last, source, line_starts, n_lines):
                 settled += 1
             if self._list is not None and (settled or blocks[0].type not in _LISTS):
-                # The first block is the rest of the open list, and another follows it.
-                end_line = _lines(blocks[1])[0] if blocks[0].type in _LISTS else 0
+                # The first block is the rest of the open list, and another follows it (or the
+                # list ended before a line not its own).
+                end_line = 0
+                if blocks[0].type in _LISTS:
+                    end_line = _lines(blocks[1])[0] if len(blocks) > 1 else _lines(last)[1]
                 self._settle_list(base + line_starts[end_line], html)
                 replaced = True
                 continue  # what follows it is parsed again
@@ -762,7 +781,7 @@ class ProgressiveRenderer:
         lines = self.text[table.rows_to : complete]
         autocompleted = table.autocompleted
         if _AUTOCOMPLETED_CAP is not None:
-            for line in lines.splitlines():
+            for line in lines.split("\n")[:-1]:  # (not `splitlines`: \v, \x85... are text)
                 autocompleted += table.columns - _written_cells(line)
                 if autocompleted > _AUTOCOMPLETED_CAP:
                     return False
@@ -1001,24 +1020,33 @@ def _lines(block: Token) -> tuple[int, int]:
     return block.map[0], block.map[1]
 
 
-def _definition_line(blocks: list[Token], source: str, line_starts: list[int]) -> int | None:
+def _held_line(blocks: list[Token], source: str, line_starts: list[int]) -> int | None:
     """The first line of the last block, if a link reference definition may yet take it
-    (and the block's lines after it): the title of the definition on the line before, a line
-    after it that starts with a quote or a parenthesis; or a definition itself, the block
-    starting with a label and its colon but not its destination, or a label not closed. Not
-    if the block has ended (a definition ends before a blank line or another block)."""
+    (and the block's lines after it): it starts a definition (a label not closed, a label
+    and its colon without a destination, a title not closed) or is the start of a title of
+    the definition on the line before it. None once a blank line follows it, or past a few
+    lines (each line of a held block parses it again)."""
     last = blocks[-1]
-    first = _lines(last)[0]
-    line = line_starts[first]
-    if _DEFINITION_START.match(source, line) is None:
-        before = _lines(blocks[-2])[1] if len(blocks) > 1 else 0
-        if first <= before or not source[line_starts[first - 1] : line].strip():
-            return None  # no definition just before it: a block or a blank line is
-        if _TITLE_START.match(source, line) is None:
-            return None
-    if _is_complete(last, source, line_starts, len(line_starts) - 1):
+    first, end = _lines(last)
+    if end < len(line_starts) - 1 or end - first > _HELD_LINES:
         return None
-    return first
+    start = line_starts[first]
+    if _DEFINITION_START.match(source, start) is None:
+        before = _lines(blocks[-2])[1] if len(blocks) > 1 else 0
+        if first <= before or not source[line_starts[first - 1] : start].strip():
+            return None  # no definition just before it: a block or a blank line is
+        if _TITLE_START.match(source, start) is None:
+            return None
+        while (
+            first - 1 > before and source[line_starts[first - 2] : line_starts[first - 1]].strip()
+        ):
+            first -= 1  # to the start of the definitions before it
+        text = source[line_starts[first - 1] :]
+    else:
+        text = source[start:]
+    if any(not _top_level_blocks(block_parser().parse(text + end)) for end in _DEFINITION_ENDS):
+        return _lines(last)[0]
+    return None
 
 
 def _is_complete(block: Token, source: str, line_starts: list[int], n_lines: int) -> bool:
@@ -1033,5 +1061,7 @@ def _is_complete(block: Token, source: str, line_starts: list[int], n_lines: int
         return _closing_fence(block.markup).fullmatch(line) is not None
     if block.type in _END_AT_BLANK_LINE:
         # A complete blank line after it ends it.
-        return end < n_lines and not source[line_starts[end] : line_starts[end + 1]].strip()
-    return False
+        if end < n_lines and not source[line_starts[end] : line_starts[end + 1]].strip():
+            return True
+    # A line after it, not its own (link reference definitions, which make no block), ends it
+    return bool(source[line_starts[end] :].strip()) if end < n_lines else False
