@@ -928,11 +928,14 @@ def _continuation(block: Token, source: str, item: Token | None) -> re.Pattern[s
 @functools.cache
 def _list_lines(ordered: bool, marker: str, column: int) -> re.Pattern[str]:
     """A line inside the last item (indented to `column`, its content's), or a new item (its
-    prefix the group `item`, whose length is the next content column)."""
+    prefix the group `item`, whose length is the next content column). Not a line that may be
+    a table's delimiter row: it makes the line before it, which may have been a lazy line of
+    the item's paragraph, a table's head, which ends the list."""
     number = r"[0-9]{1,9}" if ordered else ""
     rule = "" if ordered else r"(?![-*_ \t]*\n)"
     item = rf"(?P<item> {{0,3}}{number}{re.escape(marker)} {{1,4}})(?=[^ \t\n]){rule}"
-    pattern = re.compile(rf" {{{column},}}\S[^\n]*\n|{item}[^\n]*\n")
+    delimiter = r"(?![ \t|:]*-[-:| \t]*\n)"
+    pattern = re.compile(rf"{delimiter} {{{column},}}\S[^\n]*\n|{item}[^\n]*\n")
     _LIST_OF[pattern] = (ordered, marker, column)
     return pattern
 

@@ -282,6 +282,19 @@ def test_a_link_reference_definition_leaves_the_tail_once_a_block_follows_it() -
     assert renderer.finish()[1] == render_markdown("[r]: /u\n'a title\non lines'\nSee [r].\n")
 
 
+def test_a_delimiter_row_after_an_items_lazy_line_ends_the_list_as_it_streams() -> None:
+    """A line indented to the item's content continued the list without a parse; a table's
+    delimiter row there makes the lazy line before it a table's head, outside the list."""
+    for first, second in (("1. one\n| h |\n", "   | - |\n"), ("- one\nlazy | x\n", "  --|--\n")):
+        by_line, at_once = ProgressiveRenderer(), ProgressiveRenderer()
+        by_line.feed(first)
+        by_line.feed(second)
+        at_once.feed(first + second)
+        assert (by_line.settled, by_line.tail) == (at_once.settled, at_once.tail)
+        assert by_line.tail.kind == "table" and "<li>one</li>" in by_line.blocks_html
+        assert by_line.finish()[1] == render_markdown(first + second)
+
+
 def test_a_tab_indented_fence_line_does_not_close_a_code_block() -> None:
     """A tab indents four columns: "\t```" is code. Parsed with the opening line (one frame, a
     reload, a continuation) it closed the block, and the line after it showed (and was saved)
