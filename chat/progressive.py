@@ -40,7 +40,6 @@ No Django here.
 
 from __future__ import annotations
 
-import copy
 import functools
 import importlib
 import re
@@ -380,7 +379,7 @@ class ProgressiveRenderer:
     def tail_rendered(self) -> str:
         """The open tail's text rendered as it would be if the text ended here (a reply cut
         short shows it so until it continues)."""
-        return render_blocks(self.text[self.settled :], copy.deepcopy(self._references))
+        return render_blocks(self.text[self.settled :], self._scratch_env())
 
     def finish(self) -> tuple[RenderStep, str]:
         """End the text. Returns the change to the page (the rest of an open list, then the
@@ -394,7 +393,7 @@ class ProgressiveRenderer:
         if self._list is not None:
             self._settle_list(self._list_end(), html)
         rest = self.text[self.settled :]
-        html.append(render_blocks(rest, dict(self._references)))
+        html.append(render_blocks(rest, self._scratch_env()))
         self.settled = len(self.text)
         self._table = None
         step = self._step(shown, html, True, "")
@@ -406,6 +405,15 @@ class ProgressiveRenderer:
         return step, whole
 
     # --- Internals ---------------------------------------------------------------------------
+
+    def _scratch_env(self) -> dict[str, Any]:
+        """markdown-it's env for a render of text that does not settle: the references seen
+        so far, in a copy of their own (a copy of the env alone shares them, and the
+        definitions in that text counted from then on)."""
+        env = dict(self._references)
+        if isinstance(references := env.get("references"), dict):
+            env["references"] = dict(references)
+        return env
 
     def _step(self, shown: str, html: list[str], replaced: bool, appended: str) -> RenderStep:
         """What changed on the page since it showed `shown` as its open list: that list's
@@ -763,7 +771,7 @@ class ProgressiveRenderer:
         if self._table is not None and self._table.start == start:
             return False
         head = self.text[start:head_end]
-        html = render_blocks(head, dict(self._references))
+        html = render_blocks(head, self._scratch_env())
         if not html.startswith("<table>") or not html.endswith("</thead>\n</table>\n"):
             return False  # (never seen)
         html = html.removesuffix("</table>\n")
@@ -785,7 +793,7 @@ class ProgressiveRenderer:
                 autocompleted += table.columns - _written_cells(line)
                 if autocompleted > _AUTOCOMPLETED_CAP:
                     return False
-        html = render_blocks(table.head + lines, dict(self._references))
+        html = render_blocks(table.head + lines, self._scratch_env())
         body = html.find("<tbody>\n")
         if body < 0 or not html.endswith("</tbody>\n</table>\n"):
             return False

@@ -295,6 +295,22 @@ def test_a_delimiter_row_after_an_items_lazy_line_ends_the_list_as_it_streams() 
         assert by_line.finish()[1] == render_markdown(first + second)
 
 
+def test_a_definition_in_rows_rendered_ahead_is_not_taken_as_seen() -> None:
+    """The lines after an open table are rendered under its head to see if they are rows;
+    a definition among them (the table has ended) was added to the references seen, and the
+    tail drew "[w]" as a link, which a renderer given the text at once does not."""
+    from chat.fragments import CONTENT, tail_html
+
+    # (once a definition has settled: a copy of the env shared the references then)
+    first, second = "[r]: /u\n\n| a |\n|---|\n| 1 |\n", "    code\n[w]: /u\n(t"
+    by_piece, at_once = ProgressiveRenderer(), ProgressiveRenderer()
+    by_piece.feed(first)
+    by_piece.feed(second)
+    at_once.feed(first + second)
+    assert tail_html(CONTENT, 5, by_piece.tail) == tail_html(CONTENT, 5, at_once.tail)
+    assert "<a " not in tail_html(CONTENT, 5, by_piece.tail)
+
+
 def test_a_tab_indented_fence_line_does_not_close_a_code_block() -> None:
     """A tab indents four columns: "\t```" is code. Parsed with the opening line (one frame, a
     reload, a continuation) it closed the block, and the line after it showed (and was saved)
