@@ -74,6 +74,7 @@ _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
 # of the definition before it; how its text may end, to be one (a label, a destination, a
 # title); the lines a block is held for at most, for that.
 _DEFINITION_START = re.compile(r" {0,3}\[")
+_LABEL_LINE = re.compile(r"^ {0,3}\[", re.M)  # a line of the text that may start a definition
 _TITLE_START = re.compile(r"[ \t]*[\"'(]")
 _DEFINITION_ENDS = ("]: /u\n", "/u\n", "'\n", '"\n', ")\n")
 _HELD_LINES = 8
@@ -398,9 +399,15 @@ class ProgressiveRenderer:
         self._table = None
         step = self._step(shown, html, True, "")
         whole = self.blocks_html
-        if self._references.get("references") or "]:" in rest:
-            # A reference defined after a block that uses it changes that block: render
-            # the whole text again (the page then swaps the whole reply).
+        if (
+            self._references.get("references")
+            or "]:" in rest
+            or ("]:" in self.text and _LABEL_LINE.search(self.text))
+        ):
+            # A reference defined after a block that uses it changes that block, and a
+            # definition whose label or title spans blocks (a heading's underline in it)
+            # settled as those blocks: render the whole text again (the page then swaps the
+            # whole reply if it differs).
             whole = render_markdown(self.text)
         return step, whole
 

@@ -273,6 +273,17 @@ def test_a_link_reference_definition_leaves_the_tail_once_a_block_follows_it() -
         assert by_line.tail == at_once.tail == Tail("text", tail), text
         assert by_line.blocks_html == at_once.blocks_html
         assert by_line.finish()[1] == render_markdown(text)
+    # A label over a heading's underline and the lines after it: drawn as those blocks while
+    # it streams (it is settled by then), saved as the one-shot render (it saved the heading)
+    text = "[u\n--\n/u\nc]: /u\n> q\n(a"
+    renderer = ProgressiveRenderer()
+    for character in text:
+        renderer.feed(character)
+    assert (
+        renderer.finish()[1]
+        == render_markdown(text)
+        == "<blockquote>\n<p>q\n(a</p>\n</blockquote>\n"
+    )
     # The next line may still be its title: it stays until that is known
     renderer = ProgressiveRenderer()
     renderer.feed("[r]: /u\n'a title\n")
