@@ -70,6 +70,9 @@ _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
 # - a list with a line indented to its last item's content (inside that item), or an item
 #   with the same marker (not a rule), whose content column the lines after it are held to. A
 #   line indented less (a code fence at two spaces under "1. ") ends the list, so it is parsed.
+_FIRST_NUMBER = re.compile(r" {0,3}([0-9]{1,9})[.)]")  # a numbered list's first number
+_ITEM_START = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
+_LISTS = {"bullet_list_open", "ordered_list_open"}
 # A block that may yet turn out a link reference definition (it starts like one), or the title
 # of the definition before it; how its text may end, to be one (a label, a destination, a
 # title); the lines a block is held for at most, for that.
@@ -78,9 +81,6 @@ _LABEL_LINE = re.compile(r"^ {0,3}\[", re.M)  # a line of the text that may star
 _TITLE_START = re.compile(r"[ \t]*[\"'(]")
 _DEFINITION_ENDS = ("]: /u\n", "/u\n", "'\n", '"\n', ")\n")
 _HELD_LINES = 8
-_FIRST_NUMBER = re.compile(r" {0,3}([0-9]{1,9})[.)]")  # a numbered list's first number
-_ITEM_START = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
-_LISTS = {"bullet_list_open", "ordered_list_open"}
 # Inline formatting of the open tail's text: a mark that may open an emphasis, a
 # strikethrough, a code span or a link; a cut (white space after a word), where the words
 # before it are tried; how long a pending span may grow (on one line) before it stays text.
@@ -639,7 +639,7 @@ class ProgressiveRenderer:
             blocks = _top_level_blocks(tokens)
             line_starts = _line_starts(source)
             ended = False  # the last block is followed by a line not its own
-            if blocks and _held_line(blocks, source, line_starts) is not None:
+            if blocks and _may_turn_definition(blocks, source, line_starts):
                 # The open block may yet turn out (part of) a link reference definition, which
                 # renders as nothing: it is left in the tail, unparsed (with the definition
                 # lines just before it), until that is known. The blocks before it end before
@@ -1038,23 +1038,22 @@ def _lines(block: Token) -> tuple[int, int]:
     return block.map[0], block.map[1]
 
 
-def _held_line(blocks: list[Token], source: str, line_starts: list[int]) -> int | None:
-    """The first line of the last block, if a link reference definition may yet take it
-    (and the block's lines after it): it starts a definition (a label not closed, a label
-    and its colon without a destination, a title not closed) or is the start of a title of
-    the definition on the line before it. None once a blank line follows it, or past a few
-    lines (each line of a held block parses it again)."""
+def _may_turn_definition(blocks: list[Token], source: str, line_starts: list[int]) -> bool:
+    """Whether a link reference definition may yet take the last block (its lines): it starts
+    a definition (a label not closed, a label and its colon without a destination, a title
+    not closed) or the title of the definition on the line before it. Not once a blank line
+    follows it, nor past a few lines (each line of a held block parses it again)."""
     last = blocks[-1]
     first, end = _lines(last)
     if end < len(line_starts) - 1 or end - first > _HELD_LINES:
-        return None
+        return False
     start = line_starts[first]
     if _DEFINITION_START.match(source, start) is None:
         before = _lines(blocks[-2])[1] if len(blocks) > 1 else 0
         if first <= before or not source[line_starts[first - 1] : start].strip():
-            return None  # no definition just before it: a block or a blank line is
+            return False  # no definition just before it: a block or a blank line is
         if _TITLE_START.match(source, start) is None:
-            return None
+            return False
         while (
             first - 1 > before and source[line_starts[first - 2] : line_starts[first - 1]].strip()
         ):
@@ -1062,9 +1061,9 @@ def _held_line(blocks: list[Token], source: str, line_starts: list[int]) -> int 
         text = source[line_starts[first - 1] :]
     else:
         text = source[start:]
-    if any(not _top_level_blocks(block_parser().parse(text + end)) for end in _DEFINITION_ENDS):
-        return _lines(last)[0]
-    return None
+    return any(
+        not _top_level_blocks(block_parser().parse(text + ending)) for ending in _DEFINITION_ENDS
+    )
 
 
 def _is_complete(block: Token, source: str, line_starts: list[int], n_lines: int) -> bool:
