@@ -65,6 +65,7 @@ def _base(*, title: str, body: str, csrf_token: str) -> str:
         f'  <link rel="stylesheet" href="{asset("chat/pygments.css")}">\n'
         f"  {chat_tags.htmx_script_tags('hx-ws', None)}\n"
         f'  <script src="{asset("chat/chat.js")}" defer></script>\n'
+        f'  <script src="{asset("chat/scroll-boxes.js")}" defer></script>\n'
         "</head>\n"
         f'<body hx-headers=\'{{"X-CSRFToken": "{escape(csrf_token)}"}}\'>\n'
         f"  {SKIP_TO_COMPOSER}\n"

@@ -14,7 +14,6 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from playwright.async_api import Page, expect
 
@@ -124,16 +123,27 @@ async def axe_problems(page: Page) -> list[str]:
 
 
 async def check_looks(page: Page, screenshot: Path) -> None:
-    """A page as it is looked at: no serious accessibility problem, no sideways scroll, and
-    a screenshot to open (`screenshot`)."""
+    """A page as it is looked at: no serious accessibility problem, nothing scrolls sideways,
+    and a screenshot to open (`screenshot`)."""
     assert await axe_problems(page) == []
-    widths = await overflow(page)
-    assert widths["page"] <= widths["window"], widths
+    assert await sideways_scrolls(page) == []
     await page.screenshot(path=str(screenshot))
 
 
-async def overflow(page: Page) -> dict[str, Any]:
-    """The page's width and the window's: the page must not scroll sideways."""
-    return await page.evaluate(
-        "() => ({page: document.documentElement.scrollWidth, window: window.innerWidth})"
+async def sideways_scrolls(page: Page) -> list[str]:
+    """What scrolls sideways and must not: the page, or the conversation's messages (a wide
+    table or code block scrolls in its own box)."""
+    widths = await page.evaluate(
+        """() => {
+          const messages = document.getElementById("messages");
+          return {
+            "the page scrolls": [document.documentElement.scrollWidth, window.innerWidth],
+            "the messages scroll": messages ? [messages.scrollWidth, messages.clientWidth] : [0, 0],
+          };
+        }"""
     )
+    return [
+        f"{what} sideways: {wide} px in {room}"
+        for what, (wide, room) in widths.items()
+        if wide > room
+    ]

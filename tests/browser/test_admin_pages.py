@@ -7,9 +7,11 @@ import os
 from typing import Any
 
 import pytest
+from playwright.async_api import expect
 
 from chat import services
 from chat.models import Conversation, Message
+from tests.browser.pages import axe_problems
 from tests.browser.support import BROWSER_MARKS
 
 pytestmark = BROWSER_MARKS
@@ -20,6 +22,14 @@ LONG_TITLES = [
     "Explain the difference between optimistic and pessimistic locking in PostgreSQL",
     "Recipe ideas for a vegetarian dinner party of eight with one gluten free guest",
 ]
+# Figures do not wrap: wider than the transcript on a laptop too.
+WIDE_TABLE = "".join(
+    "| "
+    + " | ".join(f"{row}{i}_1,234,567.89" for i in range(10))
+    + " |\n"
+    + ("|" + "---|" * 10 + "\n" if row == "A" else "")
+    for row in "ABC"
+)
 # Set to a folder to save screenshots of every page and theme there (for looking at them).
 SCREENSHOTS = os.environ.get("CHATSITE_ADMIN_SCREENSHOTS", "")
 
@@ -45,6 +55,7 @@ def conversations(user: Any) -> list[Conversation]:
         answer = (
             "Here is **an answer** with a list:\n\n- one\n- two\n\n```python\n"
             "print('a code block that is rather long so that it might overflow the page')\n```"
+            "\n\n" + WIDE_TABLE + "\nSee https://example.com/" + "x" * 150 + " for more."
         )
         Message.objects.create(
             conversation=conversation,
@@ -127,6 +138,12 @@ async def test_the_list_and_transcript_read_well_on_laptop_and_phone_in_both_the
     assert "1 reply ·" in await page.locator(".transcript-meta").inner_text()
     widths = await _overflow(page)
     assert widths["page"][0] <= widths["page"][1], widths
+    # A wide table scrolls in its own box, where the page scrolled sideways, and is a tab
+    # stop, so the keyboard can scroll it; a long URL breaks (the page scrolled sideways too).
+    table = page.locator(".t-message.assistant table")
+    await expect(table).to_have_attribute("tabindex", "0")
+    assert await table.evaluate("(table) => table.scrollWidth > table.clientWidth")
+    assert await axe_problems(page) == []
     # The code block follows the theme like the admin around it does.
     code = await page.evaluate(
         "() => getComputedStyle(document.querySelector('.markdown pre')).backgroundColor"

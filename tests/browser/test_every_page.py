@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.pages import SCHEMES, SIZES, axe_problems, overflow, stops, tour
+from tests.browser.pages import SCHEMES, SIZES, axe_problems, sideways_scrolls, stops, tour
 from tests.browser.support import BROWSER_MARKS
 
 pytestmark = BROWSER_MARKS
@@ -41,9 +41,7 @@ async def test_every_page_is_clean_accessible_and_fits(
     async for stop in tour(page, server.url, username="alice", password="alice-password"):
         visited.append(stop.name)
         found = await axe_problems(page)
-        widths = await overflow(page)
-        if widths["page"] > widths["window"]:
-            found.append(f"the page scrolls sideways: {widths}")
+        found += await sideways_scrolls(page)
         if found:
             problems[stop.name] = found
     assert tuple(visited) == stops(viewport)

@@ -3,10 +3,14 @@ controls line up."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.support import BROWSER_MARKS, ChatPage, streamed
+from tests.browser.pages import SCHEMES, SIZES, check_looks, sideways_scrolls
+from tests.browser.support import BROWSER_MARKS, ChatPage, Gate, eventually, streamed
+from tests.fake_upstream import reply_events
 
 pytestmark = BROWSER_MARKS
 
@@ -109,3 +113,146 @@ async def test_version_buttons_are_big_enough_to_tap_and_copy_code_sits_in_its_l
         label,
         copy,
     )
+
+
+# Figures do not wrap: ten columns of them are wider than a laptop's reply too.
+COLUMNS = [f"total_{2016 + i}" for i in range(10)]
+WIDE_TABLE_REPLY = (
+    "Totals by region:\n\n"
+    + "| "
+    + " | ".join(COLUMNS)
+    + " |\n|"
+    + "---|" * len(COLUMNS)
+    + "\n"
+    + "".join(
+        "| " + " | ".join(f"{row}{i}_1,234,567.89" for i in range(len(COLUMNS))) + " |\n"
+        for row in "ABCD"
+    )
+    + "\nAnd a small one:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+    + "```text\n"
+    + ",".join(f"{i:08}" for i in range(40))
+    + "\n```\n\nThat is all."
+)
+WIDE_TABLE_TOKENS = re.findall(r"\s*\S+|\s+", WIDE_TABLE_REPLY)
+# A table's or code block's box: how wide it is drawn and scrolled, where it is scrolled to, and whether it
+# is a tab stop.
+TABLE_BOX_JS = """
+(table) => ({
+  scrolled: [table.scrollWidth, table.clientWidth],
+  left: table.scrollLeft,
+  tabStop: table.tabIndex === 0,
+})
+"""
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_wide_table_scrolls_in_its_own_box_and_the_keyboard_can_scroll_it(
+    page, server, fake_upstream, viewport, scheme, tmp_path
+):
+    """A table wider than the reply made the whole conversation scroll sideways (on a phone,
+    every message moved with it, and the table's far columns were out of reach on the
+    screen). It scrolls in its own box, as a code block does, while it streams and once it
+    has settled. A table or code block that scrolls is a tab stop, so the keyboard can scroll
+    it (a code block's long line was out of the keyboard's reach), and a narrow one is not."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    gate = Gate(fake_upstream)
+    pieces = reply_events(WIDE_TABLE_TOKENS)
+    held = WIDE_TABLE_TOKENS.index(" D3_1,234,567.89") + 1  # piece 0 is the role chunk
+
+    async def plan(request):
+        return await request.stream(pieces, delay=0.005, before_piece=gate.before(held))
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Totals?")
+
+    # Streaming, held in the wide table's last row: the table in the tail scrolls.
+    live = page.locator(f"#x{reply_id}")
+    await expect(page.locator(f"#z{reply_id} td").nth(2)).to_have_text("D2_1,234,567.89")
+    assert await sideways_scrolls(page) == []
+    await eventually(
+        lambda: live.evaluate("(table) => table.tabIndex === 0"),
+        message="the streaming table is no tab stop",
+    )
+    box = await live.evaluate(TABLE_BOX_JS)
+    assert box["scrolled"][0] > box["scrolled"][1], box
+    await check_looks(page, tmp_path / f"wide-table-streaming-{viewport['width']}-{scheme}.png")
+
+    gate.open()
+    await chat.wait_finished(reply_id)
+    wide, narrow = (
+        page.locator(f"#c{reply_id} table").nth(0),
+        page.locator(f"#c{reply_id} table").nth(1),
+    )
+    await eventually(lambda: wide.evaluate("(table) => table.tabIndex === 0"))
+    box = await wide.evaluate(TABLE_BOX_JS)
+    assert box["scrolled"][0] > box["scrolled"][1] and box["left"] == 0, box
+    small = await narrow.evaluate(TABLE_BOX_JS)
+    assert small["scrolled"][0] <= small["scrolled"][1] and not small["tabStop"], small
+    # So does a code block's long line, as it did before.
+    code = await page.locator(f"#c{reply_id} pre").evaluate(TABLE_BOX_JS)
+    assert code["scrolled"][0] > code["scrolled"][1] and code["tabStop"], code
+    await check_looks(page, tmp_path / f"wide-table-{viewport['width']}-{scheme}.png")
+
+    # The keyboard scrolls it: Tab reaches it (back from the code block, the narrow table
+    # between them is no stop), and the arrow keys bring its last column in.
+    await page.locator(f"#c{reply_id} pre").focus()
+    await page.keyboard.press("Shift+Tab")
+    assert await wide.evaluate("(table) => document.activeElement === table")
+    for _ in range(60):
+        await page.keyboard.press("ArrowRight")
+    last = wide.locator("th").last
+    await eventually(
+        lambda: wide.evaluate(
+            "(table) => table.scrollLeft + table.clientWidth >= table.scrollWidth - 1"
+        ),
+        message="the arrow keys did not scroll the table to its end",
+    )
+    table_box, last_box = await wide.bounding_box(), await last.bounding_box()
+    assert last_box["x"] + last_box["width"] <= table_box["x"] + table_box["width"] + 1
+
+
+LONG_WORD = "x" * 150
+LONG_WORDS_REPLY = f"""# Heading_{LONG_WORD}
+
+See https://example.com/{LONG_WORD} and `code_{LONG_WORD}` and **bold_{LONG_WORD}**.
+
+> quote_{LONG_WORD}
+
+- item_{LONG_WORD}
+  - nested_{LONG_WORD}
+
+[link_{LONG_WORD}](https://example.com/{LONG_WORD}) and the words after it"""
+LONG_WORDS_TOKENS = re.findall(r"\s*\S+|\s+", LONG_WORDS_REPLY)
+
+
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_word_longer_than_the_line_breaks_and_nothing_scrolls_sideways(
+    page, server, fake_upstream, viewport, tmp_path
+):
+    """A URL, an identifier or inline code longer than the line ran out of the reply, and the
+    conversation scrolled sideways (on a phone and on a laptop). It breaks where it must, as
+    in the user's own message, while the reply streams and once it has settled."""
+    await page.set_viewport_size(viewport)
+    gate = Gate(fake_upstream)
+    pieces = reply_events(LONG_WORDS_TOKENS)
+    held = LONG_WORDS_TOKENS.index(" after") + 1  # piece 0 is the role chunk
+
+    async def plan(request):
+        return await request.stream(pieces, delay=0.005, before_piece=gate.before(held))
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send(f"Where is https://example.com/{LONG_WORD}?")
+    await expect(page.locator(f"#t{reply_id}")).to_contain_text(f"link_{LONG_WORD}")
+    assert await sideways_scrolls(page) == []
+
+    gate.open()
+    await chat.wait_finished(reply_id)
+    link = chat.reply(reply_id).locator(f'a[href="https://example.com/{LONG_WORD}"]')
+    await expect(link).to_have_text(f"link_{LONG_WORD}")
+    await check_looks(page, tmp_path / f"long-words-{viewport['width']}.png")

@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import expect
 
 from chat.models import Message
-from tests.browser.pages import SCHEMES, SIZES, axe_problems, overflow
+from tests.browser.pages import SCHEMES, SIZES, axe_problems, sideways_scrolls
 from tests.browser.support import BROWSER_MARKS, ChatPage, eventually, normalize, streamed
 from tests.e2e import scenarios
 from tests.slow_tool import HeldTool
@@ -114,8 +114,7 @@ async def test_a_running_tool_shows_on_the_status_line_and_stop_ends_the_turn_th
     await page.locator("#composer-text").blur()
     await picture(page, f"tool-running-{viewport['width']}-{scheme}")
     assert await axe_problems(page) == []
-    widths = await overflow(page)
-    assert widths["page"] <= widths["window"], widths
+    assert await sideways_scrolls(page) == []
 
     await page.locator("#composer").get_by_role("button", name="Stop").click()
     await expect(reply.locator(".reply-note")).to_have_text("Stopped.", timeout=5000)
