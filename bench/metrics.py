@@ -110,9 +110,11 @@ def analyse_stream(
             f"{_first_difference(view.blocks, ref.final_html)})"
         )
         return stats
-    if not arrivals or arrivals[-1][1] != len(expected):
+    if not arrivals or arrivals[-1][1] != ref.end:
         got = arrivals[-1][1] if arrivals else 0
-        stats.error = f"the text streamed to {got} of {len(expected)} chars"
+        stats.error = (
+            f"the text streamed to {got} of {len(expected)} chars (shown whole at {ref.end})"
+        )
         return stats
     if len(sent) != shape.chunks:
         stats.error = f"upstream sent {len(sent)} of {shape.chunks} chunks"
@@ -126,7 +128,8 @@ def analyse_stream(
     arrival_at: list[float] = []
     k = 0
     for end in ends:
-        while arrivals[k][1] < end:
+        # (a chunk that changed nothing on the page after the last state came with it)
+        while arrivals[k][1] < min(end, ref.end):
             k += 1
         chunk_frame.append(k)
         arrival_at.append(arrivals[k][0])

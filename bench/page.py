@@ -181,6 +181,9 @@ class Reference:
     text: str
     states: dict[State, int] = field(default_factory=dict)
     final_html: str = ""
+    # Where the whole text is shown: the offset of the last state, where text that changes
+    # nothing on the page (a table's cell ended by its pipe) may follow
+    end: int = 0
 
 
 @functools.lru_cache(maxsize=16)
@@ -200,13 +203,12 @@ def reference(tokens: int, kind: str, chunk: int = 1) -> Reference:
         if tail.kind == "code":
             shown = tail.text
         elif tail.kind == "table":
-            shown = shown_text(
-                tail.table + "".join(f"<td>{html.escape(c)}</td>" for c in tail.cells)
-            )
+            shown = shown_text(tail.table + "".join(f"<td>{c}</td>" for c in tail.cells))
         else:
             shown = shown_text(formatted_html(tail, "w"))
         # The first offset with this state: text that changes nothing on the page counts as
         # arrived with the next frame that does.
-        found.states.setdefault((len(renderer.blocks_html), tail.kind, tail.language, shown), end)
+        state = (len(renderer.blocks_html), tail.kind, tail.language, shown)
+        found.end = found.states.setdefault(state, end)
     found.final_html = render_markdown(found.text)
     return found

@@ -57,7 +57,7 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     same frame and with the same language label it keeps once it is highlighted), or a list's
     item still being written, as the list's next item (its text as written), where the item
     will stand once it settles, or a table with the rows written so far, the row being
-    written last, its cells as written."""
+    written last (its cells that ended rendered, the others as written)."""
     pending_id = f"{field.pending}{message_id}"
     if tail.kind == "text":
         return formatted_html(tail, pending_id)
@@ -79,7 +79,7 @@ def _table_row(row_id: str, cells: tuple[str, ...]) -> str:
     """A table's row being written: a body of its own, the rows whose lines end going in
     before it (its cells are then drawn again, as when they do not only grow), hidden while
     its cells are empty."""
-    drawn = "".join(f"<td>{escape(cell)}</td>" for cell in cells)
+    drawn = "".join(f"<td>{cell}</td>" for cell in cells)
     return f'<tbody id="{row_id}" class="tail-row"><tr>{drawn}</tr></tbody>'
 
 
@@ -122,12 +122,13 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
         row_id = f"{field.row}{message_id}"
         if step.rows_html:  # rows whose lines ended, before the row being written
             parts.append(f'<table hx-swap-oob="beforebegin:#{row_id}">{step.rows_html}</table>')
-        for column, cell in enumerate(tail.cells if step.row_redrawn else (), 1):
-            at = f"#{row_id} > tr > :nth-child({column})"  # the row being written, again
-            parts.append(f'<span hx-swap-oob="innerHTML:{at}">{escape(cell)}</span>')
-        for column, text in step.row_cells:
+        cells_set = enumerate(tail.cells, 1) if step.row_redrawn else step.cells_set
+        for column, cell in cells_set:  # the row being written, again, or cells of it
             at = f"#{row_id} > tr > :nth-child({column})"
-            parts.append(f'<span hx-swap-oob="beforeend:{at}">{text}</span>')
+            parts.append(f'<span hx-swap-oob="innerHTML:{at}">{cell}</span>')
+        for column, html in step.row_cells:
+            at = f"#{row_id} > tr > :nth-child({column})"
+            parts.append(f'<span hx-swap-oob="beforeend:{at}">{html}</span>')
     elif step.span_html or step.formatted or step.pending is not None:
         if step.span_html:
             parts.append(f'<span hx-swap-oob="outerHTML:#{pending_id}">{step.span_html}</span>')

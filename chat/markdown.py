@@ -8,6 +8,7 @@ while it streams. Both give the same HTML for the same blocks.
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 from collections.abc import Sequence
 from html import escape
@@ -65,6 +66,11 @@ ALLOWED_ATTRIBUTES = {
     "ol": {"start"},
 }
 _FORMATTER = HtmlFormatter(nowrap=True, classprefix="")
+# The white space markdown-it trims (its own set since markdown-it-py 4; Python's strip() takes
+# more, \v and \x85 among them)
+MD_TRIMMED: str | None = getattr(
+    importlib.import_module("markdown_it.common.utils"), "MD_TRIM_CHARS", None
+)
 
 
 def _highlight(code: str, language: str, _attrs: object) -> str:
@@ -177,14 +183,31 @@ def render_words(text: str, env: dict[str, Any]) -> str | None:
     paragraph will render them, or None if a mark in it is left open (an emphasis, a
     strikethrough, a code span or a link that text after it may still close or open). A run
     whose marks all closed renders the same whatever text follows it (after white space)."""
-    md = _parser()
-    tokens: list[Token] = []
-    md.inline.parse(text, md, env, tokens)
+    tokens = _inline_tokens(text, env)
     for token in tokens:
         if token.type == "text" and _OPEN_MARK.search(token.content) and not _inert(token.content):
             return None
+    return _render_inline_tokens(tokens, env)
+
+
+def render_cell(text: str, env: dict[str, Any]) -> str:
+    """A table cell's text (between its pipes, an escaped pipe unescaped) rendered as the
+    table renders it: trimmed, inline, on its own."""
+    return _render_inline_tokens(_inline_tokens(text.strip(MD_TRIMMED), env), env)
+
+
+def _inline_tokens(text: str, env: dict[str, Any]) -> list[Token]:
+    md = _parser()
+    tokens: list[Token] = []
+    md.inline.parse(text, md, env, tokens)
+    return tokens
+
+
+def _render_inline_tokens(tokens: list[Token], env: dict[str, Any]) -> str:
+    for token in tokens:
         if token.type == "text_special":  # an escaped character or an entity: text
             token.type = "text"
+    md = _parser()
     return _clean(md.renderer.render(tokens, md.options, env))
 
 

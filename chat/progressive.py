@@ -17,8 +17,9 @@ drawn again only if that render differs, which the tests do not find).
 A top-level table is drawn as a table in the tail from the line that completes its head
 (`Tail.table`): each row whose line ends is rendered under the table's head, as the table
 renders it, and added in a body of its own (`RenderStep.rows_html`); the row being written
-shows its cells' text as written (`row_cells`), added to cell by cell. The table settles
-whole, as other blocks do.
+shows each cell that has ended (a pipe follows it) as the row will render it, and the cells
+after them as their text comes (`row_cells`), added to cell by cell. The table settles whole,
+as other blocks do.
 
 The tail's text (a paragraph's, or the open item's) is drawn with its words formatted as
 their marks close (`_Formatting`, `Tail.formatted`): a bold, a code span or a link shows as
@@ -50,9 +51,11 @@ from typing import Any, Literal
 from markdown_it.token import Token
 
 from .markdown import (
+    MD_TRIMMED,
     block_parser,
     fence_language,
     render_blocks,
+    render_cell,
     render_list,
     render_markdown,
     render_words,
@@ -130,7 +133,8 @@ class Tail:
     language: str = ""
     number: str = ""  # an item of a numbered list: its number
     # A table: its head and the rows whose lines are complete, each in a body of its own
-    # (`<table>`, not closed), and the cells of the row being written as drawn (`row_cells`)
+    # (`<table>`, not closed), and the cells of the row being written as drawn (HTML: those
+    # that ended rendered, the others their text)
     table: str = ""
     cells: tuple[str, ...] = ()
     # How a paragraph's or an item's text is drawn (`formatted_html`; not what the tail is,
@@ -172,11 +176,12 @@ class RenderStep:
     pending: str | None = None
     # A table in the tail (instead of `appended`): rows whose lines completed, each in a body
     # of its own, to add before the row being written, which is then drawn again
-    # (`row_redrawn`, also when its cells changed otherwise); or text added to its cells
-    # (1-based column, escaped text).
+    # (`row_redrawn`); or HTML added to its cells (1-based column, HTML: escaped text), and
+    # cells drawn again (a cell that ended, rendered; a cell that changed otherwise).
     rows_html: str = ""
     row_redrawn: bool = False
     row_cells: tuple[tuple[int, str], ...] = ()
+    cells_set: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass
@@ -209,8 +214,12 @@ class _OpenTable:
     columns: int
     rows_to: int  # where the row being written starts (its rows before it are drawn)
     html: str  # the table as drawn: its head, then each row in a body of its own, not closed
-    cells: tuple[str, ...] = ()  # the row being written as the page shows it
+    cells: tuple[str, ...] = ()  # the row being written as the page shows it (HTML)
     added: str = ""  # the rows drawn in this step, not yet in a `RenderStep`
+    # The row being written up to the pipe after its last cell that ended, and those cells as
+    # the table renders them (`_row_html`)
+    ended: str = ""
+    ended_html: tuple[str, ...] = ()
     # The empty cells markdown-it has added to the rows so far (it ends a table at its cap)
     autocompleted: int = 0
 
@@ -222,9 +231,6 @@ _ROW_SHOWN = 1_000  # a row's characters drawn while its line is written (the re
 _AUTOCOMPLETED_CAP: int | None = getattr(
     importlib.import_module("markdown_it.rules_block.table"), "MAX_AUTOCOMPLETED_CELLS", None
 )
-_TRIMMED: str | None = getattr(
-    importlib.import_module("markdown_it.common.utils"), "MD_TRIM_CHARS", None
-)
 
 
 def _written_cells(line: str) -> int:
@@ -232,7 +238,7 @@ def _written_cells(line: str) -> int:
     its table's columns: the pieces between its unescaped pipes, less the empty ones before a
     first pipe and after a last (white space as markdown-it trims it: not all that Python's
     does)."""
-    line = line.strip(_TRIMMED)
+    line = line.strip(MD_TRIMMED)
     pieces = len(_CELL_PIPE.findall(line)) + 1
     if line.startswith("|"):
         pieces -= 1
@@ -251,6 +257,26 @@ def row_cells(line: str, columns: int) -> tuple[str, ...]:
         line = line[1:]
     cells = [cell.lstrip(" \t") for cell in _CELL_PIPE.split(line, columns)[:columns]]
     return (*cells, *[""] * (columns - len(cells)))
+
+
+def ended_cells(line: str, columns: int) -> tuple[str, int]:
+    """The start of a table's row being written up to the pipe after its last cell that has
+    ended (a pipe follows it; "" if none has), and how many cells have: those render as they
+    will in the row."""
+    start = len(line) - len(line.lstrip(" \t"))
+    if line.startswith("|", start):
+        start += 1
+    end, ended = 0, 0
+    for pipe in _CELL_PIPE.finditer(line, start):
+        if ended == columns:
+            break
+        end, ended = pipe.end(), ended + 1
+    return line[:end], ended
+
+
+_ESCAPED_PIPE = re.compile(r"\\\|")
+# What may make a cell's text render as other than itself: marks, escapes, entities, links
+_INLINE_MARK = re.compile(r"[\\`*_~\[\]<>&!]")
 
 
 @dataclass
@@ -830,20 +856,51 @@ class ProgressiveRenderer:
         rows, table.added = table.added, ""
         if rows or received_from - table.rows_to < _ROW_SHOWN:
             row = self.text[table.rows_to : table.rows_to + _ROW_SHOWN]
-            cells = row_cells(row, table.columns)
+            cells = self._row_html(row)
         else:
             cells = table.cells  # the row shows as many characters as it shows at most
         if not step.tail_replaced:
             step.appended = ""
-            if rows or not all(map(str.startswith, cells, table.cells)):
+            if rows:
                 step.rows_html, step.row_redrawn = rows, True
             else:
-                step.row_cells = tuple(
-                    (column, escape(new[len(old) :]))
+                changed = [
+                    (column, old, new)
                     for column, (old, new) in enumerate(zip(table.cells, cells, strict=True), 1)
-                    if len(new) > len(old)
+                    if new != old
+                ]
+                step.row_cells = tuple(
+                    (column, new[len(old) :]) for column, old, new in changed if new.startswith(old)
+                )
+                step.cells_set = tuple(
+                    (column, new) for column, old, new in changed if not new.startswith(old)
                 )
         table.cells = cells
+
+    def _row_html(self, row: str) -> tuple[str, ...]:
+        """The cells of the open table's row being written, as the page draws them: each cell
+        that has ended (a pipe follows it) as the table will render it, once; the others as
+        their text so far, without the blanks after it (they show once more text follows)."""
+        table = self._table
+        assert table is not None
+        texts = row_cells(row, table.columns)
+        ended, count = ended_cells(row, table.columns)
+        if not ended.startswith(table.ended):  # another row, or a cell is other than it was
+            table.ended_html = ()
+        table.ended = ended
+        done = list(table.ended_html)
+        for text in texts[len(done) : count]:
+            done.append(self._cell_html(text))
+        table.ended_html = tuple(done)
+        return (*done, *(escape(text.rstrip(" \t")) for text in texts[count:]))
+
+    def _cell_html(self, text: str) -> str:
+        """An ended cell of the open table's row being written, as the row will render it
+        (markdown-it renders each cell's text inline on its own); text without marks as it
+        is drawn while written."""
+        if not _INLINE_MARK.search(text):
+            return escape(text.rstrip(" \t"))
+        return render_cell(_ESCAPED_PIPE.sub("|", text), self._scratch_env())
 
     def _settle_items(self, start: int, end: int) -> bool:
         """Settle the items of the top-level list at `start` (the open list's, if there is

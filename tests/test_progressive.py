@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -1005,6 +1006,25 @@ def test_a_tables_rows_are_drawn_as_their_lines_end_and_its_row_being_written_ce
     assert "t5" not in page.elements
 
 
+@pytest.mark.parametrize(
+    ("row", "cells"),
+    [
+        ("| **a** | b", ("<strong>a</strong>", "b")),  # ended, then being written
+        ("**a** | b |", ("<strong>a</strong>", "b")),  # no pipe before the first cell
+        ("| a \\| **b** |", ("a | <strong>b</strong>", "")),  # an escaped pipe is text
+        ("| a | b | c | d", ("a", "b")),  # cells past the table's are not drawn
+        ("| `x` ", ("`x`", "")),  # no pipe after it: text, without the blank
+        ("- a | b", ("- a", "b")),  # a list's item, no row: text
+    ],
+)
+def test_a_cell_of_the_row_being_written_is_drawn_rendered_once_a_pipe_ends_it(
+    row: str, cells: tuple[str, ...]
+) -> None:
+    renderer = ProgressiveRenderer()
+    renderer.feed("| h | i |\n|---|---|\n" + row)
+    assert renderer.tail.kind == "table" and renderer.tail.cells == cells
+
+
 def test_a_table_is_drawn_row_by_row_with_its_row_being_written_in_cells() -> None:
     from chat.fragments import CONTENT, text_step
 
@@ -1013,17 +1033,26 @@ def test_a_table_is_drawn_row_by_row_with_its_row_being_written_in_cells() -> No
     tail = renderer.tail
     assert tail.kind == "table" and tail.cells == ("", "")
     assert tail.table == "<table>\n<thead>\n<tr>\n<th>name</th>\n<th>size</th>\n</tr>\n</thead>\n"
-    step = renderer.feed("| `a` | 1")
-    assert renderer.tail.cells == ("`a` ", "1")  # as written; rendered once its line ends
-    assert step.row_cells == ((1, "`a` "), (2, "1")) and not step.row_redrawn
+    step = renderer.feed("| `a & b")
+    assert renderer.tail.cells == ("`a &amp; b", "")  # as written while the cell is open
+    assert step.row_cells == ((1, "`a &amp; b"),) and not step.row_redrawn
     assert text_step(CONTENT, 5, step, renderer.tail) == (
-        '<span hx-swap-oob="beforeend:#z5 > tr > :nth-child(1)">`a` </span>'
+        '<span hx-swap-oob="beforeend:#z5 > tr > :nth-child(1)">`a &amp; b</span>'
+    )
+    step = renderer.feed("` | 1 ")
+    # A pipe ended the first cell: it is drawn as the table will render it, at once, not at
+    # the line's end; the blanks after a cell's text show once more text follows.
+    assert renderer.tail.cells == ("<code>a &amp; b</code>", "1")
+    assert step.cells_set == ((1, "<code>a &amp; b</code>"),) and step.row_cells == ((2, "1"),)
+    assert text_step(CONTENT, 5, step, renderer.tail) == (
+        '<span hx-swap-oob="innerHTML:#z5 > tr > :nth-child(1)"><code>a &amp; b</code></span>'
         '<span hx-swap-oob="beforeend:#z5 > tr > :nth-child(2)">1</span>'
     )
     step = renderer.feed("0 |\n| b")
     # the row's line ended: drawn rendered, in a body of its own; the next row begins
     assert (
-        step.rows_html == "<tbody>\n<tr>\n<td><code>a</code></td>\n<td>10</td>\n</tr>\n</tbody>\n"
+        step.rows_html
+        == "<tbody>\n<tr>\n<td><code>a &amp; b</code></td>\n<td>1 0</td>\n</tr>\n</tbody>\n"
     )
     assert step.row_redrawn and renderer.tail.cells == ("b", "")
     assert text_step(CONTENT, 5, step, renderer.tail) == (
@@ -1034,7 +1063,7 @@ def test_a_table_is_drawn_row_by_row_with_its_row_being_written_in_cells() -> No
     step = renderer.feed(" | 2 |\n\nDone")  # a blank line ends the table: rendered whole
     assert step.tail_replaced and renderer.tail == Tail("text", "Done")
     assert step.blocks_html == render_markdown(
-        "| name | size |\n|---|--:|\n| `a` | 10 |\n| b | 2 |"
+        "| name | size |\n|---|--:|\n| `a & b` | 1 0 |\n| b | 2 |"
     )
 
 
