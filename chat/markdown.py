@@ -74,10 +74,13 @@ MD_TRIMMED: str | None = getattr(
 
 
 def _highlight(code: str, language: str, _attrs: object) -> str:
-    if not language:
+    # markdown-it's language name may be only what Python's split() takes for white space
+    # ("\x85", "\x1c"): no language, as for none.
+    words = language.split()
+    if not words:
         return ""  # markdown-it escapes it as plain code
     try:
-        lexer = get_lexer_by_name(language.split()[0])
+        lexer = get_lexer_by_name(words[0])
     except ClassNotFound:
         return ""
     return highlight(code, lexer, _FORMATTER)

@@ -26,3 +26,19 @@ def test_links_open_safely_and_code_is_highlighted():
     html = render_markdown("[docs](https://example.com)\n\n```python\nprint('x')\n```")
     assert 'rel="noopener noreferrer nofollow"' in html
     assert '<code class="language-python">' in html and '<span class="nb">print</span>' in html
+
+
+def test_a_fence_whose_language_is_only_what_python_splits_on_renders_as_plain_code():
+    """markdown-it passes "\x85" (or "\x1c"...) as the fence's language, which Python's
+    split() takes for white space: the highlighter raised IndexError, so the reply could not
+    be rendered, while it streamed or when it was saved."""
+    from chat.progressive import ProgressiveRenderer
+
+    for mark in ("\x85", "\x1c", "\x1f"):
+        text = f"Look:\n\n```{mark}\nx = 1\n```\n"
+        html = render_markdown(text)
+        assert "<pre><code" in html and "x = 1" in html
+        renderer = ProgressiveRenderer()
+        for char in text:
+            renderer.feed(char)
+        assert renderer.finish()[1] == html
