@@ -1,16 +1,19 @@
 // A table or code block wider than its box scrolls sideways in it (chat.css, transcript.css),
 // not the page. One that does is made a tab stop, so that the keyboard can scroll it too; one
-// that fits is not (a stop that does nothing). Replies change as they stream and settle, and
-// the window's width with it, so each change checks them again: the reads come after the
-// layout the page makes for the change anyway.
+// that fits is not (a stop that does nothing). Boxes change as replies stream and settle, and
+// with the window's width, so those changes check them again, once per animation frame: a
+// streamed frame checks only the replies being written (and those that were, at the last
+// check: the frame that ends one), since a check reads the layout and a long conversation has
+// hundreds of boxes.
 (function () {
   var BOXES = [
     ".markdown table", ".tail-table", ".markdown pre", ".streaming-tail pre",
-    ".tool-call pre", ".tool-result", "pre.t-content",
+    ".tool-call pre", ".tool-result", "pre.t-content", ".t-message details pre",
   ].join(", ");
+  var STREAMING = "#messages article.status-pending, #messages article.status-streaming";
 
-  function checkBoxes() {
-    Array.prototype.forEach.call(document.querySelectorAll(BOXES), function (box) {
+  function checkBoxes(root) {
+    Array.prototype.forEach.call(root.querySelectorAll(BOXES), function (box) {
       var scrolls = box.scrollWidth > box.clientWidth;
       if (scrolls === (box.getAttribute("tabindex") === "0")) { return; }
       if (scrolls) {
@@ -21,8 +24,36 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", checkBoxes);
-  document.addEventListener("htmx:wsAfterMessage", checkBoxes);
-  document.addEventListener("htmx:afterSettle", checkBoxes);
-  window.addEventListener("resize", checkBoxes);
+  var scheduled = null; // "all", or "streaming": what the next animation frame checks
+  var streamingIds = []; // the replies being written at the last check
+
+  function check() {
+    var scope = scheduled;
+    scheduled = null;
+    var ids = Array.prototype.map.call(document.querySelectorAll(STREAMING), function (article) {
+      return article.id;
+    });
+    if (scope === "all") {
+      checkBoxes(document);
+    } else {
+      streamingIds.concat(ids).forEach(function (id) {
+        var article = document.getElementById(id);
+        if (article) { checkBoxes(article); }
+      });
+    }
+    streamingIds = ids;
+  }
+
+  function schedule(scope) {
+    if (scheduled === "all" || scheduled === scope) { return; }
+    if (scheduled === null) { requestAnimationFrame(check); }
+    scheduled = scope;
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { schedule("all"); });
+  document.addEventListener("htmx:afterSettle", function () { schedule("all"); });
+  document.addEventListener("htmx:wsAfterMessage", function () { schedule("streaming"); });
+  window.addEventListener("resize", function () { schedule("all"); });
+  // A box in a <details> (thinking, a tool's result) is laid out when it opens.
+  document.addEventListener("toggle", function () { schedule("all"); }, true);
 })();
