@@ -252,10 +252,10 @@ def row_cells(line: str, columns: int) -> tuple[str, ...]:
     (without the blanks before it; a pipe a backslash escapes is text), then empty cells up
     to the table's `columns`. Each cell only grows as the line does (`\\|` aside), so the
     page adds text to its cells; the row is drawn rendered once its line ends."""
-    line = line[:_ROW_SHOWN].lstrip(" \t")
+    line = line[:_ROW_SHOWN].lstrip(MD_TRIMMED)
     if line.startswith("|"):
         line = line[1:]
-    cells = [cell.lstrip(" \t") for cell in _CELL_PIPE.split(line, columns)[:columns]]
+    cells = [cell.lstrip(MD_TRIMMED) for cell in _CELL_PIPE.split(line, columns)[:columns]]
     return (*cells, *[""] * (columns - len(cells)))
 
 
@@ -263,7 +263,7 @@ def ended_cells(line: str, columns: int) -> tuple[str, int]:
     """The start of a table's row being written up to the pipe after its last cell that has
     ended (a pipe follows it; "" if none has), and how many cells have: those render as they
     will in the row."""
-    start = len(line) - len(line.lstrip(" \t"))
+    start = len(line) - len(line.lstrip(MD_TRIMMED))
     if line.startswith("|", start):
         start += 1
     end, ended = 0, 0
@@ -892,14 +892,14 @@ class ProgressiveRenderer:
         for text in texts[len(done) : count]:
             done.append(self._cell_html(text))
         table.ended_html = tuple(done)
-        return (*done, *(escape(text.rstrip(" \t")) for text in texts[count:]))
+        return (*done, *(escape(text.rstrip(MD_TRIMMED)) for text in texts[count:]))
 
     def _cell_html(self, text: str) -> str:
         """An ended cell of the open table's row being written, as the row will render it
         (markdown-it renders each cell's text inline on its own); text without marks as it
         is drawn while written."""
         if not _INLINE_MARK.search(text):
-            return escape(text.rstrip(" \t"))
+            return escape(text.rstrip(MD_TRIMMED))
         return render_cell(_ESCAPED_PIPE.sub("|", text), self._scratch_env())
 
     def _settle_items(self, start: int, end: int) -> bool:

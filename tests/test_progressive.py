@@ -1015,6 +1015,8 @@ def test_a_tables_rows_are_drawn_as_their_lines_end_and_its_row_being_written_ce
         ("| a | b | c | d", ("a", "b")),  # cells past the table's are not drawn
         ("| `x` ", ("`x`", "")),  # no pipe after it: text, without the blank
         ("- a | b", ("- a", "b")),  # a list's item, no row: text
+        ("\xa0| a | **b** |", ("a", "<strong>b</strong>")),  # markdown-it's white space
+        ("| a\u3000| \u2003b", ("a", "b")),
     ],
 )
 def test_a_cell_of_the_row_being_written_is_drawn_rendered_once_a_pipe_ends_it(
