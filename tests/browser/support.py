@@ -157,6 +157,20 @@ class Gate:
         return before_piece
 
 
+def held_stream(upstream: FakeUpstream, tokens: Sequence[str], held: str, delay: float) -> Gate:
+    """Make the fake upstream stream `tokens` (a piece each), held before the first `held`
+    until the returned gate opens."""
+    gate = Gate(upstream)
+    pieces = reply_events(tokens)
+    before = gate.before(list(tokens).index(held) + 1)  # piece 0 is the role chunk
+
+    async def plan(request: FakeRequest) -> Any:
+        return await request.stream(pieces, delay=delay, before_piece=before)
+
+    upstream.plan = plan
+    return gate
+
+
 # What a reply shows: its status, and its text (the live text while it streams, else the
 # rendered content). `streaming` is None once the live element is gone.
 REPLY_STATE_JS = """

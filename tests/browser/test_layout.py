@@ -9,8 +9,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.pages import SCHEMES, SIZES, check_looks, sideways_scrolls
-from tests.browser.support import BROWSER_MARKS, ChatPage, Gate, eventually, streamed
-from tests.fake_upstream import reply_events
+from tests.browser.support import BROWSER_MARKS, ChatPage, eventually, held_stream, streamed
 
 pytestmark = BROWSER_MARKS
 
@@ -157,14 +156,7 @@ async def test_a_wide_table_scrolls_in_its_own_box_and_the_keyboard_can_scroll_i
     it (a code block's long line was out of the keyboard's reach), and a narrow one is not."""
     await page.set_viewport_size(viewport)
     await page.emulate_media(color_scheme=scheme)
-    gate = Gate(fake_upstream)
-    pieces = reply_events(WIDE_TABLE_TOKENS)
-    held = WIDE_TABLE_TOKENS.index(" D3_1,234,567.89") + 1  # piece 0 is the role chunk
-
-    async def plan(request):
-        return await request.stream(pieces, delay=0.005, before_piece=gate.before(held))
-
-    fake_upstream.plan = plan
+    gate = held_stream(fake_upstream, WIDE_TABLE_TOKENS, " D3_1,234,567.89", delay=0.005)
     chat = ChatPage(page, server)
     await chat.new_conversation()
     reply_id = await chat.send("Totals?")
@@ -237,14 +229,7 @@ async def test_a_word_longer_than_the_line_breaks_and_nothing_scrolls_sideways(
     conversation scrolled sideways (on a phone and on a laptop). It breaks where it must, as
     in the user's own message, while the reply streams and once it has settled."""
     await page.set_viewport_size(viewport)
-    gate = Gate(fake_upstream)
-    pieces = reply_events(LONG_WORDS_TOKENS)
-    held = LONG_WORDS_TOKENS.index(" after") + 1  # piece 0 is the role chunk
-
-    async def plan(request):
-        return await request.stream(pieces, delay=0.005, before_piece=gate.before(held))
-
-    fake_upstream.plan = plan
+    gate = held_stream(fake_upstream, LONG_WORDS_TOKENS, " after", delay=0.005)
     chat = ChatPage(page, server)
     await chat.new_conversation()
     reply_id = await chat.send(f"Where is https://example.com/{LONG_WORD}?")

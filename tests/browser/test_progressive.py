@@ -12,7 +12,14 @@ from playwright.async_api import Locator, expect
 
 from chat.markdown import render_markdown
 from tests.browser.pages import SCHEMES, SIZES, check_looks
-from tests.browser.support import BROWSER_MARKS, ChatPage, Gate, another_tab, eventually
+from tests.browser.support import (
+    BROWSER_MARKS,
+    ChatPage,
+    Gate,
+    another_tab,
+    eventually,
+    held_stream,
+)
 from tests.fake_upstream import reply_events
 
 pytestmark = BROWSER_MARKS
@@ -487,14 +494,7 @@ async def test_a_table_takes_shape_row_by_row_as_it_streams(
     nothing moves when it ends."""
     await page.set_viewport_size(viewport)
     await page.emulate_media(color_scheme=scheme)
-    gate = Gate(fake_upstream)
-    pieces = reply_events(TABLE_TOKENS)
-    held = TABLE_TOKENS.index(" unlimited") + 1  # piece 0 is the role chunk
-
-    async def plan(request):
-        return await request.stream(pieces, delay=0.02, before_piece=gate.before(held))
-
-    fake_upstream.plan = plan
+    gate = held_stream(fake_upstream, TABLE_TOKENS, " unlimited", delay=0.02)
     chat = ChatPage(page, server)
     await chat.new_conversation()
     reply_id = await chat.send("Which plans are there?")
