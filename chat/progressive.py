@@ -661,7 +661,8 @@ class ProgressiveRenderer:
                 return replaced
             base = self.settled
             source = self.text[base:complete]
-            tokens = block_parser().parse(source)
+            env: dict[str, Any] = {}
+            tokens = block_parser().parse(source, env)
             blocks = _top_level_blocks(tokens)
             line_starts = _line_starts(source)
             ended = False  # the last block is followed by a line not its own
@@ -672,6 +673,10 @@ class ProgressiveRenderer:
                 # it, whatever it turns out: the text up to their end is parsed alone.
                 self._open_to = self._open_line = None
                 if len(blocks) == 1:
+                    # The definitions before the one it may join settle.
+                    if self._settle_definitions(base, env, line_starts, _lines(blocks[0])[0], html):
+                        replaced = True
+                        continue
                     return replaced
                 cut = _lines(blocks[-2])[1]
                 complete = base + line_starts[cut]
@@ -681,6 +686,11 @@ class ProgressiveRenderer:
                 line_starts = line_starts[: cut + 1]
                 ended = True
             if not blocks:
+                # Link reference definitions and blank lines alone: those before the last
+                # settle, so that each line does not parse them all again.
+                if self._settle_definitions(base, env, line_starts, len(line_starts), html):
+                    replaced = True
+                    continue
                 return replaced
             n_lines = len(line_starts) - 1
             settled = len(blocks) - 1
@@ -791,6 +801,18 @@ class ProgressiveRenderer:
         moved = position != self.settled
         self.settled = position
         return moved
+
+    def _settle_definitions(
+        self, base: int, env: dict[str, Any], line_starts: list[int], before: int, html: list[str]
+    ) -> bool:
+        """Settle, as nothing, the link reference definitions from `base` before the last one
+        that starts before line `before` (markdown-it's `env` and `line_starts` for the text
+        from `base`, which makes no block before that line); True if any settled."""
+        cut = _last_definition_start(env, line_starts, before)
+        if not cut or self._list is not None:
+            return False
+        self._settle(base + cut, html)
+        return True
 
     def _settle(self, end: int, html: list[str]) -> None:
         html.append(render_blocks(self.text[self.settled : end], self._references))
@@ -1121,6 +1143,17 @@ def _may_turn_definition(blocks: list[Token], source: str, line_starts: list[int
     return any(
         not _top_level_blocks(block_parser().parse(text + ending)) for ending in _DEFINITION_ENDS
     )
+
+
+def _last_definition_start(env: dict[str, Any], line_starts: list[int], before: int) -> int:
+    """Where the last link reference definition that markdown-it found in a text before line
+    `before` begins (from `env`, its env for the text; 0 for none past its start). Where the
+    lines before `before` make no block, they are definitions and blank lines: those before
+    the last definition are complete without it (the parser began a block there), and the
+    rest parses alone as it did after them."""
+    definitions = (*env.get("references", {}).values(), *env.get("duplicate_refs", ()))
+    starts = [definition["map"][0] for definition in definitions]
+    return line_starts[max((start for start in starts if start < before), default=0)]
 
 
 def _is_complete(block: Token, source: str, line_starts: list[int], n_lines: int) -> bool:
