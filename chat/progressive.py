@@ -222,6 +222,7 @@ class _OpenTable:
     ended_html: tuple[str, ...] = ()
     # The empty cells markdown-it has added to the rows so far (it ends a table at its cap)
     autocompleted: int = 0
+    row_kept: int = -1  # where the last line known not to end the table (`_ends_table`) starts
 
 
 _CELL_PIPE = re.compile(r"(?<!\\)\|")
@@ -231,6 +232,30 @@ _ROW_SHOWN = 1_000  # a row's characters drawn while its line is written (the re
 _AUTOCOMPLETED_CAP: int | None = getattr(
     importlib.import_module("markdown_it.rules_block.table"), "MAX_AUTOCOMPLETED_CELLS", None
 )
+
+# The line after a table's rows that starts another block (a heading, a list item, a quote, a
+# fence, an indented line) ends it. Whether it does whatever follows is known from its first
+# characters (no block's start is longer), once they look like a block's start (a rule ends
+# the table only as its line ends); what may follow them, to see that every way it goes on
+# it ends the table (a row first: most do not).
+_TABLE_END_DECIDED = 16
+_MAY_END_TABLE = re.compile(
+    r"[ \t]*(?:[-+*][ \t]|[0-9]{1,9}[.)][ \t]|#{1,6}[ \t]|>|~~~|```)|[ \t]*\t| {4}"
+)
+_ROW_ENDINGS = ("x | y\n", "\n", "x\n", " x\n", " | x |\n", "`\n", "x`\n", "|\n")
+
+
+def _ends_table(head: str, line: str) -> bool:
+    """Whether `line`, the line after the rows of a table whose head is `head` as far as it
+    has come, ends the table whatever comes after it on that line."""
+    line = line[:_TABLE_END_DECIDED]
+    if not line or not _MAY_END_TABLE.match(line):
+        return False
+    for ending in _ROW_ENDINGS:
+        table = block_parser().parse(head + line + ending)[0]
+        if table.type != "table_open" or table.map is None or table.map[1] > 2:
+            return False  # a row of it (or never seen: the head not a table's)
+    return True
 
 
 def _written_cells(line: str) -> int:
@@ -395,6 +420,10 @@ class ProgressiveRenderer:
         replaced = False
         if "\n" in delta:  # blocks settle and fences open only when a line is complete
             replaced = self._advance(html)
+        if self._table is not None and self._line_ends_table():
+            # The line being written starts another block: the table ends before it.
+            self._settle(self._table.rows_to, html)
+            replaced = True
         if self._item_begun(len(delta)):
             replaced = True
         step = self._step(shown, html, replaced, "" if replaced else delta)
@@ -832,6 +861,21 @@ class ProgressiveRenderer:
         html = html.removesuffix("</table>\n")
         self._table = _OpenTable(start, head, html.count("<th>"), head_end, html)
         return True
+
+    def _line_ends_table(self) -> bool:
+        """Whether the line being written after the open table's rows ends it, whatever comes
+        after it on that line (the rows before it drawn, if a line of them came with it)."""
+        table = self._table
+        assert table is not None
+        complete = self.text.rfind("\n") + 1
+        line = self.text[complete : complete + _TABLE_END_DECIDED]
+        if complete == table.row_kept:
+            return False  # its first characters did not end the table: nothing after them can
+        if not _ends_table(table.head, line):
+            if len(line) == _TABLE_END_DECIDED:
+                table.row_kept = complete
+            return False
+        return complete == table.rows_to or self._draw_rows(complete)
 
     def _draw_rows(self, complete: int) -> bool:
         """The open table's lines that completed up to `complete` are all rows of it: draw

@@ -990,7 +990,8 @@ ROW_EDGES = st.sampled_from([("| ", " |"), ("", ""), ("|", "|"), ("  | ", "")])
 TABLE_ENDS = st.sampled_from(
     [
         *("", "\n", "\n\n", "\n\nDone.", "\n# Next", "\n- item", "\nplain line", "\n```\ncode"),
-        *("\n> q", "\n---", "\n    indented", "\n***\n"),
+        *("\n> q", "\n---", "\n    indented", "\n***\n", "\n1. one", "\n~~~\nx"),
+        *("\n#x | y", "\n1 | 2", "\n- a | b", "\n  \tcode", "\n```x`"),
     ]
 )
 
@@ -1069,6 +1070,41 @@ def test_a_tables_rows_are_drawn_as_their_lines_end_and_its_row_being_written_ce
     assert "t5" not in page.elements
 
 
+def test_a_line_that_starts_another_block_ends_the_table_as_soon_as_it_is_sure_to() -> None:
+    """A line after a table's rows that starts another block (a heading, a list, a quote, a
+    fence, an indented line) was drawn as the table's row being written, in its cells, until
+    its line ended: then it jumped out of the table. The table now ends, drawn whole, as
+    soon as the line is sure to start a block whatever follows it; the line that may still
+    be a row stays one."""
+    table = "| a | b |\n|---|---|\n| 1 | 2 |\n"
+    for line, sure_after in (
+        ("## Next\n", "## "),
+        ("- a | b\n", "- "),
+        ("12. item\n", "12. "),
+        ("> quote\n", ">"),
+        ("~~~\ncode\n~~~\n", "~~~"),
+        ("    code\n", "    "),
+        ("```py\nx\n```\n", "```py\n"),  # "```py`" would be a row
+        ("---\n", "---\n"),  # "--- x" would be a row
+        ("#x | y\n", None),  # rows
+        ("1 | 2\n", None),
+        ("*** x\n", None),
+    ):
+        text = table + line
+        renderer = ProgressiveRenderer()
+        renderer.feed(table)
+        ended_after = None
+        for end in range(len(table) + 1, len(text) + 1):
+            renderer.feed(text[end - 1])
+            if renderer.tail.kind != "table" and ended_after is None:
+                ended_after = text[len(table) : end]
+                assert renderer.blocks_html.startswith(render_markdown(table)), line
+                tail = renderer.tail  # the line, or the block it settled as at its end
+                assert tail.kind == "code" or ended_after.endswith(tail.text), line
+        assert ended_after == sure_after, line
+        assert renderer.finish()[1] == render_markdown(text)
+
+
 @pytest.mark.parametrize(
     ("row", "cells"),
     [
@@ -1077,7 +1113,6 @@ def test_a_tables_rows_are_drawn_as_their_lines_end_and_its_row_being_written_ce
         ("| a \\| **b** |", ("a | <strong>b</strong>", "")),  # an escaped pipe is text
         ("| a | b | c | d", ("a", "b")),  # cells past the table's are not drawn
         ("| `x` ", ("`x`", "")),  # no pipe after it: text, without the blank
-        ("- a | b", ("- a", "b")),  # a list's item, no row: text
         ("\xa0| a | **b** |", ("a", "<strong>b</strong>")),  # markdown-it's white space
         ("| a\u3000| \u2003b", ("a", "b")),
     ],
