@@ -1204,7 +1204,11 @@ def _is_complete(block: Token, source: str, line_starts: list[int], n_lines: int
     """Whether the last block can no longer change, whatever text comes next."""
     start, end = _lines(block)
     if block.type in _COMPLETE_WHEN_LINE_ENDS:
-        return True
+        if block.type != "heading_open" or "|" not in source[line_starts[start] : line_starts[end]]:
+            return True
+        # A heading with a pipe is a table's head if a delimiter row follows it: the next
+        # line decides.
+        return end < n_lines
     if block.type == "fence":
         if end - 1 <= start:
             return False

@@ -1105,6 +1105,28 @@ def test_a_line_that_starts_another_block_ends_the_table_as_soon_as_it_is_sure_t
         assert renderer.finish()[1] == render_markdown(text)
 
 
+def test_a_heading_with_a_pipe_waits_for_the_next_line_which_may_make_it_a_tables_head() -> None:
+    """markdown-it makes "## Plan | Cost" over a delimiter row a table (its first cell
+    "## Plan"). The heading settled as its line ended, the delimiter row and the rows after it
+    a paragraph, and so the reply was saved, unlike its one-shot render. A heading with a pipe
+    now waits for the next line."""
+    for text in (
+        "## Plan | Cost\n|---|---|\n| a | b |\n",
+        "Intro\n\n# A | B\n--|--\nx | y\n\nafter\n",
+        "## A | B\npara\n",
+        "## A | B\n\npara\n",
+    ):
+        for pieces in (text.splitlines(keepends=True), list(text)):
+            page, whole, renderer = stream(pieces)
+            assert whole == renderer.blocks_html == page.html == render_markdown(text), text
+            assert all(whole.startswith(shown) for shown in page.shown), text
+    renderer = ProgressiveRenderer()
+    renderer.feed("## A | B\n")
+    assert renderer.tail == Tail("text", "## A | B\n")
+    renderer.feed("para\n")
+    assert renderer.blocks_html == "<h2>A | B</h2>\n"
+
+
 @pytest.mark.parametrize(
     ("row", "cells"),
     [
