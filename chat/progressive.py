@@ -691,7 +691,7 @@ class ProgressiveRenderer:
             base = self.settled
             source = self.text[base:complete]
             env: dict[str, Any] = {}
-            tokens = block_parser().parse(source, env)
+            tokens = self._parse_tail(source, env)
             blocks = _top_level_blocks(tokens)
             line_starts = _line_starts(source)
             ended = False  # the last block is followed by a line not its own
@@ -710,7 +710,7 @@ class ProgressiveRenderer:
                 cut = _lines(blocks[-2])[1]
                 complete = base + line_starts[cut]
                 source = source[: line_starts[cut]]
-                tokens = block_parser().parse(source)
+                tokens = self._parse_tail(source, {})
                 blocks = _top_level_blocks(tokens)
                 line_starts = line_starts[: cut + 1]
                 ended = True
@@ -1022,10 +1022,37 @@ class ProgressiveRenderer:
         self._list = None
         self.settled = end
 
+    def _parse_tail(self, source: str, env: dict[str, Any]) -> list[Token]:
+        """markdown-it's blocks of `source`, the text from `settled` on (its references added to
+        `env`). In an open list that is its open item on: an item whose line is a table's head
+        alone ("- a | b" over a delimiter row: the table's rule comes before the list's) is an
+        item in its list, the delimiter row its lazy line, so it is parsed after an item of
+        the list, whose tokens are then taken out."""
+        tokens = block_parser().parse(source, env)
+        if self._list is None or not tokens or tokens[0].type != "table_open":
+            return tokens
+        item = _ITEM_START.match(source)
+        if item is None:
+            return tokens
+        before = f"{item.group(1)}{item.group(2)} x\n"
+        tokens = block_parser().parse(before + source, env)
+        # The list's first item is the one put before: its tokens go, and every line is one
+        # less.
+        end = next(
+            i
+            for i, token in enumerate(tokens)
+            if token.type == "list_item_close" and token.level == 1
+        )
+        tokens = tokens[:1] + tokens[end + 1 :]
+        for token in tokens:
+            if token.map is not None:
+                token.map = [max(token.map[0] - 1, 0), token.map[1] - 1]
+        return tokens
+
     def _list_end(self) -> int:
         """Where the open list ends in the whole text (at its end)."""
         source = self.text[self.settled :]
-        blocks = _top_level_blocks(block_parser().parse(source))
+        blocks = _top_level_blocks(self._parse_tail(source, {}))
         if not blocks or blocks[0].type not in _LISTS:
             return self.settled
         end_line = _lines(blocks[0])[1]
