@@ -82,7 +82,7 @@ _LISTS = {"bullet_list_open", "ordered_list_open"}
 _DEFINITION_START = re.compile(r" {0,3}\[")
 _LABEL_LINE = re.compile(r"^ {0,3}\[", re.M)  # a line of the text that may start a definition
 _TITLE_START = re.compile(r"[ \t]*[\"'(]")
-_DEFINITION_ENDS = ("]: /u\n", "/u\n", "'\n", '"\n', ")\n")
+_DEFINITION_ENDS = ("]: /u\n", "x]: /u\n", "/u\n", "'\n", '"\n', ")\n")
 _HELD_LINES = 8
 # Inline formatting of the open tail's text: a mark that may open an emphasis, a
 # strikethrough, a code span or a link; a cut (white space after a word), where the words
@@ -245,14 +245,15 @@ _MAY_END_TABLE = re.compile(
 _ROW_ENDINGS = ("x | y\n", "\n", "x\n", " x\n", " | x |\n", "`\n", "x`\n", "|\n")
 
 
-def _ends_table(head: str, line: str) -> bool:
-    """Whether `line`, the line after the rows of a table whose head is `head` as far as it
-    has come, ends the table whatever comes after it on that line."""
+def _ends_table(line: str) -> bool:
+    """Whether `line`, the line after a table's rows as far as it has come, ends the table
+    whatever comes after it on that line. (Asked under a head of one column: what ends a
+    table's body does not depend on its head, and a wide head made each try cost its width.)"""
     line = line[:_TABLE_END_DECIDED]
     if not line or not _MAY_END_TABLE.match(line):
         return False
     for ending in _ROW_ENDINGS:
-        table = block_parser().parse(head + line + ending)[0]
+        table = block_parser().parse("| a |\n| - |\n" + line + ending)[0]
         if table.type != "table_open" or table.map is None or table.map[1] > 2:
             return False  # a row of it (or never seen: the head not a table's)
     return True
@@ -767,6 +768,11 @@ class ProgressiveRenderer:
                 if self._open_table(base + line_starts[first], base + line_starts[first + 2]):
                     replaced = True
             if last.type == "fence" and settled < len(blocks):
+                first = _lines(last)[0]
+                if first + 1 == n_lines and "|" in source[line_starts[first] :]:
+                    # An opening line with a pipe is a table's head if a delimiter row follows
+                    # it: the next line decides.
+                    return replaced
                 # An open code fence: from now on, scan its lines for the closing fence.
                 body_start = base + line_starts[_lines(last)[0] + 1]
                 self._fence = _OpenFence(
@@ -871,7 +877,7 @@ class ProgressiveRenderer:
         line = self.text[complete : complete + _TABLE_END_DECIDED]
         if complete == table.row_kept:
             return False  # its first characters did not end the table: nothing after them can
-        if not _ends_table(table.head, line):
+        if not _ends_table(line):
             if len(line) == _TABLE_END_DECIDED:
                 table.row_kept = complete
             return False

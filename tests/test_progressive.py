@@ -343,6 +343,17 @@ def test_definitions_settle_as_the_next_begins() -> None:
     again (quadratic: 400 took 1.6 s, 10 ms a delta at the end). Each now settles, as
     nothing, once the next one begins; the last stays in the tail, where its title may
     follow."""
+    # A lone "[" may start a label that goes on over lines: it is held as such, so that fed
+    # line by line the renderer stands where it stands fed at once (a second read found it).
+    for text in ("[\nb]: /b\n[a]: /a\n", "[\nb]: /b\npara\n", "[a]: /a\n[\nb]: /b\n[c]: /c\n"):
+        by_line, fed = ProgressiveRenderer(), ""
+        for line in text.splitlines(keepends=True):
+            by_line.feed(line)
+            fed += line
+            at_once = ProgressiveRenderer()
+            at_once.feed(fed)
+            assert (by_line.settled, by_line.tail) == (at_once.settled, at_once.tail), fed
+        assert by_line.finish()[1] == render_markdown(text)
     renderer = ProgressiveRenderer()
     renderer.feed('[a]: /a "A"\n[b]: /b\n\n[a]: /again\n[c]: /c\n')
     assert renderer.tail == Tail("text", "[c]: /c\n")
@@ -1109,9 +1120,13 @@ def test_a_heading_with_a_pipe_waits_for_the_next_line_which_may_make_it_a_table
     """markdown-it makes "## Plan | Cost" over a delimiter row a table (its first cell
     "## Plan"). The heading settled as its line ended, the delimiter row and the rows after it
     a paragraph, and so the reply was saved, unlike its one-shot render. A heading with a pipe
-    now waits for the next line."""
+    now waits for the next line; so does a code fence's opening line with one (it opened a
+    code block, a second read found)."""
     for text in (
         "## Plan | Cost\n|---|---|\n| a | b |\n",
+        "``` | x |\n|---|---|\n",
+        "# h\nx\n``` | x |\n--|--\n# h\n```\n2) y",
+        "``` | x |\ncode\n```\n",
         "Intro\n\n# A | B\n--|--\nx | y\n\nafter\n",
         "## A | B\npara\n",
         "## A | B\n\npara\n",
@@ -1152,6 +1167,7 @@ SOUP_LINES = st.sampled_from(
         *("- a | b", "+ plus", "  - nested", "1. one", "2) two", "1 | 2", "> quote", "> a | b"),
         *("   > q", "```", "```py", "~~~", "    code", "\tcode", "[r]: /u", "[r]", "'title'"),
         *("*em* **b**", "`x | y`", "| **a** | `b` |", "a \\| b", "<div>", "", "", "  "),
+        *("``` | x |", "[", "x]: /u"),
     ]
 )
 
