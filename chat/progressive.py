@@ -774,7 +774,7 @@ class ProgressiveRenderer:
                     # it: the next line decides.
                     return replaced
                 # An open code fence: from now on, scan its lines for the closing fence.
-                body_start = base + line_starts[_lines(last)[0] + 1]
+                body_start = base + line_starts[first + 1]
                 self._fence = _OpenFence(
                     marker=last.markup,
                     language=fence_language(last.info),
@@ -1041,9 +1041,12 @@ class ProgressiveRenderer:
         if item is None:
             return tokens
         before = f"{item.group(1)}{item.group(2)} x\n"
+        env.clear()  # (its definitions are found again, on lines one less)
         tokens = block_parser().parse(before + source, env)
         # The list's first item is the one put before: its tokens go, and every line is one
         # less.
+        for definition in (*env.get("references", {}).values(), *env.get("duplicate_refs", ())):
+            definition["map"] = [line - 1 for line in definition["map"]]
         end = next(
             i
             for i, token in enumerate(tokens)
