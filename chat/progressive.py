@@ -64,12 +64,31 @@ from .markdown import (
 # Lines that can only continue the open block, so that nothing can settle before them and no
 # new parse is needed (a long paragraph, table, quote or list stays linear). Conservative: any
 # other line (a blank one above all) is parsed. After a non-blank line:
-# - a paragraph goes on with a line that starts no block (no heading, quote, list, fence, rule,
-#   table row, setext underline, indented code);
-_PARAGRAPH_LINE = re.compile(r" {0,3}(?![#>*+\-=_|`~:\d\s])\S[^\n]*\n")
-# - a table with a row that starts with a pipe; a quote with a line that starts with ">";
+# - a paragraph goes on with a line that starts no block: after up to three blanks, not a
+#   heading, quote, list item, fence, rule, setext underline or table row ("**Note:**", "#tag",
+#   "`x`" and "2024" start none), or after four (or a tab), whatever it is: indented code
+#   cannot interrupt a paragraph;
+_STARTS_TEXT = (
+    r"(?:[^#>*+\-=_|`~:\d\s]"  # a character that starts no block
+    r"|[*_]+(?=[^*_\s])"  # emphasis, not a bullet or a rule
+    r"|#+(?=[^#\s])"  # not a heading
+    r"|`{1,2}(?!`)|~{1,2}(?!~)"  # not a fence
+    r"|=+(?=[^=\s])"  # not a setext underline
+    r"|[0-9]+(?![0-9.)]))"  # not a numbered item
+)
+_PARAGRAPH_LINE = re.compile(rf"(?:(?: {{4}}| {{0,3}}\t)[ \t]*\S| {{0,3}}{_STARTS_TEXT})[^\n]*\n")
+# - the innermost paragraph of a quote or a list item (the block open at the text's end) with
+#   a line that starts no block, however it is indented (a lazy line);
+_LAZY_LINE = rf"[ \t]*{_STARTS_TEXT}[^\n]*\n"
+# - a table with a row that starts with a pipe; a quote with a line that starts with ">", or,
+#   if its paragraph is open, a lazy line; a quoted line that starts no block keeps that so;
 _TABLE_LINE = re.compile(r" {0,3}\|[^\n]*\n")
 _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
+_QUOTE_OR_LAZY_LINE = re.compile(
+    rf"(?P<text> {{0,3}}>[ \t]*{_STARTS_TEXT}[^\n]*\n|{_LAZY_LINE})|{_QUOTE_LINE.pattern}"
+)
+# - indented code with a line indented as code.
+_CODE_LINE = re.compile(r"(?: {4}| {0,3}\t)[ \t]*\S[^\n]*\n")
 # - a list with a line indented to its last item's content (inside that item), or an item
 #   with the same marker (not a rule), whose content column the lines after it are held to. A
 #   line indented less (a code fence at two spaces under "1. ") ends the list, so it is parsed.
@@ -758,9 +777,7 @@ class ProgressiveRenderer:
                 ):
                     replaced = True
             self._open_line = (
-                _continuation(last, source, _last_item(tokens))
-                if settled == len(blocks) - 1
-                else None
+                _continuation(last, source, tokens) if settled == len(blocks) - 1 else None
             )
             self._open_to = complete if self._open_line is not None else None
             if last.type == "table_open" and settled < len(blocks) and self._list is None:
@@ -801,6 +818,8 @@ class ProgressiveRenderer:
                 # A new item: the lines inside it are those indented to its content.
                 ordered, marker, _ = _LIST_OF[self._open_line]
                 self._open_line = _list_lines(ordered, marker, len(match.group("item")))
+            elif match.lastgroup is None:
+                self._open_line = _strict(self._open_line)
             position = match.end()
         self._open_to = complete
         return True
@@ -1082,39 +1101,66 @@ class ProgressiveRenderer:
             position = newline + 1
 
 
-def _continuation(block: Token, source: str, item: Token | None) -> re.Pattern[str] | None:
-    """The lines that can only continue this open block (see `_PARAGRAPH_LINE`)."""
+def _continuation(block: Token, source: str, tokens: list[Token]) -> re.Pattern[str] | None:
+    """The lines that can only continue this open block, the last of `tokens` (see
+    `_PARAGRAPH_LINE`)."""
     if not source.endswith("\n") or source.endswith("\n\n"):
         return None  # only after a non-blank line
-    if _lines(block)[1] != source.count("\n"):
+    n_lines = source.count("\n")
+    if _lines(block)[1] != n_lines:
         return None  # it ended before: lines that make no block (a link reference) follow
     if block.type == "paragraph_open":
         return _PARAGRAPH_LINE
     if block.type == "table_open":
         return _TABLE_LINE
+    if block.type == "code_block":
+        return _CODE_LINE
+    lazy = _ends_in_paragraph(tokens, n_lines)
     if block.type == "blockquote_open":
-        return _QUOTE_LINE
-    if block.type in ("bullet_list_open", "ordered_list_open") and item is not None:
-        return _list_line(block, item, source)
+        return _QUOTE_OR_LAZY_LINE if lazy else _QUOTE_LINE
+    if block.type in _LISTS and (item := _last_item(tokens)) is not None:
+        return _list_line(block, item, source, lazy)
     return None
 
 
+def _ends_in_paragraph(tokens: list[Token], n_lines: int) -> bool:
+    """Whether the innermost block open at the end of the `n_lines` lines parsed is a
+    paragraph, which a line that starts no block goes on (a lazy line)."""
+    for token in reversed(tokens):
+        if token.map is not None and token.type != "inline":
+            return token.type == "paragraph_open" and token.map[1] == n_lines
+    return False
+
+
+def _strict(lines: re.Pattern[str]) -> re.Pattern[str]:
+    """The lines that continue the open block once a line that is not a lazy one (group
+    `text`) went into it: its innermost block may be other than a paragraph from then on."""
+    if lines is _QUOTE_OR_LAZY_LINE:
+        return _QUOTE_LINE
+    if (of_list := _LIST_OF.get(lines)) is not None:
+        return _list_lines(*of_list)
+    return lines
+
+
 @functools.cache
-def _list_lines(ordered: bool, marker: str, column: int) -> re.Pattern[str]:
+def _list_lines(ordered: bool, marker: str, column: int, lazy: bool = False) -> re.Pattern[str]:
     """A line inside the last item (indented to `column`, its content's), or a new item (its
-    prefix the group `item`, whose length is the next content column). Not a line that may be
-    a table's delimiter row: it makes the line before it, which may have been a lazy line of
-    the item's paragraph, a table's head, which ends the list."""
+    prefix the group `item`, whose length is the next content column); if `lazy` (the item's
+    innermost paragraph is open), a line that goes on with it (group `text`). Not a line that
+    may be a table's delimiter row: it makes the line before it, which may have been a lazy
+    line of the item's paragraph, a table's head, which ends the list."""
     number = r"[0-9]{1,9}" if ordered else ""
     rule = "" if ordered else r"(?![-*_ \t]*\n)"
     item = rf"(?P<item> {{0,3}}{number}{re.escape(marker)} {{1,4}})(?=[^ \t\n]){rule}"
     delimiter = r"(?![ \t|:]*-[-:| \t]*\n)"
-    pattern = re.compile(rf"{delimiter} {{{column},}}\S[^\n]*\n|{item}[^\n]*\n")
+    text = f"(?P<text>{_LAZY_LINE})|" if lazy else ""
+    pattern = re.compile(rf"{text}{delimiter} {{{column},}}\S[^\n]*\n|{item}[^\n]*\n")
     _LIST_OF[pattern] = (ordered, marker, column)
     return pattern
 
 
-# Each `_list_lines` pattern's list: ordered, its marker, its last item's content column
+# Each `_list_lines` pattern's list: ordered, its marker, its last item's content column (the
+# pattern without lazy lines for this key)
 _LIST_OF: dict[re.Pattern[str], tuple[bool, str, int]] = {}
 
 
@@ -1127,8 +1173,9 @@ def _next_item(ordered: bool, marker: str, column: int) -> re.Pattern[str]:
     return re.compile(rf"(?! {{{column},}}\S) {{0,3}}{number}{re.escape(marker)} {{1,4}}[^ \t\n]")
 
 
-def _list_line(block: Token, item: Token, source: str) -> re.Pattern[str] | None:
-    """The lines that continue a list whose last item is `item` (see `_ITEM_START`)."""
+def _list_line(block: Token, item: Token, source: str, lazy: bool) -> re.Pattern[str] | None:
+    """The lines that continue a list whose last item is `item` (see `_ITEM_START`), and
+    lazy lines if `lazy`."""
     first = _lines(item)[0]
     line_start = _line_starts(source)[first] if first else 0
     match = _ITEM_START.match(source, line_start)
@@ -1136,7 +1183,7 @@ def _list_line(block: Token, item: Token, source: str) -> re.Pattern[str] | None
         return None  # an empty item, a tab, or code right after the marker: parse each line
     ordered = block.type == "ordered_list_open"
     marker = match.group(2)[-1] if ordered else match.group(2)
-    return _list_lines(ordered, marker, match.end() - line_start)
+    return _list_lines(ordered, marker, match.end() - line_start, lazy)
 
 
 def _last_item(tokens: list[Token]) -> Token | None:

@@ -638,6 +638,15 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         "list": ("", "- item {i} with **some** words\n  and a second line\n"),
         "numbered": ("", "{i}. item with words\n"),
         "quote": ("", "> quoted line {i} goes on\n"),
+        # lines that start no block, but start with a mark, a hash or a number, and lazy
+        # lines of an item's or a quote's paragraph, were parsed again with the whole block
+        "paragraph of marks": ("", "**Line {i}:** `code` and #{i}\n"),
+        "paragraph of indented lines": ("Text\n", "      indented {i}\n\tand a tab\n"),
+        "lazy lines of an item": ("1. Step\n", "lazy line {i}\n  indented {i}\n"),
+        "lazy lines of a nested item": ("- a\n  - b\n", "lazy {i}\n[l{i}]: /u\n"),
+        "lazy lines of a quote": ("> Quote\n", "lazy line {i}\n> **quoted** {i}\n"),
+        "lazy lines of a quoted item": ("> - item\n", "lazy {i}\n\tx | y {i}\n"),
+        "indented code": ("", "    code line {i}\n\tcode {i}\n"),
     }
     for name, (head, line) in shapes.items():
 
@@ -1169,6 +1178,10 @@ SOUP_LINES = st.sampled_from(
         *("   > q", "```", "```py", "~~~", "    code", "\tcode", "[r]: /u", "[r]", "'title'"),
         *("*em* **b**", "`x | y`", "| **a** | `b` |", "a \\| b", "<div>", "", "", "  "),
         *("``` | x |", "[", "x]: /u"),
+        # lines that start no block, however indented: a paragraph's, or an item's or a
+        # quote's lazy line
+        *("**Note:** x", "#tag", "`x` y", "2024 was", "_a_ b", "=x", "  lazy", "    deep"),
+        *("\tdeep", "  > q", ">\tx", "- > q", "> - i", "  - sub", "      deeper", "1) x"),
     ]
 )
 
