@@ -65,30 +65,32 @@ from .markdown import (
 # new parse is needed (a long paragraph, table, quote or list stays linear). Conservative: any
 # other line (a blank one above all) is parsed. After a non-blank line:
 # - a paragraph goes on with a line that starts no block: after up to three blanks, not a
-#   heading, quote, list item, fence, rule, setext underline or table row ("**Note:**", "#tag",
-#   "`x`" and "2024" start none), or after four (or a tab), whatever it is: indented code
-#   cannot interrupt a paragraph;
+#   heading, quote, list item, fence, rule, setext underline or delimiter row ("**Note:**",
+#   "#tag", "`x`", "2024" and "| a |" start none), or after four (or a tab), whatever it is:
+#   indented code cannot interrupt a paragraph;
 _STARTS_TEXT = (
     r"(?:[^#>*+\-=_|`~:\d\s]"  # a character that starts no block
     r"|[*_]+(?=[^*_\s])"  # emphasis, not a bullet or a rule
     r"|#+(?=[^#\s])"  # not a heading
     r"|`{1,2}(?!`)|~{1,2}(?!~)"  # not a fence
     r"|=+(?=[^=\s])"  # not a setext underline
-    r"|[0-9]+(?![0-9.)]))"  # not a numbered item
+    r"|[0-9]+(?![0-9.)])"  # not a numbered item
+    r"|\|(?=[^\n]*[^-:|\s]))"  # not a table's delimiter row (its head's line is any line)
 )
 _PARAGRAPH_LINE = re.compile(rf"(?:(?: {{4}}| {{0,3}}\t)[ \t]*\S| {{0,3}}{_STARTS_TEXT})[^\n]*\n")
 # - the innermost paragraph of a quote or a list item (the block open at the text's end) with
 #   a line that starts no block, however it is indented (a lazy line);
 _LAZY_LINE = rf"[ \t]*{_STARTS_TEXT}[^\n]*\n"
 # - a table with a row that starts with a pipe; a quote with a line that starts with ">", or,
-#   if its paragraph is open, a lazy line; a quoted line that starts no block keeps that so;
+#   if its paragraph is open, a lazy line; a quoted line (at any depth) that starts no block
+#   keeps that so;
 _TABLE_LINE = re.compile(r" {0,3}\|[^\n]*\n")
 _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
 _QUOTE_OR_LAZY_LINE = re.compile(
-    rf"(?P<text> {{0,3}}>[ \t]*{_STARTS_TEXT}[^\n]*\n|{_LAZY_LINE})|{_QUOTE_LINE.pattern}"
+    rf"(?P<text>(?: {{0,3}}>)+[ \t]*{_STARTS_TEXT}[^\n]*\n|{_LAZY_LINE})|{_QUOTE_LINE.pattern}"
 )
-# - indented code with a line indented as code.
-_CODE_LINE = re.compile(r"(?: {4}| {0,3}\t)[ \t]*\S[^\n]*\n")
+# - indented code with a line indented as code, or a blank line (it may go on after one).
+_CODE_LINE = re.compile(r"(?:(?: {4}| {0,3}\t)[ \t]*\S[^\n]*|[ \t]*)\n")
 # - a list with a line indented to its last item's content (inside that item), or an item
 #   with the same marker (not a rule), whose content column the lines after it are held to. A
 #   line indented less (a code fence at two spaces under "1. ") ends the list, so it is parsed.
@@ -736,7 +738,8 @@ class ProgressiveRenderer:
                 ended = True
             if not blocks:
                 # Link reference definitions and blank lines alone: those before the last
-                # settle, so that each line does not parse them all again.
+                # settle, so that each line does not parse them all again (the last one too
+                # once a blank line ends it).
                 if self._settle_definitions(base, env, line_starts, len(line_starts), html):
                     replaced = True
                     continue
@@ -859,10 +862,10 @@ class ProgressiveRenderer:
     def _settle_definitions(
         self, base: int, env: dict[str, Any], line_starts: list[int], before: int, html: list[str]
     ) -> bool:
-        """Settle, as nothing, the link reference definitions from `base` before the last one
-        that starts before line `before` (markdown-it's `env` and `line_starts` for the text
-        from `base`, which makes no block before that line); True if any settled."""
-        cut = _last_definition_start(env, line_starts, before)
+        """Settle, as nothing, the link reference definitions from `base` that are complete
+        before line `before` (markdown-it's `env` and `line_starts` for the text from `base`,
+        which makes no block before that line); True if any settled."""
+        cut = _complete_definitions_end(env, line_starts, before)
         if not cut or self._list is not None:
             return False
         self._settle(base + cut, html)
@@ -1104,22 +1107,28 @@ class ProgressiveRenderer:
 def _continuation(block: Token, source: str, tokens: list[Token]) -> re.Pattern[str] | None:
     """The lines that can only continue this open block, the last of `tokens` (see
     `_PARAGRAPH_LINE`)."""
-    if not source.endswith("\n") or source.endswith("\n\n"):
-        return None  # only after a non-blank line
+    if not source.endswith("\n"):
+        return None
     n_lines = source.count("\n")
-    if _lines(block)[1] != n_lines:
+    end = _lines(block)[1]
+    if block.type == "code_block":
+        # It goes on after blank lines (which it leaves out) with a line indented as code
+        return None if source[_line_starts(source)[end] :].strip(" \t\n") else _CODE_LINE
+    if end != n_lines:
         return None  # it ended before: lines that make no block (a link reference) follow
+    lazy = _ends_in_paragraph(tokens, n_lines)
+    if block.type in _LISTS:
+        # A list takes in the blank lines after it (an item may go on after them)
+        item = _last_item(tokens)
+        return None if item is None else _list_line(block, item, source, lazy)
+    if source.endswith("\n\n"):
+        return None  # only after a non-blank line
     if block.type == "paragraph_open":
         return _PARAGRAPH_LINE
     if block.type == "table_open":
         return _TABLE_LINE
-    if block.type == "code_block":
-        return _CODE_LINE
-    lazy = _ends_in_paragraph(tokens, n_lines)
     if block.type == "blockquote_open":
         return _QUOTE_OR_LAZY_LINE if lazy else _QUOTE_LINE
-    if block.type in _LISTS and (item := _last_item(tokens)) is not None:
-        return _list_line(block, item, source, lazy)
     return None
 
 
@@ -1144,17 +1153,19 @@ def _strict(lines: re.Pattern[str]) -> re.Pattern[str]:
 
 @functools.cache
 def _list_lines(ordered: bool, marker: str, column: int, lazy: bool = False) -> re.Pattern[str]:
-    """A line inside the last item (indented to `column`, its content's), or a new item (its
-    prefix the group `item`, whose length is the next content column); if `lazy` (the item's
-    innermost paragraph is open), a line that goes on with it (group `text`). Not a line that
-    may be a table's delimiter row: it makes the line before it, which may have been a lazy
-    line of the item's paragraph, a table's head, which ends the list."""
+    """A line inside the last item (indented to `column`, its content's, a tab for up to four),
+    a blank line, or a new item (its prefix the group `item`, whose length is the next content
+    column); if `lazy` (the item's innermost paragraph is open), a line that goes on with it
+    (group `text`). Not a line that may be a table's delimiter row: it makes the line before
+    it, which may have been a lazy line of the item's paragraph, a table's head, which ends
+    the list."""
     number = r"[0-9]{1,9}" if ordered else ""
     rule = "" if ordered else r"(?![-*_ \t]*\n)"
     item = rf"(?P<item> {{0,3}}{number}{re.escape(marker)} {{1,4}})(?=[^ \t\n]){rule}"
     delimiter = r"(?![ \t|:]*-[-:| \t]*\n)"
     text = f"(?P<text>{_LAZY_LINE})|" if lazy else ""
-    pattern = re.compile(rf"{text}{delimiter} {{{column},}}\S[^\n]*\n|{item}[^\n]*\n")
+    indent = rf"(?: {{{column},}}| {{0,3}}\t)" if column <= 4 else f" {{{column},}}"
+    pattern = re.compile(rf"{text}{delimiter}{indent}[ \t]*\S[^\n]*\n|[ \t]*\n|{item}[^\n]*\n")
     _LIST_OF[pattern] = (ordered, marker, column)
     return pattern
 
@@ -1272,15 +1283,20 @@ def _may_turn_definition(blocks: list[Token], source: str, line_starts: list[int
     )
 
 
-def _last_definition_start(env: dict[str, Any], line_starts: list[int], before: int) -> int:
-    """Where the last link reference definition that markdown-it found in a text before line
-    `before` begins (from `env`, its env for the text; 0 for none past its start). Where the
-    lines before `before` make no block, they are definitions and blank lines: those before
-    the last definition are complete without it (the parser began a block there), and the
-    rest parses alone as it did after them."""
+def _complete_definitions_end(env: dict[str, Any], line_starts: list[int], before: int) -> int:
+    """Where the link reference definitions that markdown-it found in a text before line
+    `before` (from `env`, its env for the text) end, as far as they are complete; 0 for none.
+    Where the lines before `before` make no block, they are definitions and blank lines: those
+    before the last definition are complete without it (the parser began a block there), and
+    the rest parses alone as it did after them; the last one is complete too if a blank line
+    follows it (else its title may come on its next line)."""
     definitions = (*env.get("references", {}).values(), *env.get("duplicate_refs", ()))
-    starts = [definition["map"][0] for definition in definitions]
-    return line_starts[max((start for start in starts if start < before), default=0)]
+    maps = [definition["map"] for definition in definitions if definition["map"][0] < before]
+    if not maps:
+        return 0
+    start, end = max(maps)
+    limit = min(before, len(line_starts) - 1)
+    return line_starts[limit] if end < limit else line_starts[start]
 
 
 def _is_complete(block: Token, source: str, line_starts: list[int], n_lines: int) -> bool:

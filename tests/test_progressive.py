@@ -363,6 +363,13 @@ def test_definitions_settle_as_the_next_begins() -> None:
     assert renderer.finish()[1] == render_markdown(renderer.text)
     assert 'href="/a" title="A"' in renderer.finish()[1]
     assert 'href="/c" title="the title of c"' in render_markdown(renderer.text)
+    # A blank line ends the last one too (its title can no longer follow): white space lines
+    # after it parsed it again each, and fed at once it settled only once a block followed.
+    renderer = ProgressiveRenderer()
+    renderer.feed("[r]: /u\n  \n")
+    assert renderer.settled == len(renderer.text) and renderer.tail.text == ""
+    text = "[r]: https://example.com/\n\n[s]:\n/u"  # hypothesis
+    assert fed_line_by_line_as_at_once(text).finish()[1] == render_markdown(text)
 
 
 def test_a_delimiter_row_after_an_items_lazy_line_ends_the_list_as_it_streams() -> None:
@@ -647,6 +654,14 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         "lazy lines of a quote": ("> Quote\n", "lazy line {i}\n> **quoted** {i}\n"),
         "lazy lines of a quoted item": ("> - item\n", "lazy {i}\n\tx | y {i}\n"),
         "indented code": ("", "    code line {i}\n\tcode {i}\n"),
+        # rows without a delimiter row are a paragraph; blank lines in indented code and in a
+        # loose item, white space after definitions, and a quote in a quote, were parsed
+        # again with the whole block
+        "rows of a paragraph": ("Text\n", "| cell {i} | cell |\n  | indented | {i} |\n"),
+        "indented code with blank lines": ("", "    code line {i}\n\n  \n"),
+        "a loose item's paragraphs": ("1. Step\n", "\n   paragraph {i}\n   \t and a tab\n"),
+        "definitions and white space": ("[r]: /u\n", "  \n"),
+        "a quote in a quote": ("> Quote\n", ">> inner {i}\nlazy {i}\n> > more\n"),
     }
     for name, (head, line) in shapes.items():
 
@@ -1182,6 +1197,7 @@ SOUP_LINES = st.sampled_from(
         # quote's lazy line
         *("**Note:** x", "#tag", "`x` y", "2024 was", "_a_ b", "=x", "  lazy", "    deep"),
         *("\tdeep", "  > q", ">\tx", "- > q", "> - i", "  - sub", "      deeper", "1) x"),
+        *(">> qq", "> > q", "  | c | d |", "\t- x", " \t", "[r]: /u 'title'"),
     ]
 )
 
