@@ -35,7 +35,10 @@ after a block that uses it: the final render fixes those (`ProgressiveRenderer.f
 
 Work per update is bounded by the tail, not the whole text: only the tail is parsed, only when
 a line completes, an open code fence is scanned line by line for its closing fence, and an
-open table's new lines are rendered under its head, not with its rows before them.
+open table's new lines are rendered under its head, not with its rows before them. Lines that
+can only continue the open block are taken without a parse, and a tail whose lines no such
+shape knows is parsed less often once its parses cost more than a few times its length, so
+the time for a reply stays linear in its length.
 No Django here.
 """
 
@@ -118,6 +121,10 @@ _PENDING_TRIES = 12  # cuts tried for one pending span before it stays text
 _AS_IS = re.compile(r"[^\\&<>\"'\n\u00a0]*")
 # Blocks that end at a blank line; lists and indented code may go on after one.
 _END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
+# The characters parsed for one tail before each parse must wait for it to grow by a quarter:
+# so many times its length, and so many more (see `_parse_deferred`).
+_PARSE_BUDGET = 4
+_PARSE_FLOOR = 16_384
 # Blocks complete as soon as their last line is.
 _COMPLETE_WHEN_LINE_ENDS = {"heading_open", "hr"}
 
@@ -396,6 +403,10 @@ class ProgressiveRenderer:
         self.diverged = False
         self._formatting: _Formatting | None = None  # the open tail's inline formatting
         self._table: _OpenTable | None = None  # the open tail is a table whose head has come
+        # The text the tail from `settled` was parsed to last (from, to), and the characters
+        # parsed for it so far (see `_parse_deferred`).
+        self._parsed = (0, 0)
+        self._parse_work = 0
 
     @property
     def blocks_html(self) -> str:
@@ -708,10 +719,12 @@ class ProgressiveRenderer:
                 if self._draw_rows(complete):
                     return replaced
                 self._open_to = None  # the table ends: parsed from its start, it settles
-            elif self._continues_open_block(complete):
+            elif self._continues_open_block(complete) or self._parse_deferred(complete):
                 return replaced
             base = self.settled
             source = self.text[base:complete]
+            self._parse_work = (self._parse_work if self._parsed[0] == base else 0) + len(source)
+            self._parsed = (base, complete)
             env: dict[str, Any] = {}
             tokens = self._parse_tail(source, env)
             blocks = _top_level_blocks(tokens)
@@ -803,6 +816,22 @@ class ProgressiveRenderer:
                 )
                 return True
             return replaced
+
+    def _parse_deferred(self, complete: int) -> bool:
+        """Whether the tail, whose lines up to `complete` do not all continue its open block
+        as a known shape does, is left unparsed for now: once its parses cost more than
+        `_PARSE_BUDGET` times its length, it is parsed again only when it has grown by a
+        quarter. Each parse is of the whole tail (markdown-it parses 0.6-2 MB/s), so lines
+        that no shape knows would cost time quadratic in the tail, on the event loop that
+        serves every stream; so the time stays linear, and a block after such a tail settles
+        later (its text shows in the tail until then)."""
+        parsed_from, parsed_to = self._parsed
+        length = complete - self.settled
+        return (
+            parsed_from == self.settled
+            and self._parse_work > _PARSE_BUDGET * length + _PARSE_FLOOR
+            and complete - parsed_to < length // 4
+        )
 
     def _continues_open_block(self, complete: int) -> bool:
         if self._open_to is None or self._open_line is None or self._open_to < self.settled:

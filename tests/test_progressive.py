@@ -676,6 +676,27 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         assert growth(feed, 300) < 11, name  # linear: ~4 (up to 9 when busy)
 
 
+def test_lines_that_no_shape_knows_cost_time_linear_in_the_tail() -> None:
+    """A tail whose lines the shapes above do not know is parsed whole at every line: past a
+    budget it is parsed again only when it has grown by a quarter, so a reply of such lines
+    (a quote's list with headings and nested quotes, which a prompt can ask for) does not
+    take the event loop for seconds. What it renders does not change."""
+    lines = "1 | 2 {i}\n> # h {i}\n>> qq {i}\n"
+
+    def feed(count: int) -> float:
+        renderer = ProgressiveRenderer()
+        renderer.feed("> - i\n")
+        started = time.process_time()
+        for i in range(count):
+            renderer.feed(lines.format(i=i))
+        return time.process_time() - started
+
+    assert growth(feed, 300) < 11  # linear: ~4 (up to 9 when busy); quadratic: ~16
+    text = "> - i\n" + "".join(lines.format(i=i) for i in range(1_000)) + "\n# Next\n\ntext"
+    page, whole, renderer = stream(re.findall(r"[^\n]*\n|[^\n]+$", text))
+    assert whole == page.html == render_markdown(text)
+
+
 def test_a_table_ends_where_markdown_it_stops_adding_empty_cells_to_short_rows() -> None:
     """markdown-it pads a short row with empty cells up to its table's columns, and ends the
     table at the row that takes those it added beyond 65,536 (a few bytes must not make
