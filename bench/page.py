@@ -112,7 +112,9 @@ class ReplyView:
                 if column is None:
                     self.tail = self.tail[: row.start()] + inner + self.tail[row.start() :]
                     continue
-                cells = [m.end() for m in re.finditer("<td>", self.tail) if m.start() > row.end()]
+                cells = [
+                    m.end() for m in re.finditer("<td[^>]*>", self.tail) if m.start() > row.end()
+                ]
                 start = cells[int(column) - 1]
                 close = _element_end(self.tail, "td", start)[0]
                 kept = self.tail[start:close] if list_swap == "beforeend" else ""

@@ -63,7 +63,7 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
         return formatted_html(tail, pending_id)
     _, _, code_id = field.ids(message_id)
     if tail.kind == "table":
-        row = _table_row(f"{field.row}{message_id}", tail.cells)
+        row = _table_row(f"{field.row}{message_id}", tail.cells, tail.aligns)
         return f'<table id="{code_id}" class="tail-table">{tail.table[7:]}{row}</table>'
     if tail.kind == "item":
         tag = f'ol start="{int(tail.number)}"' if tail.number else "ul"
@@ -75,11 +75,14 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     )
 
 
-def _table_row(row_id: str, cells: tuple[str, ...]) -> str:
+def _table_row(row_id: str, cells: tuple[str, ...], aligns: tuple[str, ...]) -> str:
     """A table's row being written: a body of its own, the rows whose lines end going in
     before it (its cells are then drawn again, as when they do not only grow), hidden while
-    its cells are empty."""
-    drawn = "".join(f"<td>{cell}</td>" for cell in cells)
+    its cells are empty; each cell aligned as its column (`aligns`), as the row will be."""
+    drawn = "".join(
+        f'<td class="{align}">{cell}</td>' if align else f"<td>{cell}</td>"
+        for cell, align in zip(cells, (*aligns, *[""] * len(cells)), strict=False)
+    )
     return f'<tbody id="{row_id}" class="tail-row"><tr>{drawn}</tr></tbody>'
 
 

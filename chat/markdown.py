@@ -64,7 +64,12 @@ ALLOWED_ATTRIBUTES = {
     "div": {"class"},
     "pre": {"class"},
     "ol": {"start"},
+    "th": {"class"},
+    "td": {"class"},
 }
+# A table column's alignment (":--", "--:", ":-:" in its delimiter row), drawn by a class of
+# its cells: markdown-it writes it as a style attribute, which the page's CSP would refuse.
+CELL_ALIGNMENTS = {f"align-{side}" for side in ("left", "center", "right")}
 _FORMATTER = HtmlFormatter(nowrap=True, classprefix="")
 # The white space markdown-it trims (its own set since markdown-it-py 4; Python's strip() takes
 # more, \v and \x85 among them)
@@ -92,6 +97,8 @@ def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
         # Same-origin images only: a model reply must not make the browser call another host.
         if parts.scheme or parts.netloc or not value.startswith("/"):
             return None
+    if tag in ("th", "td"):
+        return value if attribute == "class" and value in CELL_ALIGNMENTS else None
     if attribute == "class":
         return " ".join(c for c in value.split() if c.replace("-", "").replace("_", "").isalnum())
     return value
@@ -118,10 +125,23 @@ def _fence(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, 
     return code_frame_open(fence_language(tokens[idx].info)) + code + CODE_FRAME_CLOSE
 
 
+def _cell_open(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any
+) -> str:
+    """A table cell's opening tag, its column's alignment a class (see `CELL_ALIGNMENTS`)."""
+    token = tokens[idx]
+    style = token.attrs.get("style")
+    if isinstance(style, str) and style.startswith("text-align:"):
+        token.attrs = {"class": f"align-{style.removeprefix('text-align:')}"}
+    return self.renderToken(tokens, idx, options, env)
+
+
 @functools.cache
 def _parser() -> MarkdownIt:
     md = MarkdownIt("js-default", {"html": False, "highlight": _highlight})
     md.add_render_rule("fence", _fence)
+    md.add_render_rule("th_open", _cell_open)
+    md.add_render_rule("td_open", _cell_open)
     return md
 
 

@@ -165,6 +165,7 @@ class Tail:
     # that ended rendered, the others their text)
     table: str = ""
     cells: tuple[str, ...] = ()
+    aligns: tuple[str, ...] = ()  # each column's alignment class (`CELL_ALIGNMENTS`), or ""
     # How a paragraph's or an item's text is drawn (`formatted_html`; not what the tail is,
     # so not compared): the HTML of its start up to `raw_from` (words whose marks closed,
     # formatted), then text; from `pending_from`, if set, the text after a mark not closed
@@ -242,6 +243,7 @@ class _OpenTable:
     columns: int
     rows_to: int  # where the row being written starts (its rows before it are drawn)
     html: str  # the table as drawn: its head, then each row in a body of its own, not closed
+    aligns: tuple[str, ...]  # each column's alignment class, or ""
     cells: tuple[str, ...] = ()  # the row being written as the page shows it (HTML)
     added: str = ""  # the rows drawn in this step, not yet in a `RenderStep`
     # The row being written up to the pipe after its last cell that ended, and those cells as
@@ -254,6 +256,7 @@ class _OpenTable:
 
 
 _CELL_PIPE = re.compile(r"(?<!\\)\|")
+_HEAD_CELL = re.compile(r'<th(?: class="([^"]*)")?>')  # and its alignment class
 _ROW_SHOWN = 1_000  # a row's characters drawn while its line is written (the rest at its end)
 # markdown-it ends a table at the row that takes the empty cells it adds to the rows beyond
 # this (no cap before markdown-it-py 4)
@@ -425,7 +428,13 @@ class ProgressiveRenderer:
         if self._fence is not None:
             return Tail("code", self.text[self._fence.body_start :], self._fence.language)
         if (table := self._table) is not None:
-            return Tail("table", self.text[table.rows_to :], table=table.html, cells=table.cells)
+            return Tail(
+                "table",
+                self.text[table.rows_to :],
+                table=table.html,
+                cells=table.cells,
+                aligns=table.aligns,
+            )
         open_list = self._list
         if open_list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             # Numbered as markdown numbers it, whatever number it was written with ("1." each)
@@ -916,7 +925,8 @@ class ProgressiveRenderer:
         if not html.startswith("<table>") or not html.endswith("</thead>\n</table>\n"):
             return False  # (never seen)
         html = html.removesuffix("</table>\n")
-        self._table = _OpenTable(start, head, html.count("<th>"), head_end, html)
+        aligns = tuple(_HEAD_CELL.findall(html))
+        self._table = _OpenTable(start, head, len(aligns), head_end, html, aligns)
         return True
 
     def _line_ends_table(self) -> bool:

@@ -271,7 +271,7 @@ class PageModel:
         """A cell of a table's row being written: `inner` added to its text, or its text."""
         tail, opening, end = self._row(key)
         html_text = self.elements[tail]
-        cells = [cell.end() for cell in re.finditer(r"<td>", html_text[opening.end() : end])]
+        cells = [cell.end() for cell in re.finditer(r"<td[^>]*>", html_text[opening.end() : end])]
         start = opening.end() + cells[column - 1]
         close, _ = _element_end(html_text, "td", start)
         kept = html_text[start:close] if appended else ""

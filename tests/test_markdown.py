@@ -1,6 +1,6 @@
 """Markdown from the model is rendered without any way to run script or reach another host."""
 
-from chat.markdown import render_markdown
+from chat.markdown import _clean, render_markdown
 
 
 def test_raw_html_is_shown_as_text():
@@ -42,3 +42,21 @@ def test_a_fence_whose_language_is_only_what_python_splits_on_renders_as_plain_c
         for char in text:
             renderer.feed(char)
         assert renderer.finish()[1] == html
+
+
+def test_a_columns_alignment_is_a_class_of_its_cells():
+    """markdown-it writes a column's alignment as a style attribute, which the sanitizer
+    stripped (and the page's CSP would refuse): it is a class of the column's cells."""
+    html = render_markdown("| a | b | c | d |\n|:--|--:|:-:|---|\n| 1 | 2 | 3 | 4 |\n")
+    assert '<th class="align-left">a</th>' in html and '<td class="align-left">1</td>' in html
+    assert '<th class="align-right">b</th>' in html and '<td class="align-right">2</td>' in html
+    assert '<td class="align-center">3</td>' in html and "<td>4</td>" in html
+    assert "style" not in html
+
+
+def test_a_cells_class_is_only_an_alignment():
+    def cleaned(cells: str) -> str:
+        return _clean(f"<table><tbody><tr>{cells}</tr></tbody></table>")
+
+    assert "<td>1</td><th>2</th>" in cleaned('<td class="align-right x">1</td><th class="e">2</th>')
+    assert '<td class="align-center">1</td>' in cleaned('<td class="align-center" style="x">1</td>')

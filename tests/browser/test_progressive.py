@@ -511,7 +511,15 @@ async def test_a_table_takes_shape_row_by_row_as_it_streams(
     await expect(page.locator(f"#z{reply_id} td code")).to_have_text("ask")
     shown = await page.locator(f"#t{reply_id}").inner_text()
     assert not {"|", "*", "`"} & set(shown), shown
+    # The price column is aligned right ("--:"), the row being written too, as it will be
+    # (markdown-it's style attribute was stripped, so every column stood left).
+    price = f"#x{reply_id} thead th, #x{reply_id} tbody td"
+    aligned = await page.eval_on_selector_all(
+        price, "cs => cs.map(c => getComputedStyle(c).textAlign)"
+    )
+    assert aligned[1::3] == ["right"] * 4 and "right" not in aligned[0::3] + aligned[2::3], aligned
     team = await box_in_reply(chat, reply_id, table.locator("td strong"))
+    ask = await box_in_reply(chat, reply_id, page.locator(f"#z{reply_id} td code"))
     head = await box_in_reply(chat, reply_id, table.locator("thead"))
     await check_looks(page, tmp_path / f"table-{viewport['width']}-{scheme}.png")
     drawn = layout_html(await page.locator(f"#t{reply_id}").inner_html())
@@ -529,6 +537,9 @@ async def test_a_table_takes_shape_row_by_row_as_it_streams(
     }
     settled_team = await box_in_reply(chat, reply_id, content.locator("td strong"))
     assert (settled_team["x"], settled_team["y"]) == (team["x"], team["y"])
+    settled_ask = await box_in_reply(chat, reply_id, content.locator("td code"))
+    assert (settled_ask["x"], settled_ask["y"]) == (ask["x"], ask["y"])
+    assert await content.locator("td.align-right").count() == 3
     live = await page.evaluate(REPLY_HTML_JS, reply_id)
     assert render_markdown(TABLE_REPLY) in live  # the one-shot render, nothing twice
     assert (await content.inner_text()).count("Enterprise") == 1
