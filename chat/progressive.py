@@ -86,11 +86,13 @@ _PARAGRAPH_LINE = re.compile(rf"(?:(?: {{4}}| {{0,3}}\t)[ \t]*\S| {{0,3}}{_START
 _LAZY_LINE = rf"[ \t]*{_STARTS_TEXT}[^\n]*\n"
 # - a table with a row that starts with a pipe; a quote with a line that starts with ">", or,
 #   if its paragraph is open, a lazy line; a quoted line (at any depth) that starts no block
-#   keeps that so;
+#   keeps that so (no more than three blanks, as a quote one deeper may start there, and
+#   not a label, which may start a definition there);
 _TABLE_LINE = re.compile(r" {0,3}\|[^\n]*\n")
 _QUOTE_LINE = re.compile(r" {0,3}>[^\n]*\n")
 _QUOTE_OR_LAZY_LINE = re.compile(
-    rf"(?P<text>(?: {{0,3}}>)+[ \t]*{_STARTS_TEXT}[^\n]*\n|{_LAZY_LINE})|{_QUOTE_LINE.pattern}"
+    rf"(?P<text>(?: {{0,3}}>)+ {{0,4}}(?!\[){_STARTS_TEXT}[^\n]*\n|{_LAZY_LINE})"
+    rf"|{_QUOTE_LINE.pattern}"
 )
 # - indented code with a line indented as code, or a blank line (it may go on after one).
 _CODE_LINE = re.compile(r"(?:(?: {4}| {0,3}\t)[ \t]*\S[^\n]*|[ \t]*)\n")
@@ -99,6 +101,7 @@ _CODE_LINE = re.compile(r"(?:(?: {4}| {0,3}\t)[ \t]*\S[^\n]*|[ \t]*)\n")
 #   line indented less (a code fence at two spaces under "1. ") ends the list, so it is parsed.
 _FIRST_NUMBER = re.compile(r" {0,3}([0-9]{1,9})[.)]")  # a numbered list's first number
 _ITEM_START = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
+_ITEM_MARKER = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])[ \t]")  # a tab after it too
 _LISTS = {"bullet_list_open", "ordered_list_open"}
 # A block that may yet turn out a link reference definition (it starts like one), or the title
 # of the definition before it; how its text may end, to be one (a label, a destination, a
@@ -125,6 +128,7 @@ _END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
 # so many times its length, and so many more (see `_parse_deferred`).
 _PARSE_BUDGET = 4
 _PARSE_FLOOR = 16_384
+_BLANK_LINE = re.compile(r"^[ \t]*\n", re.M)
 # Blocks complete as soon as their last line is.
 _COMPLETE_WHEN_LINE_ENDS = {"heading_open", "hr"}
 
@@ -410,6 +414,7 @@ class ProgressiveRenderer:
         # parsed for it so far (see `_parse_deferred`).
         self._parsed = (0, 0)
         self._parse_work = 0
+        self._blank_line_parsed = False  # (the first blank line after its budget ran out)
 
     @property
     def blocks_html(self) -> str:
@@ -732,7 +737,9 @@ class ProgressiveRenderer:
                 return replaced
             base = self.settled
             source = self.text[base:complete]
-            self._parse_work = (self._parse_work if self._parsed[0] == base else 0) + len(source)
+            if self._parsed[0] != base:
+                self._parse_work, self._blank_line_parsed = 0, False
+            self._parse_work += len(source)
             self._parsed = (base, complete)
             env: dict[str, Any] = {}
             tokens = self._parse_tail(source, env)
@@ -836,11 +843,18 @@ class ProgressiveRenderer:
         later (its text shows in the tail until then)."""
         parsed_from, parsed_to = self._parsed
         length = complete - self.settled
-        return (
-            parsed_from == self.settled
-            and self._parse_work > _PARSE_BUDGET * length + _PARSE_FLOOR
-            and complete - parsed_to < length // 4
-        )
+        if (
+            parsed_from != self.settled
+            or self._parse_work <= _PARSE_BUDGET * length + _PARSE_FLOOR
+            or complete - parsed_to >= length // 4
+        ):
+            return False
+        if not self._blank_line_parsed and _BLANK_LINE.search(self.text, parsed_to, complete):
+            # A blank line ends most blocks (a list's and indented code's are the others):
+            # the first one is parsed at once, so that the blocks after it are drawn.
+            self._blank_line_parsed = True
+            return False
+        return True
 
     def _continues_open_block(self, complete: int) -> bool:
         if self._open_to is None or self._open_line is None or self._open_to < self.settled:
@@ -1098,7 +1112,7 @@ class ProgressiveRenderer:
         tokens = block_parser().parse(source, env)
         if self._list is None or not tokens or tokens[0].type != "table_open":
             return tokens
-        item = _ITEM_START.match(source)
+        item = _ITEM_MARKER.match(source)
         if item is None:
             return tokens
         before = f"{item.group(1)}{item.group(2)} x\n"
@@ -1160,8 +1174,8 @@ def _continuation(block: Token, source: str, tokens: list[Token]) -> re.Pattern[
         # A list takes in the blank lines after it (an item may go on after them)
         item = _last_item(tokens)
         return None if item is None else _list_line(block, item, source, lazy)
-    if source.endswith("\n\n"):
-        return None  # only after a non-blank line
+    if not source[source.rfind("\n", 0, -1) + 1 :].strip(" \t\n"):
+        return None  # only after a non-blank line (an empty quote takes in a blank one)
     if block.type == "paragraph_open":
         return _PARAGRAPH_LINE
     if block.type == "table_open":
@@ -1173,10 +1187,16 @@ def _continuation(block: Token, source: str, tokens: list[Token]) -> re.Pattern[
 
 def _ends_in_paragraph(tokens: list[Token], n_lines: int) -> bool:
     """Whether the innermost block open at the end of the `n_lines` lines parsed is a
-    paragraph, which a line that starts no block goes on (a lazy line)."""
-    for token in reversed(tokens):
+    paragraph, which a line that starts no block goes on (a lazy line). Not one that may yet
+    turn out a link reference definition, or the title of one before it: a line may end it
+    as that ("- [a]:" then "/u"), and then nothing goes on lazily."""
+    for i in range(len(tokens) - 1, -1, -1):
+        token = tokens[i]
         if token.map is not None and token.type != "inline":
-            return token.type == "paragraph_open" and token.map[1] == n_lines
+            if token.type != "paragraph_open" or token.map[1] != n_lines:
+                return False
+            text = tokens[i + 1].content if i + 1 < len(tokens) else ""
+            return not text.lstrip(" \t").startswith(("[", "'", '"', "("))
     return False
 
 

@@ -372,6 +372,33 @@ def test_definitions_settle_as_the_next_begins() -> None:
     assert fed_line_by_line_as_at_once(text).finish()[1] == render_markdown(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a lazy line after a paragraph that a line made a link reference definition: nothing
+        # goes on lazily then (a second read)
+        "- [a]:\n/u\nb\n",
+        "> [a]:\n/u\nb\n",
+        "- [a\nb]: /u\nc\n",
+        "- a\n- [b]:\n/u\nc\n  ```py\n  x = 1\n  ```\n",
+        # a quoted line one quote deeper starts a quote there: indented code, a definition
+        ">y\n>>     x\nc\n",
+        ">a\n> > \t'\ne\n",
+        ">x\n>>  \tx\nx\n",
+        "> a\n>> [b]: /u\nc\n",
+        # an empty quote takes in a white-space line: the quote after it is another
+        ">\n \n>\n",
+        # an item with a tab after its marker over a delimiter row stays an item (it was saved
+        # as a table)
+        "-\n-\t|x\n-|-",
+    ],
+)
+def test_a_line_taken_without_a_parse_is_one_a_parse_leaves_in_the_open_block(text: str) -> None:
+    assert fed_line_by_line_as_at_once(text).finish()[1] == render_markdown(text)
+    page, whole, renderer = stream([text])
+    assert whole == page.html == render_markdown(text)
+
+
 def test_a_delimiter_row_after_an_items_lazy_line_ends_the_list_as_it_streams() -> None:
     """A line indented to the item's content continued the list without a parse; a table's
     delimiter row there makes the lazy line before it a table's head, outside the list."""
@@ -695,6 +722,12 @@ def test_lines_that_no_shape_knows_cost_time_linear_in_the_tail() -> None:
     text = "> - i\n" + "".join(lines.format(i=i) for i in range(1_000)) + "\n# Next\n\ntext"
     page, whole, renderer = stream(re.findall(r"[^\n]*\n|[^\n]+$", text))
     assert whole == page.html == render_markdown(text)
+    # The first blank line after such a tail is parsed at once: the blocks after it are
+    # drawn as they come (a second read: they stayed text until the tail grew by a quarter).
+    renderer = ProgressiveRenderer()
+    for line in re.findall(r"[^\n]*\n", text[: text.index("# Next\n") + 7]):
+        renderer.feed(line)
+    assert renderer.blocks_html.endswith("<h1>Next</h1>\n") and renderer.tail.text == ""
 
 
 def test_a_table_ends_where_markdown_it_stops_adding_empty_cells_to_short_rows() -> None:
@@ -1219,6 +1252,7 @@ SOUP_LINES = st.sampled_from(
         *("**Note:** x", "#tag", "`x` y", "2024 was", "_a_ b", "=x", "  lazy", "    deep"),
         *("\tdeep", "  > q", ">\tx", "- > q", "> - i", "  - sub", "      deeper", "1) x"),
         *(">> qq", "> > q", "  | c | d |", "\t- x", " \t", "[r]: /u 'title'"),
+        *("- [a]:", "/u", ">>     x", ">> [b]: /u", "-\t|x", ">", "> 'title", "- (x"),
     ]
 )
 
