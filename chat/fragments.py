@@ -56,7 +56,8 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     """The open tail: escaped text, or a code block still streaming (unhighlighted, in the
     same frame and with the same language label it keeps once it is highlighted), or a list's
     item still being written, as the list's next item (its text as written), where the item
-    will stand once it settles, or a table with the rows written so far, the row being
+    will stand once it settles (a list's first item as the list), or a heading being written,
+    or a table with the rows written so far, the row being
     written last (its cells that ended rendered, the others as written)."""
     pending_id = f"{field.pending}{message_id}"
     if tail.kind == "text":
@@ -68,7 +69,12 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     if tail.kind == "item":
         tag = f'ol start="{int(tail.number)}"' if tail.number else "ul"
         text = formatted_html(tail, pending_id)
-        return f'<{tag} class="tail-item"><li><span id="{code_id}">{text}</span></li></{tag[:2]}>'
+        css = "tail-list" if tail.opens else "tail-item"
+        return f'<{tag} class="{css}"><li><span id="{code_id}">{text}</span></li></{tag[:2]}>'
+    if tail.kind == "heading":
+        text = formatted_html(tail, pending_id)
+        tag = f"h{tail.level}"
+        return f'<{tag} class="tail-heading"><span id="{code_id}">{text}</span></{tag}>'
     return (
         f'{code_frame_open(tail.language)}<pre class="streaming-code"><code id="{code_id}">'
         f"{escape(tail.text)}</code></pre>{CODE_FRAME_CLOSE}"

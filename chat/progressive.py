@@ -103,6 +103,15 @@ _FIRST_NUMBER = re.compile(r" {0,3}([0-9]{1,9})[.)]")  # a numbered list's first
 _ITEM_START = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
 _ITEM_MARKER = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])[ \t]")  # a tab after it too
 _LISTS = {"bullet_list_open", "ordered_list_open"}
+_OPENING_FIRST = frozenset(" -+*#0123456789")  # the characters it may start with
+_LINE_START = re.compile(r"( *)([^ \n]?)([^\n]?)")  # indent, first two characters after it
+# The tail's first line drawn as the block it opens while it is written (see `_opening`): a
+# list's first item (its marker, blanks and a first character; not a rule it may yet turn
+# into), or an ATX heading (its marker, blanks and a first character).
+_OPENING = re.compile(
+    r"(?P<item>(?![-*_ \t]*(?:\n|\Z)) {0,3}(?:[0-9]{1,9}[.)]|[-+*]) {1,4})(?=[^ \t\n])"
+    r"| {0,3}(?P<heading>#{1,6})[ \t]+(?=[^ \t\n])"
+)
 # A block that may yet turn out a link reference definition (it starts like one), or the title
 # of the definition before it; how its text may end, to be one (a label, a destination, a
 # title); the lines a block is held for at most, for that.
@@ -155,15 +164,18 @@ def _closing_fence(marker: str) -> re.Pattern[str]:
 
 @dataclass
 class Tail:
-    """What the open part of the text looks like: text, a code block still streaming, or the
-    last item of a list whose first items have settled (its text after its marker)."""
+    """What the open part of the text looks like: text, a code block still streaming, the
+    last item of a list whose first items have settled or a list's first item (its text after
+    its marker), a heading being written (its text after its marker), or a table."""
 
-    kind: Literal["text", "code", "item", "table"]
-    # the tail's text, the code so far for a code block, an item's text, or a table's row
-    # being written
+    kind: Literal["text", "code", "item", "heading", "table"]
+    # the tail's text, the code so far for a code block, an item's or a heading's text, or a
+    # table's row being written
     text: str
     language: str = ""
     number: str = ""  # an item of a numbered list: its number
+    opens: bool = False  # an item that opens its list (the list's first, nothing settled)
+    level: int = 0  # a heading's
     # A table: its head and the rows whose lines are complete, each in a body of its own
     # (`<table>`, not closed), and the cells of the row being written as drawn (HTML: those
     # that ended rendered, the others their text)
@@ -415,6 +427,9 @@ class ProgressiveRenderer:
         self._parsed = (0, 0)
         self._parse_work = 0
         self._blank_line_parsed = False  # (the first blank line after its budget ran out)
+        # The tail's first line as seen so far: (where the tail starts, where it was scanned
+        # to, where the line ends or -1, whether it has a pipe); see `_opening`
+        self._first_line: tuple[int, int, int, bool] = (-1, 0, -1, False)
 
     @property
     def blocks_html(self) -> str:
@@ -445,6 +460,16 @@ class ProgressiveRenderer:
             # Numbered as markdown numbers it, whatever number it was written with ("1." each)
             number = str(open_list.first + open_list.items) if open_list.close == "</ol>\n" else ""
             return self._formatted(Tail("item", self.text[item.end() :], number=number), item.end())
+        opening = self._opening()
+        if opening is not None:
+            text = self.text[opening.end() :]
+            if opening.lastgroup == "heading":
+                tail = Tail("heading", text, level=len(opening.group("heading")))
+            else:
+                written = _FIRST_NUMBER.match(opening.group(0))
+                first = str(int(written.group(1))) if written else ""
+                tail = Tail("item", text, number=first, opens=True)
+            return self._formatted(tail, opening.end())
         return self._formatted(Tail("text", self.text[self.settled :]), self.settled)
 
     def hold_formatting(self) -> None:
@@ -456,6 +481,7 @@ class ProgressiveRenderer:
     def feed(self, delta: str) -> RenderStep:
         delta = self._normalise(delta)
         old_end = len(self.text)
+        opened = self._opening_shape()
         # Grown in place (CPython resizes a string that nothing else holds, as a local's last
         # reference): `self.text += delta` copied the whole text on every feed, quadratic in
         # the reply's length.
@@ -473,6 +499,10 @@ class ProgressiveRenderer:
             replaced = True
         if self._item_begun(len(delta)):
             replaced = True
+        if self._line_ends_list(len(delta), html):
+            replaced = True
+        if not replaced and self._opening_shape() != opened:
+            replaced = True  # the tail is drawn as the block its first line opens, or not
         step = self._step(shown, html, replaced, "" if replaced else delta)
         self._format(old_end, step)
         if self._table is not None:
@@ -561,6 +591,8 @@ class ProgressiveRenderer:
             return None
         if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             return item.end()
+        if (opening := self._opening()) is not None:
+            return opening.end()
         if self.text.startswith((" ", "\t"), self.settled):
             return None
         return self.settled
@@ -898,6 +930,77 @@ class ProgressiveRenderer:
             return False
         self._open_to = self._open_line = None  # the new item's lines are parsed from it
         return True
+
+    def _line_ends_list(self, delta_length: int, html: list[str]) -> bool:
+        """A line being written after a blank line that the open top-level list cannot take
+        ends it, and the list settles: a line indented less than its last item's content that
+        starts no item of it (a paragraph, a heading, a quote, another list). The words after
+        a list were drawn in its last item until their line ended. Decided by the line's first
+        characters: a number under a numbered list, or a marker and a blank under a list of
+        that marker, may yet start its next item, and wait for their line's end."""
+        line_start = self._open_to  # after the lines that continue the open block
+        if line_start is None or line_start < self.settled or self._open_line is None:
+            return False
+        if len(self.text) - delta_length > line_start + 20:
+            return False  # the start of the line was seen already
+        list_lines = _LIST_OF.get(self._open_line)
+        if list_lines is None or self.text.find("\n", line_start) >= 0:
+            return False
+        blank = self.text.rfind("\n", 0, line_start - 1) + 1
+        if blank < self.settled or self.text[blank : line_start - 1].strip(" \t"):
+            return False  # not after a blank line: the line may be a lazy one of the item
+        ordered, marker, column = list_lines
+        start = _LINE_START.match(self.text, line_start)
+        assert start is not None
+        indent, first, second = len(start.group(1)), start.group(2), start.group(3)
+        if not first or first == "\t" or indent >= min(column, 4):
+            return False  # blank so far, a tab, or a line of the item (or code) perhaps
+        if first.isdigit() and ordered:
+            return False  # its next item, perhaps
+        if first in "-+*":
+            if not second:
+                return False
+            if second in " \t" and first == marker and not ordered:
+                return False  # its next item, perhaps (or a rule, which ends it as its line does)
+        if self._list is not None:
+            self._settle_list(line_start, html)
+        else:
+            self._settle(line_start, html)
+        self._open_to = self._open_line = None  # the new block's lines are parsed from it
+        return True
+
+    def _opening(self) -> re.Match[str] | None:
+        """The tail's first line, while it opens a top-level list (its first item) or is an
+        ATX heading being written (`_OPENING`), and has no pipe (it may be a table's head
+        then): the tail is drawn as that block (an item's text, a heading's) from then on,
+        as it will render, not as text that takes its shape when its block settles. A list's
+        first item is drawn so for all its lines (until the next item or the list's end
+        settles it), a heading until its line ends (it then settles)."""
+        if self._list is not None or self._fence is not None or self._table is not None:
+            return None
+        if self._whole_list_from is not None:
+            return None  # the tail is a whole list, drawn as text
+        if self.text[self.settled : self.settled + 1] not in _OPENING_FIRST:
+            return None  # (most tails: a paragraph's)
+        match = _OPENING.match(self.text, self.settled)
+        if match is None:
+            return None
+        start, scanned, newline, pipe = self._first_line
+        if start != self.settled:
+            scanned, newline, pipe = self.settled, -1, False
+        if newline < 0:  # scanned on from where it was (a long line costs its length once)
+            newline = self.text.find("\n", scanned)
+            stop = len(self.text) if newline < 0 else newline
+            pipe = pipe or self.text.find("|", scanned, stop) >= 0
+            scanned = stop
+            self._first_line = (self.settled, scanned, newline, pipe)
+        if pipe or (newline >= 0 and match.lastgroup == "heading"):
+            return None
+        return match
+
+    def _opening_shape(self) -> tuple[str | None, int] | None:
+        opening = self._opening()
+        return None if opening is None else (opening.lastgroup, opening.end())
 
     def _skip_blank_lines(self) -> bool:
         """Blank lines between blocks render as nothing: keep them out of the tail, so that

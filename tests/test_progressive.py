@@ -473,9 +473,9 @@ def test_blocks_settle_while_the_text_streams() -> None:
     # An item that another follows settles; the last one is the tail (a list may go on after
     # a blank line).
     assert steps[1].blocks_html == "<ul>\n<li>one</li>\n</ul>\n"
-    assert steps[2].blocks_html == steps[2].list_html == ""  # a partial line decides nothing
-    assert steps[3].list_html == "<li>two</li>\n"  # a paragraph started: the list is done
-    assert not steps[3].list_redrawn
+    # A line after a blank line that the list cannot take: the list is done as it begins
+    assert steps[2].list_html == "<li>two</li>\n" and steps[2].blocks_html == ""
+    assert not steps[2].list_redrawn and steps[2].tail_replaced
     assert "<p>Some text here.</p>" in steps[3].blocks_html  # a blank line ends a paragraph
     # A table whose head came is drawn as one in the tail (its row being written is empty)
     assert renderer.tail == Tail(
@@ -933,7 +933,8 @@ def test_words_after_a_mark_on_an_indented_line_stay_text() -> None:
     text = "1. word\n\n    `open\n`code` word"
     renderer = ProgressiveRenderer()
     renderer.feed(text)
-    assert renderer.tail == Tail("text", text) and renderer.tail.formatted == ""
+    assert renderer.tail == Tail("item", text[3:], number="1", opens=True)
+    assert renderer.tail.formatted == ""
     assert "<code>open </code>code` word" in render_markdown(text)
 
 
@@ -1343,3 +1344,133 @@ def test_a_tables_row_being_written_is_escaped_text() -> None:
     frame = text_step(CONTENT, 5, step, renderer.tail) + tail_html(CONTENT, 5, renderer.tail)
     assert "<img" not in frame and "<script" not in frame
     assert "&lt;img src=x onerror=alert(1)&gt;" in frame and "&lt;script&gt;x" in frame
+
+
+def test_a_lists_first_item_is_drawn_as_its_list_from_its_first_character() -> None:
+    """A list's first item showed as text ("1. Install", its marker too) until the next item
+    began, then jumped into a list. It is drawn as the list (its text as written) from its
+    marker and first character on, for all its lines, where it will settle."""
+    from chat.fragments import CONTENT, text_step
+
+    renderer = ProgressiveRenderer()
+    renderer.feed("Steps:\n\n")
+    for piece in ["1", ".", " "]:
+        assert not renderer.feed(piece).tail_replaced
+        assert renderer.tail.kind == "text"
+    step = renderer.feed("I")
+    assert step.tail_replaced and renderer.tail == Tail("item", "I", number="1", opens=True)
+    assert '<div id="t5" hx-swap-oob="innerHTML"><ol start="1" class="tail-list"><li>' in (
+        text_step(CONTENT, 5, step, renderer.tail)
+    )
+    step = renderer.feed("nstall **it**\n   more")
+    assert not step.tail_replaced and step.blocks_html == ""
+    assert renderer.tail == Tail("item", "Install **it**\n   more", number="1", opens=True)
+    assert '<span id="x5" hx-swap-oob="beforeend">' in text_step(CONTENT, 5, step, renderer.tail)
+    step = renderer.feed("\n2. R")  # the next item: the first settles in the list
+    assert step.tail_replaced
+    assert step.blocks_html == "<ol>\n<li>Install <strong>it</strong>\nmore</li>\n</ol>\n"
+    assert renderer.tail == Tail("item", "R", number="2")
+    renderer = ProgressiveRenderer()
+    for character in "Intro\n\n7) seven":
+        renderer.feed(character)
+    assert renderer.tail == Tail("item", "seven", number="7", opens=True)
+    # Not (yet) a list's first item: a rule it may turn into, a table's head (a pipe), text
+    for text in ["- -", "* * ", "- a | b", "-a", "1.5 kg", "- ", "    - code", "\t- x"]:
+        renderer = ProgressiveRenderer()
+        for character in text:
+            renderer.feed(character)
+        assert renderer.tail.kind == "text", text
+    renderer = ProgressiveRenderer()
+    for piece in ["- a", " | b"]:  # a pipe: it may be a table's head; drawn as text again
+        step = renderer.feed(piece)
+    assert step.tail_replaced and renderer.tail == Tail("text", "- a | b")
+
+
+def test_a_heading_is_drawn_as_one_while_its_line_is_written() -> None:
+    """A heading's line showed as text ("## Getting started", its marks too) until it ended,
+    then jumped into a heading. From its marker, a blank and a first character it is drawn as
+    the heading, its words formatted as their marks close."""
+    from chat.fragments import CONTENT, text_step
+
+    renderer = ProgressiveRenderer()
+    renderer.feed("Intro.\n\n")
+    for piece in ["#", "#", " "]:
+        assert not renderer.feed(piece).tail_replaced
+        assert renderer.tail.kind == "text"
+    step = renderer.feed("G")
+    assert step.tail_replaced and renderer.tail == Tail("heading", "G", level=2)
+    assert text_step(CONTENT, 5, step, renderer.tail) == (
+        '<div id="t5" hx-swap-oob="innerHTML"><h2 class="tail-heading"><span id="x5">G</span>'
+        "</h2></div>"
+    )
+    step = renderer.feed("etting **started** ")
+    assert not step.tail_replaced and renderer.tail.text == "Getting **started** "
+    assert "<strong>started</strong>" in text_step(CONTENT, 5, step, renderer.tail)
+    step = renderer.feed("now\n")  # its line ended: it settles
+    assert (
+        step.tail_replaced and step.blocks_html == "<h2>Getting <strong>started</strong> now</h2>\n"
+    )
+    assert renderer.tail == Tail("text", "")
+    for text in ["#tag", "####### seven", "#", "## ", "    ## code", "## A | B"]:
+        renderer = ProgressiveRenderer()
+        for character in text:
+            renderer.feed(character)
+        assert renderer.tail.kind == "text", text
+
+
+@pytest.mark.parametrize(
+    ("before", "line"),
+    [
+        ("- a\n- b\n\n", "After the list."),
+        ("- a\n- b\n\n", "**Note:** x"),
+        ("- a\n- b\n\n", "## Next"),
+        ("- a\n- b\n\n", "> quoted"),
+        ("- a\n- b\n\n", "```sh"),
+        ("- a\n- b\n\n", "* another list"),
+        ("- a\n- b\n\n", "1. a numbered list"),
+        ("- a\n- b\n\n", "--- a rule"),
+        ("- a\n- b\n\n", " x, indented less than the item"),
+        ("1. a\n2. b\n\n", "After the list."),
+        ("1. a\n2. b\n\n", "- a bullet list"),
+        ("1. a\n\n", "After a one-item list."),
+        ("- a\n  - nested\n\n", "After the lists."),
+        ("Intro\n\n- a\n\n\n", "After two blank lines."),
+        ("- a\n- b\n \t\n", "After a blank line of blanks."),
+    ],
+)
+def test_a_line_after_a_blank_line_that_the_list_cannot_take_ends_it_as_it_begins(
+    before: str, line: str
+) -> None:
+    """The words after a list went into its last item (drawn indented under its marker) until
+    their line ended, then jumped out of it: a paragraph after a list is most often one long
+    line. A line after a blank line that the list cannot take ends it from its first
+    characters on: the list settles and the line is the tail."""
+    text = before + line
+    for pieces in ([text], [before, line], list(text)):
+        renderer = ProgressiveRenderer()
+        for piece in pieces:
+            renderer.feed(piece)
+        assert renderer.text[renderer.settled :] == line, pieces
+        assert renderer.blocks_html == render_markdown(before), pieces
+        page, whole, _ = stream(pieces)
+        assert whole == page.html == render_markdown(text), pieces
+
+
+@pytest.mark.parametrize(
+    ("before", "line"),
+    [
+        ("- a\n- b\n\n", "  more of b"),  # indented into the item
+        ("- a\n- b\n\n", "- c"),  # its next item
+        ("- a\n- b\n\n", "-"),
+        ("1. a\n2. b\n\n", "3. c"),
+        ("1. a\n2. b\n\n", "2024 may be an item"),  # a number under a numbered list waits
+        ("- a\n- b\n", "lazy, no blank line"),  # a lazy line of the item's paragraph
+        ("- a\n- b\n\n", "\tx"),
+    ],
+)
+def test_a_line_the_list_may_take_leaves_it_open(before: str, line: str) -> None:
+    renderer = ProgressiveRenderer()
+    for character in before + line:
+        renderer.feed(character)
+    tail = renderer.tail
+    assert tail.kind == "item" and (tail.text.endswith(line) or line.endswith(tail.text)), line

@@ -544,3 +544,117 @@ async def test_a_table_takes_shape_row_by_row_as_it_streams(
     assert render_markdown(TABLE_REPLY) in live  # the one-shot render, nothing twice
     assert (await content.inner_text()).count("Enterprise") == 1
     assert watch.console_errors == [] and watch.csp_violations == []
+
+
+OPENINGS_REPLY = """\
+Here is how:
+
+## Getting **started** today
+
+- install *it* first
+- run it
+
+After the list comes a closing paragraph, written as one long line of words as models do"""
+OPENINGS_TOKENS = re.findall(r"\s*\S+|\s+", OPENINGS_REPLY)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_heading_a_lists_first_item_and_the_words_after_a_list_stand_where_they_settle(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A heading's line showed as text ("## Getting **started**") until it ended, a list's
+    first item too ("- install *it*") until the next item began, and the paragraph after a
+    list in the list's last item until its line ended: each then jumped into its place. Each
+    is now drawn from its first characters as it will settle, and does not move when it
+    does."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    gates = [Gate(fake_upstream) for _ in range(3)]
+    held = [OPENINGS_TOKENS.index(token) + 1 for token in ("\n\n-", "\n-", " paragraph,")]
+    pieces = reply_events(OPENINGS_TOKENS)
+
+    async def plan(request):
+        async def before_piece(i: int) -> None:
+            for gate, index in zip(gates, held, strict=True):
+                await gate.before(index)(i)
+
+        return await request.stream(pieces, delay=0.02, before_piece=before_piece)
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("How do I start?")
+    content, tail = page.locator(f"#c{reply_id}"), page.locator(f"#t{reply_id}")
+
+    # In the heading's line: a heading, its bold word formatted, no marks shown.
+    heading = tail.locator("h2.tail-heading")
+    await expect(heading).to_have_text("Getting started today")
+    await expect(heading.locator("strong")).to_have_text("started")
+    streaming_heading = await box_in_reply(chat, reply_id, heading.locator("strong"))
+    size = await heading.evaluate("h => getComputedStyle(h).fontSize")
+    await check_looks(page, tmp_path / f"heading-{viewport['width']}-{scheme}.png")
+
+    # In the list's first item: the heading settled where it stood; the item is a list's.
+    gates[0].open()
+    item = tail.locator("ul.tail-list > li")
+    await expect(item).to_have_text("install it first")
+    await expect(item.locator("em")).to_have_text("it")
+    settled = await box_in_reply(chat, reply_id, content.locator("h2 strong"))
+    assert (settled["x"], settled["y"]) == (streaming_heading["x"], streaming_heading["y"])
+    assert await content.locator("h2").evaluate("h => getComputedStyle(h).fontSize") == size
+    streaming_item = await box_in_reply(chat, reply_id, item.locator("em"))
+    assert "-" not in await tail.inner_text()
+    await check_looks(page, tmp_path / f"first-item-{viewport['width']}-{scheme}.png")
+
+    # In the paragraph after the list: the list settled with the first item where it stood,
+    # and the paragraph is outside it, in line with the paragraphs.
+    gates[1].open()
+    await expect(tail).to_have_text(re.compile(r"^After the list comes a closing"))
+    await expect(content.locator(":scope > ul > li")).to_have_count(2)
+    settled = await box_in_reply(chat, reply_id, content.locator("ul > li em"))
+    assert (settled["x"], settled["y"]) == (streaming_item["x"], streaming_item["y"])
+    intro = await box_in_reply(chat, reply_id, content.locator(":scope > p").first)
+    after = await box_in_reply(chat, reply_id, tail)
+    assert after["x"] == intro["x"]
+    await check_looks(page, tmp_path / f"after-list-{viewport['width']}-{scheme}.png")
+
+    gates[2].open()
+    await chat.wait_finished(reply_id)
+    last = await box_in_reply(chat, reply_id, content.locator(":scope > p").last)
+    assert (last["x"], last["y"]) == (after["x"], after["y"])
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(OPENINGS_REPLY) in live  # the one-shot render, nothing twice
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "held", "streaming", "settled"),
+    [
+        ("## Getting started today\n\nText.", "\n\nText.", "h2.tail-heading", "h2"),
+        ("- install it first\n- run it", "\n-", "ul.tail-list", "ul"),
+        ("1. install it first\n2. run it", "\n2.", "ol.tail-list", "ol"),
+        ("```py\nprint(1)\n```\n\nText.", "\n```", ".code-block", ".code-block"),
+        ("| a | b |\n|---|---|\n| 1 | 2 |\n\nText.", "\n\nText.", "table.tail-table", "table"),
+    ],
+    ids=["heading", "list", "numbered-list", "code", "table"],
+)
+async def test_a_replys_first_block_does_not_move_when_it_settles(
+    page, server, fake_upstream, watch, reply, held, streaming, settled
+):
+    """The first block of a reply stands at its top while it is written, as it does once it
+    settles (the page's first block has no top margin). A heading, a list's first item and a
+    code block stood a line lower in the tail, then jumped up."""
+    tokens = re.findall(r"\s*\S+|\s+", reply)
+    gate = held_stream(fake_upstream, tokens, held, delay=0.02)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Begin with a block")
+    block = page.locator(f"#t{reply_id} > {streaming}")
+    await expect(block).to_be_visible()
+    before = await box_in_reply(chat, reply_id, block)
+    gate.open()
+    await chat.wait_finished(reply_id)
+    after = await box_in_reply(chat, reply_id, page.locator(f"#c{reply_id} > {settled}"))
+    assert (after["x"], after["y"]) == (before["x"], before["y"]), (before, after)
+    assert watch.console_errors == []
