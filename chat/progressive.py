@@ -104,7 +104,10 @@ _ITEM_START = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])( {1,4})(?=[^ \t\n])")
 _ITEM_MARKER = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])[ \t]")  # a tab after it too
 _LISTS = {"bullet_list_open", "ordered_list_open"}
 _OPENING_FIRST = frozenset(" -+*#0123456789")  # the characters it may start with
-_LINE_START = re.compile(r"( *)([^ \n]?)([^\n]?)")  # indent, first two characters after it
+_OPENING_SEEN = 64
+# A line's indent, its first character, what follows it up to the first character that is not
+# a digit (or the next character), and the character after that
+_LINE_START = re.compile(r"( *)([^ \n]?)((?<=[0-9])[0-9]*[^0-9\n]?|[^\n]?)([^\n]?)")
 # The tail's first line drawn as the block it opens while it is written (see `_opening`): a
 # list's first item (its marker, blanks and a first character; not a rule it may yet turn
 # into), or an ATX heading (its marker, blanks and a first character).
@@ -428,8 +431,11 @@ class ProgressiveRenderer:
         self._parse_work = 0
         self._blank_line_parsed = False  # (the first blank line after its budget ran out)
         # The tail's first line as seen so far: (where the tail starts, where it was scanned
-        # to, where the line ends or -1, whether it has a pipe); see `_opening`
-        self._first_line: tuple[int, int, int, bool] = (-1, 0, -1, False)
+        # to, where the line ends or -1); see `_opening`
+        self._first_line: tuple[int, int, int] = (-1, 0, -1)
+        # A line being written: (where it starts, whether a blank line is before it); see
+        # `_line_ends_list`
+        self._after_blank: tuple[int, bool] = (-1, False)
 
     @property
     def blocks_html(self) -> str:
@@ -936,8 +942,9 @@ class ProgressiveRenderer:
         ends it, and the list settles: a line indented less than its last item's content that
         starts no item of it (a paragraph, a heading, a quote, another list). The words after
         a list were drawn in its last item until their line ended. Decided by the line's first
-        characters: a number under a numbered list, or a marker and a blank under a list of
-        that marker, may yet start its next item, and wait for their line's end."""
+        characters: a number and the list's delimiter under a numbered list, or its marker
+        under a bulleted one, then a blank, may yet start its next item, and wait for their
+        line's end."""
         line_start = self._open_to  # after the lines that continue the open block
         if line_start is None or line_start < self.settled or self._open_line is None:
             return False
@@ -946,21 +953,23 @@ class ProgressiveRenderer:
         list_lines = _LIST_OF.get(self._open_line)
         if list_lines is None or self.text.find("\n", line_start) >= 0:
             return False
-        blank = self.text.rfind("\n", 0, line_start - 1) + 1
-        if blank < self.settled or self.text[blank : line_start - 1].strip(" \t"):
-            return False  # not after a blank line: the line may be a lazy one of the item
+        if not self._follows_blank_line(line_start):
+            return False  # the line may be a lazy one of the item
         ordered, marker, column = list_lines
         start = _LINE_START.match(self.text, line_start)
         assert start is not None
-        indent, first, second = len(start.group(1)), start.group(2), start.group(3)
+        indent, first, after = len(start.group(1)), start.group(2), start.group(3)
         if not first or first == "\t" or indent >= min(column, 4):
             return False  # blank so far, a tab, or a line of the item (or code) perhaps
         if first.isdigit() and ordered:
-            return False  # its next item, perhaps
-        if first in "-+*":
-            if not second:
+            if not after or after[-1].isdigit():
+                return False  # more digits to come, perhaps
+            if len(after) <= 9 and after[-1] == marker and start.group(4) in ("", " ", "\t"):
+                return False  # its next item, perhaps
+        elif first in "-+*":
+            if not after:
                 return False
-            if second in " \t" and first == marker and not ordered:
+            if after in " \t" and first == marker and not ordered:
                 return False  # its next item, perhaps (or a rule, which ends it as its line does)
         if self._list is not None:
             self._settle_list(line_start, html)
@@ -969,34 +978,44 @@ class ProgressiveRenderer:
         self._open_to = self._open_line = None  # the new block's lines are parsed from it
         return True
 
+    def _follows_blank_line(self, line_start: int) -> bool:
+        """Whether the line at `line_start` (in the tail, after its first line) follows a
+        blank line, looked at once for each line."""
+        seen, blank = self._after_blank
+        if seen != line_start:
+            before = self.text.rfind("\n", self.settled, line_start - 1) + 1
+            blank = before >= self.settled and not self.text[before : line_start - 1].strip(" \t")
+            self._after_blank = (line_start, blank)
+        return blank
+
     def _opening(self) -> re.Match[str] | None:
         """The tail's first line, while it opens a top-level list (its first item) or is an
-        ATX heading being written (`_OPENING`), and has no pipe (it may be a table's head
-        then): the tail is drawn as that block (an item's text, a heading's) from then on,
-        as it will render, not as text that takes its shape when its block settles. A list's
-        first item is drawn so for all its lines (until the next item or the list's end
-        settles it), a heading until its line ends (it then settles)."""
+        ATX heading being written (`_OPENING`): the tail is drawn as that block (an item's
+        text, a heading's) from then on, as it will render, not as text that takes its shape
+        when its block settles. A list's first item is drawn so for all its lines, until the
+        next item or the list's end settles it (a delimiter row under its first line makes it
+        a table's head: the table is drawn then); a heading until its line ends (it settles
+        then, or a line later with a pipe, drawn as text meanwhile). Looked at in the line's
+        first `_OPENING_SEEN` characters: a longer run of blanks or of a rule's characters
+        stays text (each feed looks again)."""
         if self._list is not None or self._fence is not None or self._table is not None:
             return None
         if self._whole_list_from is not None:
             return None  # the tail is a whole list, drawn as text
-        if self.text[self.settled : self.settled + 1] not in _OPENING_FIRST:
+        start = self.settled
+        if self.text[start : start + 1] not in _OPENING_FIRST:
             return None  # (most tails: a paragraph's)
-        match = _OPENING.match(self.text, self.settled)
-        if match is None:
-            return None
-        start, scanned, newline, pipe = self._first_line
-        if start != self.settled:
-            scanned, newline, pipe = self.settled, -1, False
+        match = _OPENING.match(self.text, start, start + _OPENING_SEEN)
+        if match is None or match.lastgroup != "heading":
+            return match
+        seen, scanned, newline = self._first_line
+        if seen != start:
+            scanned, newline = start, -1
         if newline < 0:  # scanned on from where it was (a long line costs its length once)
             newline = self.text.find("\n", scanned)
-            stop = len(self.text) if newline < 0 else newline
-            pipe = pipe or self.text.find("|", scanned, stop) >= 0
-            scanned = stop
-            self._first_line = (self.settled, scanned, newline, pipe)
-        if pipe or (newline >= 0 and match.lastgroup == "heading"):
-            return None
-        return match
+            scanned = len(self.text)
+            self._first_line = (start, scanned, newline)
+        return None if newline >= 0 else match
 
     def _opening_shape(self) -> tuple[str | None, int] | None:
         opening = self._opening()
@@ -1326,7 +1345,9 @@ def _list_lines(ordered: bool, marker: str, column: int, lazy: bool = False) -> 
     item = rf"(?P<item> {{0,3}}{number}{re.escape(marker)} {{1,4}})(?=[^ \t\n]){rule}"
     delimiter = r"(?![ \t|:]*-[-:| \t]*\n)"
     text = f"(?P<text>{_LAZY_LINE})|" if lazy else ""
-    indent = rf"(?: {{{column},}}| {{0,3}}\t)" if column <= 4 else f" {{{column},}}"
+    # (Exactly `column` spaces, then the blanks: " {column,}[ \t]*" backtracked over a long
+    # blank line, quadratic in its length.)
+    indent = rf"(?: {{{column}}}| {{0,3}}\t)" if column <= 4 else f" {{{column}}}"
     pattern = re.compile(rf"{text}{delimiter}{indent}[ \t]*\S[^\n]*\n|[ \t]*\n|{item}[^\n]*\n")
     _LIST_OF[pattern] = (ordered, marker, column)
     return pattern

@@ -703,6 +703,37 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         assert growth(feed, 300) < 11, name  # linear: ~4 (up to 9 when busy)
 
 
+@pytest.mark.parametrize(
+    ("head", "run"),
+    [
+        ("- a\n", " "),  # a blank line under an item (a regular expression backtracked)
+        ("Intro\n\n", "- "),  # a list's first item or a rule, perhaps
+        ("Intro\n\n", "-"),
+        ("Intro\n\n- ", " "),
+        ("Intro\n\n#", " "),  # a heading, perhaps
+        ("Intro\n\n## ", "word "),  # a heading being written
+        ("Intro\n\n- ", "word "),  # a list's first item being written
+        ("- a\n\n", " "),  # a line that may end the list
+    ],
+)
+def test_one_long_line_costs_time_linear_in_its_length(head: str, run: str) -> None:
+    """A long run of one character on one line (a model stuck in a loop), fed a few
+    characters at a time: a blank line of 200,000 spaces under a list item took 185 s of
+    the event loop (each line's match backtracked), a first line of "- " or of blanks after
+    "#" 26 s and 266 s (a second read: each feed looked at the whole line again)."""
+
+    def feed(size: int) -> float:
+        text = head + run * (size // len(run)) + "\nAfter"
+        renderer = ProgressiveRenderer()
+        started = time.process_time()
+        for i in range(0, len(text), 4):
+            renderer.feed(text[i : i + 4])
+        renderer.finish()
+        return time.process_time() - started
+
+    assert growth(feed, 10_000) < 11  # linear: ~4 (up to 9 when busy); quadratic: ~16
+
+
 def test_lines_that_no_shape_knows_cost_time_linear_in_the_tail() -> None:
     """A tail whose lines the shapes above do not know is parsed whole at every line: past a
     budget it is parsed again only when it has grown by a quarter, so a reply of such lines
@@ -1375,15 +1406,20 @@ def test_a_lists_first_item_is_drawn_as_its_list_from_its_first_character() -> N
         renderer.feed(character)
     assert renderer.tail == Tail("item", "seven", number="7", opens=True)
     # Not (yet) a list's first item: a rule it may turn into, a table's head (a pipe), text
-    for text in ["- -", "* * ", "- a | b", "-a", "1.5 kg", "- ", "    - code", "\t- x"]:
+    for text in ["- -", "* * ", "-a", "1.5 kg", "- ", "    - code", "\t- x"]:
         renderer = ProgressiveRenderer()
         for character in text:
             renderer.feed(character)
         assert renderer.tail.kind == "text", text
+    # A pipe (a second read: the item turned text at it, a code span's "ls | grep" say): it
+    # stays an item until a delimiter row under it makes it a table's head.
     renderer = ProgressiveRenderer()
-    for piece in ["- a", " | b"]:  # a pipe: it may be a table's head; drawn as text again
+    renderer.feed("- Run `ls")
+    for piece in [" | grep x` to list", "\n|-", "--|---|", "\n"]:
         step = renderer.feed(piece)
-    assert step.tail_replaced and renderer.tail == Tail("text", "- a | b")
+        if renderer.text.count("\n") < 2:
+            assert not step.tail_replaced and renderer.tail.kind == "item", renderer.text
+    assert step.tail_replaced and renderer.tail.kind == "table"
 
 
 def test_a_heading_is_drawn_as_one_while_its_line_is_written() -> None:
@@ -1411,7 +1447,7 @@ def test_a_heading_is_drawn_as_one_while_its_line_is_written() -> None:
         step.tail_replaced and step.blocks_html == "<h2>Getting <strong>started</strong> now</h2>\n"
     )
     assert renderer.tail == Tail("text", "")
-    for text in ["#tag", "####### seven", "#", "## ", "    ## code", "## A | B"]:
+    for text in ["#tag", "####### seven", "#", "## ", "    ## code", "## A | B\n"]:
         renderer = ProgressiveRenderer()
         for character in text:
             renderer.feed(character)
@@ -1432,6 +1468,9 @@ def test_a_heading_is_drawn_as_one_while_its_line_is_written() -> None:
         ("- a\n- b\n\n", " x, indented less than the item"),
         ("1. a\n2. b\n\n", "After the list."),
         ("1. a\n2. b\n\n", "- a bullet list"),
+        ("1. a\n2. b\n\n", "2024 was a year"),  # a number and no delimiter: no item
+        ("1. a\n2. b\n\n", "3) another list"),
+        ("1. a\n2. b\n\n", "3.5 times"),
         ("1. a\n\n", "After a one-item list."),
         ("- a\n  - nested\n\n", "After the lists."),
         ("Intro\n\n- a\n\n\n", "After two blank lines."),
@@ -1463,7 +1502,8 @@ def test_a_line_after_a_blank_line_that_the_list_cannot_take_ends_it_as_it_begin
         ("- a\n- b\n\n", "- c"),  # its next item
         ("- a\n- b\n\n", "-"),
         ("1. a\n2. b\n\n", "3. c"),
-        ("1. a\n2. b\n\n", "2024 may be an item"),  # a number under a numbered list waits
+        ("1. a\n2. b\n\n", "2024"),  # a number under a numbered list waits for more
+        ("1. a\n2. b\n\n", "3."),
         ("- a\n- b\n", "lazy, no blank line"),  # a lazy line of the item's paragraph
         ("- a\n- b\n\n", "\tx"),
     ],
