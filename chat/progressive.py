@@ -917,18 +917,30 @@ class ProgressiveRenderer:
         self._open_to = complete
         return True
 
+    def _list_line_being_written(
+        self, delta_length: int
+    ) -> tuple[int, tuple[bool, str, int]] | None:
+        """The line being written after the lines of the open top-level list, if it has just
+        begun (its first 20 characters came with the last `delta_length`): where it starts,
+        and the list (ordered, its marker, its last item's content column)."""
+        line_start = self._open_to  # after the lines that continue the open block, if any
+        if line_start is None or line_start < self.settled or self._open_line is None:
+            return None
+        if len(self.text) - delta_length > line_start + 20:
+            return None  # the start of the line was seen already
+        list_lines = _LIST_OF.get(self._open_line)
+        if list_lines is None or self.text.find("\n", line_start) >= 0:
+            return None
+        return line_start, list_lines
+
     def _item_begun(self, delta_length: int) -> bool:
         """A line still being written that starts the open list's next item (its marker and
         a first character) ends the item before it, which settles: a list's items settle as
         the next begins, not a line later."""
-        line_start = self._open_to  # after the lines that continue the open block, if any
-        if line_start is None or line_start < self.settled or self._open_line is None:
+        being_written = self._list_line_being_written(delta_length)
+        if being_written is None:
             return False
-        if len(self.text) - delta_length > line_start + 20:
-            return False  # the start of the line was seen already
-        list_lines = _LIST_OF.get(self._open_line)
-        if list_lines is None or self.text.find("\n", line_start) >= 0:
-            return False
+        line_start, list_lines = being_written
         if _next_item(*list_lines).match(self.text, line_start) is None:
             return False
         start = self._list.start if self._list is not None else self.settled
@@ -945,17 +957,12 @@ class ProgressiveRenderer:
         characters: a number and the list's delimiter under a numbered list, or its marker
         under a bulleted one, then a blank, may yet start its next item, and wait for their
         line's end."""
-        line_start = self._open_to  # after the lines that continue the open block
-        if line_start is None or line_start < self.settled or self._open_line is None:
+        being_written = self._list_line_being_written(delta_length)
+        if being_written is None:
             return False
-        if len(self.text) - delta_length > line_start + 20:
-            return False  # the start of the line was seen already
-        list_lines = _LIST_OF.get(self._open_line)
-        if list_lines is None or self.text.find("\n", line_start) >= 0:
-            return False
+        line_start, (ordered, marker, column) = being_written
         if not self._follows_blank_line(line_start):
             return False  # the line may be a lazy one of the item
-        ordered, marker, column = list_lines
         start = _LINE_START.match(self.text, line_start)
         assert start is not None
         indent, first, after = len(start.group(1)), start.group(2), start.group(3)

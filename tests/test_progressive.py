@@ -185,6 +185,14 @@ def stream(pieces: list[str]) -> tuple[Page, str, ProgressiveRenderer]:
     return page, whole, renderer
 
 
+def fed_by_character(text: str) -> ProgressiveRenderer:
+    """A renderer fed `text` one character at a time."""
+    renderer = ProgressiveRenderer()
+    for character in text:
+        renderer.feed(character)
+    return renderer
+
+
 @settings(max_examples=400, deadline=None)
 @given(data=st.data())
 def test_settled_blocks_and_the_final_tail_equal_the_one_shot_render(data: st.DataObject) -> None:
@@ -290,9 +298,7 @@ def test_a_link_reference_definition_leaves_the_tail_once_a_block_follows_it() -
     # A label over a heading's underline and the lines after it: drawn as those blocks while
     # it streams (it is settled by then), saved as the one-shot render (it saved the heading)
     text = "[u\n--\n/u\nc]: /u\n> q\n(a"
-    renderer = ProgressiveRenderer()
-    for character in text:
-        renderer.feed(character)
+    renderer = fed_by_character(text)
     assert (
         renderer.finish()[1]
         == render_markdown(text)
@@ -821,9 +827,7 @@ def test_a_lists_open_item_is_numbered_as_markdown_numbers_it() -> None:
     """Written "1." each (a common habit), the item being written showed "1." and became "2."
     as it settled."""
     for text, number in [("1. a\n1. b", "2"), ("3. a\n1. b\n1. c", "5"), ("007. a\n1. b", "8")]:
-        renderer = ProgressiveRenderer()
-        for character in text:
-            renderer.feed(character)
+        renderer = fed_by_character(text)
         assert renderer.tail == Tail("item", text[-1], number=number), text
 
 
@@ -1011,9 +1015,7 @@ def test_marks_that_cannot_close_do_not_hold_the_text_back() -> None:
         "x ~ y ": "x <span>~</span> y ",
     }
     for text, formatted in cases.items():
-        renderer = ProgressiveRenderer()
-        for character in text:
-            renderer.feed(character)
+        renderer = fed_by_character(text)
         tail = renderer.tail
         assert formatted_html(tail, "w5") == formatted and tail.pending_from is None, tail
     renderer = ProgressiveRenderer()
@@ -1052,9 +1054,7 @@ def test_a_continuations_held_paragraph_goes_on_as_text() -> None:
 
 
 def _drawn_pieces_are_in_the_render(text: str) -> list[str]:
-    renderer = ProgressiveRenderer()
-    for character in text:
-        renderer.feed(character)
+    renderer = fed_by_character(text)
     words = _pieces(renderer.tail.formatted)
     whole = render_markdown(text)
     assert all(word in whole for word in words), (words, whole)
@@ -1095,9 +1095,7 @@ def test_a_pending_span_is_tried_a_bounded_number_of_times() -> None:
     after a dozen tries stays text until its paragraph settles (a line of "[" or of
     unpaired marks cost seconds of the event loop)."""
     text = "``a" + " b`" * 30 + " c``"
-    renderer = ProgressiveRenderer()
-    for character in text + " ":
-        renderer.feed(character)
+    renderer = fed_by_character(text + " ")
     assert renderer.tail.pending_from == 0 and renderer.tail.formatted == ""
     assert "<code>" in render_markdown(text)  # it did close, after the tries
 
@@ -1377,19 +1375,27 @@ def test_a_tables_row_being_written_is_escaped_text() -> None:
     assert "&lt;img src=x onerror=alert(1)&gt;" in frame and "&lt;script&gt;x" in frame
 
 
+def drawn_again_at_last(before: str, pieces: list[str]) -> tuple[ProgressiveRenderer, RenderStep]:
+    """A renderer fed `before`, then `pieces`: its tail stays text, drawn as it comes, until
+    the last piece, whose step draws it again (returned)."""
+    renderer = ProgressiveRenderer()
+    renderer.feed(before)
+    for piece in pieces[:-1]:
+        assert not renderer.feed(piece).tail_replaced
+        assert renderer.tail.kind == "text", renderer.text
+    step = renderer.feed(pieces[-1])
+    assert step.tail_replaced
+    return renderer, step
+
+
 def test_a_lists_first_item_is_drawn_as_its_list_from_its_first_character() -> None:
     """A list's first item showed as text ("1. Install", its marker too) until the next item
     began, then jumped into a list. It is drawn as the list (its text as written) from its
     marker and first character on, for all its lines, where it will settle."""
     from chat.fragments import CONTENT, text_step
 
-    renderer = ProgressiveRenderer()
-    renderer.feed("Steps:\n\n")
-    for piece in ["1", ".", " "]:
-        assert not renderer.feed(piece).tail_replaced
-        assert renderer.tail.kind == "text"
-    step = renderer.feed("I")
-    assert step.tail_replaced and renderer.tail == Tail("item", "I", number="1", opens=True)
+    renderer, step = drawn_again_at_last("Steps:\n\n", ["1", ".", " ", "I"])
+    assert renderer.tail == Tail("item", "I", number="1", opens=True)
     assert '<div id="t5" hx-swap-oob="innerHTML"><ol start="1" class="tail-list"><li>' in (
         text_step(CONTENT, 5, step, renderer.tail)
     )
@@ -1401,15 +1407,11 @@ def test_a_lists_first_item_is_drawn_as_its_list_from_its_first_character() -> N
     assert step.tail_replaced
     assert step.blocks_html == "<ol>\n<li>Install <strong>it</strong>\nmore</li>\n</ol>\n"
     assert renderer.tail == Tail("item", "R", number="2")
-    renderer = ProgressiveRenderer()
-    for character in "Intro\n\n7) seven":
-        renderer.feed(character)
+    renderer = fed_by_character("Intro\n\n7) seven")
     assert renderer.tail == Tail("item", "seven", number="7", opens=True)
     # Not (yet) a list's first item: a rule it may turn into, a table's head (a pipe), text
     for text in ["- -", "* * ", "-a", "1.5 kg", "- ", "    - code", "\t- x"]:
-        renderer = ProgressiveRenderer()
-        for character in text:
-            renderer.feed(character)
+        renderer = fed_by_character(text)
         assert renderer.tail.kind == "text", text
     # A pipe (a second read: the item turned text at it, a code span's "ls | grep" say): it
     # stays an item until a delimiter row under it makes it a table's head.
@@ -1428,13 +1430,8 @@ def test_a_heading_is_drawn_as_one_while_its_line_is_written() -> None:
     the heading, its words formatted as their marks close."""
     from chat.fragments import CONTENT, text_step
 
-    renderer = ProgressiveRenderer()
-    renderer.feed("Intro.\n\n")
-    for piece in ["#", "#", " "]:
-        assert not renderer.feed(piece).tail_replaced
-        assert renderer.tail.kind == "text"
-    step = renderer.feed("G")
-    assert step.tail_replaced and renderer.tail == Tail("heading", "G", level=2)
+    renderer, step = drawn_again_at_last("Intro.\n\n", ["#", "#", " ", "G"])
+    assert renderer.tail == Tail("heading", "G", level=2)
     assert text_step(CONTENT, 5, step, renderer.tail) == (
         '<div id="t5" hx-swap-oob="innerHTML"><h2 class="tail-heading"><span id="x5">G</span>'
         "</h2></div>"
@@ -1448,9 +1445,7 @@ def test_a_heading_is_drawn_as_one_while_its_line_is_written() -> None:
     )
     assert renderer.tail == Tail("text", "")
     for text in ["#tag", "####### seven", "#", "## ", "    ## code", "## A | B\n"]:
-        renderer = ProgressiveRenderer()
-        for character in text:
-            renderer.feed(character)
+        renderer = fed_by_character(text)
         assert renderer.tail.kind == "text", text
 
 
@@ -1509,8 +1504,6 @@ def test_a_line_after_a_blank_line_that_the_list_cannot_take_ends_it_as_it_begin
     ],
 )
 def test_a_line_the_list_may_take_leaves_it_open(before: str, line: str) -> None:
-    renderer = ProgressiveRenderer()
-    for character in before + line:
-        renderer.feed(character)
+    renderer = fed_by_character(before + line)
     tail = renderer.tail
     assert tail.kind == "item" and (tail.text.endswith(line) or line.endswith(tail.text)), line

@@ -160,15 +160,28 @@ class Gate:
 def held_stream(upstream: FakeUpstream, tokens: Sequence[str], held: str, delay: float) -> Gate:
     """Make the fake upstream stream `tokens` (a piece each), held before the first `held`
     until the returned gate opens."""
-    gate = Gate(upstream)
+    (gate,) = gated_stream(upstream, tokens, [list(tokens).index(held) + 1], delay)
+    return gate
+
+
+def gated_stream(
+    upstream: FakeUpstream, tokens: Sequence[str], pieces_held: Sequence[int], delay: float
+) -> list[Gate]:
+    """Make the fake upstream stream `tokens` (a piece each, after the role's piece 0), held
+    before each of the pieces `pieces_held` until its gate (returned in the same order)
+    opens."""
+    gates = [Gate(upstream) for _ in pieces_held]
     pieces = reply_events(tokens)
-    before = gate.before(list(tokens).index(held) + 1)  # piece 0 is the role chunk
+
+    async def before_piece(i: int) -> None:
+        for gate, index in zip(gates, pieces_held, strict=True):
+            await gate.before(index)(i)
 
     async def plan(request: FakeRequest) -> Any:
-        return await request.stream(pieces, delay=delay, before_piece=before)
+        return await request.stream(pieces, delay=delay, before_piece=before_piece)
 
     upstream.plan = plan
-    return gate
+    return gates
 
 
 # What a reply shows: its status, and its text (the live text while it streams, else the

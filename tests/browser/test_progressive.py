@@ -18,6 +18,7 @@ from tests.browser.support import (
     Gate,
     another_tab,
     eventually,
+    gated_stream,
     held_stream,
 )
 from tests.fake_upstream import reply_events
@@ -351,19 +352,10 @@ async def test_a_list_takes_shape_item_by_item_while_the_reply_streams(
     the next one begins, and what is drawn stays where it is."""
     await page.set_viewport_size(viewport)
     await page.emulate_media(color_scheme=scheme)
-    in_third_step, in_last_item = Gate(fake_upstream), Gate(fake_upstream)
     third = STEPS_TOKENS.index(" Log") + 2  # a piece per token, after the role's
-    last = len(STEPS_TOKENS)
-    pieces = reply_events(STEPS_TOKENS)
-
-    async def plan(request):
-        async def before_piece(i: int) -> None:
-            await in_third_step.before(third)(i)
-            await in_last_item.before(last)(i)
-
-        return await request.stream(pieces, delay=0.02, before_piece=before_piece)
-
-    fake_upstream.plan = plan
+    in_third_step, in_last_item = gated_stream(
+        fake_upstream, STEPS_TOKENS, [third, len(STEPS_TOKENS)], delay=0.02
+    )
     chat = ChatPage(page, server)
     await chat.new_conversation()
     reply_id = await chat.send("How do I start?")
@@ -570,18 +562,8 @@ async def test_a_heading_a_lists_first_item_and_the_words_after_a_list_stand_whe
     does."""
     await page.set_viewport_size(viewport)
     await page.emulate_media(color_scheme=scheme)
-    gates = [Gate(fake_upstream) for _ in range(3)]
     held = [OPENINGS_TOKENS.index(token) + 1 for token in ("\n\n-", "\n-", " paragraph,")]
-    pieces = reply_events(OPENINGS_TOKENS)
-
-    async def plan(request):
-        async def before_piece(i: int) -> None:
-            for gate, index in zip(gates, held, strict=True):
-                await gate.before(index)(i)
-
-        return await request.stream(pieces, delay=0.02, before_piece=before_piece)
-
-    fake_upstream.plan = plan
+    gates = gated_stream(fake_upstream, OPENINGS_TOKENS, held, delay=0.02)
     chat = ChatPage(page, server)
     await chat.new_conversation()
     reply_id = await chat.send("How do I start?")
