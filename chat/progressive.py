@@ -592,7 +592,9 @@ class ProgressiveRenderer:
     def _format_base(self) -> int | None:
         """Where the open tail's text starts, if it is formatted as it streams: a paragraph's
         (or what may still turn out another block: it is drawn again when it settles), or a
-        list item's; not a code block, nor text that starts indented (code, perhaps)."""
+        list item's, or a heading's; not a code block, nor text that starts indented (code,
+        perhaps), nor a list's marker that is no item drawn (yet): after a tab or five blanks
+        its text is code ("10. \t**b**")."""
         if self._fence is not None or self._table is not None:
             return None
         if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
@@ -600,6 +602,8 @@ class ProgressiveRenderer:
         if (opening := self._opening()) is not None:
             return opening.end()
         if self.text.startswith((" ", "\t"), self.settled):
+            return None
+        if _ITEM_MARKER.match(self.text, self.settled):
             return None
         return self.settled
 

@@ -1413,6 +1413,10 @@ def test_a_lists_first_item_is_drawn_as_its_list_from_its_first_character() -> N
     for text in ["- -", "* * ", "-a", "1.5 kg", "- ", "    - code", "\t- x"]:
         renderer = fed_by_character(text)
         assert renderer.tail.kind == "text", text
+    # A marker and a tab: the item's text is code, and its marks stay text (a second read's
+    # fuzzer: "**b**" was drawn bold)
+    renderer = fed_by_character("10. \t**b** x")
+    assert renderer.tail.kind == "text" and renderer.tail.formatted == ""
     # A pipe (a second read: the item turned text at it, a code span's "ls | grep" say): it
     # stays an item until a delimiter row under it makes it a table's head.
     renderer = ProgressiveRenderer()
