@@ -96,8 +96,8 @@ def held_paragraph(renderer: ProgressiveRenderer) -> tuple[str, int] | None:
     """A continuation's open tail as it begins, if it is one paragraph: its HTML as the page
     showed it when the reply was cut, and where that text ends (what follows, white space
     included, is drawn after it as text). Drawn as plain text instead, it lost its formatting
-    the moment Continue began. Any other open block (a list, a table, a quote, a heading) is
-    drawn as text as before: the text that continues it would land outside it."""
+    the moment Continue began. Any other open block is drawn as the tail draws it: a list's
+    item, a heading or a table as such, a quote as text."""
     tail = renderer.tail
     text = tail.text.rstrip()
     if tail.kind != "text" or not text:
