@@ -573,6 +573,8 @@ async def test_a_heading_a_lists_first_item_and_the_words_after_a_list_stand_whe
     heading = tail.locator("h2.tail-heading")
     await expect(heading).to_have_text("Getting started today")
     await expect(heading.locator("strong")).to_have_text("started")
+    # The cursor after the text is drawn, not read: it is in no element's name.
+    await expect(heading).to_have_accessible_name("Getting started today")
     streaming_heading = await box_in_reply(chat, reply_id, heading.locator("strong"))
     size = await heading.evaluate("h => getComputedStyle(h).fontSize")
     await check_looks(page, tmp_path / f"heading-{viewport['width']}-{scheme}.png")
