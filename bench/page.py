@@ -5,9 +5,10 @@ A streaming reply N is its settled blocks (`cN`, rendered HTML appended once per
 its open tail (`tN`: text, or a code block still streaming whose `<code id="xN">` gets the
 text, or a list's item still being written, in a `<span id="xN">`, or a table whose head has
 come, `<table id="xN">`, with its rows so far and the row being written, `<tbody id="zN">`,
-last; a list's items also go into the list last among the blocks). A paragraph's or an
-item's text has its words drawn formatted once their marks close, and the text after a mark
-still open in a pending span (`<span id="wN">`). The blocks and the text the tail shows
+last, or a table's head being written, `<thead id="zN">`; a list's items also go into the
+list last among the blocks). A paragraph's or an item's text has its words drawn formatted
+once their marks close, and the text after a mark still open in a pending span
+(`<span id="wN">`). The blocks and the text the tail shows
 together say how much of the text a tab has: `Reference` maps each such state to the offset
 in the text, found by feeding the known text chunk by chunk to the app's own
 `chat.progressive.ProgressiveRenderer` (it has no Django in it).
@@ -31,7 +32,8 @@ OOB = re.compile(
     r'|hx-swap-oob="(beforeend|outerHTML|beforebegin|innerHTML):#([a-z])(\d+)'
     r'(?: > :last-child| > tr > :nth-child\((\d+)\))?")[^>]*>'
 )
-ROW = re.compile(r'<tbody id="z\d+"[^>]*>')  # a table's row being written, last in the tail
+# A table's row being written, last in the tail (or its head being written: the tail's row)
+ROW = re.compile(r'<(?:tbody|thead) id="z\d+"[^>]*>')
 PENDING = re.compile(r'<span id="w\d+">')
 TAG = re.compile(r"<[^>]+>")
 # The end of a reply: its footer swapped in (`message.finished` with only what changes), or
@@ -113,10 +115,10 @@ class ReplyView:
                     self.tail = self.tail[: row.start()] + inner + self.tail[row.start() :]
                     continue
                 cells = [
-                    m.end() for m in re.finditer("<td[^>]*>", self.tail) if m.start() > row.end()
+                    m for m in re.finditer(r"<(t[dh])\b[^>]*>", self.tail) if m.start() > row.end()
                 ]
-                start = cells[int(column) - 1]
-                close = _element_end(self.tail, "td", start)[0]
+                start = cells[int(column) - 1].end()
+                close = _element_end(self.tail, cells[int(column) - 1].group(1), start)[0]
                 kept = self.tail[start:close] if list_swap == "beforeend" else ""
                 self.tail = self.tail[:start] + kept + inner + self.tail[close:]
             elif kind == "w" and list_swap:  # the pending span drawn formatted (last in the tail)
@@ -206,13 +208,14 @@ def reference(tokens: int, kind: str, chunk: int = 1) -> Reference:
         tail = renderer.tail
         if tail.kind == "code":
             shown = tail.text
-        elif tail.kind == "table":
+        elif tail.kind in ("table", "head"):  # (a head being written is drawn in a table)
             shown = shown_text(tail.table + "".join(f"<td>{c}</td>" for c in tail.cells))
         else:
             shown = shown_text(formatted_html(tail, "w"))
         # The first offset with this state: text that changes nothing on the page counts as
         # arrived with the next frame that does.
-        state = (len(renderer.blocks_html), tail.kind, tail.language, shown)
+        kind = "table" if tail.kind == "head" else tail.kind
+        state = (len(renderer.blocks_html), kind, tail.language, shown)
         found.end = found.states.setdefault(state, end)
     found.final_html = render_markdown(found.text)
     return found

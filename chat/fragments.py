@@ -58,7 +58,8 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     item still being written, as the list's next item (its text as written), where the item
     will stand once it settles (a list's first item as the list), or a heading being written,
     or a table with the rows written so far, the row being
-    written last (its cells that ended rendered, the others as written)."""
+    written last (its cells that ended rendered, the others as written), or a table's head
+    being written (its cells so, in the head row the table will have)."""
     pending_id = f"{field.pending}{message_id}"
     if tail.kind == "text":
         return formatted_html(tail, pending_id)
@@ -66,6 +67,10 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     if tail.kind == "table":
         row = _table_row(f"{field.row}{message_id}", tail.cells, tail.aligns)
         return f'<table id="{code_id}" class="tail-table">{tail.table[7:]}{row}</table>'
+    if tail.kind == "head":
+        cells = "".join(f"<th>{cell}</th>" for cell in tail.cells)
+        head = f'<thead id="{field.row}{message_id}" class="tail-head"><tr>{cells}</tr></thead>'
+        return f'<table id="{code_id}" class="tail-table">{head}</table>'
     if tail.kind == "item":
         tag = f'ol start="{int(tail.number)}"' if tail.number else "ul"
         text = formatted_html(tail, pending_id)
@@ -127,7 +132,7 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
     if step.tail_replaced:
         html = tail_html(field, message_id, tail)
         parts.append(f'<div id="{tail_id}" hx-swap-oob="innerHTML">{html}</div>')
-    elif tail.kind == "table":
+    elif tail.kind in ("table", "head"):  # (a head's row: `row_id` too)
         row_id = f"{field.row}{message_id}"
         if step.rows_html:  # rows whose lines ended, before the row being written
             parts.append(f'<table hx-swap-oob="beforebegin:#{row_id}">{step.rows_html}</table>')

@@ -105,6 +105,7 @@ _ITEM_MARKER = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])[ \t]")  # a tab after
 _LISTS = {"bullet_list_open", "ordered_list_open"}
 _OPENING_FIRST = frozenset(" -+*#0123456789")  # the characters it may start with
 _OPENING_SEEN = 64
+_SHAPED_FIRST = _OPENING_FIRST | {"|"}  # a tail drawn as a block may start with
 # A line's indent, its first character, what follows it up to the first character that is not
 # a digit (or the next character), and the character after that
 _LINE_START = re.compile(r"( *)([^ \n]?)((?<=[0-9])[0-9]*[^0-9\n]?|[^\n]?)([^\n]?)")
@@ -115,6 +116,18 @@ _OPENING = re.compile(
     r"(?P<item>(?![-*_ \t]*(?:\n|\Z)) {0,3}(?:[0-9]{1,9}[.)]|[-+*]) {1,4})(?=[^ \t\n])"
     r"| {0,3}(?P<heading>#{1,6})[ \t]+(?=[^ \t\n])"
 )
+# A line being written that may yet open a block, so far only its marker (a list item's, a
+# heading's, a code fence's opening line, or its closing one): held back from the renderer
+# until a character after it tells what it is (or its line ends), so the page never shows it
+# as text for a frame ("-" then " Install", "##" then " Usage", "```py" until its line ends).
+# Every start of a held line is one too, so a text fed at once holds what it fed piece by
+# piece held, and draws the same; a line longer than `_HELD_AT_MOST` is not held.
+_HELD_LINE = re.compile(
+    r" *(?:[-+*][ \t]*|[0-9]{1,9}(?:[.)][ \t]*)?|#{1,6}[ \t]*"  # an item's, a heading's marker
+    r"|`{1,2}|`{3,}[^`\n]*|~{1,2}|~{3,}[^\n]*)?"  # a fence's line (its info string too)
+)
+_HELD_AT_MOST = 80
+_LINE_BEGINS = ("", "\n")  # the text's last character, where the next begins a line
 # A block that may yet turn out a link reference definition (it starts like one), or the title
 # of the definition before it; how its text may end, to be one (a label, a destination, a
 # title); the lines a block is held for at most, for that.
@@ -169,9 +182,10 @@ def _closing_fence(marker: str) -> re.Pattern[str]:
 class Tail:
     """What the open part of the text looks like: text, a code block still streaming, the
     last item of a list whose first items have settled or a list's first item (its text after
-    its marker), a heading being written (its text after its marker), or a table."""
+    its marker), a heading being written (its text after its marker), a table, or a table's
+    head being written (its line: `cells` are its cells as drawn, in a head row)."""
 
-    kind: Literal["text", "code", "item", "heading", "table"]
+    kind: Literal["text", "code", "item", "heading", "table", "head"]
     # the tail's text, the code so far for a code block, an item's or a heading's text, or a
     # table's row being written
     text: str
@@ -351,6 +365,16 @@ def ended_cells(line: str, columns: int) -> tuple[str, int]:
 
 
 _ESCAPED_PIPE = re.compile(r"\\\|")
+# The tail's first line, starting with a pipe, is drawn as a table's head while it is written,
+# and while the line after it may still be its delimiter row (not drawn: it renders as
+# nothing), up to `_ROW_SHOWN` characters each (see `_table_head`).
+_HEAD_START = re.compile(r" {0,3}\|")
+_HEAD_FIRST = ("|", " ")
+_HEAD_SHAPE = ("head", 0)  # (`_opening_shape`)
+_DELIMITER_BEING_WRITTEN = re.compile(r"[-:| \t]*")
+# The head's cells are drawn in sets of so many: the empty ones after its last that has text
+# do not show, and are added to as its pipes begin cells (the page cannot add a cell to a row)
+_HEAD_CELLS_DRAWN = 8
 # What may make a cell's text render as other than itself: marks, escapes, entities, links
 _INLINE_MARK = re.compile(r"[\\`*_~\[\]<>&!]")
 
@@ -409,6 +433,7 @@ class ProgressiveRenderer:
         self._blocks: list[str] = []
         self._references: dict[str, Any] = {}  # markdown-it's env: references seen so far
         self._pending_cr = False
+        self.held = ""  # the line being written, held back while it may yet open a block
         self._fence: _OpenFence | None = None
         # The tail is one open block up to `_open_to`; lines after it that match `_open_line`
         # can only continue it, so they need no new parse.
@@ -425,6 +450,11 @@ class ProgressiveRenderer:
         self.diverged = False
         self._formatting: _Formatting | None = None  # the open tail's inline formatting
         self._table: _OpenTable | None = None  # the open tail is a table whose head has come
+        # A table's head being written in the tail: its cells as the page shows them, and its
+        # line up to the pipe after its last cell that ended, with those cells rendered
+        self._head_shown: tuple[str, ...] = ()
+        self._head_ended: tuple[str, tuple[str, ...]] = ("", ())
+        self._head_drawn: tuple[str | None, tuple[str, ...]] = (None, ())  # its line's cells
         # The text the tail from `settled` was parsed to last (from, to), and the characters
         # parsed for it so far (see `_parse_deferred`).
         self._parsed = (0, 0)
@@ -461,6 +491,8 @@ class ProgressiveRenderer:
                 cells=table.cells,
                 aligns=table.aligns,
             )
+        if self.text.startswith(_HEAD_FIRST, self.settled) and (head := self._table_head()):
+            return Tail("head", head, cells=self._head_cells(head))  # (and empty cells after)
         open_list = self._list
         if open_list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             # Numbered as markdown numbers it, whatever number it was written with ("1." each)
@@ -485,7 +517,9 @@ class ProgressiveRenderer:
         self._formatting = None if base is None else _Formatting(base, off=True)
 
     def feed(self, delta: str) -> RenderStep:
-        delta = self._normalise(delta)
+        delta = self._held_back(self._normalise(delta))
+        if not delta:
+            return RenderStep(blocks_html="", tail_replaced=False, appended="")
         old_end = len(self.text)
         opened = self._opening_shape()
         # Grown in place (CPython resizes a string that nothing else holds, as a local's last
@@ -513,6 +547,8 @@ class ProgressiveRenderer:
         self._format(old_end, step)
         if self._table is not None:
             self._table_step(step, old_end)
+        elif self.text.startswith(_HEAD_FIRST, self.settled) and (head := self._table_head()):
+            self._head_step(step, head)
         return step
 
     def tail_rendered(self) -> str:
@@ -526,7 +562,9 @@ class ProgressiveRenderer:
         `render_markdown(text)`. `blocks_html` is then the whole text as the page shows it."""
         if self._pending_cr:
             self._pending_cr = False
-            self.text += "\n"
+            self.held += "\n"
+        self.text += self.held
+        self.held = ""
         shown = self.open_list_html
         html: list[str] = []
         if self._list is not None:
@@ -602,6 +640,8 @@ class ProgressiveRenderer:
         if (opening := self._opening()) is not None:
             return opening.end()
         if self.text.startswith((" ", "\t"), self.settled):
+            return None
+        if self.text.startswith("|", self.settled) and self._table_head() is not None:
             return None
         if _ITEM_MARKER.match(self.text, self.settled):
             return None
@@ -753,6 +793,22 @@ class ProgressiveRenderer:
             delta = delta[:-1]
             self._pending_cr = True
         return normalise(delta)
+
+    def _held_back(self, delta: str) -> str:
+        """What of the text received so far is fed now: all but a line being written that
+        is only a block's marker so far (`_HELD_LINE`), which waits for what follows it."""
+        if self.held:
+            delta, self.held = self.held + delta, ""
+        elif self.text[-1:] not in _LINE_BEGINS and "\n" not in delta:
+            return delta  # the line began before: it was not held, nor is it now (most deltas)
+        line_start = delta.rfind("\n") + 1
+        if line_start == 0 and self.text[-1:] not in _LINE_BEGINS:
+            return delta
+        line = len(delta) - line_start
+        if 0 < line <= _HELD_AT_MOST and _HELD_LINE.fullmatch(delta, line_start):
+            self.held = delta[line_start:]
+            return delta[:line_start]
+        return delta
 
     def _advance(self, html: list[str]) -> bool:
         """Settle what can be settled; True if the tail changed shape (not only grew)."""
@@ -1029,6 +1085,11 @@ class ProgressiveRenderer:
         return None if newline >= 0 else match
 
     def _opening_shape(self) -> tuple[str | None, int] | None:
+        first = self.text[self.settled : self.settled + 1]
+        if first not in _SHAPED_FIRST:
+            return None  # (most tails: a paragraph's)
+        if first in _HEAD_FIRST and self._table_head() is not None:
+            return _HEAD_SHAPE
         opening = self._opening()
         return None if opening is None else (opening.lastgroup, opening.end())
 
@@ -1075,6 +1136,65 @@ class ProgressiveRenderer:
         aligns = tuple(_HEAD_CELL.findall(html))
         self._table = _OpenTable(start, head, len(aligns), head_end, html, aligns)
         return True
+
+    def _table_head(self) -> str | None:
+        """The tail's first line, if it is drawn as a table's head being written: it starts
+        with a pipe (up to three blanks before it), and it is still written, or the line after
+        it may still be its delimiter row ("|---|:-"). The table's first line showed as text,
+        and its delimiter row after it, until that row's line ended: then a table took their
+        place. (Its cells are drawn as a row's: each that ended rendered.) A line after it
+        that no delimiter row starts so draws it as text again."""
+        start = self.settled
+        if not self.text.startswith(_HEAD_FIRST, start):
+            return None  # (most tails)
+        if self._table is not None or self._list is not None or self._fence is not None:
+            return None
+        if self._whole_list_from is not None or not _HEAD_START.match(self.text, start):
+            return None
+        newline = self.text.find("\n", start, start + _ROW_SHOWN + 1)
+        if newline < 0:
+            return self.text[start:] if len(self.text) - start <= _ROW_SHOWN else None
+        second = newline + 1
+        if len(self.text) - second > _ROW_SHOWN or self.text.find("\n", second) >= 0:
+            return None
+        if not _DELIMITER_BEING_WRITTEN.fullmatch(self.text, second):
+            return None
+        return self.text[start:newline]
+
+    def _head_cells(self, line: str) -> tuple[str, ...]:
+        """A table's head being written as its cells show it: each that ended (a pipe
+        follows it) as the head will render it, once; the last as its text so far (a pipe
+        begins an empty one, drawn once its text comes)."""
+        if self._head_drawn[0] == line:
+            return self._head_drawn[1]  # (a step's, then its tail's)
+        after_pipe = line.lstrip(MD_TRIMMED)[1:]
+        texts = _CELL_PIPE.split(after_pipe)
+        ended = line[: len(line) - len(texts[-1])]
+        before, done = self._head_ended
+        if not ended.startswith(before):
+            done = ()
+        done = (
+            *done,
+            *(self._cell_html(text.lstrip(MD_TRIMMED)) for text in texts[len(done) : -1]),
+        )
+        self._head_ended = (ended, done)
+        empty = _HEAD_CELLS_DRAWN - len(texts) % _HEAD_CELLS_DRAWN
+        cells = (*done, escape(texts[-1].strip(MD_TRIMMED)), *[""] * empty)
+        self._head_drawn = (line, cells)
+        return cells
+
+    def _head_step(self, step: RenderStep, line: str) -> None:
+        """Say in `step` how the table's head being written changed: cells added to, or drawn
+        again (the head is drawn again when it needs more cells than it has)."""
+        cells, shown = self._head_cells(line), self._head_shown
+        self._head_shown = cells
+        if step.tail_replaced:
+            return
+        step.appended = ""
+        if len(cells) != len(shown):
+            step.tail_replaced = True
+            return
+        step.row_cells, step.cells_set = _cells_changed(shown, cells)
 
     def _line_ends_table(self) -> bool:
         """Whether the line being written after the open table's rows ends it, whatever comes
@@ -1144,17 +1264,7 @@ class ProgressiveRenderer:
             if rows:
                 step.rows_html, step.row_redrawn = rows, True
             else:
-                changed = [
-                    (column, old, new)
-                    for column, (old, new) in enumerate(zip(table.cells, cells, strict=True), 1)
-                    if new != old
-                ]
-                step.row_cells = tuple(
-                    (column, new[len(old) :]) for column, old, new in changed if new.startswith(old)
-                )
-                step.cells_set = tuple(
-                    (column, new) for column, old, new in changed if not new.startswith(old)
-                )
+                step.row_cells, step.cells_set = _cells_changed(table.cells, cells)
         table.cells = cells
 
     def _row_html(self, row: str) -> tuple[str, ...]:
@@ -1288,6 +1398,18 @@ class ProgressiveRenderer:
             if closing.fullmatch(self.text, position, newline):
                 return newline + 1
             position = newline + 1
+
+
+def _cells_changed(
+    shown: tuple[str, ...], cells: tuple[str, ...]
+) -> tuple[tuple[tuple[int, str], ...], tuple[tuple[int, str], ...]]:
+    """How a row's cells as shown (`shown`) change to `cells`, column by column (1-based), up
+    to the last shown: HTML added to a cell, and cells drawn again (when not only added to)."""
+    pairs = enumerate(zip(shown, cells, strict=True), 1)
+    changed = [(column, old, new) for column, (old, new) in pairs if new != old]
+    added = tuple((column, new[len(old) :]) for column, old, new in changed if new.startswith(old))
+    drawn = tuple((column, new) for column, old, new in changed if not new.startswith(old))
+    return added, drawn
 
 
 def _continuation(block: Token, source: str, tokens: list[Token]) -> re.Pattern[str] | None:

@@ -260,20 +260,21 @@ class PageModel:
         self.elements[tail] = html_text[: opening.start()] + drawn + html_text[end:]
 
     def _row(self, key: str) -> tuple[str, re.Match[str], int]:
-        """The tail holding a table's row being written `key`, its body's opening, its end."""
+        """The tail holding a table's row being written `key` (or its head being written),
+        its body's (or head's) opening, its end."""
         tail = ("t" if key[0] == "z" else "u") + key[1:]
         html_text = self.elements[tail]
-        opening = re.search(rf'<tbody id="{key}"[^>]*>', html_text)
+        opening = re.search(rf'<(tbody|thead) id="{key}"[^>]*>', html_text)
         assert opening is not None, (key, html_text)
-        return tail, opening, _element_end(html_text, "tbody", opening.end())[1]
+        return tail, opening, _element_end(html_text, opening.group(1), opening.end())[1]
 
     def _set_cell(self, key: str, column: int, inner: str, appended: bool) -> None:
         """A cell of a table's row being written: `inner` added to its text, or its text."""
         tail, opening, end = self._row(key)
         html_text = self.elements[tail]
-        cells = [cell.end() for cell in re.finditer(r"<td[^>]*>", html_text[opening.end() : end])]
-        start = opening.end() + cells[column - 1]
-        close, _ = _element_end(html_text, "td", start)
+        cells = list(re.finditer(r"<(t[dh])\b[^>]*>", html_text[opening.end() : end]))
+        start = opening.end() + cells[column - 1].end()
+        close, _ = _element_end(html_text, cells[column - 1].group(1), start)
         kept = html_text[start:close] if appended else ""
         self.elements[tail] = html_text[:start] + kept + inner + html_text[close:]
 

@@ -225,6 +225,8 @@ def test_the_state_at_any_point_shows_every_character_once(data: st.DataObject) 
         tail = renderer.tail
         if tail.kind == "text":
             assert renderer.text[renderer.settled :] == tail.text
+        elif tail.kind == "head":  # its line (the delimiter row being written after it not)
+            assert renderer.text[renderer.settled :].startswith(tail.text)
         else:
             assert renderer.text.endswith(tail.text)
         assert (
@@ -565,7 +567,9 @@ def test_a_line_that_may_become_an_item_settles_nothing_before_it_is_one() -> No
         renderer.feed("- a\n")
         renderer.feed("- b\n")
         step = renderer.feed(line)
-        assert step.list_html == "" and renderer.tail == Tail("item", "b\n" + line), line
+        tail = renderer.tail
+        assert step.list_html == "" and tail.kind == "item", line
+        assert tail.text + renderer.held == "b\n" + line, line  # a lone marker is held back
     renderer = ProgressiveRenderer()
     for piece in ["- a\n", "- b\n", "- -", " -\n", "after"]:
         renderer.feed(piece)
@@ -1190,6 +1194,46 @@ def test_a_tables_rows_are_drawn_as_their_lines_end_and_its_row_being_written_ce
     assert "t5" not in page.elements
 
 
+def test_a_tables_head_is_drawn_as_its_head_from_its_first_pipe() -> None:
+    """A table's first line showed as text ("| plan | **price** |"), its delimiter row too,
+    until that row's line ended: then the table took their place. The tail's first line that
+    starts with a pipe is drawn as a table's head while it is written and while the line after
+    it may be its delimiter row: its cells added to as they come (each that ended rendered),
+    the delimiter row not drawn, and nothing drawn again until the table opens."""
+    from chat.fragments import CONTENT, tail_html, text_step
+
+    text = "Plans:\n\n| plan | **price** | seats |\n|---|--:|---|\n| Free | 0 | 1 |\n"
+    renderer = ProgressiveRenderer()
+    renderer.feed("Plans:\n\n")
+    kinds, frames = [], []
+    for character in text[len("Plans:\n\n") :]:
+        step = renderer.feed(character)
+        tail = renderer.tail
+        kinds.append(tail.kind)
+        if tail.kind == "head" and len(kinds) > 1 and kinds[-2] == "head":
+            assert not step.tail_replaced, renderer.text  # only added to, cell by cell
+            frames.append(text_step(CONTENT, 5, step, tail))
+    head_end = text.index("|---|--:|---|\n") + len("|---|--:|---|\n") - len("Plans:\n\n")
+    assert kinds[: head_end - 1] == ["head"] * (head_end - 1) and kinds[head_end - 1] == "table"
+    sent = re.sub(r'<(?:[^>"]|"[^"]*")*>', "", "".join(frames))
+    assert sent == "plan**price**priceseats", sent  # nothing sent twice (but a cell it ended)
+    renderer = ProgressiveRenderer()
+    renderer.feed(text[: text.index("|--:")])  # in the delimiter row
+    tail = renderer.tail
+    assert tail.kind == "head" and tail.cells[:4] == ("plan", "<strong>price</strong>", "seats", "")
+    assert not {"|", "-"} & set(re.sub(r"<[^>]+>", "", tail_html(CONTENT, 5, tail)))
+    page, whole, _ = stream(list(text))
+    assert whole == page.html == render_markdown(text)
+    # A second line that no delimiter row starts: text again; a first line too long, text.
+    assert fed_by_character("| a | b |\nc").tail.kind == "text"
+    assert fed_by_character("| a | b |\n|-x").tail.kind == "text"
+    assert fed_by_character("|" + "a" * 1_001).tail.kind == "text"
+    assert fed_by_character("- a\n\n| b").tail.kind == "head"  # after a list: it ends it
+    assert fed_by_character("Text\n| b").tail.kind == "text"  # in a paragraph: not its start
+    cells = fed_by_character("|" + "|".join("abcdefghi")).tail.cells  # more cells than drawn
+    assert cells[:9] == tuple("abcdefghi") and len(cells) == 16
+
+
 def test_a_line_that_starts_another_block_ends_the_table_as_soon_as_it_is_sure_to() -> None:
     """A line after a table's rows that starts another block (a heading, a list, a quote, a
     fence, an indented line) was drawn as the table's row being written, in its cells, until
@@ -1198,12 +1242,13 @@ def test_a_line_that_starts_another_block_ends_the_table_as_soon_as_it_is_sure_t
     be a row stays one."""
     table = "| a | b |\n|---|---|\n| 1 | 2 |\n"
     for line, sure_after in (
-        ("## Next\n", "## "),
-        ("- a | b\n", "- "),
-        ("12. item\n", "12. "),
+        # (a line that is only a block's marker so far is held back: not drawn at all)
+        ("## Next\n", "## N"),
+        ("- a | b\n", "- a"),
+        ("12. item\n", "12. i"),
         ("> quote\n", ">"),
-        ("~~~\ncode\n~~~\n", "~~~"),
-        ("    code\n", "    "),
+        ("~~~\ncode\n~~~\n", "~~~\n"),
+        ("    code\n", "    c"),
         ("```py\nx\n```\n", "```py\n"),  # "```py`" would be a row
         ("---\n", "---\n"),  # "--- x" would be a row
         ("#x | y\n", None),  # rows
@@ -1428,6 +1473,56 @@ def test_a_lists_first_item_is_drawn_as_its_list_from_its_first_character() -> N
     assert step.tail_replaced and renderer.tail.kind == "table"
 
 
+ANSWER = """## Getting started
+
+Install it first:
+
+1. Download the package
+2. Run the installer
+   - on Linux, with `sudo`
+10. Restart
+
+```python
+print("hello")
+# a comment
+```
+
+* one
++ two
+
+~~~
+code
+~~~
+
+### Done
+"""
+# As a model's tokens come: a marker, a number, a fence's backticks are tokens of their own
+MODEL_TOKENS = re.compile(r"\n+| ?\w+| ?[^\w\s]+| +")
+LONE_MARKER = re.compile(r" *(?:[-+*]|[0-9]+[.)]?|#{1,6}|`{1,}\w*|~{1,}\w*)[ \t]*")
+
+
+@pytest.mark.parametrize("by", ["token", "character"])
+def test_a_line_that_is_only_a_blocks_marker_so_far_is_not_drawn(by: str) -> None:
+    """A list item's marker ("-", "2."), a heading's ("##") and a code fence's lines ("```py",
+    its closing "```") showed as text for a frame, at the end of the text before them, until
+    the character after them told what they are; then the item, the heading, the code frame
+    took their place. Such a line is held back until then, so it is first drawn as what it
+    is. A line that turns out text is drawn as soon as it does ("#tag", "2024 was", "-5")."""
+    pieces = MODEL_TOKENS.findall(ANSWER) if by == "token" else list(ANSWER)
+    assert "".join(pieces) == ANSWER
+    renderer = ProgressiveRenderer()
+    for piece in pieces:
+        renderer.feed(piece)
+        tail = renderer.tail
+        last_line = tail.text[tail.text.rfind("\n") + 1 :]
+        if tail.kind != "table" and last_line.strip():
+            assert not LONE_MARKER.fullmatch(last_line), (renderer.text, tail)
+    page, whole, _ = stream(pieces)
+    assert whole == page.html == render_markdown(ANSWER)
+    for text, drawn in [("#tag", "#tag"), ("2024 was", "2024 was"), ("-5", "-5"), ("x\n- ", "x\n")]:
+        assert fed_by_character(text).tail.text == drawn, text
+
+
 def test_a_heading_is_drawn_as_one_while_its_line_is_written() -> None:
     """A heading's line showed as text ("## Getting started", its marks too) until it ended,
     then jumped into a heading. From its marker, a blank and a first character it is drawn as
@@ -1460,7 +1555,7 @@ def test_a_heading_is_drawn_as_one_while_its_line_is_written() -> None:
         ("- a\n- b\n\n", "**Note:** x"),
         ("- a\n- b\n\n", "## Next"),
         ("- a\n- b\n\n", "> quoted"),
-        ("- a\n- b\n\n", "```sh"),
+        ("- a\n- b\n\n", "```sh\nx"),  # its opening line held back until it ends
         ("- a\n- b\n\n", "* another list"),
         ("- a\n- b\n\n", "1. a numbered list"),
         ("- a\n- b\n\n", "--- a rule"),
@@ -1488,7 +1583,7 @@ def test_a_line_after_a_blank_line_that_the_list_cannot_take_ends_it_as_it_begin
         renderer = ProgressiveRenderer()
         for piece in pieces:
             renderer.feed(piece)
-        assert renderer.text[renderer.settled :] == line, pieces
+        assert renderer.text[renderer.settled :] + renderer.held == line, pieces
         assert renderer.blocks_html == render_markdown(before), pieces
         page, whole, _ = stream(pieces)
         assert whole == page.html == render_markdown(text), pieces
@@ -1510,4 +1605,5 @@ def test_a_line_after_a_blank_line_that_the_list_cannot_take_ends_it_as_it_begin
 def test_a_line_the_list_may_take_leaves_it_open(before: str, line: str) -> None:
     renderer = fed_by_character(before + line)
     tail = renderer.tail
-    assert tail.kind == "item" and (tail.text.endswith(line) or line.endswith(tail.text)), line
+    text = tail.text + renderer.held  # (a lone marker is held back)
+    assert tail.kind == "item" and (text.endswith(line) or line.endswith(text)), line

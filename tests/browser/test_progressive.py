@@ -538,6 +538,110 @@ async def test_a_table_takes_shape_row_by_row_as_it_streams(
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
+async def reply_held_before(
+    page, server, fake_upstream, tokens: list[str], held_before: list[str]
+) -> tuple[ChatPage, int, list[Gate]]:
+    """A new conversation's reply streaming `tokens` a piece each, held before each token of
+    `held_before` until its gate (returned in the same order) opens."""
+    held = [tokens.index(token) + 1 for token in held_before]  # (after the role's piece)
+    gates = gated_stream(fake_upstream, tokens, held, delay=0.02)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    return chat, await chat.send("Tell me"), gates
+
+
+HEAD_REPLY = """\
+Plans:
+
+| plan | **price** | seats |
+|---|--:|---|
+| Free | 0 | 1 |
+
+That is all."""
+HEAD_TOKENS = [
+    *("Plans", ":", "\n\n", "|", " plan", " |", " **pr", "ice**", " |", " seats", " |", "\n"),
+    *("|---", "|--:", "|---|", "\n", "| Free", " |", " 0", " |", " 1", " |", "\n\n"),
+    *("That", " is", " all", "."),
+]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_tables_head_is_drawn_as_its_head_while_it_is_written(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A table's first line showed as text ("| plan | **price** |"), and its delimiter row
+    after it ("|---|--:"), until that row's line ended: then the table took their place.
+    The head is now drawn as the table's head from its first pipe, its cells as they come
+    (each that ended rendered), the delimiter row not at all, and the table opens where the
+    head stood."""
+    assert "".join(HEAD_TOKENS) == HEAD_REPLY
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    chat, reply_id, gates = await reply_held_before(
+        page, server, fake_upstream, HEAD_TOKENS, [" seats", "|--:", " 1"]
+    )
+    tail, head = page.locator(f"#t{reply_id}"), page.locator(f"#z{reply_id}")
+
+    # In the head's line: its cells so far, the ended one rendered; a pipe began the third.
+    await expect(head.locator("th:visible")).to_have_text(["plan", "price"])
+    await expect(head.locator("th strong")).to_have_text("price")
+    await expect(head.locator("th:visible")).to_have_count(2)
+    assert not {"|", "*"} & set(await tail.inner_text())
+    price = await box_in_reply(chat, reply_id, head.locator("th strong"))
+
+    # In the delimiter row: the head is whole, the row is not drawn.
+    gates[0].open()
+    await expect(head.locator("th:visible")).to_have_text(["plan", "price", "seats"])
+    assert not {"|", "*", "-"} & set(await tail.inner_text())
+    assert await box_in_reply(chat, reply_id, head.locator("th strong")) == price
+    await check_looks(page, tmp_path / f"head-{viewport['width']}-{scheme}.png")
+    drawn = layout_html(await tail.inner_html())
+    await page.reload()
+    await chat.wait_for_socket()
+    assert layout_html(await tail.inner_html()) == drawn  # a reload draws it the same
+
+    # In the first row: the table opened where its head stood.
+    gates[1].open()
+    table = page.locator(f"#x{reply_id}")
+    await expect(page.locator(f"#z{reply_id} td")).to_have_text(["Free", "0", ""])
+    await expect(table.locator("thead th")).to_have_text(["plan", "price", "seats"])
+    opened = await box_in_reply(chat, reply_id, table.locator("thead th strong"))
+    assert (opened["x"], opened["y"]) == (price["x"], price["y"])
+
+    gates[2].open()
+    await chat.wait_finished(reply_id)
+    content = page.locator(f"#c{reply_id}")
+    settled = await box_in_reply(chat, reply_id, content.locator("thead th strong"))
+    assert (settled["x"], settled["y"]) == (price["x"], price["y"])
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(HEAD_REPLY) in live  # the one-shot render, nothing twice
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
+MARKER_TOKENS = ["Steps", ":", "\n\n", "-", " install", " it", "\n", "-", " run", " it", "."]
+
+
+async def test_a_next_items_marker_is_not_drawn_before_its_text(page, server, fake_upstream, watch):
+    """A list's next item showed its marker as text at the end of the item before it ("install
+    it -") for a frame, until its first word came; so did a heading's "##". The line is held
+    back until a character after the marker tells what it is."""
+    held = [len(MARKER_TOKENS) - 2]  # before " run": the stream stops after its "-"
+    (gate,) = gated_stream(fake_upstream, MARKER_TOKENS, held, delay=0.02)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("How?")
+    tail = page.locator(f"#t{reply_id}")
+    await expect(tail.locator("li")).to_have_text("install it")
+    await asyncio.sleep(0.5)  # the "-" came meanwhile (each piece 20 ms after the last)
+    assert (await tail.inner_text()).strip() == "install it"
+    gate.open()
+    await chat.wait_finished(reply_id)
+    items = page.locator(f"#c{reply_id} li")
+    await expect(items).to_have_text(["install it", "run it."])
+    assert watch.console_errors == []
+
+
 OPENINGS_REPLY = """\
 Here is how:
 
@@ -562,11 +666,9 @@ async def test_a_heading_a_lists_first_item_and_the_words_after_a_list_stand_whe
     does."""
     await page.set_viewport_size(viewport)
     await page.emulate_media(color_scheme=scheme)
-    held = [OPENINGS_TOKENS.index(token) + 1 for token in ("\n\n-", "\n-", " paragraph,")]
-    gates = gated_stream(fake_upstream, OPENINGS_TOKENS, held, delay=0.02)
-    chat = ChatPage(page, server)
-    await chat.new_conversation()
-    reply_id = await chat.send("How do I start?")
+    chat, reply_id, gates = await reply_held_before(
+        page, server, fake_upstream, OPENINGS_TOKENS, ["\n\n-", "\n-", " paragraph,"]
+    )
     content, tail = page.locator(f"#c{reply_id}"), page.locator(f"#t{reply_id}")
 
     # In the heading's line: a heading, its bold word formatted, no marks shown.
