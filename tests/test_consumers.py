@@ -715,3 +715,32 @@ async def test_a_user_may_open_so_many_sockets_and_the_next_is_told_why(
     assert await again.receive_nothing(timeout=0.2)
     for comm in [*open_, again]:
         await comm.disconnect()
+
+
+async def test_a_frame_whose_text_is_held_back_goes_to_no_tab(user, monkeypatch):
+    """A frame of a list item's "-" alone (held back by the renderer until its first word)
+    changes nothing on a tab: it was sent to every tab of the conversation all the same (a
+    message through Redis in a cluster), and started the coalescer's window. It now goes
+    nowhere, and says so (False) to the coalescer."""
+    from chat.streaming.generation import Generation
+
+    def claimed() -> Message:
+        conversation = services.conversation_create(owner=user)
+        _, reply = services.message_submit(conversation=conversation, content="q")
+        Message.objects.filter(pk=reply.pk).update(status=Message.Status.STREAMING)
+        reply.refresh_from_db()
+        return reply
+
+    sent: list[dict[str, Any]] = []
+
+    async def message_delta(conversation_id: Any, message_id: int, **frame: Any) -> None:
+        sent.append(frame)
+
+    monkeypatch.setattr(events, "message_delta", message_delta)
+    generation = Generation(reply=await sync_to_async(claimed)(), worker_id="w")
+    assert await generation._send_frame(Frame(0, "Steps:\n\n", 0, "", None))
+    assert not await generation._send_frame(Frame(8, "-", 0, "", None))
+    assert len(sent) == 1
+    assert await generation._send_frame(Frame(9, " run", 0, "", None))
+    assert sent[1]["cursor"] == sent[0]["next"]  # the tabs go on from where they stand
+    assert "<li>" in sent[1]["html"] and "run" in sent[1]["html"]

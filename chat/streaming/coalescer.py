@@ -110,11 +110,15 @@ class FrameCoalescer:
     The window is `window` seconds while the process keeps up; with a `max_window` and a `lag`
     gauge it widens, up to `max_window`, while the event loop runs late (see
     `adaptive_window`): each frame costs the relay about as much as the tokens in it, so under
-    load fewer, larger frames let it catch up."""
+    load fewer, larger frames let it catch up.
+
+    `send` may say that a frame showed nothing (False: the renderer holds its text back until
+    what follows tells what it is, a list item's "-" say): such a frame starts no window, so
+    the delta after it goes at once, as if it had come with it."""
 
     def __init__(
         self,
-        send: Callable[[Frame], Awaitable[None]],
+        send: Callable[[Frame], Awaitable[bool | None]],
         window: float,
         *,
         max_window: float = 0.0,
@@ -240,11 +244,13 @@ class FrameCoalescer:
             due = max(loop.time(), self._next_due)
             frame = self._take()
             if frame is not None:
+                shown: bool | None = True
                 try:
-                    await self._send(frame)
+                    shown = await self._send(frame)
                 except Exception:
                     logger.exception("could not send a frame; clients will resynchronise")
-                self._next_due = due + self.window()
+                if shown is not False:
+                    self._next_due = due + self.window()
             if self._closing and not self._pending():
                 return
 

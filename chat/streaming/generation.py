@@ -294,17 +294,23 @@ class Generation:
             body["max_tokens"] = settings.CHAT_MAX_TOKENS
         return body
 
-    async def _send_frame(self, frame: Frame) -> None:
-        # Rendering happens here, on the coalescer's schedule: a burst of tokens costs one
-        # render, and every tab gets the same fragment.
+    async def _send_frame(self, frame: Frame) -> bool:
+        """Render one frame and send it to the tabs; False if it changes nothing on them (its
+        text held back by the renderer: a list item's "-" until its first word), and so went
+        nowhere. Rendering happens here, on the coalescer's schedule: a burst of tokens costs
+        one render, and every tab gets the same fragment."""
         cursor, html = self.view.frame(frame)
+        after = self.view.cursor()
+        if not html and after == cursor:
+            return False
         await events.message_delta(
             self.reply.conversation_id,
             self.reply.pk,
             cursor=cursor,
-            next=self.view.cursor(),
+            next=after,
             html=html,
         )
+        return True
 
     def _on_update(self, update: StreamUpdate, coalescer: FrameCoalescer) -> None:
         if self.first_token_at is None:
