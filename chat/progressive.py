@@ -117,13 +117,14 @@ _OPENING = re.compile(
     r"| {0,3}(?P<heading>#{1,6})[ \t]+(?=[^ \t\n])"
 )
 # A line being written that may yet open a block, so far only its marker (a list item's, a
-# heading's, a code fence's opening line, or its closing one): held back from the renderer
-# until a character after it tells what it is (or its line ends), so the page never shows it
-# as text for a frame ("-" then " Install", "##" then " Usage", "```py" until its line ends).
+# heading's, a rule's, a code fence's opening line, or its closing one): held back from the
+# renderer until a character after it tells what it is (or its line ends), so the page never
+# shows it as text for a frame ("-" then " Install", "##" then " Usage", "---" until its line
+# ends, "```py" too; "**" until "**Note").
 # Every start of a held line is one too, so a text fed at once holds what it fed piece by
 # piece held, and draws the same; a line longer than `_HELD_AT_MOST` is not held.
 _HELD_LINE = re.compile(
-    r" *(?:[-+*][ \t]*|[0-9]{1,9}(?:[.)][ \t]*)?|#{1,6}[ \t]*"  # an item's, a heading's marker
+    r" *(?:(?:[-*_][ \t]*)+|\+[ \t]*|[0-9]{1,9}(?:[.)][ \t]*)?|#{1,6}[ \t]*"  # an item's, a rule's
     r"|`{1,2}|`{3,}[^`\n]*|~{1,2}|~{3,}[^\n]*)?"  # a fence's line (its info string too)
 )
 _HELD_AT_MOST = 80

@@ -1487,6 +1487,8 @@ print("hello")
 # a comment
 ```
 
+---
+
 * one
 + two
 
@@ -1498,7 +1500,7 @@ code
 """
 # As a model's tokens come: a marker, a number, a fence's backticks are tokens of their own
 MODEL_TOKENS = re.compile(r"\n+| ?\w+| ?[^\w\s]+| +")
-LONE_MARKER = re.compile(r" *(?:[-+*]|[0-9]+[.)]?|#{1,6}|`{1,}\w*|~{1,}\w*)[ \t]*")
+LONE_MARKER = re.compile(r" *(?:[-+*_ ]+|[0-9]+[.)]?|#{1,6}|`{1,}\w*|~{1,}\w*)[ \t]*")
 
 
 @pytest.mark.parametrize("by", ["token", "character"])
