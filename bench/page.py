@@ -174,6 +174,8 @@ class ReplyView:
         self.tail_kind = {"code": "code", "span": "item", "table": "table"}[code.group(1)]
         if inner.startswith("<h"):
             self.tail_kind = "heading"  # a heading being written: its text in the span
+        elif inner.startswith("<blockquote"):
+            self.tail_kind = "quote"  # a quote of one paragraph: its text in the span
         self.language = html.unescape(language.group(1)) if language else ""
         end = _element_end(inner, code.group(1), code.end())[0]
         self.tail = inner[code.end() : end]

@@ -59,7 +59,8 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     will stand once it settles (a list's first item as the list), or a heading being written,
     or a table with the rows written so far, the row being
     written last (its cells that ended rendered, the others as written), or a table's head
-    being written (its cells so, in the head row the table will have)."""
+    being written (its cells so, in the head row the table will have), or a quote of one
+    paragraph (its text without its lines' markers)."""
     pending_id = f"{field.pending}{message_id}"
     if tail.kind == "text":
         return formatted_html(tail, pending_id)
@@ -80,6 +81,10 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
         text = formatted_html(tail, pending_id)
         tag = f"h{tail.level}"
         return f'<{tag} class="tail-heading"><span id="{code_id}">{text}</span></{tag}>'
+    if tail.kind == "quote":
+        text = formatted_html(tail, pending_id)
+        quote = f'<p><span id="{code_id}">{text}</span></p>'
+        return f'<blockquote class="tail-quote">{quote}</blockquote>'
     return (
         f'{code_frame_open(tail.language)}<pre class="streaming-code"><code id="{code_id}">'
         f"{escape(tail.text)}</code></pre>{CODE_FRAME_CLOSE}"
@@ -102,7 +107,7 @@ def held_paragraph(renderer: ProgressiveRenderer) -> tuple[str, int] | None:
     showed it when the reply was cut, and where that text ends (what follows, white space
     included, is drawn after it as text). Drawn as plain text instead, it lost its formatting
     the moment Continue began. Any other open block is drawn as the tail draws it: a list's
-    item, a heading or a table as such, a quote as text."""
+    item, a heading, a table or a quote of one paragraph as such, another quote as text."""
     tail = renderer.tail
     text = tail.text.rstrip()
     if tail.kind != "text" or not text:

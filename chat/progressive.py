@@ -21,7 +21,14 @@ shows each cell that has ended (a pipe follows it) as the row will render it, an
 after them as their text comes (`row_cells`), added to cell by cell. The table settles whole,
 as other blocks do.
 
-The tail's text (a paragraph's, or the open item's) is drawn with its words formatted as
+Before a table's head is complete (its delimiter row's line ended), the tail's first line, if
+it starts with a pipe, is drawn as the table's head (`Tail.head`), its cells added to as they
+come; the delimiter row is not drawn. A quote of one paragraph is drawn as the quote, its
+lines' markers not drawn (`Tail.quote`, `unquoted`). A line being written that is only a
+block's marker so far ("-", "2.", "##", "---", "```py", "> ") is held back, not fed, until a
+character after it tells what it is (`held`): it never shows as text for a frame.
+
+The tail's text (a paragraph's, the open item's, or a quote's) is drawn with its words formatted as
 their marks close (`_Formatting`, `Tail.formatted`): a bold, a code span or a link shows as
 it will render from the white space after it on, not from the paragraph's end. The text
 after a mark still open goes into a pending span, which is drawn formatted once (in its
@@ -105,7 +112,7 @@ _ITEM_MARKER = re.compile(r"( {0,3})([0-9]{1,9}[.)]|[-+*])[ \t]")  # a tab after
 _LISTS = {"bullet_list_open", "ordered_list_open"}
 _OPENING_FIRST = frozenset(" -+*#0123456789")  # the characters it may start with
 _OPENING_SEEN = 64
-_SHAPED_FIRST = _OPENING_FIRST | {"|"}  # a tail drawn as a block may start with
+_SHAPED_FIRST = _OPENING_FIRST | {"|", ">"}  # a tail drawn as a block may start with
 # A line's indent, its first character, what follows it up to the first character that is not
 # a digit (or the next character), and the character after that
 _LINE_START = re.compile(r"( *)([^ \n]?)((?<=[0-9])[0-9]*[^0-9\n]?|[^\n]?)([^\n]?)")
@@ -120,11 +127,13 @@ _OPENING = re.compile(
 # heading's, a rule's, a code fence's opening line, or its closing one): held back from the
 # renderer until a character after it tells what it is (or its line ends), so the page never
 # shows it as text for a frame ("-" then " Install", "##" then " Usage", "---" until its line
-# ends, "```py" too; "**" until "**Note").
+# ends, "```py" too; "**" until "**Note"), and a quote's line until its text's first character
+# ("> " then "> -" until "> - item", which makes it no quote of one paragraph: `_quote_base`).
 # Every start of a held line is one too, so a text fed at once holds what it fed piece by
 # piece held, and draws the same; a line longer than `_HELD_AT_MOST` is not held.
 _HELD_LINE = re.compile(
-    r" *(?:(?:[-*_][ \t]*)+|\+[ \t]*|[0-9]{1,9}(?:[.)][ \t]*)?|#{1,6}[ \t]*"  # an item's, a rule's
+    r" *(?:> ?)?"  # (in a quote)
+    r"(?:(?:[-*_][ \t]*)+|\+[ \t]*|[0-9]{1,9}(?:[.)][ \t]*)?|#{1,6}[ \t]*"  # an item's, a rule's
     r"|`{1,2}|`{3,}[^`\n]*|~{1,2}|~{3,}[^\n]*)?"  # a fence's line (its info string too)
 )
 _HELD_AT_MOST = 80
@@ -183,10 +192,12 @@ def _closing_fence(marker: str) -> re.Pattern[str]:
 class Tail:
     """What the open part of the text looks like: text, a code block still streaming, the
     last item of a list whose first items have settled or a list's first item (its text after
-    its marker), a heading being written (its text after its marker), a table, or a table's
-    head being written (its line: `cells` are its cells as drawn, in a head row)."""
+    its marker), a heading being written (its text after its marker), a table, a table's
+    head being written (its line: `cells` are its cells as drawn, in a head row), or a quote of
+    one paragraph (its text after its first line's marker: the markers of its lines after it
+    are not drawn, `unquoted`)."""
 
-    kind: Literal["text", "code", "item", "heading", "table", "head"]
+    kind: Literal["text", "code", "item", "heading", "table", "head", "quote"]
     # the tail's text, the code so far for a code block, an item's or a heading's text, or a
     # table's row being written
     text: str
@@ -213,10 +224,25 @@ def formatted_html(tail: Tail, pending_id: str) -> str:
     """A text tail's or an item tail's text as the page draws it: its formatted start, the
     text after it, and the pending span (`id` `pending_id`) where a mark is still open."""
     end = len(tail.text) if tail.pending_from is None else tail.pending_from
-    html = tail.formatted + escape(tail.text[tail.raw_from : end])
+    shown = unquoted if tail.kind == "quote" else _sliced
+    html = tail.formatted + escape(shown(tail.text, tail.raw_from, end))
     if tail.pending_from is not None:
-        html += f'<span id="{pending_id}">{escape(tail.text[tail.pending_from :])}</span>'
+        pending = shown(tail.text, tail.pending_from, None)
+        html += f'<span id="{pending_id}">{escape(pending)}</span>'
     return html
+
+
+def _sliced(text: str, start: int, end: int | None) -> str:
+    return text[start:end]
+
+
+def unquoted(text: str, start: int, end: int | None) -> str:
+    """`text[start:end]` without the quote markers that start its lines (a quote's text as
+    its paragraph shows it), the line at `start` too if one starts there."""
+    piece = text[start:end]
+    if start and text[start - 1] == "\n":
+        return _QUOTE_MARKER.sub("\n", "\n" + piece)[1:]
+    return _QUOTE_MARKER.sub("\n", piece) if "\n" in piece else piece
 
 
 @dataclass
@@ -261,6 +287,7 @@ class _Formatting:
     tried_to: int = 0  # the last cut tried for the pending span
     stuck: bool = False  # the pending span stays text until the tail settles
     off: bool = False  # drawn as text (a continuation's held paragraph)
+    quoted: bool = False  # a quote's text: its lines' markers are not drawn (`unquoted`)
     drawn: list[str] = field(default_factory=list)  # the HTML of the text up to `drawn_to`
     tries: int = 0  # cuts tried for the pending span
     # The pending span's word before it (start, HTML), which its words are rendered with
@@ -371,6 +398,13 @@ _ESCAPED_PIPE = re.compile(r"\\\|")
 # nothing), up to `_ROW_SHOWN` characters each (see `_table_head`).
 _HEAD_START = re.compile(r" {0,3}\|")
 _HEAD_FIRST = ("|", " ")
+# A quote of one paragraph in the tail is drawn as the quote (see `_quote_base`): its lines,
+# each quoted and starting text (a blank or a lazy line, a list or a heading in it, and it is
+# drawn as text); a line's marker, drawn as nothing; where a quote's line may start.
+_QUOTE_TEXT_LINE = re.compile(rf" {{0,3}}> ? {{0,3}}(?!\[){_STARTS_TEXT}")
+_QUOTE_MARKER = re.compile(r"\n {0,3}> ?")
+_QUOTE_OPENS = re.compile(r" {0,3}> ?")
+_QUOTE_FIRST = (">", " ")
 _HEAD_SHAPE = ("head", 0)  # (`_opening_shape`)
 _DELIMITER_BEING_WRITTEN = re.compile(r"[-:| \t]*")
 # The head's cells are drawn in sets of so many: the empty ones after its last that has text
@@ -456,6 +490,9 @@ class ProgressiveRenderer:
         self._head_shown: tuple[str, ...] = ()
         self._head_ended: tuple[str, tuple[str, ...]] = ("", ())
         self._head_drawn: tuple[str | None, tuple[str, ...]] = (None, ())  # its line's cells
+        # A quote of one paragraph in the tail: (where the tail starts, where its lines have
+        # been looked at to: the line being written starts there; -1 if one is no quote's)
+        self._quote_seen: tuple[int, int] = (-1, 0)
         # The text the tail from `settled` was parsed to last (from, to), and the characters
         # parsed for it so far (see `_parse_deferred`).
         self._parsed = (0, 0)
@@ -492,6 +529,10 @@ class ProgressiveRenderer:
                 cells=table.cells,
                 aligns=table.aligns,
             )
+        if self.text.startswith(_QUOTE_FIRST, self.settled) and (
+            (base := self._quote_base()) is not None
+        ):
+            return self._formatted(Tail("quote", self.text[base:]), base)
         if self.text.startswith(_HEAD_FIRST, self.settled) and (head := self._table_head()):
             return Tail("head", head, cells=self._head_cells(head))  # (and empty cells after)
         open_list = self._list
@@ -546,6 +587,8 @@ class ProgressiveRenderer:
             replaced = True  # the tail is drawn as the block its first line opens, or not
         step = self._step(shown, html, replaced, "" if replaced else delta)
         self._format(old_end, step)
+        if step.appended and self._formatting is not None and self._formatting.quoted:
+            step.appended = unquoted(self.text, old_end, None)
         if self._table is not None:
             self._table_step(step, old_end)
         elif self.text.startswith(_HEAD_FIRST, self.settled) and (head := self._table_head()):
@@ -640,6 +683,10 @@ class ProgressiveRenderer:
             return item.end()
         if (opening := self._opening()) is not None:
             return opening.end()
+        if self.text.startswith(_QUOTE_FIRST, self.settled) and (
+            (base := self._quote_base()) is not None
+        ):
+            return base
         if self.text.startswith((" ", "\t"), self.settled):
             return None
         if self.text.startswith("|", self.settled) and self._table_head() is not None:
@@ -672,9 +719,10 @@ class ProgressiveRenderer:
             if base is None:
                 self._formatting = None
                 return
-            state = _Formatting(base, drawn_to=base, scan_from=base)
+            quoted = self._quote_base() == base
+            state = _Formatting(base, drawn_to=base, scan_from=base, quoted=quoted)
             if not step.tail_replaced and old_end > base:  # the page shows it as text
-                state.drawn.append(escape(self.text[base:old_end]))
+                state.drawn.append(escape(self._shown(state, base, old_end)))
                 state.drawn_to = state.scan_from = old_end
             self._formatting = state
         if state.off:
@@ -729,7 +777,7 @@ class ProgressiveRenderer:
                 if state.stuck:
                     break
                 if html is not None:
-                    state.drawn.append(escape(text[state.drawn_to : span]))
+                    state.drawn.append(escape(self._shown(state, state.drawn_to, span)))
                     state.drawn.append(f"<span>{html}</span>")
                     state.drawn_to = state.scan_from = position
                     state.span = None
@@ -775,15 +823,19 @@ class ProgressiveRenderer:
     ) -> tuple[str, str | None]:
         """The tail's text as drawn from `start` (text the page lacks) to its end, but for
         the pending span, whose text is returned apart (None if there is none)."""
-        text, parts, position = self.text, [], start
+        parts, position = [], start
         for span, cut, html in commits:
-            parts.append(escape(text[position:span]) + f"<span>{html}</span>")
+            parts.append(escape(self._shown(state, position, span)) + f"<span>{html}</span>")
             position = cut
         if state.span is None:
-            parts.append(escape(text[position:]))
+            parts.append(escape(self._shown(state, position, None)))
             return "".join(parts), None
-        parts.append(escape(text[position : state.span]))
-        return "".join(parts), text[state.span :]
+        parts.append(escape(self._shown(state, position, state.span)))
+        return "".join(parts), self._shown(state, state.span, None)
+
+    def _shown(self, state: _Formatting, start: int, end: int | None) -> str:
+        """The tail's text from `start` to `end` as drawn (a quote's without its markers)."""
+        return unquoted(self.text, start, end) if state.quoted else self.text[start:end]
 
     def _normalise(self, delta: str) -> str:
         # A CR at the end of one delta may be the first half of a CRLF: hold it back.
@@ -1089,6 +1141,8 @@ class ProgressiveRenderer:
         first = self.text[self.settled : self.settled + 1]
         if first not in _SHAPED_FIRST:
             return None  # (most tails: a paragraph's)
+        if first in _QUOTE_FIRST and (base := self._quote_base()) is not None:
+            return ("quote", base)
         if first in _HEAD_FIRST and self._table_head() is not None:
             return _HEAD_SHAPE
         opening = self._opening()
@@ -1137,6 +1191,43 @@ class ProgressiveRenderer:
         aligns = tuple(_HEAD_CELL.findall(html))
         self._table = _OpenTable(start, head, len(aligns), head_end, html, aligns)
         return True
+
+    def _quote_base(self) -> int | None:
+        """Where the text of the tail's quote starts (after its first line's marker), if the
+        tail is a quote of one paragraph: each of its lines quoted, and starting text (a
+        blank, a lazy or an indented line, or one that starts another block in it, and it is
+        none: drawn as text). A quote showed as text, its markers too ("> **Note:** ..."),
+        until it settled, then moved in by the quote's margin. Its lines are looked at once
+        each (the line being written at each call, as its first characters decide it)."""
+        start = self.settled
+        if not self.text.startswith(_QUOTE_FIRST, start):
+            return None
+        if self._list is not None or self._fence is not None or self._table is not None:
+            return None
+        if self._whole_list_from is not None:
+            return None
+        seen, line = self._quote_seen
+        if seen != start:
+            line = start
+        elif line < 0:
+            return None
+        text = self.text
+        while True:
+            newline = text.find("\n", line)
+            if newline < 0:
+                break
+            if not _QUOTE_TEXT_LINE.match(text, line, newline):
+                self._quote_seen = (start, -1)  # (until the tail starts elsewhere)
+                return None
+            line = newline + 1
+        self._quote_seen = (start, line)
+        if line < len(text) and not _QUOTE_TEXT_LINE.match(text, line, line + _OPENING_SEEN):
+            return None  # the line being written: no quote's text (yet), by its start
+        if line == start and line == len(text):
+            return None  # nothing yet
+        opens = _QUOTE_OPENS.match(text, start)
+        assert opens is not None
+        return opens.end()
 
     def _table_head(self) -> str | None:
         """The tail's first line, if it is drawn as a table's head being written: it starts

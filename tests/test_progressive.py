@@ -724,6 +724,10 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         ("Intro\n\n## ", "word "),  # a heading being written
         ("Intro\n\n- ", "word "),  # a list's first item being written
         ("- a\n\n", " "),  # a line that may end the list
+        ("Intro\n\n> ", "word "),  # a quote being written
+        ("Intro\n\n> |", "-"),  # a quote's line that may yet start text
+        ("Intro\n\n|", " cell |"),  # a table's head being written
+        ("Intro\n\n| a |\n", "-"),  # its delimiter row, perhaps
     ],
 )
 def test_one_long_line_costs_time_linear_in_its_length(head: str, run: str) -> None:
@@ -1158,30 +1162,10 @@ def test_a_tables_rows_are_drawn_as_their_lines_end_and_its_row_being_written_ce
     socket's fragments, is the renderer's drawing of its state (a snapshot's), which is that
     of a renderer given the text at once; the rows drawn are those of the text's render; the
     blocks and the final tail are the one-shot render."""
-    from chat.fragments import CONTENT, tail_html, text_end, text_step
-    from tests.live import PageModel
-
     text = data.draw(table_documents())
-    pieces = data.draw(split(text))
-    renderer, page = ProgressiveRenderer(), PageModel()
-    page.apply(
-        '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
-    )
-    fed, tables = "", 0
     whole = render_markdown(text)
-    for piece in pieces:
-        step = renderer.feed(piece)
-        fed += piece
-        tail = renderer.tail
-        page.apply(text_step(CONTENT, 5, step, tail))
-        drawn = tail_html(CONTENT, 5, tail)
-        assert page.elements["t5"] == drawn, (fed, step)
-        assert page.elements["c5"] == renderer.blocks_html, fed
-        fresh = ProgressiveRenderer()
-        fresh.feed(fed)
-        assert tail_html(CONTENT, 5, fresh.tail) == drawn, fed
+    for tail in tails_on_a_page(text, data.draw(split(text))):
         if tail.kind == "table":
-            tables += 1
             assert tail.table.startswith("<table>\n<thead>") and "<th" in tail.table
             rows = _rows(tail.table)
             position = 0
@@ -1189,9 +1173,89 @@ def test_a_tables_rows_are_drawn_as_their_lines_end_and_its_row_being_written_ce
                 found = whole.find(row, position)
                 assert found >= 0, (row, whole)
                 position = found + len(row)
+
+
+def tails_on_a_page(text: str, pieces: list[str]) -> list[Tail]:
+    """`text` fed in `pieces`, each step's fragments applied to a model page, which must show
+    after each the renderer's drawing of its state, that of a renderer given the text so far
+    at once, and at the end the one-shot render. The tail after each piece."""
+    from chat.fragments import CONTENT, tail_html, text_end, text_step
+    from tests.live import PageModel
+
+    renderer, page = ProgressiveRenderer(), PageModel()
+    page.apply(
+        '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+    )
+    fed, tails = "", []
+    for piece in pieces:
+        step = renderer.feed(piece)
+        fed += piece
+        tail = renderer.tail
+        tails.append(tail)
+        page.apply(text_step(CONTENT, 5, step, tail))
+        drawn = tail_html(CONTENT, 5, tail)
+        assert page.elements["t5"] == drawn, (fed, step)
+        assert page.elements["c5"] == renderer.blocks_html, fed
+        fresh = ProgressiveRenderer()
+        fresh.feed(fed)
+        assert tail_html(CONTENT, 5, fresh.tail) == drawn, fed
     page.apply(text_end(CONTENT, 5, renderer.finish()[0]))
-    assert page.elements["c5"] == whole
+    assert page.elements["c5"] == render_markdown(text)
     assert "t5" not in page.elements
+    return tails
+
+
+QUOTE_LINES = st.one_of(
+    INLINE.map(lambda s: "> " + s),
+    INLINE.map(lambda s: ">" + s),
+    INLINE.map(lambda s: "   >  " + s),
+    st.sampled_from(
+        [">", "> - an item", "> # heading", "> > nested", ">     code", "lazy line", "> 2024 x"]
+    ),
+    st.sampled_from(["> | a |", "> [label]: /u", "> **Note:** x", "> 1. one", "> ```"]),
+)
+
+
+@st.composite
+def quote_documents(draw: st.DrawFn) -> str:
+    intro = draw(st.sampled_from(["", "Intro **words**:\n\n", "- an item\n\n", "Text\n"]))
+    lines = draw(st.lists(QUOTE_LINES, min_size=1, max_size=5))
+    end = draw(st.sampled_from(["", "\n", "\n\nAfter.", "\n- a list", "\n\n> again"]))
+    text = intro + "\n".join(lines) + end
+    if draw(st.booleans()):  # cut off, as an interrupted reply is
+        text = text[: draw(st.integers(1, len(text)))]
+    return text
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_quote_of_one_paragraph_is_drawn_as_the_quote_while_it_streams(
+    data: st.DataObject,
+) -> None:
+    """A quote streamed as text, its markers too ("> **Note:** ..."), until it settled: then
+    it moved in by the quote's margin and its markers went. A quote of one paragraph is drawn
+    as the quote from its first line's first character, its lines' markers not drawn;
+    however the text is split, the page is what a renderer given the text at once draws."""
+    text = data.draw(quote_documents())
+    for tail in tails_on_a_page(text, data.draw(split(text))):
+        if tail.kind == "quote":
+            drawn = re.sub(r"<[^>]+>", "", formatted_html(tail, "w"))
+            assert not re.search(r"(?m)^ {0,3}&gt;", drawn), tail
+
+
+def test_a_quotes_text_is_drawn_in_the_quote_without_its_markers() -> None:
+    from chat.fragments import CONTENT, tail_html
+
+    renderer = fed_by_character("Intro\n\n> **Note:** this is\n> important `code`\n> and mo")
+    tail = renderer.tail
+    assert tail.kind == "quote"
+    assert tail_html(CONTENT, 5, tail) == (
+        '<blockquote class="tail-quote"><p><span id="x5"><span><strong>Note:</strong></span>'
+        " this is\nimportant <span><code>code</code></span>\nand mo</span></p></blockquote>"
+    )
+    for text in ["> a\n> - b", "> a\nlazy", "> a\n>\n> b", "> > a", ">     code", "> [x]: /u"]:
+        assert fed_by_character(text).tail.kind == "text", text  # no quote of one paragraph
+    assert fed_by_character(">").tail == Tail("text", "")  # its marker held back
 
 
 def test_a_tables_head_is_drawn_as_its_head_from_its_first_pipe() -> None:
@@ -1246,7 +1310,7 @@ def test_a_line_that_starts_another_block_ends_the_table_as_soon_as_it_is_sure_t
         ("## Next\n", "## N"),
         ("- a | b\n", "- a"),
         ("12. item\n", "12. i"),
-        ("> quote\n", ">"),
+        ("> quote\n", "> q"),
         ("~~~\ncode\n~~~\n", "~~~\n"),
         ("    code\n", "    c"),
         ("```py\nx\n```\n", "```py\n"),  # "```py`" would be a row

@@ -619,6 +619,57 @@ async def test_a_tables_head_is_drawn_as_its_head_while_it_is_written(
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
+QUOTE_REPLY = """\
+As the docs put it:
+
+> **Note:** a reply is saved when its stream ends,
+> and every `frame` carries its offset.
+
+That is all."""
+QUOTE_TOKENS = re.findall(r"\s*\S+|\s+", QUOTE_REPLY)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_quote_is_drawn_as_the_quote_while_it_streams(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A quote streamed as text with its markers ("> **Note:** ..."), then moved in by the
+    quote's margin as it settled, its markers gone. It is drawn as the quote from its first
+    word, its lines' markers not at all, and settles where it stands."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    chat, reply_id, gates = await reply_held_before(
+        page, server, fake_upstream, QUOTE_TOKENS, [" offset.", " all."]
+    )
+    tail = page.locator(f"#t{reply_id}")
+    quote = tail.locator("blockquote.tail-quote")
+    await expect(quote).to_have_text(
+        re.compile(r"^Note: a reply .* every frame carries its\s*$", re.S)
+    )
+    await expect(quote.locator("strong")).to_have_text("Note:")
+    await expect(quote.locator("code")).to_have_text("frame")
+    assert ">" not in await tail.inner_text()
+    streaming = await box_in_reply(chat, reply_id, quote.locator("code"))
+    await check_looks(page, tmp_path / f"quote-{viewport['width']}-{scheme}.png")
+    drawn = layout_html(await tail.inner_html())
+    await page.reload()
+    await chat.wait_for_socket()
+    assert layout_html(await tail.inner_html()) == drawn  # a reload draws it the same
+
+    gates[0].open()
+    content = page.locator(f"#c{reply_id}")
+    await expect(content.locator("blockquote code")).to_have_text("frame")
+    settled = await box_in_reply(chat, reply_id, content.locator("blockquote code"))
+    # (within a pixel: the words before it are in other text nodes, a hundredth apart)
+    assert abs(settled["x"] - streaming["x"]) < 1 and settled["y"] == streaming["y"]
+    gates[1].open()
+    await chat.wait_finished(reply_id)
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(QUOTE_REPLY) in live  # the one-shot render, nothing twice
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
 MARKER_TOKENS = ["Steps", ":", "\n\n", "-", " install", " it", "\n", "-", " run", " it", "."]
 
 
