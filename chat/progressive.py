@@ -407,8 +407,10 @@ _QUOTE_OPENS = re.compile(r" {0,3}> ?")
 _QUOTE_FIRST = (">", " ")
 _HEAD_SHAPE = ("head", 0)  # (`_opening_shape`)
 _DELIMITER_BEING_WRITTEN = re.compile(r"[-:| \t]*")
-# The head's cells are drawn in sets of so many: the empty ones after its last that has text
-# do not show, and are added to as its pipes begin cells (the page cannot add a cell to a row)
+# The head's cells are drawn so many at least, and twice as many each time more are needed
+# (so a wide head is drawn again a few times, not every few cells): the empty ones after its
+# last that has text do not show, and are added to as its pipes begin cells (the page cannot
+# add a cell to a row)
 _HEAD_CELLS_DRAWN = 8
 # What may make a cell's text render as other than itself: marks, escapes, entities, links
 _INLINE_MARK = re.compile(r"[\\`*_~\[\]<>&!]")
@@ -488,8 +490,9 @@ class ProgressiveRenderer:
         # A table's head being written in the tail: its cells as the page shows them, and its
         # line up to the pipe after its last cell that ended, with those cells rendered
         self._head_shown: tuple[str, ...] = ()
-        self._head_ended: tuple[str, tuple[str, ...]] = ("", ())
-        self._head_drawn: tuple[str | None, tuple[str, ...]] = (None, ())  # its line's cells
+        # (both for the tail at `settled`: a cell's HTML depends on the references known)
+        self._head_ended: tuple[int, str, tuple[str, ...]] = (-1, "", ())
+        self._head_drawn: tuple[int, str, tuple[str, ...]] = (-1, "", ())  # its line's cells
         # A quote of one paragraph in the tail: (where the tail starts, where its lines have
         # been looked at to: the line being written starts there; -1 if one is no quote's)
         self._quote_seen: tuple[int, int] = (-1, 0)
@@ -1257,22 +1260,25 @@ class ProgressiveRenderer:
         """A table's head being written as its cells show it: each that ended (a pipe
         follows it) as the head will render it, once; the last as its text so far (a pipe
         begins an empty one, drawn once its text comes)."""
-        if self._head_drawn[0] == line:
-            return self._head_drawn[1]  # (a step's, then its tail's)
+        settled, drawn_line, drawn = self._head_drawn
+        if settled == self.settled and drawn_line == line:
+            return drawn  # (a step's, then its tail's)
         after_pipe = line.lstrip(MD_TRIMMED)[1:]
         texts = _CELL_PIPE.split(after_pipe)
         ended = line[: len(line) - len(texts[-1])]
-        before, done = self._head_ended
-        if not ended.startswith(before):
+        settled, before, done = self._head_ended
+        if settled != self.settled or not ended.startswith(before):
             done = ()
         done = (
             *done,
             *(self._cell_html(text.lstrip(MD_TRIMMED)) for text in texts[len(done) : -1]),
         )
-        self._head_ended = (ended, done)
-        empty = _HEAD_CELLS_DRAWN - len(texts) % _HEAD_CELLS_DRAWN
-        cells = (*done, escape(texts[-1].strip(MD_TRIMMED)), *[""] * empty)
-        self._head_drawn = (line, cells)
+        self._head_ended = (self.settled, ended, done)
+        count = _HEAD_CELLS_DRAWN
+        while count <= len(texts):
+            count *= 2
+        cells = (*done, escape(texts[-1].strip(MD_TRIMMED)), *[""] * (count - len(texts)))
+        self._head_drawn = (self.settled, line, cells)
         return cells
 
     def _head_step(self, step: RenderStep, line: str) -> None:

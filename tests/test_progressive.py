@@ -1296,6 +1296,20 @@ def test_a_tables_head_is_drawn_as_its_head_from_its_first_pipe() -> None:
     assert fed_by_character("Text\n| b").tail.kind == "text"  # in a paragraph: not its start
     cells = fed_by_character("|" + "|".join("abcdefghi")).tail.cells  # more cells than drawn
     assert cells[:9] == tuple("abcdefghi") and len(cells) == 16
+    # a wide head is drawn again a few times, not every eight cells (a second read: 999 pipes
+    # fed one at a time sent 584 KB)
+    renderer, redrawn = ProgressiveRenderer(), 0
+    for character in "|" * 999:
+        redrawn += renderer.feed(character).tail_replaced
+    assert len(renderer.tail.cells) == 1024 and redrawn <= 8
+    # a cell's HTML is that of the references known for its head (a second read: a head
+    # drawn before "[r]" was defined drew its cells so again, fed line by line)
+    pieces = ["| [r] | x\n", "foo\n", "\n", "[r]: /u\n", "\n", "| [r] | y\n"]
+    renderer = ProgressiveRenderer()
+    for piece in pieces:
+        renderer.feed(piece)
+    tail = renderer.tail
+    assert tail.kind == "head" and tail.cells[0].startswith("<a ") and tail.cells[1] == "y"
 
 
 def test_a_line_that_starts_another_block_ends_the_table_as_soon_as_it_is_sure_to() -> None:

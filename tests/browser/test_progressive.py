@@ -64,6 +64,14 @@ def layout_html(html: str) -> str:
     return re.sub(r">\s+<", "><", html).strip()
 
 
+async def assert_a_reload_draws_it_the_same(chat: ChatPage, tail: Locator) -> None:
+    """The reply's tail, drawn from a snapshot after a reload, is drawn as its frames drew it."""
+    drawn = layout_html(await tail.inner_html())
+    await chat.page.reload()
+    await chat.wait_for_socket()
+    assert layout_html(await tail.inner_html()) == drawn
+
+
 def gated_plan(fake_upstream, gate: Gate, delay: float):
     pieces = reply_events(TOKENS)
 
@@ -514,10 +522,7 @@ async def test_a_table_takes_shape_row_by_row_as_it_streams(
     ask = await box_in_reply(chat, reply_id, page.locator(f"#z{reply_id} td code"))
     head = await box_in_reply(chat, reply_id, table.locator("thead"))
     await check_looks(page, tmp_path / f"table-{viewport['width']}-{scheme}.png")
-    drawn = layout_html(await page.locator(f"#t{reply_id}").inner_html())
-    await page.reload()
-    await chat.wait_for_socket()
-    assert layout_html(await page.locator(f"#t{reply_id}").inner_html()) == drawn
+    await assert_a_reload_draws_it_the_same(chat, page.locator(f"#t{reply_id}"))
 
     gate.open()
     await chat.wait_finished(reply_id)
@@ -596,10 +601,7 @@ async def test_a_tables_head_is_drawn_as_its_head_while_it_is_written(
     assert not {"|", "*", "-"} & set(await tail.inner_text())
     assert await box_in_reply(chat, reply_id, head.locator("th strong")) == price
     await check_looks(page, tmp_path / f"head-{viewport['width']}-{scheme}.png")
-    drawn = layout_html(await tail.inner_html())
-    await page.reload()
-    await chat.wait_for_socket()
-    assert layout_html(await tail.inner_html()) == drawn  # a reload draws it the same
+    await assert_a_reload_draws_it_the_same(chat, tail)
 
     # In the first row: the table opened where its head stood.
     gates[1].open()
@@ -652,10 +654,7 @@ async def test_a_quote_is_drawn_as_the_quote_while_it_streams(
     assert ">" not in await tail.inner_text()
     streaming = await box_in_reply(chat, reply_id, quote.locator("code"))
     await check_looks(page, tmp_path / f"quote-{viewport['width']}-{scheme}.png")
-    drawn = layout_html(await tail.inner_html())
-    await page.reload()
-    await chat.wait_for_socket()
-    assert layout_html(await tail.inner_html()) == drawn  # a reload draws it the same
+    await assert_a_reload_draws_it_the_same(chat, tail)
 
     gates[0].open()
     content = page.locator(f"#c{reply_id}")
