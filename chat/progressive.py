@@ -132,7 +132,7 @@ _OPENING = re.compile(
 # Every start of a held line is one too, so a text fed at once holds what it fed piece by
 # piece held, and draws the same; a line longer than `_HELD_AT_MOST` is not held.
 _HELD_LINE = re.compile(
-    r" *(?:> ?)?"  # (in a quote)
+    r" *(?:> ? *(?:\|[-:| \t]*|=+[ \t]*)?)?"  # a quote's, and what may yet start its text
     r"(?:(?:[-*_][ \t]*)+|\+[ \t]*|[0-9]{1,9}(?:[.)][ \t]*)?|#{1,6}[ \t]*"  # an item's, a rule's
     r"|`{1,2}|`{3,}[^`\n]*|~{1,2}|~{3,}[^\n]*)?"  # a fence's line (its info string too)
 )
@@ -401,7 +401,7 @@ _HEAD_FIRST = ("|", " ")
 # A quote of one paragraph in the tail is drawn as the quote (see `_quote_base`): its lines,
 # each quoted and starting text (a blank or a lazy line, a list or a heading in it, and it is
 # drawn as text); a line's marker, drawn as nothing; where a quote's line may start.
-_QUOTE_TEXT_LINE = re.compile(rf" {{0,3}}> ? {{0,3}}(?!\[){_STARTS_TEXT}")
+_QUOTE_TEXT_LINE = re.compile(rf" {{0,3}}> ? {{0,3}}{_STARTS_TEXT}")
 _QUOTE_MARKER = re.compile(r"\n {0,3}> ?")
 _QUOTE_OPENS = re.compile(r" {0,3}> ?")
 _QUOTE_FIRST = (">", " ")
@@ -494,8 +494,9 @@ class ProgressiveRenderer:
         self._head_ended: tuple[int, str, tuple[str, ...]] = (-1, "", ())
         self._head_drawn: tuple[int, str, tuple[str, ...]] = (-1, "", ())  # its line's cells
         # A quote of one paragraph in the tail: (where the tail starts, where its lines have
-        # been looked at to: the line being written starts there; -1 if one is no quote's)
-        self._quote_seen: tuple[int, int] = (-1, 0)
+        # been looked at to: the line being written starts there, -1 if one is no quote's;
+        # how far that line has been looked at for its end)
+        self._quote_seen: tuple[int, int, int] = (-1, 0, 0)
         # The text the tail from `settled` was parsed to last (from, to), and the characters
         # parsed for it so far (see `_parse_deferred`).
         self._parsed = (0, 0)
@@ -559,7 +560,8 @@ class ProgressiveRenderer:
         """Draw the open tail's text as plain text until it settles (a continuation: the page
         shows the paragraph it was cut at rendered, then the text that follows it)."""
         base = self._format_base()
-        self._formatting = None if base is None else _Formatting(base, off=True)
+        quoted = base is not None and self._quote_base() == base
+        self._formatting = None if base is None else _Formatting(base, off=True, quoted=quoted)
 
     def feed(self, delta: str) -> RenderStep:
         delta = self._held_back(self._normalise(delta))
@@ -1209,21 +1211,22 @@ class ProgressiveRenderer:
             return None
         if self._whole_list_from is not None:
             return None
-        seen, line = self._quote_seen
+        seen, line, scanned = self._quote_seen
         if seen != start:
-            line = start
+            line = scanned = start
         elif line < 0:
             return None
         text = self.text
         while True:
-            newline = text.find("\n", line)
+            newline = text.find("\n", scanned)
             if newline < 0:
+                scanned = len(text)  # (a long line costs its length once)
                 break
             if not _QUOTE_TEXT_LINE.match(text, line, newline):
-                self._quote_seen = (start, -1)  # (until the tail starts elsewhere)
+                self._quote_seen = (start, -1, 0)  # (until the tail starts elsewhere)
                 return None
-            line = newline + 1
-        self._quote_seen = (start, line)
+            line = scanned = newline + 1
+        self._quote_seen = (start, line, scanned)
         if line < len(text) and not _QUOTE_TEXT_LINE.match(text, line, line + _OPENING_SEEN):
             return None  # the line being written: no quote's text (yet), by its start
         if line == start and line == len(text):
