@@ -533,6 +533,8 @@ class ProgressiveRenderer:
                 cells=table.cells,
                 aligns=table.aligns,
             )
+        if self.text[self.settled : self.settled + 1] not in _SHAPED_FIRST:  # (most tails)
+            return self._formatted(Tail("text", self.text[self.settled :]), self.settled)
         if self.text.startswith(_QUOTE_FIRST, self.settled) and (
             (base := self._quote_base()) is not None
         ):
@@ -564,7 +566,9 @@ class ProgressiveRenderer:
         self._formatting = None if base is None else _Formatting(base, off=True, quoted=quoted)
 
     def feed(self, delta: str) -> RenderStep:
-        delta = self._held_back(self._normalise(delta))
+        delta = self._normalise(delta)
+        if self.held or "\n" in delta or self.text[-1:] in _LINE_BEGINS:
+            delta = self._held_back(delta)  # (a line begins: it may be held)
         if not delta:
             return RenderStep(blocks_html="", tail_replaced=False, appended="")
         old_end = len(self.text)
@@ -684,6 +688,9 @@ class ProgressiveRenderer:
         its text is code ("10. \t**b**")."""
         if self._fence is not None or self._table is not None:
             return None
+        first = self.text[self.settled : self.settled + 1]
+        if first not in _SHAPED_FIRST and first != "\t":
+            return self.settled  # (most tails: a paragraph's)
         if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             return item.end()
         if (opening := self._opening()) is not None:
@@ -857,8 +864,6 @@ class ProgressiveRenderer:
         is only a block's marker so far (`_HELD_LINE`), which waits for what follows it."""
         if self.held:
             delta, self.held = self.held + delta, ""
-        elif self.text[-1:] not in _LINE_BEGINS and "\n" not in delta:
-            return delta  # the line began before: it was not held, nor is it now (most deltas)
         line_start = delta.rfind("\n") + 1
         if line_start == 0 and self.text[-1:] not in _LINE_BEGINS:
             return delta
