@@ -30,7 +30,7 @@ OOB = re.compile(
     # pending span in the tail's text drawn formatted, rows added to a table in the tail, or
     # text added to a cell of its row being written
     r'|hx-swap-oob="(beforeend|outerHTML|beforebegin|innerHTML):#([a-z])(\d+)'
-    r'(?: > :last-child| > tr > :nth-child\((\d+)\))?")[^>]*>'
+    r'((?: > :last-child)*)(?: > tr > :nth-child\((\d+)\)((?: > :last-child)*))?")[^>]*>'
 )
 # A table's row being written, last in the tail (or its head being written: the tail's row)
 ROW = re.compile(r'<(?:tbody|thead) id="z\d+"[^>]*>')
@@ -99,7 +99,9 @@ class ReplyView:
         rid = str(self.message_id)
         position = 0
         while match := OOB.search(frame, position):
-            tag, kind, number, swap, list_swap, list_kind, list_number, column = match.groups()
+            tag, kind, number, swap, list_swap, list_kind, list_number, chain, column, down = (
+                match.groups()
+            )
             inner_end, position = _element_end(frame, tag, match.end())
             if list_swap:
                 kind, number = list_kind, list_number
@@ -119,8 +121,25 @@ class ReplyView:
                 ]
                 start = cells[int(column) - 1].end()
                 close = _element_end(self.tail, cells[int(column) - 1].group(1), start)[0]
+                for _ in range(down.count(":last-child")):  # where its words are written:
+                    close = self.tail.rindex("</", start, close)  # its open elements end it
                 kept = self.tail[start:close] if list_swap == "beforeend" else ""
                 self.tail = self.tail[:start] + kept + inner + self.tail[close:]
+            elif kind == "w" and list_swap == "beforeend":  # the pending span's words grew:
+                # in its last element child so many levels down (its open elements end it)
+                depth = chain.count(":last-child")
+                pending = PENDING.search(self.tail)
+                assert pending is not None, self.tail
+                end = len(self.tail)
+                for _ in range(depth + 1):
+                    end = self.tail.rindex("</", pending.end(), end)
+                self.tail = self.tail[:end] + inner + self.tail[end:]
+                change.appended_wire += len(inner.encode())
+            elif kind == "w" and swap == "innerHTML":  # the pending span drawn again
+                change.appended_only = False
+                pending = PENDING.search(self.tail)
+                assert pending is not None and self.tail.endswith("</span>"), self.tail
+                self.tail = self.tail[: pending.end()] + inner + "</span>"
             elif kind == "w" and list_swap:  # the pending span drawn formatted (last in the tail)
                 change.appended_only = False
                 pending = PENDING.search(self.tail)

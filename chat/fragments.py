@@ -25,7 +25,7 @@ from django.utils.safestring import SafeString, mark_safe
 from . import articles
 from .markdown import CODE_FRAME_CLOSE, code_frame_open
 from .models import Conversation, Message
-from .progressive import ProgressiveRenderer, RenderStep, Tail, formatted_html
+from .progressive import ProgressiveRenderer, RenderStep, Tail, formatted_html, pending_html
 
 MESSAGE_TEMPLATE = "chat/conversation.html#message"
 TITLE_TEMPLATE = "chat/conversation.html#title"
@@ -148,14 +148,23 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
         for column, html in step.row_cells:
             at = f"#{row_id} > tr > :nth-child({column})"
             parts.append(f'<span hx-swap-oob="beforeend:{at}">{html}</span>')
+        for column, depth, html in step.cells_inserted:  # where a cell's words are written
+            at = f"#{row_id} > tr > :nth-child({column})" + " > :last-child" * depth
+            parts.append(f'<span hx-swap-oob="beforeend:{at}">{html}</span>')
     elif step.span_html or step.formatted or step.pending is not None:
         if step.span_html:
             parts.append(f'<span hx-swap-oob="outerHTML:#{pending_id}">{step.span_html}</span>')
         html = step.formatted
         if step.pending is not None:
-            html += f'<span id="{pending_id}">{escape(step.pending)}</span>'
+            html += f'<span id="{pending_id}">{step.pending}</span>'
         if html:
             parts.append(f'<span id="{text_id}" hx-swap-oob="beforeend">{html}</span>')
+    elif step.pending_redrawn:
+        html = pending_html(tail)
+        parts.append(f'<span id="{pending_id}" hx-swap-oob="innerHTML">{html}</span>')
+    elif step.pending_added:  # where the pending span's words are being written
+        at = f"#{pending_id}" + " > :last-child" * step.pending_depth
+        parts.append(f'<span hx-swap-oob="beforeend:{at}">{step.pending_added}</span>')
     elif step.appended:
         target = pending_id if tail.pending_from is not None else text_id
         parts.append(f'<span id="{target}" hx-swap-oob="beforeend">{escape(step.appended)}</span>')

@@ -33,6 +33,11 @@ their marks close (`_Formatting`, `Tail.formatted`): a bold, a code span or a li
 it will render from the white space after it on, not from the paragraph's end. The text
 after a mark still open goes into a pending span, which is drawn formatted once (in its
 place, `RenderStep.span_html`) when the words from that mark render with every mark closed.
+Until then the pending span is drawn as its words will render if their marks close where the
+text ends (`Tail.pending_html`, `_draw_pending`): a bold is bold from its first word, a code
+span code, a link its text once its destination begins (which is not drawn), and no mark of
+them shows; the words written are added where they go (`RenderStep.pending_added`). A span
+whose marks cannot close so (a render leaves one open) is drawn as its text.
 How the tail is drawn depends only on the text (a continuation's held paragraph aside), so a
 renderer given the whole text at once draws it as the steps did.
 
@@ -54,6 +59,8 @@ from __future__ import annotations
 import functools
 import importlib
 import re
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Literal
@@ -87,6 +94,11 @@ _STARTS_TEXT = (
     r"|[0-9]+(?![0-9.)])"  # not a numbered item
     r"|\|(?=[^\n]*[^-:|\s]))"  # not a table's delimiter row (its head's line is any line)
 )
+# The start of a line that ends a paragraph before it, once a character after its marker
+# shows what it is: a heading's, a bulleted item's (one with text: an empty one does not),
+# a numbered item's that starts its list at 1, a quote's; looked at in its first characters.
+_INTERRUPTS = re.compile(r" {0,3}(?:#{1,6}[ \t]+\S|[-+*][ \t]+\S|1[.)][ \t]+\S|>)")
+_INTERRUPT_SEEN = 16
 _PARAGRAPH_LINE = re.compile(rf"(?:(?: {{4}}| {{0,3}}\t)[ \t]*\S| {{0,3}}{_STARTS_TEXT})[^\n]*\n")
 # - the innermost paragraph of a quote or a list item (the block open at the text's end) with
 #   a line that starts no block, however it is indented (a lazy line);
@@ -157,6 +169,28 @@ _PENDING_LIMIT = 400
 _INDENTED = re.compile(r" {0,3}\t| {4}")  # a line of the tail that may be code
 _PENDING_TRIES = 12  # cuts tried for one pending span before it stays text
 _AS_IS = re.compile(r"[^\\&<>\"'\n\u00a0]*")
+# A pending span is drawn as its words will render if their marks close where its text ends
+# (`_draw_pending`): the end of its text that may still be the first half of a closing mark
+# (marks, a backslash, and white space before them; a link's closing parenthesis) waits for
+# what follows; a link whose
+# destination is being written is drawn as the link, its destination not shown; text added
+# to it that is none of these (no mark, bracket, parenthesis, escape, nor a character that
+# HTML escapes) goes where the words being written are, as it is.
+_HELD_END = " \t*_~`\\"
+_OPEN_DESTINATION = re.compile(r"\]\([^()\s<>\\]*\Z")
+_PLAIN = re.compile(r"[^*_~`\[\]()\\&<>\n\u00a0]*")
+_CLOSING_TAGS = re.compile(r"(?:</[a-z]+>)*\Z")
+_CLOSING_TAG = re.compile(r"</[a-z]+>")
+# Words being written after a mark that opens them, after a blank, drawn without a render: a
+# code span (one backtick, no other, nor a character that a render writes otherwise) or an
+# emphasis of letters, digits and blanks; and the element each is drawn in
+_SIMPLY_OPEN = re.compile(
+    r"(?P<mark>(?P<code>`)|\*\*?|__?)"
+    r"(?P<words>(?(code)[^`\n\r\u00a0]+|[^\W_]+(?: [^\W_]+)*))"
+)
+_SIMPLE_TAGS = {"`": "code", "*": "em", "_": "em", "**": "strong", "__": "strong"}
+_IN_DESTINATION = re.compile(r"[^()\s<>\\]*")  # what a link's destination may go on with
+_BACKTICKS = re.compile(r"`+")
 # Blocks that end at a blank line; lists and indented code may go on after one.
 _END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
 # The characters parsed for one tail before each parse must wait for it to grow by a quarter:
@@ -218,6 +252,9 @@ class Tail:
     formatted: str = field(default="", compare=False)
     raw_from: int = field(default=0, compare=False)
     pending_from: int | None = field(default=None, compare=False)
+    # The pending span's HTML: its words formatted as they will render if their marks close
+    # where the text ends (`None`: drawn as its text)
+    pending_html: str | None = field(default=None, compare=False)
 
 
 def formatted_html(tail: Tail, pending_id: str) -> str:
@@ -227,9 +264,18 @@ def formatted_html(tail: Tail, pending_id: str) -> str:
     shown = unquoted if tail.kind == "quote" else _sliced
     html = tail.formatted + escape(shown(tail.text, tail.raw_from, end))
     if tail.pending_from is not None:
-        pending = shown(tail.text, tail.pending_from, None)
-        html += f'<span id="{pending_id}">{escape(pending)}</span>'
+        html += f'<span id="{pending_id}">{pending_html(tail)}</span>'
     return html
+
+
+def pending_html(tail: Tail) -> str:
+    """What the pending span of a text tail or an item tail shows: its words formatted as they
+    will render if their marks close where the text ends, or its text."""
+    if tail.pending_html is not None:
+        return tail.pending_html
+    assert tail.pending_from is not None
+    shown = unquoted if tail.kind == "quote" else _sliced
+    return escape(shown(tail.text, tail.pending_from, None))
 
 
 def _sliced(text: str, start: int, end: int | None) -> str:
@@ -262,7 +308,13 @@ class RenderStep:
     # pending span, appended after them in a span of its own.
     span_html: str = ""
     formatted: str = ""
-    pending: str | None = None
+    pending: str | None = None  # (HTML: `pending_html`)
+    # Or the pending span grew: HTML to append where its words being written are, in the
+    # span's last element child so many levels down (`pending_depth`; 0: the span itself),
+    # or the span drawn again (`ProgressiveRenderer.tail`, `pending_html`)
+    pending_added: str = ""
+    pending_depth: int = 0
+    pending_redrawn: bool = False
     # A table in the tail (instead of `appended`): rows whose lines completed, each in a body
     # of its own, to add before the row being written, which is then drawn again
     # (`row_redrawn`); or HTML added to its cells (1-based column, HTML: escaped text), and
@@ -271,6 +323,9 @@ class RenderStep:
     row_redrawn: bool = False
     row_cells: tuple[tuple[int, str], ...] = ()
     cells_set: tuple[tuple[int, str], ...] = ()
+    # HTML put into a cell's last element child so many levels down (column, depth, HTML):
+    # words added where a cell's formatted words are being written (`drawn_as_closed`)
+    cells_inserted: tuple[tuple[int, int, str], ...] = ()
 
 
 @dataclass
@@ -292,6 +347,14 @@ class _Formatting:
     tries: int = 0  # cuts tried for the pending span
     # The pending span's word before it (start, HTML), which its words are rendered with
     before: tuple[int, str] | None = None
+    # The pending span as drawn (`_pending_drawing`): its HTML (None: its text), where the
+    # text that drawing shows ends, and where in that HTML text after it would go (None: the
+    # span is drawn again when it grows) and how many levels down in the span that is
+    span_drawing: str | None = None
+    span_drawn_to: int = 0
+    span_at: int | None = None
+    span_depth: int = 0
+    span_hidden: bool = False  # a link's destination is being written: it is not drawn
 
 
 @dataclass
@@ -486,6 +549,7 @@ class ProgressiveRenderer:
         # drawn again from the whole text at the end.
         self.diverged = False
         self._formatting: _Formatting | None = None  # the open tail's inline formatting
+        self._words_rendered: tuple[str, int, str | None] = ("", 0, "")  # (`_render_words`)
         self._table: _OpenTable | None = None  # the open tail is a table whose head has come
         # A table's head being written in the tail: its cells as the page shows them, and its
         # line up to the pipe after its last cell that ended, with those cells rendered
@@ -493,6 +557,9 @@ class ProgressiveRenderer:
         # (both for the tail at `settled`: a cell's HTML depends on the references known)
         self._head_ended: tuple[int, str, tuple[str, ...]] = (-1, "", ())
         self._head_drawn: tuple[int, str, tuple[str, ...]] = (-1, "", ())  # its line's cells
+        # The table's cell being written, as last drawn: its text (escaped pipes as pipes),
+        # the references known then, and its drawing (`_cell_written`)
+        self._cell_drawn: tuple[str, int, Drawn | None] = ("", 0, None)
         # A quote of one paragraph in the tail: (where the tail starts, where its lines have
         # been looked at to: the line being written starts there, -1 if one is no quote's;
         # how far that line has been looked at for its end)
@@ -591,6 +658,8 @@ class ProgressiveRenderer:
         if self._item_begun(len(delta)):
             replaced = True
         if self._line_ends_list(len(delta), html):
+            replaced = True
+        if self._line_interrupts_paragraph(len(delta), html):
             replaced = True
         if not replaced and self._opening_shape() != opened:
             replaced = True  # the tail is drawn as the block its first line opens, or not
@@ -716,6 +785,7 @@ class ProgressiveRenderer:
         tail.formatted = state.drawn[0] if state.drawn else ""
         tail.raw_from = state.drawn_to - base
         tail.pending_from = None if state.span is None else state.span - base
+        tail.pending_html = None if state.span is None else state.span_drawing
         return tail
 
     def _format(self, old_end: int, step: RenderStep) -> None:
@@ -741,7 +811,12 @@ class ProgressiveRenderer:
             return
         span = state.span
         commits = self._format_words(state)
-        if step.tail_replaced or (not commits and state.span == span):
+        if step.tail_replaced:
+            self._draw_pending(state)  # (the tail is drawn whole, its pending span so)
+            return
+        if not commits and state.span == span:
+            if span is not None:
+                self._pending_grew(state, step)
             return
         start = old_end
         if span is not None:  # the pending span's marks closed: it is drawn formatted
@@ -804,8 +879,28 @@ class ProgressiveRenderer:
         """The pending span's words up to `cut` formatted, if their marks all closed. They are
         rendered with the word before them, which their marks' meaning may depend on
         ("snake_case", "a * b"); that word is on the page already, as text."""
-        text = self.text
+        words_before = self._words_before(state, span)
+        if words_before is None:
+            return None
+        start, before = words_before
+        whole = self._render_words(self.text[start:cut])
+        if whole is None or not whole.startswith(before):
+            return None
+        return whole[len(before) :]
+
+    def _render_words(self, words: str) -> str | None:
+        """`render_words`, the last words rendered remembered: a pending span's drawing is
+        most often what its settling renders again (its closing marks came, then a blank)."""
+        references = len(self._references.get("references", ()))
+        if self._words_rendered[:2] != (words, references):
+            self._words_rendered = (words, references, render_words(words, self._references))
+        return self._words_rendered[2]
+
+    def _words_before(self, state: _Formatting, span: int) -> tuple[int, str] | None:
+        """Where the word before the pending span starts, and its HTML ("\0" if it does not
+        render alone); None if it is too long to see whole (the span then stays text)."""
         if state.before is None:
+            text = self.text
             floor = max(state.drawn_to, span - 200)
             floor = max(floor, text.rfind("\n", floor, span) + 1)
             start = span
@@ -824,11 +919,80 @@ class ProgressiveRenderer:
             # Words without marks, escapes or entities render as themselves
             before = words if _AS_IS.fullmatch(words) else render_words(words, self._references)
             state.before = (start, before if before is not None else "\0")
-        start, before = state.before
-        whole = render_words(text[start:cut], self._references)
-        if whole is None or not whole.startswith(before):
-            return None
-        return whole[len(before) :]
+        return state.before
+
+    def _draw_pending(self, state: _Formatting) -> None:
+        """Draw the pending span as its words will render if their marks close where the text
+        ends (`drawn_as_closed`), rendered with the word before the span. Left as text
+        (`span_drawing` None) if it renders with a mark still open, or reaches the next line:
+        as it stays once it is stuck."""
+        state.span_drawing, state.span_at, state.span_hidden = None, None, False
+        span = state.span
+        if span is None or state.stuck:
+            return
+        piece = self.text[span:]
+        if len(piece) > _PENDING_LIMIT or "\n" in piece:
+            return
+        words_before = self._words_before(state, span)
+        if words_before is None:
+            return
+        start, before = words_before
+        if before == "\0":
+            return  # the word before it renders with a mark open: its marks may pair with them
+
+        def render(words: str) -> str | None:
+            # (the same words as the span's settling renders, most often: its marks closed)
+            whole = self._render_words(self.text[start:span] + words)
+            return whole[len(before) :] if whole is not None and whole.startswith(before) else None
+
+        drawn = drawn_as_closed(piece, self.text[span - 1] if span else " ", render)
+        if drawn is None:
+            return
+        state.span_drawing, state.span_drawn_to = drawn.html, span + drawn.to
+        state.span_at, state.span_depth, state.span_hidden = drawn.at, drawn.depth, drawn.hidden
+
+    def _pending_grew(self, state: _Formatting, step: RenderStep) -> None:
+        """The pending span's text grew: say in `step` how its drawing changes (text added
+        where its words are being written, HTML added at its end, or the span drawn again;
+        nothing while only an end that may yet be a mark came). One drawn as text takes the
+        step's text as it is (`RenderStep.appended`)."""
+        old, at, depth = state.span_drawing, state.span_at, state.span_depth
+        if old is not None and not state.stuck:
+            added = self.text[state.span_drawn_to :]
+            if len(self.text) - (state.span or 0) <= _PENDING_LIMIT and "\n" not in added:
+                core_added = added.rstrip(_HELD_END)
+                if state.span_hidden and core_added.endswith(")"):
+                    core_added = core_added[:-1]  # (it may close the link)
+                if not core_added or (state.span_hidden and _IN_DESTINATION.fullmatch(core_added)):
+                    step.appended = ""  # drawn as it was: marks may follow, or a destination
+                    return
+                if at is not None and _PLAIN.fullmatch(core_added):
+                    state.span_drawing = old[:at] + core_added + old[at:]
+                    state.span_at = at + len(core_added)
+                    state.span_drawn_to += len(core_added)
+                    step.appended, step.pending_added, step.pending_depth = "", core_added, depth
+                    return
+        self._draw_pending(state)
+        new = state.span_drawing
+        if old is None and new is None:
+            return
+        step.appended = ""
+        if new == old:
+            return
+        if old is not None and new is not None:
+            if new.startswith(old):
+                step.pending_added, step.pending_depth = new[len(old) :], 0
+                return
+            kept = len(old) - at if at is not None else -1
+            if (
+                at is not None
+                and len(new) >= len(old)
+                and new.startswith(old[:at])
+                and new.endswith(old[at:])
+            ):
+                step.pending_added, step.pending_depth = new[at : len(new) - kept], depth
+                return
+        step.pending_redrawn = True
 
     def _drawn_after(
         self, state: _Formatting, start: int, commits: list[tuple[int, int, str]]
@@ -843,7 +1007,11 @@ class ProgressiveRenderer:
             parts.append(escape(self._shown(state, position, None)))
             return "".join(parts), None
         parts.append(escape(self._shown(state, position, state.span)))
-        return "".join(parts), self._shown(state, state.span, None)
+        self._draw_pending(state)
+        drawing = state.span_drawing
+        if drawing is None:
+            drawing = escape(self._shown(state, state.span, None))
+        return "".join(parts), drawing
 
     def _shown(self, state: _Formatting, start: int, end: int | None) -> str:
         """The tail's text from `start` to `end` as drawn (a quote's without its markers)."""
@@ -1108,6 +1276,28 @@ class ProgressiveRenderer:
         self._open_to = self._open_line = None  # the new block's lines are parsed from it
         return True
 
+    def _line_interrupts_paragraph(self, delta_length: int, html: list[str]) -> bool:
+        """A line being written that starts a block which ends the open top-level paragraph
+        before it (a heading, a list's item: a bullet, or a "1.", a quote) ends it, and the
+        paragraph settles: the block was drawn as the paragraph's text ("- item", "## Next")
+        until its line ended. Decided by the line's first characters (`_INTERRUPTS`); a
+        marker alone is held back until they come (`held`)."""
+        if self._open_line is not _PARAGRAPH_LINE or self._list is not None:
+            return False
+        line_start = self._open_to
+        if line_start is None or line_start <= self.settled:
+            return False
+        if len(self.text) - delta_length > line_start + _INTERRUPT_SEEN:
+            return False  # its start was looked at
+        start = _INTERRUPTS.match(self.text, line_start)
+        if start is None or start.end() > line_start + _INTERRUPT_SEEN:
+            return False
+        if "\n" in self.text[line_start:]:
+            return False
+        self._settle(line_start, html)
+        self._open_to = self._open_line = None  # the new block's lines are parsed from it
+        return True
+
     def _follows_blank_line(self, line_start: int) -> bool:
         """Whether the line at `line_start` (in the tail, after its first line) follows a
         blank line, looked at once for each line."""
@@ -1285,7 +1475,8 @@ class ProgressiveRenderer:
         count = _HEAD_CELLS_DRAWN
         while count <= len(texts):
             count *= 2
-        cells = (*done, escape(texts[-1].strip(MD_TRIMMED)), *[""] * (count - len(texts)))
+        being_written = self._cell_written(texts[-1].lstrip(MD_TRIMMED))
+        cells = (*done, being_written, *[""] * (count - len(texts)))
         self._head_drawn = (self.settled, line, cells)
         return cells
 
@@ -1300,7 +1491,7 @@ class ProgressiveRenderer:
         if len(cells) != len(shown):
             step.tail_replaced = True
             return
-        step.row_cells, step.cells_set = _cells_changed(shown, cells)
+        step.row_cells, step.cells_inserted, step.cells_set = _cells_changed(shown, cells)
 
     def _line_ends_table(self) -> bool:
         """Whether the line being written after the open table's rows ends it, whatever comes
@@ -1370,7 +1561,8 @@ class ProgressiveRenderer:
             if rows:
                 step.rows_html, step.row_redrawn = rows, True
             else:
-                step.row_cells, step.cells_set = _cells_changed(table.cells, cells)
+                changed = _cells_changed(table.cells, cells)
+                step.row_cells, step.cells_inserted, step.cells_set = changed
         table.cells = cells
 
     def _row_html(self, row: str) -> tuple[str, ...]:
@@ -1388,7 +1580,38 @@ class ProgressiveRenderer:
         for text in texts[len(done) : count]:
             done.append(self._cell_html(text))
         table.ended_html = tuple(done)
-        return (*done, *(escape(text.rstrip(MD_TRIMMED)) for text in texts[count:]))
+        return (*done, *(self._cell_written(text) for text in texts[count:]))
+
+    def _cell_written(self, text: str) -> str:
+        """A cell of a table's row or head being written (its text without the blanks
+        before it), as the page draws it: as it will render if its marks close where its text
+        ends (`drawn_as_closed`), or as its text (without the blanks after it, which show
+        once more text follows) if it has no mark, or a mark left open however it ends. Words
+        added to its drawing where they are being written need no render."""
+        if not text or not _INLINE_MARK.search(text):
+            return escape(text.rstrip(MD_TRIMMED))
+        words = _ESCAPED_PIPE.sub("|", text)
+        references = len(self._references.get("references", ()))
+        last_words, last_references, last = self._cell_drawn
+        if last_references != references:
+            last = None  # (a reference defined since may make its words a link)
+        if last is not None and last.at is not None and words.startswith(last_words[: last.to]):
+            added = words[last.to :].rstrip(_HELD_END)
+            if not added:
+                drawn: Drawn | None = last
+            elif _PLAIN.fullmatch(added):
+                html = last.html[: last.at] + added + last.html[last.at :]
+                drawn = Drawn(html, last.to + len(added), last.at + len(added), last.depth)
+            else:
+                drawn = self._cell_drawing(words)
+        else:
+            drawn = self._cell_drawing(words)
+        self._cell_drawn = (words, references, drawn)
+        return escape(text.rstrip(MD_TRIMMED)) if drawn is None else drawn.html
+
+    def _cell_drawing(self, words: str) -> Drawn | None:
+        env = self._scratch_env()
+        return drawn_as_closed(words, " ", lambda closed: render_words(closed, env))
 
     def _cell_html(self, text: str) -> str:
         """An ended cell of the open table's row being written, as the row will render it
@@ -1508,14 +1731,39 @@ class ProgressiveRenderer:
 
 def _cells_changed(
     shown: tuple[str, ...], cells: tuple[str, ...]
-) -> tuple[tuple[tuple[int, str], ...], tuple[tuple[int, str], ...]]:
+) -> tuple[
+    tuple[tuple[int, str], ...], tuple[tuple[int, int, str], ...], tuple[tuple[int, str], ...]
+]:
     """How a row's cells as shown (`shown`) change to `cells`, column by column (1-based), up
-    to the last shown: HTML added to a cell, and cells drawn again (when not only added to)."""
-    pairs = enumerate(zip(shown, cells, strict=True), 1)
-    changed = [(column, old, new) for column, (old, new) in pairs if new != old]
-    added = tuple((column, new[len(old) :]) for column, old, new in changed if new.startswith(old))
-    drawn = tuple((column, new) for column, old, new in changed if not new.startswith(old))
-    return added, drawn
+    to the last shown: HTML added to a cell, HTML put in a cell where its words are being
+    written (`_inserted`), and cells drawn again (when neither)."""
+    added, inserted, drawn = [], [], []
+    for column, (old, new) in enumerate(zip(shown, cells, strict=True), 1):
+        if new == old:
+            continue
+        if new.startswith(old):
+            added.append((column, new[len(old) :]))
+        elif (insertion := _inserted(old, new)) is not None:
+            inserted.append((column, *insertion))
+        else:
+            drawn.append((column, new))
+    return tuple(added), tuple(inserted), tuple(drawn)
+
+
+def _inserted(old: str, new: str) -> tuple[int, str] | None:
+    """`new` as `old` with text put in among the closing tags that end it (where words being
+    written go, `drawn_as_closed`): how many elements down from the end that is, and the
+    text; None if it is not."""
+    if len(new) <= len(old) or not old.endswith(">"):
+        return None
+    ends = _CLOSING_TAGS.search(old)
+    assert ends is not None
+    for tag in _CLOSING_TAG.finditer(old, ends.start()):
+        at = tag.start()
+        text = new[at : at + len(new) - len(old)]
+        if new.startswith(old[:at]) and new.endswith(old[at:]) and "<" not in text:
+            return old.count("</", at), text
+    return None
 
 
 def _continuation(block: Token, source: str, tokens: list[Token]) -> re.Pattern[str] | None:
@@ -1741,3 +1989,132 @@ def _is_complete(block: Token, source: str, line_starts: list[int], n_lines: int
             return True
     # A line after it, not its own (link reference definitions, which make no block), ends it
     return bool(source[line_starts[end] :].strip()) if end < n_lines else False
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """Words being written, drawn as they will render if their marks close where they end
+    (`drawn_as_closed`): the HTML, how much of the words it shows (what follows waits), and
+    where in the HTML, how many elements down, text after them goes (None: it is drawn again
+    as it grows); whether a link's destination is being written (not drawn)."""
+
+    html: str
+    to: int
+    at: int | None = None
+    depth: int = 0
+    hidden: bool = False
+
+
+def drawn_as_closed(
+    piece: str, preceding: str, render: Callable[[str], str | None]
+) -> Drawn | None:
+    """`piece`, words whose marks are still being written (a pending span's, a table cell's),
+    drawn as they will render if those marks close where it ends: without its end that may
+    yet be a closing mark (`_HELD_END`, a link's closing parenthesis), its brackets that
+    nothing closed yet escaped, a link whose destination is being written with none (not
+    drawn), then the marks that close what is open (`_closed`). `render` renders such words
+    inline, or gives None if a mark is left open (`render_words`): None then, the words are
+    drawn as text. `preceding`: the character before them."""
+    core = piece.rstrip(_HELD_END)
+    if core.endswith(")") and _OPEN_DESTINATION.search(core, 0, len(core) - 1):
+        core = core[:-1]  # (a link's closing parenthesis: it waits for what follows)
+    if not core:
+        return Drawn("", 0, 0)
+    to = len(core)
+    simple = _SIMPLY_OPEN.fullmatch(core)
+    if simple is not None and preceding.isspace():
+        # A code span or an emphasis of plain words, open: as markdown-it renders it once
+        # closed, without a render (most spans, as their first word comes)
+        tag = _SIMPLE_TAGS[simple.group("mark")[:2]]
+        drawn = f"<{tag}>{escape(simple.group('words'), quote=False)}</{tag}>"
+        return Drawn(drawn, to, None if "&" in core else len(drawn) - len(tag) - 3, 1)
+    hidden = _OPEN_DESTINATION.search(core)
+    if hidden is not None:
+        if "![" in core:
+            return None  # an image: its text is no link's
+        core = core[: hidden.start()] + "]()"
+    core, closing, elements = _closed(core, preceding)
+    html = render(core + closing)
+    if html is None:
+        return None
+    if hidden is not None:
+        link = html.rfind(' href=""')
+        if link < 0:
+            return None
+        return Drawn(html[:link] + html[link + 8 :], to, hidden=True)
+    if "&" in core:
+        return Drawn(html, to)  # (an entity may go on)
+    # Where the words being written end: before the elements the closing marks end
+    ends = _CLOSING_TAGS.search(html)
+    assert ends is not None
+    tags = [match.start() for match in _CLOSING_TAG.finditer(html, ends.start())]
+    if len(tags) < elements:
+        return Drawn(html, to)
+    at = tags[len(tags) - elements] if elements else len(html)
+    if not html[:at].endswith(escape(core[-1], quote=False)):
+        return Drawn(html, to)
+    return Drawn(html, to, at, elements)
+
+
+def _closed(core: str, preceding: str) -> tuple[str, str, int]:
+    """A pending span's text drawn as if its marks closed where it ends: `core` with its
+    brackets that no "]" closes escaped (text until a link's destination follows), the marks
+    that close its emphases, strikethroughs and code span still open, innermost first, and
+    the number of elements they end (a run of three stars ends two: a bold in an emphasis).
+    An approximation of CommonMark's delimiter rules: the render says whether it holds
+    (`render_words` finds no mark left open). `preceding`: the character before `core`."""
+    opened: list[str] = []
+    brackets: list[int] = []
+    i, n = 0, len(core)
+    while i < n:
+        mark = core[i]
+        if mark == "\\":
+            i += 2
+            continue
+        if mark == "[":
+            brackets.append(i)
+        elif mark == "]" and brackets:
+            brackets.pop()
+        elif mark in "*_~`":
+            j = i + 1
+            while j < n and core[j] == mark:
+                j += 1
+            if mark == "`":
+                runs = _BACKTICKS.finditer(core, j)
+                closing = next((run.end() for run in runs if run.end() - run.start() == j - i), -1)
+                if closing < 0:
+                    opened.append(core[i:j])  # a code span to the end
+                    break
+                i = closing
+                continue
+            before = core[i - 1] if i else preceding
+            after = core[j] if j < n else " "
+            left = not after.isspace() and (
+                not _punctuation(after) or before.isspace() or _punctuation(before)
+            )
+            right = not before.isspace() and (
+                not _punctuation(before) or after.isspace() or _punctuation(after)
+            )
+            opens, closes = left, right
+            if mark == "_":
+                opens = left and (not right or _punctuation(before))
+                closes = right and (not left or _punctuation(after))
+            elif mark == "~" and j - i != 2:
+                opens = closes = False
+            if closes and any(run[0] == mark for run in opened):
+                while opened.pop()[0] != mark:
+                    pass
+            elif opens:
+                opened.append(core[i:j])
+            i = j
+            continue
+        i += 1
+    for at in reversed(brackets):
+        core = core[:at] + "\\" + core[at:]
+    elements = sum(1 if run[0] in "`~" else len(run) // 2 + len(run) % 2 for run in opened)
+    return core, "".join(reversed(opened)), elements
+
+
+def _punctuation(character: str) -> bool:
+    """CommonMark's punctuation, for its flanking rules."""
+    return unicodedata.category(character)[0] in "PS"

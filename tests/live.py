@@ -174,8 +174,11 @@ OOB_OPEN = re.compile(
     # pending span in a tail's text drawn formatted, rows added to a table in the tail, or
     # text added to a cell of its row being written
     r'|hx-swap-oob="(beforeend|outerHTML|beforebegin|innerHTML):#([a-z])(\d+)'
-    r'(?: > :last-child| > tr > :nth-child\((\d+)\))?")[^>]*>'
+    r'((?: > :last-child)*)(?: > tr > :nth-child\((\d+)\)((?: > :last-child)*))?")[^>]*>'
 )
+# An element's tag, opening or closing, and the elements that have no closing tag
+ANY_TAG = re.compile(r"<(/?)(\w+)[^>]*>")
+VOID = {"br", "img", "hr", "input", "wbr"}
 ELEMENT_OPEN = re.compile(r'<(\w+) id="([a-z])(\d+)"[^>]*>')
 TAG = re.compile(r"<[^>]+>")
 
@@ -188,6 +191,24 @@ def _element_end(html_text: str, tag: str, start: int) -> tuple[int, int]:
         if depth == 0:
             return start + match.start(), start + match.end()
     raise AssertionError(f"unclosed <{tag}> in {html_text[start - 80 : start + 80]!r}")
+
+
+def _last_child(html_text: str, start: int, end: int) -> tuple[int, int]:
+    """The inner HTML (start, end) of the last element child of the element whose inner
+    HTML is `html_text[start:end]` (`:last-child`)."""
+    last, level = None, 0
+    for match in ANY_TAG.finditer(html_text, start, end):
+        closing, name = match.group(1), match.group(2)
+        if name in VOID:
+            continue
+        if not closing:
+            if level == 0:
+                last = match
+            level += 1
+        else:
+            level -= 1
+    assert last is not None, html_text[start:end]
+    return last.end(), _element_end(html_text, last.group(2), last.end())[0]
 
 
 def text_of(html_text: str) -> str:
@@ -215,12 +236,23 @@ class PageModel:
         self.frames.append(frame)
         position = 0
         while match := OOB_OPEN.search(frame, position):
-            tag, kind, number, _, swap, list_swap, list_kind, list_number, column = match.groups()
+            tag, kind, number, _, swap, list_swap, list_kind, list_number, chain, column, down = (
+                match.groups()
+            )
             inner_end, position = _element_end(frame, tag, match.end())
             inner = frame[match.end() : inner_end]
+            if list_swap == "beforeend" and list_kind in "wv":  # where its words are written
+                key = f"{list_kind}{list_number}"
+                self._append_pending(key, chain.count(":last-child"), inner)
+                continue
+            if swap == "innerHTML" and kind in "wv":  # a pending span drawn again
+                key = f"{kind}{number}"
+                self._replace_pending(key, f'<span id="{key}">{inner}</span>')
+                continue
             if column is not None:  # text added to a cell of a table's row being written
                 key = f"{list_kind}{list_number}"
-                self._set_cell(key, int(column), inner, list_swap == "beforeend")
+                depth = down.count(":last-child")
+                self._set_cell(key, int(column), inner, list_swap == "beforeend", depth)
                 continue
             if list_swap == "beforebegin":  # rows added to a table before its row being written
                 tail, opening, _ = self._row(f"{list_kind}{list_number}")
@@ -259,6 +291,18 @@ class PageModel:
         _, end = _element_end(html_text, "span", opening.end())
         self.elements[tail] = html_text[: opening.start()] + drawn + html_text[end:]
 
+    def _append_pending(self, key: str, depth: int, inner: str) -> None:
+        """`inner` added to the pending span `key`'s last element child `depth` levels down
+        (the span itself at 0), at its end, as htmx's `beforeend` to such a selector adds."""
+        tail = ("t" if key[0] == "w" else "u") + key[1:]
+        html_text = self.elements[tail]
+        opening = re.search(rf'<span id="{key}">', html_text)
+        assert opening is not None, (key, html_text)
+        start, (end, _) = opening.end(), _element_end(html_text, "span", opening.end())
+        for _ in range(depth):
+            start, end = _last_child(html_text, start, end)
+        self.elements[tail] = html_text[:end] + inner + html_text[end:]
+
     def _row(self, key: str) -> tuple[str, re.Match[str], int]:
         """The tail holding a table's row being written `key` (or its head being written),
         its body's (or head's) opening, its end."""
@@ -268,13 +312,16 @@ class PageModel:
         assert opening is not None, (key, html_text)
         return tail, opening, _element_end(html_text, opening.group(1), opening.end())[1]
 
-    def _set_cell(self, key: str, column: int, inner: str, appended: bool) -> None:
-        """A cell of a table's row being written: `inner` added to its text, or its text."""
+    def _set_cell(self, key: str, column: int, inner: str, appended: bool, depth: int = 0) -> None:
+        """A cell of a table's row being written: `inner` added to its text (or to its last
+        element child `depth` levels down), or its text."""
         tail, opening, end = self._row(key)
         html_text = self.elements[tail]
         cells = list(re.finditer(r"<(t[dh])\b[^>]*>", html_text[opening.end() : end]))
         start = opening.end() + cells[column - 1].end()
         close, _ = _element_end(html_text, cells[column - 1].group(1), start)
+        for _ in range(depth):
+            start, close = _last_child(html_text, start, close)
         kept = html_text[start:close] if appended else ""
         self.elements[tail] = html_text[:start] + kept + inner + html_text[close:]
 

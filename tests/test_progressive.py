@@ -889,6 +889,24 @@ INLINE_WORDS = st.sampled_from(
         "`open",
         "1.",
         "~",
+        "***both***",
+        "**bold `code` in it**",
+        "**[a link](/x) in bold**:",
+        "*em **strong** em*",
+        "`a*b_c`",
+        "**a &amp; b**",
+        "**a &",
+        "[text](/p_a_t*h*)",
+        "[x](<y z>)",
+        "[open](/no-end",
+        "<https://example.com/_a_>",
+        "**tail\\",
+        "x**y**z",
+        "__under__",
+        "~~a ~ b~~",
+        "** nb**",
+        "a*b*c",
+        "*a*.",
     ]
 )
 INLINE_LINE = st.lists(INLINE_WORDS, min_size=1, max_size=8).map(" ".join)
@@ -982,35 +1000,120 @@ def test_words_after_a_mark_on_an_indented_line_stay_text() -> None:
 
 
 def test_a_paragraphs_marks_are_drawn_formatted_as_they_close() -> None:
-    """Bold, code and links show formatted as soon as they close (at the space after them),
-    not when the paragraph ends; the text after a mark still open goes in a pending span."""
+    """Bold, code and links are drawn formatted from their first word, as they will render if
+    their marks close where the text ends (they showed their marks as text, "**pip install",
+    then lost them at the space after the closing mark): the text after a mark goes in a
+    pending span, added to where its words are being written, and the span is drawn
+    formatted in its place, once, at the space after its marks closed."""
     from chat.fragments import CONTENT, text_step
 
     renderer = ProgressiveRenderer()
-    frames = [
-        text_step(CONTENT, 5, renderer.feed(piece), renderer.tail)
-        for piece in ["Run ", "**pip", " install**", " now, ", "`x`", " or ", "[docs](/d)", " ok"]
-    ]
+    pieces = ["Run ", "**pip", " install", "**", " now, ", "`x", "`", " or ", "[docs", "](/d", ")"]
+    frames = [text_step(CONTENT, 5, renderer.feed(p), renderer.tail) for p in [*pieces, " ok"]]
     assert frames[0] == '<span id="t5" hx-swap-oob="beforeend">Run </span>'
-    # A mark opens a pending span; text goes into it.
-    assert frames[1] == '<span id="t5" hx-swap-oob="beforeend"><span id="w5">**pip</span></span>'
-    assert frames[2] == '<span id="w5" hx-swap-oob="beforeend"> install**</span>'
+    # A mark opens a pending span, drawn as the words will render
+    assert frames[1] == (
+        '<span id="t5" hx-swap-oob="beforeend"><span id="w5"><strong>pip</strong></span></span>'
+    )
+    # Words are added where they are being written, inside the bold, and nothing else
+    assert frames[2] == '<span hx-swap-oob="beforeend:#w5 > :last-child"> install</span>'
+    assert frames[3] == ""  # the closing mark changes nothing drawn
     # Closed, at the white space after it: drawn formatted in the span's place, once.
-    assert frames[3] == (
+    assert frames[4] == (
         '<span hx-swap-oob="outerHTML:#w5"><strong>pip install</strong></span>'
         '<span id="t5" hx-swap-oob="beforeend"> now, </span>'
     )
-    assert frames[5] == (
-        '<span hx-swap-oob="outerHTML:#w5"><code>x</code></span>'
-        '<span id="t5" hx-swap-oob="beforeend"> or </span>'
+    assert frames[5].endswith('<span id="w5"><code>x</code></span></span>')
+    assert frames[6] == ""
+    # A link's text is drawn as the link's once its destination begins (not drawn)
+    assert frames[8].endswith('<span id="w5">[docs</span></span>')
+    assert frames[9] == (
+        '<span id="w5" hx-swap-oob="innerHTML">'
+        '<a rel="noopener noreferrer nofollow">docs</a></span>'
     )
-    assert '<a href="/d"' in frames[7]
+    assert frames[10] == ""
+    assert '<a href="/d"' in frames[11]
     tail = renderer.tail
     assert tail.formatted == (
         "Run <span><strong>pip install</strong></span> now, <span><code>x</code></span> or "
         '<span><a href="/d" rel="noopener noreferrer nofollow">docs</a></span>'
     )
     assert tail.text[tail.raw_from :] == " ok" and tail.pending_from is None
+
+
+# A model's answer with the marks it writes most, fed in word-sized tokens
+MARKED_ANSWER = (
+    "To install it, run `pip install chatsite` and then **set `REDIS_URL`** before you "
+    "start. See [the deployment guide](https://example.com/docs/deploy_guide) for *more "
+    "details*, or ***ask***. Use ~~old~~ new flags: `--fast`, `--quiet`.\n\n"
+    "- **Cache**: checked first (`get_or_set`).\n"
+    "- **Database**: read on a miss; the result is stored.\n"
+)
+
+
+def test_a_models_marks_never_show_as_text_while_they_stream() -> None:
+    """Fed as a model sends it, a token a feed: what the page shows of the reply never has a
+    mark of a span that closes, nor a link's destination; it only grows, never losing what it
+    showed (the marks showed, then went as each span closed; a link's "[" still goes as its
+    destination begins); and a span's words are added to it as they come, the span drawn
+    again only as the link's destination begins."""
+    from chat.fragments import CONTENT, text_step
+    from tests.live import PageModel, text_of
+
+    renderer, page = ProgressiveRenderer(), PageModel()
+    page.apply(
+        '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+    )
+    final = text_of(render_markdown(MARKED_ANSWER))
+    final_text = re.sub(r"\s+|\[", "", final)
+    shown, redrawn = "", 0
+    for token in re.findall(r"\s*(?:\w+|[^\w\s]+)", MARKED_ANSWER):
+        frame = text_step(CONTENT, 5, renderer.feed(token), renderer.tail)
+        page.apply(frame)
+        redrawn += 'id="w5" hx-swap-oob="innerHTML"' in frame
+        # (a link's "[" shows until its destination begins: it may be no link)
+        now = re.sub(r"\s+|\[", "", text_of(page.elements["c5"] + page.elements["t5"]))
+        assert not re.search(r"\*\*|`|~~|\]\(|https://", now), (token, now)
+        assert final_text.startswith(now), (token, now, final_text)
+        assert now.startswith(shown), (token, shown, now)
+        shown = now
+    assert redrawn == 1  # as the link's destination began; its words grew in place
+
+
+def test_a_span_is_drawn_formatted_as_its_marks_will_close() -> None:
+    """What the pending span shows for the text so far: its words as they will render, an
+    end that may yet be a closing mark left out, a bracket that no "]" closed as text, a
+    destination not shown; text where a mark is left open however it ends."""
+    cases = {
+        "a **b": "<strong>b</strong>",
+        "a **b*": "<strong>b</strong>",  # (the first half of its closing mark)
+        "a **b `c": "<strong>b <code>c</code></strong>",
+        "a ***b": "<em><strong>b</strong></em>",
+        "a *b **c": "<em>b <strong>c</strong></em>",
+        "a ~~b": "<s>b</s>",
+        "a ``b ` c": "<code>b ` c</code>",
+        "a [b": "[b",
+        "a **see [the": "<strong>see [the</strong>",
+        "a [b](https://ex": '<a rel="noopener noreferrer nofollow">b</a>',
+        "a **[b](/c": '<strong><a rel="noopener noreferrer nofollow">b</a></strong>',
+        "a **b &amp": "<strong>b &amp;amp</strong>",
+        "a \\*b": "*b",
+        "a **b\\": "<strong>b</strong>",
+        "snake_case": "_case",
+    }
+    for text, drawn in cases.items():
+        renderer = ProgressiveRenderer()
+        renderer.feed(text)
+        tail = renderer.tail
+        assert tail.pending_from is not None and tail.pending_html == drawn, (text, tail)
+        by_character = fed_by_character(text)
+        assert by_character.tail.pending_html == drawn, (text, by_character.tail)
+    # Left as text: an image, marks left open whatever follows, a span past the line's end
+    for text in ["a ![b](/c", "a **b\nc", "a **b*c"]:
+        renderer = ProgressiveRenderer()
+        renderer.feed(text)
+        tail = renderer.tail
+        assert tail.pending_html is None, (text, tail)
 
 
 def test_marks_that_cannot_close_do_not_hold_the_text_back() -> None:
@@ -1288,7 +1391,8 @@ def test_a_tables_head_is_drawn_as_its_head_from_its_first_pipe() -> None:
     head_end = text.index("|---|--:|---|\n") + len("|---|--:|---|\n") - len("Plans:\n\n")
     assert kinds[: head_end - 1] == ["head"] * (head_end - 1) and kinds[head_end - 1] == "table"
     sent = re.sub(r'<(?:[^>"]|"[^"]*")*>', "", "".join(frames))
-    assert sent == "plan**price**priceseats", sent  # nothing sent twice (but a cell it ended)
+    # Nothing sent twice: a cell's marks are never drawn, and its words go where they render
+    assert sent == "planpriceseats", sent
     renderer = ProgressiveRenderer()
     renderer.feed(text[: text.index("|--:")])  # in the delimiter row
     tail = renderer.tail
@@ -1438,7 +1542,7 @@ def test_a_soup_of_lines_streams_to_the_one_shot_render(data: st.DataObject) -> 
         ("**a** | b |", ("<strong>a</strong>", "b")),  # no pipe before the first cell
         ("| a \\| **b** |", ("a | <strong>b</strong>", "")),  # an escaped pipe is text
         ("| a | b | c | d", ("a", "b")),  # cells past the table's are not drawn
-        ("| `x` ", ("`x`", "")),  # no pipe after it: text, without the blank
+        ("| `x` ", ("<code>x</code>", "")),  # no pipe after it: as it will render, so far
         ("\xa0| a | **b** |", ("a", "<strong>b</strong>")),  # markdown-it's white space
         ("| a\u3000| \u2003b", ("a", "b")),
     ],
@@ -1461,25 +1565,29 @@ def test_a_table_is_drawn_row_by_row_with_its_row_being_written_in_cells() -> No
     assert tail.table == (
         '<table>\n<thead>\n<tr>\n<th>name</th>\n<th class="align-right">size</th>\n</tr>\n</thead>\n'
     )
-    step = renderer.feed("| `a & b")
-    assert renderer.tail.cells == ("`a &amp; b", "")  # as written while the cell is open
-    assert step.row_cells == ((1, "`a &amp; b"),) and not step.row_redrawn
+    step = renderer.feed("| a & b")
+    assert renderer.tail.cells == ("a &amp; b", "")  # as written while the cell is open
+    assert step.row_cells == ((1, "a &amp; b"),) and not step.row_redrawn
     assert text_step(CONTENT, 5, step, renderer.tail) == (
-        '<span hx-swap-oob="beforeend:#z5 > tr > :nth-child(1)">`a &amp; b</span>'
+        '<span hx-swap-oob="beforeend:#z5 > tr > :nth-child(1)">a &amp; b</span>'
     )
-    step = renderer.feed("` | 1 ")
+    # A mark in it: the cell is drawn as it will render if the mark closes where it ends
+    # (it showed "`a & b" until its pipe came), the closing mark waiting for what follows
+    step = renderer.feed(" `c`")
+    assert renderer.tail.cells == ("a &amp; b <code>c</code>", "")
+    assert step.row_cells == ((1, " <code>c</code>"),)
+    step = renderer.feed(" | 1 ")
     # A pipe ended the first cell: it is drawn as the table will render it, at once, not at
     # the line's end; the blanks after a cell's text show once more text follows.
-    assert renderer.tail.cells == ("<code>a &amp; b</code>", "1")
-    assert step.cells_set == ((1, "<code>a &amp; b</code>"),) and step.row_cells == ((2, "1"),)
+    assert renderer.tail.cells == ("a &amp; b <code>c</code>", "1")
+    assert step.cells_set == () and step.row_cells == ((2, "1"),)
     assert text_step(CONTENT, 5, step, renderer.tail) == (
-        '<span hx-swap-oob="innerHTML:#z5 > tr > :nth-child(1)"><code>a &amp; b</code></span>'
         '<span hx-swap-oob="beforeend:#z5 > tr > :nth-child(2)">1</span>'
     )
     step = renderer.feed("0 |\n| b")
     # the row's line ended: drawn rendered, in a body of its own; the next row begins
     assert (
-        step.rows_html == "<tbody>\n<tr>\n<td><code>a &amp; b</code></td>\n"
+        step.rows_html == "<tbody>\n<tr>\n<td>a &amp; b <code>c</code></td>\n"
         '<td class="align-right">1 0</td>\n</tr>\n</tbody>\n'
     )
     assert step.row_redrawn and renderer.tail.cells == ("b", "")
@@ -1491,8 +1599,25 @@ def test_a_table_is_drawn_row_by_row_with_its_row_being_written_in_cells() -> No
     step = renderer.feed(" | 2 |\n\nDone")  # a blank line ends the table: rendered whole
     assert step.tail_replaced and renderer.tail == Tail("text", "Done")
     assert step.blocks_html == render_markdown(
-        "| name | size |\n|---|--:|\n| `a & b` | 1 0 |\n| b | 2 |"
+        "| name | size |\n|---|--:|\n| a & b `c` | 1 0 |\n| b | 2 |"
     )
+
+
+def test_a_tables_cells_being_written_are_drawn_as_their_marks_will_close() -> None:
+    """A cell being written, in the head or a row, showed its marks as text ("`--fast",
+    "*optional") until its pipe came: it is drawn as it will render if they close where it
+    ends, a code span as code from its first character."""
+    renderer = ProgressiveRenderer()
+    renderer.feed("| `--fa")
+    assert renderer.tail.kind == "head" and renderer.tail.cells[0] == "<code>--fa</code>"
+    renderer.feed("st` | **Def")
+    assert renderer.tail.cells[:2] == ("<code>--fast</code>", "<strong>Def</strong>")
+    renderer.feed("ault** |\n|---|---|\n| x | [the do")
+    assert renderer.tail.kind == "table" and renderer.tail.cells == ("x", "[the do")
+    renderer.feed("cs](https://exa")
+    assert renderer.tail.cells[1] == '<a rel="noopener noreferrer nofollow">the docs</a>'
+    renderer.feed("mple.com) |")
+    assert renderer.tail.cells[1].startswith('<a href="https://example.com"')
 
 
 def test_a_tables_row_being_written_is_escaped_text() -> None:
@@ -1695,3 +1820,75 @@ def test_a_line_the_list_may_take_leaves_it_open(before: str, line: str) -> None
     tail = renderer.tail
     text = tail.text + renderer.held  # (a lone marker is held back)
     assert tail.kind == "item" and (text.endswith(line) or line.endswith(text)), line
+
+
+@pytest.mark.parametrize(
+    ("line", "kind", "drawn"),
+    [
+        ("- install it", "item", "install it"),
+        ("* install it", "item", "install it"),
+        ("1. install it", "item", "install it"),
+        ("## Install", "heading", "Install"),
+        ("> install it", "quote", "install it"),
+    ],
+)
+def test_a_block_right_after_a_paragraphs_line_ends_the_paragraph_as_it_begins(
+    line: str, kind: str, drawn: str
+) -> None:
+    """A list, a heading or a quote on the line right after a paragraph's (no blank line
+    between, as models often write "Steps:\n- ...") was drawn as the paragraph's text
+    ("Steps: - install it") until its line ended, then jumped into its block. It ends the
+    paragraph from its marker and first character on: the paragraph settles, and the line is
+    the tail, drawn as its block."""
+    before = "Steps to **take**:\n"
+    text = before + line
+    for pieces in ([text], [before, line], list(text), [before[:-1], "\n" + line]):
+        renderer = ProgressiveRenderer()
+        for piece in pieces:
+            renderer.feed(piece)
+        assert renderer.blocks_html == render_markdown(before), pieces
+        tail = renderer.tail
+        assert tail.kind == kind and tail.text == drawn, (pieces, tail)
+        page, whole, _ = stream(pieces)
+        assert whole == page.html == render_markdown(text), pieces
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["2. not a list", "-5 degrees", "#5 is next", "    - indented: the paragraph's", "- ", "1."],
+)
+def test_a_line_that_starts_no_block_goes_on_with_the_paragraph(line: str) -> None:
+    renderer = fed_by_character("Steps to take:\n" + line)
+    assert renderer.blocks_html == "" and renderer.tail.kind == "text", renderer.tail
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    mark=st.sampled_from(["`", "*", "**", "_", "__"]),
+    words=st.text(st.sampled_from("ab1é <>&\"'\\*_`\t"), min_size=1, max_size=12),
+    before=st.sampled_from(["", "x ", "word\t", "(", "a", "**b** ", "1*", "1* ", "*a "]),
+)
+def test_words_drawn_without_a_render_are_drawn_as_the_render_draws_them(
+    mark: str, words: str, before: str
+) -> None:
+    """An open code span or emphasis of plain words is drawn without a render (most spans, as
+    their first word comes): exactly as markdown-it renders it with its marks closed."""
+    from chat.markdown import render_words
+    from chat.progressive import _HELD_END, _SIMPLY_OPEN, _closed, drawn_as_closed
+
+    piece, preceding = mark + words, before[-1:] or " "
+
+    def render(closed: str) -> str | None:
+        whole, prefix = render_words(before + closed, {}), render_words(before, {})
+        if whole is None or prefix is None or not whole.startswith(prefix):
+            return None
+        return whole[len(prefix) :]
+
+    if render_words(before, {}) is None:
+        return  # (a pending span after such a word is drawn as text)
+    drawn = drawn_as_closed(piece, preceding, render)
+    core = piece.rstrip(_HELD_END)
+    if not _SIMPLY_OPEN.fullmatch(core) or not preceding.isspace():
+        return
+    closed, closing, _ = _closed(core, preceding)
+    assert drawn is not None and drawn.html == render(closed + closing), (piece, before)

@@ -106,6 +106,17 @@ async def box_in_reply(chat: ChatPage, reply_id: int, element: Locator) -> dict[
     return {**box, "x": box["x"] - reply["x"], "y": box["y"] - reply["y"]}
 
 
+FIRST_LINE_JS = "(e) => { const r = e.getClientRects()[0]; return [r.left, r.top]; }"
+
+
+async def start_in_reply(chat: ChatPage, reply_id: int, element: Locator) -> tuple[float, float]:
+    """Where an inline element starts inside its reply: its first line's box (it may wrap)."""
+    left, top = await element.evaluate(FIRST_LINE_JS)
+    reply = await chat.reply(reply_id).bounding_box()
+    assert reply
+    return left - reply["x"], top - reply["y"]
+
+
 async def offset_in_reply(chat: ChatPage, reply_id: int, selector: str) -> dict[str, float]:
     """Where an element stands inside its reply (the page may scroll meanwhile)."""
     box = await chat.page.locator(f"#c{reply_id} {selector}").bounding_box()
@@ -417,53 +428,57 @@ async def test_a_list_takes_shape_item_by_item_while_the_reply_streams(
 MARKS_REPLY = """\
 To start:
 
-Use **pip install chatsite** then `chatsite serve`, and see [the docs](/docs/) now; **and wait"""
+Use **pip install chatsite** then `chatsite serve`, and see [the docs](/docs/) now; **and then \
+wait** for it"""
 MARKS_TOKENS = re.findall(r"\s*\S+|\s+", MARKS_REPLY)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
-async def test_a_paragraphs_bold_code_and_links_are_formatted_as_they_close(
+async def test_a_paragraphs_bold_code_and_links_are_formatted_as_they_are_written(
     page, server, fake_upstream, watch, viewport, scheme, tmp_path
 ):
     """The paragraph being written showed its marks as text ("**pip install chatsite**",
-    "`chatsite serve`") until it ended, then jumped into shape. Each is formatted as soon as
-    it closes; a mark still open shows as text; nothing moves when the reply ends."""
+    "`chatsite serve`", a link's destination) until each closed, then they went and the words
+    moved. Each is drawn formatted from its first word, as it will render; nothing moves
+    when its marks close, nor when the reply ends."""
     await page.set_viewport_size(viewport)
     await page.emulate_media(color_scheme=scheme)
-    gate = Gate(fake_upstream)
-    pieces = reply_events(MARKS_TOKENS)
-
-    async def plan(request):
-        return await request.stream(pieces, delay=0.02, before_piece=gate.before(len(MARKS_TOKENS)))
-
-    fake_upstream.plan = plan
+    gate = held_stream(fake_upstream, MARKS_TOKENS, " wait**", delay=0.02)
     chat = ChatPage(page, server)
     await chat.new_conversation()
     reply_id = await chat.send("How do I start?")
     tail = page.locator(f"#t{reply_id}")
 
-    # Held before the last word: the closed marks are formatted in the tail, the open one is
-    # text in its pending span.
-    await expect(page.locator(f"#w{reply_id}")).to_have_text("**and")
-    await expect(tail.locator("strong")).to_have_text("pip install chatsite")
+    # Held inside the last bold: the closed marks are formatted in the tail, and the open
+    # one is drawn bold in its pending span, its marks not shown.
+    await expect(page.locator(f"#w{reply_id} strong")).to_have_text("and then")
+    await expect(tail.locator("strong").first).to_have_text("pip install chatsite")
     await expect(tail.locator("code")).to_have_text("chatsite serve")
     await expect(tail.locator("a")).to_have_text("the docs")
     assert await tail.locator("a").get_attribute("href") == "/docs/"
     shown = await tail.inner_text()
-    assert "`" not in shown and "**pip" not in shown and "[the" not in shown, shown
-    assert shown.startswith("Use pip install chatsite then chatsite serve, and see the docs now;")
-    bold = await box_in_reply(chat, reply_id, tail.locator("strong"))
+    assert "`" not in shown and "*" not in shown and "[the" not in shown, shown
+    assert shown.startswith(
+        "Use pip install chatsite then chatsite serve, and see the docs now; and then"
+    )
+    bold = await box_in_reply(chat, reply_id, tail.locator("strong").first)
     code = await box_in_reply(chat, reply_id, tail.locator("code"))
+    open_bold = await start_in_reply(chat, reply_id, tail.locator("strong").last)
     await check_looks(page, tmp_path / f"marks-{viewport['width']}-{scheme}.png")
 
     gate.open()
     await chat.wait_finished(reply_id)
     content = page.locator(f"#c{reply_id}")
-    await expect(content.locator("p strong")).to_have_text("pip install chatsite")
-    # The paragraph settled where its tail stood: the formatted words did not move.
-    assert await box_in_reply(chat, reply_id, content.locator("p strong")) == bold
+    await expect(content.locator("p strong").first).to_have_text("pip install chatsite")
+    # The paragraph settled where its tail stood: the formatted words did not move, and the
+    # bold being written grew where it stood.
+    assert await box_in_reply(chat, reply_id, content.locator("p strong").first) == bold
     assert await box_in_reply(chat, reply_id, content.locator("p code")) == code
+    assert await content.locator("p strong").last.inner_text() == "and then wait"
+    # (within a pixel: the text before it is in other text nodes once settled)
+    settled_bold = await start_in_reply(chat, reply_id, content.locator("p strong").last)
+    assert settled_bold == pytest.approx(open_bold, abs=0.5)
     live = await page.evaluate(REPLY_HTML_JS, reply_id)
     assert render_markdown(MARKS_REPLY) in live  # the one-shot render, nothing twice
     assert (await content.inner_text()).count("pip install") == 1
@@ -578,15 +593,21 @@ async def test_a_tables_head_is_drawn_as_its_head_while_it_is_written(
     """A table's first line showed as text ("| plan | **price** |"), and its delimiter row
     after it ("|---|--:"), until that row's line ended: then the table took their place.
     The head is now drawn as the table's head from its first pipe, its cells as they come
-    (each that ended rendered), the delimiter row not at all, and the table opens where the
-    head stood."""
+    (each as it will render, its marks not shown), the delimiter row not at all, and the
+    table opens where the head stood."""
     assert "".join(HEAD_TOKENS) == HEAD_REPLY
     await page.set_viewport_size(viewport)
     await page.emulate_media(color_scheme=scheme)
-    chat, reply_id, gates = await reply_held_before(
-        page, server, fake_upstream, HEAD_TOKENS, [" seats", "|--:", " 1"]
+    chat, reply_id, (in_cell, *gates) = await reply_held_before(
+        page, server, fake_upstream, HEAD_TOKENS, ["ice**", " seats", "|--:", " 1"]
     )
     tail, head = page.locator(f"#t{reply_id}"), page.locator(f"#z{reply_id}")
+
+    # In a cell being written: drawn bold from its first letters, its marks not shown.
+    await expect(head.locator("th strong")).to_have_text("pr")
+    assert not {"|", "*"} & set(await tail.inner_text())
+    written = await box_in_reply(chat, reply_id, head.locator("th strong"))
+    in_cell.open()
 
     # In the head's line: its cells so far, the ended one rendered; a pipe began the third.
     await expect(head.locator("th:visible")).to_have_text(["plan", "price"])
@@ -594,6 +615,7 @@ async def test_a_tables_head_is_drawn_as_its_head_while_it_is_written(
     await expect(head.locator("th:visible")).to_have_count(2)
     assert not {"|", "*"} & set(await tail.inner_text())
     price = await box_in_reply(chat, reply_id, head.locator("th strong"))
+    assert (price["x"], price["y"]) == (written["x"], written["y"])
 
     # In the delimiter row: the head is whole, the row is not drawn.
     gates[0].open()
@@ -618,6 +640,48 @@ async def test_a_tables_head_is_drawn_as_its_head_while_it_is_written(
     assert (settled["x"], settled["y"]) == (price["x"], price["y"])
     live = await page.evaluate(REPLY_HTML_JS, reply_id)
     assert render_markdown(HEAD_REPLY) in live  # the one-shot render, nothing twice
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
+STEPS_AFTER_A_LINE = """\
+To start, follow these steps:
+1. Install **chatsite** with pip
+2. Run it
+
+Done."""
+STEPS_AFTER_A_LINE_TOKENS = re.findall(r"\s*\S+|\s+", STEPS_AFTER_A_LINE)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_list_right_after_a_paragraphs_line_is_drawn_as_the_list_as_it_begins(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A list on the line right after a paragraph's (no blank line between, as models often
+    write it) streamed as the paragraph's text ("To start, follow these steps: 1. Install")
+    until its first item's line ended, then jumped into a list. It is drawn as the list from
+    its first item's marker and first word, where it settles."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    chat, reply_id, gates = await reply_held_before(
+        page, server, fake_upstream, STEPS_AFTER_A_LINE_TOKENS, [" with"]
+    )
+    tail, content = page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
+
+    await expect(tail.locator("ol li")).to_have_text(re.compile(r"^Install chatsite"))
+    await expect(tail.locator("ol li strong")).to_have_text("chatsite")
+    await expect(content.locator("p")).to_have_text("To start, follow these steps:")
+    assert not {"1.", "*"} & set(re.findall(r"1\.|\*", await tail.inner_text()))
+    item = await box_in_reply(chat, reply_id, tail.locator("ol li"))
+    await check_looks(page, tmp_path / f"steps-{viewport['width']}-{scheme}.png")
+    await assert_a_reload_draws_it_the_same(chat, tail)
+
+    gates[0].open()
+    await chat.wait_finished(reply_id)
+    settled = await box_in_reply(chat, reply_id, content.locator("ol > li").first)
+    assert (settled["x"], settled["y"]) == (item["x"], item["y"])
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(STEPS_AFTER_A_LINE) in live  # the one-shot render, nothing twice
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
