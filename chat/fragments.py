@@ -74,8 +74,15 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
         return f'<table id="{code_id}" class="tail-table">{head}</table>'
     if tail.kind == "item":
         tag = f'ol start="{int(tail.number)}"' if tail.number else "ul"
-        text = formatted_html(tail, pending_id)
         css = "tail-list" if tail.opens else "tail-item"
+        if tail.item_intro is not None:  # its first line, then its code block
+            block = tail.item_block or (
+                f'{code_frame_open(tail.item_language)}<pre class="streaming-code">'
+                f'<code id="{code_id}">{escape(tail.item_code)}</code></pre>{CODE_FRAME_CLOSE}'
+            )
+            item = f"<span>{tail.item_intro}</span>{block}"
+            return f'<{tag} class="{css}"><li>{item}</li></{tag[:2]}>'
+        text = formatted_html(tail, pending_id)
         return f'<{tag} class="{css}"><li><span id="{code_id}">{text}</span></li></{tag[:2]}>'
     if tail.kind == "heading":
         text = formatted_html(tail, pending_id)

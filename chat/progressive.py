@@ -12,7 +12,9 @@ numbered steps takes shape step by step; its last item is the tail. Whether the 
 or loose can change with a later item (a blank line between two items): the list on the page
 is then drawn once more, loose (`RenderStep.list_redrawn`). When the whole list settles it is
 rendered once more as a whole, and only the items the page lacks are sent (the page's list is
-drawn again only if that render differs, which the tests do not find).
+drawn again only if that render differs, which the tests do not find). An item whose second
+line opens a fenced code block is drawn as its first line rendered, then the code block as it
+streams, rendered once it closes (`_ItemCode`, `Tail.item_intro`).
 
 A top-level table is drawn as a table in the tail from the line that completes its head
 (`Tail.table`): each row whose line ends is rendered under the table's head, as the table
@@ -255,6 +257,13 @@ class Tail:
     # The pending span's HTML: its words formatted as they will render if their marks close
     # where the text ends (`None`: drawn as its text)
     pending_html: str | None = field(default=None, compare=False)
+    # An item whose code block, right after its first line, is being written (`_ItemCode`):
+    # its first line rendered (None: no such item), the code's language, the code so far as
+    # shown (without the item's indentation), and the block rendered once it closed
+    item_intro: str | None = field(default=None, compare=False)
+    item_language: str = field(default="", compare=False)
+    item_code: str = field(default="", compare=False)
+    item_block: str = field(default="", compare=False)
 
 
 def formatted_html(tail: Tail, pending_id: str) -> str:
@@ -480,6 +489,48 @@ _INLINE_MARK = re.compile(r"[\\`*_~\[\]<>&!]")
 
 
 @dataclass
+class _ItemCode:
+    """A fenced code block on the open list item's second line (an item's first line, then
+    its code: "1. Install it:" then "   ```sh"), drawn as the code block it is while it is
+    written, and rendered once it closes, after the item's first line rendered: it showed
+    as the item's text, its fences too, until the item settled. A line the item's code
+    cannot take (one indented less than the item's text, text after the block) draws the
+    item as text again (`off`)."""
+
+    settled: int  # the tail (the item) starts here
+    base: int  # the item's text starts here
+    column: int  # its lines are indented so far
+    body: int  # the code's first line starts here
+    indent: int  # the blanks a line of the code drops (the fence's)
+    closing: re.Pattern[str]  # its closing fence's line
+    language: str
+    intro: str  # the item's first line, rendered
+    scanned: int  # its complete lines are looked at up to here (the line being written)
+    looked: int = 0  # no line ends before here
+    lines: list[str] = field(default_factory=list)  # its complete lines as shown
+    joined: tuple[int, str] = (0, "")  # (so many of them, joined)
+    closed: bool = False
+    block: str = ""  # the code block rendered, once closed
+    # What the page shows of it: so many complete lines, then the line being written from
+    # there (`_line_drawn_from`)
+    shown_lines: int = 0
+    shown_from: int = 0
+    off: bool = False
+
+    def code(self) -> str:
+        """Its complete lines as shown, joined."""
+        count, joined = self.joined
+        if count != len(self.lines):
+            self.joined = (len(self.lines), joined + "".join(self.lines[count:]))
+        return self.joined[1]
+
+
+# A code fence's opening line: its blanks, its marker, its info string
+_ITEM_FENCE = re.compile(r"( *)(`{3,}|~{3,})([^\n]*)\n")
+_BLANKS = re.compile(r" *")
+
+
+@dataclass
 class _OpenList:
     """A top-level list whose first items have settled: the list as the page shows it."""
 
@@ -549,6 +600,7 @@ class ProgressiveRenderer:
         # drawn again from the whole text at the end.
         self.diverged = False
         self._formatting: _Formatting | None = None  # the open tail's inline formatting
+        self._item_code: _ItemCode | None = None  # the open item's code block, or None
         self._words_rendered: tuple[str, int, str | None] = ("", 0, "")  # (`_render_words`)
         self._table: _OpenTable | None = None  # the open tail is a table whose head has come
         # A table's head being written in the tail: its cells as the page shows them, and its
@@ -612,7 +664,8 @@ class ProgressiveRenderer:
         if open_list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             # Numbered as markdown numbers it, whatever number it was written with ("1." each)
             number = str(open_list.first + open_list.items) if open_list.close == "</ol>\n" else ""
-            return self._formatted(Tail("item", self.text[item.end() :], number=number), item.end())
+            tail = Tail("item", self.text[item.end() :], number=number)
+            return self._with_item_code(self._formatted(tail, item.end()))
         opening = self._opening()
         if opening is not None:
             text = self.text[opening.end() :]
@@ -622,7 +675,7 @@ class ProgressiveRenderer:
                 written = _FIRST_NUMBER.match(opening.group(0))
                 first = str(int(written.group(1))) if written else ""
                 tail = Tail("item", text, number=first, opens=True)
-            return self._formatted(tail, opening.end())
+            return self._with_item_code(self._formatted(tail, opening.end()))
         return self._formatted(Tail("text", self.text[self.settled :]), self.settled)
 
     def hold_formatting(self) -> None:
@@ -663,8 +716,14 @@ class ProgressiveRenderer:
             replaced = True
         if not replaced and self._opening_shape() != opened:
             replaced = True  # the tail is drawn as the block its first line opens, or not
+        if self._item_code_changed():
+            replaced = True
         step = self._step(shown, html, replaced, "" if replaced else delta)
-        self._format(old_end, step)
+        if (code := self._item_code) is not None and not code.off:
+            self._formatting = None  # (its first line is drawn rendered)
+            self._item_code_step(code, step, old_end)
+        else:
+            self._format(old_end, step)
         if step.appended and self._formatting is not None and self._formatting.quoted:
             step.appended = unquoted(self.text, old_end, None)
         if self._table is not None:
@@ -920,6 +979,164 @@ class ProgressiveRenderer:
             before = words if _AS_IS.fullmatch(words) else render_words(words, self._references)
             state.before = (start, before if before is not None else "\0")
         return state.before
+
+    def _item_start(self) -> tuple[int, int] | None:
+        """Where the open item's text starts and its column, if the tail is a list's item."""
+        if self._fence is not None or self._table is not None:
+            return None
+        if self.text[self.settled : self.settled + 1] not in _OPENING_FIRST:
+            return None
+        if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
+            return item.end(), item.end() - self.settled
+        opening = self._opening()
+        if opening is not None and opening.lastgroup == "item":
+            return opening.end(), opening.end() - self.settled
+        return None
+
+    def _item_code_changed(self) -> bool:
+        """Look at the open item's new lines for its code block (`_ItemCode`): True if the
+        tail is drawn otherwise from now on (the block began or closed, or the item is drawn
+        as text again)."""
+        code = self._item_code
+        start = self._item_start()
+        if start is None:
+            self._item_code = None
+            return False
+        base, column = start
+        if code is None or code.settled != self.settled or code.base != base:
+            code = self._item_code = self._item_code_opened(base, column)
+            if code is None or code.off:
+                return False
+            self._scan_item_code(code)
+            return not code.off  # (drawn as text before)
+        return False if code.off else self._scan_item_code(code)
+
+    def _scan_item_code(self, code: _ItemCode) -> bool:
+        """Look at the item's lines after those looked at: True if its code block closed, or
+        the item is drawn as text again."""
+        text = self.text
+        changed = False
+        while (end := text.find("\n", max(code.scanned, code.looked))) >= 0:
+            line = text[code.scanned : end + 1]
+            code.scanned = code.looked = end + 1
+            if code.closed:
+                if line.strip(" \t\n"):  # text after the block (or a line ending the list)
+                    code.off = True
+                    return True
+            elif code.closing.fullmatch(line):
+                code.closed = changed = True
+                source = self._fence_source(code, end + 1)
+                code.block = render_blocks(source, self._scratch_env())
+            elif (shown := self._code_line(line, code)) is None:
+                code.off = True
+                return True
+            else:
+                code.lines.append(shown)
+        code.looked = len(text)
+        blanks = _BLANKS.match(text, code.scanned)
+        assert blanks is not None
+        if blanks.end() < len(text) and (code.closed or self._line_drawn_from(code) is None):
+            code.off = True  # the line being written has text that the block cannot take
+            return True
+        return changed
+
+    def _line_drawn_from(self, code: _ItemCode) -> int | None:
+        """Where the page shows the open item's code line being written from (its blanks up
+        to the fence's dropped); None if the item cannot take it (less indented, or a tab)."""
+        start = code.scanned
+        blanks = _BLANKS.match(self.text, start)
+        assert blanks is not None
+        end = blanks.end()
+        if end < len(self.text) and (end - start < code.column or self.text[end] == "\t"):
+            return None
+        return start + min(end - start, code.indent)
+
+    def _item_code_opened(self, base: int, column: int) -> _ItemCode | None:
+        """The open item's code block, if its second line opens one after a first line of
+        text (one `off` if not); None while that is not known yet (its second line being
+        written, which a fence's opening line is not: it is held back until it ends)."""
+        text = self.text
+        first_end = text.find("\n", base)
+        if first_end < 0:
+            return None
+        second = first_end + 1
+        window = second + _HELD_AT_MOST + 2
+        fence = _ITEM_FENCE.match(text, second, window)
+        off = _ItemCode(self.settled, base, column, 0, 0, _ITEM_FENCE, "", "", 0, off=True)
+        if fence is None:
+            known = "\n" in text[second:window] or len(text) - second > _HELD_AT_MOST
+            return off if known else None
+        blanks, marker, info = fence.groups()
+        if not column <= len(blanks) <= column + 3 or (marker[0] == "`" and "`" in info):
+            return off
+        first = render_blocks(text[base:first_end], self._scratch_env())
+        if not (first.startswith("<p>") and first.endswith("</p>\n") and first.count("<p>") == 1):
+            return off  # its first line is no paragraph's (a heading, a quote, a list)
+        closing = re.compile(
+            rf" {{{column}}} {{0,3}}{re.escape(marker[0])}{{{len(marker)},}}[ \t]*\n"
+        )
+        return _ItemCode(
+            settled=self.settled,
+            base=base,
+            column=column,
+            body=fence.end(),
+            indent=len(blanks),
+            closing=closing,
+            language=fence_language(info),
+            intro=first[3:-5],
+            scanned=fence.end(),
+        )
+
+    def _code_line(self, line: str, code: _ItemCode) -> str | None:
+        """A line of the open item's code as shown: without the fence's blanks (those of the
+        item's indentation at least); None if the item cannot take it (less indented)."""
+        blanks = len(line) - len(line.lstrip(" "))
+        if not line.strip(" \t\n"):
+            return line[min(blanks, code.indent) :]
+        if blanks < code.column or line[blanks : blanks + 1] == "\t":
+            return None
+        return line[min(blanks, code.indent) :]
+
+    def _fence_source(self, code: _ItemCode, end: int) -> str:
+        """The open item's code block, its fences too, without the item's indentation: as
+        markdown renders it in the item."""
+        start = self.text.rfind("\n", 0, code.body - 1) + 1  # its opening line
+        lines = self.text[start : end - 1].split("\n")  # (not `splitlines`: \v is text)
+        blanks = [len(line) - len(line.lstrip(" ")) for line in lines]
+        cut = [line[min(n, code.column) :] for line, n in zip(lines, blanks, strict=True)]
+        return "\n".join(cut) + "\n"
+
+    def _item_code_step(self, code: _ItemCode, step: RenderStep, old_end: int) -> None:
+        """Say in `step` what the page adds to the open item's code (the rest of the line it
+        showed being written, the lines completed after it, the line being written), or that
+        it draws the item again; the text before `old_end` came before this step."""
+        drawn_from = None if code.closed else self._line_drawn_from(code)
+        if not step.tail_replaced:
+            text = self.text
+            shown = text[code.shown_from : old_end] if code.shown_from < old_end else ""
+            new_lines = code.lines[code.shown_lines :]
+            written = "" if drawn_from is None else text[drawn_from:]
+            if new_lines:
+                added = "".join(new_lines) + written
+            elif drawn_from == code.shown_from or not shown:
+                added = written
+            else:
+                added = None
+            if added is None or not added.startswith(shown):
+                step.tail_replaced, step.appended = True, ""
+            else:
+                step.appended = added[len(shown) :]
+        code.shown_lines = len(code.lines)
+        code.shown_from = len(self.text) if drawn_from is None else drawn_from
+
+    def _with_item_code(self, tail: Tail) -> Tail:
+        code = self._item_code
+        if code is None or code.off:
+            return tail
+        tail.item_intro, tail.item_language, tail.item_block = code.intro, code.language, code.block
+        drawn_from = None if code.closed else self._line_drawn_from(code)
+        tail.item_code = code.code() + ("" if drawn_from is None else self.text[drawn_from:])
+        return tail
 
     def _draw_pending(self, state: _Formatting) -> None:
         """Draw the pending span as its words will render if their marks close where the text

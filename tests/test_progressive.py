@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from chat.markdown import render_markdown
@@ -699,6 +699,7 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         "a loose item's paragraphs": ("1. Step\n", "\n   paragraph {i}\n   \t and a tab\n"),
         "definitions and white space": ("[r]: /u\n", "  \n"),
         "a quote in a quote": ("> Quote\n", ">> inner {i}\nlazy {i}\n> > more\n"),
+        "code in an item": ("1. Step:\n   ```sh\n", "   code line {i} **x**\n\n"),
     }
     for name, (head, line) in shapes.items():
 
@@ -728,6 +729,8 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         ("Intro\n\n> |", "-"),  # a quote's line that may yet start text
         ("Intro\n\n|", " cell |"),  # a table's head being written
         ("Intro\n\n| a |\n", "-"),  # its delimiter row, perhaps
+        ("1. Step:\n   ```\n   ", "x = 1; "),  # an item's code line
+        ("1. Step:\n   ```\n", " "),  # blanks that may yet start an item's code line
     ],
 )
 def test_one_long_line_costs_time_linear_in_its_length(head: str, run: str) -> None:
@@ -1892,3 +1895,75 @@ def test_words_drawn_without_a_render_are_drawn_as_the_render_draws_them(
         return
     closed, closing, _ = _closed(core, preceding)
     assert drawn is not None and drawn.html == render(closed + closing), (piece, before)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_document_is_drawn_on_the_page_as_the_renderer_draws_it(data: st.DataObject) -> None:
+    """Any document (lists with code, quotes, tables, headings...) split anyhow: the page,
+    changed by the socket's fragments, is the renderer's drawing after each step, which is
+    that of a renderer given the text so far at once; it ends as the one-shot render."""
+    text = data.draw(documents())
+    # (A definition after a block that uses it: the reply is drawn again whole at its end)
+    assume("]:" not in text)
+    tails_on_a_page(text, data.draw(split(text)))
+
+
+STEPS_WITH_CODE = (
+    "Steps:\n\n1. **Install** it:\n   ```bash\n   pip install chatsite\n\n   chatsite --help\n"
+    "   ```\n2. Run it:\n   ```\n   chatsite serve\n"
+)
+
+
+def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written() -> None:
+    """A list's item with a code block after its first line (as models write steps) showed
+    the block as the item's text, its fences too ("```bash"), until the next item settled
+    it. The block is drawn as the code block from its first line, the item's first line
+    rendered before it; its code added as it comes, without the item's indentation; once it
+    closes, rendered (highlighted) as the item will render it, which settles in place."""
+    from chat.fragments import CONTENT, tail_html, text_end, text_step
+    from tests.live import PageModel, text_of
+
+    renderer, page = ProgressiveRenderer(), PageModel()
+    page.apply(
+        '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+    )
+    shown = []
+    for token in re.findall(r"\s*(?:\w+|[^\w\s]+)|\s+", STEPS_WITH_CODE):
+        page.apply(text_step(CONTENT, 5, renderer.feed(token), renderer.tail))
+        assert page.elements["t5"] == tail_html(CONTENT, 5, renderer.tail)
+        shown.append(text_of(page.elements["t5"]))
+    assert not any("```" in text for text in shown), shown  # a fence never shows
+    tail = renderer.tail
+    assert tail.kind == "item" and tail.item_intro == "Run it:" and tail.item_block == ""
+    assert tail.item_code == "chatsite serve\n"
+    drawn = tail_html(CONTENT, 5, tail)
+    assert '<code id="x5">chatsite serve\n</code>' in drawn
+    # The first item's block, closed, was drawn as it settled: highlighted, in the list
+    first = render_markdown(STEPS_WITH_CODE.split("2.")[0])
+    assert (
+        '<code class="language-bash">' in first and first.split("<li>")[1] in (page.elements["c5"])
+    )
+    page.apply(text_end(CONTENT, 5, renderer.finish()[0]))
+    assert page.elements["c5"] == render_markdown(STEPS_WITH_CODE)
+    fresh = ProgressiveRenderer()
+    fresh.feed(STEPS_WITH_CODE[:-5])
+    assert fresh.tail.item_code == "chatsite s"  # (a renderer given the text at once)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1. Run:\n   ```\n   x\nnot indented",  # the item ends: its code is no block of it
+        "1. Run:\n   ```\n   x\n   ```\n   more of the item",  # text after the block
+        "1. # Heading\n   ```\n   x",  # a first line that is no paragraph
+        "1. Run:\n\n   ```\n   x",  # a blank line before it (the list is loose)
+        "1. Run:\n ```\n x",  # indented less than the item's text
+    ],
+)
+def test_an_item_whose_code_block_is_not_simply_its_second_line_is_drawn_as_text(
+    text: str,
+) -> None:
+    renderer = fed_by_character(text)
+    tail = renderer.tail
+    assert tail.kind != "item" or tail.item_intro is None, tail

@@ -425,6 +425,40 @@ async def test_a_list_takes_shape_item_by_item_while_the_reply_streams(
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A step's code block showed as the item's text, its fences too ("```python"), until
+    the next step began; it is drawn as the code block from its first line, under the
+    step's first line rendered, and stays where it is as it closes and the step settles."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    chat, reply_id, (in_code,) = await reply_held_before(
+        page, server, fake_upstream, STEPS_TOKENS, ["\n   ```"]
+    )
+    tail, content = page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
+    step = tail.locator("ol.tail-item[start='2'] > li")
+    await expect(step.locator("pre.streaming-code code")).to_have_text('print("hi")\n')
+    await expect(step.locator(".code-lang")).to_have_text("python")
+    assert (await step.inner_text()).startswith("Run it:")
+    assert "`" not in await tail.inner_text()
+    block = await box_in_reply(chat, reply_id, step.locator(".code-block"))
+    await check_looks(page, tmp_path / f"item-code-{viewport['width']}-{scheme}.png")
+    await assert_a_reload_draws_it_the_same(chat, tail)
+
+    in_code.open()
+    await chat.wait_finished(reply_id)
+    settled = content.locator(":scope > ol > li").nth(1).locator(".code-block")
+    await expect(settled.locator("span.nb")).to_have_text("print")
+    moved = await box_in_reply(chat, reply_id, settled)
+    assert (moved["x"], moved["y"], moved["width"]) == (block["x"], block["y"], block["width"])
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(STEPS_REPLY) in live  # the one-shot render, nothing twice
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
 MARKS_REPLY = """\
 To start:
 
