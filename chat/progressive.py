@@ -178,11 +178,19 @@ _AS_IS = re.compile(r"[^\\&<>\"'\n\u00a0]*")
 # destination is being written is drawn as the link, its destination not shown; text added
 # to it that is none of these (no mark, bracket, parenthesis, escape, nor a character that
 # HTML escapes) goes where the words being written are, as it is.
-_HELD_END = " \t*_~`\\"
-_OPEN_DESTINATION = re.compile(r"\]\([^()\s<>\\]*\Z")
-_PLAIN = re.compile(r"[^*_~`\[\]()\\&<>\n\u00a0]*")
+# (markdown-it's white space, for its flanking rules: a closing mark after it closes nothing)
+_MD_WHITE_SPACE = " \t\n\x0b\x0c\r\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+_HELD_END = " \t\x0b\x0c\r\u00a0\u1680\u202f\u205f\u3000*_~`\\" + "".join(
+    chr(c) for c in range(0x2000, 0x200B)
+)
+# (a destination may hold parentheses in pairs, and one left open where it is being written)
+_OPEN_DESTINATION = re.compile(r"\]\((?:[^()\s<>\\]|\([^()\s<>\\]*\))*(?:\([^()\s<>\\]*)?\Z")
+_PLAIN = re.compile(rf"[^*_~`\[\]()\\&<>{_MD_WHITE_SPACE[1:]}]*")
+# An entity perhaps being written, at the end of words: text added to them may complete it
+_ENTITY_END = re.compile(r"&#?[0-9A-Za-z]*\Z")
 _CLOSING_TAGS = re.compile(r"(?:</[a-z]+>)*\Z")
 _CLOSING_TAG = re.compile(r"</[a-z]+>")
+_ANY_TAG = re.compile(r"<(/?)([a-z]+)\b[^>]*>")  # (the inline elements words render to)
 # Words being written after a mark that opens them, after a blank, drawn without a render: a
 # code span (one backtick, no other, nor a character that a render writes otherwise) or an
 # emphasis of letters, digits and blanks; and the element each is drawn in
@@ -1148,7 +1156,7 @@ class ProgressiveRenderer:
         if span is None or state.stuck:
             return
         piece = self.text[span:]
-        if len(piece) > _PENDING_LIMIT or "\n" in piece:
+        if len(piece) > _PENDING_LIMIT or "\n" in piece or not self._may_open(span):
             return
         words_before = self._words_before(state, span)
         if words_before is None:
@@ -1168,22 +1176,47 @@ class ProgressiveRenderer:
         state.span_drawing, state.span_drawn_to = drawn.html, span + drawn.to
         state.span_at, state.span_depth, state.span_hidden = drawn.at, drawn.depth, drawn.hidden
 
+    def _may_open(self, span: int) -> bool:
+        """Whether the mark that opens the pending span is drawn as it will render if it
+        closes: an emphasis's or a strikethrough's after a blank, before a letter, a digit, a
+        code span or a link (not "2**10", "f(*args", "*.py", nor "__init__": they seldom
+        close, and would draw the rest of their line formatted until it ended); a code
+        span's, a link's, an escape's. An underscore's is drawn as text until it closes."""
+        text = self.text
+        mark = text[span]
+        if mark in "`[\\":
+            return True
+        if mark == "_" or (span and not text[span - 1].isspace()):
+            return False
+        end = span
+        while end < len(text) and text[end] == mark:
+            end += 1
+        after = text[end : end + 1]
+        return not after or after.isalnum() or after in "`["
+
     def _pending_grew(self, state: _Formatting, step: RenderStep) -> None:
         """The pending span's text grew: say in `step` how its drawing changes (text added
         where its words are being written, HTML added at its end, or the span drawn again;
         nothing while only an end that may yet be a mark came). One drawn as text takes the
         step's text as it is (`RenderStep.appended`)."""
         old, at, depth = state.span_drawing, state.span_at, state.span_depth
-        if old is not None and not state.stuck:
+        span = state.span
+        if old is not None and not state.stuck and span is not None and self._may_open(span):
             added = self.text[state.span_drawn_to :]
-            if len(self.text) - (state.span or 0) <= _PENDING_LIMIT and "\n" not in added:
+            if len(self.text) - span <= _PENDING_LIMIT and "\n" not in added:
                 core_added = added.rstrip(_HELD_END)
                 if state.span_hidden and core_added.endswith(")"):
                     core_added = core_added[:-1]  # (it may close the link)
                 if not core_added or (state.span_hidden and _IN_DESTINATION.fullmatch(core_added)):
                     step.appended = ""  # drawn as it was: marks may follow, or a destination
                     return
-                if at is not None and _PLAIN.fullmatch(core_added):
+                if (
+                    at is not None
+                    and _PLAIN.fullmatch(core_added)
+                    and (
+                        depth <= 1 or not _punctuation(core_added[-1])  # (it may pair marks anew)
+                    )
+                ):
                     state.span_drawing = old[:at] + core_added + old[at:]
                     state.span_at = at + len(core_added)
                     state.span_drawn_to += len(core_added)
@@ -1200,14 +1233,8 @@ class ProgressiveRenderer:
             if new.startswith(old):
                 step.pending_added, step.pending_depth = new[len(old) :], 0
                 return
-            kept = len(old) - at if at is not None else -1
-            if (
-                at is not None
-                and len(new) >= len(old)
-                and new.startswith(old[:at])
-                and new.endswith(old[at:])
-            ):
-                step.pending_added, step.pending_depth = new[at : len(new) - kept], depth
+            if (insertion := _inserted(old, new)) is not None:
+                step.pending_depth, step.pending_added = insertion
                 return
         step.pending_redrawn = True
 
@@ -1816,7 +1843,7 @@ class ProgressiveRenderer:
             added = words[last.to :].rstrip(_HELD_END)
             if not added:
                 drawn: Drawn | None = last
-            elif _PLAIN.fullmatch(added):
+            elif _PLAIN.fullmatch(added) and (last.depth <= 1 or not _punctuation(added[-1])):
                 html = last.html[: last.at] + added + last.html[last.at :]
                 drawn = Drawn(html, last.to + len(added), last.at + len(added), last.depth)
             else:
@@ -1978,9 +2005,21 @@ def _inserted(old: str, new: str) -> tuple[int, str] | None:
     for tag in _CLOSING_TAG.finditer(old, ends.start()):
         at = tag.start()
         text = new[at : at + len(new) - len(old)]
-        if new.startswith(old[:at]) and new.endswith(old[at:]) and "<" not in text:
+        if new.startswith(old[:at]) and new.endswith(old[at:]) and _balanced(text):
             return old.count("</", at), text
     return None
+
+
+def _balanced(html: str) -> bool:
+    """Whether `html` is whole elements and text: what htmx puts in an element as it is."""
+    opened: list[str] = []
+    for tag in _ANY_TAG.finditer(html):
+        closing, name = tag.groups()
+        if not closing:
+            opened.append(name)
+        elif not opened or opened.pop() != name:
+            return False
+    return not opened
 
 
 def _continuation(block: Token, source: str, tokens: list[Token]) -> re.Pattern[str] | None:
@@ -2244,10 +2283,11 @@ def drawn_as_closed(
         # closed, without a render (most spans, as their first word comes)
         tag = _SIMPLE_TAGS[simple.group("mark")[:2]]
         drawn = f"<{tag}>{escape(simple.group('words'), quote=False)}</{tag}>"
-        return Drawn(drawn, to, None if "&" in core else len(drawn) - len(tag) - 3, 1)
+        at = None if _ENTITY_END.search(core) else len(drawn) - len(tag) - 3
+        return Drawn(drawn, to, at, 1)
     hidden = _OPEN_DESTINATION.search(core)
     if hidden is not None:
-        if "![" in core:
+        if "![" in core[: hidden.start()]:
             return None  # an image: its text is no link's
         core = core[: hidden.start()] + "]()"
     core, closing, elements = _closed(core, preceding)
@@ -2259,7 +2299,7 @@ def drawn_as_closed(
         if link < 0:
             return None
         return Drawn(html[:link] + html[link + 8 :], to, hidden=True)
-    if "&" in core:
+    if _ENTITY_END.search(core):
         return Drawn(html, to)  # (an entity may go on)
     # Where the words being written end: before the elements the closing marks end
     ends = _CLOSING_TAGS.search(html)
