@@ -724,7 +724,7 @@ class ProgressiveRenderer:
             replaced = True
         if not replaced and self._opening_shape() != opened:
             replaced = True  # the tail is drawn as the block its first line opens, or not
-        if self._item_code_changed():
+        if self._item_code_changed(delta):
             replaced = True
         step = self._step(shown, html, replaced, "" if replaced else delta)
         if (code := self._item_code) is not None and not code.off:
@@ -1001,11 +1001,15 @@ class ProgressiveRenderer:
             return opening.end(), opening.end() - self.settled
         return None
 
-    def _item_code_changed(self) -> bool:
+    def _item_code_changed(self, delta: str) -> bool:
         """Look at the open item's new lines for its code block (`_ItemCode`): True if the
         tail is drawn otherwise from now on (the block began or closed, or the item is drawn
-        as text again)."""
+        as text again). `delta`: the text fed (a code block begins only as a line ends)."""
         code = self._item_code
+        if code is None and "\n" not in delta:
+            return False
+        if code is not None and code.off and code.settled == self.settled:
+            return False  # (the item, or the next block that starts where it started)
         start = self._item_start()
         if start is None:
             self._item_code = None
