@@ -3,7 +3,8 @@ reply's text each frame leaves it.
 
 A streaming reply N is its settled blocks (`cN`, rendered HTML appended once per block) and
 its open tail (`tN`: text, or a code block still streaming whose `<code id="xN">` gets the
-text, or a list's item still being written, in a `<span id="xN">`, or a table whose head has
+text, or a list's item still being written, in a `<span id="xN">` (the item being written of a
+list nested in it, `<li id="zN">`, when it has one), or a table whose head has
 come, `<table id="xN">`, with its rows so far and the row being written, `<tbody id="zN">`,
 last, or a table's head being written, `<thead id="zN">`; a list's items also go into the
 list last among the blocks). A paragraph's or an item's text has its words drawn formatted
@@ -109,6 +110,9 @@ class ReplyView:
                 continue
             inner = frame[match.end() : inner_end]
             change.text = True
+            if kind == "z" and list_swap == "beforebegin" and self.tail_kind == "item":
+                change.appended_only = False  # items of a list nested in the open item,
+                continue  # before its item being written, whose text is then drawn anew
             if kind == "z":  # a table's row being written (last in the table): rows added
                 change.appended_only = False  # before it, or a cell of it added to or set
                 row = ROW.search(self.tail)
@@ -168,6 +172,9 @@ class ReplyView:
                         change.appended_only = False  # words formatted, or a pending span
                     self.tail += inner
                 change.appended_wire += len(inner.encode())
+            elif swap == "innerHTML" and kind == "x":  # a nested list's item drawn anew
+                change.appended_only = False
+                self.tail = inner
             elif swap == "innerHTML":  # the tail drawn again
                 change.appended_only = False
                 self._set_tail(inner)
@@ -230,6 +237,8 @@ def reference(tokens: int, kind: str, chunk: int = 1) -> Reference:
         language = tail.language
         if tail.kind == "code":
             shown = tail.text
+        elif tail.item_list:  # a list nested in an item: the text of its item being written
+            shown = shown_text(formatted_html(tail, "w"))
         elif tail.item_intro is not None and not tail.item_block:  # an item's code block
             shown, language = tail.item_code, tail.item_language
         elif tail.item_intro is not None:  # an item's code block, closed: drawn rendered
@@ -241,7 +250,7 @@ def reference(tokens: int, kind: str, chunk: int = 1) -> Reference:
         # The first offset with this state: text that changes nothing on the page counts as
         # arrived with the next frame that does.
         kind = "table" if tail.kind == "head" else tail.kind
-        if tail.item_intro is not None:
+        if tail.item_intro is not None and not tail.item_list:
             kind, language = ("text", "") if tail.item_block else ("code", language)
         state = (len(renderer.blocks_html), kind, language, shown)
         found.end = found.states.setdefault(state, end)

@@ -4,7 +4,8 @@ Element ids of a reply with primary key N: `mN` the whole message; `cN` its rend
 `tN` the open tail after them and `xN` the code element of a code block still streaming there
 (or the text of a list's item still being written, or a table being written), `wN` the
 pending span in the tail's text (a paragraph's or an item's) from a mark not closed yet
-(`chat.progressive.Tail`), `zN` the body of a table's row being written;
+(`chat.progressive.Tail`), `zN` the body of a table's row being written (or the item being
+written of a list nested in the tail's item);
 `rN`, `uN`, `yN`, `vN`, `qN` the same for its reasoning, inside `dN`, the collapsed thinking
 section with summary `gN`; `kN` its tool calls; `sN` its status line; `eN` its end (footer,
 actions, stats).
@@ -56,7 +57,8 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     """The open tail: escaped text, or a code block still streaming (unhighlighted, in the
     same frame and with the same language label it keeps once it is highlighted), or a list's
     item still being written, as the list's next item (its text as written), where the item
-    will stand once it settles (a list's first item as the list), or a heading being written,
+    will stand once it settles (a list's first item as the list; its first line rendered, then
+    its code block, or the list nested in it, as they are written), or a heading being written,
     or a table with the rows written so far, the row being
     written last (its cells that ended rendered, the others as written), or a table's head
     being written (its cells so, in the head row the table will have), or a quote of one
@@ -75,6 +77,15 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     if tail.kind == "item":
         tag = f'ol start="{int(tail.number)}"' if tail.number else "ul"
         css = "tail-list" if tail.opens else "tail-item"
+        text = formatted_html(tail, pending_id)
+        if tail.item_list:  # its first line, then the list nested in it
+            nested = tail.item_list
+            written = f'<li id="{field.row}{message_id}"><span id="{code_id}">{text}</span></li>'
+            item = (
+                f'<span>{tail.item_intro}</span><{nested} class="tail-sublist">'
+                f"{tail.item_list_items}{written}</{nested}>"
+            )
+            return f'<{tag} class="{css}"><li>{item}</li></{tag[:2]}>'
         if tail.item_intro is not None:  # its first line, then its code block
             block = tail.item_block or (
                 f'{code_frame_open(tail.item_language)}<pre class="streaming-code">'
@@ -82,7 +93,6 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
             )
             item = f"<span>{tail.item_intro}</span>{block}"
             return f'<{tag} class="{css}"><li>{item}</li></{tag[:2]}>'
-        text = formatted_html(tail, pending_id)
         return f'<{tag} class="{css}"><li><span id="{code_id}">{text}</span></li></{tag[:2]}>'
     if tail.kind == "heading":
         text = formatted_html(tail, pending_id)
@@ -141,6 +151,16 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
     parts = [_blocks_change(blocks_id, step)]
     text_id = tail_id if tail.kind == "text" else code_id
     pending_id = f"{field.pending}{message_id}"
+    if step.sub_items_html and not step.tail_replaced:
+        # Items of the list nested in the open item that settled, before its item being
+        # written, whose text is drawn anew (as it is, most often: words without marks)
+        row_id = f"{field.row}{message_id}"
+        parts.append(f'<ul hx-swap-oob="beforebegin:#{row_id}">{step.sub_items_html}</ul>')
+        plain = not (step.span_html or step.formatted or step.pending is not None)
+        text = escape(step.appended) if plain else ""
+        parts.append(f'<span id="{code_id}" hx-swap-oob="innerHTML">{text}</span>')
+        if plain:
+            return "".join(parts)
     if step.tail_replaced:
         html = tail_html(field, message_id, tail)
         parts.append(f'<div id="{tail_id}" hx-swap-oob="innerHTML">{html}</div>')

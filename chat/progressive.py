@@ -14,7 +14,10 @@ is then drawn once more, loose (`RenderStep.list_redrawn`). When the whole list 
 rendered once more as a whole, and only the items the page lacks are sent (the page's list is
 drawn again only if that render differs, which the tests do not find). An item whose second
 line opens a fenced code block is drawn as its first line rendered, then the code block as it
-streams, rendered once it closes (`_ItemCode`, `Tail.item_intro`).
+streams, rendered once it closes (`_ItemCode`, `Tail.item_intro`). An item whose second line
+begins a list nested in it is drawn as its first line rendered, then the nested list: each of
+its items rendered as the next begins (`RenderStep.sub_items_html`), the one being written as
+the tail's text (`_ItemList`, `Tail.item_list`).
 
 A top-level table is drawn as a table in the tail from the line that completes its head
 (`Tail.table`): each row whose line ends is rendered under the table's head, as the table
@@ -272,6 +275,11 @@ class Tail:
     item_language: str = field(default="", compare=False)
     item_code: str = field(default="", compare=False)
     item_block: str = field(default="", compare=False)
+    # An item whose second line began a list nested in it (`_ItemList`): the nested list's
+    # opening tag ("ul", "ol"), its items that settled (rendered), and `text` is then the
+    # text of its item being written (with `item_intro`, the item's first line rendered)
+    item_list: str = field(default="", compare=False)
+    item_list_items: str = field(default="", compare=False)
 
 
 def formatted_html(tail: Tail, pending_id: str) -> str:
@@ -343,6 +351,10 @@ class RenderStep:
     # HTML put into a cell's last element child so many levels down (column, depth, HTML):
     # words added where a cell's formatted words are being written (`drawn_as_closed`)
     cells_inserted: tuple[tuple[int, int, str], ...] = ()
+    # A list nested in the open item (`_ItemList`): its items that settled as the next
+    # began, rendered, to add before its item being written, whose text is then drawn anew
+    # (from `appended`, or the formatting's fields)
+    sub_items_html: str = ""
 
 
 @dataclass
@@ -539,6 +551,43 @@ _BLANKS = re.compile(r" *")
 
 
 @dataclass
+class _ItemList:
+    """A list nested in the open list item, from the item's second line (a step's first line,
+    then its points: "1. Install it:" then "   - Run ..."), drawn as the list it is while it
+    is written: the item's first line rendered, then the nested list, each of its items
+    rendered once the next begins, the one being written as its text is (formatted as a
+    paragraph's). It showed as the item's text, its markers too, until the item settled. A
+    line the nested list cannot take (an item's second line, a list nested deeper, a line
+    after a blank one) draws the item as text again (`off`)."""
+
+    settled: int  # the tail (the item) starts here
+    intro: str = ""  # the item's first line, rendered
+    tag: str = ""  # the nested list's: "ul" or "ol"
+    indent: int = 0  # the blanks before its items' markers
+    marker: str = ""  # its marker ("-", "+", "*"), or its numbers' delimiter ("." or ")")
+    # the line of its item being written starts here (before the list began: the item's
+    # second line, once it began; 0 before)
+    current: int = 0
+    text_from: int = 0  # that item's text starts here
+    # the line after that item's starts here (None: its line is being written, looked at
+    # for its end up to `looked`)
+    after: int | None = None
+    looked: int = 0
+    items_html: str = ""  # its items that settled, rendered
+    added: str = ""  # those that settled in this step, not drawn yet
+    blank: bool = False  # a blank line came after its item being written
+    off: bool = False
+
+
+# A line of a list nested in an item: its blanks, its marker (a bullet, or a number and its
+# delimiter), the blanks after it and a first character
+_SUB_ITEM = re.compile(r"( *)(?:([-+*])|([0-9]{1,9})([.)]))( {1,4})(?=[^ \t\n])")
+_RULE_LINE = re.compile(r" *([-*_])(?:[ \t]*\1){2,}[ \t]*(?:\n|\Z)")  # a rule's line
+# A list of one item rendered: its opening tag's line, its item, its closing tag's line
+_ONE_ITEM = re.compile(r"<(ul|ol)(?: start=\"[0-9]+\")?>\n(<li>.*</li>\n)</\1>\n", re.S)
+
+
+@dataclass
 class _OpenList:
     """A top-level list whose first items have settled: the list as the page shows it."""
 
@@ -609,6 +658,7 @@ class ProgressiveRenderer:
         self.diverged = False
         self._formatting: _Formatting | None = None  # the open tail's inline formatting
         self._item_code: _ItemCode | None = None  # the open item's code block, or None
+        self._item_list: _ItemList | None = None  # a list nested in the open item, or None
         self._words_rendered: tuple[str, int, str | None] = ("", 0, "")  # (`_render_words`)
         self._table: _OpenTable | None = None  # the open tail is a table whose head has come
         # A table's head being written in the tail: its cells as the page shows them, and its
@@ -672,8 +722,7 @@ class ProgressiveRenderer:
         if open_list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             # Numbered as markdown numbers it, whatever number it was written with ("1." each)
             number = str(open_list.first + open_list.items) if open_list.close == "</ol>\n" else ""
-            tail = Tail("item", self.text[item.end() :], number=number)
-            return self._with_item_code(self._formatted(tail, item.end()))
+            return self._item_tail(item.end(), number, opens=False)
         opening = self._opening()
         if opening is not None:
             text = self.text[opening.end() :]
@@ -682,7 +731,7 @@ class ProgressiveRenderer:
             else:
                 written = _FIRST_NUMBER.match(opening.group(0))
                 first = str(int(written.group(1))) if written else ""
-                tail = Tail("item", text, number=first, opens=True)
+                return self._item_tail(opening.end(), first, opens=True)
             return self._with_item_code(self._formatted(tail, opening.end()))
         return self._formatted(Tail("text", self.text[self.settled :]), self.settled)
 
@@ -726,11 +775,17 @@ class ProgressiveRenderer:
             replaced = True  # the tail is drawn as the block its first line opens, or not
         if self._item_code_changed(delta):
             replaced = True
+        if (
+            self._item_list is not None or "\n" in delta or text[old_end - 1 : old_end] == "\n"
+        ) and self._item_list_changed(delta):
+            replaced = True  # (a list nested in an item is looked for only as a line begins)
         step = self._step(shown, html, replaced, "" if replaced else delta)
         if (code := self._item_code) is not None and not code.off:
             self._formatting = None  # (its first line is drawn rendered)
             self._item_code_step(code, step, old_end)
         else:
+            if (nested := self._item_list) is not None and nested.added:
+                old_end = self._item_list_step(nested, step, old_end)
             self._format(old_end, step)
         if step.appended and self._formatting is not None and self._formatting.quoted:
             step.appended = unquoted(self.text, old_end, None)
@@ -827,6 +882,8 @@ class ProgressiveRenderer:
         first = self.text[self.settled : self.settled + 1]
         if first not in _SHAPED_FIRST and first != "\t":
             return self.settled  # (most tails: a paragraph's)
+        if (nested := self._nested_list()) is not None:
+            return nested.text_from
         if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             return item.end()
         if (opening := self._opening()) is not None:
@@ -1149,6 +1206,136 @@ class ProgressiveRenderer:
         drawn_from = None if code.closed else self._line_drawn_from(code)
         tail.item_code = code.code() + ("" if drawn_from is None else self.text[drawn_from:])
         return tail
+
+    def _item_tail(self, base: int, number: str, opens: bool) -> Tail:
+        """The open item (its text starts at `base`) as the tail: its text, or its first line
+        and its code block, or its first line and the list nested in it."""
+        if (nested := self._nested_list()) is not None:
+            tail = Tail("item", self.text[nested.text_from :], number=number, opens=opens)
+            tail.item_intro, tail.item_list = nested.intro, nested.tag
+            tail.item_list_items = nested.items_html
+            return self._formatted(tail, nested.text_from)
+        tail = Tail("item", self.text[base:], number=number, opens=opens)
+        return self._with_item_code(self._formatted(tail, base))
+
+    def _nested_list(self) -> _ItemList | None:
+        """The list nested in the open item, if it is drawn as a list."""
+        nested = self._item_list
+        if nested is None or nested.off or not nested.tag or nested.settled != self.settled:
+            return None
+        return None if self._fence is not None or self._table is not None else nested
+
+    def _item_list_changed(self, delta: str) -> bool:
+        """Look at the open item's new lines for a list nested in it (`_ItemList`): True if
+        the tail is drawn otherwise from now on (the list began, or the item is drawn as text
+        again). Items of it that settled wait in `added` for the step. `delta`: the text fed
+        (such a list is looked for only as a line begins)."""
+        nested, waiting = self._item_list, False
+        if nested is not None and nested.settled == self.settled:
+            if nested.off or self._fence is not None or self._table is not None:
+                return False
+            if nested.tag:
+                return self._scan_item_list(nested)
+            waiting = nested.current > 0  # its second line began: blanks so far
+        if not waiting and "\n" not in self.text[-len(delta) - 1 :]:
+            return False  # no line begins in what came
+        start = self._item_start()
+        if start is None:
+            self._item_list = None
+            return False
+        nested = self._item_list = self._item_list_opened(*start)
+        if nested.off or not nested.tag:
+            return False
+        self._scan_item_list(nested)
+        return not nested.off  # (drawn as text before)
+
+    def _item_list_opened(self, base: int, column: int) -> _ItemList:
+        """The list nested in the open item, if its second line begins one after a first line
+        of text (one `off` if not; one without a `tag` while its second line is not known:
+        blanks so far, or nothing)."""
+        text = self.text
+        nested = _ItemList(self.settled)
+        first_end = text.find("\n", base)
+        if first_end < 0:
+            return nested
+        second = nested.current = first_end + 1
+        if not text[second : second + _HELD_AT_MOST].strip(" "):
+            nested.off = len(text) - second > _HELD_AT_MOST
+            return nested
+        item = _SUB_ITEM.match(text, second)
+        nested.off = True
+        if item is None or not column <= len(item.group(1)) <= column + 3:
+            return nested
+        if _RULE_LINE.match(text, second, max(text.find("\n", second), second)):
+            return nested  # (a rule, its line ended: a rule's line is held back until then)
+        if item.group(3) is not None and int(item.group(3)) != 1:
+            return nested  # (a numbered list that interrupts a paragraph starts at 1)
+        first = render_blocks(text[base:first_end], self._scratch_env())
+        if not (first.startswith("<p>") and first.endswith("</p>\n") and first.count("<p>") == 1):
+            return nested  # its first line is no paragraph's (a heading, a quote, a list)
+        nested.off = False
+        nested.intro, nested.indent = first[3:-5], len(item.group(1))
+        nested.tag = "ul" if item.group(2) else "ol"
+        nested.marker = item.group(2) or item.group(4)
+        nested.current, nested.text_from = second, item.end()
+        nested.looked = second
+        return nested
+
+    def _scan_item_list(self, nested: _ItemList) -> bool:
+        """Look at the lines after the nested list's item being written: True if the item is
+        drawn as text again. An item of it that begins settles the one before it (its HTML
+        in `added`)."""
+        text = self.text
+        while True:
+            if nested.after is None:
+                end = text.find("\n", max(nested.current, nested.looked))
+                if end < 0:
+                    nested.looked = len(text)
+                    return False
+                nested.after = end + 1
+            start = nested.after
+            end = text.find("\n", start)
+            line = text[start:] if end < 0 else text[start:end]
+            if not line.strip(" \t"):
+                if end < 0:
+                    return False  # blanks so far (held back, most often)
+                nested.blank, nested.after = True, end + 1
+                continue
+            item = _SUB_ITEM.match(line)
+            if (
+                nested.blank
+                or item is None
+                or _RULE_LINE.fullmatch(line)
+                or len(item.group(1)) != nested.indent
+                or (item.group(2) or item.group(4)) != nested.marker
+                or (item_html := self._sub_item_html(nested, text[nested.current : start])) is None
+            ):
+                nested.off = True  # text the list cannot take: a line of its item, or more
+                return True
+            nested.items_html += item_html
+            nested.added += item_html
+            nested.current, nested.text_from = start, start + item.end()
+            nested.after, nested.looked = None, start
+
+    def _sub_item_html(self, nested: _ItemList, source: str) -> str | None:
+        """An item of the nested list (its line), rendered as it renders in the list; None if
+        it does not render as one item."""
+        rendered = render_blocks(source[nested.indent :], self._scratch_env())
+        one = _ONE_ITEM.fullmatch(rendered)
+        if one is None or one.group(1) != nested.tag or one.group(2).count("<li>") != 1:
+            return None
+        return one.group(2)
+
+    def _item_list_step(self, nested: _ItemList, step: RenderStep, old_end: int) -> int:
+        """Say in `step` which items of the nested list settled, and draw the text of its item
+        being written anew; returns where the page's text of that item now ends."""
+        added, nested.added = nested.added, ""
+        if step.tail_replaced or self._nested_list() is not nested:
+            return old_end
+        self._formatting = None  # (the item being written is drawn anew)
+        step.sub_items_html = added
+        step.appended = self.text[nested.text_from :]
+        return nested.text_from
 
     def _draw_pending(self, state: _Formatting) -> None:
         """Draw the pending span as its words will render if their marks close where the text

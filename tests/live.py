@@ -249,12 +249,16 @@ class PageModel:
                 key = f"{kind}{number}"
                 self._replace_pending(key, f'<span id="{key}">{inner}</span>')
                 continue
+            if swap == "innerHTML" and kind in "xy":  # an item's text drawn anew
+                self._set_text(f"{kind}{number}", inner)
+                continue
             if column is not None:  # text added to a cell of a table's row being written
                 key = f"{list_kind}{list_number}"
                 depth = down.count(":last-child")
                 self._set_cell(key, int(column), inner, list_swap == "beforeend", depth)
                 continue
             if list_swap == "beforebegin":  # rows added to a table before its row being written
+                # (or items to a list nested in an item, before its item being written)
                 tail, opening, _ = self._row(f"{list_kind}{list_number}")
                 before = self.elements[tail][: opening.start()]
                 self.elements[tail] = before + inner + self.elements[tail][opening.start() :]
@@ -304,11 +308,12 @@ class PageModel:
         self.elements[tail] = html_text[:end] + inner + html_text[end:]
 
     def _row(self, key: str) -> tuple[str, re.Match[str], int]:
-        """The tail holding a table's row being written `key` (or its head being written),
-        its body's (or head's) opening, its end."""
+        """The tail holding a table's row being written `key` (or its head being written, or
+        the item being written of a list nested in an item), its body's (or head's, or
+        item's) opening, its end."""
         tail = ("t" if key[0] == "z" else "u") + key[1:]
         html_text = self.elements[tail]
-        opening = re.search(rf'<(tbody|thead) id="{key}"[^>]*>', html_text)
+        opening = re.search(rf'<(tbody|thead|li) id="{key}"[^>]*>', html_text)
         assert opening is not None, (key, html_text)
         return tail, opening, _element_end(html_text, opening.group(1), opening.end())[1]
 
@@ -324,6 +329,15 @@ class PageModel:
             start, close = _last_child(html_text, start, close)
         kept = html_text[start:close] if appended else ""
         self.elements[tail] = html_text[:start] + kept + inner + html_text[close:]
+
+    def _set_text(self, key: str, inner: str) -> None:
+        """The text of a list's item being written `key`, inside the tail's HTML."""
+        tail = ("t" if key[0] == "x" else "u") + key[1:]
+        html_text = self.elements[tail]
+        opening = re.search(rf'<span id="{key}">', html_text)
+        assert opening is not None, (key, html_text)
+        close, _ = _element_end(html_text, "span", opening.end())
+        self.elements[tail] = html_text[: opening.end()] + inner + html_text[close:]
 
     def _append(self, key: str, inner: str) -> None:
         # A code block or a list's item still streaming, or the pending span in a tail's

@@ -569,6 +569,9 @@ def test_a_line_that_may_become_an_item_settles_nothing_before_it_is_one() -> No
         step = renderer.feed(line)
         tail = renderer.tail
         assert step.list_html == "" and tail.kind == "item", line
+        if line == "  - nested":  # the item's first line, then the list nested in it
+            assert (tail.item_intro, tail.item_list, tail.text) == ("b", "ul", "nested")
+            continue
         assert tail.text + renderer.held == "b\n" + line, line  # a lone marker is held back
     renderer = ProgressiveRenderer()
     for piece in ["- a\n", "- b\n", "- -", " -\n", "after"]:
@@ -1994,3 +1997,149 @@ def test_an_item_whose_code_block_is_not_simply_its_second_line_is_drawn_as_text
     renderer = fed_by_character(text)
     tail = renderer.tail
     assert tail.kind != "item" or tail.item_intro is None, tail
+
+
+STEPS_WITH_POINTS = (
+    "Steps:\n\n1. **Install** it:\n   - Run `pip install chatsite` first\n   - Check the"
+    " *version*\n2. Configure it\n   1. Open [the file](https://example.com/f)\n"
+    "   2. Set **debug**\n"
+)
+
+
+def test_a_list_nested_in_a_lists_item_is_drawn_as_a_list_while_it_is_written() -> None:
+    """A list's item whose second line begins a list nested in it (a step, then its points,
+    as models write them) showed that list as the item's text, its markers too ("- Run"),
+    until the next item settled it. It is drawn as the nested list from its first item's
+    first character, the item's first line rendered before it; each of its items added,
+    rendered, as the next begins (nothing sent twice), the one being written formatted as it
+    comes; the item settles in place."""
+    from chat.fragments import CONTENT, tail_html, text_end, text_step
+    from tests.live import PageModel, text_of
+
+    renderer, page = ProgressiveRenderer(), PageModel()
+    page.apply(
+        '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+    )
+    shown, frames, nested = [], [], []
+    for token in re.findall(r"\s*(?:\w+|[^\w\s]+)|\s+", STEPS_WITH_POINTS):
+        frame = text_step(CONTENT, 5, renderer.feed(token), renderer.tail)
+        frames.append(frame)
+        page.apply(frame)
+        assert page.elements["t5"] == tail_html(CONTENT, 5, renderer.tail)
+        shown.append(text_of(page.elements["t5"]))
+        if renderer.tail.item_list:
+            nested.append(renderer.tail)
+    assert not any(re.search(r"(?m)^ *(?:[-*]|\d\.) ", text) for text in shown), shown
+    assert not any(mark in text for text in shown for mark in ("**", "`", "](")), shown
+    # Both items' lists were drawn as such, bulleted, then numbered, items added as they
+    # settled
+    assert {tail.item_list for tail in nested} == {"ul", "ol"}
+    first = [tail for tail in nested if tail.item_list == "ul"]
+    assert first[0].item_intro == "<strong>Install</strong> it:" and first[0].text == "Run"
+    assert first[-1].item_list_items == "<li>Run <code>pip install chatsite</code> first</li>\n"
+    assert first[-1].text == "Check the *version*\n"
+    last = renderer.tail
+    assert last.item_intro == "Configure it" and last.text == "Set **debug**\n"
+    assert last.item_list_items.startswith('<li>Open <a href="https://example.com/f"')
+    # Each item of a nested list was sent as it settled, where it stands in the final render,
+    # and again in its item as that settled (as a table's rows are), not in between
+    whole = render_markdown(STEPS_WITH_POINTS)
+    frames.append(text_end(CONTENT, 5, renderer.finish()[0]))
+    for item in ("<li>Run <code>pip install chatsite</code> first</li>", "<li>Open <a "):
+        assert sum(frame.count(item) for frame in frames) == 2 and item in whole
+    page.apply(frames[-1])
+    assert page.elements["c5"] == whole
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1. Run:\n   - a\n     more of a",  # an item's second line
+        "1. Run:\n   - a\n\n   - b",  # a blank line (the nested list is loose)
+        "1. Run:\n   - a\n     - deeper",  # a list nested deeper
+        "1. Run:\n   - a\n   * b",  # another marker: another list
+        "1. Run:\n   - a\n   text of the item",  # text after it
+        "1. Run:\n   2. not a list: a paragraph's line",  # a number that is not 1
+        "1. # Heading\n   - a",  # a first line that is no paragraph
+        "1. Run:\n\n   - a",  # a blank line before it
+        "1. Run:\n\t- a",  # a tab
+        "1. Run:\n   - a\n   - - -\n",  # a rule (its line held back until it ends)
+        "1. Run:\n   * * *\n",  # a rule, first
+    ],
+)
+def test_an_item_whose_nested_list_is_not_simply_its_lines_after_the_first_is_drawn_as_text(
+    text: str,
+) -> None:
+    renderer = fed_by_character(text)
+    tail = renderer.tail
+    assert tail.kind == "item" and not tail.item_list, tail
+    assert tail.item_intro is None, tail
+
+
+NESTED_ITEMS = st.tuples(
+    st.sampled_from(["- ", "* ", "1. ", "2) ", "+   "]),
+    st.lists(
+        st.one_of(
+            INLINE,
+            INLINE.map(lambda s: f"`{s}` and **{s}**"),
+            INLINE.map(lambda s: f"[{s}](https://example.com/{len(s)}) *{s}"),
+            INLINE.map(lambda s: f"{s}\n     more of it"),  # (its second line)
+            INLINE.map(lambda s: f"{s}\n     - deeper {s}"),
+            st.just(""),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from(["\n", "\n", "\n\n"]),
+)
+
+
+@st.composite
+def nested_documents(draw: st.DrawFn) -> str:
+    """Lists whose items have lists nested in them (markers, numbers, indents, gaps)."""
+    text = draw(st.sampled_from(["", "Steps:\n\n", "Text\n"]))
+    for i in range(draw(st.integers(1, 3))):
+        marker = draw(st.sampled_from(["1. ", "- ", "10. "]))
+        marker = f"{i + int(marker[:-2])}. " if marker[0].isdigit() else marker
+        text += marker + draw(INLINE) + "\n"
+        inner, items, gap = draw(NESTED_ITEMS)
+        indent = " " * (len(marker) + draw(st.sampled_from([0, 0, 1, 3, -1])))
+        for j, item in enumerate(items):
+            number = f"{j + int(inner[0])}{inner[1:]}" if inner[0].isdigit() else inner
+            text += indent + number + item.replace("\n", "\n" + indent) + gap
+    return text.rstrip("\n") if draw(st.booleans()) else text
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_list_nested_in_an_item_is_drawn_on_the_page_as_the_renderer_draws_it(
+    data: st.DataObject,
+) -> None:
+    """However a list with lists nested in its items is split: the page, changed by the
+    socket's fragments, is the renderer's drawing of its state (a snapshot's), which is that
+    of a renderer given the text at once; the nested items drawn settled are those of the
+    text's render, in order; the page ends as the one-shot render."""
+    text = data.draw(nested_documents())
+    whole = render_markdown(text)
+    for tail in tails_on_a_page(text, data.draw(split(text))):
+        if tail.item_list:
+            position = 0
+            for item in re.findall(r"<li>.*?</li>\n", tail.item_list_items):
+                found = whole.find(item, position)
+                assert found >= 0, (item, whole)
+                position = found + len(item)
+
+
+def test_a_long_nested_list_costs_time_linear_in_its_size() -> None:
+    """The nested list's lines are looked at once; each of its items is rendered alone."""
+
+    def feed(items: int) -> float:
+        renderer = ProgressiveRenderer()
+        renderer.feed("1. Step:\n")
+        started = time.process_time()
+        for i in range(items):
+            for piece in ("   -", f" point {i} with", " **bold**", " words\n"):
+                renderer.feed(piece)
+        return time.process_time() - started
+
+    assert growth(feed, 300) < 11  # linear: ~4 (up to 9 when busy)

@@ -459,6 +459,58 @@ async def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
+POINTS_REPLY = """\
+Steps:
+
+1. **Install** it:
+   - Run `pip install chatsite` first
+   - Check the *version* it prints, then go on
+2. Start it"""
+POINTS_TOKENS = re.findall(r"\s*\S+|\s+", POINTS_REPLY)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_list_nested_in_a_lists_item_is_drawn_as_a_list_while_it_is_written(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A step's points (a list nested in its item) showed as the item's text, their markers
+    too ("- Run"), until the next step began; they are drawn as the nested list from the
+    first point's first word, under the step's first line rendered, each point added as the
+    next begins, and all stay where they are as the step settles."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    chat, reply_id, (in_points,) = await reply_held_before(
+        page, server, fake_upstream, POINTS_TOKENS, [" then"]
+    )
+    tail, content = page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
+    step = tail.locator("ol.tail-list > li")
+    points = step.locator(":scope > ul.tail-sublist > li")
+    await expect(points).to_have_count(2)
+    await expect(points.nth(1)).to_have_text("Check the version it prints,")
+    await expect(points.nth(1).locator("em")).to_have_text("version")
+    await expect(points.nth(0).locator("code")).to_have_text("pip install chatsite")
+    await expect(step.locator(":scope > span > strong")).to_have_text("Install")
+    shown = await tail.inner_text()
+    assert not re.search(r"(?m)^\s*- ", shown) and "**" not in shown and "`" not in shown
+    drawn = [await box_in_reply(chat, reply_id, points.nth(i)) for i in range(2)]
+    intro = await start_in_reply(chat, reply_id, step.locator(":scope > span > strong"))
+    await check_looks(page, tmp_path / f"nested-list-{viewport['width']}-{scheme}.png")
+    await assert_a_reload_draws_it_the_same(chat, tail)
+
+    in_points.open()
+    await chat.wait_finished(reply_id)
+    settled = content.locator(":scope > ol > li").nth(0)
+    for i, box in enumerate(drawn):  # where each point stood, as wide
+        moved = await box_in_reply(chat, reply_id, settled.locator(":scope > ul > li").nth(i))
+        assert abs(moved["x"] - box["x"]) <= 0.5 and abs(moved["y"] - box["y"]) <= 0.5
+        assert abs(moved["width"] - box["width"]) <= 0.5
+    assert await start_in_reply(chat, reply_id, settled.locator(":scope > strong")) == intro
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(POINTS_REPLY) in live  # the one-shot render, nothing twice
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
 MARKS_REPLY = """\
 To start:
 
