@@ -241,8 +241,8 @@ def reference(tokens: int, kind: str, chunk: int = 1) -> Reference:
             shown = shown_text(formatted_html(tail, "w"))
         elif tail.item_intro is not None and not tail.item_block:  # an item's code block
             shown, language = tail.item_code, tail.item_language
-        elif tail.item_intro is not None:  # an item's code block, closed: drawn rendered
-            shown = shown_text(f"<span>{tail.item_intro}</span>{tail.item_block}")
+        elif tail.item_intro is not None:  # an item's code block, closed: drawn rendered,
+            shown = shown_text(formatted_html(tail, "w")) if tail.item_after else ""  # then text
         elif tail.kind in ("table", "head"):  # (a head being written is drawn in a table)
             shown = shown_text(tail.table + "".join(f"<td>{c}</td>" for c in tail.cells))
         else:
@@ -250,8 +250,8 @@ def reference(tokens: int, kind: str, chunk: int = 1) -> Reference:
         # The first offset with this state: text that changes nothing on the page counts as
         # arrived with the next frame that does.
         kind = "table" if tail.kind == "head" else tail.kind
-        if tail.item_intro is not None and not tail.item_list:
-            kind, language = ("text", "") if tail.item_block else ("code", language)
+        if tail.item_intro is not None and not tail.item_list and not tail.item_block:
+            kind = "code"
         state = (len(renderer.blocks_html), kind, language, shown)
         found.end = found.states.setdefault(state, end)
     found.final_html = render_markdown(found.text)

@@ -87,11 +87,13 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
             )
             return f'<{tag} class="{css}"><li>{item}</li></{tag[:2]}>'
         if tail.item_intro is not None:  # its first line, then its code block
-            block = tail.item_block or (
+            block = tail.item_block.rstrip("\n") or (
                 f'{code_frame_open(tail.item_language)}<pre class="streaming-code">'
                 f'<code id="{code_id}">{escape(tail.item_code)}</code></pre>{CODE_FRAME_CLOSE}'
             )
             item = f"<span>{tail.item_intro}</span>{block}"
+            if tail.item_block:  # the item's text after its block, once it comes
+                item += f'<span id="{code_id}">{text if tail.item_after else ""}</span>'
             return f'<{tag} class="{css}"><li>{item}</li></{tag[:2]}>'
         return f'<{tag} class="{css}"><li><span id="{code_id}">{text}</span></li></{tag[:2]}>'
     if tail.kind == "heading":

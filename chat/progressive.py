@@ -14,7 +14,8 @@ is then drawn once more, loose (`RenderStep.list_redrawn`). When the whole list 
 rendered once more as a whole, and only the items the page lacks are sent (the page's list is
 drawn again only if that render differs, which the tests do not find). An item whose second
 line opens a fenced code block is drawn as its first line rendered, then the code block as it
-streams, rendered once it closes (`_ItemCode`, `Tail.item_intro`). An item whose second line
+streams, rendered once it closes, then its text after the block (`_ItemCode`,
+`Tail.item_intro`, `Tail.item_after`). An item whose second line
 begins a list nested in it is drawn as its first line rendered, then the nested list: each of
 its items rendered as the next begins (`RenderStep.sub_items_html`), the one being written as
 the tail's text (`_ItemList`, `Tail.item_list`).
@@ -275,6 +276,7 @@ class Tail:
     item_language: str = field(default="", compare=False)
     item_code: str = field(default="", compare=False)
     item_block: str = field(default="", compare=False)
+    item_after: bool = field(default=False, compare=False)  # `text`: the item's after it
     # An item whose second line began a list nested in it (`_ItemList`): the nested list's
     # opening tag ("ul", "ol"), its items that settled (rendered), and `text` is then the
     # text of its item being written (with `item_intro`, the item's first line rendered)
@@ -513,9 +515,10 @@ class _ItemCode:
     """A fenced code block on the open list item's second line (an item's first line, then
     its code: "1. Install it:" then "   ```sh"), drawn as the code block it is while it is
     written, and rendered once it closes, after the item's first line rendered: it showed
-    as the item's text, its fences too, until the item settled. A line the item's code
-    cannot take (one indented less than the item's text, text after the block) draws the
-    item as text again (`off`)."""
+    as the item's text, its fences too, until the item settled. Text after the block, indented
+    as the item's, is drawn after it as the item's text (`after`). A line the item's code
+    cannot take (one indented less than the item's text) draws the item as text again
+    (`off`)."""
 
     settled: int  # the tail (the item) starts here
     base: int  # the item's text starts here
@@ -531,6 +534,11 @@ class _ItemCode:
     joined: tuple[int, str] = (0, "")  # (so many of them, joined)
     closed: bool = False
     block: str = ""  # the code block rendered, once closed
+    # Where the item's text after the closed block starts (a line of it indented as the
+    # item's: drawn after the block, formatted as a paragraph's), once it began; whether it
+    # began in this step (its text drawn from there)
+    after: int | None = None
+    after_begun: bool = False
     # What the page shows of it: so many complete lines, then the line being written from
     # there (`_line_drawn_from`)
     shown_lines: int = 0
@@ -780,12 +788,14 @@ class ProgressiveRenderer:
         ) and self._item_list_changed(delta):
             replaced = True  # (a list nested in an item is looked for only as a line begins)
         step = self._step(shown, html, replaced, "" if replaced else delta)
-        if (code := self._item_code) is not None and not code.off:
+        if (code := self._item_code) is not None and not code.off and code.after is None:
             self._formatting = None  # (its first line is drawn rendered)
             self._item_code_step(code, step, old_end)
         else:
             if (nested := self._item_list) is not None and nested.added:
                 old_end = self._item_list_step(nested, step, old_end)
+            if code is not None and code.after_begun:
+                old_end = self._item_code_after_step(code, step, old_end)
             self._format(old_end, step)
         if step.appended and self._formatting is not None and self._formatting.quoted:
             step.appended = unquoted(self.text, old_end, None)
@@ -884,6 +894,8 @@ class ProgressiveRenderer:
             return self.settled  # (most tails: a paragraph's)
         if (nested := self._nested_list()) is not None:
             return nested.text_from
+        if (after := self._code_after()) is not None:
+            return after
         if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
             return item.end()
         if (opening := self._opening()) is not None:
@@ -1085,14 +1097,16 @@ class ProgressiveRenderer:
         the item is drawn as text again."""
         text = self.text
         changed = False
+        if code.after is not None:
+            return False  # (its lines are the item's text, formatted as a paragraph's)
         while (end := text.find("\n", max(code.scanned, code.looked))) >= 0:
             line = text[code.scanned : end + 1]
+            if code.closed and line.strip(" \t\n"):
+                return self._item_text_after(code) or changed
             code.scanned = code.looked = end + 1
             if code.closed:
-                if line.strip(" \t\n"):  # text after the block (or a line ending the list)
-                    code.off = True
-                    return True
-            elif code.closing.fullmatch(line):
+                continue  # (a blank line)
+            if code.closing.fullmatch(line):
                 code.closed = changed = True
                 source = self._fence_source(code, end + 1)
                 code.block = render_blocks(source, self._scratch_env())
@@ -1104,10 +1118,24 @@ class ProgressiveRenderer:
         code.looked = len(text)
         blanks = _BLANKS.match(text, code.scanned)
         assert blanks is not None
-        if blanks.end() < len(text) and (code.closed or self._line_drawn_from(code) is None):
+        if blanks.end() < len(text) and code.closed:
+            return self._item_text_after(code) or changed
+        if blanks.end() < len(text) and self._line_drawn_from(code) is None:
             code.off = True  # the line being written has text that the block cannot take
             return True
         return changed
+
+    def _item_text_after(self, code: _ItemCode) -> bool:
+        """The line at `code.scanned`, after the item's closed block, has text: the item's
+        text after the block, if it is indented as the item's (True: the item is drawn as text
+        again, if not: a line that ends the list)."""
+        blanks = _BLANKS.match(self.text, code.scanned)
+        assert blanks is not None
+        if blanks.end() - code.scanned < code.column or self.text[blanks.end()] == "\t":
+            code.off = True
+            return True
+        code.after, code.after_begun = blanks.end(), True
+        return False
 
     def _line_drawn_from(self, code: _ItemCode) -> int | None:
         """Where the page shows the open item's code line being written from (its blanks up
@@ -1198,11 +1226,29 @@ class ProgressiveRenderer:
         code.shown_lines = len(code.lines)
         code.shown_from = len(self.text) if drawn_from is None else drawn_from
 
+    def _code_after(self) -> int | None:
+        """Where the open item's text after its code block starts, if it has begun."""
+        code = self._item_code
+        if code is None or code.off or code.settled != self.settled:
+            return None
+        return None if self._fence is not None or self._table is not None else code.after
+
+    def _item_code_after_step(self, code: _ItemCode, step: RenderStep, old_end: int) -> int:
+        """The item's text after its code block began in this step: drawn from its start (the
+        page shows none of it); returns where the page's text of it ends."""
+        code.after_begun = False
+        if step.tail_replaced or code.after is None:
+            return old_end
+        self._formatting = None
+        step.appended = self.text[code.after :]
+        return code.after
+
     def _with_item_code(self, tail: Tail) -> Tail:
         code = self._item_code
         if code is None or code.off:
             return tail
         tail.item_intro, tail.item_language, tail.item_block = code.intro, code.language, code.block
+        tail.item_after = code.after is not None
         drawn_from = None if code.closed else self._line_drawn_from(code)
         tail.item_code = code.code() + ("" if drawn_from is None else self.text[drawn_from:])
         return tail
@@ -1215,6 +1261,8 @@ class ProgressiveRenderer:
             tail.item_intro, tail.item_list = nested.intro, nested.tag
             tail.item_list_items = nested.items_html
             return self._formatted(tail, nested.text_from)
+        if (after := self._code_after()) is not None:
+            base = after  # (its text after its code block)
         tail = Tail("item", self.text[base:], number=number, opens=opens)
         return self._with_item_code(self._formatted(tail, base))
 
@@ -1377,13 +1425,10 @@ class ProgressiveRenderer:
         mark = text[span]
         if mark in "`[\\":
             return True
-        if mark == "_" or (span and not text[span - 1].isspace()):
-            return False
         end = span
         while end < len(text) and text[end] == mark:
             end += 1
-        after = text[end : end + 1]
-        return not after or after.isalnum() or after in "`["
+        return _often_closes(mark, text[span - 1] if span else " ", text[end : end + 1])
 
     def _pending_grew(self, state: _Formatting, step: RenderStep) -> None:
         """The pending span's text grew: say in `step` how its drawing changes (text added
@@ -2046,7 +2091,9 @@ class ProgressiveRenderer:
 
     def _cell_drawing(self, words: str) -> Drawn | None:
         env = self._scratch_env()
-        return drawn_as_closed(words, " ", lambda closed: render_words(closed, env))
+        return drawn_as_closed(
+            words, " ", lambda closed: render_words(closed, env), seldom_as_text=True
+        )
 
     def _cell_html(self, text: str) -> str:
         """An ended cell of the open table's row being written, as the row will render it
@@ -2453,7 +2500,7 @@ class Drawn:
 
 
 def drawn_as_closed(
-    piece: str, preceding: str, render: Callable[[str], str | None]
+    piece: str, preceding: str, render: Callable[[str], str | None], *, seldom_as_text: bool = False
 ) -> Drawn | None:
     """`piece`, words whose marks are still being written (a pending span's, a table cell's),
     drawn as they will render if those marks close where it ends: without its end that may
@@ -2461,7 +2508,9 @@ def drawn_as_closed(
     nothing closed yet escaped, a link whose destination is being written with none (not
     drawn), then the marks that close what is open (`_closed`). `render` renders such words
     inline, or gives None if a mark is left open (`render_words`): None then, the words are
-    drawn as text. `preceding`: the character before them."""
+    drawn as text; so too, with `seldom_as_text`, if a mark left open seldom closes
+    (`_often_closes`: a cell's, where nothing else looks at its marks). `preceding`: the
+    character before them."""
     core = piece.rstrip(_HELD_END)
     if core.endswith(")") and _OPEN_DESTINATION.search(core, 0, len(core) - 1):
         core = core[:-1]  # (a link's closing parenthesis: it waits for what follows)
@@ -2472,6 +2521,8 @@ def drawn_as_closed(
     if simple is not None and preceding.isspace():
         # A code span or an emphasis of plain words, open: as markdown-it renders it once
         # closed, without a render (most spans, as their first word comes)
+        if seldom_as_text and simple.group("mark")[0] == "_":
+            return None
         tag = _SIMPLE_TAGS[simple.group("mark")[:2]]
         drawn = f"<{tag}>{escape(simple.group('words'), quote=False)}</{tag}>"
         at = None if _ENTITY_END.search(core) else len(drawn) - len(tag) - 3
@@ -2481,7 +2532,9 @@ def drawn_as_closed(
         if "![" in core[: hidden.start()]:
             return None  # an image: its text is no link's
         core = core[: hidden.start()] + "]()"
-    core, closing, elements = _closed(core, preceding)
+    core, closing, elements, seldom = _closed(core, preceding)
+    if seldom and seldom_as_text:
+        return None
     html = render(core + closing)
     if html is None:
         return None
@@ -2504,14 +2557,27 @@ def drawn_as_closed(
     return Drawn(html, to, at, elements)
 
 
-def _closed(core: str, preceding: str) -> tuple[str, str, int]:
+def _often_closes(mark: str, before: str, after: str) -> bool:
+    """Whether an emphasis's or a strikethrough's mark (`mark`, between the characters
+    `before` and `after`, "" at the end) that may open one is drawn as it will render if it
+    closes: after a blank, before a letter, a digit, a code span or a link. Not "2**10",
+    "f(*args", "*.py", nor any underscore's ("__init__", "_private"): they seldom close, and
+    would draw the words after them formatted until their line or cell ended."""
+    if mark == "_" or not before.isspace():
+        return False
+    return not after or after.isalnum() or after in "`["
+
+
+def _closed(core: str, preceding: str) -> tuple[str, str, int, bool]:
     """A pending span's text drawn as if its marks closed where it ends: `core` with its
     brackets that no "]" closes escaped (text until a link's destination follows), the marks
     that close its emphases, strikethroughs and code span still open, innermost first, and
-    the number of elements they end (a run of three stars ends two: a bold in an emphasis).
+    the number of elements they end (a run of three stars ends two: a bold in an emphasis);
+    and whether a mark left open seldom closes (`_often_closes`).
     An approximation of CommonMark's delimiter rules: the render says whether it holds
     (`render_words` finds no mark left open). `preceding`: the character before `core`."""
     opened: list[str] = []
+    seldom: list[bool] = []  # for each run opened, whether it seldom closes
     brackets: list[int] = []
     i, n = 0, len(core)
     while i < n:
@@ -2532,6 +2598,7 @@ def _closed(core: str, preceding: str) -> tuple[str, str, int]:
                 closing = next((run.end() for run in runs if run.end() - run.start() == j - i), -1)
                 if closing < 0:
                     opened.append(core[i:j])  # a code span to the end
+                    seldom.append(False)
                     break
                 i = closing
                 continue
@@ -2551,16 +2618,18 @@ def _closed(core: str, preceding: str) -> tuple[str, str, int]:
                 opens = closes = False
             if closes and any(run[0] == mark for run in opened):
                 while opened.pop()[0] != mark:
-                    pass
+                    seldom.pop()
+                seldom.pop()
             elif opens:
                 opened.append(core[i:j])
+                seldom.append(not _often_closes(mark, before, core[j : j + 1]))
             i = j
             continue
         i += 1
     for at in reversed(brackets):
         core = core[:at] + "\\" + core[at:]
     elements = sum(1 if run[0] in "`~" else len(run) // 2 + len(run) % 2 for run in opened)
-    return core, "".join(reversed(opened)), elements
+    return core, "".join(reversed(opened)), elements, any(seldom)
 
 
 def _punctuation(character: str) -> bool:

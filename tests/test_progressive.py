@@ -83,6 +83,7 @@ ITEM_BODIES = st.one_of(
     INLINE.map(lambda s: f"{s}\n   - nested {s}\n   - nested"),
     INLINE.map(lambda s: f"{s}\n   - nested\n\n     {s}"),
     INLINE.map(lambda s: f"{s}\n   ```sh\n   {s}\n\n   ```"),
+    INLINE.map(lambda s: f"{s}\n   ```sh\n   {s}\n   ```\n   after *{s}*\n lazy {s}"),
     INLINE.map(lambda s: f"{s}\n   > {s}"),
     st.just(""),
 )
@@ -1653,6 +1654,28 @@ def test_a_tables_cells_being_written_are_drawn_as_their_marks_will_close() -> N
     assert renderer.tail.cells[1].startswith('<a href="https://example.com"')
 
 
+@pytest.mark.parametrize(
+    "cell", ["2*3 is six", "f(*args) here", "_private names", "*.py files", "a **b** and 2**10"]
+)
+def test_a_cells_mark_that_seldom_closes_is_drawn_as_text_until_its_pipe(cell: str) -> None:
+    """A cell's mark that seldom closes (in a word, after a parenthesis, before punctuation,
+    any underscore's) drew the rest of the cell formatted until its pipe came, then snapped
+    back to text ("2*3" showed "2" and an italic "3 is six"). It is drawn as text, as a
+    paragraph's such mark is; what closed before it stays formatted."""
+    renderer = ProgressiveRenderer()
+    renderer.feed("| a | b |\n|---|---|\n| ")
+    for character in cell:
+        renderer.feed(character)
+        drawn = renderer.tail.cells[0]
+        assert "<em>" not in drawn and "<strong>" not in drawn.replace("<strong>b</strong>", "")
+    renderer.feed(" |")
+    assert renderer.tail.cells[0] == render_markdown(cell)[3:-5]  # as it renders once ended
+    renderer = ProgressiveRenderer()
+    for character in f"| x | {cell}":  # a head's cell too
+        renderer.feed(character)
+        assert "<em>" not in renderer.tail.cells[-1]
+
+
 def test_a_tables_row_being_written_is_escaped_text() -> None:
     from chat.fragments import CONTENT, tail_html, text_step
 
@@ -1923,7 +1946,7 @@ def test_words_drawn_without_a_render_are_drawn_as_the_render_draws_them(
     core = piece.rstrip(_HELD_END)
     if not _SIMPLY_OPEN.fullmatch(core) or not preceding.isspace():
         return
-    closed, closing, _ = _closed(core, preceding)
+    closed, closing, _, _ = _closed(core, preceding)
     assert drawn is not None and drawn.html == render(closed + closing), (piece, before)
 
 
@@ -1985,7 +2008,7 @@ def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written() -> 
     "text",
     [
         "1. Run:\n   ```\n   x\nnot indented",  # the item ends: its code is no block of it
-        "1. Run:\n   ```\n   x\n   ```\n   more of the item",  # text after the block
+        "1. Run:\n   ```\n   x\n   ```\n  less indented",  # a line that ends the list
         "1. # Heading\n   ```\n   x",  # a first line that is no paragraph
         "1. Run:\n\n   ```\n   x",  # a blank line before it (the list is loose)
         "1. Run:\n ```\n x",  # indented less than the item's text
@@ -1997,6 +2020,40 @@ def test_an_item_whose_code_block_is_not_simply_its_second_line_is_drawn_as_text
     renderer = fed_by_character(text)
     tail = renderer.tail
     assert tail.kind != "item" or tail.item_intro is None, tail
+
+
+def test_an_items_text_after_its_code_block_is_drawn_after_the_block() -> None:
+    """Text after an item's code block (a step's command, then a word on what it does) drew
+    the whole item as text again, the block's fences too, until the item settled. It is drawn
+    after the rendered block, as the item's text, formatted as it comes; the block is not sent
+    again."""
+    from chat.fragments import CONTENT, tail_html, text_end, text_step
+    from tests.live import PageModel, text_of
+
+    text = (
+        "Steps:\n\n1. Run:\n   ```sh\n   pip install x\n   ```\n   Then check the **output**"
+        " here,\n   and `x --help`.\n2. Next"
+    )
+    for tokens in (re.findall(r"\s*\S+|\s+", text), list(text)):
+        renderer, page = ProgressiveRenderer(), PageModel()
+        page.apply(
+            '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+        )
+        frames = []
+        for token in tokens:
+            frames.append(text_step(CONTENT, 5, renderer.feed(token), renderer.tail))
+            page.apply(frames[-1])
+            assert page.elements["t5"] == tail_html(CONTENT, 5, renderer.tail)
+            assert "```" not in text_of(page.elements["t5"])
+            tail = renderer.tail
+            if tail.text.startswith("Then check the **output** here"):
+                assert tail.item_after and '<code class="language-sh">' in tail.item_block
+                assert page.elements["t5"].count("<strong>output</strong>") == 1
+        # The rendered block was sent once in the tail, and once as the item settled
+        block = '<code class="language-sh">'
+        assert sum(frame.count(block) for frame in frames) == 2
+        page.apply(text_end(CONTENT, 5, renderer.finish()[0]))
+        assert page.elements["c5"] == render_markdown(text)
 
 
 STEPS_WITH_POINTS = (

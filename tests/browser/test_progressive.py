@@ -459,6 +459,74 @@ async def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
+AFTER_CODE_REPLY = """\
+Steps:
+
+1. Install it:
+   ```sh
+   pip install chatsite
+   ```
+   Then check the **version** it prints, and go on.
+2. Start it"""
+AFTER_CODE_TOKENS = re.findall(r"\s*\S+|\s+", AFTER_CODE_REPLY)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_an_items_text_after_its_code_block_is_drawn_after_the_block(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """Text after a step's code block drew the whole step as text again, the block's fences
+    too, until the next step began. It is drawn after the block, which stays rendered, as
+    the step's text formatted as it comes, and all stay where they are as the step
+    settles."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    chat, reply_id, (in_text,) = await reply_held_before(
+        page, server, fake_upstream, AFTER_CODE_TOKENS, [" and"]
+    )
+    tail, content = page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
+    step = tail.locator("ol.tail-list > li")
+    after = step.locator(f"#x{reply_id}")
+    await expect(after).to_have_text("Then check the version it prints,")
+    await expect(after.locator("strong")).to_have_text("version")
+    await expect(step.locator(".code-block code.language-sh .w")).not_to_have_count(0)
+    assert "```" not in await tail.inner_text()
+    block = await box_in_reply(chat, reply_id, step.locator(".code-block"))
+    words = await start_in_reply(chat, reply_id, after)
+    await check_looks(page, tmp_path / f"item-after-code-{viewport['width']}-{scheme}.png")
+    await assert_a_reload_draws_it_the_same(chat, tail)
+
+    in_text.open()
+    await chat.wait_finished(reply_id)
+    settled = content.locator(":scope > ol > li").nth(0)
+    moved = await box_in_reply(chat, reply_id, settled.locator(".code-block"))
+    assert (moved["x"], moved["y"], moved["width"]) == (block["x"], block["y"], block["width"])
+    text_start = await settled.evaluate(
+        """(li) => {
+          const walker = document.createTreeWalker(li, NodeFilter.SHOW_TEXT);
+          let node;
+          while ((node = walker.nextNode())) {
+            if (node.textContent.includes("Then")) {
+              const range = document.createRange();
+              range.setStart(node, node.textContent.indexOf("Then"));
+              range.setEnd(node, node.textContent.indexOf("Then") + 1);
+              const r = range.getClientRects()[0];
+              return [r.left, r.top];
+            }
+          }
+          return null;
+        }"""
+    )
+    reply = await chat.reply(reply_id).bounding_box()
+    assert reply and text_start
+    assert abs(text_start[0] - reply["x"] - words[0]) <= 0.5
+    assert abs(text_start[1] - reply["y"] - words[1]) <= 0.5
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(AFTER_CODE_REPLY) in live  # the one-shot render, nothing twice
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
 POINTS_REPLY = """\
 Steps:
 
