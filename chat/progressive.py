@@ -564,9 +564,9 @@ class _ItemList:
     then its points: "1. Install it:" then "   - Run ..."), drawn as the list it is while it
     is written: the item's first line rendered, then the nested list, each of its items
     rendered once the next begins, the one being written as its text is (formatted as a
-    paragraph's). It showed as the item's text, its markers too, until the item settled. A
-    line the nested list cannot take (an item's second line, a list nested deeper, a line
-    after a blank one) draws the item as text again (`off`)."""
+    paragraph's). It showed as the item's text, its markers too, until the item settled.
+    Lines of its item being written (its second line, a list nested in it, text after the
+    list, another marker's list) are drawn as that item's text until the item settles."""
 
     settled: int  # the tail (the item) starts here
     intro: str = ""  # the item's first line, rendered
@@ -583,7 +583,6 @@ class _ItemList:
     looked: int = 0
     items_html: str = ""  # its items that settled, rendered
     added: str = ""  # those that settled in this step, not drawn yet
-    blank: bool = False  # a blank line came after its item being written
     off: bool = False
 
 
@@ -591,8 +590,9 @@ class _ItemList:
 # delimiter), the blanks after it and a first character
 _SUB_ITEM = re.compile(r"( *)(?:([-+*])|([0-9]{1,9})([.)]))( {1,4})(?=[^ \t\n])")
 _RULE_LINE = re.compile(r" *([-*_])(?:[ \t]*\1){2,}[ \t]*(?:\n|\Z)")  # a rule's line
-# A list of one item rendered: its opening tag's line, its item, its closing tag's line
-_ONE_ITEM = re.compile(r"<(ul|ol)(?: start=\"[0-9]+\")?>\n(<li>.*</li>\n)</\1>\n", re.S)
+# A list rendered: its opening tag's line; the tags of lists and their items
+_LIST_OPENING = re.compile(r"<(ul|ol)(?: start=\"[0-9]+\")?>\n")
+_LIST_ITEM_TAG = re.compile(r"<(/?)(?:ul|ol|li)\b")
 
 
 @dataclass
@@ -1330,9 +1330,11 @@ class ProgressiveRenderer:
         return nested
 
     def _scan_item_list(self, nested: _ItemList) -> bool:
-        """Look at the lines after the nested list's item being written: True if the item is
-        drawn as text again. An item of it that begins settles the one before it (its HTML
-        in `added`)."""
+        """Look at the lines after those of the nested list's item being written: an item of
+        it that begins settles the one before it (its HTML in `added`); any other line is one
+        of the item being written (its second line, a list nested in it, text after the
+        list: drawn as its text, until the item settles). True if the item is drawn as text
+        again: an item of it that does not render as one (never seen)."""
         text = self.text
         while True:
             if nested.after is None:
@@ -1347,18 +1349,20 @@ class ProgressiveRenderer:
             if not line.strip(" \t"):
                 if end < 0:
                     return False  # blanks so far (held back, most often)
-                nested.blank, nested.after = True, end + 1
+                nested.after = end + 1
                 continue
             item = _SUB_ITEM.match(line)
             if (
-                nested.blank
-                or item is None
-                or _RULE_LINE.fullmatch(line)
+                item is None
                 or len(item.group(1)) != nested.indent
                 or (item.group(2) or item.group(4)) != nested.marker
-                or (item_html := self._sub_item_html(nested, text[nested.current : start])) is None
+                or _RULE_LINE.fullmatch(line)
             ):
-                nested.off = True  # text the list cannot take: a line of its item, or more
+                nested.after, nested.looked = None, start  # a line of the item being written
+                continue
+            item_html = self._sub_item_html(nested, text[nested.current : start])
+            if item_html is None:
+                nested.off = True
                 return True
             nested.items_html += item_html
             nested.added += item_html
@@ -1366,13 +1370,28 @@ class ProgressiveRenderer:
             nested.after, nested.looked = None, start
 
     def _sub_item_html(self, nested: _ItemList, source: str) -> str | None:
-        """An item of the nested list (its line), rendered as it renders in the list; None if
+        """An item of the nested list (its lines), rendered as it renders in the list (tight:
+        a blank line after it makes the list loose, drawn so once the item settles); None if
         it does not render as one item."""
-        rendered = render_blocks(source[nested.indent :], self._scratch_env())
-        one = _ONE_ITEM.fullmatch(rendered)
-        if one is None or one.group(1) != nested.tag or one.group(2).count("<li>") != 1:
+        lines = source.split("\n")  # (not `splitlines`: \v is text)
+        cut = [line[min(len(line) - len(line.lstrip(" ")), nested.indent) :] for line in lines]
+        rendered = render_blocks("\n".join(cut), self._scratch_env())
+        opening = _LIST_OPENING.match(rendered)
+        close = f"</{nested.tag}>\n"
+        if opening is None or opening.group(1) != nested.tag or not rendered.endswith(close):
             return None
-        return one.group(2)
+        inner, depth, items = rendered[opening.end() : -len(close)], 0, 0
+        for tag in _LIST_ITEM_TAG.finditer(inner):
+            if tag.group(1):
+                depth -= 1
+                if depth < 0:
+                    return None
+            else:
+                items += depth == 0
+                depth += 1
+        if items != 1 or not inner.startswith("<li>") or not inner.endswith("</li>\n"):
+            return None
+        return inner
 
     def _item_list_step(self, nested: _ItemList, step: RenderStep, old_end: int) -> int:
         """Say in `step` which items of the nested list settled, and draw the text of its item
