@@ -459,6 +459,34 @@ async def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
+TEXT_START_JS = """
+(element, word) => {
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+  let node;
+  while ((node = walker.nextNode())) {
+    const at = node.textContent.indexOf(word);
+    if (at >= 0) {
+      const range = document.createRange();
+      range.setStart(node, at);
+      range.setEnd(node, at + 1);
+      const box = range.getClientRects()[0];
+      return [box.left, box.top];
+    }
+  }
+  return null;
+}
+"""
+
+
+async def word_in_reply(chat: ChatPage, reply_id: int, element: Locator, word: str) -> list[float]:
+    """Where a word's first character stands inside its reply (the first text node that has
+    the word: text appended as it came is in nodes of its own)."""
+    start = await element.evaluate(TEXT_START_JS, word)
+    reply = await chat.reply(reply_id).bounding_box()
+    assert start and reply, (word, await element.inner_html())
+    return [start[0] - reply["x"], start[1] - reply["y"]]
+
+
 AFTER_CODE_REPLY = """\
 Steps:
 
@@ -493,7 +521,7 @@ async def test_an_items_text_after_its_code_block_is_drawn_after_the_block(
     await expect(step.locator(".code-block code.language-sh .w")).not_to_have_count(0)
     assert "```" not in await tail.inner_text()
     block = await box_in_reply(chat, reply_id, step.locator(".code-block"))
-    words = await start_in_reply(chat, reply_id, after)
+    words = await word_in_reply(chat, reply_id, after, "Then")
     await check_looks(page, tmp_path / f"item-after-code-{viewport['width']}-{scheme}.png")
     await assert_a_reload_draws_it_the_same(chat, tail)
 
@@ -502,26 +530,8 @@ async def test_an_items_text_after_its_code_block_is_drawn_after_the_block(
     settled = content.locator(":scope > ol > li").nth(0)
     moved = await box_in_reply(chat, reply_id, settled.locator(".code-block"))
     assert (moved["x"], moved["y"], moved["width"]) == (block["x"], block["y"], block["width"])
-    text_start = await settled.evaluate(
-        """(li) => {
-          const walker = document.createTreeWalker(li, NodeFilter.SHOW_TEXT);
-          let node;
-          while ((node = walker.nextNode())) {
-            if (node.textContent.includes("Then")) {
-              const range = document.createRange();
-              range.setStart(node, node.textContent.indexOf("Then"));
-              range.setEnd(node, node.textContent.indexOf("Then") + 1);
-              const r = range.getClientRects()[0];
-              return [r.left, r.top];
-            }
-          }
-          return null;
-        }"""
-    )
-    reply = await chat.reply(reply_id).bounding_box()
-    assert reply and text_start
-    assert abs(text_start[0] - reply["x"] - words[0]) <= 0.5
-    assert abs(text_start[1] - reply["y"] - words[1]) <= 0.5
+    moved_words = await word_in_reply(chat, reply_id, settled, "Then")
+    assert abs(moved_words[0] - words[0]) <= 0.5 and abs(moved_words[1] - words[1]) <= 0.5
     live = await page.evaluate(REPLY_HTML_JS, reply_id)
     assert render_markdown(AFTER_CODE_REPLY) in live  # the one-shot render, nothing twice
     assert watch.console_errors == [] and watch.csp_violations == []
@@ -1011,4 +1021,36 @@ async def test_a_replys_first_block_does_not_move_when_it_settles(
     await chat.wait_finished(reply_id)
     after = await box_in_reply(chat, reply_id, page.locator(f"#c{reply_id} > {settled}"))
     assert (after["x"], after["y"]) == (before["x"], before["y"]), (before, after)
+    assert watch.console_errors == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "held", "streaming"),
+    [
+        ("Intro:\n\nA first line\nthen its next line goes on", " goes", "#t{}"),
+        ("Steps:\n\n1. A first line\n   then its next line goes on", " goes", "#t{} li"),
+    ],
+    ids=["paragraph", "item"],
+)
+async def test_a_line_end_inside_a_paragraph_joins_its_lines_while_it_is_written(
+    page, server, fake_upstream, watch, reply, held, streaming
+):
+    """A paragraph's (or an item's) line end inside it renders as a space: its lines join.
+    The tail drew them on lines of their own (the item's next line indented), then joined
+    them as the paragraph settled. They are joined while written, where they settle."""
+    tokens = re.findall(r"\s*\S+|\s+", reply)
+    gate = held_stream(fake_upstream, tokens, held, delay=0.02)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Two lines")
+    tail = page.locator(streaming.format(reply_id)).first
+    await expect(tail).to_contain_text("next line")
+    written = await word_in_reply(chat, reply_id, tail, "then")
+    first = await word_in_reply(chat, reply_id, tail, "first")
+    assert written[1] == first[1]  # on the first line's line
+    gate.open()
+    await chat.wait_finished(reply_id)
+    settled = page.locator(f"#c{reply_id} > :last-child")
+    moved = await word_in_reply(chat, reply_id, settled, "then")
+    assert abs(moved[0] - written[0]) <= 0.5 and abs(moved[1] - written[1]) <= 0.5
     assert watch.console_errors == []

@@ -10,7 +10,8 @@ from tests.fake_upstream import FakeRequest, reply_events
 
 pytestmark = BROWSER_MARKS
 
-LINES = [f"line {i:03d}\n" for i in range(150)]
+# Paragraphs (a line end inside a paragraph joins its lines, as it renders)
+LINES = [f"line {i:03d}\n\n" for i in range(150)]
 
 SCROLL_STATE_JS = """
 () => {
