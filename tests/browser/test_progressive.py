@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 import pytest
 from playwright.async_api import Locator, expect
@@ -99,10 +100,17 @@ async def blocks_are_formatted(chat: ChatPage, reply_id: int) -> None:
 
 
 async def box_in_reply(chat: ChatPage, reply_id: int, element: Locator) -> dict[str, float]:
-    """Where an element stands inside its reply (the page may scroll meanwhile)."""
-    box = await element.bounding_box()
-    reply = await chat.reply(reply_id).bounding_box()
-    assert box and reply
+    """Where an element stands inside its reply (the page may scroll meanwhile). Measured
+    again if the reply was drawn anew between the two measures (a socket that reconnected
+    on a busy machine draws a finished reply whole again: an element measured in the reply
+    drawn before has no box)."""
+
+    async def boxes() -> tuple[Any, Any] | None:
+        box = await element.bounding_box()
+        reply = await chat.reply(reply_id).bounding_box()
+        return (box, reply) if box and reply else None
+
+    box, reply = await eventually(boxes, message="the element or its reply has no box")
     return {**box, "x": box["x"] - reply["x"], "y": box["y"] - reply["y"]}
 
 
@@ -481,9 +489,13 @@ TEXT_START_JS = """
 async def word_in_reply(chat: ChatPage, reply_id: int, element: Locator, word: str) -> list[float]:
     """Where a word's first character stands inside its reply (the first text node that has
     the word: text appended as it came is in nodes of its own)."""
-    start = await element.evaluate(TEXT_START_JS, word)
-    reply = await chat.reply(reply_id).bounding_box()
-    assert start and reply, (word, await element.inner_html())
+
+    async def measures() -> tuple[Any, Any] | None:  # (again if the reply was drawn anew)
+        start = await element.evaluate(TEXT_START_JS, word)
+        reply = await chat.reply(reply_id).bounding_box()
+        return (start, reply) if start and reply else None
+
+    start, reply = await eventually(measures, message=f"{word!r} or its reply has no box")
     return [start[0] - reply["x"], start[1] - reply["y"]]
 
 
