@@ -571,7 +571,8 @@ class _ItemList:
     settled: int  # the tail (the item) starts here
     intro: str = ""  # the item's first line, rendered
     tag: str = ""  # the nested list's: "ul" or "ol"
-    indent: int = 0  # the blanks before its items' markers
+    indent: int = 0  # the blanks before the marker of its item being written
+    column: int = 0  # the blanks before the item's text (its items' markers are no less in)
     marker: str = ""  # its marker ("-", "+", "*"), or its numbers' delimiter ("." or ")")
     # the line of its item being written starts here (before the list began: the item's
     # second line, once it began; 0 before)
@@ -581,6 +582,7 @@ class _ItemList:
     # for its end up to `looked`)
     after: int | None = None
     looked: int = 0
+    blanks_to: int = 0  # the line at `after` is blanks up to here
     items_html: str = ""  # its items that settled, rendered
     added: str = ""  # those that settled in this step, not drawn yet
     off: bool = False
@@ -589,6 +591,8 @@ class _ItemList:
 # A line of a list nested in an item: its blanks, its marker (a bullet, or a number and its
 # delimiter), the blanks after it and a first character
 _SUB_ITEM = re.compile(r"( *)(?:([-+*])|([0-9]{1,9})([.)]))( {1,4})(?=[^ \t\n])")
+_RULE_START = re.compile(r" *([-*_])(?:[ \t]*\1)*[ \t]*")  # a rule's line, so far
+_BLANKS_AND_TABS = re.compile(r"[ \t]*")
 _RULE_LINE = re.compile(r" *([-*_])(?:[ \t]*\1){2,}[ \t]*(?:\n|\Z)")  # a rule's line
 # A list rendered: its opening tag's line; the tags of lists and their items
 _LIST_OPENING = re.compile(r"<(ul|ol)(?: start=\"[0-9]+\")?>\n")
@@ -1310,11 +1314,14 @@ class ProgressiveRenderer:
         if not text[second : second + _HELD_AT_MOST].strip(" "):
             nested.off = len(text) - second > _HELD_AT_MOST
             return nested
+        line_end = text.find("\n", second)
+        if line_end < 0 and _RULE_START.fullmatch(text, second):
+            return nested  # (it may yet be a rule, a line longer than those held back)
         item = _SUB_ITEM.match(text, second)
         nested.off = True
         if item is None or not column <= len(item.group(1)) <= column + 3:
             return nested
-        if _RULE_LINE.match(text, second, max(text.find("\n", second), second)):
+        if _RULE_LINE.match(text, second, max(line_end, second)):
             return nested  # (a rule, its line ended: a rule's line is held back until then)
         if item.group(3) is not None and int(item.group(3)) != 1:
             return nested  # (a numbered list that interrupts a paragraph starts at 1)
@@ -1322,7 +1329,7 @@ class ProgressiveRenderer:
         if not (first.startswith("<p>") and first.endswith("</p>\n") and first.count("<p>") == 1):
             return nested  # its first line is no paragraph's (a heading, a quote, a list)
         nested.off = False
-        nested.intro, nested.indent = first[3:-5], len(item.group(1))
+        nested.intro, nested.indent, nested.column = first[3:-5], len(item.group(1)), column
         nested.tag = "ul" if item.group(2) else "ol"
         nested.marker = item.group(2) or item.group(4)
         nested.current, nested.text_from = second, item.end()
@@ -1331,10 +1338,11 @@ class ProgressiveRenderer:
 
     def _scan_item_list(self, nested: _ItemList) -> bool:
         """Look at the lines after those of the nested list's item being written: an item of
-        it that begins settles the one before it (its HTML in `added`); any other line is one
-        of the item being written (its second line, a list nested in it, text after the
-        list: drawn as its text, until the item settles). True if the item is drawn as text
-        again: an item of it that does not render as one (never seen)."""
+        it that begins (its marker, as far in as the item's text and less far than the
+        item being written's) settles the one before it (its HTML in `added`), if that one
+        renders as one item; any other line is one of the item being written (its second
+        line, a list nested in it, another marker's list, text after the list: drawn as its
+        text, until the item settles). Returns False: the list stays drawn."""
         text = self.text
         while True:
             if nested.after is None:
@@ -1342,31 +1350,36 @@ class ProgressiveRenderer:
                 if end < 0:
                     nested.looked = len(text)
                     return False
-                nested.after = end + 1
+                nested.after, nested.blanks_to = end + 1, end + 1
             start = nested.after
+            blanks = _BLANKS_AND_TABS.match(text, max(start, nested.blanks_to))
+            assert blanks is not None
+            if blanks.end() == len(text):
+                nested.blanks_to = len(text)
+                return False  # blanks so far (held back, most often)
+            if text[blanks.end()] == "\n":
+                nested.after = nested.blanks_to = blanks.end() + 1
+                continue
             end = text.find("\n", start)
             line = text[start:] if end < 0 else text[start:end]
-            if not line.strip(" \t"):
-                if end < 0:
-                    return False  # blanks so far (held back, most often)
-                nested.after = end + 1
-                continue
+            if end < 0 and _RULE_START.fullmatch(line):
+                return False  # (it may yet be a rule: decided as its line ends)
             item = _SUB_ITEM.match(line)
+            item_html = None
             if (
-                item is None
-                or len(item.group(1)) != nested.indent
-                or (item.group(2) or item.group(4)) != nested.marker
-                or _RULE_LINE.fullmatch(line)
+                item is not None
+                and nested.column <= len(item.group(1)) < nested.text_from - nested.current
+                and (item.group(2) or item.group(4)) == nested.marker
+                and not _RULE_LINE.fullmatch(line)
             ):
+                item_html = self._sub_item_html(nested, text[nested.current : start])
+            if item is None or item_html is None:
                 nested.after, nested.looked = None, start  # a line of the item being written
                 continue
-            item_html = self._sub_item_html(nested, text[nested.current : start])
-            if item_html is None:
-                nested.off = True
-                return True
             nested.items_html += item_html
             nested.added += item_html
             nested.current, nested.text_from = start, start + item.end()
+            nested.indent = len(item.group(1))
             nested.after, nested.looked = None, start
 
     def _sub_item_html(self, nested: _ItemList, source: str) -> str | None:

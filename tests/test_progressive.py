@@ -2221,3 +2221,44 @@ def test_a_long_nested_list_costs_time_linear_in_its_size() -> None:
         return time.process_time() - started
 
     assert growth(feed, 300) < 11  # linear: ~4 (up to 9 when busy)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1. Run:\n   " + "- " * 45 + "-\n",  # a rule too long to be held back
+        "1. Run:\n   - a\n   " + "- " * 45 + "x\n",  # a point that starts as a rule would
+        "1. Run:\n   - a\n    - b\n   - c\n",  # a point indented otherwise, of the same list
+        "1. Step:\n   - a\n   * b\n   - c\n",  # another marker's list, then the first's
+        "1. Step:\n   - a\n\n   Note: c\n\n   - b\n",  # a paragraph between points
+        "1. Step:\n   - a\n   ```sh\n   x\n   ```\n   - b\n",  # a code block between them
+        "1. Step:\n   - a\n   # H\n   - b",  # a heading between them
+    ],
+)
+def test_a_nested_list_is_drawn_alike_fed_anyhow_and_stays_a_list(text: str) -> None:
+    """Shapes a second read found (a rule longer than a held line, a point that renders as no
+    one point alone): the page is drawn as a renderer given the text at once draws it, fed a
+    character at a time or in halves, and a nested list once drawn stays drawn until its
+    item settles (it was drawn as text again, then as a list: two jumps)."""
+    tails_on_a_page(text, list(text))
+    tails_on_a_page(text, [text[: len(text) // 2], text[len(text) // 2 :]])
+    renderer, drawn = ProgressiveRenderer(), False
+    for character in text:
+        renderer.feed(character)
+        drawn = drawn or bool(renderer.tail.item_list)
+        assert not drawn or renderer.tail.item_list, renderer.text
+
+
+def test_blank_lines_after_a_nested_list_cost_time_linear_in_their_length() -> None:
+    """A line of blanks (or tabs) after a point was looked at from its start on every feed."""
+    for blank in (" ", "\t"):
+
+        def feed(length: int, blank: str = blank) -> float:
+            renderer = ProgressiveRenderer()
+            renderer.feed("1. Step:\n   - a\n")
+            started = time.process_time()
+            for _ in range(length // 3):
+                renderer.feed(blank * 3)
+            return time.process_time() - started
+
+        assert growth(feed, 20_000) < 11, blank  # linear: ~4 (up to 9 when busy)
