@@ -168,9 +168,14 @@ _HELD_LINES = 8
 # strikethrough, a code span or a link; a cut (white space after a word), where the words
 # before it are tried; how long a pending span may grow (on one line) before it stays text.
 _MARK = re.compile(r"[*_~`\[\\]")  # a backslash too: it may escape a mark after it
-_CUT = re.compile(r"(?<=[^ \t\n])[ \t\n]")
+# (or, in CJK text, which has no blanks, after the character that follows a closing mark)
+_CUT = re.compile(
+    r"(?<=[^ \t\n])[ \t\n]"
+    r"|(?<=[*_~`\])][\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef])(?=[\s\S])"
+)
 # Words that may close a mark left open before them (none: the cut after them is not tried)
 _CLOSING = re.compile(r"[*_~`\])]")
+_ESCAPABLE = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")  # what a backslash escapes
 _PENDING_LIMIT = 400
 _INDENTED = re.compile(r" {0,3}\t| {4}")  # a line of the tail that may be code
 _PENDING_TRIES = 12  # cuts tried for one pending span before it stays text
@@ -556,6 +561,7 @@ class _ItemCode:
 # A code fence's opening line: its blanks, its marker, its info string
 _ITEM_FENCE = re.compile(r"( *)(`{3,}|~{3,})([^\n]*)\n")
 _BLANKS = re.compile(r" *")
+_BLANK_LINES = re.compile(r"(?:[ \t]*\n)*")
 
 
 @dataclass
@@ -984,6 +990,17 @@ class ProgressiveRenderer:
                 state.span = state.scan_from = state.tried_to = mark.start()
                 state.before, state.tries = None, 0
             span = state.span
+            if text[span] == "\\" and span + 1 < end:
+                escaped = text[span + 1]
+                if escaped != "\n" and escaped not in _ESCAPABLE:
+                    self._commit(state, span, span + 1, "\\", commits)  # a backslash as text
+                    continue
+                html = None if escaped == "\n" else self._words_html(state, span, span + 2)
+                if state.stuck:
+                    break
+                if html is not None:  # an escape: its mark as text ("\[", "\(", "\*")
+                    self._commit(state, span, span + 2, html, commits)
+                    continue
             line_end = text.find("\n", span)
             for cut in _CUT.finditer(text, max(state.scan_from, span + 1)):
                 position = cut.start()
@@ -1004,16 +1021,27 @@ class ProgressiveRenderer:
                 if state.stuck:
                     break
                 if html is not None:
-                    state.drawn.append(escape(self._shown(state, state.drawn_to, span)))
-                    state.drawn.append(f"<span>{html}</span>")
-                    state.drawn_to = state.scan_from = position
-                    state.span = None
-                    commits.append((span, position, html))
+                    self._commit(state, span, position, html, commits)
                     break
             else:
                 state.scan_from = end
                 return commits
         return commits
+
+    def _commit(
+        self,
+        state: _Formatting,
+        span: int,
+        cut: int,
+        html: str,
+        commits: list[tuple[int, int, str]],
+    ) -> None:
+        """The pending span's words up to `cut` are drawn formatted (`html`)."""
+        state.drawn.append(escape(self._shown(state, state.drawn_to, span)))
+        state.drawn.append(f"<span>{html}</span>")
+        state.drawn_to = state.scan_from = cut
+        state.span = None
+        commits.append((span, cut, html))
 
     def _words_html(self, state: _Formatting, span: int, cut: int) -> str | None:
         """The pending span's words up to `cut` formatted, if their marks all closed. They are
@@ -1043,6 +1071,8 @@ class ProgressiveRenderer:
             text = self.text
             floor = max(state.drawn_to, span - 200)
             floor = max(floor, text.rfind("\n", floor, span) + 1)
+            if span > floor and _cjk(text[span - 1]):
+                floor = span - 1  # (CJK text: the character before the marks is the word)
             start = span
             while start > floor and text[start - 1] not in " \t":
                 start -= 1  # the span's own word
@@ -1160,7 +1190,9 @@ class ProgressiveRenderer:
         first_end = text.find("\n", base)
         if first_end < 0:
             return None
-        second = first_end + 1
+        blank_lines = _BLANK_LINES.match(text, first_end + 1)
+        assert blank_lines is not None
+        second = blank_lines.end()  # (a loose item's blank lines before its code)
         window = second + _HELD_AT_MOST + 2
         fence = _ITEM_FENCE.match(text, second, window)
         off = _ItemCode(self.settled, base, column, 0, 0, _ITEM_FENCE, "", "", 0, off=True)
@@ -1460,7 +1492,7 @@ class ProgressiveRenderer:
         end = span
         while end < len(text) and text[end] == mark:
             end += 1
-        return _often_closes(mark, text[span - 1] if span else " ", text[end : end + 1])
+        return _often_closes(text[span:end], text[span - 1] if span else " ", text[end : end + 1])
 
     def _pending_grew(self, state: _Formatting, step: RenderStep) -> None:
         """The pending span's text grew: say in `step` how its drawing changes (text added
@@ -2589,15 +2621,32 @@ def drawn_as_closed(
     return Drawn(html, to, at, elements)
 
 
-def _often_closes(mark: str, before: str, after: str) -> bool:
-    """Whether an emphasis's or a strikethrough's mark (`mark`, between the characters
-    `before` and `after`, "" at the end) that may open one is drawn as it will render if it
-    closes: after a blank, before a letter, a digit, a code span or a link. Not "2**10",
-    "f(*args", "*.py", nor any underscore's ("__init__", "_private"): they seldom close, and
-    would draw the words after them formatted until their line or cell ended."""
-    if mark == "_" or not before.isspace():
+def _often_closes(run: str, before: str, after: str) -> bool:
+    """Whether an emphasis's or a strikethrough's marks (`run`, between the characters
+    `before` and `after`, "" at the end) that may open one are drawn as they will render if
+    they close: after a blank or a CJK character (whose text has no blanks), before a letter,
+    a digit, a code span or a link; a double mark before punctuation too ('**"Save"**',
+    "**.env**", "**(optional)**"), a single one before a quote or a parenthesis. Not
+    "2**10", "f(*args", "*.py", "**/*.js", nor any underscore's ("__init__", "_private"):
+    they seldom close, and would draw the words after them formatted until their line or
+    cell ended."""
+    if run[0] == "_" or not (before.isspace() or _cjk(before)):
         return False
-    return not after or after.isalnum() or after in "`["
+    if not after or after.isalnum() or after in "`[":
+        return True
+    if len(run) > 1:
+        return not after.isspace() and after not in "*/"
+    return after in "\"'(\u201c\u2018"
+
+
+def _cjk(character: str) -> bool:
+    """A character of Chinese, Japanese or Korean text, or their punctuation (full-width
+    forms included): such text has no blanks between its words."""
+    return (
+        "\u2e80" <= character <= "\u9fff"
+        or "\uac00" <= character <= "\ud7af"
+        or ("\uf900" <= character <= "\ufaff" or "\uff00" <= character <= "\uffef")
+    )
 
 
 def _closed(core: str, preceding: str) -> tuple[str, str, int, bool]:
@@ -2654,7 +2703,7 @@ def _closed(core: str, preceding: str) -> tuple[str, str, int, bool]:
                 seldom.pop()
             elif opens:
                 opened.append(core[i:j])
-                seldom.append(not _often_closes(mark, before, core[j : j + 1]))
+                seldom.append(not _often_closes(core[i:j], before, core[j : j + 1]))
             i = j
             continue
         i += 1

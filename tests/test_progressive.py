@@ -84,6 +84,8 @@ ITEM_BODIES = st.one_of(
     INLINE.map(lambda s: f"{s}\n   - nested\n\n     {s}"),
     INLINE.map(lambda s: f"{s}\n   ```sh\n   {s}\n\n   ```"),
     INLINE.map(lambda s: f"{s}\n   ```sh\n   {s}\n   ```\n   after *{s}*\n lazy {s}"),
+    INLINE.map(lambda s: f"{s}\n\n   ```sh\n   {s}\n   ```\n\n   after *{s}*"),  # (loose)
+    INLINE.map(lambda s: f"{s}\n \n\n  ```\n  {s}\n  ```"),
     INLINE.map(lambda s: f"{s}\n   > {s}"),
     st.just(""),
 )
@@ -914,11 +916,30 @@ INLINE_WORDS = st.sampled_from(
         "** nb**",
         "a*b*c",
         "*a*.",
+        "使用**FastAPI**框架",
+        "这是**非常重要**的一步。",
+        "（**注意**）",
+        "これは*とても*です",
+        "中文`code`中文",
+        "**不**",
+        "用**开",
+        '**"quoted"**',
+        "**.env**",
+        "*(optional)*",
+        "**/*.js",
+        "\\[",
+        "\\]",
+        "\\(x^2\\)",
+        "\\frac{a}{b}",
+        "a\\",
+        "\\\\",
+        "C:\\Users\\x_y",
     ]
 )
 INLINE_LINE = st.lists(INLINE_WORDS, min_size=1, max_size=8).map(" ".join)
 INLINE_BLOCKS = st.one_of(
     INLINE_LINE,
+    st.lists(INLINE_WORDS, min_size=1, max_size=6).map("".join),  # (as CJK text: no blanks)
     st.lists(INLINE_LINE, min_size=2, max_size=3).map("\n".join),
     st.lists(INLINE_LINE, min_size=1, max_size=3).map(
         lambda xs: "\n".join(f"{i}. {x}" for i, x in enumerate(xs, 1))
@@ -1127,7 +1148,6 @@ def test_a_span_is_drawn_formatted_as_its_marks_will_close() -> None:
         "a [b](https://ex": '<a rel="noopener noreferrer nofollow">b</a>',
         "a **[b](/c": '<strong><a rel="noopener noreferrer nofollow">b</a></strong>',
         "a **b &amp": "<strong>b &amp;amp</strong>",
-        "a \\*b": "*b",
         "a **b\\": "<strong>b</strong>",
         "a **b\u3000": "<strong>b</strong>",  # (markdown-it's white space waits too)
         "a [b](https://ex.com/p_(1": '<a rel="noopener noreferrer nofollow">b</a>',
@@ -1143,11 +1163,72 @@ def test_a_span_is_drawn_formatted_as_its_marks_will_close() -> None:
     # Left as text: an image, marks left open whatever follows, a span past the line's end;
     # marks that seldom close (in a word, after a parenthesis, before punctuation; an
     # underscore's), which would draw the rest of their line formatted until it ended
-    for text in ["a ![b](/c", "a **b\nc", "a **b*c", "2**10 is", "f(*args", "ls *.txt", "_x"]:
+    for text in [
+        "a ![b](/c",
+        "a **b\nc",
+        "a **b*c",
+        "2**10 is",
+        "f(*args",
+        "ls *.txt",
+        "_x",
+        "find **/*.py",
+        "a *-b",
+        "使用_x",
+    ]:
         renderer = ProgressiveRenderer()
         renderer.feed(text)
         tail = renderer.tail
         assert tail.pending_html is None, (text, tail)
+
+
+def test_marks_after_cjk_text_and_before_punctuation_are_drawn_as_they_will_close() -> None:
+    """Chinese and Japanese text has no blanks: a mark after one of its characters opens a
+    span drawn as it will render, and the span settles at the character after its closing
+    mark (it showed its marks until the paragraph ended). A double mark before punctuation
+    ('**"Save"**', "**.env**") and a single one before a quote or a parenthesis are drawn
+    so too."""
+    cases = {
+        "使用**FastAPI": "<strong>FastAPI</strong>",
+        "（**注意": "<strong>注意</strong>",
+        "これは*とても": "<em>とても</em>",
+        'Check **"Add': '<strong>"Add</strong>',
+        "Edit **.env": "<strong>.env</strong>",
+        "pass **--force": "<strong>--force</strong>",
+        "an *(optional": "<em>(optional</em>",
+    }
+    for text, drawn in cases.items():
+        for renderer in (ProgressiveRenderer(), fed_by_character(text)):
+            if not renderer.text:
+                renderer.feed(text)
+            tail = renderer.tail
+            assert tail.pending_from is not None and tail.pending_html == drawn, (text, tail)
+    renderer = fed_by_character("在项目中使用**FastAPI**框架时，这是**非常重要**的一步")
+    tail = renderer.tail
+    assert tail.pending_from is None, tail
+    assert formatted_html(tail, "w5") == (
+        "在项目中使用<span><strong>FastAPI</strong>框</span>架时，这是"
+        "<span><strong>非常重要</strong>的</span>一步"
+    )
+
+
+def test_a_backslash_is_drawn_as_it_renders_from_the_character_after_it() -> None:
+    """An escape ("\\[", "\\*") is drawn as the mark it escapes as soon as that comes, and a
+    backslash before anything else as the backslash it is: display math ("\\[" on a line of
+    its own, then "\\frac...") showed its backslashes, and the rest of its paragraph as text,
+    until the paragraph ended."""
+    for text, formatted in {
+        "a \\*b\\* c": "a <span>*</span>b<span>*</span> c",
+        "\\[\n\\frac{d}{dx} x^n": "<span>[</span>\n<span>\\</span>frac{d}{dx} x^n",
+        "x \\(y\\) z": "x <span>(</span>y<span>)</span> z",
+    }.items():
+        for renderer in (ProgressiveRenderer(), fed_by_character(text)):
+            if not renderer.text:
+                renderer.feed(text)
+            tail = renderer.tail
+            assert formatted_html(tail, "w5") == formatted and tail.pending_from is None, (
+                text,
+                tail,
+            )
 
 
 def test_marks_that_cannot_close_do_not_hold_the_text_back() -> None:
@@ -1967,13 +2048,21 @@ STEPS_WITH_CODE = (
     "   ```\n2. Run it:\n   ```\n   chatsite serve\n"
 )
 
+# (as most models write them: a blank line before and after each step's code)
+LOOSE_STEPS_WITH_CODE = (
+    "Steps:\n\n1. **Install** it:\n\n   ```bash\n   pip install chatsite\n\n   chatsite --help\n"
+    "   ```\n\n2. Run it:\n\n   ```\n   chatsite serve\n"
+)
 
-def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written() -> None:
+
+@pytest.mark.parametrize("steps", [STEPS_WITH_CODE, LOOSE_STEPS_WITH_CODE], ids=["tight", "loose"])
+def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written(steps: str) -> None:
     """A list's item with a code block after its first line (as models write steps) showed
     the block as the item's text, its fences too ("```bash"), until the next item settled
     it. The block is drawn as the code block from its first line, the item's first line
     rendered before it; its code added as it comes, without the item's indentation; once it
-    closes, rendered (highlighted) as the item will render it, which settles in place."""
+    closes, rendered (highlighted) as the item will render it, which settles in place. So
+    too after a blank line (a loose list's step)."""
     from chat.fragments import CONTENT, tail_html, text_end, text_step
     from tests.live import PageModel, text_of
 
@@ -1982,7 +2071,7 @@ def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written() -> 
         '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
     )
     shown = []
-    for token in re.findall(r"\s*(?:\w+|[^\w\s]+)|\s+", STEPS_WITH_CODE):
+    for token in re.findall(r"\s*(?:\w+|[^\w\s]+)|\s+", steps):
         page.apply(text_step(CONTENT, 5, renderer.feed(token), renderer.tail))
         assert page.elements["t5"] == tail_html(CONTENT, 5, renderer.tail)
         shown.append(text_of(page.elements["t5"]))
@@ -1993,14 +2082,14 @@ def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written() -> 
     drawn = tail_html(CONTENT, 5, tail)
     assert '<code id="x5">chatsite serve\n</code>' in drawn
     # The first item's block, closed, was drawn as it settled: highlighted, in the list
-    first = render_markdown(STEPS_WITH_CODE.split("2.")[0])
+    first = render_markdown(steps.split("2.")[0])
     assert (
         '<code class="language-bash">' in first and first.split("<li>")[1] in (page.elements["c5"])
     )
     page.apply(text_end(CONTENT, 5, renderer.finish()[0]))
-    assert page.elements["c5"] == render_markdown(STEPS_WITH_CODE)
+    assert page.elements["c5"] == render_markdown(steps)
     fresh = ProgressiveRenderer()
-    fresh.feed(STEPS_WITH_CODE[:-5])
+    fresh.feed(steps[:-5])
     assert fresh.tail.item_code == "chatsite s"  # (a renderer given the text at once)
 
 
@@ -2010,7 +2099,7 @@ def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written() -> 
         "1. Run:\n   ```\n   x\nnot indented",  # the item ends: its code is no block of it
         "1. Run:\n   ```\n   x\n   ```\n  less indented",  # a line that ends the list
         "1. # Heading\n   ```\n   x",  # a first line that is no paragraph
-        "1. Run:\n\n   ```\n   x",  # a blank line before it (the list is loose)
+        "1. Run:\n\n```\n   x",  # a blank line, then a block that ends the list
         "1. Run:\n ```\n x",  # indented less than the item's text
     ],
 )

@@ -508,25 +508,45 @@ Steps:
    ```
    Then check the **version** it prints, and go on.
 2. Start it"""
-AFTER_CODE_TOKENS = re.findall(r"\s*\S+|\s+", AFTER_CODE_REPLY)
+# The same, as most models write steps: loose (blank lines between the step's line, its code
+# and its text after it), the step after one that settled
+LOOSE_CODE_REPLY = """\
+Steps:
+
+1. Make a folder.
+
+2. Install it:
+
+   ```sh
+   pip install chatsite
+   ```
+
+   Then check the **version** it prints, and go on.
+
+3. Start it"""
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+@pytest.mark.parametrize(
+    "reply, number", [(AFTER_CODE_REPLY, 1), (LOOSE_CODE_REPLY, 2)], ids=["tight", "loose"]
+)
 async def test_an_items_text_after_its_code_block_is_drawn_after_the_block(
-    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+    page, server, fake_upstream, watch, reply, number, viewport, scheme, tmp_path
 ):
     """Text after a step's code block drew the whole step as text again, the block's fences
     too, until the next step began. It is drawn after the block, which stays rendered, as
     the step's text formatted as it comes, and all stay where they are as the step
-    settles."""
+    settles. So too in a loose list, whose step's code followed a blank line: it showed as
+    the step's text, its fences too, until the next step began."""
     await page.set_viewport_size(viewport)
     await page.emulate_media(color_scheme=scheme)
+    tokens = re.findall(r"\s*\S+|\s+", reply)
     chat, reply_id, (in_text,) = await reply_held_before(
-        page, server, fake_upstream, AFTER_CODE_TOKENS, [" and"]
+        page, server, fake_upstream, tokens, [" and"]
     )
     tail, content = page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
-    step = tail.locator("ol.tail-list > li")
+    step = tail.locator("ol > li" if number == 1 else f"ol[start='{number}'] > li")
     after = step.locator(f"#x{reply_id}")
     await expect(after).to_have_text("Then check the version it prints,")
     await expect(after.locator("strong")).to_have_text("version")
@@ -534,18 +554,21 @@ async def test_an_items_text_after_its_code_block_is_drawn_after_the_block(
     assert "```" not in await tail.inner_text()
     block = await box_in_reply(chat, reply_id, step.locator(".code-block"))
     words = await word_in_reply(chat, reply_id, after, "Then")
-    await check_looks(page, tmp_path / f"item-after-code-{viewport['width']}-{scheme}.png")
+    intro = await word_in_reply(chat, reply_id, step, "Install")
+    name = f"item-after-code-{reply == LOOSE_CODE_REPLY}-{viewport['width']}-{scheme}.png"
+    await check_looks(page, tmp_path / name)
     await assert_a_reload_draws_it_the_same(chat, tail)
 
     in_text.open()
     await chat.wait_finished(reply_id)
-    settled = content.locator(":scope > ol > li").nth(0)
+    settled = content.locator(":scope > ol > li").nth(number - 1)
     moved = await box_in_reply(chat, reply_id, settled.locator(".code-block"))
     assert (moved["x"], moved["y"], moved["width"]) == (block["x"], block["y"], block["width"])
-    moved_words = await word_in_reply(chat, reply_id, settled, "Then")
-    assert abs(moved_words[0] - words[0]) <= 0.5 and abs(moved_words[1] - words[1]) <= 0.5
+    for word, was in (("Then", words), ("Install", intro)):
+        now = await word_in_reply(chat, reply_id, settled, word)
+        assert abs(now[0] - was[0]) <= 0.5 and abs(now[1] - was[1]) <= 0.5, (word, was, now)
     live = await page.evaluate(REPLY_HTML_JS, reply_id)
-    assert render_markdown(AFTER_CODE_REPLY) in live  # the one-shot render, nothing twice
+    assert render_markdown(reply) in live  # the one-shot render, nothing twice
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
