@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required as redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,6 +30,23 @@ from .models import Conversation, Message
 
 PAGE = "chat/conversation.html"
 SIDEBAR = "chat/_sidebar.html"
+SIGNED_OUT = "You were signed out. Log in again to go on."
+
+
+def login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Django's `login_required`, but a request the page makes (htmx's) once its session has
+    ended is answered 401 with a line to show: htmx followed the redirect to the login page
+    and drew that page in place of what was asked for (a message being sent, a reply
+    regenerated, the conversation edited), and the message box was emptied."""
+    page = redirect_to_login(view)
+
+    @functools.wraps(view)
+    def signed_in(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.headers.get("HX-Request") and not request.user.is_authenticated:
+            return _plain(SIGNED_OUT, 401)
+        return page(request, *args, **kwargs)
+
+    return signed_in
 
 
 def _conversation_or_404(request: HttpRequest, conversation_id: uuid.UUID) -> Conversation:

@@ -11,7 +11,7 @@ from django.db import connections, transaction
 from django.test import Client
 from django.urls import reverse
 
-from chat import services
+from chat import services, views
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +32,49 @@ def test_pages_require_login(client: Client, conversation: Conversation):
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login"))
+
+
+def test_the_pages_requests_once_signed_out_are_refused_with_a_line_not_a_login_page(
+    client: Client, conversation: Conversation
+):
+    """htmx followed the redirect to the login page and drew that page in place of what was
+    asked for (the message box emptied): a request of the page's gets 401 and a line."""
+    _, reply = services.message_submit(conversation=conversation, content="hi")
+    htmx = {"HTTP_HX_REQUEST": "true"}
+    asks = [
+        ("post", reverse("chat:message_create", args=[conversation.pk]), {"content": "hi"}),
+        ("post", reverse("chat:message_retry", args=[conversation.pk, reply.pk]), {}),
+        ("post", reverse("chat:message_feedback", args=[conversation.pk, reply.pk]), {}),
+        ("post", reverse("chat:conversation_rename", args=[conversation.pk]), {"title": "x"}),
+        ("post", reverse("chat:conversation_create"), {}),
+        ("post", reverse("chat:conversation_start"), {"content": "hi"}),
+        ("get", reverse("chat:conversation_sidebar"), {}),
+        ("get", conversation.get_absolute_url(), {}),
+    ]
+    for method, url, data in asks:
+        response = getattr(client, method)(url, data, **htmx)
+        assert response.status_code == 401, url
+        assert response["Content-Type"].startswith("text/plain")
+        assert response.content.decode() == views.SIGNED_OUT
+        page = getattr(client, method)(url, data)  # a page of the browser's own: the login
+        assert page.status_code == 302 and page["Location"].startswith(reverse("login"))
+    assert conversation.messages.count() == 2 and Conversation.objects.count() == 1
+
+
+def test_a_refused_login_keeps_the_name_typed(client: Client, user):
+    response = client.post(reverse("login"), {"username": "bob <b>", "password": "wrong"})
+    page = response.content.decode()
+    assert "didn't match" in page
+    assert 'value="bob &lt;b&gt;"' in page
+    assert 'autocomplete="current-password" required autofocus' in page
+
+
+def test_a_conversation_not_there_has_a_page_with_the_way_back(alice, settings):
+    settings.DEBUG = False
+    response = alice.get(reverse("chat:conversation_detail", args=[uuid.uuid4()]))
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "<h1>Not found</h1>" in page and f'href="{reverse("chat:start")}"' in page
 
 
 def test_another_users_conversation_is_not_found(conversation: Conversation, other_user):

@@ -304,9 +304,23 @@
   // it goes once the message is sent.
   // A draft is the signed-in account's (as the sidebar names it): whoever signs in next in
   // this tab does not see it, and signing out, or a page for nobody (the login page), drops
-  // every draft of the tab.
+  // every draft of the tab; but not after the tab learnt that its session ended elsewhere
+  // (a logout in another tab, an expiry): what was being typed waits for the account's
+  // login, until a page of an account loads.
   var DRAFT_PREFIX = "chat-draft:";
   var DRAFT_KEY = null;
+  var KEPT_FOR_LOGIN = "chat-drafts-kept-for-login";
+
+  function keepDraftsForLogin(keep) {
+    try {
+      if (keep) { sessionStorage.setItem(KEPT_FOR_LOGIN, "1"); }
+      else { sessionStorage.removeItem(KEPT_FOR_LOGIN); }
+    } catch (e) { /* no storage: nothing kept */ }
+  }
+
+  function draftsKeptForLogin() {
+    try { return sessionStorage.getItem(KEPT_FOR_LOGIN) === "1"; } catch (e) { return false; }
+  }
 
   function dropDrafts() {
     try {
@@ -321,7 +335,8 @@
     var account = document.querySelector("#sidebar .account span");
     if (account && account.textContent) {
       DRAFT_KEY = DRAFT_PREFIX + encodeURIComponent(account.textContent) + ":" + location.pathname;
-    } else {
+      keepDraftsForLogin(false);
+    } else if (!draftsKeptForLogin()) {
       dropDrafts();
     }
   });
@@ -329,6 +344,7 @@
   document.addEventListener("submit", function (event) {
     var action = event.target.getAttribute && event.target.getAttribute("action") || "";
     if (event.target.closest && event.target.closest(".account") && /logout/.test(action)) {
+      keepDraftsForLogin(false);
       dropDrafts();
     }
   });
@@ -408,6 +424,7 @@
           error.textContent = refusal(xhr);
           error.hidden = false;
         }
+        if (xhr.status === SIGNED_OUT) { signedOut(connectionStatus()); }
       }
       return;
     }
@@ -421,6 +438,16 @@
       var xhr = event.detail.xhr;
       if (xhr && xhr.status === 409 && xhr.getResponseHeader("X-Conversation-Changed")
           && redrawKeepingDraft(form, xhr.responseText)) {
+        return;
+      }
+      if (xhr && xhr.status === SIGNED_OUT) {
+        // The session ended (chat/views.py): the message stays in the box, and in the draft
+        // that the page shows again after the login.
+        keepDraft(form.querySelector("textarea").value, "");
+        signedOut(error);
+        error.appendChild(document.createTextNode(" Your message is still here."));
+        error.hidden = false;
+        signedOut(connectionStatus());
         return;
       }
       error.textContent = (xhr && xhr.status && xhr.responseText) ? refusal(xhr)
@@ -438,9 +465,12 @@
   }
 
   // Where a request made from inside a message says why it was refused: after its form, or
-  // under the message's header row for the version switcher (the row is a flex line).
+  // under the message's header row for the version switcher (the row is a flex line); one
+  // made from a menu of the header (a rename), after its form, in the menu.
   function actionErrorSpot(elt) {
-    if (!elt.closest || !elt.closest("article")) { return null; }
+    if (!elt.closest) { return null; }
+    if (elt.closest(".chat-header .menu-body")) { return elt.closest("form"); }
+    if (!elt.closest("article")) { return null; }
     return elt.closest(".role") || elt.closest("form") || elt.parentElement;
   }
 
@@ -477,15 +507,18 @@
   // database is away, and that one is reconnected here, with a growing, jittered delay. When
   // the session ended (4401) the line says so instead, with a link to log in again; when the
   // account has too many sockets open (4429), it says that, and the tab does not reconnect.
+  var SIGNED_OUT = 401;  // an action's answer once the session ended (chat/views.py)
   var TRY_AGAIN_LATER = 4013;
   var SESSION_ENDED = 4401;  // chat/socket_protocol.py
   var TOO_MANY_SOCKETS = 4429;  // chat/socket_protocol.py
   var sessionAskedAt = 0;
   var sessionTries = 0;
 
-  // The socket's session ended and the page no longer loads without a login: say so, with
-  // the way back (the page asks for a login, then comes back here).
+  // The session ended (the socket was told, or an action was refused) and the page no longer
+  // loads without a login: say so, with the way back (the page asks for a login, then comes
+  // back here), the tab's drafts kept for it.
   function signedOut(status) {
+    keepDraftsForLogin(true);
     if (!status) { return; }
     status.textContent = "You were signed out. ";
     var again = document.createElement("a");

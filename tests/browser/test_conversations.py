@@ -57,10 +57,21 @@ async def test_rename_and_delete_a_conversation(page, watch, server, fake_upstre
     conversation_id = conversation_id_of(url)
     await chat.wait_finished(await chat.send("hello"))
 
+    # A blank title is refused beside the title, in the menu (it was said under the message
+    # box, as if the message were missing, and stayed there once the menu closed).
     await page.locator(".conversation-menu summary").click()
+    await page.get_by_label("Title").fill("   ")
+    await page.get_by_role("button", name="Rename").click()
+    refusal = page.locator(".conversation-menu .rename-form + .action-error")
+    await expect(refusal).to_have_text("This field is required.")
+    await expect(page.locator("#composer-error")).to_be_hidden()
+    assert all("422" in e or "htmx" in e for e in watch.console_errors), watch.console_errors
+    watch.console_errors.clear()  # the browser and htmx log the refusal (422)
+
     await page.get_by_label("Title").fill("Holiday plans")
     await page.get_by_role("button", name="Rename").click()
     await expect(page.locator("#conversation-title")).to_have_text("Holiday plans")
+    await expect(refusal).to_have_count(0)
     await expect(page.locator(f"#conv-link-{conversation_id}")).to_have_text("Holiday plans")
     await page.reload()
     await expect(page.locator("#conversation-title")).to_have_text("Holiday plans")

@@ -137,3 +137,71 @@ async def test_a_new_passwords_cookie_that_comes_late_is_kept(page, context, wat
     reply_id = await chat.send("still here?")
     await chat.wait_finished(reply_id)
     assert watch.console_errors == [] and watch.csp_violations == []
+
+
+async def log_out_elsewhere(context, server) -> None:
+    """Log this browser's session out as another tab of it would."""
+    token = next(c["value"] for c in await context.cookies() if c["name"] == "csrftoken")
+    logout = await context.request.post(
+        server.url + "/accounts/logout/", headers={"X-CSRFToken": token}, max_redirects=0
+    )
+    assert logout.status == 302, await logout.text()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_what_a_signed_out_tab_sends_is_kept_and_it_says_to_log_in_again(
+    page, context, watch, server, viewport, scheme, tmp_path
+):
+    """Once the session had ended, the page's requests were redirected to the login page,
+    which htmx drew in their place: a message sent was lost (the box emptied, its draft too)
+    and a login form stood in the conversation; a regenerated reply, an edited message and a
+    rating were replaced by one. Now the message stays in the box, and the page says it was
+    signed out, with the way back; the text is there again after the login."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    chat = ChatPage(page, server)
+    conversation_url = await chat.new_conversation()
+    reply_id = await chat.send("Tell me something")
+    await chat.wait_finished(reply_id)
+    await log_out_elsewhere(context, server)
+
+    await chat.composer.fill("A question I typed with care")
+    await chat.composer.press("Enter")
+    error = page.locator("#composer-error")
+    await expect(error).to_have_text(
+        "You were signed out. Log in again Your message is still here."
+    )
+    await expect(chat.composer).to_have_value("A question I typed with care")
+    await expect(page.locator("#messages article.user")).to_have_count(1)
+    messages = page.locator("#messages")
+    assert "password" not in (await messages.inner_html()).lower()
+    await expect(page.locator("#connection-status")).to_have_text(
+        "You were signed out. Log in again"
+    )
+    await check_looks(page, tmp_path / f"signed-out-send-{viewport['width']}-{scheme}.png")
+
+    # Regenerate and a rating: said beside them, the reply as it was.
+    reply = chat.reply(reply_id)
+    text = await reply.locator(".content").inner_text()
+    refusals = reply.locator(".action-error")
+    await reply.get_by_role("button", name="Regenerate").click()
+    await expect(refusals).to_have_text(["You were signed out. Log in again to go on."])
+    await reply.get_by_role("button", name="Good reply").click()
+    await expect(refusals).to_have_count(2)  # (each beside what was clicked)
+    await expect(refusals.nth(1)).to_have_text("You were signed out. Log in again to go on.")
+    await expect(reply.locator(".content")).to_have_text(text)
+    assert "password" not in (await messages.inner_html()).lower()
+    assert watch.page_errors == [] and watch.csp_violations == []
+    assert all("401" in e or "htmx" in e for e in watch.console_errors), watch.console_errors
+    watch.console_errors.clear()  # the browser and htmx log the refused requests (401)
+
+    # The way back: the login, then the conversation, the message still in its box.
+    await error.get_by_role("link", name="Log in again").click()
+    await page.wait_for_url(lambda url: "/accounts/login/" in url)
+    await page.locator("#id_username").fill("alice")
+    await page.locator("#id_password").fill("alice-password")
+    await page.locator("#id_password").press("Enter")
+    await page.wait_for_url(conversation_url)
+    await expect(chat.composer).to_have_value("A question I typed with care")
+    assert watch.console_errors == [] and watch.csp_violations == []
