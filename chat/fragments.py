@@ -61,8 +61,8 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     its code block, or the list nested in it, as they are written), or a heading being written,
     or a table with the rows written so far, the row being
     written last (its cells that ended rendered, the others as written), or a table's head
-    being written (its cells so, in the head row the table will have), or a quote of one
-    paragraph (its text without its lines' markers)."""
+    being written (its cells so, in the head row the table will have), or a quote (its last
+    paragraph's text without its lines' markers, after its paragraphs before it, rendered)."""
     pending_id = f"{field.pending}{message_id}"
     if tail.kind == "text":
         return formatted_html(tail, pending_id)
@@ -102,7 +102,7 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
         return f'<{tag} class="tail-heading"><span id="{code_id}">{text}</span></{tag}>'
     if tail.kind == "quote":
         text = formatted_html(tail, pending_id)
-        quote = f'<p><span id="{code_id}">{text}</span></p>'
+        quote = f'{tail.quote_before}<p><span id="{code_id}">{text}</span></p>'
         return f'<blockquote class="tail-quote">{quote}</blockquote>'
     return (
         f'{code_frame_open(tail.language)}<pre class="streaming-code"><code id="{code_id}">'

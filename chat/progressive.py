@@ -29,10 +29,11 @@ as other blocks do.
 
 Before a table's head is complete (its delimiter row's line ended), the tail's first line, if
 it starts with a pipe, is drawn as the table's head (`Tail.head`), its cells added to as they
-come; the delimiter row is not drawn. A quote of one paragraph is drawn as the quote, its
-lines' markers not drawn (`Tail.quote`, `unquoted`). A line being written that is only a
-block's marker so far ("-", "2.", "##", "---", "```py", "> ") is held back, not fed, until a
-character after it tells what it is (`held`): it never shows as text for a frame.
+come; the delimiter row is not drawn. A quote of paragraphs is drawn as the quote, its
+lines' markers not drawn (`Tail.quote`, `unquoted`), those before its last rendered. A line
+being written that is only a block's marker so far ("-", "2.", "##", "---", "```py", "> ") is
+held back, not fed, until a character after it tells what it is (`held`): it never shows as
+text for a frame.
 
 The tail's text (a paragraph's, the open item's, or a quote's) is drawn with its words formatted as
 their marks close (`_Formatting`, `Tail.formatted`): a bold, a code span or a link shows as
@@ -247,8 +248,8 @@ class Tail:
     last item of a list whose first items have settled or a list's first item (its text after
     its marker), a heading being written (its text after its marker), a table, a table's
     head being written (its line: `cells` are its cells as drawn, in a head row), or a quote of
-    one paragraph (its text after its first line's marker: the markers of its lines after it
-    are not drawn, `unquoted`)."""
+    paragraphs (its last's text after its first line's marker: the markers of its lines after
+    it are not drawn, `unquoted`; those before it rendered in `quote_before`)."""
 
     kind: Literal["text", "code", "item", "heading", "table", "head", "quote"]
     # the tail's text, the code so far for a code block, an item's or a heading's text, or a
@@ -287,6 +288,8 @@ class Tail:
     # text of its item being written (with `item_intro`, the item's first line rendered)
     item_list: str = field(default="", compare=False)
     item_list_items: str = field(default="", compare=False)
+    # A quote's paragraphs before its last, rendered (`text` is its last's)
+    quote_before: str = ""
 
 
 def formatted_html(tail: Tail, pending_id: str) -> str:
@@ -497,10 +500,11 @@ _ESCAPED_PIPE = re.compile(r"\\\|")
 # nothing), up to `_ROW_SHOWN` characters each (see `_table_head`).
 _HEAD_START = re.compile(r" {0,3}\|")
 _HEAD_FIRST = ("|", " ")
-# A quote of one paragraph in the tail is drawn as the quote (see `_quote_base`): its lines,
-# each quoted and starting text (a blank or a lazy line, a list or a heading in it, and it is
+# A quote of paragraphs in the tail is drawn as the quote (see `_quote_base`): its lines,
+# each quoted and starting text, or blank (a lazy line, a list or a heading in it, and it is
 # drawn as text); a line's marker, drawn as nothing; where a quote's line may start.
 _QUOTE_TEXT_LINE = re.compile(rf" {{0,3}}> ? {{0,3}}{_STARTS_TEXT}")
+_QUOTE_BLANK_LINE = re.compile(r" {0,3}>[ \t]*")  # (a line: its paragraphs' gap)
 _QUOTE_MARKER = re.compile(r"\n {0,3}> ?")
 _QUOTE_OPENS = re.compile(r" {0,3}> ?")
 _QUOTE_FIRST = (">", " ")
@@ -688,10 +692,13 @@ class ProgressiveRenderer:
         # The table's cell being written, as last drawn: its text (escaped pipes as pipes),
         # the references known then, and its drawing (`_cell_written`)
         self._cell_drawn: tuple[str, int, Drawn | None] = ("", 0, None)
-        # A quote of one paragraph in the tail: (where the tail starts, where its lines have
+        # A quote of paragraphs in the tail: (where the tail starts, where its lines have
         # been looked at to: the line being written starts there, -1 if one is no quote's;
-        # how far that line has been looked at for its end)
-        self._quote_seen: tuple[int, int, int] = (-1, 0, 0)
+        # how far that line has been looked at for its end; where its last paragraph's first
+        # line starts, -1 while it has one; whether a blank line followed that paragraph)
+        self._quote_seen: tuple[int, int, int, int, bool] = (-1, 0, 0, -1, False)
+        # Its paragraphs before its last, rendered: (the last's first line, their HTML)
+        self._quote_before: tuple[int, str] = (-1, "")
         # The text the tail from `settled` was parsed to last (from, to), and the characters
         # parsed for it so far (see `_parse_deferred`).
         self._parsed = (0, 0)
@@ -733,7 +740,8 @@ class ProgressiveRenderer:
         if self.text.startswith(_QUOTE_FIRST, self.settled) and (
             (base := self._quote_base()) is not None
         ):
-            return self._formatted(Tail("quote", self.text[base:]), base)
+            tail = Tail("quote", self.text[base:], quote_before=self._quote_paragraphs_before())
+            return self._formatted(tail, base)
         if self.text.startswith(_HEAD_FIRST, self.settled) and (head := self._table_head()):
             return Tail("head", head, cells=self._head_cells(head))  # (and empty cells after)
         open_list = self._list
@@ -1937,12 +1945,14 @@ class ProgressiveRenderer:
         return True
 
     def _quote_base(self) -> int | None:
-        """Where the text of the tail's quote starts (after its first line's marker), if the
-        tail is a quote of one paragraph: each of its lines quoted, and starting text (a
-        blank, a lazy or an indented line, or one that starts another block in it, and it is
-        none: drawn as text). A quote showed as text, its markers too ("> **Note:** ..."),
-        until it settled, then moved in by the quote's margin. Its lines are looked at once
-        each (the line being written at each call, as its first characters decide it)."""
+        """Where the text of the tail's quote's last paragraph starts (after its first line's
+        marker), if the tail is a quote of paragraphs: each of its lines quoted, and starting
+        text or blank (a lazy or an indented line, or one that starts another block in it,
+        and it is none: drawn as text). A quote showed as text, its markers too ("> **Note:**
+        ..."), until it settled, then moved in by the quote's margin; one of two paragraphs
+        ("> **Tip:** ...", ">", "> ...") so from its blank line on. Its lines are looked at
+        once each (the line being written at each call, as its first characters decide it).
+        Its paragraphs before its last: `_quote_paragraphs_before`."""
         start = self.settled
         if not self.text.startswith(_QUOTE_FIRST, start):
             return None
@@ -1950,9 +1960,9 @@ class ProgressiveRenderer:
             return None
         if self._whole_list_from is not None:
             return None
-        seen, line, scanned = self._quote_seen
+        seen, line, scanned, last, gap = self._quote_seen
         if seen != start:
-            line = scanned = start
+            line, scanned, last, gap = start, start, -1, False
         elif line < 0:
             return None
         text = self.text
@@ -1961,18 +1971,40 @@ class ProgressiveRenderer:
             if newline < 0:
                 scanned = len(text)  # (a long line costs its length once)
                 break
-            if not _QUOTE_TEXT_LINE.match(text, line, newline):
-                self._quote_seen = (start, -1, 0)  # (until the tail starts elsewhere)
+            if _QUOTE_BLANK_LINE.fullmatch(text, line, newline):
+                gap = line > start  # (blank lines first: the quote's first paragraph follows)
+            elif _QUOTE_TEXT_LINE.match(text, line, newline):
+                if gap:
+                    last, gap = line, False  # a paragraph after a blank line begins
+            else:
+                self._quote_seen = (start, -1, 0, -1, False)  # (until the tail starts elsewhere)
                 return None
             line = scanned = newline + 1
-        self._quote_seen = (start, line, scanned)
+        self._quote_seen = (start, line, scanned, last, gap)
         if line < len(text) and not _QUOTE_TEXT_LINE.match(text, line, line + _OPENING_SEEN):
             return None  # the line being written: no quote's text (yet), by its start
         if line == start and line == len(text):
             return None  # nothing yet
-        opens = _QUOTE_OPENS.match(text, start)
+        if gap and line < len(text):
+            # The line being written begins a paragraph (a blank line before it draws as
+            # the paragraph before's white space, until then)
+            self._quote_seen = (start, line, scanned, line, False)
+            last = line
+        opens = _QUOTE_OPENS.match(text, start if last < 0 else last)
         assert opens is not None
         return opens.end()
+
+    def _quote_paragraphs_before(self) -> str:
+        """The tail's quote's paragraphs before its last, rendered (see `_quote_base`)."""
+        start, _, _, last, _ = self._quote_seen
+        if last < 0:
+            return ""
+        if self._quote_before[0] != last:
+            opens = _QUOTE_OPENS.match(self.text, start)
+            assert opens is not None
+            source = unquoted(self.text, opens.end(), last)
+            self._quote_before = (last, render_blocks(source, self._scratch_env()))
+        return self._quote_before[1]
 
     def _table_head(self) -> str | None:
         """The tail's first line, if it is drawn as a table's head being written: it starts

@@ -1447,11 +1447,11 @@ def quote_documents(draw: st.DrawFn) -> str:
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
-def test_a_quote_of_one_paragraph_is_drawn_as_the_quote_while_it_streams(
+def test_a_quote_of_paragraphs_is_drawn_as_the_quote_while_it_streams(
     data: st.DataObject,
 ) -> None:
     """A quote streamed as text, its markers too ("> **Note:** ..."), until it settled: then
-    it moved in by the quote's margin and its markers went. A quote of one paragraph is drawn
+    it moved in by the quote's margin and its markers went. A quote of paragraphs is drawn
     as the quote from its first line's first character, its lines' markers not drawn;
     however the text is split, the page is what a renderer given the text at once draws."""
     text = data.draw(quote_documents())
@@ -1470,8 +1470,8 @@ def test_a_quotes_text_is_drawn_in_the_quote_without_its_markers() -> None:
         '<blockquote class="tail-quote"><p><span id="x5"><span><strong>Note:</strong></span>'
         " this is\nimportant <span><code>code</code></span>\nand mo</span></p></blockquote>"
     )
-    for text in ["> a\n> - b", "> a\nlazy", "> a\n>\n> b", "> > a", ">     code"]:
-        assert fed_by_character(text).tail.kind == "text", text  # no quote of one paragraph
+    for text in ["> a\n> - b", "> a\nlazy", "> a\n>\n> - b", "> > a", ">     code"]:
+        assert fed_by_character(text).tail.kind == "text", text  # no quote of paragraphs
     assert fed_by_character(">").tail == Tail("text", "")  # its marker held back
     # A line whose start may yet be text does not draw the quote as text meanwhile (a second
     # read: ">  c", "> |x" and "> =x" drew the whole quote again as text, then as the quote,
@@ -1482,6 +1482,42 @@ def test_a_quotes_text_is_drawn_in_the_quote_without_its_markers() -> None:
             renderer.feed(character)
             kinds.append(renderer.tail.kind)
         assert kinds[kinds.index("quote") :] == ["quote"] * (len(kinds) - kinds.index("quote"))
+
+
+def test_a_quote_of_paragraphs_is_drawn_as_the_quote_its_paragraphs_before_its_last_rendered() -> (
+    None
+):
+    """A quote of two paragraphs ("> **Tip:** ...", ">", "> ...", as models write notes) was
+    drawn as text again from its blank line, its markers too, until it settled. Its
+    paragraphs before its last are drawn rendered, its last as its text comes; the quote
+    is drawn anew once as each paragraph begins, never as text."""
+    from chat.fragments import CONTENT, tail_html, text_end, text_step
+    from tests.live import PageModel
+
+    text = "Intro.\n\n> **Tip:** first\n> one.\n>\n>  \n> Second `two`,\n> and more.\n>\n> Third.\n\nAfter."
+    for pieces in (re.findall(r"\s*\S+|\s+", text), list(text)):
+        renderer, page, kinds, redrawn = ProgressiveRenderer(), PageModel(), [], 0
+        page.apply(
+            '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+        )
+        for piece in pieces:
+            step = renderer.feed(piece)
+            page.apply(text_step(CONTENT, 5, step, renderer.tail))
+            assert page.elements["t5"] == tail_html(CONTENT, 5, renderer.tail)
+            if renderer.text.startswith("Intro.\n\n>") and "Third.\n\n" not in renderer.text:
+                kinds.append(renderer.tail.kind)
+                redrawn += step.tail_replaced
+            if renderer.text.endswith("> and mo"):
+                drawn = tail_html(CONTENT, 5, renderer.tail)
+                assert drawn.startswith(
+                    '<blockquote class="tail-quote"><p><strong>Tip:</strong> first\none.</p>\n'
+                    '<p><span id="x5">Second <span><code>two</code>'
+                ), drawn
+                assert drawn.endswith("\nand mo</span></p></blockquote>"), drawn
+        assert set(kinds) == {"quote"}, kinds
+        assert redrawn <= 3  # (as it began, and as each paragraph after the first began)
+        page.apply(text_end(CONTENT, 5, renderer.finish()[0]))
+        assert page.elements["c5"] == render_markdown(text)
 
 
 def test_a_tables_head_is_drawn_as_its_head_from_its_first_pipe() -> None:

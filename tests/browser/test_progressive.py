@@ -888,7 +888,9 @@ QUOTE_REPLY = """\
 As the docs put it:
 
 > **Note:** a reply is saved when its stream ends,
-> and every `frame` carries its offset.
+> once.
+>
+> And every `frame` carries its offset.
 
 That is all."""
 QUOTE_TOKENS = re.findall(r"\s*\S+|\s+", QUOTE_REPLY)
@@ -901,7 +903,8 @@ async def test_a_quote_is_drawn_as_the_quote_while_it_streams(
 ):
     """A quote streamed as text with its markers ("> **Note:** ..."), then moved in by the
     quote's margin as it settled, its markers gone. It is drawn as the quote from its first
-    word, its lines' markers not at all, and settles where it stands."""
+    word, its lines' markers not at all, and settles where it stands; so too a quote of two
+    paragraphs, which was drawn as text again from its blank line."""
     await page.set_viewport_size(viewport)
     await page.emulate_media(color_scheme=scheme)
     chat, reply_id, gates = await reply_held_before(
@@ -910,12 +913,14 @@ async def test_a_quote_is_drawn_as_the_quote_while_it_streams(
     tail = page.locator(f"#t{reply_id}")
     quote = tail.locator("blockquote.tail-quote")
     await expect(quote).to_have_text(
-        re.compile(r"^Note: a reply .* every frame carries its\s*$", re.S)
+        re.compile(r"^Note: a reply .*\sonce\.\s*And every frame carries its\s*$", re.S)
     )
+    await expect(quote.locator("p")).to_have_count(2)
     await expect(quote.locator("strong")).to_have_text("Note:")
     await expect(quote.locator("code")).to_have_text("frame")
     assert ">" not in await tail.inner_text()
     streaming = await box_in_reply(chat, reply_id, quote.locator("code"))
+    note = await box_in_reply(chat, reply_id, quote.locator("strong"))
     await check_looks(page, tmp_path / f"quote-{viewport['width']}-{scheme}.png")
     await assert_a_reload_draws_it_the_same(chat, tail)
 
@@ -925,6 +930,8 @@ async def test_a_quote_is_drawn_as_the_quote_while_it_streams(
     settled = await box_in_reply(chat, reply_id, content.locator("blockquote code"))
     # (within a pixel: the words before it are in other text nodes, a hundredth apart)
     assert abs(settled["x"] - streaming["x"]) < 1 and settled["y"] == streaming["y"]
+    settled_note = await box_in_reply(chat, reply_id, content.locator("blockquote strong"))
+    assert (settled_note["x"], settled_note["y"]) == (note["x"], note["y"])
     gates[1].open()
     await chat.wait_finished(reply_id)
     live = await page.evaluate(REPLY_HTML_JS, reply_id)
