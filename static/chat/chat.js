@@ -433,6 +433,7 @@
       if (error) { error.hidden = true; error.textContent = ""; }
       followEnd = true;
       afterContentChange();
+      toTopOfSidebar();
     } else if (error) {
       // Keep what the user typed; say what went wrong.
       var xhr = event.detail.xhr;
@@ -455,6 +456,55 @@
       error.hidden = false;
     }
   });
+
+  // A message sent makes its conversation the most recently active: first under "Today" in
+  // the sidebar, as a reload lists it (it stayed where it was); a pinned one stays among the
+  // pinned. Only the list of every conversation is so ordered (not a search's, nor the
+  // archived ones').
+  function toTopOfSidebar() {
+    var list = document.getElementById("conversation-list");
+    var link = list && list.querySelector('a[aria-current="page"]');
+    var search = document.getElementById("sidebar-search");
+    if (!link || list.querySelector(".list-mode") || (search && search.value)) {
+      return;
+    }
+    var item = link.closest("li");
+    var headings = Array.prototype.filter.call(list.children, function (child) {
+      return child.classList.contains("group-heading");
+    });
+    var groupOf = function (element) {
+      var found = null;
+      headings.forEach(function (heading) {
+        if (heading.compareDocumentPosition(element) & Node.DOCUMENT_POSITION_FOLLOWING) {
+          found = heading;
+        }
+      });
+      return found;
+    };
+    var group = groupOf(item);
+    if (group && group.textContent === "Pinned") { return; }
+    var today = headings.find(function (heading) { return heading.textContent === "Today"; });
+    if (!today) {
+      today = document.createElement("li");
+      today.className = "group-heading";
+      today.appendChild(document.createElement("h2")).textContent = "Today";
+      // After the pinned ones, before the first of the others
+      var first = Array.prototype.find.call(list.children, function (child) {
+        if (child.classList.contains("group-heading") || !child.querySelector("a")) { return false; }
+        var itsGroup = groupOf(child);
+        return !itsGroup || itsGroup.textContent !== "Pinned";
+      });
+      list.insertBefore(today, first || list.querySelector(".load-more"));
+    }
+    if (today.nextElementSibling === item) { return; }
+    var next = item.nextElementSibling;
+    today.insertAdjacentElement("afterend", item);
+    // The group it left, if now empty, goes with its heading
+    if (group && group !== today && (!next || next.classList.contains("group-heading")
+        || next.classList.contains("load-more")) && group.nextElementSibling === next) {
+      group.remove();
+    }
+  }
 
   // The reason a request was refused, as the server said it in plain text; any other answer
   // (a page of HTML: a 403 or 404 page, a proxy's error) is not shown as it is.

@@ -106,3 +106,63 @@ async def test_a_search_says_which_conversations_it_found_are_archived(
     assert mark["x"] + mark["width"] <= box["x"] + box["width"]
     assert abs((mark["y"] + mark["height"] / 2) - (link["y"] + link["height"] / 2)) < 2
     assert await axe_problems(page) == []
+
+
+async def test_a_message_sent_brings_its_conversation_to_the_top_as_a_reload_would(
+    page, server, user, fake_upstream
+):
+    """The sidebar kept a conversation where it was when a message was sent in it, until
+    the page was loaded again: it goes first under Today (its old day's heading too if it
+    was the day's last), as the server lists it; a pinned one stays among the pinned."""
+    from tests.browser.support import ChatPage
+
+    @sync_to_async
+    def made() -> list[Conversation]:
+        days = [0, 1, 1, 3, 10]
+        made = [
+            Conversation.objects.create(owner=user, title=f"Topic {i}", model="m")
+            for i in range(len(days))
+        ]
+        for i, (conversation, day) in enumerate(zip(made, days, strict=True)):
+            Conversation.objects.filter(pk=conversation.pk).update(
+                updated=timezone.now() - timedelta(days=day, minutes=1 + i)
+            )
+        return made
+
+    conversations = await made()
+    sidebar = page.locator("#conversation-list")
+    chat = ChatPage(page, server)
+    await page.goto(server.url + conversations[3].get_absolute_url())
+    await expect(sidebar.locator(".group-heading")).to_have_text(
+        ["Today", "Yesterday", "Previous 7 days", "Older"]
+    )
+    await chat.wait_finished(await chat.send("a question"))
+    await expect(sidebar.locator("li")).to_have_text(
+        ["Today", "Topic 3", "Topic 0", "Yesterday", "Topic 1", "Topic 2", "Older", "Topic 4"]
+    )
+    items = "(items) => items.map((item) => item.outerHTML)"
+    shown = await sidebar.locator("li").evaluate_all(items)
+    await page.reload()
+    await expect(sidebar.locator("li")).to_have_count(8)
+    assert await sidebar.locator("li").evaluate_all(items) == shown  # as the server draws it
+
+    # A pinned one stays where it is, among the pinned
+    await page.goto(server.url + conversations[2].get_absolute_url())
+    await page.locator(".conversation-menu summary").click()
+    await page.get_by_role("button", name="Pin to the top").click()
+    await expect(sidebar.locator("li").first).to_have_text("Pinned")
+    await page.keyboard.press("Escape")
+    await chat.wait_finished(await chat.send("another question"))
+    await expect(sidebar.locator("li")).to_have_text(
+        [
+            "Pinned",
+            "Topic 2",
+            "Today",
+            "Topic 3",
+            "Topic 0",
+            "Yesterday",
+            "Topic 1",
+            "Older",
+            "Topic 4",
+        ]
+    )
