@@ -504,6 +504,7 @@ _HEAD_FIRST = ("|", " ")
 # each quoted and starting text, or blank (a lazy line, a list or a heading in it, and it is
 # drawn as text); a line's marker, drawn as nothing; where a quote's line may start.
 _QUOTE_TEXT_LINE = re.compile(rf" {{0,3}}> ? {{0,3}}{_STARTS_TEXT}")
+_STARTS_TEXT_AT = re.compile(_STARTS_TEXT)  # (a line's first character on)
 _QUOTE_BLANK_LINE = re.compile(r" {0,3}>[ \t]*")  # (a line: its paragraphs' gap)
 _QUOTE_MARKER = re.compile(r"\n {0,3}> ?")
 _QUOTE_OPENS = re.compile(r" {0,3}> ?")
@@ -657,6 +658,41 @@ class ProgressiveRenderer:
     """Renders one streaming text block by block. Feed it deltas; read `blocks_html` and
     `tail` for the whole state (a snapshot), and each `RenderStep` for the change."""
 
+    # Its state, in slots: read a few hundred times a delta (an instance's dictionary of
+    # thirty names cost about a microsecond more a delta, a tenth of a plain text's time).
+    __slots__ = (
+        "_after_blank",
+        "_blank_line_parsed",
+        "_blocks",
+        "_cell_drawn",
+        "_fence",
+        "_first_line",
+        "_formatting",
+        "_head_drawn",
+        "_head_ended",
+        "_head_shown",
+        "_intro_seen",
+        "_item_code",
+        "_item_list",
+        "_list",
+        "_list_settled",
+        "_open_line",
+        "_open_to",
+        "_parse_work",
+        "_parsed",
+        "_pending_cr",
+        "_quote_before",
+        "_quote_seen",
+        "_references",
+        "_table",
+        "_whole_list_from",
+        "_words_rendered",
+        "diverged",
+        "held",
+        "settled",
+        "text",
+    )
+
     def __init__(self) -> None:
         self.text = ""  # normalised: line ends are "\n", as markdown-it sees them
         self.settled = 0  # the tail starts here
@@ -681,6 +717,9 @@ class ProgressiveRenderer:
         self._formatting: _Formatting | None = None  # the open tail's inline formatting
         self._item_code: _ItemCode | None = None  # the open item's code block, or None
         self._item_list: _ItemList | None = None  # a list nested in the open item, or None
+        # The open item's first paragraph, looked at: (where the tail starts, where the item's
+        # text starts, where the line after the lines known to be the paragraph's starts)
+        self._intro_seen: tuple[int, int, int] = (-1, 0, 0)
         self._words_rendered: tuple[str, int, str | None] = ("", 0, "")  # (`_render_words`)
         self._table: _OpenTable | None = None  # the open tail is a table whose head has come
         # A table's head being written in the tail: its cells as the page shows them, and its
@@ -1195,10 +1234,11 @@ class ProgressiveRenderer:
         text (one `off` if not); None while that is not known yet (its second line being
         written, which a fence's opening line is not: it is held back until it ends)."""
         text = self.text
-        first_end = text.find("\n", base)
-        if first_end < 0:
+        intro = self._item_intro(base, column)
+        if intro is None:
             return None
-        blank_lines = _BLANK_LINES.match(text, first_end + 1)
+        first_end, after = intro
+        blank_lines = _BLANK_LINES.match(text, after)
         assert blank_lines is not None
         second = blank_lines.end()  # (a loose item's blank lines before its code)
         window = second + _HELD_AT_MOST + 2
@@ -1342,15 +1382,21 @@ class ProgressiveRenderer:
         return not nested.off  # (drawn as text before)
 
     def _item_list_opened(self, base: int, column: int) -> _ItemList:
-        """The list nested in the open item, if its second line begins one after a first line
-        of text (one `off` if not; one without a `tag` while its second line is not known:
-        blanks so far, or nothing)."""
+        """The list nested in the open item, if the line after its first paragraph begins one
+        (one `off` if not; one without a `tag` while that line is not known: blanks so far,
+        or nothing)."""
         text = self.text
         nested = _ItemList(self.settled)
-        first_end = text.find("\n", base)
-        if first_end < 0:
+        intro = self._item_intro(base, column)
+        if intro is None:
+            # The line being written: blanks so far (looked at as each character comes), or
+            # the first paragraph's (looked at again as the next line begins)
+            line = self._intro_seen[2]
+            blank = line and not text[line : line + _HELD_AT_MOST + 1].strip(" ")
+            nested.current = line if blank else 0
             return nested
-        second = nested.current = first_end + 1
+        first_end, second = intro
+        nested.current = second
         if not text[second : second + _HELD_AT_MOST].strip(" "):
             nested.off = len(text) - second > _HELD_AT_MOST
             return nested
@@ -1375,6 +1421,35 @@ class ProgressiveRenderer:
         nested.current, nested.text_from = second, item.end()
         nested.looked = second
         return nested
+
+    def _item_intro(self, base: int, column: int) -> tuple[int, int] | None:
+        """The open item's first paragraph (its text starts at `base`, its lines' at `column`):
+        where its text ends, and where the line after it starts; None while the line being
+        written may be one of its lines. Its lines are its first, and each after it that
+        starts text (a step's line, then a word on it, then its code or its points); a lazy
+        one too. Each is looked at once."""
+        text = self.text
+        seen_settled, seen_base, line = self._intro_seen
+        if (seen_settled, seen_base) != (self.settled, base) or not line:
+            line = text.find("\n", base) + 1
+            if not line:
+                self._intro_seen = (self.settled, base, 0)
+                return None  # (its first line being written)
+        while True:
+            end = text.find("\n", line)
+            blanks = _BLANKS.match(text, line, line + _HELD_AT_MOST + 1)  # (a long one: no
+            assert blanks is not None  # point, nor code, but it may yet be text: its end)
+            first = blanks.end()
+            if end < 0:
+                # The line being written: the paragraph's if it starts text (or nothing yet)
+                self._intro_seen = (self.settled, base, line)
+                if first == len(text) or _STARTS_TEXT_AT.match(text, first, first + _OPENING_SEEN):
+                    return None
+                return line - 1, line
+            if first == end or not _STARTS_TEXT_AT.match(text, first, end):
+                self._intro_seen = (self.settled, base, line)
+                return line - 1, line
+            line = end + 1
 
     def _scan_item_list(self, nested: _ItemList) -> bool:
         """Look at the lines after those of the nested list's item being written: an item of

@@ -85,6 +85,8 @@ ITEM_BODIES = st.one_of(
     INLINE.map(lambda s: f"{s}\n   ```sh\n   {s}\n\n   ```"),
     INLINE.map(lambda s: f"{s}\n   ```sh\n   {s}\n   ```\n   after *{s}*\n lazy {s}"),
     INLINE.map(lambda s: f"{s}\n\n   ```sh\n   {s}\n   ```\n\n   after *{s}*"),  # (loose)
+    INLINE.map(lambda s: f"{s}\n   {s}\nlazy {s}\n   ```sh\n   {s}\n   ```"),
+    INLINE.map(lambda s: f"{s}\n   {s}\n   - nested {s}\n   - nested"),
     INLINE.map(lambda s: f"{s}\n \n\n  ```\n  {s}\n  ```"),
     INLINE.map(lambda s: f"{s}\n   > {s}"),
     st.just(""),
@@ -706,6 +708,9 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         "definitions and white space": ("[r]: /u\n", "  \n"),
         "a quote in a quote": ("> Quote\n", ">> inner {i}\nlazy {i}\n> > more\n"),
         "code in an item": ("1. Step:\n   ```sh\n", "   code line {i} **x**\n\n"),
+        # an item's first paragraph, looked at for its code or its points after it
+        "an item's paragraph": ("1. Step\n", "   line {i} of **it**\n"),
+        "an item's paragraph of lazy lines": ("- Step\n", "line {i} of it\n"),
     }
     for name, (head, line) in shapes.items():
 
@@ -2145,6 +2150,50 @@ def test_an_item_whose_code_block_is_not_simply_its_second_line_is_drawn_as_text
     renderer = fed_by_character(text)
     tail = renderer.tail
     assert tail.kind != "item" or tail.item_intro is None, tail
+
+
+@pytest.mark.parametrize(
+    ("text", "intro"),
+    [
+        (
+            "1. Install the CLI first.\n   Then run:\n   ```bash\n   pip install x\n   ```\n2. Next",
+            "Install the CLI first.\nThen run:",
+        ),
+        (
+            "- **Setup** it\nlazily, then:\n  ```\n  make\n  ```\n- Next",
+            "<strong>Setup</strong> it\nlazily, then:",
+        ),
+    ],
+)
+def test_an_items_code_after_lines_of_text_is_drawn_as_code_while_it_is_written(
+    text: str, intro: str
+) -> None:
+    """A step's code after two lines of its text (its first line, then a word on it) showed
+    as the step's text, its fences too, until the next step began: only a block right after
+    the first line was drawn as code. The step's first paragraph is drawn rendered, then its
+    code as it comes."""
+    from chat.fragments import CONTENT, tail_html
+    from tests.live import text_of
+
+    for pieces in (re.findall(r"\s*\S+|\s+", text), list(text)):
+        tails = tails_on_a_page(text, pieces)
+        assert not any("```" in text_of(tail_html(CONTENT, 5, tail)) for tail in tails)
+        coded = [tail for tail in tails if tail.item_intro is not None]
+        assert coded and all(tail.item_intro == intro for tail in coded), coded
+        assert "make\n" in coded[-1].item_code or "pip install x\n" in coded[-1].item_code
+
+
+def test_an_items_points_after_lines_of_text_are_drawn_as_its_list() -> None:
+    """A step's points after a second line of its text ("1. **Setup**", "   Do this
+    first.", "   - ...") showed as its text, their markers too, until the next step began."""
+    text = "1. **Setup**\n   Do this first.\n   - sub a\n   - sub **b**\n2. Next"
+    for pieces in (re.findall(r"\s*\S+|\s+", text), list(text)):
+        tails = tails_on_a_page(text, pieces)
+        listed = [tail for tail in tails if tail.item_list]
+        assert listed[0].item_intro == "<strong>Setup</strong>\nDo this first."
+        assert listed[-1].item_list_items == "<li>sub a</li>\n"
+        assert not any(re.search(r"(^|\n) *- ", tail.text) for tail in tails), tails
+        # (the points' markers: no tail's text, drawn from its point being written, has one)
 
 
 def test_an_items_text_after_its_code_block_is_drawn_after_the_block() -> None:
