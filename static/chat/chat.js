@@ -252,8 +252,10 @@
   });
 
   // Editing one of your messages: its text gives way to a box holding it, until it is sent or
-  // cancelled (the Cancel button, or Escape in the box).
-  function setEditing(article, editing) {
+  // cancelled (the Cancel button puts the message back in the box); Escape in the box closes
+  // it keeping what was typed, for the next Edit (it threw the edit away, a long one too, at
+  // a key pressed by mistake).
+  function setEditing(article, editing, keep) {
     var button = article.querySelector(".edit-button");
     var form = article.querySelector(".edit-form");
     if (!button || !form) { return; }
@@ -265,7 +267,7 @@
       area.focus();
       area.setSelectionRange(area.value.length, area.value.length);
     } else {
-      area.value = area.defaultValue;
+      if (!keep) { area.value = area.defaultValue; }
       var refused = form.nextElementSibling;  // the reason a send was refused
       if (refused && refused.classList.contains("action-error")) { refused.remove(); }
       button.focus();
@@ -280,7 +282,7 @@
   document.addEventListener("keydown", function (event) {
     var editing = event.target.closest ? event.target.closest(".edit-form") : null;
     if (event.key === "Escape" && editing) {
-      setEditing(editing.closest("article"), false);
+      setEditing(editing.closest("article"), false, true);
       return;
     }
     var menu = event.key === "Escape" && document.querySelector("details.menu[open]");

@@ -149,6 +149,31 @@ async def test_a_message_and_a_system_prompt_that_begin_with_a_new_line_keep_it_
     await expect(page.locator("#settings-system-prompt")).to_have_value("\nBe brief.")
 
 
+async def test_escape_closes_an_edit_keeping_it_and_cancel_puts_the_message_back(
+    page, server, fake_upstream
+):
+    """Escape in the edit box threw the edit away, a long one too, at a key pressed by
+    mistake: it closes the box, and the next Edit shows the edit as it was left. Cancel puts
+    the message back."""
+    fake_upstream.plan = answers("An answer.")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await chat.wait_finished(await chat.send("first question"))
+    user = page.locator("#messages article.user")
+    box = user.get_by_label("Edit your message")
+    await user.get_by_role("button", name="Edit").click()
+    await box.fill("a long and careful rewrite")
+    await box.press("Escape")
+    await expect(box).to_be_hidden()
+    await expect(user.get_by_role("button", name="Edit")).to_be_focused()
+    await expect(user.locator(".content")).to_have_text("first question")
+    await user.get_by_role("button", name="Edit").click()
+    await expect(box).to_have_value("a long and careful rewrite")
+    await user.get_by_role("button", name="Cancel").click()
+    await user.get_by_role("button", name="Edit").click()
+    await expect(box).to_have_value("first question")
+
+
 async def test_an_edit_refused_while_a_reply_streams_says_why_beside_the_edit(
     page, server, fake_upstream, watch
 ):
