@@ -176,6 +176,7 @@ _CUT = re.compile(
 )
 # Words that may close a mark left open before them (none: the cut after them is not tried)
 _CLOSING = re.compile(r"[*_~`\])]")
+_BLANK_IN = re.compile(r"[ \t\n]")
 _ESCAPABLE = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")  # what a backslash escapes
 _PENDING_LIMIT = 400
 _INDENTED = re.compile(r" {0,3}\t| {4}")  # a line of the tail that may be code
@@ -267,9 +268,13 @@ class Tail:
     aligns: tuple[str, ...] = ()  # each column's alignment class (`CELL_ALIGNMENTS`), or ""
     # How a paragraph's or an item's text is drawn (`formatted_html`; not what the tail is,
     # so not compared): the HTML of its start up to `raw_from` (words whose marks closed,
-    # formatted), then text; from `pending_from`, if set, the text after a mark not closed
-    # yet, in a span of its own.
-    formatted: str = field(default="", compare=False)
+    # formatted: `formatted`, joined from `drawn_parts` when it is read, as the tail is drawn
+    # whole: a tail read after each delta joined the whole paragraph again, quadratic in a
+    # paragraph of many formatted words), then text; from `pending_from`, if set, the text
+    # after a mark not closed yet, in a span of its own.
+    drawn_parts: tuple[list[str], int] = field(
+        default_factory=lambda: ([], 0), compare=False, repr=False
+    )
     raw_from: int = field(default=0, compare=False)
     pending_from: int | None = field(default=None, compare=False)
     # The pending span's HTML: its words formatted as they will render if their marks close
@@ -290,6 +295,15 @@ class Tail:
     item_list_items: str = field(default="", compare=False)
     # A quote's paragraphs before its last, rendered (`text` is its last's)
     quote_before: str = ""
+
+    @property
+    def formatted(self) -> str:
+        """The HTML of the text's start up to `raw_from` (its parts, so many of them)."""
+        parts, count = self.drawn_parts
+        if count > 1:
+            self.drawn_parts = ([joined := "".join(parts[:count])], 1)
+            return joined
+        return parts[0] if count else ""
 
 
 def formatted_html(tail: Tail, pending_id: str) -> str:
@@ -506,6 +520,7 @@ _HEAD_FIRST = ("|", " ")
 _QUOTE_TEXT_LINE = re.compile(rf" {{0,3}}> ? {{0,3}}{_STARTS_TEXT}")
 _STARTS_TEXT_AT = re.compile(_STARTS_TEXT)  # (a line's first character on)
 _QUOTE_BLANK_LINE = re.compile(r" {0,3}>[ \t]*")  # (a line: its paragraphs' gap)
+_QUOTE_DRAWN_MOST = 4_000  # a quote's paragraphs before its last are drawn up to so long
 _QUOTE_MARKER = re.compile(r"\n {0,3}> ?")
 _QUOTE_OPENS = re.compile(r" {0,3}> ?")
 _QUOTE_FIRST = (">", " ")
@@ -973,9 +988,7 @@ class ProgressiveRenderer:
         state = self._formatting
         if state is None or state.off or state.base != base:
             return tail
-        if len(state.drawn) > 1:
-            state.drawn[:] = ["".join(state.drawn)]
-        tail.formatted = state.drawn[0] if state.drawn else ""
+        tail.drawn_parts = (state.drawn, len(state.drawn))  # (only added to: joined if read)
         tail.raw_from = state.drawn_to - base
         tail.pending_from = None if state.span is None else state.span - base
         tail.pending_html = None if state.span is None else state.span_drawing
@@ -1037,7 +1050,7 @@ class ProgressiveRenderer:
                 state.span = state.scan_from = state.tried_to = mark.start()
                 state.before, state.tries = None, 0
             span = state.span
-            if text[span] == "\\" and span + 1 < end:
+            if text[span] == "\\" and span + 1 < end and not self._in_autolink(state, span):
                 escaped = text[span + 1]
                 if escaped != "\n" and escaped not in _ESCAPABLE:
                     self._commit(state, span, span + 1, "\\", commits)  # a backslash as text
@@ -1074,6 +1087,13 @@ class ProgressiveRenderer:
                 state.scan_from = end
                 return commits
         return commits
+
+    def _in_autolink(self, state: _Formatting, at: int) -> bool:
+        """Whether `at` may be inside an autolink ("<https://...>"), where a backslash is no
+        escape: a "<" before it in its word."""
+        text = self.text
+        opening = text.rfind("<", max(state.drawn_to, at - 200), at)
+        return opening >= 0 and not _BLANK_IN.search(text, opening, at)
 
     def _commit(
         self,
@@ -1118,8 +1138,10 @@ class ProgressiveRenderer:
             text = self.text
             floor = max(state.drawn_to, span - 200)
             floor = max(floor, text.rfind("\n", floor, span) + 1)
-            if span > floor and _cjk(text[span - 1]):
-                floor = span - 1  # (CJK text: the character before the marks is the word)
+            if span > state.base and _cjk(text[span - 1]):
+                # CJK text: the character before the marks is the word (drawn already, perhaps,
+                # as the last of the words formatted before them)
+                floor = span - 1
             start = span
             while start > floor and text[start - 1] not in " \t":
                 start -= 1  # the span's own word
@@ -1226,6 +1248,8 @@ class ProgressiveRenderer:
         assert blanks is not None
         end = blanks.end()
         if end < len(self.text) and (end - start < code.column or self.text[end] == "\t"):
+            if len(self.text) - end <= _HELD_AT_MOST and not self.text[end:].strip(" \t"):
+                return len(self.text)  # blanks and a tab so far: a blank line, perhaps
             return None
         return start + min(end - start, code.indent)
 
@@ -1238,9 +1262,9 @@ class ProgressiveRenderer:
         if intro is None:
             return None
         first_end, after = intro
-        blank_lines = _BLANK_LINES.match(text, after)
+        blank_lines = _BLANK_LINES.match(text, after, after + _HELD_AT_MOST)
         assert blank_lines is not None
-        second = blank_lines.end()  # (a loose item's blank lines before its code)
+        second = blank_lines.end()  # (a loose item's blank lines before its code; a few)
         window = second + _HELD_AT_MOST + 2
         fence = _ITEM_FENCE.match(text, second, window)
         off = _ItemCode(self.settled, base, column, 0, 0, _ITEM_FENCE, "", "", 0, off=True)
@@ -1441,11 +1465,12 @@ class ProgressiveRenderer:
             assert blanks is not None  # point, nor code, but it may yet be text: its end)
             first = blanks.end()
             if end < 0:
-                # The line being written: the paragraph's if it starts text (or nothing yet)
+                # The line being written: the paragraph's, perhaps, until it begins a point
+                # (a fence's line is held back until it ends) or is a long run of blanks
                 self._intro_seen = (self.settled, base, line)
-                if first == len(text) or _STARTS_TEXT_AT.match(text, first, first + _OPENING_SEEN):
-                    return None
-                return line - 1, line
+                if first - line > _HELD_AT_MOST or _SUB_ITEM.match(text, line):
+                    return line - 1, line
+                return None
             if first == end or not _STARTS_TEXT_AT.match(text, first, end):
                 self._intro_seen = (self.settled, base, line)
                 return line - 1, line
@@ -2056,11 +2081,18 @@ class ProgressiveRenderer:
                 return None
             line = scanned = newline + 1
         self._quote_seen = (start, line, scanned, last, gap)
-        if line < len(text) and not _QUOTE_TEXT_LINE.match(text, line, line + _OPENING_SEEN):
+        if last > start + _QUOTE_DRAWN_MOST:
+            # Its paragraphs before its last are drawn again as each begins: a long quote's
+            # are not (the quote is drawn as text until it settles)
+            self._quote_seen = (start, -1, 0, -1, False)
+            return None
+        written = len(text) - line  # (the line being written, so far)
+        blank = 0 < written <= _HELD_AT_MOST and _QUOTE_BLANK_LINE.fullmatch(text, line)
+        if written and not blank and not _QUOTE_TEXT_LINE.match(text, line, line + _OPENING_SEEN):
             return None  # the line being written: no quote's text (yet), by its start
         if line == start and line == len(text):
             return None  # nothing yet
-        if gap and line < len(text):
+        if gap and written and not blank:
             # The line being written begins a paragraph (a blank line before it draws as
             # the paragraph before's white space, until then)
             self._quote_seen = (start, line, scanned, line, False)

@@ -711,6 +711,12 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         # an item's first paragraph, looked at for its code or its points after it
         "an item's paragraph": ("1. Step\n", "   line {i} of **it**\n"),
         "an item's paragraph of lazy lines": ("- Step\n", "line {i} of it\n"),
+        # (a second read: each new paragraph rendered those before it again; a blank line
+        # with a tab drew the quote as text, then as the quote; an item's blank lines were
+        # looked at again for its code at each line)
+        "a quote's paragraphs": ("", "> para {i} **b**\n>\n"),
+        "a quote's blank lines with a tab": ("> a\n", ">\t\n> b {i}\n"),
+        "an item's blank lines": ("1. Step\n", "   \n"),
     }
     for name, (head, line) in shapes.items():
 
@@ -720,6 +726,7 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
             started = time.process_time()
             for i in range(1, lines + 1):
                 renderer.feed(line.format(i=i))
+                renderer.tail  # noqa: B018  (read after each delta, as a stream's frames are)
             return time.process_time() - started
 
         assert growth(feed, 300) < 11, name  # linear: ~4 (up to 9 when busy)
@@ -742,6 +749,10 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         ("Intro\n\n| a |\n", "-"),  # its delimiter row, perhaps
         ("1. Step:\n   ```\n   ", "x = 1; "),  # an item's code line
         ("1. Step:\n   ```\n", " "),  # blanks that may yet start an item's code line
+        # (a second read: the formatted words were joined again at every delta that read
+        # the tail after one was drawn, as escapes and CJK marks are, one after another)
+        ("Intro\n\n", "\\中"),
+        ("Intro\n\n", "**中**的"),
     ],
 )
 def test_one_long_line_costs_time_linear_in_its_length(head: str, run: str) -> None:
@@ -756,6 +767,7 @@ def test_one_long_line_costs_time_linear_in_its_length(head: str, run: str) -> N
         started = time.process_time()
         for i in range(0, len(text), 4):
             renderer.feed(text[i : i + 4])
+            renderer.tail  # noqa: B018  (read after each delta, as a stream's frames are)
         renderer.finish()
         return time.process_time() - started
 
@@ -2194,6 +2206,60 @@ def test_an_items_points_after_lines_of_text_are_drawn_as_its_list() -> None:
         assert listed[-1].item_list_items == "<li>sub a</li>\n"
         assert not any(re.search(r"(^|\n) *- ", tail.text) for tail in tails), tails
         # (the points' markers: no tail's text, drawn from its point being written, has one)
+
+
+@pytest.mark.parametrize(
+    ("text", "pieces"),
+    [
+        # a line of the item's first paragraph that may yet be a table's delimiter row, then
+        # points: the points were drawn as text for good (a renderer given the text at once
+        # drew the nested list)
+        ("- Options:\n  | a | b |\n  - first point\n  - second", "tokens"),
+        ("1. a\n|b\n   - x", "characters"),
+        # a blank line with a tab in an item's code: the item was drawn as text for good as
+        # the tab came (it is the code's blank line once it ends)
+        ("1. Run:\n\n   ```sh\n   make\n\t\n   make install\n   ```\n2. Next", "characters"),
+        ("- a\n  ```\n\t\n", ["- a\n  ```\n", "\t", "\n"]),
+    ],
+)
+def test_a_line_being_written_that_may_yet_go_either_way_waits(
+    text: str, pieces: str | list[str]
+) -> None:
+    """Found by a second read: fed piece by piece, the page differed from what a renderer
+    given the text at once draws."""
+    if pieces == "tokens":
+        pieces = re.findall(r"\s*\S+|\s+|\|", text)
+    elif pieces == "characters":
+        pieces = list(text)
+    tails_on_a_page(text, list(pieces))
+
+
+def test_words_after_cjk_formatted_words_and_a_backslash_in_an_autolink_stay_text() -> None:
+    """Found by a second read: a span right after words formatted at a CJK character was
+    rendered without that character (the flanking rules then differ: drawn bold, rendered as
+    text); a backslash in an autolink was drawn as an escape, and the words after it
+    formatted, where the paragraph renders one link."""
+    from chat.fragments import CONTENT, tail_html
+
+    for text, shown in {
+        "这是**重要**的**「概念」**。然后": "**「概念」**",
+        '使用**a**和**"b"**。然后': "**&quot;b&quot;**",
+        "中*a*中_b_。后": "_b_",
+        "see <https://x.com/a\\b/_c_/> more": "\\b/_c_/",
+        "see <https://x.com/\\*a*> more": "\\*a*",
+    }.items():
+        for renderer in (fed_by_character(text), ProgressiveRenderer()):
+            if not renderer.text:
+                renderer.feed(text)
+            assert shown in tail_html(CONTENT, 5, renderer.tail), text
+
+
+def test_a_quotes_blank_line_with_a_tab_keeps_it_drawn_as_the_quote() -> None:
+    renderer, kinds = ProgressiveRenderer(), []
+    for character in "> a\n>\t\n> b":
+        renderer.feed(character)
+        kinds.append(renderer.tail.kind)
+    assert kinds[kinds.index("quote") :] == ["quote"] * (len(kinds) - kinds.index("quote"))
 
 
 def test_an_items_text_after_its_code_block_is_drawn_after_the_block() -> None:
