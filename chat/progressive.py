@@ -67,7 +67,7 @@ import functools
 import importlib
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Literal
@@ -272,9 +272,7 @@ class Tail:
     # whole: a tail read after each delta joined the whole paragraph again, quadratic in a
     # paragraph of many formatted words), then text; from `pending_from`, if set, the text
     # after a mark not closed yet, in a span of its own.
-    drawn_parts: tuple[list[str], int] = field(
-        default_factory=lambda: ([], 0), compare=False, repr=False
-    )
+    drawn_parts: tuple[Sequence[str], int] = field(default=((), 0), compare=False, repr=False)
     raw_from: int = field(default=0, compare=False)
     pending_from: int | None = field(default=None, compare=False)
     # The pending span's HTML: its words formatted as they will render if their marks close
@@ -2056,6 +2054,8 @@ class ProgressiveRenderer:
         start = self.settled
         if not self.text.startswith(_QUOTE_FIRST, start):
             return None
+        if self.text[start] == " " and self.text[start : start + 4].lstrip(" ")[:1] not in ">":
+            return None  # (a paragraph's blanks, most often: a model's token after a blank line)
         if self._list is not None or self._fence is not None or self._table is not None:
             return None
         if self._whole_list_from is not None:
@@ -2087,9 +2087,11 @@ class ProgressiveRenderer:
             self._quote_seen = (start, -1, 0, -1, False)
             return None
         written = len(text) - line  # (the line being written, so far)
-        blank = 0 < written <= _HELD_AT_MOST and _QUOTE_BLANK_LINE.fullmatch(text, line)
-        if written and not blank and not _QUOTE_TEXT_LINE.match(text, line, line + _OPENING_SEEN):
-            return None  # the line being written: no quote's text (yet), by its start
+        blank = False
+        if written and not _QUOTE_TEXT_LINE.match(text, line, line + _OPENING_SEEN):
+            blank = written <= _HELD_AT_MOST and bool(_QUOTE_BLANK_LINE.fullmatch(text, line))
+            if not blank:
+                return None  # the line being written: no quote's text (yet), by its start
         if line == start and line == len(text):
             return None  # nothing yet
         if gap and written and not blank:
