@@ -170,10 +170,11 @@ _HELD_LINES = 8
 # before it are tried; how long a pending span may grow (on one line) before it stays text.
 _MARK = re.compile(r"[*_~`\[\\]")  # a backslash too: it may escape a mark after it
 # (or, in CJK text, which has no blanks, after the character that follows a closing mark)
-_CUT = re.compile(
-    r"(?<=[^ \t\n])[ \t\n]"
-    r"|(?<=[*_~`\])][\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef])(?=[\s\S])"
-)
+# A character of Chinese, Japanese or Korean text, or their punctuation (full-width forms
+# included): such text has no blanks between its words
+_CJK_CHARACTERS = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+_CJK = re.compile(f"[{_CJK_CHARACTERS}]")
+_CUT = re.compile(r"(?<=[^ \t\n])[ \t\n]" rf"|(?<=[*_~`\])][{_CJK_CHARACTERS}])(?=[\s\S])")
 # Words that may close a mark left open before them (none: the cut after them is not tried)
 _CLOSING = re.compile(r"[*_~`\])]")
 _BLANK_IN = re.compile(r"[ \t\n]")
@@ -2781,13 +2782,8 @@ def _often_closes(run: str, before: str, after: str) -> bool:
 
 
 def _cjk(character: str) -> bool:
-    """A character of Chinese, Japanese or Korean text, or their punctuation (full-width
-    forms included): such text has no blanks between its words."""
-    return (
-        "\u2e80" <= character <= "\u9fff"
-        or "\uac00" <= character <= "\ud7af"
-        or ("\uf900" <= character <= "\ufaff" or "\uff00" <= character <= "\uffef")
-    )
+    """A character of CJK text (`_CJK`)."""
+    return _CJK.match(character) is not None
 
 
 def _closed(core: str, preceding: str) -> tuple[str, str, int, bool]:
