@@ -81,11 +81,14 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
         if tail.item_list:  # its first line, then the list nested in it
             nested = tail.item_list
             written = f'<li id="{field.row}{message_id}"><span id="{code_id}">{text}</span></li>'
+            intro = _item_intro_html(tail)
             item = (
-                f'<span>{tail.item_intro}</span><{nested} class="tail-sublist">'
-                f"{tail.item_list_items}{written}</{nested}>"
+                f'{intro}<{nested} class="tail-sublist">{tail.item_list_items}{written}</{nested}>'
             )
             return f'<{tag} class="{css}"><li>{item}</li></{tag[:2]}>'
+        if tail.item_paragraph:  # its first paragraph, then its second being written
+            paragraph = f'<p class="tail-paragraph"><span id="{code_id}">{text}</span></p>'
+            return f'<{tag} class="{css}"><li>{_item_intro_html(tail)}{paragraph}</li></{tag[:2]}>'
         if tail.item_intro is not None:  # its first line, then its code block
             block = tail.item_block.rstrip("\n") or (
                 f'{code_frame_open(tail.item_language)}<pre class="streaming-code">'
@@ -108,6 +111,12 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
         f'{code_frame_open(tail.language)}<pre class="streaming-code"><code id="{code_id}">'
         f"{escape(tail.text)}</code></pre>{CODE_FRAME_CLOSE}"
     )
+
+
+def _item_intro_html(tail: Tail) -> str:
+    """An item's first line, rendered: a paragraph of its own in a loose item."""
+    tag = "p" if tail.item_loose else "span"
+    return f"<{tag}>{tail.item_intro}</{tag}>"
 
 
 def _table_row(row_id: str, cells: tuple[str, ...], aligns: tuple[str, ...]) -> str:

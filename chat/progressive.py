@@ -292,6 +292,11 @@ class Tail:
     # text of its item being written (with `item_intro`, the item's first line rendered)
     item_list: str = field(default="", compare=False)
     item_list_items: str = field(default="", compare=False)
+    # Its first line is a paragraph of its own (a blank line after it: the list is loose),
+    # drawn as one, spaced from what follows it as it will be
+    item_loose: bool = field(default=False, compare=False)
+    # `text` is the item's second paragraph, after its first (`item_intro`), not code
+    item_paragraph: bool = field(default=False, compare=False)
     # A quote's paragraphs before its last, rendered (`text` is its last's)
     quote_before: str = ""
 
@@ -567,6 +572,8 @@ class _ItemCode:
     # there (`_line_drawn_from`)
     shown_lines: int = 0
     shown_from: int = 0
+    # No code: the item's second paragraph after its first, from `after` (`_item_paragraph`)
+    paragraph: bool = False
     off: bool = False
 
     def code(self) -> str:
@@ -581,6 +588,7 @@ class _ItemCode:
 _ITEM_FENCE = re.compile(r"( *)(`{3,}|~{3,})([^\n]*)\n")
 _BLANKS = re.compile(r" *")
 _BLANK_LINES = re.compile(r"(?:[ \t]*\n)*")
+_NOT_PARAGRAPH_TEXT = frozenset("|[")  # a table's line, a link's label (may be a definition)
 
 
 @dataclass
@@ -610,6 +618,7 @@ class _ItemList:
     blanks_to: int = 0  # the line at `after` is blanks up to here
     items_html: str = ""  # its items that settled, rendered
     added: str = ""  # those that settled in this step, not drawn yet
+    loose: bool = False  # after a blank line: the item's first line is drawn as a paragraph
     off: bool = False
 
 
@@ -687,6 +696,7 @@ class ProgressiveRenderer:
         "_head_shown",
         "_intro_seen",
         "_item_code",
+        "_item_code_waits",
         "_item_list",
         "_list",
         "_list_settled",
@@ -730,6 +740,10 @@ class ProgressiveRenderer:
         self.diverged = False
         self._formatting: _Formatting | None = None  # the open tail's inline formatting
         self._item_code: _ItemCode | None = None  # the open item's code block, or None
+        # The tail (from `settled`) whose item's line after its first paragraph and a blank
+        # line is being written, not known yet (code, a paragraph, a point): looked at as
+        # each character comes (a paragraph is known from its first; a fence as its line ends)
+        self._item_code_waits = -1
         self._item_list: _ItemList | None = None  # a list nested in the open item, or None
         # The open item's first paragraph, looked at: (where the tail starts, where the item's
         # text starts, where the line after the lines known to be the paragraph's starts)
@@ -1177,13 +1191,13 @@ class ProgressiveRenderer:
         tail is drawn otherwise from now on (the block began or closed, or the item is drawn
         as text again). `delta`: the text fed (a code block begins only as a line ends)."""
         code = self._item_code
-        if code is None and "\n" not in delta:
+        if code is None and "\n" not in delta and self._item_code_waits != self.settled:
             return False
         if code is not None and code.off and code.settled == self.settled:
             return False  # (the item, or the next block that starts where it started)
         start = self._item_start()
         if start is None:
-            self._item_code = None
+            self._item_code, self._item_code_waits = None, -1
             return False
         base, column = start
         if code is None or code.settled != self.settled or code.base != base:
@@ -1257,6 +1271,7 @@ class ProgressiveRenderer:
         text (one `off` if not); None while that is not known yet (its second line being
         written, which a fence's opening line is not: it is held back until it ends)."""
         text = self.text
+        self._item_code_waits = -1
         intro = self._item_intro(base, column)
         if intro is None:
             return None
@@ -1268,7 +1283,11 @@ class ProgressiveRenderer:
         fence = _ITEM_FENCE.match(text, second, window)
         off = _ItemCode(self.settled, base, column, 0, 0, _ITEM_FENCE, "", "", 0, off=True)
         if fence is None:
+            if second > after and (paragraph := self._item_paragraph(base, column, intro, second)):
+                return paragraph
             known = "\n" in text[second:window] or len(text) - second > _HELD_AT_MOST
+            if not known and second > after and self._item_code_waits != self.settled:
+                self._item_code_waits = self.settled  # (its first character tells)
             return off if known else None
         blanks, marker, info = fence.groups()
         if not column <= len(blanks) <= column + 3 or (marker[0] == "`" and "`" in info):
@@ -1289,6 +1308,41 @@ class ProgressiveRenderer:
             language=fence_language(info),
             intro=first[3:-5],
             scanned=fence.end(),
+        )
+
+    def _item_paragraph(
+        self, base: int, column: int, intro: tuple[int, int], second: int
+    ) -> _ItemCode | None:
+        """The open item's second paragraph, if the line at `second` (after a blank line)
+        begins one, indented as the item's text ("1. **Title**", blank, "   Its text."): the
+        item's first paragraph rendered, then this one's text as it comes, formatted (it was
+        drawn on the first's line, and moved under it as the item settled). What follows it
+        is drawn as its text until the item settles, as the text after an item's code is."""
+        text = self.text
+        blanks = _BLANKS.match(text, second, second + _HELD_AT_MOST + 1)
+        assert blanks is not None
+        start = blanks.end()
+        if not column <= start - second <= column + 3 or start == len(text):
+            return None
+        if text[start] in _NOT_PARAGRAPH_TEXT or not _STARTS_TEXT_AT.match(text, start):
+            return None  # (a point, a fence, a table, a label: another block, or not known)
+        first = render_blocks(text[base : intro[0]], self._scratch_env())
+        if not (first.startswith("<p>") and first.endswith("</p>\n") and first.count("<p>") == 1):
+            return None  # its first line is no paragraph's (a heading, a quote, a list)
+        return _ItemCode(
+            settled=self.settled,
+            base=base,
+            column=column,
+            body=intro[1],
+            indent=0,
+            closing=_ITEM_FENCE,
+            language="",
+            intro=first[3:-5],
+            scanned=second,
+            closed=True,
+            after=start,
+            after_begun=True,
+            paragraph=True,
         )
 
     def _code_line(self, line: str, code: _ItemCode) -> str | None:
@@ -1356,6 +1410,7 @@ class ProgressiveRenderer:
             return tail
         tail.item_intro, tail.item_language, tail.item_block = code.intro, code.language, code.block
         tail.item_after = code.after is not None
+        tail.item_loose = tail.item_paragraph = code.paragraph
         drawn_from = None if code.closed else self._line_drawn_from(code)
         tail.item_code = code.code() + ("" if drawn_from is None else self.text[drawn_from:])
         return tail
@@ -1366,6 +1421,7 @@ class ProgressiveRenderer:
         if (nested := self._nested_list()) is not None:
             tail = Tail("item", self.text[nested.text_from :], number=number, opens=opens)
             tail.item_intro, tail.item_list = nested.intro, nested.tag
+            tail.item_loose = nested.loose
             tail.item_list_items = nested.items_html
             return self._formatted(tail, nested.text_from)
         if (after := self._code_after()) is not None:
@@ -1419,6 +1475,9 @@ class ProgressiveRenderer:
             nested.current = line if blank else 0
             return nested
         first_end, second = intro
+        blank_lines = _BLANK_LINES.match(text, second, second + _HELD_AT_MOST)
+        assert blank_lines is not None
+        loose, second = blank_lines.end() > second, blank_lines.end()  # (a loose item's points)
         nested.current = second
         if not text[second : second + _HELD_AT_MOST].strip(" "):
             nested.off = len(text) - second > _HELD_AT_MOST
@@ -1433,11 +1492,12 @@ class ProgressiveRenderer:
         if _RULE_LINE.match(text, second, max(line_end, second)):
             return nested  # (a rule, its line ended: a rule's line is held back until then)
         if item.group(3) is not None and int(item.group(3)) != 1:
-            return nested  # (a numbered list that interrupts a paragraph starts at 1)
+            return nested  # (a numbered list that interrupts a paragraph starts at 1; drawn
+            # without its number, a loose item's too)
         first = render_blocks(text[base:first_end], self._scratch_env())
         if not (first.startswith("<p>") and first.endswith("</p>\n") and first.count("<p>") == 1):
             return nested  # its first line is no paragraph's (a heading, a quote, a list)
-        nested.off = False
+        nested.off, nested.loose = False, loose
         nested.intro, nested.indent, nested.column = first[3:-5], len(item.group(1)), column
         nested.tag = "ul" if item.group(2) else "ol"
         nested.marker = item.group(2) or item.group(4)

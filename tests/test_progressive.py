@@ -85,6 +85,8 @@ ITEM_BODIES = st.one_of(
     INLINE.map(lambda s: f"{s}\n   ```sh\n   {s}\n\n   ```"),
     INLINE.map(lambda s: f"{s}\n   ```sh\n   {s}\n   ```\n   after *{s}*\n lazy {s}"),
     INLINE.map(lambda s: f"{s}\n\n   ```sh\n   {s}\n   ```\n\n   after *{s}*"),  # (loose)
+    INLINE.map(lambda s: f"{s}\n\n   {s}\n   {s}\n\n   - {s}"),  # (a loose item's paragraph)
+    INLINE.map(lambda s: f"{s}\n\n   - {s}\n   - {s}\n\n     {s}"),  # (its points)
     INLINE.map(lambda s: f"{s}\n   {s}\nlazy {s}\n   ```sh\n   {s}\n   ```"),
     INLINE.map(lambda s: f"{s}\n   {s}\n   - nested {s}\n   - nested"),
     INLINE.map(lambda s: f"{s}\n \n\n  ```\n  {s}\n  ```"),
@@ -1039,7 +1041,8 @@ def test_words_after_a_mark_on_an_indented_line_stay_text() -> None:
     text = "1. word\n\n    `open\n`code` word"
     renderer = ProgressiveRenderer()
     renderer.feed(text)
-    assert renderer.tail == Tail("item", text[3:], number="1", opens=True)
+    tail = renderer.tail  # (the item's second paragraph, after its first)
+    assert tail.kind == "item" and tail.item_paragraph and tail.text == text[text.index("`") :]
     assert renderer.tail.formatted == ""
     assert "<code>open </code>code` word" in render_markdown(text)
 
@@ -2208,6 +2211,74 @@ def test_an_items_points_after_lines_of_text_are_drawn_as_its_list() -> None:
         # (the points' markers: no tail's text, drawn from its point being written, has one)
 
 
+LOOSE_STEPS = (
+    "Here is how:\n\n1. **Install it**\n\n   Run the *installer* and wait; it takes\n"
+    "   a minute.\n\n2. **Eat**\n\n   - an `apple`\n   - a pear\n\n3. **Rest**\n\n   Done."
+)
+
+
+def test_a_loose_steps_paragraph_and_points_are_drawn_under_its_first_line() -> None:
+    """A loose step ("1. **Install it**", a blank line, then its text or its points, as
+    ChatGPT writes steps) drew its text on its title's line, and its points as that text,
+    markers too, until the next step began: then the text moved under the title. They are
+    drawn under the title, rendered as a paragraph, as they are written."""
+    for pieces in (re.findall(r"\s*\S+|\s+", LOOSE_STEPS), list(LOOSE_STEPS)):
+        tails = tails_on_a_page(LOOSE_STEPS, pieces)
+        for tail in tails:
+            if tail.kind == "item" and re.search(r"\S\n\n +\S", tail.text):
+                raise AssertionError(tail)  # (two paragraphs drawn as one's text)
+        paragraphs = [tail for tail in tails if tail.item_paragraph]
+        assert {tail.item_intro for tail in paragraphs} == {
+            "<strong>Install it</strong>",
+            "<strong>Rest</strong>",
+        }
+        assert paragraphs[0].text == "R" or paragraphs[0].text.startswith("Run")
+        assert any(
+            tail.text == "Run the *installer* and wait; it takes\n   a minute."
+            for tail in paragraphs
+        )
+        points = [tail for tail in tails if tail.item_list]
+        assert points and all(
+            tail.item_intro == "<strong>Eat</strong>" and tail.item_loose for tail in points
+        )
+        assert not any(re.search(r"(^|\n) *- ", tail.text) for tail in tails), tails
+
+
+def test_a_loose_steps_paragraph_is_drawn_as_its_paragraph() -> None:
+    from chat.fragments import CONTENT, tail_html
+
+    renderer = fed_by_character("1. **Title**\n\n   Its *text")
+    assert tail_html(CONTENT, 5, renderer.tail) == (
+        '<ol start="1" class="tail-list"><li><p><strong>Title</strong></p>'
+        '<p class="tail-paragraph"><span id="x5">Its <span id="w5"><em>text</em></span></span>'
+        "</p></li></ol>"
+    )
+    renderer = fed_by_character("- **Eat**\n\n  - an apple")
+    assert tail_html(CONTENT, 5, renderer.tail) == (
+        '<ul class="tail-list"><li><p><strong>Eat</strong></p><ul class="tail-sublist">'
+        '<li id="z5"><span id="x5">an apple</span></li></ul></li></ul>'
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1. Title\n\n   | a | b |\n   |---|---|\n",  # a table in the item
+        "1. Title\n\n   [x]: /u\n",  # a definition, perhaps
+        "1. Title\n\n       indented code\n",
+        "1. # Heading\n\n   text",  # a first line that is no paragraph
+        "1. Title\n\n   -1 is less than 0",  # (a line starting so: not known to be text)
+        "1. Title\n\n\ttabbed",
+    ],
+)
+def test_a_loose_items_line_that_may_be_another_block_is_drawn_as_before(text: str) -> None:
+    for pieces in (list(text), [text]):
+        renderer = ProgressiveRenderer()
+        for piece in pieces:
+            renderer.feed(piece)
+        assert not renderer.tail.item_paragraph, renderer.tail
+
+
 @pytest.mark.parametrize(
     ("text", "pieces"),
     [
@@ -2353,7 +2424,6 @@ def test_a_list_nested_in_a_lists_item_is_drawn_as_a_list_while_it_is_written() 
     [
         "1. Run:\n   2. not a list: a paragraph's line",  # a number that is not 1
         "1. # Heading\n   - a",  # a first line that is no paragraph
-        "1. Run:\n\n   - a",  # a blank line before it
         "1. Run:\n\t- a",  # a tab
         "1. Run:\n   * * *\n",  # a rule (its line held back until it ends)
         "1. Run:\n - a",  # indented less than the item's text

@@ -624,6 +624,68 @@ async def test_a_list_nested_in_a_lists_item_is_drawn_as_a_list_while_it_is_writ
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
+LOOSE_STEPS_REPLY = """\
+Steps:
+
+1. **Install it**
+
+   Run the installer and wait for the *prompt*, then go on.
+
+2. **Eat**
+
+   - an apple
+   - a pear
+
+3. Rest"""
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_loose_steps_paragraph_and_points_stand_where_they_settle(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A loose step (its title, a blank line, then its text or its points, as ChatGPT writes
+    steps) drew its text on the title's line, and its points as that text, their markers too,
+    until the next step began: then the text moved down under the title. They are drawn
+    under the title as they are written, and stay where they are as the step settles."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    tokens = re.findall(r"\s*\S+|\s+", LOOSE_STEPS_REPLY)
+    chat, reply_id, (in_text, in_points) = await reply_held_before(
+        page, server, fake_upstream, tokens, [" then", " pear"]
+    )
+    tail, content = page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
+    step = tail.locator("ol > li")
+    await expect(step.locator(".tail-paragraph")).to_have_text(
+        "Run the installer and wait for the prompt,"
+    )
+    await expect(step.locator(".tail-paragraph em")).to_have_text("prompt")
+    words = {w: await word_in_reply(chat, reply_id, step, w) for w in ("Install", "Run")}
+    await check_looks(page, tmp_path / f"loose-step-{viewport['width']}-{scheme}.png")
+    await assert_a_reload_draws_it_the_same(chat, tail)
+
+    in_text.open()
+    points = tail.locator("ol > li > ul.tail-sublist > li")
+    await expect(points).to_have_count(2)
+    assert "- an" not in await tail.inner_text() and "**" not in await tail.inner_text()
+    words["Eat"] = await word_in_reply(chat, reply_id, tail.locator("ol > li"), "Eat")
+    point = await box_in_reply(chat, reply_id, points.nth(0))
+    await check_looks(page, tmp_path / f"loose-points-{viewport['width']}-{scheme}.png")
+    await assert_a_reload_draws_it_the_same(chat, tail)
+
+    in_points.open()
+    await chat.wait_finished(reply_id)
+    steps = content.locator(":scope > ol > li")
+    for word, was in words.items():
+        now = await word_in_reply(chat, reply_id, steps.nth(0 if word != "Eat" else 1), word)
+        assert abs(now[0] - was[0]) <= 0.5 and abs(now[1] - was[1]) <= 0.5, (word, was, now)
+    moved = await box_in_reply(chat, reply_id, steps.nth(1).locator(":scope > ul > li").nth(0))
+    assert abs(moved["x"] - point["x"]) <= 0.5 and abs(moved["y"] - point["y"]) <= 0.5
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(LOOSE_STEPS_REPLY) in live  # the one-shot render, nothing twice
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
 MARKS_REPLY = """\
 To start:
 
