@@ -21,6 +21,9 @@ LONG_TITLES = [
     "Why does my Django admin changelist need horizontal scrolling on a laptop screen",
     "Explain the difference between optimistic and pessimistic locking in PostgreSQL",
     "Recipe ideas for a vegetarian dinner party of eight with one gluten free guest",
+    # a first message that is a long link: no blank to wrap at (it ran over the next columns
+    # and pushed the last out of the window, on a laptop and on a phone)
+    "https://example.com/" + "a" * 150,
 ]
 # Figures do not wrap: wider than the transcript on a laptop too.
 WIDE_TABLE = "".join(
