@@ -19,7 +19,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
-from . import events, fragments, limits, outages, selectors
+from . import events, fragments, limits, outages, selectors, titles
 from .compiled import Column, CompiledInsert, CompiledQuery, CompiledUpdate
 from .markdown import render_markdown
 from .models import ACTIVE_STATUSES, Conversation, Message
@@ -214,7 +214,9 @@ def conversation_start(
 
 
 def title_from(content: str) -> str:
-    words = content.split()
+    """A conversation's first title: its first message's first words, without markdown's
+    marks."""
+    words = titles.without_marks(content).split()
     title = " ".join(words[:TITLE_WORDS])
     return title[:80] + ("…" if len(words) > TITLE_WORDS or len(title) > 80 else "")
 

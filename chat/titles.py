@@ -41,14 +41,20 @@ _HEADING_OR_BULLET = re.compile(r"^(?:#+\s+|[-•>]\s+)")
 _TITLE_LABEL = re.compile(r"^title\s*:\s*", re.IGNORECASE)
 
 
+def without_marks(text: str) -> str:
+    """Text as a title shows it: without markdown's marks (bold's and italics' stars, code's
+    backticks, a heading's, a bullet's or a quote's marker at its start), which a title shows
+    as they are ("Explain **markdown** tables")."""
+    return _HEADING_OR_BULLET.sub("", text.replace("*", "").replace("`", "").lstrip())
+
+
 def clean_title(text: str) -> str:
     """The title in a model's answer: its first line without quotes, markdown markers, a
     "Title:" label, a final period or NUL characters (PostgreSQL refuses those), whitespace
     collapsed, at most MAX_TITLE_LENGTH chars."""
     text = text.replace("\0", "")
     line = next((line for line in text.splitlines() if line.strip()), "")
-    line = " ".join(line.replace("*", "").replace("`", "").split())
-    line = _TITLE_LABEL.sub("", _HEADING_OR_BULLET.sub("", line))
+    line = _TITLE_LABEL.sub("", without_marks(" ".join(line.split())))
     while True:  # quotes and periods can wrap each other: "Title." or "Title".
         stripped = line.strip(QUOTES + " ").rstrip(".…").strip()
         if stripped == line:

@@ -163,3 +163,21 @@ async def test_a_title_request_cut_at_its_timeout_still_counts_its_tokens(user, 
 
 async def _no_event(conversation_id: object) -> None:
     return None
+
+
+@pytest.mark.parametrize(
+    ("message", "title"),
+    [
+        ("Explain **markdown** tables please", "Explain markdown tables please"),
+        ("# Deploying on Fly\nwith Postgres", "Deploying on Fly with Postgres"),
+        ("- `pip install` fails", "pip install fails"),
+        ("> quoted text first", "quoted text first"),
+        ("what is 2 + 2?", "what is 2 + 2?"),
+    ],
+)
+def test_the_first_title_is_the_first_words_without_markdowns_marks(message, title):
+    """The first title, made of the first message's first words, showed its marks
+    ("Explain **markdown** tables") in the header, the sidebar and the tab."""
+    from chat import services
+
+    assert services.title_from(message) == title
