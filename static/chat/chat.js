@@ -456,6 +456,9 @@
       error.textContent = (xhr && xhr.status && xhr.responseText) ? refusal(xhr)
         : "Could not reach the server. Your message is still here; try again.";
       error.hidden = false;
+      // "Still replying" (409) goes once the reply ends: it stayed after a Stop, or after
+      // the reply finished, saying the assistant was still replying.
+      error.toggleAttribute("data-until-reply-ends", Boolean(xhr && xhr.status === 409));
     }
   });
 
@@ -601,6 +604,7 @@
 
   document.addEventListener("htmx:wsClose", function (event) {
     clearTimeout(settled);
+    openSocket = null;
     var status = connectionStatus();
     var close = event.detail.event;
     var wrapper = event.detail.socketWrapper;
@@ -640,6 +644,29 @@
 
   // After a (re)connect, ask for every reply this page still shows as streaming: the socket
   // answers with a snapshot (still streaming) or the saved reply (finished meanwhile).
+  var openSocket = null;
+  function resyncStreaming(socket) {
+    document.querySelectorAll("article.status-pending, article.status-streaming").forEach(function (article) {
+      var id = parseInt(article.id.slice(1), 10);
+      if (id) { socket.send(JSON.stringify({ resync: id })); }
+    });
+  }
+
+  // The browser lost the network: the socket may stay open a while (a phone on a dead
+  // connection), and a reply stood still with nothing said. The line says so; once the
+  // network is back it goes, and the page asks again for what streams (a socket that closed
+  // meanwhile reconnects, and asks as it opens).
+  var OFFLINE = "You are offline. The reply goes on once you are back online.";
+  window.addEventListener("offline", function () {
+    var status = connectionStatus();
+    if (status && !status.textContent) { status.textContent = OFFLINE; }
+  });
+  window.addEventListener("online", function () {
+    var status = connectionStatus();
+    if (status && status.textContent === OFFLINE) { status.textContent = ""; }
+    if (openSocket) { resyncStreaming(openSocket); }
+  });
+
   document.addEventListener("htmx:wsOpen", function (event) {
     openedAt = Date.now();
     // Say it is back only once the socket stays up: during an outage the server accepts and
@@ -649,11 +676,8 @@
       var status = connectionStatus();
       if (status) { status.textContent = ""; }
     }, 1000);
-    var socket = event.detail.socketWrapper;
-    document.querySelectorAll("article.status-pending, article.status-streaming").forEach(function (article) {
-      var id = parseInt(article.id.slice(1), 10);
-      if (id) { socket.send(JSON.stringify({ resync: id })); }
-    });
+    openSocket = event.detail.socketWrapper;
+    resyncStreaming(openSocket);
   });
 
   // Actions that re-render the message list take the focused button away with the old list.
@@ -840,6 +864,12 @@
       var onStop = stop && (document.activeElement === stop || lastFocus === stop);
       syncComposer();
       if (status === "pending" || status === "streaming") { return; }
+      var busy = document.querySelector("#composer-error[data-until-reply-ends]");
+      if (busy) {
+        busy.hidden = true;
+        busy.textContent = "";
+        busy.removeAttribute("data-until-reply-ends");
+      }
       // The focus was on the Stop button, now gone: it stays on the reply.
       var lost = !document.activeElement || document.activeElement === document.body;
       if (onStop && (lost || document.activeElement === stop)) { focusReply(reply); }

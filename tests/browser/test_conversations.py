@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from asgiref.sync import sync_to_async
 from playwright.async_api import expect
 
 from chat.models import Conversation, Message
 from chat.titles import TITLE_PROMPT
+from tests.browser.pages import SCHEMES, SIZES, check_looks
 from tests.browser.support import BROWSER_MARKS, ChatPage, another_tab, eventually
 from tests.fake_upstream import FakeRequest, reply_events
 
@@ -308,3 +310,87 @@ async def test_the_header_switches_the_model_and_sets_a_system_prompt_with_a_mar
     await page.reload()
     await expect(header.locator(".prompt-mark")).to_be_visible()
     await expect(header.get_by_label("Model")).to_have_value("other-model")
+
+
+async def test_still_replying_goes_once_the_reply_ends(page, server, fake_upstream, watch):
+    """A message sent while a reply streamed was refused ("still replying"), and the line
+    stayed under the message box after Stop ended the reply, saying it was still replying."""
+    fake_upstream.plan = answers("A slow " * 100, delay=0.1)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("first question")
+    await chat.composer.fill("second question")
+    await chat.composer.press("Enter")
+    error = page.locator("#composer-error")
+    await expect(error).to_contain_text("still replying")
+    await page.locator("#composer").get_by_role("button", name="Stop").click()
+    await chat.wait_finished(reply_id, "cancelled")
+    await expect(error).to_be_hidden()
+    await expect(chat.composer).to_have_value("second question")  # kept, to send now
+    assert all("409" in e for e in watch.console_errors), watch.console_errors
+    watch.console_errors.clear()  # the browser and htmx log the 409
+
+
+async def test_a_tab_that_goes_offline_says_so_and_catches_up_when_back(
+    page, server, fake_upstream
+):
+    """The network lost mid-reply: the reply stood still, its cursor blinking, with nothing
+    said (the socket stays open a while on a dead connection). The line under the header
+    says so; back online, it goes and the reply goes on to its end."""
+    text = "Words " * 60
+    fake_upstream.plan = answers(text, delay=0.03)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("a question")
+    await chat.wait_for_text(reply_id, 10)
+    status = page.locator("#connection-status")
+    await page.context.set_offline(True)
+    await expect(status).to_have_text(re.compile("You are offline"))
+    await page.context.set_offline(False)
+    await expect(status).to_have_text("")
+    await chat.wait_finished(reply_id)
+    await expect(chat.reply(reply_id).locator(".content")).to_have_text(text.strip())
+
+
+# Where the first and the last character of an element's first text stand: right to left,
+# the first stands right of the last.
+FIRST_AND_LAST_X_JS = """
+(element) => {
+  const node = document.createTreeWalker(element, NodeFilter.SHOW_TEXT,
+    { acceptNode: (n) => n.textContent.trim() ? 1 : 3 }).nextNode();
+  const text = node.textContent.trimEnd();
+  const at = (i) => { const r = document.createRange(); r.setStart(node, i);
+    r.setEnd(node, i + 1); return r.getBoundingClientRect().left; };
+  const start = text.length - text.trimStart().length;
+  return [at(start), at(text.length - 1)];
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_right_to_left_text_reads_right_to_left(
+    page, server, fake_upstream, viewport, scheme, tmp_path
+):
+    """Hebrew (or Arabic) in a message, a reply, a title: each line or paragraph is laid out
+    right to left, its punctuation at its end (the question mark stood at the start), and an
+    English one beside it left to right."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    fake_upstream.plan = answers("שלום! מה שלומך היום?\n\nAn English paragraph.")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("שלום! מה שלומך היום? אני רוצה לדעת על WebSockets.")
+    await chat.wait_finished(reply_id)
+    for element in (
+        page.locator("#messages article.user .user-text"),
+        chat.reply(reply_id).locator(".content p").first,
+        page.locator("#conversation-title"),
+    ):
+        first, last = await element.evaluate(FIRST_AND_LAST_X_JS)
+        assert first > last, (await element.inner_text(), first, last)
+    first, last = (
+        await chat.reply(reply_id).locator(".content p").nth(1).evaluate(FIRST_AND_LAST_X_JS)
+    )
+    assert first < last
+    await check_looks(page, tmp_path / f"right-to-left-{viewport['width']}-{scheme}.png")
