@@ -80,7 +80,8 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
         text = formatted_html(tail, pending_id)
         if tail.item_list:  # its first line, then the list nested in it
             nested = tail.item_list
-            written = f'<li id="{field.row}{message_id}"><span id="{code_id}">{text}</span></li>'
+            row_id = f"{field.row}{message_id}"
+            written = f'<li id="{row_id}">{_sub_item_written(code_id, tail, text)}</li>'
             intro = _item_intro_html(tail)
             item = (
                 f'{intro}<{nested} class="tail-sublist">{tail.item_list_items}{written}</{nested}>'
@@ -111,6 +112,16 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
         f'{code_frame_open(tail.language)}<pre class="streaming-code"><code id="{code_id}">'
         f"{escape(tail.text)}</code></pre>{CODE_FRAME_CLOSE}"
     )
+
+
+def _sub_item_written(code_id: str, tail: Tail, text: str = "") -> str:
+    """The nested list's item being written: its text (`text`, drawn), or its lines rendered
+    (a line after its first: its code, a list nested in it), the line being written's text
+    in its place."""
+    if tail.item_list_written is None:
+        return f'<span id="{code_id}">{text}</span>'
+    before, after = tail.item_list_written
+    return f'{before}<span id="{code_id}" class="tail-line">{escape(tail.text)}</span>{after}'
 
 
 def _item_intro_html(tail: Tail) -> str:
@@ -162,6 +173,11 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
     parts = [_blocks_change(blocks_id, step)]
     text_id = tail_id if tail.kind == "text" else code_id
     pending_id = f"{field.pending}{message_id}"
+    if step.sub_item_redrawn and not step.tail_replaced:
+        # The nested list's item being written, drawn anew as a line of it began
+        row_id = f"{field.row}{message_id}"
+        written = _sub_item_written(code_id, tail)
+        return "".join(parts) + f'<div id="{row_id}" hx-swap-oob="innerHTML">{written}</div>'
     if step.sub_items_html and not step.tail_replaced:
         # Items of the list nested in the open item that settled, before its item being
         # written, whose text is drawn anew (as it is, most often: words without marks)

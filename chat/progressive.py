@@ -295,6 +295,9 @@ class Tail:
     # Its first line is a paragraph of its own (a blank line after it: the list is loose),
     # drawn as one, spaced from what follows it as it will be
     item_loose: bool = field(default=False, compare=False)
+    # Its item being written drawn rendered (`_sub_item_drawing`): the HTML before and after
+    # the place of its line being written, whose text `text` is
+    item_list_written: tuple[str, str] | None = field(default=None, compare=False)
     # `text` is the item's second paragraph, after its first (`item_intro`), not code
     item_paragraph: bool = field(default=False, compare=False)
     # A quote's paragraphs before its last, rendered (`text` is its last's)
@@ -383,6 +386,9 @@ class RenderStep:
     # began, rendered, to add before its item being written, whose text is then drawn anew
     # (from `appended`, or the formatting's fields)
     sub_items_html: str = ""
+    # Its item being written, drawn rendered (a line after its first: its code, the list
+    # nested in it), drawn anew (`Tail.item_list_written`): a line of it began
+    sub_item_redrawn: bool = False
 
 
 @dataclass
@@ -619,9 +625,28 @@ class _ItemList:
     items_html: str = ""  # its items that settled, rendered
     added: str = ""  # those that settled in this step, not drawn yet
     loose: bool = False  # after a blank line: the item's first line is drawn as a paragraph
+    # Its item being written has a line after its first (its code, a list nested in it):
+    # drawn rendered (`_sub_item_drawing`) as far as that renders as one item of it
+    lines: bool = False
+    drawing: _SubItemDrawing | None = None
+    shown: tuple[tuple[int, str | None], int] | None = None  # its key and end, as shown
     off: bool = False
 
 
+# The nested list's item being written is drawn rendered up to so long (`_sub_item_drawing`):
+# ((where its last line of text starts, its blanks and marker; None: it is a fence's line,
+# drawn rendered), the HTML before and after the place of that line's text, where that text
+# starts and ends)
+_SubItemDrawing = tuple[tuple[int, str | None], str, str, int, int]
+_SUB_ITEM_RENDERED_MOST = 2_000
+_FENCE_LINE = re.compile(r" *(?:`{3,}|~{3,})")
+# A line's blanks and its list marker (its text starts after them)
+_LINE_PREFIX = re.compile(r" *(?:(?:[-+*]|[0-9]{1,9}[.)]) {1,4}(?=[^ \t\n]))?")
+# The place of the text of the line being written, in its line rendered (a character of
+# Unicode's private use: text to markdown; a code block's highlighting may put it, and the
+# blanks before it, in a span of its own)
+_PLACE = "\ue000"
+_PLACE_STYLED = re.compile(r'<span class="[^"]*">([ \t]*)\ue000([ \t]*)</span>')
 # A line of a list nested in an item: its blanks, its marker (a bullet, or a number and its
 # delimiter), the blanks after it and a first character
 _SUB_ITEM = re.compile(r"( *)(?:([-+*])|([0-9]{1,9})([.)]))( {1,4})(?=[^ \t\n])")
@@ -882,6 +907,8 @@ class ProgressiveRenderer:
             if code is not None and code.after_begun:
                 old_end = self._item_code_after_step(code, step, old_end)
             self._format(old_end, step)
+            if (nested := self._nested_list()) is not None and nested.drawing is not None:
+                self._sub_item_step(nested, step)
         if step.appended and self._formatting is not None and self._formatting.quoted:
             step.appended = unquoted(self.text, old_end, None)
         if self._table is not None:
@@ -978,7 +1005,7 @@ class ProgressiveRenderer:
         if first not in _SHAPED_FIRST and first != "\t":
             return self.settled  # (most tails: a paragraph's)
         if (nested := self._nested_list()) is not None:
-            return nested.text_from
+            return nested.text_from if nested.drawing is None else None
         if (after := self._code_after()) is not None:
             return after
         if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
@@ -1419,10 +1446,16 @@ class ProgressiveRenderer:
         """The open item (its text starts at `base`) as the tail: its text, or its first line
         and its code block, or its first line and the list nested in it."""
         if (nested := self._nested_list()) is not None:
-            tail = Tail("item", self.text[nested.text_from :], number=number, opens=opens)
+            drawing = nested.drawing
+            written_from = nested.text_from if drawing is None else drawing[3]
+            tail = Tail("item", self.text[written_from:], number=number, opens=opens)
             tail.item_intro, tail.item_list = nested.intro, nested.tag
             tail.item_loose = nested.loose
             tail.item_list_items = nested.items_html
+            if drawing is not None:
+                tail.text = self.text[drawing[3] : drawing[4]]
+                tail.item_list_written = (drawing[1], drawing[2])
+                return tail
             return self._formatted(tail, nested.text_from)
         if (after := self._code_after()) is not None:
             base = after  # (its text after its code block)
@@ -1446,7 +1479,8 @@ class ProgressiveRenderer:
             if nested.off or self._fence is not None or self._table is not None:
                 return False
             if nested.tag:
-                return self._scan_item_list(nested)
+                scanned = self._scan_item_list(nested)
+                return self._sub_item_drawn_otherwise(nested) or scanned
             waiting = nested.current > 0  # its second line began: blanks so far
         if not waiting and "\n" not in self.text[-len(delta) - 1 :]:
             return False  # no line begins in what came
@@ -1458,6 +1492,7 @@ class ProgressiveRenderer:
         if nested.off or not nested.tag:
             return False
         self._scan_item_list(nested)
+        self._sub_item_drawn_otherwise(nested)
         return not nested.off  # (drawn as text before)
 
     def _item_list_opened(self, base: int, column: int) -> _ItemList:
@@ -1574,9 +1609,11 @@ class ProgressiveRenderer:
                 item_html = self._sub_item_html(nested, text[nested.current : start])
             if item is None or item_html is None:
                 nested.after, nested.looked = None, start  # a line of the item being written
+                nested.lines = True
                 continue
             nested.items_html += item_html
             nested.added += item_html
+            nested.lines = False
             nested.current, nested.text_from = start, start + item.end()
             nested.indent = len(item.group(1))
             nested.after, nested.looked = None, start
@@ -1604,6 +1641,63 @@ class ProgressiveRenderer:
         if items != 1 or not inner.startswith("<li>") or not inner.endswith("</li>\n"):
             return None
         return inner
+
+    def _sub_item_drawn_otherwise(self, nested: _ItemList) -> bool:
+        """Look at how the nested list's item being written is drawn (`_sub_item_drawing`):
+        True if the tail is drawn anew (drawn rendered, or as text, where it was not)."""
+        was = nested.drawing
+        nested.drawing = self._sub_item_drawing(nested) if nested.lines else None
+        return (was is None) != (nested.drawing is None)
+
+    def _sub_item_drawing(self, nested: _ItemList) -> _SubItemDrawing | None:
+        """The nested list's item being written with lines after its first ("- Run:" then
+        its code, "- a" then the points of a list nested in it), drawn as it renders so far:
+        its lines before its last line of text rendered, and that line's text, after its
+        blanks and its marker, drawn as it comes where it renders (in the code, in the item
+        of the list nested deeper); rendered anew as the next line's text begins. They were
+        drawn as the item's text, fences and markers too, until the step settled. None:
+        drawn as text (it renders as no single item of the list: a paragraph after it, say;
+        or it is long)."""
+        text = self.text
+        if len(text) - nested.current > _SUB_ITEM_RENDERED_MOST:
+            return None
+        end = len(text)
+        while end and text[end - 1] in " \t\n":  # (its last line of text: being written, or
+            end -= 1  # ended, the next one not begun)
+        line = text.rfind("\n", 0, end) + 1
+        start = _LINE_PREFIX.match(text, line, end)
+        assert start is not None
+        placed = start.end() < end and not _FENCE_LINE.match(text, line, end)
+        key = (line, start.group(0) if placed else None)
+        drawing = nested.drawing
+        if drawing is not None and drawing[0] == key:
+            return (key, drawing[1], drawing[2], drawing[3], end if placed else drawing[4])
+        if placed:
+            source = text[nested.current : line] + start.group(0) + _PLACE
+        else:  # (a fence's line: the code block opened, or closed)
+            source = text[nested.current : end]
+        html = self._sub_item_html(nested, source)
+        if html is None:
+            return None
+        html = _PLACE_STYLED.sub(r"\1" + _PLACE + r"\2", html[4:-6])  # (its <li>, </li>\n)
+        if not placed:
+            return key, html, "", end, end
+        before, place, after = html.partition(_PLACE)
+        if not place or _PLACE in after:
+            return None
+        return key, before, after, start.end(), end
+
+    def _sub_item_step(self, nested: _ItemList, step: RenderStep) -> None:
+        """Say in `step` how the nested list's item being written, drawn rendered, changed:
+        drawn anew (a line of it began), or text added to its line being written."""
+        key, _, _, start, end = drawing = nested.drawing or ((0, None), "", "", 0, 0)
+        if step.tail_replaced:
+            pass
+        elif nested.shown is None or nested.shown[0] != key:
+            step.sub_item_redrawn, step.appended = True, ""
+        else:
+            step.appended = self.text[max(nested.shown[1], start) : end]
+        nested.shown = (key, drawing[4])
 
     def _item_list_step(self, nested: _ItemList, step: RenderStep, old_end: int) -> int:
         """Say in `step` which items of the nested list settled, and draw the text of its item

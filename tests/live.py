@@ -252,6 +252,12 @@ class PageModel:
             if swap == "innerHTML" and kind in "xy":  # an item's text drawn anew
                 self._set_text(f"{kind}{number}", inner)
                 continue
+            if swap == "innerHTML" and kind in "zq":  # a nested list's item drawn anew
+                tail, opening, end = self._row(f"{kind}{number}")
+                html_text = self.elements[tail]
+                close = html_text.rindex("</li>", 0, end)
+                self.elements[tail] = html_text[: opening.end()] + inner + html_text[close:]
+                continue
             if column is not None:  # text added to a cell of a table's row being written
                 key = f"{list_kind}{list_number}"
                 depth = down.count(":last-child")
@@ -334,7 +340,7 @@ class PageModel:
         """The text of a list's item being written `key`, inside the tail's HTML."""
         tail = ("t" if key[0] == "x" else "u") + key[1:]
         html_text = self.elements[tail]
-        opening = re.search(rf'<span id="{key}">', html_text)
+        opening = re.search(rf'<span id="{key}"(?: class="[^"]*")?>', html_text)
         assert opening is not None, (key, html_text)
         close, _ = _element_end(html_text, "span", opening.end())
         self.elements[tail] = html_text[: opening.end()] + inner + html_text[close:]
@@ -345,7 +351,7 @@ class PageModel:
         # of it among the elements).
         tail = ("t" if key[0] in "xw" else "u") + key[1:]
         html_text = self.elements.get(tail, "") if key[0] in "xywv" else ""
-        opening = re.search(rf'<(code|span) id="{key}">', html_text)
+        opening = re.search(rf'<(code|span) id="{key}"(?: class="[^"]*")?>', html_text)
         if opening is None:
             assert key[0] not in "xywv" or key in self.elements, (key, html_text)
             self.elements[key] = self.elements.get(key, "") + inner

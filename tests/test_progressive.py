@@ -234,6 +234,8 @@ def test_the_state_at_any_point_shows_every_character_once(data: st.DataObject) 
             assert renderer.text[renderer.settled :] == tail.text
         elif tail.kind == "head":  # its line (the delimiter row being written after it not)
             assert renderer.text[renderer.settled :].startswith(tail.text)
+        elif tail.item_list_written is not None:  # (the lines before its last rendered)
+            assert renderer.text.rstrip(" \t\n").endswith(tail.text)
         else:
             assert renderer.text.endswith(tail.text)
         assert (
@@ -2260,6 +2262,69 @@ def test_a_loose_steps_paragraph_is_drawn_as_its_paragraph() -> None:
     )
 
 
+POINT_WITH_CODE = (
+    "1. **Set up**\n   - Create a venv:\n     ```bash\n     python -m venv .venv\n"
+    "     source .venv/bin/activate\n     ```\n   - Then install it\n2. Run it"
+)
+DEEP_OUTLINE = (
+    "* **Frontend**\n    * Framework:\n        * React with `hooks`\n        * Vue\n"
+    "    * Styling\n* **Backend**\n    * Django"
+)
+
+
+@pytest.mark.parametrize("text", [POINT_WITH_CODE, DEEP_OUTLINE], ids=["code", "deeper"])
+def test_a_points_code_and_a_list_nested_in_a_point_are_drawn_rendered_while_written(
+    text: str,
+) -> None:
+    """A step's point with its code ("- Create a venv:", then a fence), or with points of
+    its own (a third level, as Gemini's outlines go), showed as the point's text, fences and
+    markers too, until the next step began. Its lines are drawn rendered as each line's
+    text begins, and that line's text where it renders as it comes (in the code, in the
+    deeper point)."""
+    from chat.fragments import CONTENT, tail_html
+    from tests.live import text_of
+
+    for pieces in (re.findall(r"\s*\S+|\s+", text), list(text)):
+        tails = tails_on_a_page(text, pieces)
+        shown = [text_of(tail_html(CONTENT, 5, tail)) for tail in tails]
+        assert not any("```" in drawn for drawn in shown), shown
+        assert not any(re.search(r"(^|\n) *[-*] ", drawn) for drawn in shown), shown
+        rendered = [tail.item_list_written for tail in tails if tail.item_list_written]
+        assert rendered, tails
+        if text == POINT_WITH_CODE:
+            assert any('<code class="language-bash">' in before for before, _ in rendered)
+            assert any(tail.text == "source .venv/bin/activate" for tail in tails)
+        else:
+            assert any("<li>React with <code>hooks</code></li>" in b for b, _ in rendered)
+
+
+def test_a_points_line_being_written_is_drawn_where_it_renders() -> None:
+    from chat.fragments import CONTENT, tail_html
+
+    renderer = fed_by_character("- a\n  - Run:\n    ```sh\n    make all\n    make ins")
+    drawn = tail_html(CONTENT, 5, renderer.tail)
+    assert (
+        '<li id="z5">Run:<div class="code-block"><div class="code-lang">sh</div><pre>'
+        '<code class="language-sh">make<span class="w"> </span>all\n'
+        '<span id="x5" class="tail-line">make ins</span>\n</code></pre>' in drawn
+    ), drawn
+    renderer = fed_by_character("- a\n  - b\n    - c and *d")
+    drawn = tail_html(CONTENT, 5, renderer.tail)
+    assert '<li id="z5">b\n<ul>\n<li><span id="x5" class="tail-line">c and *d</span>' in drawn
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1. Run:\n   - a\n\n   Then the step's text",  # a paragraph after the list
+        "1. Run:\n   - a\n   - b\n" + "     more of b\n" * 300,  # (long: drawn as text)
+    ],
+)
+def test_a_points_lines_that_render_as_no_point_are_drawn_as_its_text(text: str) -> None:
+    renderer = fed_by_character(text)
+    assert renderer.tail.item_list and renderer.tail.item_list_written is None
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -2436,25 +2501,28 @@ def test_an_item_whose_second_line_begins_no_nested_list_is_drawn_as_text(text: 
 
 
 @pytest.mark.parametrize(
-    ("text", "written"),
+    ("text", "written", "before"),
     [
-        ("1. Run:\n   - a\n     more of a", "a\n     more of a"),  # its item's second line
-        ("1. Run:\n   - a\n\n   - b", "b"),  # a blank line (the list turns loose)
-        ("1. Run:\n   - a\n     - deeper", "a\n     - deeper"),  # a list nested deeper
-        ("1. Run:\n   - a\n   * b", "a\n   * b"),  # another marker: another list
-        ("1. Run:\n   - a\n   text of the item", "a\n   text of the item"),  # text after it
-        ("1. Run:\n   - a\n   - - -\n", "a\n   - - -\n"),  # a rule
+        ("1. Run:\n   - a\n     more of a", "more of a", "a\n"),  # its item's second line
+        ("1. Run:\n   - a\n\n   - b", "b", None),  # a blank line (the list turns loose)
+        ("1. Run:\n   - a\n     - deeper", "deeper", "a\n<ul>\n<li>"),  # a list nested deeper
+        ("1. Run:\n   - a\n   * b", "a\n   * b", None),  # another marker: another list
+        ("1. Run:\n   - a\n   text of the item", "text of the item", "a\n"),  # (a lazy line)
+        ("1. Run:\n   - a\n   - - -\n", "a\n   - - -\n", None),  # a rule
     ],
 )
-def test_a_line_of_a_nested_lists_item_is_drawn_as_its_text_until_the_item_settles(
-    text: str, written: str
+def test_a_line_of_a_nested_lists_item_is_drawn_in_it_until_the_item_settles(
+    text: str, written: str, before: str | None
 ) -> None:
     """A line that begins no item of the nested list is one of its item being written (or
-    follows the list in the item): drawn as that item's text, the nested list drawn as it
-    was (it drew the whole item as text again, then the list as the item settled)."""
+    follows the list in the item): that item is drawn as it renders so far, its line being
+    written in its place (`before` it), or, where it renders as no one item (another list,
+    a rule after it), as its text; the nested list drawn as it was (it drew the whole item
+    as text again, then the list as the item settled)."""
     renderer = fed_by_character(text)
     tail = renderer.tail
     assert tail.item_list == "ul" and tail.item_intro == "Run:" and tail.text == written, tail
+    assert (tail.item_list_written or (None,))[0] == before
     end, whole = renderer.finish()
     assert whole == render_markdown(text)
 

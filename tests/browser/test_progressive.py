@@ -686,6 +686,68 @@ async def test_a_loose_steps_paragraph_and_points_stand_where_they_settle(
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
+POINT_CODE_REPLY = """\
+Steps:
+
+1. **Set up**
+   - Write it:
+     ```python
+     def main():
+         return 1
+     ```
+   - Then run it, and go on
+   - See the outline:
+     - with **points**
+     - of its own
+2. Run it"""
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_points_code_and_its_points_stand_where_they_settle(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A step's point with code, or with points of its own (a third level), showed as the
+    point's text, fences and markers too, until the next step began. They are drawn as the
+    code block and the list, the line being written in its place, and stay where they are
+    as the step settles, the code's indentation too."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    tokens = re.findall(r"\s*\S+|\s+", POINT_CODE_REPLY)
+    chat, reply_id, (in_code, in_points) = await reply_held_before(
+        page, server, fake_upstream, tokens, [" go", " own"]
+    )
+    tail, content = page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
+    point = tail.locator("ol > li > ul.tail-sublist > li").nth(0)
+    code = point.locator(".code-block code.language-python")
+    await expect(code).to_have_text("def main():\n    return 1\n")
+    assert "```" not in await tail.inner_text()
+    block = await box_in_reply(chat, reply_id, point.locator(".code-block"))
+    shown_code = await code.inner_text()
+    await check_looks(page, tmp_path / f"point-code-{viewport['width']}-{scheme}.png")
+
+    in_code.open()
+    deeper = tail.locator("ol > li > ul.tail-sublist > li > ul > li")
+    await expect(deeper).to_have_count(2)
+    await expect(deeper.nth(0).locator("strong")).to_have_text("points")
+    assert not re.search(r"(?m)^\s*- ", await tail.inner_text())
+    first = await box_in_reply(chat, reply_id, deeper.nth(0))
+    await check_looks(page, tmp_path / f"point-points-{viewport['width']}-{scheme}.png")
+    await assert_a_reload_draws_it_the_same(chat, tail)
+
+    in_points.open()
+    await chat.wait_finished(reply_id)
+    settled = content.locator(":scope > ol > li").nth(0)
+    moved = await box_in_reply(chat, reply_id, settled.locator(".code-block"))
+    assert (moved["x"], moved["y"], moved["width"]) == (block["x"], block["y"], block["width"])
+    assert await settled.locator(".code-block code").inner_text() == shown_code
+    now = await box_in_reply(chat, reply_id, settled.locator(":scope > ul > li > ul > li").nth(0))
+    assert abs(now["x"] - first["x"]) <= 0.5 and abs(now["y"] - first["y"]) <= 0.5
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(POINT_CODE_REPLY) in live  # the one-shot render, nothing twice
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
 MARKS_REPLY = """\
 To start:
 
