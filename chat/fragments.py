@@ -104,6 +104,8 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
         text = formatted_html(tail, pending_id)
         tag = f"h{tail.level}"
         return f'<{tag} class="tail-heading"><span id="{code_id}">{text}</span></{tag}>'
+    if tail.kind == "quote" and tail.quote_rendered is not None:  # a quote of other blocks
+        return _rendered_so_far(code_id, tail, tail.quote_rendered)
     if tail.kind == "quote":
         text = formatted_html(tail, pending_id)
         quote = f'{tail.quote_before}<p><span id="{code_id}">{text}</span></p>'
@@ -120,8 +122,14 @@ def _sub_item_written(code_id: str, tail: Tail, text: str = "") -> str:
     in its place."""
     if tail.item_list_written is None:
         return f'<span id="{code_id}">{text}</span>'
-    before, after = tail.item_list_written
-    return f'{before}<span id="{code_id}" class="tail-line">{escape(tail.text)}</span>{after}'
+    return _rendered_so_far(code_id, tail, tail.item_list_written)
+
+
+def _rendered_so_far(code_id: str, tail: Tail, drawn: tuple[str, str]) -> str:
+    """A block drawn as it renders so far: its lines before its last rendered, then its line
+    being written, and what follows that line's place."""
+    line = escape(tail.text) if tail.line_html is None else tail.line_html
+    return f'{drawn[0]}<span id="{code_id}" class="tail-line">{line}</span>{drawn[1]}'
 
 
 def _item_intro_html(tail: Tail) -> str:
@@ -173,21 +181,22 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
     parts = [_blocks_change(blocks_id, step)]
     text_id = tail_id if tail.kind == "text" else code_id
     pending_id = f"{field.pending}{message_id}"
-    if step.sub_item_redrawn and not step.tail_replaced:
-        # The nested list's item being written, drawn anew as a line of it began
-        row_id = f"{field.row}{message_id}"
-        written = _sub_item_written(code_id, tail)
-        return "".join(parts) + f'<div id="{row_id}" hx-swap-oob="innerHTML">{written}</div>'
     if step.sub_items_html and not step.tail_replaced:
         # Items of the list nested in the open item that settled, before its item being
         # written, whose text is drawn anew (as it is, most often: words without marks)
         row_id = f"{field.row}{message_id}"
         parts.append(f'<ul hx-swap-oob="beforebegin:#{row_id}">{step.sub_items_html}</ul>')
-        plain = not (step.span_html or step.formatted or step.pending is not None)
-        text = escape(step.appended) if plain else ""
-        parts.append(f'<span id="{code_id}" hx-swap-oob="innerHTML">{text}</span>')
-        if plain:
-            return "".join(parts)
+        if not step.sub_item_redrawn:
+            plain = not (step.span_html or step.formatted or step.pending is not None)
+            text = escape(step.appended) if plain else ""
+            parts.append(f'<span id="{code_id}" hx-swap-oob="innerHTML">{text}</span>')
+            if plain:
+                return "".join(parts)
+    if step.sub_item_redrawn and not step.tail_replaced:
+        # The nested list's item being written, drawn anew as a line of it began
+        row_id = f"{field.row}{message_id}"
+        written = _sub_item_written(code_id, tail)
+        return "".join(parts) + f'<div id="{row_id}" hx-swap-oob="innerHTML">{written}</div>'
     if step.tail_replaced:
         html = tail_html(field, message_id, tail)
         parts.append(f'<div id="{tail_id}" hx-swap-oob="innerHTML">{html}</div>')
@@ -219,6 +228,8 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
     elif step.pending_added:  # where the pending span's words are being written
         at = f"#{pending_id}" + " > :last-child" * step.pending_depth
         parts.append(f'<span hx-swap-oob="beforeend:{at}">{step.pending_added}</span>')
+    elif step.line_redrawn:  # (a block drawn as it renders so far: its line, with a mark)
+        parts.append(f'<span id="{code_id}" hx-swap-oob="innerHTML">{tail.line_html}</span>')
     elif step.appended:
         target = pending_id if tail.pending_from is not None else text_id
         parts.append(f'<span id="{target}" hx-swap-oob="beforeend">{escape(step.appended)}</span>')

@@ -302,6 +302,12 @@ class Tail:
     item_paragraph: bool = field(default=False, compare=False)
     # A quote's paragraphs before its last, rendered (`text` is its last's)
     quote_before: str = ""
+    # A quote of other blocks (a list, code), drawn rendered: the HTML before and after the
+    # place of its line being written, whose text `text` is (`_quote_drawing`)
+    quote_rendered: tuple[str, str] | None = field(default=None, compare=False)
+    # Of those two (a block drawn as it renders so far), its line being written as drawn,
+    # where it has a mark (as it will render if its marks close where it ends); None: `text`
+    line_html: str | None = field(default=None, compare=False)
 
     @property
     def formatted(self) -> str:
@@ -389,6 +395,9 @@ class RenderStep:
     # Its item being written, drawn rendered (a line after its first: its code, the list
     # nested in it), drawn anew (`Tail.item_list_written`): a line of it began
     sub_item_redrawn: bool = False
+    # Or the line being written of a block drawn as it renders so far, drawn anew
+    # (`Tail.line_html`: it has a mark)
+    line_redrawn: bool = False
 
 
 @dataclass
@@ -628,20 +637,24 @@ class _ItemList:
     # Its item being written has a line after its first (its code, a list nested in it):
     # drawn rendered (`_sub_item_drawing`) as far as that renders as one item of it
     lines: bool = False
-    drawing: _SubItemDrawing | None = None
+    drawing: _Drawing | None = None
     shown: tuple[tuple[int, str | None], int] | None = None  # its key and end, as shown
     off: bool = False
 
 
-# The nested list's item being written is drawn rendered up to so long (`_sub_item_drawing`):
-# ((where its last line of text starts, its blanks and marker; None: it is a fence's line,
-# drawn rendered), the HTML before and after the place of that line's text, where that text
-# starts and ends)
-_SubItemDrawing = tuple[tuple[int, str | None], str, str, int, int]
-_SUB_ITEM_RENDERED_MOST = 2_000
-_FENCE_LINE = re.compile(r" *(?:`{3,}|~{3,})")
-# A line's blanks and its list marker (its text starts after them)
+# A block drawn as it renders so far (`_rendered_so_far`): ((where its last line of text
+# starts, its blanks and markers; None: it is a fence's line, drawn rendered), the HTML before
+# and after the place of that line's text, where that text starts and ends); so drawn up to
+# so long, and so many lines
+_Drawing = tuple[tuple[int, str | None], str, str, int, int]
+_RENDERED_SO_FAR_MOST = 2_000
+_RENDERED_SO_FAR_LINES = 60
+_FENCE_AFTER = re.compile(r"`{3,}|~{3,}")
+# A line's blanks and its list marker (its text starts after them); a quote's line's markers,
+# its blanks and its list marker
 _LINE_PREFIX = re.compile(r" *(?:(?:[-+*]|[0-9]{1,9}[.)]) {1,4}(?=[^ \t\n]))?")
+_QUOTE_LINE_PREFIX = re.compile(r"(?: {0,3}> ?)* *(?:(?:[-+*]|[0-9]{1,9}[.)]) {1,4}(?=[^ \t\n]))?")
+_QUOTE_TAG = re.compile(r"<(/?)blockquote>")
 # The place of the text of the line being written, in its line rendered (a character of
 # Unicode's private use: text to markdown; a code block's highlighting may put it, and the
 # blanks before it, in a span of its own)
@@ -650,7 +663,8 @@ _PLACE_STYLED = re.compile(r'<span class="[^"]*">([ \t]*)\ue000([ \t]*)</span>')
 # A line of a list nested in an item: its blanks, its marker (a bullet, or a number and its
 # delimiter), the blanks after it and a first character
 _SUB_ITEM = re.compile(r"( *)(?:([-+*])|([0-9]{1,9})([.)]))( {1,4})(?=[^ \t\n])")
-_RULE_START = re.compile(r" *([-*_])(?:[ \t]*\1)*[ \t]*")  # a rule's line, so far
+_RULE_MARKERS = "-*_"  # a rule's line so far: blanks, then one of them again and again,
+_RULE_RUNS = {marker: re.compile(rf"[ \t{re.escape(marker)}]*") for marker in _RULE_MARKERS}
 _BLANKS_AND_TABS = re.compile(r"[ \t]*")
 _RULE_LINE = re.compile(r" *([-*_])(?:[ \t]*\1){2,}[ \t]*(?:\n|\Z)")  # a rule's line
 # A list rendered: its opening tag's line; the tags of lists and their items
@@ -731,8 +745,11 @@ class ProgressiveRenderer:
         "_parsed",
         "_pending_cr",
         "_quote_before",
+        "_quote_drawn",
         "_quote_seen",
+        "_quote_shown",
         "_references",
+        "_rule_seen",
         "_table",
         "_whole_list_from",
         "_words_rendered",
@@ -769,6 +786,9 @@ class ProgressiveRenderer:
         # line is being written, not known yet (code, a paragraph, a point): looked at as
         # each character comes (a paragraph is known from its first; a fence as its line ends)
         self._item_code_waits = -1
+        # A line being written that may yet be a rule, looked at: (where it starts, its
+        # marker, "" if it is no rule, where it has been looked at to)
+        self._rule_seen: tuple[int, str, int] = (-1, "", 0)
         self._item_list: _ItemList | None = None  # a list nested in the open item, or None
         # The open item's first paragraph, looked at: (where the tail starts, where the item's
         # text starts, where the line after the lines known to be the paragraph's starts)
@@ -791,6 +811,10 @@ class ProgressiveRenderer:
         self._quote_seen: tuple[int, int, int, int, bool] = (-1, 0, 0, -1, False)
         # Its paragraphs before its last, rendered: (the last's first line, their HTML)
         self._quote_before: tuple[int, str] = (-1, "")
+        # A quote of other blocks (a list, code) in the tail, drawn rendered: (where the tail
+        # starts, its drawing, and the drawing's key and end as the page shows them)
+        self._quote_drawn: tuple[int, _Drawing | None] = (-1, None)
+        self._quote_shown: tuple[tuple[int, str | None], int] | None = None
         # The text the tail from `settled` was parsed to last (from, to), and the characters
         # parsed for it so far (see `_parse_deferred`).
         self._parsed = (0, 0)
@@ -834,6 +858,11 @@ class ProgressiveRenderer:
         ):
             tail = Tail("quote", self.text[base:], quote_before=self._quote_paragraphs_before())
             return self._formatted(tail, base)
+        if (drawing := self._quote_drawing()) is not None:
+            tail = Tail("quote", self.text[drawing[3] : drawing[4]])
+            tail.quote_rendered = (drawing[1], drawing[2])
+            tail.line_html = self._line_html(drawing)
+            return tail
         if self.text.startswith(_HEAD_FIRST, self.settled) and (head := self._table_head()):
             return Tail("head", head, cells=self._head_cells(head))  # (and empty cells after)
         open_list = self._list
@@ -893,6 +922,11 @@ class ProgressiveRenderer:
             replaced = True  # the tail is drawn as the block its first line opens, or not
         if self._item_code_changed(delta):
             replaced = True
+        quote = self._quote_drawing()
+        if (None if quote is None else quote[0]) != (
+            None if self._quote_shown is None else self._quote_shown[0]
+        ):
+            replaced = True  # (a line of it began, or it is drawn otherwise: drawn anew)
         if (
             self._item_list is not None or "\n" in delta or text[old_end - 1 : old_end] == "\n"
         ) and self._item_list_changed(delta):
@@ -911,6 +945,13 @@ class ProgressiveRenderer:
                 self._sub_item_step(nested, step)
         if step.appended and self._formatting is not None and self._formatting.quoted:
             step.appended = unquoted(self.text, old_end, None)
+        if quote is not None:
+            if not step.tail_replaced:
+                assert self._quote_shown is not None
+                self._line_step(quote, self._quote_shown[1], step)
+            self._quote_shown = (quote[0], quote[4])
+        else:
+            self._quote_shown = None
         if self._table is not None:
             self._table_step(step, old_end)
         elif self.text.startswith(_HEAD_FIRST, self.settled) and (head := self._table_head()):
@@ -1016,6 +1057,8 @@ class ProgressiveRenderer:
             (base := self._quote_base()) is not None
         ):
             return base
+        if self._quote_drawing() is not None:
+            return None
         if self.text.startswith((" ", "\t"), self.settled):
             return None
         if self.text.startswith("|", self.settled) and self._table_head() is not None:
@@ -1261,6 +1304,8 @@ class ProgressiveRenderer:
         code.looked = len(text)
         blanks = _BLANKS.match(text, code.scanned)
         assert blanks is not None
+        if code.closed and _BLANKS_AND_TABS.fullmatch(text, blanks.end()):
+            return changed  # (blanks and tabs so far: a blank line, perhaps)
         if blanks.end() < len(text) and code.closed:
             return self._item_text_after(code) or changed
         if blanks.end() < len(text) and self._line_drawn_from(code) is None:
@@ -1455,6 +1500,7 @@ class ProgressiveRenderer:
             if drawing is not None:
                 tail.text = self.text[drawing[3] : drawing[4]]
                 tail.item_list_written = (drawing[1], drawing[2])
+                tail.line_html = self._line_html(drawing)
                 return tail
             return self._formatted(tail, nested.text_from)
         if (after := self._code_after()) is not None:
@@ -1514,11 +1560,11 @@ class ProgressiveRenderer:
         assert blank_lines is not None
         loose, second = blank_lines.end() > second, blank_lines.end()  # (a loose item's points)
         nested.current = second
-        if not text[second : second + _HELD_AT_MOST].strip(" "):
+        if not text[second : second + _HELD_AT_MOST].strip(" \t"):  # (blanks and tabs so far)
             nested.off = len(text) - second > _HELD_AT_MOST
             return nested
         line_end = text.find("\n", second)
-        if line_end < 0 and _RULE_START.fullmatch(text, second):
+        if line_end < 0 and self._may_yet_be_rule(second):
             return nested  # (it may yet be a rule, a line longer than those held back)
         item = _SUB_ITEM.match(text, second)
         nested.off = True
@@ -1595,9 +1641,9 @@ class ProgressiveRenderer:
                 nested.after = nested.blanks_to = blanks.end() + 1
                 continue
             end = text.find("\n", start)
-            line = text[start:] if end < 0 else text[start:end]
-            if end < 0 and _RULE_START.fullmatch(line):
+            if end < 0 and self._may_yet_be_rule(start):
                 return False  # (it may yet be a rule: decided as its line ends)
+            line = text[start:] if end < 0 else text[start:end]
             item = _SUB_ITEM.match(line)
             item_html = None
             if (
@@ -1617,6 +1663,28 @@ class ProgressiveRenderer:
             nested.current, nested.text_from = start, start + item.end()
             nested.indent = len(item.group(1))
             nested.after, nested.looked = None, start
+
+    def _may_yet_be_rule(self, start: int) -> bool:
+        """Whether the line being written from `start` may yet be a rule: blanks, then one
+        marker ("-", "*", "_") again and again, blanks and tabs between. Each character is
+        looked at once (a long run of them was matched whole again at each delta)."""
+        text = self.text
+        seen, marker, to = self._rule_seen
+        if seen != start:
+            first = _BLANKS.match(text, start)
+            assert first is not None
+            if first.end() == len(text):
+                return True  # (blanks so far)
+            seen, marker, to = start, text[first.end()], first.end()
+            if marker not in _RULE_MARKERS:
+                marker = ""
+        if marker:
+            run = _RULE_RUNS[marker].match(text, to)
+            assert run is not None
+            if run.end() < len(text):
+                marker = ""  # (and no more of the line makes it one)
+        self._rule_seen = (seen, marker, len(text))
+        return bool(marker)
 
     def _sub_item_html(self, nested: _ItemList, source: str) -> str | None:
         """An item of the nested list (its lines), rendered as it renders in the list (tight:
@@ -1649,55 +1717,53 @@ class ProgressiveRenderer:
         nested.drawing = self._sub_item_drawing(nested) if nested.lines else None
         return (was is None) != (nested.drawing is None)
 
-    def _sub_item_drawing(self, nested: _ItemList) -> _SubItemDrawing | None:
+    def _sub_item_drawing(self, nested: _ItemList) -> _Drawing | None:
         """The nested list's item being written with lines after its first ("- Run:" then
-        its code, "- a" then the points of a list nested in it), drawn as it renders so far:
-        its lines before its last line of text rendered, and that line's text, after its
-        blanks and its marker, drawn as it comes where it renders (in the code, in the item
-        of the list nested deeper); rendered anew as the next line's text begins. They were
-        drawn as the item's text, fences and markers too, until the step settled. None:
-        drawn as text (it renders as no single item of the list: a paragraph after it, say;
-        or it is long)."""
-        text = self.text
-        if len(text) - nested.current > _SUB_ITEM_RENDERED_MOST:
-            return None
-        end = len(text)
-        while end and text[end - 1] in " \t\n":  # (its last line of text: being written, or
-            end -= 1  # ended, the next one not begun)
-        line = text.rfind("\n", 0, end) + 1
-        start = _LINE_PREFIX.match(text, line, end)
-        assert start is not None
-        placed = start.end() < end and not _FENCE_LINE.match(text, line, end)
-        key = (line, start.group(0) if placed else None)
-        drawing = nested.drawing
-        if drawing is not None and drawing[0] == key:
-            return (key, drawing[1], drawing[2], drawing[3], end if placed else drawing[4])
-        if placed:
-            source = text[nested.current : line] + start.group(0) + _PLACE
-        else:  # (a fence's line: the code block opened, or closed)
-            source = text[nested.current : end]
-        html = self._sub_item_html(nested, source)
-        if html is None:
-            return None
-        html = _PLACE_STYLED.sub(r"\1" + _PLACE + r"\2", html[4:-6])  # (its <li>, </li>\n)
-        if not placed:
-            return key, html, "", end, end
-        before, place, after = html.partition(_PLACE)
-        if not place or _PLACE in after:
-            return None
-        return key, before, after, start.end(), end
+        its code, "- a" then the points of a list nested in it), drawn as it renders so far
+        (`_rendered_so_far`: its lines before its last line of text rendered, and that line's
+        text drawn as it comes where it renders, in the code, in the deeper point). They were
+        drawn as the item's text, fences and markers too, until the step settled. None: drawn
+        as text (it renders as no single item of the list: a paragraph after it, say; or it is
+        long)."""
+
+        def render(source: str) -> str | None:
+            html = self._sub_item_html(nested, source)
+            return None if html is None else html[4:-6]  # (its <li>, </li>\n)
+
+        return self._rendered_so_far(nested.current, _LINE_PREFIX, nested.drawing, render)
 
     def _sub_item_step(self, nested: _ItemList, step: RenderStep) -> None:
         """Say in `step` how the nested list's item being written, drawn rendered, changed:
         drawn anew (a line of it began), or text added to its line being written."""
-        key, _, _, start, end = drawing = nested.drawing or ((0, None), "", "", 0, 0)
+        drawing = nested.drawing
+        assert drawing is not None
         if step.tail_replaced:
             pass
-        elif nested.shown is None or nested.shown[0] != key:
+        elif nested.shown is None or nested.shown[0] != drawing[0]:
             step.sub_item_redrawn, step.appended = True, ""
         else:
-            step.appended = self.text[max(nested.shown[1], start) : end]
-        nested.shown = (key, drawing[4])
+            self._line_step(drawing, nested.shown[1], step)
+        nested.shown = (drawing[0], drawing[4])
+
+    def _line_step(self, drawing: _Drawing, shown_end: int, step: RenderStep) -> None:
+        """Say in `step` how the line being written of a block drawn as it renders so far
+        (`_rendered_so_far`) changed on the page, which showed its text up to `shown_end`:
+        text added, or, where it has a mark, drawn anew (`_line_html`)."""
+        if self._line_html(drawing) is not None:
+            step.line_redrawn, step.appended = True, ""
+        else:
+            step.appended = self.text[max(shown_end, drawing[3]) : drawing[4]]
+
+    def _line_html(self, drawing: _Drawing) -> str | None:
+        """The line being written of a block drawn as it renders so far, drawn as it will
+        render if its marks close where its text ends (`_cell_written`); None: its text as
+        it is (no mark in it, or in code)."""
+        _, before, _, start, end = drawing
+        if not _INLINE_MARK.search(self.text, start, end):
+            return None
+        if before.rfind("<pre") > before.rfind("</pre>"):
+            return None  # (a line of code)
+        return self._cell_written(self.text[start:end])
 
     def _item_list_step(self, nested: _ItemList, step: RenderStep, old_end: int) -> int:
         """Say in `step` which items of the nested list settled, and draw the text of its item
@@ -2270,6 +2336,75 @@ class ProgressiveRenderer:
             self._quote_before = (last, render_blocks(source, self._scratch_env()))
         return self._quote_before[1]
 
+    def _quote_drawing(self) -> _Drawing | None:
+        """The tail's quote, if it holds other blocks than paragraphs (a note's points, its
+        code; `_quote_base` is for a quote of paragraphs), drawn as it renders so far: its
+        lines before its last line of text rendered, and that line's text, after its markers
+        (the quote's, a list's), drawn as it comes where it renders; rendered anew as the next
+        line's text begins (`_rendered_so_far`). It was drawn as the quote, then as text, its
+        markers too, from its first point on, then as the quote again as it settled. None if
+        the tail is no such quote, or it is long."""
+        start = self.settled
+        if not self.text.startswith(_QUOTE_FIRST, start) or not _QUOTE_OPENS.match(
+            self.text, start
+        ):
+            return None
+        if self._list is not None or self._fence is not None or self._table is not None:
+            return None
+        if self._whole_list_from is not None or self._quote_base() is not None:
+            return None
+        seen, drawing = self._quote_drawn
+
+        def render(source: str) -> str | None:
+            return _one_quote(render_blocks(source, self._scratch_env()))
+
+        drawing = self._rendered_so_far(
+            start, _QUOTE_LINE_PREFIX, drawing if seen == start else None, render
+        )
+        self._quote_drawn = (start, drawing)
+        return drawing
+
+    def _rendered_so_far(
+        self,
+        start: int,
+        prefix: re.Pattern[str],
+        drawing: _Drawing | None,
+        render: Callable[[str], str | None],
+    ) -> _Drawing | None:
+        """A block being written from `start` drawn as it renders so far (`render`: its HTML,
+        or None if it is no longer one such block): its lines before its last line of text
+        rendered, and that line's text, after its `prefix` (its blanks and markers), drawn as
+        it comes in its place; rendered anew (not `drawing`, the last) as the next line's text
+        begins. None if it is long, or renders otherwise."""
+        text = self.text
+        if len(text) - start > _RENDERED_SO_FAR_MOST:
+            return None
+        if text.count("\n", start) > _RENDERED_SO_FAR_LINES:
+            return None  # (each line renders it again: a quote of many short points)
+        end = len(text)
+        while end > start and text[end - 1] in " \t\n":  # (its last line of text: being
+            end -= 1  # written, or ended, the next one not begun)
+        line = max(text.rfind("\n", 0, end) + 1, start)
+        markers = prefix.match(text, line, end)
+        assert markers is not None
+        placed = markers.end() < end and not _FENCE_AFTER.match(text, markers.end(), end)
+        key = (line, markers.group(0) if placed else None)
+        if drawing is not None and drawing[0] == key:
+            return (key, drawing[1], drawing[2], drawing[3], end if placed else drawing[4])
+        if placed:
+            html = render(text[start:line] + markers.group(0) + _PLACE)
+        else:  # (a fence's line: the code block opened, or closed)
+            html = render(text[start:end])
+        if html is None:
+            return None
+        html = _PLACE_STYLED.sub(r"\1" + _PLACE + r"\2", html)
+        if not placed:
+            return key, html, "", end, end
+        before, place, after = html.partition(_PLACE)
+        if not place or _PLACE in after:
+            return None
+        return key, before, after, markers.end(), end
+
     def _table_head(self) -> str | None:
         """The tail's first line, if it is drawn as a table's head being written: it starts
         with a pipe (up to three blanks before it), and it is still written, or the line after
@@ -2606,6 +2741,16 @@ def _inserted(old: str, new: str) -> tuple[int, str] | None:
         if new.startswith(old[:at]) and new.endswith(old[at:]) and _balanced(text):
             return old.count("</", at), text
     return None
+
+
+def _one_quote(html: str) -> str | None:
+    """`html`, if it is one quote (which may hold others)."""
+    depth = 0
+    for tag in _QUOTE_TAG.finditer(html):
+        depth += -1 if tag.group(1) else 1
+        if depth == 0 and tag.end() < len(html) - 1:
+            return None  # (a block after it)
+    return html if html.startswith("<blockquote>") and depth == 0 else None
 
 
 def _balanced(html: str) -> bool:

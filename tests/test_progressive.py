@@ -234,7 +234,7 @@ def test_the_state_at_any_point_shows_every_character_once(data: st.DataObject) 
             assert renderer.text[renderer.settled :] == tail.text
         elif tail.kind == "head":  # its line (the delimiter row being written after it not)
             assert renderer.text[renderer.settled :].startswith(tail.text)
-        elif tail.item_list_written is not None:  # (the lines before its last rendered)
+        elif tail.item_list_written or tail.quote_rendered:  # (lines before its last rendered)
             assert renderer.text.rstrip(" \t\n").endswith(tail.text)
         else:
             assert renderer.text.endswith(tail.text)
@@ -757,6 +757,15 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         # the tail after one was drawn, as escapes and CJK marks are, one after another)
         ("Intro\n\n", "\\中"),
         ("Intro\n\n", "**中**的"),
+        # (a second read: a line after a loose step's blank line that may yet be a rule was
+        # matched whole again at each delta, a point's next line too)
+        ("1. **T**\n\n   ", "-"),
+        ("1. **T**\n\n   ", "* "),
+        ("- a\n  - **T**\n\n    ", "-"),
+        ("1. **T**\n   - a\n   ", "_"),
+        # a point's code line, and a quote's point, drawn as they render so far
+        ("- a\n  - b\n    ```\n    ", "x = 1; "),
+        ("> a\n> - ", "word "),
     ],
 )
 def test_one_long_line_costs_time_linear_in_its_length(head: str, run: str) -> None:
@@ -1493,7 +1502,8 @@ def test_a_quotes_text_is_drawn_in_the_quote_without_its_markers() -> None:
         " this is\nimportant <span><code>code</code></span>\nand mo</span></p></blockquote>"
     )
     for text in ["> a\n> - b", "> a\nlazy", "> a\n>\n> - b", "> > a", ">     code"]:
-        assert fed_by_character(text).tail.kind == "text", text  # no quote of paragraphs
+        tail = fed_by_character(text).tail  # no quote of paragraphs: drawn rendered so far
+        assert tail.kind == "quote" and tail.quote_rendered is not None, text
     assert fed_by_character(">").tail == Tail("text", "")  # its marker held back
     # A line whose start may yet be text does not draw the quote as text meanwhile (a second
     # read: ">  c", "> |x" and "> =x" drew the whole quote again as text, then as the quote,
@@ -2310,7 +2320,10 @@ def test_a_points_line_being_written_is_drawn_where_it_renders() -> None:
     ), drawn
     renderer = fed_by_character("- a\n  - b\n    - c and *d")
     drawn = tail_html(CONTENT, 5, renderer.tail)
-    assert '<li id="z5">b\n<ul>\n<li><span id="x5" class="tail-line">c and *d</span>' in drawn
+    # (its words drawn as they will render if their marks close where the text ends)
+    assert (
+        '<li id="z5">b\n<ul>\n<li><span id="x5" class="tail-line">c and <em>d</em></span>' in drawn
+    )
 
 
 @pytest.mark.parametrize(
@@ -2323,6 +2336,52 @@ def test_a_points_line_being_written_is_drawn_where_it_renders() -> None:
 def test_a_points_lines_that_render_as_no_point_are_drawn_as_its_text(text: str) -> None:
     renderer = fed_by_character(text)
     assert renderer.tail.item_list and renderer.tail.item_list_written is None
+
+
+@pytest.mark.parametrize(
+    ("text", "pieces"),
+    [
+        # a tab on the blank line before a loose step's points: drawn as text for good, where
+        # a renderer given the text at once drew the points (a second read)
+        ("- a\n\n\t\n  * b", ["- a\n\n\t", "\n  * b"]),
+        ("1. **Title**\n\n \t\n   - point", ["1. **Title**\n\n \t", "\n   - point"]),
+        # a tab on a blank line after an item's code: the item drawn as text for good
+        ("- a\n  ```\n  x\n  ```\n\t\n", "characters"),
+        # a step's points, one settling as the next has its second line in the same piece
+        (
+            "1. word\n   - [link](https://example.com)\n     more\n   - word\n     more\n",
+            ["1. word\n   - [link](https://example.com)\n     more\n", "   - word\n     more\n"],
+        ),
+    ],
+)
+def test_a_steps_blank_line_with_a_tab_waits(text: str, pieces: str | list[str]) -> None:
+    if pieces == "characters":
+        pieces = list(text)
+    tails_on_a_page(text, pieces)  # (it checks each step against a renderer fed at once)
+
+
+QUOTE_OF_BLOCKS = (
+    "Intro\n\n> **Note:**\n> - first *point*\n> - second\n>\n> ```sh\n> make\n> ```\n"
+    "> > and a *quote* in it\n\nAfter"
+)
+
+
+def test_a_quote_holding_a_list_or_code_is_drawn_as_the_quote_while_it_is_written() -> None:
+    """A note with points or code ("> **Note:**", "> - ...") was drawn as the quote, then as
+    text, its markers too, from its first point on, then as the quote again as it settled.
+    It is drawn as it renders so far, each line's text where it renders as it comes."""
+    from chat.fragments import CONTENT, tail_html
+    from tests.live import text_of
+
+    for pieces in (re.findall(r"\s*\S+|\s+", QUOTE_OF_BLOCKS), list(QUOTE_OF_BLOCKS)):
+        tails = tails_on_a_page(QUOTE_OF_BLOCKS, pieces)
+        quoted = [tail for tail in tails if tail.kind == "quote"]
+        shown = [text_of(tail_html(CONTENT, 5, tail)) for tail in quoted]
+        assert not any(re.search(r"(^|\n) *(>|- |```)", drawn) for drawn in shown), shown
+        rendered = [tail.quote_rendered for tail in quoted if tail.quote_rendered]
+        assert any("<li>first <em>point</em></li>" in before for before, _ in rendered)
+        assert any('<code class="language-sh">' in before for before, _ in rendered)
+        assert any(tail.text == "and a *quote* in it" for tail in quoted)
 
 
 @pytest.mark.parametrize(

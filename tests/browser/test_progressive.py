@@ -65,6 +65,21 @@ def layout_html(html: str) -> str:
     return re.sub(r">\s+<", "><", html).strip()
 
 
+async def assert_settled_as_rendered(page: Any, reply_id: int, reply: str, watch: Any) -> None:
+    """The settled reply is the one-shot render of its text, nothing drawn twice, and the
+    page logged no error."""
+    live = await page.evaluate(REPLY_HTML_JS, reply_id)
+    assert render_markdown(reply) in live  # the one-shot render, nothing twice
+    assert watch.console_errors == [] and watch.csp_violations == []
+
+
+def near(now: Any, was: Any) -> bool:
+    """A box (or a word's start: [x, y]) stands where it stood, within half a pixel."""
+    if isinstance(now, dict):
+        now, was = (now["x"], now["y"]), (was["x"], was["y"])
+    return abs(now[0] - was[0]) <= 0.5 and abs(now[1] - was[1]) <= 0.5
+
+
 async def assert_a_reload_draws_it_the_same(chat: ChatPage, tail: Locator) -> None:
     """The reply's tail, drawn from a snapshot after a reload, is drawn as its frames drew it."""
     drawn = layout_html(await tail.inner_html())
@@ -462,9 +477,7 @@ async def test_a_code_block_in_a_lists_item_is_drawn_as_code_while_it_is_written
     await expect(settled.locator("span.nb")).to_have_text("print")
     moved = await box_in_reply(chat, reply_id, settled)
     assert (moved["x"], moved["y"], moved["width"]) == (block["x"], block["y"], block["width"])
-    live = await page.evaluate(REPLY_HTML_JS, reply_id)
-    assert render_markdown(STEPS_REPLY) in live  # the one-shot render, nothing twice
-    assert watch.console_errors == [] and watch.csp_violations == []
+    await assert_settled_as_rendered(page, reply_id, STEPS_REPLY, watch)
 
 
 TEXT_START_JS = """
@@ -566,10 +579,8 @@ async def test_an_items_text_after_its_code_block_is_drawn_after_the_block(
     assert (moved["x"], moved["y"], moved["width"]) == (block["x"], block["y"], block["width"])
     for word, was in (("Then", words), ("Install", intro)):
         now = await word_in_reply(chat, reply_id, settled, word)
-        assert abs(now[0] - was[0]) <= 0.5 and abs(now[1] - was[1]) <= 0.5, (word, was, now)
-    live = await page.evaluate(REPLY_HTML_JS, reply_id)
-    assert render_markdown(reply) in live  # the one-shot render, nothing twice
-    assert watch.console_errors == [] and watch.csp_violations == []
+        assert near(now, was), (word, was, now)
+    await assert_settled_as_rendered(page, reply_id, reply, watch)
 
 
 POINTS_REPLY = """\
@@ -616,12 +627,10 @@ async def test_a_list_nested_in_a_lists_item_is_drawn_as_a_list_while_it_is_writ
     settled = content.locator(":scope > ol > li").nth(0)
     for i, box in enumerate(drawn):  # where each point stood, as wide
         moved = await box_in_reply(chat, reply_id, settled.locator(":scope > ul > li").nth(i))
-        assert abs(moved["x"] - box["x"]) <= 0.5 and abs(moved["y"] - box["y"]) <= 0.5
+        assert near(moved, box)
         assert abs(moved["width"] - box["width"]) <= 0.5
     assert await start_in_reply(chat, reply_id, settled.locator(":scope > strong")) == intro
-    live = await page.evaluate(REPLY_HTML_JS, reply_id)
-    assert render_markdown(POINTS_REPLY) in live  # the one-shot render, nothing twice
-    assert watch.console_errors == [] and watch.csp_violations == []
+    await assert_settled_as_rendered(page, reply_id, POINTS_REPLY, watch)
 
 
 LOOSE_STEPS_REPLY = """\
@@ -648,13 +657,9 @@ async def test_a_loose_steps_paragraph_and_points_stand_where_they_settle(
     steps) drew its text on the title's line, and its points as that text, their markers too,
     until the next step began: then the text moved down under the title. They are drawn
     under the title as they are written, and stay where they are as the step settles."""
-    await page.set_viewport_size(viewport)
-    await page.emulate_media(color_scheme=scheme)
-    tokens = re.findall(r"\s*\S+|\s+", LOOSE_STEPS_REPLY)
-    chat, reply_id, (in_text, in_points) = await reply_held_before(
-        page, server, fake_upstream, tokens, [" then", " pear"]
+    chat, reply_id, (in_text, in_points), tail, content = await reply_held_at_size(
+        page, server, fake_upstream, viewport, scheme, LOOSE_STEPS_REPLY, [" then", " pear"]
     )
-    tail, content = page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
     step = tail.locator("ol > li")
     await expect(step.locator(".tail-paragraph")).to_have_text(
         "Run the installer and wait for the prompt,"
@@ -678,12 +683,10 @@ async def test_a_loose_steps_paragraph_and_points_stand_where_they_settle(
     steps = content.locator(":scope > ol > li")
     for word, was in words.items():
         now = await word_in_reply(chat, reply_id, steps.nth(0 if word != "Eat" else 1), word)
-        assert abs(now[0] - was[0]) <= 0.5 and abs(now[1] - was[1]) <= 0.5, (word, was, now)
+        assert near(now, was), (word, was, now)
     moved = await box_in_reply(chat, reply_id, steps.nth(1).locator(":scope > ul > li").nth(0))
-    assert abs(moved["x"] - point["x"]) <= 0.5 and abs(moved["y"] - point["y"]) <= 0.5
-    live = await page.evaluate(REPLY_HTML_JS, reply_id)
-    assert render_markdown(LOOSE_STEPS_REPLY) in live  # the one-shot render, nothing twice
-    assert watch.console_errors == [] and watch.csp_violations == []
+    assert near(moved, point)
+    await assert_settled_as_rendered(page, reply_id, LOOSE_STEPS_REPLY, watch)
 
 
 POINT_CODE_REPLY = """\
@@ -711,13 +714,9 @@ async def test_a_points_code_and_its_points_stand_where_they_settle(
     point's text, fences and markers too, until the next step began. They are drawn as the
     code block and the list, the line being written in its place, and stay where they are
     as the step settles, the code's indentation too."""
-    await page.set_viewport_size(viewport)
-    await page.emulate_media(color_scheme=scheme)
-    tokens = re.findall(r"\s*\S+|\s+", POINT_CODE_REPLY)
-    chat, reply_id, (in_code, in_points) = await reply_held_before(
-        page, server, fake_upstream, tokens, [" go", " own"]
+    chat, reply_id, (in_code, in_points), tail, content = await reply_held_at_size(
+        page, server, fake_upstream, viewport, scheme, POINT_CODE_REPLY, [" go", " own"]
     )
-    tail, content = page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
     point = tail.locator("ol > li > ul.tail-sublist > li").nth(0)
     code = point.locator(".code-block code.language-python")
     await expect(code).to_have_text("def main():\n    return 1\n")
@@ -742,10 +741,51 @@ async def test_a_points_code_and_its_points_stand_where_they_settle(
     assert (moved["x"], moved["y"], moved["width"]) == (block["x"], block["y"], block["width"])
     assert await settled.locator(".code-block code").inner_text() == shown_code
     now = await box_in_reply(chat, reply_id, settled.locator(":scope > ul > li > ul > li").nth(0))
-    assert abs(now["x"] - first["x"]) <= 0.5 and abs(now["y"] - first["y"]) <= 0.5
-    live = await page.evaluate(REPLY_HTML_JS, reply_id)
-    assert render_markdown(POINT_CODE_REPLY) in live  # the one-shot render, nothing twice
-    assert watch.console_errors == [] and watch.csp_violations == []
+    assert near(now, first)
+    await assert_settled_as_rendered(page, reply_id, POINT_CODE_REPLY, watch)
+
+
+QUOTE_POINTS_REPLY = """\
+Here is a note:
+
+> **Note:** do this first.
+> - Back up your *data*
+> - Then update the app, and go on
+
+After the note."""
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_quote_with_points_stands_where_it_settles(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A note with points was drawn as the quote, then as text, its markers too, from its
+    first point on, then as the quote again as it settled: two jumps. It is drawn as the
+    quote with its points as they are written, and stays where it is as it settles."""
+    chat, reply_id, (in_points,), tail, content = await reply_held_at_size(
+        page, server, fake_upstream, viewport, scheme, QUOTE_POINTS_REPLY, [" go"]
+    )
+    points = tail.locator("blockquote > ul > li")
+    await expect(points).to_have_count(2)
+    await expect(points.nth(1)).to_have_text("Then update the app, and")
+    await expect(points.nth(0).locator("em")).to_have_text("data")
+    shown = await tail.inner_text()
+    assert ">" not in shown and not re.search(r"(?m)^\s*- ", shown), shown
+    drawn = [await box_in_reply(chat, reply_id, points.nth(i)) for i in range(2)]
+    quote = await box_in_reply(chat, reply_id, tail.locator("blockquote"))
+    await check_looks(page, tmp_path / f"quote-points-{viewport['width']}-{scheme}.png")
+    await assert_a_reload_draws_it_the_same(chat, tail)
+
+    in_points.open()
+    await chat.wait_finished(reply_id)
+    settled = content.locator(":scope > blockquote")
+    moved = await box_in_reply(chat, reply_id, settled)
+    assert near(moved, quote)
+    for i, box in enumerate(drawn):
+        now = await box_in_reply(chat, reply_id, settled.locator(":scope > ul > li").nth(i))
+        assert near(now, box)
+    await assert_settled_as_rendered(page, reply_id, QUOTE_POINTS_REPLY, watch)
 
 
 MARKS_REPLY = """\
@@ -893,6 +933,20 @@ async def reply_held_before(
     return chat, await chat.send("Tell me"), gates
 
 
+async def reply_held_at_size(
+    page, server, fake_upstream, viewport, scheme, reply: str, held_before: list[str]
+) -> tuple[ChatPage, int, list[Gate], Locator, Locator]:
+    """`reply_held_before` at a window's size and colour scheme, its tokens the words of
+    `reply`; also its tail and its settled blocks."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    tokens = re.findall(r"\s*\S+|\s+", reply)
+    chat, reply_id, gates = await reply_held_before(
+        page, server, fake_upstream, tokens, held_before
+    )
+    return chat, reply_id, gates, page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
+
+
 HEAD_REPLY = """\
 Plans:
 
@@ -961,9 +1015,7 @@ async def test_a_tables_head_is_drawn_as_its_head_while_it_is_written(
     content = page.locator(f"#c{reply_id}")
     settled = await box_in_reply(chat, reply_id, content.locator("thead th strong"))
     assert (settled["x"], settled["y"]) == (price["x"], price["y"])
-    live = await page.evaluate(REPLY_HTML_JS, reply_id)
-    assert render_markdown(HEAD_REPLY) in live  # the one-shot render, nothing twice
-    assert watch.console_errors == [] and watch.csp_violations == []
+    await assert_settled_as_rendered(page, reply_id, HEAD_REPLY, watch)
 
 
 STEPS_AFTER_A_LINE = """\
@@ -1003,9 +1055,7 @@ async def test_a_list_right_after_a_paragraphs_line_is_drawn_as_the_list_as_it_b
     await chat.wait_finished(reply_id)
     settled = await box_in_reply(chat, reply_id, content.locator("ol > li").first)
     assert (settled["x"], settled["y"]) == (item["x"], item["y"])
-    live = await page.evaluate(REPLY_HTML_JS, reply_id)
-    assert render_markdown(STEPS_AFTER_A_LINE) in live  # the one-shot render, nothing twice
-    assert watch.console_errors == [] and watch.csp_violations == []
+    await assert_settled_as_rendered(page, reply_id, STEPS_AFTER_A_LINE, watch)
 
 
 QUOTE_REPLY = """\
@@ -1058,9 +1108,7 @@ async def test_a_quote_is_drawn_as_the_quote_while_it_streams(
     assert (settled_note["x"], settled_note["y"]) == (note["x"], note["y"])
     gates[1].open()
     await chat.wait_finished(reply_id)
-    live = await page.evaluate(REPLY_HTML_JS, reply_id)
-    assert render_markdown(QUOTE_REPLY) in live  # the one-shot render, nothing twice
-    assert watch.console_errors == [] and watch.csp_violations == []
+    await assert_settled_as_rendered(page, reply_id, QUOTE_REPLY, watch)
 
 
 MARKER_TOKENS = ["Steps", ":", "\n\n", "-", " install", " it", "\n", "-", " run", " it", "."]
@@ -1153,9 +1201,7 @@ async def test_a_heading_a_lists_first_item_and_the_words_after_a_list_stand_whe
     await chat.wait_finished(reply_id)
     last = await box_in_reply(chat, reply_id, content.locator(":scope > p").last)
     assert (last["x"], last["y"]) == (after["x"], after["y"])
-    live = await page.evaluate(REPLY_HTML_JS, reply_id)
-    assert render_markdown(OPENINGS_REPLY) in live  # the one-shot render, nothing twice
-    assert watch.console_errors == [] and watch.csp_violations == []
+    await assert_settled_as_rendered(page, reply_id, OPENINGS_REPLY, watch)
 
 
 @pytest.mark.parametrize(
