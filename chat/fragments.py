@@ -229,7 +229,8 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
         at = f"#{pending_id}" + " > :last-child" * step.pending_depth
         parts.append(f'<span hx-swap-oob="beforeend:{at}">{step.pending_added}</span>')
     elif step.line_redrawn:  # (a block drawn as it renders so far: its line, with a mark)
-        parts.append(f'<span id="{code_id}" hx-swap-oob="innerHTML">{tail.line_html}</span>')
+        line = escape(tail.text) if tail.line_html is None else tail.line_html
+        parts.append(f'<span id="{code_id}" hx-swap-oob="innerHTML">{line}</span>')
     elif step.appended:
         target = pending_id if tail.pending_from is not None else text_id
         parts.append(f'<span id="{target}" hx-swap-oob="beforeend">{escape(step.appended)}</span>')

@@ -649,6 +649,7 @@ class _ItemList:
 _Drawing = tuple[tuple[int, str | None], str, str, int, int]
 _RENDERED_SO_FAR_MOST = 2_000
 _RENDERED_SO_FAR_LINES = 60
+_LINE_FORMATTED_MOST = 400  # its line being written is drawn formatted up to so long
 _FENCE_AFTER = re.compile(r"`{3,}|~{3,}")
 # A line's blanks and its list marker (its text starts after them); a quote's line's markers,
 # its blanks and its list marker
@@ -737,6 +738,7 @@ class ProgressiveRenderer:
         "_item_code",
         "_item_code_waits",
         "_item_list",
+        "_line_drawn",
         "_list",
         "_list_settled",
         "_open_line",
@@ -789,6 +791,9 @@ class ProgressiveRenderer:
         # A line being written that may yet be a rule, looked at: (where it starts, its
         # marker, "" if it is no rule, where it has been looked at to)
         self._rule_seen: tuple[int, str, int] = (-1, "", 0)
+        # The line being written of a block drawn as it renders so far, drawn: (where it
+        # starts and ends, its HTML)
+        self._line_drawn: tuple[int, int, str | None] = (-1, -1, None)
         self._item_list: _ItemList | None = None  # a list nested in the open item, or None
         # The open item's first paragraph, looked at: (where the tail starts, where the item's
         # text starts, where the line after the lines known to be the paragraph's starts)
@@ -1748,22 +1753,35 @@ class ProgressiveRenderer:
     def _line_step(self, drawing: _Drawing, shown_end: int, step: RenderStep) -> None:
         """Say in `step` how the line being written of a block drawn as it renders so far
         (`_rendered_so_far`) changed on the page, which showed its text up to `shown_end`:
-        text added, or, where it has a mark, drawn anew (`_line_html`)."""
-        if self._line_html(drawing) is not None:
+        text added, or, where it is drawn formatted (`_line_html`), drawn anew (once more,
+        as its text, as it grows past `_LINE_FORMATTED_MOST`)."""
+        start, end = drawing[3], drawing[4]
+        if self._line_formatted(drawing, end) or self._line_formatted(drawing, shown_end):
             step.line_redrawn, step.appended = True, ""
         else:
-            step.appended = self.text[max(shown_end, drawing[3]) : drawing[4]]
+            step.appended = self.text[max(shown_end, start) : end]
+
+    def _line_formatted(self, drawing: _Drawing, end: int) -> bool:
+        """Whether the line being written of a block drawn as it renders so far is drawn
+        formatted when it ends at `end`: it has a mark, it is no code's, and it is short
+        (each character draws it anew)."""
+        _, before, _, start, _ = drawing
+        if not 0 < end - start <= _LINE_FORMATTED_MOST:
+            return False
+        if not _INLINE_MARK.search(self.text, start, end):
+            return False
+        return before.rfind("<pre") <= before.rfind("</pre>")  # (not a line of code)
 
     def _line_html(self, drawing: _Drawing) -> str | None:
         """The line being written of a block drawn as it renders so far, drawn as it will
-        render if its marks close where its text ends (`_cell_written`); None: its text as
-        it is (no mark in it, or in code)."""
-        _, before, _, start, end = drawing
-        if not _INLINE_MARK.search(self.text, start, end):
+        render if its marks close where its text ends (`drawn_as_closed`), where it is drawn
+        formatted (`_line_formatted`); None: drawn as its text."""
+        start, end = drawing[3], drawing[4]
+        if not self._line_formatted(drawing, end):
             return None
-        if before.rfind("<pre") > before.rfind("</pre>"):
-            return None  # (a line of code)
-        return self._cell_written(self.text[start:end])
+        if self._line_drawn[:2] != (start, end):
+            self._line_drawn = (start, end, self._cell_written(self.text[start:end], cell=False))
+        return self._line_drawn[2]
 
     def _item_list_step(self, nested: _ItemList, step: RenderStep, old_end: int) -> int:
         """Say in `step` which items of the nested list settled, and draw the text of its item
@@ -2388,7 +2406,9 @@ class ProgressiveRenderer:
         markers = prefix.match(text, line, end)
         assert markers is not None
         placed = markers.end() < end and not _FENCE_AFTER.match(text, markers.end(), end)
-        key = (line, markers.group(0) if placed else None)
+        # (a line that starts as a fence's: drawn rendered whole, anew if it grows, which one
+        # that is held back until it ends does not, but a longer one, or no fence, may)
+        key = (line, markers.group(0)) if placed else (end, None)
         if drawing is not None and drawing[0] == key:
             return (key, drawing[1], drawing[2], drawing[3], end if placed else drawing[4])
         if placed:
@@ -2557,7 +2577,7 @@ class ProgressiveRenderer:
         table.ended_html = tuple(done)
         return (*done, *(self._cell_written(text) for text in texts[count:]))
 
-    def _cell_written(self, text: str) -> str:
+    def _cell_written(self, text: str, *, cell: bool = True) -> str:
         """A cell of a table's row or head being written (its text without the blanks
         before it), as the page draws it: as it will render if its marks close where its text
         ends (`drawn_as_closed`), or as its text (without the blanks after it, which show
@@ -2565,7 +2585,7 @@ class ProgressiveRenderer:
         added to its drawing where they are being written need no render."""
         if not text or not _INLINE_MARK.search(text):
             return escape(text.rstrip(MD_TRIMMED))
-        words = _ESCAPED_PIPE.sub("|", text)
+        words = _ESCAPED_PIPE.sub("|", text) if cell else text  # (a cell's "\|" is a pipe)
         references = len(self._references.get("references", ()))
         last_words, last_references, last = self._cell_drawn
         if last_references != references:
