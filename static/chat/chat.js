@@ -431,7 +431,10 @@
       return;
     }
     if (event.detail.successful) {
-      form.querySelector("textarea").value = "";
+      // The box empties of what was sent; what was typed since (while the answer was on its
+      // way: the reply shows over the socket first) stays.
+      var box = form.querySelector("textarea");
+      if (box.value === form.getAttribute("data-sent")) { box.value = ""; }
       if (error) { error.hidden = true; error.textContent = ""; }
       followEnd = true;
       afterContentChange();
@@ -543,6 +546,10 @@
   }
 
   document.addEventListener("htmx:beforeRequest", function (event) {
+    var sending = event.detail.elt;
+    if (sending && sending.id === "composer") {
+      sending.setAttribute("data-sent", sending.querySelector("textarea").value);
+    }
     var near = event.detail.elt ? actionErrorSpot(event.detail.elt) : null;
     var line = near && near.nextElementSibling;
     if (line && line.classList.contains("action-error")) { line.remove(); }

@@ -3,6 +3,7 @@ resend, and feedback that reviewers see in the admin transcript."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -394,3 +395,28 @@ async def test_right_to_left_text_reads_right_to_left(
     )
     assert first < last
     await check_looks(page, tmp_path / f"right-to-left-{viewport['width']}-{scheme}.png")
+
+
+async def test_what_is_typed_while_a_message_is_on_its_way_stays_in_the_box(
+    page, server, fake_upstream
+):
+    """The message box emptied when the answer to a send came, taking what was typed since
+    with it (a slow network; the reply shows over the socket first): only what was sent goes."""
+    fake_upstream.plan = answers("An answer.")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+
+    async def slowly(route):
+        await asyncio.sleep(1.0)
+        await route.continue_()
+
+    await page.route("**/messages/", slowly)
+    await chat.composer.fill("first question")
+    await chat.composer.press("Enter")
+    await asyncio.sleep(0.3)
+    await chat.composer.fill("and a second thought")  # typed while the first is on its way
+    await expect(page.locator("#messages article.assistant")).to_have_count(1)
+    await page.wait_for_function("() => !document.querySelector('#composer.htmx-request')")
+    await asyncio.sleep(0.3)
+    await expect(chat.composer).to_have_value("and a second thought")
+    await expect(page.locator("#messages article.user .user-text")).to_have_text("first question")
