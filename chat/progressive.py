@@ -642,10 +642,10 @@ class _ItemList:
     off: bool = False
 
 
-# A block drawn as it renders so far (`_rendered_so_far`): ((where its last line of text
-# starts, its blanks and markers; None: it is a fence's line, drawn rendered), the HTML before
-# and after the place of that line's text, where that text starts and ends); so drawn up to
-# so long, and so many lines
+# A block drawn as it renders so far (`_rendered_so_far`): (its key: where its last line of
+# text starts and that line's blanks and markers, or, for a fence's line, drawn rendered
+# whole, where its text ends and None; the HTML before and after the place of that line's
+# text; where that text starts and ends); so drawn up to so long, and so many lines
 _Drawing = tuple[tuple[int, str | None], str, str, int, int]
 _RENDERED_SO_FAR_MOST = 2_000
 _RENDERED_SO_FAR_LINES = 60
