@@ -106,6 +106,9 @@ _STARTS_TEXT = (
 # a numbered item's that starts its list at 1, a quote's; looked at in its first characters.
 _INTERRUPTS = re.compile(r" {0,3}(?:#{1,6}[ \t]+\S|[-+*][ \t]+\S|1[.)][ \t]+\S|>)")
 _INTERRUPT_SEEN = 16
+# A line's start that ends a list item's paragraph when indented less than the item's text:
+# any list's item then (a number other than 1 too), a heading, a quote.
+_ENDS_ITEM_TEXT = re.compile(r" {0,3}(?:#{1,6}[ \t]+\S|(?:[-+*]|[0-9]{1,9}[.)])[ \t]+\S|>)")
 _PARAGRAPH_LINE = re.compile(rf"(?:(?: {{4}}| {{0,3}}\t)[ \t]*\S| {{0,3}}{_STARTS_TEXT})[^\n]*\n")
 # - the innermost paragraph of a quote or a list item (the block open at the text's end) with
 #   a line that starts no block, however it is indented (a lazy line);
@@ -2130,18 +2133,22 @@ class ProgressiveRenderer:
         return True
 
     def _line_ends_list(self, delta_length: int, html: list[str]) -> bool:
-        """A line being written after a blank line that the open top-level list cannot take
-        ends it, and the list settles: a line indented less than its last item's content that
-        starts no item of it (a paragraph, a heading, a quote, another list). The words after
-        a list were drawn in its last item until their line ended. Decided by the line's first
-        characters: a number and the list's delimiter under a numbered list, or its marker
-        under a bulleted one, then a blank, may yet start its next item, and wait for their
-        line's end."""
+        """A line being written that the open top-level list cannot take ends it, and the
+        list settles: after a blank line, a line indented less than its last item's content
+        that starts no item of it (a paragraph, a heading, a quote, another list); right after
+        the item's text, such a line that starts a block, which ends the item's paragraph
+        (a heading, a quote, another list's item: "  - point" under "1. Step", indented two
+        where the step's text is three in). The words after a list were drawn in its last item
+        until their line ended. Decided by the line's first characters: a number and the
+        list's delimiter under a numbered list, or its marker under a bulleted one, then a
+        blank, may yet start its next item, and wait for their line's end."""
         being_written = self._list_line_being_written(delta_length)
         if being_written is None:
             return False
         line_start, (ordered, marker, column) = being_written
-        if not self._follows_blank_line(line_start):
+        if not self._follows_blank_line(line_start) and not _ENDS_ITEM_TEXT.match(
+            self.text, line_start
+        ):
             return False  # the line may be a lazy one of the item
         start = _LINE_START.match(self.text, line_start)
         assert start is not None

@@ -2051,6 +2051,61 @@ def test_a_line_the_list_may_take_leaves_it_open(before: str, line: str) -> None
 
 
 @pytest.mark.parametrize(
+    ("before", "line"),
+    [
+        ("1. **Install** it\n", "  - run `pip install`"),  # two spaces under "1. "
+        ("1. Install\n   - pip\n", "  - then"),  # under its own nested points
+        ("10. Install\n", "   - pip"),  # three under "10. "
+        ("- Install\n", "2. Use it"),  # another kind of list, any number
+        ("- Install\n", "+ other"),  # another bullet
+        ("1. Install\n", "1) other"),  # another delimiter
+        ("1. Install\n", "## Next"),
+        ("1. Install\n", " > a note"),
+    ],
+)
+def test_a_block_right_after_an_items_text_indented_less_ends_the_list_as_it_begins(
+    before: str, line: str
+) -> None:
+    """Two-space points under "1. Step" (models write them so) are no points of the step: its
+    text is three in, so they start a list of their own after the numbered one. They were
+    drawn as the step's text ("Install it - run pip install") until their line ended, then
+    jumped out of it; so was a heading, a quote or another list's item right after an item's
+    text. Such a line ends the list from its marker and first character on: the list
+    settles, and the line is the tail, drawn as its block."""
+    text = before + line
+    for pieces in ([text], [before, line], list(text)):
+        renderer = ProgressiveRenderer()
+        for piece in pieces:
+            renderer.feed(piece)
+        assert renderer.text[renderer.settled :] + renderer.held == line, pieces
+        assert renderer.blocks_html == render_markdown(before), pieces
+        page, whole, _ = stream(pieces)
+        assert whole == page.html == render_markdown(text), pieces
+    tails_on_a_page(text + " and more\n", list(text + " and more\n"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1. Install\n   - pip",  # indented to the step's text: its points
+        "1. Install\n  more of it",  # a lazy line
+        "1. Install\n  #tag",  # no heading
+        "1. Install\n  -x",  # no item
+        "1. Install\n 2. Use",  # the next step
+        "- Install\n - Use",  # the next point
+    ],
+)
+def test_a_line_right_after_an_items_text_that_it_may_take_leaves_the_list_open(
+    text: str,
+) -> None:
+    renderer = fed_by_character(text)
+    # (the next item settles the one before, and the list stays open)
+    assert renderer.blocks_html == renderer.open_list_html, text
+    assert renderer.tail.kind == "item", text
+    tails_on_a_page(text, list(text))
+
+
+@pytest.mark.parametrize(
     ("line", "kind", "drawn"),
     [
         ("- install it", "item", "install it"),
