@@ -249,7 +249,7 @@ def reply_end(message: Message, *, oob: bool) -> str:
     actions = [
         '\n    <button type="button" class="icon-button icon-copy copy-button" '
         f'data-copy="#m{pk} .content"\n'
-        '            aria-label="Copy"></button>\n    '
+        f'            data-copy-text="messages/{pk}/text/" aria-label="Copy"></button>\n    '
     ]
     if message.stopped_early:
         actions.append(

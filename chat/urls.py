@@ -29,6 +29,11 @@ urlpatterns = [
         name="message_detail",
     ),
     path(
+        "c/<uuid:conversation_id>/messages/<int:message_id>/text/",
+        views.message_text,
+        name="message_text",
+    ),
+    path(
         "c/<uuid:conversation_id>/messages/<int:message_id>/edit/",
         views.message_edit,
         name="message_edit",

@@ -397,11 +397,27 @@ def message_detail(
 ) -> HttpResponse:
     """One message as the page draws it. A tab fetches it here when the socket frame that
     would carry it is too large (`chat.consumers.MAX_FRAME_BYTES`)."""
-    conversation = _conversation_or_404(request, conversation_id)
+    message = _shown_message_or_404(_conversation_or_404(request, conversation_id), message_id)
+    return render(request, PAGE + "#message", {"message": selectors.with_versions(message=message)})
+
+
+@login_required
+@require_GET
+def message_text(request: HttpRequest, conversation_id: uuid.UUID, message_id: int) -> HttpResponse:
+    """A message's text as it was written: a reply's markdown, which its Copy button puts on
+    the clipboard as plain text (beside the HTML the page shows, for pasting formatted)."""
+    message = _shown_message_or_404(_conversation_or_404(request, conversation_id), message_id)
+    response = HttpResponse(message.content, content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+def _shown_message_or_404(conversation: Conversation, message_id: int) -> Message:
+    """A message of the conversation that its page shows (not its system prompt)."""
     message = conversation.messages.exclude(role=Message.Role.SYSTEM).filter(pk=message_id).first()
     if message is None:
         raise Http404("No such message.")
-    return render(request, PAGE + "#message", {"message": selectors.with_versions(message=message)})
+    return message
 
 
 @login_required

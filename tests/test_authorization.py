@@ -40,6 +40,7 @@ EXPECTED = {
     "c/<uuid:conversation_id>/messages/<int:message_id>/retry/": "405/409 405/404 405/404 302/302",
     "c/<uuid:conversation_id>/messages/<int:message_id>/select/": "405/302 405/404 405/404 302/302",
     "c/<uuid:conversation_id>/messages/<int:message_id>/stop/": "405/204 405/404 405/404 302/302",
+    "c/<uuid:conversation_id>/messages/<int:message_id>/text/": "200/405 404/405 404/405 302/302",
     "c/<uuid:conversation_id>/rename/": "405/422 405/404 405/404 302/302",
     "c/<uuid:conversation_id>/settings/": "405/302 405/404 405/404 302/302",
     "favicon.ico": "301/301 301/301 301/301 301/301",

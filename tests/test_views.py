@@ -98,6 +98,29 @@ def test_another_users_reply_cannot_be_stopped(
     assert reply.status == Message.Status.PENDING
 
 
+def test_a_messages_text_is_its_markdown_as_written_for_its_owner_only(
+    alice: Client, conversation: Conversation, other_user, sent_to_worker
+):
+    """A reply's Copy puts its markdown on the clipboard as plain text: the page asks for it
+    here. Its owner gets it as plain text (the browser runs nothing of it); no one else does,
+    nor the conversation's system prompt."""
+    _, reply = services.message_submit(conversation=conversation, content="hi")
+    markdown = "**Bold** <script>alert(1)</script>\n\n```py\nprint('x')\n```\n"
+    Message.objects.filter(pk=reply.pk).update(content=markdown, status=Message.Status.COMPLETE)
+    url = reverse("chat:message_text", args=[conversation.pk, reply.pk])
+    response = alice.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response.content.decode() == markdown
+    mallory = Client()
+    mallory.force_login(other_user)
+    assert mallory.get(url).status_code == 404
+    system = conversation.messages.create(role=Message.Role.SYSTEM, content="secret")
+    url = reverse("chat:message_text", args=[conversation.pk, system.pk])
+    assert alice.get(url).status_code == 404
+
+
 def test_conversation_list_shows_only_my_conversations_newest_first(alice, user, other_user):
     older = services.conversation_create(owner=user)
     older.title = "Older one"

@@ -755,31 +755,53 @@
   document.addEventListener("htmx:afterSettle", syncComposer);
   document.addEventListener("htmx:oobAfterSwap", function () { setTimeout(syncComposer, 0); });
 
-  // Copy buttons: one per reply (server-rendered), one per code block (added here).
-  function copyText(text, button) {
-    function done() {
-      if (button.hasAttribute("aria-label")) {  // an icon button: a tick, and its name says so
-        button.setAttribute("aria-label", "Copied");
-        button.classList.add("done");
-        setTimeout(function () {
-          button.setAttribute("aria-label", "Copy");
-          button.classList.remove("done");
-        }, 1500);
-        return;
-      }
-      var label = button.textContent;
-      button.textContent = "Copied";
-      setTimeout(function () { button.textContent = label; }, 1500);
+  // Copy buttons: one per message (server-rendered), one per code block (added here).
+  function copied(button) {
+    if (button.hasAttribute("aria-label")) {  // an icon button: a tick, and its name says so
+      button.setAttribute("aria-label", "Copied");
+      button.classList.add("done");
+      setTimeout(function () {
+        button.setAttribute("aria-label", "Copy");
+        button.classList.remove("done");
+      }, 1500);
+      return;
     }
+    var label = button.textContent;
+    button.textContent = "Copied";
+    setTimeout(function () { button.textContent = label; }, 1500);
+  }
+
+  function copyText(text, button) {
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(done, function () {});
+      navigator.clipboard.writeText(text).then(function () { copied(button); }, function () {});
     } else {
       var area = document.createElement("textarea");
       area.value = text;
       document.body.appendChild(area);
       area.select();
-      try { document.execCommand("copy"); done(); } finally { area.remove(); }
+      try { document.execCommand("copy"); copied(button); } finally { area.remove(); }
     }
+  }
+
+  // A reply goes on the clipboard twice: as its markdown, the plain text (asked of the server:
+  // an editor, a terminal, another chat get "**bold**" and "```py" as the model wrote them),
+  // and as the HTML the page shows (a document or an email keep its formatting). The text
+  // shown, if the browser cannot write both or the markdown cannot be had.
+  function copyReply(element, url, button) {
+    var text = shownText(element);
+    if (!(navigator.clipboard && navigator.clipboard.write && window.ClipboardItem && window.isSecureContext)) {
+      copyText(text, button);
+      return;
+    }
+    // (signed out, the answer would be the login page: a redirect is not followed, and not ok)
+    var markdown = fetch(url, { credentials: "same-origin", redirect: "manual" })
+      .then(function (response) { return response.ok ? response.text() : text; }, function () { return text; })
+      .then(function (source) { return new Blob([source], { type: "text/plain" }); });
+    var item = new ClipboardItem({
+      "text/plain": markdown,
+      "text/html": new Blob([shownHtml(element)], { type: "text/html" }),
+    });
+    navigator.clipboard.write([item]).then(function () { copied(button); }, function () { copyText(text, button); });
   }
 
   // Code blocks come in a frame (`div.code-block`, with the language label) from the server;
@@ -809,7 +831,12 @@
     var source = button.classList.contains("code-copy")
       ? button.parentElement.querySelector("pre")
       : document.querySelector(button.getAttribute("data-copy"));
-    if (source) { copyText(shownText(source), button); }
+    if (!source) { return; }
+    if (button.hasAttribute("data-copy-text")) {
+      copyReply(source, button.getAttribute("data-copy-text"), button);
+    } else {
+      copyText(shownText(source), button);
+    }
   });
 
   // The text as the page shows it, without the code blocks' language labels and copy buttons
@@ -819,6 +846,15 @@
     var text = element.innerText;
     element.classList.remove("copying");
     return text;
+  }
+
+  // The HTML the page shows, without them.
+  function shownHtml(element) {
+    var copy = element.cloneNode(true);
+    Array.prototype.forEach.call(copy.querySelectorAll(".code-lang, .code-copy"), function (extra) {
+      extra.remove();
+    });
+    return copy.innerHTML;
   }
 
   document.addEventListener("htmx:load", function (event) { addCodeCopyButtons(event.detail.elt); });

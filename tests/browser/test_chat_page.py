@@ -89,22 +89,45 @@ async def test_a_sent_message_streams_a_reply_that_becomes_highlighted_markdown(
     saved = await Message.objects.aget(pk=reply_id)
     assert (saved.status, saved.content) == ("complete", REPLY_TEXT)
 
-    # Copy takes the reply as shown, without the code block's label and button; Copy code
-    # takes the code alone. (The label and the button were copied with the reply.)
-    await page.evaluate(
-        "navigator.clipboard.writeText = (text) => {"
-        " window.copied = text; return Promise.resolve(); }"
-    )
-    await chat.reply(reply_id).locator(".copy-button").click()
-    copied = await page.evaluate("window.copied")
-    assert copied.startswith("Here is a short answer.") and copied.endswith("Done."), copied
-    assert "def greet(name):" in copied
-    assert "python" not in copied and "Copy code" not in copied, copied
+    # Copy puts the reply on the clipboard as its markdown (plain text: "**short**" and the
+    # fence as the model wrote them) and as the HTML shown, without the code block's label
+    # and button, for pasting formatted (it copied the text shown, marks and fences lost);
+    # Copy code takes the code alone. (The label and the button were copied with the reply.)
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    button = chat.reply(reply_id).locator(".copy-button")
+    await button.click()
+    await expect(button).to_have_attribute("aria-label", "Copied")
+    copied = await page.evaluate(READ_CLIPBOARD)
+    assert copied["text/plain"] == REPLY_TEXT, copied
+    html = copied["text/html"]
+    assert "<strong>short</strong>" in html and "<li>second item</li>" in html, html
+    assert '<span class="nf">greet</span>' in html, html
+    assert "code-lang" not in html and "Copy code" not in html, html
     await content.get_by_role("button", name="Copy code").click()
     assert (
-        await page.evaluate("window.copied") == 'def greet(name):\n    return f"Hello, {name}!"\n'
+        await page.evaluate("navigator.clipboard.readText()")
+        == 'def greet(name):\n    return f"Hello, {name}!"\n'
     )
     await expect(content.locator(".code-lang")).to_be_visible()  # shown again
+
+    # Where the markdown cannot be had (the session ended meanwhile), the text shown.
+    await page.context.clear_cookies()
+    await expect(button).to_have_attribute("aria-label", "Copy")
+    await button.click()
+    await expect(button).to_have_attribute("aria-label", "Copied")
+    copied = await page.evaluate(READ_CLIPBOARD)
+    assert copied["text/plain"].startswith("Here is a short answer."), copied
+    assert copied["text/plain"].endswith("Done.") and "**" not in copied["text/plain"], copied
+
+
+# Each type on the clipboard, and its text.
+READ_CLIPBOARD = """async () => {
+    const found = {};
+    for (const item of await navigator.clipboard.read()) {
+        for (const type of item.types) { found[type] = await (await item.getType(type)).text(); }
+    }
+    return found;
+}"""
 
 
 async def test_shift_enter_adds_a_new_line_and_does_not_send(page, watch, server, fake_upstream):
