@@ -150,6 +150,13 @@ def _plain(text: str, status: int) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
 
 
+def _busy() -> HttpResponse:
+    """A turn refused while a reply streams: the page says so until the reply ends."""
+    response = _plain(BUSY, 409)
+    response["X-Conversation-Busy"] = "true"
+    return response
+
+
 def _invalid(form: Any) -> HttpResponse:
     """A form's errors, for the page to show beside it: 422, never 400 (with DEBUG on,
     django-htmx's script puts a 400 answer to htmx in place of the whole page)."""
@@ -304,7 +311,7 @@ def message_edit(request: HttpRequest, conversation_id: uuid.UUID, message_id: i
             message=message, content=form.cleaned_data["content"], tab=_tab(request)
         )
     except services.ConversationBusy:
-        return _plain(BUSY, 409)
+        return _busy()
     except limits.LimitReached as reached:
         return _plain(reached.message, 429)
     if not request.htmx:  # type: ignore[attr-defined]
@@ -318,13 +325,11 @@ def message_select(
     request: HttpRequest, conversation_id: uuid.UUID, message_id: int
 ) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
-    message = conversation.messages.exclude(role=Message.Role.SYSTEM).filter(pk=message_id).first()
-    if message is None:
-        raise Http404("No such message.")
+    message = _shown_message_or_404(conversation, message_id)
     try:
         services.message_select(message=message, tab=_tab(request))
     except services.ConversationBusy:
-        return _plain(BUSY, 409)
+        return _busy()
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
     path = selectors.active_path(conversation=conversation)
@@ -370,7 +375,7 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
             after=form.cleaned_data["after"],
         )
     except services.ConversationBusy:
-        return _plain(BUSY, 409)
+        return _busy()
     except services.ConversationChanged:
         response = _plain(CHANGED, 409)
         response["X-Conversation-Changed"] = "1"  # the page redraws itself, keeping the text
@@ -442,7 +447,7 @@ def _rerun_reply(
     try:
         action(reply=reply)
     except services.ConversationBusy:
-        return _plain(BUSY, 409)
+        return _busy()
     except limits.LimitReached as reached:
         return _plain(reached.message, 429)
     except services.ReplyNotRetryable:

@@ -421,7 +421,7 @@
       if (!event.detail.successful && xhr && xhr.status >= 400 && xhr.responseText) {
         var near = actionErrorSpot(form);
         if (near) {
-          showActionError(near, refusal(xhr));
+          showActionError(near, refusal(xhr), Boolean(xhr.getResponseHeader("X-Conversation-Busy")));
         } else if (error) {
           error.textContent = refusal(xhr);
           error.hidden = false;
@@ -533,8 +533,9 @@
   }
 
   // One line of error after the spot that failed, replaced by the next one, and gone when a
-  // request from the same spot is sent again.
-  function showActionError(near, text) {
+  // request from the same spot is sent again; one that says a reply is still being written
+  // (`busy`) goes when it ends too.
+  function showActionError(near, text, busy) {
     var line = near.nextElementSibling;
     if (!line || !line.classList.contains("action-error")) {
       line = document.createElement("p");
@@ -543,6 +544,7 @@
       near.insertAdjacentElement("afterend", line);
     }
     line.textContent = text;
+    line.toggleAttribute("data-until-reply-ends", Boolean(busy));
   }
 
   document.addEventListener("htmx:beforeRequest", function (event) {
@@ -913,6 +915,10 @@
         busy.textContent = "";
         busy.removeAttribute("data-until-reply-ends");
       }
+      Array.prototype.forEach.call(
+        document.querySelectorAll(".action-error[data-until-reply-ends]"),
+        function (line) { line.remove(); }
+      );
       // The focus was on the Stop button, now gone: it stays on the reply.
       var lost = !document.activeElement || document.activeElement === document.body;
       if (onStop && (lost || document.activeElement === stop)) { focusReply(reply); }
