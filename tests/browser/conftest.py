@@ -129,11 +129,24 @@ def viewport() -> dict[str, int]:
     return {"width": 1280, "height": 800}
 
 
+@pytest.fixture
+def touch() -> bool:
+    """Parametrize indirectly with True for a phone's touch screen (no hover)."""
+    return False
+
+
 @pytest_asyncio.fixture(loop_scope=LOOP)
-async def context(browser: Any, alice_session: str, viewport: dict[str, int]) -> AsyncIterator[Any]:
+async def context(
+    browser: Any, alice_session: str, viewport: dict[str, int], touch: bool
+) -> AsyncIterator[Any]:
     """A fresh browser profile, logged in as alice, light theme."""
     context = await browser.new_context(
-        viewport=viewport, color_scheme="light", locale="en-US", reduced_motion="reduce"
+        viewport=viewport,
+        color_scheme="light",
+        locale="en-US",
+        reduced_motion="reduce",
+        has_touch=touch,
+        is_mobile=touch,
     )
     context.set_default_timeout(10_000)
     await context.add_cookies(

@@ -241,3 +241,87 @@ async def test_a_word_longer_than_the_line_breaks_and_nothing_scrolls_sideways(
     link = chat.reply(reply_id).locator(f'a[href="https://example.com/{LONG_WORD}"]')
     await expect(link).to_have_text(f"link_{LONG_WORD}")
     await check_looks(page, tmp_path / f"long-words-{viewport['width']}.png")
+
+
+@pytest.mark.parametrize(("viewport", "touch"), [(PHONE, True)])
+async def test_on_a_touch_screen_a_tapped_buttons_tooltip_goes(page, server, fake_upstream):
+    """A tapped button stays hovered on a touch screen: Copy's tooltip stood over the reply's
+    footer, and against the screen's edge, long after the tap."""
+    fake_upstream.plan = streamed(["A reply ", "to copy."], delay=0.01)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("tap it")
+    await chat.wait_finished(reply_id)
+    copy = chat.reply(reply_id).get_by_role("button", name="Copy", exact=True)
+    await copy.tap()
+    tooltip = "(button) => getComputedStyle(button, '::after').content"
+    assert await copy.evaluate(tooltip) == "none"
+    await page.keyboard.press("Shift+Tab")
+    await page.keyboard.press("Tab")  # from the keyboard, it says what the button does
+    assert await copy.evaluate(tooltip) in ('"Copy"', '"Copied"')
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_the_edit_box_of_a_long_message_shows_much_of_it(
+    page, server, fake_upstream, viewport, scheme, tmp_path
+):
+    """The edit box opened three lines tall for a message of thousands of characters."""
+    await page.emulate_media(color_scheme=scheme)
+    fake_upstream.plan = streamed(["Noted."], delay=0.01)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    long = "\n\n".join(f"Paragraph {i}: " + "some words " * 40 for i in range(10))
+    await chat.composer.fill(long)
+    await chat.composer.press("Enter")
+    reply = page.locator("#messages article.assistant")
+    await expect(reply).to_contain_text("Noted.")
+    user = page.locator("#messages article.user")
+    await user.get_by_role("button", name="Edit").click()
+    box = await user.get_by_label("Edit your message").bounding_box()
+    assert box is not None and box["height"] >= viewport["height"] * 0.45, box
+    assert box["height"] <= viewport["height"] * 0.5 + 1, box  # and no more than half the window
+    await check_looks(page, tmp_path / f"edit-long-{viewport['width']}-{scheme}.png")
+    short = page.locator("#messages article.user").get_by_label("Edit your message")
+    await short.fill("Short")
+    box = await short.bounding_box()
+    assert box is not None and 60 <= box["height"] <= 120, box  # three lines or so
+
+
+async def test_the_keyboards_ring_on_a_conversation_in_the_list_is_whole(
+    page, server, fake_upstream
+):
+    """The list's scrolling cut the ring's sides: it showed only as two lines."""
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await page.goto(server.url + "/")
+    link = page.locator("#conversation-list a").first
+    for _ in range(40):
+        await page.keyboard.press("Tab")
+        if await link.evaluate("(a) => a === document.activeElement"):
+            break
+    ring = await link.evaluate(
+        "(a) => { const s = getComputedStyle(a); const list = a.closest('#conversation-list');"
+        " const r = a.getBoundingClientRect(), l = list.getBoundingClientRect();"
+        " const out = parseFloat(s.outlineOffset) + parseFloat(s.outlineWidth);"
+        " return [s.outlineStyle, r.left - out >= l.left && r.right + out <= l.right]; }"
+    )
+    assert ring == ["solid", True], ring
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_the_model_picker_is_as_wide_as_the_model_shown(
+    page, server_factory, fake_upstream, viewport, scheme, tmp_path
+):
+    """It was as wide as its longest model's name: a short name stood far from its arrow,
+    and a phone cut the title to a few letters."""
+    await page.emulate_media(color_scheme=scheme)
+    server = server_factory(CHAT_MODELS="fake-model,gpt-4o-mini-2024-07-18-with-a-long-name")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    picker = page.locator(".chat-header .model-picker")
+    await expect(picker).to_have_value("fake-model")
+    box = await picker.bounding_box()
+    assert box is not None and box["width"] <= 140, box
+    await check_looks(page, tmp_path / f"model-{viewport['width']}-{scheme}.png")
