@@ -25,6 +25,7 @@ from . import selectors, services
 from .exports import csv_lines, jsonl_lines, with_messages
 from .limits import FIELDS
 from .models import Conversation, Message, UsageLimit
+from .templatetags.chat_tags import seconds
 
 
 def _per_conversation(aggregate: Count | Sum) -> Coalesce:
@@ -110,13 +111,22 @@ class MessageInline(admin.TabularInline):
         "model",
         "prompt_tokens",
         "completion_tokens",
-        "time_to_first_token",
-        "duration",
+        "first_token",
+        "took",
         "error",
         "feedback",
         "feedback_comment",
     )
     readonly_fields = fields
+
+    # The times as the transcript gives them ("97 ms", "2.4 s"), not as `0:00:00.096618`
+    @admin.display(description="time to first token")
+    def first_token(self, message: Message) -> str:
+        return seconds(message.time_to_first_token)
+
+    @admin.display(description="duration")
+    def took(self, message: Message) -> str:
+        return seconds(message.duration)
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

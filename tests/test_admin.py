@@ -36,6 +36,33 @@ def test_admin_conversation_page_shows_every_message_and_how_it_ended(
     assert "question one" in filtered.content.decode()
 
 
+def test_a_replys_times_read_as_in_the_transcript_and_its_messages_are_headed_in_order(
+    admin_client: Client, user, monkeypatch
+):
+    """The conversation's page showed a reply's times as `0:00:00.096618`, where the
+    transcript says "97 ms"; the transcript headed each message with an h3 right under the
+    page's h1 (axe: heading-order)."""
+    from datetime import timedelta
+
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    _, reply = services.message_submit(conversation=conversation, content="question one")
+    Message.objects.filter(pk=reply.pk).update(
+        status="complete",
+        content="an answer",
+        time_to_first_token=timedelta(microseconds=96_618),
+        duration=timedelta(seconds=2, microseconds=400_000),
+    )
+    page = admin_client.get(reverse("admin:chat_conversation_change", args=[conversation.pk]))
+    body = page.content.decode()
+    assert ">97 ms<" in body and ">2.4 s<" in body, body
+    assert "0:00:00.096618" not in body and "0:00:02.4" not in body
+    transcript = admin_client.get(
+        reverse("admin:chat_conversation_transcript", args=[conversation.pk])
+    ).content.decode()
+    assert transcript.count("<h2>") == 2 and "<h3" not in transcript
+
+
 def test_finish_reasons_other_than_stop_are_shown_on_the_page(client: Client, user, monkeypatch):
     monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
     client.force_login(user)
