@@ -171,7 +171,12 @@ _HELD_LINES = 8
 # Inline formatting of the open tail's text: a mark that may open an emphasis, a
 # strikethrough, a code span or a link; a cut (white space after a word), where the words
 # before it are tried; how long a pending span may grow (on one line) before it stays text.
-_MARK = re.compile(r"[*_~`\[\\]")  # a backslash too: it may escape a mark after it
+# A mark that opens a pending span (a backslash too: it may escape a mark after it), or the
+# spaces of a hard line break ("  " at a line's end)
+_MARK = re.compile(r"[*_~`\[\\]|(?<=  )\n")
+_BREAK = "<br>\n"  # a hard line break as markdown-it renders it
+# A line's start with no text: blanks, quotes' markers, an item's marker
+_NO_TEXT = re.compile(r"(?:[ \t]*>)*[ \t]*(?:(?:[-+*]|[0-9]{1,9}[.)])[ \t]*)?")
 # (or, in CJK text, which has no blanks, after the character that follows a closing mark)
 # A character of Chinese, Japanese or Korean text, or their punctuation (full-width forms
 # included): such text has no blanks between its words
@@ -198,8 +203,14 @@ _MD_WHITE_SPACE = " \t\n\x0b\x0c\r\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
 _HELD_END = " \t\x0b\x0c\r\u00a0\u1680\u202f\u205f\u3000*_~`\\" + "".join(
     chr(c) for c in range(0x2000, 0x200B)
 )
-# (a destination may hold parentheses in pairs, and one left open where it is being written)
-_OPEN_DESTINATION = re.compile(r"\]\((?:[^()\s<>\\]|\([^()\s<>\\]*\))*(?:\([^()\s<>\\]*)?\Z")
+# (a destination may hold parentheses in pairs, and one left open where it is being written;
+# then blanks, and a title being written or written: "title", 'title' or (title), up to 80
+# characters: a quote that no other closes hid the words after it)
+_OPEN_DESTINATION = re.compile(
+    r"\]\((?:[^()\s<>\\]|\([^()\s<>\\]*\))*"
+    r"(?:\([^()\s<>\\]*|[ \t]++"
+    r"(?:\"[^\"\\\n]{0,80}+\"?|'[^'\\\n]{0,80}+'?|\([^()\\\n]{0,80}+\)?)?)?\Z"
+)
 _PLAIN = re.compile(rf"[^*_~`\[\]()\\&<>{_MD_WHITE_SPACE[1:]}]*")
 # An entity perhaps being written, at the end of words: text added to them may complete it
 _ENTITY_END = re.compile(r"&#?[0-9A-Za-z]*\Z")
@@ -214,7 +225,6 @@ _SIMPLY_OPEN = re.compile(
     r"(?P<words>(?(code)[^`\n\r\u00a0]+|[^\W_]+(?: [^\W_]+)*))"
 )
 _SIMPLE_TAGS = {"`": "code", "*": "em", "_": "em", "**": "strong", "__": "strong"}
-_IN_DESTINATION = re.compile(r"[^()\s<>\\]*")  # what a link's destination may go on with
 _BACKTICKS = re.compile(r"`+")
 # Blocks that end at a blank line; lists and indented code may go on after one.
 _END_AT_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
@@ -593,6 +603,18 @@ class _ItemCode:
     # No code: the item's second paragraph after its first, from `after` (`_item_paragraph`)
     paragraph: bool = False
     off: bool = False
+    blanks: tuple[int, int] = (-1, 0)  # (a line's start, where its blanks so far end)
+
+    def blanks_end(self, text: str) -> int:
+        """Where the blanks at the start of the line being written (at `scanned`) end, looked
+        at once each (a blank line of 40,000 spaces was matched whole again at each delta)."""
+        start, end = self.blanks
+        if start != self.scanned:
+            end = self.scanned
+        blanks = _BLANKS.match(text, end)
+        assert blanks is not None
+        self.blanks = (self.scanned, blanks.end())
+        return blanks.end()
 
     def code(self) -> str:
         """Its complete lines as shown, joined."""
@@ -1138,15 +1160,29 @@ class ProgressiveRenderer:
                     # marks may pair with its marks (it may be an item's paragraph)
                     state.stuck = True
                     return commits
+                if text[mark.start()] == "\n":
+                    # A hard line break (two spaces at a line's end): its line's end drawn as
+                    # the break as it comes (its spaces, on the page already, show as nothing
+                    # before it; at a paragraph's end, where the spaces are nothing, the break
+                    # goes as the paragraph settles)
+                    if self._breaks_line(state, mark.start()):
+                        self._commit(state, mark.start(), mark.end(), _BREAK, commits)
+                    else:
+                        state.scan_from = mark.end()
+                    continue
                 state.span = state.scan_from = state.tried_to = mark.start()
                 state.before, state.tries = None, 0
             span = state.span
             if text[span] == "\\" and span + 1 < end and not self._in_autolink(state, span):
                 escaped = text[span + 1]
-                if escaped != "\n" and escaped not in _ESCAPABLE:
+                if escaped == "\n":  # a hard line break (a backslash as text at a paragraph's
+                    # end, which the next line tells: drawn as the break meanwhile)
+                    self._commit(state, span, span + 2, _BREAK, commits)
+                    continue
+                if escaped not in _ESCAPABLE:
                     self._commit(state, span, span + 1, "\\", commits)  # a backslash as text
                     continue
-                html = None if escaped == "\n" else self._words_html(state, span, span + 2)
+                html = self._words_html(state, span, span + 2)
                 if state.stuck:
                     break
                 if html is not None:  # an escape: its mark as text ("\[", "\(", "\*")
@@ -1162,7 +1198,9 @@ class ProgressiveRenderer:
                 if not _CLOSING.search(text, state.tried_to, position) and ended not in "*_~":
                     continue  # plain words: the marks still open stay so
                 if text[position - 1] == "\\" and text[position] == "\n":
-                    continue  # a hard line break, not the end of the words before it
+                    position -= 1  # a hard line break: the words end before its backslash
+                    if position <= span:
+                        continue
                 state.tries += 1
                 if state.tries > _PENDING_TRIES:
                     state.stuck = True
@@ -1178,6 +1216,22 @@ class ProgressiveRenderer:
                 state.scan_from = end
                 return commits
         return commits
+
+    def _breaks_line(self, state: _Formatting, line_end: int) -> bool:
+        """Whether the spaces before `line_end` make a hard line break: two at least, but for
+        one that a backslash before them escapes (it is drawn as text with it, "\\ "), on a
+        line with text (not only blanks, a quote's or an item's marker)."""
+        text = self.text
+        spaces = line_end
+        while spaces > state.drawn_to and text[spaces - 1] == " ":
+            spaces -= 1
+        backslashes = spaces
+        while backslashes > state.base and text[backslashes - 1] == "\\":
+            backslashes -= 1
+        line = text.rfind("\n", 0, spaces) + 1
+        if _NO_TEXT.fullmatch(text, line, spaces):
+            return False
+        return line_end - spaces - (spaces - backslashes) % 2 >= 2
 
     def _in_autolink(self, state: _Formatting, at: int) -> bool:
         """Whether `at` may be inside an autolink ("<https://...>"), where a backslash is no
@@ -1310,13 +1364,12 @@ class ProgressiveRenderer:
             else:
                 code.lines.append(shown)
         code.looked = len(text)
-        blanks = _BLANKS.match(text, code.scanned)
-        assert blanks is not None
-        if code.closed and _BLANKS_AND_TABS.fullmatch(text, blanks.end()):
+        blanks_end = code.blanks_end(text)
+        if code.closed and _BLANKS_AND_TABS.fullmatch(text, blanks_end):
             return changed  # (blanks and tabs so far: a blank line, perhaps)
-        if blanks.end() < len(text) and code.closed:
+        if blanks_end < len(text) and code.closed:
             return self._item_text_after(code) or changed
-        if blanks.end() < len(text) and self._line_drawn_from(code) is None:
+        if blanks_end < len(text) and self._line_drawn_from(code) is None:
             code.off = True  # the line being written has text that the block cannot take
             return True
         return changed
@@ -1337,9 +1390,7 @@ class ProgressiveRenderer:
         """Where the page shows the open item's code line being written from (its blanks up
         to the fence's dropped); None if the item cannot take it (less indented, or a tab)."""
         start = code.scanned
-        blanks = _BLANKS.match(self.text, start)
-        assert blanks is not None
-        end = blanks.end()
+        end = code.blanks_end(self.text)
         if end < len(self.text) and (end - start < code.column or self.text[end] == "\t"):
             if len(self.text) - end <= _HELD_AT_MOST and not self.text[end:].strip(" \t"):
                 return len(self.text)  # blanks and a tab so far: a blank line, perhaps
@@ -1842,6 +1893,13 @@ class ProgressiveRenderer:
             end += 1
         return _often_closes(text[span:end], text[span - 1] if span else " ", text[end : end + 1])
 
+    def _link_still_open(self, state: _Formatting, span: int) -> bool:
+        """Whether the pending span still ends in the destination or title being written of
+        the link it was drawn with (or in its closing parenthesis, which waits for what
+        follows)."""
+        link = _open_link(self.text[span:])
+        return link is not None and link == _open_link(self.text[span : state.span_drawn_to])
+
     def _pending_grew(self, state: _Formatting, step: RenderStep) -> None:
         """The pending span's text grew: say in `step` how its drawing changes (text added
         where its words are being written, HTML added at its end, or the span drawn again;
@@ -1855,9 +1913,9 @@ class ProgressiveRenderer:
                 core_added = added.rstrip(_HELD_END)
                 if state.span_hidden and core_added.endswith(")"):
                     core_added = core_added[:-1]  # (it may close the link)
-                if not core_added or (state.span_hidden and _IN_DESTINATION.fullmatch(core_added)):
+                if not core_added or (state.span_hidden and self._link_still_open(state, span)):
                     step.appended = ""  # drawn as it was: marks may follow, or a destination
-                    return
+                    return  # (or its title)
                 if (
                     at is not None
                     and _PLAIN.fullmatch(core_added)
@@ -3087,6 +3145,14 @@ def drawn_as_closed(
     if not html[:at].endswith(escape(core[-1], quote=False)):
         return Drawn(html, to)
     return Drawn(html, to, at, elements)
+
+
+def _open_link(piece: str) -> int | None:
+    """Where the link whose destination or title `piece` ends in being written starts its
+    "](" (or in its closing parenthesis, which waits for what follows); None if none."""
+    core = piece.rstrip(_HELD_END)
+    link = _OPEN_DESTINATION.search(core, 0, len(core) - core.endswith(")"))
+    return None if link is None else link.start()
 
 
 def _often_closes(run: str, before: str, after: str) -> bool:

@@ -789,6 +789,10 @@ def test_a_line_with_marks_in_a_block_drawn_as_it_renders_costs_time_linear_in_i
         ("> a\n> - ", "word "),
         ("> a\n> - ", "*a "),
         ("- a\n  - b\n    - ", "**b** `c` "),
+        # hard line breaks: many, and a long run of blanks before one
+        ("Intro\n\n", "a **b**  \n"),
+        ("Intro\n\n", "a `b`\\\n"),
+        ("Intro\n\nword", " "),
     ],
 )
 def test_one_long_line_costs_time_linear_in_its_length(head: str, run: str) -> None:
@@ -987,6 +991,12 @@ INLINE_WORDS = st.sampled_from(
         "a\\",
         "\\\\",
         "C:\\Users\\x_y",
+        # links with titles, written or being written
+        '[docs](/d "The *docs*")',
+        "[x](/u 'it')",
+        "[y](/u (p))",
+        '[z](/u "open',
+        '"T")',
     ]
 )
 INLINE_LINE = st.lists(INLINE_WORDS, min_size=1, max_size=8).map(" ".join)
@@ -994,6 +1004,8 @@ INLINE_BLOCKS = st.one_of(
     INLINE_LINE,
     st.lists(INLINE_WORDS, min_size=1, max_size=6).map("".join),  # (as CJK text: no blanks)
     st.lists(INLINE_LINE, min_size=2, max_size=3).map("\n".join),
+    st.lists(INLINE_LINE, min_size=2, max_size=3).map("  \n".join),  # hard line breaks
+    st.lists(INLINE_LINE, min_size=2, max_size=3).map("\\\n".join),
     st.lists(INLINE_LINE, min_size=1, max_size=3).map(
         lambda xs: "\n".join(f"{i}. {x}" for i, x in enumerate(xs, 1))
     ),
@@ -1126,7 +1138,8 @@ def test_a_paragraphs_marks_are_drawn_formatted_as_they_close() -> None:
 # A model's answer with the marks it writes most, fed in word-sized tokens
 MARKED_ANSWER = (
     "To install it, run `pip install chatsite` and then **set `REDIS_URL`** before you "
-    "start. See [the deployment guide](https://example.com/docs/deploy_guide) for *more "
+    'start. See [the deployment guide](https://example.com/docs/deploy_guide "Deploying chatsite") '
+    "for *more "
     "details*, or ***ask***. Use ~~old~~ new flags: `--fast`, `--quiet`.\n\n"
     "- **Cache**: checked first (`get_or_set`).\n"
     "- **Database**: read on a miss; the result is stored.\n"
@@ -1142,6 +1155,8 @@ MARKED_ANSWER = (
         "*__b __c- d",  # punctuation that makes a closing mark open too
         "[a](https://x.com/![b) c",  # an image's marks in a destination
         "Link [here](https://ex.com/path_(1)) ok",  # parentheses in a destination
+        "See [the docs](/docs/ \"The docs\") and [x](/u (t)) or [y](/z 'q') end",  # titles
+        '[a](/u "t" x) [b](/u "t\\"u") [c](/u  "t"  ) [d](/u "t\n2")',  # none, escaped, blanks
         "**a &amp b** and **c &am",
         "x *_ y",  # a mark whose next character says it is drawn as text
         "x ~_ y",
@@ -1471,9 +1486,13 @@ def tails_on_a_page(text: str, pieces: list[str]) -> list[Tail]:
         fresh = ProgressiveRenderer()
         fresh.feed(fed)
         assert tail_html(CONTENT, 5, fresh.tail) == drawn, fed
-    page.apply(text_end(CONTENT, 5, renderer.finish()[0]))
-    assert page.elements["c5"] == render_markdown(text)
-    assert "t5" not in page.elements
+    end, whole = renderer.finish()
+    if whole == renderer.blocks_html and not renderer.diverged:
+        page.apply(text_end(CONTENT, 5, end))
+        assert page.elements["c5"] == render_markdown(text)
+        assert "t5" not in page.elements
+    else:  # (a reference defined after its use: the message is drawn whole again, once)
+        assert whole == render_markdown(text)
     return tails
 
 
@@ -2048,6 +2067,76 @@ def test_a_line_the_list_may_take_leaves_it_open(before: str, line: str) -> None
     tail = renderer.tail
     text = tail.text + renderer.held  # (a lone marker is held back)
     assert tail.kind == "item" and (text.endswith(line) or line.endswith(text)), line
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "**Ada Lovelace**  \n12 St James's Square  \nLondon\\\nSW1Y **4JH** `now`",
+        "- a  \n  b\\\n  **c** d",  # in an item
+        "> a  \n> b\\\n> **c** d",  # in a quote
+        "*The maples blush,*\\\n*the geese write,*  \n**and** `every` leaf",  # marks before
+    ],
+)
+def test_a_hard_line_break_is_drawn_as_the_break_as_its_line_ends(text: str) -> None:
+    """An address's or a poem's lines ran on as one line ("Ada Lovelace 12 St James's
+    Square") until the paragraph settled and broke them; after a backslash's break, the
+    words' marks showed as text ("**4JH**") until then. Each break is drawn as the break
+    (what markdown-it renders) from its line's end, and the words after it formatted."""
+    breaks = text.count("  \n") + text.count("\\\n")
+    for pieces in (list(text), re.findall(r"\s*\S+|\s+", text), [text]):
+        tail = tails_on_a_page(text, pieces)[-1]
+        drawn = formatted_html(tail, "w5")
+        assert drawn.count("<br>\n") == breaks, (pieces, drawn)
+        assert "\\" not in drawn and "*" not in drawn and "`" not in drawn, drawn
+        assert drawn.count("<strong>") == text.count("**") // 2, drawn
+
+
+@pytest.mark.parametrize(
+    ("text", "drawn"),
+    [
+        ("a  \n\nb", "b"),  # at a paragraph's end, the spaces are nothing: no break
+        ("a\\\n\nb", "b"),  # nor a backslash, which is text there
+        ("a \nb", "a \nb"),  # one space: no break
+        ("a\t\nb", "a\t\nb"),  # nor a tab
+        ("    a  \n    b", None),  # code: as it is
+    ],
+)
+def test_what_is_no_hard_line_break_is_not_drawn_as_one(text: str, drawn: str | None) -> None:
+    from chat.fragments import CONTENT, tail_html
+
+    tail = tails_on_a_page(text, list(text))[-1]
+    if drawn is not None:
+        assert formatted_html(tail, "w5") == drawn
+    assert "<br>" not in tail_html(CONTENT, 5, tail)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "- a\n  \n  b",  # a blank line of an item
+        "> a\n>   \n> b",  # a quote's blank line
+        ">  \nabc def ghi\n",  # an empty quote's line, then a paragraph
+        "> -   \nword more\n",  # an empty item's line
+    ],
+)
+def test_a_line_of_blanks_draws_no_line_break(text: str) -> None:
+    """A second read: two spaces at the end of a line with no text (blanks, a quote's or an
+    item's marker) were drawn as a line break, which markdown never renders there."""
+    from chat.fragments import CONTENT, tail_html
+
+    for tail in tails_on_a_page(text, list(text)):
+        assert "<br>" not in tail_html(CONTENT, 5, tail), tail
+
+
+def test_a_title_that_no_quote_closes_hides_no_more_than_a_title() -> None:
+    """A second read: a link's title being written is drawn as the link, its title not; one
+    that no quote closed hid the words after it, up to 400 characters."""
+    from chat.fragments import CONTENT, tail_html
+
+    text = 'See [docs](/u "Docs) for more ' + "words " * 20
+    drawn = tail_html(CONTENT, 5, tails_on_a_page(text, list(text))[-1])
+    assert "for more words words" in drawn, drawn
 
 
 @pytest.mark.parametrize(

@@ -788,6 +788,39 @@ async def test_a_quote_with_points_stands_where_it_settles(
     await assert_settled_as_rendered(page, reply_id, QUOTE_POINTS_REPLY, watch)
 
 
+BREAKS_REPLY = (
+    "Send it to:\n\n**Ada Lovelace**  \n12 St James's Square  \nLondon\\\nSW1Y 4JH\n\nThanks."
+)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_paragraphs_hard_line_breaks_are_drawn_as_they_are_written(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """An address's lines, each ended by two spaces or a backslash, ran on as one line ("Ada
+    Lovelace 12 St James's Square London\\ SW1Y") and broke as the paragraph settled; after
+    the backslash, bold and code showed their marks until then. Each line is drawn on its own
+    line as its end comes, and stands there as the paragraph settles."""
+    chat, reply_id, (held,), tail, content = await reply_held_at_size(
+        page, server, fake_upstream, viewport, scheme, BREAKS_REPLY, [" 4JH"]
+    )
+    await expect(tail.locator("br")).to_have_count(3)
+    await expect(tail.locator("strong")).to_have_text("Ada Lovelace")
+    shown = await tail.inner_text()
+    assert shown.split("\n") == ["Ada Lovelace", "12 St James's Square", "London", "SW1Y"], shown
+    drawn = [await word_in_reply(chat, reply_id, tail, word) for word in ("12", "London", "SW1Y")]
+    await check_looks(page, tmp_path / f"breaks-{viewport['width']}-{scheme}.png")
+    await assert_a_reload_draws_it_the_same(chat, tail)
+
+    held.open()
+    await chat.wait_finished(reply_id)
+    address = content.locator("p").nth(1)
+    for word, box in zip(("12", "London", "SW1Y"), drawn, strict=True):
+        assert near(await word_in_reply(chat, reply_id, address, word), box), word
+    await assert_settled_as_rendered(page, reply_id, BREAKS_REPLY, watch)
+
+
 MARKS_REPLY = """\
 To start:
 
