@@ -1,5 +1,7 @@
 """The admin shows each conversation's messages with status, finish reason, errors and usage."""
 
+from typing import Any
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -10,13 +12,22 @@ from chat.models import Conversation, Message
 pytestmark = pytest.mark.django_db
 
 
+def answered(user: Any, monkeypatch: pytest.MonkeyPatch, **reply: Any) -> Conversation:
+    """A conversation of `user`'s with "question one" and its reply, saved with `reply`'s
+    fields (no reply is generated)."""
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    _, message = services.message_submit(conversation=conversation, content="question one")
+    Message.objects.filter(pk=message.pk).update(**reply)
+    return conversation
+
+
 def test_admin_conversation_page_shows_every_message_and_how_it_ended(
     admin_client: Client, user, monkeypatch
 ):
-    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
-    conversation = services.conversation_create(owner=user)
-    _, reply = services.message_submit(conversation=conversation, content="question one")
-    Message.objects.filter(pk=reply.pk).update(
+    conversation = answered(
+        user,
+        monkeypatch,
         status="error",
         content="partial answer",
         error="HTTP 503: overloaded",
@@ -44,10 +55,9 @@ def test_a_replys_times_read_as_in_the_transcript_and_its_messages_are_headed_in
     page's h1 (axe: heading-order)."""
     from datetime import timedelta
 
-    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
-    conversation = services.conversation_create(owner=user)
-    _, reply = services.message_submit(conversation=conversation, content="question one")
-    Message.objects.filter(pk=reply.pk).update(
+    conversation = answered(
+        user,
+        monkeypatch,
         status="complete",
         content="an answer",
         time_to_first_token=timedelta(microseconds=96_618),

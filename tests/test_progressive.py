@@ -2008,6 +2008,21 @@ def test_a_heading_is_drawn_as_one_while_its_line_is_written() -> None:
         assert renderer.tail.kind == "text", text
 
 
+def assert_the_list_settles_as_the_line_begins(before: str, line: str) -> None:
+    """`before` then `line`, fed at once, as the two, and a character at a time: the list
+    before the line is settled (rendered as it will be), the line is the tail, and the page
+    ends as the one-shot render."""
+    text = before + line
+    for pieces in ([text], [before, line], list(text)):
+        renderer = ProgressiveRenderer()
+        for piece in pieces:
+            renderer.feed(piece)
+        assert renderer.text[renderer.settled :] + renderer.held == line, pieces
+        assert renderer.blocks_html == render_markdown(before), pieces
+        page, whole, _ = stream(pieces)
+        assert whole == page.html == render_markdown(text), pieces
+
+
 @pytest.mark.parametrize(
     ("before", "line"),
     [
@@ -2038,15 +2053,7 @@ def test_a_line_after_a_blank_line_that_the_list_cannot_take_ends_it_as_it_begin
     their line ended, then jumped out of it: a paragraph after a list is most often one long
     line. A line after a blank line that the list cannot take ends it from its first
     characters on: the list settles and the line is the tail."""
-    text = before + line
-    for pieces in ([text], [before, line], list(text)):
-        renderer = ProgressiveRenderer()
-        for piece in pieces:
-            renderer.feed(piece)
-        assert renderer.text[renderer.settled :] + renderer.held == line, pieces
-        assert renderer.blocks_html == render_markdown(before), pieces
-        page, whole, _ = stream(pieces)
-        assert whole == page.html == render_markdown(text), pieces
+    assert_the_list_settles_as_the_line_begins(before, line)
 
 
 @pytest.mark.parametrize(
@@ -2161,16 +2168,9 @@ def test_a_block_right_after_an_items_text_indented_less_ends_the_list_as_it_beg
     jumped out of it; so was a heading, a quote or another list's item right after an item's
     text. Such a line ends the list from its marker and first character on: the list
     settles, and the line is the tail, drawn as its block."""
-    text = before + line
-    for pieces in ([text], [before, line], list(text)):
-        renderer = ProgressiveRenderer()
-        for piece in pieces:
-            renderer.feed(piece)
-        assert renderer.text[renderer.settled :] + renderer.held == line, pieces
-        assert renderer.blocks_html == render_markdown(before), pieces
-        page, whole, _ = stream(pieces)
-        assert whole == page.html == render_markdown(text), pieces
-    tails_on_a_page(text + " and more\n", list(text + " and more\n"))
+    assert_the_list_settles_as_the_line_begins(before, line)
+    text = before + line + " and more\n"
+    tails_on_a_page(text, list(text))
 
 
 @pytest.mark.parametrize(

@@ -181,7 +181,8 @@ async def test_an_edit_refused_while_a_reply_streams_says_why_beside_the_edit(
     page, server, fake_upstream, watch
 ):
     """The reason went under the message box, out of sight on a phone, with nothing at the
-    edit form itself."""
+    edit form itself; then it stayed there once the reply had ended, saying the assistant was
+    still replying."""
     fake_upstream.plan = answers("A slow " * 100, delay=0.1)
     chat = ChatPage(page, server)
     await chat.new_conversation()
@@ -198,8 +199,22 @@ async def test_an_edit_refused_while_a_reply_streams_says_why_beside_the_edit(
     await user.get_by_role("button", name="Cancel").click()
     await expect(refused).to_have_count(0)
     await expect(user.locator(".content")).to_have_text("first question")
+
+    # Refused again, it goes once the reply ends, what was typed kept for Save again.
+    await user.get_by_role("button", name="Edit").click()
+    await user.get_by_label("Edit your message").fill("third thoughts")
+    await user.get_by_role("button", name="Save and send").click()
+    await expect(refused).to_contain_text("still replying")
+    await page.locator(".composer-stop").click()
+    await expect(page.locator("#messages article.assistant")).to_have_attribute(
+        "data-status", "cancelled"
+    )
+    await expect(refused).to_have_count(0)
+    await expect(user.get_by_label("Edit your message")).to_have_value("third thoughts")
+    await user.get_by_role("button", name="Save and send").click()
+    await expect(user.locator(".content")).to_have_text("third thoughts")
     assert all("409" in e for e in watch.console_errors), watch.console_errors
-    watch.console_errors.clear()  # the browser and htmx log the 409
+    watch.console_errors.clear()  # the browser and htmx log the 409s
 
 
 async def test_feedback_is_saved_and_shown_in_the_admin_transcript(

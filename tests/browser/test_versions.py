@@ -182,38 +182,6 @@ async def test_a_version_switch_refused_while_a_reply_streams_says_why_under_the
     watch.console_errors.clear()  # the browser and htmx log the 409s
 
 
-async def test_an_edit_refused_while_a_reply_streams_says_so_until_the_reply_ends(
-    page, server, fake_upstream, watch
-):
-    """An edit saved while the reply streamed was refused ("still replying"), and the line
-    stayed under the edit box once the reply had ended, saying it was still replying."""
-
-    async def plan(request: FakeRequest):
-        return await request.stream(reply_events(["Answer "] * 200), delay=0.05)
-
-    fake_upstream.plan = plan
-    chat = ChatPage(page, server)
-    await chat.new_conversation()
-    await chat.composer.fill("Tell me something")
-    await chat.composer.press("Enter")
-    reply = page.locator("#messages article.assistant")
-    await expect(reply).to_contain_text("Answer Answer")
-    user = page.locator("#messages article.user")
-    await user.get_by_role("button", name="Edit").click()
-    await user.get_by_label("Edit your message").fill("Tell me more")
-    await user.get_by_role("button", name="Save and send").click()
-    refused = user.locator(".action-error")
-    await expect(refused).to_contain_text("still replying")
-    await page.locator(".composer-stop").click()
-    await expect(reply).to_have_attribute("data-status", "cancelled")
-    await expect(refused).to_have_count(0)
-    await expect(user.get_by_label("Edit your message")).to_have_value("Tell me more")
-    await user.get_by_role("button", name="Save and send").click()  # now it goes through
-    await expect(user.locator(".content")).to_have_text("Tell me more")
-    assert all("409" in e for e in watch.console_errors), watch.console_errors
-    watch.console_errors.clear()  # the browser and htmx log the 409
-
-
 async def test_regenerate_an_edit_and_a_version_switch_show_in_the_other_tab(
     page, context, server, fake_upstream, watch
 ):
