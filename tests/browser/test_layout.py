@@ -55,7 +55,7 @@ LINES_JS = """
 
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, PHONE])
 async def test_the_reply_actions_sit_on_one_line_apart_and_the_comment_box_fits(
-    page, server, fake_upstream, viewport
+    page, server, fake_upstream, viewport, tmp_path
 ):
     fake_upstream.plan = streamed(["A reply ", "worth ", "rating."], delay=0.01)
     chat = ChatPage(page, server)
@@ -83,6 +83,18 @@ async def test_the_reply_actions_sit_on_one_line_apart_and_the_comment_box_fits(
     save = reply.get_by_role("button", name="Save comment")
     assert await save.evaluate(LINES_JS) == 1, "the Save comment label wraps"
     assert await page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    # The comment box has a line of its own under the buttons, whatever the note beside them
+    # says (beside "Comment saved." it went up onto their line, on a laptop).
+    row_bottom = max(b["y"] + b["height"] for b in boxes)
+    for note in ("Thanks for the feedback.", "Comment saved."):
+        await expect(reply.locator(".saved-note")).to_have_text(note)
+        box = await comment.bounding_box()
+        assert box is not None and box["y"] >= row_bottom, (note, box, row_bottom)
+        assert box["width"] >= 200, box
+        if note != "Comment saved.":
+            await comment.fill("Useful")
+            await save.click()
+    await check_looks(page, tmp_path / f"feedback-{viewport['width']}.png")
 
 
 @pytest.mark.parametrize("viewport", [PHONE, {"width": 1280, "height": 900}])
