@@ -30,11 +30,13 @@ CACHE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _TOKEN = "\x00csrf\x00"
 _TOKEN_INPUT = articles.csrf_input(_TOKEN)
 # The markup's version: an article drawn by another chat.articles, or with other links (the
-# URLconf, chat.links), is never served, though the cache (Redis) outlives a deploy.
+# URLconf, chat.links), or by another markdown renderer (whose data migrations render stored
+# replies anew: chat.migrations._stored_html), is never served, though the cache (Redis)
+# outlives a deploy.
 _HERE = Path(__file__).resolve().parent
-_MARKUP = hashlib.sha256(
-    b"".join((_HERE / name).read_bytes() for name in ("articles.py", "links.py", "urls.py"))
-).hexdigest()[:12]
+_DRAWN_BY = ("articles.py", "links.py", "urls.py", "markdown.py", "flanking.py")
+_DRAWN_BY_SOURCE = b"".join((_HERE / name).read_bytes() for name in _DRAWN_BY)
+_MARKUP = hashlib.sha256(_DRAWN_BY_SOURCE).hexdigest()[:12]
 
 
 class DrawnArticle:

@@ -25,6 +25,8 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from .flanking import cjk_friendly
+
 ALLOWED_TAGS = {
     "p",
     "br",
@@ -138,7 +140,7 @@ def _cell_open(
 
 @functools.cache
 def _parser() -> MarkdownIt:
-    md = MarkdownIt("js-default", {"html": False, "highlight": _highlight})
+    md = MarkdownIt("js-default", {"html": False, "highlight": _highlight}).use(cjk_friendly)
     md.add_render_rule("fence", _fence)
     md.add_render_rule("th_open", _cell_open)
     md.add_render_rule("td_open", _cell_open)

@@ -66,7 +66,6 @@ from __future__ import annotations
 import functools
 import importlib
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -74,6 +73,7 @@ from typing import Any, Literal
 
 from markdown_it.token import Token
 
+from .flanking import CJK_CHARACTERS, cjk, flanks, punctuation
 from .markdown import (
     MD_TRIMMED,
     block_parser,
@@ -180,9 +180,7 @@ _NO_TEXT = re.compile(r"(?:[ \t]*>)*[ \t]*(?:(?:[-+*]|[0-9]{1,9}[.)])[ \t]*)?")
 # (or, in CJK text, which has no blanks, after the character that follows a closing mark)
 # A character of Chinese, Japanese or Korean text, or their punctuation (full-width forms
 # included): such text has no blanks between its words
-_CJK_CHARACTERS = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
-_CJK = re.compile(f"[{_CJK_CHARACTERS}]")
-_CUT = re.compile(r"(?<=[^ \t\n])[ \t\n]" rf"|(?<=[*_~`\])][{_CJK_CHARACTERS}])(?=[\s\S])")
+_CUT = re.compile(r"(?<=[^ \t\n])[ \t\n]" rf"|(?<=[*_~`\])][{CJK_CHARACTERS}])(?=[\s\S])")
 # Words that may close a mark left open before them (none: the cut after them is not tried)
 _CLOSING = re.compile(r"[*_~`\])]")
 _BLANK_IN = re.compile(r"[ \t\n]")
@@ -1283,7 +1281,7 @@ class ProgressiveRenderer:
             text = self.text
             floor = max(state.drawn_to, span - 200)
             floor = max(floor, text.rfind("\n", floor, span) + 1)
-            if span > state.base and _cjk(text[span - 1]):
+            if span > state.base and cjk(text[span - 1]):
                 # CJK text: the character before the marks is the word (drawn already, perhaps,
                 # as the last of the words formatted before them)
                 floor = span - 1
@@ -1920,7 +1918,7 @@ class ProgressiveRenderer:
                     at is not None
                     and _PLAIN.fullmatch(core_added)
                     and (
-                        depth <= 1 or not _punctuation(core_added[-1])  # (it may pair marks anew)
+                        depth <= 1 or not punctuation(core_added[-1])  # (it may pair marks anew)
                     )
                 ):
                     state.span_drawing = old[:at] + core_added + old[at:]
@@ -2659,7 +2657,7 @@ class ProgressiveRenderer:
             added = words[last.to :].rstrip(_HELD_END)
             if not added:
                 drawn: Drawn | None = last
-            elif _PLAIN.fullmatch(added) and (last.depth <= 1 or not _punctuation(added[-1])):
+            elif _PLAIN.fullmatch(added) and (last.depth <= 1 or not punctuation(added[-1])):
                 html = last.html[: last.at] + added + last.html[last.at :]
                 drawn = Drawn(html, last.to + len(added), last.at + len(added), last.depth)
             else:
@@ -3164,18 +3162,13 @@ def _often_closes(run: str, before: str, after: str) -> bool:
     "2**10", "f(*args", "*.py", "**/*.js", nor any underscore's ("__init__", "_private"):
     they seldom close, and would draw the words after them formatted until their line or
     cell ended."""
-    if run[0] == "_" or not (before.isspace() or _cjk(before)):
+    if run[0] == "_" or not (before.isspace() or cjk(before)):
         return False
     if not after or after.isalnum() or after in "`[":
         return True
     if len(run) > 1:
         return not after.isspace() and after not in "*/"
     return after in "\"'(\u201c\u2018"
-
-
-def _cjk(character: str) -> bool:
-    """A character of CJK text (`_CJK`)."""
-    return _CJK.match(character) is not None
 
 
 def _closed(core: str, preceding: str) -> tuple[str, str, int, bool]:
@@ -3212,19 +3205,10 @@ def _closed(core: str, preceding: str) -> tuple[str, str, int, bool]:
                     break
                 i = closing
                 continue
-            before = core[i - 1] if i else preceding
-            after = core[j] if j < n else " "
-            left = not after.isspace() and (
-                not _punctuation(after) or before.isspace() or _punctuation(before)
-            )
-            right = not before.isspace() and (
-                not _punctuation(before) or after.isspace() or _punctuation(after)
-            )
-            opens, closes = left, right
-            if mark == "_":
-                opens = left and (not right or _punctuation(before))
-                closes = right and (not left or _punctuation(after))
-            elif mark == "~" and j - i != 2:
+            before = core[i - 2 : i] if i > 1 else preceding + core[:i]
+            flanking = flanks(before, core[j : j + 1])
+            opens, closes = flanking.opens(mark), flanking.closes(mark)
+            if mark == "~" and j - i != 2:
                 opens = closes = False
             if closes and any(run[0] == mark for run in opened):
                 while opened.pop()[0] != mark:
@@ -3232,7 +3216,7 @@ def _closed(core: str, preceding: str) -> tuple[str, str, int, bool]:
                 seldom.pop()
             elif opens:
                 opened.append(core[i:j])
-                seldom.append(not _often_closes(core[i:j], before, core[j : j + 1]))
+                seldom.append(not _often_closes(core[i:j], before[-1:], core[j : j + 1]))
             i = j
             continue
         i += 1
@@ -3240,8 +3224,3 @@ def _closed(core: str, preceding: str) -> tuple[str, str, int, bool]:
         core = core[:at] + "\\" + core[at:]
     elements = sum(1 if run[0] in "`~" else len(run) // 2 + len(run) % 2 for run in opened)
     return core, "".join(reversed(opened)), elements, any(seldom)
-
-
-def _punctuation(character: str) -> bool:
-    """CommonMark's punctuation, for its flanking rules."""
-    return unicodedata.category(character)[0] in "PS"

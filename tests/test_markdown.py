@@ -1,5 +1,13 @@
 """Markdown from the model is rendered without any way to run script or reach another host."""
 
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+
+from chat.flanking import cjk_friendly
 from chat.markdown import _clean, render_markdown
 
 
@@ -60,3 +68,76 @@ def test_a_cells_class_is_only_an_alignment():
 
     assert "<td>1</td><th>2</th>" in cleaned('<td class="align-right x">1</td><th class="e">2</th>')
     assert '<td class="align-center">1</td>' in cleaned('<td class="align-center" style="x">1</td>')
+
+
+def test_bold_beside_cjk_punctuation_renders_as_bold():
+    """CommonMark's CJK-friendly amendment: Chinese, Japanese and Korean put no space between
+    full-width punctuation and the next word, and plain CommonMark left the marks of
+    "**注意：**请" as text, stars showing (the way Qwen and DeepSeek write their headings)."""
+    cases = {
+        "**注意：**请确认配置。": "<strong>注意：</strong>请确认配置。",
+        "这是**「重要」**的事": "这是<strong>「重要」</strong>的事",
+        "これは**私のやりたかったこと。**だからするの。": "これは<strong>私のやりたかったこと。</strong>だから",
+        "我可以强调**这个`code`**吗": "<strong>这个<code>code</code></strong>吗",
+        "**이 용어(This term)**를 강조해": "<strong>이 용어(This term)</strong>를",
+        "Git**（注：不是GitHub）**": "Git<strong>（注：不是GitHub）</strong>",
+        "**推荐几个框架：**React、Vue": "<strong>推荐几个框架：</strong>React、Vue",
+        "*注意：*请": "<em>注意：</em>请",
+        "~~删除：~~文字": "<s>删除：</s>文字",
+        "大塚\ufe00**(U+585A)**": "大塚\ufe00<strong>(U+585A)</strong>",
+        "**\u201c\ufe01Git\u201d\ufe01**Hub": "<strong>\u201c\ufe01Git\u201d\ufe01</strong>Hub",
+    }
+    for text, formatted in cases.items():
+        assert formatted in render_markdown(text), text
+    # Underscores inside words, and marks beside other punctuation, are as CommonMark has them
+    for text in ["__注意：__请", "中_文_字", "a**a«**a", "a**∇a**a", "**a.**b", "2**10", "snake_case"]:
+        assert "<strong>" not in render_markdown(text) and "<em>" not in render_markdown(text)
+
+
+MARKDOWN_WITHOUT_CJK = st.lists(
+    st.one_of(
+        st.sampled_from(list("*_~`[]()!.,:;\"'- \n#>1") + ["**", "~~", "\u00ab", "\u2019"]),
+        st.characters(codec="latin-1", exclude_categories=["Cc"]),
+    ),
+    max_size=40,
+).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(MARKDOWN_WITHOUT_CJK)
+def test_text_without_cjk_characters_renders_as_commonmark_has_it(text):
+    """The amendment changes nothing where no CJK character (nor a variation selector) is
+    beside a mark (its own tests run CommonMark's spec examples so)."""
+    amended = MarkdownIt("js-default").use(cjk_friendly)
+    assert amended.render(text) == MarkdownIt("js-default").render(text)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replies_saved_before_with_cjk_marks_are_rendered_anew(user):
+    """Replies saved with their CJK bold's stars showing are rendered anew by a migration;
+    the others keep the HTML they were saved with."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("chat", "0011_title_source_asked")])
+    old = executor.loader.project_state([("chat", "0011_title_source_asked")]).apps
+    conversation = old.get_model("chat", "Conversation").objects.create(owner_id=user.pk)
+    Message = old.get_model("chat", "Message")
+    saved = {
+        text: Message.objects.create(
+            conversation_id=conversation.pk,
+            role="assistant",
+            status="complete",
+            content=text,
+            content_html=html,
+        ).pk
+        for text, html in [
+            ("**注意：**请确认", "<p>**注意：**请确认</p>\n"),
+            ("**Note:** read it", "<p>as saved</p>\n"),
+            ("没有标记。", "<p>as saved too</p>\n"),
+        ]
+    }
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    html = {text: Message.objects.get(pk=pk).content_html for text, pk in saved.items()}
+    assert html["**注意：**请确认"] == "<p><strong>注意：</strong>请确认</p>\n"
+    assert html["**Note:** read it"] == "<p>as saved</p>\n"
+    assert html["没有标记。"] == "<p>as saved too</p>\n"

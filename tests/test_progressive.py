@@ -976,6 +976,9 @@ INLINE_WORDS = st.sampled_from(
         "使用**FastAPI**框架",
         "这是**非常重要**的一步。",
         "（**注意**）",
+        "**注意：**请",
+        "「**重要。**」です",
+        "~~删除：~~文字",
         "これは*とても*です",
         "中文`code`中文",
         "**不**",
@@ -1278,6 +1281,24 @@ def test_marks_after_cjk_text_and_before_punctuation_are_drawn_as_they_will_clos
         "在项目中使用<span><strong>FastAPI</strong>框</span>架时，这是"
         "<span><strong>非常重要</strong>的</span>一步"
     )
+
+
+def test_bold_closed_after_cjk_punctuation_is_drawn_bold_as_it_streams() -> None:
+    """Chinese and Japanese bold that ends in full-width punctuation right before the next
+    word ("**注意：**请", CommonMark's CJK-friendly amendment) is drawn bold from its first
+    character to the end, its stars never shown: it was drawn bold while open, then as text
+    with its stars once they closed, and it settled so."""
+    from chat.fragments import CONTENT, tail_html
+
+    for text in [
+        "**注意：**请确认配置文件。**步骤一：**运行命令",
+        "1. **安装依赖：**运行 `pip install`\n2. **启动服务：**访问页面",
+        "これは**「重要」**です。~~削除：~~文字",
+    ]:
+        for pieces in [list(text), [text[i : i + 3] for i in range(0, len(text), 3)]]:
+            for tail in tails_on_a_page(text, pieces):
+                assert "**" not in tail_html(CONTENT, 5, tail), (text, tail)
+        assert "**" not in render_markdown(text) and "~~" not in render_markdown(text)
 
 
 def test_a_backslash_is_drawn_as_it_renders_from_the_character_after_it() -> None:
@@ -2612,14 +2633,14 @@ def test_a_line_being_written_that_may_yet_go_either_way_waits(
 
 def test_words_after_cjk_formatted_words_and_a_backslash_in_an_autolink_stay_text() -> None:
     """Found by a second read: a span right after words formatted at a CJK character was
-    rendered without that character (the flanking rules then differ: drawn bold, rendered as
-    text); a backslash in an autolink was drawn as an escape, and the words after it
-    formatted, where the paragraph renders one link."""
+    rendered without that character (the flanking rules then differ: drawn as text, rendered
+    bold, or the other way round); a backslash in an autolink was drawn as an escape, and the
+    words after it formatted, where the paragraph renders one link."""
     from chat.fragments import CONTENT, tail_html
 
     for text, shown in {
-        "这是**重要**的**「概念」**。然后": "**「概念」**",
-        '使用**a**和**"b"**。然后': "**&quot;b&quot;**",
+        "这是**重要**的**「概念」**。然后": "<strong>「概念」</strong>",
+        '使用**a**和**"b"**。然后': '<strong>"b"</strong>',
         "中*a*中_b_。后": "_b_",
         "see <https://x.com/a\\b/_c_/> more": "\\b/_c_/",
         "see <https://x.com/\\*a*> more": "\\*a*",

@@ -2,21 +2,11 @@
 
 from django.db import migrations, models
 
+from . import _stored_html
+
 
 def render_finished_replies(apps, schema_editor):
-    from chat.markdown import render_markdown
-
-    Message = apps.get_model("chat", "Message")
-    replies = Message.objects.filter(role="assistant").exclude(status__in=["pending", "streaming"])
-    batch = []
-    for message in replies.only("pk", "content", "reasoning").iterator(chunk_size=500):
-        message.content_html = render_markdown(message.content)
-        message.reasoning_html = render_markdown(message.reasoning) if message.reasoning else ""
-        batch.append(message)
-        if len(batch) >= 500:
-            Message.objects.bulk_update(batch, ["content_html", "reasoning_html"])
-            batch = []
-    Message.objects.bulk_update(batch, ["content_html", "reasoning_html"])
+    _stored_html.render_finished_replies(apps)
 
 
 class Migration(migrations.Migration):
