@@ -90,13 +90,21 @@ def test_bold_beside_cjk_punctuation_renders_as_bold():
     for text, formatted in cases.items():
         assert formatted in render_markdown(text), text
     # Underscores inside words, and marks beside other punctuation, are as CommonMark has them
-    for text in ["__注意：__请", "中_文_字", "a**a«**a", "a**∇a**a", "**a.**b", "2**10", "snake_case"]:
+    for text in [
+        "__注意：__请",
+        "中_文_字",
+        "a**a«**a",
+        "a**∇a**a",
+        "**a.**b",
+        "2**10",
+        "snake_case",
+    ]:
         assert "<strong>" not in render_markdown(text) and "<em>" not in render_markdown(text)
 
 
 MARKDOWN_WITHOUT_CJK = st.lists(
     st.one_of(
-        st.sampled_from(list("*_~`[]()!.,:;\"'- \n#>1") + ["**", "~~", "\u00ab", "\u2019"]),
+        st.sampled_from([*"*_~`[]()!.,:;\"'- \n#>1", "**", "~~", "\u00ab", "\u2019"]),
         st.characters(codec="latin-1", exclude_categories=["Cc"]),
     ),
     max_size=40,

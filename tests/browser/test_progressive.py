@@ -881,6 +881,53 @@ async def test_a_paragraphs_bold_code_and_links_are_formatted_as_they_are_writte
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
+CJK_REPLY = """\
+## 安装步骤
+
+**第一步：**安装依赖，运行 `pip install chatsite`。
+
+**注意：**请先确认**「配置文件」**已经存在，然后再**启动服务：**执行命令"""
+# Tokens of one to three characters, as CJK text streams (it has no blanks to split at)
+CJK_TOKENS = re.findall(r"\s+|[!-~]+|[^!-~\s]{1,3}", CJK_REPLY)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_chinese_bold_before_the_next_word_is_bold_as_it_streams_and_settles(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """Bold that ends in full-width punctuation right before the next word ("**注意：**请",
+    CommonMark's CJK-friendly amendment) was drawn bold while open, then shown as text with
+    its stars once closed, and saved so. It is bold from its first character, its stars never
+    shown, and it settles where it stood."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    held = CJK_TOKENS.index("执行命")
+    (gate,) = gated_stream(fake_upstream, CJK_TOKENS, [held + 1], delay=0.02)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("怎么安装？")
+    tail, content = page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
+
+    # Held after "**启动服务：**": the paragraph before is settled bold, and the one being
+    # written has its closed bold formatted and the last drawn bold, no star shown.
+    await expect(content.locator("p strong")).to_have_text("第一步：")
+    await expect(tail.locator("strong")).to_have_text(["注意：", "「配置文件」", "启动服务："])
+    shown = await tail.inner_text()
+    assert "*" not in shown and shown.startswith("注意：请先确认「配置文件」已经存在"), shown
+    drawn = [await start_in_reply(chat, reply_id, tail.locator("strong").nth(i)) for i in range(3)]
+    await check_looks(page, tmp_path / f"cjk-{viewport['width']}-{scheme}.png")
+
+    gate.open()
+    await chat.wait_finished(reply_id)
+    settled = content.locator("p").nth(1).locator("strong")
+    await expect(settled).to_have_text(["注意：", "「配置文件」", "启动服务："])
+    for i, start in enumerate(drawn):
+        assert await start_in_reply(chat, reply_id, settled.nth(i)) == pytest.approx(start, abs=0.5)
+    assert "*" not in await content.inner_text()
+    await assert_settled_as_rendered(page, reply_id, CJK_REPLY, watch)
+
+
 TABLE_REPLY = """\
 Plans:
 
