@@ -108,6 +108,10 @@
   function messages() { return document.getElementById("messages"); }
   var followEnd = true;
 
+  // An Enter that confirms what an input method (Chinese, Japanese, Korean) is composing,
+  // not one that sends: Safari sends it after the composition has ended, with keyCode 229.
+  function confirmsComposition(event) { return event.isComposing || event.keyCode === 229; }
+
   function nearBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 40; }
 
   function scrollToEnd() {
@@ -157,7 +161,7 @@
     var text = document.getElementById("composer-text");
     if (text) {
       text.addEventListener("keydown", function (event) {
-        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        if (event.key === "Enter" && !event.shiftKey && !confirmsComposition(event)) {
           event.preventDefault();
           if (text.value.trim()) { text.form.requestSubmit(); }
         }
@@ -168,7 +172,7 @@
   // Enter in a reply's comment box saves the comment. Left to the browser, it submits the
   // form with its first button, thumbs up, whose value on a reply rated up clears the rating.
   document.addEventListener("keydown", function (event) {
-    if (event.key !== "Enter" || event.isComposing || !event.target.closest) { return; }
+    if (event.key !== "Enter" || confirmsComposition(event) || !event.target.closest) { return; }
     var box = event.target.closest(".feedback-comment");
     if (!box || event.target.tagName !== "INPUT") { return; }
     event.preventDefault();

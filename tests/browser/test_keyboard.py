@@ -319,3 +319,38 @@ async def test_the_conversation_menus_keep_the_focus_on_the_button_used(page, se
     await page.keyboard.press("Enter")
     await expect(page.get_by_text("Saved. Used from the next reply on.")).to_be_visible()
     await expect(page.get_by_role("button", name="Save system prompt")).to_be_focused()
+
+
+# Keydowns of Enter in the message box, as the browser sends them (synthetic: the page's
+# handler reads key, isComposing and keyCode), and how many times its form was submitted.
+ENTERS_JS = """
+(enters) => {
+  const box = document.getElementById("composer-text");
+  let submitted = 0;
+  const count = () => { submitted += 1; };
+  box.form.addEventListener("submit", count);
+  for (const init of enters) {
+    box.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", bubbles: true, cancelable: true, ...init}));
+  }
+  box.form.removeEventListener("submit", count);
+  return submitted;
+}
+"""
+
+
+async def test_enter_that_confirms_an_input_methods_composition_does_not_send(
+    page, server, fake_upstream
+):
+    """Chinese, Japanese and Korean are typed through an input method: Enter confirms the
+    characters composed. That Enter must not send what is half written, whether the browser
+    says it is composing (Chromium, Firefox) or sends it just after with keyCode 229 (Safari,
+    which sent the message)."""
+    fake_upstream.plan = streamed(["好的。"])
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await chat.composer.fill("你好")
+    assert await page.evaluate(ENTERS_JS, [{"isComposing": True}, {"keyCode": 229}]) == 0
+    await expect(chat.composer).to_have_value("你好")
+    assert await page.evaluate(ENTERS_JS, [{"keyCode": 13}]) == 1  # (an Enter of its own sends)
+    await expect(page.locator("article.message.user")).to_have_count(1)
+    await expect(chat.composer).to_have_value("")
