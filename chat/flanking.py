@@ -57,6 +57,18 @@ def cjk(character: str) -> bool:
     return _CJK.match(character) is not None
 
 
+def cjk_before(before: str) -> bool:
+    """Whether the text `before` a mark ends in a CJK sequence (a CJK character, or a
+    full-width quotation mark, and its variation selector) or an ideographic variation
+    selector."""
+    last = before[-1:]
+    if _IDEOGRAPHIC_VARIATION.match(last):
+        return True
+    if _TEXT_VARIATION.match(last) and len(before) > 1:
+        return cjk(before[-2]) or (last == "\ufe01" and before[-2] in _FULL_WIDTH_QUOTES)
+    return cjk(last)
+
+
 def punctuation(character: str) -> bool:
     """CommonMark's Unicode punctuation (Unicode's P and S categories)."""
     return unicodedata.category(character)[0] in "PS"
@@ -89,7 +101,7 @@ def flanks(before: str, after: str) -> Flanks:
         if _TEXT_VARIATION.match(last) and len(before) > 1:
             base = before[-2]  # (a sequence: a character and its variation selector)
             full_width_quote = last == "\ufe01" and base in _FULL_WIDTH_QUOTES
-        cjk_base, cjk_after = cjk(base), cjk(after)
+        cjk_base, cjk_after = cjk(base) or full_width_quote, cjk(after)
         ideographic = _IDEOGRAPHIC_VARIATION.match(last) is not None
     last_space = isWhiteSpace(ord(last))
     after_space = isWhiteSpace(ord(after))

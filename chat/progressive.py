@@ -73,7 +73,7 @@ from typing import Any, Literal
 
 from markdown_it.token import Token
 
-from .flanking import CJK_CHARACTERS, cjk, flanks, punctuation
+from .flanking import CJK_CHARACTERS, cjk, cjk_before, flanks, punctuation
 from .markdown import (
     MD_TRIMMED,
     block_parser,
@@ -181,6 +181,9 @@ _NO_TEXT = re.compile(r"(?:[ \t]*>)*[ \t]*(?:(?:[-+*]|[0-9]{1,9}[.)])[ \t]*)?")
 # A character of Chinese, Japanese or Korean text, or their punctuation (full-width forms
 # included): such text has no blanks between its words
 _CUT = re.compile(r"(?<=[^ \t\n])[ \t\n]" rf"|(?<=[*_~`\])][{CJK_CHARACTERS}])(?=[\s\S])")
+# CJK opening brackets and quotes (a mark after a letter before them opens, with the
+# CJK-friendly amendment: "Git**（注）**")
+_CJK_OPENING = "\uff08\u300c\u300e\u3010\u300a\u3008\u3014\u3016\uff3b\uff5b"
 # Words that may close a mark left open before them (none: the cut after them is not tried)
 _CLOSING = re.compile(r"[*_~`\])]")
 _BLANK_IN = re.compile(r"[ \t\n]")
@@ -1870,7 +1873,7 @@ class ProgressiveRenderer:
             whole = self._render_words(self.text[start:span] + words)
             return whole[len(before) :] if whole is not None and whole.startswith(before) else None
 
-        drawn = drawn_as_closed(piece, self.text[span - 1] if span else " ", render)
+        drawn = drawn_as_closed(piece, self.text[max(0, span - 2) : span] or " ", render)
         if drawn is None:
             return
         state.span_drawing, state.span_drawn_to = drawn.html, span + drawn.to
@@ -1889,7 +1892,9 @@ class ProgressiveRenderer:
         end = span
         while end < len(text) and text[end] == mark:
             end += 1
-        return _often_closes(text[span:end], text[span - 1] if span else " ", text[end : end + 1])
+        return _often_closes(
+            text[span:end], text[max(0, span - 2) : span] or " ", text[end : end + 1]
+        )
 
     def _link_still_open(self, state: _Formatting, span: int) -> bool:
         """Whether the pending span still ends in the destination or title being written of
@@ -3098,7 +3103,7 @@ def drawn_as_closed(
     inline, or gives None if a mark is left open (`render_words`): None then, the words are
     drawn as text; so too, with `seldom_as_text`, if a mark left open seldom closes
     (`_often_closes`: a cell's, where nothing else looks at its marks). `preceding`: the
-    character before them."""
+    characters before them (two: a variation selector belongs to the character before it)."""
     core = piece.rstrip(_HELD_END)
     if core.endswith(")") and _OPEN_DESTINATION.search(core, 0, len(core) - 1):
         core = core[:-1]  # (a link's closing parenthesis: it waits for what follows)
@@ -3106,7 +3111,7 @@ def drawn_as_closed(
         return Drawn("", 0, 0)
     to = len(core)
     simple = _SIMPLY_OPEN.fullmatch(core)
-    if simple is not None and preceding.isspace():
+    if simple is not None and preceding[-1:].isspace():
         # A code span or an emphasis of plain words, open: as markdown-it renders it once
         # closed, without a render (most spans, as their first word comes)
         if seldom_as_text and simple.group("mark")[0] == "_":
@@ -3154,16 +3159,20 @@ def _open_link(piece: str) -> int | None:
 
 
 def _often_closes(run: str, before: str, after: str) -> bool:
-    """Whether an emphasis's or a strikethrough's marks (`run`, between the characters
-    `before` and `after`, "" at the end) that may open one are drawn as they will render if
-    they close: after a blank or a CJK character (whose text has no blanks), before a letter,
-    a digit, a code span or a link; a double mark before punctuation too ('**"Save"**',
-    "**.env**", "**(optional)**"), a single one before a quote or a parenthesis. Not
-    "2**10", "f(*args", "*.py", "**/*.js", nor any underscore's ("__init__", "_private"):
-    they seldom close, and would draw the words after them formatted until their line or
-    cell ended."""
-    if run[0] == "_" or not (before.isspace() or cjk(before)):
+    """Whether an emphasis's or a strikethrough's marks (`run`, between the text `before`
+    them, its last two characters, and the character `after`, "" at the end) that may open
+    one are drawn as they will render if they close: after a blank or a CJK character (whose
+    text has no blanks; or its variation selector), before a letter, a digit, a code span or
+    a link; a double mark before punctuation too ('**"Save"**', "**.env**", "**(optional)**"),
+    a single one before a quote or a parenthesis; and a double mark after a letter before a
+    CJK opening bracket or quote ("Git**（注）**"; at the end, until what follows shows).
+    Not "2**10", "f(*args", "*.py", "**/*.js", nor any underscore's ("__init__",
+    "_private"): they seldom close, and would draw the words after them formatted until
+    their line or cell ended."""
+    if run[0] == "_":
         return False
+    if not (before[-1:].isspace() or cjk_before(before)):
+        return before[-1:].isalnum() and len(run) > 1 and after in _CJK_OPENING  # ("": wait)
     if not after or after.isalnum() or after in "`[":
         return True
     if len(run) > 1:
@@ -3178,7 +3187,8 @@ def _closed(core: str, preceding: str) -> tuple[str, str, int, bool]:
     the number of elements they end (a run of three stars ends two: a bold in an emphasis);
     and whether a mark left open seldom closes (`_often_closes`).
     An approximation of CommonMark's delimiter rules: the render says whether it holds
-    (`render_words` finds no mark left open). `preceding`: the character before `core`."""
+    (`render_words` finds no mark left open). `preceding`: the characters before `core` (as
+    `drawn_as_closed` has them)."""
     opened: list[str] = []
     seldom: list[bool] = []  # for each run opened, whether it seldom closes
     brackets: list[int] = []
@@ -3205,7 +3215,7 @@ def _closed(core: str, preceding: str) -> tuple[str, str, int, bool]:
                     break
                 i = closing
                 continue
-            before = core[i - 2 : i] if i > 1 else preceding + core[:i]
+            before = core[i - 2 : i] if i > 1 else (preceding + core[:i])[-2:]
             flanking = flanks(before, core[j : j + 1])
             opens, closes = flanking.opens(mark), flanking.closes(mark)
             if mark == "~" and j - i != 2:
@@ -3216,7 +3226,7 @@ def _closed(core: str, preceding: str) -> tuple[str, str, int, bool]:
                 seldom.pop()
             elif opens:
                 opened.append(core[i:j])
-                seldom.append(not _often_closes(core[i:j], before[-1:], core[j : j + 1]))
+                seldom.append(not _often_closes(core[i:j], before, core[j : j + 1]))
             i = j
             continue
         i += 1

@@ -86,6 +86,8 @@ def test_bold_beside_cjk_punctuation_renders_as_bold():
         "~~删除：~~文字": "<s>删除：</s>文字",
         "大塚\ufe00**(U+585A)**": "大塚\ufe00<strong>(U+585A)</strong>",
         "**\u201c\ufe01Git\u201d\ufe01**Hub": "<strong>\u201c\ufe01Git\u201d\ufe01</strong>Hub",
+        "\u201c\ufe01**(注)**です": "\u201c\ufe01<strong>(注)</strong>です",
+        "葛\U000e0100**(U+845B)**です": "<strong>(U+845B)</strong>です",
     }
     for text, formatted in cases.items():
         assert formatted in render_markdown(text), text
@@ -139,6 +141,7 @@ def test_replies_saved_before_with_cjk_marks_are_rendered_anew(user):
         ).pk
         for text, html in [
             ("**注意：**请确认", "<p>**注意：**请确认</p>\n"),
+            ("**\u263a\ufe0e**b", "<p><strong>\u263a\ufe0e</strong>b</p>\n"),
             ("**Note:** read it", "<p>as saved</p>\n"),
             ("没有标记。", "<p>as saved too</p>\n"),
         ]
@@ -147,5 +150,7 @@ def test_replies_saved_before_with_cjk_marks_are_rendered_anew(user):
     executor.migrate(executor.loader.graph.leaf_nodes())
     html = {text: Message.objects.get(pk=pk).content_html for text, pk in saved.items()}
     assert html["**注意：**请确认"] == "<p><strong>注意：</strong>请确认</p>\n"
+    # (a text's variation selector: the amendment reads it with the character before it)
+    assert html["**\u263a\ufe0e**b"] == render_markdown("**\u263a\ufe0e**b")
     assert html["**Note:** read it"] == "<p>as saved</p>\n"
     assert html["没有标记。"] == "<p>as saved too</p>\n"
