@@ -216,9 +216,7 @@ def conversation_start(
 def title_from(content: str) -> str:
     """A conversation's first title: its first message's first words, without markdown's
     marks."""
-    words = titles.without_marks(content).split()
-    title = " ".join(words[:TITLE_WORDS])
-    return title[:80] + ("…" if len(words) > TITLE_WORDS or len(title) > 80 else "")
+    return titles.first_words(titles.without_marks(content), TITLE_WORDS, 80)
 
 
 def message_submit(

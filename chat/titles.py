@@ -48,6 +48,32 @@ def without_marks(text: str) -> str:
     return _HEADING_OR_BULLET.sub("", text.replace("*", "").replace("`", "").lstrip())
 
 
+# Chinese and Japanese text puts no blanks between its words: there a character counts as
+# half a word, and a title of its first words ends at a clause's end where one is near
+_UNSPACED = "\u2e80-\u303e\u3041-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_TITLE_WORD = re.compile(f"([{_UNSPACED}])|[^\\s{_UNSPACED}]+")
+_CLAUSE_END = re.compile("[\u3001\u3002\uff0c\uff1a\uff1b\uff01\uff1f]")
+
+
+def first_words(text: str, words: int, most: int) -> str:
+    """A title of the first `words` words of `text` (its blanks collapsed), at most `most`
+    characters, and "…" if there is more."""
+    text = " ".join(text.split())
+    end, halves = 0, 2 * words
+    for word in _TITLE_WORD.finditer(text):
+        halves -= 1 if word.group(1) else 2
+        if halves < 0:
+            break
+        end = word.end()
+    title = text[:end][:most]
+    if len(title) < len(text):
+        clauses = [clause.start() for clause in _CLAUSE_END.finditer(title)]
+        if clauses and clauses[-1] >= len(title) // 3:
+            title = title[: clauses[-1]]  # (at a clause's end: "请帮我写一个脚本，用来…")
+        title += "\u2026"
+    return title
+
+
 def clean_title(text: str) -> str:
     """The title in a model's answer: its first line without quotes, markdown markers, a
     "Title:" label, a final period or NUL characters (PostgreSQL refuses those), whitespace

@@ -173,11 +173,26 @@ async def _no_event(conversation_id: object) -> None:
         ("- `pip install` fails", "pip install fails"),
         ("> quoted text first", "quoted text first"),
         ("what is 2 + 2?", "what is 2 + 2?"),
+        (
+            "one two three four five six seven eight nine",
+            "one two three four five six seven eight…",
+        ),
+        # Chinese and Japanese: no blanks between words, a character is half a word, and the
+        # title ends at a clause's end near its end (it was the whole message, up to 80)
+        ("什么是量子计算？请用简单的语言解释一下。", "什么是量子计算…"),
+        ("请帮我写一个Python脚本，用来批量重命名文件夹中的所有图片文件", "请帮我写一个Python脚本…"),
+        (
+            "Pythonでファイル名を一括変更するスクリプトを書いて",
+            "Pythonでファイル名を一括変更するス…",
+        ),
+        ("怎么安装？", "怎么安装？"),
+        ("파이썬으로 파일 이름을 일괄 변경하는 방법", "파이썬으로 파일 이름을 일괄 변경하는 방법"),
     ],
 )
 def test_the_first_title_is_the_first_words_without_markdowns_marks(message, title):
     """The first title, made of the first message's first words, showed its marks
-    ("Explain **markdown** tables") in the header, the sidebar and the tab."""
+    ("Explain **markdown** tables") in the header, the sidebar and the tab; a Chinese or
+    Japanese message was its title whole."""
     from chat import services
 
     assert services.title_from(message) == title
