@@ -30,6 +30,8 @@ def title_request(first_message: str) -> list[dict[str, str]]:
         ("Tips for iOS and macOS", "Tips for iOS and macOS"),
         ("What is **`asyncio`** for?", "What is asyncio for"),
         ("   ", "Demo conversation"),
+        ("什么是量子计算？请用简单的语言解释一下。", "什么是量子计算"),
+        ("请帮我写一个Python脚本，用来批量重命名文件", "请帮我写一个Python脚本"),
     ],
 )
 def test_the_demo_title_is_a_short_phrase_in_the_users_own_capitals(first_message, title):

@@ -139,14 +139,16 @@ def demo_title_for(messages: list[dict[str, Any]]) -> str:
     )
     text = " ".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
     first = re.sub(r"[*`#]+", " ", text.split("Assistant:")[0].replace("User:", ""))
-    sentences = [s for s in re.split(r"[.!?\n]+", first) if s.strip()]
+    # (and Chinese and Japanese sentences and clauses, whose words have no blanks between)
+    sentences = [s for s in re.split(r"[.!?\n\u3002\uff01\uff1f]+", first) if s.strip()]
     while len(sentences) > 1 and re.fullmatch(greeting, sentences[0].strip(" ,"), re.IGNORECASE):
         sentences.pop(0)
     sentence = " ".join(sentences[0].split()) if sentences else ""
     request = re.sub(rf"^{greeting}\s*[,!.]?\s+", "", sentence, flags=re.IGNORECASE)
     if len(request.split()) >= 4:  # a request after the greeting, not small talk
         sentence = request
-    words = next((c for c in re.split(r"[,;:()]", sentence) if c.strip()), "").split()
+    clauses = re.split(r"[,;:()\u3001\uff0c\uff1b\uff1a\uff08\uff09]", sentence)
+    words = next((c for c in clauses if c.strip()), "").split()
     rest = re.sub(preamble, "", " ".join(words), flags=re.IGNORECASE).split()
     if len(rest) >= 2:  # "Can you help" stays as it is
         words = rest
