@@ -8,6 +8,11 @@ closes with 4013 (our Try Again Later), on which the page reconnects. While the 
 known to be away, a socket that opens gets 4013 at once, without waiting on the database.
 Neither logs: the outage's one WARNING (chat.outages) says it all.
 
+`PagesNotKeptMiddleware`: no cache keeps a page (HTML): the browser's Back asks for it again,
+so a page shown from its history is never one drawn before (its message box's idempotency key
+sent again took a new message for the old one, and lost it), nor a signed-out browser's
+conversation.
+
 `CSPMiddleware` is django-csp's, building the policy's text once per setting instead of for
 every response (`dataclasses.asdict` and `build_policy` twice, some 330 Python calls, more than
 a page's CSRF token costs). A response with a policy of its own (django-csp's decorators), or a
@@ -29,6 +34,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
+from django.utils.cache import add_never_cache_headers
 from django.utils.deprecation import MiddlewareMixin
 
 from . import outages
@@ -157,6 +163,17 @@ def _policy(report_only: bool) -> str:
     if text is None:
         text = _policies[report_only] = build_policy(report_only=report_only)
     return text
+
+
+class PagesNotKeptMiddleware(MiddlewareMixin):
+    def process_response(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        if "Cache-Control" not in response and response.get("Content-Type", "").startswith(
+            "text/html"
+        ):
+            add_never_cache_headers(response)
+        return response
 
 
 class CSPMiddleware(csp_middleware.CSPMiddleware):

@@ -38,7 +38,8 @@ class ConversationBusy(Exception):
 
 class ConversationChanged(Exception):
     """The message was written below a message the conversation no longer ends with (another
-    tab or window switched versions, or sent a turn, since this one was drawn)."""
+    tab or window switched versions, or sent a turn, since this one was drawn), or on a page
+    that the browser's history showed again as it was drawn (its key sent before)."""
 
 
 class ReplyNotRetryable(Exception):
@@ -189,7 +190,8 @@ def conversation_start(
 
     Submitting the same idempotency key again returns the first submission's pair, also
     while the first is still being saved (a double click): the key is looked up with the
-    owner's row locked, so the second waits for the first to commit.
+    owner's row locked, so the second waits for the first to commit. The same key with
+    another text raises ConversationChanged (`_submission`).
     """
     with transaction.atomic():
         if idempotency_key is not None:
@@ -205,7 +207,9 @@ def conversation_start(
                 .select_related("conversation")
                 .first()
             )
-            if first is not None and (found := _submission(first.conversation, idempotency_key)):
+            if first is not None and (
+                found := _submission(first.conversation, idempotency_key, content)
+            ):
                 return found
         conversation = conversation_create(owner=owner, model=model)
         return message_submit(
@@ -229,7 +233,8 @@ def message_submit(
     """Save the user's message after the last one shown and a pending reply, and start the
     reply after commit.
 
-    Submitting the same idempotency key again returns the first submission's pair.
+    Submitting the same idempotency key again returns the first submission's pair (with
+    another text: ConversationChanged, `_submission`).
     Raises ConversationBusy while an earlier reply is still pending or streaming, and
     ConversationChanged if `after` (the last message the sender's page shows; 0 for none) is
     not the conversation's last message: the model would be sent turns the sender never saw.
@@ -241,7 +246,7 @@ def message_submit(
             # `_ensure_idle` and the active path would each ask the database.)
             state = selectors.turn_state(conversation=conversation, idempotency_key=idempotency_key)
             if state.submitted and idempotency_key is not None:
-                existing = _submission(conversation, idempotency_key)
+                existing = _submission(conversation, idempotency_key, content)
                 if existing is not None:
                     return existing
             if state.busy:
@@ -285,16 +290,26 @@ def message_submit(
             _save_conversation(conversation, update_fields)
     except IntegrityError:
         # The same submission raced us and won; answer with its pair.
-        if idempotency_key is not None and (found := _submission(conversation, idempotency_key)):
+        if idempotency_key is not None and (
+            found := _submission(conversation, idempotency_key, content)
+        ):
             return found
         raise
     return user_message, reply
 
 
-def _submission(conversation: Conversation, key: uuid.UUID) -> tuple[Message, Message] | None:
+def _submission(
+    conversation: Conversation, key: uuid.UUID, content: str
+) -> tuple[Message, Message] | None:
+    """The message and reply that an earlier submission of `key` saved (a double click, a
+    retry); None if none. Raises ConversationChanged if that submission was another text: a
+    page that the browser's history showed again as it was sends the key it was drawn with
+    (it was taken for the same submission, and the new text was lost)."""
     user_message = conversation.messages.filter(idempotency_key=key).first()
     if user_message is None:
         return None
+    if user_message.content != content:
+        raise ConversationChanged
     reply = user_message.children.replies().order_by("id").first()
     return (user_message, reply) if reply is not None else None
 

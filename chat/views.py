@@ -101,6 +101,8 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
             idempotency_key=form.cleaned_data["idempotency_key"],
             model=form.cleaned_data["model"],
         )
+    except services.ConversationChanged:
+        return _changed()
     except limits.LimitReached as reached:
         return _plain(reached.message, 429)
     url = user_message.conversation.get_absolute_url()
@@ -148,6 +150,14 @@ def _tab(request: HttpRequest) -> str:
 
 def _plain(text: str, status: int) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+
+
+def _changed() -> HttpResponse:
+    """A message refused as written on a page that is out of date: the page redraws itself,
+    keeping the text, with the reason."""
+    response = _plain(CHANGED, 409)
+    response["X-Conversation-Changed"] = "1"
+    return response
 
 
 def _busy() -> HttpResponse:
@@ -293,8 +303,9 @@ def _message_or_404(conversation: Conversation, message_id: int, role: str) -> M
 
 BUSY = "The assistant is still replying. Wait for it to finish, or press Stop."
 CHANGED = (
-    "This conversation has changed in another tab or window. The page shows it as it is now; "
-    "your message is still in the box: send it again if it still fits."
+    "This page was out of date (the conversation changed in another tab or window, or the "
+    "page came back from the browser's history). It now shows what is current; your message "
+    "is still in the box: send it again if it still fits."
 )
 
 
@@ -377,9 +388,7 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
     except services.ConversationBusy:
         return _busy()
     except services.ConversationChanged:
-        response = _plain(CHANGED, 409)
-        response["X-Conversation-Changed"] = "1"  # the page redraws itself, keeping the text
-        return response
+        return _changed()
     except limits.LimitReached as reached:
         return _plain(reached.message, 429)
     if not request.htmx:  # type: ignore[attr-defined]

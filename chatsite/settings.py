@@ -77,6 +77,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # No cache keeps a page: Back asks for it again (chat/middleware.py).
+    "chat.middleware.PagesNotKeptMiddleware",
     # django-csp's, with the policy's text built once (chat/middleware.py).
     "chat.middleware.CSPMiddleware",
     # Last, as django-axes asks: it turns a refused login into the lockout page.

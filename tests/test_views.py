@@ -170,6 +170,23 @@ def test_the_same_first_message_sent_twice_starts_one_conversation(alice, user, 
     assert Conversation.objects.count() == 1 and Message.objects.count() == 2
 
 
+def test_a_first_message_sent_again_with_its_key_and_another_text_is_refused_not_lost(
+    alice, user, sent_to_worker
+):
+    """A start page that the browser's history showed again as it was drawn sends the key it
+    was drawn with: the new text was taken for the first message sent with it, opened that
+    conversation, and was lost. It is refused, and the page redraws keeping it."""
+    key = str(uuid.uuid4())
+    url = reverse("chat:conversation_start")
+    alice.post(url, {"content": "about cats", "idempotency_key": key}, HTTP_HX_REQUEST="true")
+    response = alice.post(
+        url, {"content": "about dogs", "idempotency_key": key}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 409 and response["X-Conversation-Changed"] == "1"
+    assert "browser's history" in response.content.decode()
+    assert Conversation.objects.count() == 1 and Message.objects.count() == 2
+
+
 class _HeldAtFirstTransaction:
     """`django.db.transaction` for chat.services, with each thread's first `atomic()` held
     until both threads reach it: two requests of a double click in flight at once."""
@@ -319,6 +336,44 @@ def test_the_same_submission_twice_creates_one_message_and_one_reply(
     assert first.status_code == second.status_code == 200
     assert conversation.messages.count() == 2
     assert len(sent_to_worker) == 1
+
+
+def test_a_message_sent_again_with_its_key_and_another_text_is_refused_not_lost(
+    alice, conversation: Conversation, sent_to_worker
+):
+    """A conversation's page that the browser's history showed again as it was drawn (Back)
+    sends the key its message box was drawn with: the next message was taken for the one sent
+    with it, and lost without a word. It is refused; the page redraws, keeping it."""
+    url = reverse("chat:message_create", args=[conversation.pk])
+    key = str(uuid.uuid4())
+    alice.post(url, {"content": "first", "idempotency_key": key}, HTTP_HX_REQUEST="true")
+    Message.objects.filter(role="assistant").update(status=Message.Status.COMPLETE)
+    response = alice.post(
+        url, {"content": "second", "idempotency_key": key}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 409 and response["X-Conversation-Changed"] == "1"
+    assert list(conversation.messages.values_list("content", flat=True).order_by("id")) == [
+        "first",
+        "",
+    ]
+
+
+def test_no_cache_keeps_a_page(alice, conversation: Conversation):
+    """The browser's Back asks for a page again: a page kept showed what was drawn before
+    (a message sent from it was lost), and a signed-out browser's conversation."""
+    for url in [
+        reverse("chat:start"),
+        reverse("chat:conversation_detail", args=[conversation.pk]),
+        reverse("chat:conversation_sidebar"),
+        reverse("login"),
+    ]:
+        response = alice.get(url)
+        assert response.status_code == 200, url
+        assert "no-store" in response["Cache-Control"], url
+    services.message_submit(conversation=conversation, content="hi")
+    reply = conversation.messages.get(role="assistant")
+    text = alice.get(reverse("chat:message_text", args=[conversation.pk, reply.pk]))
+    assert text["Cache-Control"] == "private, no-cache"  # (its own, as it said)
 
 
 def test_stopping_a_queued_reply_cancels_it(alice, conversation: Conversation, sent_to_worker):

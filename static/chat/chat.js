@@ -105,6 +105,13 @@
     event.detail.headers["X-Chat-Tab"] = TAB;
   });
 
+  // A page the browser's back-forward cache shows again is drawn anew: what it shows (and the
+  // message box's idempotency key) may be out of date. (No cache keeps a page's HTML:
+  // PagesNotKeptMiddleware in chat/middleware.py.)
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) { location.reload(); }
+  });
+
   function messages() { return document.getElementById("messages"); }
   var followEnd = true;
 

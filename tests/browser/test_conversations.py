@@ -87,6 +87,32 @@ async def test_rename_and_delete_a_conversation(page, watch, server, fake_upstre
     await expect(page.get_by_text("Holiday plans")).to_have_count(0)
     assert not await Conversation.objects.filter(pk=conversation_id).aexists()
     assert not await Message.objects.filter(conversation_id=conversation_id).aexists()
+    # Back asks for the page again: it is gone (it showed as drawn before, "Reconnecting…")
+    await page.go_back()
+    await expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    watch.console_errors.clear()  # (the browser logs the 404)
+
+
+async def test_a_message_sent_from_a_page_that_back_showed_again_is_not_lost(
+    page, server, fake_upstream, watch
+):
+    """Found by a walk-through: Back showed the conversation's page as it was first drawn,
+    its message box's idempotency key the one the next message had been sent with; the
+    message sent from it was taken for that one, and lost without a word."""
+    fake_upstream.plan = answers("First answer.", "Second answer.")
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    await chat.wait_finished(await chat.send("the first message"))
+    await page.goto(server.url + "/")
+    await page.go_back()
+    await page.wait_for_url(url)
+    await expect(page.locator("#messages article.user")).to_have_count(1)  # (as it is now)
+    await chat.wait_for_socket()
+    second = await chat.send("the second message")
+    await chat.wait_finished(second)
+    sent = Message.objects.filter(role="user").order_by("id").values_list("content", flat=True)
+    assert [text async for text in sent] == ["the first message", "the second message"]
+    assert watch.console_errors == []
 
 
 async def test_regenerate_streams_a_new_version_in_place_of_the_last(page, server, fake_upstream):
