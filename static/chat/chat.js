@@ -479,12 +479,21 @@
   // A message sent makes its conversation the most recently active: first under "Today" in
   // the sidebar, as a reload lists it (it stayed where it was); a pinned one stays among the
   // pinned. Only the list of every conversation is so ordered (not a search's, nor the
-  // archived ones').
+  // archived ones'). One the list does not show (older than its first page: opened from a
+  // search or a link) is asked for with the list's first page, which now begins with it.
   function toTopOfSidebar() {
     var list = document.getElementById("conversation-list");
     var link = list && list.querySelector('a[aria-current="page"]');
     var search = document.getElementById("sidebar-search");
-    if (!link || list.querySelector(".list-mode") || (search && search.value)) {
+    if (!list || list.querySelector(".list-mode") || (search && search.value)) {
+      return;
+    }
+    if (!link) {
+      var current = search && search.form.querySelector('input[name="current"]');
+      if (current) {
+        htmx.ajax("GET", search.form.getAttribute("hx-get") + "?current="
+          + encodeURIComponent(current.value), { target: list, swap: "innerHTML" });
+      }
       return;
     }
     var item = link.closest("li");

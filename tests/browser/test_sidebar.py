@@ -166,3 +166,24 @@ async def test_a_message_sent_brings_its_conversation_to_the_top_as_a_reload_wou
             "Topic 4",
         ]
     )
+
+
+async def test_a_message_sent_in_a_conversation_the_list_does_not_show_brings_it_first(
+    page, server, user, fake_upstream
+):
+    """Found by a walk-through: a conversation older than the list's first page (opened from
+    a search or a link) was in no place of the list, and a message sent in it left the list
+    as it was, without it, until the page was loaded again."""
+    from tests.browser.support import ChatPage
+
+    made = await seed(user, SIDEBAR_PAGE_SIZE + 5)
+    oldest = made[-1]
+    links = page.locator("#conversation-list a")
+    chat = ChatPage(page, server)
+    await page.goto(server.url + oldest.get_absolute_url())
+    await expect(links).to_have_count(SIDEBAR_PAGE_SIZE)
+    await expect(page.locator(f"#conv-link-{oldest.pk}")).to_have_count(0)
+    await chat.wait_finished(await chat.send("a question"))
+    await expect(links.first).to_have_text(oldest.title)
+    await expect(links.first).to_have_attribute("aria-current", "page")
+    await expect(page.locator("#conversation-list li").first).to_have_text("Today")
