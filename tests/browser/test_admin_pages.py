@@ -190,3 +190,11 @@ async def test_the_list_and_transcript_read_well_on_laptop_and_phone_in_both_the
     # styles by the policy; the page itself asked for none (checked just above).
     watch.csp_violations.clear()
     watch.console_errors.clear()
+
+    # A title with no blank to wrap at (a link) wraps in the pages' headings and breadcrumbs
+    # (found by a walk-through: the page scrolled sideways, 983 px wide on a phone)
+    for view in ("transcript", "change"):
+        await page.goto(server.url + f"/admin/chat/conversation/{conversations[4].pk}/{view}/")
+        await _screenshot(page, f"long-title-{view}-{name}")
+        widths = await _overflow(page)
+        assert widths["page"][0] <= widths["page"][1], (view, widths)
