@@ -548,6 +548,8 @@
   function actionErrorSpot(elt) {
     if (!elt.closest) { return null; }
     if (elt.closest(".chat-header .menu-body")) { return elt.closest("form"); }
+    // (the conversations' list: a search, the next page; the drawer covers the page on a phone)
+    if (elt.closest("#sidebar")) { return elt.closest("form") || elt; }
     if (!elt.closest("article")) { return null; }
     return elt.closest(".role") || elt.closest("form") || elt.parentElement;
   }
@@ -609,6 +611,7 @@
     again.href = location.pathname;
     again.textContent = "Log in again";
     status.appendChild(again);
+    status.appendChild(document.createTextNode("."));
   }
   var retries = 0;
   var openedAt = 0;

@@ -33,11 +33,11 @@ async def test_a_tab_signed_out_elsewhere_says_so_and_offers_to_log_in_again(
     )
     assert logout.status == 302, await logout.text()
 
-    await expect(status).to_have_text("You were signed out. Log in again")
+    await expect(status).to_have_text("You were signed out. Log in again.")
     link = status.get_by_role("link", name="Log in again")
     await expect(link).to_be_visible()
     await page.wait_for_timeout(1500)  # not replaced by "Reconnecting…", nor reconnected
-    await expect(status).to_have_text("You were signed out. Log in again")
+    await expect(status).to_have_text("You were signed out. Log in again.")
     await check_looks(page, tmp_path / f"signed-out-{viewport['width']}-{scheme}.png")
 
     await link.click()
@@ -170,14 +170,14 @@ async def test_what_a_signed_out_tab_sends_is_kept_and_it_says_to_log_in_again(
     await chat.composer.press("Enter")
     error = page.locator("#composer-error")
     await expect(error).to_have_text(
-        "You were signed out. Log in again Your message is still here."
+        "You were signed out. Log in again. Your message is still here."
     )
     await expect(chat.composer).to_have_value("A question I typed with care")
     await expect(page.locator("#messages article.user")).to_have_count(1)
     messages = page.locator("#messages")
     assert "password" not in (await messages.inner_html()).lower()
     await expect(page.locator("#connection-status")).to_have_text(
-        "You were signed out. Log in again"
+        "You were signed out. Log in again."
     )
     await check_looks(page, tmp_path / f"signed-out-send-{viewport['width']}-{scheme}.png")
 
@@ -205,3 +205,25 @@ async def test_what_a_signed_out_tab_sends_is_kept_and_it_says_to_log_in_again(
     await page.wait_for_url(conversation_url)
     await expect(chat.composer).to_have_value("A question I typed with care")
     assert watch.console_errors == [] and watch.csp_violations == []
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+async def test_a_search_refused_as_signed_out_says_so_in_the_drawer(
+    page, context, watch, server, scheme, tmp_path
+):
+    """Found by a walk-through: on a phone, a search in the drawer after the session ended
+    was refused without a word where it was typed (the list stayed as it was); the reason
+    went to the page behind the drawer."""
+    await page.set_viewport_size(SIZES["phone"])
+    await page.emulate_media(color_scheme=scheme)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await page.get_by_role("button", name="Conversations", exact=True).click()
+    await log_out_elsewhere(context, server)
+    await page.get_by_label("Search conversations").fill("bulk")
+    refused = page.locator("#sidebar .action-error")
+    await expect(refused).to_have_text("You were signed out. Log in again to go on.")
+    await expect(refused).to_be_in_viewport()
+    await check_looks(page, tmp_path / f"signed-out-search-{scheme}.png")
+    assert all("401" in e for e in watch.console_errors), watch.console_errors
+    watch.console_errors.clear()  # (the browser logs the refused search)
