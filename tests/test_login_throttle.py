@@ -83,6 +83,8 @@ def test_failures_count_per_address_across_usernames(throttled: Any):
         log_in(f"nobody-{n}", "guess", ip=IPS[0])
     _, response = log_in("throttled", "right-password", ip=IPS[0])
     assert is_locked_out(response)
+    # It says so: the account was never tried ("for your account's safety" said it was)
+    assert "from this network" in response.content.decode()
     # Another address and an untouched username still get in.
     client, response = log_in("throttled", "right-password", ip=IPS[1])
     assert response.status_code == 302 and "_auth_user_id" in client.session
