@@ -311,7 +311,8 @@ def feedback(message: Message, *, saved: str = "") -> str:
     if saved == "comment":
         note = '<span class="saved-note" role="status">Comment saved.</span>\n  '
     elif saved:
-        note = '<span class="saved-note" role="status">Thanks for the feedback.</span>\n  '
+        said = "Thanks for the feedback." if rating else "Rating removed."
+        note = f'<span class="saved-note" role="status">{said}</span>\n  '
     comment = ""
     if rating:
         comment = (

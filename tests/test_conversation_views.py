@@ -200,6 +200,9 @@ def test_the_feedback_note_says_what_changed(alice, conversation):
     assert "Thanks for the feedback." in changed and "Comment saved." not in changed
     reply.refresh_from_db()
     assert (reply.feedback, reply.feedback_comment) == ("down", "Clear")
+    # The thumb pressed again takes the rating back: it said thanks (a walk-through found it)
+    removed = note({"rating": ""})
+    assert "Rating removed." in removed and "Thanks" not in removed
 
 
 def test_another_user_can_change_nothing(conversation, other_user):
