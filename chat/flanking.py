@@ -57,16 +57,21 @@ def cjk(character: str) -> bool:
     return _CJK.match(character) is not None
 
 
-def cjk_before(before: str) -> bool:
-    """Whether the text `before` a mark ends in a CJK sequence (a CJK character, or a
-    full-width quotation mark, and its variation selector) or an ideographic variation
-    selector."""
-    last = before[-1:]
-    if _IDEOGRAPHIC_VARIATION.match(last):
-        return True
+def _sequence(before: str) -> tuple[str, bool]:
+    """The character that the text `before` a mark ends in (the one before a variation
+    selector: a sequence), and whether that is a CJK sequence (a full-width quotation mark's
+    too)."""
+    last = before[-1:] or " "
     if _TEXT_VARIATION.match(last) and len(before) > 1:
-        return cjk(before[-2]) or (last == "\ufe01" and before[-2] in _FULL_WIDTH_QUOTES)
-    return cjk(last)
+        base = before[-2]
+        return base, cjk(base) or (last == "\ufe01" and base in _FULL_WIDTH_QUOTES)
+    return last, cjk(last)
+
+
+def cjk_before(before: str) -> bool:
+    """Whether the text `before` a mark ends in a CJK sequence or an ideographic variation
+    selector."""
+    return _sequence(before)[1] or _IDEOGRAPHIC_VARIATION.match(before[-1:]) is not None
 
 
 def punctuation(character: str) -> bool:
@@ -96,17 +101,14 @@ def flanks(before: str, after: str) -> Flanks:
     character `after` it; "" at a line's start or end (white space)."""
     last = before[-1:] or " "
     after = after or " "
-    base, cjk_base, cjk_after, full_width_quote, ideographic = last, False, False, False, False
+    base, cjk_base, cjk_after, ideographic = last, False, False, False
     if last >= _FIRST_CJK or after >= _FIRST_CJK:  # (below it, CommonMark's rules as they are)
-        if _TEXT_VARIATION.match(last) and len(before) > 1:
-            base = before[-2]  # (a sequence: a character and its variation selector)
-            full_width_quote = last == "\ufe01" and base in _FULL_WIDTH_QUOTES
-        cjk_base, cjk_after = cjk(base) or full_width_quote, cjk(after)
+        (base, cjk_base), cjk_after = _sequence(before), cjk(after)
         ideographic = _IDEOGRAPHIC_VARIATION.match(last) is not None
     last_space = isWhiteSpace(ord(last))
     after_space = isWhiteSpace(ord(after))
     after_punctuation = punctuation(base)
-    after_other_punctuation = after_punctuation and not (cjk_base or full_width_quote)
+    after_other_punctuation = after_punctuation and not cjk_base
     before_punctuation = punctuation(after)
     before_other_punctuation = before_punctuation and not cjk_after
     left = not after_space and (
