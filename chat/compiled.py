@@ -19,7 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -38,6 +38,7 @@ M = TypeVar("M", bound=Model)
 # within a 32-bit integer column's range (PostgreSQL compiles a lookup out of range as empty).
 _INT_MARKER = 1_934_003_117
 _DATETIME_MARKER = datetime(1971, 2, 3, 4, 5, 6, 789_000, tzinfo=UTC)
+_DATE_MARKER = date(1971, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,26 @@ def _adapt_datetime(value: Any, connection: BaseDatabaseWrapper) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
+def _adapt_date(value: Any, connection: BaseDatabaseWrapper) -> Any:
+    return connection.ops.adapt_datefield_value(value)
+
+
 def _as_str(value: Any, connection: BaseDatabaseWrapper) -> str:
     return str(value)
 
 
 def _as_int(value: Any, connection: BaseDatabaseWrapper) -> int:
     return int(value)
+
+
+@dataclass(frozen=True)
+class _IntOf:
+    """An int as the typed int the backend put in the parameter's place."""
+
+    kind: type[int]
+
+    def __call__(self, value: Any, connection: BaseDatabaseWrapper) -> int:
+        return self.kind(value)
 
 
 def _as_uuid(value: Any, connection: BaseDatabaseWrapper) -> uuid.UUID:
@@ -149,8 +164,10 @@ def _marker(kind: type, number: int) -> Any:
         return f"\x1fchat.compiled {uuid.uuid4().hex} {number}\x1f"
     if kind is datetime:
         return _DATETIME_MARKER + timedelta(microseconds=number)
+    if kind is date:
+        return _DATE_MARKER + timedelta(days=number)
     raise ImproperlyConfigured(
-        f"A compiled query takes int, UUID, str and datetime parameters, not {kind}."
+        f"A compiled query takes int, UUID, str, datetime and date parameters, not {kind}."
     )
 
 
@@ -212,6 +229,8 @@ def _slot_for(
     if isinstance(marker, datetime):
         matches = prepped == _adapt_datetime(marker, connection)
         return _Slot(name, _adapt_datetime) if matches else None
+    if isinstance(marker, date):
+        return _Slot(name, _adapt_date) if prepped == _adapt_date(marker, connection) else None
     if isinstance(marker, str):
         return _Slot(name, _as_str) if prepped == marker else None
     if isinstance(marker, uuid.UUID):
@@ -222,6 +241,8 @@ def _slot_for(
         return None
     if type(prepped) is int and prepped == marker:
         return _Slot(name, _as_int)
+    if isinstance(prepped, int) and not isinstance(prepped, bool) and prepped == marker:
+        return _Slot(name, _IntOf(type(prepped)))  # psycopg's Int4, say, in an expression
     return None
 
 

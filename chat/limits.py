@@ -27,7 +27,7 @@ from django.db.models.expressions import BaseExpression
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .compiled import CompiledQuery
+from .compiled import CompiledQuery, CompiledUpdate
 from .models import Conversation, Message, SpentTokens, UsageLimit
 
 
@@ -122,9 +122,9 @@ def count_tokens_of_earlier_reply(*, owner_id: int, created: datetime, tokens: i
 def count_tokens_today_outside_replies(*, owner_id: int, tokens: int) -> None:
     """Tokens spent today that no reply's row holds: a title's request, and the estimate for
     a pass whose usage the model server did not send (stopped, cut at the size limit, its
-    stream cut): they count toward today's tokens."""
+    stream cut): they count toward today's tokens. Inside a transaction, as part of it."""
     if tokens > 0:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):
             _spend(owner_id, _today()[0], tokens)
 
 
@@ -134,9 +134,21 @@ def estimated_tokens(characters: int) -> int:
     return -(-characters // 4)
 
 
+# Run for every new conversation's title (chat.titles): compiled once (chat.compiled).
+_ADD_SPENT = CompiledUpdate[SpentTokens](
+    lambda user, day, tokens: (
+        SpentTokens.objects.filter(user_id=user, day=day),
+        {"tokens": F("tokens") + tokens},
+    ),
+    user=int,
+    day=date,
+    tokens=int,
+)
+
+
 def _spend(user_id: int, day: date, tokens: int) -> None:
     """Add `tokens` to the user's `SpentTokens` of `day`. Call inside a transaction."""
-    if SpentTokens.objects.filter(user_id=user_id, day=day).update(tokens=F("tokens") + tokens):
+    if _ADD_SPENT.execute(user=user_id, day=day, tokens=tokens):
         return  # one statement, once the day's row is there
     spent, _ = SpentTokens.objects.select_for_update().get_or_create(user_id=user_id, day=day)
     spent.tokens += tokens

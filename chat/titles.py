@@ -9,6 +9,7 @@ import uuid
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.db import transaction
 from django.db.models import Q
 
 from . import events, fragments, limits
@@ -122,18 +123,24 @@ def _title_request(conversation_id: uuid.UUID) -> tuple[Conversation, str] | Non
     return conversation, transcript
 
 
-async def _count_tokens(
-    conversation: Conversation, transcript: str, completion: Completion
-) -> None:
+def _tokens_spent(transcript: str, completion: Completion) -> int:
+    """What the title's request spent: its usage, or an estimate if the server sent none."""
     usage = completion.usage
-    tokens = (
-        (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
-        if usage is not None
-        else limits.estimated_tokens(len(TITLE_PROMPT) + len(transcript) + completion.size)
-    )
-    await sync_to_async(limits.count_tokens_today_outside_replies)(
-        owner_id=conversation.owner_id, tokens=tokens
-    )
+    if usage is not None:
+        return (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+    return limits.estimated_tokens(len(TITLE_PROMPT) + len(transcript) + completion.size)
+
+
+@sync_to_async
+def _title_saved(conversation: Conversation, *, title: str, source: str, tokens: int) -> bool:
+    """What the title's request spent counted toward the owner's tokens a day, and `title`
+    saved if the conversation's is still the first words it was asked for (whether it was):
+    one trip to the database, in one transaction."""
+    with transaction.atomic():
+        limits.count_tokens_today_outside_replies(owner_id=conversation.owner_id, tokens=tokens)
+        return bool(
+            _RETITLE.execute(pk=conversation.pk, old=conversation.title, new=title, source=source)
+        )
 
 
 # Read and written for every new conversation's title: compiled once (chat.compiled). The title
@@ -198,17 +205,20 @@ async def title_generate(conversation_id: uuid.UUID) -> None:
             async with asyncio.timeout(TITLE_TIMEOUT_SECONDS):
                 async for _ in stream:
                     pass
-        finally:
+        except BaseException:
             if stream.accepted:  # spent, whether it ended or not
-                await _count_tokens(conversation, transcript, stream.completion)
+                await sync_to_async(limits.count_tokens_today_outside_replies)(
+                    owner_id=conversation.owner_id,
+                    tokens=_tokens_spent(transcript, stream.completion),
+                )
+            raise
         title = clean_title(stream.completion.content)
         if title_improves(generated=title, current=conversation.title):
             source = Conversation.TitleSource.MODEL
         else:  # the first words stay; asked once, not again after every reply
             title, source = conversation.title, Conversation.TitleSource.ASKED
-        updated = await _RETITLE.aexecute(
-            pk=conversation_id, old=conversation.title, new=title, source=source
-        )
+        spent = _tokens_spent(transcript, stream.completion) if stream.accepted else 0
+        updated = await _title_saved(conversation, title=title, source=source, tokens=spent)
         if updated and source == Conversation.TitleSource.MODEL:
             conversation.title = title
             # Drawn once here for every tab (they would each read the conversation again).
