@@ -234,9 +234,7 @@ def reply_end(message: Message, *, oob: bool) -> str:
         notice = f'<p class="reply-error" role="alert">Error: {error}</p>\n  '
     elif status == "interrupted":
         cause = f": {error}" if message.error else "."
-        kept = (
-            " Everything received so far is kept." if message.content or message.reasoning else ""
-        )
+        kept = f" {_text(note)}" if (note := message.interrupted_text_note) else ""
         notice = f'<p class="reply-warning">The reply was interrupted{cause}{kept}</p>\n  '
     elif status == "cancelled":
         notice = '<p class="reply-note">Stopped.</p>\n  '

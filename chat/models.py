@@ -161,6 +161,19 @@ class Message(models.Model):
         return self.status == Message.Status.INTERRUPTED and bool(self.content or self.reasoning)
 
     @property
+    def interrupted_text_note(self) -> str:
+        """What an interrupted reply's notice says of the text it keeps: all that was received,
+        or, its server having stopped (`WORKER_DIED`), its text as last saved, a few seconds
+        before (chat.services' checkpoints); nothing if it kept none."""
+        if not (self.content or self.reasoning):
+            return ""
+        if self.error == WORKER_DIED:
+            return (
+                "What was saved before it stopped is kept; the reply's last seconds may be missing."
+            )
+        return "Everything received so far is kept."
+
+    @property
     def version_count(self) -> int:
         return max(len(self.version_ids), 1)
 
@@ -185,6 +198,10 @@ class Message(models.Model):
 
 
 ACTIVE_STATUSES = (Message.Status.PENDING, Message.Status.STREAMING)
+
+# Why a reply is interrupted when its server stopped renewing its lease or is known to have died
+# (chat.services.replies_interrupt_expired): its text is its last checkpoint's.
+WORKER_DIED = "The server streaming this reply stopped."
 
 
 def fit_column(model: type[models.Model], field_name: str, value: str) -> str:

@@ -22,7 +22,7 @@ from django.utils import timezone
 from . import events, fragments, limits, outages, selectors, titles
 from .compiled import Column, CompiledInsert, CompiledQuery, CompiledUpdate
 from .markdown import render_markdown
-from .models import ACTIVE_STATUSES, Conversation, Message
+from .models import ACTIVE_STATUSES, WORKER_DIED, Conversation, Message
 
 logger = logging.getLogger(__name__)
 
@@ -791,8 +791,6 @@ def _finished_by(message_id: int, worker_id: str, fields: dict[str, Any]) -> Mes
 
 
 # --- Recovery: replies whose worker died, and replies nobody took ----------------------------
-
-WORKER_DIED = "The server streaming this reply stopped."
 
 
 def replies_interrupt_expired(*, dead: Callable[[str], bool] | None = None) -> list[Message]:

@@ -13,7 +13,7 @@ import pytest
 from django.template.loader import render_to_string
 
 from chat import articles, fragments
-from chat.models import Message
+from chat.models import WORKER_DIED, Message
 
 CONVERSATION = uuid.UUID("12345678-1234-5678-1234-567812345678")
 HOSTILE = "<script>alert(\"x\")</script> & 'quotes'"
@@ -39,7 +39,7 @@ def _replies() -> list[Message]:
     finishes = ["stop", "length", "content_filter", "tool_calls", ""]
     replies = []
     for status, finish, error, content in itertools.product(
-        statuses, finishes, ["", HOSTILE], ["", "Some text"]
+        statuses, finishes, ["", HOSTILE, WORKER_DIED], ["", "Some text"]
     ):
         replies.append(
             _message(
@@ -234,27 +234,30 @@ def test_the_title_is_the_templates(title: str, oob: bool, oob_sidebar: bool):
 
 
 STOPPED = "The reply was interrupted: The server streaming this reply stopped."
+SAVED = " What was saved before it stopped is kept; the reply&#x27;s last seconds may be missing."
+CUT = "The reply was interrupted: The connection to the model ended."
+RECEIVED = " Everything received so far is kept."
 
 
 @pytest.mark.parametrize(
-    ("content", "reasoning", "notice"),
+    ("error", "content", "reasoning", "notice"),
     [
-        ("", "", STOPPED + "</p>"),
-        ("Half an answer", "", STOPPED + " Everything received so far is kept.</p>"),
-        ("", "Some thinking", STOPPED + " Everything received so far is kept.</p>"),
+        (WORKER_DIED, "", "", STOPPED + "</p>"),
+        (WORKER_DIED, "Half an answer", "", STOPPED + SAVED + "</p>"),
+        (WORKER_DIED, "", "Some thinking", STOPPED + SAVED + "</p>"),
+        ("The connection to the model ended.", "", "", CUT + "</p>"),
+        ("The connection to the model ended.", "Half an answer", "", CUT + RECEIVED + "</p>"),
     ],
 )
-def test_an_interrupted_reply_says_its_text_is_kept_only_when_there_is_some(
-    content, reasoning, notice
-):
+def test_an_interrupted_reply_says_what_of_its_text_is_kept(error, content, reasoning, notice):
     """A worker killed before the reply's first checkpoint leaves it interrupted and empty: the
-    notice said everything received was kept, and with the lease-lapse reason, said it twice."""
-    from chat.services import WORKER_DIED
-
+    notice said everything received was kept, and with the lease-lapse reason, said it twice.
+    One killed later keeps its text as last saved, up to a checkpoint interval before: the
+    notice said everything received was kept, and the tab had shown more."""
     reply = _message(
         role="assistant",
         status="interrupted",
-        error=WORKER_DIED,
+        error=error,
         content=content,
         reasoning=reasoning,
     )
