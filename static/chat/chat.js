@@ -296,6 +296,15 @@
       setEditing(editing.closest("article"), false, true);
       return;
     }
+    // Ctrl+Enter (Command+Enter on a Mac) saves an edit and sends it; Enter alone is a new
+    // line there, as an edit is often long.
+    if (event.key === "Enter" && editing && (event.ctrlKey || event.metaKey) &&
+        !confirmsComposition(event)) {
+      event.preventDefault();
+      var box = editing.querySelector("textarea");
+      if (box && box.value.trim()) { editing.requestSubmit(); }
+      return;
+    }
     var menu = event.key === "Escape" && document.querySelector("details.menu[open]");
     if (menu) {
       menu.removeAttribute("open");

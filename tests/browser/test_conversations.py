@@ -159,6 +159,35 @@ async def test_edit_the_last_message_and_resend_shows_the_new_branch(page, serve
     assert fake_upstream.requests[-1].body["messages"][-1]["content"] == "what is 2+2"
 
 
+@pytest.mark.parametrize("keys", ["Control+Enter", "Meta+Enter"])
+async def test_ctrl_enter_saves_an_edit_and_enter_is_a_new_line(page, server, fake_upstream, keys):
+    """The edit box had no key to save with (Enter is a new line there): Ctrl+Enter, or
+    Command+Enter on a Mac, saves and sends it; an empty one is not sent."""
+    fake_upstream.plan = answers("Answer to the first.", "Answer to the edit.")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    old_reply = await chat.send("first")
+    await chat.wait_finished(old_reply)
+    user = page.locator("#messages article.user")
+    box = user.get_by_label("Edit your message")
+    await user.get_by_role("button", name="Edit").click()
+    await box.fill("")
+    await box.press(keys)
+    await expect(box).to_be_visible()
+    await expect(page.locator(f"#m{old_reply}")).to_have_count(1)
+    await box.type("second")
+    await box.press("Enter")
+    await box.type("line")
+    await expect(box).to_have_value("second\nline")
+    await box.press(keys)
+    await expect(page.locator(f"#m{old_reply}")).to_have_count(0)
+    replies = page.locator("#messages article.assistant")
+    await expect(replies).to_have_count(1)
+    await chat.wait_finished(int((await replies.get_attribute("id") or "")[1:]))
+    await expect(user.locator(".content")).to_contain_text("second")
+    assert fake_upstream.requests[-1].body["messages"][-1]["content"] == "second\nline"
+
+
 async def test_a_message_and_a_system_prompt_that_begin_with_a_new_line_keep_it_in_their_boxes(
     page, server, fake_upstream
 ):
