@@ -757,6 +757,21 @@
   var lastFocus = null;
   document.addEventListener("focusin", function (event) { lastFocus = event.target; });
 
+  // The archived conversations: the footer's Archived button is hidden while the list shows
+  // them (chat.css), and the list's "Back to all" shows them all again; the focus goes from
+  // the one used to the other, not to the page.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var list = event.detail.target;
+    if (!list || list.id !== "conversation-list" || !lastFocus) { return; }
+    var toAll = list.querySelector(".list-mode button");
+    var toArchived = document.querySelector(".archived-toggle");
+    if (lastFocus === toArchived && toAll) {
+      toAll.focus();
+    } else if (!lastFocus.isConnected && lastFocus.closest(".list-mode") && toArchived) {
+      toArchived.focus();
+    }
+  });
+
   function focusReply(article) {
     syncComposer();
     var stop = document.querySelector("#composer.busy .composer-stop");

@@ -75,6 +75,29 @@ async def test_pin_and_archive_from_the_conversation_menu(page, server, user):
     await expect(sidebar.locator(".conversation-list a")).to_have_count(2)
 
 
+async def test_the_archived_button_hides_while_the_archived_are_listed_and_the_focus_moves(
+    page, server, user
+):
+    """The footer's Archived button stayed while the list showed the archived conversations,
+    under the list's own "Back to all"; by keyboard, the focus now goes from one to the
+    other."""
+    conversations = await seed(user, 3)
+    await Conversation.objects.filter(pk=conversations[0].pk).aupdate(archived=True)
+    await page.goto(server.url + conversations[2].get_absolute_url())
+    sidebar = page.locator("#sidebar")
+    archived = sidebar.get_by_role("button", name="Archived", exact=True)
+    await archived.focus()
+    await page.keyboard.press("Enter")
+    await expect(sidebar.locator(".conversation-list a")).to_have_text(["Topic 000"])
+    await expect(archived).to_be_hidden()
+    back = sidebar.get_by_role("button", name="Back to all")
+    await expect(back).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(sidebar.locator(".conversation-list a")).to_have_count(2)
+    await expect(archived).to_be_visible()
+    await expect(archived).to_be_focused()
+
+
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, PHONE])
 async def test_a_search_says_which_conversations_it_found_are_archived(
     page, server, user, viewport
