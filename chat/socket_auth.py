@@ -17,8 +17,10 @@ from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionM
 from django.conf import settings
 from django.contrib.auth import aget_user
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
+from django.contrib.sessions.backends.db import SessionStore as DjangoDatabaseStore
 from django.http import HttpRequest
+
+from .sessions.db import SessionStore as DatabaseStore
 
 
 async def session_is_current(
@@ -32,7 +34,7 @@ async def session_is_current(
     # A store with a cache in front of the database (cached_db) is read from the database:
     # a session deleted there (expired and cleared, deleted by hand) ends the socket at once.
     store = import_module(settings.SESSION_ENGINE).SessionStore
-    if issubclass(store, DatabaseStore):
+    if issubclass(store, DjangoDatabaseStore):
         store = DatabaseStore
     request = HttpRequest()
     request.session = store(session_key=session_key)

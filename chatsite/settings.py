@@ -205,12 +205,9 @@ else:
 # to the database: a page skips the session query (logout and expiry reach both). With Redis
 # they stay in the database alone: Django's cached sessions write the cache unguarded on a
 # miss, and pages must still show while Redis is away. Sockets check their session against
-# the database either way (chat/socket_auth.py).
-SESSION_ENGINE = (
-    "django.contrib.sessions.backends.db"
-    if REDIS_URL
-    else "django.contrib.sessions.backends.cached_db"
-)
+# the database either way (chat/socket_auth.py). Django's stores, with their read compiled
+# (chat/sessions).
+SESSION_ENGINE = "chat.sessions.db" if REDIS_URL else "chat.sessions.cached_db"
 
 # Login throttling (django-axes) on every login form, the admin's included: after
 # DJANGO_LOGIN_FAILURE_LIMIT failures for one username, or from one address, logins for it
