@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -46,10 +47,19 @@ def test_other_arguments_are_reversed_as_django_does():
     )
 
 
-def test_the_page_head_is_what_static_and_htmx_script_draw(settings):
+@pytest.mark.parametrize("debug", [False, True])
+def test_the_page_head_is_what_static_and_htmx_script_draw(settings, debug):
     """`{% asset %}` and `{% htmx_scripts %}` (found once per process) draw what Django's
-    `{% static %}` and django-htmx's `{% htmx_script %}` draw, for each STATIC_URL."""
+    `{% static %}` and django-htmx's `{% htmx_script %}` draw, for each STATIC_URL, but
+    django-htmx's debug script: with DEBUG on it drew Django's error page over the page for
+    an action refused with 404 (a message sent in a conversation deleted in another tab), the
+    text typed with it lost."""
     from django.template import engines
+
+    from chat.templatetags import chat_tags
+
+    settings.DEBUG = debug
+    chat_tags._htmx_scripts.cache_clear()
 
     engine = engines["django"]
     ours = engine.from_string(
@@ -60,12 +70,20 @@ def test_the_page_head_is_what_static_and_htmx_script_draw(settings):
         "{% load static django_htmx %}{% static 'chat/chat.css' %}|{% static 'a b&c.js' %}|"
         '{% htmx_script extensions="hx-ws" %}'
     )
+    debug_script = re.compile(r'<script src="[^"]*django-htmx\.js"[^>]*></script>')
+
+    def without_debug(html: str) -> str:
+        found = debug_script.findall(html)
+        assert len(found) == debug, html  # django-htmx's own draws it with DEBUG on
+        return debug_script.sub("", html)
+
     for static_url in ("/static/", "/assets/"):
         settings.STATIC_URL = static_url
-        assert ours.render({}) == django_s.render({})
-        assert static_url in ours.render({})
+        assert ours.render({}) == without_debug(django_s.render({}))
+        assert static_url in ours.render({}) and "django-htmx.js" not in ours.render({})
     nonce = {"csp_nonce": "n0nce"}
-    assert ours.render(nonce).split("|")[2] == django_s.render(nonce).split("|")[2]
+    assert ours.render(nonce).split("|")[2] == without_debug(django_s.render(nonce)).split("|")[2]
+    chat_tags._htmx_scripts.cache_clear()
 
 
 @pytest.mark.parametrize("script_prefix", ["/", "/chat/"])

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.utils.safestring import SafeString, mark_safe
-from django_htmx.jinja import htmx_script
+from django_htmx.jinja import django_htmx_script, htmx_script
 
 from .. import articles, fragments, links
 from ..article_cache import DrawnArticle
@@ -133,20 +133,31 @@ def _asset(path: str, static_url: str) -> str:
 
 @register.simple_tag(takes_context=True)
 def htmx_scripts(context: template.Context, extensions: str) -> SafeString:
-    """django-htmx's `{% htmx_script extensions=... %}`, drawn once (per nonce, if any)."""
+    """django-htmx's `{% htmx_script extensions=... %}`, drawn once (per nonce, if any),
+    without its debug script (`htmx_script_tags`)."""
     return htmx_script_tags(extensions, context.get("csp_nonce"))
 
 
 def htmx_script_tags(extensions: str, nonce: Any) -> SafeString:
-    """The `htmx_scripts` tag's output for a context whose `csp_nonce` is `nonce`."""
+    """The `htmx_scripts` tag's output for a context whose `csp_nonce` is `nonce`: htmx and
+    its extensions, without django-htmx's debug script. With DEBUG on, that script drew
+    Django's error page over the whole page for any action answered 400, 403, 404 or 500,
+    which the page explains itself (static/chat/chat.js): a message sent in a conversation
+    deleted in another tab left the page for a yellow "Page not found", and what was typed
+    with it."""
     if nonce is not None:
-        return htmx_script(extensions=extensions, nonce=nonce)
+        return _without_debug(htmx_script(extensions=extensions, nonce=nonce), nonce)
     return _htmx_scripts(extensions, settings.STATIC_URL, settings.DEBUG)
 
 
 @functools.cache
 def _htmx_scripts(extensions: str, static_url: str, debug: bool) -> SafeString:
-    return htmx_script(extensions=extensions)
+    return _without_debug(htmx_script(extensions=extensions), None)
+
+
+def _without_debug(tags: SafeString, nonce: Any) -> SafeString:
+    debug = django_htmx_script(nonce=nonce)
+    return mark_safe(tags.replace(debug, "")) if debug else tags  # (django-htmx's own tags)
 
 
 @register.simple_tag(takes_context=True)
