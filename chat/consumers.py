@@ -411,6 +411,11 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         if html:
             await self.send(text_data=html)
 
+    async def conversation_deleted(self, event: dict[str, Any]) -> None:
+        """Deleted in another tab or by staff: closed, and the tab says so (static/chat/chat.js),
+        rather than stand still with its reply cut off."""
+        await self.close(code=socket_protocol.CLOSE_CONVERSATION_DELETED)
+
     # --- User events ---------------------------------------------------------------------------
 
     async def session_closed(self, event: dict[str, Any]) -> None:

@@ -22,6 +22,8 @@ Conversation group (every open WebSocket of a conversation listens):
     path.changed      {after, not_tab, stamp}        the path shown changed after `after`: each
                                                      tab but `not_tab` draws it anew (a process
                                                      draws it once per `stamp`)
+    conversation.deleted {}                          deleted (in another tab, or by staff): its
+                                                     sockets close, and their tabs say so
 Generation group (the worker that streams one reply listens):
     generation.snapshot_request {message_id, reply_channel}  send the text so far there
     generation.cancel {message_id}                   stop now and save what there is
@@ -177,6 +179,14 @@ def path_changed_sync(conversation_id: uuid.UUID, *, after: int | None, not_tab:
             # The stamp names this event: a process's sockets on it draw the path once.
             {"type": "path.changed", "after": after, "not_tab": not_tab, "stamp": uuid.uuid4().hex},
         )
+    )
+
+
+def conversation_deleted_sync(conversation_id: uuid.UUID) -> None:
+    """The conversation was deleted: the tabs still open on it say so (their sockets close),
+    rather than stand still, and refuse what is sent from them with a 404."""
+    async_to_sync(_skipped_while_away)(
+        _layer().group_send(conversation_group(conversation_id), {"type": "conversation.deleted"})
     )
 
 

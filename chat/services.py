@@ -589,12 +589,16 @@ def conversation_configure(*, conversation: Conversation, model: str, system_pro
 def conversation_delete(*, conversation: Conversation) -> None:
     """Delete a conversation and its messages; a reply still streaming is stopped first. What
     its replies spent today still counts toward the owner's tokens a day."""
+    conversation_id = conversation.pk
     with transaction.atomic():
         active = list(conversation.messages.active().values_list("pk", flat=True))
         limits.keep_tokens_of(conversation)
         conversation.delete()
         for message_id in active:
             transaction.on_commit(functools.partial(events.request_cancel, message_id))
+        transaction.on_commit(
+            functools.partial(events.conversation_deleted_sync, conversation_id), robust=True
+        )
 
 
 def message_edit(*, message: Message, content: str, tab: str = "") -> tuple[Message, Message]:

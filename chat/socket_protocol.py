@@ -34,6 +34,8 @@ CLOSE_SESSION_ENDED = 4401
 # Nor this one: the user has CHAT_SOCKETS_PER_USER sockets open in this process already. The
 # page says so and does not reconnect.
 CLOSE_TOO_MANY_SOCKETS = 4429
+# Nor this one: the conversation was deleted (in another tab, or by staff). The page says so.
+CLOSE_CONVERSATION_DELETED = 4410
 
 
 class Refused(Exception):

@@ -16,7 +16,7 @@ from chat import events, services
 from chat.consumers import START
 from chat.models import Conversation, Message
 from chat.routing import websocket_urlpatterns
-from chat.socket_protocol import CLOSE_SESSION_ENDED
+from chat.socket_protocol import CLOSE_CONVERSATION_DELETED, CLOSE_SESSION_ENDED
 from chat.streaming.coalescer import Frame
 from chat.streaming.generation import ReplyRenderer
 from chatsite.asgi import websocket_application
@@ -82,6 +82,18 @@ async def test_anonymous_user_is_told_its_session_ended_and_nothing_else(convers
     assert connected
     assert await closed_with(comm) == CLOSE_SESSION_ENDED
     await comm.disconnect()
+
+
+async def test_a_deleted_conversations_sockets_close_saying_so(conversation, user):
+    """Its tabs stood still, a reply cut off, and sent the next message into a 404: they are
+    told (and say so, static/chat/chat.js). The user's other conversations stay open."""
+    second = await sync_to_async(services.conversation_create)(owner=user)
+    gone, kept = communicator(conversation.pk, user), communicator(second.pk, user)
+    assert (await gone.connect())[0] and (await kept.connect())[0]
+    await sync_to_async(services.conversation_delete)(conversation=conversation)
+    assert await closed_with(gone) == CLOSE_CONVERSATION_DELETED
+    assert await kept.receive_nothing(timeout=0.3)
+    await kept.disconnect()
 
 
 async def test_another_users_conversation_is_refused(conversation, other_user):

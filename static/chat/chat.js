@@ -606,6 +606,7 @@
   var TRY_AGAIN_LATER = 4013;
   var SESSION_ENDED = 4401;  // chat/socket_protocol.py
   var TOO_MANY_SOCKETS = 4429;  // chat/socket_protocol.py
+  var CONVERSATION_DELETED = 4410;  // chat/socket_protocol.py
   var sessionAskedAt = 0;
   var sessionTries = 0;
 
@@ -620,6 +621,39 @@
     again.href = location.pathname;
     again.textContent = "Log in again";
     status.appendChild(again);
+    status.appendChild(document.createTextNode("."));
+  }
+  // The conversation was deleted (in another tab or window, or by staff): the page says so,
+  // its replies stop where they stood, and the message box keeps what was typed (to copy)
+  // but sends nothing, as it would be refused. Not reconnected: it is gone.
+  function conversationDeleted(status) {
+    var chat = document.querySelector("main.chat");
+    if (chat) { chat.classList.add("deleted"); }
+    var listed = document.querySelector('#conversation-list a[aria-current="page"]');
+    if (listed) {
+      var item = listed.closest("li");
+      var before = item.previousElementSibling;
+      var after = item.nextElementSibling;
+      item.remove();
+      if (before && before.classList.contains("group-heading") &&
+          (!after || after.classList.contains("group-heading"))) {
+        before.remove();  // its day's only conversation
+      }
+    }
+    document.querySelectorAll("#messages .stop-form").forEach(function (form) { form.remove(); });
+    syncComposer();
+    var text = document.getElementById("composer-text");
+    if (text) { text.readOnly = true; }
+    document.querySelectorAll("#composer button").forEach(function (button) {
+      button.disabled = true;
+    });
+    if (!status) { return; }
+    status.textContent = "This conversation was deleted. ";
+    var start = document.createElement("a");
+    var newConversation = document.querySelector("a.new-conversation");
+    start.href = newConversation ? newConversation.href : "/";
+    start.textContent = "Start a new one";
+    status.appendChild(start);
     status.appendChild(document.createTextNode("."));
   }
   var retries = 0;
@@ -665,6 +699,10 @@
         return;
       }
       signedOut(status);
+      return;
+    }
+    if (close && close.code === CONVERSATION_DELETED) {
+      conversationDeleted(status);
       return;
     }
     if (close && close.code === TOO_MANY_SOCKETS) {

@@ -313,6 +313,59 @@ async def test_feedback_is_saved_and_shown_in_the_admin_transcript(
     assert (saved.feedback, saved.feedback_comment) == ("up", "It missed the point.")
 
 
+async def test_a_conversation_deleted_in_another_tab_says_so_there_keeping_what_was_typed(
+    page, context, server, fake_upstream, watch, tmp_path
+):
+    """Found by a walk-through: a tab open on a conversation that another tab deleted stood
+    still, its reply cut mid-word with Stop still shown, and sent the next message into a
+    404 (with DEBUG on, Django's error page replaced the page, and the message with it)."""
+    fake_upstream.plan = answers("A slow answer " * 200, delay=0.05)
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    reply_id = await chat.send("a long question")
+    other = await another_tab(context)
+    await other.goto(url)
+    left = ChatPage(other, server)
+    await left.wait_for_socket()
+    await left.wait_for_text(reply_id, 20)
+    await other.locator("#composer-text").fill("a thought not sent yet")
+
+    watch.accept_dialogs = True
+    await page.locator(".conversation-menu summary").click()
+    await page.get_by_role("button", name="Delete conversation").click()
+    await page.wait_for_url(server.url + "/")
+
+    status = other.locator("#connection-status")
+    await expect(status).to_have_text("This conversation was deleted. Start a new one.")
+    await expect(status.get_by_role("link", name="Start a new one")).to_have_attribute(
+        "href", re.compile(r"/$")
+    )
+    await expect(other.locator(f"#m{reply_id} .stop-form")).to_have_count(0)
+    await expect(other.locator("#composer")).not_to_have_class(re.compile(r"\bbusy\b"))
+    await expect(other.locator("#composer-text")).to_have_value("a thought not sent yet")
+    await expect(other.locator("#composer-text")).not_to_be_editable()
+    await expect(other.get_by_role("button", name="Send")).to_be_disabled()
+    await expect(other.locator("#conversation-list a")).to_have_count(0)  # out of the list
+    await expect(other.locator("#conversation-list .group-heading")).to_have_count(0)
+    caret = await other.evaluate(
+        """(id) => [...document.querySelectorAll(`#m${id} .streaming-tail, #m${id} .streaming-tail *`)]
+              .map((el) => getComputedStyle(el, "::after").content)
+              .filter((content) => content && content !== "none" && content !== "normal")""",
+        reply_id,
+    )
+    assert caret == [], caret
+    shown = await left.state(reply_id)
+    await asyncio.sleep(1.0)  # it does not reconnect, nor go on
+    assert await left.state(reply_id) == shown
+    await expect(status).to_have_text("This conversation was deleted. Start a new one.")
+    for size, viewport in SIZES.items():
+        for scheme in SCHEMES:
+            await other.set_viewport_size(viewport)
+            await other.emulate_media(color_scheme=scheme)
+            await check_looks(other, tmp_path / f"deleted-elsewhere-{size}-{scheme}.png")
+    await other.close()
+
+
 async def test_a_message_sent_in_one_tab_streams_in_the_other(page, context, server, fake_upstream):
     fake_upstream.plan = answers("Seen in both tabs.", delay=0.05)
     chat = ChatPage(page, server)
