@@ -824,9 +824,16 @@
 
   function syncComposer() {
     var composer = document.getElementById("composer");
-    if (composer && composer.querySelector(".composer-stop")) {
-      composer.classList.toggle("busy", !!activeStopForm());
-    }
+    var stop = composer && composer.querySelector(".composer-stop");
+    if (!stop) { return; }
+    var send = composer.querySelector(".send-button");
+    var active = document.activeElement;
+    var onSend = active === send || ((!active || active === document.body) && lastFocus === send);
+    var busy = !!activeStopForm();
+    composer.classList.toggle("busy", busy);
+    // Send pressed by keyboard: Stop takes its place, and the focus with it (it fell to the
+    // page); once the reply ends it goes to the reply, as from Stop.
+    if (busy && onSend) { stop.focus(); }
   }
 
   function stopActiveReply() {

@@ -208,6 +208,28 @@ async def tab_to(page, name: str, *, limit: int = 120) -> None:
     pytest.fail(f"Tab never reached {name}")
 
 
+@pytest.mark.parametrize("key", ["Enter", "Space"])
+async def test_send_pressed_by_keyboard_hands_the_focus_to_stop_then_to_the_reply(
+    page, server, fake_upstream, key
+):
+    """Found by a walk-through: Stop takes Send's place as the reply starts, and the focus
+    fell to the page, where it stayed."""
+    fake_upstream.plan = streamed([f"w{i} " for i in range(40)], delay=0.05)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await chat.composer.fill("a question")
+    await chat.composer.focus()
+    await tab_to(page, "Send")
+    await page.keyboard.press(key)
+    stop = page.locator("#composer").get_by_role("button", name="Stop")
+    await expect(stop).to_be_focused()
+    replies = page.locator("#messages article.assistant")
+    await expect(replies).to_have_count(1)
+    reply_id = int((await replies.get_attribute("id") or "")[1:])
+    await chat.wait_finished(reply_id)
+    await expect(chat.reply(reply_id)).to_be_focused()
+
+
 async def test_a_whole_conversation_by_keyboard_alone(page, watch, server, fake_upstream):
     fake_upstream.plan = streamed([f"w{i} " for i in range(60)], delay=0.05)
     chat = ChatPage(page, server)
