@@ -15,6 +15,13 @@ import orjson
 from .errors import UpstreamStreamError, error_message_from
 from .sse import ServerSentEvent, SSEDecoder
 
+# What Continue asks of the model, after the reply so far (chat.streaming.generation sends it;
+# the demo model answers it).
+CONTINUE_PROMPT = (
+    "Continue exactly where your previous message stopped. Do not repeat anything, "
+    "do not add any preamble."
+)
+
 logger = logging.getLogger(__name__)
 
 

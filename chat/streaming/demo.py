@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from .completion import CONTINUE_PROMPT
+
 DEMO_MODEL = "demo"
 
 DEMO_REPLY = """\
@@ -63,7 +65,22 @@ To talk to a real model:
 """
 
 
+# The demo's answer to a Continue on a reply that is not its own text so far.
+NOTHING_TO_CONTINUE = "\n\n*(The demo model goes on only from its own text.)*"
+
+
 def demo_reply_for(messages: list[dict[str, Any]]) -> str:
+    """The demo's reply to the question last asked; to a Continue, the rest of the reply
+    after the text so far (the model is sent that text, then `CONTINUE_PROMPT`)."""
+    if (
+        len(messages) >= 2
+        and messages[-1].get("role") == "user"
+        and messages[-1].get("content") == CONTINUE_PROMPT
+        and messages[-2].get("role") == "assistant"
+    ):
+        so_far = str(messages[-2].get("content") or "")
+        whole = demo_reply_for(messages[:-2])
+        return whole[len(so_far) :] if whole.startswith(so_far) else NOTHING_TO_CONTINUE
     last_user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
     topic = " ".join(str(last_user or "").split())[:120] or "nothing yet"
     return DEMO_REPLY.format(topic=topic.replace("*", ""))

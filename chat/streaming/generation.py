@@ -28,7 +28,7 @@ from ..models import Message, fit_column
 from ..progressive import ProgressiveRenderer, normalise
 from .client import CompletionStream, Retrying
 from .coalescer import Frame, FrameCoalescer, loop_lag
-from .completion import MAX_TOKEN_COUNT, Completion, StreamUpdate
+from .completion import CONTINUE_PROMPT, MAX_TOKEN_COUNT, Completion, StreamUpdate
 from .errors import UpstreamError, UpstreamHTTPError, UpstreamStreamError
 from .upstream import chat_completions_client
 
@@ -36,10 +36,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-CONTINUE_PROMPT = (
-    "Continue exactly where your previous message stopped. Do not repeat anything, "
-    "do not add any preamble."
-)
 # A continuation's new thinking is a new pass (the model is not sent its old thinking), so a
 # paragraph break parts it from the thinking kept. It goes out with the first new thinking:
 # a tab's place in the text moves only then.
