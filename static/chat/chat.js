@@ -476,8 +476,7 @@
         signedOut(connectionStatus());
         return;
       }
-      error.textContent = (xhr && xhr.status && xhr.responseText) ? refusal(xhr)
-        : "Could not reach the server. Your message is still here; try again.";
+      error.textContent = (xhr && xhr.status && xhr.responseText) ? refusal(xhr) : UNREACHABLE;
       error.hidden = false;
       // "Still replying" (409) goes once the reply ends: it stayed after a Stop, or after
       // the reply finished, saying the assistant was still replying.
@@ -588,10 +587,21 @@
     if (line && line.classList.contains("action-error")) { line.remove(); }
   });
 
+  // A message that did not reach the server stays in the box, with this line; it goes once
+  // the server can be reached again (the network is back, or the socket opened again).
+  var UNREACHABLE = "Could not reach the server. Your message is still here; try again.";
+  function reachableAgain() {
+    var error = document.getElementById("composer-error");
+    if (error && error.textContent === UNREACHABLE) {
+      error.hidden = true;
+      error.textContent = "";
+    }
+  }
+
   document.addEventListener("htmx:sendError", function (event) {
     var error = document.getElementById("composer-error");
     if (error && event.detail.elt && event.detail.elt.id === "composer") {
-      error.textContent = "Could not reach the server. Your message is still here; try again.";
+      error.textContent = UNREACHABLE;
       error.hidden = false;
     }
   });
@@ -743,6 +753,7 @@
   window.addEventListener("online", function () {
     var status = connectionStatus();
     if (status && status.textContent === OFFLINE) { status.textContent = ""; }
+    reachableAgain();
     if (openSocket) { resyncStreaming(openSocket); }
   });
 
@@ -754,6 +765,7 @@
     settled = setTimeout(function () {
       var status = connectionStatus();
       if (status) { status.textContent = ""; }
+      reachableAgain();
     }, 1000);
     openSocket = event.detail.socketWrapper;
     resyncStreaming(openSocket);

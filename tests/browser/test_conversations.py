@@ -476,6 +476,25 @@ async def test_a_tab_that_goes_offline_says_so_and_catches_up_when_back(
     await expect(chat.reply(reply_id).locator(".content")).to_have_text(text.strip())
 
 
+async def test_a_message_that_could_not_reach_the_server_says_so_until_it_can_again(
+    page, server, fake_upstream, watch
+):
+    """Found by a walk-through: "Could not reach the server" stayed under the message box
+    once the server could be reached again. It goes then, the message kept in the box."""
+    fake_upstream.plan = answers("An answer.")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await page.context.set_offline(True)
+    await chat.composer.fill("sent while offline")
+    await chat.composer.press("Enter")
+    error = page.locator("#composer-error")
+    await expect(error).to_have_text(re.compile("Could not reach the server"))
+    await page.context.set_offline(False)
+    await expect(error).to_be_hidden()
+    await expect(chat.composer).to_have_value("sent while offline")
+    watch.console_errors.clear()  # the browser logs the failed request
+
+
 # Where the first and the last character of an element's first text stand: right to left,
 # the first stands right of the last.
 FIRST_AND_LAST_X_JS = """
