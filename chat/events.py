@@ -182,6 +182,15 @@ def path_changed_sync(conversation_id: uuid.UUID, *, after: int | None, not_tab:
     )
 
 
+def conversation_updated_sync(conversation_id: uuid.UUID, *, html: str) -> None:
+    """The conversation's title changed (a rename): its tabs draw it (`conversation.updated`)."""
+    async_to_sync(_skipped_while_away)(
+        _layer().group_send(
+            conversation_group(conversation_id), {"type": "conversation.updated", "html": html}
+        )
+    )
+
+
 def conversation_deleted_sync(conversation_id: uuid.UUID) -> None:
     """The conversation was deleted: the tabs still open on it say so (their sockets close),
     rather than stand still, and refuse what is sent from them with a 404."""

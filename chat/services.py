@@ -556,9 +556,14 @@ def _finish_update(fields: frozenset[str]) -> CompiledUpdate[Message]:
 
 
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    """Rename it; its other open tabs show the new title too (header and list)."""
     conversation.title = title.strip()[:200]
     conversation.title_source = Conversation.TitleSource.USER
     _save_conversation(conversation, ["title", "title_source", "updated"])
+    html = fragments.conversation_title(conversation)  # drawn once here for every tab
+    transaction.on_commit(
+        lambda: events.conversation_updated_sync(conversation.pk, html=html), robust=True
+    )
     return conversation
 
 

@@ -406,6 +406,27 @@ async def test_a_title_that_changes_on_the_page_reaches_the_rename_box_and_the_t
     await expect(page).to_have_title("Holiday plans · chatsite")
 
 
+async def test_a_rename_shows_in_the_conversations_other_tabs(page, context, server):
+    """Found by a walk-through: the other tab kept the old title, in its header, its list and
+    its rename box, until a reload."""
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    conversation_id = conversation_id_of(url)
+    other = await another_tab(context)
+    await other.goto(url)
+    await ChatPage(other, server).wait_for_socket()
+    await page.locator(".conversation-menu summary").click()
+    await page.get_by_label("Title").fill("Holiday plans")
+    await page.get_by_role("button", name="Rename").click()
+    await expect(page.locator("#conversation-title")).to_have_text("Holiday plans")
+    await expect(other.locator("#conversation-title")).to_have_text("Holiday plans")
+    await expect(other).to_have_title("Holiday plans · chatsite")
+    await expect(other.locator(f"#conv-link-{conversation_id}")).to_have_text("Holiday plans")
+    await other.locator(".conversation-menu summary").click()
+    await expect(other.get_by_label("Title")).to_have_value("Holiday plans")
+    await other.close()
+
+
 async def test_the_header_switches_the_model_and_sets_a_system_prompt_with_a_mark(
     page, server_factory, fake_upstream
 ):
