@@ -119,14 +119,15 @@ class MessageInline(admin.TabularInline):
     )
     readonly_fields = fields
 
-    # The times as the transcript gives them ("97 ms", "2.4 s"), not as `0:00:00.096618`
+    # The times as the transcript gives them ("97 ms", "2.4 s"), not as `0:00:00.096618`;
+    # none as the admin shows any empty value ("-"), not blank.
     @admin.display(description="time to first token")
     def first_token(self, message: Message) -> str:
-        return seconds(message.time_to_first_token)
+        return seconds(message.time_to_first_token) or self.get_empty_value_display()
 
     @admin.display(description="duration")
     def took(self, message: Message) -> str:
-        return seconds(message.duration)
+        return seconds(message.duration) or self.get_empty_value_display()
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

@@ -1,10 +1,12 @@
 """The admin shows each conversation's messages with status, finish reason, errors and usage."""
 
+import re
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import strip_tags
 
 from chat import services
 from chat.models import Conversation, Message
@@ -67,6 +69,9 @@ def test_a_replys_times_read_as_in_the_transcript_and_its_messages_are_headed_in
     body = page.content.decode()
     assert ">97 ms<" in body and ">2.4 s<" in body, body
     assert "0:00:00.096618" not in body and "0:00:02.4" not in body
+    # The question has no times: shown as the admin shows any empty value (they were blank).
+    cells = re.findall(r'<td class="field-(?:first_token|took)">(.*?)</td>', body, re.S)
+    assert len(cells) == 4 and sum("-" in strip_tags(cell).split() for cell in cells) == 2, cells
     transcript = admin_client.get(
         reverse("admin:chat_conversation_transcript", args=[conversation.pk])
     ).content.decode()
