@@ -162,29 +162,19 @@ def test_an_update_with_str_parameters_in_its_filter(user):
 
 
 def test_an_update_with_a_date_parameter_and_an_expression(user, other_user):
+    """The day's spent tokens (chat.limits): `tokens = tokens + %s` where the day is a date."""
     from datetime import date
 
-    from django.db.models import F
-
-    from chat.compiled import CompiledUpdate
+    from chat.limits import _ADD_SPENT as add
     from chat.models import SpentTokens
 
     today, yesterday = date(2026, 12, 5), date(2026, 12, 4)
     mine = SpentTokens.objects.create(user=user, day=today, tokens=10)
     earlier = SpentTokens.objects.create(user=user, day=yesterday, tokens=10)
     theirs = SpentTokens.objects.create(user=other_user, day=today, tokens=10)
-    add = CompiledUpdate(
-        lambda owner, day, tokens: (
-            SpentTokens.objects.filter(user_id=owner, day=day),
-            {"tokens": F("tokens") + tokens},
-        ),
-        owner=int,
-        day=date,
-        tokens=int,
-    )
-    assert add.execute(owner=user.pk, day=today, tokens=5) == 1
-    assert add.execute(owner=user.pk, day=today, tokens=7) == 1
-    assert add.execute(owner=user.pk, day=date(2026, 12, 6), tokens=7) == 0
+    assert add.execute(user=user.pk, day=today, tokens=5) == 1
+    assert add.execute(user=user.pk, day=today, tokens=7) == 1
+    assert add.execute(user=user.pk, day=date(2026, 12, 6), tokens=7) == 0
     assert [SpentTokens.objects.get(pk=row.pk).tokens for row in (mine, earlier, theirs)] == [
         22,
         10,
