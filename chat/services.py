@@ -283,6 +283,11 @@ def message_submit(
             )
             reply = _new_reply(conversation, parent=user_message)
             update_fields = ["updated"]
+            if conversation.archived:
+                # Written in again, it is back among the others (as mail is, answered), where
+                # the sender's list already puts it.
+                conversation.archived = False
+                update_fields.append("archived")
             if not conversation.title:
                 conversation.title = title_from(content)
                 conversation.title_source = Conversation.TitleSource.WORDS

@@ -194,6 +194,21 @@ def test_pin_and_archive_keep_the_conversation_in_its_place_in_time(alice_client
     assert saved.updated == conversation.updated
 
 
+def test_a_message_sent_in_an_archived_conversation_brings_it_back(alice_client, user, monkeypatch):
+    """Found by a walk-through: a tab still open on a conversation archived in another sent
+    a message in it, its list put it first under Today, and a reload took it out of the list
+    again (archived still). Written in again, it is back among the others, pinned as it was."""
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = made(user, "put away", days_ago=3)
+    services.conversation_organize(conversation=conversation, archived=True, pinned=True)
+    url = reverse("chat:message_create", args=[conversation.pk])
+    assert alice_client.post(url, {"content": "one more thing"}).status_code in (200, 302)
+    saved = Conversation.objects.get(pk=conversation.pk)
+    assert (saved.archived, saved.pinned) == (False, True) and saved.updated > conversation.updated
+    body = alice_client.get(reverse("chat:conversation_sidebar")).content.decode()
+    assert "put away" in body
+
+
 def test_the_list_pages_and_search_are_mine_only(alice_client, user, other_user):
     made(user, "Mine about lisbon")
     theirs = made(other_user, "Theirs about lisbon")
