@@ -170,7 +170,7 @@
       text.addEventListener("keydown", function (event) {
         if (event.key === "Enter" && !event.shiftKey && !confirmsComposition(event)) {
           event.preventDefault();
-          if (text.value.trim()) { text.form.requestSubmit(); }
+          if (text.value.trim() && !text.readOnly) { text.form.requestSubmit(); }
         }
       });
     }
@@ -636,9 +636,31 @@
   // The conversation was deleted (in another tab or window, or by staff): the page says so,
   // its replies stop where they stood, and the message box keeps what was typed (to copy)
   // but sends nothing, as it would be refused. Not reconnected: it is gone.
+  var deleting = false;  // this tab deletes it: it goes to the start page, nothing to say
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.detail.elt && event.detail.elt.matches && event.detail.elt.matches(".delete-form")) {
+      deleting = true;
+    }
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.elt && event.detail.elt.matches && event.detail.elt.matches(".delete-form")
+        && !event.detail.successful) {
+      deleting = false;
+    }
+  });
+  // Nothing on a deleted conversation's page asks the server anything more: it would be
+  // refused (an edit, Regenerate, a version, a rating).
+  document.addEventListener("htmx:confirm", function (event) {
+    if (event.target.closest && event.target.closest("main.chat.deleted")) {
+      event.preventDefault();
+    }
+  });
+
   function conversationDeleted(status) {
+    if (deleting) { return; }
     var chat = document.querySelector("main.chat");
     if (chat) { chat.classList.add("deleted"); }
+    var stopFocused = document.activeElement && document.activeElement.matches(".composer-stop");
     var listed = document.querySelector('#conversation-list a[aria-current="page"]');
     if (listed) {
       var item = listed.closest("li");
@@ -665,6 +687,7 @@
     start.textContent = "Start a new one";
     status.appendChild(start);
     status.appendChild(document.createTextNode("."));
+    if (stopFocused) { start.focus(); }  // Stop is gone: the focus goes on to the way out
   }
   var retries = 0;
   var openedAt = 0;
@@ -834,6 +857,21 @@
   // box's Stop button stands in the Send button's place and sends it.
   function activeStopForm() { return document.querySelector("#messages .stop-form"); }
 
+  // Send pressed by keyboard (Enter or Space on the button: a click with no pointer): when its
+  // reply starts, Stop takes Send's place, and the focus with it (it fell to the page); once
+  // the reply ends it goes to the reply, as from Stop. Not for a click or a tap, nor for a
+  // reply another tab started: a key pressed then would stop a reply by mistake.
+  var sentByKeyboard = false;
+  document.addEventListener("click", function (event) {
+    var send = event.target.closest ? event.target.closest("#composer .send-button") : null;
+    if (send) { sentByKeyboard = event.detail === 0; }
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.elt && event.detail.elt.id === "composer" && !event.detail.successful) {
+      sentByKeyboard = false;
+    }
+  });
+
   function syncComposer() {
     var composer = document.getElementById("composer");
     var stop = composer && composer.querySelector(".composer-stop");
@@ -841,11 +879,11 @@
     var send = composer.querySelector(".send-button");
     var active = document.activeElement;
     var onSend = active === send || ((!active || active === document.body) && lastFocus === send);
+    var wasBusy = composer.classList.contains("busy");
     var busy = !!activeStopForm();
     composer.classList.toggle("busy", busy);
-    // Send pressed by keyboard: Stop takes its place, and the focus with it (it fell to the
-    // page); once the reply ends it goes to the reply, as from Stop.
-    if (busy && onSend) { stop.focus(); }
+    if (busy && !wasBusy && sentByKeyboard && onSend) { stop.focus(); }
+    if (busy) { sentByKeyboard = false; }
   }
 
   function stopActiveReply() {

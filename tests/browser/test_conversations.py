@@ -330,9 +330,20 @@ async def test_a_conversation_deleted_in_another_tab_says_so_there_keeping_what_
     await left.wait_for_text(reply_id, 20)
     await other.locator("#composer-text").fill("a thought not sent yet")
 
+    # The deleting tab says nothing of it (it goes to the start page): its answer held back a
+    # moment, the socket's news comes first.
+    async def held_back(route):
+        answer = await route.fetch()
+        await asyncio.sleep(1.0)
+        await route.fulfill(response=answer)
+
+    await page.route(re.compile(r"/delete/$"), held_back)
     watch.accept_dialogs = True
     await page.locator(".conversation-menu summary").click()
     await page.get_by_role("button", name="Delete conversation").click()
+    await asyncio.sleep(0.7)
+    assert await page.locator("main.chat.deleted").count() == 0
+    assert await page.locator("#connection-status").text_content() in ("", None)
     await page.wait_for_url(server.url + "/")
 
     status = other.locator("#connection-status")
@@ -354,9 +365,18 @@ async def test_a_conversation_deleted_in_another_tab_says_so_there_keeping_what_
         reply_id,
     )
     assert caret == [], caret
+    # Nothing more is asked of the server from it: it would be refused.
+    asked: list[str] = []
+    other.on("request", lambda request: asked.append(request.url))
+    await other.locator("#composer-text").press("Enter")
+    question = other.locator("#messages article.user")
+    await question.get_by_role("button", name="Edit").click()
+    await question.get_by_label("Edit your message").fill("an edit")
+    await question.get_by_role("button", name="Save and send").click()
     shown = await left.state(reply_id)
     await asyncio.sleep(1.0)  # it does not reconnect, nor go on
     assert await left.state(reply_id) == shown
+    assert asked == [] and await other.locator("#composer-error").is_hidden(), asked
     await expect(status).to_have_text("This conversation was deleted. Start a new one.")
     for size, viewport in SIZES.items():
         for scheme in SCHEMES:

@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import expect
 
 from chat.models import Message
-from tests.browser.support import BROWSER_MARKS, ChatPage, streamed
+from tests.browser.support import BROWSER_MARKS, ChatPage, another_tab, streamed
 
 pytestmark = BROWSER_MARKS
 
@@ -228,6 +228,33 @@ async def test_send_pressed_by_keyboard_hands_the_focus_to_stop_then_to_the_repl
     reply_id = int((await replies.get_attribute("id") or "")[1:])
     await chat.wait_finished(reply_id)
     await expect(chat.reply(reply_id)).to_be_focused()
+
+
+async def test_send_clicked_leaves_the_focus_off_stop(page, context, server, fake_upstream):
+    """Found by a second read: Send clicked with the mouse (which focuses it) handed the focus
+    to Stop, and a Space pressed to scroll stopped the reply; so did a reply started in another
+    tab while the focus rested on Send."""
+    fake_upstream.plan = streamed([f"w{i} " for i in range(40)], delay=0.05)
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    await chat.composer.fill("a question")
+    await page.locator("#composer .send-button").click()
+    stop = page.locator("#composer").get_by_role("button", name="Stop")
+    await expect(stop).to_be_visible()
+    await expect(stop).not_to_be_focused()
+    await page.keyboard.press("Space")
+    replies = page.locator("#messages article.assistant")
+    reply_id = int((await replies.last.get_attribute("id") or "")[1:])
+    await chat.wait_finished(reply_id)  # not cancelled
+
+    other = await another_tab(context)
+    await other.goto(url)
+    await ChatPage(other, server).wait_for_socket()
+    await page.locator("#composer .send-button").focus()
+    await ChatPage(other, server).send("from the other tab")
+    await expect(stop).to_be_visible()
+    await expect(stop).not_to_be_focused()
+    await other.close()
 
 
 async def test_a_whole_conversation_by_keyboard_alone(page, watch, server, fake_upstream):
