@@ -151,7 +151,13 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             user=self.scope["user"], conversation_id=conversation_id
         )
         if conversation is None:
-            await self.close()  # before accept: the handshake is refused with 403
+            # Deleted (while this tab's socket was away: it missed `conversation.deleted`), or
+            # never this user's: told it is gone, and nothing else, as a deleted conversation's
+            # tabs are. Refused at the handshake, a browser reports a network failure, and the
+            # page retried for ever. The same answer either way: it says nothing of whether the
+            # conversation exists, and joins nothing.
+            await self.accept()
+            await self.close(code=socket_protocol.CLOSE_CONVERSATION_DELETED)
             return
         self.conversation_id = conversation.id
         self.user_id = conversation.owner_id

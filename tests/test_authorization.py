@@ -15,7 +15,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from chat.models import Conversation, Message
-from chat.socket_protocol import CLOSE_SESSION_ENDED, REQUESTS
+from chat.socket_protocol import CLOSE_CONVERSATION_DELETED, CLOSE_SESSION_ENDED, REQUESTS
 from tests.authz import ROLES, make_world, snapshot, url_routes
 from tests.live import session_cookie_for
 from tests.sockets import closed_with, socket_for
@@ -144,11 +144,11 @@ SOCKET_EXPECTED = {
         "none": "nothing",
     },
 }
-# Who may open a socket on the owner's conversation at all.
 # Who may open a socket on the owner's conversation: the owner. Another user and staff are
-# refused at the handshake; a socket without a session is accepted only to be told at once,
-# with nothing else, that its session ended (the page then offers to log in again).
-SOCKET_CONNECT = {"owner": True, "other": False, "staff": False, "anonymous": "session ended"}
+# accepted only to be told at once, with nothing else, that it is gone, as a deleted one's
+# tabs are; a socket without a session, that its session ended (the page then offers to log
+# in again).
+SOCKET_CONNECT = {"owner": True, "other": "gone", "staff": "gone", "anonymous": "session ended"}
 
 
 def test_every_socket_message_type_has_an_entry():
@@ -180,6 +180,8 @@ async def test_who_may_open_a_socket(role, socket_world):
     connected, _ = await comm.connect()
     if SOCKET_CONNECT[role] == "session ended":
         assert connected and await closed_with(comm) == CLOSE_SESSION_ENDED
+    elif SOCKET_CONNECT[role] == "gone":
+        assert connected and await closed_with(comm) == CLOSE_CONVERSATION_DELETED
     else:
         assert connected is SOCKET_CONNECT[role]
     await comm.disconnect()

@@ -96,10 +96,27 @@ async def test_a_deleted_conversations_sockets_close_saying_so(conversation, use
     await kept.disconnect()
 
 
-async def test_another_users_conversation_is_refused(conversation, other_user):
+async def test_another_users_conversation_is_told_it_is_gone_and_nothing_else(
+    conversation, other_user
+):
+    """As a deleted one is: nothing says whether it exists."""
     comm = communicator(conversation.pk, other_user)
     connected, _ = await comm.connect()
-    assert not connected
+    assert connected and await closed_with(comm) == CLOSE_CONVERSATION_DELETED
+    await comm.disconnect()
+
+
+async def test_a_socket_opened_again_on_a_conversation_deleted_meanwhile_is_told(
+    conversation, user
+):
+    """Found by a second read: a tab whose socket was away while another deleted the
+    conversation was refused at each handshake, which the browser reports as a network
+    failure: "Reconnecting…" for ever."""
+    conversation_id = conversation.pk
+    await sync_to_async(services.conversation_delete)(conversation=conversation)
+    comm = communicator(conversation_id, user)
+    connected, _ = await comm.connect()
+    assert connected and await closed_with(comm) == CLOSE_CONVERSATION_DELETED
     await comm.disconnect()
 
 
