@@ -9,7 +9,7 @@ import uuid
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 
 from . import events, fragments, limits
@@ -138,9 +138,16 @@ def _title_saved(conversation: Conversation, *, title: str, source: str, tokens:
     one trip to the database, in one transaction."""
     with transaction.atomic():
         limits.count_tokens_today_outside_replies(owner_id=conversation.owner_id, tokens=tokens)
-        return bool(
-            _RETITLE.execute(pk=conversation.pk, old=conversation.title, new=title, source=source)
-        )
+        try:
+            with transaction.atomic():  # a title that fails to save keeps the count
+                return bool(
+                    _RETITLE.execute(
+                        pk=conversation.pk, old=conversation.title, new=title, source=source
+                    )
+                )
+        except DatabaseError as exc:
+            logger.info("no title for conversation %s: %s", conversation.pk, exc)
+            return False
 
 
 # Read and written for every new conversation's title: compiled once (chat.compiled). The title

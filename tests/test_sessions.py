@@ -64,3 +64,37 @@ async def test_the_async_read_is_the_same():
 
 def test_the_site_uses_them(settings):
     assert settings.SESSION_ENGINE in ("chat.sessions.db", "chat.sessions.cached_db")
+
+
+@pytest.mark.parametrize("store", [db.SessionStore, cached_db.SessionStore])
+def test_the_compiled_read_is_the_one_made(store, monkeypatch):
+    import chat.sessions
+
+    reads: list[str] = []
+    compiled = chat.sessions._SESSION.instances
+    monkeypatch.setattr(
+        chat.sessions._SESSION,
+        "instances",
+        lambda **params: reads.append(params["key"]) or compiled(**params),
+    )
+    key = _saved(user="7")
+    cache.clear()
+    assert store(session_key=key).get("user") == "7" and reads == [key]
+
+
+def test_a_store_of_another_model_reads_it_as_djangos(monkeypatch):
+    """A subclass with a session model of its own is read as Django reads it."""
+    import chat.sessions
+
+    class Other(db.SessionStore):
+        @classmethod
+        def get_model_class(cls):
+            return Session  # (the same table, under another class's name)
+
+    monkeypatch.setattr(chat.sessions, "Session", type("Elsewhere", (), {}))
+    reads: list[str] = []
+    monkeypatch.setattr(chat.sessions._SESSION, "instances", lambda **params: reads.append("x"))
+    made = Other()
+    made["user"] = "7"
+    made.create()
+    assert Other(session_key=made.session_key).get("user") == "7" and reads == []

@@ -123,6 +123,32 @@ async def test_a_better_model_title_replaces_the_first_words_cleaned(user, monke
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_title_that_fails_to_save_keeps_the_count_of_its_tokens(user, monkeypatch):
+    """Found by a second read: the count and the title are saved in one transaction, and a
+    database error on the title (a deadlock, say) took the count with it."""
+    from asgiref.sync import sync_to_async
+    from django.db import OperationalError
+
+    from chat import limits
+
+    monkeypatch.setattr(
+        titles, "chat_completions_client", lambda: _answering('**"Weekend in Lisbon."**')
+    )
+    monkeypatch.setattr(titles.events, "conversation_updated", _no_event)
+
+    class Failing:
+        def execute(self, **params: object) -> int:
+            raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(titles, "_RETITLE", Failing())
+    conversation = await _conversation_titled(user, "what should I pack for two days in…")
+    await titles.title_generate(conversation.pk)
+    await conversation.arefresh_from_db()
+    assert conversation.title_source == "words"
+    assert await sync_to_async(limits._tokens_spent_today)(user.pk) >= 10
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_in_demo_mode_a_greeting_keeps_its_first_words_title(user, monkeypatch):
     monkeypatch.setattr(titles, "chat_completions_client", _demo)
     monkeypatch.setattr(titles.events, "conversation_updated", _no_event)

@@ -26,8 +26,11 @@ class CompiledSessionRead:
 
     session_key: str | None
     _session_key: str | None
+    get_model_class: Any  # the store's (a classmethod)
 
     def _get_session_from_db(self) -> Any:
+        if self.get_model_class() is not Session:  # a store of another model: Django's read
+            return super()._get_session_from_db()  # type: ignore[misc]
         found = _SESSION.instances(key=self.session_key, now=timezone.now())
         if found:
             return found[0]
@@ -35,6 +38,8 @@ class CompiledSessionRead:
         return None
 
     async def _aget_session_from_db(self) -> Any:
+        if self.get_model_class() is not Session:
+            return await super()._aget_session_from_db()  # type: ignore[misc]
         found = await _SESSION.ainstances(key=self.session_key, now=timezone.now())
         if found:
             return found[0]
