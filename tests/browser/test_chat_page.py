@@ -296,13 +296,15 @@ async def test_stop_takes_the_send_buttons_place_while_a_reply_streams(page, ser
 async def test_send_with_only_spaces_says_so_under_the_box_with_debug_on(
     page, server_factory, watch
 ):
-    """With DEBUG on (`./scripts/run`), django-htmx's script puts an htmx request's 400 answer
-    in place of the whole page: a form's errors come as 422, and the page shows them under the
-    message box, as it does with DEBUG off."""
+    """With DEBUG on (`./scripts/run`), django-htmx's debug script put an htmx request's 400,
+    403, 404 or 500 answer in place of the whole page: the page does without it (its
+    refusals are its own to show), and a form's errors come as 422, shown under the message
+    box, as with DEBUG off."""
     server = server_factory(DJANGO_DEBUG="true")
     chat = ChatPage(page, server)
     await chat.new_conversation()
-    await expect(page.locator('script[src*="django-htmx.js"]')).to_have_count(1)
+    await expect(page.locator('script[src*="django-htmx.js"]')).to_have_count(0)
+    await expect(page.locator('script[src*="htmx-2"]')).to_have_count(1)
     await chat.composer.fill("   ")
     await page.locator("#composer").get_by_role("button", name="Send").click()
     await expect(page.locator("#composer-error")).to_have_text("Type a message first.")
