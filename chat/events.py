@@ -193,7 +193,7 @@ def conversation_updated_sync(conversation_id: uuid.UUID, *, html: str) -> None:
 
 def conversation_deleted_sync(conversation_id: uuid.UUID) -> None:
     """The conversation was deleted: the tabs still open on it say so (their sockets close),
-    rather than stand still, and refuse what is sent from them with a 404."""
+    rather than stand still, and send nothing more (static/chat/chat.js)."""
     async_to_sync(_skipped_while_away)(
         _layer().group_send(conversation_group(conversation_id), {"type": "conversation.deleted"})
     )
