@@ -22,6 +22,7 @@ from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
@@ -84,13 +85,20 @@ def _highlight(code: str, language: str, _attrs: object) -> str:
     # markdown-it's language name may be only what Python's split() takes for white space
     # ("\x85", "\x1c"): no language, as for none.
     words = language.split()
-    if not words:
+    lexer = _lexer(words[0]) if words else None
+    if lexer is None:
         return ""  # markdown-it escapes it as plain code
-    try:
-        lexer = get_lexer_by_name(words[0])
-    except ClassNotFound:
-        return ""
     return highlight(code, lexer, _FORMATTER)
+
+
+@functools.lru_cache(maxsize=256)
+def _lexer(name: str) -> Lexer | None:
+    """Pygments' lexer for a language name, made once (finding one by name costs more than
+    highlighting a short block); None for a name it does not know."""
+    try:
+        return get_lexer_by_name(name)
+    except ClassNotFound:
+        return None
 
 
 def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
@@ -255,12 +263,18 @@ _LIST_OPENS = {"bullet_list_open", "ordered_list_open"}
 _ITEM_MARKER = re.compile(r" {0,3}(?:[0-9]{1,9}([.)])|([-+*]))")
 
 
-def _clean(html: str) -> str:
-    return nh3.clean(
-        html,
+@functools.cache
+def _cleaner() -> nh3.Cleaner:
+    """The sanitiser, made once: `nh3.clean` builds its rules again at every call, which cost
+    more than cleaning a paragraph."""
+    return nh3.Cleaner(
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         attribute_filter=_keep_attribute,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )
+
+
+def _clean(html: str) -> str:
+    return _cleaner().clean(html)
