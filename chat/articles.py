@@ -50,6 +50,10 @@ def _pretty_json(text: str) -> str:
         return text
 
 
+def _count(tokens: int | None) -> str:
+    return "?" if tokens is None else str(tokens)  # (0 is a count: a reply with no text)
+
+
 def _seconds(value: Any) -> str:
     """The `seconds` filter (chat.templatetags.chat_tags)."""
     total = value.total_seconds()
@@ -102,7 +106,7 @@ def streaming_reply(message: Message, *, view: dict[str, Any], oob: bool = False
     from `view` (chat.fragments.streaming_view: its text as it stands)."""
     pk = message.pk
     status = _text(message.status)
-    waiting = "Waiting for the model…" if message.status == Message.Status.PENDING else ""
+    waiting = message.waiting_note
     stop_url = _url("chat:message_stop", message.conversation_id, pk)
     return (
         f'\n<article id="m{pk}" class="message assistant status-{status}" '
@@ -276,8 +280,7 @@ def reply_end(message: Message, *, oob: bool) -> str:
     if message.prompt_tokens is not None or message.completion_tokens is not None:
         stats.append(
             '<span title="prompt / completion tokens">'
-            f"{_text(message.prompt_tokens or '?')} / "
-            f"{_text(message.completion_tokens or '?')} tokens</span>"
+            f"{_count(message.prompt_tokens)} / {_count(message.completion_tokens)} tokens</span>"
         )
     stats.append("\n    ")
     if message.time_to_first_token:

@@ -307,7 +307,8 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             return  # events of a generation whose saved end this tab already has
         self.fetched.discard(message_id)
         self.replies[message_id] = event["cursor"]
-        await self._relay(message_id, event["html"] + fragments.status(message_id, ""))
+        status = fragments.status(message_id, event.get("status", ""))
+        await self._relay(message_id, event["html"] + status)
 
     async def message_delta(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]

@@ -1,8 +1,10 @@
 """Real-time events: the one place that names groups and sends on the channel layer.
 
 Conversation group (every open WebSocket of a conversation listens):
-    message.started   {message_id, cursor, html}     a worker took the reply; html draws the
-                                                     text it starts from (a continuation's)
+    message.started   {message_id, cursor, html, status}  a worker took the reply; html
+                                                     draws the text it starts from (a
+                                                     continuation's), status its status line
+                                                     ("Waiting for the model…" till text comes)
     message.delta     {message_id, cursor, next, html}  one coalesced frame, rendered once by
                                                      the worker; it applies on a tab that stands
                                                      at `cursor` and leaves it at `next`
@@ -223,12 +225,18 @@ def user_changed_sync(user_id: int) -> None:
 
 
 async def message_started(
-    conversation_id: uuid.UUID, message_id: int, *, cursor: Cursor, html: str
+    conversation_id: uuid.UUID, message_id: int, *, cursor: Cursor, html: str, status: str = ""
 ) -> None:
     await _skipped_while_away(
         _layer().group_send(
             conversation_group(conversation_id),
-            {"type": "message.started", "message_id": message_id, "cursor": cursor, "html": html},
+            {
+                "type": "message.started",
+                "message_id": message_id,
+                "cursor": cursor,
+                "html": html,
+                "status": status,
+            },
         )
     )
 

@@ -161,6 +161,12 @@ class Message(models.Model):
         return self.status == Message.Status.INTERRUPTED and bool(self.content or self.reasoning)
 
     @property
+    def waiting_note(self) -> str:
+        """A reply's status line as a page first draws it: waiting until it is taken up (the
+        stream then says it while no text has come, `WAITING_FOR_MODEL`)."""
+        return WAITING_FOR_MODEL if self.status == Message.Status.PENDING else ""
+
+    @property
     def interrupted_text_note(self) -> str:
         """What an interrupted reply's notice says of the text it keeps: all that was received,
         or, its server having stopped (`WORKER_DIED`), its text as last saved, a few seconds
@@ -202,6 +208,9 @@ ACTIVE_STATUSES = (Message.Status.PENDING, Message.Status.STREAMING)
 # Why a reply is interrupted when its server stopped renewing its lease or is known to have died
 # (chat.services.replies_interrupt_expired): its text is its last checkpoint's.
 WORKER_DIED = "The server streaming this reply stopped."
+# A new reply's status line until its first text, thinking or tool call comes (a slow first
+# token: a model loading, a queue, a long think not streamed)
+WAITING_FOR_MODEL = "Waiting for the model…"
 
 
 def fit_column(model: type[models.Model], field_name: str, value: str) -> str:

@@ -192,6 +192,8 @@ class CompletionStream:
                 return
             if isinstance(exc, httpx.TimeoutException):
                 raise UpstreamTimeout(_timeout_message(exc, client._timeouts)) from None
+            if isinstance(exc, httpx.ConnectError):
+                raise UpstreamConnectionError("Could not connect to the model server.") from None
             raise UpstreamConnectionError(
                 f"Lost the connection to the model server ({type(exc).__name__})."
             ) from None
@@ -220,12 +222,20 @@ async def _http_error(response: httpx.Response) -> UpstreamHTTPError:
             message = error_message_from(payload[0]) or ""  # Google-style [{"error": ...}]
     except ValueError:
         # Not truncated here: the key is redacted first (a cut could split it), then shortened.
-        message = body.decode("utf-8", "replace").strip()
+        text = body.decode("utf-8", "replace").strip()
+        # A proxy's error page (nginx's 502, a traceback page) says nothing a reader can use:
+        # its status and reason phrase say it.
+        if not _html(response, text):
+            message = text
     return UpstreamHTTPError(
         response.status_code,
         message or response.reason_phrase or "error",
         retry_after=_retry_after(response.headers),
     )
+
+
+def _html(response: httpx.Response, text: str) -> bool:
+    return "html" in response.headers.get("content-type", "").lower() or text.startswith("<")
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

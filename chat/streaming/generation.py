@@ -24,12 +24,19 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from .. import events, fragments, limits, outages, selectors, services, titles, tools
-from ..models import Message, fit_column
+from ..models import WAITING_FOR_MODEL, Message, fit_column
 from ..progressive import ProgressiveRenderer, normalise
 from .client import CompletionStream, Retrying
 from .coalescer import Frame, FrameCoalescer, loop_lag
 from .completion import CONTINUE_PROMPT, MAX_TOKEN_COUNT, Completion, StreamUpdate
-from .errors import UpstreamError, UpstreamHTTPError, UpstreamStreamError
+from .errors import (
+    CONTENT_FILTERED,
+    EMPTY_REPLY,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamStreamError,
+    sentence,
+)
 from .upstream import chat_completions_client
 
 logger = logging.getLogger(__name__)
@@ -200,11 +207,14 @@ class Generation:
         try:
             if self.stopped:  # while it was claimed, or the turn stopped as this reply was made
                 raise asyncio.CancelledError
+            if not self.continues:
+                self.status_line = WAITING_FOR_MODEL  # until the first update clears it
             await events.message_started(
                 conversation.id,
                 reply.pk,
                 cursor=self.view.cursor(),
                 html=self.view.snapshot() if self.continues else "",
+                status=self.status_line,
             )
             self.stream = chat_completions_client().stream(await self._request_body())
             # The size limit counts what was there before (a continuation's text and thinking,
@@ -214,11 +224,11 @@ class Generation:
                 async for update in self.stream:
                     if isinstance(update, Retrying):
                         await self._show_status(
-                            f"{update.reason} Retrying in {update.delay:.1f} s "
+                            f"{sentence(update.reason)} Retrying in {update.delay:.1f} s "
                             f"(attempt {update.attempt + 1})."
                         )
                         continue
-                    if self.status_line:  # the retry worked: clear the notice
+                    if self.status_line:  # the first update, or the retry worked: clear it
                         await self._show_status("")
                     self._on_update(update, coalescer)
                     if self.stream.completion.size >= room:
@@ -400,7 +410,17 @@ class Generation:
         return settings.CHAT_TOOLS_ENABLED and self.tool_round < settings.CHAT_MAX_TOOL_ROUNDS
 
     def _outcome_of_stream(self) -> dict[str, Any]:
-        if self.completion.ended:
+        completion = self.completion
+        if (
+            completion.ended
+            and not self.continues
+            and not (self.text or self.reasoning or completion.tool_calls)
+        ):
+            # Nothing at all: a failure to retry, not an answer that reads as a blank
+            if completion.finish_reason == "content_filter":
+                return self._outcome_of_error(CONTENT_FILTERED, interrupted=False)
+            return self._outcome_of_error(EMPTY_REPLY, interrupted=False)
+        if completion.ended:
             return self._outcome(Message.Status.COMPLETE)
         return self._outcome_of_error(
             "The connection to the model ended before the reply was complete.", interrupted=True

@@ -74,7 +74,7 @@ async def test_429_is_retried_and_the_page_says_so(start_server, fake_upstream, 
     page = await read_until_finished(ws, PageModel(), reply_id)
     await finish(client, ws)
     status_frames = [f for f in page.frames if f'id="s{reply_id}"' in f]
-    assert any("Rate limit reached" in f and "Retrying in 0.2 s" in f for f in status_frames)
+    assert any("HTTP 429: Rate limit reached. Retrying in 0.2 s" in f for f in status_frames)
     assert page.text(f"s{reply_id}") == ""  # the notice is cleared once the retry streams
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("complete", "after retry")
@@ -766,3 +766,84 @@ async def test_a_refusal_streams_and_is_saved_like_any_answer(
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.content) == ("complete", "I can't help with that.")
     assert page.content(reply_id) == shown(reply.content)
+
+
+@pytest.mark.parametrize(
+    ("finish_reason", "said"),
+    [
+        ("stop", "The model sent an empty reply."),
+        ("content_filter", "The model server's content filter stopped the reply before it began."),
+    ],
+)
+async def test_a_reply_with_nothing_in_it_is_a_failure_with_retry_not_a_blank_answer(
+    start_server, fake_upstream, alice_session, finish_reason, said
+):
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            pieces = [
+                sse(chunk("", role="assistant")),
+                sse(chunk(finish_reason=finish_reason)),
+                sse(usage_chunk(20, 0)),
+                b"data: [DONE]\n\n",
+            ]
+            return await request.stream(pieces)
+        return await request.stream(reply_events(["second ", "try"]))
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = await read_until_finished(ws, PageModel(), reply_id)
+    reply = await Message.objects.aget(pk=reply_id)
+    assert (reply.status, reply.content, reply.error) == ("error", "", said)
+    assert (reply.prompt_tokens, reply.completion_tokens) == (20, 0)
+    final = page.finished[reply_id]
+    assert said.replace("'", "&#x27;") in final and "Retry" in final
+    assert "20 / 0 tokens" in final  # none written is a count, not an unknown
+
+    response = await client.http.post(
+        f"/c/{conversation_id}/messages/{reply_id}/retry/",
+        headers={"X-CSRFToken": await client.csrf(), "HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    retried = int(re.findall(r'<article id="m(\d+)"', response.text)[-1])
+    await read_until_finished(ws, page, retried)
+    await finish(client, ws)
+    assert (await Message.objects.aget(pk=retried)).content == "second try"
+
+
+async def test_a_new_reply_says_it_waits_for_the_model_until_its_first_text(
+    start_server, fake_upstream, alice_session
+):
+    """A slow first token (a model loading, a queue, a long think not streamed): the status
+    line says so from the reply's start until its first text, not only until the server takes
+    the reply up (which left a bare cursor for as long as the model took)."""
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        async def before_piece(i: int) -> None:
+            if i == 1:  # after the role chunk, before the first token
+                await asyncio.sleep(1.0)
+
+        return await request.stream(reply_events(["first", " words"]), before_piece=before_piece)
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page, line = PageModel(), f"s{reply_id}"
+    said: list[tuple[float, str]] = []  # (when, what the status line says) after each frame
+    text_at = None
+    async with asyncio.timeout(30):
+        while reply_id not in page.finished:
+            page.apply(await ws.recv())
+            now = asyncio.get_running_loop().time()
+            if text_at is None and "first" in page.content(reply_id):
+                text_at = now
+            if text_at is None:
+                said.append((now, page.text(line)))
+    await finish(client, ws)
+    assert text_at is not None
+    # Half a second before the first text came, the line said it waited (it was cleared
+    # as the server took the reply up, a moment after the message was sent)
+    during = [text for when, text in said if when < text_at - 0.5]
+    assert during and during[-1] == "Waiting for the model…", said
+    assert page.content(reply_id) == shown("first words")

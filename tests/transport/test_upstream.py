@@ -21,7 +21,7 @@ from aiohttp import web
 
 from chat.streaming.client import ChatCompletionsClient, Retrying
 from chat.streaming.completion import StreamUpdate
-from chat.streaming.errors import UpstreamConnectionError, UpstreamTimeout
+from chat.streaming.errors import UpstreamConnectionError, UpstreamHTTPError, UpstreamTimeout
 from chat.streaming.transport import body_reader
 from chat.streaming.upstream import chat_completions_client, close_http_clients, http_client
 from tests.fake_upstream import FakeRequest, FakeUpstream, reply_events
@@ -168,9 +168,37 @@ async def test_a_server_that_never_accepts_times_out_after_the_connect_timeout(
 
 async def test_a_refused_connection_is_a_connection_error_not_a_timeout(upstream_client):
     client = upstream_client(OPENAI_BASE_URL=f"http://127.0.0.1:{closed_port()}/v1")
-    with pytest.raises(UpstreamConnectionError):
+    # It never connected: not "lost the connection"
+    with pytest.raises(UpstreamConnectionError, match=r"^Could not connect to the model server\.$"):
         async for _ in client.stream(BODY):
             pass
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "shown"),
+    [
+        # A proxy's error page (nginx's, a traceback page): its status's reason phrase instead
+        (
+            "<html><body><h1>502 Bad Gateway</h1><pre>Traceback ...</pre></body></html>",
+            "text/html",
+            "HTTP 502: Bad Gateway",
+        ),
+        ("<!DOCTYPE html><title>oops</title>", "text/plain", "HTTP 502: Bad Gateway"),
+        # A server's plain-text answer says what went wrong: kept
+        ("model 'x' is still loading", "text/plain", "HTTP 502: model 'x' is still loading"),
+    ],
+)
+async def test_an_error_answer_that_is_not_json_is_shown_by_its_text_or_its_status(
+    upstream_client, fake_upstream, body, content_type, shown
+):
+    async def plan(request: FakeRequest) -> web.StreamResponse:
+        return web.Response(status=502, text=body, content_type=content_type)
+
+    fake_upstream.plan = plan
+    with pytest.raises(UpstreamHTTPError) as raised:
+        async for _ in upstream_client().stream(BODY):
+            pass
+    assert str(raised.value) == shown
 
 
 async def test_a_connection_closed_before_the_response_is_a_connection_error(
