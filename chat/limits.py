@@ -84,8 +84,8 @@ def check_reply(user: AbstractBaseUser) -> None:
         running = Message.objects.active().replies().filter(conversation__owner=user.pk).count()
         if running >= limits.concurrent_replies:
             raise LimitReached(
-                f"You have {running} replies being written at once, the most you can. "
-                "Wait for one to finish, or stop one."
+                f"You have {_counted(running, 'reply', 'replies')} being written at once, "
+                "the most you can. Wait for one to finish, or stop one."
             )
     if limits.tokens_per_day:
         spent = _tokens_spent_today(user.pk)
@@ -94,7 +94,7 @@ def check_reply(user: AbstractBaseUser) -> None:
                 f"You have used your {limits.tokens_per_day:,} tokens for today. "
                 "The limit starts again at midnight."
             )
-    _count(user, "messages", limits.messages_per_minute, "messages")
+    _count(user, "messages", limits.messages_per_minute, ("message", "messages"))
 
 
 def keep_tokens_of(conversation: Conversation) -> None:
@@ -182,10 +182,15 @@ def _today() -> tuple[date, datetime]:
 
 def check_conversation(user: AbstractBaseUser) -> None:
     """Before a new conversation is created."""
-    _count(user, "conversations", limits_for(user).conversations_per_minute, "new conversations")
+    _count(
+        user,
+        "conversations",
+        limits_for(user).conversations_per_minute,
+        ("new conversation", "new conversations"),
+    )
 
 
-def _count(user: AbstractBaseUser, kind: str, limit: int, what: str) -> None:
+def _count(user: AbstractBaseUser, kind: str, limit: int, what: tuple[str, str]) -> None:
     """Count one more `kind` in this minute; refuse it past `limit`."""
     if not limit:
         return
@@ -199,4 +204,12 @@ def _count(user: AbstractBaseUser, kind: str, limit: int, what: str) -> None:
         count = 1
     if count > limit:
         wait = 60 - int(time.time() % 60)
-        raise LimitReached(f"You can send {limit} {what} a minute. Try again in {wait} seconds.")
+        raise LimitReached(
+            f"You can send {_counted(limit, *what)} a minute. "
+            f"Try again in {_counted(wait, 'second', 'seconds')}."
+        )
+
+
+def _counted(n: int, one: str, many: str) -> str:
+    """A count and its noun: "1 reply", "3 replies"."""
+    return f"{n:,} {one if n == 1 else many}"

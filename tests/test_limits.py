@@ -98,8 +98,8 @@ def test_deleting_a_conversation_gives_none_of_the_days_tokens_back(alice_client
 @pytest.mark.parametrize(
     ("limit", "reason"),
     [
-        ("CHAT_LIMIT_CONVERSATIONS_PER_MINUTE", "1 new conversations a minute"),
-        ("CHAT_LIMIT_CONCURRENT_REPLIES", "1 replies being written at once"),
+        ("CHAT_LIMIT_CONVERSATIONS_PER_MINUTE", "send 1 new conversation a minute"),
+        ("CHAT_LIMIT_CONCURRENT_REPLIES", "You have 1 reply being written at once"),
     ],
 )
 def test_the_start_page_past_a_limit_says_why_and_saves_nothing(
