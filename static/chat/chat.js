@@ -388,7 +388,14 @@
   }
 
   document.addEventListener("input", function (event) {
-    if (event.target.id === "composer-text") { keepDraft(event.target.value, ""); }
+    if (event.target.id !== "composer-text") { return; }
+    keepDraft(event.target.value, "");
+    // What the line said of a message no longer in the box is said of nothing now
+    var error = document.getElementById("composer-error");
+    if (!event.target.value && error && !error.hidden && !error.hasAttribute("data-until-reply-ends")) {
+      error.hidden = true;
+      error.textContent = "";
+    }
   });
 
   // Sent: before htmx handles the answer, which may be a redirect (the start page's).
@@ -689,6 +696,45 @@
     status.appendChild(document.createTextNode("."));
     if (stopFocused) { start.focus(); }  // Stop is gone: the focus goes on to the way out
   }
+  // Too many tabs (4429): what this tab asks that would start a reply is not sent (the text
+  // stays in the box), and says why; looked at again, the tab tries its socket once more.
+  var TOO_MANY_TABS = "Too many tabs are open for this account. Close one, then come back to this tab.";
+  var NO_REPLIES_HERE = "This tab cannot show replies while too many tabs are open. "
+    + "Close one, then come back to this tab; your message is still here.";
+  var refusedSocket = null;
+  document.addEventListener("htmx:confirm", function (event) {
+    var target = event.target;
+    if (!target.closest || !target.closest("main.chat.socketless")) { return; }
+    if (!target.closest("#composer, .edit-form, .retry-button, .continue-button")) { return; }
+    event.preventDefault();
+    var near = target.closest("#composer") ? null : actionErrorSpot(target);
+    if (near) {
+      showActionError(near, NO_REPLIES_HERE, false);
+      return;
+    }
+    var error = document.getElementById("composer-error");
+    if (error) { error.textContent = NO_REPLIES_HERE; error.hidden = false; }
+  });
+  function trySocketAgain() {
+    if (refusedSocket && document.visibilityState === "visible") {
+      var wrapper = refusedSocket;
+      refusedSocket = null;
+      wrapper.reconnect();
+    }
+  }
+  document.addEventListener("visibilitychange", trySocketAgain);
+  window.addEventListener("focus", trySocketAgain);
+  function socketBack() {
+    var chat = document.querySelector("main.chat.socketless");
+    if (!chat) { return; }
+    chat.classList.remove("socketless");
+    var error = document.getElementById("composer-error");
+    if (error && error.textContent === NO_REPLIES_HERE) { error.hidden = true; error.textContent = ""; }
+    document.querySelectorAll(".action-error").forEach(function (line) {
+      if (line.textContent === NO_REPLIES_HERE) { line.remove(); }
+    });
+  }
+
   var retries = 0;
   var openedAt = 0;
   var settled = null;
@@ -739,10 +785,13 @@
       return;
     }
     if (close && close.code === TOO_MANY_SOCKETS) {
-      // Not reconnected: it would be refused again while the others stay open.
-      if (status) {
-        status.textContent = "Too many tabs are open for this account. Close some, then reload this one.";
-      }
+      // Not reconnected at once: it would be refused again while the others stay open. It
+      // tries again when the tab is looked at again (another may have been closed meanwhile).
+      // Without a socket this tab would not show a reply it started: it starts none.
+      refusedSocket = wrapper || null;
+      var chat = document.querySelector("main.chat");
+      if (chat) { chat.classList.add("socketless"); }
+      if (status) { status.textContent = TOO_MANY_TABS; }
       return;
     }
     if (status) { status.textContent = "Reconnecting…"; }
@@ -789,6 +838,7 @@
       var status = connectionStatus();
       if (status) { status.textContent = ""; }
       reachableAgain();
+      socketBack();
     }, 1000);
     openSocket = event.detail.socketWrapper;
     resyncStreaming(openSocket);
