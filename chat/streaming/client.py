@@ -55,11 +55,13 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Retrying:
-    """Yielded before waiting to try again, so the page can say so."""
+    """Yielded before waiting to try again, so the page can say so; and again, `now`, as the
+    wait ends and the attempt begins (a slow first token after it is no wait of `delay`)."""
 
     attempt: int
     delay: float
     reason: str
+    now: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class CompletionStream:
             logger.info("upstream attempt %d failed (%s); retrying in %.2fs", attempt, error, delay)
             yield Retrying(attempt=attempt, delay=delay, reason=error.message)
             await client._sleep(delay)
+            yield Retrying(attempt=attempt, delay=0.0, reason=error.message, now=True)
 
     async def _attempt(self) -> AsyncIterator[StreamUpdate]:
         client = self._client

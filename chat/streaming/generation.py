@@ -223,9 +223,12 @@ class Generation:
             async with asyncio.timeout(settings.CHAT_TOTAL_TIMEOUT):
                 async for update in self.stream:
                     if isinstance(update, Retrying):
+                        attempt = update.attempt + 1
                         await self._show_status(
-                            f"{sentence(update.reason)} Retrying in {update.delay:.1f} s "
-                            f"(attempt {update.attempt + 1})."
+                            f"{sentence(update.reason)} Trying again (attempt {attempt})…"
+                            if update.now
+                            else f"{sentence(update.reason)} Retrying in {update.delay:.1f} s "
+                            f"(attempt {attempt})."
                         )
                         continue
                     if self.status_line:  # the first update, or the retry worked: clear it

@@ -112,7 +112,9 @@ async def test_429_is_retried_honouring_retry_after_then_succeeds():
     client = client_for(handler)
     stream, updates = await collect(client)
     retries = [u for u in updates if isinstance(u, Retrying)]
-    assert len(retries) == 1 and "Rate limit reached" in retries[0].reason
+    # Said before the wait, and as the next attempt begins
+    assert [(u.attempt, u.delay, u.now) for u in retries] == [(1, 1.5, False), (1, 0.0, True)]
+    assert all("Rate limit reached" in u.reason for u in retries)
     assert client.slept == [1.5]  # type: ignore[attr-defined]
     assert stream.completion.content == "The capital of France is Paris."
 
