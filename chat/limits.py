@@ -92,7 +92,7 @@ def check_reply(user: AbstractBaseUser) -> None:
         if spent >= limits.tokens_per_day:
             raise LimitReached(
                 f"You have used your {limits.tokens_per_day:,} tokens for today. "
-                "The limit starts again at midnight."
+                f"The limit starts again at midnight ({timezone.get_current_timezone_name()})."
             )
     _count(user, "messages", limits.messages_per_minute, ("message", "messages"))
 

@@ -73,6 +73,7 @@ def test_tokens_a_day_are_limited(alice_client, user, settings):
     conversation = conversation_that_spent(alice_client, user, 60, 50)
     refused = send(alice_client, conversation)
     assert refused.status_code == 429 and "100 tokens for today" in refused.content.decode()
+    assert "starts again at midnight (UTC)" in refused.content.decode()  # the site's day
     # Regenerating is a new reply too.
     reply = conversation.messages.get(role="assistant")
     retry = reverse("chat:message_retry", args=[conversation.pk, reply.pk])
@@ -89,6 +90,7 @@ def test_deleting_a_conversation_gives_none_of_the_days_tokens_back(alice_client
     assert not Conversation.objects.filter(pk=spent.pk).exists()
     refused = send(alice_client, fresh)
     assert refused.status_code == 429 and "100 tokens for today" in refused.content.decode()
+    assert "starts again at midnight (UTC)" in refused.content.decode()  # the site's day
     assert not fresh.messages.exists()
     # The deleted replies count 110 tokens, no more: a larger budget has room again.
     settings.CHAT_LIMIT_TOKENS_PER_DAY = 200

@@ -582,6 +582,8 @@
     }
     line.textContent = text;
     line.toggleAttribute("data-until-reply-ends", Boolean(busy));
+    // Said where it was asked, which may be at the foot of the messages, under the box
+    if (line.scrollIntoView) { line.scrollIntoView({ block: "nearest" }); }
   }
 
   document.addEventListener("htmx:beforeRequest", function (event) {

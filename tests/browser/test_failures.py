@@ -6,6 +6,7 @@ import pytest
 from playwright.async_api import expect
 
 from chat.models import Message
+from tests.browser.pages import SIZES
 from tests.browser.support import BROWSER_MARKS, ChatPage, streamed
 from tests.fake_upstream import reply_events
 
@@ -71,3 +72,36 @@ async def test_a_failed_reply_shows_the_error_and_retry_streams_a_new_one(
     assert (saved.status, saved.content, saved.error) == ("complete", "".join(RETRY_TOKENS), "")
     assert (await Message.objects.aget(pk=reply_id)).status == status
     assert len(fake_upstream.requests) == 2
+
+
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_refused_regenerate_says_why_where_it_can_be_read(
+    page, server_factory, fake_upstream, watch, viewport
+):
+    """Refused by the day's tokens, Regenerate's reason went under the last reply, at the
+    foot of the messages, cut off by the message box."""
+    await page.set_viewport_size(viewport)
+    server = server_factory(CHAT_LIMIT_TOKENS_PER_DAY="10")
+    fake_upstream.plan = lambda request: request.stream(
+        reply_events([f"Line {i}.\n\n" for i in range(30)])
+    )
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("A long answer, please")
+    reply = chat.reply(reply_id)
+    await expect(reply).to_have_attribute("data-status", "complete", timeout=20_000)
+    await reply.get_by_role("button", name="Regenerate").click()
+    refused = reply.locator(".action-error")
+    await expect(refused).to_contain_text("tokens for today")
+    # Whole within the messages' visible part, above the message box
+    await expect(refused).to_be_in_viewport()
+    outside = await refused.evaluate(
+        """(line) => {
+            const box = line.getBoundingClientRect();
+            const seen = line.closest(".messages").getBoundingClientRect();
+            return Math.max(0, box.bottom - seen.bottom, seen.top - box.top);
+        }"""
+    )
+    assert outside < 1, f"{outside} px of the line out of sight"
+    assert all("429" in e for e in watch.console_errors), watch.console_errors
+    watch.console_errors.clear()  # the browser and htmx log the refusal
