@@ -23,7 +23,7 @@ from markdown_it.token import Token
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
-from pygments.lexers import get_lexer_by_name
+from pygments.lexers import find_lexer_class_by_name
 from pygments.util import ClassNotFound
 
 from .flanking import cjk_friendly
@@ -85,18 +85,20 @@ def _highlight(code: str, language: str, _attrs: object) -> str:
     # markdown-it's language name may be only what Python's split() takes for white space
     # ("\x85", "\x1c"): no language, as for none.
     words = language.split()
-    lexer = _lexer(words[0]) if words else None
+    lexer = _lexer_class(words[0]) if words else None
     if lexer is None:
         return ""  # markdown-it escapes it as plain code
-    return highlight(code, lexer, _FORMATTER)
+    # A lexer of its own for each block: some keep state on themselves while they run
+    # (Modula-2's dialect, TNT's tokens), which a shared one carried into other renders.
+    return highlight(code, lexer(), _FORMATTER)
 
 
 @functools.lru_cache(maxsize=256)
-def _lexer(name: str) -> Lexer | None:
-    """Pygments' lexer for a language name, made once (finding one by name costs more than
-    highlighting a short block); None for a name it does not know."""
+def _lexer_class(name: str) -> type[Lexer] | None:
+    """Pygments' lexer for a language name, found once (finding it by name costs 20-50 µs,
+    more than making one or highlighting a short block); None for a name it does not know."""
     try:
-        return get_lexer_by_name(name)
+        return find_lexer_class_by_name(name)
     except ClassNotFound:
         return None
 

@@ -154,3 +154,13 @@ def test_replies_saved_before_with_cjk_marks_are_rendered_anew(user):
     assert html["**\u263a\ufe0e**b"] == render_markdown("**\u263a\ufe0e**b")
     assert html["**Note:** read it"] == "<p>as saved</p>\n"
     assert html["没有标记。"] == "<p>as saved too</p>\n"
+
+
+def test_a_code_block_is_highlighted_the_same_whatever_was_highlighted_before():
+    """Lexers found once per language are made anew for each block: some keep state while
+    they run (a Modula-2 block's dialect marker), which a shared one carried into the next
+    render, another user's reply perhaps."""
+    block = "```modula2\nMODULE M;\nBEGIN\n  WITH r DO x := 1 END\nEND M.\n```\n"
+    alone = render_markdown(block)
+    render_markdown("```modula2\n(*!m2r10*)\nMODULE N;\nEND N.\n```\n")
+    assert render_markdown(block) == alone
