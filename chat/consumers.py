@@ -307,8 +307,11 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
             return  # events of a generation whose saved end this tab already has
         self.fetched.discard(message_id)
         self.replies[message_id] = event["cursor"]
-        status = fragments.status(message_id, event.get("status", ""))
-        await self._relay(message_id, event["html"] + status)
+        # (a new reply's line says it waits already: said again, a screen reader says it twice)
+        status = event.get("status")
+        html = event["html"] + ("" if status is None else fragments.status(message_id, status))
+        if html:
+            await self._relay(message_id, html)
 
     async def message_delta(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]

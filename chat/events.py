@@ -4,7 +4,8 @@ Conversation group (every open WebSocket of a conversation listens):
     message.started   {message_id, cursor, html, status}  a worker took the reply; html
                                                      draws the text it starts from (a
                                                      continuation's), status its status line
-                                                     ("Waiting for the model…" till text comes)
+                                                     ("Waiting for the model…" till text comes;
+                                                     None: as the page has it)
     message.delta     {message_id, cursor, next, html}  one coalesced frame, rendered once by
                                                      the worker; it applies on a tab that stands
                                                      at `cursor` and leaves it at `next`
@@ -225,7 +226,12 @@ def user_changed_sync(user_id: int) -> None:
 
 
 async def message_started(
-    conversation_id: uuid.UUID, message_id: int, *, cursor: Cursor, html: str, status: str = ""
+    conversation_id: uuid.UUID,
+    message_id: int,
+    *,
+    cursor: Cursor,
+    html: str,
+    status: str | None = None,
 ) -> None:
     await _skipped_while_away(
         _layer().group_send(

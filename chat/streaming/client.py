@@ -13,6 +13,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -238,7 +239,10 @@ async def _http_error(response: httpx.Response) -> UpstreamHTTPError:
 
 
 def _html(response: httpx.Response, text: str) -> bool:
-    return "html" in response.headers.get("content-type", "").lower() or text.startswith("<")
+    return "html" in response.headers.get("content-type", "").lower() or bool(_PAGE.match(text))
+
+
+_PAGE = re.compile(r"<(?:!doctype\s+html|html|head|body)\b", re.IGNORECASE)
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

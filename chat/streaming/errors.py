@@ -21,11 +21,12 @@ RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
 # A stream that ended as it should with nothing in it (no text, no thinking, no tool call)
 EMPTY_REPLY = "The model sent an empty reply."
 CONTENT_FILTERED = "The model server's content filter stopped the reply before it began."
+SPENT_BEFORE_TEXT = "The model reached its token limit before writing anything."
 
 
 def sentence(text: str) -> str:
     """`text` ending as a sentence does, for another to follow it ("HTTP 429: Slow down")."""
-    return text if text.endswith((".", "!", "?", "。")) else f"{text}."
+    return text if text.endswith((".", "!", "?", "…", "。")) else f"{text}."
 
 
 class UpstreamError(Exception):

@@ -32,6 +32,7 @@ from .completion import CONTINUE_PROMPT, MAX_TOKEN_COUNT, Completion, StreamUpda
 from .errors import (
     CONTENT_FILTERED,
     EMPTY_REPLY,
+    SPENT_BEFORE_TEXT,
     UpstreamError,
     UpstreamHTTPError,
     UpstreamStreamError,
@@ -207,14 +208,15 @@ class Generation:
         try:
             if self.stopped:  # while it was claimed, or the turn stopped as this reply was made
                 raise asyncio.CancelledError
-            if not self.continues:
-                self.status_line = WAITING_FOR_MODEL  # until the first update clears it
+            # Said until the first update clears it: a new reply's page says it already (it
+            # is drawn waiting), a continuation's is told
+            self.status_line = WAITING_FOR_MODEL
             await events.message_started(
                 conversation.id,
                 reply.pk,
                 cursor=self.view.cursor(),
                 html=self.view.snapshot() if self.continues else "",
-                status=self.status_line,
+                status=self.status_line if self.continues else None,
             )
             self.stream = chat_completions_client().stream(await self._request_body())
             # The size limit counts what was there before (a continuation's text and thinking,
@@ -232,6 +234,8 @@ class Generation:
                         )
                         continue
                     if self.status_line:  # the first update, or the retry worked: clear it
+                        if self.first_token_at is None:  # (not counting the notice's trip)
+                            self.first_token_at = time.monotonic()
                         await self._show_status("")
                     self._on_update(update, coalescer)
                     if self.stream.completion.size >= room:
@@ -420,9 +424,9 @@ class Generation:
             and not (self.text or self.reasoning or completion.tool_calls)
         ):
             # Nothing at all: a failure to retry, not an answer that reads as a blank
-            if completion.finish_reason == "content_filter":
-                return self._outcome_of_error(CONTENT_FILTERED, interrupted=False)
-            return self._outcome_of_error(EMPTY_REPLY, interrupted=False)
+            said = {"content_filter": CONTENT_FILTERED, "length": SPENT_BEFORE_TEXT}
+            error = said.get(completion.finish_reason or "", EMPTY_REPLY)
+            return self._outcome_of_error(error, interrupted=False)
         if completion.ended:
             return self._outcome(Message.Status.COMPLETE)
         return self._outcome_of_error(

@@ -392,7 +392,8 @@
     keepDraft(event.target.value, "");
     // What the line said of a message no longer in the box is said of nothing now
     var error = document.getElementById("composer-error");
-    if (!event.target.value && error && !error.hidden && !error.hasAttribute("data-until-reply-ends")) {
+    if (!event.target.value && error && !error.hidden && !error.hasAttribute("data-until-reply-ends")
+        && !error.querySelector("a")) {  // (not "signed out", with its way back)
       error.hidden = true;
       error.textContent = "";
     }
@@ -709,13 +710,18 @@
     if (!target.closest || !target.closest("main.chat.socketless")) { return; }
     if (!target.closest("#composer, .edit-form, .retry-button, .continue-button")) { return; }
     event.preventDefault();
+    trySocketAgain();  // (the tab the user is in: others may have closed meanwhile)
     var near = target.closest("#composer") ? null : actionErrorSpot(target);
     if (near) {
       showActionError(near, NO_REPLIES_HERE, false);
       return;
     }
     var error = document.getElementById("composer-error");
-    if (error) { error.textContent = NO_REPLIES_HERE; error.hidden = false; }
+    if (error) {
+      error.textContent = NO_REPLIES_HERE;
+      error.hidden = false;
+      error.removeAttribute("data-until-reply-ends");
+    }
   });
   function trySocketAgain() {
     if (refusedSocket && document.visibilityState === "visible") {
@@ -726,6 +732,7 @@
   }
   document.addEventListener("visibilitychange", trySocketAgain);
   window.addEventListener("focus", trySocketAgain);
+  setInterval(trySocketAgain, 30000);  // (tabs closed elsewhere, this one looked at all along)
   function socketBack() {
     var chat = document.querySelector("main.chat.socketless");
     if (!chat) { return; }

@@ -776,6 +776,7 @@ async def test_a_refusal_streams_and_is_saved_like_any_answer(
     [
         ("stop", "The model sent an empty reply."),
         ("content_filter", "The model server's content filter stopped the reply before it began."),
+        ("length", "The model reached its token limit before writing anything."),
     ],
 )
 async def test_a_reply_with_nothing_in_it_is_a_failure_with_retry_not_a_blank_answer(
@@ -832,17 +833,22 @@ async def test_a_new_reply_says_it_waits_for_the_model_until_its_first_text(
 
     fake_upstream.plan = plan
     client, conversation_id, ws, reply_id = await converse(server, alice_session)
-    page, line = PageModel(), f"s{reply_id}"
+    page = PageModel()
+    # The status line, as the reply's article draws it and as its own updates change it
+    line = re.compile(rf'<div id="s{reply_id}"[^>]*>([^<]*)</div>')
     said: list[tuple[float, str]] = []  # (when, what the status line says) after each frame
-    text_at = None
+    text_at, saying = None, ""
     async with asyncio.timeout(30):
         while reply_id not in page.finished:
-            page.apply(await ws.recv())
+            frame = await ws.recv()
+            page.apply(frame)
             now = asyncio.get_running_loop().time()
+            if lines := line.findall(frame):
+                saying = lines[-1]
             if text_at is None and "first" in page.content(reply_id):
                 text_at = now
             if text_at is None:
-                said.append((now, page.text(line)))
+                said.append((now, saying))
     await finish(client, ws)
     assert text_at is not None
     # Half a second before the first text came, the line said it waited (it was cleared

@@ -21,6 +21,7 @@ from chat.streaming.errors import (
     UpstreamHTTPError,
     UpstreamStreamError,
     UpstreamTimeout,
+    sentence,
 )
 from tests.fake_upstream import FakeRequest, FakeUpstream, chunk, sse
 
@@ -235,3 +236,11 @@ async def test_a_connect_timeout_is_retried_then_reported_with_the_setting():
     with pytest.raises(UpstreamTimeout, match=r"connect to the model server within 2\.5 seconds"):
         await collect(client)
     assert len(calls) == 3
+
+
+def test_a_retrys_reason_ends_as_a_sentence_before_the_notice_goes_on():
+    assert sentence("HTTP 429: Rate limit reached") == "HTTP 429: Rate limit reached."
+    assert sentence("Could not connect to the model server.") == (
+        "Could not connect to the model server."
+    )
+    assert sentence("HTTP 503: a long message cut…") == "HTTP 503: a long message cut…"

@@ -184,8 +184,9 @@ async def test_a_refused_connection_is_a_connection_error_not_a_timeout(upstream
             "HTTP 502: Bad Gateway",
         ),
         ("<!DOCTYPE html><title>oops</title>", "text/plain", "HTTP 502: Bad Gateway"),
-        # A server's plain-text answer says what went wrong: kept
+        # A server's plain-text answer says what went wrong: kept (an XML one too)
         ("model 'x' is still loading", "text/plain", "HTTP 502: model 'x' is still loading"),
+        ("<Error>Busy</Error>", "application/xml", "HTTP 502: <Error>Busy</Error>"),
     ],
 )
 async def test_an_error_answer_that_is_not_json_is_shown_by_its_text_or_its_status(
