@@ -97,7 +97,20 @@ class FeedbackFilter(admin.SimpleListFilter):
         return queryset
 
 
-class MessageInline(admin.TabularInline):
+class ReplyTimes:
+    """A reply's times as the transcript gives them ("97 ms", "2.4 s"), not as
+    `0:00:00.096618`; none as the admin shows any empty value ("-"), not blank."""
+
+    @admin.display(description="time to first token")
+    def first_token(self, message: Message) -> str:
+        return seconds(message.time_to_first_token) or admin.site.empty_value_display
+
+    @admin.display(description="duration")
+    def took(self, message: Message) -> str:
+        return seconds(message.duration) or admin.site.empty_value_display
+
+
+class MessageInline(ReplyTimes, admin.TabularInline):
     model = Message
     extra = 0
     can_delete = False
@@ -107,6 +120,7 @@ class MessageInline(admin.TabularInline):
         "role",
         "status",
         "content",
+        "work",
         "finish_reason",
         "model",
         "prompt_tokens",
@@ -119,15 +133,18 @@ class MessageInline(admin.TabularInline):
     )
     readonly_fields = fields
 
-    # The times as the transcript gives them ("97 ms", "2.4 s"), not as `0:00:00.096618`;
-    # none as the admin shows any empty value ("-"), not blank.
-    @admin.display(description="time to first token")
-    def first_token(self, message: Message) -> str:
-        return seconds(message.time_to_first_token) or self.get_empty_value_display()
-
-    @admin.display(description="duration")
-    def took(self, message: Message) -> str:
-        return seconds(message.duration) or self.get_empty_value_display()
+    # What a reply did besides its text, which the transcript shows whole: a reply that only
+    # called tools showed as an empty one here, and its thinking not at all.
+    @admin.display(description="thinking / tool calls")
+    def work(self, message: Message) -> str:
+        parts = []
+        if message.reasoning:
+            parts.append(f"thought {len(message.reasoning):,} characters")
+        if calls := [call.get("name") or "?" for call in message.tool_calls or []]:
+            parts.append("called " + ", ".join(calls))
+        if message.tool_call_id:
+            parts.append(f"the result of call {message.tool_call_id}")
+        return "; ".join(parts) or self.get_empty_value_display()
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -303,7 +320,7 @@ class UsageLimitAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReplyTimes, admin.ModelAdmin):
     list_display = [
         "id",
         "conversation",
@@ -317,6 +334,13 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ["role", "status", "finish_reason", "feedback", "model", "created"]
     search_fields = ["content", "feedback_comment"]
     list_select_related = ["conversation"]
+    # What a reply streaming holds of its lease and its request's key is the stream engine's,
+    # not a reviewer's; the times read as the transcript gives them.
+    exclude = ["idempotency_key", "lease_owner", "lease_expires", "time_to_first_token", "duration"]
+    readonly_fields = ["created", "first_token", "took"]
+
+    class Media:  # (its breadcrumbs' links told apart from their text, as the conversations')
+        css = {"all": ["admin/chat/changelist.css"]}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

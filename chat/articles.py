@@ -193,7 +193,7 @@ def tool_calls(message_id: int, calls: list[dict[str, str]], *, oob: bool) -> st
     """The `tool-calls` partial."""
     sections = "".join(
         '\n    <section class="tool-call">\n'
-        f"      <h3>Tool call: <code>{_text(call.get('name') or '…')}</code></h3>\n"
+        f"      <h2>Tool call: <code>{_text(call.get('name') or '…')}</code></h2>\n"
         f"      <pre><code>{_text(_pretty_json(call.get('arguments', '')))}</code></pre>\n"
         "    </section>\n  "
         for call in calls
@@ -252,6 +252,8 @@ def reply_end(message: Message, *, oob: bool) -> str:
         '\n    <button type="button" class="icon-button icon-copy copy-button" '
         f'data-copy="#m{pk} .content"\n'
         f'            data-copy-text="messages/{pk}/text/" aria-label="Copy"></button>\n    '
+        if message.content
+        else "\n    \n    "
     ]
     if message.stopped_early:
         actions.append(

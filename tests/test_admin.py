@@ -438,3 +438,49 @@ def test_the_usage_limits_list_takes_no_query_per_row(admin_client, django_user_
         return len(captured)
 
     assert queries_with(2) == queries_with(20)
+
+
+def test_the_conversation_page_says_what_a_reply_did_besides_its_text(
+    admin_client: Client, user, monkeypatch
+):
+    """A reply that only called tools showed as an empty one, its thinking not at all (the
+    transcript shows both; found by a walk-through)."""
+    conversation = answered(
+        user,
+        monkeypatch,
+        status="complete",
+        content="",
+        reasoning="Let me think about the date." * 3,
+        tool_calls=[
+            {"id": "c1", "name": "current_datetime", "arguments": "{}"},
+            {"id": "c2", "name": "calculate", "arguments": '{"expression": "2+2"}'},
+        ],
+        finish_reason="tool_calls",
+    )
+    page = admin_client.get(reverse("admin:chat_conversation_change", args=[conversation.pk]))
+    cells = re.findall(r'<td class="field-work">(.*?)</td>', page.content.decode(), re.S)
+    shown = [strip_tags(cell).strip() for cell in cells]
+    assert shown == ["-", "thought 84 characters; called current_datetime, calculate"], shown
+
+
+def test_a_messages_own_page_reads_as_the_conversations_does(
+    admin_client: Client, user, monkeypatch
+):
+    """It showed `Time to first token: 0:00:00.017819`, the stream engine's lease and request
+    key, and breadcrumbs axe found too close to their text (found by a walk-through)."""
+    from datetime import timedelta
+
+    conversation = answered(
+        user,
+        monkeypatch,
+        status="complete",
+        content="an answer",
+        time_to_first_token=timedelta(microseconds=96_618),
+        duration=timedelta(seconds=2, microseconds=400_000),
+        lease_owner="vm:19257:abc",
+    )
+    reply = conversation.messages.get(role="assistant")
+    body = admin_client.get(reverse("admin:chat_message_change", args=[reply.pk])).content.decode()
+    assert ">97 ms<" in body and ">2.4 s<" in body and "0:00:00.096618" not in body
+    assert "vm:19257" not in body and "Lease owner" not in body and "Idempotency" not in body
+    assert "admin/chat/changelist.css" in body

@@ -287,3 +287,17 @@ def test_replies_interrupted_before_say_the_reason_once_too(user):
     old.refresh_from_db()
     other.refresh_from_db()
     assert (old.error, other.error) == (WORKER_DIED, "Upstream said no.")
+
+
+@pytest.mark.parametrize("content", ["", "an answer"])
+def test_a_reply_without_text_has_nothing_to_copy(content):
+    """Copy on a reply that only called tools, or was stopped before its first word, emptied
+    the clipboard and said "Copied" (found by a walk-through)."""
+    reply = _message(
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.COMPLETE,
+        content=content,
+        finish_reason="tool_calls" if not content else "stop",
+    )
+    for html in (fragments.reply_finished(reply), _template(reply)):
+        assert ("copy-button" in html) == bool(content)

@@ -1126,7 +1126,9 @@
       var announcer = document.getElementById("announcer");
       if (announcer && announcer.getAttribute("data-announced") !== replyId + status) {
         announcer.setAttribute("data-announced", replyId + status);
-        announcer.textContent = status === "complete" ? "Reply finished." : "Reply " + status + ".";
+        // (as the reply says it: a cancelled one "Stopped.")
+        announcer.textContent = status === "complete" ? "Reply finished."
+          : "Reply " + (status === "cancelled" ? "stopped" : status) + ".";
       }
     }, 0);
   });

@@ -217,11 +217,16 @@ async def test_length_offers_continue_which_joins_the_rest_to_the_same_reply(
     assert "Continue" in page.finished[reply_id]
     reply = await Message.objects.aget(pk=reply_id)
     assert (reply.status, reply.finish_reason) == ("complete", "length")
+    first = reply
 
     await continued(client, ws, page, conversation_id, reply_id)
     await finish(client, ws)
     reply = await Message.objects.aget(pk=reply_id)
     assert reply.content == "The first half and the second."
+    # Its times are both passes', as its tokens are (tokens a second over both)
+    assert reply.time_to_first_token == first.time_to_first_token
+    assert first.duration is not None and reply.duration is not None
+    assert reply.duration > first.duration
     assert (reply.status, reply.finish_reason, reply.completion_tokens) == ("complete", "stop", 4)
     assert reply.prompt_tokens == 14  # both requests' prompts: the tokens a day count them
     assert not await SpentTokens.objects.aexists()  # a reply made today counts them itself
