@@ -140,10 +140,11 @@ class MessageInline(ReplyTimes, admin.TabularInline):
         parts = []
         if message.reasoning:
             parts.append(f"thought {len(message.reasoning):,} characters")
-        if calls := [call.get("name") or "?" for call in message.tool_calls or []]:
-            parts.append("called " + ", ".join(calls))
-        if message.tool_call_id:
-            parts.append(f"the result of call {message.tool_call_id}")
+        calls = message.tool_calls or []
+        if isinstance(calls, dict):  # a tool's message: the call it answers
+            parts.append(f"the result of {calls.get('name') or 'a tool'}")
+        elif names := [call.get("name") or "?" for call in calls if isinstance(call, dict)]:
+            parts.append("called " + ", ".join(names))
         return "; ".join(parts) or self.get_empty_value_display()
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -457,10 +457,23 @@ def test_the_conversation_page_says_what_a_reply_did_besides_its_text(
         ],
         finish_reason="tool_calls",
     )
+    reply = conversation.messages.get(role="assistant")
+    Message.objects.create(  # the result, as a tool round saves it
+        conversation=conversation,
+        parent=reply,
+        role=Message.Role.TOOL,
+        content='{"now": "2026-12-05T23:00:00Z"}',
+        tool_call_id="c1" * 200,
+        tool_calls={"tool_call_id": "c1" * 200, "name": "current_datetime"},
+    )
     page = admin_client.get(reverse("admin:chat_conversation_change", args=[conversation.pk]))
     cells = re.findall(r'<td class="field-work">(.*?)</td>', page.content.decode(), re.S)
     shown = [strip_tags(cell).strip() for cell in cells]
-    assert shown == ["-", "thought 84 characters; called current_datetime, calculate"], shown
+    assert shown == [
+        "-",
+        "thought 84 characters; called current_datetime, calculate",
+        "the result of current_datetime",
+    ], shown
 
 
 def test_a_messages_own_page_reads_as_the_conversations_does(
