@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Substr
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -42,6 +42,26 @@ def _per_conversation(aggregate: Count | Sum) -> Coalesce:
 
 
 LIST_TITLE_CHARS = 60
+# How much of each message's text the messages list reads (its tooltip shows that much).
+LIST_TEXT_START = 2 * LIST_TITLE_CHARS
+
+
+def _shortened(text: str, *, more: bool = False) -> SafeString:
+    """A list column's text cut at a word to LIST_TITLE_CHARS, the whole in a tooltip (`more`:
+    `text` is only the start of it)."""
+    short = text
+    if len(text) > LIST_TITLE_CHARS:
+        short = text[: LIST_TITLE_CHARS - 1].rsplit(" ", 1)[0].rstrip(" ,.;:-") + "…"
+    return format_html('<span title="{}">{}</span>', text + "…" if more else text, short)
+
+
+class ValuesNamedFilter(admin.AllValuesFieldListFilter):
+    """A text field's values to filter by, its empty value named (as a link with no text, it
+    was a link a screen reader could not name: axe, link-name)."""
+
+    def choices(self, changelist: Any) -> Any:
+        for choice in super().choices(changelist):
+            yield {**choice, "display": choice["display"] or "none"}
 
 
 def _compact_time(value: datetime) -> SafeString:
@@ -188,7 +208,14 @@ class ConversationAdmin(admin.ModelAdmin):
         "updated_short",
         "transcript_short",
     ]
-    list_filter = ["owner", "model", MessageStatusFilter, FeedbackFilter, "created", "updated"]
+    list_filter = [
+        "owner",
+        ("model", ValuesNamedFilter),
+        MessageStatusFilter,
+        FeedbackFilter,
+        "created",
+        "updated",
+    ]
     search_fields = ["title", "messages__content", "owner__username"]
     date_hierarchy = "created"
     readonly_fields = ["id", "owner", "created", "updated", "transcript_link"]
@@ -282,10 +309,7 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description="title", ordering="title")
     def title_or_id(self, obj: Conversation) -> SafeString:
         title = str(obj)
-        short = title
-        if len(title) > LIST_TITLE_CHARS:
-            short = title[: LIST_TITLE_CHARS - 1].rsplit(" ", 1)[0].rstrip(" ,.;:-") + "…"
-        return format_html('<span title="{}">{}</span>', title, short)
+        return _shortened(title)
 
     @admin.display(description="updated", ordering="updated")
     def updated_short(self, obj: Conversation) -> SafeString:
@@ -322,17 +346,28 @@ class UsageLimitAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(ReplyTimes, admin.ModelAdmin):
+    # Newest first, as a reviewer looks for what just happened; each row says what the
+    # message says and in which conversation, both cut short (whole in a tooltip). The model
+    # and finish reason are filters and on each message's page: with them the list ran past
+    # a laptop's window beside the admin's two sidebars.
     list_display = [
         "id",
-        "conversation",
+        "text_short",
+        "conversation_short",
         "role",
         "status",
-        "finish_reason",
-        "model",
         "feedback",
+        "created_short",
+    ]
+    ordering = ["-id"]
+    list_filter = [
+        "role",
+        "status",
+        ("finish_reason", ValuesNamedFilter),
+        "feedback",
+        ("model", ValuesNamedFilter),
         "created",
     ]
-    list_filter = ["role", "status", "finish_reason", "feedback", "model", "created"]
     search_fields = ["content", "feedback_comment"]
     list_select_related = ["conversation"]
     # What a reply streaming holds of its lease and its request's key is the stream engine's,
@@ -342,6 +377,34 @@ class MessageAdmin(ReplyTimes, admin.ModelAdmin):
 
     class Media:  # (its breadcrumbs' links told apart from their text, as the conversations')
         css = {"all": ["admin/chat/changelist.css"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        # The list reads the start of each message's text, not the whole of it and its HTML
+        # (a reply may hold a hundred thousand characters, a list shows a hundred rows).
+        messages = (
+            super().get_queryset(request).annotate(text_start=Substr("content", 1, LIST_TEXT_START))
+        )
+        match = request.resolver_match
+        if match is not None and match.url_name == "chat_message_changelist":
+            messages = messages.defer(
+                "content", "reasoning", "content_html", "reasoning_html", "system_prompt"
+            )
+        return messages
+
+    @admin.display(description="text")
+    def text_short(self, obj: Message) -> SafeString:
+        if not obj.text_start:
+            return format_html("{}", "—")
+        more = len(obj.text_start) == LIST_TEXT_START
+        return _shortened(" ".join(obj.text_start.split()), more=more)
+
+    @admin.display(description="conversation", ordering="conversation__title")
+    def conversation_short(self, obj: Message) -> SafeString:
+        return _shortened(str(obj.conversation))
+
+    @admin.display(description="created", ordering="created")
+    def created_short(self, obj: Message) -> SafeString:
+        return _compact_time(obj.created)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -421,6 +421,38 @@ def test_a_message_cannot_be_deleted_alone_but_goes_with_its_user(admin_client, 
     assert not Message.objects.filter(pk=question.pk).exists()
 
 
+def test_the_messages_list_is_newest_first_and_says_what_each_message_says(
+    admin_client, user, monkeypatch
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    title = "Trains in Portugal, and which of them still run on the narrow gauge lines"
+    conversation = services.conversation_create(owner=user)
+    older, _ = services.message_submit(conversation=conversation, content="The older question")
+    Conversation.objects.filter(pk=conversation.pk).update(title=title)
+    newer = Message.objects.create(
+        conversation=conversation,
+        parent=older,
+        role=Message.Role.ASSISTANT,
+        content="A long answer <b>with markup</b>\n\nthat " + "goes on " * 20_000,
+    )
+    url = reverse("admin:chat_message_changelist")
+    with CaptureQueriesContext(connection) as captured:
+        body = admin_client.get(url).content.decode()
+    rows = [reverse("admin:chat_message_change", args=[m.pk]) for m in (newer, older)]
+    assert body.index(rows[0]) < body.index(rows[1])
+    # Its text's start, escaped and on one line, cut at a word; its conversation's title too.
+    assert ">A long answer &lt;b&gt;with markup&lt;/b&gt; that goes on goes on goes…</span>" in body
+    assert ">The older question<" in body
+    assert f'<span title="{title}">Trains in Portugal, and which of them still run on the…' in body
+    # The list reads the start of each text, not the whole of it (160,000 characters here).
+    listing = [q["sql"] for q in captured.captured_queries if '"chat_message"' in q["sql"]]
+    whole = re.compile(r'(?<!\()"chat_message"\."(content|content_html|reasoning)"')
+    assert listing and not any(whole.search(sql) for sql in listing), listing
+
+
 def test_the_usage_limits_list_takes_no_query_per_row(admin_client, django_user_model):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -145,6 +145,18 @@ async def test_the_list_and_transcript_read_well_on_laptop_and_phone_in_both_the
     assert widths["results"][0] <= widths["results"][1], widths
     assert await page.locator("#result_list .field-transcript_short a").first.is_visible()
 
+    # The messages list, newest first: each row's text and conversation cut short, on one
+    # page width (the conversation's whole title pushed the columns past a laptop's window).
+    await page.goto(server.url + "/admin/chat/message/")
+    await _screenshot(page, f"messages-{name}")
+    rows = page.locator("#result_list tbody tr")
+    assert await rows.count() == 2 * len(conversations)
+    await expect(rows.first.locator(".field-text_short")).to_contain_text("Here is **an answer**")
+    widths = await _overflow(page)
+    assert widths["page"][0] <= widths["page"][1], widths
+    assert widths["results"][0] <= widths["results"][1], widths
+    assert await axe_problems(page) == []
+
     await page.goto(server.url + f"/admin/chat/conversation/{conversations[1].pk}/transcript/")
     await _screenshot(page, f"transcript-{name}")
     assert await page.locator(".messagelist").count() == 0
