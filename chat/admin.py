@@ -393,10 +393,10 @@ class MessageAdmin(ReplyTimes, admin.ModelAdmin):
 
     @admin.display(description="text")
     def text_short(self, obj: Message) -> SafeString:
-        if not obj.text_start:
+        start: str = getattr(obj, "text_start", "")  # (annotated by `get_queryset`)
+        if not start:
             return format_html("{}", "—")
-        more = len(obj.text_start) == LIST_TEXT_START
-        return _shortened(" ".join(obj.text_start.split()), more=more)
+        return _shortened(" ".join(start.split()), more=len(start) == LIST_TEXT_START)
 
     @admin.display(description="conversation", ordering="conversation__title")
     def conversation_short(self, obj: Message) -> SafeString:
