@@ -137,6 +137,15 @@ def _fence(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, 
     return code_frame_open(fence_language(tokens[idx].info)) + code + CODE_FRAME_CLOSE
 
 
+def _code_block(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any
+) -> str:
+    """Indented code, in the fenced code's frame (its Copy code button's place): the page framed
+    it only on load, so a block that settled as a reply streamed had none until a reload."""
+    code = RendererHTML.code_block(self, tokens, idx, options, env)
+    return code_frame_open("") + code + CODE_FRAME_CLOSE
+
+
 def _cell_open(
     self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any
 ) -> str:
@@ -152,6 +161,7 @@ def _cell_open(
 def _parser() -> MarkdownIt:
     md = MarkdownIt("js-default", {"html": False, "highlight": _highlight}).use(cjk_friendly)
     md.add_render_rule("fence", _fence)
+    md.add_render_rule("code_block", _code_block)
     md.add_render_rule("th_open", _cell_open)
     md.add_render_rule("td_open", _cell_open)
     return md

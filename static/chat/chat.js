@@ -1010,7 +1010,10 @@
   // Code blocks come in a frame (`div.code-block`, with the language label) from the server;
   // a block still streaming has no copy button until it is highlighted.
   function addCodeCopyButtons(root) {
-    var blocks = root.querySelectorAll ? root.querySelectorAll(".markdown pre:not(.streaming-code)") : [];
+    var selector = ".markdown pre:not(.streaming-code)";
+    var blocks = root.querySelectorAll ? Array.prototype.slice.call(root.querySelectorAll(selector)) : [];
+    // (a block swapped in by itself is the root: a reply stored before its frame was rendered)
+    if (root.matches && root.matches(selector)) { blocks.push(root); }
     Array.prototype.forEach.call(blocks, function (pre) {
       var frame = pre.parentElement;
       if (!frame.classList.contains("code-block")) {

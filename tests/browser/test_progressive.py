@@ -1346,3 +1346,30 @@ async def test_a_line_end_inside_a_paragraph_joins_its_lines_while_it_is_written
     moved = await word_in_reply(chat, reply_id, settled, "then")
     assert abs(moved[0] - written[0]) <= 0.5 and abs(moved[1] - written[1]) <= 0.5
     assert watch.console_errors == []
+
+
+async def test_indented_code_that_settles_mid_reply_is_framed_with_its_copy_button(
+    page, server, fake_upstream, watch
+):
+    """Indented code gets the fenced code's frame and Copy code button as it settles, while the
+    reply streams on, as after a reload. The page framed it only when a page loaded (the block
+    swapped in by itself was not looked at), so it had no button until a reload (found by a
+    walk-through)."""
+    reply = "Intro.\n\n    indented_code()\n    line2\n\nMiddle para.\n\nLast, still being written"
+    tokens = re.findall(r"\s*\S+|\s+", reply)
+    gate = held_stream(fake_upstream, tokens, " written", delay=0.02)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Indented code")
+    await expect(page.locator(f"#t{reply_id}")).to_contain_text("still being")
+    content = chat.reply(reply_id)
+    await expect(content.locator(".code-block pre code")).to_have_text("indented_code()\nline2\n")
+    await expect(content.locator(".code-block .code-copy")).to_have_count(1)
+    gate.open()
+    await chat.wait_finished(reply_id)
+    await expect(content.locator(".code-block .code-copy")).to_have_count(1)
+    await assert_settled_as_rendered(page, reply_id, reply, watch)
+    await page.reload()
+    await chat.wait_for_socket()
+    await expect(content.locator(".code-block .code-copy")).to_have_count(1)
+    assert await content.locator("pre").count() == 1
