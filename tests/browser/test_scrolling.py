@@ -137,3 +137,30 @@ async def test_jump_to_latest_goes_when_nothing_is_left_below_and_leaves_the_foc
     assert state["height"] <= state["client"], state
     await page.wait_for_timeout(300)  # the swap's settling, when the button was shown
     await expect(jump).to_be_hidden()
+
+
+PAGE_SCROLL_JS = """
+() => [document.scrollingElement.scrollHeight, window.innerHeight,
+       document.scrollingElement.scrollWidth, window.innerWidth]
+"""
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1280, "height": 800}, {"width": 320, "height": 640}]
+)
+async def test_only_the_messages_scroll_not_the_page(page, server, fake_upstream):
+    """The page is the height of the window: the messages scroll in their box. The hidden
+    labels of each message ("You", "Assistant") were placed outside that box, where they
+    stood in the scrolled text, so the page scrolled too, past the header and the message
+    box into a blank screen (a wheel over the header; found by a walk-through)."""
+    fake_upstream.plan = streamed(LINES[:60], delay=0)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    for _ in range(2):
+        await chat.wait_finished(await chat.send("Give me many lines"))
+    sizes = await page.evaluate(PAGE_SCROLL_JS)
+    assert sizes[0] <= sizes[1] and sizes[2] <= sizes[3], sizes
+    await page.locator("header").first.hover()
+    await page.mouse.wheel(0, 2000)
+    await page.wait_for_timeout(200)
+    assert await page.evaluate("window.scrollY") == 0
