@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 import pytest
 from playwright.async_api import expect
 
@@ -87,3 +90,70 @@ async def test_on_a_phone_the_conversations_open_as_a_drawer(page, server, fake_
     await expect(sidebar).to_be_hidden()
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing overflows sideways
+
+
+# How many pixels of a PNG differ clearly from its commonest colour (its background): what is
+# drawn on it. Decoded by the page's browser.
+DRAWN_PIXELS_JS = """
+async (png) => {
+  const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+  const blob = new Blob([bytes], { type: "image/png" });
+  const bitmap = await createImageBitmap(blob);
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const context = canvas.getContext("2d");
+  context.drawImage(bitmap, 0, 0);
+  const data = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  const counts = new Map();
+  for (let i = 0; i < data.length; i += 4) {
+    const key = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+    counts.set(key, (counts.get(key) || 0) + 1);
+  }
+  const background = [...counts.entries()].sort((a, b) => b[1] - a[1])[0][0];
+  const [r, g, b] = [background >> 16, (background >> 8) & 255, background & 255];
+  let drawn = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.abs(data[i] - r) + Math.abs(data[i + 1] - g) + Math.abs(data[i + 2] - b) > 120) {
+      drawn += 1;
+    }
+  }
+  return drawn;
+}
+"""
+
+
+async def _drawn_pixels(page: Any, element: Any) -> int:
+    png = base64.b64encode(await element.screenshot()).decode()
+    return int(await page.evaluate(DRAWN_PIXELS_JS, png))
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1280, "height": 900}, {"width": 390, "height": 844}]
+)
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_in_forced_colours_every_icon_button_shows_its_icon(
+    page, server, fake_upstream, viewport, scheme, tmp_path
+):
+    """Windows' contrast themes (forced colours) replace backgrounds, and the icons are masks
+    over one: every icon button (Send, the menus, a reply's actions) was blank but for its
+    focus ring (found by a walk-through)."""
+    await page.emulate_media(forced_colors="active", color_scheme=scheme)
+    fake_upstream.plan = streamed(["An answer."], delay=0.01)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await chat.page.locator("#composer-text").fill("A question")
+    buttons = {"send": page.locator(".send-button")}
+    blank = []
+    for name, button in buttons.items():
+        if await _drawn_pixels(page, button) < 20:
+            blank.append(name)
+    reply_id = await chat.send("A question")
+    await chat.wait_finished(reply_id)
+    icons = page.locator(".header-button:visible, .icon-button:visible, .new-conversation:visible")
+    assert await icons.count() >= 4
+    for i in range(await icons.count()):
+        icon = icons.nth(i)
+        await icon.hover()  # (a message's own actions show when it is pointed at)
+        if await _drawn_pixels(page, icon) < 20:
+            blank.append(await icon.evaluate("(e) => e.outerHTML.slice(0, 80)"))
+    await page.screenshot(path=str(tmp_path / f"forced-{viewport['width']}-{scheme}.png"))
+    assert blank == []
