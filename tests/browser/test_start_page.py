@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.async_api import expect
 
 from chat.models import Conversation, Message
@@ -51,3 +52,27 @@ async def test_a_suggested_prompt_starts_a_conversation_with_it(page, server, fa
     await expect(page.locator("#messages article.user .content")).to_have_text(prompt)
     first = await Message.objects.filter(role="user").aget()
     assert first.content == prompt
+
+
+REACHABLE_JS = """
+() => {
+  const body = document.querySelector(".start-body");
+  body.scrollTop = 0;
+  const top = body.getBoundingClientRect().top;
+  return [document.querySelector(".start-body h1").getBoundingClientRect().top - top,
+          document.getElementById("composer-text").getBoundingClientRect().top - top];
+}
+"""
+
+
+@pytest.mark.parametrize("viewport", [{"width": 320, "height": 256}])
+async def test_zoomed_in_the_question_and_the_message_box_can_be_scrolled_to(page, server):
+    """At 400% zoom (320 x 256 CSS px) the start page is taller than the window: it scrolls
+    from its top. Centred, its top stood above where it could scroll, and the question and the
+    message box could not be reached, though the box took the keyboard (found by a
+    walk-through)."""
+    await page.goto(server.url + "/")
+    heading, box = await page.evaluate(REACHABLE_JS)
+    assert heading >= 0 and box >= 0, (heading, box)
+    await page.locator("#composer-text").focus()
+    await expect(page.locator("#composer-text")).to_be_in_viewport()
