@@ -157,3 +157,42 @@ async def test_in_forced_colours_every_icon_button_shows_its_icon(
             blank.append(await icon.evaluate("(e) => e.outerHTML.slice(0, 80)"))
     await page.screenshot(path=str(tmp_path / f"forced-{viewport['width']}-{scheme}.png"))
     assert blank == []
+
+
+# The contrast of each field's edge with what is behind it (WCAG 1.4.11 asks 3:1).
+FIELD_EDGES_JS = """
+(selectors) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => {
+    const [r, g, b] = rgb(c).map((v) => v / 255)
+      .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const behind = (e) => {
+    for (let p = e.parentElement; p; p = p.parentElement) {
+      const c = getComputedStyle(p).backgroundColor;
+      if (!c.startsWith("rgba(0, 0, 0, 0")) { return c; }
+    }
+    return "rgb(255, 255, 255)";
+  };
+  return selectors.map((s) => {
+    const e = document.querySelector(s);
+    const [a, b] = [lum(getComputedStyle(e).borderTopColor), lum(behind(e))];
+    return [s, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+  });
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_the_fields_edges_stand_out_from_the_page(page, server, scheme):
+    """A text field's edge is what shows where to type: it was 1.3:1 against the page (the
+    message box, the search, the rename box)."""
+    await page.emulate_media(color_scheme=scheme)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    edges = await page.evaluate(
+        FIELD_EDGES_JS,
+        [".composer", ".sidebar-search input", "#rename-title", "#settings-system-prompt"],
+    )
+    assert all(contrast >= 3 for _, contrast in edges), edges

@@ -337,3 +337,42 @@ async def test_the_model_picker_is_as_wide_as_the_model_shown(
     box = await picker.bounding_box()
     assert box is not None and box["width"] <= 140, box
     await check_looks(page, tmp_path / f"model-{viewport['width']}-{scheme}.png")
+
+
+# What sticks out of the window sideways: the page's width, and each visible control whose
+# right edge is past the window's.
+OUT_OF_WINDOW_JS = """
+(selector) => {
+  const out = [...document.querySelectorAll(selector)]
+    .filter((e) => e.getClientRects().length && e.getBoundingClientRect().right > innerWidth + 0.5)
+    .map((e) => e.id || e.textContent.trim().slice(0, 20) || e.tagName);
+  return [document.documentElement.scrollWidth - innerWidth, out];
+}
+"""
+CONTROLS = "input:not([type=hidden]), textarea, select, button, label"
+
+
+@pytest.mark.parametrize("viewport", [{"width": 375, "height": 700}])
+async def test_with_text_twice_as_large_the_menus_and_the_login_form_fit_a_phone(
+    page, context, server, fake_upstream
+):
+    """Text set twice as large (a reader's setting): the conversation's menu (Rename off the
+    window, Archive and Delete cut), the system prompt's (its box and Save past the panel) and
+    the login form (its inputs 450 px wide in 375) took their inputs' own width and ran past a
+    phone's window (found by a walk-through)."""
+    await page.add_init_script(  # (as a reader's setting would: the page's CSP allows it)
+        "document.addEventListener('DOMContentLoaded', () => {"
+        " document.documentElement.style.fontSize = '200%'; });"
+    )
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    for menu in (".conversation-menu", ".prompt-menu"):
+        await page.locator(f"{menu} > summary").click()
+        await expect(page.locator(f"{menu} .menu-body")).to_be_visible()
+        sideways, out = await page.evaluate(OUT_OF_WINDOW_JS, f"{menu} .menu-body :is({CONTROLS})")
+        assert sideways <= 0 and out == [], (menu, sideways, out)
+        await page.keyboard.press("Escape")
+    await context.clear_cookies()
+    await page.goto(server.url + "/accounts/login/")
+    sideways, out = await page.evaluate(OUT_OF_WINDOW_JS, CONTROLS)
+    assert sideways <= 0 and out == [], ("login", sideways, out)
