@@ -107,10 +107,10 @@ def _sidebar(sidebar: SidebarPage, *, user: Any, csrf: str, on_start: bool) -> s
         '           autocomplete="off">\n'
         f"    {hidden_current}\n"
         "  </form>\n"
-        '  <ul id="conversation-list" class="conversation-list" aria-live="polite" '
-        'aria-busy="false">\n'
+        '  <ul id="conversation-list" class="conversation-list">\n'
         f"    {chat_tags.sidebar_items(sidebar)}\n"
         "  </ul>\n"
+        '  <p id="sidebar-status" class="visually-hidden" role="status"></p>\n'
         '  <div class="sidebar-footer">\n'
         f'    <button type="button" class="link archived-toggle" hx-get="{archived}"\n'
         '            hx-target="#conversation-list" hx-swap="innerHTML">Archived</button>\n'

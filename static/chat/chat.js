@@ -492,6 +492,22 @@
     }
   });
 
+  // A search, or the archived list, says what it found (a screen reader hears the count, not
+  // the list read out). The list itself is not a live region: a message sent moves its
+  // conversation to the top, and every move was read out.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var list = event.detail.target;
+    var asked = event.detail.requestConfig && event.detail.requestConfig.elt;
+    var status = document.getElementById("sidebar-status");
+    if (!list || list.id !== "conversation-list" || !status || !asked || asked === list) { return; }
+    var none = list.querySelector("li.muted");
+    var count = list.querySelectorAll('a[id^="conv-link-"]').length;
+    var more = list.querySelector(".load-more") ? " shown, more as you scroll" : "";
+    var what = list.querySelector(".list-mode") ? " archived" : "";
+    status.textContent = none ? none.textContent.trim()
+      : count + what + (count === 1 ? " conversation" : " conversations") + more + ".";
+  });
+
   // A message sent makes its conversation the most recently active: first under "Today" in
   // the sidebar, as a reload lists it (it stayed where it was); a pinned one stays among the
   // pinned. Only the list of every conversation is so ordered (not a search's, nor the
@@ -1127,7 +1143,9 @@
       var lost = !document.activeElement || document.activeElement === document.body;
       if (onStop && (lost || document.activeElement === stop)) { focusReply(reply); }
       var announcer = document.getElementById("announcer");
-      if (announcer && announcer.getAttribute("data-announced") !== replyId + status) {
+      // (a failed reply's error line is an alert, read as it shows: not said twice)
+      if (announcer && status !== "error"
+          && announcer.getAttribute("data-announced") !== replyId + status) {
         announcer.setAttribute("data-announced", replyId + status);
         // (as the reply says it: a cancelled one "Stopped.")
         announcer.textContent = status === "complete" ? "Reply finished."

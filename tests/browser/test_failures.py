@@ -47,6 +47,11 @@ async def test_a_failed_reply_shows_the_error_and_retry_streams_a_new_one(
     if status == "error":
         await expect(reply.locator(".reply-error")).to_contain_text("Error:")
         await expect(reply.locator(".reply-error")).to_contain_text("The upstream fell over")
+        # The error line is an alert, read as it shows; it is not said a second time as
+        # "Reply error." (found by a walk-through)
+        await expect(reply.get_by_role("alert")).to_have_count(1)
+        await page.wait_for_timeout(100)  # (the page's own announcement comes a turn later)
+        await expect(page.locator("#announcer")).to_have_text("")
     else:
         await expect(reply.locator(".reply-warning")).to_contain_text("The reply was interrupted")
         await expect(reply.locator(".content.markdown")).to_have_text("kept text")

@@ -44,12 +44,23 @@ async def test_the_list_is_grouped_by_day_loads_more_as_you_scroll_and_searches(
     await expect(links).to_have_count(SIDEBAR_PAGE_SIZE + 20)
     await expect(sidebar.locator(".group-heading")).to_have_count(4)
 
+    # A search says what it found, in a status a screen reader reads (the list is not read
+    # out: it is no live region).
+    status = sidebar.get_by_role("status")
+    await expect(sidebar.locator("#conversation-list")).not_to_have_attribute("aria-live", "polite")
     await sidebar.get_by_label("Search conversations").fill("quokka")
     await expect(links).to_have_text([f"Topic {SIDEBAR_PAGE_SIZE + 19:03d}"])
+    await expect(status).to_have_text("1 conversation.")
     await sidebar.get_by_label("Search conversations").fill("topic 00")
     await expect(links).to_have_count(10)
+    await expect(status).to_have_text("10 conversations.")
+    await sidebar.get_by_label("Search conversations").fill("wombats")
+    await expect(status).to_have_text("Nothing matches “wombats”.")
     await sidebar.get_by_label("Search conversations").fill("")
     await expect(links).to_have_count(SIDEBAR_PAGE_SIZE)
+    await expect(status).to_have_text(
+        f"{SIDEBAR_PAGE_SIZE} conversations shown, more as you scroll."
+    )
 
 
 async def test_pin_and_archive_from_the_conversation_menu(page, server, user):
@@ -163,6 +174,8 @@ async def test_a_message_sent_brings_its_conversation_to_the_top_as_a_reload_wou
     await expect(sidebar.locator("li")).to_have_text(
         ["Today", "Topic 3", "Topic 0", "Yesterday", "Topic 1", "Topic 2", "Older", "Topic 4"]
     )
+    # The move is not read out (the list was a live region: each message sent read it)
+    assert await page.locator("#sidebar [aria-live], #sidebar-status:not(:empty)").count() == 0
     items = "(items) => items.map((item) => item.outerHTML)"
     shown = await sidebar.locator("li").evaluate_all(items)
     await page.reload()
