@@ -173,7 +173,20 @@ _HELD_LINES = 8
 # before it are tried; how long a pending span may grow (on one line) before it stays text.
 # A mark that opens a pending span (a backslash too: it may escape a mark after it), or the
 # spaces of a hard line break ("  " at a line's end)
-_MARK = re.compile(r"[*_~`\[\\]|(?<=  )\n")
+_MARK = re.compile(r"[*_~`\[\\]|(?<=  )\n|[&<]")
+# An entity (CommonMark's: named, decimal or hexadecimal) and an autolink, written whole; and
+# either still being written at the text's end. A paragraph showed them as their source
+# ("&amp;", "<https://example.com>") until it settled, when they changed.
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_ENTITY_OPEN = re.compile(r"&(?:#[0-9]{0,7}|#[xX][0-9a-fA-F]{0,6}|[A-Za-z][A-Za-z0-9]{0,31})?\Z")
+_AUTOLINK = re.compile(
+    r"<(?:[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\x00-\x20<>]*"
+    r"|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,250}[A-Za-z0-9])?)>"
+)
+_AUTOLINK_OPEN = re.compile(
+    r"<(?:[A-Za-z][A-Za-z0-9+.-]{0,31}(?::[^\x00-\x20<>]*)?"
+    r"|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+(?:@[A-Za-z0-9.-]*)?)?\Z"
+)
 _BREAK = "<br>\n"  # a hard line break as markdown-it renders it
 # A line's start with no text: blanks, quotes' markers, an item's marker
 _NO_TEXT = re.compile(r"(?:[ \t]*>)*[ \t]*(?:(?:[-+*]|[0-9]{1,9}[.)])[ \t]*)?")
@@ -1174,6 +1187,20 @@ class ProgressiveRenderer:
                 state.span = state.scan_from = state.tried_to = mark.start()
                 state.before, state.tries = None, 0
             span = state.span
+            if text[span] in "&<":
+                # An entity or an autolink: drawn as it renders once written whole (as text
+                # while it may still be one, as any word; as text if it is none)
+                whole = (_ENTITY if text[span] == "&" else _AUTOLINK).match(text, span)
+                if whole is not None:  # (a link's text may hold "_": no mark, rendered alone)
+                    rendered = render_cell(whole.group(), self._references)
+                    self._commit(state, span, whole.end(), rendered, commits)
+                    continue
+                if whole is None and (_ENTITY_OPEN if text[span] == "&" else _AUTOLINK_OPEN).match(
+                    text, span
+                ):
+                    return commits  # (it may be one yet)
+                self._commit(state, span, span + 1, escape(text[span]), commits)  # none: text
+                continue
             if text[span] == "\\" and span + 1 < end and not self._in_autolink(state, span):
                 escaped = text[span + 1]
                 if escaped == "\n":  # a hard line break (a backslash as text at a paragraph's
@@ -1889,6 +1916,8 @@ class ProgressiveRenderer:
         mark = text[span]
         if mark in "`[\\":
             return True
+        if mark in "&<":
+            return False  # (an entity or an autolink being written: text until it is whole)
         end = span
         while end < len(text) and text[end] == mark:
             end += 1

@@ -883,8 +883,8 @@ def test_a_lists_open_item_is_drawn_as_its_next_item_and_its_text_goes_into_it()
     assert '<ol start="7">\n<li>seven</li>\n</ol>\n' in frame
     assert (
         '<div id="t5" hx-swap-oob="innerHTML"><ol start="8" class="tail-item"><li>'
-        '<span id="x5">&lt;b&gt;eight</span></li></ol></div>'
-    ) in frame
+        '<span id="x5"><span>&lt;</span>b&gt;eight</span></li></ol></div>'
+    ) in frame  # (a "<" that opens no autolink: drawn as text as soon as that is known)
     step = renderer.feed(" and")
     assert text_step(CONTENT, 5, step, renderer.tail) == (
         '<span id="x5" hx-swap-oob="beforeend"> and</span>'
@@ -1393,7 +1393,10 @@ def test_words_are_not_drawn_formatted_where_the_paragraph_renders_them_otherwis
     assert _drawn_pieces_are_in_the_render("a _* b c_ d") == []
     assert _drawn_pieces_are_in_the_render("a *_ b c* d") == []
     assert "\\" not in "".join(_drawn_pieces_are_in_the_render("x *a*\\\nb c"))
-    assert _drawn_pieces_are_in_the_render("see <https://x.com/" + "p" * 200 + "/_a_/> more") == []
+    # (the autolink is drawn as its link once whole)
+    long_link = _drawn_pieces_are_in_the_render("see <https://x.com/" + "p" * 200 + "/_a_/> more")
+    assert [piece[:24] for piece in long_link] == ['<a href="https://x.com/p']
+    assert "<em>" not in long_link[0]
     # An escape, split from its mark, is drawn as a renderer given the whole text draws it;
     # so is a reply that starts with a mark (its check read the last character received).
     assert _drawn_pieces_are_in_the_render("x\\*y and **z** w")[-1] == "<strong>z</strong>"
@@ -2906,3 +2909,36 @@ def test_blank_lines_after_a_nested_list_cost_time_linear_in_their_length() -> N
             return time.process_time() - started
 
         assert growth(feed, 20_000) < 11, blank  # linear: ~4 (up to 9 when busy)
+
+
+def test_entities_and_autolinks_are_drawn_as_they_render_once_written_whole() -> None:
+    """An entity ("&amp;", "&#35;") and an autolink ("<https://...>") in a paragraph, heading
+    or item being written are drawn as they render once written whole: they showed as their
+    source until their block settled, and then changed (found by a walk-through). One that
+    is not one stays text ("AT&T", "a < b", "&foo;"), and the words after it are formatted."""
+    from chat.fragments import CONTENT, tail_html
+
+    link = (
+        '<a href="https://a.example/b" rel="noopener noreferrer nofollow">https://a.example/b</a>'
+    )
+    mail = '<a href="mailto:me@x.org" rel="noopener noreferrer nofollow">me@x.org</a>'
+    for text, shown in {
+        "Tom &amp; Jerry &copy; &#35;1 and more": "Tom <span>&amp;</span> Jerry <span>©</span> <span>#</span>1 and",
+        "## Tom &lt;3 Jerry &amp; friends": "Tom <span>&lt;</span>3 Jerry <span>&amp;</span>",
+        "- see <https://a.example/b> or <me@x.org> then": f"see <span>{link}</span> or <span>{mail}</span>",
+        "AT&T and a < b and &foo; are **bold** here": (
+            "<span>&lt;</span> b and <span>&amp;foo;</span> are <span"
+        ),
+    }.items():
+        tokens = re.findall(r"\s*\S+|\s+", text)
+        for pieces in (tokens, list(text)):
+            tails = tails_on_a_page(text, pieces)
+            drawn = tail_html(CONTENT, 5, tails[-2])
+            assert shown in drawn, (text, drawn)
+            assert "**" not in drawn, (text, drawn)  # (the words after them formatted)
+    # Drawn so as soon as it is whole, before the next word
+    for text, whole in {"Tom &amp;": "<span>&amp;</span>", "see <me@x.org>": mail}.items():
+        tails = tails_on_a_page(text, re.findall(r"\s*\S+|\s+", text))
+        assert tail_html(CONTENT, 5, tails[-1]).endswith(f"{whole}</span>") or whole in (
+            tail_html(CONTENT, 5, tails[-1])
+        ), tail_html(CONTENT, 5, tails[-1])
