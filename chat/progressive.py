@@ -155,7 +155,8 @@ _OPENING = re.compile(
 # piece held, and draws the same; a line longer than `_HELD_AT_MOST` is not held.
 _HELD_LINE = re.compile(
     r" *(?:> ? *(?:\|[-:| \t]*|=+[ \t]*)?)?"  # a quote's, and what may yet start its text
-    r"(?:(?:[-*_][ \t]*)+|\+[ \t]*|[0-9]{1,9}(?:[.)][ \t]*)?|#{1,6}[ \t]*"  # an item's, a rule's
+    r"(?:(?:[-*_][ \t]*)+|\+[ \t]*|=+[ \t]*|[0-9]{1,9}(?:[.)][ \t]*)?|#{1,6}[ \t]*"  # an item's,
+    # a rule's, a heading's underline ("===": a paragraph's line until its line ends)
     r"|`{1,2}|`{3,}[^`\n]*|~{1,2}|~{3,}[^\n]*)?"  # a fence's line (its info string too)
 )
 _HELD_AT_MOST = 80

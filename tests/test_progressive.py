@@ -2942,3 +2942,17 @@ def test_entities_and_autolinks_are_drawn_as_they_render_once_written_whole() ->
         assert tail_html(CONTENT, 5, tails[-1]).endswith(f"{whole}</span>") or whole in (
             tail_html(CONTENT, 5, tails[-1])
         ), tail_html(CONTENT, 5, tails[-1])
+
+
+def test_a_headings_underline_is_not_drawn_as_text_while_it_is_written() -> None:
+    """A line of "=" under a paragraph's makes it a heading as its line ends; it waits for
+    that, as "---" does: it was drawn as the paragraph's text first (found by a walk-through)."""
+    from chat.fragments import CONTENT, tail_html
+
+    text = "Intro.\n\nText\nTitle\n===\n\nAfter"
+    for pieces in (re.findall(r"\s*\S+|\s+", text), list(text)):
+        for tail in tails_on_a_page(text, pieces):
+            assert "=" not in tail_html(CONTENT, 5, tail).replace('id="', ""), tail.text
+    assert render_markdown("a == b\n==c") == "<p>a == b\n==c</p>\n"  # (text, where it is text)
+    renderer = fed_by_character("a == b\n==c")
+    assert renderer.tail.text == "a == b\n==c"
