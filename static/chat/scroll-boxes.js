@@ -54,6 +54,23 @@
   document.addEventListener("htmx:afterSettle", function () { schedule("all"); });
   document.addEventListener("htmx:wsAfterMessage", function () { schedule("streaming"); });
   window.addEventListener("resize", function () { schedule("all"); });
+  // So does the text's size (a reader's setting, the page's width unchanged): a box an em
+  // wide, out of sight, grows with it.
+  if (window.ResizeObserver) {
+    document.addEventListener("DOMContentLoaded", function () {
+      var em = document.createElement("div");
+      em.setAttribute("aria-hidden", "true");
+      em.className = "visually-hidden";
+      em.style.width = "1em";
+      em.style.top = em.style.left = "0"; // (not below the page, which would then scroll)
+      document.body.appendChild(em);
+      var first = true; // (an observer reports its box once at the start)
+      new ResizeObserver(function () {
+        if (!first) { schedule("all"); }
+        first = false;
+      }).observe(em);
+    });
+  }
   // A box in a <details> (thinking, a tool's result) is laid out when it opens.
   document.addEventListener("toggle", function () { schedule("all"); }, true);
 })();

@@ -376,3 +376,23 @@ async def test_with_text_twice_as_large_the_menus_and_the_login_form_fit_a_phone
     await page.goto(server.url + "/accounts/login/")
     sideways, out = await page.evaluate(OUT_OF_WINDOW_JS, CONTROLS)
     assert sideways <= 0 and out == [], ("login", sideways, out)
+
+
+@pytest.mark.parametrize("viewport", [PHONE])
+async def test_a_table_that_scrolls_once_the_text_is_larger_becomes_a_tab_stop(
+    page, server, fake_upstream
+):
+    """A table that fits, then scrolls sideways once the reader makes the text larger (the
+    window's width unchanged), becomes a tab stop so the keyboard can scroll it: only a
+    window's resize looked at the boxes again (axe, scrollable-region-focusable)."""
+    fake_upstream.plan = streamed(["| a | b |\n|---|---|\n| 12345678 | 12345678 |\n"])
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("A small table")
+    await chat.wait_finished(reply_id)
+    table = page.locator(f"#c{reply_id} table")
+    assert not await table.evaluate("(table) => table.scrollWidth > table.clientWidth")
+    await expect(table).not_to_have_attribute("tabindex", "0")
+    await page.evaluate("document.documentElement.style.fontSize = '400%'")
+    assert await table.evaluate("(table) => table.scrollWidth > table.clientWidth")
+    await expect(table).to_have_attribute("tabindex", "0")
