@@ -396,3 +396,29 @@ async def test_a_table_that_scrolls_once_the_text_is_larger_becomes_a_tab_stop(
     await page.evaluate("document.documentElement.style.fontSize = '400%'")
     assert await table.evaluate("(table) => table.scrollWidth > table.clientWidth")
     await expect(table).to_have_attribute("tabindex", "0")
+
+
+# What of the sidebar sticks out of it (its right edge)
+OUT_OF_SIDEBAR_JS = """
+() => {
+  const edge = document.getElementById("sidebar").getBoundingClientRect().right;
+  return [...document.querySelectorAll("#sidebar *")]
+    .filter((e) => e.getClientRects().length && e.getBoundingClientRect().right > edge + 0.5)
+    .map((e) => e.className || e.tagName);
+}
+"""
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800}])
+async def test_with_text_twice_as_large_the_sidebar_holds_what_is_in_it(page, server):
+    """On a laptop with text twice as large, "New conversation" ran out of the sidebar (a
+    fixed 260 px) into the header (found by a walk-through). The sidebar is as wide in text
+    as it was, and what is in it stays in it."""
+    await page.add_init_script(
+        "document.addEventListener('DOMContentLoaded', () => {"
+        " document.documentElement.style.fontSize = '200%'; });"
+    )
+    await page.goto(server.url + "/")
+    await expect(page.locator("#sidebar .new-conversation")).to_be_visible()
+    assert await page.evaluate(OUT_OF_SIDEBAR_JS) == []
+    assert await sideways_scrolls(page) == []
