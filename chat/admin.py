@@ -382,7 +382,9 @@ class MessageAdmin(ReplyTimes, admin.ModelAdmin):
         # The list reads the start of each message's text, not the whole of it and its HTML
         # (a reply may hold a hundred thousand characters, a list shows a hundred rows).
         messages = (
-            super().get_queryset(request).annotate(text_start=Substr("content", 1, LIST_TEXT_START))
+            super()
+            .get_queryset(request)
+            .annotate(text_start=Substr("content", 1, LIST_TEXT_START + 1))
         )
         match = request.resolver_match
         if match is not None and match.url_name == "chat_message_changelist":
@@ -396,7 +398,8 @@ class MessageAdmin(ReplyTimes, admin.ModelAdmin):
         start: str = getattr(obj, "text_start", "")  # (annotated by `get_queryset`)
         if not start:
             return format_html("{}", "—")
-        return _shortened(" ".join(start.split()), more=len(start) == LIST_TEXT_START)
+        more = len(start) > LIST_TEXT_START  # (one more character read tells)
+        return _shortened(" ".join(start[:LIST_TEXT_START].split()), more=more)
 
     @admin.display(description="conversation", ordering="conversation__title")
     def conversation_short(self, obj: Message) -> SafeString:

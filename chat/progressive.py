@@ -181,12 +181,14 @@ _MARK = re.compile(r"[*_~`\[\\]|(?<=  )\n|[&<]")
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _ENTITY_OPEN = re.compile(r"&(?:#[0-9]{0,7}|#[xX][0-9a-fA-F]{0,6}|[A-Za-z][A-Za-z0-9]{0,31})?\Z")
 _AUTOLINK = re.compile(
-    r"<(?:[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\x00-\x20<>]*"
-    r"|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,250}[A-Za-z0-9])?)>"
+    r"<(?:[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\x00-\x20<>]{0,2000}"
+    r"|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,2000}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,250}[A-Za-z0-9])?)>"
 )
+# (bounded, as a pending span is: a "<" before a long run without blanks, a blob, was matched
+# again from the "<" at each feed)
 _AUTOLINK_OPEN = re.compile(
-    r"<(?:[A-Za-z][A-Za-z0-9+.-]{0,31}(?::[^\x00-\x20<>]*)?"
-    r"|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+(?:@[A-Za-z0-9.-]*)?)?\Z"
+    r"<(?:[A-Za-z][A-Za-z0-9+.-]{0,31}(?::[^\x00-\x20<>]{0,2000})?"
+    r"|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,2000}(?:@[A-Za-z0-9.-]{0,252})?)?\Z"
 )
 _BREAK = "<br>\n"  # a hard line break as markdown-it renders it
 # A line's start with no text: blanks, quotes' markers, an item's marker
@@ -1192,8 +1194,12 @@ class ProgressiveRenderer:
                 # An entity or an autolink: drawn as it renders once written whole (as text
                 # while it may still be one, as any word; as text if it is none)
                 whole = (_ENTITY if text[span] == "&" else _AUTOLINK).match(text, span)
-                if whole is not None:  # (a link's text may hold "_": no mark, rendered alone)
-                    rendered = render_cell(whole.group(), self._references)
+                # (a link's text may hold "_": no mark, rendered alone; one markdown-it takes
+                # for no link, "<javascript:...>", is text whose marks may pair after it)
+                if whole is not None and (
+                    (rendered := render_cell(whole.group(), self._references)).startswith("<a ")
+                    or text[span] == "&"
+                ):
                     self._commit(state, span, whole.end(), rendered, commits)
                     continue
                 if whole is None and (_ENTITY_OPEN if text[span] == "&" else _AUTOLINK_OPEN).match(

@@ -438,6 +438,8 @@ def test_the_messages_list_is_newest_first_and_says_what_each_message_says(
         role=Message.Role.ASSISTANT,
         content="A long answer <b>with markup</b>\n\nthat " + "goes on " * 20_000,
     )
+    exactly = "word " * 23 + "words"  # 120 characters: the whole of it in its tooltip
+    Message.objects.create(conversation=conversation, parent=newer, role="user", content=exactly)
     url = reverse("admin:chat_message_changelist")
     with CaptureQueriesContext(connection) as captured:
         body = admin_client.get(url).content.decode()
@@ -446,6 +448,7 @@ def test_the_messages_list_is_newest_first_and_says_what_each_message_says(
     # Its text's start, escaped and on one line, cut at a word; its conversation's title too.
     assert ">A long answer &lt;b&gt;with markup&lt;/b&gt; that goes on goes on goes…</span>" in body
     assert ">The older question<" in body
+    assert f'<span title="{exactly}">' in body
     assert f'<span title="{title}">Trains in Portugal, and which of them still run on the…' in body
     # The list reads the start of each text, not the whole of it (160,000 characters here).
     listing = [q["sql"] for q in captured.captured_queries if '"chat_message"' in q["sql"]]
