@@ -297,6 +297,26 @@ class _PumpFailed:
         self.error = error
 
 
+class _LocalRoute:
+    """Where a group's frames go while its members, as last read or confirmed, are all
+    consumers attached in this process on `loop`: their inboxes and capacities, and until
+    when (monotonic) those members are trusted. Made once from the layer's tables
+    (`RedisChannelLayer._local_route`) and dropped whenever one of them changes for the
+    group, so a frame costs a lookup instead of walking the tables again."""
+
+    __slots__ = ("inboxes", "loop", "until")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        inboxes: list[tuple[AttachedInbox, int]],
+        until: float,
+    ) -> None:
+        self.loop = loop
+        self.inboxes = inboxes
+        self.until = until
+
+
 REDIS_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,  # also BusyLoadingError: a restarted Redis loading its data
     redis.exceptions.TimeoutError,
@@ -355,6 +375,9 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         self._members_read_at: dict[str, float] = {}
         self._rechecked_at: dict[str, float] = {}
         self._rechecks_forgotten_at = -math.inf
+        # By group: where its frames go without Redis (`group_send_frame`), made from the
+        # tables above and dropped as any of them changes for the group.
+        self._local_routes: dict[str, _LocalRoute] = {}
         self._bzmpop = True  # until Redis says it does not know it
         self._pumps: dict[tuple[asyncio.AbstractEventLoop, str], _Pump] = {}
 
@@ -434,6 +457,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         self._members_read_at.clear()
         self._rechecked_at.clear()
         self._rechecks_forgotten_at = time.monotonic()
+        self._local_routes.clear()
         for group, channels in list(self._members.items()):
             for channel in list(channels):
                 await self._restored(super().group_add, group, channel)
@@ -529,11 +553,13 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             self.get_capacity(channel),
             asyncio.get_running_loop(),
         )
+        self._local_routes.clear()
         pump = self._listen(channel)
 
         def detach() -> None:
             if self._attached.get(channel, (None,))[0] is inbox:
                 del self._attached[channel]
+                self._local_routes.clear()
                 self._stop_listening(pump)
             # Frames sent before its groups let it go are dropped, not kept for nobody.
             if len(self._detached) >= DETACHED_REMEMBERED:
@@ -650,6 +676,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         for channel, (inbox, _, _) in list(self._attached.items()):
             if channel.startswith(prefix):
                 del self._attached[channel]
+                self._local_routes.clear()
                 inbox.fail(error)
         for channel, buffer in list(self.receive_buffer.items()):
             if channel.startswith(prefix) and buffer.empty():  # a receiver waits on it
@@ -658,6 +685,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
     async def group_add(self, group: str, channel: str) -> None:
         """As channels-redis's, in one round trip instead of two (`_membership_on_wire`)."""
         self._members.setdefault(group, set()).add(channel)
+        self._local_routes.pop(group, None)
         self._missed_discards.discard((group, channel))
         async with self._redis():
             if not await self._membership_on_wire(group, channel, join=True):
@@ -669,6 +697,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             members.discard(channel)
             if not members:
                 del self._members[group]
+        self._local_routes.pop(group, None)
         try:
             async with self._redis():
                 if not await self._membership_on_wire(group, channel, join=False):
@@ -722,13 +751,36 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         all in this process gets such a frame with no round trip to Redis: when the
         streaming consumer runs in the process whose sockets watch the reply (the embedded
         worker), its frames do not cross Redis."""
-        if not outages.redis.away and self.ring_size == 1:
-            known = self._known_members.get(group)
-            if known is not None and self._all_here_lately(group, known):
-                # No `_redis()` around it: nothing to reach.
-                self._deliver(self._attached_members(group), message)
-                return
+        route = self._local_routes.get(group)
+        if route is None and self.ring_size == 1:
+            route = self._local_route(group)
+        if (
+            route is not None
+            and route.loop is asyncio.get_running_loop()
+            and time.monotonic() < route.until
+            and not outages.redis.away
+        ):
+            # No `_redis()` around it: nothing to reach. A full inbox misses the frame, as a
+            # full queue does.
+            for inbox, capacity in route.inboxes:
+                if len(inbox) < capacity:
+                    inbox.put(dict(message))
+            return
         await self._group_send(group, message)
+
+    def _local_route(self, group: str) -> _LocalRoute | None:
+        """The group's `_LocalRoute`, made and kept, if its members as read or confirmed
+        lately are all attached in this process on this loop (`_all_here_lately`)."""
+        known = self._known_members.get(group)
+        if known is None or not self._all_here_lately(group, known):
+            return None
+        attached = self._attached
+        route = self._local_routes[group] = _LocalRoute(
+            asyncio.get_running_loop(),
+            [attached[channel][:2] for channel in self._attached_members(group)],
+            self._members_read_at[group] + FRAME_MEMBERS_TRUSTED_SECONDS,
+        )
+        return route
 
     async def _group_send(self, group: str, message: dict[str, Any]) -> None:
         if group not in self._known_members:  # (a known group's name was checked before)
@@ -764,7 +816,9 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             if len(self._known_members) >= KNOWN_GROUPS:
                 self._known_members.clear()
                 self._members_read_at.clear()
+                self._local_routes.clear()
             self._known_members[group] = channel_names
+            self._local_routes.pop(group, None)
             self._members_confirmed(group, began)
         channel_names = [name for name in channel_names if name not in here]
         if not channel_names:
@@ -785,6 +839,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         """The group's next frame checks its members with Redis (one may have joined from
         another process), and a read or confirmation still on its way does not count."""
         self._members_read_at.pop(group, None)
+        self._local_routes.pop(group, None)
         if len(self._rechecked_at) >= KNOWN_GROUPS:
             self._rechecked_at.clear()
             self._rechecks_forgotten_at = time.monotonic()
@@ -796,6 +851,7 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
         member that joined elsewhere)."""
         if self._rechecked_at.get(group, self._rechecks_forgotten_at) < began:
             self._members_read_at[group] = began
+            self._local_routes.pop(group, None)  # trusted for longer now
 
     def _attached_members(self, group: str) -> list[str]:
         """The group's members whose consumers are attached in this process, on this loop."""

@@ -524,6 +524,78 @@ async def test_a_consumer_attached_in_the_sending_process_gets_its_messages_with
     detach()
 
 
+async def test_frames_follow_the_members_here_as_they_come_and_go(redis_server, monkeypatch):
+    """While a group's members are trusted, its frames go to the members attached here as
+    they stand at each frame: one that joins gets the next frame, one that leaves the group
+    or detaches gets none, and a full inbox misses a frame; a member leaving costs the next
+    frame no round trip while the members Redis has are all here."""
+    monkeypatch.setattr(channel_layers, "FRAME_MEMBERS_TRUSTED_SECONDS", 3600)
+    layer = layer_on(redis_server)
+    group = "conversation.25"
+    first, second = await layer.new_channel(), await layer.new_channel()
+    first_inbox, second_inbox = _Inbox(), _Inbox()
+    layer.attach(first, first_inbox)
+    await layer.group_add(group, first)
+    await layer.group_send(group, {"type": "message.started", "n": 0})  # reads the members
+    await layer.group_send_frame(group, {"type": "message.delta", "n": 1})
+
+    detach_second = layer.attach(second, second_inbox)
+    await layer.group_add(group, second)
+    await layer.group_send(group, {"type": "message.status", "n": 2})  # reads them again
+    await layer.group_send_frame(group, {"type": "message.delta", "n": 3})
+
+    async def frames() -> None:
+        await layer.group_discard(group, first)
+        await layer.group_send_frame(group, {"type": "message.delta", "n": 4})
+
+    trips = await _round_trips(monkeypatch, frames)
+    assert [trip for trip in trips if trip != "BZMPOP"] == ["PIPELINE"]  # the ZREM alone
+    detach_second()  # still a member in Redis, no longer here: the frame goes through it
+    await layer.group_send_frame(group, {"type": "message.delta", "n": 5})
+    assert [m["n"] for m in first_inbox.items] == [0, 1, 2, 3]
+    assert [m["n"] for m in second_inbox.items] == [2, 3, 4]
+
+    third, third_inbox = await layer.new_channel(), _Inbox()
+    layer.attach(third, third_inbox)
+    await layer.group_add(group, third)
+    await layer.group_send(group, {"type": "message.status", "n": 6})
+    monkeypatch.setattr(layer, "get_capacity", lambda channel: 1)
+    fourth, fourth_inbox = await layer.new_channel(), _Inbox()
+    layer.attach(fourth, fourth_inbox)  # holds one message at most
+    await layer.group_add(group, fourth)
+    await layer.group_send(group, {"type": "message.status", "n": 7})
+    await layer.group_send_frame(group, {"type": "message.delta", "n": 8})
+    assert [m["n"] for m in third_inbox.items] == [6, 7, 8]
+    assert [m["n"] for m in fourth_inbox.items] == [7]  # full: 8 missed
+
+
+async def test_frames_go_without_redis_again_once_the_members_are_confirmed(
+    redis_server, monkeypatch
+):
+    """When the trust in a group's members runs out, one frame confirms them with Redis,
+    and the frames after it go without a round trip again."""
+    monkeypatch.setattr(channel_layers, "FRAME_MEMBERS_TRUSTED_SECONDS", 0.3)
+    layer = layer_on(redis_server)
+    group = "conversation.26"
+    mine, inbox = await layer.new_channel(), _Inbox()
+    layer.attach(mine, inbox)
+    await layer.group_add(group, mine)
+    await layer.group_send_frame(group, {"type": "message.delta", "n": 0})  # reads
+    await layer.group_send_frame(group, {"type": "message.delta", "n": 1})  # trusts
+    await asyncio.sleep(channel_layers.FRAME_MEMBERS_TRUSTED_SECONDS)
+
+    async def confirming() -> None:
+        await layer.group_send_frame(group, {"type": "message.delta", "n": 2})
+
+    async def trusted() -> None:
+        for n in range(3, 6):
+            await layer.group_send_frame(group, {"type": "message.delta", "n": n})
+
+    assert [trip for trip in await _round_trips(monkeypatch, confirming) if trip != "BZMPOP"]
+    assert [trip for trip in await _round_trips(monkeypatch, trusted) if trip != "BZMPOP"] == []
+    assert [m["n"] for m in inbox.items] == list(range(6))
+
+
 async def test_frames_reach_a_member_that_joins_from_another_process(redis_server, monkeypatch):
     """A tab joining from another process gets a group's frames once the sending process
     checks the members again: at once after it answered a snapshot request (the joining tab
