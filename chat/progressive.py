@@ -1334,6 +1334,11 @@ class ProgressiveRenderer:
                 start -= 1  # the word before it
             while start < span and text[start] in " \t":
                 start += 1
+            if start == span > floor and text[span - 1] in " \t":
+                # No word before it but a blank (the words before were drawn formatted): the
+                # blank, which the mark's meaning depends on ("a * b * c": "* c" alone
+                # renders with its "*" open, and the rest of the paragraph stayed text)
+                start -= 1
             words = text[start:span]
             # Words without marks, escapes or entities render as themselves
             before = words if _AS_IS.fullmatch(words) else render_words(words, self._references)

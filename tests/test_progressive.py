@@ -1413,6 +1413,17 @@ def test_words_are_not_drawn_formatted_where_the_paragraph_renders_them_otherwis
     assert _drawn_pieces_are_in_the_render("1.\n\n    **bold** word") == []
 
 
+def test_the_words_after_a_second_star_between_blanks_are_drawn_formatted() -> None:
+    """A star between blanks opens nothing ("a * b"). The word before a second one had been
+    drawn with the first, so the second was rendered alone ("* c", its star open at the
+    text's start): the rest of the paragraph stayed text, its code spans' and bolds' marks
+    shown until it settled ("the area is π * r * r", "2 * 3 * 4")."""
+    drawn = _drawn_pieces_are_in_the_render("The area is π * r * r, in `x` or **b** ok")
+    assert drawn[-2:] == ["<code>x</code>", "<strong>b</strong>"]
+    assert _drawn_pieces_are_in_the_render("2 * 3 * 4 is `24` ok")[-1] == "<code>24</code>"
+    assert _drawn_pieces_are_in_the_render("**a** * b and `c` d")[-1] == "<code>c</code>"
+
+
 def test_brackets_and_escapes_do_not_hold_back_what_follows() -> None:
     """Closed brackets that no link follows ("[1]", "arr[0]", "- [ ] task") and escaped
     marks are text: the marks after them are still formatted as they close."""
