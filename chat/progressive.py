@@ -3199,6 +3199,10 @@ def _open_link(piece: str) -> int | None:
     return None if link is None else link.start()
 
 
+# What opens a parenthetical or a quotation, before a mark that opens an emphasis inside it
+_OPENING_PUNCTUATION = "([\"'\u201c\u2018"
+
+
 def _often_closes(run: str, before: str, after: str) -> bool:
     """Whether an emphasis's or a strikethrough's marks (`run`, between the text `before`
     them, its last two characters, and the character `after`, "" at the end) that may open
@@ -3212,6 +3216,8 @@ def _often_closes(run: str, before: str, after: str) -> bool:
     their line or cell ended."""
     if run[0] == "_":
         return False
+    if before[-1:] in _OPENING_PUNCTUATION and (len(before) < 2 or before[-2].isspace()):
+        before = " "  # an opening parenthesis or quote after a blank: " (**optional**)"
     if not (before[-1:].isspace() or cjk_before(before)):
         return before[-1:].isalnum() and len(run) > 1 and after in _CJK_OPENING  # ("": wait)
     if not after or after.isalnum() or after in "`[":

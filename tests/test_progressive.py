@@ -1424,6 +1424,22 @@ def test_the_words_after_a_second_star_between_blanks_are_drawn_formatted() -> N
     assert _drawn_pieces_are_in_the_render("**a** * b and `c` d")[-1] == "<code>c</code>"
 
 
+def test_a_mark_after_a_parenthesis_or_quote_after_a_blank_is_drawn_as_it_will_close() -> None:
+    """The marks of "(**optional**)" and "(*e.g.*" showed as text until they closed, as those of
+    "f(*args" (which seldom close) do."""
+    for text, drawn in {
+        "Use X (**recommended": "<strong>recommended</strong>",
+        "(*e.g.": "<em>e.g.</em>",
+        'say "*hi': "<em>hi</em>",
+        "a \u201c**b": "<strong>b</strong>",
+    }.items():
+        assert fed_by_character(text).tail.pending_html == drawn, text
+    assert fed_by_character("f(*args").tail.pending_html is None
+    assert _drawn_pieces_are_in_the_render("Use X (**recommended**) now")[-1] == (
+        "<strong>recommended</strong>)"
+    )
+
+
 def test_brackets_and_escapes_do_not_hold_back_what_follows() -> None:
     """Closed brackets that no link follows ("[1]", "arr[0]", "- [ ] task") and escaped
     marks are text: the marks after them are still formatted as they close."""
