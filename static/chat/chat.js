@@ -130,8 +130,9 @@
     var el = messages();
     if (!el) { return; }
     var jump = document.getElementById("jump-to-latest");
-    // Content that shrank (a shorter version shown) can leave nothing below the view.
-    if (!followEnd && nearBottom(el)) { followEnd = true; }
+    // Content that shrank (a shorter version shown) can leave nothing below the view. (Only
+    // nothing: a reader who has just scrolled up a few pixels is not following.)
+    if (!followEnd && el.scrollHeight - el.scrollTop - el.clientHeight < 1) { followEnd = true; }
     if (followEnd) {
       scrollToEnd();
       if (jump) { jump.hidden = true; }
@@ -144,8 +145,20 @@
     var el = messages();
     if (el) {
       scrollToEnd();
+      // A scroll up that the layout did not cause (the content did not get shorter, the box
+      // no taller, as when the message box shrinks after a send) is the reader's: following
+      // stops at once, even a few pixels from the end (a slow drag, an arrow key move the view
+      // a few pixels at a time; the next text scrolled it back to the end).
+      var lastTop = el.scrollTop;
+      var lastHeight = el.scrollHeight;
+      var lastClient = el.clientHeight;
       el.addEventListener("scroll", function () {
-        followEnd = nearBottom(el);
+        var readerUp = el.scrollTop < lastTop - 1 && el.scrollHeight >= lastHeight &&
+          el.clientHeight <= lastClient;
+        lastTop = el.scrollTop;
+        lastHeight = el.scrollHeight;
+        lastClient = el.clientHeight;
+        followEnd = !readerUp && nearBottom(el);
         var jump = document.getElementById("jump-to-latest");
         if (jump && followEnd) { jump.hidden = true; }
       }, { passive: true });

@@ -164,3 +164,57 @@ async def test_only_the_messages_scroll_not_the_page(page, server, fake_upstream
     await page.mouse.wheel(0, 2000)
     await page.wait_for_timeout(200)
     assert await page.evaluate("window.scrollY") == 0
+
+
+@pytest.mark.parametrize("touch", [True])
+@pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}])
+async def test_a_slow_drag_up_while_a_reply_streams_is_not_undone(page, server, fake_upstream):
+    """A finger that drags the messages down slowly, to read back while the reply streams,
+    moves them a few pixels at a time: each step left the view less than 40 px from the
+    bottom, so the next text that arrived scrolled it back to the end, and the reader could
+    not get away from the end without a fast flick (found by a walk-through on a phone;
+    the arrow keys did the same)."""
+    fake_upstream.plan = streamed(LINES, delay=0.06)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Give me many lines")
+
+    async def scroll() -> dict[str, float]:
+        return await page.evaluate(SCROLL_STATE_JS)
+
+    async def overflows() -> bool:
+        state = await scroll()
+        return state["height"] - state["client"] > 400
+
+    await eventually(overflows, message="the reply never overflowed the view")
+    box = await page.locator("#messages").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + 100
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send(
+        "Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]}
+    )
+    for step in range(1, 61):  # 240 px in 2 s
+        await cdp.send(
+            "Input.dispatchTouchEvent",
+            {"type": "touchMove", "touchPoints": [{"x": x, "y": y + step * 4}]},
+        )
+        await page.wait_for_timeout(33)
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    assert (await scroll())["fromBottom"] > 150, f"the drag was undone: {await scroll()}"
+    tops: list[float] = []
+
+    async def settled() -> bool:
+        """scrollTop is the same in two polls in a row (the fling after the drag has ended)."""
+        tops.append((await scroll())["top"])
+        return len(tops) >= 2 and tops[-1] == tops[-2]
+
+    await eventually(settled, message="the scroll did not settle")
+    held = await scroll()
+
+    # Text keeps arriving, and the view stays where the reader put it.
+    grown_from = len(await chat.wait_for_text(reply_id, 0))
+    await chat.wait_for_text(reply_id, grown_from + len(LINES[0]) * 5)
+    state = await scroll()
+    assert abs(state["top"] - held["top"]) <= 1, f"autoscroll moved the view: {held} -> {state}"
+    await expect(page.locator("#jump-to-latest")).to_be_visible()
+    await chat.wait_finished(reply_id)
