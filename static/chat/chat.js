@@ -152,6 +152,11 @@
       var lastTop = el.scrollTop;
       var lastHeight = el.scrollHeight;
       var lastClient = el.clientHeight;
+      // The box shrinks as the message box grows (a long message typed, a phone's keyboard):
+      // the end being followed stays in view (it went out of sight below the message box).
+      if (window.ResizeObserver) {
+        new ResizeObserver(function () { if (followEnd) { scrollToEnd(); } }).observe(el);
+      }
       el.addEventListener("scroll", function () {
         var readerUp = el.scrollTop < lastTop - 1 && el.scrollHeight >= lastHeight &&
           el.clientHeight <= lastClient;

@@ -218,3 +218,24 @@ async def test_a_slow_drag_up_while_a_reply_streams_is_not_undone(page, server, 
     assert abs(state["top"] - held["top"]) <= 1, f"autoscroll moved the view: {held} -> {state}"
     await expect(page.locator("#jump-to-latest")).to_be_visible()
     await chat.wait_finished(reply_id)
+
+
+async def test_the_end_stays_in_view_while_the_message_box_grows(page, server, fake_upstream):
+    """A long follow-up typed line after line grows the message box, and the messages' box
+    shrinks: the end of the reply being answered went out of view below it, with no "Jump
+    to latest" to bring it back (found by a walk-through on a phone)."""
+    fake_upstream.plan = streamed(LINES[:60], delay=0)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await chat.wait_finished(await chat.send("Give me many lines"))
+    assert (await page.evaluate(SCROLL_STATE_JS))["fromBottom"] < 40
+    client = (await page.evaluate(SCROLL_STATE_JS))["client"]
+    await chat.composer.click()
+    for i in range(6):
+        await page.keyboard.type(f"paragraph {i} of a long follow-up")
+        await page.keyboard.press("Shift+Enter")
+    state = await page.evaluate(SCROLL_STATE_JS)
+    assert state["client"] < client - 60, f"the message box did not grow: {client} -> {state}"
+    await page.wait_for_timeout(100)
+    state = await page.evaluate(SCROLL_STATE_JS)
+    assert state["fromBottom"] < 40, f"the end went out of view: {state}"
