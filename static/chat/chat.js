@@ -919,6 +919,14 @@
     if (button) { button.focus(); }
   });
 
+  // Another version chosen with its switcher shows where the switcher is: the view does not
+  // follow to the end (from a short version, the long one showed from its last line, the
+  // switcher and the focus on it out of sight above). "Jump to latest" goes there.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var elt = event.detail.requestConfig ? event.detail.requestConfig.elt : event.detail.elt;
+    if (elt && elt.hasAttribute && elt.hasAttribute("data-focus-key")) { followEnd = false; }
+  });
+
   // The element that last had the focus: a button hidden while focused leaves none.
   var lastFocus = null;
   document.addEventListener("focusin", function (event) { lastFocus = event.target; });

@@ -239,3 +239,43 @@ async def test_the_end_stays_in_view_while_the_message_box_grows(page, server, f
     await page.wait_for_timeout(100)
     state = await page.evaluate(SCROLL_STATE_JS)
     assert state["fromBottom"] < 40, f"the end went out of view: {state}"
+
+
+async def test_a_longer_version_shows_from_its_switcher_not_from_its_end(
+    page, server, fake_upstream
+):
+    """From a short version that fits in the view, the switcher's Next showed the long one
+    from its last line: the view followed to the end, and the switcher just used, the focus
+    on it and the start of the version went out of sight above (found by a walk-through)."""
+
+    async def plan(request: FakeRequest):
+        if request.index == 0:
+            return await request.stream(reply_events(["A short answer."]))
+        return await request.stream(reply_events(LINES), delay=0)
+
+    fake_upstream.plan = plan
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    short_id = await chat.send("Tell me")
+    await chat.wait_finished(short_id)
+    long_id = await chat.regenerate(short_id)
+    await chat.wait_finished(long_id)
+    switcher = page.get_by_role("navigation", name="Versions of this reply")
+    await switcher.scroll_into_view_if_needed()
+    await switcher.get_by_role("button", name="Previous version").click()
+    await expect(page.locator("#messages article.assistant .content")).to_have_text(
+        "A short answer."
+    )
+    state = await page.evaluate(SCROLL_STATE_JS)
+    assert state["height"] <= state["client"], state
+
+    await switcher.get_by_role("button", name="Next version").click()
+    await expect(page.locator("#messages article.assistant .content p").first).to_have_text(
+        "line 000"
+    )
+    await page.wait_for_timeout(300)  # the swap's settling
+    focused = page.locator(":focus")
+    await expect(focused).to_have_accessible_name("Previous version")
+    await expect(focused).to_be_in_viewport()
+    await expect(page.locator("#messages article.assistant .content p").first).to_be_in_viewport()
+    await expect(page.locator("#jump-to-latest")).to_be_visible()
