@@ -119,6 +119,13 @@
   // not one that sends: Safari sends it after the composition has ended, with keyCode 229.
   function confirmsComposition(event) { return event.isComposing || event.keyCode === 229; }
 
+  // A touch screen's keyboard has no Shift+Enter: there Enter starts a new line, and the Send
+  // button (or Ctrl+Enter on a keyboard attached) sends. Enter always sent, so on a phone a
+  // message of several lines could only be pasted.
+  function touchKeyboard() {
+    return !!window.matchMedia && window.matchMedia("(hover: none) and (pointer: coarse)").matches;
+  }
+
   function nearBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 40; }
 
   function scrollToEnd() {
@@ -186,7 +193,8 @@
     var text = document.getElementById("composer-text");
     if (text) {
       text.addEventListener("keydown", function (event) {
-        if (event.key === "Enter" && !event.shiftKey && !confirmsComposition(event)) {
+        if (event.key === "Enter" && !event.shiftKey && !confirmsComposition(event) &&
+            (!touchKeyboard() || event.ctrlKey || event.metaKey)) {
           event.preventDefault();
           if (text.value.trim() && !text.readOnly) { text.form.requestSubmit(); }
         }

@@ -239,11 +239,21 @@ class ChatPage:
         returns the id of the reply streaming on the conversation's page."""
         await self.page.goto(self.server.url + "/")
         await self.composer.fill(text)
-        await self.composer.press("Enter")
+        await self.press_send()
         await self.page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
         reply = self.page.locator("#messages article.assistant")
         await expect(reply).to_have_count(1)
         return int((await reply.get_attribute("id") or "")[1:])
+
+    async def press_send(self) -> None:
+        """Enter in the message box, or on a touch screen (where Enter starts a new line) the
+        Send button."""
+        if await self.page.evaluate(
+            "() => matchMedia('(hover: none) and (pointer: coarse)').matches"
+        ):
+            await self.page.locator("#composer .send-button").click()
+        else:
+            await self.composer.press("Enter")
 
     async def wait_for_socket(self, count: int = 1) -> None:
         """Wait until the page's WebSocket has opened `count` times (htmx:wsOpen)."""
@@ -257,7 +267,7 @@ class ChatPage:
         """Type `text` and press Enter; returns the id of the reply that appears."""
         before = await self.page.locator("#messages article.assistant").count()
         await self.composer.fill(text)
-        await self.composer.press("Enter")
+        await self.press_send()
         replies = self.page.locator("#messages article.assistant")
         await expect(replies).to_have_count(before + 1)
         return int((await replies.last.get_attribute("id") or "")[1:])

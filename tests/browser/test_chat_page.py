@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
+import pytest
 from playwright.async_api import expect
 
 from chat.models import Message
@@ -153,6 +155,42 @@ async def test_shift_enter_adds_a_new_line_and_does_not_send(page, watch, server
     assert len(message_posts) == 1, message_posts
     saved = [m async for m in Message.objects.filter(role="user")]
     assert [m.content.replace("\r\n", "\n") for m in saved] == ["line one\nline two"]
+
+
+@pytest.mark.parametrize(("viewport", "touch"), [({"width": 390, "height": 844}, True)])
+async def test_on_a_touch_screen_enter_adds_a_new_line_and_send_sends(
+    page, watch, server, fake_upstream
+):
+    """A phone's keyboard has no Shift+Enter: Enter starts a new line there, and the Send
+    button sends (Enter sent, so a message of several lines could only be pasted). So does
+    Ctrl+Enter, from a keyboard attached; on the start page too."""
+    fake_upstream.plan = streamed(["Two ", "lines read."], delay=0.01)
+    chat = ChatPage(page, server)
+    await page.goto(server.url + "/")
+    await chat.composer.tap()
+    await page.keyboard.type("first line")
+    await page.keyboard.press("Enter")
+    await page.keyboard.type("second line")
+    await expect(chat.composer).to_have_value("first line\nsecond line")
+    assert page.url == server.url + "/"
+    await page.locator("#composer .send-button").tap()
+    await page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+    sent = page.locator("#messages article.user .content")
+    await expect(sent).to_have_count(1)
+    assert await sent.inner_text() == "first line\nsecond line"
+    reply = page.locator("#messages article.assistant")
+    await chat.wait_finished(int((await reply.last.get_attribute("id") or "")[1:]))
+
+    await chat.composer.tap()
+    await page.keyboard.type("a third")
+    await page.keyboard.press("Enter")
+    await expect(chat.composer).to_have_value("a third\n")
+    await page.keyboard.type("and a fourth")
+    await page.keyboard.press("Control+Enter")
+    await expect(page.locator("#messages article.user")).to_have_count(2)
+    assert await sent.last.inner_text() == "a third\nand a fourth"
+    message_posts = [u for u in watch.posts if u.endswith("/messages/")]
+    assert len(message_posts) == 1, message_posts
 
 
 async def test_a_normal_exchange_has_no_csp_violation_or_js_error(
