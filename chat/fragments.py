@@ -61,7 +61,8 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     its code block, or the list nested in it, as they are written), or a heading being written,
     or a table with the rows written so far, the row being
     written last (its cells that ended rendered, the others as written), or a table's head
-    being written (its cells so, in the head row the table will have), or a quote (its last
+    being written (its cells so, in the head row the table will have; after the paragraph
+    whose lines it follows, rendered, where it interrupts one), or a quote (its last
     paragraph's text without its lines' markers, after its paragraphs before it, rendered)."""
     pending_id = f"{field.pending}{message_id}"
     if tail.kind == "text":
@@ -73,7 +74,7 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     if tail.kind == "head":
         cells = "".join(f"<th>{cell}</th>" for cell in tail.cells)
         head = f'<thead id="{field.row}{message_id}" class="tail-head"><tr>{cells}</tr></thead>'
-        return f'<table id="{code_id}" class="tail-table">{head}</table>'
+        return f'{tail.head_before}<table id="{code_id}" class="tail-table">{head}</table>'
     if tail.kind == "item":
         tag = f'ol start="{int(tail.number)}"' if tail.number else "ul"
         css = "tail-list" if tail.opens else "tail-item"

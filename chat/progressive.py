@@ -29,11 +29,14 @@ as other blocks do.
 
 Before a table's head is complete (its delimiter row's line ended), the tail's first line, if
 it starts with a pipe, is drawn as the table's head (`Tail.head`), its cells added to as they
-come; the delimiter row is not drawn. A quote of paragraphs is drawn as the quote, its
-lines' markers not drawn (`Tail.quote`, `unquoted`), those before its last rendered. A line
-being written that is only a block's marker so far ("-", "2.", "##", "---", "```py", "> ") is
-held back, not fed, until a character after it tells what it is (`held`): it never shows as
-text for a frame.
+come; the delimiter row is not drawn. So is a paragraph's first line that starts with a pipe
+after its first line (a table may interrupt a paragraph: no blank line between), after the
+paragraph's lines before it, rendered (`Tail.head_before`, `_paragraph_head`); a line after it
+that no delimiter row starts draws it as the paragraph's text again. A quote of paragraphs is
+drawn as the quote, its lines' markers not drawn (`Tail.quote`, `unquoted`), those before its
+last rendered. A line being written that is only a block's marker so far ("-", "2.", "##",
+"---", "```py", "> ") is held back, not fed, until a character after it tells what it is
+(`held`): it never shows as text for a frame.
 
 The tail's text (a paragraph's, the open item's, or a quote's) is drawn with its words formatted as
 their marks close (`_Formatting`, `Tail.formatted`): a bold, a code span or a link shows as
@@ -279,7 +282,8 @@ class Tail:
     """What the open part of the text looks like: text, a code block still streaming, the
     last item of a list whose first items have settled or a list's first item (its text after
     its marker), a heading being written (its text after its marker), a table, a table's
-    head being written (its line: `cells` are its cells as drawn, in a head row), or a quote of
+    head being written (its line: `cells` are its cells as drawn, in a head row; after a
+    paragraph's lines, `head_before`, those rendered), or a quote of
     paragraphs (its last's text after its first line's marker: the markers of its lines after
     it are not drawn, `unquoted`; those before it rendered in `quote_before`)."""
 
@@ -332,6 +336,8 @@ class Tail:
     item_paragraph: bool = field(default=False, compare=False)
     # A quote's paragraphs before its last, rendered (`text` is its last's)
     quote_before: str = ""
+    # A table's head being written right after a paragraph's lines: that paragraph, rendered
+    head_before: str = ""
     # A quote of other blocks (a list, code), drawn rendered: the HTML before and after the
     # place of its line being written, whose text `text` is (`_quote_drawing`)
     quote_rendered: tuple[str, str] | None = field(default=None, compare=False)
@@ -563,6 +569,13 @@ _ESCAPED_PIPE = re.compile(r"\\\|")
 # nothing), up to `_ROW_SHOWN` characters each (see `_table_head`).
 _HEAD_START = re.compile(r" {0,3}\|")
 _HEAD_FIRST = ("|", " ")
+# A table's head right after a paragraph's lines, which it interrupts (no blank line between:
+# "Here is a comparison:" then "| A | B |"): the paragraph's first line that starts with a
+# pipe is drawn as the head so too, the paragraph's lines before it rendered, if they are up
+# to so long (see `_paragraph_head`). Only its first: each one begun draws the paragraph
+# again, and one that turns out no head (no delimiter row under it) draws it as text again.
+_HEAD_AFTER_MOST = 4_000
+_PIPE_LINE = re.compile(r"^ {0,3}\|", re.M)
 # A quote of paragraphs in the tail is drawn as the quote (see `_quote_base`): its lines,
 # each quoted and starting text, or blank (a lazy line, a list or a heading in it, and it is
 # drawn as text); a line's marker, drawn as nothing; where a quote's line may start.
@@ -773,6 +786,8 @@ class ProgressiveRenderer:
         "_fence",
         "_first_line",
         "_formatting",
+        "_head_after",
+        "_head_before",
         "_head_drawn",
         "_head_ended",
         "_head_shown",
@@ -848,6 +863,12 @@ class ProgressiveRenderer:
         # (both for the tail at `settled`: a cell's HTML depends on the references known)
         self._head_ended: tuple[int, str, tuple[str, ...]] = (-1, "", ())
         self._head_drawn: tuple[int, str, tuple[str, ...]] = (-1, "", ())  # its line's cells
+        # A table's head after the tail's paragraph's lines (`_paragraph_head`): (where the
+        # tail starts, where its lines have been looked at to for one that starts with a pipe,
+        # where the first does, -1 if none); and its lines before it rendered (where the tail
+        # starts, where the head starts, their HTML: "" if not a paragraph)
+        self._head_after: tuple[int, int, int] = (-1, 0, -1)
+        self._head_before: tuple[int, int, str] = (-1, 0, "")
         # The table's cell being written, as last drawn: its text (escaped pipes as pipes),
         # the references known then, and its drawing (`_cell_written`)
         self._cell_drawn: tuple[str, int, Drawn | None] = ("", 0, None)
@@ -898,6 +919,9 @@ class ProgressiveRenderer:
                 cells=table.cells,
                 aligns=table.aligns,
             )
+        if (after := self._paragraph_head()) is not None:
+            line = self.text[after[0] : after[1]]
+            return Tail("head", line, cells=self._head_cells(line), head_before=after[2])
         if self.text[self.settled : self.settled + 1] not in _SHAPED_FIRST:  # (most tails)
             return self._formatted(Tail("text", self.text[self.settled :]), self.settled)
         if self.text.startswith(_QUOTE_FIRST, self.settled) and (
@@ -1003,6 +1027,8 @@ class ProgressiveRenderer:
             self._table_step(step, old_end)
         elif self.text.startswith(_HEAD_FIRST, self.settled) and (head := self._table_head()):
             self._head_step(step, head)
+        elif (after := self._paragraph_head()) is not None:
+            self._head_step(step, self.text[after[0] : after[1]])
         return step
 
     def tail_rendered(self) -> str:
@@ -2336,6 +2362,8 @@ class ProgressiveRenderer:
         return None if newline >= 0 else match
 
     def _opening_shape(self) -> tuple[str | None, int] | None:
+        if (after := self._paragraph_head()) is not None:
+            return ("head", after[0])
         first = self.text[self.settled : self.settled + 1]
         if first not in _SHAPED_FIRST:
             return None  # (most tails: a paragraph's)
@@ -2558,6 +2586,64 @@ class ProgressiveRenderer:
             return None
         return self.text[start:newline]
 
+    def _paragraph_head(self) -> tuple[int, int, str] | None:
+        """The line of the tail's paragraph (a top-level one) drawn as a table's head being
+        written, as `_table_head` draws a tail's first line: markdown-it lets a table interrupt
+        a paragraph ("Here is a comparison:" then "| A | B |" and its delimiter row), and the
+        head and its delimiter row showed as the paragraph's text until that row's line ended,
+        when the paragraph took its shape and the table came after it. The paragraph's first
+        line that starts with a pipe (up to three blanks before it), after its first line and
+        at most `_HEAD_AFTER_MOST` characters of it, while it is still written or the line
+        after it may still be its delimiter row (not drawn); the paragraph's lines before it
+        are drawn rendered, as they settle once the table opens. Where the head's line starts
+        and ends, and those lines' HTML. A line after it that no delimiter row starts draws it
+        as the paragraph's text again (the paragraph goes on), and the paragraph's lines after
+        it that start with a pipe are drawn as its text: each head begun draws the paragraph
+        again, a paragraph of such lines would be sent at each."""
+        if self._open_line is not _PARAGRAPH_LINE or self._list is not None:
+            return None  # (most tails: the lines that continue a paragraph are looked at)
+        line = self._open_to  # the line being written starts here
+        settled = self.settled
+        if line is None or line <= settled or self._fence is not None or self._table is not None:
+            return None
+        text = self.text
+        end = len(text)
+        if end - line > _ROW_SHOWN or line - settled > _HEAD_AFTER_MOST + _ROW_SHOWN + 1:
+            return None
+        starts_head = _HEAD_START.match(text, line) is not None
+        if not starts_head and not _DELIMITER_BEING_WRITTEN.fullmatch(text, line):
+            return None  # (a paragraph's line being written, most often)
+        if text.find("\n", line) >= 0:
+            return None  # (never seen: the lines after the paragraph's are parsed)
+        seen, scanned, first = self._head_after
+        if seen != settled:
+            scanned, first = settled, -1
+        if first < 0 and scanned < line:  # (each line looked at once)
+            pipe = _PIPE_LINE.search(text, scanned, line)
+            first, scanned = (-1 if pipe is None else pipe.start()), line
+            self._head_after = (settled, scanned, first)
+        if first < 0:  # none before the line being written: it is the head, if it starts so
+            if not starts_head:
+                return None
+            start, head_end = line, end
+        else:  # the head is the line before it, which may still be its delimiter row
+            start, head_end = first, line - 1
+            if start == settled or line - start > _ROW_SHOWN + 1:
+                return None  # (the paragraph's first line: it is no head after its lines)
+            if text.find("\n", start, head_end) >= 0:
+                return None  # the paragraph's line after it: its text
+            if not _DELIMITER_BEING_WRITTEN.fullmatch(text, line):
+                return None
+        if start - settled > _HEAD_AFTER_MOST:
+            return None
+        at, before_start, before = self._head_before
+        if at != settled or before_start != start:
+            before = render_blocks(text[settled:start], self._scratch_env())
+            if not before.startswith("<p>") or not before.endswith("</p>\n"):
+                before = ""  # (never seen: the lines of a paragraph render as one)
+            self._head_before = (settled, start, before)
+        return (start, head_end, before) if before else None
+
     def _head_cells(self, line: str) -> tuple[str, ...]:
         """A table's head being written as its cells show it: each that ended (a pipe
         follows it) as the head will render it, once; the last as its text so far (a pipe
@@ -2591,7 +2677,10 @@ class ProgressiveRenderer:
         self._head_shown = cells
         if step.tail_replaced:
             return
-        step.appended = ""
+        # (a head after a paragraph's lines: their formatting goes on over its line, unseen,
+        # so that they are drawn as text again at once if it turns out no head)
+        step.appended, step.span_html, step.formatted, step.pending = "", "", "", None
+        step.pending_added, step.pending_redrawn = "", False
         if len(cells) != len(shown):
             step.tail_replaced = True
             return

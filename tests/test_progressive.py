@@ -233,7 +233,8 @@ def test_the_state_at_any_point_shows_every_character_once(data: st.DataObject) 
         if tail.kind == "text":
             assert renderer.text[renderer.settled :] == tail.text
         elif tail.kind == "head":  # its line (the delimiter row being written after it not)
-            assert renderer.text[renderer.settled :].startswith(tail.text)
+            shown = renderer.text[renderer.settled :]  # (after a paragraph's lines, rendered)
+            assert shown.startswith(tail.text) or (tail.head_before and f"\n{tail.text}" in shown)
         elif tail.item_list_written or tail.quote_rendered:  # (lines before its last rendered)
             assert renderer.text.rstrip(" \t\n").endswith(tail.text)
         else:
@@ -707,6 +708,9 @@ def test_long_tables_lists_and_quotes_cost_time_linear_in_their_size() -> None:
         # loose item, white space after definitions, and a quote in a quote, were parsed
         # again with the whole block
         "rows of a paragraph": ("Text\n", "| cell {i} | cell |\n  | indented | {i} |\n"),
+        # tables right after a paragraph's line, and a paragraph of lines with pipes
+        "tables after paragraphs": ("", "Intro {i}:\n| a | b |\n|---|---|\n| {i} | 2 |\n\n"),
+        "a paragraph's pipe lines": ("Text\n| a |\n", "line {i}\n| cell {i} | cell |\n"),
         "indented code with blank lines": ("", "    code line {i}\n\n  \n"),
         "a loose item's paragraphs": ("1. Step\n", "\n   paragraph {i}\n   \t and a tab\n"),
         "definitions and white space": ("[r]: /u\n", "  \n"),
@@ -771,6 +775,8 @@ def test_a_line_with_marks_in_a_block_drawn_as_it_renders_costs_time_linear_in_i
         ("Intro\n\n> |", "-"),  # a quote's line that may yet start text
         ("Intro\n\n|", " cell |"),  # a table's head being written
         ("Intro\n\n| a |\n", "-"),  # its delimiter row, perhaps
+        ("Intro\n|", " cell |"),  # a table's head after a paragraph's line
+        ("Intro\n| a |\n", "-"),
         ("1. Step:\n   ```\n   ", "x = 1; "),  # an item's code line
         ("1. Step:\n   ```\n", " "),  # blanks that may yet start an item's code line
         # (a second read: the formatted words were joined again at every delta that read
@@ -1490,7 +1496,9 @@ def table_documents(draw: st.DrawFn) -> str:
         + draw(ROW_EDGES)[1]
         for _ in range(draw(st.integers(0, 4)))
     ]
-    intro = draw(st.sampled_from(["", "Intro **words**:\n\n", "- an item\n\n", "1. step\n"]))
+    intro = draw(
+        st.sampled_from(["", "Intro **words**:\n\n", "- an item\n\n", "1. step\n", "Intro:\n"])
+    )
     text = intro + "\n".join([head, rule, *rows]) + draw(TABLE_ENDS)
     if draw(st.booleans()):  # cut off, as an interrupted reply is
         text = text[: draw(st.integers(1, len(text)))]
@@ -1693,7 +1701,8 @@ def test_a_tables_head_is_drawn_as_its_head_from_its_first_pipe() -> None:
     assert fed_by_character("| a | b |\n|-x").tail.kind == "text"
     assert fed_by_character("|" + "a" * 1_001).tail.kind == "text"
     assert fed_by_character("- a\n\n| b").tail.kind == "head"  # after a list: it ends it
-    assert fed_by_character("Text\n| b").tail.kind == "text"  # in a paragraph: not its start
+    # in a paragraph: after its lines, rendered (see the test below)
+    assert fed_by_character("Text\n| b").tail.head_before == "<p>Text</p>\n"
     cells = fed_by_character("|" + "|".join("abcdefghi")).tail.cells  # more cells than drawn
     assert cells[:9] == tuple("abcdefghi") and len(cells) == 16
     # a wide head is drawn again a few times, not every eight cells (a second read: 999 pipes
@@ -1710,6 +1719,131 @@ def test_a_tables_head_is_drawn_as_its_head_from_its_first_pipe() -> None:
         renderer.feed(piece)
     tail = renderer.tail
     assert tail.kind == "head" and tail.cells[0].startswith("<a ") and tail.cells[1] == "y"
+
+
+# A paragraph's lines, then a table's head right after them (no blank line between): the
+# table interrupts the paragraph. No line of them starts with a "-": a delimiter row does.
+PARAGRAPH_LINES = st.sampled_from(
+    [
+        *("Here is a comparison:", "Intro **words**:", "See `x | y` and *more*:", "a | b"),
+        *("[link](https://example.com) and <b>x</b>", " indented", "2024 was", "ends  "),
+    ]
+)
+
+SHORT_CELLS = CELLS.filter(lambda cell: len(cell) < 100)  # (a head of its line's length at most)
+HEAD_CELLS = SHORT_CELLS.filter(lambda cell: cell.strip() and "|" not in cell.replace("\\|", ""))
+
+
+@st.composite
+def paragraph_table_documents(draw: st.DrawFn) -> str:
+    before = draw(st.sampled_from(["", "# Plans\n\n", "Before.\n\n", "- an item\n\n"]))
+    lines = draw(st.lists(PARAGRAPH_LINES, min_size=1, max_size=3))
+    columns = draw(st.integers(1, 3))
+    start, end = draw(st.sampled_from([("| ", " |"), ("|", "|"), ("  | ", "")]))
+    cells = st.lists(HEAD_CELLS, min_size=columns, max_size=columns)
+    head = start + " | ".join(draw(cells)) + end
+    rule = (
+        start
+        + " | ".join(draw(st.sampled_from(["---", ":--", "--:", ":-:"])) for _ in range(columns))
+        + end
+    )
+    rows = [
+        "| " + " | ".join(draw(st.lists(SHORT_CELLS, min_size=1, max_size=columns))) + " |"
+        for _ in range(draw(st.integers(0, 2)))
+    ]
+    text = before + "\n".join([*lines, head, rule, *rows]) + draw(TABLE_ENDS)
+    if draw(st.booleans()):  # cut off, as an interrupted reply is
+        text = text[: draw(st.integers(1, len(text)))]
+    return text
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_tables_head_right_after_a_paragraphs_lines_is_drawn_as_its_head(
+    data: st.DataObject,
+) -> None:
+    """A table right after a paragraph's line, with no blank line between ("Here is a
+    comparison:" then "| A | B |"), as models often write it: markdown-it lets a table
+    interrupt a paragraph. Its head and its delimiter row were drawn as the paragraph's text
+    until that row's line ended: then the paragraph took its shape and the table jumped in
+    after it. The line that starts with a pipe is drawn as the table's head being written, as
+    after a blank line, the paragraph's lines before it as the paragraph they render to (as
+    they settle once the table opens); the delimiter row is never drawn. However the text is
+    split, the page is what a renderer given the text at once draws, and the paragraph drawn
+    before the head is in the render."""
+    from chat.fragments import CONTENT, tail_html
+
+    text = data.draw(paragraph_table_documents())
+    whole = render_markdown(text)
+    for pieces in (list(text), data.draw(split(text))):
+        for tail in tails_on_a_page(text, pieces):
+            if tail.kind == "table":
+                break  # (what follows the table may start with a "-")
+            drawn = re.sub(r"<[^>]+>", "", tail_html(CONTENT, 5, tail))
+            # the delimiter row, never (no other line starts so)
+            assert not re.search(r"(?m)^[ \t]*\|?[ \t]*:?-", drawn), (text, pieces, drawn)
+            if tail.head_before and "<table>" in whole:
+                assert f"{tail.head_before}<table>" in whole, (text, tail)
+
+
+def test_a_pipe_line_after_a_paragraphs_line_is_drawn_as_a_head_then_as_text_if_none() -> None:
+    """The paragraph's line before a table's head drawn after it is drawn rendered, in the
+    frame that begins the head; the head's cells are added to as they come, and the table
+    opens under the paragraph as it settles, which the page showed so already. A pipe line
+    that no delimiter row follows is drawn as the paragraph's text again; only the
+    paragraph's first is drawn as a head (each drew the paragraph again: a paragraph of
+    pipe lines would send itself at each)."""
+    from chat.fragments import CONTENT, tail_html, text_step
+
+    intro = "Here is a **comparison**:\n"
+    text = intro + "| A | `B` |\n|---|--:|\n| 1 | 2 |\n"
+    renderer = ProgressiveRenderer()
+    kinds, frames, drawn = [], [], ""
+    for character in text:
+        step = renderer.feed(character)
+        tail = renderer.tail
+        kinds.append(tail.kind)
+        frames.append(text_step(CONTENT, 5, step, tail))
+        if tail.kind == "table" and kinds[-2] == "head":  # the paragraph stays as it was drawn
+            assert renderer.blocks_html == drawn, renderer.text
+            assert tail_html(CONTENT, 5, tail).startswith("<table")
+        drawn = tail_html(CONTENT, 5, tail).split("<table")[0]  # (before the head: the paragraph)
+    head_end = text.index("--:|\n") + len("--:|\n")
+    assert kinds == ["text"] * len(intro) + ["head"] * (head_end - 1 - len(intro)) + ["table"] * (
+        len(text) - head_end + 1
+    )
+    begun = frames[len(intro)]  # the tail drawn again: the paragraph rendered, then the head
+    paragraph = "<p>Here is a <strong>comparison</strong>:</p>\n"
+    assert f'<div id="t5" hx-swap-oob="innerHTML">{paragraph}<table' in begun
+    # the paragraph is sent once as it begins, once as it settles; the head cell by cell
+    assert sum("Here is a" in frame for frame in frames) == 2
+    sent = re.sub(r'<(?:[^>"]|"[^"]*")*>', "", "".join(frames[len(intro) + 1 : head_end - 1]))
+    assert sent == "AB", sent
+    renderer = ProgressiveRenderer()
+    renderer.feed(text[: text.index("--:")])  # in the delimiter row
+    tail = renderer.tail
+    assert tail.kind == "head" and tail.cells[:2] == ("A", "<code>B</code>")
+    assert tail.head_before == paragraph
+    page, whole, _ = stream(list(text))
+    assert whole == page.html == render_markdown(text)
+    # no delimiter row under it: the paragraph's text again, drawn formatted
+    for after in ("| A | B |\nmore", "| A | B |\n|---|\n", "| A | B |\n- x"):
+        tail = fed_by_character(intro + after).tail
+        assert tail.kind in ("text", "item") and not tail.head_before, after
+    html = formatted_html(fed_by_character(intro + "| A | B |\nmore").tail, "w")
+    assert "<strong>comparison</strong>" in html and html.endswith("\n| A | B |\nmore")
+    # only the paragraph's first pipe line; not its first line; not after a long paragraph
+    assert fed_by_character(intro + "| A |\nmore\n| B").tail.kind == "text"
+    assert fed_by_character("| A |\nmore\n| B").tail.kind == "text"
+    assert fed_by_character("a" * 5_000 + "\n| B").tail.kind == "text"
+    # a paragraph of pipe lines that make no table is sent about once, not once a line
+    text = intro + "| cell | cell |\n" * 60 + "end"
+    renderer, frames = ProgressiveRenderer(), []
+    for character in text:
+        step = renderer.feed(character)
+        frames.append(text_step(CONTENT, 5, step, renderer.tail))
+    sent = re.sub(r'<(?:[^>"]|"[^"]*")*>', "", "".join(frames))
+    assert len(sent) < 3 * len(text), len(sent)
 
 
 def test_a_line_that_starts_another_block_ends_the_table_as_soon_as_it_is_sure_to() -> None:
