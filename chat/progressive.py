@@ -3306,7 +3306,9 @@ def _often_closes(run: str, before: str, after: str) -> bool:
     if run[0] == "_":
         return False
     if before[-1:] in _OPENING_PUNCTUATION and (len(before) < 2 or before[-2].isspace()):
-        before = " "  # an opening parenthesis or quote after a blank: " (**optional**)"
+        # An opening parenthesis or quote after a blank, before a word: " (**optional**)",
+        # ' "*Note*"' (not ' "*" wildcard', " (**) bound": those seldom close)
+        return not after or after.isalnum() or after in "`["
     if not (before[-1:].isspace() or cjk_before(before)):
         return before[-1:].isalnum() and len(run) > 1 and after in _CJK_OPENING  # ("": wait)
     if not after or after.isalnum() or after in "`[":

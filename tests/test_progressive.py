@@ -1444,6 +1444,19 @@ def test_a_mark_after_a_parenthesis_or_quote_after_a_blank_is_drawn_as_it_will_c
     assert _drawn_pieces_are_in_the_render("Use X (**recommended**) now")[-1] == (
         "<strong>recommended</strong>)"
     )
+    # A second read found these drawn formatted to their line's end, then as text: a mark
+    # after such a parenthesis or quote is taken so only before a word.
+    for text in (
+        'the "*" wildcard matches any name here',
+        'the "**" operator raises a number to a power here',
+        "use the '*' glob and the '**' one",
+        "by (**) we get the bound, and the rest follows.",
+    ):
+        renderer = ProgressiveRenderer()
+        for character in text:
+            renderer.feed(character)
+            drawn = (renderer.tail.pending_html or "") + renderer.tail.formatted
+            assert "<em>" not in drawn and "<strong>" not in drawn, (text, drawn)
 
 
 def test_brackets_and_escapes_do_not_hold_back_what_follows() -> None:
