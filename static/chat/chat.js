@@ -133,13 +133,24 @@
     if (el) { el.scrollTop = el.scrollHeight; }
   }
 
+  // The reader has moved up from the end and not come back to it. Told by what they did (a
+  // wheel turned up, a finger drawn down, a key that scrolls up, a scroll up that the layout
+  // did not cause), not only by where the view stands: a slow drag or an arrow key moves it a
+  // pixel or a few at a time, and text coming in the same frame hides the move, so the next
+  // text scrolled the view back to the end.
+  var readerLeft = false;
+
+  function readerMovesUp() { readerLeft = true; followEnd = false; }
+
+  function atEnd(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 1; }
+
   function afterContentChange() {
     var el = messages();
     if (!el) { return; }
     var jump = document.getElementById("jump-to-latest");
     // Content that shrank (a shorter version shown) can leave nothing below the view. (Only
     // nothing: a reader who has just scrolled up a few pixels is not following.)
-    if (!followEnd && el.scrollHeight - el.scrollTop - el.clientHeight < 1) { followEnd = true; }
+    if (!followEnd && atEnd(el)) { followEnd = true; readerLeft = false; }
     if (followEnd) {
       scrollToEnd();
       if (jump) { jump.hidden = true; }
@@ -152,25 +163,46 @@
     var el = messages();
     if (el) {
       scrollToEnd();
-      // A scroll up that the layout did not cause (the content did not get shorter, the box
-      // no taller, as when the message box shrinks after a send) is the reader's: following
-      // stops at once, even a few pixels from the end (a slow drag, an arrow key move the view
-      // a few pixels at a time; the next text scrolled it back to the end).
       var lastTop = el.scrollTop;
       var lastHeight = el.scrollHeight;
       var lastClient = el.clientHeight;
-      // The box shrinks as the message box grows (a long message typed, a phone's keyboard):
-      // the end being followed stays in view (it went out of sight below the message box).
+      // The box shrinks as the message box grows (a long message typed line after line): the
+      // end being followed stays in view (it went out of sight below the message box).
       if (window.ResizeObserver) {
         new ResizeObserver(function () { if (followEnd) { scrollToEnd(); } }).observe(el);
       }
+      el.addEventListener("wheel", function (event) {
+        if (event.deltaY < 0) { readerMovesUp(); }
+      }, { passive: true });
+      var fingerY = null;
+      el.addEventListener("touchstart", function (event) {
+        fingerY = event.touches.length === 1 ? event.touches[0].clientY : null;
+      }, { passive: true });
+      el.addEventListener("touchmove", function (event) {
+        if (fingerY === null || event.touches.length !== 1) { return; }
+        var y = event.touches[0].clientY;
+        if (y > fingerY) { readerMovesUp(); }
+        fingerY = y;
+      }, { passive: true });
+      el.addEventListener("keydown", function (event) {
+        if (event.target.closest && event.target.closest("textarea, input, select")) { return; }
+        if (event.key === "ArrowUp" || event.key === "PageUp" || event.key === "Home" ||
+            (event.key === " " && event.shiftKey)) {
+          readerMovesUp();
+        }
+      });
       el.addEventListener("scroll", function () {
-        var readerUp = el.scrollTop < lastTop - 1 && el.scrollHeight >= lastHeight &&
+        // A scroll up that the layout did not cause (the content did not get shorter, the box
+        // no taller, as when the message box shrinks after a send) is the reader's too; one
+        // down that reaches the end brings following back.
+        var up = el.scrollTop < lastTop - 0.5 && el.scrollHeight >= lastHeight &&
           el.clientHeight <= lastClient;
+        var down = el.scrollTop > lastTop + 0.5;
         lastTop = el.scrollTop;
         lastHeight = el.scrollHeight;
         lastClient = el.clientHeight;
-        followEnd = !readerUp && nearBottom(el);
+        if (up) { readerLeft = true; } else if (down && nearBottom(el)) { readerLeft = false; }
+        followEnd = !readerLeft && nearBottom(el);
         var jump = document.getElementById("jump-to-latest");
         if (jump && followEnd) { jump.hidden = true; }
       }, { passive: true });
@@ -179,6 +211,7 @@
     if (jump) {
       jump.addEventListener("click", function () {
         followEnd = true;
+        readerLeft = false;
         scrollToEnd();
         jump.hidden = true;
         // The button hides itself: the focus goes to the latest message, not to the page.
@@ -491,6 +524,7 @@
       if (box.value === form.getAttribute("data-sent")) { box.value = ""; }
       if (error) { error.hidden = true; error.textContent = ""; }
       followEnd = true;
+      readerLeft = false;
       afterContentChange();
       toTopOfSidebar();
     } else if (error) {
@@ -932,7 +966,9 @@
   // switcher and the focus on it out of sight above). "Jump to latest" goes there.
   document.addEventListener("htmx:beforeSwap", function (event) {
     var elt = event.detail.requestConfig ? event.detail.requestConfig.elt : event.detail.elt;
-    if (elt && elt.hasAttribute && elt.hasAttribute("data-focus-key")) { followEnd = false; }
+    if (event.detail.shouldSwap && elt && elt.hasAttribute && elt.hasAttribute("data-focus-key")) {
+      followEnd = false;
+    }
   });
 
   // The element that last had the focus: a button hidden while focused leaves none.

@@ -168,7 +168,10 @@ async def test_only_the_messages_scroll_not_the_page(page, server, fake_upstream
 
 @pytest.mark.parametrize("touch", [True])
 @pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}])
-async def test_a_slow_drag_up_while_a_reply_streams_is_not_undone(page, server, fake_upstream):
+@pytest.mark.parametrize("step", [4, 1])
+async def test_a_slow_drag_up_while_a_reply_streams_is_not_undone(
+    page, server, fake_upstream, step
+):
     """A finger that drags the messages down slowly, to read back while the reply streams,
     moves them a few pixels at a time: each step left the view less than 40 px from the
     bottom, so the next text that arrived scrolled it back to the end, and the reader could
@@ -193,14 +196,17 @@ async def test_a_slow_drag_up_while_a_reply_streams_is_not_undone(page, server, 
     await cdp.send(
         "Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]}
     )
-    for step in range(1, 61):  # 240 px in 2 s
+    # 240 px in 2 s, or (a second read) 60 px a pixel at a time, as a slow finger on a screen
+    # of three device pixels to the CSS pixel moves it: each scroll event a pixel
+    for moved in range(1, 61):
         await cdp.send(
             "Input.dispatchTouchEvent",
-            {"type": "touchMove", "touchPoints": [{"x": x, "y": y + step * 4}]},
+            {"type": "touchMove", "touchPoints": [{"x": x, "y": y + moved * step}]},
         )
-        await page.wait_for_timeout(33)
+        await page.wait_for_timeout(33 if step > 1 else 16)
     await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-    assert (await scroll())["fromBottom"] > 150, f"the drag was undone: {await scroll()}"
+    far = 150 if step > 1 else 40
+    assert (await scroll())["fromBottom"] > far, f"the drag was undone: {await scroll()}"
     tops: list[float] = []
 
     async def settled() -> bool:
@@ -279,3 +285,41 @@ async def test_a_longer_version_shows_from_its_switcher_not_from_its_end(
     await expect(focused).to_be_in_viewport()
     await expect(page.locator("#messages article.assistant .content p").first).to_be_in_viewport()
     await expect(page.locator("#jump-to-latest")).to_be_visible()
+
+
+@pytest.mark.parametrize("how", ["wheel", "keys"])
+async def test_a_wheel_step_or_a_key_up_while_text_comes_every_frame_stops_following(
+    page, server, fake_upstream, how
+):
+    """A second read: a wheel's step up of a few pixels while the reply grows in the same
+    frame showed no scroll up at all (the view's distance to the end grew by the text), and
+    following went on; so did an arrow key's. What the reader did stops it."""
+    fake_upstream.plan = streamed(LINES, delay=0.015)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Give me many lines")
+
+    async def overflows() -> bool:
+        state = await page.evaluate(SCROLL_STATE_JS)
+        return state["height"] - state["client"] > 300
+
+    await eventually(overflows, message="the reply never overflowed the view")
+    box = await page.locator("#messages").bounding_box()
+    if how == "wheel":
+        await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 100)
+        for _ in range(3):
+            await page.mouse.wheel(0, -8)
+            await page.wait_for_timeout(16)
+    else:
+        await page.locator("#messages").focus()
+        for _ in range(3):
+            await page.keyboard.press("ArrowUp")
+    await expect(page.locator("#jump-to-latest")).to_be_visible()
+    held = await page.evaluate(SCROLL_STATE_JS)
+    grown_from = len(await chat.wait_for_text(reply_id, 0))
+    await chat.wait_for_text(reply_id, grown_from + len(LINES[0]) * 5)
+    state = await page.evaluate(SCROLL_STATE_JS)
+    assert state["fromBottom"] > held["fromBottom"], f"it followed: {held} -> {state}"
+    await page.locator("#jump-to-latest").click()
+    await chat.wait_finished(reply_id)
+    assert (await page.evaluate(SCROLL_STATE_JS))["fromBottom"] < 1
