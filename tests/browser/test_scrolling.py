@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from playwright.async_api import expect
 
@@ -22,6 +24,16 @@ SCROLL_STATE_JS = """
 """
 
 
+async def overflowing(page: Any, by: int) -> None:
+    """Wait until the messages' content is `by` pixels taller than their box."""
+
+    async def overflows() -> bool:
+        state = await page.evaluate(SCROLL_STATE_JS)
+        return bool(state["height"] - state["client"] > by)
+
+    await eventually(overflows, message="the reply never overflowed the view")
+
+
 @pytest.fixture
 def viewport() -> dict[str, int]:
     return {"width": 900, "height": 500}
@@ -40,10 +52,6 @@ async def test_scrolling_up_stops_autoscroll_and_jump_to_latest_returns_to_the_e
     async def scroll() -> dict[str, float]:
         return await page.evaluate(SCROLL_STATE_JS)
 
-    async def overflows() -> bool:
-        state = await scroll()
-        return state["height"] - state["client"] > 400
-
     async def far_from_bottom() -> bool:
         return (await scroll())["fromBottom"] > 150
 
@@ -55,7 +63,7 @@ async def test_scrolling_up_stops_autoscroll_and_jump_to_latest_returns_to_the_e
         return len(tops) >= 2 and tops[-1] == tops[-2]
 
     # While nobody scrolls, the view follows the text and the button stays hidden.
-    await eventually(overflows, message="the reply never overflowed the view")
+    await overflowing(page, 400)
     assert (await scroll())["fromBottom"] < 40
     await expect(jump).to_be_hidden()
 
@@ -185,11 +193,7 @@ async def test_a_slow_drag_up_while_a_reply_streams_is_not_undone(
     async def scroll() -> dict[str, float]:
         return await page.evaluate(SCROLL_STATE_JS)
 
-    async def overflows() -> bool:
-        state = await scroll()
-        return state["height"] - state["client"] > 400
-
-    await eventually(overflows, message="the reply never overflowed the view")
+    await overflowing(page, 400)
     box = await page.locator("#messages").bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + 100
     cdp = await page.context.new_cdp_session(page)
@@ -294,16 +298,12 @@ async def test_a_wheel_step_or_a_key_up_while_text_comes_every_frame_stops_follo
     """A second read: a wheel's step up of a few pixels while the reply grows in the same
     frame showed no scroll up at all (the view's distance to the end grew by the text), and
     following went on; so did an arrow key's. What the reader did stops it."""
-    fake_upstream.plan = streamed(LINES, delay=0.015)
+    fake_upstream.plan = streamed(LINES * 2, delay=0.015)
     chat = ChatPage(page, server)
     await chat.new_conversation()
     reply_id = await chat.send("Give me many lines")
 
-    async def overflows() -> bool:
-        state = await page.evaluate(SCROLL_STATE_JS)
-        return state["height"] - state["client"] > 300
-
-    await eventually(overflows, message="the reply never overflowed the view")
+    await overflowing(page, 300)
     box = await page.locator("#messages").bounding_box()
     if how == "wheel":
         await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 100)
