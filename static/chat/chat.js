@@ -1031,6 +1031,24 @@
     if (busy) { sentByKeyboard = false; }
   }
 
+  // While a reply streams the message box sends nothing (Enter; Ctrl+Enter on a touch screen,
+  // where Stop has taken the Send button's place): the server would refuse it (409, "still
+  // replying"), a round trip the browser logged as errors. The box keeps what is typed, and
+  // the line under it says why, as the refusal did, until the reply ends. The server still
+  // refuses what this tab could not know of (a reply another tab started, its socket late).
+  // (The words of that refusal: BUSY in chat/views.py.)
+  var STILL_REPLYING = "The assistant is still replying. Wait for it to finish, or press Stop.";
+  document.addEventListener("htmx:confirm", function (event) {
+    if (event.defaultPrevented || event.target.id !== "composer" || !activeStopForm()) { return; }
+    event.preventDefault();
+    var error = document.getElementById("composer-error");
+    if (error) {
+      error.textContent = STILL_REPLYING;
+      error.hidden = false;
+      error.setAttribute("data-until-reply-ends", "");
+    }
+  });
+
   function stopActiveReply() {
     var form = activeStopForm();
     if (form) { form.requestSubmit(); }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -13,7 +14,7 @@ from playwright.async_api import expect
 from chat.models import Conversation, Message
 from chat.titles import TITLE_PROMPT
 from tests.browser.pages import SCHEMES, SIZES, check_looks
-from tests.browser.support import BROWSER_MARKS, ChatPage, another_tab, eventually
+from tests.browser.support import BROWSER_MARKS, ChatPage, Gate, another_tab, eventually
 from tests.fake_upstream import FakeRequest, reply_events
 
 pytestmark = BROWSER_MARKS
@@ -477,23 +478,153 @@ async def test_the_header_switches_the_model_and_sets_a_system_prompt_with_a_mar
     await expect(header.get_by_label("Model")).to_have_value("other-model")
 
 
-async def test_still_replying_goes_once_the_reply_ends(page, server, fake_upstream, watch):
-    """A message sent while a reply streamed was refused ("still replying"), and the line
-    stayed under the message box after Stop ended the reply, saying it was still replying."""
-    fake_upstream.plan = answers("A slow " * 100, delay=0.1)
+def held_at_third_word(fake_upstream, ending: str) -> Gate:
+    """A reply held after its first two words until the returned gate opens; then it finishes,
+    or (`ending` "failed") its connection drops after one more word."""
+    gate = Gate(fake_upstream)
+    words = ["Still ", "going ", "on ", "and ", "on."]
+
+    async def plan(request: FakeRequest):
+        cut = 4 if ending == "failed" and request.index == 0 else None
+        return await request.stream(
+            reply_events(words), delay=0.01, before_piece=gate.before(3), cut_after=cut
+        )
+
+    fake_upstream.plan = plan
+    return gate
+
+
+ENDINGS = {"finished": "complete", "stopped": "cancelled", "failed": "interrupted"}
+
+
+@pytest.mark.parametrize(
+    ("ending", "viewport", "touch"),
+    [
+        ("finished", {"width": 1280, "height": 800}, False),
+        ("stopped", {"width": 1280, "height": 800}, False),
+        ("failed", {"width": 1280, "height": 800}, False),
+        ("stopped", {"width": 390, "height": 844}, True),
+    ],
+    ids=["finished", "stopped", "failed", "touch-stopped"],
+)
+async def test_while_a_reply_streams_the_message_box_sends_nothing_and_says_why_until_it_ends(
+    page, server_factory, fake_upstream, watch, ending, touch
+):
+    """Enter while a reply streamed sent the message, for the server to refuse it (409,
+    "still replying"): a round trip the browser logged as two errors. Now nothing is sent
+    (Enter, or Ctrl+Enter on a touch screen, whose Send button Stop replaces); the box keeps
+    the text and the caret where they were, Shift+Enter still starts a line, and the line
+    under the box says why until the reply finishes, is stopped or fails."""
+    server = server_factory(CHAT_MAX_RETRIES="0")
+    gate = held_at_third_word(fake_upstream, ending)
     chat = ChatPage(page, server)
     await chat.new_conversation()
     reply_id = await chat.send("first question")
+    await chat.wait_for_text(reply_id, len("Still going"))
+    composer = page.locator("#composer")
+    await expect(composer.get_by_role("button", name="Send")).to_have_count(0)
+    await expect(composer.get_by_role("button", name="Stop")).to_be_visible()
+    sent = len(watch.posts)
+
     await chat.composer.fill("second question")
+    await chat.composer.evaluate("box => box.setSelectionRange(6, 6)")  # after "second"
+    await chat.composer.press("Control+Enter" if touch else "Enter")
+    error = page.locator("#composer-error")
+    await expect(error).to_have_text(
+        "The assistant is still replying. Wait for it to finish, or press Stop."
+    )
+    await expect(error).to_have_attribute("role", "alert")
+    await expect(chat.composer).to_have_value("second question")
+    await expect(chat.composer).to_be_focused()
+    assert await chat.composer.evaluate("box => [box.selectionStart, box.selectionEnd]") == [6, 6]
+    await chat.composer.press("Shift+Enter")
+    await expect(chat.composer).to_have_value("second\n question")
+    await page.wait_for_timeout(200)  # (time for a request to leave)
+    assert len(watch.posts) == sent, watch.posts[sent:]
+
+    if ending == "stopped":
+        await composer.get_by_role("button", name="Stop").click()
+    else:
+        gate.open()
+    await chat.wait_finished(reply_id, ENDINGS[ending])
+    await expect(error).to_be_hidden()
+    await expect(composer.get_by_role("button", name="Send")).to_be_visible()
+    await expect(chat.composer).to_have_value("second\n question")  # kept, to send now
+    await chat.press_send()
+    await expect(page.locator("#messages article.user")).to_have_count(2)
+    assert await page.locator("#messages article.user .content").last.inner_text() == (
+        "second\n question"
+    )
+    await expect(chat.composer).to_have_value("")
+    # (no console error: the test's page watch fails it on any)
+
+
+async def test_a_message_sent_while_a_reply_this_tab_has_not_heard_of_streams_is_refused(
+    page, context, server, fake_upstream, watch
+):
+    """The server's refusal stays for what the page cannot know: a reply another tab started,
+    its news still on the way to this tab. The page keeps the message and says why until
+    that reply ends."""
+    gate = held_at_third_word(fake_upstream, "finished")
+    late = LateSocket()
+    await late.attach(page)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    other = await another_tab(context)
+    await other.goto(page.url)
+    elsewhere = ChatPage(other, server)
+    await elsewhere.wait_for_socket()
+
+    late.held = True
+    reply_id = await elsewhere.send("from the other tab")
+    await elsewhere.wait_for_text(reply_id, len("Still going"))
+    await chat.composer.fill("from this tab")
     await chat.composer.press("Enter")
     error = page.locator("#composer-error")
     await expect(error).to_contain_text("still replying")
-    await page.locator("#composer").get_by_role("button", name="Stop").click()
-    await chat.wait_finished(reply_id, "cancelled")
-    await expect(error).to_be_hidden()
-    await expect(chat.composer).to_have_value("second question")  # kept, to send now
+    await expect(chat.composer).to_have_value("from this tab")
     assert all("409" in e for e in watch.console_errors), watch.console_errors
+    assert watch.console_errors
     watch.console_errors.clear()  # the browser and htmx log the 409
+
+    late.release()  # the other tab's turn shows here, its reply streaming
+    await expect(chat.reply(reply_id)).to_contain_text("Still going")
+    await expect(page.locator("#composer").get_by_role("button", name="Stop")).to_be_visible()
+    gate.open()
+    await chat.wait_finished(reply_id)
+    await expect(error).to_be_hidden()
+    await chat.press_send()
+    await expect(page.locator("#messages article.user")).to_have_count(2)
+
+
+class LateSocket:
+    """Routes a page's sockets through the test, which holds back what the server sends while
+    `held` (a socket that lags behind the HTTP answers), and lets it through, in order, on
+    `release`."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.frames: list[str | bytes] = []
+        self.socket: Any = None
+
+    async def attach(self, page: Any) -> None:
+        await page.route_web_socket(re.compile(r"/ws/"), self._route)
+
+    def _route(self, socket: Any) -> None:
+        self.socket = socket
+        socket.connect_to_server().on_message(self._from_server)
+
+    def _from_server(self, message: str | bytes) -> None:
+        if self.held:
+            self.frames.append(message)
+        else:
+            self.socket.send(message)
+
+    def release(self) -> None:
+        self.held = False
+        for message in self.frames:
+            self.socket.send(message)
+        self.frames.clear()
 
 
 async def test_a_tab_that_goes_offline_says_so_and_catches_up_when_back(
