@@ -13,7 +13,7 @@ from playwright.async_api import expect
 
 from chat.models import Conversation, Message
 from chat.titles import TITLE_PROMPT
-from tests.browser.pages import SCHEMES, SIZES, check_looks
+from tests.browser.pages import SCHEMES, SIZES, axe_problems, check_looks
 from tests.browser.support import BROWSER_MARKS, ChatPage, Gate, another_tab, eventually
 from tests.fake_upstream import FakeRequest, reply_events
 
@@ -541,6 +541,7 @@ async def test_while_a_reply_streams_the_message_box_sends_nothing_and_says_why_
     await expect(chat.composer).to_have_value("second\n question")
     await page.wait_for_timeout(200)  # (time for a request to leave)
     assert len(watch.posts) == sent, watch.posts[sent:]
+    assert await axe_problems(page) == []
 
     if ending == "stopped":
         await composer.get_by_role("button", name="Stop").click()

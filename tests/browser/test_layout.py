@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.pages import SCHEMES, SIZES, check_looks, sideways_scrolls
+from tests.browser.pages import SCHEMES, SIZES, axe_problems, check_looks, sideways_scrolls
 from tests.browser.support import BROWSER_MARKS, ChatPage, eventually, held_stream, streamed
 
 pytestmark = BROWSER_MARKS
@@ -422,3 +422,70 @@ async def test_with_text_twice_as_large_the_sidebar_holds_what_is_in_it(page, se
     await expect(page.locator("#sidebar .new-conversation")).to_be_visible()
     assert await page.evaluate(OUT_OF_SIDEBAR_JS) == []
     assert await sideways_scrolls(page) == []
+
+
+# The controls a finger may tap whose circle of 44 px around their middle is not all theirs:
+# each probed at eight points of the circle (a control's box may be smaller than its hit area,
+# drawn around it), once scrolled into the middle of its scrolling box.
+SHORT_TARGETS_JS = """
+([root, selector]) => {
+  const short = [];
+  const radius = 21.5;
+  const around = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => [Math.cos(i * Math.PI / 4), Math.sin(i * Math.PI / 4)]);
+  for (const control of document.querySelector(root).querySelectorAll(selector)) {
+    if (!control.checkVisibility({ visibilityProperty: true })) continue;
+    control.scrollIntoView({ block: "center", inline: "center" });
+    const box = control.getBoundingClientRect();
+    const x = box.left + box.width / 2, y = box.top + box.height / 2;
+    const missed = around.filter(([dx, dy]) => {
+      const hit = document.elementFromPoint(x + dx * radius, y + dy * radius);
+      return !hit || !(hit === control || control.contains(hit));
+    }).map(([dx, dy]) => `${Math.round(dx * radius)},${Math.round(dy * radius)}`);
+    if (missed.length) {
+      const name = control.getAttribute("aria-label") || control.textContent.trim().slice(0, 30)
+        || control.id || control.className;
+      short.push(`${control.tagName.toLowerCase()} "${name}" ` +
+        `${Math.round(box.width)}x${Math.round(box.height)} misses ${missed.join(" ")}`);
+    }
+  }
+  return short;
+}
+"""
+TAPPABLE = "button, summary, select, textarea, input:not([type=hidden]), a[href]:not(.skip-link)"
+
+
+@pytest.mark.parametrize(("viewport", "touch"), [(PHONE, True)])
+async def test_on_a_touch_screen_every_control_is_a_fingers_size(page, server, fake_upstream):
+    """On a phone the code block's Copy code was 24 px tall, the header's and a message's icon
+    buttons 32 to 34 px, the version switcher's 36: smaller than a finger (44 x 44 CSS px, as
+    WCAG's 2.5.5 and Apple's guidelines ask). Nothing is wider than the window for it."""
+    fake_upstream.plan = streamed(["Look:\n\n", "```python\n", "print(1)\n", "```\n"], delay=0.01)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    first = await chat.send("show code")
+    await chat.wait_finished(first)
+    reply_id = await chat.regenerate(first)
+    await chat.wait_finished(reply_id)
+    await expect(chat.reply(reply_id).get_by_role("button", name="Copy code")).to_be_visible()
+
+    async def short_targets(root: str) -> None:
+        short = await page.evaluate(SHORT_TARGETS_JS, [root, TAPPABLE])
+        assert short == [], "\n".join(short)
+        assert await sideways_scrolls(page) == []
+
+    await short_targets("main")
+    assert await axe_problems(page) == []
+    # A reply rated (its comment box), a message being edited, the header's menus, the drawer
+    await chat.reply(reply_id).get_by_role("button", name="Good reply").tap()
+    await expect(chat.reply(reply_id).get_by_label("Comment")).to_be_visible()
+    await page.locator("#messages article.user").get_by_role("button", name="Edit").tap()
+    await expect(page.get_by_label("Edit your message")).to_be_visible()
+    await short_targets("#messages")
+    for menu in ("prompt-menu", "conversation-menu"):
+        await page.locator(f".{menu} > summary").tap()
+        await expect(page.locator(f".{menu} .menu-body")).to_be_visible()
+        await short_targets(f".{menu} .menu-body")
+        await page.locator(f".{menu} > summary").tap()
+    await page.get_by_role("button", name="Conversations", exact=True).tap()
+    await expect(page.locator("#sidebar")).to_be_visible()
+    await short_targets("#sidebar")
