@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -291,8 +292,15 @@ def test_sending_while_a_reply_streams_is_refused_and_nothing_is_saved(
     url = reverse("chat:message_create", args=[conversation.pk])
     response = alice.post(url, {"content": "second"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 409
-    assert "still replying" in response.content.decode()
+    assert response.content.decode() == views.BUSY
     assert conversation.messages.count() == 2
+
+
+def test_the_page_says_what_the_server_says_when_it_refuses_a_message_while_a_reply_streams():
+    """The page does not send while a reply streams and says why itself (static/chat/chat.js):
+    in the server's words, as a refusal it did not foresee shows them."""
+    script = (Path(__file__).resolve().parent.parent / "static/chat/chat.js").read_text()
+    assert f'"{views.BUSY}"' in script
 
 
 def test_a_message_written_below_a_message_the_conversation_no_longer_ends_with_is_refused(
