@@ -16,12 +16,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
 
 from . import links
 from .articles import conversation_title, csrf_input, escape
+from .context_processors import DEMO_NOTICE_COOKIE, demo_notice_shown
 from .models import Conversation
 from .selectors import SidebarPage
 from .templatetags import chat_tags
@@ -32,9 +32,14 @@ HTMX_CONFIG = (
 )
 SKIP_TO_COMPOSER = '<a class="skip-link" href="#composer-text">Skip to message box</a>'
 DEMO_NOTICE = (
-    '\n<p class="demo-notice" role="note">You are talking to the built-in <strong>demo model'
-    "</strong>. To connect a real one, set <code>OPENAI_BASE_URL</code> and "
-    "<code>OPENAI_API_KEY</code> (see <code>.env.example</code>) and restart the server.</p>\n"
+    '\n<div class="demo-notice" role="note">\n'
+    "  <p>You are talking to the built-in <strong>demo model</strong>. To connect a real one, "
+    "set <code>OPENAI_BASE_URL</code> and <code>OPENAI_API_KEY</code> (see "
+    "<code>.env.example</code>) and restart the server.</p>\n"
+    '  <button type="button" class="icon-button icon-close demo-notice-hide" '
+    'aria-label="Hide this notice"\n'
+    f'          data-cookie="{DEMO_NOTICE_COOKIE}"></button>\n'
+    "</div>\n"
 )
 SIDEBAR_TOGGLE = (
     '<button type="button" class="icon-button icon-menu sidebar-toggle" '
@@ -125,9 +130,9 @@ def _sidebar(sidebar: SidebarPage, *, user: Any, csrf: str, on_start: bool) -> s
     )
 
 
-def _demo_notice() -> str:
-    """templates/chat/_demo_notice.html (the `demo_mode` context processor's setting)."""
-    return DEMO_NOTICE + "\n" if settings.CHAT_DEMO_MODE else "\n"
+def _demo_notice(request: HttpRequest) -> str:
+    """templates/chat/_demo_notice.html (the `upstream` context processor's `demo_notice`)."""
+    return DEMO_NOTICE + "\n" if demo_notice_shown(request) else "\n"
 
 
 def _conversation_header(conversation: Conversation, *, models: Sequence[str], csrf: str) -> str:
@@ -246,7 +251,7 @@ def conversation_page(
         '    <header class="chat-header">\n'
         f"      {SIDEBAR_TOGGLE}\n"
         "      " + _conversation_header(conversation, models=models, csrf=csrf) + "    </header>\n"
-        f"    {_demo_notice()}\n"
+        f"    {_demo_notice(request)}\n"
         '    <div id="messages" class="messages" role="log" aria-live="off" '
         'aria-label="Messages" tabindex="0">\n'
         f"      \n{message_list}\n\n\n"
@@ -332,7 +337,7 @@ def start_page(
         f"        {options}\n"
         "      </select>\n"
         "    </header>\n"
-        f"    {_demo_notice()}\n"
+        f"    {_demo_notice(request)}\n"
         '    <div class="start-body">\n'
         "      <h1>What can I help with?</h1>\n"
         f'      <form id="composer" class="composer" method="post" action="{start}"\n'

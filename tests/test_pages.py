@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.test import RequestFactory
 
 from chat import article_cache, pages, selectors, services
+from chat.context_processors import DEMO_NOTICE_COOKIE
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -130,6 +131,27 @@ def test_the_start_page_is_the_templates(
     _start_page(request)
     _start_page(request, models=[], default_model="")
     _start_page(request, models=[HOSTILE, "demo"], default_model=HOSTILE)
+
+
+@pytest.mark.parametrize("cookie", ["hidden", "something else"])
+def test_the_demo_notice_the_person_hid_is_left_out_as_the_templates(
+    user: Any, settings: Any, cookie: str
+) -> None:
+    settings.CHAT_DEMO_MODE = True
+    request = _request(user)
+    request.COOKIES[DEMO_NOTICE_COOKIE] = cookie
+    _start_page(request)
+    conversation = Conversation.objects.create(owner=user, title="A title", model="demo")
+    _conversation_page(request, conversation)
+    page = pages.conversation_page(
+        request,
+        conversation=conversation,
+        sidebar=selectors.conversation_sidebar_page(user=user, current=conversation.pk),
+        messages=[],
+        idempotency_key=KEY,
+        models=["demo"],
+    )
+    assert ('class="demo-notice"' in page) == (cookie != "hidden")
 
 
 def test_the_pages_carry_the_requests_csrf_token(user: Any, monkeypatch: pytest.MonkeyPatch):

@@ -311,6 +311,19 @@
     }
   });
 
+  // The demo model's notice, hidden for good in this browser: the cookie named on its button
+  // tells the server to leave it out of every page (chat/context_processors.py). The focus,
+  // on the button that goes, moves to the message box.
+  document.addEventListener("click", function (event) {
+    var hide = event.target.closest ? event.target.closest(".demo-notice-hide") : null;
+    if (!hide) { return; }
+    document.cookie = hide.getAttribute("data-cookie") + "=hidden; path=/; max-age=31536000; SameSite=Lax" +
+      (location.protocol === "https:" ? "; Secure" : "");
+    hide.closest(".demo-notice").remove();
+    var text = document.getElementById("composer-text");
+    if (text) { text.focus(); }
+  });
+
   // The skip link moves the focus, not only the scroll position.
   document.addEventListener("click", function (event) {
     var link = event.target.closest ? event.target.closest(".skip-link") : null;

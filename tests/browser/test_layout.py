@@ -489,3 +489,37 @@ async def test_on_a_touch_screen_every_control_is_a_fingers_size(page, server, f
     await page.get_by_role("button", name="Conversations", exact=True).tap()
     await expect(page.locator("#sidebar")).to_be_visible()
     await short_targets("#sidebar")
+
+
+DEMO_SERVER = {
+    "OPENAI_BASE_URL": "",
+    "OPENAI_API_KEY": "",
+    "CHAT_MODEL": "",
+    "CHAT_DEMO_MIN_TPS": "400",
+    "CHAT_DEMO_MAX_TPS": "500",
+}
+
+
+@pytest.mark.parametrize(("viewport", "touch"), [(PHONE, True)])
+async def test_the_demo_models_notice_can_be_hidden_for_good(page, server_factory):
+    """On a phone the notice took some 90 px above every conversation for as long as the demo
+    model answered, with no way to put it away. Hidden, it stays hidden on every page and
+    after a reload; the focus goes to the message box, not to the top of the page."""
+    server = server_factory(**DEMO_SERVER)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    notice = page.locator(".demo-notice")
+    await expect(notice).to_be_visible()
+    assert await axe_problems(page) == []
+    hide = notice.get_by_role("button", name="Hide this notice")
+    await hide.tap()
+    await expect(notice).to_have_count(0)
+    await expect(chat.composer).to_be_focused()
+
+    await page.reload()
+    await chat.wait_for_socket()
+    await expect(page.locator("#messages")).to_be_visible()
+    await expect(page.locator(".demo-notice")).to_have_count(0)
+    await page.goto(server.url + "/")
+    await expect(page.get_by_role("heading", name="What can I help with?")).to_be_visible()
+    await expect(page.locator(".demo-notice")).to_have_count(0)
