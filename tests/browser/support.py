@@ -312,8 +312,12 @@ class ChatPage:
             assert time.monotonic() < deadline, f"reply did not finish: {state}"
             await asyncio.sleep(0.005)
 
-    async def wait_finished(self, reply_id: int, status: str = "complete") -> None:
-        await expect(self.reply(reply_id)).to_have_attribute("data-status", status)
+    async def wait_finished(
+        self, reply_id: int, status: str = "complete", timeout: float | None = None
+    ) -> None:
+        """Until the reply has ended so (`timeout` ms: Playwright's default, 5 s, unless a
+        long reply needs more on a busy machine)."""
+        await expect(self.reply(reply_id)).to_have_attribute("data-status", status, timeout=timeout)
         await expect(self.reply(reply_id).locator(".content.markdown")).to_be_attached()
 
 

@@ -321,5 +321,5 @@ async def test_a_wheel_step_or_a_key_up_while_text_comes_every_frame_stops_follo
     state = await page.evaluate(SCROLL_STATE_JS)
     assert state["fromBottom"] > held["fromBottom"], f"it followed: {held} -> {state}"
     await page.locator("#jump-to-latest").click()
-    await chat.wait_finished(reply_id)
+    await chat.wait_finished(reply_id, timeout=60_000)  # (300 lines: 4.5 s, more when busy)
     assert (await page.evaluate(SCROLL_STATE_JS))["fromBottom"] < 1
