@@ -238,7 +238,12 @@ def render_words(text: str, env: dict[str, Any]) -> str | None:
 def render_cell(text: str, env: dict[str, Any]) -> str:
     """A table cell's text (between its pipes, an escaped pipe unescaped) rendered as the
     table renders it: trimmed, inline, on its own."""
-    return _render_inline_tokens(_inline_tokens(text.strip(MD_TRIMMED), env), env)
+    return render_inline(text.strip(MD_TRIMMED), env)
+
+
+def render_inline(text: str, env: dict[str, Any]) -> str:
+    """`text` rendered inline as it is, marks left open shown as text."""
+    return _render_inline_tokens(_inline_tokens(text, env), env)
 
 
 def _inline_tokens(text: str, env: dict[str, Any]) -> list[Token]:

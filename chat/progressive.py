@@ -47,7 +47,11 @@ Until then the pending span is drawn as its words will render if their marks clo
 text ends (`Tail.pending_html`, `_draw_pending`): a bold is bold from its first word, a code
 span code, a link its text once its destination begins (which is not drawn), and no mark of
 them shows; the words written are added where they go (`RenderStep.pending_added`). A span
-whose marks cannot close so (a render leaves one open) is drawn as its text.
+whose marks cannot close so (a render leaves one open) is drawn as its text. A mark that
+seldom closes ("*.py", "2**10", "_private": drawn as text) is given up on at the first mark
+after it that cannot close it, or at its line's end: drawn as the text it stays, the words
+after it formatted as their own marks close (`_give_up`); one that a later mark closes after
+all takes the tail back to the pending span it was, drawn again (`_roll_back`).
 How the tail is drawn depends only on the text (a continuation's held paragraph aside), so a
 renderer given the whole text at once draws it as the steps did.
 
@@ -83,6 +87,7 @@ from .markdown import (
     fence_language,
     render_blocks,
     render_cell,
+    render_inline,
     render_list,
     render_markdown,
     render_words,
@@ -210,6 +215,7 @@ _ESCAPABLE = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")  # what a backslash
 _PENDING_LIMIT = 400
 _INDENTED = re.compile(r" {0,3}\t| {4}")  # a line of the tail that may be code
 _PENDING_TRIES = 12  # cuts tried for one pending span before it stays text
+_GIVEN_UP_AT_MOST = 4  # marks drawn as text while watched for a closing one (`_give_up`)
 _AS_IS = re.compile(r"[^\\&<>\"'\n\u00a0]*")
 # A pending span is drawn as its words will render if their marks close where its text ends
 # (`_draw_pending`): the end of its text that may still be the first half of a closing mark
@@ -463,6 +469,31 @@ class _Formatting:
     span_at: int | None = None
     span_depth: int = 0
     span_hidden: bool = False  # a link's destination is being written: it is not drawn
+    # Marks that seldom close, drawn as the text they stay if nothing closes them, the words
+    # after them formatted as their own marks close (`_give_up`), and watched: one that
+    # closes after all takes the tail back to its state before it (`_roll_back`)
+    given_up: list[_GivenUp] = field(default_factory=list)
+    kept_to: int = 0  # a mark before it went back to pending once: not given up again
+    redrawn: bool = False  # went back so: the tail is drawn again
+    # The pending span's mark may be given up (None: not known yet), and where the first
+    # mark after it that cannot close it is (`_give_up_at`; searched for from `trigger_scan`)
+    yielding: bool | None = None
+    trigger: int | None = None
+    trigger_scan: int = 0
+    trigger_run: int | None = None
+
+
+@dataclass
+class _GivenUp:
+    """A mark given up on (`_Formatting.given_up`): where its run is, the words it is rendered
+    with (their start and HTML), and the drawing before it (`drawn`'s length, `drawn_to`)."""
+
+    mark: int
+    end: int
+    start: int
+    before: str
+    drawn: int
+    drawn_to: int
 
 
 @dataclass
@@ -1173,6 +1204,11 @@ class ProgressiveRenderer:
             return
         span = state.span
         commits = self._format_words(state)
+        if state.redrawn or (span is not None and commits and commits[0][2] is None):
+            # A mark given up on closed: the tail is drawn again from before it; or the
+            # pending span's mark was given up on: its text stays, out of the span
+            state.redrawn = False
+            step.tail_replaced, step.appended = True, ""
         if step.tail_replaced:
             self._draw_pending(state)  # (the tail is drawn whole, its pending span so)
             return
@@ -1182,15 +1218,17 @@ class ProgressiveRenderer:
             return
         start = old_end
         if span is not None:  # the pending span's marks closed: it is drawn formatted
-            _, start, step.span_html = commits.pop(0)
+            _, start, span_html = commits.pop(0)
+            assert span_html is not None
+            step.span_html = span_html
         step.formatted, step.pending = self._drawn_after(state, start, commits)
 
-    def _format_words(self, state: _Formatting) -> list[tuple[int, int, str]]:
+    def _format_words(self, state: _Formatting) -> list[tuple[int, int, str | None]]:
         """Move the formatting on to the end of the text: open a pending span at a mark, and
         draw it formatted at the first cut where its marks all closed. Returns the words
         formatted: (start, end, HTML)."""
         text, end = self.text, len(self.text)
-        commits: list[tuple[int, int, str]] = []
+        commits: list[tuple[int, int, str | None]] = []
         while not state.stuck:
             if state.span is None:
                 mark = _MARK.search(text, state.scan_from)
@@ -1215,6 +1253,8 @@ class ProgressiveRenderer:
                     continue
                 state.span = state.scan_from = state.tried_to = mark.start()
                 state.before, state.tries = None, 0
+                state.yielding, state.trigger, state.trigger_scan = None, None, 0
+                state.trigger_run = None
             span = state.span
             if text[span] in "&<":
                 # An entity or an autolink: drawn as it renders once written whole (as text
@@ -1250,9 +1290,20 @@ class ProgressiveRenderer:
                     self._commit(state, span, span + 2, html, commits)
                     continue
             line_end = text.find("\n", span)
+            yielding = self._may_give_up(state, span)
+            if state.stuck:
+                break
+            trigger = self._give_up_at(state, span) if yielding else None
+            outcome = None  # "give up", or "back": a mark given up on closed
             for cut in _CUT.finditer(text, max(state.scan_from, span + 1)):
                 position = cut.start()
+                if trigger is not None and position > trigger:
+                    outcome = "give up"  # (its words written so far did not close it)
+                    break
                 if position - span > _PENDING_LIMIT or 0 <= line_end < position:
+                    if yielding:
+                        outcome = "give up"
+                        break
                     state.stuck = True  # a long or multi-line pending span stays text
                     break
                 ended = text[state.tried_to - 1] if state.tried_to else " "  # the last tried
@@ -1264,19 +1315,144 @@ class ProgressiveRenderer:
                         continue
                 state.tries += 1
                 if state.tries > _PENDING_TRIES:
+                    if yielding:
+                        outcome = "give up"
+                        break
                     state.stuck = True
                     break
                 state.tried_to = position
                 html = self._words_html(state, span, position)
                 if state.stuck:
                     break
+                if state.given_up and self._roll_back(state, span, position):
+                    outcome = "back"
+                    break
                 if html is not None:
                     self._commit(state, span, position, html, commits)
                     break
             else:
-                state.scan_from = end
-                return commits
+                if trigger is None:
+                    state.scan_from = end
+                    return commits
+                outcome = "give up"
+            if outcome == "give up":
+                self._give_up(state, span, commits)
         return commits
+
+    def _may_give_up(self, state: _Formatting, span: int) -> bool:
+        """Whether the pending span's mark is one that seldom closes (drawn as text: "*.py",
+        "2**10", "f(*args", "_private"), which may be given up on (`_give_up`): an
+        emphasis's or a strikethrough's, whose run has ended, not before another such mark,
+        after words that render alone; not one taken back once (`_roll_back`), nor more than
+        a few in a paragraph."""
+        if state.yielding is not None:
+            return state.yielding
+        text = self.text
+        mark = text[span]
+        if mark not in "*_~" or span < state.kept_to or len(state.given_up) >= _GIVEN_UP_AT_MOST:
+            state.yielding = False
+            return False
+        end = max(span, state.trigger_scan)
+        while end < len(text) and text[end] == mark:
+            end += 1
+        if end == len(text):
+            state.trigger_scan = end  # (a long run is looked at once)
+            return False  # (its run may go on)
+        state.trigger_scan = end
+        if text[end] in "*_~" or self._may_open(span):
+            state.yielding = False
+            return False
+        words_before = self._words_before(state, span)
+        state.yielding = words_before is not None and words_before[1] != "\0"
+        return state.yielding
+
+    def _give_up_at(self, state: _Formatting, span: int) -> int | None:
+        """Where the first mark after the pending span's (a mark that seldom closes) is that
+        cannot close it: another construct's, or a run of its character that cannot close
+        (CommonMark's flanking rules). Its words before that mark did not close it: it is
+        given up on there, and that mark is drawn as it will render from its start. None if
+        none has come (a run that may close it is passed over)."""
+        if state.trigger is not None:
+            return state.trigger
+        text = self.text
+        mark = text[span]
+        position = state.trigger_scan  # (after its own run: `_may_give_up`)
+        while True:
+            at = state.trigger_run  # (a run at the text's end when last looked at)
+            if at is None:
+                found = _MARK.search(text, position)
+                if found is None:
+                    break
+                at = position = found.start()
+                if text[at] != mark:
+                    state.trigger = at
+                    return at
+            run_end = position
+            while run_end < len(text) and text[run_end] == mark:
+                run_end += 1
+            if run_end == len(text):
+                # (what follows it tells whether it may close; a long run looked at once)
+                state.trigger_run, state.trigger_scan = at, run_end
+                return None
+            state.trigger_run = None
+            flanking = flanks(text[max(0, at - 2) : at], text[run_end])
+            if not flanking.closes(mark) or (mark == "~" and run_end - at != 2):
+                state.trigger = at
+                return at
+            position = run_end
+        state.trigger_scan = len(text)
+        return None
+
+    def _give_up(
+        self, state: _Formatting, span: int, commits: list[tuple[int, int, str | None]]
+    ) -> None:
+        """Draw the pending span's mark as the text it stays if nothing closes it, and format
+        the words after it as their own marks close: whatever follows, they render so, or,
+        if a mark after them closes it, inside the element it opens (their marks all closed
+        before). Watched for that (`_roll_back`)."""
+        text = self.text
+        end = span
+        while text[end] == text[span]:
+            end += 1
+        assert state.before is not None
+        start, before = state.before
+        state.given_up.append(_GivenUp(span, end, start, before, len(state.drawn), state.drawn_to))
+        state.drawn.append(escape(self._shown(state, state.drawn_to, end)))
+        commits.append((span, end, None))  # (None: text, in no span of its own)
+        state.drawn_to = state.scan_from = end
+        state.span = None
+
+    def _roll_back(self, state: _Formatting, span: int, cut: int) -> bool:
+        """If a mark given up on closes with the words up to `cut` (the pending span's, from
+        `span`), go back to the state before it was given up, its text the pending span
+        again, to be tried at `cut` (the tail is drawn again); whether one did. The words
+        are rendered with the mark and with the mark escaped: the same HTML if it is left
+        open."""
+        text = self.text
+        written = text[span:cut]
+        for index, given_up in enumerate(state.given_up):
+            mark = text[given_up.mark]
+            if mark not in written or cut - given_up.mark > _PENDING_LIMIT:
+                continue
+            words = self._shown(state, given_up.start, cut)
+            at = given_up.mark - given_up.start
+            if state.quoted:
+                at = len(self._shown(state, given_up.start, given_up.mark))
+            escaped = words[:at] + "\\" + "\\".join(text[given_up.mark : given_up.end])
+            escaped += words[at + given_up.end - given_up.mark :]
+            if render_inline(words, self._references) == render_inline(escaped, self._references):
+                continue
+            del state.given_up[index:]
+            state.drawn = state.drawn[: given_up.drawn]
+            state.drawn_to = given_up.drawn_to
+            state.span, state.scan_from, state.tried_to = given_up.mark, cut, given_up.mark
+            state.before, state.tries = (given_up.start, given_up.before), 0
+            state.kept_to = given_up.mark + 1
+            state.yielding, state.trigger, state.trigger_scan = None, None, 0
+            state.trigger_run = None
+            state.redrawn = True
+            return True
+        return False
 
     def _breaks_line(self, state: _Formatting, line_end: int) -> bool:
         """Whether the spaces before `line_end` make a hard line break: two at least, but for
@@ -1307,7 +1483,7 @@ class ProgressiveRenderer:
         span: int,
         cut: int,
         html: str,
-        commits: list[tuple[int, int, str]],
+        commits: list[tuple[int, int, str | None]],
     ) -> None:
         """The pending span's words up to `cut` are drawn formatted (`html`)."""
         state.drawn.append(escape(self._shown(state, state.drawn_to, span)))
@@ -2015,13 +2191,16 @@ class ProgressiveRenderer:
         step.pending_redrawn = True
 
     def _drawn_after(
-        self, state: _Formatting, start: int, commits: list[tuple[int, int, str]]
+        self, state: _Formatting, start: int, commits: list[tuple[int, int, str | None]]
     ) -> tuple[str, str | None]:
         """The tail's text as drawn from `start` (text the page lacks) to its end, but for
         the pending span, whose text is returned apart (None if there is none)."""
         parts, position = [], start
         for span, cut, html in commits:
-            parts.append(escape(self._shown(state, position, span)) + f"<span>{html}</span>")
+            drawn = (
+                escape(self._shown(state, span, cut)) if html is None else f"<span>{html}</span>"
+            )
+            parts.append(escape(self._shown(state, position, span)) + drawn)
             position = cut
         if state.span is None:
             parts.append(escape(self._shown(state, position, None)))
