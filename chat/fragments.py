@@ -215,6 +215,19 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
         for column, depth, html in step.cells_inserted:  # where a cell's words are written
             at = f"#{row_id} > tr > :nth-child({column})" + " > :last-child" * depth
             parts.append(f'<span hx-swap-oob="beforeend:{at}">{html}</span>')
+    elif step.span_given_up:
+        # The pending span's mark was given up on: its text, as text, and the words after it
+        # go before the span, which shows the next pending span's words (or goes); or the
+        # tail is drawn again, when that is shorter (a mark near the start of its paragraph)
+        moved = f'<span hx-swap-oob="beforebegin:#{pending_id}">{step.formatted}</span>'
+        if step.pending is None:
+            moved += f'<span id="{pending_id}" hx-swap-oob="delete"></span>'
+        else:
+            moved += f'<span id="{pending_id}" hx-swap-oob="innerHTML">{step.pending}</span>'
+        html = tail_html(field, message_id, tail)
+        parts.append(
+            min(moved, f'<div id="{tail_id}" hx-swap-oob="innerHTML">{html}</div>', key=len)
+        )
     elif step.span_html or step.formatted or step.pending is not None:
         if step.span_html:
             parts.append(f'<span hx-swap-oob="outerHTML:#{pending_id}">{step.span_html}</span>')

@@ -50,8 +50,9 @@ them shows; the words written are added where they go (`RenderStep.pending_added
 whose marks cannot close so (a render leaves one open) is drawn as its text. A mark that
 seldom closes ("*.py", "2**10", "_private": drawn as text) is given up on at the first mark
 after it that cannot close it, or at its line's end: drawn as the text it stays, the words
-after it formatted as their own marks close (`_give_up`); one that a later mark closes after
-all takes the tail back to the pending span it was, drawn again (`_roll_back`).
+after it formatted as their own marks close (`_give_up`), its text moved out of the pending
+span before it (`RenderStep.span_given_up`); one that a later mark closes after all takes
+the tail back to the pending span it was, drawn again (`_roll_back`).
 How the tail is drawn depends only on the text (a continuation's held paragraph aside), so a
 renderer given the whole text at once draws it as the steps did.
 
@@ -413,6 +414,9 @@ class RenderStep:
     span_html: str = ""
     formatted: str = ""
     pending: str | None = None  # (HTML: `pending_html`)
+    # Or the pending span's mark was given up on (`_give_up`): `formatted`, from that mark
+    # on, goes before the span, which then shows `pending` (or goes, if None)
+    span_given_up: bool = False
     # Or the pending span grew: HTML to append where its words being written are, in the
     # span's last element child so many levels down (`pending_depth`; 0: the span itself),
     # or the span drawn again (`ProgressiveRenderer.tail`, `pending_html`)
@@ -1204,9 +1208,7 @@ class ProgressiveRenderer:
             return
         span = state.span
         commits = self._format_words(state)
-        if state.redrawn or (span is not None and commits and commits[0][2] is None):
-            # A mark given up on closed: the tail is drawn again from before it; or the
-            # pending span's mark was given up on: its text stays, out of the span
+        if state.redrawn:  # a mark given up on closed: the tail is drawn again from before it
             state.redrawn = False
             step.tail_replaced, step.appended = True, ""
         if step.tail_replaced:
@@ -1219,8 +1221,10 @@ class ProgressiveRenderer:
         start = old_end
         if span is not None:  # the pending span's marks closed: it is drawn formatted
             _, start, span_html = commits.pop(0)
-            assert span_html is not None
-            step.span_html = span_html
+            if span_html is None:  # or its mark was given up on: drawn as text from it on
+                step.span_given_up, start = True, span
+            else:
+                step.span_html = span_html
         step.formatted, step.pending = self._drawn_after(state, start, commits)
 
     def _format_words(self, state: _Formatting) -> list[tuple[int, int, str | None]]:
@@ -2859,7 +2863,7 @@ class ProgressiveRenderer:
         # (a head after a paragraph's lines: their formatting goes on over its line, unseen,
         # so that they are drawn as text again at once if it turns out no head)
         step.appended, step.span_html, step.formatted, step.pending = "", "", "", None
-        step.pending_added, step.pending_redrawn = "", False
+        step.pending_added, step.pending_redrawn, step.span_given_up = "", False, False
         if len(cells) != len(shown):
             step.tail_replaced = True
             return

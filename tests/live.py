@@ -263,6 +263,12 @@ class PageModel:
                 depth = down.count(":last-child")
                 self._set_cell(key, int(column), inner, list_swap == "beforeend", depth)
                 continue
+            if list_swap == "beforebegin" and list_kind in "wv":  # text before a pending span
+                self._before_pending(f"{list_kind}{list_number}", inner)
+                continue
+            if swap == "delete" and kind in "wv":  # a pending span that goes
+                self._replace_pending(f"{kind}{number}", "")
+                continue
             if list_swap == "beforebegin":  # rows added to a table before its row being written
                 # (or items to a list nested in an item, before its item being written)
                 tail, opening, _ = self._row(f"{list_kind}{list_number}")
@@ -300,6 +306,14 @@ class PageModel:
         assert opening is not None, (key, html_text)
         _, end = _element_end(html_text, "span", opening.end())
         self.elements[tail] = html_text[: opening.start()] + drawn + html_text[end:]
+
+    def _before_pending(self, key: str, inner: str) -> None:
+        """`inner` put before the pending span `key` (htmx's `beforebegin`)."""
+        tail = ("t" if key[0] == "w" else "u") + key[1:]
+        html_text = self.elements[tail]
+        opening = re.search(rf'<span id="{key}">', html_text)
+        assert opening is not None, (key, html_text)
+        self.elements[tail] = html_text[: opening.start()] + inner + html_text[opening.start() :]
 
     def _append_pending(self, key: str, depth: int, inner: str) -> None:
         """`inner` added to the pending span `key`'s last element child `depth` levels down

@@ -1512,6 +1512,65 @@ def test_a_mark_given_up_on_that_closes_after_all_is_drawn_as_it_renders(text: s
     _drawn_pieces_are_in_the_render(text + " ")
 
 
+def test_a_mark_given_up_on_moves_its_text_out_of_the_pending_span() -> None:
+    """Given up on, a mark's pending span sends only what changes: its text, as text, and
+    the words after it formatted go before the span, which shows the next pending span's
+    words, or goes (the tail was drawn again whole, once for each such mark); the tail is
+    drawn again only where that is shorter, a mark near its paragraph's start."""
+    from chat.fragments import CONTENT, text_step
+
+    lead = "Run the tests of every file in the project that matches "
+    renderer = ProgressiveRenderer()
+    pieces = [lead, "*.py ", "then ", "`pytest` ", "ok ", "2**10 ", "is ", "`x` ", "**big"]
+    frames = [text_step(CONTENT, 5, renderer.feed(p), renderer.tail) for p in pieces]
+    assert frames[1] == '<span id="t5" hx-swap-oob="beforeend"><span id="w5">*.py </span></span>'
+    assert frames[2] == '<span id="w5" hx-swap-oob="beforeend">then </span>'
+    assert frames[3] == (
+        '<span hx-swap-oob="beforebegin:#w5">*.py then <span><code>pytest</code></span> </span>'
+        '<span id="w5" hx-swap-oob="delete"></span>'
+    )
+    assert frames[4] == '<span id="t5" hx-swap-oob="beforeend">ok </span>'
+    renderer = ProgressiveRenderer()
+    frames = [
+        text_step(CONTENT, 5, renderer.feed(p), renderer.tail) for p in [lead, "*.py ", "`b` **c"]
+    ]
+    assert frames[2] == (
+        '<span hx-swap-oob="beforebegin:#w5">*.py <span><code>b</code></span> </span>'
+        '<span id="w5" hx-swap-oob="innerHTML"><strong>c</strong></span>'
+    )
+    renderer = ProgressiveRenderer()
+    frames = [text_step(CONTENT, 5, renderer.feed(p), renderer.tail) for p in ["a *.py ", "`b` "]]
+    assert frames[1] == (
+        '<div id="t5" hx-swap-oob="innerHTML">a *.py <span><code>b</code></span> </div>'
+    )
+
+
+@pytest.mark.parametrize("pieces", ["words", "characters"])
+def test_the_bytes_sent_for_marks_given_up_on_grow_with_the_marks_not_the_tail(
+    pieces: str,
+) -> None:
+    """A paragraph with k marks given up on, after a long start: its frames take a few dozen
+    bytes more for each mark than without it (its words since the mark sent again, in a
+    frame of their own), not the tail drawn again for each."""
+    from chat.fragments import CONTENT, text_step
+
+    lead = "some words before the marks " * 60
+
+    def sent(k: int, mark: str) -> int:
+        words = "".join(f"match {mark}.py{i} and then `run{i}` ok " for i in range(k))
+        text = lead + words + "end"
+        renderer, total = ProgressiveRenderer(), 0
+        tokens = list(text) if pieces == "characters" else re.findall(r"\S*\s*", text)
+        for token in tokens:
+            total += len(text_step(CONTENT, 5, renderer.feed(token), renderer.tail))
+        assert renderer.tail.formatted.count("<code>") == k  # (each mark given up on)
+        return total
+
+    extra = [(sent(k, "*") - sent(k, "")) / k for k in range(1, 5)]  # for each mark
+    assert all(0 < cost < 120 for cost in extra), extra
+    assert max(extra) - min(extra) < 5, extra
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_prose_with_marks_that_seldom_close_is_drawn_as_it_renders(data: st.DataObject) -> None:

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from playwright.async_api import Locator, expect
 
+from chat.fragments import CONTENT, tail_html
 from chat.markdown import render_markdown
+from chat.progressive import ProgressiveRenderer
 from tests.browser.pages import SCHEMES, SIZES, check_looks
 from tests.browser.support import (
     BROWSER_MARKS,
@@ -879,6 +881,55 @@ async def test_a_paragraphs_bold_code_and_links_are_formatted_as_they_are_writte
     assert render_markdown(MARKS_REPLY) in live  # the one-shot render, nothing twice
     assert (await content.inner_text()).count("pip install") == 1
     assert watch.console_errors == [] and watch.csp_violations == []
+
+
+SELDOM_REPLY = (
+    "To run the tests of this project, take every file that matches *.py and then run "
+    "`pytest` with **verbose** output, and 2**10 is `x` and _private is `y` so **then wait** "
+    "for it"
+)
+SELDOM_TOKENS = re.findall(r"\s*\S+|\s+", SELDOM_REPLY)
+
+
+async def test_words_after_marks_that_never_close_are_formatted_by_small_frames(
+    page, server, fake_upstream, watch
+):
+    """A mark that opens an emphasis and never closes ("*.py", "2**10", "_private") is given
+    up on at the next mark: its words after it are drawn formatted by a frame that moves the
+    pending span's text before it (the tail was drawn again whole for each such mark). The
+    page the frames made is the tail as the server draws it for the text so far, as a
+    reload draws it, and it settles as rendered."""
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda p: frames.append(str(p))))
+    gate = held_stream(fake_upstream, SELDOM_TOKENS, " wait**", delay=0.02)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("How do I run the tests?")
+    tail = page.locator(f"#t{reply_id}")
+
+    await expect(page.locator(f"#w{reply_id} strong")).to_have_text("then")
+    await expect(tail.locator("code")).to_have_text(["pytest", "x", "y"])
+    await expect(tail.locator("strong").first).to_have_text("verbose")
+    shown = await tail.inner_text()
+    assert shown.startswith("To run the tests of this project, take every file that matches *.py")
+    assert "*.py and then run pytest with verbose output, and 2**10 is x and _private is y" in shown
+    assert "`" not in shown, shown
+    # Given up on by frames of their own, not by the tail drawn again
+    # (a snapshot, should the socket send one, draws the blocks too)
+    assert any(f'hx-swap-oob="beforebegin:#w{reply_id}"' in frame for frame in frames)
+    redrawn = f'<div id="t{reply_id}" hx-swap-oob="innerHTML">'
+    snapshot = f'<div id="c{reply_id}" hx-swap-oob="innerHTML">'
+    assert not any(redrawn in frame and snapshot not in frame for frame in frames)
+    # The page the frames made is the server's drawing of the text so far
+    renderer = ProgressiveRenderer()
+    renderer.feed("".join(SELDOM_TOKENS[: SELDOM_TOKENS.index(" wait**")]))
+    drawn = tail_html(CONTENT, reply_id, renderer.tail)
+    assert layout_html(await tail.inner_html()) == layout_html(drawn)
+    await assert_a_reload_draws_it_the_same(chat, tail)
+
+    gate.open()
+    await chat.wait_finished(reply_id)
+    await assert_settled_as_rendered(page, reply_id, SELDOM_REPLY, watch)
 
 
 CJK_REPLY = """\
