@@ -194,6 +194,9 @@ def _conversation_header(conversation: Conversation, *, models: Sequence[str], c
         '        <summary class="header-button icon-more" aria-label="Conversation menu">'
         "</summary>\n"
         '        <div class="menu-body">\n'
+        "          \n"
+        '          <button type="button" class="prompt-item" '
+        'aria-controls="conversation-settings">System prompt…</button>\n'
         f'          <form class="rename-form" method="post" action="{rename}"\n'
         f'                hx-post="{rename}"\n'
         f'                hx-target="#conversation-title" hx-swap="outerHTML">{csrf}\n'

@@ -301,6 +301,18 @@
     });
   });
 
+  // On a phone the system prompt is an item of the conversation's menu: it opens the
+  // prompt's panel in place of that menu, its box focused.
+  document.addEventListener("click", function (event) {
+    var item = event.target.closest ? event.target.closest(".prompt-item") : null;
+    var prompt = item && document.querySelector("details.prompt-menu");
+    if (!prompt) { return; }
+    item.closest("details").removeAttribute("open");
+    prompt.setAttribute("open", "");
+    var box = document.getElementById("settings-system-prompt");
+    if (box) { box.focus(); }
+  });
+
   // The start page's suggested prompts: one click sends one as the first message.
   document.addEventListener("click", function (event) {
     var button = event.target.closest ? event.target.closest(".suggestions [data-prompt]") : null;
@@ -380,7 +392,12 @@
     var menu = event.key === "Escape" && document.querySelector("details.menu[open]");
     if (menu) {
       menu.removeAttribute("open");
-      menu.querySelector("summary").focus();
+      // (On a phone the system prompt's button is hidden: it was opened from the conversation's menu.)
+      var button = menu.querySelector("summary");
+      if (!button.getClientRects().length) {
+        button = document.querySelector(".conversation-menu > summary") || button;
+      }
+      button.focus();
       return;
     }
     if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {

@@ -92,10 +92,15 @@ async def tour(page: Page, base_url: str, *, username: str, password: str) -> As
         await page.get_by_role("button", name="Close conversations").click()
         await expect(page.locator("#sidebar")).to_be_hidden()
 
-    await page.locator(".prompt-menu summary").click()
+    if await page.locator(".prompt-menu > summary").is_visible():
+        await page.locator(".prompt-menu > summary").click()
+    else:  # a phone: the system prompt is an item of the conversation's menu
+        await page.locator(".conversation-menu > summary").click()
+        await page.get_by_role("button", name="System prompt…").click()
     await page.get_by_label("System prompt").fill(SYSTEM_PROMPT)
     await page.get_by_role("button", name="Save system prompt").click()
-    await expect(page.locator("header .prompt-mark")).to_be_visible()
+    await expect(page.get_by_text("Saved. Used from the next reply on.")).to_be_visible()
+    await expect(page.locator("header .prompt-mark")).to_be_attached()
     panel = await page.locator(".prompt-menu .menu-body").bounding_box()
     window = page.viewport_size
     assert panel and window and panel["x"] >= 0 and panel["x"] + panel["width"] <= window["width"]

@@ -263,6 +263,19 @@ class ChatPage:
 
         await eventually(opened, message="the WebSocket did not open")
 
+    async def open_system_prompt(self, *, tap: bool = False) -> None:
+        """Open the system prompt's panel: from its header button, or on a phone from its item
+        in the conversation's menu (clicked, or tapped on a touch screen)."""
+        button = self.page.locator(".prompt-menu > summary")
+        if await button.is_visible():
+            await (button.tap() if tap else button.click())
+        else:
+            menu = self.page.locator(".conversation-menu > summary")
+            await (menu.tap() if tap else menu.click())
+            item = self.page.get_by_role("button", name=re.compile(r"^System prompt…"))
+            await (item.tap() if tap else item.click())
+        await expect(self.page.locator(".prompt-menu .menu-body")).to_be_visible()
+
     async def send(self, text: str) -> int:
         """Type `text` and press Enter; returns the id of the reply that appears."""
         before = await self.page.locator("#messages article.assistant").count()

@@ -3,11 +3,13 @@ controls line up."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
 from playwright.async_api import expect
 
+from chat.models import Conversation
 from tests.browser.pages import SCHEMES, SIZES, axe_problems, check_looks, sideways_scrolls
 from tests.browser.support import BROWSER_MARKS, ChatPage, eventually, held_stream, streamed
 
@@ -367,7 +369,10 @@ async def test_with_text_twice_as_large_the_menus_and_the_login_form_fit_a_phone
     chat = ChatPage(page, server)
     await chat.new_conversation()
     for menu in (".conversation-menu", ".prompt-menu"):
-        await page.locator(f"{menu} > summary").click()
+        if menu == ".prompt-menu":  # (on a phone, from the conversation's menu)
+            await chat.open_system_prompt()
+        else:
+            await page.locator(f"{menu} > summary").click()
         await expect(page.locator(f"{menu} .menu-body")).to_be_visible()
         sideways, out = await page.evaluate(OUT_OF_WINDOW_JS, f"{menu} .menu-body :is({CONTROLS})")
         assert sideways <= 0 and out == [], (menu, sideways, out)
@@ -481,11 +486,13 @@ async def test_on_a_touch_screen_every_control_is_a_fingers_size(page, server, f
     await page.locator("#messages article.user").get_by_role("button", name="Edit").tap()
     await expect(page.get_by_label("Edit your message")).to_be_visible()
     await short_targets("#messages")
-    for menu in ("prompt-menu", "conversation-menu"):
-        await page.locator(f".{menu} > summary").tap()
-        await expect(page.locator(f".{menu} .menu-body")).to_be_visible()
-        await short_targets(f".{menu} .menu-body")
-        await page.locator(f".{menu} > summary").tap()
+    await chat.open_system_prompt(tap=True)  # (from the conversation's menu)
+    await short_targets(".prompt-menu .menu-body")
+    await page.keyboard.press("Escape")
+    await page.locator(".conversation-menu > summary").tap()
+    await expect(page.locator(".conversation-menu .menu-body")).to_be_visible()
+    await short_targets(".conversation-menu .menu-body")
+    await page.locator(".conversation-menu > summary").tap()
     await page.get_by_role("button", name="Conversations", exact=True).tap()
     await expect(page.locator("#sidebar")).to_be_visible()
     await short_targets("#sidebar")
@@ -523,3 +530,132 @@ async def test_the_demo_models_notice_can_be_hidden_for_good(page, server_factor
     await page.goto(server.url + "/")
     await expect(page.get_by_role("heading", name="What can I help with?")).to_be_visible()
     await expect(page.locator(".demo-notice")).to_have_count(0)
+
+
+# How many characters of its text an element shows, the rest cut by an ellipsis: a heading's
+# text in its box; a select's chosen option in its box less its padding and arrow (what it
+# takes beside the text when the box is as wide as the whole name).
+SHOWN_CHARACTERS_JS = """
+(element) => {
+  const style = getComputedStyle(element);
+  const canvas = document.createElement("canvas").getContext("2d");
+  canvas.font = style.font;
+  const width = (text) => canvas.measureText(text).width;
+  let text, room;
+  if (element.tagName === "SELECT") {
+    text = element.selectedOptions[0].textContent;
+    const shown = element.getBoundingClientRect().width;
+    element.style.maxWidth = "none";
+    const whole = element.getBoundingClientRect().width;
+    element.style.maxWidth = "";
+    room = shown - (whole - width(text));
+  } else {
+    text = element.textContent.trim();
+    room = element.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  }
+  if (width(text) <= room + 0.5) { return text.length; }
+  let count = text.length;
+  while (count > 0 && width(text.slice(0, count) + "…") > room + 0.5) { count -= 1; }
+  return count;
+}
+"""
+# The header's visible controls, left to right: each one's edges, and what is past the window.
+HEADER_ROW_JS = """
+() => [...document.querySelector(".chat-header").children]
+  .filter((e) => e.getClientRects().length && getComputedStyle(e).position !== "absolute")
+  .map((e) => { const r = e.getBoundingClientRect(); return [e.className || e.id, r.left, r.right]; })
+"""
+PHONE_MODEL = "llama-3.1-8b-instruct"
+PHONE_TITLE = "Explain the streaming pipeline"
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(
+    ("viewport", "touch"), [(PHONE, True), (SIZES["desktop"], False)], ids=["phone", "desktop"]
+)
+async def test_on_a_phone_the_title_has_room_and_the_system_prompt_is_in_the_menu(
+    page, server_factory, fake_upstream, viewport, touch, scheme, tmp_path
+):
+    """On a phone the header cut the title to some eight letters ("My rena…"), the model's
+    name too ("fake-mo…"): the system prompt's button took their room. There it is an item of
+    the conversation's menu, marked when a prompt is set, that opens the same panel (its box
+    focused, Escape going back to the menu's button); the model takes at most its share. On
+    a laptop the header is as it was."""
+    await page.emulate_media(color_scheme=scheme)
+    server = server_factory(CHAT_MODEL=PHONE_MODEL, CHAT_MODELS=f"{PHONE_MODEL},gpt-4o-mini")
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    pk = re.search(r"/c/([0-9a-f-]{36})/", url)
+    assert pk
+    await Conversation.objects.filter(pk=pk.group(1)).aupdate(title=PHONE_TITLE)
+    await page.reload()
+    await chat.wait_for_socket()
+    header = page.locator("header.chat-header")
+    title = header.locator("#conversation-title")
+    picker = header.get_by_label("Model")
+    await expect(picker).to_have_value(PHONE_MODEL)
+    assert await picker.evaluate("(select) => select.selectedOptions[0].textContent") == (
+        PHONE_MODEL
+    )
+    shown = {
+        "title": await title.evaluate(SHOWN_CHARACTERS_JS),
+        "model": await picker.evaluate(SHOWN_CHARACTERS_JS),
+    }
+    row = await page.evaluate(HEADER_ROW_JS)
+    for (name, _, right), (following, left, _) in itertools.pairwise(row):
+        assert right <= left + 0.5, f"{name} runs into {following}: {row}"
+    assert row[0][1] >= 0 and row[-1][2] <= viewport["width"], row
+    assert await sideways_scrolls(page) == []
+    prompt_button = header.locator(".prompt-menu > summary")
+    menu = header.locator("details.conversation-menu")
+    item = menu.get_by_role("button", name=re.compile(r"^System prompt"))
+    if viewport != PHONE:  # a laptop's header: the whole title and model, the prompt's button
+        assert shown == {"title": len(PHONE_TITLE), "model": len(PHONE_MODEL)}, shown
+        await expect(prompt_button).to_be_visible()
+        await check_looks(page, tmp_path / f"header-{viewport['width']}-{scheme}.png")
+        await prompt_button.click()
+        await expect(page.get_by_label("System prompt")).to_be_visible()
+        await menu.locator("summary").click()
+        await expect(item).to_be_hidden()
+        return
+
+    assert shown["title"] >= 14 and shown["model"] >= 8, shown
+    await expect(prompt_button).to_be_hidden()
+    await check_looks(page, tmp_path / f"header-{viewport['width']}-{scheme}.png")
+    # From the conversation's menu: the item opens the prompt's panel, its box focused
+    await menu.locator("summary").tap()
+    await expect(item).to_be_visible()
+    await expect(item).to_have_accessible_name("System prompt…")
+    await check_looks(page, tmp_path / f"menu-{viewport['width']}-{scheme}.png")
+    await item.tap()
+    await expect(menu).not_to_have_attribute("open", "")
+    box = page.get_by_label("System prompt")
+    await expect(box).to_be_visible()
+    await expect(box).to_be_focused()
+    await box.fill("Answer briefly.")
+    await page.get_by_role("button", name="Save system prompt").tap()
+    await expect(page.get_by_text("Saved. Used from the next reply on.")).to_be_visible()
+    assert (await Conversation.objects.aget(pk=pk.group(1))).system_prompt == "Answer briefly."
+    await check_looks(page, tmp_path / f"prompt-{viewport['width']}-{scheme}.png")
+    # Escape closes it, the focus on the menu's button; the item is marked now
+    await page.keyboard.press("Escape")
+    await expect(box).to_be_hidden()
+    await expect(menu.locator("summary")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(item).to_have_accessible_name("System prompt… (set)")
+    mark = await item.evaluate(
+        "(item) => { const after = getComputedStyle(item, '::after');"
+        " const header = getComputedStyle(document.querySelector('.prompt-mark'));"
+        " return [after.width, after.backgroundColor === header.backgroundColor]; }"
+    )
+    assert mark == ["8px", True], mark  # the header button's mark
+    await check_looks(page, tmp_path / f"menu-set-{viewport['width']}-{scheme}.png")
+    # From the keyboard: the item, then the box; Escape back to the menu's button
+    await page.keyboard.press("Tab")
+    await expect(item).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(box).to_be_focused()
+    await expect(box).to_have_value("Answer briefly.")
+    await page.keyboard.press("Escape")
+    await expect(box).to_be_hidden()
+    await expect(menu.locator("summary")).to_be_focused()
