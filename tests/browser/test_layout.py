@@ -275,6 +275,53 @@ async def test_on_a_touch_screen_a_tapped_buttons_tooltip_goes(page, server, fak
     assert await copy.evaluate(tooltip) in ('"Copy"', '"Copied"')
 
 
+BACKGROUND_JS = "(element) => getComputedStyle(element).backgroundColor"
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(
+    ("viewport", "touch"),
+    [(PHONE, True), (SIZES["desktop"], False)],
+    ids=["touch", "mouse"],
+)
+async def test_on_a_touch_screen_a_tapped_button_does_not_stay_hovered(
+    page, server, fake_upstream, viewport, touch, scheme, tmp_path
+):
+    """A tapped button stays hovered on a touch screen: a message's Copy, the conversation
+    menu's button once closed again, kept their hover's grey after the tap, as if still
+    pressed. With a mouse over them they have it (the test sees hovering)."""
+    await page.emulate_media(color_scheme=scheme)
+    fake_upstream.plan = streamed(["A reply ", "to copy."], delay=0.01)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("tap it")
+    await chat.wait_finished(reply_id)
+    buttons = {
+        "the reply's Copy": chat.reply(reply_id).get_by_role("button", name="Copy", exact=True),
+        "your message's Copy": page.locator("#messages article.user").get_by_role(
+            "button", name="Copy", exact=True
+        ),
+        "the conversation's menu": page.locator(".conversation-menu > summary"),
+    }
+    for name, button in buttons.items():
+        resting = await button.evaluate(BACKGROUND_JS)
+        if touch:
+            await button.tap()
+            if name == "the conversation's menu":  # open, then closed again
+                await button.tap()
+        else:
+            await button.click()
+            if name == "the conversation's menu":
+                await button.click()
+        await expect(page.locator("details.menu[open]")).to_have_count(0)
+        after = await button.evaluate(BACKGROUND_JS)
+        if touch:
+            assert after == resting, f"{name} stays hovered after a tap: {after}, not {resting}"
+        else:
+            assert after != resting, f"{name} shows no hover under the mouse: {after}"
+    await check_looks(page, tmp_path / f"tapped-{viewport['width']}-{scheme}.png")
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
 async def test_the_edit_box_of_a_long_message_shows_much_of_it(
