@@ -6,7 +6,7 @@ import pytest
 from playwright.async_api import expect
 
 from chat.models import Message
-from tests.browser.pages import SIZES
+from tests.browser.pages import SCHEMES, SIZES, check_looks
 from tests.browser.support import BROWSER_MARKS, ChatPage, streamed
 from tests.fake_upstream import reply_events
 
@@ -110,3 +110,43 @@ async def test_a_refused_regenerate_says_why_where_it_can_be_read(
     assert outside < 1, f"{outside} px of the line out of sight"
     assert all("429" in e for e in watch.console_errors), watch.console_errors
     watch.console_errors.clear()  # the browser and htmx log the refusal
+
+
+# How far below its article's top a reply's first line of text stands.
+FIRST_LINE_JS = """
+(article) => {
+  const line = article.querySelector(".content.markdown > :first-child, .reply-end > p");
+  return line.getBoundingClientRect().top - article.getBoundingClientRect().top;
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(
+    ("viewport", "touch"),
+    [(SIZES["phone"], True), (SIZES["desktop"], False)],
+    ids=["phone", "desktop"],
+)
+async def test_a_failed_reply_says_so_where_a_reply_begins(
+    page, server_factory, fake_upstream, viewport, touch, scheme, tmp_path
+):
+    """A reply that failed before its first word had 16 px more above its "Error: …"
+    than a reply above its text: the space of a paragraph's margin under an empty body."""
+    await page.emulate_media(color_scheme=scheme)
+    server = server_factory(CHAT_MAX_RETRIES="0")
+    fake_upstream.plan = streamed(["A reply ", "that worked."], delay=0.01)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    worked = await chat.send("First")
+    await chat.wait_finished(worked)
+    fake_upstream.plan = http_500
+    failed = await chat.send("Second")
+    await chat.wait_finished(failed, status="error")
+    for when in ("as it failed", "on the page loaded again"):
+        if when != "as it failed":
+            await page.reload()
+            await expect(chat.reply(failed).locator(".reply-error")).to_be_visible()
+        normal = await chat.reply(worked).evaluate(FIRST_LINE_JS)
+        error = await chat.reply(failed).evaluate(FIRST_LINE_JS)
+        assert abs(error - normal) <= 3, f"{when}: the error line {error} px down, text {normal}"
+    await check_looks(page, tmp_path / f"failed-{viewport['width']}-{scheme}.png")
