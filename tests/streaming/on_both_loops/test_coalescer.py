@@ -322,14 +322,21 @@ def test_loop_lag_takes_one_reading_an_interval_smoothed_and_never_below_zero():
 
 
 async def test_loop_lag_reads_a_loop_that_keeps_up_as_on_time():
-    gauge = LoopLag(interval=0.005)
-    coalescer = FrameCoalescer(_discard, window=0.01, max_window=0.2, lag=gauge)
-    for _ in range(20):
-        coalescer.push("x", "", None)
-        await asyncio.sleep(0.008)
-    assert gauge.seconds <= LAG_IGNORED
-    assert coalescer.window() == 0.01
-    await coalescer.aclose()
+    """(Its timers run on time only if the machine runs the process on time: on a machine
+    busy with other work a run may read late, so it is tried three times.)"""
+    readings = []
+    for _ in range(3):
+        gauge = LoopLag(interval=0.005)
+        coalescer = FrameCoalescer(_discard, window=0.01, max_window=0.2, lag=gauge)
+        for _ in range(20):
+            coalescer.push("x", "", None)
+            await asyncio.sleep(0.008)
+        readings.append((gauge.seconds, coalescer.window()))
+        await coalescer.aclose()
+        if gauge.seconds <= LAG_IGNORED:
+            break
+    assert readings[-1][0] <= LAG_IGNORED, readings
+    assert readings[-1][1] == 0.01
 
 
 async def test_a_held_loop_lag_does_not_wake_an_idle_loop(monkeypatch):
