@@ -106,13 +106,7 @@ async def test_version_buttons_are_big_enough_to_tap_and_copy_code_sits_in_its_l
     """The switcher's buttons were 24 x 22 px, smaller than WCAG's 24 x 24 minimum and far from
     a finger's size on a phone. A code block's Copy button sat across the lower edge of its
     language label, half on the code."""
-    fake_upstream.plan = streamed(["Look:\n\n", "```python\n", "print(1)\n", "```\n"], delay=0.01)
-    chat = ChatPage(page, server)
-    await chat.new_conversation()
-    first = await chat.send("show code")
-    await chat.wait_finished(first)
-    reply_id = await chat.regenerate(first)
-    await chat.wait_finished(reply_id)
+    chat, reply_id = await _a_code_reply_in_two_versions(page, server, fake_upstream)
     smallest = (40, 36) if viewport is PHONE else (24, 24)
     for name in ("Previous version", "Next version"):
         box = await chat.reply(reply_id).get_by_role("button", name=name).bounding_box()
@@ -511,13 +505,7 @@ async def test_on_a_touch_screen_every_control_is_a_fingers_size(page, server, f
     """On a phone the code block's Copy code was 24 px tall, the header's and a message's icon
     buttons 32 to 34 px, the version switcher's 36: smaller than a finger (44 x 44 CSS px, as
     WCAG's 2.5.5 and Apple's guidelines ask). Nothing is wider than the window for it."""
-    fake_upstream.plan = streamed(["Look:\n\n", "```python\n", "print(1)\n", "```\n"], delay=0.01)
-    chat = ChatPage(page, server)
-    await chat.new_conversation()
-    first = await chat.send("show code")
-    await chat.wait_finished(first)
-    reply_id = await chat.regenerate(first)
-    await chat.wait_finished(reply_id)
+    chat, reply_id = await _a_code_reply_in_two_versions(page, server, fake_upstream)
     await expect(chat.reply(reply_id).get_by_role("button", name="Copy code")).to_be_visible()
 
     async def short_targets(root: str) -> None:
@@ -706,3 +694,16 @@ async def test_on_a_phone_the_title_has_room_and_the_system_prompt_is_in_the_men
     await page.keyboard.press("Escape")
     await expect(box).to_be_hidden()
     await expect(menu.locator("summary")).to_be_focused()
+
+
+async def _a_code_reply_in_two_versions(page, server, fake_upstream) -> tuple[ChatPage, int]:
+    """A conversation whose reply, a code block, was regenerated: its version switcher and
+    its Copy code button on the page. The chat page and the second version's id."""
+    fake_upstream.plan = streamed(["Look:\n\n", "```python\n", "print(1)\n", "```\n"], delay=0.01)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    first = await chat.send("show code")
+    await chat.wait_finished(first)
+    reply_id = await chat.regenerate(first)
+    await chat.wait_finished(reply_id)
+    return chat, reply_id
