@@ -1302,7 +1302,7 @@ class ProgressiveRenderer:
             for cut in _CUT.finditer(text, max(state.scan_from, span + 1)):
                 position = cut.start()
                 if trigger is not None and position > trigger:
-                    outcome = "give up"  # (its words written so far did not close it)
+                    outcome = self._given_up_or_back(state, span, trigger)
                     break
                 if position - span > _PENDING_LIMIT or 0 <= line_end < position:
                     if yielding:
@@ -1338,7 +1338,7 @@ class ProgressiveRenderer:
                 if trigger is None:
                     state.scan_from = end
                     return commits
-                outcome = "give up"
+                outcome = self._given_up_or_back(state, span, trigger)
             if outcome == "give up":
                 self._give_up(state, span, commits)
         return commits
@@ -1425,6 +1425,16 @@ class ProgressiveRenderer:
         commits.append((span, end, None))  # (None: text, in no span of its own)
         state.drawn_to = state.scan_from = end
         state.span = None
+
+    def _given_up_or_back(self, state: _Formatting, span: int, trigger: int) -> str:
+        """The pending span's mark, its words up to `trigger` (the first mark after it that
+        cannot close it) not closing it, is given up on; but those words may close a mark
+        given up on before it, the mark after them at once ("_a `b` c_[1]", "2**10 `x`
+        y**`z`"): the tail goes back to that one (`_roll_back`). Whether the text ends at a
+        cut or not, the same words are looked at."""
+        if state.given_up and self._roll_back(state, span, trigger):
+            return "back"
+        return "give up"
 
     def _roll_back(self, state: _Formatting, span: int, cut: int) -> bool:
         """If a mark given up on closes with the words up to `cut` (the pending span's, from

@@ -1512,6 +1512,31 @@ def test_a_mark_given_up_on_that_closes_after_all_is_drawn_as_it_renders(text: s
     _drawn_pieces_are_in_the_render(text + " ")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "see _the `x` flag_[1] ok",  # its closing mark right before another construct's
+        "a _b `c` d_`e` f",
+        "2**10 `x` y**`z` w",
+        "see _the `x` flag_&nbsp;ok",
+        "see _the `x` flag_\\. ok",
+    ],
+)
+def test_a_mark_given_up_on_is_closed_by_a_mark_before_another_constructs(text: str) -> None:
+    """A second read found these: a mark given up on whose closing mark came right before
+    another construct's mark (a reference's bracket, a code span's backtick, an entity, an
+    escape) was never taken back: the closing mark was itself given up on at once, both
+    drawn as text, their words unformatted, until the paragraph settled and jumped."""
+    from chat.fragments import CONTENT, tail_html
+    from tests.live import text_of
+
+    final = re.sub(r"\s+", "", text_of(render_markdown(text)))
+    for pieces in [list(text), re.findall(r"\s*(?:\w+|[^\w\s]+)|\s+", text), [text]]:
+        tail = tails_on_a_page(text + " ", [*pieces, " "])[-1]
+        assert re.sub(r"\s+", "", text_of(tail_html(CONTENT, 5, tail))) == final, pieces
+    assert "<em>" in "".join(_drawn_pieces_are_in_the_render(text + " ")) or "**" in text
+
+
 def test_a_mark_given_up_on_moves_its_text_out_of_the_pending_span() -> None:
     """Given up on, a mark's pending span sends only what changes: its text, as text, and
     the words after it formatted go before the span, which shows the next pending span's
