@@ -217,6 +217,7 @@ _PENDING_LIMIT = 400
 _INDENTED = re.compile(r" {0,3}\t| {4}")  # a line of the tail that may be code
 _PENDING_TRIES = 12  # cuts tried for one pending span before it stays text
 _GIVEN_UP_AT_MOST = 4  # marks drawn as text while watched for a closing one (`_give_up`)
+# (at once: one further back than `_PENDING_LIMIT` is no longer watched)
 _AS_IS = re.compile(r"[^\\&<>\"'\n\u00a0]*")
 # A pending span is drawn as its words will render if their marks close where its text ends
 # (`_draw_pending`): the end of its text that may still be the first half of a closing mark
@@ -1348,11 +1349,14 @@ class ProgressiveRenderer:
         "2**10", "f(*args", "_private"), which may be given up on (`_give_up`): an
         emphasis's or a strikethrough's, whose run has ended, not before another such mark,
         after words that render alone; not one taken back once (`_roll_back`), nor more than
-        a few in a paragraph."""
+        a few within the reach of a mark that closes them (`_PENDING_LIMIT`) before it."""
         if state.yielding is not None:
             return state.yielding
         text = self.text
         mark = text[span]
+        # (one too far behind to close, `_roll_back`, is no longer watched: not counted)
+        while state.given_up and span - state.given_up[0].mark > _PENDING_LIMIT:
+            del state.given_up[0]
         if mark not in "*_~" or span < state.kept_to or len(state.given_up) >= _GIVEN_UP_AT_MOST:
             state.yielding = False
             return False

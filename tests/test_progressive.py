@@ -1537,6 +1537,22 @@ def test_a_mark_given_up_on_is_closed_by_a_mark_before_another_constructs(text: 
     assert "<em>" in "".join(_drawn_pieces_are_in_the_render(text + " ")) or "**" in text
 
 
+def test_a_long_paragraph_of_marks_given_up_on_is_drawn_formatted_to_its_end() -> None:
+    """A second read found this: only four marks were given up on in a paragraph, those long
+    behind, which nothing could close any more, counted; from the fifth on the paragraph's
+    words showed their code spans' backticks and bolds' stars until it settled, then jumped."""
+    from chat.fragments import CONTENT, tail_html
+    from tests.live import text_of
+
+    pad = "and some more words to pad this out so that the marks are far apart from each other"
+    text = " ".join(f"match *.py{i} then `run{i}` {pad}" for i in range(8)) + " **end** ok"
+    final = re.sub(r"\s+", "", text_of(render_markdown(text)))
+    for pieces in [list(text + " "), re.findall(r"\S*\s*", text + " ")]:
+        tail = tails_on_a_page(text + " ", pieces)[-1]
+        assert re.sub(r"\s+", "", text_of(tail_html(CONTENT, 5, tail))) == final
+    assert _drawn_pieces_are_in_the_render(text + " ")[-1] == "<strong>end</strong>"
+
+
 def test_a_mark_given_up_on_moves_its_text_out_of_the_pending_span() -> None:
     """Given up on, a mark's pending span sends only what changes: its text, as text, and
     the words after it formatted go before the span, which shows the next pending span's
