@@ -479,6 +479,9 @@ class _Formatting:
     # closes after all takes the tail back to its state before it (`_roll_back`)
     given_up: list[_GivenUp] = field(default_factory=list)
     kept_to: int = 0  # a mark before it went back to pending once: not given up again
+    # The marks that closed after all once given up on (`_roll_back`): in this text they do
+    # close, and are not given up on again (each time, the tail was drawn again whole)
+    closing_marks: str = ""
     redrawn: bool = False  # went back so: the tail is drawn again
     # The pending span's mark may be given up (None: not known yet), and where the first
     # mark after it that cannot close it is (`_give_up_at`; searched for from `trigger_scan`)
@@ -1348,8 +1351,9 @@ class ProgressiveRenderer:
         """Whether the pending span's mark is one that seldom closes (drawn as text: "*.py",
         "2**10", "f(*args", "_private"), which may be given up on (`_give_up`): an
         emphasis's or a strikethrough's, whose run has ended, not before another such mark,
-        after words that render alone; not one taken back once (`_roll_back`), nor more than
-        a few within the reach of a mark that closes them (`_PENDING_LIMIT`) before it."""
+        after words that render alone; not one taken back once (`_roll_back`), nor one of a
+        character that closed so before in this text, nor more than a few within the reach
+        of a mark that closes them (`_PENDING_LIMIT`) before it."""
         if state.yielding is not None:
             return state.yielding
         text = self.text
@@ -1357,7 +1361,12 @@ class ProgressiveRenderer:
         # (one too far behind to close, `_roll_back`, is no longer watched: not counted)
         while state.given_up and span - state.given_up[0].mark > _PENDING_LIMIT:
             del state.given_up[0]
-        if mark not in "*_~" or span < state.kept_to or len(state.given_up) >= _GIVEN_UP_AT_MOST:
+        if (
+            mark not in "*_~"
+            or mark in state.closing_marks
+            or span < state.kept_to
+            or len(state.given_up) >= _GIVEN_UP_AT_MOST
+        ):
             state.yielding = False
             return False
         end = max(span, state.trigger_scan)
@@ -1466,6 +1475,7 @@ class ProgressiveRenderer:
             state.span, state.scan_from, state.tried_to = given_up.mark, cut, given_up.mark
             state.before, state.tries = (given_up.start, given_up.before), 0
             state.kept_to = given_up.mark + 1
+            state.closing_marks += mark
             state.yielding, state.trigger, state.trigger_scan = None, None, 0
             state.trigger_run = None
             state.redrawn = True

@@ -1612,6 +1612,32 @@ def test_the_bytes_sent_for_marks_given_up_on_grow_with_the_marks_not_the_tail(
     assert max(extra) - min(extra) < 5, extra
 
 
+@pytest.mark.parametrize("pieces", ["words", "characters"])
+def test_a_mark_that_closed_after_it_was_given_up_on_is_not_given_up_on_again(
+    pieces: str,
+) -> None:
+    """An emphasis of words around a code span ("_use the `x` flag_"), given up on at the
+    code span and taken back when it closed, drew the tail again whole each time: a paragraph
+    of many sent bytes growing with the square of its length (2.17 MB for 3.8 KB, fed by
+    character). Once such a mark has closed, the same mark is taken for one that closes in
+    this text: its spans wait for their closing mark, as before marks were given up on."""
+    from chat.fragments import CONTENT, text_step
+
+    def sent(k: int) -> int:
+        text = "".join(f"_use{i} the `x{i}` flag_ and more words here. " for i in range(k))
+        renderer, total = ProgressiveRenderer(), 0
+        tokens = list(text) if pieces == "characters" else re.findall(r"\S*\s*", text)
+        for token in tokens:
+            total += len(text_step(CONTENT, 5, renderer.feed(token), renderer.tail))
+        assert renderer.tail.formatted.count("</code> flag</em>") == k  # (drawn formatted)
+        return total
+
+    assert sent(80) < 2.2 * sent(40), (sent(40), sent(80))
+    for text in ["_use the `x` flag_ and _the `y` flag_ ok", "*.py `x` y* and *.txt `z` w* ok"]:
+        tails_on_a_page(text, list(text))
+        _drawn_pieces_are_in_the_render(text)
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_prose_with_marks_that_seldom_close_is_drawn_as_it_renders(data: st.DataObject) -> None:
