@@ -32,3 +32,16 @@ def test_continue_goes_on_from_the_text_so_far(cut):
 
 def test_continue_on_a_text_not_its_own_says_so():
     assert demo_reply_for(continued("Another model's words")) == NOTHING_TO_CONTINUE
+
+
+def test_the_demo_echoes_the_question_as_it_was_typed() -> None:
+    """The demo's reply shows the question in italics: its own marks ("*.py", "`pytest`",
+    "**verbose**") were taken for markdown, the stars dropped and the backticks made code."""
+    from chat.markdown import render_markdown
+
+    question = "Use *.py files, `pytest` and **verbose** <b>_x_</b> [a](b) \\ ok"
+    html = render_markdown(demo_reply_for([{"role": "user", "content": question}]))
+    assert (
+        "You asked about: <em>Use *.py files, `pytest` and **verbose** "
+        "&lt;b&gt;_x_&lt;/b&gt; [a](b) \\ ok</em>" in html
+    )

@@ -83,7 +83,12 @@ def demo_reply_for(messages: list[dict[str, Any]]) -> str:
         return whole[len(so_far) :] if whole.startswith(so_far) else NOTHING_TO_CONTINUE
     last_user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
     topic = " ".join(str(last_user or "").split())[:120] or "nothing yet"
-    return DEMO_REPLY.format(topic=topic.replace("*", ""))
+    return DEMO_REPLY.format(topic=_MARKDOWN_PUNCTUATION.sub(r"\\\1", topic))
+
+
+# What markdown may take for a mark: each is written escaped, so the question echoed shows as
+# it was typed ("*.py", "`pytest`", "**verbose**"), in the reply's italics
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
 
 def tokenize(text: str) -> list[str]:
