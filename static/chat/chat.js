@@ -140,7 +140,23 @@
   // text scrolled the view back to the end.
   var readerLeft = false;
 
-  function readerMovesUp() { readerLeft = true; followEnd = false; }
+  // The reader asked to follow the end again ("Jump to latest", a message sent). A smooth
+  // scroll they started just before (an arrow key's, a wheel's) goes on in Chromium after it,
+  // moved along by it (a script's scroll does not end the animation): its last steps up, in
+  // the moment after, are not the reader leaving again, and the view keeps to the end. What
+  // they do next (a key, a wheel, a finger, a press on the scroll bar) counts at once.
+  var resumedAt = -Infinity;
+  var ANIMATION_AFTER_RESUME_MS = 1000;
+
+  function resumeFollowing() {
+    followEnd = true;
+    readerLeft = false;
+    resumedAt = performance.now();
+  }
+
+  function scrollLeftOverFromBefore() { return performance.now() - resumedAt < ANIMATION_AFTER_RESUME_MS; }
+
+  function readerMovesUp() { readerLeft = true; followEnd = false; resumedAt = -Infinity; }
 
   function atEnd(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 1; }
 
@@ -174,6 +190,7 @@
       el.addEventListener("wheel", function (event) {
         if (event.deltaY < 0) { readerMovesUp(); }
       }, { passive: true });
+      el.addEventListener("pointerdown", function () { resumedAt = -Infinity; }, { passive: true });
       var fingerY = null;
       el.addEventListener("touchstart", function (event) {
         fingerY = event.touches.length === 1 ? event.touches[0].clientY : null;
@@ -197,6 +214,10 @@
         // down that reaches the end brings following back.
         var up = el.scrollTop < lastTop - 0.5 && el.scrollHeight >= lastHeight &&
           el.clientHeight <= lastClient;
+        if (up && scrollLeftOverFromBefore()) {
+          up = false;
+          scrollToEnd();
+        }
         var down = el.scrollTop > lastTop + 0.5;
         lastTop = el.scrollTop;
         lastHeight = el.scrollHeight;
@@ -210,8 +231,7 @@
     var jump = document.getElementById("jump-to-latest");
     if (jump) {
       jump.addEventListener("click", function () {
-        followEnd = true;
-        readerLeft = false;
+        resumeFollowing();
         scrollToEnd();
         jump.hidden = true;
         // The button hides itself: the focus goes to the latest message, not to the page.
@@ -553,8 +573,7 @@
       var box = form.querySelector("textarea");
       if (box.value === form.getAttribute("data-sent")) { box.value = ""; }
       if (error) { error.hidden = true; error.textContent = ""; }
-      followEnd = true;
-      readerLeft = false;
+      resumeFollowing();
       afterContentChange();
       toTopOfSidebar();
     } else if (error) {
