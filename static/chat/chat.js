@@ -154,9 +154,16 @@
     resumedAt = performance.now();
   }
 
-  function scrollLeftOverFromBefore() { return performance.now() - resumedAt < ANIMATION_AFTER_RESUME_MS; }
+  function scrollLeftOverFromBefore() {
+    return performance.now() - resumedAt < ANIMATION_AFTER_RESUME_MS;
+  }
 
   function readerMovesUp() { readerLeft = true; followEnd = false; resumedAt = -Infinity; }
+
+  ["keydown", "wheel", "pointerdown", "touchstart"].forEach(function (name) {
+    document.addEventListener(name, function () { resumedAt = -Infinity; },
+      { capture: true, passive: true });
+  });
 
   function atEnd(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 1; }
 
@@ -190,7 +197,6 @@
       el.addEventListener("wheel", function (event) {
         if (event.deltaY < 0) { readerMovesUp(); }
       }, { passive: true });
-      el.addEventListener("pointerdown", function () { resumedAt = -Infinity; }, { passive: true });
       var fingerY = null;
       el.addEventListener("touchstart", function (event) {
         fingerY = event.touches.length === 1 ? event.touches[0].clientY : null;
