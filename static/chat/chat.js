@@ -128,9 +128,28 @@
 
   function nearBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 40; }
 
+  // Where the view stood when last looked at: a scroll event tells the reader's moves from
+  // this (scrollTop alone is not enough, see below).
+  var lastTop = 0;
+  var lastHeight = 0;
+  var lastClient = 0;
+
+  function notePosition(el) {
+    lastTop = el.scrollTop;
+    lastHeight = el.scrollHeight;
+    lastClient = el.clientHeight;
+  }
+
+  // The page's own scroll to the end is noted at once: the next scroll event compares with
+  // it, not with the position before it. (A wheel's step up that came in the same frame was
+  // folded into one scroll event with it, seen as a scroll down to the end, and following went
+  // on: in most runs of a single 8 px step here.)
   function scrollToEnd() {
     var el = messages();
-    if (el) { el.scrollTop = el.scrollHeight; }
+    if (el) {
+      el.scrollTop = el.scrollHeight;
+      notePosition(el);
+    }
   }
 
   // The reader has moved up from the end and not come back to it. Told by what they did (a
@@ -186,9 +205,6 @@
     var el = messages();
     if (el) {
       scrollToEnd();
-      var lastTop = el.scrollTop;
-      var lastHeight = el.scrollHeight;
-      var lastClient = el.clientHeight;
       // The box shrinks as the message box grows (a long message typed line after line): the
       // end being followed stays in view (it went out of sight below the message box).
       if (window.ResizeObserver) {
@@ -225,9 +241,7 @@
           scrollToEnd();
         }
         var down = el.scrollTop > lastTop + 0.5;
-        lastTop = el.scrollTop;
-        lastHeight = el.scrollHeight;
-        lastClient = el.clientHeight;
+        notePosition(el);
         if (up) { readerLeft = true; } else if (down && nearBottom(el)) { readerLeft = false; }
         followEnd = !readerLeft && nearBottom(el);
         var jump = document.getElementById("jump-to-latest");
