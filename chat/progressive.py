@@ -183,7 +183,7 @@ _HELD_LINES = 8
 # before it are tried; how long a pending span may grow (on one line) before it stays text.
 # A mark that opens a pending span (a backslash too: it may escape a mark after it), or the
 # spaces of a hard line break ("  " at a line's end)
-_MARK = re.compile(r"[*_~`\[\\]|(?<=  )\n|[&<]")
+_MARK = re.compile(r"[*_~`\[\\]|!(?=\[)|(?<=  )\n|[&<]")
 # An entity (CommonMark's: named, decimal or hexadecimal) and an autolink, written whole; and
 # either still being written at the text's end. A paragraph showed them as their source
 # ("&amp;", "<https://example.com>") until it settled, when they changed.
@@ -1001,8 +1001,8 @@ class ProgressiveRenderer:
 
     def feed(self, delta: str) -> RenderStep:
         delta = self._normalise(delta)
-        if self.held or "\n" in delta or self.text[-1:] in _LINE_BEGINS:
-            delta = self._held_back(delta)  # (a line begins: it may be held)
+        if self.held or "\n" in delta or self.text[-1:] in _LINE_BEGINS or delta[-1:] == "!":
+            delta = self._held_back(delta)  # (a line begins: it may be held; an image's "!")
         if not delta:
             return RenderStep(blocks_html="", tail_replaced=False, appended="")
         old_end = len(self.text)
@@ -2156,7 +2156,7 @@ class ProgressiveRenderer:
         span's, a link's, an escape's. An underscore's is drawn as text until it closes."""
         text = self.text
         mark = text[span]
-        if mark in "`[\\":
+        if mark in "`[\\!":
             return True
         if mark in "&<":
             return False  # (an entity or an autolink being written: text until it is whole)
@@ -2260,12 +2260,17 @@ class ProgressiveRenderer:
         if self.held:
             delta, self.held = self.held + delta, ""
         line_start = delta.rfind("\n") + 1
-        if line_start == 0 and self.text[-1:] not in _LINE_BEGINS:
-            return delta
-        line = len(delta) - line_start
-        if 0 < line <= _HELD_AT_MOST and _HELD_LINE.fullmatch(delta, line_start):
-            self.held = delta[line_start:]
-            return delta[:line_start]
+        if line_start or self.text[-1:] in _LINE_BEGINS:
+            line = len(delta) - line_start
+            if 0 < line <= _HELD_AT_MOST and _HELD_LINE.fullmatch(delta, line_start):
+                self.held = delta[line_start:]
+                return delta[:line_start]
+        if delta[-1:] == "!":
+            # An image's "!" waits for the character after it: "![" opens a pending span at
+            # the "!" (drawn as text first, it stayed so, and the image and the words after
+            # it showed as their source until the paragraph settled)
+            self.held = "!"
+            return delta[:-1]
         return delta
 
     def _advance(self, html: list[str]) -> bool:
@@ -3459,8 +3464,6 @@ def drawn_as_closed(
         return Drawn(drawn, to, at, 1)
     hidden = _OPEN_DESTINATION.search(core)
     if hidden is not None:
-        if "![" in core[: hidden.start()]:
-            return None  # an image: its text is no link's
         core = core[: hidden.start()] + "]()"
     core, closing, elements, seldom = _closed(core, preceding)
     if seldom and seldom_as_text:
@@ -3470,9 +3473,11 @@ def drawn_as_closed(
         return None
     if hidden is not None:
         link = html.rfind(' href=""')
-        if link < 0:
-            return None
-        return Drawn(html[:link] + html[link + 8 :], to, hidden=True)
+        if link >= 0:
+            return Drawn(html[:link] + html[link + 8 :], to, hidden=True)
+        if _IMAGE_LAST.search(html):  # an image: its text (`alt`), as another host's renders
+            return Drawn(html, to, hidden=True)
+        return None
     if _ENTITY_END.search(core):
         return Drawn(html, to)  # (an entity may go on)
     # Where the words being written end: before the elements the closing marks end
@@ -3485,6 +3490,11 @@ def drawn_as_closed(
     if not html[:at].endswith(escape(core[-1], quote=False)):
         return Drawn(html, to)
     return Drawn(html, to, at, elements)
+
+
+# An image drawn last in words (inside the elements its marks end), with no source: one whose
+# destination is being written
+_IMAGE_LAST = re.compile(r"<img [^>]*>(?:</[a-z]+>)*\Z")
 
 
 def _open_link(piece: str) -> int | None:

@@ -1218,6 +1218,53 @@ def test_a_models_marks_never_show_as_text_while_they_stream() -> None:
     assert redrawn == 1  # as the link's destination began; its words grew in place
 
 
+IMAGE_ANSWER = (
+    "The service has three parts ![the architecture, **three** boxes]"
+    '(https://example.com/img/arch.png "Architecture") and **the steps** after it, with '
+    "`make deploy` at the end ![logo](/static/logo.png) and *more* words.\n\nNext paragraph."
+)
+
+
+def _shown_with_images(html_text: str) -> str:
+    """The text a page shows, an image as its `alt` text (the page's images have none of
+    another host's source, so a browser shows their text)."""
+    from tests.live import text_of
+
+    return text_of(re.sub(r'<img [^>]*?alt="([^"]*)"[^>]*>', r"\1", html_text))
+
+
+def test_an_image_and_the_words_after_it_are_drawn_as_they_will_render() -> None:
+    """An image in a paragraph is drawn as its text once its destination begins (its source
+    not drawn), and the words after it formatted as they come: fed as a model sends it, a
+    token a feed, what the page shows never has a mark that closes nor a destination, and
+    only grows. (A second read found the image and every word after it in its paragraph
+    drawn as their source, "![a](https://..." and the bolds' stars, until it settled.)"""
+    from chat.fragments import CONTENT, text_step
+    from tests.live import PageModel
+
+    renderer, page = ProgressiveRenderer(), PageModel()
+    page.apply(
+        '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+    )
+    final = _shown_with_images(render_markdown(IMAGE_ANSWER))
+    assert "the architecture, three boxes" in final and "logo" in final
+    final_text = re.sub(r"\s+", "", final)
+    shown = ""
+    for token in re.findall(r"\s*(?:\w+|[^\w\s]+)", IMAGE_ANSWER):
+        page.apply(text_step(CONTENT, 5, renderer.feed(token), renderer.tail))
+        # (an image's "![" shows until its destination begins: it may be no image)
+        now = _shown_with_images(page.elements["c5"] + page.elements["t5"])
+        now = re.sub(r"\s+", "", now.replace("![", ""))
+        assert not re.search(r"\*|`|\]\(|https://|/static", now), (token, now)
+        assert final_text.startswith(now), (token, now, final_text)
+        assert now.startswith(shown), (token, shown, now)
+        shown = now
+    end, whole = renderer.finish()
+    page.apply(text_step(CONTENT, 5, end, renderer.tail))
+    assert whole == render_markdown(IMAGE_ANSWER)
+    assert re.sub(r"\s+", "", _shown_with_images(page.elements["c5"])) == final_text
+
+
 def test_a_span_is_drawn_formatted_as_its_marks_will_close() -> None:
     """What the pending span shows for the text so far: its words as they will render, an
     end that may yet be a closing mark left out, a bracket that no "]" closed as text, a
@@ -1239,6 +1286,10 @@ def test_a_span_is_drawn_formatted_as_its_marks_will_close() -> None:
         "a **b\u3000": "<strong>b</strong>",  # (markdown-it's white space waits too)
         "a [b](https://ex.com/p_(1": '<a rel="noopener noreferrer nofollow">b</a>',
         "a **`c": "<strong><code>c</code></strong>",
+        # An image whose destination is being written: its text, as another host's renders
+        "a ![b": "![b",
+        "a ![b *c*](https://ex.com/x.p": '<img alt="b c">',
+        "a **![b](/c": '<strong><img alt="b"></strong>',
     }
     for text, drawn in cases.items():
         renderer = ProgressiveRenderer()
@@ -1247,11 +1298,10 @@ def test_a_span_is_drawn_formatted_as_its_marks_will_close() -> None:
         assert tail.pending_from is not None and tail.pending_html == drawn, (text, tail)
         by_character = fed_by_character(text)
         assert by_character.tail.pending_html == drawn, (text, by_character.tail)
-    # Left as text: an image, marks left open whatever follows, a span past the line's end;
-    # marks that seldom close (in a word, after a parenthesis, before punctuation; an
+    # Left as text: marks left open whatever follows, a span past the line's end; marks
+    # that seldom close (in a word, after a parenthesis, before punctuation; an
     # underscore's), which would draw the rest of their line formatted until it ended
     for text in [
-        "a ![b](/c",
         "a **b\nc",
         "a **b*c",
         "2**10 is",

@@ -883,6 +883,52 @@ async def test_a_paragraphs_bold_code_and_links_are_formatted_as_they_are_writte
     assert watch.console_errors == [] and watch.csp_violations == []
 
 
+IMAGE_REPLY = (
+    "The service has three parts ![the architecture](https://example.com/img/arch.png) and "
+    "**the steps then wait** for it"
+)
+IMAGE_TOKENS = re.findall(r"\s*\S+|\s+", IMAGE_REPLY)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_an_image_and_the_words_after_it_are_drawn_as_they_will_render(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """An image in the paragraph being written is drawn as it renders (another host's: its
+    text, no source), and the words after it formatted as they come; nothing moves when the
+    paragraph settles. They showed as their source ("![the architecture](https://...",
+    "**the steps") until it settled, then jumped to the render."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    gate = held_stream(fake_upstream, IMAGE_TOKENS, " wait**", delay=0.02)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("How is it built?")
+    tail = page.locator(f"#t{reply_id}")
+
+    await expect(page.locator(f"#w{reply_id} strong")).to_have_text("the steps then")
+    image = tail.locator("img")
+    assert await image.get_attribute("alt") == "the architecture"
+    assert await image.get_attribute("src") is None  # (another host's: never fetched)
+    shown = await tail.inner_text()
+    assert "](" not in shown and "*" not in shown and "https" not in shown, shown
+    picture = await box_in_reply(chat, reply_id, image)
+    assert picture["width"] > 0
+    bold = await start_in_reply(chat, reply_id, tail.locator("strong"))
+    await check_looks(page, tmp_path / f"image-{viewport['width']}-{scheme}.png")
+
+    gate.open()
+    await chat.wait_finished(reply_id)
+    content = page.locator(f"#c{reply_id}")
+    await expect(content.locator("p strong")).to_have_text("the steps then wait")
+    settled = await box_in_reply(chat, reply_id, content.locator("p img"))
+    assert near(settled, picture) and settled["width"] == pytest.approx(picture["width"], abs=0.5)
+    settled_bold = await start_in_reply(chat, reply_id, content.locator("p strong"))
+    assert settled_bold == pytest.approx(bold, abs=0.5)
+    await assert_settled_as_rendered(page, reply_id, IMAGE_REPLY, watch)
+
+
 SELDOM_REPLY = (
     "To run the tests of this project, take every file that matches *.py and then run "
     "`pytest` with **verbose** output, and 2**10 is `x` and _private is `y` so **then wait** "
