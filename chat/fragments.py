@@ -78,6 +78,9 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
     if tail.kind == "item":
         tag = f'ol start="{int(tail.number)}"' if tail.number else "ul"
         css = "tail-list" if tail.opens else "tail-item"
+        if tail.item_rendered is not None:  # drawn as it renders so far (a table in it)
+            item = _rendered_so_far(code_id, tail, tail.item_rendered)
+            return f'<{tag} class="{css}"><li>{item}</li></{tag[:2]}>'
         text = formatted_html(tail, pending_id)
         if tail.item_list:  # its first line, then the list nested in it
             nested = tail.item_list

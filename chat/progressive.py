@@ -342,6 +342,9 @@ class Tail:
     item_list_written: tuple[str, str] | None = field(default=None, compare=False)
     # `text` is the item's second paragraph, after its first (`item_intro`), not code
     item_paragraph: bool = field(default=False, compare=False)
+    # Drawn as it renders so far (a table in it, `_item_table_drawing`): the HTML inside its
+    # `<li>` before and after the place of its line being written, whose text `text` is
+    item_rendered: tuple[str, str] | None = field(default=None, compare=False)
     # A quote's paragraphs before its last, rendered (`text` is its last's)
     quote_before: str = ""
     # A table's head being written right after a paragraph's lines: that paragraph, rendered
@@ -620,6 +623,9 @@ _PIPE_LINE = re.compile(r"^ {0,3}\|", re.M)
 # drawn as text); a line's marker, drawn as nothing; where a quote's line may start.
 _QUOTE_TEXT_LINE = re.compile(rf" {{0,3}}> ? {{0,3}}{_STARTS_TEXT}")
 _STARTS_TEXT_AT = re.compile(_STARTS_TEXT)  # (a line's first character on)
+# A quote's line with a pipe first (a table's, perhaps): the quote is drawn as it renders so
+# far, its table's lines as they render (`_quote_drawing`, `_table_lines_hidden`)
+_QUOTE_PIPE_LINE = re.compile(r" {0,3}> ? {0,3}\|")
 _QUOTE_BLANK_LINE = re.compile(r" {0,3}>[ \t]*")  # (a line: its paragraphs' gap)
 _QUOTE_DRAWN_MOST = 4_000  # a quote's paragraphs before its last are drawn up to so long
 _QUOTE_MARKER = re.compile(r"\n {0,3}> ?")
@@ -627,6 +633,8 @@ _QUOTE_OPENS = re.compile(r" {0,3}> ?")
 _QUOTE_FIRST = (">", " ")
 _HEAD_SHAPE = ("head", 0)  # (`_opening_shape`)
 _DELIMITER_BEING_WRITTEN = re.compile(r"[-:| \t]*")
+# A table's delimiter row, whole (its line, after its block's markers)
+_DELIMITER_ROW = re.compile(r"[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*")
 # The head's cells are drawn so many at least, and twice as many each time more are needed
 # (so a wide head is drawn again a few times, not every few cells): the empty ones after its
 # last that has text do not show, and are added to as its pipes begin cells (the page cannot
@@ -834,6 +842,9 @@ class ProgressiveRenderer:
         "_item_code",
         "_item_code_waits",
         "_item_list",
+        "_item_table_drawn",
+        "_item_table_seen",
+        "_item_table_shown",
         "_line_drawn",
         "_list",
         "_list_settled",
@@ -922,6 +933,13 @@ class ProgressiveRenderer:
         # starts, its drawing, and the drawing's key and end as the page shows them)
         self._quote_drawn: tuple[int, _Drawing | None] = (-1, None)
         self._quote_shown: tuple[tuple[int, str | None], int] | None = None
+        # Whether a line of the open item after its first starts with a pipe (a table in it,
+        # perhaps): (where the tail starts, where its lines are looked at to, where the line
+        # whose blanks that is in starts, or -1, whether one does); and the item drawn as it
+        # renders so far, as a quote of other blocks: its drawing, and as the page shows it
+        self._item_table_seen: tuple[int, int, int, bool] = (-1, 0, -1, False)
+        self._item_table_drawn: tuple[int, _Drawing | None] = (-1, None)
+        self._item_table_shown: tuple[tuple[int, str | None], int] | None = None
         # The text the tail from `settled` was parsed to last (from, to), and the characters
         # parsed for it so far (see `_parse_deferred`).
         self._parsed = (0, 0)
@@ -1037,6 +1055,11 @@ class ProgressiveRenderer:
             None if self._quote_shown is None else self._quote_shown[0]
         ):
             replaced = True  # (a line of it began, or it is drawn otherwise: drawn anew)
+        item_table = self._item_table_drawing()
+        if (None if item_table is None else item_table[0]) != (
+            None if self._item_table_shown is None else self._item_table_shown[0]
+        ):
+            replaced = True  # (as a quote's)
         if (
             self._item_list is not None or "\n" in delta or text[old_end - 1 : old_end] == "\n"
         ) and self._item_list_changed(delta):
@@ -1062,6 +1085,13 @@ class ProgressiveRenderer:
             self._quote_shown = (quote[0], quote[4])
         else:
             self._quote_shown = None
+        if item_table is not None:
+            if not step.tail_replaced:
+                assert self._item_table_shown is not None
+                self._line_step(item_table, self._item_table_shown[1], step)
+            self._item_table_shown = (item_table[0], item_table[4])
+        else:
+            self._item_table_shown = None
         if self._table is not None:
             self._table_step(step, old_end)
         elif self.text.startswith(_HEAD_FIRST, self.settled) and (head := self._table_head()):
@@ -1159,6 +1189,8 @@ class ProgressiveRenderer:
             return self.settled  # (most tails: a paragraph's)
         if (nested := self._nested_list()) is not None:
             return nested.text_from if nested.drawing is None else None
+        if self._item_table_drawing() is not None:
+            return None
         if (after := self._code_after()) is not None:
             return after
         if self._list is not None and (item := _ITEM_START.match(self.text, self.settled)):
@@ -1832,10 +1864,89 @@ class ProgressiveRenderer:
                 tail.line_html = self._line_html(drawing)
                 return tail
             return self._formatted(tail, nested.text_from)
+        if (drawing := self._item_table_drawing()) is not None:
+            tail = Tail("item", self.text[drawing[3] : drawing[4]], number=number, opens=opens)
+            tail.item_rendered = (drawing[1], drawing[2])
+            tail.line_html = self._line_html(drawing)
+            return tail
         if (after := self._code_after()) is not None:
             base = after  # (its text after its code block)
         tail = Tail("item", self.text[base:], number=number, opens=opens)
         return self._with_item_code(self._formatted(tail, base))
+
+    def _item_table_drawing(self) -> _Drawing | None:
+        """The open item, if a line of it after its first starts with a pipe (a step's first
+        line, then a table: "1. Compare them:" then "   | Plan | Price |"), drawn as it
+        renders so far (`_rendered_so_far`), as a quote of other blocks is: its table's head
+        drawn as its delimiter row ends, each row as its line does (`_table_lines_hidden`).
+        It was drawn as the item's text, pipes and all, then jumped into the table as the next
+        item began. None: not such an item (its code, a list nested in it drawn otherwise),
+        or it does not render as one item, or it is long."""
+        start = self.settled
+        if self._fence is not None or self._table is not None or self._nested_list() is not None:
+            return None
+        if (code := self._item_code) is not None and code.settled == start and not code.off:
+            return None
+        if self._list is not None:
+            if (item := _ITEM_START.match(self.text, start)) is None:
+                return None
+            column = item.end() - start
+        elif (item := self._opening()) is None or item.lastgroup == "heading":
+            return None
+        else:
+            column = item.end() - start
+        if not self._item_has_pipe_line(start, column):
+            return None
+        seen, drawing = self._item_table_drawn
+        drawing = self._rendered_so_far(
+            start, _LINE_PREFIX, drawing if seen == start else None, self._one_item_html
+        )
+        self._item_table_drawn = (start, drawing)
+        return drawing
+
+    def _item_has_pipe_line(self, start: int, column: int) -> bool:
+        """Whether a line of the open item (from `start`) after its first starts with a pipe
+        after its blanks, as far in as the item's text (`column`: a line less in is no line
+        of a table in the item); each character looked at once (a long line, or a long run of
+        blanks, was looked at whole again at each delta)."""
+        seen, checked, line, found = self._item_table_seen
+        if seen != start:
+            checked, line, found = start, -1, False
+        text = self.text
+        while not found:
+            if line < 0:  # (the next line's start)
+                newline = text.find("\n", checked)
+                if newline < 0:
+                    checked = len(text)
+                    break
+                checked = line = newline + 1
+            blanks = _BLANKS.match(text, checked)
+            assert blanks is not None
+            checked = blanks.end()
+            if checked == len(text):
+                break  # (blanks so far)
+            found = text[checked] == "|" and checked - line >= column
+            line = -1
+        self._item_table_seen = (start, checked, line, found)
+        return found
+
+    def _one_item_html(self, source: str) -> str | None:
+        """An item of a top-level list (its lines, its marker first), rendered alone: the HTML
+        inside its `<li>`; None if it does not render as one item."""
+        rendered = render_blocks(source, self._scratch_env())
+        opening = _LIST_OPENING.match(rendered)
+        if opening is None:
+            return None
+        close = f"</{opening.group(1)}>\n"
+        inner = rendered[opening.end() : -len(close)]
+        if not rendered.endswith(close) or not inner.startswith("<li>"):
+            return None
+        depth = 0
+        for tag in _LIST_ITEM_TAG.finditer(inner):
+            depth += -1 if tag.group(1) else 1
+            if depth == 0 and inner[tag.end() :] != ">\n":
+                return None  # (more than one item)
+        return inner[4:-6] if inner.endswith("</li>\n") else None
 
     def _nested_list(self) -> _ItemList | None:
         """The list nested in the open item, if it is drawn as a list."""
@@ -2661,7 +2772,9 @@ class ProgressiveRenderer:
                 break
             if _QUOTE_BLANK_LINE.fullmatch(text, line, newline):
                 gap = line > start  # (blank lines first: the quote's first paragraph follows)
-            elif _QUOTE_TEXT_LINE.match(text, line, newline):
+            elif _QUOTE_TEXT_LINE.match(text, line, newline) and not _QUOTE_PIPE_LINE.match(
+                text, line, newline
+            ):
                 if gap:
                     last, gap = line, False  # a paragraph after a blank line begins
             else:
@@ -2676,7 +2789,10 @@ class ProgressiveRenderer:
             return None
         written = len(text) - line  # (the line being written, so far)
         blank = False
-        if written and not _QUOTE_TEXT_LINE.match(text, line, line + _OPENING_SEEN):
+        if written and (
+            not _QUOTE_TEXT_LINE.match(text, line, line + _OPENING_SEEN)
+            or _QUOTE_PIPE_LINE.match(text, line, line + _OPENING_SEEN)
+        ):
             blank = written <= _HELD_AT_MOST and bool(_QUOTE_BLANK_LINE.fullmatch(text, line))
             if not blank:
                 return None  # the line being written: no quote's text (yet), by its start
@@ -2742,12 +2858,28 @@ class ProgressiveRenderer:
         or None if it is no longer one such block): its lines before its last line of text
         rendered, and that line's text, after its `prefix` (its blanks and markers), drawn as
         it comes in its place; rendered anew (not `drawing`, the last) as the next line's text
-        begins. None if it is long, or renders otherwise."""
+        begins. Once it is long, as it rendered before it grew so (each line renders it
+        again: a quote of many short points, a table of many rows), the lines from the one
+        that made it long not drawn until it settles (it was drawn as text from then on, then
+        jumped to the render once more). None if it renders otherwise, or its first line is
+        long."""
         text = self.text
-        if len(text) - start > _RENDERED_SO_FAR_MOST:
+        hidden = self._long_from(start)
+        if hidden is None:
+            hidden = self._table_lines_hidden(start, prefix)
+        elif hidden <= start:
             return None
-        if text.count("\n", start) > _RENDERED_SO_FAR_LINES:
-            return None  # (each line renders it again: a quote of many short points)
+        if hidden is not None:
+            # A table's lines not known to render as its rows yet: not drawn, the block
+            # rendered without them (they showed as a paragraph's text, a row being written in
+            # the table's first cell, pipes and all, until the block was drawn anew)
+            key: tuple[int, str | None] = (hidden, "|")
+            if drawing is not None and drawing[0] == key:
+                return drawing
+            markers = prefix.match(text, start)  # (a quote that starts with the table: empty)
+            assert markers is not None
+            html = render(text[start:hidden] or markers.group(0))
+            return None if html is None else (key, html, "", hidden, hidden)
         end = len(text)
         while end > start and text[end - 1] in " \t\n":  # (its last line of text: being
             end -= 1  # written, or ended, the next one not begun)
@@ -2773,6 +2905,67 @@ class ProgressiveRenderer:
         if not place or _PLACE in after:
             return None
         return key, before, after, markers.end(), end
+
+    def _long_from(self, start: int) -> int | None:
+        """Where the line starts that makes the block drawn as it renders so far from `start`
+        long (`_rendered_so_far`): more than `_RENDERED_SO_FAR_MOST` characters, or a line
+        past the `_RENDERED_SO_FAR_LINES`th; None while it is not."""
+        text = self.text
+        cut = None
+        if len(text) - start > _RENDERED_SO_FAR_MOST:
+            cut = text.rfind("\n", start, start + _RENDERED_SO_FAR_MOST) + 1
+        newline = last = start - 1
+        for _ in range(_RENDERED_SO_FAR_LINES + 1):
+            last, newline = newline, text.find("\n", newline + 1, cut)
+            if newline < 0:
+                return cut
+        return last + 1  # (the line after its last drawn, before `cut` if any)
+
+    def _table_lines_hidden(self, start: int, prefix: re.Pattern[str]) -> int | None:
+        """Where the lines of a block drawn as it renders so far (from `start`; `prefix`, its
+        lines' markers) that a table's may be start not to be drawn, if any: its line being
+        written, if it starts with a pipe (a table's head, its delimiter row or a row, as far
+        as the block knows; the line after a row's end draws it), and the line before it too
+        if that may be a table's head (the line being written may be its delimiter row); a
+        complete line with a pipe first that may be a head (no line after it yet). Drawn, a
+        head showed as a paragraph's text until its delimiter row ended, then jumped into the
+        table; a row being written showed its pipes in the table's first cell. The text's end
+        if every line is drawn and none is being written; None if the last line has no pipe
+        first."""
+        text = self.text
+        end = len(text)
+        while end > start and text[end - 1] in " \t\n":  # (as `_rendered_so_far` has it)
+            end -= 1
+        complete = text.find("\n", end) >= 0  # (its last line of text ended)
+        last = max(text.rfind("\n", start, end) + 1, start)  # that line
+        if not self._pipe_line(last, end, prefix):
+            return None
+        # The run of lines with a pipe first that ends with it, from its start: a line that
+        # a delimiter row follows is a table's head, and the lines after them its rows
+        lines = [last]
+        while lines[0] > start:
+            before = text.rfind("\n", start, lines[0] - 1) + 1
+            if not self._pipe_line(max(before, start), lines[0] - 1, prefix):
+                break
+            lines.insert(0, max(before, start))
+        for i, line in enumerate(lines):
+            if i + 1 == len(lines):
+                return line  # (a head, perhaps: no line after it yet)
+            following = lines[i + 1]
+            following_end = end if i + 2 == len(lines) else lines[i + 2] - 1
+            markers = prefix.match(text, following, following_end)
+            assert markers is not None
+            if i + 2 == len(lines) and not complete:
+                if _DELIMITER_BEING_WRITTEN.fullmatch(text, markers.end(), following_end):
+                    return line  # (its delimiter row, perhaps, being written)
+            elif _DELIMITER_ROW.fullmatch(text, markers.end(), following_end):
+                break  # a table: its rows are drawn as their lines end
+        return len(text) if complete else last
+
+    def _pipe_line(self, line: int, end: int, prefix: re.Pattern[str]) -> bool:
+        """Whether the line from `line` to `end` starts with a pipe after its markers."""
+        markers = prefix.match(self.text, line, end)
+        return markers is not None and self.text.startswith("|", markers.end(), end)
 
     def _table_head(self) -> str | None:
         """The tail's first line, if it is drawn as a table's head being written: it starts

@@ -44,6 +44,10 @@ BLOCKS = st.one_of(
         lambda xs: "| a | b |\n|---|---|\n" + "\n".join(f"| {x} | y |" for x in xs)
     ),
     st.lists(INLINE, min_size=1, max_size=3).map(lambda xs: "\n".join("> " + x for x in xs)),
+    # a quote's table, after its paragraph or first in it
+    st.tuples(st.sampled_from(["> intro\n", ""]), st.lists(INLINE, min_size=1, max_size=3)).map(
+        lambda t: t[0] + "> | a | b |\n> |---|---|\n" + "\n".join(f"> | {x} | y |" for x in t[1])
+    ),
     st.tuples(FENCE, LANG, st.lists(INLINE, max_size=3)).map(
         lambda t: f"{t[0]}{t[1]}\n" + "\n\n".join(t[2]) + f"\n{t[0]}"
     ),
@@ -91,6 +95,10 @@ ITEM_BODIES = st.one_of(
     INLINE.map(lambda s: f"{s}\n   {s}\n   - nested {s}\n   - nested"),
     INLINE.map(lambda s: f"{s}\n \n\n  ```\n  {s}\n  ```"),
     INLINE.map(lambda s: f"{s}\n   > {s}"),
+    # a table in it, right after its first line or after a blank one; a pipe line of its text
+    INLINE.map(lambda s: f"{s}\n   | a | b |\n   |---|---|\n   | {s} | y |"),
+    INLINE.map(lambda s: f"{s}\n\n   | a | b |\n   | - | :-: |\n   | x | {s} |\n   | z |"),
+    INLINE.map(lambda s: f"{s}\n   | {s}\n   {s}"),
     st.just(""),
 )
 LIST_ITEMS = st.tuples(
@@ -1842,6 +1850,53 @@ def tails_on_a_page(text: str, pieces: list[str]) -> list[Tail]:
     return tails
 
 
+TABLES_IN_BLOCKS = [
+    # a step's first line, then a table (tight, then loose), and the step after it
+    "1. Compare the options:\n   | Option | Cost |\n   |---|:-:|\n   | A | 1 |\n   | B | 2 |\n"
+    "2. Pick one\n",
+    "Intro.\n\n- **Pricing**\n\n  | Plan | Price |\n  | --- | --- |\n  | Free | 0 |\n\n"
+    "- **Limits**: none\n\nAfter.",
+    # a quote's paragraph, then a table; a quote that starts with one; a table in an item
+    # nested in a step
+    "> Compare the options:\n> | Option | Cost |\n> |---|---|\n> | A | - |\n\nNext.",
+    "> | a | b |\n> |---|---|\n> | 1 | 2 |\n> | 3 | 4 |\n\nNext.",
+    "1. Steps:\n   - Check:\n     | a | b |\n     |---|---|\n     | 1 | 2 |\n2. Done",
+    # a pipe line that is no table's head: the item's text, once its next line shows it
+    "1. Use a | b to pipe\n   it on\n   | or this\n2. Done",
+]
+
+
+@pytest.mark.parametrize("text", TABLES_IN_BLOCKS)
+def test_a_table_in_a_lists_item_or_a_quote_is_drawn_as_it_will_render(text: str) -> None:
+    """A table in a list's item or in a quote is drawn as it renders while it is written:
+    its head once its delimiter row ends, each row as its line ends, the row being written
+    not drawn; never its pipes as text. They showed as the item's or the paragraph's text
+    ("Compare the options: | Option | Cost | |---|---|"), then jumped into a table as the
+    item or the quote settled (a quote's row being written showed its pipes in the table's
+    first cell). What the page shows only grows, as the whole text's render has it."""
+    from chat.fragments import CONTENT, text_step
+    from tests.live import PageModel, text_of
+
+    final = re.sub(r"\s+", "", text_of(render_markdown(text)))
+    tokens = re.findall(r"\s*\S+|\s+", text)
+    for pieces in (list(text), tokens):
+        tails_on_a_page(text, pieces)
+        renderer, page = ProgressiveRenderer(), PageModel()
+        page.apply(
+            '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+        )
+        shown, fed = "", ""
+        for piece in pieces:
+            page.apply(text_step(CONTENT, 5, renderer.feed(piece), renderer.tail))
+            fed += piece
+            now = re.sub(r"\s+", "", text_of(page.elements["c5"] + page.elements["t5"]))
+            if "no table" not in text and "a | b to" not in text:
+                assert "|" not in now and "---" not in now, (fed, now)
+            assert final.startswith(now), (fed, now, final)
+            assert now.startswith(shown), (fed, shown, now)
+            shown = now
+
+
 QUOTE_LINES = st.one_of(
     INLINE.map(lambda s: "> " + s),
     INLINE.map(lambda s: ">" + s),
@@ -2973,12 +3028,41 @@ def test_a_points_line_being_written_is_drawn_where_it_renders() -> None:
     "text",
     [
         "1. Run:\n   - a\n\n   Then the step's text",  # a paragraph after the list
-        "1. Run:\n   - a\n   - b\n" + "     more of b\n" * 300,  # (long: drawn as text)
     ],
 )
 def test_a_points_lines_that_render_as_no_point_are_drawn_as_its_text(text: str) -> None:
     renderer = fed_by_character(text)
     assert renderer.tail.item_list and renderer.tail.item_list_written is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1. Run:\n   - a\n   - b\n" + "     more of b\n" * 300,
+        "> - a\n" + "> - more\n" * 100 + "\nAfter",
+        "1. Compare:\n   | a | b |\n   |---|---|\n" + "   | row | 1 |\n" * 100 + "2. Next",
+        "> | a | b |\n> |---|---|\n" + ("> | " + "long row " * 30 + "| 1 |\n") * 20,
+    ],
+)
+def test_a_block_drawn_as_it_renders_so_far_that_grows_long_stays_as_it_was_drawn(
+    text: str,
+) -> None:
+    """A step's point, a quote or an item with a table drawn as it renders so far, each line
+    rendering it again, past 60 lines or 2,000 characters: it stays drawn as it rendered
+    then, its lines after not drawn until it settles (it was drawn as text from then on, its
+    markers and pipes too, then jumped to the render once more)."""
+    lines = re.findall(r"[^\n]*\n|[^\n]+$", text)
+    tails = tails_on_a_page(text, lines)
+    drawings = [
+        tail.item_list_written or tail.quote_rendered or tail.item_rendered for tail in tails
+    ]
+    last = max(i for i, drawn in enumerate(drawings) if drawn is not None)
+    assert last >= len(lines) - 3  # (drawn until it settles)
+    for drawn in drawings[70:]:
+        if drawn is not None:
+            assert drawn == drawings[last]
+            assert drawn[0].count("<li>") + drawn[0].count("<tr>") <= 61, drawn
+            assert "|" not in re.sub(r"<[^>]+>", "", drawn[0] + drawn[1])
 
 
 @pytest.mark.parametrize(

@@ -1124,6 +1124,64 @@ async def reply_held_at_size(
     return chat, reply_id, gates, page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
 
 
+TABLES_IN_BLOCKS_REPLY = """\
+1. Compare the options:
+   | Option | Cost |
+   |---|---|
+   | Alpha | 1 |
+   | Beta | 2 |
+2. Pick one
+
+> Note the plans:
+> | Plan | Price |
+> |---|---|
+> | Free | 0 |
+> | Pro | 9 |
+
+Done."""
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_a_table_in_a_lists_item_and_in_a_quote_stands_where_it_settles(
+    page, server, fake_upstream, watch, viewport, scheme, tmp_path
+):
+    """A table in a list's item, or in a quote after its paragraph, showed as the item's or
+    the paragraph's text, pipes and all ("Compare the options: | Option | Cost | |---|---|
+    ..."), until the item or the quote settled, then jumped into a table. It is drawn as it
+    renders: its head as its delimiter row ends, each row as its line ends, the row being
+    written not yet; where it stands, it stays as it settles."""
+    chat, reply_id, (in_item, in_quote), tail, content = await reply_held_at_size(
+        page, server, fake_upstream, viewport, scheme, TABLES_IN_BLOCKS_REPLY, [" Beta", " Pro"]
+    )
+    rows = tail.locator("ol li table tbody tr")
+    await expect(rows).to_have_count(1)
+    await expect(tail.locator("ol li table th")).to_have_text(["Option", "Cost"])
+    await expect(rows.locator("td")).to_have_text(["Alpha", "1"])
+    shown = await tail.inner_text()
+    assert "|" not in shown and "---" not in shown, shown
+    table = await box_in_reply(chat, reply_id, tail.locator("ol li table"))
+    intro = await start_in_reply(chat, reply_id, tail.locator("ol li"))
+    await check_looks(page, tmp_path / f"tables-{viewport['width']}-{scheme}.png")
+    in_item.open()
+
+    await expect(tail.locator("blockquote table tbody tr")).to_have_count(1)
+    await expect(tail.locator("blockquote p")).to_have_text("Note the plans:")
+    shown = await tail.inner_text()
+    assert "|" not in shown and "---" not in shown, shown
+    settled = await box_in_reply(chat, reply_id, content.locator("ol li table"))
+    assert near(settled, table), (settled, table)
+    assert near(await start_in_reply(chat, reply_id, content.locator("ol li").first), intro)
+    quoted = await box_in_reply(chat, reply_id, tail.locator("blockquote table"))
+    in_quote.open()
+
+    await chat.wait_finished(reply_id)
+    settled = await box_in_reply(chat, reply_id, content.locator("blockquote table"))
+    assert near(settled, quoted), (settled, quoted)
+    await expect(content.locator("blockquote table tbody tr")).to_have_count(2)
+    await assert_settled_as_rendered(page, reply_id, TABLES_IN_BLOCKS_REPLY, watch)
+
+
 HEAD_REPLY = """\
 Plans:
 
