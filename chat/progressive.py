@@ -144,6 +144,7 @@ _LISTS = {"bullet_list_open", "ordered_list_open"}
 _OPENING_FIRST = frozenset(" -+*#0123456789")  # the characters it may start with
 _OPENING_SEEN = 64
 _SHAPED_FIRST = _OPENING_FIRST | {"|", ">"}  # a tail drawn as a block may start with
+_SPACED_TEXT = re.compile(r" {1,3}[^#>*+\-=_|`~:\d\s]")  # (blanks, then what starts no block)
 # A line's indent, its first character, what follows it up to the first character that is not
 # a digit (or the next character), and the character after that
 _LINE_START = re.compile(r"( *)([^ \n]?)((?<=[0-9])[0-9]*[^0-9\n]?|[^\n]?)([^\n]?)")
@@ -183,7 +184,7 @@ _HELD_LINES = 8
 # before it are tried; how long a pending span may grow (on one line) before it stays text.
 # A mark that opens a pending span (a backslash too: it may escape a mark after it), or the
 # spaces of a hard line break ("  " at a line's end)
-_MARK = re.compile(r"[*_~`\[\\]|!(?=\[)|(?<=  )\n|[&<]")
+_MARK = re.compile(r"[*_~`\[\\&<]|!(?=\[)|(?<=  )\n")
 # An entity (CommonMark's: named, decimal or hexadecimal) and an autolink, written whole; and
 # either still being written at the text's end. A paragraph showed them as their source
 # ("&amp;", "<https://example.com>") until it settled, when they changed.
@@ -933,11 +934,12 @@ class ProgressiveRenderer:
         # starts, its drawing, and the drawing's key and end as the page shows them)
         self._quote_drawn: tuple[int, _Drawing | None] = (-1, None)
         self._quote_shown: tuple[tuple[int, str | None], int] | None = None
-        # Whether a line of the open item after its first starts with a pipe (a table in it,
+        # A line of the open item after its first that starts with a pipe (a table in it,
         # perhaps): (where the tail starts, where its lines are looked at to, where the line
-        # whose blanks that is in starts, or -1, whether one does); and the item drawn as it
-        # renders so far, as a quote of other blocks: its drawing, and as the page shows it
-        self._item_table_seen: tuple[int, int, int, bool] = (-1, 0, -1, False)
+        # whose blanks that is in starts, or -1, the blanks before that pipe, or -1); and the
+        # item drawn as it renders so far, as a quote of other blocks: its drawing, and as the
+        # page shows it
+        self._item_table_seen: tuple[int, int, int, int] = (-1, 0, -1, -1)
         self._item_table_drawn: tuple[int, _Drawing | None] = (-1, None)
         self._item_table_shown: tuple[tuple[int, str | None], int] | None = None
         # The text the tail from `settled` was parsed to last (from, to), and the characters
@@ -979,7 +981,7 @@ class ProgressiveRenderer:
         if (after := self._paragraph_head()) is not None:
             line = self.text[after[0] : after[1]]
             return Tail("head", line, cells=self._head_cells(line), head_before=after[2])
-        if self.text[self.settled : self.settled + 1] not in _SHAPED_FIRST:  # (most tails)
+        if self._text_first():  # (most tails)
             return self._formatted(Tail("text", self.text[self.settled :]), self.settled)
         if self.text.startswith(_QUOTE_FIRST, self.settled) and (
             (base := self._quote_base()) is not None
@@ -1184,8 +1186,7 @@ class ProgressiveRenderer:
         its text is code ("10. \t**b**")."""
         if self._fence is not None or self._table is not None:
             return None
-        first = self.text[self.settled : self.settled + 1]
-        if first not in _SHAPED_FIRST and first != "\t":
+        if self._text_first():
             return self.settled  # (most tails: a paragraph's)
         if (nested := self._nested_list()) is not None:
             return nested.text_from if nested.drawing is None else None
@@ -1881,8 +1882,13 @@ class ProgressiveRenderer:
         drawn as its delimiter row ends, each row as its line does (`_table_lines_hidden`).
         It was drawn as the item's text, pipes and all, then jumped into the table as the next
         item began. None: not such an item (its code, a list nested in it drawn otherwise),
-        or it does not render as one item, or it is long."""
+        or it does not render as one item."""
         start = self.settled
+        if self.text[start : start + 1] not in _OPENING_FIRST:
+            return None  # (most tails: a paragraph's)
+        indent = self._pipe_line_indent(start)
+        if indent < 0:
+            return None  # (most items)
         if self._fence is not None or self._table is not None or self._nested_list() is not None:
             return None
         if (code := self._item_code) is not None and code.settled == start and not code.off:
@@ -1890,13 +1896,10 @@ class ProgressiveRenderer:
         if self._list is not None:
             if (item := _ITEM_START.match(self.text, start)) is None:
                 return None
-            column = item.end() - start
         elif (item := self._opening()) is None or item.lastgroup == "heading":
             return None
-        else:
-            column = item.end() - start
-        if not self._item_has_pipe_line(start, column):
-            return None
+        if indent < item.end() - start:
+            return None  # (less in than the item's text: no line of a table in the item)
         seen, drawing = self._item_table_drawn
         drawing = self._rendered_so_far(
             start, _LINE_PREFIX, drawing if seen == start else None, self._one_item_html
@@ -1904,16 +1907,17 @@ class ProgressiveRenderer:
         self._item_table_drawn = (start, drawing)
         return drawing
 
-    def _item_has_pipe_line(self, start: int, column: int) -> bool:
-        """Whether a line of the open item (from `start`) after its first starts with a pipe
-        after its blanks, as far in as the item's text (`column`: a line less in is no line
-        of a table in the item); each character looked at once (a long line, or a long run of
-        blanks, was looked at whole again at each delta)."""
-        seen, checked, line, found = self._item_table_seen
+    def _pipe_line_indent(self, start: int) -> int:
+        """The blanks before the pipe that starts the first line after the first of the tail
+        (from `start`) that starts so after two blanks or more (a line of a table in a list's
+        item, perhaps: an item's text is two in at least); -1 if none does. Each character is
+        looked at once (a long line, or a long run of blanks, was looked at whole again at
+        each delta)."""
+        seen, checked, line, indent = self._item_table_seen
         if seen != start:
-            checked, line, found = start, -1, False
+            checked, line, indent = start, -1, -1
         text = self.text
-        while not found:
+        while indent < 0:
             if line < 0:  # (the next line's start)
                 newline = text.find("\n", checked)
                 if newline < 0:
@@ -1925,10 +1929,11 @@ class ProgressiveRenderer:
             checked = blanks.end()
             if checked == len(text):
                 break  # (blanks so far)
-            found = text[checked] == "|" and checked - line >= column
+            if text[checked] == "|" and checked - line >= 2:
+                indent = checked - line
             line = -1
-        self._item_table_seen = (start, checked, line, found)
-        return found
+        self._item_table_seen = (start, checked, line, indent)
+        return indent
 
     def _one_item_html(self, source: str) -> str | None:
         """An item of a top-level list (its lines, its marker first), rendered alone: the HTML
@@ -2684,12 +2689,23 @@ class ProgressiveRenderer:
             self._first_line = (start, scanned, newline)
         return None if newline >= 0 else match
 
+    def _text_first(self) -> bool:
+        """Whether the tail starts as a paragraph's text whatever follows: with a character
+        that starts no block, after up to three blanks (a model's token after a blank line
+        often starts with one: " The"). A paragraph so begun was drawn as its source, its
+        marks shown, until it settled, and each delta looked at every block it might be."""
+        text, start = self.text, self.settled
+        first = text[start : start + 1]
+        if first != " ":
+            return first not in _SHAPED_FIRST and first != "\t"
+        return _SPACED_TEXT.match(text, start) is not None
+
     def _opening_shape(self) -> tuple[str | None, int] | None:
         if (after := self._paragraph_head()) is not None:
             return ("head", after[0])
-        first = self.text[self.settled : self.settled + 1]
-        if first not in _SHAPED_FIRST:
+        if self._text_first():
             return None  # (most tails: a paragraph's)
+        first = self.text[self.settled : self.settled + 1]
         if first in _QUOTE_FIRST and (base := self._quote_base()) is not None:
             return ("quote", base)
         if first in _HEAD_FIRST and self._table_head() is not None:

@@ -118,7 +118,8 @@ LIST_ITEMS = st.tuples(
     ).rstrip("\n")
 )
 BLOCKS = st.one_of(BLOCKS, LIST_ITEMS)
-SEPARATORS = st.sampled_from(["\n\n", "\n", "\n\n\n", "\r\n\r\n", "\n \n"])
+# (a blank line, then a blank before the block: a model's token after a blank line, " The")
+SEPARATORS = st.sampled_from(["\n\n", "\n", "\n\n\n", "\r\n\r\n", "\n \n", "\n\n ", "\n\n   "])
 
 
 @st.composite
@@ -1271,6 +1272,36 @@ def test_an_image_and_the_words_after_it_are_drawn_as_they_will_render() -> None
     page.apply(text_step(CONTENT, 5, end, renderer.tail))
     assert whole == render_markdown(IMAGE_ANSWER)
     assert re.sub(r"\s+", "", _shown_with_images(page.elements["c5"])) == final_text
+
+
+def test_a_paragraph_whose_first_token_starts_with_a_blank_is_formatted_as_it_streams() -> None:
+    """A model's token after a blank line often starts with a blank (" To", " The"): the
+    paragraph it begins was drawn as its source, its bolds' stars and code spans' backticks
+    shown, until it settled, then jumped to the render (a tail that starts with a blank was
+    taken for indented code). Up to three blanks: the paragraph's words are formatted as
+    they come, as with none; four make code, drawn as text."""
+    from chat.fragments import CONTENT, text_step
+    from tests.live import PageModel, text_of
+
+    answer = "Intro.\n\n" + " " + MARKED_ANSWER.split("\n\n")[0]
+    renderer, page = ProgressiveRenderer(), PageModel()
+    page.apply(
+        '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+    )
+    final = re.sub(r"\s+|\[", "", text_of(render_markdown(answer)))
+    shown = ""
+    for token in re.findall(r"\s*(?:\w+|[^\w\s]+)", answer):
+        page.apply(text_step(CONTENT, 5, renderer.feed(token), renderer.tail))
+        now = re.sub(r"\s+|\[", "", text_of(page.elements["c5"] + page.elements["t5"]))
+        assert not re.search(r"\*\*|`|~~|\]\(|https://", now), (token, now)
+        assert final.startswith(now), (token, now, final)
+        assert now.startswith(shown), (token, shown, now)
+        shown = now
+    for blanks in (" ", "   "):
+        renderer = fed_by_character(f"Intro.\n\n{blanks}Use **bold** and `x` now")
+        assert renderer.tail.formatted.count("<strong>bold</strong>") == 1, blanks
+    renderer = fed_by_character("Intro.\n\n    Use **bold** and `x` now")  # (code)
+    assert renderer.tail.formatted == ""
 
 
 def test_a_span_is_drawn_formatted_as_its_marks_will_close() -> None:
