@@ -626,7 +626,7 @@ _QUOTE_TEXT_LINE = re.compile(rf" {{0,3}}> ? {{0,3}}{_STARTS_TEXT}")
 _STARTS_TEXT_AT = re.compile(_STARTS_TEXT)  # (a line's first character on)
 # A quote's line with a pipe first (a table's, perhaps): the quote is drawn as it renders so
 # far, its table's lines as they render (`_quote_drawing`, `_table_lines_hidden`)
-_QUOTE_PIPE_LINE = re.compile(r" {0,3}> ? {0,3}\|")
+_QUOTE_PIPE_LINE = re.compile(r"(?: {0,3}> ?)+ {0,3}\|")
 _QUOTE_BLANK_LINE = re.compile(r" {0,3}>[ \t]*")  # (a line: its paragraphs' gap)
 _QUOTE_DRAWN_MOST = 4_000  # a quote's paragraphs before its last are drawn up to so long
 _QUOTE_MARKER = re.compile(r"\n {0,3}> ?")
@@ -750,6 +750,15 @@ class _ItemList:
 # whole, where its text ends and None; the HTML before and after the place of that line's
 # text; where that text starts and ends); so drawn up to so long, and so many lines
 _Drawing = tuple[tuple[int, str | None], str, str, int, int]
+_Shown = tuple[tuple[int, str | None], int]  # (a drawing as a page shows it: its key and end)
+
+
+def _drawn_anew(drawing: _Drawing | None, shown: _Shown | None) -> bool:
+    """Whether a block drawn as it renders so far is drawn anew: a line of it began, or it is
+    drawn otherwise (as it was not, or no longer)."""
+    return (None if drawing is None else drawing[0]) != (None if shown is None else shown[0])
+
+
 _RENDERED_SO_FAR_MOST = 2_000
 _RENDERED_SO_FAR_LINES = 60
 _LINE_FORMATTED_MOST = 400  # its line being written is drawn formatted up to so long
@@ -849,6 +858,8 @@ class ProgressiveRenderer:
         "_line_drawn",
         "_list",
         "_list_settled",
+        "_long_seen",
+        "_marks_held",
         "_open_line",
         "_open_to",
         "_parse_work",
@@ -933,7 +944,7 @@ class ProgressiveRenderer:
         # A quote of other blocks (a list, code) in the tail, drawn rendered: (where the tail
         # starts, its drawing, and the drawing's key and end as the page shows them)
         self._quote_drawn: tuple[int, _Drawing | None] = (-1, None)
-        self._quote_shown: tuple[tuple[int, str | None], int] | None = None
+        self._quote_shown: _Shown | None = None
         # A line of the open item after its first that starts with a pipe (a table in it,
         # perhaps): (where the tail starts, where its lines are looked at to, where the line
         # whose blanks that is in starts, or -1, the blanks before that pipe, or -1); and the
@@ -941,7 +952,11 @@ class ProgressiveRenderer:
         # page shows it
         self._item_table_seen: tuple[int, int, int, int] = (-1, 0, -1, -1)
         self._item_table_drawn: tuple[int, _Drawing | None] = (-1, None)
-        self._item_table_shown: tuple[tuple[int, str | None], int] | None = None
+        self._item_table_shown: _Shown | None = None
+        # A block drawn as it renders so far past its characters drawn at most: (where it
+        # starts, where the line that took it past them has been looked at for its end to)
+        self._long_seen: tuple[int, int] = (-1, 0)
+        self._marks_held = True  # (an image's "!" at the end of a delta waits for the next)
         # The text the tail from `settled` was parsed to last (from, to), and the characters
         # parsed for it so far (see `_parse_deferred`).
         self._parsed = (0, 0)
@@ -1052,16 +1067,9 @@ class ProgressiveRenderer:
             replaced = True  # the tail is drawn as the block its first line opens, or not
         if self._item_code_changed(delta):
             replaced = True
-        quote = self._quote_drawing()
-        if (None if quote is None else quote[0]) != (
-            None if self._quote_shown is None else self._quote_shown[0]
-        ):
+        quote, item_table = self._quote_drawing(), self._item_table_drawing()
+        if _drawn_anew(quote, self._quote_shown) or _drawn_anew(item_table, self._item_table_shown):
             replaced = True  # (a line of it began, or it is drawn otherwise: drawn anew)
-        item_table = self._item_table_drawing()
-        if (None if item_table is None else item_table[0]) != (
-            None if self._item_table_shown is None else self._item_table_shown[0]
-        ):
-            replaced = True  # (as a quote's)
         if (
             self._item_list is not None or "\n" in delta or text[old_end - 1 : old_end] == "\n"
         ) and self._item_list_changed(delta):
@@ -1080,20 +1088,8 @@ class ProgressiveRenderer:
                 self._sub_item_step(nested, step)
         if step.appended and self._formatting is not None and self._formatting.quoted:
             step.appended = unquoted(self.text, old_end, None)
-        if quote is not None:
-            if not step.tail_replaced:
-                assert self._quote_shown is not None
-                self._line_step(quote, self._quote_shown[1], step)
-            self._quote_shown = (quote[0], quote[4])
-        else:
-            self._quote_shown = None
-        if item_table is not None:
-            if not step.tail_replaced:
-                assert self._item_table_shown is not None
-                self._line_step(item_table, self._item_table_shown[1], step)
-            self._item_table_shown = (item_table[0], item_table[4])
-        else:
-            self._item_table_shown = None
+        self._quote_shown = self._drawing_step(quote, self._quote_shown, step)
+        self._item_table_shown = self._drawing_step(item_table, self._item_table_shown, step)
         if self._table is not None:
             self._table_step(step, old_end)
         elif self.text.startswith(_HEAD_FIRST, self.settled) and (head := self._table_head()):
@@ -1101,6 +1097,19 @@ class ProgressiveRenderer:
         elif (after := self._paragraph_head()) is not None:
             self._head_step(step, self.text[after[0] : after[1]])
         return step
+
+    def release_held_mark(self) -> RenderStep:
+        """Feed an image's "!" held back at the end of the text (`_held_back`) as it is: the
+        text so far is all there is for now (a continuation's saved text, as the page showed
+        it; thinking that the answer now follows, which showed it without its "!" until the
+        reply ended)."""
+        if self.held != "!":
+            return RenderStep(blocks_html="", tail_replaced=False, appended="")
+        self.held, self._marks_held = "", False
+        try:
+            return self.feed("!")
+        finally:
+            self._marks_held = True
 
     def tail_rendered(self) -> str:
         """The open tail's text rendered as it would be if the text ended here (a reply cut
@@ -2190,6 +2199,19 @@ class ProgressiveRenderer:
             self._line_step(drawing, nested.shown[1], step)
         nested.shown = (drawing[0], drawing[4])
 
+    def _drawing_step(
+        self, drawing: _Drawing | None, shown: _Shown | None, step: RenderStep
+    ) -> _Shown | None:
+        """Say in `step` how a block drawn as it renders so far (a quote, an item with a
+        table) changed on the page, which showed it as `shown` (`_line_step`, unless the tail
+        is drawn anew); how the page shows it now."""
+        if drawing is None:
+            return None
+        if not step.tail_replaced:
+            assert shown is not None
+            self._line_step(drawing, shown[1], step)
+        return drawing[0], drawing[4]
+
     def _line_step(self, drawing: _Drawing, shown_end: int, step: RenderStep) -> None:
         """Say in `step` how the line being written of a block drawn as it renders so far
         (`_rendered_so_far`) changed on the page, which showed its text up to `shown_end`:
@@ -2381,7 +2403,7 @@ class ProgressiveRenderer:
             if 0 < line <= _HELD_AT_MOST and _HELD_LINE.fullmatch(delta, line_start):
                 self.held = delta[line_start:]
                 return delta[:line_start]
-        if delta[-1:] == "!":
+        if delta[-1:] == "!" and self._marks_held:
             # An image's "!" waits for the character after it: "![" opens a pending span at
             # the "!" (drawn as text first, it stayed so, and the image and the words after
             # it showed as their source until the paragraph settled)
@@ -2874,11 +2896,10 @@ class ProgressiveRenderer:
         or None if it is no longer one such block): its lines before its last line of text
         rendered, and that line's text, after its `prefix` (its blanks and markers), drawn as
         it comes in its place; rendered anew (not `drawing`, the last) as the next line's text
-        begins. Once it is long, as it rendered before it grew so (each line renders it
-        again: a quote of many short points, a table of many rows), the lines from the one
-        that made it long not drawn until it settles (it was drawn as text from then on, then
-        jumped to the render once more). None if it renders otherwise, or its first line is
-        long."""
+        begins. Once it is long (each line renders it again: a quote of many short points, a
+        table of many rows), as it rendered with the line that made it so, the lines after it
+        not drawn until it settles (it was drawn as text from then on, then jumped to the
+        render once more). None if it renders otherwise."""
         text = self.text
         hidden = self._long_from(start)
         if hidden is None:
@@ -2913,6 +2934,17 @@ class ProgressiveRenderer:
         else:  # (a fence's line: the code block opened, or closed)
             html = render(text[start:end])
         if html is None:
+            if line > start and self._pipe_line(
+                text.rfind("\n", start, line - 1) + 1, line - 1, prefix
+            ):
+                # A line after a table's row that the block cannot take (a lazy line: it ends
+                # the item or the quote): not drawn while its block may settle before it (the
+                # block was drawn as text, pipes and all, for that line, then as the table)
+                key = (line, "|")
+                if drawing is not None and drawing[0] == key:
+                    return drawing
+                html = render(text[start:line])
+                return None if html is None else (key, html, "", line, line)
             return None
         html = _PLACE_STYLED.sub(r"\1" + _PLACE + r"\2", html)
         if not placed:
@@ -2923,19 +2955,25 @@ class ProgressiveRenderer:
         return key, before, after, markers.end(), end
 
     def _long_from(self, start: int) -> int | None:
-        """Where the line starts that makes the block drawn as it renders so far from `start`
-        long (`_rendered_so_far`): more than `_RENDERED_SO_FAR_MOST` characters, or a line
-        past the `_RENDERED_SO_FAR_LINES`th; None while it is not."""
+        """Where the lines not drawn start of a block drawn as it renders so far from `start`
+        that has grown long (`_rendered_so_far`): after the line that took it past
+        `_RENDERED_SO_FAR_MOST` characters, or past `_RENDERED_SO_FAR_LINES` lines, once that
+        line ends (drawn whole, as it was drawn while it was written); None while it is not
+        long."""
         text = self.text
         cut = None
-        if len(text) - start > _RENDERED_SO_FAR_MOST:
-            cut = text.rfind("\n", start, start + _RENDERED_SO_FAR_MOST) + 1
-        newline = last = start - 1
+        limit = start + _RENDERED_SO_FAR_MOST
+        if len(text) > limit:
+            seen, looked = self._long_seen  # (a long line is looked at once for its end)
+            newline = text.find("\n", max(limit, looked) if seen == start else limit)
+            self._long_seen = (start, len(text) if newline < 0 else newline)
+            cut = None if newline < 0 else newline + 1
+        newline = start - 1
         for _ in range(_RENDERED_SO_FAR_LINES + 1):
-            last, newline = newline, text.find("\n", newline + 1, cut)
+            newline = text.find("\n", newline + 1, min(len(text), limit) if cut is None else cut)
             if newline < 0:
                 return cut
-        return last + 1  # (the line after its last drawn, before `cut` if any)
+        return newline + 1
 
     def _table_lines_hidden(self, start: int, prefix: re.Pattern[str]) -> int | None:
         """Where the lines of a block drawn as it renders so far (from `start`; `prefix`, its
@@ -2955,7 +2993,14 @@ class ProgressiveRenderer:
         complete = text.find("\n", end) >= 0  # (its last line of text ended)
         last = max(text.rfind("\n", start, end) + 1, start)  # that line
         if not self._pipe_line(last, end, prefix):
-            return None
+            markers = prefix.match(text, last, end)
+            assert markers is not None
+            if complete or markers.end() < end or last == start:
+                return None
+            before = text.rfind("\n", start, last - 1) + 1
+            if not self._pipe_line(max(before, start), last - 1, prefix):
+                return None  # (a line of its markers so far, after a line with a pipe first:
+                # a table's, perhaps, as the text after them may show)
         # The run of lines with a pipe first that ends with it, from its start: a line that
         # a delimiter row follows is a table's head, and the lines after them its rows
         lines = [last]

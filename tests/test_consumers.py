@@ -168,7 +168,7 @@ async def test_a_gap_asks_the_worker_for_a_snapshot(conversation, user):
     await events.join_generation(7, worker_channel)
     comm = communicator(conversation.pk, user)
     await comm.connect()
-    view, frames = frames_of("early ", "later", " more", "!")
+    view, frames = frames_of("early ", "later", " more", "?")
     await events.message_delta(conversation.pk, 7, **frames[1])  # the first one never came
     request = await layer.receive(worker_channel)
     assert request["type"] == "generation.snapshot_request" and request["message_id"] == 7
@@ -181,7 +181,7 @@ async def test_a_gap_asks_the_worker_for_a_snapshot(conversation, user):
     snapshot = await comm.receive_from()
     assert '<div id="t7" hx-swap-oob="innerHTML">early later more</div>' in snapshot
     await events.message_delta(conversation.pk, 7, **frames[3])
-    assert await comm.receive_from() == '<span id="t7" hx-swap-oob="beforeend">!</span>'
+    assert await comm.receive_from() == '<span id="t7" hx-swap-oob="beforeend">?</span>'
     assert await comm.receive_nothing()
     await comm.disconnect()
 
@@ -197,7 +197,7 @@ async def test_a_snapshot_request_left_unanswered_is_made_again(conversation, us
     await events.join_generation(7, worker_channel)
     comm = communicator(conversation.pk, user)
     await comm.connect()
-    _, frames = frames_of("early ", "later", " more", "!")
+    _, frames = frames_of("early ", "later", " more", "?")
     await events.message_delta(conversation.pk, 7, **frames[1])  # a gap: a snapshot is asked
     assert (await layer.receive(worker_channel))["message_id"] == 7  # and never answered
     await events.message_delta(conversation.pk, 7, **frames[2])

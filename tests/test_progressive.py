@@ -1274,6 +1274,31 @@ def test_an_image_and_the_words_after_it_are_drawn_as_they_will_render() -> None
     assert re.sub(r"\s+", "", _shown_with_images(page.elements["c5"])) == final_text
 
 
+def test_an_images_held_mark_shows_when_the_text_it_ends_is_all_there_is_for_now() -> None:
+    """An image's "!" waits for the character after it; where that is all the text there
+    is for now, it shows (a second read): a continuation's saved text ("Great job!" showed
+    without its "!" until the model's first new token), thinking that the answer follows
+    (without it until the reply ended), text that a tool call follows."""
+    from chat.streaming.coalescer import Frame
+    from chat.streaming.generation import ReplyRenderer
+    from tests.live import PageModel, text_of
+
+    assert "Great job!</p>" in ReplyRenderer(7, "Great job!", "").snapshot()
+    view, page = ReplyRenderer(7, "", ""), PageModel()
+    page.apply('<article id="m7" hx-swap-oob="true">' + view.snapshot() + "</article>")
+    for frame in [
+        Frame(0, "", 0, "Think hard!", None),
+        Frame(0, "Let me look!", 11, "", None),
+        Frame(12, "", 11, "", [{"id": "c", "name": "search", "arguments": "{}"}]),
+    ]:
+        page.apply(view.frame(frame)[1])
+    shown = text_of("".join(page.elements.values()))
+    assert "Think hard!" in shown and "Let me look!" in shown, shown
+    snapshot = ReplyRenderer(7, "", "")
+    snapshot.frame(Frame(0, "Let me look![image](/x.png)", 0, "", None))
+    assert "<img " in snapshot.content.finish()[1]
+
+
 def test_a_paragraph_whose_first_token_starts_with_a_blank_is_formatted_as_it_streams() -> None:
     """A model's token after a blank line often starts with a blank (" To", " The"): the
     paragraph it begins was drawn as its source, its bolds' stars and code spans' backticks
@@ -1894,6 +1919,13 @@ TABLES_IN_BLOCKS = [
     "1. Steps:\n   - Check:\n     | a | b |\n     |---|---|\n     | 1 | 2 |\n2. Done",
     # a pipe line that is no table's head: the item's text, once its next line shows it
     "1. Use a | b to pipe\n   it on\n   | or this\n2. Done",
+    # a line after the table that the item or the quote cannot take (a second read: the
+    # block was drawn as text, pipes and all, for that line, then as the table again)
+    "- a\n  | x |\n  |---|\n  | 1 |\nlazy\n- b",
+    "> | x |\n> |---|\n> | 1 |\nlazy\n\nb",
+    "1. a\n   | x |\n   |---|\n   | 1 |\n Note",
+    # a quote in a quote
+    ">> | a |\n>> |---|\n>> | 1 |\n\nNext.",
 ]
 
 
@@ -1905,27 +1937,35 @@ def test_a_table_in_a_lists_item_or_a_quote_is_drawn_as_it_will_render(text: str
     ("Compare the options: | Option | Cost | |---|---|"), then jumped into a table as the
     item or the quote settled (a quote's row being written showed its pipes in the table's
     first cell). What the page shows only grows, as the whole text's render has it."""
+    tokens = re.findall(r"\s*\S+|\s+", text)
+    for pieces in (list(text), tokens):
+        tails_on_a_page(text, pieces)
+        for shown in shown_only_grows(text, pieces):
+            if "a | b to" not in text:
+                assert "|" not in shown and "---" not in shown, shown
+
+
+def shown_only_grows(text: str, pieces: list[str]) -> list[str]:
+    """`text` fed in `pieces` to a model page: what it shows (its text, without white space)
+    after each piece, which only grows, as the whole text's render has it."""
     from chat.fragments import CONTENT, text_step
     from tests.live import PageModel, text_of
 
     final = re.sub(r"\s+", "", text_of(render_markdown(text)))
-    tokens = re.findall(r"\s*\S+|\s+", text)
-    for pieces in (list(text), tokens):
-        tails_on_a_page(text, pieces)
-        renderer, page = ProgressiveRenderer(), PageModel()
-        page.apply(
-            '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
-        )
-        shown, fed = "", ""
-        for piece in pieces:
-            page.apply(text_step(CONTENT, 5, renderer.feed(piece), renderer.tail))
-            fed += piece
-            now = re.sub(r"\s+", "", text_of(page.elements["c5"] + page.elements["t5"]))
-            if "no table" not in text and "a | b to" not in text:
-                assert "|" not in now and "---" not in now, (fed, now)
-            assert final.startswith(now), (fed, now, final)
-            assert now.startswith(shown), (fed, shown, now)
-            shown = now
+    renderer, page = ProgressiveRenderer(), PageModel()
+    page.apply(
+        '<article id="m5" hx-swap-oob="true"><div id="c5"></div><div id="t5"></div></article>'
+    )
+    shown, fed, all_shown = "", "", []
+    for piece in pieces:
+        page.apply(text_step(CONTENT, 5, renderer.feed(piece), renderer.tail))
+        fed += piece
+        now = re.sub(r"\s+", "", text_of(page.elements["c5"] + page.elements["t5"]))
+        assert final.startswith(now), (fed, now, final)
+        assert now.startswith(shown), (fed, shown, now)
+        shown = now
+        all_shown.append(now)
+    return all_shown
 
 
 QUOTE_LINES = st.one_of(
@@ -3073,6 +3113,13 @@ def test_a_points_lines_that_render_as_no_point_are_drawn_as_its_text(text: str)
         "> - a\n" + "> - more\n" * 100 + "\nAfter",
         "1. Compare:\n   | a | b |\n   |---|---|\n" + "   | row | 1 |\n" * 100 + "2. Next",
         "> | a | b |\n> |---|---|\n" + ("> | " + "long row " * 30 + "| 1 |\n") * 20,
+        # past 2,000 characters in a line's middle (a second read: that line, drawn as it was
+        # written, went from the page)
+        "> Note:\n>\n"
+        + "".join(
+            f"> - point {i} with quite a few more words to make it long enough\n" for i in range(40)
+        )
+        + "\nAfter",
     ],
 )
 def test_a_block_drawn_as_it_renders_so_far_that_grows_long_stays_as_it_was_drawn(
@@ -3083,6 +3130,7 @@ def test_a_block_drawn_as_it_renders_so_far_that_grows_long_stays_as_it_was_draw
     then, its lines after not drawn until it settles (it was drawn as text from then on, its
     markers and pipes too, then jumped to the render once more)."""
     lines = re.findall(r"[^\n]*\n|[^\n]+$", text)
+    shown_only_grows(text, list(text))
     tails = tails_on_a_page(text, lines)
     drawings = [
         tail.item_list_written or tail.quote_rendered or tail.item_rendered for tail in tails

@@ -62,6 +62,8 @@ class ReplyRenderer:
         self.reasoning = ProgressiveRenderer()
         self.content.feed(content)  # a continuation starts from the text already there
         self.reasoning.feed(reasoning)
+        self.content.release_held_mark()  # (as the page shows that text: all of it)
+        self.reasoning.release_held_mark()
         # A continuation's open paragraph, shown rendered (as the reply was when it was cut)
         # until the page draws the tail again (`fragments.held_paragraph`).
         self._held = fragments.held_paragraph(self.content)
@@ -86,9 +88,14 @@ class ReplyRenderer:
         ):
             if text:
                 step = renderer.feed(text)
-                if step.tail_replaced and renderer is self.content:
-                    self._held = None  # the page draws the tail as text from now on
-                parts.append(fragments.text_step(ids, self.message_id, step, renderer.tail))
+            elif renderer.held == "!":
+                step = renderer.release_held_mark()  # (the reply goes on elsewhere: the
+                # answer after the thinking, a tool call)
+            else:
+                continue
+            if step.tail_replaced and renderer is self.content:
+                self._held = None  # the page draws the tail as text from now on
+            parts.append(fragments.text_step(ids, self.message_id, step, renderer.tail))
         calls = fragments.tool_calls(self.message_id, frame.tool_calls)
         if calls and calls != self._calls_shown:  # past its first characters, a card stays
             parts.append(calls)

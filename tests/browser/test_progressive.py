@@ -887,7 +887,6 @@ IMAGE_REPLY = (
     "The service has three parts ![the architecture](https://example.com/img/arch.png) and "
     "**the steps then wait** for it"
 )
-IMAGE_TOKENS = re.findall(r"\s*\S+|\s+", IMAGE_REPLY)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -899,13 +898,9 @@ async def test_an_image_and_the_words_after_it_are_drawn_as_they_will_render(
     text, no source), and the words after it formatted as they come; nothing moves when the
     paragraph settles. They showed as their source ("![the architecture](https://...",
     "**the steps") until it settled, then jumped to the render."""
-    await page.set_viewport_size(viewport)
-    await page.emulate_media(color_scheme=scheme)
-    gate = held_stream(fake_upstream, IMAGE_TOKENS, " wait**", delay=0.02)
-    chat = ChatPage(page, server)
-    await chat.new_conversation()
-    reply_id = await chat.send("How is it built?")
-    tail = page.locator(f"#t{reply_id}")
+    chat, reply_id, (gate,), tail, content = await reply_held_at_size(
+        page, server, fake_upstream, viewport, scheme, IMAGE_REPLY, [" wait**"]
+    )
 
     await expect(page.locator(f"#w{reply_id} strong")).to_have_text("the steps then")
     image = tail.locator("img")
@@ -920,7 +915,6 @@ async def test_an_image_and_the_words_after_it_are_drawn_as_they_will_render(
 
     gate.open()
     await chat.wait_finished(reply_id)
-    content = page.locator(f"#c{reply_id}")
     await expect(content.locator("p strong")).to_have_text("the steps then wait")
     settled = await box_in_reply(chat, reply_id, content.locator("p img"))
     assert near(settled, picture) and settled["width"] == pytest.approx(picture["width"], abs=0.5)
@@ -1124,12 +1118,19 @@ async def reply_held_at_size(
     return chat, reply_id, gates, page.locator(f"#t{reply_id}"), page.locator(f"#c{reply_id}")
 
 
+# The blinking cursors in a reply's tail (each element's `::after` that draws one)
+CURSORS_JS = """
+(id) => [document.getElementById("t" + id), ...document.querySelectorAll(`#t${id} *`)]
+  .filter((e) => getComputedStyle(e, "::after").content.includes("\u258d")).length
+"""
 TABLES_IN_BLOCKS_REPLY = """\
 1. Compare the options:
    | Option | Cost |
    |---|---|
    | Alpha | 1 |
    | Beta | 2 |
+
+   Take the cheaper one.
 2. Pick one
 
 > Note the plans:
@@ -1151,8 +1152,14 @@ async def test_a_table_in_a_lists_item_and_in_a_quote_stands_where_it_settles(
     ..."), until the item or the quote settled, then jumped into a table. It is drawn as it
     renders: its head as its delimiter row ends, each row as its line ends, the row being
     written not yet; where it stands, it stays as it settles."""
-    chat, reply_id, (in_item, in_quote), tail, content = await reply_held_at_size(
-        page, server, fake_upstream, viewport, scheme, TABLES_IN_BLOCKS_REPLY, [" Beta", " Pro"]
+    chat, reply_id, (in_item, after_table, in_quote), tail, content = await reply_held_at_size(
+        page,
+        server,
+        fake_upstream,
+        viewport,
+        scheme,
+        TABLES_IN_BLOCKS_REPLY,
+        [" Beta", " cheaper", " Pro"],
     )
     rows = tail.locator("ol li table tbody tr")
     await expect(rows).to_have_count(1)
@@ -1160,10 +1167,18 @@ async def test_a_table_in_a_lists_item_and_in_a_quote_stands_where_it_settles(
     await expect(rows.locator("td")).to_have_text(["Alpha", "1"])
     shown = await tail.inner_text()
     assert "|" not in shown and "---" not in shown, shown
-    table = await box_in_reply(chat, reply_id, tail.locator("ol li table"))
-    intro = await start_in_reply(chat, reply_id, tail.locator("ol li"))
+    assert await page.evaluate(CURSORS_JS, reply_id) == 1
     await check_looks(page, tmp_path / f"tables-{viewport['width']}-{scheme}.png")
     in_item.open()
+
+    # The item's paragraph after its table, being written (a blank line before it made the
+    # item loose: its first line a paragraph, as it settles): one cursor, after its words (a
+    # second read: the item's own stood on a line of its own under them too)
+    await expect(tail.locator("ol li > p").last).to_have_text("Take the")
+    assert await page.evaluate(CURSORS_JS, reply_id) == 1
+    table = await box_in_reply(chat, reply_id, tail.locator("ol li table"))
+    intro = await start_in_reply(chat, reply_id, tail.locator("ol li"))
+    after_table.open()
 
     await expect(tail.locator("blockquote table tbody tr")).to_have_count(1)
     await expect(tail.locator("blockquote p")).to_have_text("Note the plans:")
