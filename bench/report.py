@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,13 @@ def _relay_cpu_targets(raw: dict[str, Any], out: list[dict[str, Any]]) -> None:
         note = _cpu_note(r)
         if floor and floor.get("cpu_us_per_token") is not None:
             note += f"; the bare reader, same run: {_f(floor['cpu_us_per_token'], 0)} µs per token"
+        rounds = [p.single for p in _alternating_pairs(raw, f"{n}x{rate}")]
+        if rounds:
+            # The same scenario again in the alternating rounds: how far the host's speed moved.
+            note += (
+                f"; in the {len(rounds)} alternating rounds {_f(min(rounds), 0)}-"
+                f"{_f(max(rounds), 0)} µs (median {_f(statistics.median(rounds), 0)})"
+            )
         out.append(
             _target(
                 f"Server CPU per token relayed, one process, {n} streams x {rate} tokens/s "
@@ -256,16 +264,35 @@ def _relay_cpu_targets(raw: dict[str, Any], out: list[dict[str, Any]]) -> None:
         pairs = _alternating_pairs(raw, f"{n}x{rate}")
         if pairs:
             # The pairs measured back to back decide: the setups' own runs are minutes apart.
-            ratios = [c / s for s, c in pairs]
-            ratio = statistics.median(ratios)
-            value = (
-                f"{ratio:.2f} x, median of {len(pairs)} alternating pairs ("
-                + ", ".join(
-                    f"{r:.2f} = {_f(c, 0)} / {_f(s, 0)}"
-                    for r, (s, c) in zip(ratios, pairs, strict=True)
+            # Each pair's ratio is corrected for the host's speed at the time by the fake
+            # upstream's CPU over the same scenario (the same work in both setups); where a
+            # run did not record it, the pairs' ratios stand as measured.
+            raw_ratios = [p.ratio for p in pairs]
+            corrected = [p.corrected for p in pairs]
+            if all(c is not None for c in corrected):
+                ratios = [c for c in corrected if c is not None]
+                ratio = statistics.median(ratios)
+                value = (
+                    f"{ratio:.2f} x, median of {len(pairs)} alternating pairs corrected for "
+                    "the host's speed by the fake upstream's CPU in the same scenario ("
+                    + ", ".join(f"{r:.2f}" for r in ratios)
+                    + f"); as measured, median {statistics.median(raw_ratios):.2f} x ("
+                    + ", ".join(
+                        f"{r:.2f} = {_f(p.cluster, 0)} / {_f(p.single, 0)}"
+                        for r, p in zip(raw_ratios, pairs, strict=True)
+                    )
+                    + f" µs per token); in the setups' own runs {value}"
                 )
-                + f" µs per token); in the setups' own runs {value}"
-            )
+            else:
+                ratio = statistics.median(raw_ratios)
+                value = (
+                    f"{ratio:.2f} x, median of {len(pairs)} alternating pairs ("
+                    + ", ".join(
+                        f"{r:.2f} = {_f(p.cluster, 0)} / {_f(p.single, 0)}"
+                        for r, p in zip(raw_ratios, pairs, strict=True)
+                    )
+                    + f" µs per token); in the setups' own runs {value}"
+                )
         tokens = cluster["ok"] * cluster["tokens"]
         redis = (cluster.get("other_cpu_s") or {}).get("redis")
         out.append(
@@ -282,15 +309,66 @@ def _relay_cpu_targets(raw: dict[str, Any], out: list[dict[str, Any]]) -> None:
         )
 
 
-def _alternating_pairs(raw: dict[str, Any], scenario: str) -> list[tuple[float, float]]:
-    """(one process, cluster) CPU per token of each round of bench.run.alternating_rounds
-    in which both ran every reply."""
+def upstream_cpu_s(result: dict[str, Any]) -> float | None:
+    """The fake upstream's CPU seconds over a scenario: the same work whichever setup it
+    served, so it measures how fast the host ran at the time."""
+    if result.get("upstream_cpu_s"):
+        return float(result["upstream_cpu_s"])
+    percent = (result.get("load_cpu_percent") or {}).get("upstream")
+    makespan = result.get("makespan_s")
+    return percent * makespan / 100 if percent and makespan else None
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One alternating round: each setup's CPU per token, and the upstream's CPU seconds in
+    each scenario."""
+
+    single: float
+    cluster: float
+    single_upstream_s: float | None
+    cluster_upstream_s: float | None
+
+    @property
+    def ratio(self) -> float:
+        return self.cluster / self.single
+
+    @property
+    def corrected(self) -> float | None:
+        """The ratio with each side divided by the upstream's CPU in its scenario: a host that
+        ran slower for one of the two slows the upstream as much as the server."""
+        if not (self.single_upstream_s and self.cluster_upstream_s):
+            return None
+        return self.ratio * self.single_upstream_s / self.cluster_upstream_s
+
+
+def _upstream_corrected_note(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """`a`'s CPU per token over `b`'s, each divided by the upstream's CPU in its scenario: for a
+    pair whose upstream did nearly the same work (a note, not the verdict: the two replies'
+    texts differ, and so does the upstream's work a little)."""
+    up_a, up_b = upstream_cpu_s(a), upstream_cpu_s(b)
+    if not (up_a and up_b):
+        return ""
+    ratio = a["cpu_us_per_token"] / b["cpu_us_per_token"] * up_b / up_a
+    return f"; corrected for the host's speed by the upstream's CPU: {ratio:.2f} x"
+
+
+def _alternating_pairs(raw: dict[str, Any], scenario: str) -> list[Pair]:
+    """One process and the cluster in each round of bench.run.alternating_rounds in which both
+    ran every reply."""
     pairs = []
     for k in range(1, raw["plan"].get("alternating_rounds", 0) + 1):
         single = _find(raw, "single", f"alt{k}-{scenario}")
         cluster = _find(raw, "cluster", f"alt{k}-{scenario}")
         if single and cluster and single["ok"] == single["streams"] == cluster["ok"]:
-            pairs.append((single["cpu_us_per_token"], cluster["cpu_us_per_token"]))
+            pairs.append(
+                Pair(
+                    single["cpu_us_per_token"],
+                    cluster["cpu_us_per_token"],
+                    upstream_cpu_s(single),
+                    upstream_cpu_s(cluster),
+                )
+            )
     return pairs
 
 
@@ -370,7 +448,7 @@ def _markdown_targets(raw: dict[str, Any], out: list[dict[str, Any]]) -> None:
                 f"{_f(plain['cpu_us_per_token'], 0)} µs per token)",
                 ratio <= 1.3,
                 f"characters per token: markdown {_f(heavy.get('chars_per_token'), 2)}, plain "
-                f"{_f(plain.get('chars_per_token'), 2)}",
+                f"{_f(plain.get('chars_per_token'), 2)}" + _upstream_corrected_note(heavy, plain),
             )
         )
     for r in raw["results"]:
@@ -979,8 +1057,12 @@ METHOD = [
     "both are started again and the mid and big stream counts run on each in alternating "
     "rounds (`alt1-50x50` on one, then on the other; which goes first takes turns), minutes "
     "apart no more: the host's speed drifts by more than the target's margin between the "
-    "setups' own runs. The target row takes the median of those pairs' ratios, and shows "
-    "each pair and the setups' own runs beside it.",
+    "setups' own runs. Within a pair the host's speed still moves (one process's CPU per "
+    "token went from 106 to 157 µs in the same run on 2026-12-06, the fake upstream's from "
+    "the same 5.9 to 9.4% of a core), so each pair's ratio is corrected by the fake "
+    "upstream's CPU in each scenario: it serves the same streams to both setups, so its CPU "
+    "measures the host's speed at the time. The target row takes the median of the "
+    "corrected ratios, and shows each pair as measured and the setups' own runs beside it.",
     "- **What the client has of a reply** (`bench/page.py`): replies are rendered "
     "progressively, so a frame appends rendered blocks to `cN` once they settle (or a list's "
     "items to the list last in `cN`, or draws that list again), or escaped "

@@ -462,6 +462,8 @@ class Bench:
         out["load_cpu_percent"] = {
             k: 100 * v / (out.get("makespan_s") or 1) for k, v in load_usage.cpu_seconds.items()
         }
+        # The same work whichever setup it serves: the report's yardstick for the host's speed.
+        out["upstream_cpu_s"] = load_usage.cpu_seconds.get(self.upstream.name)
         out["timeline"] = timeline(stats, usage)
         log(
             f"  -> ok {out['ok']}/{n}, latency p50/p99 {out['latency_ms']['p50']:.1f}/"
