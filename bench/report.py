@@ -342,17 +342,6 @@ class Pair:
         return self.ratio * self.single_upstream_s / self.cluster_upstream_s
 
 
-def _upstream_corrected_note(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """`a`'s CPU per token over `b`'s, each divided by the upstream's CPU in its scenario: for a
-    pair whose upstream did nearly the same work (a note, not the verdict: the two replies'
-    texts differ, and so does the upstream's work a little)."""
-    up_a, up_b = upstream_cpu_s(a), upstream_cpu_s(b)
-    if not (up_a and up_b):
-        return ""
-    ratio = a["cpu_us_per_token"] / b["cpu_us_per_token"] * up_b / up_a
-    return f"; corrected for the host's speed by the upstream's CPU: {ratio:.2f} x"
-
-
 def _alternating_pairs(raw: dict[str, Any], scenario: str) -> list[Pair]:
     """One process and the cluster in each round of bench.run.alternating_rounds in which both
     ran every reply."""
@@ -448,7 +437,7 @@ def _markdown_targets(raw: dict[str, Any], out: list[dict[str, Any]]) -> None:
                 f"{_f(plain['cpu_us_per_token'], 0)} µs per token)",
                 ratio <= 1.3,
                 f"characters per token: markdown {_f(heavy.get('chars_per_token'), 2)}, plain "
-                f"{_f(plain.get('chars_per_token'), 2)}" + _upstream_corrected_note(heavy, plain),
+                f"{_f(plain.get('chars_per_token'), 2)}",
             )
         )
     for r in raw["results"]:
