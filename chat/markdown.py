@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import nh3
 from markdown_it import MarkdownIt
-from markdown_it.common.utils import unescapeAll
+from markdown_it.common.utils import escapeHtml, unescapeAll
 from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from pygments import highlight
@@ -60,7 +60,7 @@ ALLOWED_TAGS = {
     "div",
 }
 ALLOWED_ATTRIBUTES = {
-    "a": {"href", "title"},
+    "a": {"href", "title", "class"},
     "img": {"src", "alt", "title"},
     "code": {"class"},
     "span": {"class"},
@@ -103,12 +103,16 @@ def _lexer_class(name: str) -> type[Lexer] | None:
         return None
 
 
+def same_origin_path(url: str) -> bool:
+    """Whether `url` is a path on this site: the only images a reply shows (a model's reply
+    must not make the browser call another host)."""
+    parts = urlsplit(url)
+    return not (parts.scheme or parts.netloc) and url.startswith("/")
+
+
 def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
-    if tag == "img" and attribute == "src":
-        parts = urlsplit(value)
-        # Same-origin images only: a model reply must not make the browser call another host.
-        if parts.scheme or parts.netloc or not value.startswith("/"):
-            return None
+    if tag == "img" and attribute == "src" and not same_origin_path(value):
+        return None
     if tag in ("th", "td"):
         return value if attribute == "class" and value in CELL_ALIGNMENTS else None
     if attribute == "class":
@@ -146,6 +150,23 @@ def _code_block(
     return code_frame_open("") + code + CODE_FRAME_CLOSE
 
 
+def _image(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    """An image on this site, drawn; another host's (or one whose address is still being
+    written) a link to it, its text the image's (`IMAGE_TEXT` if it has none): the page loads
+    nothing from elsewhere, and a broken image's icon beside its text said less."""
+    token = tokens[idx]
+    src = str(token.attrs.get("src", ""))
+    if same_origin_path(src):
+        return RendererHTML.image(self, tokens, idx, options, env)
+    text = self.renderInlineAsText(token.children or [], options, env) or IMAGE_TEXT
+    title = token.attrs.get("title")
+    titled = f' title="{escapeHtml(str(title))}"' if title else ""
+    return f'<a href="{escapeHtml(src)}" class="image-link"{titled}>{escapeHtml(text)}</a>'
+
+
+IMAGE_TEXT = "image"
+
+
 def _cell_open(
     self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any
 ) -> str:
@@ -162,6 +183,7 @@ def _parser() -> MarkdownIt:
     md = MarkdownIt("js-default", {"html": False, "highlight": _highlight}).use(cjk_friendly)
     md.add_render_rule("fence", _fence)
     md.add_render_rule("code_block", _code_block)
+    md.add_render_rule("image", _image)
     md.add_render_rule("th_open", _cell_open)
     md.add_render_rule("td_open", _cell_open)
     return md

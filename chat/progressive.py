@@ -3729,8 +3729,6 @@ def drawn_as_closed(
         link = html.rfind(' href=""')
         if link >= 0:
             return Drawn(html[:link] + html[link + 8 :], to, hidden=True)
-        if _IMAGE_LAST.search(html):  # an image: its text (`alt`), as another host's renders
-            return Drawn(html, to, hidden=True)
         return None
     if _ENTITY_END.search(core):
         return Drawn(html, to)  # (an entity may go on)
@@ -3744,11 +3742,6 @@ def drawn_as_closed(
     if not html[:at].endswith(escape(core[-1], quote=False)):
         return Drawn(html, to)
     return Drawn(html, to, at, elements)
-
-
-# An image drawn last in words (inside the elements its marks end), with no source: one whose
-# destination is being written
-_IMAGE_LAST = re.compile(r"<img [^>]*>(?:</[a-z]+>)*\Z")
 
 
 def _open_link(piece: str) -> int | None:

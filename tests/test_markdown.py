@@ -22,12 +22,22 @@ def test_javascript_links_are_not_links():
     assert "href" not in html
 
 
-def test_images_from_other_hosts_lose_their_source():
+def test_images_from_other_hosts_are_links_to_them():
+    """Only this site's images are drawn: another host's (a reply must not make the browser
+    call it) is a link to it, with the image's text, or "image" if it has none (it was an
+    image without a source, which Chromium drew as a broken image's icon beside its text)."""
     html = render_markdown(
-        "![a](https://evil.example/p.png) ![b](//evil.example/q.png) ![c](/static/ok.png)"
+        '![a *b*](https://evil.example/p.png "T") ![](//evil.example/q.png) ![c](/static/ok.png)'
+        " ![d](data:image/png;base64,AAAA)"
     )
-    assert "evil.example" not in html
-    assert 'src="/static/ok.png"' in html
+    assert html == (
+        '<p><a href="https://evil.example/p.png" class="image-link" title="T" '
+        'rel="noopener noreferrer nofollow">a b</a> '
+        '<a href="//evil.example/q.png" class="image-link" rel="noopener noreferrer nofollow">'
+        'image</a> <img src="/static/ok.png" alt="c"> '
+        '<a class="image-link" rel="noopener noreferrer nofollow">d</a></p>\n'
+    )
+    assert "<img" not in render_markdown('![x"><img src=x onerror=alert(1)>](https://e.x/p.png)')
 
 
 def test_links_open_safely_and_code_is_highlighted():

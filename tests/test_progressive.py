@@ -1235,16 +1235,17 @@ IMAGE_ANSWER = (
 
 
 def _shown_with_images(html_text: str) -> str:
-    """The text a page shows, an image as its `alt` text (the page's images have none of
-    another host's source, so a browser shows their text)."""
+    """The text a page shows, an image of this site's as its `alt` text (another host's is a
+    link with that text)."""
     from tests.live import text_of
 
     return text_of(re.sub(r'<img [^>]*?alt="([^"]*)"[^>]*>', r"\1", html_text))
 
 
 def test_an_image_and_the_words_after_it_are_drawn_as_they_will_render() -> None:
-    """An image in a paragraph is drawn as its text once its destination begins (its source
-    not drawn), and the words after it formatted as they come: fed as a model sends it, a
+    """An image in a paragraph is drawn as a link with its text once its destination begins
+    (the destination not drawn), and the words after it formatted as they come: fed as a
+    model sends it, a
     token a feed, what the page shows never has a mark that closes nor a destination, and
     only grows. (A second read found the image and every word after it in its paragraph
     drawn as their source, "![a](https://..." and the bolds' stars, until it settled.)"""
@@ -1350,10 +1351,14 @@ def test_a_span_is_drawn_formatted_as_its_marks_will_close() -> None:
         "a **b\u3000": "<strong>b</strong>",  # (markdown-it's white space waits too)
         "a [b](https://ex.com/p_(1": '<a rel="noopener noreferrer nofollow">b</a>',
         "a **`c": "<strong><code>c</code></strong>",
-        # An image whose destination is being written: its text, as another host's renders
+        # An image whose destination is being written: a link with its text, as another
+        # host's renders, the destination not shown
         "a ![b": "![b",
-        "a ![b *c*](https://ex.com/x.p": '<img alt="b c">',
-        "a **![b](/c": '<strong><img alt="b"></strong>',
+        "a ![b *c*](https://ex.com/x.p": '<a class="image-link" rel="noopener noreferrer '
+        'nofollow">b c</a>',
+        "a **![b](/c": '<strong><a class="image-link" rel="noopener noreferrer nofollow">b</a>'
+        "</strong>",
+        "a ![](https://ex": '<a class="image-link" rel="noopener noreferrer nofollow">image</a>',
     }
     for text, drawn in cases.items():
         renderer = ProgressiveRenderer()

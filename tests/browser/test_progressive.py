@@ -894,18 +894,19 @@ IMAGE_REPLY = (
 async def test_an_image_and_the_words_after_it_are_drawn_as_they_will_render(
     page, server, fake_upstream, watch, viewport, scheme, tmp_path
 ):
-    """An image in the paragraph being written is drawn as it renders (another host's: its
-    text, no source), and the words after it formatted as they come; nothing moves when the
-    paragraph settles. They showed as their source ("![the architecture](https://...",
-    "**the steps") until it settled, then jumped to the render."""
+    """An image in the paragraph being written is drawn as it renders (another host's: a
+    link to it with its text, nothing fetched), and the words after it formatted as they
+    come; nothing moves when the paragraph settles. They showed as their source ("![the
+    architecture](https://...", "**the steps") until it settled, then jumped to the render."""
     chat, reply_id, (gate,), tail, content = await reply_held_at_size(
         page, server, fake_upstream, viewport, scheme, IMAGE_REPLY, [" wait**"]
     )
 
     await expect(page.locator(f"#w{reply_id} strong")).to_have_text("the steps then")
-    image = tail.locator("img")
-    assert await image.get_attribute("alt") == "the architecture"
-    assert await image.get_attribute("src") is None  # (another host's: never fetched)
+    image = tail.locator("a.image-link")
+    await expect(image).to_have_text("the architecture")
+    assert await image.get_attribute("href") == "https://example.com/img/arch.png"
+    assert await page.locator(f"#m{reply_id} img").count() == 0  # (another host's: not fetched)
     shown = await tail.inner_text()
     assert "](" not in shown and "*" not in shown and "https" not in shown, shown
     picture = await box_in_reply(chat, reply_id, image)
@@ -916,7 +917,7 @@ async def test_an_image_and_the_words_after_it_are_drawn_as_they_will_render(
     gate.open()
     await chat.wait_finished(reply_id)
     await expect(content.locator("p strong")).to_have_text("the steps then wait")
-    settled = await box_in_reply(chat, reply_id, content.locator("p img"))
+    settled = await box_in_reply(chat, reply_id, content.locator("p a.image-link"))
     assert near(settled, picture) and settled["width"] == pytest.approx(picture["width"], abs=0.5)
     settled_bold = await start_in_reply(chat, reply_id, content.locator("p strong"))
     assert settled_bold == pytest.approx(bold, abs=0.5)
