@@ -26,7 +26,14 @@ from django.utils.safestring import SafeString, mark_safe
 from . import articles
 from .markdown import CODE_FRAME_CLOSE, code_frame_open
 from .models import Conversation, Message
-from .progressive import ProgressiveRenderer, RenderStep, Tail, formatted_html, pending_html
+from .progressive import (
+    TABLE_CLOSE,
+    ProgressiveRenderer,
+    RenderStep,
+    Tail,
+    formatted_html,
+    pending_html,
+)
 
 MESSAGE_TEMPLATE = "chat/conversation.html#message"
 TITLE_TEMPLATE = "chat/conversation.html#title"
@@ -79,7 +86,12 @@ def tail_html(field: TextField, message_id: int, tail: Tail) -> str:
         tag = f'ol start="{int(tail.number)}"' if tail.number else "ul"
         css = "tail-list" if tail.opens else "tail-item"
         if tail.item_rendered is not None:  # drawn as it renders so far (a table in it)
-            item = _rendered_so_far(code_id, tail, tail.item_rendered)
+            before, after = tail.item_rendered
+            if before.endswith(TABLE_CLOSE):  # (where the rows it gains go: `item_rows_html`)
+                row_id = f"{field.row}{message_id}"
+                end = f'<tbody id="{row_id}" class="tail-rows"></tbody>{TABLE_CLOSE}'
+                before = before[: -len(TABLE_CLOSE)] + end
+            item = _rendered_so_far(code_id, tail, (before, after))
             return f'<{tag} class="{css}"><li>{item}</li></{tag[:2]}>'
         text = formatted_html(tail, pending_id)
         if tail.item_list:  # its first line, then the list nested in it
@@ -185,6 +197,10 @@ def text_step(field: TextField, message_id: int, step: RenderStep, tail: Tail) -
     parts = [_blocks_change(blocks_id, step)]
     text_id = tail_id if tail.kind == "text" else code_id
     pending_id = f"{field.pending}{message_id}"
+    if step.item_rows_html and not step.tail_replaced:
+        # Rows a table last in the item being written gained, at its end (`tail_html`)
+        row_id = f"{field.row}{message_id}"
+        parts.append(f'<table hx-swap-oob="beforebegin:#{row_id}">{step.item_rows_html}</table>')
     if step.sub_items_html and not step.tail_replaced:
         # Items of the list nested in the open item that settled, before its item being
         # written, whose text is drawn anew (as it is, most often: words without marks)

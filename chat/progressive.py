@@ -449,6 +449,9 @@ class RenderStep:
     # Or the line being written of a block drawn as it renders so far, drawn anew
     # (`Tail.line_html`: it has a mark)
     line_redrawn: bool = False
+    # Rows that a table last in an item drawn as it renders so far gained (`_rows_added`),
+    # in a body of their own, to add at the table's end
+    item_rows_html: str = ""
 
 
 @dataclass
@@ -753,6 +756,52 @@ _Drawing = tuple[tuple[int, str | None], str, str, int, int]
 _Shown = tuple[tuple[int, str | None], int]  # (a drawing as a page shows it: its key and end)
 
 
+def _rows_added(shown: _Drawing | None, drawing: _Drawing | None) -> str:
+    """The rows a table last in a block drawn as it renders so far (a list's item) gained, if
+    that is all that changed from the drawing the page shows (`shown`: its line being
+    written empty, as in `drawing`): in a body of their own, to add at the table's end
+    (`fragments.tail_html`). The item was rendered and sent again whole at each row. "": it
+    changed otherwise."""
+    if shown is None or drawing is None or shown[2] != drawing[2]:
+        return ""
+    if shown[3] != shown[4] or drawing[3] != drawing[4]:
+        return ""  # (a line of it drawn as it is written)
+    before, now = shown[1], drawing[1]
+    if not (before.endswith(TABLE_CLOSE) and now.endswith(_BODY_CLOSE + TABLE_CLOSE)):
+        return ""
+    head = before[: -len(TABLE_CLOSE)]
+    if head.endswith(_BODY_CLOSE):
+        head = head[: -len(_BODY_CLOSE)]  # (its rows so far)
+    elif head.endswith("</thead>\n"):
+        head += "<tbody>\n"  # (its first row)
+    else:
+        return ""
+    rows = now[len(head) : -len(_BODY_CLOSE + TABLE_CLOSE)]
+    if not (now.startswith(head) and rows.startswith("<tr>") and rows.endswith("</tr>\n")):
+        return ""
+    return _bodies(rows)
+
+
+def _bodies(rows: str) -> str:
+    """A table's rows (`<tr>`s), each in a body of its own, as a table being written draws
+    them (rows added to it go so, and its drawing is the same however they came)."""
+    return "".join(f"<tbody>\n{row}</tr>\n</tbody>\n" for row in rows.split("</tr>\n")[:-1])
+
+
+def _rows_apart(html: str) -> str:
+    """`html`, a block drawn as it renders so far, with the rows of the table it ends with
+    each in a body of their own (`_bodies`)."""
+    if not html.endswith(_BODY_CLOSE + TABLE_CLOSE):
+        return html
+    body = html.rfind("<tbody>\n")
+    rows = html[body + 8 : -len(_BODY_CLOSE + TABLE_CLOSE)]
+    return html[:body] + _bodies(rows) + TABLE_CLOSE
+
+
+TABLE_CLOSE = "</table>\n"  # (how a table last in a block drawn as it renders so far ends)
+_BODY_CLOSE = "</tbody>\n"
+
+
 def _drawn_anew(drawing: _Drawing | None, shown: _Shown | None) -> bool:
     """Whether a block drawn as it renders so far is drawn anew: a line of it began, or it is
     drawn otherwise (as it was not, or no longer)."""
@@ -853,6 +902,7 @@ class ProgressiveRenderer:
         "_item_code_waits",
         "_item_list",
         "_item_table_drawn",
+        "_item_table_page",
         "_item_table_seen",
         "_item_table_shown",
         "_line_drawn",
@@ -953,6 +1003,7 @@ class ProgressiveRenderer:
         self._item_table_seen: tuple[int, int, int, int] = (-1, 0, -1, -1)
         self._item_table_drawn: tuple[int, _Drawing | None] = (-1, None)
         self._item_table_shown: _Shown | None = None
+        self._item_table_page: _Drawing | None = None  # (its HTML as the page shows it)
         # A block drawn as it renders so far past its characters drawn at most: (where it
         # starts, where the line that took it past them has been looked at for its end to)
         self._long_seen: tuple[int, int] = (-1, 0)
@@ -1068,7 +1119,12 @@ class ProgressiveRenderer:
         if self._item_code_changed(delta):
             replaced = True
         quote, item_table = self._quote_drawing(), self._item_table_drawing()
-        if _drawn_anew(quote, self._quote_shown) or _drawn_anew(item_table, self._item_table_shown):
+        rows = ""
+        if _drawn_anew(item_table, self._item_table_shown):
+            rows = _rows_added(self._item_table_page, item_table)
+        if _drawn_anew(quote, self._quote_shown) or (
+            _drawn_anew(item_table, self._item_table_shown) and not rows
+        ):
             replaced = True  # (a line of it began, or it is drawn otherwise: drawn anew)
         if (
             self._item_list is not None or "\n" in delta or text[old_end - 1 : old_end] == "\n"
@@ -1090,6 +1146,9 @@ class ProgressiveRenderer:
             step.appended = unquoted(self.text, old_end, None)
         self._quote_shown = self._drawing_step(quote, self._quote_shown, step)
         self._item_table_shown = self._drawing_step(item_table, self._item_table_shown, step)
+        self._item_table_page = item_table
+        if rows and not step.tail_replaced:
+            step.item_rows_html = rows
         if self._table is not None:
             self._table_step(step, old_end)
         elif self.text.startswith(_HEAD_FIRST, self.settled) and (head := self._table_head()):
@@ -1876,7 +1935,7 @@ class ProgressiveRenderer:
             return self._formatted(tail, nested.text_from)
         if (drawing := self._item_table_drawing()) is not None:
             tail = Tail("item", self.text[drawing[3] : drawing[4]], number=number, opens=opens)
-            tail.item_rendered = (drawing[1], drawing[2])
+            tail.item_rendered = (_rows_apart(drawing[1]), drawing[2])
             tail.line_html = self._line_html(drawing)
             return tail
         if (after := self._code_after()) is not None:

@@ -1950,6 +1950,31 @@ def test_a_table_in_a_lists_item_or_a_quote_is_drawn_as_it_will_render(text: str
                 assert "|" not in shown and "---" not in shown, shown
 
 
+def test_a_table_in_a_lists_item_gains_its_rows_without_the_item_sent_again() -> None:
+    """A table in a list's item being written gains each row as its line ends, and only
+    that row is sent: the item was rendered and sent again whole at each row (a 55-row table
+    sent 106 KB, against 39 KB at the top level). Its head, a row with marks, two rows in
+    one piece; the page is the renderer's drawing throughout (`tails_on_a_page`)."""
+    from chat.fragments import CONTENT, text_step
+
+    rows = "".join(f"   | option {i} **bold** | {i}0 |\n" for i in range(12))
+    text = f"1. Compare the options:\n   | Option | Cost |\n   |---|---:|\n{rows}2. Next\n"
+    pairs = re.findall(r"(?:[^\n]*\n){1,2}|[^\n]+", text)  # (two lines a piece)
+    for pieces in (list(text), re.findall(r"\s*\S+|\s+", text), pairs):
+        tails_on_a_page(text, pieces)
+        renderer, frames = ProgressiveRenderer(), []
+        for piece in pieces:
+            step = renderer.feed(piece)
+            if "2." in renderer.text:
+                break  # (the item settles into the list: sent once, as a block)
+            frames.append(text_step(CONTENT, 5, step, renderer.tail))
+            assert not step.tail_replaced or "option 1 " not in renderer.text, piece
+        for i in range(11):  # (the last row's line ends as the next item begins)
+            assert sum(f"option {i} <strong>" in frame for frame in frames) == 1, i
+        assert sum("Compare the options" in frame for frame in frames) <= 2  # (its line, its head)
+        assert sum(map(len, frames)) < 4_000, sum(map(len, frames))
+
+
 def shown_only_grows(text: str, pieces: list[str]) -> list[str]:
     """`text` fed in `pieces` to a model page: what it shows (its text, without white space)
     after each piece, which only grows, as the whole text's render has it."""
