@@ -63,7 +63,7 @@ ALLOWED_ATTRIBUTES = {
     "a": {"href", "title", "class"},
     "img": {"src", "alt", "title"},
     "code": {"class"},
-    "span": {"class"},
+    "span": {"class", "title"},
     "div": {"class"},
     "pre": {"class"},
     "ol": {"start"},
@@ -153,15 +153,20 @@ def _code_block(
 def _image(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     """An image on this site, drawn; another host's (or one whose address is still being
     written) a link to it, its text the image's (`IMAGE_TEXT` if it has none): the page loads
-    nothing from elsewhere, and a broken image's icon beside its text said less."""
+    nothing from elsewhere, and a broken image's icon beside its text said less. In a link
+    (a badge: "[![build](https://...)](https://...)"), its text, as an image's, in that link."""
     token = tokens[idx]
     src = str(token.attrs.get("src", ""))
     if same_origin_path(src):
         return RendererHTML.image(self, tokens, idx, options, env)
-    text = self.renderInlineAsText(token.children or [], options, env) or IMAGE_TEXT
+    text = self.renderInlineAsText(token.children or [], options, env)
+    text = escapeHtml(text if text.strip() else IMAGE_TEXT)
     title = token.attrs.get("title")
     titled = f' title="{escapeHtml(str(title))}"' if title else ""
-    return f'<a href="{escapeHtml(src)}" class="image-link"{titled}>{escapeHtml(text)}</a>'
+    opened = sum(t.type == "link_open" for t in tokens[:idx])
+    if opened > sum(t.type == "link_close" for t in tokens[:idx]):
+        return f'<span class="image-link"{titled}>{text}</span>'  # (no link in a link)
+    return f'<a href="{escapeHtml(src)}" class="image-link"{titled}>{text}</a>'
 
 
 IMAGE_TEXT = "image"

@@ -38,6 +38,18 @@ def test_images_from_other_hosts_are_links_to_them():
         '<a class="image-link" rel="noopener noreferrer nofollow">d</a></p>\n'
     )
     assert "<img" not in render_markdown('![x"><img src=x onerror=alert(1)>](https://e.x/p.png)')
+    assert ">image</a>" in render_markdown("![ ](https://evil.example/p.png)")
+
+
+def test_an_image_from_another_host_in_a_link_is_its_text_in_that_link():
+    """A badge ("[![build](https://...)](https://...)"): no link in the link (a second read:
+    the sanitiser closed the outer link before the image's, which left it empty, nameless
+    and still a tab stop, and the words after the image out of it)."""
+    html = render_markdown("[![build](https://img.example/b.svg) and more](https://example.com)")
+    assert html == (
+        '<p><a href="https://example.com" rel="noopener noreferrer nofollow">'
+        '<span class="image-link">build</span> and more</a></p>\n'
+    )
 
 
 def test_links_open_safely_and_code_is_highlighted():

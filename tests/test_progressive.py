@@ -1359,6 +1359,8 @@ def test_a_span_is_drawn_formatted_as_its_marks_will_close() -> None:
         "a **![b](/c": '<strong><a class="image-link" rel="noopener noreferrer nofollow">b</a>'
         "</strong>",
         "a ![](https://ex": '<a class="image-link" rel="noopener noreferrer nofollow">image</a>',
+        "a [![b](https://ex.com/x.png)](https://ex": '<a rel="noopener noreferrer nofollow">'
+        '<span class="image-link">b</span></a>',
     }
     for text, drawn in cases.items():
         renderer = ProgressiveRenderer()
