@@ -567,6 +567,40 @@ async def test_the_demo_models_notice_can_be_hidden_for_good(page, server_factor
     await expect(page.locator(".demo-notice")).to_have_count(0)
 
 
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(
+    ("viewport", "touch"), [(PHONE, True), (SIZES["desktop"], False)], ids=["touch", "mouse"]
+)
+async def test_the_demo_notices_hide_button_shows_hover_and_focus_inside_the_window(
+    page, server_factory, viewport, touch, scheme, tmp_path
+):
+    """The icon buttons' own hover and focus, later in the sheet, gave the hide button the
+    notice's own background: under the mouse, or focused, it looked as at rest. Its name,
+    shown under it, was centred on it, past the window's edge: the page scrolled sideways."""
+    await page.emulate_media(color_scheme=scheme)
+    server = server_factory(**DEMO_SERVER)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    notice = page.locator(".demo-notice")
+    hide = notice.get_by_role("button", name="Hide this notice")
+    panel = await notice.evaluate(BACKGROUND_JS)
+    resting = await hide.evaluate(BACKGROUND_JS)
+    if not touch:
+        await hide.hover()
+        hovered = await hide.evaluate(BACKGROUND_JS)
+        assert hovered not in (resting, panel), f"no hover: {hovered} on the notice's {panel}"
+        assert await sideways_scrolls(page) == []
+        await page.mouse.move(0, 0)
+    await page.locator("#messages").focus()
+    await page.keyboard.press("Shift+Tab")  # the hide button comes before the messages
+    await expect(hide).to_be_focused()
+    focused = await hide.evaluate(BACKGROUND_JS)
+    assert focused not in (resting, panel), f"no focus: {focused} on the notice's {panel}"
+    name = await hide.evaluate("(button) => getComputedStyle(button, '::after').content")
+    assert name == '"Hide this notice"'
+    await check_looks(page, tmp_path / f"demo-notice-{viewport['width']}-{scheme}.png")
+
+
 # How many characters of its text an element shows, the rest cut by an ellipsis: a heading's
 # text in its box; a select's chosen option in its box less its padding and arrow (what it
 # takes beside the text when the box is as wide as the whole name).
