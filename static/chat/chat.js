@@ -1033,11 +1033,24 @@
   // Another version chosen with its switcher shows where the switcher is: the view does not
   // follow to the end (from a short version, the long one showed from its last line, the
   // switcher and the focus on it out of sight above). "Jump to latest" goes there.
+  // The switcher also stays where it stood in the view: with the view scrolled from the top,
+  // Chromium's scroll anchoring, its anchor swapped out with the list, took the view to the end.
+  var switcherAt = null;
   document.addEventListener("htmx:beforeSwap", function (event) {
     var elt = event.detail.requestConfig ? event.detail.requestConfig.elt : event.detail.elt;
     if (event.detail.shouldSwap && elt && elt.hasAttribute && elt.hasAttribute("data-focus-key")) {
       followEnd = false;
+      switcherAt = { key: elt.getAttribute("data-focus-key"), top: elt.getBoundingClientRect().top };
     }
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    var kept = switcherAt;
+    switcherAt = null;
+    var el = messages();
+    var button = kept && document.querySelector('[data-focus-key="' + kept.key + '"]');
+    if (!el || !button) { return; }
+    el.scrollTop += button.getBoundingClientRect().top - kept.top;
+    notePosition(el);
   });
 
   // The element that last had the focus: a button hidden while focused leaves none.

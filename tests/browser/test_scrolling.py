@@ -291,6 +291,49 @@ async def test_a_longer_version_shows_from_its_switcher_not_from_its_end(
     await expect(page.locator("#jump-to-latest")).to_be_visible()
 
 
+@pytest.mark.parametrize("how", ["click", "Enter"])
+async def test_a_version_switched_with_the_view_scrolled_up_keeps_its_switcher_in_place(
+    page, server, fake_upstream, how
+):
+    """Scrolled up to a reply's switcher, with more below it, Previous took the view to the
+    end of the conversation: the switcher and the focus on it went out of sight above (found
+    by a walk-through: 450 px down, the switcher 197 px above the view)."""
+    fake_upstream.plan = streamed([*LINES[:60], "the end"], delay=0)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    first_id = await chat.send("Tell me")
+    await chat.wait_finished(first_id)
+    second_id = await chat.regenerate(first_id)
+    await chat.wait_finished(second_id)
+    switcher = page.get_by_role("navigation", name="Versions of this reply")
+    previous = switcher.get_by_role("button", name="Previous version")
+    box = page.locator("#messages")
+    messages_box = await box.bounding_box()
+    assert messages_box is not None
+    await page.mouse.move(messages_box["x"] + 100, messages_box["y"] + 100)
+    for _ in range(100):  # the reader scrolls up to the switcher, not to the very top
+        if (await switcher.bounding_box() or {"y": 0})["y"] >= messages_box["y"] + 8:
+            break
+        await page.mouse.wheel(0, -40)
+        await page.wait_for_timeout(50)
+    state = await page.evaluate(SCROLL_STATE_JS)
+    assert state["top"] > 0 and state["fromBottom"] > 300, state  # more above and below
+    before = await previous.bounding_box()
+    assert before is not None
+    if how == "click":
+        await previous.click()
+    else:
+        await previous.focus()
+        await page.keyboard.press("Enter")
+    await expect(switcher.get_by_role("button", name="Next version")).to_be_enabled()
+    await page.wait_for_timeout(300)  # the swap's settling
+    await expect(page.locator(":focus")).to_be_in_viewport()
+    after = await switcher.get_by_role("button", name="Previous version").bounding_box()
+    assert after is not None and abs(after["y"] - before["y"]) <= 2, (before, after)
+    await expect(box.locator("article.assistant .content p").first).to_be_in_viewport()
+    await expect(page.locator("#jump-to-latest")).to_be_visible()
+
+
 @pytest.mark.parametrize("how", ["wheel", "keys"])
 async def test_a_wheel_step_or_a_key_up_while_text_comes_every_frame_stops_following(
     page, server, fake_upstream, how
