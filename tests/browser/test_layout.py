@@ -601,6 +601,89 @@ async def test_the_demo_notices_hide_button_shows_hover_and_focus_inside_the_win
     await check_looks(page, tmp_path / f"demo-notice-{viewport['width']}-{scheme}.png")
 
 
+# Where an icon button's name, drawn under it when hovered or focused (its ::after, padding
+# included), starts and ends across the window: [left, right].
+TOOLTIP_EDGES_JS = """
+(button) => {
+  const box = button.getBoundingClientRect();
+  const tip = getComputedStyle(button, "::after");
+  if (tip.content === "none" || tip.content === "normal") { return null; }
+  const width = parseFloat(tip.width) + parseFloat(tip.paddingLeft) + parseFloat(tip.paddingRight);
+  const shift = tip.transform === "none" ? 0 : new DOMMatrixReadOnly(tip.transform).m41;
+  const left = box.left + parseFloat(tip.left) + shift;
+  return [left, left + width];
+}
+"""
+# How far a focused element's outline reaches out of the window on each side: [left, right].
+OUTLINE_PAST_WINDOW_JS = """
+(element) => {
+  const box = element.getBoundingClientRect();
+  const style = getComputedStyle(element);
+  const out = parseFloat(style.outlineWidth) + parseFloat(style.outlineOffset);
+  return [Math.max(0, out - box.left), Math.max(0, box.right + out - innerWidth)];
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(
+    ("viewport", "touch"), [(PHONE, True), (SIZES["desktop"], False)], ids=["touch", "mouse"]
+)
+async def test_names_focus_rings_and_the_archived_list_stay_inside_the_window(
+    page, server, fake_upstream, viewport, touch, scheme, tmp_path
+):
+    """Found by a walk-through. On a phone the sidebar button's name, centred on it at the
+    window's left edge, was cut there ("versations"), and the open sidebar's Close named
+    itself over the dimmed page past the sidebar's edge; the messages' focus ring went past
+    the window's sides (its right side at 1280 too); the archived list's "Back to all" was
+    16 px tall, and its "No archived conversations." stood 8 px left of the titles."""
+    await page.emulate_media(color_scheme=scheme)
+    fake_upstream.plan = streamed(["A reply."], delay=0.01)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await chat.wait_finished(await chat.send("hello"))
+    width = viewport["width"]
+
+    messages = page.locator("#messages")
+    await chat.composer.focus()
+    await page.keyboard.press("Shift+Tab")  # from the keyboard: the ring shows
+    await messages.focus()
+    assert await messages.evaluate("(element) => element.matches(':focus-visible')")
+    assert await messages.evaluate(OUTLINE_PAST_WINDOW_JS) == [0, 0]
+
+    if touch:
+        toggle = page.get_by_role("button", name="Conversations", exact=True)
+        await toggle.focus()
+        left, right = await toggle.evaluate(TOOLTIP_EDGES_JS)
+        assert 0 <= left and right <= width, (left, right)
+        await toggle.tap()
+        close = page.get_by_role("button", name="Close conversations")
+        await expect(close).to_be_visible()
+        await page.keyboard.press("Shift+Tab")
+        await page.keyboard.press("Tab")
+        await close.focus()
+        drawer = await page.locator("#sidebar").bounding_box()
+        assert drawer is not None
+        left, right = await close.evaluate(TOOLTIP_EDGES_JS)
+        assert 0 <= left and right <= drawer["x"] + drawer["width"], (left, right, drawer)
+
+    sidebar = page.locator("#sidebar")
+    await sidebar.get_by_role("button", name="Archived", exact=True).click()
+    back = sidebar.get_by_role("button", name="Back to all")
+    await expect(back).to_be_visible()
+    back_box = await back.bounding_box()
+    assert back_box is not None and back_box["height"] >= 24, back_box
+    text_left = (
+        "(item) => { const range = document.createRange();"
+        " range.selectNodeContents(item); return range.getBoundingClientRect().left; }"
+    )
+    heading = await sidebar.locator("li.list-mode").evaluate(text_left)
+    empty = sidebar.locator("li.muted")
+    await expect(empty).to_have_text("No archived conversations.")
+    assert abs(await empty.evaluate(text_left) - heading) <= 1
+    await check_looks(page, tmp_path / f"inside-{width}-{scheme}.png")
+
+
 # How many characters of its text an element shows, the rest cut by an ellipsis: a heading's
 # text in its box; a select's chosen option in its box less its padding and arrow (what it
 # takes beside the text when the box is as wide as the whole name).
