@@ -97,7 +97,7 @@ def analyse_stream(
         else:
             stats.delta_frames += 1
             if change.appended_only:
-                stats.framing_per_delta.append(wire - change.appended_wire)
+                stats.framing_per_delta.append(wire - change.appended_wire - change.status_wire)
             else:
                 stats.block_frames += 1
         arrivals.append((t, have, index))

@@ -79,6 +79,7 @@ class Change:
     snapshot: bool = False  # the whole text was set again
     appended_only: bool = True  # nothing but text appended to the tail
     appended_wire: int = 0  # bytes of the appended text as sent (escaped)
+    status_wire: int = 0  # bytes of the status line's change (it goes with the first text)
     final: bool = False
 
 
@@ -106,6 +107,8 @@ class ReplyView:
             inner_end, position = _element_end(frame, tag, match.end())
             if list_swap:
                 kind, number = list_kind, list_number
+            if number == rid and kind == "s":
+                change.status_wire += len(frame[match.start() : position].encode())
             if number != rid or kind not in "ctxwz":
                 continue
             inner = frame[match.end() : inner_end]

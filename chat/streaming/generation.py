@@ -156,6 +156,10 @@ class Generation:
     _saved_reasoning_length: int = 0  # thinking only grows while a reply streams
     _task: asyncio.Task[Any] | None = None
     status_line: str = field(default="", init=False)  # what the reply's status line says
+    # The line goes with the next frame that changes the reply, in it: cleared on its own as
+    # the first token came, it left the reply a line shorter for a coalescing window (longer
+    # if the renderer held that token: an item's "-"), then the text made it taller again.
+    _status_goes_with_next_frame: bool = field(default=False, init=False)
     _tools_task: asyncio.Task[list[tuple[dict[str, Any], str]]] | None = None  # while they run
     _thinks_again: bool = field(default=False, init=False)  # a continuation's new thinking began
 
@@ -240,10 +244,10 @@ class Generation:
                             f"(attempt {attempt})."
                         )
                         continue
-                    if self.status_line:  # the first update, or the retry worked: clear it
+                    if self.status_line:  # the first update, or the retry worked: it goes
                         if self.first_token_at is None:  # (not counting the notice's trip)
                             self.first_token_at = time.monotonic()
-                        await self._show_status("")
+                        self._status_goes_with_next_frame = True
                     self._on_update(update, coalescer)
                     if self.stream.completion.size >= room:
                         self.reached_size_limit = True
@@ -323,6 +327,10 @@ class Generation:
         after = self.view.cursor()
         if not html and after == cursor:
             return False
+        if self._status_goes_with_next_frame:
+            self._status_goes_with_next_frame = False
+            self.status_line = ""
+            html += fragments.status(self.reply.pk, "")
         await events.message_delta(
             self.reply.conversation_id,
             self.reply.pk,
@@ -597,6 +605,7 @@ class Generation:
         retry, a tool running), and in the snapshot of a tab that connects meanwhile; "" clears
         it. The finished reply's footer replaces it."""
         self.status_line = text
+        self._status_goes_with_next_frame = False  # (a line said since stays)
         try:
             await events.message_status(self.reply.conversation_id, self.reply.pk, text)
         except Exception:  # a notice is not worth the reply: tabs may miss this one

@@ -861,3 +861,44 @@ async def test_a_new_reply_says_it_waits_for_the_model_until_its_first_text(
     during = [text for when, text in said if when < text_at - 0.5]
     assert during and during[-1] == "Waiting for the model…", said
     assert page.content(reply_id) == shown("first words")
+
+
+@pytest.mark.parametrize("first", ["-", "Use `"], ids=["an item's marker", "an open code span"])
+async def test_the_status_line_goes_as_the_first_text_shows_not_before(
+    start_server, fake_upstream, alice_session, first
+):
+    """The line said "Waiting for the model…" until the first token came, then went at once,
+    while the text came with the next frame (a coalescing window later: the reply's height
+    fell by the line's, then grew, a jump found by a walk-through), or later still when the
+    renderer held what came (an item's "-" until its first word): a bare cursor, 1 s here.
+    It goes with the frame that first changes the reply."""
+    server = start_server()
+
+    async def plan(request: FakeRequest):
+        async def before_piece(i: int) -> None:
+            if i == 2:  # after the first token, before the second
+                await asyncio.sleep(1.0)
+
+        return await request.stream(
+            reply_events([first, " words", " and more"]), before_piece=before_piece
+        )
+
+    fake_upstream.plan = plan
+    client, conversation_id, ws, reply_id = await converse(server, alice_session)
+    page = PageModel()
+    line = re.compile(rf'<div id="s{reply_id}"[^>]*>([^<]*)</div>')
+    saying = "Waiting for the model…"  # as the page draws the reply
+    before_text: list[str] = []  # what the line said after each frame before any text
+    async with asyncio.timeout(30):
+        while reply_id not in page.finished:
+            frame = await ws.recv()
+            page.apply(frame)
+            if lines := line.findall(frame):
+                saying = lines[-1]
+            if page.content(reply_id):
+                break
+            before_text.append(saying)
+    assert saying == "", saying  # gone with the first text
+    assert "" not in before_text, before_text
+    await read_until_finished(ws, page, reply_id)
+    await finish(client, ws)
