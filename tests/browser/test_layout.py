@@ -316,6 +316,46 @@ async def test_on_a_touch_screen_a_tapped_button_does_not_stay_hovered(
     await check_looks(page, tmp_path / f"tapped-{viewport['width']}-{scheme}.png")
 
 
+LOOK_JS = """(element) => { const s = getComputedStyle(element);
+  return [s.backgroundColor, s.opacity, s.textDecorationLine, s.color].join(" "); }"""
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(("viewport", "touch"), [(SIZES["desktop"], False)])
+async def test_every_button_shows_the_mouse_over_it(page, server, fake_upstream, scheme, tmp_path):
+    """Found by a walk-through: the menus' buttons, Send, Copy code, the sidebar's link-like
+    buttons and the rest looked the same under the mouse as at rest."""
+    await page.emulate_media(color_scheme=scheme)
+    fake_upstream.plan = streamed(["Here:\n\n", "```python\nprint(1)\n```\n"], delay=0.01)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("code, please")
+    await chat.wait_finished(reply_id)
+    await chat.composer.fill("a next question")
+    menu = page.locator(".conversation-menu")
+    buttons = {
+        "Send": page.locator("#composer .send-button"),
+        "Copy code": chat.reply(reply_id).locator(".code-copy"),
+        "Archived": page.locator(".archived-toggle"),
+        "Log out": page.get_by_role("button", name="Log out"),
+        "Rename": menu.get_by_role("button", name="Rename"),
+        "Pin": menu.get_by_role("button", name="Pin to the top"),
+        "Archive": menu.get_by_role("button", name="Archive"),
+        "Delete": menu.get_by_role("button", name="Delete conversation"),
+    }
+    unchanged = []
+    for name, button in buttons.items():
+        if name == "Rename":
+            await menu.locator("summary").click()
+        await page.mouse.move(0, 0)
+        resting = await button.evaluate(LOOK_JS)
+        await button.hover()
+        if await button.evaluate(LOOK_JS) == resting:
+            unchanged.append(f"{name}: {resting}")
+    assert unchanged == []
+    await check_looks(page, tmp_path / f"hovered-{scheme}.png")
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
 async def test_the_edit_box_of_a_long_message_shows_much_of_it(
