@@ -292,6 +292,16 @@ class ChatPage:
         await expect(replies.last).not_to_have_attribute("id", f"m{reply_id}")
         return int((await replies.last.get_attribute("id") or "")[1:])
 
+    async def reply_in_two_versions(self, question: str) -> tuple[int, int]:
+        """A new conversation whose first reply to `question` was regenerated, both finished:
+        the two versions' ids (the page shows the second, its switcher on it)."""
+        await self.new_conversation()
+        first = await self.send(question)
+        await self.wait_finished(first)
+        second = await self.regenerate(first)
+        await self.wait_finished(second)
+        return first, second
+
     async def state(self, reply_id: int) -> dict[str, Any]:
         return await self.page.evaluate(REPLY_STATE_JS, reply_id)
 

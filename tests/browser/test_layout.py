@@ -858,9 +858,5 @@ async def _a_code_reply_in_two_versions(page, server, fake_upstream) -> tuple[Ch
     its Copy code button on the page. The chat page and the second version's id."""
     fake_upstream.plan = streamed(["Look:\n\n", "```python\n", "print(1)\n", "```\n"], delay=0.01)
     chat = ChatPage(page, server)
-    await chat.new_conversation()
-    first = await chat.send("show code")
-    await chat.wait_finished(first)
-    reply_id = await chat.regenerate(first)
-    await chat.wait_finished(reply_id)
+    _, reply_id = await chat.reply_in_two_versions("show code")
     return chat, reply_id

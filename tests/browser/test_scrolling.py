@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -265,11 +266,7 @@ async def test_a_longer_version_shows_from_its_switcher_not_from_its_end(
 
     fake_upstream.plan = plan
     chat = ChatPage(page, server)
-    await chat.new_conversation()
-    short_id = await chat.send("Tell me")
-    await chat.wait_finished(short_id)
-    long_id = await chat.regenerate(short_id)
-    await chat.wait_finished(long_id)
+    await chat.reply_in_two_versions("Tell me")
     switcher = page.get_by_role("navigation", name="Versions of this reply")
     await switcher.scroll_into_view_if_needed()
     await switcher.get_by_role("button", name="Previous version").click()
@@ -298,13 +295,19 @@ async def test_a_version_switched_with_the_view_scrolled_up_keeps_its_switcher_i
     """Scrolled up to a reply's switcher, with more below it, Previous took the view to the
     end of the conversation: the switcher and the focus on it went out of sight above (found
     by a walk-through: 450 px down, the switcher 197 px above the view)."""
-    fake_upstream.plan = streamed([*LINES[:60], "the end"], delay=0)
+
+    async def plan(request: FakeRequest):
+        async def before_piece(i: int) -> None:
+            if i == 0:  # the Regenerate's answer draws the new reply before its first frame
+                await asyncio.sleep(0.3)
+
+        return await request.stream(
+            reply_events([*LINES[:60], "the end"]), before_piece=before_piece
+        )
+
+    fake_upstream.plan = plan
     chat = ChatPage(page, server)
-    await chat.new_conversation()
-    first_id = await chat.send("Tell me")
-    await chat.wait_finished(first_id)
-    second_id = await chat.regenerate(first_id)
-    await chat.wait_finished(second_id)
+    await chat.reply_in_two_versions("Tell me")
     switcher = page.get_by_role("navigation", name="Versions of this reply")
     previous = switcher.get_by_role("button", name="Previous version")
     box = page.locator("#messages")
