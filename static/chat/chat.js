@@ -10,6 +10,8 @@
   // event that tells every tab): whichever comes second is dropped. Two paths on purpose: the
   // response shows the sender's turn even while its socket is reconnecting (the moment a
   // user is most likely to resend), and the socket is the only way other tabs learn of it.
+  // Replies whose frames came before them (by id): see `htmx:load` below.
+  var framesLost = {};
   htmx.defineExtension("chat-frames", {
     transformResponse: function (text, xhr, elt) {
       var template = document.createElement("template");
@@ -65,6 +67,8 @@
           return;  // applied as it is (above)
         } else if (swap && swap.indexOf(":") < 0 && element.id && !shown(element)) {
           drop(element);  // a fragment whose target is not on the page yet
+          var reply = /^[a-z](\d+)$/.exec(element.id);
+          if (reply) { framesLost[reply[1]] = true; }
         } else if (swap && element.tagName === "ARTICLE" && streaming(element)) {
           // A reply drawn streaming as its continuation starts, for tabs that show it
           // finished. Not for one that shows it streaming already, nor for the tab whose
@@ -1250,6 +1254,24 @@
   }
 
   document.addEventListener("htmx:load", function (event) { addCodeCopyButtons(event.detail.elt); });
+
+  // A reply whose frames came before it was on the page (dropped above: the Regenerate's
+  // answer drew it after its first frame) asks for itself as it stands once it is. Its own
+  // request, in the reply's end, goes as htmx settles the answer: the frame that ended the
+  // reply, when it came in between, replaced it unsent, and the reply showed only its last
+  // words (the saved text whole) until the page was loaded again.
+  document.addEventListener("htmx:load", function (event) {
+    var elt = event.detail.elt;
+    if (!openSocket || !elt.querySelectorAll) { return; }
+    var articles = elt.matches("article[id]") ? [elt] : elt.querySelectorAll("article[id]");
+    Array.prototype.forEach.call(articles, function (article) {
+      var id = article.id.slice(1);
+      if (framesLost[id]) {
+        delete framesLost[id];
+        openSocket.send(JSON.stringify({ resync: parseInt(id, 10) }));
+      }
+    });
+  });
   document.addEventListener("DOMContentLoaded", function () { addCodeCopyButtons(document); });
 
   document.addEventListener("htmx:wsAfterMessage", afterContentChange);

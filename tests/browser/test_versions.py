@@ -9,7 +9,7 @@ from typing import Any
 from playwright.async_api import expect
 
 from chat.models import Message
-from tests.browser.support import BROWSER_MARKS, ChatPage, another_tab
+from tests.browser.support import BROWSER_MARKS, ChatPage, another_tab, streamed
 from tests.fake_upstream import FakeRequest, reply_events
 
 pytestmark = BROWSER_MARKS
@@ -180,6 +180,28 @@ async def test_a_version_switch_refused_while_a_reply_streams_says_why_under_the
     await expect(reply.locator(".action-error")).to_have_count(1)
     assert all("409" in e for e in watch.console_errors), watch.console_errors
     watch.console_errors.clear()  # the browser and htmx log the 409s
+
+
+async def test_a_regenerated_reply_whose_frames_outran_the_answer_shows_whole(
+    page, server, fake_upstream
+):
+    """The model's reply came at once, and its first frame reached the tab before the
+    Regenerate's answer drew the new reply: it was dropped (no reply to go to), and the reply
+    showed its last words alone ("the end" of 61 lines, the saved text whole) until the page
+    was loaded again (found while writing the switcher's scroll test, in one try of two)."""
+    pieces = [f"line {i:03d}\n\n" for i in range(60)] + ["the end"]
+    fake_upstream.plan = streamed(pieces, delay=0)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Tell me")
+    await chat.wait_finished(reply_id)
+    for _ in range(8):  # (a try of the scroll test showed it one time in two, here fewer)
+        reply_id = await chat.regenerate(reply_id)
+        await chat.wait_finished(reply_id)
+        paragraphs = chat.reply(reply_id).locator(".content p")
+        await expect(paragraphs).to_have_count(61)
+        await expect(paragraphs.first).to_have_text("line 000")
+        await expect(paragraphs.last).to_have_text("the end")
 
 
 async def test_regenerate_an_edit_and_a_version_switch_show_in_the_other_tab(
