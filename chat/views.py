@@ -6,6 +6,7 @@ import functools
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -14,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from . import article_cache, limits, pages, selectors, services, socket_protocol
 from .forms import (
@@ -47,6 +49,18 @@ def login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
         return page(request, *args, **kwargs)
 
     return signed_in
+
+
+def _opened_as_page(request: HttpRequest) -> bool:
+    """The browser itself goes to the address (typed, a bookmark, a link opened in a new
+    tab), where the page's own requests fetch a piece of a page from it: browsers say which in
+    `Sec-Fetch-Mode`. A piece opened as a page was drawn bare, unstyled and white in dark
+    mode; those addresses send the browser to the page the piece belongs to."""
+    return request.headers.get("Sec-Fetch-Mode") == "navigate"
+
+
+# What a piece of a page's address answers depends on `_opened_as_page`
+PAGE_PIECE = vary_on_headers("Sec-Fetch-Mode")
 
 
 def _conversation_or_404(request: HttpRequest, conversation_id: uuid.UUID) -> Conversation:
@@ -113,9 +127,13 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+@PAGE_PIECE
 def conversation_sidebar(request: HttpRequest) -> HttpResponse:
     """A page of the sidebar's list: search results, archived conversations, or the page after
-    `cursor`."""
+    `cursor`. Opened as a page, the start page with its list searched as asked."""
+    if _opened_as_page(request):
+        query = request.GET.get("q", "")
+        return redirect(reverse("chat:start") + (f"?{urlencode({'q': query})}" if query else ""))
     try:
         current = uuid.UUID(request.GET.get("current", ""))
     except ValueError:
@@ -406,12 +424,17 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
 
 @login_required
 @require_GET
+@PAGE_PIECE
 def message_detail(
     request: HttpRequest, conversation_id: uuid.UUID, message_id: int
 ) -> HttpResponse:
     """One message as the page draws it. A tab fetches it here when the socket frame that
-    would carry it is too large (`chat.consumers.MAX_FRAME_BYTES`)."""
-    message = _shown_message_or_404(_conversation_or_404(request, conversation_id), message_id)
+    would carry it is too large (`chat.consumers.MAX_FRAME_BYTES`). Opened as a page, its
+    conversation's page, scrolled to it (`chat.js`)."""
+    conversation = _conversation_or_404(request, conversation_id)
+    message = _shown_message_or_404(conversation, message_id)
+    if _opened_as_page(request):
+        return redirect(f"{conversation.get_absolute_url()}#m{message.pk}")
     return render(request, PAGE + "#message", {"message": selectors.with_versions(message=message)})
 
 

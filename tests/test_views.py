@@ -122,6 +122,40 @@ def test_a_messages_text_is_its_markdown_as_written_for_its_owner_only(
     assert alice.get(url).status_code == 404
 
 
+def test_a_piece_of_a_page_opened_as_a_page_goes_to_the_page_it_belongs_to(
+    alice: Client, conversation: Conversation, other_user, sent_to_worker
+):
+    """The sidebar's list and a message are pieces the page fetches; opened by the browser
+    itself (typed, a link opened in a new tab) they were drawn bare, unstyled. Opened so, they
+    go to the start page searched as asked, and to the message in its conversation's page.
+    The page's own requests still get the pieces; a message of someone else's is not found,
+    opened either way."""
+    user_message, reply = services.message_submit(conversation=conversation, content="hi")
+    navigate = {"HTTP_SEC_FETCH_MODE": "navigate", "HTTP_SEC_FETCH_DEST": "document"}
+    fetch = {"HTTP_SEC_FETCH_MODE": "cors", "HTTP_SEC_FETCH_DEST": "empty", "HTTP_HX_REQUEST": "1"}
+    sidebar = reverse("chat:conversation_sidebar")
+    opened = alice.get(sidebar + "?q=caf%C3%A9+%26+tea&cursor=x", **navigate)
+    assert opened.status_code == 302
+    assert opened["Location"] == reverse("chat:start") + "?q=caf%C3%A9+%26+tea"
+    assert alice.get(sidebar, **navigate)["Location"] == reverse("chat:start")
+    fetched = alice.get(sidebar, **fetch)
+    assert fetched.status_code == 200 and "<html" not in fetched.content.decode()
+    for response in (opened, fetched):
+        assert "Sec-Fetch-Mode" in response["Vary"]  # (a cache keeps the two apart)
+    for message in (user_message, reply):
+        url = reverse("chat:message_detail", args=[conversation.pk, message.pk])
+        opened = alice.get(url, **navigate)
+        assert opened.status_code == 302
+        assert opened["Location"] == f"{conversation.get_absolute_url()}#m{message.pk}"
+        fetched = alice.get(url, **fetch)
+        assert fetched.status_code == 200
+        assert fetched.content.decode().lstrip().startswith(f'<article id="m{message.pk}"')
+        mallory = Client()
+        mallory.force_login(other_user)
+        assert mallory.get(url, **navigate).status_code == 404
+        assert mallory.get(url, **fetch).status_code == 404
+
+
 def test_conversation_list_shows_only_my_conversations_newest_first(alice, user, other_user):
     older = services.conversation_create(owner=user)
     older.title = "Older one"

@@ -205,10 +205,26 @@
     }
   }
 
+  // The message the page's address names (`#m12`: a message's own address, opened as a page,
+  // comes to its conversation's: views.message_detail), if the page shows it.
+  function messageNamed() {
+    var named = /^#m\d+$/.test(location.hash) && document.getElementById(location.hash.slice(1));
+    return named && named.matches("article.message") ? named : null;
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var el = messages();
-    if (el) {
+    var named = el && messageNamed();
+    if (named) {
+      // The reader starts where the address put them, not at the end (which streams on)
+      named.scrollIntoView({ block: "start" });
+      notePosition(el);
+      if (!atEnd(el)) { readerMovesUp(); }
+      afterContentChange();
+    } else if (el) {
       scrollToEnd();
+    }
+    if (el) {
       // The box shrinks as the message box grows (a long message typed line after line): the
       // end being followed stays in view (it went out of sight below the message box).
       if (window.ResizeObserver) {

@@ -415,3 +415,40 @@ async def test_jump_to_latest_right_after_keys_that_scroll_up_keeps_to_the_end(
     await jump.click()
     await chat.wait_finished(reply_id, timeout=60_000)  # (300 lines: 4.5 s, more when busy)
     assert (await page.evaluate(SCROLL_STATE_JS))["fromBottom"] < 1
+
+
+async def test_a_messages_own_address_opens_its_conversation_at_that_message(
+    page, server, fake_upstream
+):
+    """A message's address (the page fetches a message there) and the sidebar's list's,
+    opened by the browser itself (typed, a link opened in a new tab), drew the piece bare:
+    no style, white in dark mode. The message's opens its conversation's page with that
+    message at the top of the view, the page not following the end ("Jump to latest"
+    offered); the list's opens the start page searched as asked."""
+    fake_upstream.plan = streamed(LINES[:40], delay=0)
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    first = await chat.send("The first question")
+    await chat.wait_finished(first)
+    second = await chat.send("The second question")
+    await chat.wait_finished(second)
+
+    await page.goto(f"{url}messages/{first}/")
+    assert page.url == f"{url}#m{first}"
+    await expect(chat.reply(second)).to_be_attached()
+    top = await page.evaluate(
+        """(id) => document.getElementById(id).getBoundingClientRect().top
+                   - document.getElementById("messages").getBoundingClientRect().top""",
+        f"m{first}",
+    )
+    assert 0 <= top < 40, f"the message stands {top} px below the view's top"
+    state = await page.evaluate(SCROLL_STATE_JS)
+    assert state["fromBottom"] > 400, state
+    await expect(page.locator("#jump-to-latest")).to_be_visible()
+    await page.locator("#jump-to-latest").click()
+    assert (await page.evaluate(SCROLL_STATE_JS))["fromBottom"] < 40
+
+    await page.goto(f"{server.url}/conversations/?q=second+question")
+    assert page.url == f"{server.url}/?q=second+question"
+    await expect(page.locator("link[rel=stylesheet]").first).to_be_attached()
+    await expect(page.locator('#conversation-list [id^="conv-link-"]')).to_have_count(1)
