@@ -59,8 +59,8 @@ def _opened_as_page(request: HttpRequest) -> bool:
     return request.headers.get("Sec-Fetch-Mode") == "navigate"
 
 
-# What a piece of a page's address answers depends on `_opened_as_page`
-PAGE_PIECE = vary_on_headers("Sec-Fetch-Mode")
+# A piece of a page's answer depends on how it was asked for (`_opened_as_page`)
+varies_as_opened = vary_on_headers("Sec-Fetch-Mode")
 
 
 def _conversation_or_404(request: HttpRequest, conversation_id: uuid.UUID) -> Conversation:
@@ -127,7 +127,7 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-@PAGE_PIECE
+@varies_as_opened
 def conversation_sidebar(request: HttpRequest) -> HttpResponse:
     """A page of the sidebar's list: search results, archived conversations, or the page after
     `cursor`. Opened as a page, the start page with its list searched as asked."""
@@ -424,7 +424,7 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
 
 @login_required
 @require_GET
-@PAGE_PIECE
+@varies_as_opened
 def message_detail(
     request: HttpRequest, conversation_id: uuid.UUID, message_id: int
 ) -> HttpResponse:
