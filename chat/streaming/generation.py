@@ -78,6 +78,11 @@ class ReplyRenderer:
             "reasoning": [len(self.reasoning.text), self.reasoning.settled],
         }
 
+    def shows_anything(self) -> bool:
+        """Whether the reply draws anything yet: text or thinking past white space, or a tool
+        call's card (a first token of line ends alone draws nothing)."""
+        return bool(self.content.text.strip() or self.reasoning.text.strip() or self._calls_shown)
+
     def frame(self, frame: Frame) -> tuple[dict[str, list[int]], str]:
         """Feed one frame; returns where a tab must stand before it, and its fragment."""
         before = self.cursor()
@@ -156,9 +161,10 @@ class Generation:
     _saved_reasoning_length: int = 0  # thinking only grows while a reply streams
     _task: asyncio.Task[Any] | None = None
     status_line: str = field(default="", init=False)  # what the reply's status line says
-    # The line goes with the next frame that changes the reply, in it: cleared on its own as
-    # the first token came, it left the reply a line shorter for a coalescing window (longer
-    # if the renderer held that token: an item's "-"), then the text made it taller again.
+    # The line goes with the next frame that shows something of the reply, in it: cleared on
+    # its own as the first token came, it left the reply a line shorter for a coalescing window
+    # (longer if the renderer held that token: an item's "-"; or if it was line ends alone),
+    # then the text made it taller again.
     _status_goes_with_next_frame: bool = field(default=False, init=False)
     _tools_task: asyncio.Task[list[tuple[dict[str, Any], str]]] | None = None  # while they run
     _thinks_again: bool = field(default=False, init=False)  # a continuation's new thinking began
@@ -327,7 +333,7 @@ class Generation:
         after = self.view.cursor()
         if not html and after == cursor:
             return False
-        if self._status_goes_with_next_frame:
+        if self._status_goes_with_next_frame and self.view.shows_anything():
             self._status_goes_with_next_frame = False
             self.status_line = ""
             html += fragments.status(self.reply.pk, "")

@@ -863,7 +863,11 @@ async def test_a_new_reply_says_it_waits_for_the_model_until_its_first_text(
     assert page.content(reply_id) == shown("first words")
 
 
-@pytest.mark.parametrize("first", ["-", "Use `"], ids=["an item's marker", "an open code span"])
+@pytest.mark.parametrize(
+    "first",
+    ["-", "Use `", "\n\n"],
+    ids=["an item's marker", "an open code span", "line ends alone"],
+)
 async def test_the_status_line_goes_as_the_first_text_shows_not_before(
     start_server, fake_upstream, alice_session, first
 ):
@@ -871,7 +875,8 @@ async def test_the_status_line_goes_as_the_first_text_shows_not_before(
     while the text came with the next frame (a coalescing window later: the reply's height
     fell by the line's, then grew, a jump found by a walk-through), or later still when the
     renderer held what came (an item's "-" until its first word): a bare cursor, 1 s here.
-    It goes with the frame that first changes the reply."""
+    It goes with the frame that first shows something: a first token of line ends alone
+    draws nothing, and the line went with it, a coalescing window before the text."""
     server = start_server()
 
     async def plan(request: FakeRequest):
