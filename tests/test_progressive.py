@@ -244,7 +244,9 @@ def test_the_state_at_any_point_shows_every_character_once(data: st.DataObject) 
         elif tail.kind == "head":  # its line (the delimiter row being written after it not)
             shown = renderer.text[renderer.settled :]  # (after a paragraph's lines, rendered)
             assert shown.startswith(tail.text) or (tail.head_before and f"\n{tail.text}" in shown)
-        elif tail.item_list_written or tail.quote_rendered:  # (lines before its last rendered)
+        elif tail.item_list_written or tail.quote_rendered or tail.item_rendered:
+            # (lines before its last rendered; the last line's text without its line end:
+            # "- word\n   | word\n   word\n" draws "word", after the item's first lines)
             assert renderer.text.rstrip(" \t\n").endswith(tail.text)
         else:
             assert renderer.text.endswith(tail.text)
