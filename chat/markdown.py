@@ -183,12 +183,53 @@ def _cell_open(
     return self.renderToken(tokens, idx, options, env)
 
 
+# Chinese and Japanese: their ideographs, kana, bopomofo, punctuation and full-width forms
+# (Hangul is not: Korean puts spaces between words). `static/chat/chat.js` has the same set.
+JOINED_ACROSS_LINES = (
+    "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff01-\uff60\uffe0-\uffe6"
+    "\U00020000-\U0003fffd"
+)
+_JOINED_ACROSS_LINES = re.compile(f"[{JOINED_ACROSS_LINES}]")
+_TEXT_TOKENS = ("text", "text_special", "code_inline")
+
+
+def _character_beside(tokens: Sequence[Token], idx: int, step: int) -> str:
+    """The text's character next to `tokens[idx]` (before it, or after it; a code span's
+    too), past the marks between (an emphasis, a link), or "" if something else stands there
+    (an image, a line break)."""
+    idx += step
+    while 0 <= idx < len(tokens):
+        token = tokens[idx]
+        if token.type in _TEXT_TOKENS:
+            if token.content:
+                return token.content[-1] if step < 0 else token.content[0]
+        elif not token.type.endswith(("_open", "_close")):
+            return ""
+        idx += step
+    return ""
+
+
+def _softbreak(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any
+) -> str:
+    """A line end inside a paragraph: nothing between two Chinese or Japanese characters, as
+    CSS Text's segment break rule has it, which Chromium does not apply (it drew a space in
+    the middle of a sentence, where a model wrapped a line: "第一行\n第二行"); a line end,
+    which the browser draws as a space, everywhere else."""
+    before, after = _character_beside(tokens, idx, -1), _character_beside(tokens, idx, 1)
+    if _JOINED_ACROSS_LINES.match(before) and _JOINED_ACROSS_LINES.match(after):
+        return ""
+    return RendererHTML.softbreak(self, tokens, idx, options, env)
+
+
 @functools.cache
 def _parser() -> MarkdownIt:
     md = MarkdownIt("js-default", {"html": False, "highlight": _highlight}).use(cjk_friendly)
     md.add_render_rule("fence", _fence)
     md.add_render_rule("code_block", _code_block)
     md.add_render_rule("image", _image)
+    md.add_render_rule("softbreak", _softbreak)
     md.add_render_rule("th_open", _cell_open)
     md.add_render_rule("td_open", _cell_open)
     return md

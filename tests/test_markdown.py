@@ -126,6 +126,39 @@ def test_bold_beside_cjk_punctuation_renders_as_bold():
         assert "<strong>" not in render_markdown(text) and "<em>" not in render_markdown(text)
 
 
+def test_a_line_end_between_chinese_or_japanese_characters_draws_nothing():
+    """A line end inside a paragraph renders as a line end, which Chromium draws as a space:
+    in the middle of a Chinese or Japanese sentence ("第一行\n第二行", a model wrapping its
+    lines) a space stood where none belongs. Between two of their characters (past marks, in
+    a code span too) it renders as nothing, as CSS Text's segment break rule has it; beside
+    other text, Korean (which spaces its words), or a hard line break, as before."""
+    joined = {
+        "第一行\n第二行": "<p>第一行第二行</p>",
+        "日本語の文章。\nです": "<p>日本語の文章。です</p>",
+        "カタカナ\nひらがな": "<p>カタカナひらがな</p>",
+        "**强调**\n中文": "<p><strong>强调</strong>中文</p>",
+        "中文\n[链接](/x)": '<p>中文<a href="/x" rel="noopener noreferrer nofollow">链接</a></p>',
+        "中文\n`代码`": "<p>中文<code>代码</code></p>",
+        "- 第一\n  第二": "<li>第一第二</li>",
+        "> 引用\n> 第二": "<p>引用第二</p>",
+        "（注）\n（二）": "<p>（注）（二）</p>",
+        "\U00020000\n中": "<p>\U00020000中</p>",
+    }
+    for text, html in joined.items():
+        assert html in render_markdown(text), text
+    for text, html in {
+        "中文\nEnglish": "<p>中文\nEnglish</p>",
+        "English\n中文": "<p>English\n中文</p>",
+        "한국어\n한국어": "<p>한국어\n한국어</p>",
+        "中文  \n中文": "<p>中文<br>\n中文</p>",
+        "中文\\\n中文": "<p>中文<br>\n中文</p>",
+        "中文\n![图](/x.png)": '<p>中文\n<img src="/x.png" alt="图"></p>',
+        "line\nwrapped": "<p>line\nwrapped</p>",
+        "```\n中文\n中文\n```": "<code>中文\n中文\n</code>",
+    }.items():
+        assert html in render_markdown(text), text
+
+
 MARKDOWN_WITHOUT_CJK = st.lists(
     st.one_of(
         st.sampled_from([*"*_~`[]()!.,:;\"'- \n#>1", "**", "~~", "\u00ab", "\u2019"]),
@@ -146,8 +179,9 @@ def test_text_without_cjk_characters_renders_as_commonmark_has_it(text):
 
 @pytest.mark.django_db(transaction=True)
 def test_replies_saved_before_with_cjk_marks_are_rendered_anew(user):
-    """Replies saved with their CJK bold's stars showing are rendered anew by a migration;
-    the others keep the HTML they were saved with."""
+    """Replies saved with their CJK bold's stars showing, or with line ends between CJK
+    characters, are rendered anew by a migration; the others keep the HTML they were saved
+    with."""
     executor = MigrationExecutor(connection)
     executor.migrate([("chat", "0011_title_source_asked")])
     old = executor.loader.project_state([("chat", "0011_title_source_asked")]).apps
@@ -166,6 +200,8 @@ def test_replies_saved_before_with_cjk_marks_are_rendered_anew(user):
             ("**\u263a\ufe0e**b", "<p><strong>\u263a\ufe0e</strong>b</p>\n"),
             ("**Note:** read it", "<p>as saved</p>\n"),
             ("没有标记。", "<p>as saved too</p>\n"),
+            ("第一行\n第二行", "<p>第一行\n第二行</p>\n"),
+            ("line\nwrapped", "<p>as saved, three</p>\n"),
         ]
     }
     executor = MigrationExecutor(connection)
@@ -176,6 +212,8 @@ def test_replies_saved_before_with_cjk_marks_are_rendered_anew(user):
     assert html["**\u263a\ufe0e**b"] == render_markdown("**\u263a\ufe0e**b")
     assert html["**Note:** read it"] == "<p>as saved</p>\n"
     assert html["没有标记。"] == "<p>as saved too</p>\n"
+    assert html["第一行\n第二行"] == "<p>第一行第二行</p>\n"  # (0013: line ends joined)
+    assert html["line\nwrapped"] == "<p>as saved, three</p>\n"
 
 
 def test_a_code_block_is_highlighted_the_same_whatever_was_highlighted_before():

@@ -1290,6 +1290,49 @@
   });
   document.addEventListener("DOMContentLoaded", function () { addCodeCopyButtons(document); });
 
+  // A line end inside a paragraph between two Chinese or Japanese characters is drawn as
+  // nothing once rendered (chat/markdown.py's `_softbreak`: CSS Text's segment break rule,
+  // which Chromium does not apply, drawing a space in the middle of a sentence). The text
+  // still being written, drawn as it comes, gets the same, so nothing moves as it settles: a
+  // line end at its end waits for the character after it. (The same characters as there.)
+  var JOINED_ACROSS_LINES = /[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff01-\uff60\uffe0-\uffe6\u{20000}-\u{3fffd}]/u;
+
+  function joinsAcrossLines(character) {
+    return !!character && JOINED_ACROSS_LINES.test(character);
+  }
+
+  function joinLinesOfCjk(tail) {
+    // (A code block's line ends are its lines: it is not looked into.)
+    var walker = document.createTreeWalker(tail, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT, {
+      acceptNode: function (node) {
+        return node.nodeName === "PRE" ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT;
+      },
+    });
+    var texts = [];
+    for (var node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.nodeType === Node.TEXT_NODE && node.data) { texts.push(node); }
+    }
+    texts.forEach(function (text, i) {
+      if (text.data.indexOf("\n") < 0) { return; }
+      var kept = "";
+      var chars = Array.from(text.data);
+      chars.forEach(function (character, k) {
+        if (character !== "\n") { kept += character; return; }
+        var before = k > 0 ? chars[k - 1] : (i > 0 ? Array.from(texts[i - 1].data).pop() : "");
+        var after = k + 1 < chars.length ? chars[k + 1]
+          : (i + 1 < texts.length ? Array.from(texts[i + 1].data)[0] : "");
+        if (!(joinsAcrossLines(before) && joinsAcrossLines(after))) { kept += character; }
+      });
+      if (kept !== text.data) { text.data = kept; }
+    });
+  }
+
+  function joinLinesOfCjkEverywhere() {
+    document.querySelectorAll(".streaming-tail").forEach(joinLinesOfCjk);
+  }
+  ["DOMContentLoaded", "htmx:wsAfterMessage", "htmx:afterSettle"].forEach(function (name) {
+    document.addEventListener(name, joinLinesOfCjkEverywhere);
+  });
   document.addEventListener("htmx:wsAfterMessage", afterContentChange);
   document.addEventListener("htmx:afterSettle", afterContentChange);
 

@@ -23,6 +23,7 @@ from tests.browser.support import (
     eventually,
     gated_stream,
     held_stream,
+    streamed,
 )
 from tests.fake_upstream import reply_events
 
@@ -1544,3 +1545,37 @@ async def test_indented_code_that_settles_mid_reply_is_framed_with_its_copy_butt
     await chat.wait_for_socket()
     await expect(content.locator(".code-block .code-copy")).to_have_count(1)
     assert await content.locator("pre").count() == 1
+
+
+# A model wrapping Chinese lines, then Japanese: line ends inside paragraphs, some between two
+# of their characters (drawn as nothing), some beside English (a space)
+WRAPPED_CJK = [
+    "第一", "行", "\n", "第二行", "\n第", "三行。", "\n", "English", " line", "\n", "中文",
+    "结束。", "\n\n", "日本", "\n", "語です", "。\nカ", "タカナ",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("viewport", SIZES.values(), ids=SIZES.keys())
+async def test_chinese_lines_a_model_wrapped_read_as_one_sentence_as_they_stream(
+    page, server, fake_upstream, viewport, scheme, tmp_path
+):
+    """A line end inside a paragraph between two Chinese or Japanese characters was drawn as
+    a space (Chromium does not apply CSS Text's rule that drops it), in the middle of a
+    sentence. It is drawn as nothing, while the text streams too, so that nothing moves as the
+    paragraph settles: what the page showed at any moment is the start of the finished reply
+    (a line end at its end waits, drawn, for the character after it)."""
+    await page.set_viewport_size(viewport)
+    await page.emulate_media(color_scheme=scheme)
+    fake_upstream.plan = streamed(WRAPPED_CJK, delay=0.12)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("写几行")
+    samples = await chat.sample_states(reply_id)
+    await chat.wait_finished(reply_id)
+    final = (await chat.state(reply_id))["text"]
+    assert final.strip() == "第一行第二行第三行。\nEnglish line\n中文结束。\n日本語です。カタカナ"
+    assert len({s["streaming"] for s in samples}) >= len(WRAPPED_CJK) // 2, samples
+    for sample in samples:
+        assert final.startswith(sample["streaming"].rstrip()), (sample["streaming"], final)
+    await check_looks(page, tmp_path / f"wrapped-cjk-{viewport['width']}-{scheme}.png")
