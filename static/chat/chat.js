@@ -464,7 +464,15 @@
       closeSidebarToToggle();
       return;
     }
-    if (event.key === "Escape" && stopActiveReply()) { event.preventDefault(); }
+    // Escape stops the reply from the message box or the page, not from another field, whose
+    // own Escape it is: it stopped the reply from the search box (which it then did not clear)
+    // or a feedback comment being written, and the rest of the answer was lost.
+    var field = event.target.closest &&
+      event.target.closest("input, textarea, select, [contenteditable]");
+    if (event.key === "Escape" && (!field || field.id === "composer-text") &&
+        stopActiveReply()) {
+      event.preventDefault();
+    }
   });
 
   // A message goes below the last message this page shows (`after`). If another tab or window

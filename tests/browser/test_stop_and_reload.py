@@ -133,3 +133,27 @@ async def test_a_running_tool_shows_on_the_status_line_and_stop_ends_the_turn_th
 async def picture(page, name: str) -> None:
     if SCREENSHOTS:
         await page.screenshot(path=f"{SCREENSHOTS}/{name}.png")
+
+
+async def test_escape_in_another_field_is_that_fields_and_does_not_stop_the_reply(
+    page, server, fake_upstream
+):
+    """Escape stopped the streaming reply wherever the focus was: in the sidebar's search box
+    (whose own Escape, clearing it, it took) the rest of the answer was lost. It stops the
+    reply from the message box only, or from the page."""
+    fake_upstream.plan = streamed(LONG_TOKENS, delay=0.04)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("Count for me")
+    await chat.wait_for_text(reply_id, len("t000 ") * 4)
+    search = page.locator("#sidebar-search")
+    await search.fill("lisbon")
+    await search.press("Escape")
+    await expect(search).to_have_value("")  # (a search box's own Escape)
+    shown = await chat.wait_for_text(reply_id, 0)
+    await chat.wait_for_text(reply_id, len(shown) + len("t000 ") * 4)  # it goes on
+    await expect(chat.reply(reply_id).locator(".reply-note")).to_have_count(0)
+
+    await page.locator("#messages").click(position={"x": 5, "y": 5})  # the page
+    await page.keyboard.press("Escape")
+    await expect(chat.reply(reply_id).locator(".reply-note")).to_have_text("Stopped.")
