@@ -775,16 +775,35 @@
   var UNREACHABLE = "Could not reach the server. Your message is still here; try again.";
   function reachableAgain() {
     var error = document.getElementById("composer-error");
-    if (error && error.textContent === UNREACHABLE) {
+    if (error && (error.textContent === UNREACHABLE || error.textContent === ACTION_UNREACHABLE)) {
       error.hidden = true;
       error.textContent = "";
     }
+    document.querySelectorAll(".action-error").forEach(function (line) {
+      if (line.textContent === ACTION_UNREACHABLE) { line.remove(); }
+    });
   }
 
+  // Any other action that did not reach the server (an edit sent, Regenerate, Pin, a rating,
+  // a rename) says so beside it, as a refusal does: it failed with nothing said, the edit
+  // box left open, Pin still offered, the thumb not pressed.
+  var ACTION_UNREACHABLE = "Could not reach the server. Try again.";
   document.addEventListener("htmx:sendError", function (event) {
     var error = document.getElementById("composer-error");
-    if (error && event.detail.elt && event.detail.elt.id === "composer") {
-      error.textContent = UNREACHABLE;
+    var elt = event.detail.elt;
+    if (!elt) { return; }
+    if (elt.id === "composer") {
+      if (error) {
+        error.textContent = UNREACHABLE;
+        error.hidden = false;
+      }
+      return;
+    }
+    var near = actionErrorSpot(elt);
+    if (near) {
+      showActionError(near, ACTION_UNREACHABLE, false);
+    } else if (error) {
+      error.textContent = ACTION_UNREACHABLE;
       error.hidden = false;
     }
   });
@@ -999,14 +1018,20 @@
   // connection), and a reply stood still with nothing said. The line says so; once the
   // network is back it goes, and the page asks again for what streams (a socket that closed
   // meanwhile reconnects, and asks as it opens).
-  var OFFLINE = "You are offline. The reply goes on once you are back online.";
+  // (It speaks of the reply only while one streams.)
+  var OFFLINE = "You are offline.";
+  var OFFLINE_STREAMING = "You are offline. The reply goes on once you are back online.";
+  function offlineLine() { return activeStopForm() ? OFFLINE_STREAMING : OFFLINE; }
+  function saysOffline(status) {
+    return status.textContent === OFFLINE || status.textContent === OFFLINE_STREAMING;
+  }
   window.addEventListener("offline", function () {
     var status = connectionStatus();
-    if (status && !status.textContent) { status.textContent = OFFLINE; }
+    if (status && !status.textContent) { status.textContent = offlineLine(); }
   });
   window.addEventListener("online", function () {
     var status = connectionStatus();
-    if (status && status.textContent === OFFLINE) { status.textContent = ""; }
+    if (status && saysOffline(status)) { status.textContent = ""; }
     reachableAgain();
     if (openSocket) { resyncStreaming(openSocket); }
   });
@@ -1018,8 +1043,11 @@
     clearTimeout(settled);
     settled = setTimeout(function () {
       var status = connectionStatus();
-      if (status) { status.textContent = ""; }
-      reachableAgain();
+      // (The network may have gone in the meantime: that line stays. It was cleared here, and
+      // the page said nothing while offline.)
+      var offline = navigator.onLine === false;
+      if (status) { status.textContent = offline ? offlineLine() : ""; }
+      if (!offline) { reachableAgain(); }
       socketBack();
     }, 1000);
     openSocket = event.detail.socketWrapper;

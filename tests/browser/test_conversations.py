@@ -668,6 +668,56 @@ async def test_a_message_that_could_not_reach_the_server_says_so_until_it_can_ag
     watch.console_errors.clear()  # the browser logs the failed request
 
 
+async def test_actions_that_could_not_reach_the_server_say_so_beside_them(
+    page, server, fake_upstream, watch
+):
+    """Found by a walk-through: offline (or with the server down), Regenerate, a rating, Pin
+    and the other actions but Send failed with nothing said: the reply as it was, the thumb
+    not pressed, Pin still offered. Each says so beside it, and the line goes once the server
+    can be reached again. The offline line speaks of a reply only while one streams."""
+    fake_upstream.plan = answers("An answer.")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    reply_id = await chat.send("a question")
+    await chat.wait_finished(reply_id)
+    await page.context.set_offline(True)
+    status = page.locator("#connection-status")
+    await expect(status).to_have_text("You are offline.")
+    reply = chat.reply(reply_id)
+    unreachable = "Could not reach the server. Try again."
+    await reply.get_by_role("button", name="Regenerate").click()
+    await expect(reply.locator(".action-error")).to_have_text(unreachable)
+    await reply.get_by_role("button", name="Good reply").click()
+    await expect(reply.locator(".action-error")).to_have_count(2)
+    await page.locator(".conversation-menu > summary").click()
+    await page.get_by_role("button", name=re.compile("^Pin")).click()
+    await expect(page.locator(".conversation-menu .action-error")).to_have_text(unreachable)
+    await page.context.set_offline(False)
+    await expect(status).to_have_text("")
+    await expect(page.locator(".action-error")).to_have_count(0)
+    watch.console_errors.clear()  # the browser logs the failed requests
+
+
+async def test_the_offline_line_stays_when_the_network_goes_as_the_socket_opens(
+    page, server, fake_upstream
+):
+    """Found by a walk-through: offline less than a second after the page's socket opened,
+    the line went at that second (the socket's "back" cleared it), and the page said nothing
+    while offline."""
+    fake_upstream.plan = answers("An answer.")
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await page.reload()
+    await chat.wait_for_socket()
+    await page.context.set_offline(True)
+    status = page.locator("#connection-status")
+    await expect(status).to_have_text("You are offline.")
+    await asyncio.sleep(1.2)  # past the second the socket takes to count as back
+    await expect(status).to_have_text("You are offline.")
+    await page.context.set_offline(False)
+    await expect(status).to_have_text("")
+
+
 # Where the first and the last character of an element's first text stand: right to left,
 # the first stands right of the last.
 FIRST_AND_LAST_X_JS = """
