@@ -210,3 +210,42 @@ async def test_the_list_and_transcript_read_well_on_laptop_and_phone_in_both_the
         await _screenshot(page, f"long-title-{view}-{name}")
         widths = await _overflow(page)
         assert widths["page"][0] <= widths["page"][1], (view, widths)
+
+
+INDENTED = "A function:\n\n```python\ndef twice(x):\n    if x:\n        return 2 * x\n```\n"
+
+
+@pytest.fixture
+def indented(user: Any) -> Conversation:
+    """A conversation whose reply's text has indented code."""
+    conversation = Conversation.objects.create(owner=user, title="Code", model="m")
+    Message.objects.create(conversation=conversation, role="user", content="Write it")
+    Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        status="complete",
+        content=INDENTED,
+        **services.rendered_fields(content=INDENTED, reasoning=""),
+    )
+    return conversation
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1280, "height": 900}, {"width": 390, "height": 844}]
+)
+async def test_a_messages_text_keeps_its_indentation_on_the_conversations_page(
+    page, server, indented, viewport, tmp_path
+):
+    """Found by a walk-through: the conversation's page drew each message's text with its
+    spaces collapsed (Django draws a read-only field's line ends as line breaks), so a reply's
+    Python showed flush left, its structure gone. (axe runs on this page in the test above.)"""
+    await page.goto(server.url + f"/admin/chat/conversation/{indented.pk}/change/")
+    text = page.locator("#messages-group tbody tr.has_original td.field-content").nth(1)
+    shown = await text.inner_text()
+    assert "def twice(x):\n    if x:\n        return 2 * x" in shown, shown
+    assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    await page.screenshot(
+        path=str(tmp_path / f"admin-indented-{viewport['width']}.png"),
+        caret="initial",
+        full_page=True,
+    )
