@@ -540,11 +540,22 @@ SHORT_TARGETS_JS = """
 TAPPABLE = "button, summary, select, textarea, input:not([type=hidden]), a[href]:not(.skip-link)"
 
 
+# Text fields whose text is under 16 px (Safari on a phone zooms the page into them)
+SMALL_FIELD_TEXT_JS = """
+(root) => [...document.querySelectorAll(root)].flatMap((r) => [...r.querySelectorAll(
+    "textarea, select, input:not([type=hidden], [type=checkbox], [type=radio])")])
+  .filter((field) => field.getClientRects().length
+    && parseFloat(getComputedStyle(field).fontSize) < 16)
+  .map((field) => `${field.id || field.name}: ${getComputedStyle(field).fontSize}`)
+"""
+
+
 @pytest.mark.parametrize(("viewport", "touch"), [(PHONE, True)])
 async def test_on_a_touch_screen_every_control_is_a_fingers_size(page, server, fake_upstream):
     """On a phone the code block's Copy code was 24 px tall, the header's and a message's icon
     buttons 32 to 34 px, the version switcher's 36: smaller than a finger (44 x 44 CSS px, as
-    WCAG's 2.5.5 and Apple's guidelines ask). Nothing is wider than the window for it."""
+    WCAG's 2.5.5 and Apple's guidelines ask). Nothing is wider than the window for it. A
+    field's text is 16 px at least (a walk-through found the search box's at 14.4)."""
     chat, reply_id = await _a_code_reply_in_two_versions(page, server, fake_upstream)
     await expect(chat.reply(reply_id).get_by_role("button", name="Copy code")).to_be_visible()
 
@@ -552,6 +563,8 @@ async def test_on_a_touch_screen_every_control_is_a_fingers_size(page, server, f
         short = await page.evaluate(SHORT_TARGETS_JS, [root, TAPPABLE])
         assert short == [], "\n".join(short)
         assert await sideways_scrolls(page) == []
+        # (and a field's text is 16 px at least: Safari zooms into a smaller one's on focus)
+        assert await page.evaluate(SMALL_FIELD_TEXT_JS, root) == []
 
     await short_targets("main")
     assert await axe_problems(page) == []
@@ -860,3 +873,28 @@ async def _a_code_reply_in_two_versions(page, server, fake_upstream) -> tuple[Ch
     chat = ChatPage(page, server)
     _, reply_id = await chat.reply_in_two_versions("show code")
     return chat, reply_id
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(
+    ("viewport", "touch"), [(PHONE, True), (SIZES["desktop"], False)], ids=["phone", "desktop"]
+)
+async def test_a_long_system_prompt_is_shown_in_a_box_that_grows(
+    page, server, fake_upstream, viewport, touch, scheme, tmp_path
+):
+    """Found by a walk-through: the system prompt's box stayed four lines tall (90 px) with
+    1,700 characters in it, where the message and edit boxes grow. It grows with its text, up
+    to 40% of the window, and its panel stays inside the window."""
+    await page.emulate_media(color_scheme=scheme)
+    chat = ChatPage(page, server)
+    await chat.new_conversation()
+    await chat.open_system_prompt(tap=touch)
+    box = page.locator("#settings-system-prompt")
+    empty = (await box.bounding_box() or {})["height"]
+    await box.fill("You are a careful assistant who answers in short paragraphs. " * 28)
+    grown = (await box.bounding_box() or {})["height"]
+    assert grown > 2.5 * empty, (empty, grown)
+    assert grown <= 0.4 * viewport["height"] + 1, grown
+    panel = await page.locator(".prompt-menu .menu-body").bounding_box()
+    assert panel and panel["y"] + panel["height"] <= viewport["height"], panel
+    await check_looks(page, tmp_path / f"system-prompt-{viewport['width']}-{scheme}.png")
