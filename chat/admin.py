@@ -139,6 +139,7 @@ class MessageInline(ReplyTimes, admin.TabularInline):
         "created",
         "role",
         "status",
+        "version",
         "content",
         "work",
         "finish_reason",
@@ -152,6 +153,22 @@ class MessageInline(ReplyTimes, admin.TabularInline):
         "feedback_comment",
     )
     readonly_fields = fields
+
+    # Where a message stands among its turn's versions, and whether the page shows it: by
+    # time alone, a turn regenerated read as a question answered twice (found by a
+    # walk-through). Read once a page, for all its messages.
+    @admin.display(description="version")
+    def version(self, message: Message) -> str:
+        places = getattr(self, "_places", None)
+        if places is None:
+            places = self._places = selectors.version_places(
+                conversation_id=message.conversation_id
+            )
+        place = places.get(message.pk)
+        if place is None:  # (the system prompt, which has no versions)
+            return self.get_empty_value_display()
+        shown = "shown" if place.shown else "not shown"
+        return f"{place.number} of {place.versions}, {shown}" if place.versions > 1 else shown
 
     # What a reply did besides its text, which the transcript shows whole: a reply that only
     # called tools showed as an empty one here, and its thinking not at all.

@@ -388,6 +388,26 @@ def annotate_versions(messages: Iterable[Message]) -> list[Message]:
     return path
 
 
+class VersionPlace(NamedTuple):
+    number: int  # of its turn's versions, in the order they were made
+    versions: int  # how many its turn has
+    shown: bool  # on the active path: the page shows it
+
+
+def version_places(*, conversation_id: uuid.UUID) -> dict[int, VersionPlace]:
+    """Each message's place among the versions of its turn (a Regenerate, an edit) and whether
+    the page shows it, read in one query: for review, where messages are listed by time."""
+    messages = list(
+        Message.objects.filter(conversation_id=conversation_id)
+        .exclude(role=Message.Role.SYSTEM)
+        .only("pk", "parent_id", "created", "selected")
+    )
+    annotate_versions(messages)
+    return {
+        m.pk: VersionPlace(m.version_number, len(m.version_ids), m.on_active_path) for m in messages
+    }
+
+
 def reading_order(*, conversation: Conversation) -> list[Message]:
     """Every message, every version and branch, for review: each version of a turn followed
     by what came after it, the versions of a turn in the order they were made."""

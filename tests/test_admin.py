@@ -4,7 +4,9 @@ import re
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.html import strip_tags
 
@@ -532,3 +534,35 @@ def test_a_messages_own_page_reads_as_the_conversations_does(
     assert ">97 ms<" in body and ">2.4 s<" in body and "0:00:00.096618" not in body
     assert "vm:19257" not in body and "Lease owner" not in body and "Idempotency" not in body
     assert "admin/chat/changelist.css" in body
+
+
+def test_the_conversation_page_says_which_version_of_its_turn_each_message_is(
+    admin_client: Client, user, monkeypatch
+):
+    """Listed by time, a turn regenerated read as a question answered twice, with nothing to
+    tell the versions apart nor which one the user sees (found by a walk-through): each
+    message says its place among its turn's versions and whether the page shows it, read in
+    one query for the page."""
+    monkeypatch.setattr("chat.events.request_generation", lambda message_id: None)
+    conversation = services.conversation_create(owner=user)
+    question, reply = services.message_submit(conversation=conversation, content="q")
+    Message.objects.filter(pk=reply.pk).update(status="complete", content="old answer")
+    reply.refresh_from_db()
+    new = services.reply_regenerate(reply=reply)
+    Message.objects.filter(pk=new.pk).update(status="complete", content="new answer")
+    url = reverse("admin:chat_conversation_change", args=[conversation.pk])
+    page = admin_client.get(url).content.decode()
+    cells = re.findall(r'<td class="field-version">(.*?)</td>', page, re.S)
+    assert [strip_tags(cell).strip() for cell in cells] == [
+        "shown",
+        "1 of 2, not shown",
+        "2 of 2, shown",
+    ]
+    with CaptureQueriesContext(connection) as counted:
+        admin_client.get(url)
+    version_reads = [  # (the versions' read: the messages' tree without their text)
+        q["sql"]
+        for q in counted.captured_queries
+        if '"selected"' in q["sql"] and '"content"' not in q["sql"]
+    ]
+    assert len(version_reads) == 1, version_reads

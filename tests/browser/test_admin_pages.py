@@ -195,7 +195,7 @@ async def test_the_list_and_transcript_read_well_on_laptop_and_phone_in_both_the
     await expect(answer.locator("td.field-content")).to_contain_text("an answer")
     # Each field is named as its column's head, which is not shown
     names = await messages.evaluate(FIELD_NAMES_JS)
-    assert len(names) == 14 and all(shown == f"{head}: " for head, shown in names), names
+    assert len(names) == 15 and all(shown == f"{head}: " for head, shown in names), names
     assert watch.csp_violations == [] and watch.console_errors == []
     assert await axe_problems(page) == []
     # axe's own run on this page (the admin's jQuery, asked for styles) is refused inline
