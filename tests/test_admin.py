@@ -566,3 +566,21 @@ def test_the_conversation_page_says_which_version_of_its_turn_each_message_is(
         if '"selected"' in q["sql"] and '"content"' not in q["sql"]
     ]
     assert len(version_reads) == 1, version_reads
+
+
+def test_the_transcripts_way_back_is_the_conversation_pages_and_one_step_more(
+    admin_client: Client, user, monkeypatch
+):
+    """The transcript's breadcrumbs left out the app ("Chat") that every admin page names
+    (found by a walk-through)."""
+    conversation = answered(user, monkeypatch, status="complete", content="An answer.")
+
+    def crumbs(url: str) -> list[str]:
+        body = admin_client.get(url).content.decode()
+        trail = body.split('<div class="breadcrumbs">', 1)[1].split("</div>", 1)[0]
+        return [strip_tags(part).strip() for part in trail.split("&rsaquo;")]
+
+    change = crumbs(reverse("admin:chat_conversation_change", args=[conversation.pk]))
+    transcript = crumbs(reverse("admin:chat_conversation_transcript", args=[conversation.pk]))
+    assert change[:2] == ["Home", "Chat"]
+    assert transcript == [*change, "Transcript"]
