@@ -784,6 +784,22 @@
     });
   }
 
+  // The model picker shows the model the conversation has: a change the server did not save
+  // (unreachable, or refused) goes back, and the line under the message box says why. It
+  // stayed, and the next reply came from the model before it, with nothing said.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    var select = form && form.id === "model-form" ? form.querySelector("select") : null;
+    if (!select) { return; }
+    Array.prototype.forEach.call(select.options, function (option) {
+      if (event.detail.successful) {
+        option.defaultSelected = option.value === select.value;
+      } else if (option.defaultSelected) {
+        select.value = option.value;
+      }
+    });
+  });
+
   // Any other action that did not reach the server (an edit sent, Regenerate, Pin, a rating,
   // a rename) says so beside it, as a refusal does: it failed with nothing said, the edit
   // box left open, Pin still offered, the thumb not pressed.

@@ -478,6 +478,36 @@ async def test_the_header_switches_the_model_and_sets_a_system_prompt_with_a_mar
     await expect(header.get_by_label("Model")).to_have_value("other-model")
 
 
+async def test_a_model_the_server_did_not_save_goes_back_in_the_picker(
+    page, server_factory, fake_upstream, watch
+):
+    """Found by a walk-through: a model picked while the server could not be reached stayed
+    in the picker, and the next reply would have come from the model before it, with nothing
+    said. The picker goes back to the model the conversation has, and the page says why."""
+    server = server_factory(CHAT_MODELS="fake-model,other-model")
+    fake_upstream.plan = answers("Fine.")
+    chat = ChatPage(page, server)
+    url = await chat.new_conversation()
+    picker = page.locator("header.chat-header").get_by_label("Model")
+    await page.context.set_offline(True)
+    await picker.select_option("other-model")
+    await expect(page.locator("#composer-error")).to_have_text(
+        "Could not reach the server. Try again."
+    )
+    await expect(picker).to_have_value("fake-model")
+    await page.context.set_offline(False)
+    await expect(page.locator("#composer-error")).to_be_hidden()
+    await picker.select_option("other-model")
+    conversation = Conversation.objects.filter(pk=conversation_id_of(url))
+
+    async def switched() -> bool:
+        return (await conversation.aget()).model == "other-model"
+
+    await eventually(switched, message="the model was not switched")
+    await expect(picker).to_have_value("other-model")
+    watch.console_errors.clear()  # the browser logs the failed request
+
+
 def held_at_third_word(fake_upstream, ending: str) -> Gate:
     """A reply held after its first two words until the returned gate opens; then it finishes,
     or (`ending` "failed") its connection drops after one more word."""
