@@ -216,7 +216,11 @@
     var el = messages();
     var named = el && messageNamed();
     if (named) {
-      // The reader starts where the address put them, not at the end (which streams on)
+      // The reader starts where the address put them, not at the end (which streams on). The
+      // address then drops it: the page's own reloads (an out-of-date page, a redrawn draft)
+      // went back to that message and stopped following the end.
+      named.classList.add("named");
+      history.replaceState(history.state, "", location.pathname + location.search);
       named.scrollIntoView({ block: "start" });
       notePosition(el);
       if (!atEnd(el)) { readerMovesUp(); }
@@ -470,7 +474,7 @@
     var field = event.target.closest &&
       event.target.closest("input, textarea, select, [contenteditable]");
     if (event.key === "Escape" && (!field || field.id === "composer-text") &&
-        stopActiveReply()) {
+        !confirmsComposition(event) && stopActiveReply()) {
       event.preventDefault();
     }
   });
@@ -791,9 +795,13 @@
     var form = event.detail.elt;
     var select = form && form.id === "model-form" ? form.querySelector("select") : null;
     if (!select) { return; }
+    // (the model this request sent: another may have been picked since, its request queued)
+    var config = event.detail.requestConfig;
+    var sent = config && config.formData && config.formData.get ? config.formData.get("model")
+      : select.value;
     Array.prototype.forEach.call(select.options, function (option) {
       if (event.detail.successful) {
-        option.defaultSelected = option.value === select.value;
+        option.defaultSelected = option.value === sent;
       } else if (option.defaultSelected) {
         select.value = option.value;
       }
@@ -815,6 +823,7 @@
       }
       return;
     }
+    if (elt.matches && elt.matches("article")) { return; }  // (a reply the page fetched itself)
     var near = actionErrorSpot(elt);
     if (near) {
       showActionError(near, ACTION_UNREACHABLE, false);
@@ -1360,19 +1369,30 @@
         return node.nodeName === "PRE" ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT;
       },
     });
+    // The texts in order, with null for an image or a line break, which is no character to
+    // the server's rule either (an image another host's is drawn as a link: its text too)
     var texts = [];
     for (var node = walker.nextNode(); node; node = walker.nextNode()) {
-      if (node.nodeType === Node.TEXT_NODE && node.data) { texts.push(node); }
+      if (node.nodeType === Node.TEXT_NODE) {
+        if (node.data) { texts.push(node.parentElement.closest(".image-link") ? null : node); }
+      } else if (node.nodeName === "IMG" || node.nodeName === "BR") {
+        texts.push(null);
+      }
+    }
+    function edge(text, last) {
+      if (!text) { return ""; }
+      var chars = Array.from(text.data);
+      return last ? chars[chars.length - 1] : chars[0];
     }
     texts.forEach(function (text, i) {
-      if (text.data.indexOf("\n") < 0) { return; }
+      if (!text || text.data.indexOf("\n") < 0) { return; }
       var kept = "";
       var chars = Array.from(text.data);
       chars.forEach(function (character, k) {
         if (character !== "\n") { kept += character; return; }
-        var before = k > 0 ? chars[k - 1] : (i > 0 ? Array.from(texts[i - 1].data).pop() : "");
+        var before = k > 0 ? chars[k - 1] : (i > 0 ? edge(texts[i - 1], true) : "");
         var after = k + 1 < chars.length ? chars[k + 1]
-          : (i + 1 < texts.length ? Array.from(texts[i + 1].data)[0] : "");
+          : (i + 1 < texts.length ? edge(texts[i + 1], false) : "");
         if (!(joinsAcrossLines(before) && joinsAcrossLines(after))) { kept += character; }
       });
       if (kept !== text.data) { text.data = kept; }

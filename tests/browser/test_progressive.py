@@ -1551,7 +1551,8 @@ async def test_indented_code_that_settles_mid_reply_is_framed_with_its_copy_butt
 # of their characters (drawn as nothing), some beside English (a space)
 WRAPPED_CJK = [
     "第一", "行", "\n", "第二行", "\n第", "三行。", "\n", "English", " line", "\n", "中文",
-    "结束。", "\n\n", "日本", "\n", "語です", "。\nカ", "タカナ",
+    "结束。", "\n\n", "日本", "\n", "語です", "。\nカ", "タカナ", "\n\n",
+    "![图片](https://example.com/a.png)", "\n第", "五段",
 ]  # fmt: skip
 
 
@@ -1574,7 +1575,9 @@ async def test_chinese_lines_a_model_wrapped_read_as_one_sentence_as_they_stream
     samples = await chat.sample_states(reply_id)
     await chat.wait_finished(reply_id)
     final = (await chat.state(reply_id))["text"]
-    assert final.strip() == "第一行第二行第三行。\nEnglish line\n中文结束。\n日本語です。カタカナ"
+    assert final.strip() == (  # (an image, here another host's: its line end kept)
+        "第一行第二行第三行。\nEnglish line\n中文结束。\n日本語です。カタカナ\n图片\n第五段"
+    )
     assert len({s["streaming"] for s in samples}) >= len(WRAPPED_CJK) // 2, samples
     for sample in samples:
         assert final.startswith(sample["streaming"].rstrip()), (sample["streaming"], final)

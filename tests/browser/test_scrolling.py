@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -267,6 +268,9 @@ async def test_a_longer_version_shows_from_its_switcher_not_from_its_end(
     fake_upstream.plan = plan
     chat = ChatPage(page, server)
     await chat.reply_in_two_versions("Tell me")
+    # Whole: a reply sent at once may outrun the Regenerate's answer, and the page then asks
+    # for it as saved, which draws it again (its switcher too) after it has finished
+    await expect(page.locator("#messages article.assistant .content p")).to_have_count(len(LINES))
     switcher = page.get_by_role("navigation", name="Versions of this reply")
     await switcher.scroll_into_view_if_needed()
     await switcher.get_by_role("button", name="Previous version").click()
@@ -434,7 +438,9 @@ async def test_a_messages_own_address_opens_its_conversation_at_that_message(
     await chat.wait_finished(second)
 
     await page.goto(f"{url}messages/{first}/")
-    assert page.url == f"{url}#m{first}"
+    await expect(chat.reply(first)).to_have_class(re.compile(r"\bnamed\b"))
+    # (the address then drops the message: the page's own reloads went back to it)
+    await expect(page).to_have_url(url)
     await expect(chat.reply(second)).to_be_attached()
     top = await page.evaluate(
         """(id) => document.getElementById(id).getBoundingClientRect().top
