@@ -36,6 +36,12 @@ User group (every open WebSocket of a user listens):
     user.closed       {}                             the user was deactivated: all close
     user.changed      {}                             the user changed (a new password): each
                                                      checks that its session still logs in
+    conversations.changed {not_tab, not_conversation}  the user's list changed (a conversation
+                                                     new, renamed, titled, pinned, archived or
+                                                     deleted): each tab draws its sidebar's
+                                                     list again, but `not_tab` (its answer drew
+                                                     it) and those on `not_conversation` (their
+                                                     own event draws it: a title, a deletion)
 Sent to one WebSocket:
     message.snapshot  {message_id, cursor, html}     the reply as it stands, and where it stands
 
@@ -216,6 +222,16 @@ def user_closed_sync(user_id: int) -> None:
     async_to_sync(_layer().group_send)(user_group(user_id), {"type": "user.closed"})
 
 
+def conversations_changed_sync(
+    user_id: int, *, not_tab: str = "", not_conversation: uuid.UUID | None = None
+) -> None:
+    """The user's list of conversations changed: their other tabs draw their sidebars again
+    (`conversations.changed`)."""
+    async_to_sync(conversations_changed)(
+        user_id, not_tab=not_tab, not_conversation=not_conversation
+    )
+
+
 def user_changed_sync(user_id: int) -> None:
     """The user's account changed (its password, say): each of their sockets checks that its
     session still logs them in."""
@@ -318,6 +334,22 @@ async def conversation_updated(conversation_id: uuid.UUID, *, html: str | None =
     await _retried_while_away(
         lambda: _layer().group_send(
             conversation_group(conversation_id), {"type": "conversation.updated", "html": html}
+        )
+    )
+
+
+async def conversations_changed(
+    user_id: int, *, not_tab: str = "", not_conversation: uuid.UUID | None = None
+) -> None:
+    """Skipped while Redis is away: a tab's list is a convenience, drawn anew with its page."""
+    await _skipped_while_away(
+        _layer().group_send(
+            user_group(user_id),
+            {
+                "type": "conversations.changed",
+                "not_tab": not_tab,
+                "not_conversation": str(not_conversation) if not_conversation else None,
+            },
         )
     )
 

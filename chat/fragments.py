@@ -440,6 +440,11 @@ def path_for_event(
     )
 
 
+# The user's list of conversations changed elsewhere: the tab asks for its sidebar's list
+# again (static/chat/chat.js takes this frame before htmx swaps anything; it names no element).
+CONVERSATIONS_CHANGED = '<template class="conversations-changed"></template>'
+
+
 def message_fetch(conversation_id: uuid.UUID, message_id: int) -> str:
     """Instead of a frame too large for the socket: an element that makes the tab fetch the
     message over HTTP and swap it in place of the one it shows (which stays until then)."""

@@ -171,11 +171,14 @@ def rendered_fields(*, content: str, reasoning: str) -> dict[str, str]:
 
 
 def conversation_create(*, owner: User, model: str = "", system_prompt: str = "") -> Conversation:
-    """A new conversation; raises LimitReached past the owner's conversations a minute."""
+    """A new conversation; raises LimitReached past the owner's conversations a minute. The
+    owner's open tabs list it."""
     limits.check_conversation(owner)
-    return Conversation.objects.create(
+    conversation = Conversation.objects.create(
         owner=owner, model=model or settings.CHAT_MODEL, system_prompt=system_prompt
     )
+    _list_changed(owner.pk)
+    return conversation
 
 
 def conversation_start(
@@ -560,8 +563,9 @@ def _finish_update(fields: frozenset[str]) -> CompiledUpdate[Message]:
     )
 
 
-def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
-    """Rename it; its other open tabs show the new title too (header and list)."""
+def conversation_rename(*, conversation: Conversation, title: str, tab: str = "") -> Conversation:
+    """Rename it; its other open tabs show the new title too (header and list), and so do the
+    owner's tabs on other conversations (their lists)."""
     conversation.title = title.strip()[:200]
     conversation.title_source = Conversation.TitleSource.USER
     _save_conversation(conversation, ["title", "title_source", "updated"])
@@ -569,14 +573,19 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
     transaction.on_commit(
         lambda: events.conversation_updated_sync(conversation.pk, html=html), robust=True
     )
+    _list_changed(conversation.owner_id, tab=tab, not_conversation=conversation.pk)
     return conversation
 
 
 def conversation_organize(
-    *, conversation: Conversation, pinned: bool | None = None, archived: bool | None = None
+    *,
+    conversation: Conversation,
+    pinned: bool | None = None,
+    archived: bool | None = None,
+    tab: str = "",
 ) -> Conversation:
     """Pin or unpin, archive or unarchive. Neither counts as activity: the conversation keeps
-    its place in time (`updated`)."""
+    its place in time (`updated`). The owner's other tabs draw their lists again."""
     changes = {
         name: value
         for name, value in (("pinned", pinned), ("archived", archived))
@@ -586,7 +595,22 @@ def conversation_organize(
         Conversation.objects.filter(pk=conversation.pk).update(**changes)
         for name, value in changes.items():
             setattr(conversation, name, value)
+        _list_changed(conversation.owner_id, tab=tab)
     return conversation
+
+
+def _list_changed(
+    owner_id: int, *, tab: str = "", not_conversation: uuid.UUID | None = None
+) -> None:
+    """After commit, the owner's tabs draw their sidebars' lists again, but the tab `tab` (the
+    one that asked: its answer draws its own) and the tabs on `not_conversation` (an event of
+    their own draws it there: a rename, a deletion)."""
+    transaction.on_commit(
+        lambda: events.conversations_changed_sync(
+            owner_id, not_tab=tab, not_conversation=not_conversation
+        ),
+        robust=True,
+    )
 
 
 def conversation_configure(*, conversation: Conversation, model: str, system_prompt: str) -> None:
@@ -609,6 +633,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
         transaction.on_commit(
             functools.partial(events.conversation_deleted_sync, conversation_id), robust=True
         )
+        _list_changed(conversation.owner_id, tab="", not_conversation=conversation_id)
 
 
 def message_edit(*, message: Message, content: str, tab: str = "") -> tuple[Message, Message]:

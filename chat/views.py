@@ -218,7 +218,9 @@ def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
     form = RenameForm(request.POST)
     if not form.is_valid():
         return _invalid(form)
-    services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+    services.conversation_rename(
+        conversation=conversation, title=form.cleaned_data["title"], tab=_tab(request)
+    )
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
     return render(request, PAGE + "#title", {"conversation": conversation, "oob_sidebar": True})
@@ -263,6 +265,7 @@ def conversation_organize(request: HttpRequest, conversation_id: uuid.UUID) -> H
         conversation=conversation,
         pinned=form.cleaned_data["pinned"],
         archived=form.cleaned_data["archived"],
+        tab=_tab(request),
     )
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)

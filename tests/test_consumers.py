@@ -12,7 +12,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
-from chat import events, services
+from chat import events, fragments, services
 from chat.consumers import START
 from chat.models import Conversation, Message
 from chat.routing import websocket_urlpatterns
@@ -86,12 +86,14 @@ async def test_anonymous_user_is_told_its_session_ended_and_nothing_else(convers
 
 async def test_a_deleted_conversations_sockets_close_saying_so(conversation, user):
     """Its tabs stood still, a reply cut off, and sent the next message into a 404: they are
-    told (and say so, static/chat/chat.js). The user's other conversations stay open."""
+    told (and say so, static/chat/chat.js). The user's other conversations stay open, their
+    tabs told only that the list changed."""
     second = await sync_to_async(services.conversation_create)(owner=user)
     gone, kept = communicator(conversation.pk, user), communicator(second.pk, user)
     assert (await gone.connect())[0] and (await kept.connect())[0]
     await sync_to_async(services.conversation_delete)(conversation=conversation)
     assert await closed_with(gone) == CLOSE_CONVERSATION_DELETED
+    assert await kept.receive_from() == fragments.CONVERSATIONS_CHANGED
     assert await kept.receive_nothing(timeout=0.3)
     await kept.disconnect()
 

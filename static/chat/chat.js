@@ -727,6 +727,39 @@
     }
   }
 
+  // The list changed in another tab (a conversation new, renamed, titled, pinned, archived or
+  // deleted): the socket says so (chat/fragments.py, CONVERSATIONS_CHANGED) and the list is
+  // asked for again as this tab shows it (searched, or the archived ones), now if the page is
+  // seen, or when it is seen again. Quietly: the list is not a live region, and what was
+  // focused in it keeps the focus.
+  var LIST_CHANGED = '<template class="conversations-changed"></template>';
+  var listStale = false;
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    if (event.detail.message !== LIST_CHANGED) { return; }
+    event.preventDefault();
+    listStale = true;
+    redrawListIfSeen();
+  });
+  document.addEventListener("visibilitychange", redrawListIfSeen);
+  function redrawListIfSeen() {
+    var list = document.getElementById("conversation-list");
+    var search = document.getElementById("sidebar-search");
+    if (!listStale || document.visibilityState !== "visible" || !list || !search) { return; }
+    listStale = false;
+    var params = new URLSearchParams();
+    if (search.value) { params.set("q", search.value); }
+    var current = search.form.querySelector('input[name="current"]');
+    if (current) { params.set("current", current.value); }
+    if (list.querySelector(".list-mode")) { params.set("archived", "1"); }
+    var focused = list.contains(document.activeElement) ? document.activeElement.id : "";
+    htmx.ajax("GET", search.form.getAttribute("hx-get") + "?" + params.toString(), {
+      source: list, target: list, swap: "innerHTML"
+    }).then(function () {
+      var again = focused && document.getElementById(focused);
+      if (again && list.contains(again)) { again.focus(); }
+    });
+  }
+
   // The reason a request was refused, as the server said it in plain text; any other answer
   // (a page of HTML: a 403 or 404 page, a proxy's error) is not shown as it is.
   function refusal(xhr) {

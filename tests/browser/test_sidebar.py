@@ -3,6 +3,7 @@ type, pin and archive from the conversation's menu."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -223,3 +224,86 @@ async def test_a_message_sent_in_a_conversation_the_list_does_not_show_brings_it
     await expect(links.first).to_have_text(oldest.title)
     await expect(links.first).to_have_attribute("aria-current", "page")
     await expect(page.locator("#conversation-list li").first).to_have_text("Today")
+
+
+async def test_the_users_other_tabs_lists_follow_what_one_tab_changes(
+    page, context, server, user, watch, fake_upstream
+):
+    """Found by a walk-through: pinning or archiving in one tab did not move the conversation
+    in the user's other tabs' lists, nor did a rename, a deletion or a new conversation there,
+    until a reload. Another tab draws its list again as it shows it (all, or the archived);
+    a tab not seen, once it is seen again; the tab that asked, from its own answer only."""
+    from tests.browser.support import ChatPage, another_tab
+
+    conversations = await seed(user, 3)
+    acting = conversations[2]
+    await page.goto(server.url + acting.get_absolute_url())
+    await ChatPage(page, server).wait_for_socket()
+    other = await another_tab(context)
+    # (a tab not seen: as a browser says of one behind another, or minimised)
+    await other.add_init_script(
+        "Object.defineProperty(document, 'visibilityState', "
+        "{get: () => (window.__hidden ? 'hidden' : 'visible')});"
+    )
+    await other.goto(server.url + conversations[0].get_absolute_url())
+    await ChatPage(other, server).wait_for_socket()
+    links = other.locator("#conversation-list a")
+    await expect(links).to_have_text(["Topic 000", "Topic 001", "Topic 002"])
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/conversations/" in r.url else None)
+
+    async def in_the_menu(name: str) -> None:
+        if not await page.locator(".conversation-menu").evaluate("(menu) => menu.open"):
+            await page.locator(".conversation-menu summary").click()
+        await page.get_by_role("button", name=name, exact=True).click()
+
+    await in_the_menu("Pin to the top")
+    await expect(links).to_have_text(["Topic 002", "Topic 000", "Topic 001"])
+    await expect(other.locator("#conversation-list li").first).to_have_text("Pinned")
+    if not await page.locator(".conversation-menu").evaluate("(menu) => menu.open"):
+        await page.locator(".conversation-menu summary").click()
+    await page.get_by_label("Title").fill("Quokka facts")
+    await in_the_menu("Rename")
+    await expect(links.first).to_have_text("Quokka facts")
+
+    # The archived list, in the other tab, follows as the archived list.
+    await other.locator("#sidebar").get_by_role("button", name="Archived", exact=True).click()
+    await expect(other.locator("#conversation-list li.muted")).to_have_text(
+        "No archived conversations."
+    )
+    await in_the_menu("Archive")
+    await expect(links).to_have_text(["Quokka facts"])
+    await expect(other.locator("#conversation-list .list-mode")).to_be_visible()
+    await other.get_by_role("button", name="Back to all").click()
+    await expect(links).to_have_text(["Topic 000", "Topic 001"])
+    status = other.locator("#sidebar-status")
+    await expect(status).to_have_text("2 conversations.")  # (what the user asked for)
+
+    # Not seen, the tab waits, and draws its list when it is seen again.
+    await other.evaluate("() => { window.__hidden = true; }")
+    other_asked: list[str] = []
+    other.on("request", lambda r: other_asked.append(r.url) if "/conversations/" in r.url else None)
+    await in_the_menu("Unarchive")
+    await expect(page.get_by_role("button", name="Archive", exact=True)).to_be_attached()
+    await other.wait_for_timeout(500)
+    await expect(links).to_have_text(["Topic 000", "Topic 001"])
+    assert other_asked == []
+    await other.evaluate(
+        "() => { window.__hidden = false; document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    await expect(links).to_have_text(["Quokka facts", "Topic 000", "Topic 001"])
+    assert len(other_asked) == 1
+
+    # A deletion, and a new conversation.
+    watch.accept_dialogs = True
+    await in_the_menu("Delete conversation")
+    await page.wait_for_url(server.url + "/")
+    await expect(links).to_have_text(["Topic 000", "Topic 001"])
+    assert asked == []  # the acting tab drew its list from its own answers
+    await page.locator("#composer-text").fill("Tell me about wombats")
+    await page.locator("#composer-text").press("Enter")
+    await page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+    await expect(links).to_have_text(["Tell me about wombats", "Topic 000", "Topic 001"])
+    # Quietly: the list is no live region, and its status said nothing of the redraws.
+    await expect(status).to_have_text("2 conversations.")
+    await other.close()
