@@ -1417,16 +1417,37 @@
       var chars = Array.from(text.data);
       return last ? chars[chars.length - 1] : chars[0];
     }
+    // (The first character after blanks, from the text at `i`, character `k`, on: a line
+    // continued in a list item or a quote is drawn with its indentation while it streams,
+    // which the render drops.)
+    function nextShown(i, k) {
+      for (; i < texts.length && texts[i]; i += 1, k = 0) {
+        var chars = Array.from(texts[i].data);
+        for (; k < chars.length; k += 1) {
+          if (chars[k] !== " " && chars[k] !== "\t") { return chars[k]; }
+        }
+      }
+      return "";
+    }
+    var dropBlanks = false;  // after a line end joined: the blanks that indent the next line
     texts.forEach(function (text, i) {
-      if (!text || text.data.indexOf("\n") < 0) { return; }
+      if (!text) { dropBlanks = false; return; }
+      if (text.data.indexOf("\n") < 0 && !dropBlanks) { return; }
       var kept = "";
       var chars = Array.from(text.data);
       chars.forEach(function (character, k) {
+        if (dropBlanks && (character === " " || character === "\t")) { return; }
+        dropBlanks = false;
         if (character !== "\n") { kept += character; return; }
-        var before = k > 0 ? chars[k - 1] : (i > 0 ? edge(texts[i - 1], true) : "");
-        var after = k + 1 < chars.length ? chars[k + 1]
-          : (i + 1 < texts.length ? edge(texts[i + 1], false) : "");
-        if (!(joinsAcrossLines(before) && joinsAcrossLines(after))) { kept += character; }
+        // (a blank before the line end goes too: markdown drops it there)
+        var trimmed = kept.replace(/[ \t]+$/, "");
+        var before = trimmed ? Array.from(trimmed).pop() : (i > 0 ? edge(texts[i - 1], true) : "");
+        if (joinsAcrossLines(before) && joinsAcrossLines(nextShown(i, k + 1))) {
+          kept = trimmed;
+          dropBlanks = true;
+        } else {
+          kept += character;
+        }
       });
       if (kept !== text.data) { text.data = kept; }
     });
