@@ -429,12 +429,12 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
     # --- User events ---------------------------------------------------------------------------
 
     async def conversations_changed(self, event: dict[str, Any]) -> None:
-        """The user's list changed in another tab (or by a title): this tab draws its
-        sidebar's list again, as it shows it (static/chat/chat.js)."""
+        """The user's list changed in another tab: this tab draws its sidebar's list again,
+        as it shows it (static/chat/chat.js)."""
         if event["not_tab"] and event["not_tab"] == self.tab:
             return  # this tab asked for the change: its answer drew its list
         if event["not_conversation"] == str(self.conversation_id):
-            return  # the conversation's own event draws its entry (a title, a deletion)
+            return  # the conversation's own event draws its entry (a rename, a deletion)
         await self.send(text_data=fragments.CONVERSATIONS_CHANGED)
 
     async def session_closed(self, event: dict[str, Any]) -> None:

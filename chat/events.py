@@ -37,11 +37,14 @@ User group (every open WebSocket of a user listens):
     user.changed      {}                             the user changed (a new password): each
                                                      checks that its session still logs in
     conversations.changed {not_tab, not_conversation}  the user's list changed (a conversation
-                                                     new, renamed, titled, pinned, archived or
-                                                     deleted): each tab draws its sidebar's
-                                                     list again, but `not_tab` (its answer drew
-                                                     it) and those on `not_conversation` (their
-                                                     own event draws it: a title, a deletion)
+                                                     new, renamed, pinned, archived or deleted):
+                                                     each tab draws its sidebar's list again,
+                                                     but `not_tab` (its answer drew it) and
+                                                     those on `not_conversation` (their own
+                                                     event draws it: a rename, a deletion). Not
+                                                     for a title the model wrote, nor a message
+                                                     sent: once a turn, each would tell every
+                                                     tab of the user
 Sent to one WebSocket:
     message.snapshot  {message_id, cursor, html}     the reply as it stands, and where it stands
 

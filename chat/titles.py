@@ -232,8 +232,5 @@ async def title_generate(conversation_id: uuid.UUID) -> None:
             await events.conversation_updated(
                 conversation_id, html=fragments.conversation_title(conversation)
             )
-            await events.conversations_changed(
-                conversation.owner_id, not_conversation=conversation_id
-            )
     except Exception as exc:  # a title is a nicety: never let it break anything
         logger.info("no title for conversation %s: %s", conversation_id, exc)

@@ -727,7 +727,7 @@
     }
   }
 
-  // The list changed in another tab (a conversation new, renamed, titled, pinned, archived or
+  // The list changed in another tab (a conversation new, renamed, pinned, archived or
   // deleted): the socket says so (chat/fragments.py, CONVERSATIONS_CHANGED) and the list is
   // asked for again as this tab shows it (searched, or the archived ones), now if the page is
   // seen, or when it is seen again. Quietly: the list is not a live region, and what was
