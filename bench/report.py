@@ -948,9 +948,11 @@ def _scenario_title(name: str) -> str:
         if name.startswith(prefix):
             return title + _scenario_title(name.removeprefix(prefix)).lower()
     head, _, tokens = name.partition("-")
+    tokens, _, round_ = tokens.partition("-r")  # (a CPU pair's later rounds: `…-r2`)
     streams, _, rate = head.partition("x")
     title = f"{streams} stream{'s' if streams != '1' else ''} at {rate} tokens/s"
-    return title + (f", {int(tokens):,}-token reply" if tokens else "")
+    title += f", {int(tokens):,}-token reply" if tokens else ""
+    return title + (f", round {round_}" if round_ else "")
 
 
 def _idle_table(rows: list[dict[str, Any]]) -> list[str]:
