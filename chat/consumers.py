@@ -432,7 +432,7 @@ class ConversationConsumer(DirectEventDispatch, AsyncWebsocketConsumer):
         """The user's list changed in another tab: this tab draws its sidebar's list again,
         as it shows it (static/chat/chat.js)."""
         if event["not_tab"] and event["not_tab"] == self.tab:
-            return  # this tab asked for the change: its answer drew its list
+            return  # this tab asked for the change: it draws its own list
         if event["not_conversation"] == str(self.conversation_id):
             return  # the conversation's own event draws its entry (a rename, a deletion)
         await self.send(text_data=fragments.CONVERSATIONS_CHANGED)

@@ -39,8 +39,8 @@ User group (every open WebSocket of a user listens):
     conversations.changed {not_tab, not_conversation}  the user's list changed (a conversation
                                                      new, renamed, pinned, archived or deleted):
                                                      each tab draws its sidebar's list again,
-                                                     but `not_tab` (its answer drew it) and
-                                                     those on `not_conversation` (their own
+                                                     but `not_tab` (it asked: it draws its own)
+                                                     and those on `not_conversation` (their own
                                                      event draws it: a rename, a deletion). Not
                                                      for a title the model wrote, nor a message
                                                      sent: once a turn, each would tell every

@@ -563,7 +563,7 @@ def _finish_update(fields: frozenset[str]) -> CompiledUpdate[Message]:
     )
 
 
-def conversation_rename(*, conversation: Conversation, title: str, tab: str = "") -> Conversation:
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
     """Rename it; its other open tabs show the new title too (header and list), and so do the
     owner's tabs on other conversations (their lists)."""
     conversation.title = title.strip()[:200]
@@ -573,7 +573,7 @@ def conversation_rename(*, conversation: Conversation, title: str, tab: str = ""
     transaction.on_commit(
         lambda: events.conversation_updated_sync(conversation.pk, html=html), robust=True
     )
-    _list_changed(conversation.owner_id, tab=tab, not_conversation=conversation.pk)
+    _list_changed(conversation.owner_id, not_conversation=conversation.pk)
     return conversation
 
 
@@ -603,8 +603,8 @@ def _list_changed(
     owner_id: int, *, tab: str = "", not_conversation: uuid.UUID | None = None
 ) -> None:
     """After commit, the owner's tabs draw their sidebars' lists again, but the tab `tab` (the
-    one that asked: its answer draws its own) and the tabs on `not_conversation` (an event of
-    their own draws it there: a rename, a deletion)."""
+    one that asked: it draws its own) and the tabs on `not_conversation` (an event of their
+    own draws it there: a rename, a deletion)."""
     transaction.on_commit(
         lambda: events.conversations_changed_sync(
             owner_id, not_tab=tab, not_conversation=not_conversation
@@ -633,7 +633,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
         transaction.on_commit(
             functools.partial(events.conversation_deleted_sync, conversation_id), robust=True
         )
-        _list_changed(conversation.owner_id, tab="", not_conversation=conversation_id)
+        _list_changed(conversation.owner_id, not_conversation=conversation_id)
 
 
 def message_edit(*, message: Message, content: str, tab: str = "") -> tuple[Message, Message]:

@@ -218,9 +218,7 @@ def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
     form = RenameForm(request.POST)
     if not form.is_valid():
         return _invalid(form)
-    services.conversation_rename(
-        conversation=conversation, title=form.cleaned_data["title"], tab=_tab(request)
-    )
+    services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
     return render(request, PAGE + "#title", {"conversation": conversation, "oob_sidebar": True})
@@ -269,12 +267,9 @@ def conversation_organize(request: HttpRequest, conversation_id: uuid.UUID) -> H
     )
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(conversation)
-    sidebar = selectors.conversation_sidebar_page(user=request.user, current=conversation.pk)
-    return render(
-        request,
-        PAGE + "#organize",
-        {"conversation": conversation, "sidebar": sidebar, "oob": True},
-    )
+    # (The page asks for its list again as it shows it, searched or the archived ones:
+    # static/chat/chat.js. Drawn here, it was the whole list, whatever the tab showed.)
+    return render(request, PAGE + "#organize", {"conversation": conversation})
 
 
 @login_required

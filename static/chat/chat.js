@@ -729,11 +729,16 @@
 
   // The list changed in another tab (a conversation new, renamed, pinned, archived or
   // deleted): the socket says so (chat/fragments.py, CONVERSATIONS_CHANGED) and the list is
-  // asked for again as this tab shows it (searched, or the archived ones), now if the page is
-  // seen, or when it is seen again. Quietly: the list is not a live region, and what was
-  // focused in it keeps the focus.
+  // asked for again as this tab last asked for it (searched, or the archived ones), now if
+  // the page is seen, or when it is seen again. Quietly: the list is not a live region, and
+  // htmx keeps the focus on what had it (by its id). The tab that made the change is not
+  // told: it asks for its list itself (below). One request at a time, and an answer older
+  // than the latest request for the list (a search typed since) is not drawn.
   var LIST_CHANGED = '<template class="conversations-changed"></template>';
   var listStale = false;
+  var listRedrawing = false;
+  var listAsked = null;  // the address that last filled the list (none yet: as drawn)
+  var listRequests = 0;
   document.addEventListener("htmx:wsBeforeMessage", function (event) {
     if (event.detail.message !== LIST_CHANGED) { return; }
     event.preventDefault();
@@ -741,24 +746,69 @@
     redrawListIfSeen();
   });
   document.addEventListener("visibilitychange", redrawListIfSeen);
+  // So does this tab's own pin or archive (the conversation's menu). (Its form is swapped
+  // out before the request ends: `requestConfig.elt` is still the form.)
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var config = event.detail.requestConfig;
+    var elt = config && config.elt;
+    if (event.detail.successful && elt && elt.closest && elt.closest("#organize")) {
+      listStale = true;
+      redrawListIfSeen();
+    }
+  });
+  function fillsTheList(detail) {
+    return detail.target && detail.target.id === "conversation-list";
+  }
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (fillsTheList(event.detail)) {
+      listRequests += 1;
+      event.detail.requestConfig.listRequest = listRequests;
+    }
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var config = event.detail.requestConfig;
+    if (fillsTheList(event.detail) && config && config.listRequest !== listRequests) {
+      event.detail.shouldSwap = false;
+    }
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (fillsTheList(event.detail) && event.detail.pathInfo) {
+      listAsked = event.detail.pathInfo.finalRequestPath;
+    }
+  });
   function redrawListIfSeen() {
     var list = document.getElementById("conversation-list");
     var search = document.getElementById("sidebar-search");
-    if (!listStale || document.visibilityState !== "visible" || !list || !search) { return; }
+    if (!listStale || listRedrawing || document.visibilityState !== "visible" || !list || !search) {
+      return;
+    }
     listStale = false;
-    var params = new URLSearchParams();
-    if (search.value) { params.set("q", search.value); }
-    var current = search.form.querySelector('input[name="current"]');
-    if (current) { params.set("current", current.value); }
-    if (list.querySelector(".list-mode")) { params.set("archived", "1"); }
-    var focused = list.contains(document.activeElement) ? document.activeElement.id : "";
-    htmx.ajax("GET", search.form.getAttribute("hx-get") + "?" + params.toString(), {
-      source: list, target: list, swap: "innerHTML"
-    }).then(function () {
-      var again = focused && document.getElementById(focused);
-      if (again && list.contains(again)) { again.focus(); }
+    var asked = listAsked;
+    if (!asked) {  // the list the page was drawn with: all, or the search in the address
+      var params = new URLSearchParams();
+      if (search.value) { params.set("q", search.value); }
+      var current = search.form.querySelector('input[name="current"]');
+      if (current) { params.set("current", current.value); }
+      asked = search.form.getAttribute("hx-get") + "?" + params.toString();
+    }
+    listRedrawing = true;
+    htmx.ajax("GET", asked, { source: list, target: list, swap: "innerHTML" }).then(function () {
+      listRedrawing = false;
+      redrawListIfSeen();  // (told again meanwhile)
+    }, function () {  // (not reached: asked again at the next change, or when seen again)
+      listRedrawing = false;
+      listStale = true;
     });
   }
+  // Told nothing while its socket was away: the list is asked for again once it is back.
+  var socketOpenedBefore = false;
+  document.addEventListener("htmx:wsOpen", function () {
+    if (socketOpenedBefore) {
+      listStale = true;
+      redrawListIfSeen();
+    }
+    socketOpenedBefore = true;
+  });
 
   // The reason a request was refused, as the server said it in plain text; any other answer
   // (a page of HTML: a 403 or 404 page, a proxy's error) is not shown as it is.
@@ -1412,11 +1462,6 @@
         texts.push(null);
       }
     }
-    function edge(text, last) {
-      if (!text) { return ""; }
-      var chars = Array.from(text.data);
-      return last ? chars[chars.length - 1] : chars[0];
-    }
     // (The first character after blanks, from the text at `i`, character `k`, on: a line
     // continued in a list item or a quote is drawn with its indentation while it streams,
     // which the render drops.)
@@ -1439,10 +1484,21 @@
         if (dropBlanks && (character === " " || character === "\t")) { return; }
         dropBlanks = false;
         if (character !== "\n") { kept += character; return; }
-        // (a blank before the line end goes too: markdown drops it there)
+        // A blank before the line end goes too, as markdown drops it there, here or at the
+        // end of the text before (two or more make a hard break: kept).
         var trimmed = kept.replace(/[ \t]+$/, "");
-        var before = trimmed ? Array.from(trimmed).pop() : (i > 0 ? edge(texts[i - 1], true) : "");
-        if (joinsAcrossLines(before) && joinsAcrossLines(nextShown(i, k + 1))) {
+        var blanks = kept.length - trimmed.length;
+        var before = trimmed ? Array.from(trimmed).pop() : "";
+        var back = i - 1;
+        for (; !before && back >= 0 && texts[back]; back -= 1) {
+          var earlier = texts[back].data.replace(/[ \t]+$/, "");
+          blanks += texts[back].data.length - earlier.length;
+          before = earlier ? Array.from(earlier).pop() : "";
+        }
+        if (blanks < 2 && joinsAcrossLines(before) && joinsAcrossLines(nextShown(i, k + 1))) {
+          for (var blank = back + 1; blank < i; blank += 1) {
+            texts[blank].data = texts[blank].data.replace(/[ \t]+$/, "");
+          }
           kept = trimmed;
           dropBlanks = true;
         } else {

@@ -1555,7 +1555,9 @@ WRAPPED_CJK = [
     "![图片](https://example.com/a.png)", "\n第", "五段", "\n\n",
     # a list item's and a quote's lines continued, indented (drawn so while they stream)
     "1. 第一步：", "打开文件，", "\n", "   然后", "保存。", "\n\n", "> 引用", "第一行", "\n>",
-    "   引用第二行",
+    "   引用第二行", "\n\n",
+    # a blank before a line end, at the end of a piece (dropped), and two (a hard break)
+    "前一段 ", "\n后一段", "\n\n", "硬换行  ", "\n下一行",
 ]  # fmt: skip
 
 
@@ -1580,10 +1582,16 @@ async def test_chinese_lines_a_model_wrapped_read_as_one_sentence_as_they_stream
     final = (await chat.state(reply_id))["text"]
     assert final.strip() == (  # (an image, here another host's: its line end kept)
         "第一行第二行第三行。\nEnglish line\n中文结束。\n日本語です。カタカナ\n图片\n第五段\n\n"
-        "第一步：打开文件，然后保存。\n\n\n引用第一行引用第二行"
+        "第一步：打开文件，然后保存。\n\n\n引用第一行引用第二行\n\n前一段后一段\n硬换行\n下一行"
     )
     assert len({s["streaming"] for s in samples}) >= len(WRAPPED_CJK) // 2, samples
-    for sample in samples:  # (the text's blocks, not their margins: line ends squeezed)
-        shown = re.sub(r"\n+", "\n", sample["streaming"].rstrip())
-        assert re.sub(r"\n+", "\n", final).startswith(shown), (sample["streaming"], final)
+
+    # (the text's blocks, not their margins: line ends squeezed, and blanks before one,
+    # which draw nothing)
+    def lines(text: str) -> str:
+        return re.sub(r"[ \t]*\n+", "\n", text)
+
+    for sample in samples:
+        shown = lines(sample["streaming"].rstrip())
+        assert lines(final).startswith(shown), (sample["streaming"], final)
     await check_looks(page, tmp_path / f"wrapped-cjk-{viewport['width']}-{scheme}.png")

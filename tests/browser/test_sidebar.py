@@ -13,7 +13,7 @@ from playwright.async_api import expect
 
 from chat.models import Conversation, Message
 from chat.selectors import SIDEBAR_PAGE_SIZE
-from tests.browser.pages import PHONE, axe_problems
+from tests.browser.pages import PHONE, axe_problems, check_looks
 from tests.browser.support import BROWSER_MARKS
 
 pytestmark = BROWSER_MARKS
@@ -85,6 +85,38 @@ async def test_pin_and_archive_from_the_conversation_menu(page, server, user):
     await expect(sidebar.locator(".conversation-list a")).to_have_text(["Topic 002"])
     await sidebar.get_by_role("button", name="Back to all").click()
     await expect(sidebar.locator(".conversation-list a")).to_have_count(2)
+
+
+async def test_a_pin_or_an_archive_keeps_the_list_as_the_tab_shows_it(page, server, user):
+    """Found on the way: pinned or archived from the conversation's menu while the list showed
+    a search or the archived ones, the list went back to every conversation, the search still
+    in its box. It is drawn again as it was asked for."""
+    conversations = await seed(user, 3)
+    await page.goto(server.url + conversations[2].get_absolute_url())
+    sidebar = page.locator("#sidebar")
+    links = sidebar.locator(".conversation-list a")
+    search = sidebar.get_by_label("Search conversations")
+    await search.fill("quokka")
+    await expect(links).to_have_text(["Topic 002"])
+
+    await page.locator(".conversation-menu summary").click()
+    await page.get_by_role("button", name="Pin to the top").click()
+    await expect(page.get_by_role("button", name="Unpin")).to_be_attached()
+    await page.get_by_role("button", name="Archive", exact=True).click()
+    await expect(page.get_by_role("button", name="Unarchive")).to_be_attached()
+    await expect(sidebar.locator(".conversation-list .archived-mark")).to_have_count(1)
+    await expect(links).to_have_text(["Topic 002"])
+    await expect(search).to_have_value("quokka")
+
+    # The archived ones, asked for with the search still in its box: listed whatever it says.
+    await sidebar.get_by_role("button", name="Archived", exact=True).click()
+    await expect(links).to_have_text(["Topic 002"])
+    await page.locator(".conversation-menu summary").click()
+    await page.get_by_role("button", name="Unarchive").click()
+    await expect(sidebar.locator(".conversation-list li.muted")).to_have_text(
+        "No archived conversations."
+    )
+    await expect(sidebar.locator(".conversation-list .list-mode")).to_be_visible()
 
 
 async def test_the_archived_button_hides_while_the_archived_are_listed_and_the_focus_moves(
@@ -227,13 +259,13 @@ async def test_a_message_sent_in_a_conversation_the_list_does_not_show_brings_it
 
 
 async def test_the_users_other_tabs_lists_follow_what_one_tab_changes(
-    page, context, server, user, watch, fake_upstream
+    page, context, server, user, watch, fake_upstream, tmp_path
 ):
     """Found by a walk-through: pinning or archiving in one tab did not move the conversation
     in the user's other tabs' lists, nor did a rename, a deletion or a new conversation there,
     until a reload. Another tab draws its list again as it shows it (all, or the archived);
-    a tab not seen, once it is seen again; the tab that asked, from its own answer only."""
-    from tests.browser.support import ChatPage, another_tab
+    a tab not seen, once it is seen again; the tab that asked, once, not told again."""
+    from tests.browser.support import ChatPage, another_tab, eventually
 
     conversations = await seed(user, 3)
     acting = conversations[2]
@@ -244,6 +276,10 @@ async def test_the_users_other_tabs_lists_follow_what_one_tab_changes(
     await other.add_init_script(
         "Object.defineProperty(document, 'visibilityState', "
         "{get: () => (window.__hidden ? 'hidden' : 'visible')});"
+        # (the frames that told it: counted)
+        "document.addEventListener('htmx:wsBeforeMessage', (event) => {"
+        "  if (String(event.detail.message).includes('conversations-changed')) {"
+        "    window.__listTold = (window.__listTold || 0) + 1; } });"
     )
     await other.goto(server.url + conversations[0].get_absolute_url())
     await ChatPage(other, server).wait_for_socket()
@@ -283,9 +319,14 @@ async def test_the_users_other_tabs_lists_follow_what_one_tab_changes(
     await other.evaluate("() => { window.__hidden = true; }")
     other_asked: list[str] = []
     other.on("request", lambda r: other_asked.append(r.url) if "/conversations/" in r.url else None)
+    told = await other.evaluate("() => window.__listTold")
     await in_the_menu("Unarchive")
     await expect(page.get_by_role("button", name="Archive", exact=True)).to_be_attached()
-    await other.wait_for_timeout(500)
+
+    async def told_again() -> bool:
+        return await other.evaluate("() => window.__listTold") > told
+
+    await eventually(told_again, message="the other tab was not told")
     await expect(links).to_have_text(["Topic 000", "Topic 001"])
     assert other_asked == []
     await other.evaluate(
@@ -299,11 +340,20 @@ async def test_the_users_other_tabs_lists_follow_what_one_tab_changes(
     await in_the_menu("Delete conversation")
     await page.wait_for_url(server.url + "/")
     await expect(links).to_have_text(["Topic 000", "Topic 001"])
-    assert asked == []  # the acting tab drew its list from its own answers
+    # The acting tab asked for its own list after each pin or archive, and for nothing the
+    # socket said (a rename and a deletion draw theirs from their answers).
+    assert len(asked) == 3, asked
     await page.locator("#composer-text").fill("Tell me about wombats")
     await page.locator("#composer-text").press("Enter")
     await page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
     await expect(links).to_have_text(["Tell me about wombats", "Topic 000", "Topic 001"])
     # Quietly: the list is no live region, and its status said nothing of the redraws.
     await expect(status).to_have_text("2 conversations.")
+    # Looked at: the list as drawn again, beside the chat and in a phone's drawer, dark.
+    await check_looks(other, tmp_path / "other-tab-list-1280-light.png")
+    await other.set_viewport_size(PHONE)
+    await other.emulate_media(color_scheme="dark")
+    await other.get_by_role("button", name="Conversations", exact=True).click()
+    await expect(other.locator("#sidebar")).to_be_in_viewport()
+    await check_looks(other, tmp_path / "other-tab-list-390-dark.png")
     await other.close()

@@ -86,7 +86,11 @@ async def test_the_users_other_tabs_are_told_and_not_the_one_that_asked(
             await next_frame(acting)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == CLOSE_CONVERSATION_DELETED
-        # Nothing of Alice's reached Mallory's tab; her own change does.
+        # Nothing of Alice's reached Mallory's tab (it would have come before this); her
+        # own change does.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await hers.recv()
         await mallory.create_conversation()
         assert await next_frame(hers) == CONVERSATIONS_CHANGED
     await alice.aclose()
