@@ -1091,8 +1091,9 @@ METHOD = [
     "run) + 64 B per WebSocket frame of the reply, and the 10,000-token reply with the "
     "1,000-token one.",
     "- **CPU pair**: the same number of streams, tokens/s and tokens, once with plain text and "
-    "once with markdown-heavy text, one after the other on the same server process; server "
-    "CPU (psutil, as above) per token of each, and their ratio.",
+    "once with markdown-heavy text, one after the other on the same server process, in five "
+    "rounds that alternate which goes first; server CPU (psutil, as above) per token of each, "
+    "and the median of the rounds' ratios.",
     "- **Browser long tasks** (`bench/browser.py`): Debian's chromium, headless, driven by "
     "Playwright, logged in with a session cookie made like the clients', opens the "
     "conversation page of a daphne like `single` that also serves `/static/` "
