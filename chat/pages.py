@@ -218,7 +218,7 @@ def _conversation_header(conversation: Conversation, *, models: Sequence[str], c
         f'value="{"false" if archived else "true"}">{"Unarchive" if archived else "Archive"}'
         "</button>\n"
         "  </form>\n"
-        "</div>\n\n\n"
+        "</div>\n\n"
         f'          <form class="delete-form" method="post" action="{delete}"\n'
         f'                hx-post="{delete}"\n'
         '                hx-confirm="Delete this conversation and all its messages? '

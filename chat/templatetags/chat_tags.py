@@ -67,7 +67,7 @@ def sidebar_items(sidebar: SidebarPage) -> SafeString:
         back = f"{url}?current={escape(sidebar.current)}" if sidebar.current else url
         mode = (
             '\n  <li class="list-mode">Archived\n'
-            f'    <button type="button" class="link" hx-get="{back}"\n'
+            f'    <button id="list-back" type="button" class="link" hx-get="{back}"\n'
             '            hx-target="#conversation-list" hx-swap="innerHTML">Back to all</button>'
             "</li>\n"
         )

@@ -809,6 +809,14 @@
     }
     socketOpenedBefore = true;
   });
+  // A page with no socket (the start page) is told nothing: its list is asked for again each
+  // time the page is seen again.
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible" && !document.querySelector("main[ws-connect]")) {
+      listStale = true;
+      redrawListIfSeen();
+    }
+  });
 
   // The reason a request was refused, as the server said it in plain text; any other answer
   // (a page of HTML: a 403 or 404 page, a proxy's error) is not shown as it is.
@@ -1476,7 +1484,9 @@
     }
     var dropBlanks = false;  // after a line end joined: the blanks that indent the next line
     texts.forEach(function (text, i) {
-      if (!text) { dropBlanks = false; return; }
+      // (A code span's line end is a space once rendered, as the page draws it: kept. Its
+      // characters still count beside a line end outside it, as they do to the server.)
+      if (!text || text.parentElement.closest("code")) { dropBlanks = false; return; }
       if (text.data.indexOf("\n") < 0 && !dropBlanks) { return; }
       var kept = "";
       var chars = Array.from(text.data);

@@ -258,6 +258,16 @@ async def test_a_message_sent_in_a_conversation_the_list_does_not_show_brings_it
     await expect(page.locator("#conversation-list li").first).to_have_text("Today")
 
 
+# A tab not seen, as a browser says of one behind another, or minimised: while `__hidden`
+SEEN_OR_NOT = (
+    "Object.defineProperty(document, 'visibilityState', "
+    "{get: () => (window.__hidden ? 'hidden' : 'visible')});"
+)
+SHOWN_AGAIN = (
+    "() => { window.__hidden = false; document.dispatchEvent(new Event('visibilitychange')); }"
+)
+
+
 async def test_the_users_other_tabs_lists_follow_what_one_tab_changes(
     page, context, server, user, watch, fake_upstream, tmp_path
 ):
@@ -272,12 +282,10 @@ async def test_the_users_other_tabs_lists_follow_what_one_tab_changes(
     await page.goto(server.url + acting.get_absolute_url())
     await ChatPage(page, server).wait_for_socket()
     other = await another_tab(context)
-    # (a tab not seen: as a browser says of one behind another, or minimised)
     await other.add_init_script(
-        "Object.defineProperty(document, 'visibilityState', "
-        "{get: () => (window.__hidden ? 'hidden' : 'visible')});"
+        SEEN_OR_NOT
         # (the frames that told it: counted)
-        "document.addEventListener('htmx:wsBeforeMessage', (event) => {"
+        + "document.addEventListener('htmx:wsBeforeMessage', (event) => {"
         "  if (String(event.detail.message).includes('conversations-changed')) {"
         "    window.__listTold = (window.__listTold || 0) + 1; } });"
     )
@@ -307,10 +315,13 @@ async def test_the_users_other_tabs_lists_follow_what_one_tab_changes(
     await expect(other.locator("#conversation-list li.muted")).to_have_text(
         "No archived conversations."
     )
+    back = other.get_by_role("button", name="Back to all")
+    await expect(back).to_be_focused()
     await in_the_menu("Archive")
     await expect(links).to_have_text(["Quokka facts"])
     await expect(other.locator("#conversation-list .list-mode")).to_be_visible()
-    await other.get_by_role("button", name="Back to all").click()
+    await expect(back).to_be_focused()  # (drawn again, it keeps the focus)
+    await back.click()
     await expect(links).to_have_text(["Topic 000", "Topic 001"])
     status = other.locator("#sidebar-status")
     await expect(status).to_have_text("2 conversations.")  # (what the user asked for)
@@ -329,9 +340,7 @@ async def test_the_users_other_tabs_lists_follow_what_one_tab_changes(
     await eventually(told_again, message="the other tab was not told")
     await expect(links).to_have_text(["Topic 000", "Topic 001"])
     assert other_asked == []
-    await other.evaluate(
-        "() => { window.__hidden = false; document.dispatchEvent(new Event('visibilitychange')); }"
-    )
+    await other.evaluate(SHOWN_AGAIN)
     await expect(links).to_have_text(["Quokka facts", "Topic 000", "Topic 001"])
     assert len(other_asked) == 1
 
@@ -357,3 +366,27 @@ async def test_the_users_other_tabs_lists_follow_what_one_tab_changes(
     await expect(other.locator("#sidebar")).to_be_in_viewport()
     await check_looks(other, tmp_path / "other-tab-list-390-dark.png")
     await other.close()
+
+
+async def test_the_start_page_asks_for_its_list_again_when_it_is_seen_again(
+    page, context, server, user
+):
+    """The start page has no socket: nothing tells it of a change made in another tab, and
+    its list stayed as drawn. It asks for it again each time it is seen again."""
+    from tests.browser.support import another_tab
+
+    conversations = await seed(user, 2)
+    start = await another_tab(context)
+    await start.add_init_script(SEEN_OR_NOT)
+    await start.goto(server.url + "/")
+    links = start.locator("#conversation-list a")
+    await expect(links).to_have_text(["Topic 000", "Topic 001"])
+    await start.evaluate("() => { window.__hidden = true; }")
+    await page.goto(server.url + conversations[1].get_absolute_url())
+    await page.locator(".conversation-menu summary").click()
+    await page.get_by_role("button", name="Pin to the top").click()
+    await expect(page.get_by_role("button", name="Unpin")).to_be_attached()
+    await start.evaluate(SHOWN_AGAIN)
+    await expect(links).to_have_text(["Topic 001", "Topic 000"])
+    await expect(start.locator("#conversation-list li").first).to_have_text("Pinned")
+    await start.close()
