@@ -800,18 +800,6 @@
       listStale = true;
     });
   }
-  // Told nothing while its socket was away: the list is asked for again once it is back and
-  // stays up (a second after it opened). (Not as it opens: a socket whose session ended is opened to
-  // be told so, and a request then fails; one opened with a cookie just replaced would send
-  // the old one, whose answer may delete the new.)
-  var socketUpBefore = false;
-  function listAfterSocketBack() {
-    if (socketUpBefore) {
-      listStale = true;
-      redrawListIfSeen();
-    }
-    socketUpBefore = true;
-  }
   // A page with no socket (the start page) is told nothing: its list is asked for again each
   // time the page is seen again.
   document.addEventListener("visibilitychange", function () {
@@ -1168,7 +1156,6 @@
       if (status) { status.textContent = offline ? offlineLine() : ""; }
       if (!offline) { reachableAgain(); }
       socketBack();
-      listAfterSocketBack();
     }, 1000);
     openSocket = event.detail.socketWrapper;
     resyncStreaming(openSocket);
