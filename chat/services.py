@@ -585,11 +585,12 @@ def conversation_organize(
     tab: str = "",
 ) -> Conversation:
     """Pin or unpin, archive or unarchive. Neither counts as activity: the conversation keeps
-    its place in time (`updated`). The owner's other tabs draw their lists again."""
+    its place in time (`updated`). The owner's other tabs draw their lists again, if anything
+    changed (not for a second click, or a stale menu's)."""
     changes = {
         name: value
         for name, value in (("pinned", pinned), ("archived", archived))
-        if value is not None
+        if value is not None and getattr(conversation, name) != value
     }
     if changes:
         Conversation.objects.filter(pk=conversation.pk).update(**changes)

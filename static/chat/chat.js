@@ -800,6 +800,20 @@
       listStale = true;
     });
   }
+  // Told nothing while its socket was away: the list is asked for again once it is back and
+  // stays up (a second after it opened), or, offline then, once the browser is back online.
+  // (Not as it opens: a socket whose session ended is opened to be told so, and a request
+  // then fails; one opened with a cookie just replaced would send the old one, whose answer
+  // may delete the new.)
+  var socketUpBefore = false;
+  function listAfterSocketBack(offline) {
+    if (socketUpBefore) {
+      listStale = true;
+      if (!offline) { redrawListIfSeen(); }
+    }
+    socketUpBefore = true;
+  }
+  window.addEventListener("online", function () { redrawListIfSeen(); });
   // A page with no socket (the start page) is told nothing: its list is asked for again each
   // time the page is seen again.
   document.addEventListener("visibilitychange", function () {
@@ -1156,6 +1170,7 @@
       if (status) { status.textContent = offline ? offlineLine() : ""; }
       if (!offline) { reachableAgain(); }
       socketBack();
+      listAfterSocketBack(offline);
     }, 1000);
     openSocket = event.detail.socketWrapper;
     resyncStreaming(openSocket);

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -390,3 +391,51 @@ async def test_the_start_page_asks_for_its_list_again_when_it_is_seen_again(
     await expect(links).to_have_text(["Topic 001", "Topic 000"])
     await expect(start.locator("#conversation-list li").first).to_have_text("Pinned")
     await start.close()
+
+
+async def test_a_tab_whose_socket_was_away_asks_for_its_list_once_it_is_back(
+    page, context, server, user
+):
+    """A tab hears nothing while its socket is away: once its socket is back and stays up,
+    it asks for its list again."""
+    from tests.browser.support import ChatPage, another_tab
+
+    conversations = await seed(user, 2)
+    other = await another_tab(context)
+    # Seen all along: a tab behind another waits until it is seen (tested above), and whether
+    # the browser counts this one as seen while the test works in the first tab is its own.
+    await other.add_init_script(SEEN_OR_NOT)
+    sockets: list[Any] = []
+    hearing = {"on": True}
+
+    def route(socket: Any) -> None:
+        server_side = socket.connect_to_server()
+        server_side.on_message(lambda message: socket.send(message) if hearing["on"] else None)
+        sockets.append(socket)
+
+    await other.route_web_socket(re.compile(r"/ws/"), route)
+    await other.goto(server.url + conversations[0].get_absolute_url())
+    await ChatPage(other, server).wait_for_socket()
+    links = other.locator("#conversation-list a")
+    await expect(links).to_have_text(["Topic 000", "Topic 001"])
+
+    hearing["on"] = False  # (its socket down: what the server says is lost)
+    await page.goto(server.url + conversations[1].get_absolute_url())
+    await page.locator(".conversation-menu summary").click()
+    await page.get_by_role("button", name="Pin to the top").click()
+    await expect(page.get_by_role("button", name="Unpin")).to_be_attached()
+    await other.wait_for_timeout(500)
+    await expect(links).to_have_text(["Topic 000", "Topic 001"])
+
+    hearing["on"] = True
+    asked: list[str] = []
+    other.on("request", lambda r: asked.append(r.url) if "/conversations/" in r.url else None)
+    await sockets[-1].close(code=1012, reason="the server restarts")
+    await ChatPage(other, server).wait_for_socket(2)
+    try:
+        await expect(links).to_have_text(["Topic 001", "Topic 000"], timeout=10_000)
+    except AssertionError as failed:
+        state = await other.evaluate("() => [document.visibilityState, window.__chatsiteWsOpen]")
+        raise AssertionError(f"{failed}; seen, sockets opened: {state}; asked: {asked}") from None
+    assert len(asked) == 1, asked  # (once)
+    await other.close()

@@ -67,6 +67,12 @@ async def test_the_users_other_tabs_are_told_and_not_the_one_that_asked(
         organize = f"/c/{acting_on}/organize/"
         await acted(alice, organize, {"pinned": "true"}, tab="acting")
         assert await next_frame(other) == CONVERSATIONS_CHANGED
+        # Pinned again (a second click, another tab's stale menu): nothing changed, nothing
+        # told (every tab of hers would ask for its list for nothing).
+        await acted(alice, organize, {"pinned": "true"}, tab="acting")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await other.recv()
         await acted(alice, organize, {"archived": "true"}, tab="acting")
         assert await next_frame(other) == CONVERSATIONS_CHANGED
         # A rename: the conversation's own tabs get its title, the others the list's change.
