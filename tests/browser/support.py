@@ -282,7 +282,12 @@ class ChatPage:
         await self.composer.fill(text)
         await self.press_send()
         replies = self.page.locator("#messages article.assistant")
-        await expect(replies).to_have_count(before + 1)
+        try:
+            await expect(replies).to_have_count(before + 1)
+        except AssertionError as failed:
+            # (what the page said and showed: once, in CI, no reply came and nothing was logged)
+            seen = await self.page.evaluate(SEND_STATE_JS)
+            raise AssertionError(f"{failed}; the page then: {seen}") from None
         return int((await replies.last.get_attribute("id") or "")[1:])
 
     async def regenerate(self, reply_id: int) -> int:
@@ -363,6 +368,18 @@ async def eventually(
             return value
         assert time.monotonic() < deadline, message
         await asyncio.sleep(0.01)
+
+
+# What the page shows of a send that brought no reply: the line under the message box, the
+# box, the replies and their statuses, and the address (a 409 reloads the page).
+SEND_STATE_JS = """() => ({
+  error: (document.getElementById("composer-error") || {}).textContent || "",
+  composer: (document.getElementById("composer") || {}).className || "",
+  box: (document.getElementById("composer-text") || {}).value || "",
+  replies: Array.from(document.querySelectorAll("#messages > article")).map(
+    (a) => a.id + ":" + a.getAttribute("data-status")),
+  address: location.pathname,
+})"""
 
 
 async def another_tab(context: Any) -> Page:
