@@ -590,12 +590,16 @@ def conversation_organize(
     changes = {
         name: value
         for name, value in (("pinned", pinned), ("archived", archived))
-        if value is not None and getattr(conversation, name) != value
+        if value is not None
     }
-    if changes:
-        Conversation.objects.filter(pk=conversation.pk).update(**changes)
-        for name, value in changes.items():
-            setattr(conversation, name, value)
+    if not changes:
+        return conversation
+    # Compared by the database, in the write: a value read before another tab's opposite
+    # change committed would skip a write that is due.
+    changed = Conversation.objects.filter(pk=conversation.pk).exclude(**changes).update(**changes)
+    for name, value in changes.items():
+        setattr(conversation, name, value)
+    if changed:
         _list_changed(conversation.owner_id, tab=tab)
     return conversation
 

@@ -210,6 +210,28 @@ def test_a_message_sent_in_an_archived_conversation_brings_it_back(alice_client,
     assert "put away" in body
 
 
+def test_a_pin_or_archive_tells_the_other_tabs_only_what_changed(
+    user, django_capture_on_commit_callbacks
+):
+    """A second pin (a double click, another tab's stale menu) told every tab of the user,
+    each then asking for its list for nothing. The database compares, in the write: a value
+    read before another tab's opposite change committed is still written."""
+    conversation = made(user, "to pin")
+    with django_capture_on_commit_callbacks() as told:
+        services.conversation_organize(conversation=conversation, pinned=True)
+    assert len(told) == 1
+    with django_capture_on_commit_callbacks() as told:
+        services.conversation_organize(conversation=conversation, pinned=True)
+        services.conversation_organize(conversation=conversation, pinned=True, archived=False)
+    assert told == []
+    stale = Conversation.objects.get(pk=conversation.pk)
+    Conversation.objects.filter(pk=conversation.pk).update(pinned=False)  # (another tab)
+    with django_capture_on_commit_callbacks() as told:
+        services.conversation_organize(conversation=stale, pinned=True)  # (read as pinned)
+    assert len(told) == 1
+    assert Conversation.objects.get(pk=conversation.pk).pinned
+
+
 def test_the_list_pages_and_search_are_mine_only(alice_client, user, other_user):
     made(user, "Mine about lisbon")
     theirs = made(other_user, "Theirs about lisbon")

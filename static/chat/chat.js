@@ -800,18 +800,16 @@
       listStale = true;
     });
   }
-  // Told nothing while its socket was away: the list is asked for again once it is back and
-  // stays up (a second after it opened), or, offline then, once the browser is back online.
-  // (Not as it opens: a socket whose session ended is opened to be told so, and a request
-  // then fails; one opened with a cookie just replaced would send the old one, whose answer
-  // may delete the new.)
-  var socketUpBefore = false;
+  // Told nothing while its socket was away: a socket that opens after another (this page's
+  // first may have closed within its first second) asks for the list again once it stays up
+  // (a second after it opened), or, offline then, once the browser is back online. (Not as
+  // it opens: a socket whose session ended is opened to be told so, and a request then
+  // fails; one opened with a cookie just replaced would send the old one, whose answer may
+  // delete the new.)
+  var socketOpenedBefore = false;
   function listAfterSocketBack(offline) {
-    if (socketUpBefore) {
-      listStale = true;
-      if (!offline) { redrawListIfSeen(); }
-    }
-    socketUpBefore = true;
+    listStale = true;
+    if (!offline) { redrawListIfSeen(); }
   }
   window.addEventListener("online", function () { redrawListIfSeen(); });
   // A page with no socket (the start page) is told nothing: its list is asked for again each
@@ -1159,6 +1157,8 @@
 
   document.addEventListener("htmx:wsOpen", function (event) {
     openedAt = Date.now();
+    var back = socketOpenedBefore;  // (not this page's first socket)
+    socketOpenedBefore = true;
     // Say it is back only once the socket stays up: during an outage the server accepts and
     // closes at once.
     clearTimeout(settled);
@@ -1170,7 +1170,7 @@
       if (status) { status.textContent = offline ? offlineLine() : ""; }
       if (!offline) { reachableAgain(); }
       socketBack();
-      listAfterSocketBack(offline);
+      if (back) { listAfterSocketBack(offline); }
     }, 1000);
     openSocket = event.detail.socketWrapper;
     resyncStreaming(openSocket);

@@ -286,7 +286,10 @@ class ChatPage:
             await expect(replies).to_have_count(before + 1)
         except AssertionError as failed:
             # (what the page said and showed: once, in CI, no reply came and nothing was logged)
-            seen = await self.page.evaluate(SEND_STATE_JS)
+            try:
+                seen = await self.page.evaluate(SEND_STATE_JS)
+            except Exception as gone:  # (a reload under way: the 409 of a stale page)
+                seen = f"not read ({gone})"
             raise AssertionError(f"{failed}; the page then: {seen}") from None
         return int((await replies.last.get_attribute("id") or "")[1:])
 
@@ -374,6 +377,7 @@ async def eventually(
 # box, the replies and their statuses, and the address (a 409 reloads the page).
 SEND_STATE_JS = """() => ({
   error: (document.getElementById("composer-error") || {}).textContent || "",
+  errorHidden: (document.getElementById("composer-error") || {}).hidden,
   composer: (document.getElementById("composer") || {}).className || "",
   box: (document.getElementById("composer-text") || {}).value || "",
   replies: Array.from(document.querySelectorAll("#messages > article")).map(
