@@ -24,6 +24,10 @@ from .compiled import CompiledQuery
 from .models import ACTIVE_STATUSES, Conversation, Message
 
 SIDEBAR_PAGE_SIZE = 50
+# A list drawn again keeps the conversations the tab had loaded ("Show more"), up to this many
+# of each kind (pinned, the others): a redraw of the first page alone shrank a list scrolled
+# down, and it jumped.
+SIDEBAR_MOST_SHOWN = 10 * SIDEBAR_PAGE_SIZE
 # A search's words are read up to here (a contains query costs the text times the pattern).
 MAX_SEARCH_CHARS = 200
 # The account `manage.py ensure_demo_user` makes for a local demo (`scripts/run`).
@@ -144,12 +148,16 @@ def conversation_sidebar_page(
     cursor: str = "",
     last_group: str = "",
     current: uuid.UUID | None = None,
+    shown: int = 0,
     today: date | None = None,
 ) -> SidebarPage:
     """A page of the user's conversations for the sidebar, newest first: pinned ones first
     (paged like the rest: the others start on the page where they end), then by the day they
     were last active (Today, Yesterday, Previous 7 days, Older). Archived conversations are
-    listed only when `archived`; a search finds every conversation, archived or not."""
+    listed only when `archived`; a search finds every conversation, archived or not. A page
+    holds SIDEBAR_PAGE_SIZE of each kind (pinned, the others), or, for a tab that draws its
+    list again, as many as it `shown` (the pinned ones, then the rest), up to
+    SIDEBAR_MOST_SHOWN of each."""
     today = today or timezone.localdate()
     page = SidebarPage(
         query=query[:MAX_SEARCH_CHARS].strip(), archived=archived, current=current, first=not cursor
@@ -159,19 +167,23 @@ def conversation_sidebar_page(
     if not page.query and not archived and (page.first or pinned_after):
         # Pinned ones come first, paged like the rest; the others start on the page where the
         # pinned ones end.
-        pinned = (
-            _links(_after_cursor(_pinned(user.pk), pinned_after)[: SIDEBAR_PAGE_SIZE + 1])
-            if pinned_after
-            else _link_rows(_SIDEBAR_PINNED, owner=user.pk)
-        )
-        if len(pinned) > SIDEBAR_PAGE_SIZE:
-            pinned = pinned[:SIDEBAR_PAGE_SIZE]
+        size = _page_size(shown)
+        if pinned_after:
+            pinned = _links(_after_cursor(_pinned(user.pk), pinned_after)[: size + 1])
+        else:
+            pinned = _link_rows(_SIDEBAR_PINNED, owner=user.pk)
+            if len(pinned) > SIDEBAR_PAGE_SIZE and size > SIDEBAR_PAGE_SIZE:
+                pinned = _links(_pinned(user.pk)[: size + 1])
+        if len(pinned) > size:
+            pinned = pinned[:size]
             page.entries = _pinned_entries(pinned, first=page.first)
             page.last_group = "Pinned"
             page.next_cursor = PINNED_CURSOR + _cursor_of(pinned[-1])
             return page
         cursor = ""
-    if page.query or cursor:
+    size = _page_size(shown - len(pinned))  # (the pinned ones shown, the rest of it)
+    usual = size == SIDEBAR_PAGE_SIZE  # (the page every page load asks for: compiled)
+    if page.query or cursor or not usual:
         conversations = conversation_list_for_user(user=user)
         if page.query:
             conversations = conversation_search(conversations, query=page.query)
@@ -182,13 +194,13 @@ def conversation_sidebar_page(
         conversations = conversations.order_by("-updated", "-pk")
         if cursor:
             conversations = _after_cursor(conversations, cursor)
-        found = _links(conversations[: SIDEBAR_PAGE_SIZE + 1])
+        found = _links(conversations[: size + 1])
     else:  # the first page, as every page load asks for it: the same query, compiled once
         found = _link_rows(_SIDEBAR_FIRST[archived], owner=user.pk)
     page.entries = _pinned_entries(pinned, first=page.first)
     group = last_group
     starts = group_starts(today)
-    for conversation in found[:SIDEBAR_PAGE_SIZE]:
+    for conversation in found[:size]:
         this = "Older"
         for start, name in starts:  # (a loop, not a generator per entry: fifty a page)
             if conversation.updated >= start:
@@ -197,13 +209,18 @@ def conversation_sidebar_page(
         page.entries.append((this if this != group else "", conversation))
         group = this
     page.last_group = group
-    if len(found) > SIDEBAR_PAGE_SIZE:
-        page.next_cursor = _cursor_of(found[SIDEBAR_PAGE_SIZE - 1])
+    if len(found) > size:
+        page.next_cursor = _cursor_of(found[size - 1])
     return page
 
 
 # A cursor inside the pinned conversations (a page's cursor is the last one it lists).
 PINNED_CURSOR = "pinned:"
+
+
+def _page_size(shown: int) -> int:
+    """How many of a kind a page lists, for a tab that showed `shown` of them."""
+    return min(max(shown, SIDEBAR_PAGE_SIZE), SIDEBAR_MOST_SHOWN)
 
 
 def _cursor_of(conversation: ConversationLink) -> str:

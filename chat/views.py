@@ -130,7 +130,8 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
 @varies_as_opened
 def conversation_sidebar(request: HttpRequest) -> HttpResponse:
     """A page of the sidebar's list: search results, archived conversations, or the page after
-    `cursor`. Opened as a page, the start page with its list searched as asked."""
+    `cursor`; as long as the list the tab had (`shown`), when it draws its list again. Opened
+    as a page, the start page with its list searched as asked."""
     if _opened_as_page(request):
         query = request.GET.get("q", "")
         return redirect(reverse("chat:start") + (f"?{urlencode({'q': query})}" if query else ""))
@@ -145,8 +146,14 @@ def conversation_sidebar(request: HttpRequest) -> HttpResponse:
         cursor=request.GET.get("cursor", ""),
         last_group=request.GET.get("group", ""),
         current=current,
+        shown=_count(request.GET.get("shown", "")),
     )
     return render(request, SIDEBAR + "#items", {"sidebar": page})
+
+
+def _count(text: str) -> int:
+    """A count a request gives ("" or not a count: 0)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else 0
 
 
 @login_required

@@ -3,6 +3,7 @@ over titles and messages; pin and archive."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -250,6 +251,69 @@ def test_a_long_list_is_sent_a_page_at_a_time(alice_client, user):
     services.conversation_organize(conversation=Conversation.objects.last(), pinned=True)
     body = alice_client.get(reverse("chat:start")).content.decode()
     assert body.count('id="conv-link-') == selectors.SIDEBAR_PAGE_SIZE + 1
+
+
+def test_a_list_drawn_again_is_as_long_as_the_tab_had_it(alice_client, user, monkeypatch):
+    """A tab draws its list again (a change in another tab) as long as it was (`shown`, the
+    pinned ones counted): the pages "Show more" added stay, drawn again it stays as long, the
+    pages after it follow on, and a count is bounded."""
+    size = selectors.SIDEBAR_PAGE_SIZE
+    for i in range(3 * size):
+        made(user, f"c{i:03d}", days_ago=i / 10)
+    for i in range(3):
+        made(user, f"p{i}", days_ago=i, pinned=True)
+    url = reverse("chat:conversation_sidebar")
+
+    def titles(query: str) -> list[str]:
+        body = alice_client.get(f"{url}?{query}").content.decode()
+        return re.findall(
+            r'id="conv-link-[^"]+" href="[^"]+"(?: aria-current="page")?>([^<]+)<', body
+        )
+
+    pinned = ["p0", "p1", "p2"]
+    first = titles("")
+    assert first == pinned + [f"c{i:03d}" for i in range(size)]
+    assert titles(f"shown={len(first)}") == first  # (the same again: not one page more)
+    # The pinned ones and two pages and some
+    shown = len(pinned) + 2 * size + 10
+    again = selectors.conversation_sidebar_page(user=user, shown=shown)
+    assert [c.title for _, c in again.entries] == pinned + [f"c{i:03d}" for i in range(shown - 3)]
+    assert titles(f"shown={shown}") == [c.title for _, c in again.entries]
+    rest = selectors.conversation_sidebar_page(
+        user=user, cursor=again.next_cursor, last_group=again.last_group
+    )
+    assert [c.title for _, c in rest.entries] == [f"c{i:03d}" for i in range(shown - 3, 3 * size)]
+    assert not rest.next_cursor
+    assert [h for h, _ in again.entries + rest.entries if h] == [
+        h for h, _ in every_page(user) if h
+    ]
+    # Searched, or the archived ones: the same
+    assert len(titles(f"q=c&shown={size + 5}")) == size + 5
+    Conversation.objects.filter(title__lt="c070").update(archived=True)
+    assert len(titles(f"archived=1&shown={size + 5}")) == size + 5
+    # Fewer than a page, or not a count: a page
+    for junk in ("3", "", "-80", "1e3", "²", "99999999999999"):
+        assert len(titles(f"archived=1&shown={junk}")) == size, junk
+    # At most SIDEBAR_MOST_SHOWN of each
+    monkeypatch.setattr(selectors, "SIDEBAR_MOST_SHOWN", size + 7)
+    assert len(titles("shown=1000000")) == len(pinned) + size + 7
+
+
+def test_a_list_with_more_pinned_than_a_page_is_drawn_again_as_long(user):
+    size = selectors.SIDEBAR_PAGE_SIZE
+    for i in range(size + 10):
+        made(user, f"p{i:03d}", days_ago=i / 100, pinned=True)
+    for i in range(2 * size):
+        made(user, f"c{i:03d}", days_ago=1 + i / 10)
+    # Shown: a page of pinned ones alone, then "Show more": the rest of them and 50 others
+    shown = [title for _, title in every_page(user, pages=2)]
+    assert len(shown) == 2 * size + 10 and shown[-1] == f"c{size - 1:03d}"
+    for _ in range(2):  # (and again: as long)
+        again = selectors.conversation_sidebar_page(user=user, shown=len(shown))
+        assert [c.title for _, c in again.entries] == shown
+    first = selectors.conversation_sidebar_page(user=user, shown=size)
+    assert [c.title for _, c in first.entries] == shown[:size]
+    assert first.next_cursor.startswith(selectors.PINNED_CURSOR)
 
 
 def test_a_link_escapes_its_title_and_marks_the_conversation_shown(alice_client, user):

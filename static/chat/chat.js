@@ -729,11 +729,12 @@
 
   // The list changed in another tab (a conversation new, renamed, pinned, archived or
   // deleted): the socket says so (chat/fragments.py, CONVERSATIONS_CHANGED) and the list is
-  // asked for again as this tab last asked for it (searched, or the archived ones), now if
-  // the page is seen, or when it is seen again. Quietly: the list is not a live region, and
-  // htmx keeps the focus on what had it (by its id). The tab that made the change is not
-  // told: it asks for its list itself (below). One request at a time, and an answer older
-  // than the latest request for the list (a search typed since) is not drawn.
+  // asked for again as this tab last asked for it (searched, or the archived ones) and as
+  // long as it is (the pages "Show more" added), now if the page is seen, or when it is seen
+  // again. Quietly: the list is not a live region, and htmx keeps the focus on what had it
+  // (by its id). The tab that made the change is not told: it asks for its list itself
+  // (below). One request at a time, and an answer older than the latest request for the list
+  // (a search typed since) is not drawn.
   var LIST_CHANGED = '<template class="conversations-changed"></template>';
   var listStale = false;
   var listRedrawing = false;
@@ -791,6 +792,10 @@
       if (current) { params.set("current", current.value); }
       asked = search.form.getAttribute("hx-get") + "?" + params.toString();
     }
+    // As long as it is: the pages "Show more" added stay (a list scrolled down kept its place).
+    var address = new URL(asked, window.location.href);
+    address.searchParams.set("shown", list.querySelectorAll('a[id^="conv-link-"]').length);
+    asked = address.pathname + address.search;
     listRedrawing = true;
     htmx.ajax("GET", asked, { source: list, target: list, swap: "innerHTML" }).then(function () {
       listRedrawing = false;

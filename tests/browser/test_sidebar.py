@@ -465,3 +465,66 @@ async def test_a_tab_whose_socket_was_away_asks_for_its_list_once_it_is_back(
     assert len(asked) == 1, (opens, asked)  # once
     assert asked[0] - opens[-1] >= 900, (opens, asked)  # once it stayed up, not as it opened
     await other.close()
+
+
+async def test_a_list_drawn_again_keeps_the_pages_it_had_loaded_and_its_place(
+    page, context, server, user, tmp_path
+):
+    """Left alone by an earlier session: a list drawn again (a change in another tab) asked
+    for its first page only, so a list scrolled down past "Show more" shrank to one page and
+    jumped to its top. It is drawn again as long as it was, and keeps its place."""
+    from tests.browser.support import ChatPage
+
+    conversations = await seed(user, 2 * SIDEBAR_PAGE_SIZE + 10)
+    await page.add_init_script(SEEN_OR_NOT)
+    await page.goto(server.url + conversations[0].get_absolute_url())
+    await ChatPage(page, server).wait_for_socket()
+    sidebar = page.locator("#sidebar")
+    links = sidebar.locator("#conversation-list a")
+    for shown in (2 * SIDEBAR_PAGE_SIZE, 2 * SIDEBAR_PAGE_SIZE + 10):
+        await sidebar.get_by_role("button", name="Show more").scroll_into_view_if_needed()
+        await expect(links).to_have_count(shown)
+    anchor = sidebar.get_by_role("link", name="Topic 080", exact=True)
+    await anchor.scroll_into_view_if_needed()
+    where = "(link) => [link.closest('ul').scrollTop, link.getBoundingClientRect().top]"
+    before = await anchor.evaluate(where)
+    assert before[0] > 0, before
+
+    # Archived in another tab (no tab of the page's asked): the list is told, drawn again
+    token = next(c["value"] for c in await context.cookies() if c["name"] == "csrftoken")
+    archived = await context.request.post(
+        server.url + conversations[-1].get_absolute_url() + "organize/",
+        form={"archived": "true"},
+        headers={"X-CSRFToken": token},
+        max_redirects=0,
+    )
+    assert archived.status == 302, await archived.text()
+    await expect(
+        sidebar.get_by_role("link", name=f"Topic {len(conversations) - 1:03d}")
+    ).to_have_count(0)
+    await expect(links).to_have_count(len(conversations) - 1)
+    await expect(links.nth(SIDEBAR_PAGE_SIZE)).to_have_text(f"Topic {SIDEBAR_PAGE_SIZE:03d}")
+    assert await anchor.evaluate(where) == before  # (where it was: nothing above it changed)
+    await expect(sidebar.get_by_role("button", name="Show more")).to_have_count(0)
+    await check_looks(page, tmp_path / "list-drawn-again-1280-light.png")
+
+    # In a phone's drawer, dark, the focus in the list (on the conversation shown): the same
+    # (the browser's scroll anchoring moved it by hundreds of pixels as htmx swapped it)
+    await page.set_viewport_size(PHONE)
+    await page.emulate_media(color_scheme="dark")
+    await page.get_by_role("button", name="Conversations", exact=True).click()
+    await expect(sidebar).to_be_in_viewport()
+    await anchor.scroll_into_view_if_needed()
+    before = await anchor.evaluate(where)
+    assert before[0] > 0, before
+    await expect(sidebar.get_by_role("link", name="Topic 000", exact=True)).to_be_focused()
+    archived = await context.request.post(
+        server.url + conversations[-2].get_absolute_url() + "organize/",
+        form={"archived": "true"},
+        headers={"X-CSRFToken": token},
+        max_redirects=0,
+    )
+    assert archived.status == 302, await archived.text()
+    await expect(links).to_have_count(len(conversations) - 2)
+    assert await anchor.evaluate(where) == before
+    await check_looks(page, tmp_path / "list-drawn-again-390-dark.png")
