@@ -403,6 +403,21 @@ OPENS_AND_ASKS = (
 )
 
 
+async def organize_elsewhere(
+    context: Any, server: Any, conversation: Conversation, **form: str
+) -> None:
+    """Pin or archive `conversation` as another tab would, but with no tab's name: the server
+    tells every tab of the user."""
+    token = next(c["value"] for c in await context.cookies() if c["name"] == "csrftoken")
+    answer = await context.request.post(
+        server.url + conversation.get_absolute_url() + "organize/",
+        form=form,
+        headers={"X-CSRFToken": token},
+        max_redirects=0,
+    )
+    assert answer.status == 302, await answer.text()
+
+
 @pytest.mark.parametrize("stayed_up", [False, True], ids=["dropped-at-once", "dropped-later"])
 async def test_a_tab_whose_socket_was_away_asks_for_its_list_once_it_is_back(
     page, context, server, user, stayed_up
@@ -428,7 +443,6 @@ async def test_a_tab_whose_socket_was_away_asks_for_its_list_once_it_is_back(
 
     await other.route_web_socket(re.compile(r"/ws/"), route)
     await page.goto(server.url + "/")
-    token = next(c["value"] for c in await context.cookies() if c["name"] == "csrftoken")
     await other.goto(server.url + conversations[0].get_absolute_url())
     await ChatPage(other, server).wait_for_socket()
     links = other.locator("#conversation-list a")
@@ -437,13 +451,7 @@ async def test_a_tab_whose_socket_was_away_asks_for_its_list_once_it_is_back(
         await other.wait_for_timeout(1200)
 
     hearing["on"] = False  # (its socket down: what the server says is lost)
-    pinned = await context.request.post(
-        server.url + conversations[1].get_absolute_url() + "organize/",
-        form={"pinned": "true"},
-        headers={"X-CSRFToken": token},
-        max_redirects=0,
-    )
-    assert pinned.status == 302, await pinned.text()
+    await organize_elsewhere(context, server, conversations[1], pinned="true")
     await other.wait_for_timeout(100)  # (its frame, lost)
     hearing["on"] = True
     await sockets[-1].close(code=1012, reason="the server restarts")
@@ -491,14 +499,7 @@ async def test_a_list_drawn_again_keeps_the_pages_it_had_loaded_and_its_place(
     assert before[0] > 0, before
 
     # Archived in another tab (no tab of the page's asked): the list is told, drawn again
-    token = next(c["value"] for c in await context.cookies() if c["name"] == "csrftoken")
-    archived = await context.request.post(
-        server.url + conversations[-1].get_absolute_url() + "organize/",
-        form={"archived": "true"},
-        headers={"X-CSRFToken": token},
-        max_redirects=0,
-    )
-    assert archived.status == 302, await archived.text()
+    await organize_elsewhere(context, server, conversations[-1], archived="true")
     await expect(
         sidebar.get_by_role("link", name=f"Topic {len(conversations) - 1:03d}")
     ).to_have_count(0)
@@ -518,13 +519,7 @@ async def test_a_list_drawn_again_keeps_the_pages_it_had_loaded_and_its_place(
     before = await anchor.evaluate(where)
     assert before[0] > 0, before
     await expect(sidebar.get_by_role("link", name="Topic 000", exact=True)).to_be_focused()
-    archived = await context.request.post(
-        server.url + conversations[-2].get_absolute_url() + "organize/",
-        form={"archived": "true"},
-        headers={"X-CSRFToken": token},
-        max_redirects=0,
-    )
-    assert archived.status == 302, await archived.text()
+    await organize_elsewhere(context, server, conversations[-2], archived="true")
     await expect(links).to_have_count(len(conversations) - 2)
     assert await anchor.evaluate(where) == before
     await check_looks(page, tmp_path / "list-drawn-again-390-dark.png")
