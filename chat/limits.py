@@ -17,12 +17,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import BigIntegerField, ExpressionWrapper, F, Q, Subquery, Sum
+from django.db.models import (
+    BigIntegerField,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
 from django.db.models.expressions import BaseExpression
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -81,7 +92,7 @@ def check_reply(user: AbstractBaseUser) -> None:
     Call inside the transaction that starts it, with the user's row locked."""
     limits = limits_for(user)
     if limits.concurrent_replies:
-        running = Message.objects.active().replies().filter(conversation__owner=user.pk).count()
+        running = len(_RUNNING_REPLIES.rows(user=user.pk))
         if running >= limits.concurrent_replies:
             raise LimitReached(
                 f"You have {_counted(running, 'reply', 'replies')} being written at once, "
@@ -159,13 +170,42 @@ def _tokens_spent_today(user_id: int) -> int:
     """The prompt and completion tokens of the user's replies made since midnight, and those
     spent today outside them (`SpentTokens`), in one statement."""
     day, midnight = _today()
-    outside = SpentTokens.objects.filter(user=user_id, day=day).values("tokens")[:1]
-    used = (
+    rows = _TOKENS_SPENT_TODAY.rows(user=user_id, midnight=midnight, day=day)
+    return int(rows[0][0]) if rows else 0  # (no row: the user is gone)
+
+
+# Both run for every reply started (`check_reply`): compiled once (chat.compiled), as building
+# them cost Django several times what the database takes to answer. The running replies are
+# read, not counted: there are at most a few (the limit), and a compiled query answers rows.
+_RUNNING_REPLIES = CompiledQuery[Message](
+    lambda user: (
+        Message.objects.active().replies().filter(conversation__owner=user).values_list("pk")
+    ),
+    user=int,
+)
+
+
+def _spent_since(user: Any, midnight: Any, day: Any) -> QuerySet[Any, Any]:
+    """One row: what `_tokens_spent_today` adds up. Its sums are taken in subqueries of the
+    user's row, so that the row is there when nothing was spent today."""
+    replies = (
         Message.objects.replies()
-        .filter(conversation__owner=user_id, created__gte=midnight)
-        .aggregate(spent=_tokens(Sum("prompt_tokens"), Sum("completion_tokens"), Subquery(outside)))
+        .filter(conversation__owner=OuterRef("pk"), created__gte=midnight)
+        .order_by()
+        .values("conversation__owner")
+        .annotate(spent=_tokens(Sum("prompt_tokens"), Sum("completion_tokens")))
+        .values("spent")
     )
-    return int(used["spent"])
+    outside = SpentTokens.objects.filter(user=OuterRef("pk"), day=day).values("tokens")[:1]
+    return (
+        get_user_model()
+        .objects.filter(pk=user)
+        .annotate(spent=_tokens(Subquery(replies), Subquery(outside)))
+        .values_list("spent")
+    )
+
+
+_TOKENS_SPENT_TODAY = CompiledQuery(_spent_since, user=int, midnight=datetime, day=date)
 
 
 def _tokens(*counts: BaseExpression) -> ExpressionWrapper:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from chat import services
-from chat.models import Conversation, Message, UsageLimit
+from chat.models import Conversation, Message, SpentTokens, UsageLimit
 from tests.fake_upstream import FakeRequest, reply_events
 from tests.live import ChatClient, wait_for
 
@@ -78,6 +80,44 @@ def test_tokens_a_day_are_limited(alice_client, user, settings):
     reply = conversation.messages.get(role="assistant")
     retry = reverse("chat:message_retry", args=[conversation.pk, reply.pk])
     assert alice_client.post(retry).status_code == 429
+
+
+def test_the_days_tokens_are_the_users_replies_of_today_and_what_they_spent_outside_them(
+    alice_client, user, other_user, settings
+):
+    """Counted in one compiled statement (`limits._tokens_spent_today`): today's replies of
+    the user's and their spent tokens of today add up; yesterday's and another user's do
+    not count."""
+    settings.CHAT_LIMIT_TOKENS_PER_DAY = 91
+    yesterday = timezone.now() - timedelta(days=1)
+    earlier = conversation_that_spent(alice_client, user, 600, 400)
+    Message.objects.filter(conversation=earlier).update(created=yesterday)
+    someone_elses = services.conversation_create(owner=other_user)
+    Message.objects.create(
+        conversation=someone_elses,
+        role="assistant",
+        status="complete",
+        prompt_tokens=500,
+        completion_tokens=500,
+    )
+    SpentTokens.objects.create(user=other_user, day=timezone.localdate(), tokens=1000)
+    SpentTokens.objects.create(user=user, day=yesterday.date(), tokens=1000)
+    conversation_that_spent(alice_client, user, 40, 20)
+    SpentTokens.objects.create(user=user, day=timezone.localdate(), tokens=30)
+    fresh = services.conversation_create(owner=user)
+    assert send(alice_client, fresh).status_code == 200  # 90 spent: one under the limit
+    Message.objects.filter(conversation=fresh, role="assistant").update(
+        status="complete", completion_tokens=1
+    )
+    refused = send(alice_client, fresh)
+    assert refused.status_code == 429 and "91 tokens for today" in refused.content.decode()
+    # Another user's replies being written do not count toward this user's at once.
+    settings.CHAT_LIMIT_TOKENS_PER_DAY = 0
+    settings.CHAT_LIMIT_CONCURRENT_REPLIES = 1
+    Message.objects.create(conversation=someone_elses, role="assistant", status="streaming")
+    assert send(alice_client, fresh).status_code == 200
+    refused = send(alice_client, services.conversation_create(owner=user))
+    assert refused.status_code == 429 and "1 reply being written" in refused.content.decode()
 
 
 def test_deleting_a_conversation_gives_none_of_the_days_tokens_back(alice_client, user, settings):
