@@ -176,10 +176,14 @@ def _tokens_spent_today(user_id: int) -> int:
 
 # Both run for every reply started (`check_reply`): compiled once (chat.compiled), as building
 # them cost Django several times what the database takes to answer. The running replies are
-# read, not counted: there are at most a few (the limit), and a compiled query answers rows.
+# read, not counted (a compiled query answers rows): a user has few, as their limit keeps it.
 _RUNNING_REPLIES = CompiledQuery[Message](
     lambda user: (
-        Message.objects.active().replies().filter(conversation__owner=user).values_list("pk")
+        Message.objects.active()
+        .replies()
+        .filter(conversation__owner=user)
+        .order_by()
+        .values_list("pk")
     ),
     user=int,
 )
@@ -199,7 +203,7 @@ def _spent_since(user: Any, midnight: Any, day: Any) -> QuerySet[Any, Any]:
     outside = SpentTokens.objects.filter(user=OuterRef("pk"), day=day).values("tokens")[:1]
     return (
         get_user_model()
-        .objects.filter(pk=user)
+        ._base_manager.filter(pk=user)
         .annotate(spent=_tokens(Subquery(replies), Subquery(outside)))
         .values_list("spent")
     )

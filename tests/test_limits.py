@@ -101,7 +101,7 @@ def test_the_days_tokens_are_the_users_replies_of_today_and_what_they_spent_outs
         completion_tokens=500,
     )
     SpentTokens.objects.create(user=other_user, day=timezone.localdate(), tokens=1000)
-    SpentTokens.objects.create(user=user, day=yesterday.date(), tokens=1000)
+    SpentTokens.objects.create(user=user, day=timezone.localdate() - timedelta(days=1), tokens=1000)
     conversation_that_spent(alice_client, user, 40, 20)
     SpentTokens.objects.create(user=user, day=timezone.localdate(), tokens=30)
     fresh = services.conversation_create(owner=user)
