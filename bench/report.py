@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -569,7 +570,8 @@ def plot(samples: dict[tuple[str, str], dict[str, list[float]]], path: Path) -> 
         ax.set_ylim(0, 1.0)
         ax.axvline(5, color="grey", linewidth=0.6)
         ax.axvline(25, color="grey", linewidth=0.6)
-        ax.set_title(_scenario_title(scenario), fontsize=10)
+        # (wrapped: a CPU pair's titles are wider than their plot)
+        ax.set_title(textwrap.fill(_scenario_title(scenario), 52), fontsize=10)
         ax.set_xlabel("added latency per delta (ms, log)")
         ax.set_ylabel("fraction of deltas")
         ax.grid(True, which="both", alpha=0.25)

@@ -1093,13 +1093,18 @@ def publish(
 
 def rewrite_report(run_dir: Path, write_docs: bool) -> None:
     """`--report DIR`: the report of a finished run again (after editing bench/notes.md, say),
-    from its results.json and plot; docs/ only for a full run."""
+    from its results.json, and its plot from its samples.json; docs/ only for a full run."""
     raw = json.loads((run_dir / "results.json").read_text())
     # Every setup and scenario, with the app's defaults (`--no-docs` measures the same).
     full = raw["command"].replace(" --no-docs", "") == "python -m bench"
     if write_docs and not full:
         log(f"{raw['command']!r} was not a full run: docs/ left alone")
     targets = report.evaluate(raw)
+    samples_path = run_dir / "samples.json"
+    if samples_path.exists():  # the plot again too, as the report's code draws it now
+        saved = json.loads(samples_path.read_text())
+        samples = {tuple(key.split("/", 1)): value for key, value in saved.items()}
+        report.plot(samples, run_dir / "benchmark-latency.png")
     publish(raw, targets, run_dir, write_docs and full)
 
 
